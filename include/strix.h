@@ -1,0 +1,216 @@
+/*
+ * strix.h - the one public header of the strix inference engine.
+ *
+ * strix runs decoder-only transformer language models on the CPU.  The API
+ * has three opaque handles:
+ *
+ *   strix_model    weights, hyperparameters and vocabulary (read-only after
+ *                  load; may be shared by several contexts and threads)
+ *   strix_context  a KV cache of n_ctx positions, scratch buffers, logits and a
+ *                  thread pool; one context is used by one thread at a time
+ *   strix_sampler  a chain of sampling steps with its own seeded generator
+ *
+ * Errors: every fallible call returns an int status (STRIX_OK == 0 on
+ * success) and, when the caller passes a non-NULL strix_error, fills it with
+ * a readable message.  The library never exits or aborts because of input.
+ *
+ * Ownership: each *_load / *_create has a *_free that accepts NULL.  Strings
+ * and arrays returned by the library are borrowed and live as long as the
+ * handle they came from, unless the comment says otherwise.
+ */
+#ifndef STRIX_H
+#define STRIX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define STRIX_VERSION "0.1.0"
+
+typedef int32_t strix_token;
+
+typedef struct strix_model strix_model;
+typedef struct strix_context strix_context;
+typedef struct strix_sampler strix_sampler;
+
+/* ---- status codes and errors ------------------------------------------ */
+
+enum strix_status {
+    STRIX_OK = 0,
+    STRIX_ERR_IO = 1,          /* a file could not be opened, read or written */
+    STRIX_ERR_FORMAT = 2,      /* malformed or inconsistent file contents */
+    STRIX_ERR_UNSUPPORTED = 3, /* well-formed, but a feature strix lacks */
+    STRIX_ERR_NOMEM = 4,       /* an allocation failed */
+    STRIX_ERR_ARG = 5,         /* an argument is out of range or inconsistent */
+};
+
+typedef struct strix_error {
+    int code;       /* one of enum strix_status */
+    char msg[512];  /* NUL-terminated, empty when code == STRIX_OK */
+} strix_error;
+
+/* A short constant name for a status code ("format error", ...). */
+const char *strix_status_name(int code);
+
+/* ---- model ------------------------------------------------------------- */
+
+struct strix_model_params {
+    /* llama2.c checkpoints: path of the tokenizer.bin that goes with the
+     * checkpoint (NULL: none; the model then cannot tokenize). Ignored for
+     * GGUF files, which carry their vocabulary. */
+    const char *vocab_path;
+    /* Load only the vocabulary (GGUF): tensors are not required. */
+    int vocab_only;
+};
+
+struct strix_model_params strix_model_default_params(void);
+
+/* Loads a GGUF file (detected by its magic) or a llama2.c checkpoint. */
+int strix_model_load(const char *path, const struct strix_model_params *params,
+                     strix_model **out, strix_error *err);
+void strix_model_free(strix_model *model);
+
+/* Writes the model (weights as stored in memory, vocabulary, hyperparameters)
+ * as a GGUF v3 file that llama.cpp reads as a "llama" architecture model. */
+int strix_model_save_gguf(const strix_model *model, const char *path, strix_error *err);
+
+struct strix_model_info {
+    const char *arch;   /* "llama" (borrowed) */
+    const char *name;   /* general.name or "" (borrowed) */
+    int n_vocab;
+    int n_embd;         /* model width */
+    int n_ff;           /* FFN hidden width */
+    int n_layer;
+    int n_head;
+    int n_head_kv;
+    int head_dim;
+    int n_rot;          /* rotary dimensions per head */
+    int n_ctx_train;    /* trained context length */
+    int rope_neox;      /* 1: NeoX pair layout (i, i + n_rot/2); 0: interleaved (2i, 2i+1) */
+    float rope_freq_base;
+    float norm_eps;
+    int tied_output;    /* output projection shares token embeddings */
+    int vocab_only;
+    int64_t n_params;
+    size_t weight_bytes;
+};
+void strix_model_get_info(const strix_model *model, struct strix_model_info *info);
+
+/* Tensors, for `strix info`. Returns 0 and fills the fields for i in range. */
+struct strix_tensor_info {
+    const char *name;    /* borrowed */
+    const char *type;    /* "F32", "Q8_0", ... */
+    int n_dims;
+    int64_t ne[4];       /* ne[0] is the contiguous (row) dimension */
+    size_t nbytes;
+};
+int strix_model_n_tensors(const strix_model *model);
+int strix_model_tensor_info(const strix_model *model, int i, struct strix_tensor_info *info);
+
+/* ---- vocabulary and tokenizer ---------------------------------------------- */
+
+enum strix_token_attr {
+    STRIX_TOKEN_NORMAL = 1,
+    STRIX_TOKEN_UNKNOWN = 2,
+    STRIX_TOKEN_CONTROL = 3,
+    STRIX_TOKEN_USER_DEFINED = 4,
+    STRIX_TOKEN_UNUSED = 5,
+    STRIX_TOKEN_BYTE = 6,
+};
+
+int strix_vocab_size(const strix_model *model);
+strix_token strix_token_bos(const strix_model *model); /* -1 if none */
+strix_token strix_token_eos(const strix_model *model); /* -1 if none */
+/* The stored piece of a token (SentencePiece form, spaces as U+2581); NULL if out of range. */
+const char *strix_token_piece(const strix_model *model, strix_token id);
+int strix_token_type(const strix_model *model, strix_token id);
+
+/*
+ * Tokenizes n_text bytes of text. add_bos: prepend the BOS token.
+ * On success returns STRIX_OK and sets *n_out to the number of tokens; if
+ * that exceeds cap, nothing beyond cap is written and STRIX_ERR_ARG is
+ * returned with *n_out holding the number needed.
+ */
+int strix_tokenize(const strix_model *model, const char *text, size_t n_text, int add_bos,
+                   strix_token *out, int cap, int *n_out, strix_error *err);
+
+/*
+ * The text of one token as it appears in generated output, given the token
+ * before it (-1 at the start): leading-space handling follows SentencePiece.
+ * Byte tokens give their raw byte. Writes up to cap bytes (no NUL) and returns
+ * the number of bytes of the piece (which may exceed cap), or -1 for an id out
+ * of range. Control tokens give "".
+ */
+int strix_token_to_text(const strix_model *model, strix_token prev, strix_token id, char *buf,
+                        int cap);
+
+/*
+ * Detokenizes a whole sequence into buf (NUL-terminated if cap > 0). Byte
+ * tokens are merged into UTF-8; invalid sequences become U+FFFD. Returns the
+ * length the full text needs (excluding NUL), or -1 on an id out of range.
+ */
+int strix_detokenize(const strix_model *model, const strix_token *ids, int n, char *buf,
+                     size_t cap);
+
+/* ---- context: KV cache and decoding ----------------------------------------- */
+
+struct strix_context_params {
+    int n_ctx;      /* KV cache positions; 0 = the model's trained length */
+    int n_batch;    /* most tokens per strix_decode call; 0 = 512 */
+    int n_threads;  /* 0 = number of online CPUs */
+};
+struct strix_context_params strix_context_default_params(void);
+
+int strix_context_create(const strix_model *model, const struct strix_context_params *params,
+                         strix_context **out, strix_error *err);
+void strix_context_free(strix_context *ctx);
+int strix_context_n_ctx(const strix_context *ctx);
+
+/*
+ * Decodes n tokens at positions pos[0..n) (pos may be NULL: then the tokens
+ * follow the current cache length). Each position must be at most the number
+ * of positions already in the cache, so the cache stays contiguous; a
+ * position below it overwrites that entry and everything after it is dropped.
+ * want_logits[i] != 0 keeps the logits of token i (NULL: only the last).
+ */
+int strix_decode(strix_context *ctx, const strix_token *tokens, const int32_t *pos, int n,
+                 const int8_t *want_logits, strix_error *err);
+
+/* Logits (n_vocab floats) of the i-th token of the last decode call; NULL if
+ * they were not requested. Borrowed until the next decode. */
+const float *strix_get_logits(const strix_context *ctx, int i);
+
+/* Number of positions held in the KV cache. */
+int strix_kv_len(const strix_context *ctx);
+/* Drops every cache entry at position >= p (roll back). */
+int strix_kv_truncate(strix_context *ctx, int p, strix_error *err);
+
+/* ---- sampling ------------------------------------------------------------------- */
+
+struct strix_sampler_params {
+    float temperature;      /* <= 0: greedy (argmax) */
+    int top_k;              /* <= 0: off */
+    float top_p;            /* >= 1: off */
+    float min_p;            /* <= 0: off */
+    float repeat_penalty;   /* 1: off */
+    int repeat_last_n;      /* tokens of history the penalty looks at */
+    uint64_t seed;
+};
+struct strix_sampler_params strix_sampler_default_params(void);
+
+int strix_sampler_create(const struct strix_sampler_params *params, int n_vocab,
+                         strix_sampler **out, strix_error *err);
+void strix_sampler_free(strix_sampler *s);
+/* Picks a token from n_vocab logits (not modified). */
+strix_token strix_sampler_sample(strix_sampler *s, const float *logits);
+/* Records a token in the history used by the repetition penalty. */
+void strix_sampler_accept(strix_sampler *s, strix_token tok);
+void strix_sampler_reset(strix_sampler *s, uint64_t seed);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* STRIX_H */

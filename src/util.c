@@ -1,0 +1,257 @@
+/*
+ * util.c - error messages, the allocation hook, file mapping, half-precision
+ * conversion and the clock. Everything else in src/ builds on these.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *strix_status_name(int code)
+{
+    switch (code) {
+    case STRIX_OK: return "ok";
+    case STRIX_ERR_IO: return "I/O error";
+    case STRIX_ERR_FORMAT: return "format error";
+    case STRIX_ERR_UNSUPPORTED: return "unsupported";
+    case STRIX_ERR_NOMEM: return "out of memory";
+    case STRIX_ERR_ARG: return "invalid argument";
+    default: return "unknown error";
+    }
+}
+
+int err_set(strix_error *err, int code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        err->code = code;
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+void err_prefix(strix_error *err, const char *fmt, ...)
+{
+    if (!err)
+        return;
+    char pre[256], old[sizeof err->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(pre, sizeof pre, fmt, ap);
+    va_end(ap);
+    memcpy(old, err->msg, sizeof old);
+    snprintf(err->msg, sizeof err->msg, "%s: %s", pre, old);
+}
+
+void err_clear(strix_error *err)
+{
+    if (err) {
+        err->code = STRIX_OK;
+        err->msg[0] = '\0';
+    }
+}
+
+void util_assert_fail(const char *what, const char *file, int line)
+{
+    fprintf(stderr, "strix: internal error: assertion '%s' failed at %s:%d\n", what, file, line);
+    abort(); /* a bug, never bad input */
+}
+
+/* ---- allocation hook ---- */
+
+static long fail_after = -1;
+static long n_allocs;
+
+static int alloc_should_fail(void)
+{
+    n_allocs++;
+    if (fail_after < 0)
+        return 0;
+    if (fail_after == 0)
+        return 1;
+    fail_after--;
+    return 0;
+}
+
+void util_fail_alloc_after(long n) { fail_after = n; }
+long util_alloc_count(void) { return n_allocs; }
+
+void *util_malloc(size_t n)
+{
+    if (alloc_should_fail())
+        return NULL;
+    return malloc(n ? n : 1);
+}
+
+void *util_calloc(size_t n, size_t size)
+{
+    if (alloc_should_fail())
+        return NULL;
+    if (n == 0 || size == 0)
+        n = size = 1;
+    return calloc(n, size);
+}
+
+void *util_realloc(void *p, size_t n)
+{
+    if (alloc_should_fail())
+        return NULL;
+    return realloc(p, n ? n : 1);
+}
+
+void util_free(void *p) { free(p); }
+
+char *util_strndup(const char *s, size_t n)
+{
+    char *d = util_malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+/* ---- files ---- */
+
+int util_map_file(const char *path, struct util_map *m, strix_error *err)
+{
+    memset(m, 0, sizeof *m);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return err_set(err, STRIX_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return err_set(err, STRIX_ERR_IO, "cannot stat '%s': %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return err_set(err, STRIX_ERR_IO, "'%s' is not a regular file", path);
+    }
+    size_t size = (size_t)st.st_size;
+    if (size == 0) {
+        close(fd);
+        m->data = util_malloc(1);
+        if (!m->data)
+            return err_set(err, STRIX_ERR_NOMEM, "out of memory");
+        m->size = 0;
+        return STRIX_OK;
+    }
+    void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED)
+        return err_set(err, STRIX_ERR_IO, "cannot map '%s': %s", path, strerror(errno));
+    m->data = p;
+    m->size = size;
+    m->mapped = 1;
+    return STRIX_OK;
+}
+
+void util_unmap(struct util_map *m)
+{
+    if (!m || !m->data)
+        return;
+    if (m->mapped)
+        munmap((void *)m->data, m->size);
+    else
+        util_free((void *)m->data);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- half precision ---- */
+
+float util_fp16_to_fp32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f;
+    uint32_t man = h & 0x3ff;
+    uint32_t bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else { /* subnormal: normalise */
+            int e = -1;
+            do {
+                e++;
+                man <<= 1;
+            } while (!(man & 0x400));
+            man &= 0x3ff;
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | (man << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+uint16_t util_fp32_to_fp16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    uint32_t sign = (x >> 16) & 0x8000;
+    uint32_t exp = (x >> 23) & 0xff;
+    uint32_t man = x & 0x7fffff;
+    if (exp == 0xff) /* inf / nan */
+        return (uint16_t)(sign | 0x7c00 | (man ? 0x200 : 0));
+    int e = (int)exp - 127 + 15;
+    if (e >= 31)
+        return (uint16_t)(sign | 0x7c00);
+    if (e <= 0) { /* subnormal or zero */
+        if (e < -10)
+            return (uint16_t)sign;
+        man |= 0x800000;
+        int shift = 14 - e;
+        uint32_t half = man >> shift;
+        uint32_t rem = man & ((1u << shift) - 1);
+        uint32_t mid = 1u << (shift - 1);
+        if (rem > mid || (rem == mid && (half & 1)))
+            half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t h = sign | ((uint32_t)e << 10) | (man >> 13);
+    uint32_t rem = man & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1)))
+        h++; /* may carry into the exponent, which is the right result */
+    return (uint16_t)h;
+}
+
+float util_bf16_to_fp32(uint16_t h)
+{
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+uint16_t util_fp32_to_bf16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    if ((x & 0x7fffffff) > 0x7f800000)
+        return (uint16_t)((x >> 16) | 0x40); /* quiet nan */
+    x += 0x7fff + ((x >> 16) & 1);
+    return (uint16_t)(x >> 16);
+}
+
+double util_time(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

@@ -1,0 +1,82 @@
+/*
+ * util.h - shared internals: error reporting, the allocation hook,
+ * overflow-checked size arithmetic and the invariant check.
+ *
+ * Errors of input go through err_set() into a strix_error; broken invariants
+ * (bugs) go through STRIX_ASSERT, which stays on in release builds.
+ */
+#ifndef STRIX_UTIL_H
+#define STRIX_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "strix.h"
+
+#if defined(__GNUC__)
+#define STRIX_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define STRIX_PRINTF(a, b)
+#endif
+
+/* Sets err (may be NULL) to code and a formatted message; returns code. */
+int err_set(strix_error *err, int code, const char *fmt, ...) STRIX_PRINTF(3, 4);
+/* Prefixes the message already in err with "prefix: ". */
+void err_prefix(strix_error *err, const char *fmt, ...) STRIX_PRINTF(2, 3);
+void err_clear(strix_error *err);
+
+/* Broken invariant: print file and line and stop. Not for bad input. */
+#define STRIX_ASSERT(c)                                                                            \
+    do {                                                                                           \
+        if (!(c))                                                                                  \
+            util_assert_fail(#c, __FILE__, __LINE__);                                              \
+    } while (0)
+void util_assert_fail(const char *what, const char *file, int line);
+
+/* Every heap allocation of the library goes through these, so tests can make
+ * the n-th allocation fail (util_fail_alloc_after). free(NULL) is fine. */
+void *util_malloc(size_t n);
+void *util_calloc(size_t n, size_t size);
+void *util_realloc(void *p, size_t n);
+void util_free(void *p);
+char *util_strndup(const char *s, size_t n);
+/* Test hook: the allocation after `n` more succeed fails (n < 0: never). */
+void util_fail_alloc_after(long n);
+/* Number of allocations made since start (tests use it to count steps). */
+long util_alloc_count(void);
+
+/* Overflow-checked arithmetic: return 0 on overflow, 1 on success. */
+static inline int util_mul_size(size_t a, size_t b, size_t *out)
+{
+    if (a != 0 && b > SIZE_MAX / a)
+        return 0;
+    *out = a * b;
+    return 1;
+}
+static inline int util_add_size(size_t a, size_t b, size_t *out)
+{
+    if (b > SIZE_MAX - a)
+        return 0;
+    *out = a + b;
+    return 1;
+}
+
+/* Whole-file access. A mapped file is read-only and lives until util_unmap. */
+struct util_map {
+    const uint8_t *data;
+    size_t size;
+    int mapped; /* 1: mmap; 0: heap copy (empty files, or mmap unavailable) */
+};
+int util_map_file(const char *path, struct util_map *m, strix_error *err);
+void util_unmap(struct util_map *m);
+
+/* fp16 / bf16 conversion (exact, IEEE round-to-nearest-even on narrowing). */
+float util_fp16_to_fp32(uint16_t h);
+uint16_t util_fp32_to_fp16(float f);
+float util_bf16_to_fp32(uint16_t h);
+uint16_t util_fp32_to_bf16(float f);
+
+/* Monotonic clock in seconds. */
+double util_time(void);
+
+#endif

@@ -1,0 +1,81 @@
+/*
+ * harness.h - the minimal unit-test harness: CHECK records a failure with
+ * file and line and goes on; TEST_MAIN_END prints "N passed, N failed" and
+ * returns non-zero if anything failed. Tests find fixtures under
+ * STRIX_TEST_DATA (default tests/data).
+ */
+#ifndef STRIX_HARNESS_H
+#define STRIX_HARNESS_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int harness_pass, harness_fail;
+
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (c) {                                                                                   \
+            harness_pass++;                                                                        \
+        } else {                                                                                   \
+            harness_fail++;                                                                        \
+            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #c);                           \
+        }                                                                                          \
+    } while (0)
+
+#define CHECKF(c, ...)                                                                             \
+    do {                                                                                           \
+        if (c) {                                                                                   \
+            harness_pass++;                                                                        \
+        } else {                                                                                   \
+            harness_fail++;                                                                        \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #c);                           \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
+    } while (0)
+
+static inline const char *test_data_dir(void)
+{
+    const char *d = getenv("STRIX_TEST_DATA");
+    return d ? d : "tests/data";
+}
+
+/* Path of a fixture in a static buffer (one at a time). */
+static inline const char *test_path(const char *name)
+{
+    static char buf[4096];
+    snprintf(buf, sizeof buf, "%s/%s", test_data_dir(), name);
+    return buf;
+}
+
+/* Reads a whole file into a malloc'd NUL-terminated buffer; NULL on failure. */
+static inline char *test_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    if (b) {
+        b[n] = '\0';
+        if (len)
+            *len = (size_t)n;
+    }
+    return b;
+}
+
+#define TEST_MAIN_END()                                                                            \
+    do {                                                                                           \
+        printf("%s: %d passed, %d failed\n", __FILE__, harness_pass, harness_fail);                \
+        return harness_fail ? 1 : 0;                                                               \
+    } while (0)
+
+#endif
