@@ -1,0 +1,46 @@
+/*
+ * vocab.h - the vocabulary and the SentencePiece-style BPE tokenizer.
+ *
+ * Pieces are kept in SentencePiece form: a space is U+2581 ("▁"). Vocabularies
+ * come from GGUF metadata (tokenizer.ggml.*) or a llama2.c tokenizer.bin, whose
+ * pieces use plain spaces and are converted on load, so both sources give the
+ * same pieces that llama.cpp's converter writes.
+ */
+#ifndef STRIX_VOCAB_H
+#define STRIX_VOCAB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gguf.h"
+#include "strix.h"
+
+struct vocab;
+
+/* From GGUF keys tokenizer.ggml.{model,tokens,scores,token_type,bos_token_id,
+ * eos_token_id,unknown_token_id,add_bos_token,add_space_prefix}. */
+int vocab_load_gguf(const gguf *g, struct vocab **out, strix_error *err);
+/* From a llama2.c tokenizer.bin held in buf[0..len); n_vocab is the model's
+ * vocabulary size (the file has no count of its own). */
+int vocab_load_l2c(const uint8_t *buf, size_t len, int n_vocab, struct vocab **out,
+                   strix_error *err);
+void vocab_free(struct vocab *v);
+
+/* Adds the tokenizer.ggml.* keys llama.cpp expects for a "llama" vocabulary. */
+int vocab_write_gguf(const struct vocab *v, gguf_writer *w, strix_error *err);
+
+int vocab_n(const struct vocab *v);
+strix_token vocab_bos(const struct vocab *v);
+strix_token vocab_eos(const struct vocab *v);
+const char *vocab_piece(const struct vocab *v, strix_token id); /* NUL-terminated */
+int vocab_type(const struct vocab *v, strix_token id);          /* enum strix_token_attr */
+const char *vocab_model_name(const struct vocab *v);            /* "llama" */
+
+int vocab_tokenize(const struct vocab *v, const char *text, size_t n_text, int add_bos,
+                   strix_token *out, int cap, int *n_out, strix_error *err);
+int vocab_token_to_text(const struct vocab *v, strix_token prev, strix_token id, char *buf,
+                        int cap);
+int vocab_detokenize(const struct vocab *v, const strix_token *ids, int n, char *buf,
+                     size_t cap);
+
+#endif
