@@ -14,7 +14,7 @@
 
 /* A 2-D weight (or 1-D vector): rows of ne[0] elements of `type`. */
 struct tensor {
-    const char *name;   /* borrowed (file) or owned by the model */
+    char name[64];
     uint32_t type;      /* enum dtype */
     int n_dims;
     int64_t ne[4];
@@ -53,7 +53,7 @@ struct strix_model {
     struct tensor output_norm;  /* (n_embd) */
     struct tensor output;       /* (n_vocab rows, n_embd); == tok_embd when tied */
     struct layer *layers;       /* n_layer */
-    struct tensor *all;         /* every tensor, for info and saving */
+    struct tensor **all;        /* every weight in file order of the slots (see model.c) */
     int n_all;
     struct util_map map;        /* the file, when its bytes are used in place */
     void *owned;                /* weights converted at load (llama2.c int8 etc.) */
@@ -61,5 +61,32 @@ struct strix_model {
 };
 
 const struct vocab *model_vocab(const strix_model *m);
+
+/*
+ * The weight slots of the architecture, in GGUF naming order: slot i has a
+ * name ("blk.3.attn_q.weight"), the tensor struct it fills and the shape it
+ * must have. Slots are 0 .. model_n_slots(m)-1; the output slot exists only
+ * when the output is not tied to the embeddings.
+ */
+struct slot {
+    char name[64];
+    struct tensor *t;
+    int n_dims;
+    int64_t ne[2];
+};
+int model_n_slots(const strix_model *m);
+void model_slot(strix_model *m, int i, struct slot *s);
+
+/* Checks hyperparameters, allocates m->layers and m->all. */
+int model_init_tables(strix_model *m, strix_error *err);
+/* Points t at data of `type` and shape ne (which must match the slot), after
+ * checking that strix can compute with the type. */
+int model_set_tensor(const struct slot *s, uint32_t type, const int64_t *ne, int n_dims,
+                     const void *data, size_t nbytes, strix_error *err);
+
+/* llama2.c checkpoints (l2c.c): parses m->map as a legacy, v1 or v2 file. */
+int l2c_load(strix_model *m, const char *vocab_path, strix_error *err);
+/* 1 if the bytes look like a llama2.c checkpoint header (legacy or ak42). */
+int l2c_probe(const uint8_t *buf, size_t len);
 
 #endif

@@ -51,7 +51,16 @@ void err_prefix(strix_error *err, const char *fmt, ...)
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
     memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", pre, old);
+    size_t np = strlen(pre), cap = sizeof err->msg - 1;
+    if (np > cap)
+        np = cap;
+    memcpy(err->msg, pre, np);
+    size_t at = np;
+    for (const char *s = ": "; *s && at < cap; s++)
+        err->msg[at++] = *s;
+    for (const char *s = old; *s && at < cap; s++)
+        err->msg[at++] = *s;
+    err->msg[at] = '\0';
 }
 
 void err_clear(strix_error *err)

@@ -1,0 +1,433 @@
+/*
+ * model.c - loading a model: format detection, GGUF hyperparameters and the
+ * weight table of the llama architecture, validation of every shape, model
+ * info, and saving as GGUF. llama2.c checkpoints are parsed in l2c.c; the
+ * forward pass lives in context.c.
+ */
+#include "model.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "dtype.h"
+#include "gguf.h"
+
+/* Hyperparameter bounds: anything larger is rejected as corrupt, which also
+ * keeps every size computed from them far from overflow. */
+#define MAX_DIM (1 << 20)
+#define MAX_LAYERS 4096
+#define MAX_CTX (1 << 24)
+
+struct strix_model_params strix_model_default_params(void)
+{
+    struct strix_model_params p = {0};
+    return p;
+}
+
+const struct vocab *model_vocab(const strix_model *m) { return m ? m->vocab : NULL; }
+
+enum { SLOT_ATTN_NORM, SLOT_Q, SLOT_K, SLOT_V, SLOT_O, SLOT_FFN_NORM, SLOT_GATE, SLOT_DOWN,
+       SLOT_UP, SLOTS_PER_LAYER };
+
+int model_n_slots(const strix_model *m)
+{
+    return 2 + (m->tied_output ? 0 : 1) + SLOTS_PER_LAYER * m->hp.n_layer;
+}
+
+void model_slot(strix_model *m, int i, struct slot *s)
+{
+    const struct hparams *hp = &m->hp;
+    const int64_t q_dim = (int64_t)hp->n_head * hp->head_dim;
+    const int64_t kv_dim = (int64_t)hp->n_head_kv * hp->head_dim;
+    memset(s, 0, sizeof *s);
+    s->n_dims = 2;
+    if (i == 0) {
+        snprintf(s->name, sizeof s->name, "token_embd.weight");
+        s->t = &m->tok_embd;
+        s->ne[0] = hp->n_embd, s->ne[1] = hp->n_vocab;
+        return;
+    }
+    if (i == 1) {
+        snprintf(s->name, sizeof s->name, "output_norm.weight");
+        s->t = &m->output_norm;
+        s->n_dims = 1, s->ne[0] = hp->n_embd, s->ne[1] = 1;
+        return;
+    }
+    if (i == 2 && !m->tied_output) {
+        snprintf(s->name, sizeof s->name, "output.weight");
+        s->t = &m->output;
+        s->ne[0] = hp->n_embd, s->ne[1] = hp->n_vocab;
+        return;
+    }
+    i -= m->tied_output ? 2 : 3;
+    const int il = i / SLOTS_PER_LAYER;
+    struct layer *L = &m->layers[il];
+    static const char *const names[SLOTS_PER_LAYER] = {
+        "attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate",
+        "ffn_down", "ffn_up"};
+    const int k = i % SLOTS_PER_LAYER;
+    snprintf(s->name, sizeof s->name, "blk.%d.%s.weight", il, names[k]);
+    switch (k) {
+    case SLOT_ATTN_NORM: s->t = &L->attn_norm, s->n_dims = 1, s->ne[0] = hp->n_embd; break;
+    case SLOT_Q: s->t = &L->wq, s->ne[0] = hp->n_embd, s->ne[1] = q_dim; break;
+    case SLOT_K: s->t = &L->wk, s->ne[0] = hp->n_embd, s->ne[1] = kv_dim; break;
+    case SLOT_V: s->t = &L->wv, s->ne[0] = hp->n_embd, s->ne[1] = kv_dim; break;
+    case SLOT_O: s->t = &L->wo, s->ne[0] = q_dim, s->ne[1] = hp->n_embd; break;
+    case SLOT_FFN_NORM: s->t = &L->ffn_norm, s->n_dims = 1, s->ne[0] = hp->n_embd; break;
+    case SLOT_GATE: s->t = &L->w_gate, s->ne[0] = hp->n_embd, s->ne[1] = hp->n_ff; break;
+    case SLOT_DOWN: s->t = &L->w_down, s->ne[0] = hp->n_ff, s->ne[1] = hp->n_embd; break;
+    default: s->t = &L->w_up, s->ne[0] = hp->n_embd, s->ne[1] = hp->n_ff; break;
+    }
+    if (s->n_dims == 1)
+        s->ne[1] = 1;
+}
+
+int model_init_tables(strix_model *m, strix_error *err)
+{
+    struct hparams *hp = &m->hp;
+#define CHECK_RANGE(v, lo, hi)                                                                     \
+    if ((v) < (lo) || (v) > (hi))                                                                  \
+        return err_set(err, STRIX_ERR_FORMAT, "hyperparameter %s = %d is out of range [%d, %d]", #v, \
+                       (int)(v), (int)(lo), (int)(hi));
+    CHECK_RANGE(hp->n_vocab, 1, MAX_DIM * 4);
+    CHECK_RANGE(hp->n_embd, 1, MAX_DIM);
+    CHECK_RANGE(hp->n_ff, 1, MAX_DIM);
+    CHECK_RANGE(hp->n_layer, 1, MAX_LAYERS);
+    CHECK_RANGE(hp->n_head, 1, hp->n_embd);
+    CHECK_RANGE(hp->n_head_kv, 1, hp->n_head);
+    CHECK_RANGE(hp->n_ctx_train, 1, MAX_CTX);
+#undef CHECK_RANGE
+    if (hp->n_embd % hp->n_head != 0)
+        return err_set(err, STRIX_ERR_FORMAT, "n_embd %d is not a multiple of n_head %d",
+                       hp->n_embd, hp->n_head);
+    if (hp->n_head % hp->n_head_kv != 0)
+        return err_set(err, STRIX_ERR_FORMAT, "n_head %d is not a multiple of n_head_kv %d",
+                       hp->n_head, hp->n_head_kv);
+    hp->head_dim = hp->n_embd / hp->n_head;
+    if (hp->n_rot <= 0)
+        hp->n_rot = hp->head_dim;
+    if (hp->n_rot > hp->head_dim || hp->n_rot % 2 != 0)
+        return err_set(err, STRIX_ERR_FORMAT, "rope dimension %d must be even and at most %d",
+                       hp->n_rot, hp->head_dim);
+    if (!(hp->norm_eps > 0.0f && hp->norm_eps < 1.0f))
+        return err_set(err, STRIX_ERR_FORMAT, "norm epsilon %g is out of range", hp->norm_eps);
+    if (!(hp->rope_freq_base > 1.0f && hp->rope_freq_base < 1e12f))
+        return err_set(err, STRIX_ERR_FORMAT, "rope base %g is out of range", hp->rope_freq_base);
+    m->layers = util_calloc((size_t)hp->n_layer, sizeof *m->layers);
+    m->n_all = model_n_slots(m);
+    m->all = util_calloc((size_t)m->n_all, sizeof *m->all);
+    if (!m->layers || !m->all)
+        return err_set(err, STRIX_ERR_NOMEM, "out of memory for the weight table");
+    for (int i = 0; i < m->n_all; i++) {
+        struct slot s;
+        model_slot(m, i, &s);
+        m->all[i] = s.t;
+    }
+    if (m->tied_output)
+        m->output = m->tok_embd; /* refreshed once token_embd is set */
+    return STRIX_OK;
+}
+
+int model_set_tensor(const struct slot *s, uint32_t type, const int64_t *ne, int n_dims,
+                     const void *data, size_t nbytes, strix_error *err)
+{
+    const struct dtype_traits *tr = dtype_get(type);
+    if (!tr)
+        return err_set(err, STRIX_ERR_FORMAT, "tensor '%s': unknown type %u", s->name, type);
+    if (!tr->dequantize)
+        return err_set(err, STRIX_ERR_UNSUPPORTED, "tensor '%s': type %s is not supported yet",
+                       s->name, tr->name);
+    if (s->n_dims == 1 && type != DTYPE_F32)
+        return err_set(err, STRIX_ERR_UNSUPPORTED, "tensor '%s': norm weights must be F32, not %s",
+                       s->name, tr->name);
+    int64_t got[2] = {ne[0], n_dims > 1 ? ne[1] : 1};
+    for (int d = 2; d < n_dims; d++)
+        if (ne[d] != 1)
+            got[1] = -1;
+    if (got[0] != s->ne[0] || got[1] != s->ne[1])
+        return err_set(err, STRIX_ERR_FORMAT,
+                       "tensor '%s' has shape [%lld, %lld], expected [%lld, %lld]", s->name,
+                       (long long)ne[0], (long long)(n_dims > 1 ? ne[1] : 1),
+                       (long long)s->ne[0], (long long)s->ne[1]);
+    size_t row = dtype_row_size(type, s->ne[0]), total;
+    if (row == 0 || !util_mul_size(row, (size_t)s->ne[1], &total) || total != nbytes)
+        return err_set(err, STRIX_ERR_FORMAT, "tensor '%s': %zu bytes do not fit type %s and shape",
+                       s->name, nbytes, tr->name);
+    struct tensor *t = s->t;
+    memcpy(t->name, s->name, sizeof t->name);
+    t->type = type;
+    t->n_dims = s->n_dims;
+    t->ne[0] = s->ne[0], t->ne[1] = s->ne[1], t->ne[2] = t->ne[3] = 1;
+    t->data = data;
+    t->nbytes = nbytes;
+    t->row_bytes = row;
+    return STRIX_OK;
+}
+
+/* ---- GGUF ---- */
+
+static int gguf_hparam_u32(const gguf *g, const char *arch, const char *key, int required,
+                           int *out, strix_error *err)
+{
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    uint32_t v;
+    int rc = gguf_get_u32(g, full, required, &v, err);
+    if (rc == STRIX_ERR_ARG && !required)
+        return STRIX_OK;
+    if (rc)
+        return rc;
+    if (v > (uint32_t)MAX_CTX * 4)
+        return err_set(err, STRIX_ERR_FORMAT, "%s = %u is out of range", full, v);
+    *out = (int)v;
+    return STRIX_OK;
+}
+
+static int gguf_hparam_f32(const gguf *g, const char *arch, const char *key, float *out,
+                           strix_error *err)
+{
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    int rc = gguf_get_f32(g, full, 0, out, err);
+    return rc == STRIX_ERR_ARG ? STRIX_OK : rc;
+}
+
+static int load_gguf(strix_model *m, const struct strix_model_params *params, strix_error *err)
+{
+    int rc = gguf_parse(m->map.data, m->map.size, &m->gguf, err);
+    if (rc)
+        return rc;
+    const gguf *g = m->gguf;
+    struct gguf_str s;
+    if ((rc = gguf_get_str(g, "general.architecture", 1, &s, err)))
+        return rc;
+    if (s.len == 0 || s.len >= sizeof m->arch || memchr(s.ptr, 0, s.len))
+        return err_set(err, STRIX_ERR_FORMAT, "bad general.architecture");
+    memcpy(m->arch, s.ptr, s.len);
+    m->arch[s.len] = '\0';
+    if (gguf_get_str(g, "general.name", 0, &s, NULL) == STRIX_OK) {
+        m->name = util_strndup(s.ptr, s.len);
+        if (!m->name)
+            return err_set(err, STRIX_ERR_NOMEM, "out of memory");
+    }
+    if ((rc = vocab_load_gguf(g, &m->vocab, err)))
+        return rc;
+    m->vocab_only = params->vocab_only || gguf_n_tensors(g) == 0;
+    if (m->vocab_only) {
+        m->hp.n_vocab = vocab_n(m->vocab);
+        return STRIX_OK;
+    }
+    if (strcmp(m->arch, "llama") != 0)
+        return err_set(err, STRIX_ERR_UNSUPPORTED, "architecture '%s' is not supported yet",
+                       m->arch);
+
+    struct hparams *hp = &m->hp;
+    const char *a = m->arch;
+    hp->rope_freq_base = 10000.0f;
+    hp->norm_eps = 1e-5f;
+    hp->n_ctx_train = 2048;
+    if ((rc = gguf_hparam_u32(g, a, "embedding_length", 1, &hp->n_embd, err)) ||
+        (rc = gguf_hparam_u32(g, a, "feed_forward_length", 1, &hp->n_ff, err)) ||
+        (rc = gguf_hparam_u32(g, a, "block_count", 1, &hp->n_layer, err)) ||
+        (rc = gguf_hparam_u32(g, a, "attention.head_count", 1, &hp->n_head, err)) ||
+        (rc = gguf_hparam_u32(g, a, "context_length", 0, &hp->n_ctx_train, err)) ||
+        (rc = gguf_hparam_u32(g, a, "rope.dimension_count", 0, &hp->n_rot, err)) ||
+        (rc = gguf_hparam_f32(g, a, "attention.layer_norm_rms_epsilon", &hp->norm_eps, err)) ||
+        (rc = gguf_hparam_f32(g, a, "rope.freq_base", &hp->rope_freq_base, err)))
+        return rc;
+    hp->n_head_kv = hp->n_head;
+    if ((rc = gguf_hparam_u32(g, a, "attention.head_count_kv", 0, &hp->n_head_kv, err)))
+        return rc;
+    const struct gguf_tensor *emb = gguf_find_tensor(g, "token_embd.weight");
+    if (!emb)
+        return err_set(err, STRIX_ERR_FORMAT, "tensor 'token_embd.weight' is missing");
+    if (emb->ne[1] > MAX_DIM * 4)
+        return err_set(err, STRIX_ERR_FORMAT, "token_embd.weight has %lld rows",
+                       (long long)emb->ne[1]);
+    hp->n_vocab = (int)emb->ne[1];
+    hp->rope_neox = 0; /* llama GGUF files store q/k for the interleaved layout */
+    m->tied_output = gguf_find_tensor(g, "output.weight") == NULL;
+    if ((rc = model_init_tables(m, err)))
+        return rc;
+    for (int i = 0; i < m->n_all; i++) {
+        struct slot sl;
+        model_slot(m, i, &sl);
+        const struct gguf_tensor *t = gguf_find_tensor(g, sl.name);
+        if (!t)
+            return err_set(err, STRIX_ERR_FORMAT, "tensor '%s' is missing", sl.name);
+        if ((rc = model_set_tensor(&sl, t->type, t->ne, (int)t->n_dims, t->data, t->nbytes, err)))
+            return rc;
+    }
+    if ((uint64_t)m->n_all != gguf_n_tensors(g)) {
+        for (uint64_t i = 0; i < gguf_n_tensors(g); i++) {
+            const struct gguf_tensor *t = gguf_tensor_at(g, i);
+            int known = 0;
+            for (int j = 0; j < m->n_all && !known; j++)
+                known = strlen(m->all[j]->name) == t->name.len &&
+                        memcmp(m->all[j]->name, t->name.ptr, t->name.len) == 0;
+            if (!known)
+                return err_set(err, STRIX_ERR_UNSUPPORTED, "unexpected tensor '%.*s'",
+                               (int)(t->name.len > 200 ? 200 : t->name.len), t->name.ptr);
+        }
+    }
+    return STRIX_OK;
+}
+
+static int finish(strix_model *m, strix_error *err)
+{
+    if (m->vocab_only)
+        return STRIX_OK;
+    if (m->tied_output)
+        m->output = m->tok_embd;
+    if (m->vocab && vocab_n(m->vocab) != m->hp.n_vocab)
+        return err_set(err, STRIX_ERR_FORMAT,
+                       "the vocabulary has %d tokens but the embeddings have %d rows",
+                       vocab_n(m->vocab), m->hp.n_vocab);
+    return STRIX_OK;
+}
+
+int strix_model_load(const char *path, const struct strix_model_params *params,
+                     strix_model **out, strix_error *err)
+{
+    err_clear(err);
+    if (!out)
+        return err_set(err, STRIX_ERR_ARG, "out is NULL");
+    *out = NULL;
+    if (!path)
+        return err_set(err, STRIX_ERR_ARG, "no model path");
+    struct strix_model_params def = strix_model_default_params();
+    if (!params)
+        params = &def;
+    strix_model *m = util_calloc(1, sizeof *m);
+    if (!m)
+        return err_set(err, STRIX_ERR_NOMEM, "out of memory");
+    int rc = util_map_file(path, &m->map, err);
+    if (rc)
+        goto fail;
+    if (m->map.size >= 4 && memcmp(m->map.data, "GGUF", 4) == 0)
+        rc = load_gguf(m, params, err);
+    else if (l2c_probe(m->map.data, m->map.size))
+        rc = l2c_load(m, params->vocab_path, err);
+    else
+        rc = err_set(err, STRIX_ERR_FORMAT, "not a GGUF file or llama2.c checkpoint");
+    if (rc == STRIX_OK)
+        rc = finish(m, err);
+    if (rc)
+        goto fail;
+    *out = m;
+    return STRIX_OK;
+fail:
+    err_prefix(err, "%s", path);
+    strix_model_free(m);
+    return rc;
+}
+
+void strix_model_free(strix_model *m)
+{
+    if (!m)
+        return;
+    vocab_free(m->vocab);
+    gguf_free(m->gguf);
+    util_unmap(&m->map);
+    util_free(m->owned);
+    util_free(m->layers);
+    util_free(m->all);
+    util_free(m->name);
+    util_free(m);
+}
+
+void strix_model_get_info(const strix_model *m, struct strix_model_info *info)
+{
+    memset(info, 0, sizeof *info);
+    info->arch = m->arch;
+    info->name = m->name ? m->name : "";
+    info->n_vocab = m->vocab ? vocab_n(m->vocab) : m->hp.n_vocab;
+    info->n_embd = m->hp.n_embd;
+    info->n_ff = m->hp.n_ff;
+    info->n_layer = m->hp.n_layer;
+    info->n_head = m->hp.n_head;
+    info->n_head_kv = m->hp.n_head_kv;
+    info->head_dim = m->hp.head_dim;
+    info->n_rot = m->hp.n_rot;
+    info->n_ctx_train = m->hp.n_ctx_train;
+    info->rope_neox = m->hp.rope_neox;
+    info->rope_freq_base = m->hp.rope_freq_base;
+    info->norm_eps = m->hp.norm_eps;
+    info->tied_output = m->tied_output;
+    info->vocab_only = m->vocab_only;
+    for (int i = 0; i < m->n_all; i++) {
+        info->n_params += m->all[i]->ne[0] * m->all[i]->ne[1];
+        info->weight_bytes += m->all[i]->nbytes;
+    }
+}
+
+int strix_model_n_tensors(const strix_model *m) { return m->vocab_only ? 0 : m->n_all; }
+
+int strix_model_tensor_info(const strix_model *m, int i, struct strix_tensor_info *info)
+{
+    if (i < 0 || i >= strix_model_n_tensors(m))
+        return STRIX_ERR_ARG;
+    const struct tensor *t = m->all[i];
+    info->name = t->name;
+    info->type = dtype_name(t->type);
+    info->n_dims = t->n_dims;
+    memcpy(info->ne, t->ne, sizeof info->ne);
+    info->nbytes = t->nbytes;
+    return STRIX_OK;
+}
+
+/* general.file_type as llama.cpp numbers it, from the type of the 2-D weights. */
+static uint32_t file_type(const strix_model *m)
+{
+    uint32_t t = m->n_all > 0 ? m->all[m->n_all - 1]->type : DTYPE_F32;
+    switch (t) {
+    case DTYPE_F16: return 1;
+    case DTYPE_Q4_0: return 2;
+    case DTYPE_Q8_0: return 7;
+    case DTYPE_BF16: return 32;
+    default: return 0;
+    }
+}
+
+int strix_model_save_gguf(const strix_model *m, const char *path, strix_error *err)
+{
+    err_clear(err);
+    if (m->vocab_only || !m->vocab)
+        return err_set(err, STRIX_ERR_ARG, "only a full model with a vocabulary can be saved");
+    gguf_writer *w = gguf_writer_create();
+    if (!w)
+        return err_set(err, STRIX_ERR_NOMEM, "out of memory");
+    const struct hparams *hp = &m->hp;
+    int rc = 0;
+    rc |= gguf_writer_add_str(w, "general.architecture", "llama");
+    rc |= gguf_writer_add_str(w, "general.name", m->name ? m->name : "strix");
+    rc |= gguf_writer_add_u32(w, "general.file_type", file_type(m));
+    rc |= gguf_writer_add_u32(w, "llama.context_length", (uint32_t)hp->n_ctx_train);
+    rc |= gguf_writer_add_u32(w, "llama.embedding_length", (uint32_t)hp->n_embd);
+    rc |= gguf_writer_add_u32(w, "llama.feed_forward_length", (uint32_t)hp->n_ff);
+    rc |= gguf_writer_add_u32(w, "llama.block_count", (uint32_t)hp->n_layer);
+    rc |= gguf_writer_add_u32(w, "llama.attention.head_count", (uint32_t)hp->n_head);
+    rc |= gguf_writer_add_u32(w, "llama.attention.head_count_kv", (uint32_t)hp->n_head_kv);
+    rc |= gguf_writer_add_u32(w, "llama.rope.dimension_count", (uint32_t)hp->n_rot);
+    rc |= gguf_writer_add_f32(w, "llama.rope.freq_base", hp->rope_freq_base);
+    rc |= gguf_writer_add_f32(w, "llama.attention.layer_norm_rms_epsilon", hp->norm_eps);
+    if (rc) {
+        rc = err_set(err, STRIX_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    if ((rc = vocab_write_gguf(m->vocab, w, err)))
+        goto done;
+    for (int i = 0; i < m->n_all; i++) {
+        const struct tensor *t = m->all[i];
+        rc = gguf_writer_add_tensor(w, t->name, t->type, (uint32_t)t->n_dims, t->ne, t->data,
+                                    t->nbytes);
+        if (rc) {
+            err_set(err, rc, "cannot add tensor '%s'", t->name);
+            goto done;
+        }
+    }
+    rc = gguf_writer_write(w, path, err);
+done:
+    gguf_writer_free(w);
+    return rc;
+}

@@ -1,0 +1,415 @@
+/*
+ * strix.c - the command-line tool: run, tokenize, info, convert.
+ * Uses only the public header. Fatal conditions end here, through die().
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "strix.h"
+
+#define DEFAULT_MODEL "models/stories260K.gguf"
+
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("strix: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- strict number parsing ---- */
+
+static long parse_long(const char *flag, const char *s, long lo, long hi)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end != '\0' || v < lo || v > hi)
+        die("%s: '%s' is not an integer in [%ld, %ld]", flag, s, lo, hi);
+    return v;
+}
+
+static unsigned long long parse_u64(const char *flag, const char *s)
+{
+    char *end;
+    errno = 0;
+    if (*s == '-')
+        die("%s: '%s' is not a non-negative integer", flag, s);
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end != '\0')
+        die("%s: '%s' is not a non-negative integer", flag, s);
+    return v;
+}
+
+static float parse_float(const char *flag, const char *s, float lo, float hi)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end != '\0' || !(v >= lo && v <= hi))
+        die("%s: '%s' is not a number in [%g, %g]", flag, s, lo, hi);
+    return (float)v;
+}
+
+/* ---- options shared by the commands ---- */
+
+struct opts {
+    const char *model, *vocab, *prompt, *file, *out;
+    int n_predict, n_threads, n_ctx, ids, no_bos, stop_bos;
+    struct strix_sampler_params sp;
+};
+
+/* The bundled model: in the working directory, or beside the executable's
+ * parent directory (build/strix -> models/). */
+static const char *default_model(void)
+{
+    static char path[PATH_MAX + 64];
+    if (access(DEFAULT_MODEL, R_OK) == 0)
+        return DEFAULT_MODEL;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        for (int up = 0; up < 2; up++) {
+            char *slash = strrchr(exe, '/');
+            if (!slash)
+                break;
+            *slash = '\0';
+            snprintf(path, sizeof path, "%s/%s", exe, DEFAULT_MODEL);
+            if (access(path, R_OK) == 0)
+                return path;
+        }
+    }
+    return DEFAULT_MODEL;
+}
+
+static const char *need_arg(int argc, char **argv, int *i)
+{
+    if (*i + 1 >= argc)
+        die("%s needs a value", argv[*i]);
+    return argv[++*i];
+}
+
+static void parse_opts(int argc, char **argv, struct opts *o, const char *allowed)
+{
+    memset(o, 0, sizeof *o);
+    o->n_predict = 256;
+    o->stop_bos = 1;
+    o->sp = strix_sampler_default_params();
+    o->sp.temperature = 1.0f; /* like llama2.c: plain sampling unless told */
+    o->sp.top_k = 0;
+    o->sp.top_p = 1.0f;
+    o->sp.min_p = 0.0f;
+    o->sp.seed = (uint64_t)time(NULL);
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *key = a;
+        if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) key = "m";
+        else if (strcmp(a, "--vocab") == 0 || strcmp(a, "-z") == 0) key = "vocab";
+        else if (strcmp(a, "-p") == 0 || strcmp(a, "--prompt") == 0) key = "p";
+        else if (strcmp(a, "-f") == 0 || strcmp(a, "--file") == 0) key = "f";
+        else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) key = "o";
+        else if (strcmp(a, "-n") == 0 || strcmp(a, "--n-predict") == 0) key = "n";
+        else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) key = "t";
+        else if (strcmp(a, "-c") == 0 || strcmp(a, "--ctx-size") == 0) key = "c";
+        else if (strcmp(a, "--temp") == 0) key = "temp";
+        else if (strcmp(a, "--top-k") == 0) key = "top-k";
+        else if (strcmp(a, "--top-p") == 0) key = "top-p";
+        else if (strcmp(a, "--min-p") == 0) key = "min-p";
+        else if (strcmp(a, "--repeat-penalty") == 0) key = "rp";
+        else if (strcmp(a, "--repeat-last-n") == 0) key = "rln";
+        else if (strcmp(a, "--seed") == 0 || strcmp(a, "-s") == 0) key = "seed";
+        else if (strcmp(a, "--ids") == 0) key = "ids";
+        else if (strcmp(a, "--no-bos") == 0) key = "no-bos";
+        else if (strcmp(a, "--no-stop-bos") == 0) key = "no-stop-bos";
+        else
+            die("unknown option '%s' (see strix --help)", a);
+        char pat[32];
+        snprintf(pat, sizeof pat, " %s ", key);
+        if (!strstr(allowed, pat))
+            die("option '%s' does not apply to '%s'", a, argv[1]);
+        if (strcmp(key, "m") == 0) o->model = need_arg(argc, argv, &i);
+        else if (strcmp(key, "vocab") == 0) o->vocab = need_arg(argc, argv, &i);
+        else if (strcmp(key, "p") == 0) o->prompt = need_arg(argc, argv, &i);
+        else if (strcmp(key, "f") == 0) o->file = need_arg(argc, argv, &i);
+        else if (strcmp(key, "o") == 0) o->out = need_arg(argc, argv, &i);
+        else if (strcmp(key, "n") == 0) o->n_predict = (int)parse_long(a, need_arg(argc, argv, &i), 0, 1 << 24);
+        else if (strcmp(key, "t") == 0) o->n_threads = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1024);
+        else if (strcmp(key, "c") == 0) o->n_ctx = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1 << 24);
+        else if (strcmp(key, "temp") == 0) o->sp.temperature = parse_float(a, need_arg(argc, argv, &i), 0, 100);
+        else if (strcmp(key, "top-k") == 0) o->sp.top_k = (int)parse_long(a, need_arg(argc, argv, &i), 0, INT_MAX);
+        else if (strcmp(key, "top-p") == 0) o->sp.top_p = parse_float(a, need_arg(argc, argv, &i), 0, 1);
+        else if (strcmp(key, "min-p") == 0) o->sp.min_p = parse_float(a, need_arg(argc, argv, &i), 0, 1);
+        else if (strcmp(key, "rp") == 0) o->sp.repeat_penalty = parse_float(a, need_arg(argc, argv, &i), 0.01f, 100);
+        else if (strcmp(key, "rln") == 0) o->sp.repeat_last_n = (int)parse_long(a, need_arg(argc, argv, &i), 0, 1 << 20);
+        else if (strcmp(key, "seed") == 0) o->sp.seed = parse_u64(a, need_arg(argc, argv, &i));
+        else if (strcmp(key, "ids") == 0) o->ids = 1;
+        else if (strcmp(key, "no-bos") == 0) o->no_bos = 1;
+        else if (strcmp(key, "no-stop-bos") == 0) o->stop_bos = 0;
+    }
+    if (!o->model)
+        o->model = default_model();
+}
+
+static strix_model *load_model(const struct opts *o, int vocab_only)
+{
+    struct strix_model_params mp = strix_model_default_params();
+    mp.vocab_path = o->vocab;
+    mp.vocab_only = vocab_only;
+    strix_model *m;
+    strix_error err;
+    if (strix_model_load(o->model, &mp, &m, &err))
+        die("%s", err.msg);
+    return m;
+}
+
+/* Tokenizes text with a buffer that grows to fit. Caller frees. */
+static strix_token *tokenize(const strix_model *m, const char *text, size_t len, int add_bos,
+                             int *n)
+{
+    int cap = (int)(len > (size_t)INT_MAX / 2 ? INT_MAX / 2 : len) + 8;
+    strix_token *ids = malloc((size_t)cap * sizeof *ids);
+    if (!ids)
+        die("out of memory");
+    strix_error err;
+    int rc = strix_tokenize(m, text, len, add_bos, ids, cap, n, &err);
+    if (rc == STRIX_ERR_ARG && *n > cap) {
+        cap = *n;
+        ids = realloc(ids, (size_t)cap * sizeof *ids);
+        if (!ids)
+            die("out of memory");
+        rc = strix_tokenize(m, text, len, add_bos, ids, cap, n, &err);
+    }
+    if (rc)
+        die("tokenize: %s", err.msg);
+    return ids;
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        die("cannot open '%s': %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (!buf)
+            die("out of memory");
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap)
+            break;
+        cap *= 2;
+        buf = realloc(buf, cap);
+    }
+    if (ferror(f))
+        die("cannot read '%s'", path);
+    fclose(f);
+    *len = n;
+    return buf;
+}
+
+/* ---- commands ---- */
+
+static int cmd_run(int argc, char **argv)
+{
+    struct opts o;
+    parse_opts(argc, argv,
+               &o, " m vocab p n t c temp top-k top-p min-p rp rln seed no-stop-bos ");
+    strix_model *m = load_model(&o, 0);
+    const char *prompt = o.prompt ? o.prompt : "";
+    int n_prompt;
+    strix_token *ids = tokenize(m, prompt, strlen(prompt), 1, &n_prompt);
+    if (n_prompt == 0)
+        die("the model has no BOS token and the prompt is empty");
+
+    struct strix_context_params cp = strix_context_default_params();
+    cp.n_ctx = o.n_ctx;
+    cp.n_threads = o.n_threads;
+    strix_context *ctx;
+    strix_error err;
+    if (strix_context_create(m, &cp, &ctx, &err))
+        die("%s", err.msg);
+    const int n_ctx = strix_context_n_ctx(ctx);
+    if (n_prompt >= n_ctx)
+        die("the prompt has %d tokens; the context holds %d", n_prompt, n_ctx);
+    strix_sampler *smp;
+    if (strix_sampler_create(&o.sp, strix_vocab_size(m), &smp, &err))
+        die("%s", err.msg);
+    for (int i = 0; i < n_prompt; i++)
+        strix_sampler_accept(smp, ids[i]);
+
+    fputs(prompt, stdout);
+    fflush(stdout);
+    const strix_token bos = strix_token_bos(m), eos = strix_token_eos(m);
+    double t0 = now();
+    int batch = 512;
+    for (int i = 0; i < n_prompt; i += batch) {
+        int n = n_prompt - i < batch ? n_prompt - i : batch;
+        if (strix_decode(ctx, ids + i, NULL, n, NULL, &err))
+            die("decode: %s", err.msg);
+    }
+    double t1 = now();
+    int n_gen = 0;
+    strix_token prev = ids[n_prompt - 1];
+    char piece[256];
+    while (n_gen < o.n_predict && strix_kv_len(ctx) < n_ctx) {
+        strix_token tok = strix_sampler_sample(smp, strix_get_logits(ctx, 0));
+        n_gen++;
+        if (tok == eos || (o.stop_bos && tok == bos))
+            break;
+        strix_sampler_accept(smp, tok);
+        int len = strix_token_to_text(m, prev, tok, piece, (int)sizeof piece);
+        if (len > 0)
+            fwrite(piece, 1, (size_t)(len < (int)sizeof piece ? len : (int)sizeof piece), stdout);
+        fflush(stdout);
+        prev = tok;
+        if (n_gen == o.n_predict || strix_kv_len(ctx) >= n_ctx)
+            break;
+        if (strix_decode(ctx, &tok, NULL, 1, NULL, &err))
+            die("decode: %s", err.msg);
+    }
+    double t2 = now();
+    fputc('\n', stdout);
+    fprintf(stderr, "prompt: %d tokens, %.1f tok/s; generation: %d tokens, %.1f tok/s\n",
+            n_prompt, n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9), n_gen,
+            n_gen / (t2 - t1 > 0 ? t2 - t1 : 1e-9));
+    strix_sampler_free(smp);
+    strix_context_free(ctx);
+    free(ids);
+    strix_model_free(m);
+    return 0;
+}
+
+static int cmd_tokenize(int argc, char **argv)
+{
+    struct opts o;
+    parse_opts(argc, argv, &o, " m vocab p f ids no-bos ");
+    if (!o.prompt == !o.file)
+        die("tokenize needs exactly one of -p TEXT or -f FILE");
+    strix_model *m = load_model(&o, 1);
+    size_t len;
+    char *text = o.file ? read_file(o.file, &len) : NULL;
+    if (!text)
+        len = strlen(o.prompt);
+    int n;
+    strix_token *ids = tokenize(m, text ? text : o.prompt, len, !o.no_bos, &n);
+    for (int i = 0; i < n; i++) {
+        if (o.ids)
+            printf(i ? " %d" : "%d", ids[i]);
+        else
+            printf("%6d -> '%s'\n", ids[i], strix_token_piece(m, ids[i]));
+    }
+    if (o.ids)
+        putchar('\n');
+    free(ids);
+    free(text);
+    strix_model_free(m);
+    return 0;
+}
+
+static int cmd_info(int argc, char **argv)
+{
+    struct opts o;
+    parse_opts(argc, argv, &o, " m vocab ");
+    strix_model *m = load_model(&o, 0);
+    struct strix_model_info in;
+    strix_model_get_info(m, &in);
+    printf("model:        %s\n", o.model);
+    printf("architecture: %s%s\n", in.arch, in.vocab_only ? " (vocabulary only)" : "");
+    if (in.name[0])
+        printf("name:         %s\n", in.name);
+    printf("vocabulary:   %d tokens (bos %d, eos %d)\n", in.n_vocab, strix_token_bos(m),
+           strix_token_eos(m));
+    if (!in.vocab_only) {
+        printf("n_embd %d, n_ff %d, n_layer %d, n_head %d, n_head_kv %d, head_dim %d\n",
+               in.n_embd, in.n_ff, in.n_layer, in.n_head, in.n_head_kv, in.head_dim);
+        printf("rope: %d dims, base %g, %s layout; rms_norm eps %g; context %d; output %s\n",
+               in.n_rot, in.rope_freq_base, in.rope_neox ? "neox" : "interleaved", in.norm_eps,
+               in.n_ctx_train, in.tied_output ? "tied to embeddings" : "separate");
+        printf("parameters: %lld, %.2f MiB\n", (long long)in.n_params,
+               (double)in.weight_bytes / 1048576.0);
+        printf("tensors:\n");
+        for (int i = 0; i < strix_model_n_tensors(m); i++) {
+            struct strix_tensor_info t;
+            strix_model_tensor_info(m, i, &t);
+            printf("  %-28s %-5s [%lld, %lld] %zu bytes\n", t.name, t.type, (long long)t.ne[0],
+                   (long long)t.ne[1], t.nbytes);
+        }
+    }
+    strix_model_free(m);
+    return 0;
+}
+
+static int cmd_convert(int argc, char **argv)
+{
+    struct opts o;
+    parse_opts(argc, argv, &o, " m vocab o ");
+    if (!o.out)
+        die("convert needs -o OUT.gguf");
+    strix_model *m = load_model(&o, 0);
+    strix_error err;
+    if (strix_model_save_gguf(m, o.out, &err))
+        die("%s", err.msg);
+    strix_model_free(m);
+    fprintf(stderr, "wrote %s\n", o.out);
+    return 0;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: strix COMMAND [options]\n"
+            "  run       -m MODEL [--vocab TOKENIZER.bin] -p PROMPT -n N [--temp T] [--top-k K]\n"
+            "            [--top-p P] [--min-p P] [--repeat-penalty R] [--repeat-last-n N]\n"
+            "            [--seed S] [-t THREADS] [-c N_CTX] [--no-stop-bos]\n"
+            "  tokenize  -m MODEL [--vocab TOKENIZER.bin] [--no-bos] (-p TEXT | -f FILE) [--ids]\n"
+            "  info      -m MODEL [--vocab TOKENIZER.bin]\n"
+            "  convert   -m CHECKPOINT --vocab TOKENIZER.bin -o OUT.gguf\n"
+            "Without -m, the bundled model %s is used. --temp 0 is greedy.\n",
+            DEFAULT_MODEL);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 1;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "run") == 0)
+        return cmd_run(argc, argv);
+    if (strcmp(cmd, "tokenize") == 0)
+        return cmd_tokenize(argc, argv);
+    if (strcmp(cmd, "info") == 0)
+        return cmd_info(argc, argv);
+    if (strcmp(cmd, "convert") == 0)
+        return cmd_convert(argc, argv);
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("strix %s\n", STRIX_VERSION);
+        return 0;
+    }
+    die("unknown command '%s' (see strix --help)", cmd);
+    return 1;
+}
