@@ -1,0 +1,7 @@
+#!/bin/sh
+# Builds strix and runs the whole test suite twice: a release build, then a
+# build with AddressSanitizer + UndefinedBehaviorSanitizer.
+set -e
+cd "$(dirname "$0")/.."
+sh scripts/deps.sh
+make -s -j2 check

@@ -1,0 +1,319 @@
+/*
+ * test_corrupt_model.c - hostile model files through the public loader: each
+ * must give a non-zero status and a message, never a crash, a sanitizer
+ * report or a leak. Covers llama2.c checkpoints (truncated at every tensor
+ * boundary and at random offsets, every header field made absurd), GGUF
+ * models that parse but do not describe a valid llama model (missing or
+ * misshapen tensors, bad hyperparameters, unsupported types), and allocation
+ * failure injected at every step of a load. GGUF byte-level corruption is
+ * tested in test_gguf.c.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdint.h>
+#include <unistd.h>
+
+#include "gguf.h"
+#include "harness.h"
+#include "util.h"
+
+static char tmp_path[64];
+
+static void write_tmp(const void *buf, size_t len)
+{
+    snprintf(tmp_path, sizeof tmp_path, "/tmp/strix-corrupt-%d.bin", (int)getpid());
+    FILE *f = fopen(tmp_path, "wb");
+    if (len)
+        fwrite(buf, 1, len, f);
+    fclose(f);
+}
+
+/* Loads buf as a model file; returns the status, checking a message is set. */
+static int try_load(const void *buf, size_t len, const char *vocab, const char *what)
+{
+    write_tmp(buf, len);
+    struct strix_model_params mp = strix_model_default_params();
+    char vpath[4096];
+    if (vocab) {
+        snprintf(vpath, sizeof vpath, "%s", test_path(vocab));
+        mp.vocab_path = vpath;
+    }
+    strix_model *m = NULL;
+    strix_error err = {0, ""};
+    int rc = strix_model_load(tmp_path, &mp, &m, &err);
+    if (rc != STRIX_OK)
+        CHECKF(err.msg[0] != '\0' && m == NULL, "%s: no message", what);
+    strix_model_free(m);
+    return rc;
+}
+
+static void expect_fail(const void *buf, size_t len, const char *vocab, const char *what)
+{
+    int rc = try_load(buf, len, vocab, what);
+    CHECKF(rc != STRIX_OK, "%s: loaded", what);
+}
+
+static uint64_t rng = 88172645463325252ull;
+static uint64_t next_rand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+static void test_l2c_legacy(void)
+{
+    size_t len;
+    uint8_t *buf = (uint8_t *)test_read_file(test_path("stories260K.bin"), &len);
+    CHECK(buf != NULL);
+    if (!buf)
+        return;
+    CHECK(try_load(buf, len, "tok512.bin", "intact") == STRIX_OK);
+    /* tensor boundaries: dim 64, hidden 172, 5 layers, kv dim 32, vocab 512, seq 512 */
+    const size_t d = 64, h = 172, L = 5, kv = 32, V = 512, S = 512, hs = 8;
+    const size_t sizes[] = {V * d, L * d, L * d * d, L * kv * d, L * kv * d, L * d * d,
+                            L * d, L * h * d, L * d * h, L * h * d, d, S * hs / 2, S * hs / 2};
+    size_t off = 28;
+    char what[64];
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        for (int delta = -1; delta <= 1; delta++) {
+            size_t cut = off + (size_t)(delta + 0);
+            snprintf(what, sizeof what, "legacy cut at %zu", cut);
+            expect_fail(buf, cut, "tok512.bin", what);
+        }
+        off += sizes[i] * 4;
+    }
+    CHECK(off == len);
+    for (int i = 0; i < 60; i++) {
+        size_t cut = (size_t)(next_rand() % len);
+        snprintf(what, sizeof what, "legacy cut at %zu", cut);
+        expect_fail(buf, cut, "tok512.bin", what);
+    }
+    expect_fail(buf, 0, NULL, "empty file");
+    /* extra bytes at the end */
+    uint8_t *big = malloc(len + 8);
+    memcpy(big, buf, len);
+    memset(big + len, 0, 8);
+    expect_fail(big, len + 8, "tok512.bin", "trailing bytes");
+    free(big);
+    /* every header field made absurd */
+    const int32_t bad[] = {0, -1, 3, 1 << 30, INT32_MIN, 7};
+    for (int field = 0; field < 7; field++) {
+        for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+            uint8_t *c = malloc(len);
+            memcpy(c, buf, len);
+            memcpy(c + 4 * field, &bad[b], 4);
+            snprintf(what, sizeof what, "legacy header field %d = %d", field, bad[b]);
+            try_load(c, len, "tok512.bin", what); /* must not crash; most fail */
+            free(c);
+        }
+    }
+    /* a wrong vocabulary for the model */
+    expect_fail(buf, len, "tok4096.bin", "vocab size mismatch");
+    /* allocation failure at every step */
+    int steps = 0;
+    for (long n = 0; n < 10000; n++) {
+        util_fail_alloc_after(n);
+        int rc = try_load(buf, len, "tok512.bin", "alloc failure");
+        util_fail_alloc_after(-1);
+        if (rc == STRIX_OK)
+            break;
+        steps++;
+    }
+    CHECKF(steps > 3, "allocation failure was injected %d times", steps);
+    free(buf);
+}
+
+static void test_l2c_v2(void)
+{
+    size_t len;
+    uint8_t *buf = (uint8_t *)test_read_file(test_path("shakespeare_q80.bin"), &len);
+    CHECK(buf != NULL);
+    if (!buf)
+        return;
+    CHECK(try_load(buf, len, "byte_tokenizer.bin", "intact") == STRIX_OK);
+    char what[64];
+    for (int i = 0; i < 60; i++) {
+        size_t cut = (size_t)(next_rand() % len);
+        snprintf(what, sizeof what, "v2 cut at %zu", cut);
+        expect_fail(buf, cut, "byte_tokenizer.bin", what);
+    }
+    const size_t cuts[] = {4, 8, 36, 37, 41, 255, 256};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++)
+        expect_fail(buf, cuts[i], "byte_tokenizer.bin", "v2 header cut");
+    struct {
+        size_t off;
+        int32_t v;
+        int width;
+    } patches[] = {{4, 3, 4}, {4, 0, 4}, {4, -2, 4}, {37, 0, 4}, {37, 63, 4}, {37, -64, 4},
+                   {37, 1 << 30, 4}, {36, 2, 1}, {8, 0, 4}, {8, 1 << 30, 4}, {20, 7, 4},
+                   {28, -259, 4}, {28, 0, 4}};
+    for (size_t i = 0; i < sizeof patches / sizeof patches[0]; i++) {
+        uint8_t *c = malloc(len);
+        memcpy(c, buf, len);
+        memcpy(c + patches[i].off, &patches[i].v, (size_t)patches[i].width);
+        snprintf(what, sizeof what, "v2 patch %zu at %zu", i, patches[i].off);
+        expect_fail(c, len, "byte_tokenizer.bin", what);
+        free(c);
+    }
+    free(buf);
+}
+
+/* Rewrites a parsed GGUF through the writer, dropping or changing one thing. */
+struct edit {
+    const char *drop_kv, *drop_tensor;
+    const char *set_u32_key;
+    uint32_t set_u32;
+    const char *retype_tensor; /* re-declared as Q4_1 (unsupported) */
+    const char *reshape_tensor; /* rows halved */
+};
+
+static int rewrite(const gguf *g, const struct edit *e, const char *path)
+{
+    gguf_writer *w = gguf_writer_create();
+    int rc = 0;
+    for (uint64_t i = 0; i < gguf_n_kv(g); i++) {
+        const struct gguf_kv *kv = gguf_kv_at(g, i);
+        char key[256];
+        snprintf(key, sizeof key, "%.*s", (int)kv->key.len, kv->key.ptr);
+        if (e->drop_kv && strcmp(key, e->drop_kv) == 0)
+            continue;
+        if (e->set_u32_key && strcmp(key, e->set_u32_key) == 0) {
+            rc |= gguf_writer_add_u32(w, key, e->set_u32);
+            continue;
+        }
+        if (kv->type == GGUF_VT_U32 || kv->type == GGUF_VT_I32) {
+            rc |= gguf_writer_add_u32(w, key, (uint32_t)kv->u);
+        } else if (kv->type == GGUF_VT_F32) {
+            rc |= gguf_writer_add_f32(w, key, (float)kv->f);
+        } else if (kv->type == GGUF_VT_STR) {
+            char *s = strndup(kv->str.ptr, kv->str.len);
+            rc |= gguf_writer_add_str(w, key, s);
+            free(s);
+        } else if (kv->type == GGUF_VT_ARR && kv->arr_type == GGUF_VT_STR) {
+            const char **v = malloc(kv->n * sizeof *v);
+            for (uint64_t j = 0; j < kv->n; j++)
+                v[j] = strndup(kv->arr_strs[j].ptr, kv->arr_strs[j].len);
+            rc |= gguf_writer_add_arr_str(w, key, v, kv->n);
+            for (uint64_t j = 0; j < kv->n; j++)
+                free((void *)v[j]);
+            free(v);
+        } else if (kv->type == GGUF_VT_ARR && kv->arr_type == GGUF_VT_F32) {
+            float *v = malloc(kv->n * sizeof *v);
+            for (uint64_t j = 0; j < kv->n; j++)
+                v[j] = gguf_arr_f32(kv, j);
+            rc |= gguf_writer_add_arr_f32(w, key, v, kv->n);
+            free(v);
+        } else if (kv->type == GGUF_VT_ARR && kv->arr_type == GGUF_VT_I32) {
+            int32_t *v = malloc(kv->n * sizeof *v);
+            for (uint64_t j = 0; j < kv->n; j++)
+                v[j] = (int32_t)gguf_arr_i64(kv, j);
+            rc |= gguf_writer_add_arr_i32(w, key, v, kv->n);
+            free(v);
+        }
+    }
+    for (uint64_t i = 0; i < gguf_n_tensors(g); i++) {
+        const struct gguf_tensor *t = gguf_tensor_at(g, i);
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
+        if (e->drop_tensor && strcmp(name, e->drop_tensor) == 0)
+            continue;
+        int64_t ne[4] = {t->ne[0], t->ne[1], t->ne[2], t->ne[3]};
+        uint32_t type = t->type;
+        size_t nbytes = t->nbytes;
+        if (e->retype_tensor && strcmp(name, e->retype_tensor) == 0) {
+            type = 3; /* Q4_1: 32 weights in 20 bytes */
+            ne[0] = 32;
+            ne[1] = (int64_t)(t->nbytes / 20);
+            nbytes = (size_t)ne[1] * 20;
+        }
+        if (e->reshape_tensor && strcmp(name, e->reshape_tensor) == 0) {
+            ne[1] /= 2;
+            nbytes /= 2;
+        }
+        rc |= gguf_writer_add_tensor(w, name, type, t->n_dims, ne, t->data, nbytes);
+    }
+    if (rc == 0)
+        rc = gguf_writer_write(w, path, NULL);
+    gguf_writer_free(w);
+    return rc;
+}
+
+static void test_gguf_models(void)
+{
+    size_t len;
+    uint8_t *buf = (uint8_t *)test_read_file(test_path("stories260K-ref.gguf"), &len);
+    gguf *g = NULL;
+    CHECK(buf && gguf_parse(buf, len, &g, NULL) == STRIX_OK);
+    if (!g) {
+        free(buf);
+        return;
+    }
+    const struct edit edits[] = {
+        {.drop_tensor = "blk.2.ffn_down.weight"},
+        {.drop_tensor = "token_embd.weight"},
+        {.drop_kv = "llama.block_count"},
+        {.drop_kv = "llama.embedding_length"},
+        {.drop_kv = "general.architecture"},
+        {.drop_kv = "tokenizer.ggml.tokens"},
+        {.set_u32_key = "llama.attention.head_count", .set_u32 = 0},
+        {.set_u32_key = "llama.attention.head_count", .set_u32 = 7},
+        {.set_u32_key = "llama.attention.head_count_kv", .set_u32 = 3},
+        {.set_u32_key = "llama.attention.head_count_kv", .set_u32 = 16},
+        {.set_u32_key = "llama.block_count", .set_u32 = 6},
+        {.set_u32_key = "llama.block_count", .set_u32 = 0xffffffffu},
+        {.set_u32_key = "llama.embedding_length", .set_u32 = 1u << 31},
+        {.set_u32_key = "llama.feed_forward_length", .set_u32 = 171},
+        {.set_u32_key = "llama.rope.dimension_count", .set_u32 = 7},
+        {.set_u32_key = "llama.rope.dimension_count", .set_u32 = 64},
+        {.set_u32_key = "tokenizer.ggml.bos_token_id", .set_u32 = 512},
+        {.retype_tensor = "blk.1.attn_q.weight"},
+        {.reshape_tensor = "blk.0.attn_k.weight"},
+        {.reshape_tensor = "output.weight"},
+    };
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/strix-corrupt-gguf-%d.gguf", (int)getpid());
+    for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+        CHECK(rewrite(g, &edits[i], path) == STRIX_OK);
+        strix_model *m = NULL;
+        strix_error err = {0, ""};
+        int rc = strix_model_load(path, NULL, &m, &err);
+        CHECKF(rc != STRIX_OK && m == NULL && err.msg[0], "edit %zu loaded", i);
+        strix_model_free(m);
+    }
+    /* the unchanged rewrite loads */
+    const struct edit none = {0};
+    CHECK(rewrite(g, &none, path) == STRIX_OK);
+    strix_model *m = NULL;
+    strix_error err;
+    CHECKF(strix_model_load(path, NULL, &m, &err) == STRIX_OK, "%s", err.msg);
+    strix_model_free(m);
+    unlink(path);
+    /* allocation failure at every step of a GGUF load */
+    int steps = 0;
+    for (long n = 0; n < 10000; n++) {
+        util_fail_alloc_after(n);
+        int rc = try_load(buf, len, NULL, "gguf alloc failure");
+        util_fail_alloc_after(-1);
+        if (rc == STRIX_OK)
+            break;
+        steps++;
+    }
+    CHECKF(steps > 3, "allocation failure was injected %d times", steps);
+    /* not a model at all; a missing file */
+    expect_fail("hello world, this is not a model file at all", 44, NULL, "text file");
+    m = NULL;
+    CHECK(strix_model_load("/nonexistent/model.gguf", NULL, &m, &err) == STRIX_ERR_IO &&
+          strstr(err.msg, "/nonexistent/model.gguf"));
+    gguf_free(g);
+    free(buf);
+}
+
+int main(void)
+{
+    test_l2c_legacy();
+    test_l2c_v2();
+    test_gguf_models();
+    unlink(tmp_path);
+    TEST_MAIN_END();
+}

@@ -1,0 +1,402 @@
+/*
+ * test_model.c - end-to-end model tests against references strix did not
+ * write: greedy text from llama2.c's run.c for three models, loaded from the
+ * llama2.c files, from strix's own GGUF conversions and from llama.cpp's
+ * conversion, at 1 and 2 threads. Then the properties of decoding: batched ==
+ * one-by-one, KV rollback reproduces logits, seeds reproduce text, the NeoX
+ * rope layout on permuted weights equals the interleaved one.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "model.h"
+#include "strix.h"
+
+static strix_model *load(const char *model, const char *vocab)
+{
+    char mpath[4096], vpath[4096];
+    snprintf(mpath, sizeof mpath, "%s", test_path(model));
+    struct strix_model_params mp = strix_model_default_params();
+    if (vocab) {
+        snprintf(vpath, sizeof vpath, "%s", test_path(vocab));
+        mp.vocab_path = vpath;
+    }
+    strix_model *m = NULL;
+    strix_error err;
+    int rc = strix_model_load(mpath, &mp, &m, &err);
+    CHECKF(rc == STRIX_OK, "%s: %s", model, err.msg);
+    return m;
+}
+
+/* Greedy generation as llama2.c's run.c does it: n_steps positions in all,
+ * BOS and prompt included; stops at BOS. Returns malloc'd text. */
+static char *generate(const strix_model *m, const char *prompt, int n_steps, int n_threads)
+{
+    strix_token ids[512];
+    int n_prompt = 0;
+    strix_error err;
+    if (strix_tokenize(m, prompt, strlen(prompt), 1, ids, 512, &n_prompt, &err)) {
+        fprintf(stderr, "tokenize: %s\n", err.msg);
+        return NULL;
+    }
+    struct strix_context_params cp = strix_context_default_params();
+    cp.n_threads = n_threads;
+    cp.n_ctx = n_steps + 1;
+    strix_context *ctx;
+    if (strix_context_create(m, &cp, &ctx, &err)) {
+        fprintf(stderr, "context: %s\n", err.msg);
+        return NULL;
+    }
+    struct strix_sampler_params sp = strix_sampler_default_params();
+    sp.temperature = 0;
+    strix_sampler *s;
+    strix_sampler_create(&sp, strix_vocab_size(m), &s, &err);
+    size_t cap = 1 << 16, len = 0;
+    char *out = calloc(1, cap);
+    len = (size_t)snprintf(out, cap, "%s", prompt);
+    int rc = strix_decode(ctx, ids, NULL, n_prompt, NULL, &err);
+    strix_token prev = ids[n_prompt - 1];
+    for (int pos = n_prompt; rc == STRIX_OK && pos < n_steps; pos++) {
+        strix_token t = strix_sampler_sample(s, strix_get_logits(ctx, 0));
+        if (t == strix_token_bos(m))
+            break;
+        char piece[128];
+        int n = strix_token_to_text(m, prev, t, piece, sizeof piece);
+        if (n > 0 && len + (size_t)n < cap) {
+            memcpy(out + len, piece, (size_t)n);
+            len += (size_t)n;
+        }
+        prev = t;
+        rc = strix_decode(ctx, &t, NULL, 1, NULL, &err);
+    }
+    CHECKF(rc == STRIX_OK, "decode: %s", err.msg);
+    out[len] = '\0';
+    strix_sampler_free(s);
+    strix_context_free(ctx);
+    return out;
+}
+
+static void check_golden(const strix_model *m, const char *what, const char *prompt, int n_steps,
+                         const char *golden_file)
+{
+    char *golden = test_read_file(test_path(golden_file), NULL);
+    CHECKF(golden != NULL, "missing %s", golden_file);
+    if (!golden || !m)
+        return;
+    size_t gl = strlen(golden);
+    if (gl && golden[gl - 1] == '\n') /* run.c ends with a newline of its own */
+        golden[gl - 1] = '\0';
+    for (int nt = 1; nt <= 2; nt++) {
+        char *text = generate(m, prompt, n_steps, nt);
+        int same = text && strcmp(text, golden) == 0;
+        CHECKF(same, "%s, %d thread(s): greedy text differs from %s\n got: %s\nwant: %s", what, nt,
+               golden_file, text ? text : "(null)", golden);
+        free(text);
+    }
+    free(golden);
+}
+
+struct golden_case {
+    const char *model, *vocab, *prompt, *file;
+    int n_steps;
+};
+
+static const struct golden_case cases[] = {
+    {"stories260K.bin", "tok512.bin", "Once upon a time", "stories260K-once.txt", 256},
+    {"stories260K.bin", "tok512.bin", "Zoo", "stories260K-zoo.txt", 60},
+    {"stories3M-q80.bin", "tok4096.bin", "Once upon a time", "stories3M-once.txt", 200},
+    {"shakespeare_q80.bin", "byte_tokenizer.bin", "ROMEO:", "shakespeare-romeo.txt", 200},
+};
+
+static void test_golden(void)
+{
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const struct golden_case *g = &cases[i];
+        strix_model *m = load(g->model, g->vocab);
+        char what[256];
+        snprintf(what, sizeof what, "%s (llama2.c file)", g->model);
+        check_golden(m, what, g->prompt, g->n_steps, g->file);
+        /* strix's own GGUF conversion must give the same text */
+        char tmp[] = "/tmp/strix-test-XXXXXX";
+        int fd = mkstemp(tmp);
+        close(fd);
+        strix_error err;
+        int rc = m ? strix_model_save_gguf(m, tmp, &err) : -1;
+        CHECKF(rc == STRIX_OK, "save %s: %s", g->model, err.msg);
+        strix_model *m2 = NULL;
+        rc = strix_model_load(tmp, NULL, &m2, &err);
+        CHECKF(rc == STRIX_OK, "reload %s: %s", g->model, err.msg);
+        snprintf(what, sizeof what, "%s (strix GGUF)", g->model);
+        check_golden(m2, what, g->prompt, g->n_steps, g->file);
+        unlink(tmp);
+        strix_model_free(m2);
+        strix_model_free(m);
+    }
+    /* llama.cpp's own conversion of stories260K */
+    strix_model *ref = load("stories260K-ref.gguf", NULL);
+    check_golden(ref, "stories260K-ref.gguf (llama.cpp GGUF)", "Once upon a time", 256,
+                 "stories260K-once.txt");
+    strix_model_free(ref);
+}
+
+/* Logits of every token of ids, decoded in one batch or one at a time. */
+static float *all_logits(const strix_model *m, const strix_token *ids, int n, int batched,
+                         int n_threads)
+{
+    const int nv = strix_vocab_size(m);
+    float *out = malloc((size_t)n * (size_t)nv * sizeof(float));
+    struct strix_context_params cp = strix_context_default_params();
+    cp.n_ctx = 64;
+    cp.n_threads = n_threads;
+    strix_context *ctx;
+    strix_error err;
+    if (strix_context_create(m, &cp, &ctx, &err))
+        return NULL;
+    if (batched) {
+        int8_t want[64];
+        memset(want, 1, sizeof want);
+        CHECK(strix_decode(ctx, ids, NULL, n, want, &err) == STRIX_OK);
+        for (int i = 0; i < n; i++)
+            memcpy(out + (size_t)i * (size_t)nv, strix_get_logits(ctx, i), (size_t)nv * 4);
+    } else {
+        for (int i = 0; i < n; i++) {
+            CHECK(strix_decode(ctx, ids + i, NULL, 1, NULL, &err) == STRIX_OK);
+            memcpy(out + (size_t)i * (size_t)nv, strix_get_logits(ctx, 0), (size_t)nv * 4);
+        }
+    }
+    strix_context_free(ctx);
+    return out;
+}
+
+static void test_batch_and_rollback(void)
+{
+    strix_model *m = load("stories3M-q80.bin", "tok4096.bin");
+    if (!m)
+        return;
+    const int nv = strix_vocab_size(m);
+    strix_token ids[40];
+    int n = 0;
+    const char *text = "Once upon a time, there was a little dog named Max. He liked to run.";
+    CHECK(strix_tokenize(m, text, strlen(text), 1, ids, 40, &n, NULL) == STRIX_OK);
+    float *a = all_logits(m, ids, n, 1, 1);
+    float *b = all_logits(m, ids, n, 0, 1);
+    float *c = all_logits(m, ids, n, 1, 2);
+    CHECK(a && b && c);
+    if (a && b && c) {
+        CHECKF(memcmp(a, b, (size_t)n * (size_t)nv * 4) == 0,
+               "batched and one-by-one logits differ");
+        CHECKF(memcmp(a, c, (size_t)n * (size_t)nv * 4) == 0, "1 and 2 threads differ");
+    }
+
+    /* roll back: decode all, truncate to 7, decode the rest again */
+    struct strix_context_params cp = strix_context_default_params();
+    cp.n_ctx = 64;
+    strix_context *ctx;
+    strix_error err;
+    CHECK(strix_context_create(m, &cp, &ctx, &err) == STRIX_OK);
+    CHECK(strix_decode(ctx, ids, NULL, n, NULL, &err) == STRIX_OK);
+    CHECK(strix_kv_len(ctx) == n);
+    CHECK(strix_kv_truncate(ctx, 7, &err) == STRIX_OK);
+    CHECK(strix_kv_len(ctx) == 7);
+    int8_t want[40] = {0};
+    for (int i = 0; i < n - 7; i++)
+        want[i] = 1;
+    CHECK(strix_decode(ctx, ids + 7, NULL, n - 7, want, &err) == STRIX_OK);
+    int same = 1;
+    for (int i = 7; i < n && a; i++)
+        same &= memcmp(strix_get_logits(ctx, i - 7), a + (size_t)i * (size_t)nv,
+                       (size_t)nv * 4) == 0;
+    CHECKF(same, "logits after rollback differ");
+    /* an explicit position below the cache length overwrites from there */
+    int32_t pos[1] = {3};
+    CHECK(strix_decode(ctx, ids + 3, pos, 1, NULL, &err) == STRIX_OK);
+    CHECK(strix_kv_len(ctx) == 4);
+    CHECK(a && memcmp(strix_get_logits(ctx, 0), a + 3 * (size_t)nv, (size_t)nv * 4) == 0);
+    /* bad requests are refused */
+    pos[0] = 10;
+    CHECK(strix_decode(ctx, ids, pos, 1, NULL, &err) == STRIX_ERR_ARG && err.msg[0]);
+    strix_token bad = nv;
+    CHECK(strix_decode(ctx, &bad, NULL, 1, NULL, &err) == STRIX_ERR_ARG);
+    CHECK(strix_decode(ctx, ids, NULL, 0, NULL, &err) == STRIX_ERR_ARG);
+    CHECK(strix_get_logits(ctx, 5) == NULL);
+    strix_context_free(ctx);
+    free(a);
+    free(b);
+    free(c);
+    strix_model_free(m);
+}
+
+static char *sample_text(const strix_model *m, uint64_t seed, int n_threads)
+{
+    struct strix_sampler_params sp = strix_sampler_default_params();
+    sp.temperature = 0.9f;
+    sp.top_k = 40;
+    sp.top_p = 0.9f;
+    sp.min_p = 0.02f;
+    sp.repeat_penalty = 1.1f;
+    sp.seed = seed;
+    strix_sampler *s;
+    struct strix_context_params cp = strix_context_default_params();
+    cp.n_threads = n_threads;
+    cp.n_ctx = 128;
+    strix_context *ctx;
+    strix_error err;
+    strix_sampler_create(&sp, strix_vocab_size(m), &s, &err);
+    strix_context_create(m, &cp, &ctx, &err);
+    strix_token ids[128];
+    int n;
+    strix_tokenize(m, "Once", 4, 1, ids, 128, &n, &err);
+    strix_decode(ctx, ids, NULL, n, NULL, &err);
+    while (n < 100) {
+        strix_token t = strix_sampler_sample(s, strix_get_logits(ctx, 0));
+        strix_sampler_accept(s, t);
+        ids[n++] = t;
+        strix_decode(ctx, &t, NULL, 1, NULL, &err);
+    }
+    char *text = malloc(4096);
+    strix_detokenize(m, ids, n, text, 4096);
+    strix_sampler_free(s);
+    strix_context_free(ctx);
+    return text;
+}
+
+static void test_seed(void)
+{
+    strix_model *m = load("stories260K.bin", "tok512.bin");
+    if (!m)
+        return;
+    char *a = sample_text(m, 1234, 1), *b = sample_text(m, 1234, 2), *c = sample_text(m, 99, 1);
+    CHECKF(strcmp(a, b) == 0, "same seed, different text:\n%s\n%s", a, b);
+    CHECKF(strcmp(a, c) != 0, "different seeds gave the same text");
+    free(a);
+    free(b);
+    free(c);
+    strix_model_free(m);
+}
+
+/* Rows of q/k laid out for the interleaved rope, rearranged for NeoX: within
+ * each head, component 2i goes to i and 2i+1 to i + half. */
+static void permute_rows(struct tensor *t, int n_heads, int head_dim)
+{
+    const size_t rb = t->row_bytes;
+    uint8_t *data = (uint8_t *)t->data, *tmp = malloc(rb * (size_t)head_dim);
+    for (int h = 0; h < n_heads; h++) {
+        uint8_t *base = data + (size_t)h * (size_t)head_dim * rb;
+        for (int i = 0; i < head_dim / 2; i++) {
+            memcpy(tmp + (size_t)i * rb, base + (size_t)(2 * i) * rb, rb);
+            memcpy(tmp + (size_t)(i + head_dim / 2) * rb, base + (size_t)(2 * i + 1) * rb, rb);
+        }
+        memcpy(base, tmp, rb * (size_t)head_dim);
+    }
+    free(tmp);
+}
+
+static void test_neox_layout(void)
+{
+    strix_model *m = load("stories3M-q80.bin", "tok4096.bin"); /* weights owned: writable */
+    if (!m)
+        return;
+    strix_token ids[] = {1, 403, 407, 261, 378, 29};
+    const int n = 6, nv = strix_vocab_size(m);
+    float *a = all_logits(m, ids, n, 1, 1);
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        permute_rows(&m->layers[l].wq, m->hp.n_head, m->hp.head_dim);
+        permute_rows(&m->layers[l].wk, m->hp.n_head_kv, m->hp.head_dim);
+    }
+    m->hp.rope_neox = 1;
+    float *b = all_logits(m, ids, n, 1, 1);
+    float maxdiff = 0;
+    for (size_t i = 0; a && b && i < (size_t)n * (size_t)nv; i++)
+        maxdiff = fmaxf(maxdiff, fabsf(a[i] - b[i]));
+    CHECKF(a && b && maxdiff < 1e-3f, "neox on permuted weights differs by %g", maxdiff);
+    free(a);
+    free(b);
+    strix_model_free(m);
+}
+
+static void test_sampler(void)
+{
+    float logits[8] = {0.1f, 2.0f, -1.0f, 2.5f, 0.0f, 1.0f, 2.4f, -3.0f};
+    struct strix_sampler_params sp = strix_sampler_default_params();
+    strix_sampler *s;
+    sp.temperature = 0;
+    CHECK(strix_sampler_create(&sp, 8, &s, NULL) == STRIX_OK);
+    CHECK(strix_sampler_sample(s, logits) == 3);
+    strix_sampler_free(s);
+    /* top-k 1 is greedy whatever the temperature */
+    sp.temperature = 5;
+    sp.top_k = 1;
+    strix_sampler_create(&sp, 8, &s, NULL);
+    int all3 = 1;
+    for (int i = 0; i < 50; i++)
+        all3 &= strix_sampler_sample(s, logits) == 3;
+    CHECK(all3);
+    strix_sampler_free(s);
+    /* top-k 2: only tokens 3 and 6 */
+    sp.top_k = 2;
+    sp.top_p = 1;
+    sp.min_p = 0;
+    strix_sampler_create(&sp, 8, &s, NULL);
+    int ok = 1, seen6 = 0;
+    for (int i = 0; i < 200; i++) {
+        int t = strix_sampler_sample(s, logits);
+        ok &= t == 3 || t == 6;
+        seen6 |= t == 6;
+    }
+    CHECK(ok && seen6);
+    strix_sampler_free(s);
+    /* min-p 0.5 at temperature 1 keeps tokens with p >= p_max / 2: 3, 6, 1 */
+    sp.top_k = 0;
+    sp.temperature = 1;
+    sp.min_p = 0.5f;
+    strix_sampler_create(&sp, 8, &s, NULL);
+    ok = 1;
+    for (int i = 0; i < 200; i++) {
+        int t = strix_sampler_sample(s, logits);
+        ok &= t == 3 || t == 6 || t == 1;
+    }
+    CHECK(ok);
+    strix_sampler_free(s);
+    /* the repetition penalty turns greedy away from a repeated token */
+    sp.temperature = 0;
+    sp.min_p = 0;
+    sp.repeat_penalty = 2.0f;
+    strix_sampler_create(&sp, 8, &s, NULL);
+    strix_sampler_accept(s, 3);
+    CHECK(strix_sampler_sample(s, logits) == 6);
+    strix_sampler_free(s);
+    sp.repeat_penalty = -1;
+    CHECK(strix_sampler_create(&sp, 8, &s, NULL) == STRIX_ERR_ARG);
+}
+
+static void test_vocab_only(void)
+{
+    struct strix_model_params mp = strix_model_default_params();
+    strix_model *m = NULL;
+    strix_error err;
+    int rc = strix_model_load(test_path("ggml-vocab-llama-spm.gguf"), &mp, &m, &err);
+    CHECKF(rc == STRIX_OK, "%s", err.msg);
+    if (!m)
+        return;
+    CHECK(strix_vocab_size(m) == 32000);
+    strix_token ids[16];
+    int n;
+    CHECK(strix_tokenize(m, "Hello world", 11, 0, ids, 16, &n, &err) == STRIX_OK);
+    CHECK(n == 2 && ids[0] == 15043 && ids[1] == 3186);
+    strix_context *ctx = NULL;
+    CHECK(strix_context_create(m, NULL, &ctx, &err) == STRIX_ERR_ARG && ctx == NULL);
+    strix_model_free(m);
+}
+
+int main(void)
+{
+    test_sampler();
+    test_golden();
+    test_batch_and_rollback();
+    test_seed();
+    test_neox_layout();
+    test_vocab_only();
+    TEST_MAIN_END();
+}
