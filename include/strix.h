@@ -179,8 +179,9 @@ int strix_context_n_ctx(const strix_context *ctx);
 int strix_decode(strix_context *ctx, const strix_token *tokens, const int32_t *pos, int n,
                  const int8_t *want_logits, strix_error *err);
 
-/* Logits (n_vocab floats) of the i-th token of the last decode call; NULL if
- * they were not requested. Borrowed until the next decode. */
+/* Logits (n_vocab floats) of the i-th token of the last decode call (i < 0
+ * counts from the end: -1 is the last token); NULL if they were not
+ * requested. Borrowed until the next decode. */
 const float *strix_get_logits(const strix_context *ctx, int i);
 
 /* Number of positions held in the KV cache. */

@@ -335,6 +335,8 @@ int strix_decode(strix_context *c, const strix_token *tokens, const int32_t *pos
 
 const float *strix_get_logits(const strix_context *c, int i)
 {
+    if (i < 0)
+        i += c->n_out;
     if (i < 0 || i >= c->n_out || c->logit_slot[i] < 0)
         return NULL;
     return c->logits + (size_t)c->logit_slot[i] * (size_t)c->model->hp.n_vocab;

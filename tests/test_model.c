@@ -6,6 +6,7 @@
  * one-by-one, KV rollback reproduces logits, seeds reproduce text, the NeoX
  * rope layout on permuted weights equals the interleaved one.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdint.h>
 #include <unistd.h>
@@ -31,7 +32,8 @@ static strix_model *load(const char *model, const char *vocab)
 }
 
 /* Greedy generation as llama2.c's run.c does it: n_steps positions in all,
- * BOS and prompt included; stops at BOS. Returns malloc'd text. */
+ * BOS and prompt included, each position printing the token that follows it;
+ * stops at BOS. Returns malloc'd text. */
 static char *generate(const strix_model *m, const char *prompt, int n_steps, int n_threads)
 {
     strix_token ids[512];
@@ -43,7 +45,7 @@ static char *generate(const strix_model *m, const char *prompt, int n_steps, int
     }
     struct strix_context_params cp = strix_context_default_params();
     cp.n_threads = n_threads;
-    cp.n_ctx = n_steps + 1;
+    cp.n_ctx = n_steps + 2;
     strix_context *ctx;
     if (strix_context_create(m, &cp, &ctx, &err)) {
         fprintf(stderr, "context: %s\n", err.msg);
@@ -58,8 +60,8 @@ static char *generate(const strix_model *m, const char *prompt, int n_steps, int
     len = (size_t)snprintf(out, cap, "%s", prompt);
     int rc = strix_decode(ctx, ids, NULL, n_prompt, NULL, &err);
     strix_token prev = ids[n_prompt - 1];
-    for (int pos = n_prompt; rc == STRIX_OK && pos < n_steps; pos++) {
-        strix_token t = strix_sampler_sample(s, strix_get_logits(ctx, 0));
+    for (int pos = n_prompt; rc == STRIX_OK && pos <= n_steps; pos++) {
+        strix_token t = strix_sampler_sample(s, strix_get_logits(ctx, -1));
         if (t == strix_token_bos(m))
             break;
         char piece[128];
@@ -163,7 +165,7 @@ static float *all_logits(const strix_model *m, const strix_token *ids, int n, in
     } else {
         for (int i = 0; i < n; i++) {
             CHECK(strix_decode(ctx, ids + i, NULL, 1, NULL, &err) == STRIX_OK);
-            memcpy(out + (size_t)i * (size_t)nv, strix_get_logits(ctx, 0), (size_t)nv * 4);
+            memcpy(out + (size_t)i * (size_t)nv, strix_get_logits(ctx, -1), (size_t)nv * 4);
         }
     }
     strix_context_free(ctx);
@@ -213,7 +215,7 @@ static void test_batch_and_rollback(void)
     int32_t pos[1] = {3};
     CHECK(strix_decode(ctx, ids + 3, pos, 1, NULL, &err) == STRIX_OK);
     CHECK(strix_kv_len(ctx) == 4);
-    CHECK(a && memcmp(strix_get_logits(ctx, 0), a + 3 * (size_t)nv, (size_t)nv * 4) == 0);
+    CHECK(a && memcmp(strix_get_logits(ctx, -1), a + 3 * (size_t)nv, (size_t)nv * 4) == 0);
     /* bad requests are refused */
     pos[0] = 10;
     CHECK(strix_decode(ctx, ids, pos, 1, NULL, &err) == STRIX_ERR_ARG && err.msg[0]);
@@ -250,7 +252,7 @@ static char *sample_text(const strix_model *m, uint64_t seed, int n_threads)
     strix_tokenize(m, "Once", 4, 1, ids, 128, &n, &err);
     strix_decode(ctx, ids, NULL, n, NULL, &err);
     while (n < 100) {
-        strix_token t = strix_sampler_sample(s, strix_get_logits(ctx, 0));
+        strix_token t = strix_sampler_sample(s, strix_get_logits(ctx, -1));
         strix_sampler_accept(s, t);
         ids[n++] = t;
         strix_decode(ctx, &t, NULL, 1, NULL, &err);

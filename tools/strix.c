@@ -271,7 +271,7 @@ static int cmd_run(int argc, char **argv)
     strix_token prev = ids[n_prompt - 1];
     char piece[256];
     while (n_gen < o.n_predict && strix_kv_len(ctx) < n_ctx) {
-        strix_token tok = strix_sampler_sample(smp, strix_get_logits(ctx, 0));
+        strix_token tok = strix_sampler_sample(smp, strix_get_logits(ctx, -1));
         n_gen++;
         if (tok == eos || (o.stop_bos && tok == bos))
             break;

@@ -1,0 +1,71 @@
+#!/bin/sh
+# CLI tests: every command on the fixtures, and a one-line error with a
+# non-zero exit for bad flags, files and numbers. Usage: tests/cli.sh BUILD/strix
+S=${1:-build/strix}
+D=${STRIX_TEST_DATA:-tests/data}
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL cli: $*"; }
+
+# expect_fail DESCRIPTION ARGS...: non-zero exit, exactly one line on stderr, no signal
+expect_fail() {
+    what=$1; shift
+    "$S" "$@" >"$T/out" 2>"$T/err"
+    rc=$?
+    lines=$(wc -l <"$T/err")
+    if [ $rc -ne 0 ] && [ $rc -lt 128 ] && [ "$lines" -eq 1 ]; then ok; else
+        bad "$what: rc=$rc, $lines stderr lines: $(head -c 300 "$T/err")"; fi
+}
+
+M="-m $D/stories260K.bin --vocab $D/tok512.bin"
+expect_fail "unknown command" frobnicate
+expect_fail "unknown flag" run $M --frob 1
+expect_fail "missing model" run -m "$T/none.gguf" -p hi
+expect_fail "missing vocab" run -m "$D/stories260K.bin" --vocab "$T/none.bin" -p hi
+expect_fail "bad -n" run $M -p hi -n 12x
+expect_fail "negative -n" run $M -p hi -n -3
+expect_fail "bad temp" run $M -p hi --temp abc
+expect_fail "nan temp" run $M -p hi --temp nan
+expect_fail "top-p > 1" run $M -p hi --top-p 1.5
+expect_fail "bad threads" run $M -p hi -t 0
+expect_fail "bad seed" run $M -p hi --seed -1
+expect_fail "flag without value" run $M -p
+expect_fail "tokenize without text" tokenize $M
+expect_fail "tokenize missing file" tokenize $M -f "$T/none.txt"
+expect_fail "convert without -o" convert $M
+expect_fail "convert to bad path" convert $M -o /nonexistent/dir/x.gguf
+printf 'GGUF\003\000\000\000garbage' >"$T/bad.gguf"
+expect_fail "corrupt gguf" info -m "$T/bad.gguf"
+expect_fail "not a model" info -m "$D/tok512.inp"
+
+# greedy run reproduces llama2.c: its -n 60 counts BOS and the 3 prompt tokens, and it prints one token per position
+"$S" run $M -p "Zoo" -n 57 --temp 0 -t 1 >"$T/zoo.txt" 2>"$T/err" || bad "run: $(cat "$T/err")"
+if cmp -s "$T/zoo.txt" "$D/stories260K-zoo.txt"; then ok; else
+    bad "run Zoo differs: $(head -c 200 "$T/zoo.txt")"; fi
+grep -q "tok/s" "$T/err" && ok || bad "run prints no speed"
+
+# convert, then the GGUF gives the same text and the same info
+"$S" convert $M -o "$T/s.gguf" 2>"$T/err" || bad "convert: $(cat "$T/err")"
+"$S" run -m "$T/s.gguf" -p "Zoo" -n 57 --temp 0 -t 2 >"$T/zoo2.txt" 2>/dev/null
+cmp -s "$T/zoo2.txt" "$D/stories260K-zoo.txt" && ok || bad "converted model text differs"
+"$S" info -m "$T/s.gguf" >"$T/info" 2>&1 && grep -q "n_layer 5" "$T/info" && ok || bad "info: $(head -c 300 "$T/info")"
+
+# tokenize --ids matches llama.cpp's ids for one of its test strings
+out=$("$S" tokenize -m "$D/ggml-vocab-llama-spm.gguf" --no-bos -p "Hello world" --ids)
+[ "$out" = "15043 3186" ] && ok || bad "tokenize ids: '$out'"
+out=$("$S" tokenize -m "$D/ggml-vocab-llama-spm.gguf" -p "Hello world" --ids)
+[ "$out" = "1 15043 3186" ] && ok || bad "tokenize with bos: '$out'"
+printf 'Hello world' >"$T/in.txt"
+out=$("$S" tokenize -m "$D/ggml-vocab-llama-spm.gguf" --no-bos -f "$T/in.txt" --ids)
+[ "$out" = "15043 3186" ] && ok || bad "tokenize -f: '$out'"
+
+# the same seed gives the same sampled text, at 1 and 2 threads
+a=$("$S" run $M -p "Once" -n 40 --temp 0.9 --top-k 40 --top-p 0.9 --seed 7 -t 1 2>/dev/null)
+b=$("$S" run $M -p "Once" -n 40 --temp 0.9 --top-k 40 --top-p 0.9 --seed 7 -t 2 2>/dev/null)
+[ -n "$a" ] && [ "$a" = "$b" ] && ok || bad "seeded runs differ"
+
+echo "tests/cli.sh: $pass passed, $fail failed"
+[ $fail -eq 0 ]
