@@ -18,7 +18,7 @@ TOOL_OBJ := $(TOOL_SRC:tools/%.c=$(BUILD)/tools/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all release debug asan test test-asan check install clean format bench
+.PHONY: all release debug asan test test-asan check install clean format fuzz
 
 all: $(BUILD)/strix $(BUILD)/libstrix.a $(BUILD)/libstrix.so
 
@@ -75,6 +75,14 @@ install: all
 	install -m 644 include/strix.h $(DESTDIR)$(PREFIX)/include/strix.h
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' strix.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/strix.pc
+
+# libFuzzer targets (clang): build/fuzz/fuzz_*; run e.g. build/fuzz/fuzz_gguf -max_total_time=60 DIR
+FUZZ_SRC := $(wildcard tests/fuzz_*.c)
+fuzz: $(FUZZ_SRC:tests/%.c=build/fuzz/%)
+build/fuzz/%: tests/%.c $(SRC) | build/fuzz
+	clang -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -o $@ $< $(SRC) -lm -lpthread
+build/fuzz:
+	mkdir -p $@
 
 format:
 	clang-format -i include/*.h src/*.c src/*.h tools/*.c tests/*.c tests/*.h

@@ -92,7 +92,9 @@ void gguf_free(gguf *g);
 
 uint32_t gguf_version(const gguf *g);
 uint32_t gguf_alignment(const gguf *g);
-size_t gguf_data_offset(const gguf *g);  /* file offset of the data section */
+/* File offset of the data section; may lie past the end of the buffer when the
+ * file has no tensors (vocabulary-only files end before the padding). */
+size_t gguf_data_offset(const gguf *g);
 
 uint64_t gguf_n_kv(const gguf *g);
 const struct gguf_kv *gguf_kv_at(const gguf *g, uint64_t i);
@@ -111,7 +113,9 @@ int gguf_get_f32(const gguf *g, const char *key, int required, float *out, strix
 int gguf_get_bool(const gguf *g, const char *key, int required, int *out, strix_error *err);
 int gguf_get_str(const gguf *g, const char *key, int required, struct gguf_str *out,
                  strix_error *err);
-/* Array of the given element type (GGUF_VT_STR for strings); *n_out its count. */
+/* Array of exactly the given element type (GGUF_VT_STR for strings); its count
+ * is kv->n. NULL with STRIX_ERR_ARG in err->code when the key is absent, NULL
+ * with STRIX_ERR_FORMAT when it has another type. */
 const struct gguf_kv *gguf_get_arr(const gguf *g, const char *key, uint32_t elem_type,
                                    strix_error *err);
 /* Element i of a numeric array as float / int64 (any numeric element type). */
@@ -134,7 +138,8 @@ int gguf_writer_add_arr_str(gguf_writer *w, const char *key, const char *const *
 int gguf_writer_add_arr_f32(gguf_writer *w, const char *key, const float *v, uint64_t n);
 int gguf_writer_add_arr_i32(gguf_writer *w, const char *key, const int32_t *v, uint64_t n);
 /* The tensor data is borrowed until gguf_writer_write returns; nbytes must
- * equal the size its type and shape imply. */
+ * equal the size its type and shape imply. Names must be shorter than 64 bytes
+ * (llama.cpp's limit), so every file written loads there. */
 int gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
                            const int64_t *ne, const void *data, size_t nbytes);
 /* Writes a v3 file with alignment 32. */
