@@ -73,7 +73,7 @@ static float parse_float(const char *flag, const char *s, float lo, float hi)
 
 struct opts {
     const char *model, *vocab, *prompt, *file, *out;
-    int n_predict, n_threads, n_ctx, ids, no_bos, stop_bos;
+    int n_predict, n_threads, n_ctx, ids, no_bos, stop_bos, bench_pp, bench_reps;
     struct strix_sampler_params sp;
 };
 
@@ -113,6 +113,8 @@ static void parse_opts(int argc, char **argv, struct opts *o, const char *allowe
     memset(o, 0, sizeof *o);
     o->n_predict = 256;
     o->stop_bos = 1;
+    o->bench_pp = 128;
+    o->bench_reps = 5;
     o->sp = strix_sampler_default_params();
     o->sp.temperature = 1.0f; /* like llama2.c: plain sampling unless told */
     o->sp.top_k = 0;
@@ -140,6 +142,8 @@ static void parse_opts(int argc, char **argv, struct opts *o, const char *allowe
         else if (strcmp(a, "--ids") == 0) key = "ids";
         else if (strcmp(a, "--no-bos") == 0) key = "no-bos";
         else if (strcmp(a, "--no-stop-bos") == 0) key = "no-stop-bos";
+        else if (strcmp(a, "--p-tokens") == 0) key = "p-tokens";
+        else if (strcmp(a, "--reps") == 0) key = "reps";
         else
             die("unknown option '%s' (see strix --help)", a);
         char pat[32];
@@ -164,6 +168,8 @@ static void parse_opts(int argc, char **argv, struct opts *o, const char *allowe
         else if (strcmp(key, "ids") == 0) o->ids = 1;
         else if (strcmp(key, "no-bos") == 0) o->no_bos = 1;
         else if (strcmp(key, "no-stop-bos") == 0) o->stop_bos = 0;
+        else if (strcmp(key, "p-tokens") == 0) o->bench_pp = (int)parse_long(a, need_arg(argc, argv, &i), 0, 1 << 16);
+        else if (strcmp(key, "reps") == 0) o->bench_reps = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1000);
     }
     if (!o->model)
         o->model = default_model();
@@ -373,6 +379,72 @@ static int cmd_convert(int argc, char **argv)
     return 0;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Prompt processing (a batch of n_prompt tokens) and generation (n_gen tokens
+ * one at a time) speeds, repeated; prints the median, min and max of each. */
+static int cmd_bench(int argc, char **argv)
+{
+    struct opts o;
+    parse_opts(argc, argv, &o, " m vocab t c n p-tokens reps ");
+    const int n_gen = o.n_predict, n_pp = o.bench_pp, reps = o.bench_reps;
+    strix_model *m = load_model(&o, 0);
+    struct strix_context_params cp = strix_context_default_params();
+    cp.n_threads = o.n_threads;
+    cp.n_ctx = n_pp + n_gen + 1;
+    cp.n_batch = n_pp > 0 ? n_pp : 1;
+    strix_context *ctx;
+    strix_error err;
+    if (strix_context_create(m, &cp, &ctx, &err))
+        die("%s", err.msg);
+    const int nv = strix_vocab_size(m) > 0 ? strix_vocab_size(m) : 1;
+    strix_token *ids = malloc((size_t)(n_pp > 0 ? n_pp : 1) * sizeof *ids);
+    if (!ids)
+        die("out of memory");
+    for (int i = 0; i < n_pp; i++)
+        ids[i] = (strix_token)((i * 7919 + 13) % nv);
+    double *pp = calloc((size_t)reps, sizeof *pp), *tg = calloc((size_t)reps, sizeof *tg);
+    if (!pp || !tg)
+        die("out of memory");
+    for (int r = 0; r < reps; r++) {
+        strix_kv_truncate(ctx, 0, NULL);
+        double t0 = now();
+        if (n_pp > 0 && strix_decode(ctx, ids, NULL, n_pp, NULL, &err))
+            die("decode: %s", err.msg);
+        double t1 = now();
+        strix_token tok = ids[0];
+        for (int i = 0; i < n_gen; i++) {
+            if (strix_decode(ctx, &tok, NULL, 1, NULL, &err))
+                die("decode: %s", err.msg);
+            tok = (strix_token)((tok * 31 + 7) % nv);
+        }
+        double t2 = now();
+        pp[r] = n_pp / (t1 - t0 > 0 ? t1 - t0 : 1e-9);
+        tg[r] = n_gen / (t2 - t1 > 0 ? t2 - t1 : 1e-9);
+    }
+    qsort(pp, (size_t)reps, sizeof *pp, cmp_double);
+    qsort(tg, (size_t)reps, sizeof *tg, cmp_double);
+    struct strix_model_info in;
+    strix_model_get_info(m, &in);
+    printf("model %s, %d threads, %d reps\n", o.model, o.n_threads ? o.n_threads : 0, reps);
+    if (n_pp > 0)
+        printf("pp%-5d %10.1f tok/s (min %.1f, max %.1f)\n", n_pp, pp[reps / 2], pp[0],
+               pp[reps - 1]);
+    if (n_gen > 0)
+        printf("tg%-5d %10.1f tok/s (min %.1f, max %.1f)\n", n_gen, tg[reps / 2], tg[0],
+               tg[reps - 1]);
+    free(pp);
+    free(tg);
+    free(ids);
+    strix_context_free(ctx);
+    strix_model_free(m);
+    return 0;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -383,6 +455,7 @@ static void usage(FILE *f)
             "  tokenize  -m MODEL [--vocab TOKENIZER.bin] [--no-bos] (-p TEXT | -f FILE) [--ids]\n"
             "  info      -m MODEL [--vocab TOKENIZER.bin]\n"
             "  convert   -m CHECKPOINT --vocab TOKENIZER.bin -o OUT.gguf\n"
+            "  bench     -m MODEL [--vocab TOKENIZER.bin] [--p-tokens N] [-n N] [--reps R] [-t T]\n"
             "Without -m, the bundled model %s is used. --temp 0 is greedy.\n",
             DEFAULT_MODEL);
 }
@@ -402,6 +475,8 @@ int main(int argc, char **argv)
         return cmd_info(argc, argv);
     if (strcmp(cmd, "convert") == 0)
         return cmd_convert(argc, argv);
+    if (strcmp(cmd, "bench") == 0)
+        return cmd_bench(argc, argv);
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
         return 0;
