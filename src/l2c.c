@@ -50,7 +50,7 @@ int l2c_probe(const uint8_t *buf, size_t len)
     /* legacy: seven plausible positive ints (vocab_size may be negative) */
     for (int i = 0; i < 7; i++) {
         int32_t v = rd_i32(buf + 4 * i);
-        if (i == 5 && v < 0)
+        if (i == 5 && v < 0 && v != INT32_MIN)
             v = -v;
         if (v <= 0 || v > (1 << 24))
             return 0;
