@@ -294,6 +294,7 @@ static int cmd_run(int argc, char **argv)
     }
     double t2 = now();
     fputc('\n', stdout);
+    fflush(stdout);
     fprintf(stderr, "prompt: %d tokens, %.1f tok/s; generation: %d tokens, %.1f tok/s\n",
             n_prompt, n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9), n_gen,
             n_gen / (t2 - t1 > 0 ? t2 - t1 : 1e-9));
