@@ -149,25 +149,30 @@ int strix_kv_truncate(strix_context *c, int p, strix_error *err)
     return STRIX_OK;
 }
 
-/* ---- matrix multiplication: y (n, rows) = x (n, cols) * W^T ---- */
+/* ---- matrix multiplication: y (n, rows) = x (n, cols) * W^T ----
+ *
+ * One job may hold several weights that read the same input (q, k and v;
+ * gate and up): their rows are split over the threads as one range, so a
+ * token costs one wake-up of the pool per group instead of one per weight.
+ */
+
+#define MATMUL_MAX 3
 
 struct matmul_job {
     strix_context *c;
-    const struct tensor *w;
-    const float *x;   /* (n, cols) */
-    float *y;         /* (n, ld_y) */
-    int n, ld_y;
-    int accumulate;   /* y += instead of y = */
+    int n_w;
+    const struct tensor *w[MATMUL_MAX];
+    float *y[MATMUL_MAX]; /* (n, rows of w[i]) */
+    const float *x;       /* (n, cols) */
+    int n;
+    int accumulate;       /* y += instead of y = */
 };
 
-static void matmul_worker(void *arg, int ith, int nth)
+static void matmul_rows(const struct matmul_job *j, int i, int r0, int r1, float *tmp)
 {
-    const struct matmul_job *j = arg;
-    const struct tensor *w = j->w;
+    const struct tensor *w = j->w[i];
     const int rows = (int)w->ne[1], cols = (int)w->ne[0];
-    const int r0 = (int)((int64_t)rows * ith / nth), r1 = (int)((int64_t)rows * (ith + 1) / nth);
     const dtype_dequant_fn deq = dtype_get(w->type)->dequantize;
-    float *tmp = j->c->row + (size_t)ith * (size_t)j->c->max_row;
     for (int r = r0; r < r1; r++) {
         const uint8_t *src = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
         const float *wr;
@@ -179,19 +184,46 @@ static void matmul_worker(void *arg, int ith, int nth)
         }
         for (int t = 0; t < j->n; t++) {
             const float s = kern_dot_f32(cols, wr, j->x + (size_t)t * (size_t)cols);
-            float *dst = j->y + (size_t)t * (size_t)j->ld_y + r;
+            float *dst = j->y[i] + (size_t)t * (size_t)rows + r;
             *dst = j->accumulate ? *dst + s : s;
         }
     }
 }
 
+static void matmul_worker(void *arg, int ith, int nth)
+{
+    const struct matmul_job *j = arg;
+    int64_t total = 0;
+    for (int i = 0; i < j->n_w; i++)
+        total += j->w[i]->ne[1];
+    /* this thread's share of the concatenated rows, mapped back per weight */
+    const int64_t g0 = total * ith / nth, g1 = total * (ith + 1) / nth;
+    float *tmp = j->c->row + (size_t)ith * (size_t)j->c->max_row;
+    int64_t base = 0;
+    for (int i = 0; i < j->n_w; i++) {
+        const int64_t rows = j->w[i]->ne[1];
+        const int64_t r0 = g0 > base ? g0 - base : 0, r1 = g1 - base < rows ? g1 - base : rows;
+        if (r0 < r1)
+            matmul_rows(j, i, (int)r0, (int)r1, tmp);
+        base += rows;
+    }
+}
+
+static void run_matmul(strix_context *c, struct matmul_job *j)
+{
+    /* small products are not worth waking threads for */
+    int64_t work = 0;
+    for (int i = 0; i < j->n_w; i++)
+        work += j->w[i]->ne[0] * j->w[i]->ne[1] * j->n;
+    pool_run_n(c->pool, matmul_worker, j, work < 32768 ? 1 : c->n_threads);
+}
+
 static void matmul(strix_context *c, const struct tensor *w, const float *x, float *y, int n,
                    int accumulate)
 {
-    struct matmul_job j = {c, w, x, y, n, (int)w->ne[1], accumulate};
-    /* small products are not worth waking threads for */
-    const int64_t work = w->ne[0] * w->ne[1] * n;
-    pool_run_n(c->pool, matmul_worker, &j, work < 32768 ? 1 : c->n_threads);
+    struct matmul_job j = {.c = c, .n_w = 1, .w = {w}, .y = {y}, .x = x, .n = n,
+                           .accumulate = accumulate};
+    run_matmul(c, &j);
 }
 
 /* ---- attention ---- */
@@ -254,9 +286,9 @@ static void forward(strix_context *c, const strix_token *tokens, int n, int pos0
         for (int t = 0; t < n; t++)
             kern_rmsnorm(c->xb + (size_t)t * (size_t)embd, c->x + (size_t)t * (size_t)embd,
                          L->attn_norm.data, embd, hp->norm_eps);
-        matmul(c, &L->wq, c->xb, c->q, n, 0);
-        matmul(c, &L->wk, c->xb, c->k, n, 0);
-        matmul(c, &L->wv, c->xb, c->v, n, 0);
+        struct matmul_job qkv = {.c = c, .n_w = 3, .w = {&L->wq, &L->wk, &L->wv},
+                                 .y = {c->q, c->k, c->v}, .x = c->xb, .n = n};
+        run_matmul(c, &qkv);
         const size_t layer_off = (size_t)l * (size_t)c->n_ctx * (size_t)kv_dim;
         for (int t = 0; t < n; t++) {
             const int pos = pos0 + t;
@@ -278,8 +310,9 @@ static void forward(strix_context *c, const strix_token *tokens, int n, int pos0
         for (int t = 0; t < n; t++)
             kern_rmsnorm(c->xb + (size_t)t * (size_t)embd, c->x + (size_t)t * (size_t)embd,
                          L->ffn_norm.data, embd, hp->norm_eps);
-        matmul(c, &L->w_gate, c->xb, c->hb, n, 0);
-        matmul(c, &L->w_up, c->xb, c->hb2, n, 0);
+        struct matmul_job ffn = {.c = c, .n_w = 2, .w = {&L->w_gate, &L->w_up},
+                                 .y = {c->hb, c->hb2}, .x = c->xb, .n = n};
+        run_matmul(c, &ffn);
         for (int t = 0; t < n; t++)
             kern_silu_mul(c->hb + (size_t)t * (size_t)ff, c->hb2 + (size_t)t * (size_t)ff, ff);
         matmul(c, &L->w_down, c->hb, c->x, n, 1);
