@@ -1,0 +1,97 @@
+/*
+ * test_logits.c - strix's logits against llama.cpp's on the same weights:
+ * for every position of a prompt, fed one token at a time into llama.cpp
+ * (commit c392e50, CPU, F32 KV cache) and here both one at a time and as one
+ * batch. Fixtures: tests/data/llamacpp-*.ids (token ids) and *.logits (raw
+ * little-endian float32, positions x vocabulary).
+ */
+#include <math.h>
+
+#include "harness.h"
+#include "strix.h"
+
+static int read_ids(const char *name, strix_token *ids, int cap)
+{
+    char *text = test_read_file(test_path(name), NULL);
+    int n = 0;
+    for (char *p = text, *end; p && n < cap; p = end) {
+        long v = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        ids[n++] = (strix_token)v;
+    }
+    free(text);
+    return n;
+}
+
+static void compare(const char *model, const char *vocab, const char *ids_file,
+                    const char *logits_file, float tol)
+{
+    char mp[4096], vp[4096];
+    snprintf(mp, sizeof mp, "%s", test_path(model));
+    struct strix_model_params p = strix_model_default_params();
+    if (vocab) {
+        snprintf(vp, sizeof vp, "%s", test_path(vocab));
+        p.vocab_path = vp;
+    }
+    strix_model *m = NULL;
+    strix_error err;
+    CHECKF(strix_model_load(mp, &p, &m, &err) == STRIX_OK, "%s", err.msg);
+    strix_token ids[256];
+    const int n = read_ids(ids_file, ids, 256);
+    size_t len = 0;
+    float *ref = (float *)test_read_file(test_path(logits_file), &len);
+    CHECK(m && ref && n > 0);
+    if (!m || !ref || n <= 0) {
+        free(ref);
+        strix_model_free(m);
+        return;
+    }
+    const int nv = strix_vocab_size(m);
+    CHECKF(len == (size_t)n * (size_t)nv * 4, "%s: %zu bytes for %d x %d", logits_file, len, n,
+           nv);
+    for (int batched = 0; batched <= 1 && len == (size_t)n * (size_t)nv * 4; batched++) {
+        strix_context *ctx;
+        struct strix_context_params cp = strix_context_default_params();
+        cp.n_ctx = 256;
+        CHECK(strix_context_create(m, &cp, &ctx, &err) == STRIX_OK);
+        int8_t want[256];
+        memset(want, 1, sizeof want);
+        if (batched)
+            CHECK(strix_decode(ctx, ids, NULL, n, want, &err) == STRIX_OK);
+        float maxd = 0;
+        int argmax_same = 0;
+        for (int i = 0; i < n; i++) {
+            if (!batched)
+                CHECK(strix_decode(ctx, ids + i, NULL, 1, NULL, &err) == STRIX_OK);
+            const float *got = strix_get_logits(ctx, batched ? i : -1);
+            const float *want_row = ref + (size_t)i * (size_t)nv;
+            int a = 0, b = 0;
+            for (int j = 0; j < nv; j++) {
+                maxd = fmaxf(maxd, fabsf(got[j] - want_row[j]));
+                a = got[j] > got[a] ? j : a;
+                b = want_row[j] > want_row[b] ? j : b;
+            }
+            argmax_same += a == b;
+        }
+        CHECKF(maxd < tol, "%s (%s): max |logit - llama.cpp| = %g", model,
+               batched ? "batch" : "one by one", maxd);
+        CHECKF(argmax_same == n, "%s: argmax differs at %d of %d positions", model,
+               n - argmax_same, n);
+        printf("%s vs llama.cpp (%s): %d positions, max |diff| %.2e\n", model,
+               batched ? "batch" : "one by one", n, maxd);
+        strix_context_free(ctx);
+    }
+    free(ref);
+    strix_model_free(m);
+}
+
+int main(void)
+{
+    compare("stories260K-ref.gguf", NULL, "llamacpp-stories260K.ids", "llamacpp-stories260K.logits",
+            1e-4f);
+    /* llama.cpp ran strix's F32 conversion of this checkpoint */
+    compare("stories3M-q80.bin", "tok4096.bin", "llamacpp-stories3M.ids",
+            "llamacpp-stories3M.logits", 1e-4f);
+    TEST_MAIN_END();
+}
