@@ -73,9 +73,13 @@ int strix_model_load(const char *path, const struct strix_model_params *params,
                      strix_model **out, strix_error *err);
 void strix_model_free(strix_model *model);
 
-/* Writes the model (weights as stored in memory, vocabulary, hyperparameters)
- * as a GGUF v3 file that llama.cpp reads as a "llama" architecture model. */
-int strix_model_save_gguf(const strix_model *model, const char *path, strix_error *err);
+/* Writes the model (weights, vocabulary, hyperparameters) as a GGUF v3 file
+ * that llama.cpp reads as a "llama" architecture model. weight_type NULL keeps
+ * each weight's type; "F32", "F16", "BF16", "Q8_0" or "Q4_0" re-encodes the
+ * 2-D weights (a weight whose rows do not fill whole blocks keeps its type;
+ * norms stay F32). */
+int strix_model_save_gguf(const strix_model *model, const char *path, const char *weight_type,
+                          strix_error *err);
 
 struct strix_model_info {
     const char *arch;   /* "llama" (borrowed) */

@@ -377,9 +377,8 @@ int strix_model_tensor_info(const strix_model *m, int i, struct strix_tensor_inf
 }
 
 /* general.file_type as llama.cpp numbers it, from the type of the 2-D weights. */
-static uint32_t file_type(const strix_model *m)
+static uint32_t file_type(uint32_t t)
 {
-    uint32_t t = m->n_all > 0 ? m->all[m->n_all - 1]->type : DTYPE_F32;
     switch (t) {
     case DTYPE_F16: return 1;
     case DTYPE_Q4_0: return 2;
@@ -389,19 +388,92 @@ static uint32_t file_type(const strix_model *m)
     }
 }
 
-int strix_model_save_gguf(const strix_model *m, const char *path, strix_error *err)
+/* Parses a weight type name for saving; returns -1 if strix cannot write it. */
+static int parse_weight_type(const char *name)
+{
+    static const uint32_t types[] = {DTYPE_F32, DTYPE_F16, DTYPE_BF16, DTYPE_Q8_0, DTYPE_Q4_0};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        if (strcmp(name, dtype_name(types[i])) == 0)
+            return (int)types[i];
+    return -1;
+}
+
+static void encode_row(uint32_t type, const float *src, void *dst, int64_t n)
+{
+    uint8_t *d = dst;
+    switch (type) {
+    case DTYPE_F32: memcpy(dst, src, (size_t)n * 4); break;
+    case DTYPE_F16:
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h = util_fp32_to_fp16(src[i]);
+            memcpy(d + 2 * i, &h, 2);
+        }
+        break;
+    case DTYPE_BF16:
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h = util_fp32_to_bf16(src[i]);
+            memcpy(d + 2 * i, &h, 2);
+        }
+        break;
+    default: dtype_get(type)->quantize(src, dst, n); break;
+    }
+}
+
+/* The weight t re-encoded as `type` into a new buffer (*out, caller frees).
+ * Rows whose length is not a multiple of the type's block stay as they are. */
+static int convert_tensor(const struct tensor *t, uint32_t type, void **out, uint32_t *out_type,
+                          size_t *out_bytes, strix_error *err)
+{
+    *out = NULL;
+    *out_type = t->type;
+    *out_bytes = t->nbytes;
+    const size_t rb = dtype_row_size(type, t->ne[0]);
+    if (t->n_dims != 2 || t->type == type || rb == 0)
+        return STRIX_OK;
+    float *row = util_malloc((size_t)t->ne[0] * sizeof(float));
+    uint8_t *buf = util_malloc(rb * (size_t)t->ne[1]);
+    if (!row || !buf) {
+        util_free(row);
+        util_free(buf);
+        return err_set(err, STRIX_ERR_NOMEM, "out of memory converting '%s'", t->name);
+    }
+    const dtype_dequant_fn deq = dtype_get(t->type)->dequantize;
+    for (int64_t r = 0; r < t->ne[1]; r++) {
+        deq((const uint8_t *)t->data + (size_t)r * t->row_bytes, row, t->ne[0]);
+        encode_row(type, row, buf + (size_t)r * rb, t->ne[0]);
+    }
+    util_free(row);
+    *out = buf;
+    *out_type = type;
+    *out_bytes = rb * (size_t)t->ne[1];
+    return STRIX_OK;
+}
+
+int strix_model_save_gguf(const strix_model *m, const char *path, const char *weight_type,
+                          strix_error *err)
 {
     err_clear(err);
+    if (!m || !path)
+        return err_set(err, STRIX_ERR_ARG, "NULL argument");
     if (m->vocab_only || !m->vocab)
         return err_set(err, STRIX_ERR_ARG, "only a full model with a vocabulary can be saved");
+    int target = -1;
+    if (weight_type && (target = parse_weight_type(weight_type)) < 0)
+        return err_set(err, STRIX_ERR_ARG,
+                       "cannot write weights as '%s' (F32, F16, BF16, Q8_0, Q4_0)", weight_type);
     gguf_writer *w = gguf_writer_create();
-    if (!w)
+    void **bufs = util_calloc((size_t)m->n_all, sizeof *bufs);
+    if (!w || !bufs) {
+        gguf_writer_free(w);
+        util_free(bufs);
         return err_set(err, STRIX_ERR_NOMEM, "out of memory");
+    }
     const struct hparams *hp = &m->hp;
     int rc = 0;
+    const uint32_t main_type = target >= 0 ? (uint32_t)target : m->all[m->n_all - 1]->type;
     rc |= gguf_writer_add_str(w, "general.architecture", "llama");
     rc |= gguf_writer_add_str(w, "general.name", m->name ? m->name : "strix");
-    rc |= gguf_writer_add_u32(w, "general.file_type", file_type(m));
+    rc |= gguf_writer_add_u32(w, "general.file_type", file_type(main_type));
     rc |= gguf_writer_add_u32(w, "llama.context_length", (uint32_t)hp->n_ctx_train);
     rc |= gguf_writer_add_u32(w, "llama.embedding_length", (uint32_t)hp->n_embd);
     rc |= gguf_writer_add_u32(w, "llama.feed_forward_length", (uint32_t)hp->n_ff);
@@ -419,8 +491,12 @@ int strix_model_save_gguf(const strix_model *m, const char *path, strix_error *e
         goto done;
     for (int i = 0; i < m->n_all; i++) {
         const struct tensor *t = m->all[i];
-        rc = gguf_writer_add_tensor(w, t->name, t->type, (uint32_t)t->n_dims, t->ne, t->data,
-                                    t->nbytes);
+        uint32_t type = t->type;
+        size_t nbytes = t->nbytes;
+        if (target >= 0 && (rc = convert_tensor(t, (uint32_t)target, &bufs[i], &type, &nbytes, err)))
+            goto done;
+        rc = gguf_writer_add_tensor(w, t->name, type, (uint32_t)t->n_dims, t->ne,
+                                    bufs[i] ? bufs[i] : t->data, nbytes);
         if (rc) {
             err_set(err, rc, "cannot add tensor '%s'", t->name);
             goto done;
@@ -428,6 +504,9 @@ int strix_model_save_gguf(const strix_model *m, const char *path, strix_error *e
     }
     rc = gguf_writer_write(w, path, err);
 done:
+    for (int i = 0; i < m->n_all; i++)
+        util_free(bufs[i]);
+    util_free(bufs);
     gguf_writer_free(w);
     return rc;
 }

@@ -53,6 +53,11 @@ grep -q "tok/s" "$T/err" && ok || bad "run prints no speed"
 cmp -s "$T/zoo2.txt" "$D/stories260K-zoo.txt" && ok || bad "converted model text differs"
 "$S" info -m "$T/s.gguf" >"$T/info" 2>&1 && grep -q "n_layer 5" "$T/info" && ok || bad "info: $(head -c 300 "$T/info")"
 
+# convert re-encodes weights on request; unknown types are refused
+"$S" convert -m "$D/stories3M-q80.bin" --vocab "$D/tok4096.bin" -o "$T/q8.gguf" --type Q8_0 2>/dev/null &&
+    "$S" info -m "$T/q8.gguf" | grep -q "blk.0.attn_q.weight *Q8_0" && ok || bad "convert --type Q8_0"
+expect_fail "convert to an unknown type" convert $M -o "$T/x.gguf" --type Q3_K
+
 # tokenize --ids matches llama.cpp's ids for one of its test strings
 out=$("$S" tokenize -m "$D/ggml-vocab-llama-spm.gguf" --no-bos -p "Hello world" --ids)
 [ "$out" = "15043 3186" ] && ok || bad "tokenize ids: '$out'"

@@ -125,7 +125,7 @@ static void test_golden(void)
         int fd = mkstemp(tmp);
         close(fd);
         strix_error err;
-        int rc = m ? strix_model_save_gguf(m, tmp, &err) : -1;
+        int rc = m ? strix_model_save_gguf(m, tmp, NULL, &err) : -1;
         CHECKF(rc == STRIX_OK, "save %s: %s", g->model, err.msg);
         strix_model *m2 = NULL;
         rc = strix_model_load(tmp, NULL, &m2, &err);

@@ -72,7 +72,7 @@ static float parse_float(const char *flag, const char *s, float lo, float hi)
 /* ---- options shared by the commands ---- */
 
 struct opts {
-    const char *model, *vocab, *prompt, *file, *out;
+    const char *model, *vocab, *prompt, *file, *out, *type;
     int n_predict, n_threads, n_ctx, ids, no_bos, stop_bos, bench_pp, bench_reps;
     struct strix_sampler_params sp;
 };
@@ -144,6 +144,7 @@ static void parse_opts(int argc, char **argv, struct opts *o, const char *allowe
         else if (strcmp(a, "--no-stop-bos") == 0) key = "no-stop-bos";
         else if (strcmp(a, "--p-tokens") == 0) key = "p-tokens";
         else if (strcmp(a, "--reps") == 0) key = "reps";
+        else if (strcmp(a, "--type") == 0) key = "type";
         else
             die("unknown option '%s' (see strix --help)", a);
         char pat[32];
@@ -155,6 +156,7 @@ static void parse_opts(int argc, char **argv, struct opts *o, const char *allowe
         else if (strcmp(key, "p") == 0) o->prompt = need_arg(argc, argv, &i);
         else if (strcmp(key, "f") == 0) o->file = need_arg(argc, argv, &i);
         else if (strcmp(key, "o") == 0) o->out = need_arg(argc, argv, &i);
+        else if (strcmp(key, "type") == 0) o->type = need_arg(argc, argv, &i);
         else if (strcmp(key, "n") == 0) o->n_predict = (int)parse_long(a, need_arg(argc, argv, &i), 0, 1 << 24);
         else if (strcmp(key, "t") == 0) o->n_threads = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1024);
         else if (strcmp(key, "c") == 0) o->n_ctx = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1 << 24);
@@ -368,12 +370,12 @@ static int cmd_info(int argc, char **argv)
 static int cmd_convert(int argc, char **argv)
 {
     struct opts o;
-    parse_opts(argc, argv, &o, " m vocab o ");
+    parse_opts(argc, argv, &o, " m vocab o type ");
     if (!o.out)
         die("convert needs -o OUT.gguf");
     strix_model *m = load_model(&o, 0);
     strix_error err;
-    if (strix_model_save_gguf(m, o.out, &err))
+    if (strix_model_save_gguf(m, o.out, o.type, &err))
         die("%s", err.msg);
     strix_model_free(m);
     fprintf(stderr, "wrote %s\n", o.out);
@@ -455,7 +457,7 @@ static void usage(FILE *f)
             "            [--seed S] [-t THREADS] [-c N_CTX] [--no-stop-bos]\n"
             "  tokenize  -m MODEL [--vocab TOKENIZER.bin] [--no-bos] (-p TEXT | -f FILE) [--ids]\n"
             "  info      -m MODEL [--vocab TOKENIZER.bin]\n"
-            "  convert   -m CHECKPOINT --vocab TOKENIZER.bin -o OUT.gguf\n"
+            "  convert   -m MODEL [--vocab TOKENIZER.bin] -o OUT.gguf [--type F32|F16|BF16|Q8_0|Q4_0]\n"
             "  bench     -m MODEL [--vocab TOKENIZER.bin] [--p-tokens N] [-n N] [--reps R] [-t T]\n"
             "Without -m, the bundled model %s is used. --temp 0 is greedy.\n",
             DEFAULT_MODEL);
