@@ -81,6 +81,19 @@ void strix_model_free(strix_model *model);
 int strix_model_save_gguf(const strix_model *model, const char *path, const char *weight_type,
                           strix_error *err);
 
+/* A model of the given shape with random weights (F32) and the vocabulary of
+ * the GGUF file at vocab_path, for benchmarks and cross-engine tests. */
+struct strix_synth_params {
+    int n_embd, n_ff, n_layer, n_head, n_head_kv;
+    int n_ctx;              /* trained context length to record */
+    float rope_freq_base;
+    float norm_eps;
+    uint64_t seed;
+};
+struct strix_synth_params strix_synth_default_params(void);
+int strix_model_synth(const struct strix_synth_params *params, const char *vocab_path,
+                      strix_model **out, strix_error *err);
+
 struct strix_model_info {
     const char *arch;   /* "llama" (borrowed) */
     const char *name;   /* general.name or "" (borrowed) */

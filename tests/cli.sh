@@ -58,6 +58,12 @@ cmp -s "$T/zoo2.txt" "$D/stories260K-zoo.txt" && ok || bad "converted model text
     "$S" info -m "$T/q8.gguf" | grep -q "blk.0.attn_q.weight *Q8_0" && ok || bad "convert --type Q8_0"
 expect_fail "convert to an unknown type" convert $M -o "$T/x.gguf" --type Q3_K
 
+# synth makes a random model of the asked shape that runs
+"$S" synth -o "$T/syn.gguf" --dim 64 --ff 96 --layers 2 --heads 4 --kv-heads 1 --seed 3 2>/dev/null &&
+    "$S" info -m "$T/syn.gguf" | grep -q "n_embd 64, n_ff 96, n_layer 2, n_head 4, n_head_kv 1" &&
+    "$S" run -m "$T/syn.gguf" -p "Hi" -n 8 --temp 0 >/dev/null 2>&1 && ok || bad "synth"
+expect_fail "synth with a bad shape" synth -o "$T/x.gguf" --dim 65 --heads 4
+
 # tokenize --ids matches llama.cpp's ids for one of its test strings
 out=$("$S" tokenize -m "$D/ggml-vocab-llama-spm.gguf" --no-bos -p "Hello world" --ids)
 [ "$out" = "15043 3186" ] && ok || bad "tokenize ids: '$out'"

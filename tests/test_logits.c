@@ -24,8 +24,7 @@ static int read_ids(const char *name, strix_token *ids, int cap)
     return n;
 }
 
-static void compare(const char *model, const char *vocab, const char *ids_file,
-                    const char *logits_file, float tol)
+static strix_model *load(const char *model, const char *vocab)
 {
     char mp[4096], vp[4096];
     snprintf(mp, sizeof mp, "%s", test_path(model));
@@ -37,6 +36,14 @@ static void compare(const char *model, const char *vocab, const char *ids_file,
     strix_model *m = NULL;
     strix_error err;
     CHECKF(strix_model_load(mp, &p, &m, &err) == STRIX_OK, "%s", err.msg);
+    return m;
+}
+
+/* Compares m's logits with llama.cpp's; takes ownership of m. */
+static void compare(strix_model *m, const char *model, const char *ids_file,
+                    const char *logits_file, float tol)
+{
+    strix_error err;
     strix_token ids[256];
     const int n = read_ids(ids_file, ids, 256);
     size_t len = 0;
@@ -60,7 +67,8 @@ static void compare(const char *model, const char *vocab, const char *ids_file,
         if (batched)
             CHECK(strix_decode(ctx, ids, NULL, n, want, &err) == STRIX_OK);
         float maxd = 0;
-        int argmax_same = 0;
+        double sumd = 0;
+        int argmax_bad = 0;
         for (int i = 0; i < n; i++) {
             if (!batched)
                 CHECK(strix_decode(ctx, ids + i, NULL, 1, NULL, &err) == STRIX_OK);
@@ -68,18 +76,23 @@ static void compare(const char *model, const char *vocab, const char *ids_file,
             const float *want_row = ref + (size_t)i * (size_t)nv;
             int a = 0, b = 0;
             for (int j = 0; j < nv; j++) {
-                maxd = fmaxf(maxd, fabsf(got[j] - want_row[j]));
+                const float d = fabsf(got[j] - want_row[j]);
+                maxd = fmaxf(maxd, d);
+                sumd += d;
                 a = got[j] > got[a] ? j : a;
                 b = want_row[j] > want_row[b] ? j : b;
             }
-            argmax_same += a == b;
+            /* the top token may differ only where llama.cpp's top two are
+             * closer than the tolerance */
+            argmax_bad += a != b && want_row[b] - want_row[a] > 2 * tol;
         }
+        const double mean = sumd / ((double)n * nv);
         CHECKF(maxd < tol, "%s (%s): max |logit - llama.cpp| = %g", model,
                batched ? "batch" : "one by one", maxd);
-        CHECKF(argmax_same == n, "%s: argmax differs at %d of %d positions", model,
-               n - argmax_same, n);
-        printf("%s vs llama.cpp (%s): %d positions, max |diff| %.2e\n", model,
-               batched ? "batch" : "one by one", n, maxd);
+        CHECKF(mean < tol / 4, "%s: mean |logit - llama.cpp| = %g", model, mean);
+        CHECKF(argmax_bad == 0, "%s: argmax differs at %d of %d positions", model, argmax_bad, n);
+        printf("%s vs llama.cpp (%s): %d positions, max |diff| %.2e, mean %.2e\n", model,
+               batched ? "batch" : "one by one", n, maxd, mean);
         strix_context_free(ctx);
     }
     free(ref);
@@ -88,10 +101,33 @@ static void compare(const char *model, const char *vocab, const char *ids_file,
 
 int main(void)
 {
-    compare("stories260K-ref.gguf", NULL, "llamacpp-stories260K.ids", "llamacpp-stories260K.logits",
-            1e-4f);
+    compare(load("stories260K-ref.gguf", NULL), "stories260K-ref.gguf", "llamacpp-stories260K.ids",
+            "llamacpp-stories260K.logits", 1e-4f);
     /* llama.cpp ran strix's F32 conversion of this checkpoint */
-    compare("stories3M-q80.bin", "tok4096.bin", "llamacpp-stories3M.ids",
-            "llamacpp-stories3M.logits", 1e-4f);
+    compare(load("stories3M-q80.bin", "tok4096.bin"), "stories3M-q80.bin",
+            "llamacpp-stories3M.ids", "llamacpp-stories3M.logits", 1e-4f);
+
+    /* A random-weight model (strix synth, seed 7), and llama.cpp's own
+     * quantizations of it. llama.cpp rounds the activations to the weight
+     * type (q8_0 blocks for Q8_0/Q4_0, f16/bf16) before its dot products and
+     * strix keeps them in f32, so the quantized files agree less closely. */
+    struct strix_synth_params sp = strix_synth_default_params();
+    sp.n_embd = 64, sp.n_ff = 192, sp.n_layer = 2, sp.n_head = 4, sp.n_head_kv = 2, sp.seed = 7;
+    char vp[4096];
+    snprintf(vp, sizeof vp, "%s", test_path("stories260K-ref.gguf"));
+    strix_model *syn = NULL;
+    strix_error err;
+    CHECKF(strix_model_synth(&sp, vp, &syn, &err) == STRIX_OK, "%s", err.msg);
+    compare(syn, "synth (F32)", "llamacpp-stories260K.ids", "llamacpp-synth-F32.logits", 1e-4f);
+    static const struct {
+        const char *type;
+        float tol;
+    } q[] = {{"F16", 1e-4f}, {"BF16", 0.06f}, {"Q8_0", 0.15f}, {"Q4_0", 0.2f}};
+    for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) {
+        char model[64], logits[64];
+        snprintf(model, sizeof model, "llamacpp-synth-%s.gguf", q[i].type);
+        snprintf(logits, sizeof logits, "llamacpp-synth-%s.logits", q[i].type);
+        compare(load(model, NULL), model, "llamacpp-stories260K.ids", logits, q[i].tol);
+    }
     TEST_MAIN_END();
 }

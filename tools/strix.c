@@ -73,7 +73,8 @@ static float parse_float(const char *flag, const char *s, float lo, float hi)
 
 struct opts {
     const char *model, *vocab, *prompt, *file, *out, *type;
-    int n_predict, n_threads, n_ctx, ids, no_bos, stop_bos, bench_pp, bench_reps;
+    int n_predict, n_threads, n_ctx, ids, no_bos, stop_bos, bench_pp, bench_reps, seed_given;
+    struct strix_synth_params synth;
     struct strix_sampler_params sp;
 };
 
@@ -115,6 +116,7 @@ static void parse_opts(int argc, char **argv, struct opts *o, const char *allowe
     o->stop_bos = 1;
     o->bench_pp = 128;
     o->bench_reps = 5;
+    o->synth = strix_synth_default_params();
     o->sp = strix_sampler_default_params();
     o->sp.temperature = 1.0f; /* like llama2.c: plain sampling unless told */
     o->sp.top_k = 0;
@@ -145,6 +147,11 @@ static void parse_opts(int argc, char **argv, struct opts *o, const char *allowe
         else if (strcmp(a, "--p-tokens") == 0) key = "p-tokens";
         else if (strcmp(a, "--reps") == 0) key = "reps";
         else if (strcmp(a, "--type") == 0) key = "type";
+        else if (strcmp(a, "--dim") == 0) key = "dim";
+        else if (strcmp(a, "--ff") == 0) key = "ff";
+        else if (strcmp(a, "--layers") == 0) key = "layers";
+        else if (strcmp(a, "--heads") == 0) key = "heads";
+        else if (strcmp(a, "--kv-heads") == 0) key = "kv-heads";
         else
             die("unknown option '%s' (see strix --help)", a);
         char pat[32];
@@ -157,6 +164,11 @@ static void parse_opts(int argc, char **argv, struct opts *o, const char *allowe
         else if (strcmp(key, "f") == 0) o->file = need_arg(argc, argv, &i);
         else if (strcmp(key, "o") == 0) o->out = need_arg(argc, argv, &i);
         else if (strcmp(key, "type") == 0) o->type = need_arg(argc, argv, &i);
+        else if (strcmp(key, "dim") == 0) o->synth.n_embd = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1 << 20);
+        else if (strcmp(key, "ff") == 0) o->synth.n_ff = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1 << 20);
+        else if (strcmp(key, "layers") == 0) o->synth.n_layer = (int)parse_long(a, need_arg(argc, argv, &i), 1, 4096);
+        else if (strcmp(key, "heads") == 0) o->synth.n_head = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1 << 16);
+        else if (strcmp(key, "kv-heads") == 0) o->synth.n_head_kv = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1 << 16);
         else if (strcmp(key, "n") == 0) o->n_predict = (int)parse_long(a, need_arg(argc, argv, &i), 0, 1 << 24);
         else if (strcmp(key, "t") == 0) o->n_threads = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1024);
         else if (strcmp(key, "c") == 0) o->n_ctx = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1 << 24);
@@ -166,7 +178,10 @@ static void parse_opts(int argc, char **argv, struct opts *o, const char *allowe
         else if (strcmp(key, "min-p") == 0) o->sp.min_p = parse_float(a, need_arg(argc, argv, &i), 0, 1);
         else if (strcmp(key, "rp") == 0) o->sp.repeat_penalty = parse_float(a, need_arg(argc, argv, &i), 0.01f, 100);
         else if (strcmp(key, "rln") == 0) o->sp.repeat_last_n = (int)parse_long(a, need_arg(argc, argv, &i), 0, 1 << 20);
-        else if (strcmp(key, "seed") == 0) o->sp.seed = parse_u64(a, need_arg(argc, argv, &i));
+        else if (strcmp(key, "seed") == 0) {
+            o->sp.seed = parse_u64(a, need_arg(argc, argv, &i));
+            o->seed_given = 1;
+        }
         else if (strcmp(key, "ids") == 0) o->ids = 1;
         else if (strcmp(key, "no-bos") == 0) o->no_bos = 1;
         else if (strcmp(key, "no-stop-bos") == 0) o->stop_bos = 0;
@@ -382,6 +397,26 @@ static int cmd_convert(int argc, char **argv)
     return 0;
 }
 
+static int cmd_synth(int argc, char **argv)
+{
+    struct opts o;
+    parse_opts(argc, argv, &o, " m o type dim ff layers heads kv-heads c seed ");
+    if (!o.out)
+        die("synth needs -o OUT.gguf");
+    if (o.n_ctx)
+        o.synth.n_ctx = o.n_ctx;
+    o.synth.seed = o.seed_given ? o.sp.seed : 1;
+    strix_model *m;
+    strix_error err;
+    if (strix_model_synth(&o.synth, o.model, &m, &err))
+        die("%s", err.msg);
+    if (strix_model_save_gguf(m, o.out, o.type, &err))
+        die("%s", err.msg);
+    strix_model_free(m);
+    fprintf(stderr, "wrote %s\n", o.out);
+    return 0;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -458,6 +493,8 @@ static void usage(FILE *f)
             "  tokenize  -m MODEL [--vocab TOKENIZER.bin] [--no-bos] (-p TEXT | -f FILE) [--ids]\n"
             "  info      -m MODEL [--vocab TOKENIZER.bin]\n"
             "  convert   -m MODEL [--vocab TOKENIZER.bin] -o OUT.gguf [--type F32|F16|BF16|Q8_0|Q4_0]\n"
+            "  synth     [-m VOCAB.gguf] -o OUT.gguf [--dim N] [--ff N] [--layers N] [--heads N]\n"
+            "            [--kv-heads N] [-c N_CTX] [--seed S] [--type T]   (random weights)\n"
             "  bench     -m MODEL [--vocab TOKENIZER.bin] [--p-tokens N] [-n N] [--reps R] [-t T]\n"
             "Without -m, the bundled model %s is used. --temp 0 is greedy.\n",
             DEFAULT_MODEL);
@@ -478,6 +515,8 @@ int main(int argc, char **argv)
         return cmd_info(argc, argv);
     if (strcmp(cmd, "convert") == 0)
         return cmd_convert(argc, argv);
+    if (strcmp(cmd, "synth") == 0)
+        return cmd_synth(argc, argv);
     if (strcmp(cmd, "bench") == 0)
         return cmd_bench(argc, argv);
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
