@@ -309,8 +309,56 @@ static void test_gguf_models(void)
     free(buf);
 }
 
+/* Allocation failure at every step of creating a context and a sampler. */
+static void test_alloc_runtime(void)
+{
+    char mp[4096], vp[4096];
+    snprintf(mp, sizeof mp, "%s", test_path("stories260K.bin"));
+    snprintf(vp, sizeof vp, "%s", test_path("tok512.bin"));
+    struct strix_model_params p = strix_model_default_params();
+    p.vocab_path = vp;
+    strix_model *m = NULL;
+    CHECK(strix_model_load(mp, &p, &m, NULL) == STRIX_OK);
+    if (!m)
+        return;
+    struct strix_context_params cp = strix_context_default_params();
+    cp.n_threads = 2;
+    int steps = 0, ok = 1;
+    for (long n = 0; n < 1000; n++) {
+        strix_context *ctx = NULL;
+        strix_error err;
+        util_fail_alloc_after(n);
+        int rc = strix_context_create(m, &cp, &ctx, &err);
+        util_fail_alloc_after(-1);
+        if (rc == STRIX_OK) {
+            strix_token t = 1;
+            ok &= strix_decode(ctx, &t, NULL, 1, NULL, &err) == STRIX_OK;
+            strix_context_free(ctx);
+            break;
+        }
+        ok &= rc == STRIX_ERR_NOMEM && ctx == NULL && err.msg[0];
+        steps++;
+    }
+    CHECKF(ok && steps > 5, "context allocation failures: %d steps", steps);
+    struct strix_sampler_params sp = strix_sampler_default_params();
+    steps = 0;
+    for (long n = 0; n < 100; n++) {
+        strix_sampler *s = NULL;
+        util_fail_alloc_after(n);
+        int rc = strix_sampler_create(&sp, 512, &s, NULL);
+        util_fail_alloc_after(-1);
+        strix_sampler_free(s);
+        if (rc == STRIX_OK)
+            break;
+        steps++;
+    }
+    CHECK(steps >= 2);
+    strix_model_free(m);
+}
+
 int main(void)
 {
+    test_alloc_runtime();
     test_l2c_legacy();
     test_l2c_v2();
     test_gguf_models();
