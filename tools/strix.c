@@ -424,7 +424,8 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* Prompt processing (a batch of n_prompt tokens) and generation (n_gen tokens
- * one at a time) speeds, repeated; prints the median, min and max of each. */
+ * one at a time, from an empty cache), repeated; prints the median, min and
+ * max of each. The same tests as llama.cpp's llama-bench -p/-n. */
 static int cmd_bench(int argc, char **argv)
 {
     struct opts o;
@@ -453,6 +454,7 @@ static int cmd_bench(int argc, char **argv)
         double t0 = now();
         if (n_pp > 0 && strix_decode(ctx, ids, NULL, n_pp, NULL, &err))
             die("decode: %s", err.msg);
+        strix_kv_truncate(ctx, 0, NULL); /* generation starts from an empty cache */
         double t1 = now();
         strix_token tok = ids[0];
         for (int i = 0; i < n_gen; i++) {
