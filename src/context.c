@@ -182,10 +182,20 @@ static void matmul_rows(const struct matmul_job *j, int i, int r0, int r1, float
             deq(src, tmp, cols);
             wr = tmp;
         }
-        for (int t = 0; t < j->n; t++) {
-            const float s = kern_dot_f32(cols, wr, j->x + (size_t)t * (size_t)cols);
+        int t = 0;
+        float s[4];
+        for (; t + 4 <= j->n; t += 4) {
+            const float *x = j->x + (size_t)t * (size_t)cols;
+            kern_dot_f32_x4(cols, wr, x, x + cols, x + 2 * cols, x + 3 * cols, s);
+            for (int k = 0; k < 4; k++) {
+                float *dst = j->y[i] + (size_t)(t + k) * (size_t)rows + r;
+                *dst = j->accumulate ? *dst + s[k] : s[k];
+            }
+        }
+        for (; t < j->n; t++) {
+            s[0] = kern_dot_f32(cols, wr, j->x + (size_t)t * (size_t)cols);
             float *dst = j->y[i] + (size_t)t * (size_t)rows + r;
-            *dst = j->accumulate ? *dst + s : s;
+            *dst = j->accumulate ? *dst + s[0] : s[0];
         }
     }
 }

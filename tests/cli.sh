@@ -24,6 +24,7 @@ M="-m $D/stories260K.bin --vocab $D/tok512.bin"
 expect_fail "unknown command" frobnicate
 expect_fail "unknown flag" run $M --frob 1
 expect_fail "missing model" run -m "$T/none.gguf" -p hi
+expect_fail "no vocabulary" run -m "$D/stories260K.bin" -p hi
 expect_fail "missing vocab" run -m "$D/stories260K.bin" --vocab "$T/none.bin" -p hi
 expect_fail "bad -n" run $M -p hi -n 12x
 expect_fail "negative -n" run $M -p hi -n -3

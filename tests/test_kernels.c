@@ -32,6 +32,17 @@ static void test_dot(void)
             ref += (double)a[i] * b[i];
         float got = kern_dot_f32(n, a, b);
         CHECKF(fabs(got - ref) <= 1e-5 * (1 + n), "dot n=%d: %g vs %g", n, got, ref);
+        /* the four-token kernel gives the same bits as four single dots */
+        if (n + 3 <= 1031) {
+            float s4[4];
+            kern_dot_f32_x4(n, a, b, b + 1, b + 2, b + 3, s4);
+            int same = 1;
+            for (int t = 0; t < 4; t++) {
+                const float one = kern_dot_f32(n, a, b + t);
+                same &= memcmp(&one, &s4[t], sizeof one) == 0;
+            }
+            CHECKF(same, "dot_x4 differs from dot at n=%d", n);
+        }
     }
 }
 

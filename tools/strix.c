@@ -72,6 +72,7 @@ static float parse_float(const char *flag, const char *s, float lo, float hi)
 /* ---- options shared by the commands ---- */
 
 struct opts {
+    const char *command;
     const char *model, *vocab, *prompt, *file, *out, *type;
     int n_predict, n_threads, n_ctx, ids, no_bos, stop_bos, bench_pp, bench_reps, seed_given;
     struct strix_synth_params synth;
@@ -112,6 +113,7 @@ static const char *need_arg(int argc, char **argv, int *i)
 static void parse_opts(int argc, char **argv, struct opts *o, const char *allowed)
 {
     memset(o, 0, sizeof *o);
+    o->command = argv[1];
     o->n_predict = 256;
     o->stop_bos = 1;
     o->bench_pp = 128;
@@ -201,6 +203,9 @@ static strix_model *load_model(const struct opts *o, int vocab_only)
     strix_error err;
     if (strix_model_load(o->model, &mp, &m, &err))
         die("%s", err.msg);
+    if (strix_vocab_size(m) == 0 && strcmp(o->command, "info") != 0 &&
+        strcmp(o->command, "bench") != 0)
+        die("%s has no vocabulary: pass its tokenizer with --vocab TOKENIZER.bin", o->model);
     return m;
 }
 
@@ -360,8 +365,11 @@ static int cmd_info(int argc, char **argv)
     printf("architecture: %s%s\n", in.arch, in.vocab_only ? " (vocabulary only)" : "");
     if (in.name[0])
         printf("name:         %s\n", in.name);
-    printf("vocabulary:   %d tokens (bos %d, eos %d)\n", in.n_vocab, strix_token_bos(m),
-           strix_token_eos(m));
+    if (strix_vocab_size(m) > 0)
+        printf("vocabulary:   %d tokens (bos %d, eos %d)\n", in.n_vocab, strix_token_bos(m),
+               strix_token_eos(m));
+    else
+        printf("vocabulary:   none in the file (%d rows; pass --vocab TOKENIZER.bin)\n", in.n_vocab);
     if (!in.vocab_only) {
         printf("n_embd %d, n_ff %d, n_layer %d, n_head %d, n_head_kv %d, head_dim %d\n",
                in.n_embd, in.n_ff, in.n_layer, in.n_head, in.n_head_kv, in.head_dim);
@@ -440,7 +448,9 @@ static int cmd_bench(int argc, char **argv)
     strix_error err;
     if (strix_context_create(m, &cp, &ctx, &err))
         die("%s", err.msg);
-    const int nv = strix_vocab_size(m) > 0 ? strix_vocab_size(m) : 1;
+    struct strix_model_info in;
+    strix_model_get_info(m, &in);
+    const int nv = in.n_vocab;
     strix_token *ids = malloc((size_t)(n_pp > 0 ? n_pp : 1) * sizeof *ids);
     if (!ids)
         die("out of memory");
@@ -468,8 +478,6 @@ static int cmd_bench(int argc, char **argv)
     }
     qsort(pp, (size_t)reps, sizeof *pp, cmp_double);
     qsort(tg, (size_t)reps, sizeof *tg, cmp_double);
-    struct strix_model_info in;
-    strix_model_get_info(m, &in);
     printf("model %s, %d threads, %d reps\n", o.model, o.n_threads ? o.n_threads : 0, reps);
     if (n_pp > 0)
         printf("pp%-5d %10.1f tok/s (min %.1f, max %.1f)\n", n_pp, pp[reps / 2], pp[0],
