@@ -48,8 +48,8 @@ enum strix_status {
 };
 
 typedef struct strix_error {
-    int code;       /* one of enum strix_status */
-    char msg[512];  /* NUL-terminated, empty when code == STRIX_OK */
+    int code;      /* one of enum strix_status */
+    char msg[512]; /* NUL-terminated, empty when code == STRIX_OK */
 } strix_error;
 
 /* A short constant name for a status code ("format error", ...). */
@@ -69,8 +69,8 @@ struct strix_model_params {
 struct strix_model_params strix_model_default_params(void);
 
 /* Loads a GGUF file (detected by its magic) or a llama2.c checkpoint. */
-int strix_model_load(const char *path, const struct strix_model_params *params,
-                     strix_model **out, strix_error *err);
+int strix_model_load(const char *path, const struct strix_model_params *params, strix_model **out,
+                     strix_error *err);
 void strix_model_free(strix_model *model);
 
 /* Writes the model (weights, vocabulary, hyperparameters) as a GGUF v3 file
@@ -85,7 +85,7 @@ int strix_model_save_gguf(const strix_model *model, const char *path, const char
  * the GGUF file at vocab_path, for benchmarks and cross-engine tests. */
 struct strix_synth_params {
     int n_embd, n_ff, n_layer, n_head, n_head_kv;
-    int n_ctx;              /* trained context length to record */
+    int n_ctx; /* trained context length to record */
     float rope_freq_base;
     float norm_eps;
     uint64_t seed;
@@ -95,21 +95,21 @@ int strix_model_synth(const struct strix_synth_params *params, const char *vocab
                       strix_model **out, strix_error *err);
 
 struct strix_model_info {
-    const char *arch;   /* "llama" (borrowed) */
-    const char *name;   /* general.name or "" (borrowed) */
+    const char *arch; /* "llama" (borrowed) */
+    const char *name; /* general.name or "" (borrowed) */
     int n_vocab;
-    int n_embd;         /* model width */
-    int n_ff;           /* FFN hidden width */
+    int n_embd; /* model width */
+    int n_ff;   /* FFN hidden width */
     int n_layer;
     int n_head;
     int n_head_kv;
     int head_dim;
-    int n_rot;          /* rotary dimensions per head */
-    int n_ctx_train;    /* trained context length */
-    int rope_neox;      /* 1: NeoX pair layout (i, i + n_rot/2); 0: interleaved (2i, 2i+1) */
+    int n_rot;       /* rotary dimensions per head */
+    int n_ctx_train; /* trained context length */
+    int rope_neox;   /* 1: NeoX pair layout (i, i + n_rot/2); 0: interleaved (2i, 2i+1) */
     float rope_freq_base;
     float norm_eps;
-    int tied_output;    /* output projection shares token embeddings */
+    int tied_output; /* output projection shares token embeddings */
     int vocab_only;
     int64_t n_params;
     size_t weight_bytes;
@@ -118,10 +118,10 @@ void strix_model_get_info(const strix_model *model, struct strix_model_info *inf
 
 /* Tensors, for `strix info`. Returns 0 and fills the fields for i in range. */
 struct strix_tensor_info {
-    const char *name;    /* borrowed */
-    const char *type;    /* "F32", "Q8_0", ... */
+    const char *name; /* borrowed */
+    const char *type; /* "F32", "Q8_0", ... */
     int n_dims;
-    int64_t ne[4];       /* ne[0] is the contiguous (row) dimension */
+    int64_t ne[4]; /* ne[0] is the contiguous (row) dimension */
     size_t nbytes;
 };
 int strix_model_n_tensors(const strix_model *model);
@@ -175,9 +175,9 @@ int strix_detokenize(const strix_model *model, const strix_token *ids, int n, ch
 /* ---- context: KV cache and decoding ----------------------------------------- */
 
 struct strix_context_params {
-    int n_ctx;      /* KV cache positions; 0 = the model's trained length */
-    int n_batch;    /* most tokens per strix_decode call; 0 = 512 */
-    int n_threads;  /* 0 = number of online CPUs */
+    int n_ctx;     /* KV cache positions; 0 = the model's trained length */
+    int n_batch;   /* most tokens per strix_decode call; 0 = 512 */
+    int n_threads; /* 0 = number of online CPUs */
 };
 struct strix_context_params strix_context_default_params(void);
 
@@ -209,12 +209,12 @@ int strix_kv_truncate(strix_context *ctx, int p, strix_error *err);
 /* ---- sampling ------------------------------------------------------------------- */
 
 struct strix_sampler_params {
-    float temperature;      /* <= 0: greedy (argmax) */
-    int top_k;              /* <= 0: off */
-    float top_p;            /* >= 1: off */
-    float min_p;            /* <= 0: off */
-    float repeat_penalty;   /* 1: off */
-    int repeat_last_n;      /* tokens of history the penalty looks at */
+    float temperature;    /* <= 0: greedy (argmax) */
+    int top_k;            /* <= 0: off */
+    float top_p;          /* >= 1: off */
+    float min_p;          /* <= 0: off */
+    float repeat_penalty; /* 1: off */
+    int repeat_last_n;    /* tokens of history the penalty looks at */
     uint64_t seed;
 };
 struct strix_sampler_params strix_sampler_default_params(void);

@@ -22,23 +22,23 @@
 struct strix_context {
     const strix_model *model;
     int n_ctx, n_batch, n_threads;
-    int kv_len;            /* positions held in the cache */
-    float *k_cache;        /* (n_layer, n_ctx, kv_dim) */
-    float *v_cache;        /* (n_layer, n_ctx, kv_dim) */
+    int kv_len;     /* positions held in the cache */
+    float *k_cache; /* (n_layer, n_ctx, kv_dim) */
+    float *v_cache; /* (n_layer, n_ctx, kv_dim) */
     /* scratch, sized for n_batch tokens */
-    float *x;              /* (n_batch, n_embd) residual stream */
-    float *xb;             /* (n_batch, max(n_embd, q_dim)) normed input / attention output */
-    float *q;              /* (n_batch, q_dim) */
-    float *k;              /* (n_batch, kv_dim) */
-    float *v;              /* (n_batch, kv_dim) */
-    float *hb;             /* (n_batch, n_ff) */
-    float *hb2;            /* (n_batch, n_ff) */
-    float *att;            /* (n_threads, n_ctx) attention scores */
-    float *row;            /* (n_threads, max row length) dequantized weight row */
+    float *x;   /* (n_batch, n_embd) residual stream */
+    float *xb;  /* (n_batch, max(n_embd, q_dim)) normed input / attention output */
+    float *q;   /* (n_batch, q_dim) */
+    float *k;   /* (n_batch, kv_dim) */
+    float *v;   /* (n_batch, kv_dim) */
+    float *hb;  /* (n_batch, n_ff) */
+    float *hb2; /* (n_batch, n_ff) */
+    float *att; /* (n_threads, n_ctx) attention scores */
+    float *row; /* (n_threads, max row length) dequantized weight row */
     int max_row;
-    float *logits;         /* (n_batch, n_vocab) */
-    int *logit_slot;       /* (n_batch) slot in logits, -1 if not kept */
-    int n_out;             /* tokens of the last decode */
+    float *logits;   /* (n_batch, n_vocab) */
+    int *logit_slot; /* (n_batch) slot in logits, -1 if not kept */
+    int n_out;       /* tokens of the last decode */
     struct pool *pool;
 };
 
@@ -137,8 +137,14 @@ void strix_context_free(strix_context *c)
     util_free(c);
 }
 
-int strix_context_n_ctx(const strix_context *c) { return c->n_ctx; }
-int strix_kv_len(const strix_context *c) { return c->kv_len; }
+int strix_context_n_ctx(const strix_context *c)
+{
+    return c->n_ctx;
+}
+int strix_kv_len(const strix_context *c)
+{
+    return c->kv_len;
+}
 
 int strix_kv_truncate(strix_context *c, int p, strix_error *err)
 {
@@ -165,7 +171,7 @@ struct matmul_job {
     float *y[MATMUL_MAX]; /* (n, rows of w[i]) */
     const float *x;       /* (n, cols) */
     int n;
-    int accumulate;       /* y += instead of y = */
+    int accumulate; /* y += instead of y = */
 };
 
 static void matmul_rows(const struct matmul_job *j, int i, int r0, int r1, float *tmp)
@@ -231,8 +237,8 @@ static void run_matmul(strix_context *c, struct matmul_job *j)
 static void matmul(strix_context *c, const struct tensor *w, const float *x, float *y, int n,
                    int accumulate)
 {
-    struct matmul_job j = {.c = c, .n_w = 1, .w = {w}, .y = {y}, .x = x, .n = n,
-                           .accumulate = accumulate};
+    struct matmul_job j = {
+        .c = c, .n_w = 1, .w = {w}, .y = {y}, .x = x, .n = n, .accumulate = accumulate};
     run_matmul(c, &j);
 }
 
@@ -262,14 +268,16 @@ static void attn_worker(void *arg, int ith, int nth)
         const float *q = c->q + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd;
         const int kvh = h / group;
         for (int p = 0; p <= pos; p++) {
-            const float *k = c->k_cache + layer_off + (size_t)p * (size_t)kv_dim + (size_t)kvh * (size_t)hd;
+            const float *k =
+                c->k_cache + layer_off + (size_t)p * (size_t)kv_dim + (size_t)kvh * (size_t)hd;
             att[p] = kern_dot_f32(hd, q, k) * scale;
         }
         kern_softmax(att, pos + 1);
         float *out = c->xb + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd;
         memset(out, 0, (size_t)hd * sizeof(float));
         for (int p = 0; p <= pos; p++) {
-            const float *v = c->v_cache + layer_off + (size_t)p * (size_t)kv_dim + (size_t)kvh * (size_t)hd;
+            const float *v =
+                c->v_cache + layer_off + (size_t)p * (size_t)kv_dim + (size_t)kvh * (size_t)hd;
             const float a = att[p];
             for (int i = 0; i < hd; i++)
                 out[i] += a * v[i];
@@ -296,15 +304,19 @@ static void forward(strix_context *c, const strix_token *tokens, int n, int pos0
         for (int t = 0; t < n; t++)
             kern_rmsnorm(c->xb + (size_t)t * (size_t)embd, c->x + (size_t)t * (size_t)embd,
                          L->attn_norm.data, embd, hp->norm_eps);
-        struct matmul_job qkv = {.c = c, .n_w = 3, .w = {&L->wq, &L->wk, &L->wv},
-                                 .y = {c->q, c->k, c->v}, .x = c->xb, .n = n};
+        struct matmul_job qkv = {.c = c,
+                                 .n_w = 3,
+                                 .w = {&L->wq, &L->wk, &L->wv},
+                                 .y = {c->q, c->k, c->v},
+                                 .x = c->xb,
+                                 .n = n};
         run_matmul(c, &qkv);
         const size_t layer_off = (size_t)l * (size_t)c->n_ctx * (size_t)kv_dim;
         for (int t = 0; t < n; t++) {
             const int pos = pos0 + t;
             for (int h = 0; h < hp->n_head; h++)
-                kern_rope(c->q + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd, hp->n_rot,
-                          pos, hp->rope_freq_base, hp->rope_neox);
+                kern_rope(c->q + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd, hp->n_rot, pos,
+                          hp->rope_freq_base, hp->rope_neox);
             for (int h = 0; h < hp->n_head_kv; h++)
                 kern_rope(c->k + (size_t)t * (size_t)kv_dim + (size_t)h * (size_t)hd, hp->n_rot,
                           pos, hp->rope_freq_base, hp->rope_neox);
@@ -314,14 +326,19 @@ static void forward(strix_context *c, const strix_token *tokens, int n, int pos0
                    c->v + (size_t)t * (size_t)kv_dim, (size_t)kv_dim * sizeof(float));
         }
         struct attn_job aj = {c, l, n, pos0};
-        pool_run_n(c->pool, attn_worker, &aj, n * hp->n_head * (pos0 + n) < 4096 ? 1 : c->n_threads);
+        pool_run_n(c->pool, attn_worker, &aj,
+                   n * hp->n_head * (pos0 + n) < 4096 ? 1 : c->n_threads);
         matmul(c, &L->wo, c->xb, c->x, n, 1);
 
         for (int t = 0; t < n; t++)
             kern_rmsnorm(c->xb + (size_t)t * (size_t)embd, c->x + (size_t)t * (size_t)embd,
                          L->ffn_norm.data, embd, hp->norm_eps);
-        struct matmul_job ffn = {.c = c, .n_w = 2, .w = {&L->w_gate, &L->w_up},
-                                 .y = {c->hb, c->hb2}, .x = c->xb, .n = n};
+        struct matmul_job ffn = {.c = c,
+                                 .n_w = 2,
+                                 .w = {&L->w_gate, &L->w_up},
+                                 .y = {c->hb, c->hb2},
+                                 .x = c->xb,
+                                 .n = n};
         run_matmul(c, &ffn);
         for (int t = 0; t < n; t++)
             kern_silu_mul(c->hb + (size_t)t * (size_t)ff, c->hb2 + (size_t)t * (size_t)ff, ff);

@@ -67,9 +67,9 @@ typedef void (*dtype_dequant_fn)(const void *src, float *dst, int64_t n);
 typedef void (*dtype_quant_fn)(const float *src, void *dst, int64_t n);
 
 struct dtype_traits {
-    const char *name;     /* NULL: not a known type id */
-    int block_size;       /* elements per block */
-    size_t type_size;     /* bytes per block */
+    const char *name;            /* NULL: not a known type id */
+    int block_size;              /* elements per block */
+    size_t type_size;            /* bytes per block */
     dtype_dequant_fn dequantize; /* NULL: strix cannot compute with it yet */
     dtype_quant_fn quantize;     /* NULL: no quantizer */
 };

@@ -38,13 +38,22 @@ static const char *const vt_names[GGUF_VT_COUNT] = {
 };
 static const uint8_t vt_sizes[GGUF_VT_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 
-static const char *vt_name(uint32_t t) { return t < GGUF_VT_COUNT ? vt_names[t] : "unknown"; }
-static int vt_is_float(uint32_t t) { return t == GGUF_VT_F32 || t == GGUF_VT_F64; }
+static const char *vt_name(uint32_t t)
+{
+    return t < GGUF_VT_COUNT ? vt_names[t] : "unknown";
+}
+static int vt_is_float(uint32_t t)
+{
+    return t == GGUF_VT_F32 || t == GGUF_VT_F64;
+}
 static int vt_is_int(uint32_t t)
 {
     return t <= GGUF_VT_I32 || t == GGUF_VT_U64 || t == GGUF_VT_I64;
 }
-static int vt_is_numeric(uint32_t t) { return t < GGUF_VT_COUNT && vt_sizes[t] != 0; }
+static int vt_is_numeric(uint32_t t)
+{
+    return t < GGUF_VT_COUNT && vt_sizes[t] != 0;
+}
 
 struct gguf {
     uint32_t version, alignment;
@@ -136,7 +145,10 @@ static int rd_fail(struct rd *r, int code, const char *fmt, ...)
     return err_set(r->err, code, "gguf: %s: %s", r->where, msg);
 }
 
-static size_t rd_left(const struct rd *r) { return r->len - r->pos; }
+static size_t rd_left(const struct rd *r)
+{
+    return r->len - r->pos;
+}
 
 static int rd_need(struct rd *r, size_t n, const char *what)
 {
@@ -504,11 +516,26 @@ void gguf_free(gguf *g)
     util_free(g);
 }
 
-uint32_t gguf_version(const gguf *g) { return g->version; }
-uint32_t gguf_alignment(const gguf *g) { return g->alignment; }
-size_t gguf_data_offset(const gguf *g) { return g->data_offset; }
-uint64_t gguf_n_kv(const gguf *g) { return g->n_kv; }
-uint64_t gguf_n_tensors(const gguf *g) { return g->n_tensors; }
+uint32_t gguf_version(const gguf *g)
+{
+    return g->version;
+}
+uint32_t gguf_alignment(const gguf *g)
+{
+    return g->alignment;
+}
+size_t gguf_data_offset(const gguf *g)
+{
+    return g->data_offset;
+}
+uint64_t gguf_n_kv(const gguf *g)
+{
+    return g->n_kv;
+}
+uint64_t gguf_n_tensors(const gguf *g)
+{
+    return g->n_tensors;
+}
 
 const struct gguf_kv *gguf_kv_at(const gguf *g, uint64_t i)
 {
@@ -698,7 +725,10 @@ struct gguf_writer {
     size_t n_tensors, cap_tensors;
 };
 
-gguf_writer *gguf_writer_create(void) { return util_calloc(1, sizeof(gguf_writer)); }
+gguf_writer *gguf_writer_create(void)
+{
+    return util_calloc(1, sizeof(gguf_writer));
+}
 
 static void wkv_clear(struct wkv *kv)
 {
@@ -819,8 +849,8 @@ int gguf_writer_add_arr_i32(gguf_writer *w, const char *key, const int32_t *v, u
 int gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
                            const int64_t *ne, const void *data, size_t nbytes)
 {
-    if (!w || !name || !name[0] || strlen(name) > GGUF_WRITER_MAX_NAME || !ne || !data || n_dims < 1 ||
-        n_dims > GGUF_MAX_DIMS || !dtype_get(type))
+    if (!w || !name || !name[0] || strlen(name) > GGUF_WRITER_MAX_NAME || !ne || !data ||
+        n_dims < 1 || n_dims > GGUF_MAX_DIMS || !dtype_get(type))
         return STRIX_ERR_ARG;
     for (size_t i = 0; i < w->n_tensors; i++)
         if (strcmp(w->tensors[i].name, name) == 0)
@@ -862,8 +892,14 @@ static void put(struct wout *o, const void *p, size_t n)
         o->errnum = errno ? errno : EIO;
     o->pos += n;
 }
-static void put_u32(struct wout *o, uint32_t v) { put(o, &v, 4); }
-static void put_u64(struct wout *o, uint64_t v) { put(o, &v, 8); }
+static void put_u32(struct wout *o, uint32_t v)
+{
+    put(o, &v, 4);
+}
+static void put_u64(struct wout *o, uint64_t v)
+{
+    put(o, &v, 8);
+}
 static void put_str(struct wout *o, const char *s)
 {
     size_t n = strlen(s);

@@ -60,17 +60,17 @@ struct gguf_str {
 
 struct gguf_kv {
     struct gguf_str key;
-    uint32_t type;      /* enum gguf_vtype */
-    uint32_t arr_type;  /* element type when type == GGUF_VT_ARR */
-    uint64_t n;         /* element count for arrays, 1 otherwise */
+    uint32_t type;     /* enum gguf_vtype */
+    uint32_t arr_type; /* element type when type == GGUF_VT_ARR */
+    uint64_t n;        /* element count for arrays, 1 otherwise */
     /* Scalars, decoded (the field matching the type's family is set):
      * integers and bools in i (signed types sign-extended) and u, floats in f. */
     int64_t i;
     uint64_t u;
     double f;
-    struct gguf_str str;          /* type == GGUF_VT_STR */
-    const uint8_t *arr_data;      /* arrays of numbers: first element (maybe unaligned) */
-    struct gguf_str *arr_strs;    /* arrays of strings: n entries (owned by the handle) */
+    struct gguf_str str;       /* type == GGUF_VT_STR */
+    const uint8_t *arr_data;   /* arrays of numbers: first element (maybe unaligned) */
+    struct gguf_str *arr_strs; /* arrays of strings: n entries (owned by the handle) */
 };
 
 struct gguf_tensor {
@@ -80,7 +80,7 @@ struct gguf_tensor {
     uint32_t type;             /* enum dtype */
     uint64_t offset;           /* relative to the data section */
     size_t nbytes;
-    const void *data;          /* borrowed: points into the buffer */
+    const void *data; /* borrowed: points into the buffer */
 };
 
 typedef struct gguf gguf;

@@ -45,8 +45,8 @@ static inline float reduce_v(v4f lo, v4f hi)
 }
 
 void kern_dot_f32_x4(int n, const float *restrict w, const float *restrict x0,
-                     const float *restrict x1, const float *restrict x2,
-                     const float *restrict x3, float *restrict s)
+                     const float *restrict x1, const float *restrict x2, const float *restrict x3,
+                     float *restrict s)
 {
     v4f a0 = {0}, b0 = {0}, a1 = {0}, b1 = {0}, a2 = {0}, b2 = {0}, a3 = {0}, b3 = {0};
     int i = 0;

@@ -18,8 +18,8 @@ float kern_dot_f32(int n, const float *w, const float *x);
 /* Four dot products of w with x0..x3 at once (one load of w serves four
  * tokens); s[t] is bit-identical to kern_dot_f32(n, w, xt). */
 void kern_dot_f32_x4(int n, const float *restrict w, const float *restrict x0,
-                     const float *restrict x1, const float *restrict x2,
-                     const float *restrict x3, float *restrict s);
+                     const float *restrict x1, const float *restrict x2, const float *restrict x3,
+                     float *restrict s);
 
 /* y = x / rms(x) * g, rms = sqrt(mean(x^2) + eps). y may alias x. */
 void kern_rmsnorm(float *y, const float *x, const float *g, int n, float eps);

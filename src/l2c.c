@@ -68,8 +68,8 @@ static int take(struct cursor *c, size_t n, const void **p, const char *what, st
 {
     if (n > c->size - c->off)
         return err_set(err, STRIX_ERR_FORMAT,
-                       "truncated: %s needs %zu bytes at offset %zu, file has %zu", what, n,
-                       c->off, c->size);
+                       "truncated: %s needs %zu bytes at offset %zu, file has %zu", what, n, c->off,
+                       c->size);
     *p = c->base + c->off;
     c->off += n;
     return STRIX_OK;
@@ -194,24 +194,31 @@ int l2c_load(strix_model *m, const char *vocab_path, strix_error *err)
     static const int big[] = {K_Q, K_K, K_V, K_O, K_GATE, K_DOWN, K_UP};
     if (version == 0) {
         NEXT(0);
-        for (int l = 0; l < nl; l++) NEXT(layer_slot(m, l, K_ATTN_NORM));
+        for (int l = 0; l < nl; l++)
+            NEXT(layer_slot(m, l, K_ATTN_NORM));
         for (int k = 0; k < 4; k++)
-            for (int l = 0; l < nl; l++) NEXT(layer_slot(m, l, big[k]));
-        for (int l = 0; l < nl; l++) NEXT(layer_slot(m, l, K_FFN_NORM));
+            for (int l = 0; l < nl; l++)
+                NEXT(layer_slot(m, l, big[k]));
+        for (int l = 0; l < nl; l++)
+            NEXT(layer_slot(m, l, K_FFN_NORM));
         for (int k = 4; k < 7; k++)
-            for (int l = 0; l < nl; l++) NEXT(layer_slot(m, l, big[k]));
+            for (int l = 0; l < nl; l++)
+                NEXT(layer_slot(m, l, big[k]));
         NEXT(1);
         const void *skip = NULL;
         size_t freq = (size_t)hp->n_ctx_train * (size_t)(hp->head_dim / 2) * 4 * 2;
         if ((rc = take(&c, freq, &skip, "freq_cis", err)))
             return rc;
     } else {
-        for (int l = 0; l < nl; l++) NEXT(layer_slot(m, l, K_ATTN_NORM));
-        for (int l = 0; l < nl; l++) NEXT(layer_slot(m, l, K_FFN_NORM));
+        for (int l = 0; l < nl; l++)
+            NEXT(layer_slot(m, l, K_ATTN_NORM));
+        for (int l = 0; l < nl; l++)
+            NEXT(layer_slot(m, l, K_FFN_NORM));
         NEXT(1);
         NEXT(0);
         for (int k = 0; k < 7; k++)
-            for (int l = 0; l < nl; l++) NEXT(layer_slot(m, l, big[k]));
+            for (int l = 0; l < nl; l++)
+                NEXT(layer_slot(m, l, big[k]));
     }
     if (!shared)
         NEXT(2);

@@ -24,10 +24,23 @@ struct strix_model_params strix_model_default_params(void)
     return p;
 }
 
-const struct vocab *model_vocab(const strix_model *m) { return m ? m->vocab : NULL; }
+const struct vocab *model_vocab(const strix_model *m)
+{
+    return m ? m->vocab : NULL;
+}
 
-enum { SLOT_ATTN_NORM, SLOT_Q, SLOT_K, SLOT_V, SLOT_O, SLOT_FFN_NORM, SLOT_GATE, SLOT_DOWN,
-       SLOT_UP, SLOTS_PER_LAYER };
+enum {
+    SLOT_ATTN_NORM,
+    SLOT_Q,
+    SLOT_K,
+    SLOT_V,
+    SLOT_O,
+    SLOT_FFN_NORM,
+    SLOT_GATE,
+    SLOT_DOWN,
+    SLOT_UP,
+    SLOTS_PER_LAYER
+};
 
 int model_n_slots(const strix_model *m)
 {
@@ -62,9 +75,9 @@ void model_slot(strix_model *m, int i, struct slot *s)
     i -= m->tied_output ? 2 : 3;
     const int il = i / SLOTS_PER_LAYER;
     struct layer *L = &m->layers[il];
-    static const char *const names[SLOTS_PER_LAYER] = {
-        "attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate",
-        "ffn_down", "ffn_up"};
+    static const char *const names[SLOTS_PER_LAYER] = {"attn_norm", "attn_q",      "attn_k",
+                                                       "attn_v",    "attn_output", "ffn_norm",
+                                                       "ffn_gate",  "ffn_down",    "ffn_up"};
     const int k = i % SLOTS_PER_LAYER;
     snprintf(s->name, sizeof s->name, "blk.%d.%s.weight", il, names[k]);
     switch (k) {
@@ -87,8 +100,8 @@ int model_init_tables(strix_model *m, strix_error *err)
     struct hparams *hp = &m->hp;
 #define CHECK_RANGE(v, lo, hi)                                                                     \
     if ((v) < (lo) || (v) > (hi))                                                                  \
-        return err_set(err, STRIX_ERR_FORMAT, "hyperparameter %s = %d is out of range [%d, %d]", #v, \
-                       (int)(v), (int)(lo), (int)(hi));
+        return err_set(err, STRIX_ERR_FORMAT, "hyperparameter %s = %d is out of range [%d, %d]",   \
+                       #v, (int)(v), (int)(lo), (int)(hi));
     CHECK_RANGE(hp->n_vocab, 1, MAX_DIM * 4);
     CHECK_RANGE(hp->n_embd, 1, MAX_DIM);
     CHECK_RANGE(hp->n_ff, 1, MAX_DIM);
@@ -147,8 +160,8 @@ int model_set_tensor(const struct slot *s, uint32_t type, const int64_t *ne, int
     if (got[0] != s->ne[0] || got[1] != s->ne[1])
         return err_set(err, STRIX_ERR_FORMAT,
                        "tensor '%s' has shape [%lld, %lld], expected [%lld, %lld]", s->name,
-                       (long long)ne[0], (long long)(n_dims > 1 ? ne[1] : 1),
-                       (long long)s->ne[0], (long long)s->ne[1]);
+                       (long long)ne[0], (long long)(n_dims > 1 ? ne[1] : 1), (long long)s->ne[0],
+                       (long long)s->ne[1]);
     size_t row = dtype_row_size(type, s->ne[0]), total;
     if (row == 0 || !util_mul_size(row, (size_t)s->ne[1], &total) || total != nbytes)
         return err_set(err, STRIX_ERR_FORMAT, "tensor '%s': %zu bytes do not fit type %s and shape",
@@ -166,8 +179,8 @@ int model_set_tensor(const struct slot *s, uint32_t type, const int64_t *ne, int
 
 /* ---- GGUF ---- */
 
-static int gguf_hparam_u32(const gguf *g, const char *arch, const char *key, int required,
-                           int *out, strix_error *err)
+static int gguf_hparam_u32(const gguf *g, const char *arch, const char *key, int required, int *out,
+                           strix_error *err)
 {
     char full[128];
     snprintf(full, sizeof full, "%s.%s", arch, key);
@@ -286,8 +299,8 @@ static int finish(strix_model *m, strix_error *err)
     return STRIX_OK;
 }
 
-int strix_model_load(const char *path, const struct strix_model_params *params,
-                     strix_model **out, strix_error *err)
+int strix_model_load(const char *path, const struct strix_model_params *params, strix_model **out,
+                     strix_error *err)
 {
     err_clear(err);
     if (!out)
@@ -361,7 +374,10 @@ void strix_model_get_info(const strix_model *m, struct strix_model_info *info)
     }
 }
 
-int strix_model_n_tensors(const strix_model *m) { return m->vocab_only ? 0 : m->n_all; }
+int strix_model_n_tensors(const strix_model *m)
+{
+    return m->vocab_only ? 0 : m->n_all;
+}
 
 int strix_model_tensor_info(const strix_model *m, int i, struct strix_tensor_info *info)
 {
@@ -493,7 +509,8 @@ int strix_model_save_gguf(const strix_model *m, const char *path, const char *we
         const struct tensor *t = m->all[i];
         uint32_t type = t->type;
         size_t nbytes = t->nbytes;
-        if (target >= 0 && (rc = convert_tensor(t, (uint32_t)target, &bufs[i], &type, &nbytes, err)))
+        if (target >= 0 &&
+            (rc = convert_tensor(t, (uint32_t)target, &bufs[i], &type, &nbytes, err)))
             goto done;
         rc = gguf_writer_add_tensor(w, t->name, type, (uint32_t)t->n_dims, t->ne,
                                     bufs[i] ? bufs[i] : t->data, nbytes);

@@ -15,12 +15,12 @@
 /* A 2-D weight (or 1-D vector): rows of ne[0] elements of `type`. */
 struct tensor {
     char name[64];
-    uint32_t type;      /* enum dtype */
+    uint32_t type; /* enum dtype */
     int n_dims;
     int64_t ne[4];
-    const void *data;   /* borrowed from the mapping, or points into model->owned */
+    const void *data; /* borrowed from the mapping, or points into model->owned */
     size_t nbytes;
-    size_t row_bytes;   /* bytes of one row of ne[0] elements */
+    size_t row_bytes; /* bytes of one row of ne[0] elements */
 };
 
 struct layer {
@@ -48,16 +48,16 @@ struct strix_model {
     struct hparams hp;
     int vocab_only;
     int tied_output;
-    struct vocab *vocab;        /* NULL when the model has none */
-    struct tensor tok_embd;     /* (n_vocab rows, n_embd) */
-    struct tensor output_norm;  /* (n_embd) */
-    struct tensor output;       /* (n_vocab rows, n_embd); == tok_embd when tied */
-    struct layer *layers;       /* n_layer */
-    struct tensor **all;        /* every weight in file order of the slots (see model.c) */
+    struct vocab *vocab;       /* NULL when the model has none */
+    struct tensor tok_embd;    /* (n_vocab rows, n_embd) */
+    struct tensor output_norm; /* (n_embd) */
+    struct tensor output;      /* (n_vocab rows, n_embd); == tok_embd when tied */
+    struct layer *layers;      /* n_layer */
+    struct tensor **all;       /* every weight in file order of the slots (see model.c) */
     int n_all;
-    struct util_map map;        /* the file, when its bytes are used in place */
-    void *owned;                /* weights converted at load (llama2.c int8 etc.) */
-    struct gguf *gguf;          /* parsed header of a GGUF file, else NULL */
+    struct util_map map; /* the file, when its bytes are used in place */
+    void *owned;         /* weights converted at load (llama2.c int8 etc.) */
+    struct gguf *gguf;   /* parsed header of a GGUF file, else NULL */
 };
 
 const struct vocab *model_vocab(const strix_model *m);

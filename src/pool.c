@@ -123,7 +123,10 @@ void pool_free(struct pool *p)
     util_free(p);
 }
 
-int pool_n_threads(const struct pool *p) { return p->n_threads; }
+int pool_n_threads(const struct pool *p)
+{
+    return p->n_threads;
+}
 
 void pool_run_n(struct pool *p, pool_fn fn, void *arg, int max_threads)
 {
@@ -156,4 +159,7 @@ void pool_run_n(struct pool *p, pool_fn fn, void *arg, int max_threads)
     }
 }
 
-void pool_run(struct pool *p, pool_fn fn, void *arg) { pool_run_n(p, fn, arg, p->n_threads); }
+void pool_run(struct pool *p, pool_fn fn, void *arg)
+{
+    pool_run_n(p, fn, arg, p->n_threads);
+}

@@ -23,8 +23,8 @@ struct strix_sampler {
     struct strix_sampler_params p;
     int n_vocab;
     uint64_t rng;
-    struct cand *cands;     /* (n_vocab) */
-    strix_token *history;   /* ring of the last repeat_last_n accepted tokens */
+    struct cand *cands;   /* (n_vocab) */
+    strix_token *history; /* ring of the last repeat_last_n accepted tokens */
     int n_hist, hist_at;
 };
 
@@ -60,8 +60,8 @@ int strix_sampler_create(const struct strix_sampler_params *params, int n_vocab,
     s->p = *p;
     s->n_vocab = n_vocab;
     s->cands = util_malloc((size_t)n_vocab * sizeof *s->cands);
-    s->history = util_malloc((size_t)(p->repeat_last_n > 0 ? p->repeat_last_n : 1) *
-                             sizeof *s->history);
+    s->history =
+        util_malloc((size_t)(p->repeat_last_n > 0 ? p->repeat_last_n : 1) * sizeof *s->history);
     if (!s->cands || !s->history) {
         strix_sampler_free(s);
         return err_set(err, STRIX_ERR_NOMEM, "out of memory");
@@ -144,8 +144,8 @@ strix_token strix_sampler_sample(strix_sampler *s, const float *logits)
                 seen = s->history[g] == t;
             if (seen || t < 0 || t >= nv)
                 continue;
-            c[t].logit = c[t].logit > 0 ? c[t].logit / p->repeat_penalty
-                                        : c[t].logit * p->repeat_penalty;
+            c[t].logit =
+                c[t].logit > 0 ? c[t].logit / p->repeat_penalty : c[t].logit * p->repeat_penalty;
         }
     }
     if (p->temperature <= 0.0f) { /* greedy: the first maximum */

@@ -37,8 +37,8 @@ static float uniform(uint64_t *s) /* splitmix64 -> [-1, 1) */
     return (float)(z >> 40) / 8388608.0f - 1.0f;
 }
 
-int strix_model_synth(const struct strix_synth_params *p, const char *vocab_path,
-                      strix_model **out, strix_error *err)
+int strix_model_synth(const struct strix_synth_params *p, const char *vocab_path, strix_model **out,
+                      strix_error *err)
 {
     err_clear(err);
     if (!p || !vocab_path || !out)
@@ -82,7 +82,8 @@ int strix_model_synth(const struct strix_synth_params *p, const char *vocab_path
         struct slot s;
         model_slot(m, i, &s);
         size_t n;
-        if (!util_mul_size((size_t)s.ne[0], (size_t)s.ne[1], &n) || !util_add_size(total, n, &total))
+        if (!util_mul_size((size_t)s.ne[0], (size_t)s.ne[1], &n) ||
+            !util_add_size(total, n, &total))
             total = SIZE_MAX;
     }
     if (total > SIZE_MAX / sizeof(float) || !(m->owned = util_malloc(total * sizeof(float)))) {

@@ -93,8 +93,14 @@ static int alloc_should_fail(void)
     return 0;
 }
 
-void util_fail_alloc_after(long n) { fail_after = n; }
-long util_alloc_count(void) { return n_allocs; }
+void util_fail_alloc_after(long n)
+{
+    fail_after = n;
+}
+long util_alloc_count(void)
+{
+    return n_allocs;
+}
 
 void *util_malloc(size_t n)
 {
@@ -119,7 +125,10 @@ void *util_realloc(void *p, size_t n)
     return realloc(p, n ? n : 1);
 }
 
-void util_free(void *p) { free(p); }
+void util_free(void *p)
+{
+    free(p);
+}
 
 char *util_strndup(const char *s, size_t n)
 {

@@ -40,7 +40,6 @@ int vocab_tokenize(const struct vocab *v, const char *text, size_t n_text, int a
                    strix_token *out, int cap, int *n_out, strix_error *err);
 int vocab_token_to_text(const struct vocab *v, strix_token prev, strix_token id, char *buf,
                         int cap);
-int vocab_detokenize(const struct vocab *v, const strix_token *ids, int n, char *buf,
-                     size_t cap);
+int vocab_detokenize(const struct vocab *v, const strix_token *ids, int n, char *buf, size_t cap);
 
 #endif

@@ -34,7 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (vocab_load_l2c(data, size, sizes[i], &v, NULL) == STRIX_OK) {
             strix_token ids[64];
             int n;
-            vocab_tokenize(v, "Hello world \xe2\x96\x81 \xf0\x9f\x98\x80", 20, 1, ids, 64, &n, NULL);
+            vocab_tokenize(v, "Hello world \xe2\x96\x81 \xf0\x9f\x98\x80", 20, 1, ids, 64, &n,
+                           NULL);
             char buf[256];
             vocab_detokenize(v, ids, n < 64 ? n : 64, buf, sizeof buf);
         }

@@ -71,8 +71,9 @@ static void test_l2c_legacy(void)
     CHECK(try_load(buf, len, "tok512.bin", "intact") == STRIX_OK);
     /* tensor boundaries: dim 64, hidden 172, 5 layers, kv dim 32, vocab 512, seq 512 */
     const size_t d = 64, h = 172, L = 5, kv = 32, V = 512, S = 512, hs = 8;
-    const size_t sizes[] = {V * d, L * d, L * d * d, L * kv * d, L * kv * d, L * d * d,
-                            L * d, L * h * d, L * d * h, L * h * d, d, S * hs / 2, S * hs / 2};
+    const size_t sizes[] = {V * d,     L * d,      L * d * d, L * kv * d, L * kv * d,
+                            L * d * d, L * d,      L * h * d, L * d * h,  L * h * d,
+                            d,         S * hs / 2, S * hs / 2};
     size_t off = 28;
     char what[64];
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
@@ -145,9 +146,9 @@ static void test_l2c_v2(void)
         size_t off;
         int32_t v;
         int width;
-    } patches[] = {{4, 3, 4}, {4, 0, 4}, {4, -2, 4}, {37, 0, 4}, {37, 63, 4}, {37, -64, 4},
-                   {37, 1 << 30, 4}, {36, 2, 1}, {8, 0, 4}, {8, 1 << 30, 4}, {20, 7, 4},
-                   {28, -259, 4}, {28, 0, 4}};
+    } patches[] = {{4, 3, 4},    {4, 0, 4},        {4, -2, 4}, {37, 0, 4}, {37, 63, 4},
+                   {37, -64, 4}, {37, 1 << 30, 4}, {36, 2, 1}, {8, 0, 4},  {8, 1 << 30, 4},
+                   {20, 7, 4},   {28, -259, 4},    {28, 0, 4}};
     for (size_t i = 0; i < sizeof patches / sizeof patches[0]; i++) {
         uint8_t *c = malloc(len);
         memcpy(c, buf, len);
@@ -164,7 +165,7 @@ struct edit {
     const char *drop_kv, *drop_tensor;
     const char *set_u32_key;
     uint32_t set_u32;
-    const char *retype_tensor; /* re-declared as Q4_1 (unsupported) */
+    const char *retype_tensor;  /* re-declared as Q4_1 (unsupported) */
     const char *reshape_tensor; /* rows halved */
 };
 

@@ -55,8 +55,7 @@ static void compare(strix_model *m, const char *model, const char *ids_file,
         return;
     }
     const int nv = strix_vocab_size(m);
-    CHECKF(len == (size_t)n * (size_t)nv * 4, "%s: %zu bytes for %d x %d", logits_file, len, n,
-           nv);
+    CHECKF(len == (size_t)n * (size_t)nv * 4, "%s: %zu bytes for %d x %d", logits_file, len, n, nv);
     for (int batched = 0; batched <= 1 && len == (size_t)n * (size_t)nv * 4; batched++) {
         strix_context *ctx;
         struct strix_context_params cp = strix_context_default_params();
@@ -104,8 +103,8 @@ int main(void)
     compare(load("stories260K-ref.gguf", NULL), "stories260K-ref.gguf", "llamacpp-stories260K.ids",
             "llamacpp-stories260K.logits", 1e-4f);
     /* llama.cpp ran strix's F32 conversion of this checkpoint */
-    compare(load("stories3M-q80.bin", "tok4096.bin"), "stories3M-q80.bin",
-            "llamacpp-stories3M.ids", "llamacpp-stories3M.logits", 1e-4f);
+    compare(load("stories3M-q80.bin", "tok4096.bin"), "stories3M-q80.bin", "llamacpp-stories3M.ids",
+            "llamacpp-stories3M.logits", 1e-4f);
 
     /* A random-weight model (strix synth, seed 7), and llama.cpp's own
      * quantizations of it. llama.cpp rounds the activations to the weight

@@ -208,8 +208,8 @@ static void test_batch_and_rollback(void)
     CHECK(strix_decode(ctx, ids + 7, NULL, n - 7, want, &err) == STRIX_OK);
     int same = 1;
     for (int i = 7; i < n && a; i++)
-        same &= memcmp(strix_get_logits(ctx, i - 7), a + (size_t)i * (size_t)nv,
-                       (size_t)nv * 4) == 0;
+        same &=
+            memcmp(strix_get_logits(ctx, i - 7), a + (size_t)i * (size_t)nv, (size_t)nv * 4) == 0;
     CHECKF(same, "logits after rollback differ");
     /* an explicit position below the cache length overwrites from there */
     int32_t pos[1] = {3};

@@ -128,67 +128,117 @@ static void parse_opts(int argc, char **argv, struct opts *o, const char *allowe
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char *key = a;
-        if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) key = "m";
-        else if (strcmp(a, "--vocab") == 0 || strcmp(a, "-z") == 0) key = "vocab";
-        else if (strcmp(a, "-p") == 0 || strcmp(a, "--prompt") == 0) key = "p";
-        else if (strcmp(a, "-f") == 0 || strcmp(a, "--file") == 0) key = "f";
-        else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) key = "o";
-        else if (strcmp(a, "-n") == 0 || strcmp(a, "--n-predict") == 0) key = "n";
-        else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) key = "t";
-        else if (strcmp(a, "-c") == 0 || strcmp(a, "--ctx-size") == 0) key = "c";
-        else if (strcmp(a, "--temp") == 0) key = "temp";
-        else if (strcmp(a, "--top-k") == 0) key = "top-k";
-        else if (strcmp(a, "--top-p") == 0) key = "top-p";
-        else if (strcmp(a, "--min-p") == 0) key = "min-p";
-        else if (strcmp(a, "--repeat-penalty") == 0) key = "rp";
-        else if (strcmp(a, "--repeat-last-n") == 0) key = "rln";
-        else if (strcmp(a, "--seed") == 0 || strcmp(a, "-s") == 0) key = "seed";
-        else if (strcmp(a, "--ids") == 0) key = "ids";
-        else if (strcmp(a, "--no-bos") == 0) key = "no-bos";
-        else if (strcmp(a, "--no-stop-bos") == 0) key = "no-stop-bos";
-        else if (strcmp(a, "--p-tokens") == 0) key = "p-tokens";
-        else if (strcmp(a, "--reps") == 0) key = "reps";
-        else if (strcmp(a, "--type") == 0) key = "type";
-        else if (strcmp(a, "--dim") == 0) key = "dim";
-        else if (strcmp(a, "--ff") == 0) key = "ff";
-        else if (strcmp(a, "--layers") == 0) key = "layers";
-        else if (strcmp(a, "--heads") == 0) key = "heads";
-        else if (strcmp(a, "--kv-heads") == 0) key = "kv-heads";
+        if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0)
+            key = "m";
+        else if (strcmp(a, "--vocab") == 0 || strcmp(a, "-z") == 0)
+            key = "vocab";
+        else if (strcmp(a, "-p") == 0 || strcmp(a, "--prompt") == 0)
+            key = "p";
+        else if (strcmp(a, "-f") == 0 || strcmp(a, "--file") == 0)
+            key = "f";
+        else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0)
+            key = "o";
+        else if (strcmp(a, "-n") == 0 || strcmp(a, "--n-predict") == 0)
+            key = "n";
+        else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0)
+            key = "t";
+        else if (strcmp(a, "-c") == 0 || strcmp(a, "--ctx-size") == 0)
+            key = "c";
+        else if (strcmp(a, "--temp") == 0)
+            key = "temp";
+        else if (strcmp(a, "--top-k") == 0)
+            key = "top-k";
+        else if (strcmp(a, "--top-p") == 0)
+            key = "top-p";
+        else if (strcmp(a, "--min-p") == 0)
+            key = "min-p";
+        else if (strcmp(a, "--repeat-penalty") == 0)
+            key = "rp";
+        else if (strcmp(a, "--repeat-last-n") == 0)
+            key = "rln";
+        else if (strcmp(a, "--seed") == 0 || strcmp(a, "-s") == 0)
+            key = "seed";
+        else if (strcmp(a, "--ids") == 0)
+            key = "ids";
+        else if (strcmp(a, "--no-bos") == 0)
+            key = "no-bos";
+        else if (strcmp(a, "--no-stop-bos") == 0)
+            key = "no-stop-bos";
+        else if (strcmp(a, "--p-tokens") == 0)
+            key = "p-tokens";
+        else if (strcmp(a, "--reps") == 0)
+            key = "reps";
+        else if (strcmp(a, "--type") == 0)
+            key = "type";
+        else if (strcmp(a, "--dim") == 0)
+            key = "dim";
+        else if (strcmp(a, "--ff") == 0)
+            key = "ff";
+        else if (strcmp(a, "--layers") == 0)
+            key = "layers";
+        else if (strcmp(a, "--heads") == 0)
+            key = "heads";
+        else if (strcmp(a, "--kv-heads") == 0)
+            key = "kv-heads";
         else
             die("unknown option '%s' (see strix --help)", a);
         char pat[32];
         snprintf(pat, sizeof pat, " %s ", key);
         if (!strstr(allowed, pat))
             die("option '%s' does not apply to '%s'", a, argv[1]);
-        if (strcmp(key, "m") == 0) o->model = need_arg(argc, argv, &i);
-        else if (strcmp(key, "vocab") == 0) o->vocab = need_arg(argc, argv, &i);
-        else if (strcmp(key, "p") == 0) o->prompt = need_arg(argc, argv, &i);
-        else if (strcmp(key, "f") == 0) o->file = need_arg(argc, argv, &i);
-        else if (strcmp(key, "o") == 0) o->out = need_arg(argc, argv, &i);
-        else if (strcmp(key, "type") == 0) o->type = need_arg(argc, argv, &i);
-        else if (strcmp(key, "dim") == 0) o->synth.n_embd = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1 << 20);
-        else if (strcmp(key, "ff") == 0) o->synth.n_ff = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1 << 20);
-        else if (strcmp(key, "layers") == 0) o->synth.n_layer = (int)parse_long(a, need_arg(argc, argv, &i), 1, 4096);
-        else if (strcmp(key, "heads") == 0) o->synth.n_head = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1 << 16);
-        else if (strcmp(key, "kv-heads") == 0) o->synth.n_head_kv = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1 << 16);
-        else if (strcmp(key, "n") == 0) o->n_predict = (int)parse_long(a, need_arg(argc, argv, &i), 0, 1 << 24);
-        else if (strcmp(key, "t") == 0) o->n_threads = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1024);
-        else if (strcmp(key, "c") == 0) o->n_ctx = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1 << 24);
-        else if (strcmp(key, "temp") == 0) o->sp.temperature = parse_float(a, need_arg(argc, argv, &i), 0, 100);
-        else if (strcmp(key, "top-k") == 0) o->sp.top_k = (int)parse_long(a, need_arg(argc, argv, &i), 0, INT_MAX);
-        else if (strcmp(key, "top-p") == 0) o->sp.top_p = parse_float(a, need_arg(argc, argv, &i), 0, 1);
-        else if (strcmp(key, "min-p") == 0) o->sp.min_p = parse_float(a, need_arg(argc, argv, &i), 0, 1);
-        else if (strcmp(key, "rp") == 0) o->sp.repeat_penalty = parse_float(a, need_arg(argc, argv, &i), 0.01f, 100);
-        else if (strcmp(key, "rln") == 0) o->sp.repeat_last_n = (int)parse_long(a, need_arg(argc, argv, &i), 0, 1 << 20);
+        if (strcmp(key, "m") == 0)
+            o->model = need_arg(argc, argv, &i);
+        else if (strcmp(key, "vocab") == 0)
+            o->vocab = need_arg(argc, argv, &i);
+        else if (strcmp(key, "p") == 0)
+            o->prompt = need_arg(argc, argv, &i);
+        else if (strcmp(key, "f") == 0)
+            o->file = need_arg(argc, argv, &i);
+        else if (strcmp(key, "o") == 0)
+            o->out = need_arg(argc, argv, &i);
+        else if (strcmp(key, "type") == 0)
+            o->type = need_arg(argc, argv, &i);
+        else if (strcmp(key, "dim") == 0)
+            o->synth.n_embd = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1 << 20);
+        else if (strcmp(key, "ff") == 0)
+            o->synth.n_ff = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1 << 20);
+        else if (strcmp(key, "layers") == 0)
+            o->synth.n_layer = (int)parse_long(a, need_arg(argc, argv, &i), 1, 4096);
+        else if (strcmp(key, "heads") == 0)
+            o->synth.n_head = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1 << 16);
+        else if (strcmp(key, "kv-heads") == 0)
+            o->synth.n_head_kv = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1 << 16);
+        else if (strcmp(key, "n") == 0)
+            o->n_predict = (int)parse_long(a, need_arg(argc, argv, &i), 0, 1 << 24);
+        else if (strcmp(key, "t") == 0)
+            o->n_threads = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1024);
+        else if (strcmp(key, "c") == 0)
+            o->n_ctx = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1 << 24);
+        else if (strcmp(key, "temp") == 0)
+            o->sp.temperature = parse_float(a, need_arg(argc, argv, &i), 0, 100);
+        else if (strcmp(key, "top-k") == 0)
+            o->sp.top_k = (int)parse_long(a, need_arg(argc, argv, &i), 0, INT_MAX);
+        else if (strcmp(key, "top-p") == 0)
+            o->sp.top_p = parse_float(a, need_arg(argc, argv, &i), 0, 1);
+        else if (strcmp(key, "min-p") == 0)
+            o->sp.min_p = parse_float(a, need_arg(argc, argv, &i), 0, 1);
+        else if (strcmp(key, "rp") == 0)
+            o->sp.repeat_penalty = parse_float(a, need_arg(argc, argv, &i), 0.01f, 100);
+        else if (strcmp(key, "rln") == 0)
+            o->sp.repeat_last_n = (int)parse_long(a, need_arg(argc, argv, &i), 0, 1 << 20);
         else if (strcmp(key, "seed") == 0) {
             o->sp.seed = parse_u64(a, need_arg(argc, argv, &i));
             o->seed_given = 1;
-        }
-        else if (strcmp(key, "ids") == 0) o->ids = 1;
-        else if (strcmp(key, "no-bos") == 0) o->no_bos = 1;
-        else if (strcmp(key, "no-stop-bos") == 0) o->stop_bos = 0;
-        else if (strcmp(key, "p-tokens") == 0) o->bench_pp = (int)parse_long(a, need_arg(argc, argv, &i), 0, 1 << 16);
-        else if (strcmp(key, "reps") == 0) o->bench_reps = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1000);
+        } else if (strcmp(key, "ids") == 0)
+            o->ids = 1;
+        else if (strcmp(key, "no-bos") == 0)
+            o->no_bos = 1;
+        else if (strcmp(key, "no-stop-bos") == 0)
+            o->stop_bos = 0;
+        else if (strcmp(key, "p-tokens") == 0)
+            o->bench_pp = (int)parse_long(a, need_arg(argc, argv, &i), 0, 1 << 16);
+        else if (strcmp(key, "reps") == 0)
+            o->bench_reps = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1000);
     }
     if (!o->model)
         o->model = default_model();
@@ -259,8 +309,7 @@ static char *read_file(const char *path, size_t *len)
 static int cmd_run(int argc, char **argv)
 {
     struct opts o;
-    parse_opts(argc, argv,
-               &o, " m vocab p n t c temp top-k top-p min-p rp rln seed no-stop-bos ");
+    parse_opts(argc, argv, &o, " m vocab p n t c temp top-k top-p min-p rp rln seed no-stop-bos ");
     strix_model *m = load_model(&o, 0);
     const char *prompt = o.prompt ? o.prompt : "";
     int n_prompt;
@@ -317,8 +366,8 @@ static int cmd_run(int argc, char **argv)
     double t2 = now();
     fputc('\n', stdout);
     fflush(stdout);
-    fprintf(stderr, "prompt: %d tokens, %.1f tok/s; generation: %d tokens, %.1f tok/s\n",
-            n_prompt, n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9), n_gen,
+    fprintf(stderr, "prompt: %d tokens, %.1f tok/s; generation: %d tokens, %.1f tok/s\n", n_prompt,
+            n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9), n_gen,
             n_gen / (t2 - t1 > 0 ? t2 - t1 : 1e-9));
     strix_sampler_free(smp);
     strix_context_free(ctx);
@@ -369,10 +418,11 @@ static int cmd_info(int argc, char **argv)
         printf("vocabulary:   %d tokens (bos %d, eos %d)\n", in.n_vocab, strix_token_bos(m),
                strix_token_eos(m));
     else
-        printf("vocabulary:   none in the file (%d rows; pass --vocab TOKENIZER.bin)\n", in.n_vocab);
+        printf("vocabulary:   none in the file (%d rows; pass --vocab TOKENIZER.bin)\n",
+               in.n_vocab);
     if (!in.vocab_only) {
-        printf("n_embd %d, n_ff %d, n_layer %d, n_head %d, n_head_kv %d, head_dim %d\n",
-               in.n_embd, in.n_ff, in.n_layer, in.n_head, in.n_head_kv, in.head_dim);
+        printf("n_embd %d, n_ff %d, n_layer %d, n_head %d, n_head_kv %d, head_dim %d\n", in.n_embd,
+               in.n_ff, in.n_layer, in.n_head, in.n_head_kv, in.head_dim);
         printf("rope: %d dims, base %g, %s layout; rms_norm eps %g; context %d; output %s\n",
                in.n_rot, in.rope_freq_base, in.rope_neox ? "neox" : "interleaved", in.norm_eps,
                in.n_ctx_train, in.tied_output ? "tied to embeddings" : "separate");
@@ -495,19 +545,20 @@ static int cmd_bench(int argc, char **argv)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: strix COMMAND [options]\n"
-            "  run       -m MODEL [--vocab TOKENIZER.bin] -p PROMPT -n N [--temp T] [--top-k K]\n"
-            "            [--top-p P] [--min-p P] [--repeat-penalty R] [--repeat-last-n N]\n"
-            "            [--seed S] [-t THREADS] [-c N_CTX] [--no-stop-bos]\n"
-            "  tokenize  -m MODEL [--vocab TOKENIZER.bin] [--no-bos] (-p TEXT | -f FILE) [--ids]\n"
-            "  info      -m MODEL [--vocab TOKENIZER.bin]\n"
-            "  convert   -m MODEL [--vocab TOKENIZER.bin] -o OUT.gguf [--type F32|F16|BF16|Q8_0|Q4_0]\n"
-            "  synth     [-m VOCAB.gguf] -o OUT.gguf [--dim N] [--ff N] [--layers N] [--heads N]\n"
-            "            [--kv-heads N] [-c N_CTX] [--seed S] [--type T]   (random weights)\n"
-            "  bench     -m MODEL [--vocab TOKENIZER.bin] [--p-tokens N] [-n N] [--reps R] [-t T]\n"
-            "Without -m, the bundled model %s is used. --temp 0 is greedy.\n",
-            DEFAULT_MODEL);
+    fprintf(
+        f,
+        "usage: strix COMMAND [options]\n"
+        "  run       -m MODEL [--vocab TOKENIZER.bin] -p PROMPT -n N [--temp T] [--top-k K]\n"
+        "            [--top-p P] [--min-p P] [--repeat-penalty R] [--repeat-last-n N]\n"
+        "            [--seed S] [-t THREADS] [-c N_CTX] [--no-stop-bos]\n"
+        "  tokenize  -m MODEL [--vocab TOKENIZER.bin] [--no-bos] (-p TEXT | -f FILE) [--ids]\n"
+        "  info      -m MODEL [--vocab TOKENIZER.bin]\n"
+        "  convert   -m MODEL [--vocab TOKENIZER.bin] -o OUT.gguf [--type F32|F16|BF16|Q8_0|Q4_0]\n"
+        "  synth     [-m VOCAB.gguf] -o OUT.gguf [--dim N] [--ff N] [--layers N] [--heads N]\n"
+        "            [--kv-heads N] [-c N_CTX] [--seed S] [--type T]   (random weights)\n"
+        "  bench     -m MODEL [--vocab TOKENIZER.bin] [--p-tokens N] [-n N] [--reps R] [-t T]\n"
+        "Without -m, the bundled model %s is used. --temp 0 is greedy.\n",
+        DEFAULT_MODEL);
 }
 
 int main(int argc, char **argv)
