@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,7 +75,8 @@ static float parse_float(const char *flag, const char *s, float lo, float hi)
 struct opts {
     const char *command;
     const char *model, *vocab, *prompt, *file, *out, *type;
-    int n_predict, n_threads, n_ctx, ids, no_bos, stop_bos, bench_pp, bench_reps, seed_given;
+    int n_predict, n_threads, n_ctx, ids, no_bos, no_stop_bos, stop_bos, bench_pp, bench_reps;
+    int seed_given;
     struct strix_synth_params synth;
     struct strix_sampler_params sp;
 };
@@ -110,12 +112,66 @@ static const char *need_arg(int argc, char **argv, int *i)
     return argv[++*i];
 }
 
+/* The options every command may take; each command names the keys it allows. */
+enum opt_kind { OPT_STR, OPT_INT, OPT_FLOAT, OPT_U64, OPT_FLAG };
+
+struct opt_def {
+    const char *key;   /* the name a command lists in `allowed` */
+    const char *flags; /* spellings, separated by '|' */
+    enum opt_kind kind;
+    size_t off; /* of the field in struct opts */
+    double lo, hi;
+};
+
+#define F(field) offsetof(struct opts, field)
+static const struct opt_def opt_defs[] = {
+    {"m", "-m|--model", OPT_STR, F(model), 0, 0},
+    {"vocab", "--vocab|-z", OPT_STR, F(vocab), 0, 0},
+    {"p", "-p|--prompt", OPT_STR, F(prompt), 0, 0},
+    {"f", "-f|--file", OPT_STR, F(file), 0, 0},
+    {"o", "-o|--output", OPT_STR, F(out), 0, 0},
+    {"type", "--type", OPT_STR, F(type), 0, 0},
+    {"n", "-n|--n-predict", OPT_INT, F(n_predict), 0, 1 << 24},
+    {"t", "-t|--threads", OPT_INT, F(n_threads), 1, 1024},
+    {"c", "-c|--ctx-size", OPT_INT, F(n_ctx), 1, 1 << 24},
+    {"temp", "--temp", OPT_FLOAT, F(sp.temperature), 0, 100},
+    {"top-k", "--top-k", OPT_INT, F(sp.top_k), 0, INT_MAX},
+    {"top-p", "--top-p", OPT_FLOAT, F(sp.top_p), 0, 1},
+    {"min-p", "--min-p", OPT_FLOAT, F(sp.min_p), 0, 1},
+    {"rp", "--repeat-penalty", OPT_FLOAT, F(sp.repeat_penalty), 0.01, 100},
+    {"rln", "--repeat-last-n", OPT_INT, F(sp.repeat_last_n), 0, 1 << 20},
+    {"seed", "--seed|-s", OPT_U64, F(sp.seed), 0, 0},
+    {"ids", "--ids", OPT_FLAG, F(ids), 0, 0},
+    {"no-bos", "--no-bos", OPT_FLAG, F(no_bos), 0, 0},
+    {"no-stop-bos", "--no-stop-bos", OPT_FLAG, F(no_stop_bos), 0, 0},
+    {"p-tokens", "--p-tokens", OPT_INT, F(bench_pp), 0, 1 << 16},
+    {"reps", "--reps", OPT_INT, F(bench_reps), 1, 1000},
+    {"dim", "--dim", OPT_INT, F(synth.n_embd), 1, 1 << 20},
+    {"ff", "--ff", OPT_INT, F(synth.n_ff), 1, 1 << 20},
+    {"layers", "--layers", OPT_INT, F(synth.n_layer), 1, 4096},
+    {"heads", "--heads", OPT_INT, F(synth.n_head), 1, 1 << 16},
+    {"kv-heads", "--kv-heads", OPT_INT, F(synth.n_head_kv), 1, 1 << 16},
+};
+#undef F
+
+static int flag_matches(const char *flags, const char *arg)
+{
+    const size_t n = strlen(arg);
+    for (const char *p = flags; *p;) {
+        const char *bar = strchr(p, '|');
+        const size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && strncmp(p, arg, n) == 0)
+            return 1;
+        p += len + (bar ? 1 : 0);
+    }
+    return 0;
+}
+
 static void parse_opts(int argc, char **argv, struct opts *o, const char *allowed)
 {
     memset(o, 0, sizeof *o);
     o->command = argv[1];
     o->n_predict = 256;
-    o->stop_bos = 1;
     o->bench_pp = 128;
     o->bench_reps = 5;
     o->synth = strix_synth_default_params();
@@ -127,119 +183,33 @@ static void parse_opts(int argc, char **argv, struct opts *o, const char *allowe
     o->sp.seed = (uint64_t)time(NULL);
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
-        const char *key = a;
-        if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0)
-            key = "m";
-        else if (strcmp(a, "--vocab") == 0 || strcmp(a, "-z") == 0)
-            key = "vocab";
-        else if (strcmp(a, "-p") == 0 || strcmp(a, "--prompt") == 0)
-            key = "p";
-        else if (strcmp(a, "-f") == 0 || strcmp(a, "--file") == 0)
-            key = "f";
-        else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0)
-            key = "o";
-        else if (strcmp(a, "-n") == 0 || strcmp(a, "--n-predict") == 0)
-            key = "n";
-        else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0)
-            key = "t";
-        else if (strcmp(a, "-c") == 0 || strcmp(a, "--ctx-size") == 0)
-            key = "c";
-        else if (strcmp(a, "--temp") == 0)
-            key = "temp";
-        else if (strcmp(a, "--top-k") == 0)
-            key = "top-k";
-        else if (strcmp(a, "--top-p") == 0)
-            key = "top-p";
-        else if (strcmp(a, "--min-p") == 0)
-            key = "min-p";
-        else if (strcmp(a, "--repeat-penalty") == 0)
-            key = "rp";
-        else if (strcmp(a, "--repeat-last-n") == 0)
-            key = "rln";
-        else if (strcmp(a, "--seed") == 0 || strcmp(a, "-s") == 0)
-            key = "seed";
-        else if (strcmp(a, "--ids") == 0)
-            key = "ids";
-        else if (strcmp(a, "--no-bos") == 0)
-            key = "no-bos";
-        else if (strcmp(a, "--no-stop-bos") == 0)
-            key = "no-stop-bos";
-        else if (strcmp(a, "--p-tokens") == 0)
-            key = "p-tokens";
-        else if (strcmp(a, "--reps") == 0)
-            key = "reps";
-        else if (strcmp(a, "--type") == 0)
-            key = "type";
-        else if (strcmp(a, "--dim") == 0)
-            key = "dim";
-        else if (strcmp(a, "--ff") == 0)
-            key = "ff";
-        else if (strcmp(a, "--layers") == 0)
-            key = "layers";
-        else if (strcmp(a, "--heads") == 0)
-            key = "heads";
-        else if (strcmp(a, "--kv-heads") == 0)
-            key = "kv-heads";
-        else
+        const struct opt_def *d = NULL;
+        for (size_t k = 0; k < sizeof opt_defs / sizeof opt_defs[0] && !d; k++)
+            if (flag_matches(opt_defs[k].flags, a))
+                d = &opt_defs[k];
+        if (!d)
             die("unknown option '%s' (see strix --help)", a);
         char pat[32];
-        snprintf(pat, sizeof pat, " %s ", key);
+        snprintf(pat, sizeof pat, " %s ", d->key);
         if (!strstr(allowed, pat))
             die("option '%s' does not apply to '%s'", a, argv[1]);
-        if (strcmp(key, "m") == 0)
-            o->model = need_arg(argc, argv, &i);
-        else if (strcmp(key, "vocab") == 0)
-            o->vocab = need_arg(argc, argv, &i);
-        else if (strcmp(key, "p") == 0)
-            o->prompt = need_arg(argc, argv, &i);
-        else if (strcmp(key, "f") == 0)
-            o->file = need_arg(argc, argv, &i);
-        else if (strcmp(key, "o") == 0)
-            o->out = need_arg(argc, argv, &i);
-        else if (strcmp(key, "type") == 0)
-            o->type = need_arg(argc, argv, &i);
-        else if (strcmp(key, "dim") == 0)
-            o->synth.n_embd = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1 << 20);
-        else if (strcmp(key, "ff") == 0)
-            o->synth.n_ff = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1 << 20);
-        else if (strcmp(key, "layers") == 0)
-            o->synth.n_layer = (int)parse_long(a, need_arg(argc, argv, &i), 1, 4096);
-        else if (strcmp(key, "heads") == 0)
-            o->synth.n_head = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1 << 16);
-        else if (strcmp(key, "kv-heads") == 0)
-            o->synth.n_head_kv = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1 << 16);
-        else if (strcmp(key, "n") == 0)
-            o->n_predict = (int)parse_long(a, need_arg(argc, argv, &i), 0, 1 << 24);
-        else if (strcmp(key, "t") == 0)
-            o->n_threads = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1024);
-        else if (strcmp(key, "c") == 0)
-            o->n_ctx = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1 << 24);
-        else if (strcmp(key, "temp") == 0)
-            o->sp.temperature = parse_float(a, need_arg(argc, argv, &i), 0, 100);
-        else if (strcmp(key, "top-k") == 0)
-            o->sp.top_k = (int)parse_long(a, need_arg(argc, argv, &i), 0, INT_MAX);
-        else if (strcmp(key, "top-p") == 0)
-            o->sp.top_p = parse_float(a, need_arg(argc, argv, &i), 0, 1);
-        else if (strcmp(key, "min-p") == 0)
-            o->sp.min_p = parse_float(a, need_arg(argc, argv, &i), 0, 1);
-        else if (strcmp(key, "rp") == 0)
-            o->sp.repeat_penalty = parse_float(a, need_arg(argc, argv, &i), 0.01f, 100);
-        else if (strcmp(key, "rln") == 0)
-            o->sp.repeat_last_n = (int)parse_long(a, need_arg(argc, argv, &i), 0, 1 << 20);
-        else if (strcmp(key, "seed") == 0) {
-            o->sp.seed = parse_u64(a, need_arg(argc, argv, &i));
+        void *field = (char *)o + d->off;
+        switch (d->kind) {
+        case OPT_STR: *(const char **)field = need_arg(argc, argv, &i); break;
+        case OPT_INT:
+            *(int *)field = (int)parse_long(a, need_arg(argc, argv, &i), (long)d->lo, (long)d->hi);
+            break;
+        case OPT_FLOAT:
+            *(float *)field = parse_float(a, need_arg(argc, argv, &i), (float)d->lo, (float)d->hi);
+            break;
+        case OPT_U64:
+            *(uint64_t *)field = parse_u64(a, need_arg(argc, argv, &i));
             o->seed_given = 1;
-        } else if (strcmp(key, "ids") == 0)
-            o->ids = 1;
-        else if (strcmp(key, "no-bos") == 0)
-            o->no_bos = 1;
-        else if (strcmp(key, "no-stop-bos") == 0)
-            o->stop_bos = 0;
-        else if (strcmp(key, "p-tokens") == 0)
-            o->bench_pp = (int)parse_long(a, need_arg(argc, argv, &i), 0, 1 << 16);
-        else if (strcmp(key, "reps") == 0)
-            o->bench_reps = (int)parse_long(a, need_arg(argc, argv, &i), 1, 1000);
+            break;
+        case OPT_FLAG: *(int *)field = 1; break;
+        }
     }
+    o->stop_bos = !o->no_stop_bos;
     if (!o->model)
         o->model = default_model();
 }
