@@ -294,6 +294,7 @@ static void forward(strix_context *c, const strix_token *tokens, int n, int pos0
     const int embd = hp->n_embd, hd = hp->head_dim;
     const int q_dim = hp->n_head * hd, kv_dim = hp->n_head_kv * hd, ff = hp->n_ff;
     const dtype_dequant_fn emb_deq = dtype_get(m->tok_embd.type)->dequantize;
+    STRIX_ASSERT(n >= 1 && n <= c->n_batch && pos0 + n <= c->n_ctx); /* checked by strix_decode */
 
     for (int t = 0; t < n; t++)
         emb_deq((const uint8_t *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes,

@@ -130,6 +130,7 @@ int pool_n_threads(const struct pool *p)
 
 void pool_run_n(struct pool *p, pool_fn fn, void *arg, int max_threads)
 {
+    STRIX_ASSERT(p && fn);
     int nth = p->n_threads < max_threads ? p->n_threads : max_threads;
     if (nth < 1)
         nth = 1;
