@@ -299,6 +299,18 @@ static int finish(strix_model *m, strix_error *err)
     return STRIX_OK;
 }
 
+int model_load_map(strix_model *m, const struct strix_model_params *params, strix_error *err)
+{
+    int rc;
+    if (m->map.size >= 4 && memcmp(m->map.data, "GGUF", 4) == 0)
+        rc = load_gguf(m, params, err);
+    else if (l2c_probe(m->map.data, m->map.size))
+        rc = l2c_load(m, params->vocab_path, err);
+    else
+        rc = err_set(err, STRIX_ERR_FORMAT, "not a GGUF file or llama2.c checkpoint");
+    return rc ? rc : finish(m, err);
+}
+
 int strix_model_load(const char *path, const struct strix_model_params *params, strix_model **out,
                      strix_error *err)
 {
@@ -315,16 +327,8 @@ int strix_model_load(const char *path, const struct strix_model_params *params, 
     if (!m)
         return err_set(err, STRIX_ERR_NOMEM, "out of memory");
     int rc = util_map_file(path, &m->map, err);
-    if (rc)
-        goto fail;
-    if (m->map.size >= 4 && memcmp(m->map.data, "GGUF", 4) == 0)
-        rc = load_gguf(m, params, err);
-    else if (l2c_probe(m->map.data, m->map.size))
-        rc = l2c_load(m, params->vocab_path, err);
-    else
-        rc = err_set(err, STRIX_ERR_FORMAT, "not a GGUF file or llama2.c checkpoint");
     if (rc == STRIX_OK)
-        rc = finish(m, err);
+        rc = model_load_map(m, params, err);
     if (rc)
         goto fail;
     *out = m;

@@ -84,6 +84,10 @@ int model_init_tables(strix_model *m, strix_error *err);
 int model_set_tensor(const struct slot *s, uint32_t type, const int64_t *ne, int n_dims,
                      const void *data, size_t nbytes, strix_error *err);
 
+/* Loads the model whose file bytes are in m->map (GGUF or llama2.c), into a
+ * zeroed model. On failure the caller frees m. Fuzzers call it on raw bytes. */
+int model_load_map(strix_model *m, const struct strix_model_params *params, strix_error *err);
+
 /* llama2.c checkpoints (l2c.c): parses m->map as a legacy, v1 or v2 file. */
 int l2c_load(strix_model *m, const char *vocab_path, strix_error *err);
 /* 1 if the bytes look like a llama2.c checkpoint header (legacy or ak42). */
