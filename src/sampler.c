@@ -115,6 +115,36 @@ static int cmp_desc(const void *a, const void *b)
     return x->id < y->id ? -1 : (x->id > y->id); /* stable order for equal logits */
 }
 
+/* Moves the k first candidates in cmp_desc order to c[0..k), in any order
+ * (quickselect). The order is total, so the set is the one a full sort gives. */
+static void select_top(struct cand *c, int n, int k)
+{
+    int lo = 0, hi = n - 1;
+    uint32_t r = 2463534242u;
+    while (lo < hi) {
+        r ^= r << 13, r ^= r >> 17, r ^= r << 5; /* pivot choice only: no effect on results */
+        const struct cand pivot = c[lo + (int)(r % (uint32_t)(hi - lo + 1))];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (cmp_desc(&c[i], &pivot) < 0)
+                i++;
+            while (cmp_desc(&c[j], &pivot) > 0)
+                j--;
+            if (i <= j) {
+                const struct cand t = c[i];
+                c[i++] = c[j];
+                c[j--] = t;
+            }
+        }
+        if (k - 1 <= j)
+            hi = j;
+        else if (k - 1 >= i)
+            lo = i;
+        else
+            break;
+    }
+}
+
 /* Softmax of the first n candidates (sorted, descending) into p. */
 static void softmax_cands(struct cand *c, int n)
 {
@@ -156,9 +186,11 @@ strix_token strix_sampler_sample(strix_sampler *s, const float *logits)
         return best;
     }
     int n = nv;
-    qsort(c, (size_t)n, sizeof *c, cmp_desc);
-    if (p->top_k > 0 && p->top_k < n)
+    if (p->top_k > 0 && p->top_k < n) {
+        select_top(c, n, p->top_k); /* O(n), then sort only the k kept */
         n = p->top_k;
+    }
+    qsort(c, (size_t)n, sizeof *c, cmp_desc);
     softmax_cands(c, n);
     if (p->top_p < 1.0f) {
         float cum = 0.0f;

@@ -371,6 +371,34 @@ static void test_sampler(void)
     strix_sampler_free(s);
     sp.repeat_penalty = -1;
     CHECK(strix_sampler_create(&sp, 8, &s, NULL) == STRIX_ERR_ARG);
+
+    /* top-k over many tied logits keeps exactly the k best, ties to the lower
+     * id: at a high temperature every kept token turns up, no other does */
+    enum { NV = 3000, K = 37 };
+    static float big[NV];
+    int rank_above[NV];
+    for (int i = 0; i < NV; i++)
+        big[i] = (float)((i * 7919) % 101); /* values 0..100, each ~30 times */
+    for (int i = 0; i < NV; i++) {
+        rank_above[i] = 0;
+        for (int j = 0; j < NV; j++)
+            rank_above[i] += big[j] > big[i] || (big[j] == big[i] && j < i);
+    }
+    sp = strix_sampler_default_params();
+    sp.temperature = 1000;
+    sp.top_k = K;
+    sp.top_p = 1;
+    sp.min_p = 0;
+    strix_sampler_create(&sp, NV, &s, NULL);
+    int seen[NV] = {0}, outside = 0, n_seen = 0;
+    for (int i = 0; i < 3000; i++) {
+        int t = strix_sampler_sample(s, big);
+        outside += rank_above[t] >= K;
+        n_seen += !seen[t]++;
+    }
+    CHECKF(outside == 0 && n_seen == K, "top-k kept %d tokens, %d samples outside", n_seen,
+           outside);
+    strix_sampler_free(s);
 }
 
 static void test_vocab_only(void)
