@@ -131,7 +131,7 @@ static const struct opt_def opt_defs[] = {
     {"f", "-f|--file", OPT_STR, F(file), 0, 0},
     {"o", "-o|--output", OPT_STR, F(out), 0, 0},
     {"type", "--type", OPT_STR, F(type), 0, 0},
-    {"n", "-n|--n-predict", OPT_INT, F(n_predict), 0, 1 << 24},
+    {"n", "-n|--n-predict", OPT_INT, F(n_predict), -1, 1 << 24},
     {"t", "-t|--threads", OPT_INT, F(n_threads), 1, 1024},
     {"c", "-c|--ctx-size", OPT_INT, F(n_ctx), 1, 1 << 24},
     {"temp", "--temp", OPT_FLOAT, F(sp.temperature), 0, 100},
@@ -171,15 +171,11 @@ static void parse_opts(int argc, char **argv, struct opts *o, const char *allowe
 {
     memset(o, 0, sizeof *o);
     o->command = argv[1];
-    o->n_predict = 256;
+    o->n_predict = -1; /* until EOS or a full context */
     o->bench_pp = 128;
     o->bench_reps = 5;
     o->synth = strix_synth_default_params();
-    o->sp = strix_sampler_default_params();
-    o->sp.temperature = 1.0f; /* like llama2.c: plain sampling unless told */
-    o->sp.top_k = 0;
-    o->sp.top_p = 1.0f;
-    o->sp.min_p = 0.0f;
+    o->sp = strix_sampler_default_params(); /* llama.cpp's: temp 0.8, top-k 40, ... */
     o->sp.seed = (uint64_t)time(NULL);
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -317,7 +313,8 @@ static int cmd_run(int argc, char **argv)
     int n_gen = 0;
     strix_token prev = ids[n_prompt - 1];
     char piece[256];
-    while (n_gen < o.n_predict && strix_kv_len(ctx) < n_ctx) {
+    const int n_max = o.n_predict < 0 ? n_ctx : o.n_predict;
+    while (n_gen < n_max && strix_kv_len(ctx) < n_ctx) {
         strix_token tok = strix_sampler_sample(smp, strix_get_logits(ctx, -1));
         n_gen++;
         if (tok == eos || (o.stop_bos && tok == bos))
@@ -328,7 +325,7 @@ static int cmd_run(int argc, char **argv)
             fwrite(piece, 1, (size_t)(len < (int)sizeof piece ? len : (int)sizeof piece), stdout);
         fflush(stdout);
         prev = tok;
-        if (n_gen == o.n_predict || strix_kv_len(ctx) >= n_ctx)
+        if (n_gen == n_max || strix_kv_len(ctx) >= n_ctx)
             break;
         if (strix_decode(ctx, &tok, NULL, 1, NULL, &err))
             die("decode: %s", err.msg);
@@ -458,7 +455,8 @@ static int cmd_bench(int argc, char **argv)
 {
     struct opts o;
     parse_opts(argc, argv, &o, " m vocab t c n p-tokens reps ");
-    const int n_gen = o.n_predict, n_pp = o.bench_pp, reps = o.bench_reps;
+    const int n_gen = o.n_predict < 0 ? 128 : o.n_predict, n_pp = o.bench_pp;
+    const int reps = o.bench_reps;
     strix_model *m = load_model(&o, 0);
     struct strix_context_params cp = strix_context_default_params();
     cp.n_threads = o.n_threads;
@@ -527,7 +525,9 @@ static void usage(FILE *f)
         "  synth     [-m VOCAB.gguf] -o OUT.gguf [--dim N] [--ff N] [--layers N] [--heads N]\n"
         "            [--kv-heads N] [-c N_CTX] [--seed S] [--type T]   (random weights)\n"
         "  bench     -m MODEL [--vocab TOKENIZER.bin] [--p-tokens N] [-n N] [--reps R] [-t T]\n"
-        "Without -m, the bundled model %s is used. --temp 0 is greedy.\n",
+        "Without -m, the bundled model %s is used. Sampling defaults (llama.cpp's):\n"
+        "--temp 0.8 --top-k 40 --top-p 0.95 --min-p 0.05, a random seed; --temp 0 is greedy.\n"
+        "-n -1 (the default) generates until EOS, BOS (story models) or a full context.\n",
         DEFAULT_MODEL);
 }
 
