@@ -97,16 +97,6 @@ void strix_sampler_accept(strix_sampler *s, strix_token tok)
         s->n_hist++;
 }
 
-/* splitmix64: a small, well-mixed generator; uniform float in [0, 1). */
-static float rng_uniform(strix_sampler *s)
-{
-    uint64_t z = (s->rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (float)(z >> 40) / 16777216.0f;
-}
-
 static int cmp_desc(const void *a, const void *b)
 {
     const struct cand *x = a, *y = b;
@@ -212,7 +202,7 @@ strix_token strix_sampler_sample(strix_sampler *s, const float *logits)
     for (int i = 0; i < n; i++)
         c[i].logit /= p->temperature;
     softmax_cands(c, n);
-    const float r = rng_uniform(s);
+    const float r = util_rng_uniform(&s->rng);
     float cum = 0.0f;
     for (int i = 0; i < n; i++) {
         cum += c[i].p;

@@ -28,15 +28,6 @@ struct strix_synth_params strix_synth_default_params(void)
     return p;
 }
 
-static float uniform(uint64_t *s) /* splitmix64 -> [-1, 1) */
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (float)(z >> 40) / 8388608.0f - 1.0f;
-}
-
 int strix_model_synth(const struct strix_synth_params *p, const char *vocab_path, strix_model **out,
                       strix_error *err)
 {
@@ -98,7 +89,8 @@ int strix_model_synth(const struct strix_synth_params *p, const char *vocab_path
         const size_t n = (size_t)s.ne[0] * (size_t)s.ne[1];
         const float scale = s.n_dims == 1 ? 0.1f : sqrtf(3.0f / (float)s.ne[0]);
         for (size_t j = 0; j < n; j++)
-            at[j] = (s.n_dims == 1 ? 1.0f : 0.0f) + scale * uniform(&state);
+            at[j] =
+                (s.n_dims == 1 ? 1.0f : 0.0f) + scale * (2.0f * util_rng_uniform(&state) - 1.0f);
         if ((rc = model_set_tensor(&s, DTYPE_F32, s.ne, s.n_dims, at, n * sizeof(float), err)))
             goto fail;
         at += n;

@@ -267,6 +267,19 @@ uint16_t util_fp32_to_bf16(float f)
     return (uint16_t)(x >> 16);
 }
 
+uint64_t util_rng_next(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+float util_rng_uniform(uint64_t *state)
+{
+    return (float)(util_rng_next(state) >> 40) / 16777216.0f;
+}
+
 double util_time(void)
 {
     struct timespec ts;

@@ -76,6 +76,11 @@ uint16_t util_fp32_to_fp16(float f);
 float util_bf16_to_fp32(uint16_t h);
 uint16_t util_fp32_to_bf16(float f);
 
+/* splitmix64: a small, well-mixed generator (state advanced in place), and a
+ * uniform float in [0, 1) from its top 24 bits. Same state, same sequence. */
+uint64_t util_rng_next(uint64_t *state);
+float util_rng_uniform(uint64_t *state);
+
 /* Monotonic clock in seconds. */
 double util_time(void);
 
