@@ -74,7 +74,9 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     if (!c)
         return err_set(err, STRIX_ERR_NOMEM, "out of memory");
     c->model = model;
-    c->n_ctx = params->n_ctx ? params->n_ctx : hp->n_ctx_train;
+    /* default: the trained length, at most 4096 (a cache for a 128k-token
+     * model would take gigabytes nobody asked for) */
+    c->n_ctx = params->n_ctx ? params->n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
     c->n_batch = params->n_batch ? params->n_batch : 512;
     if (c->n_batch > c->n_ctx)
         c->n_batch = c->n_ctx;
@@ -328,7 +330,7 @@ static void forward(strix_context *c, const strix_token *tokens, int n, int pos0
         }
         struct attn_job aj = {c, l, n, pos0};
         pool_run_n(c->pool, attn_worker, &aj,
-                   n * hp->n_head * (pos0 + n) < 4096 ? 1 : c->n_threads);
+                   (int64_t)n * hp->n_head * (pos0 + n) < 4096 ? 1 : c->n_threads);
         matmul(c, &L->wo, c->xb, c->x, n, 1);
 
         for (int t = 0; t < n; t++)
