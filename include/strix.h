@@ -175,7 +175,7 @@ int strix_detokenize(const strix_model *model, const strix_token *ids, int n, ch
 /* ---- context: KV cache and decoding ----------------------------------------- */
 
 struct strix_context_params {
-    int n_ctx;     /* KV cache positions; 0 = the model's trained length */
+    int n_ctx;     /* KV cache positions; 0 = the trained length, at most 4096 */
     int n_batch;   /* most tokens per strix_decode call; 0 = 512 */
     int n_threads; /* 0 = number of online CPUs */
 };
