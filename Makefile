@@ -18,7 +18,7 @@ TOOL_OBJ := $(TOOL_SRC:tools/%.c=$(BUILD)/tools/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all release debug asan test test-asan check install clean format fuzz
+.PHONY: all release debug asan test test-asan check install clean format fuzz tests examples
 
 all: $(BUILD)/strix $(BUILD)/libstrix.a $(BUILD)/libstrix.so
 
@@ -51,7 +51,15 @@ $(BUILD)/strix: $(TOOL_OBJ) $(BUILD)/libstrix.a
 $(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libstrix.a | $(BUILD)/tests
 	$(CC) $(CFLAGS_ALL) $(EXTRA_LDFLAGS) -o $@ $< $(BUILD)/libstrix.a $(LDLIBS)
 
-tests: $(TEST_BIN)
+tests: $(TEST_BIN) examples
+
+# Programs that use only the public header, linked like a user would.
+EXAMPLE_SRC := $(wildcard examples/*.c)
+EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
+examples: $(EXAMPLE_BIN)
+$(BUILD)/examples/%: examples/%.c include/strix.h $(BUILD)/libstrix.a
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 $(OPT) $(WARN) $(EXTRA_CFLAGS) $(EXTRA_LDFLAGS) -Iinclude -o $@ $< $(BUILD)/libstrix.a $(LDLIBS)
 
 $(BUILD)/obj $(BUILD)/tools $(BUILD)/tests:
 	mkdir -p $@
@@ -88,7 +96,7 @@ build/fuzz:
 	mkdir -p $@
 
 format:
-	clang-format -i include/*.h src/*.c src/*.h tools/*.c tests/*.c tests/*.h
+	clang-format -i include/*.h src/*.c src/*.h tools/*.c tests/*.c tests/*.h examples/*.c
 
 clean:
 	rm -rf build

@@ -79,5 +79,16 @@ a=$("$S" run $M -p "Once" -n 40 --temp 0.9 --top-k 40 --top-p 0.9 --seed 7 -t 1 
 b=$("$S" run $M -p "Once" -n 40 --temp 0.9 --top-k 40 --top-p 0.9 --seed 7 -t 2 2>/dev/null)
 [ -n "$a" ] && [ "$a" = "$b" ] && ok || bad "seeded runs differ"
 
+# the library example (public header only) gives the same greedy text as the CLI
+EX=$(dirname "$S")/examples/generate
+if [ -x "$EX" ]; then
+    a=$("$EX" models/stories260K.gguf "Once upon a time" 40 2>&1)
+    b=$("$S" run -m models/stories260K.gguf -p "Once upon a time" -n 40 --temp 0 2>/dev/null)
+    [ -n "$a" ] && [ "$a" = "$b" ] && ok || bad "example differs: $a"
+    "$EX" "$T/none.gguf" x 1 >/dev/null 2>&1 && bad "example accepted a missing file" || ok
+else
+    bad "no $EX"
+fi
+
 echo "tests/cli.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]
