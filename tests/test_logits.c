@@ -7,6 +7,7 @@
  */
 #include <math.h>
 
+#include "fixtures.h"
 #include "harness.h"
 #include "strix.h"
 
@@ -22,21 +23,6 @@ static int read_ids(const char *name, strix_token *ids, int cap)
     }
     free(text);
     return n;
-}
-
-static strix_model *load(const char *model, const char *vocab)
-{
-    char mp[4096], vp[4096];
-    snprintf(mp, sizeof mp, "%s", test_path(model));
-    struct strix_model_params p = strix_model_default_params();
-    if (vocab) {
-        snprintf(vp, sizeof vp, "%s", test_path(vocab));
-        p.vocab_path = vp;
-    }
-    strix_model *m = NULL;
-    strix_error err;
-    CHECKF(strix_model_load(mp, &p, &m, &err) == STRIX_OK, "%s", err.msg);
-    return m;
 }
 
 /* Compares m's logits with llama.cpp's; takes ownership of m. */
@@ -100,11 +86,11 @@ static void compare(strix_model *m, const char *model, const char *ids_file,
 
 int main(void)
 {
-    compare(load("stories260K-ref.gguf", NULL), "stories260K-ref.gguf", "llamacpp-stories260K.ids",
-            "llamacpp-stories260K.logits", 1e-4f);
+    compare(load_fixture("stories260K-ref.gguf", NULL), "stories260K-ref.gguf",
+            "llamacpp-stories260K.ids", "llamacpp-stories260K.logits", 1e-4f);
     /* llama.cpp ran strix's F32 conversion of this checkpoint */
-    compare(load("stories3M-q80.bin", "tok4096.bin"), "stories3M-q80.bin", "llamacpp-stories3M.ids",
-            "llamacpp-stories3M.logits", 1e-4f);
+    compare(load_fixture("stories3M-q80.bin", "tok4096.bin"), "stories3M-q80.bin",
+            "llamacpp-stories3M.ids", "llamacpp-stories3M.logits", 1e-4f);
 
     /* A random-weight model (strix synth, seed 7), and llama.cpp's own
      * quantizations of it. llama.cpp rounds the activations to the weight
@@ -126,7 +112,7 @@ int main(void)
         char model[64], logits[64];
         snprintf(model, sizeof model, "llamacpp-synth-%s.gguf", q[i].type);
         snprintf(logits, sizeof logits, "llamacpp-synth-%s.logits", q[i].type);
-        compare(load(model, NULL), model, "llamacpp-stories260K.ids", logits, q[i].tol);
+        compare(load_fixture(model, NULL), model, "llamacpp-stories260K.ids", logits, q[i].tol);
     }
     TEST_MAIN_END();
 }

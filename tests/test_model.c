@@ -11,25 +11,10 @@
 #include <stdint.h>
 #include <unistd.h>
 
+#include "fixtures.h"
 #include "harness.h"
 #include "model.h"
 #include "strix.h"
-
-static strix_model *load(const char *model, const char *vocab)
-{
-    char mpath[4096], vpath[4096];
-    snprintf(mpath, sizeof mpath, "%s", test_path(model));
-    struct strix_model_params mp = strix_model_default_params();
-    if (vocab) {
-        snprintf(vpath, sizeof vpath, "%s", test_path(vocab));
-        mp.vocab_path = vpath;
-    }
-    strix_model *m = NULL;
-    strix_error err;
-    int rc = strix_model_load(mpath, &mp, &m, &err);
-    CHECKF(rc == STRIX_OK, "%s: %s", model, err.msg);
-    return m;
-}
 
 /* Greedy generation as llama2.c's run.c does it: n_steps positions in all,
  * BOS and prompt included, each position printing the token that follows it;
@@ -116,7 +101,7 @@ static void test_golden(void)
 {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const struct golden_case *g = &cases[i];
-        strix_model *m = load(g->model, g->vocab);
+        strix_model *m = load_fixture(g->model, g->vocab);
         char what[256];
         snprintf(what, sizeof what, "%s (llama2.c file)", g->model);
         check_golden(m, what, g->prompt, g->n_steps, g->file);
@@ -137,7 +122,7 @@ static void test_golden(void)
         strix_model_free(m);
     }
     /* llama.cpp's own conversion of stories260K */
-    strix_model *ref = load("stories260K-ref.gguf", NULL);
+    strix_model *ref = load_fixture("stories260K-ref.gguf", NULL);
     check_golden(ref, "stories260K-ref.gguf (llama.cpp GGUF)", "Once upon a time", 256,
                  "stories260K-once.txt");
     strix_model_free(ref);
@@ -174,7 +159,7 @@ static float *all_logits(const strix_model *m, const strix_token *ids, int n, in
 
 static void test_batch_and_rollback(void)
 {
-    strix_model *m = load("stories3M-q80.bin", "tok4096.bin");
+    strix_model *m = load_fixture("stories3M-q80.bin", "tok4096.bin");
     if (!m)
         return;
     const int nv = strix_vocab_size(m);
@@ -266,7 +251,7 @@ static char *sample_text(const strix_model *m, uint64_t seed, int n_threads)
 
 static void test_seed(void)
 {
-    strix_model *m = load("stories260K.bin", "tok512.bin");
+    strix_model *m = load_fixture("stories260K.bin", "tok512.bin");
     if (!m)
         return;
     char *a = sample_text(m, 1234, 1), *b = sample_text(m, 1234, 2), *c = sample_text(m, 99, 1);
@@ -297,7 +282,7 @@ static void permute_rows(struct tensor *t, int n_heads, int head_dim)
 
 static void test_neox_layout(void)
 {
-    strix_model *m = load("stories3M-q80.bin", "tok4096.bin"); /* weights owned: writable */
+    strix_model *m = load_fixture("stories3M-q80.bin", "tok4096.bin"); /* weights owned: writable */
     if (!m)
         return;
     strix_token ids[] = {1, 403, 407, 261, 378, 29};

@@ -1,0 +1,28 @@
+/*
+ * fixtures.h - loading a model from tests/data for tests that use the
+ * public API. Include after harness.h.
+ */
+#ifndef STRIX_FIXTURES_H
+#define STRIX_FIXTURES_H
+
+#include "strix.h"
+
+/* Loads fixture `model` (with llama2.c tokenizer fixture `vocab`, or NULL);
+ * records a failure and returns NULL if it does not load. */
+static inline strix_model *load_fixture(const char *model, const char *vocab)
+{
+    char mp[4096], vp[4096];
+    snprintf(mp, sizeof mp, "%s", test_path(model));
+    struct strix_model_params p = strix_model_default_params();
+    if (vocab) {
+        snprintf(vp, sizeof vp, "%s", test_path(vocab));
+        p.vocab_path = vp;
+    }
+    strix_model *m = NULL;
+    strix_error err;
+    int rc = strix_model_load(mp, &p, &m, &err);
+    CHECKF(rc == STRIX_OK, "%s: %s", model, err.msg);
+    return m;
+}
+
+#endif
