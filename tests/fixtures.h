@@ -1,10 +1,11 @@
 /*
  * fixtures.h - loading a model from tests/data for tests that use the
- * public API. Include after harness.h.
+ * public API.
  */
 #ifndef STRIX_FIXTURES_H
 #define STRIX_FIXTURES_H
 
+#include "harness.h"
 #include "strix.h"
 
 /* Loads fixture `model` (with llama2.c tokenizer fixture `vocab`, or NULL);
