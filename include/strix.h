@@ -178,7 +178,10 @@ struct strix_context_params {
     int n_ctx;     /* KV cache positions; 0 = the trained length, at most 4096 */
     int n_batch;   /* most tokens per strix_decode call; 0 = 512 */
     int n_threads; /* 0 = number of online CPUs */
+    int n_seq_max; /* sequences the cache can hold at once (beams, parallel
+                      requests); 0 = 1, at most STRIX_SEQ_MAX */
 };
+#define STRIX_SEQ_MAX 64
 struct strix_context_params strix_context_default_params(void);
 
 int strix_context_create(const strix_model *model, const struct strix_context_params *params,
@@ -201,10 +204,38 @@ int strix_decode(strix_context *ctx, const strix_token *tokens, const int32_t *p
  * requested. Borrowed until the next decode. */
 const float *strix_get_logits(const strix_context *ctx, int i);
 
-/* Number of positions held in the KV cache. */
+/* Number of positions held in the KV cache for sequence 0. */
 int strix_kv_len(const strix_context *ctx);
-/* Drops every cache entry at position >= p (roll back). */
+/* Drops every sequence-0 cache entry at position >= p (roll back). */
 int strix_kv_truncate(strix_context *ctx, int p, strix_error *err);
+
+/*
+ * Several sequences in one cache. Each token of a batch carries a position
+ * and a sequence id in [0, n_seq_max); it attends to the cache entries of its
+ * own sequence at positions <= its own. Entries are shared, not copied, when
+ * a sequence is forked with strix_kv_seq_cp, so beams and parallel requests
+ * over one prompt store that prompt once. A token's position must be at most
+ * one past the highest position its sequence holds.
+ */
+typedef struct strix_batch {
+    int n;
+    const strix_token *token; /* n ids */
+    const int32_t *pos;       /* n positions */
+    const int32_t *seq;       /* n sequence ids; NULL: all 0 */
+    const int8_t *logits;     /* n flags; NULL: only the last token's */
+} strix_batch;
+int strix_decode_batch(strix_context *ctx, const strix_batch *batch, strix_error *err);
+
+/* Removes sequence seq's entries at positions [p0, p1) (p1 < 0: to the end;
+ * seq < 0: every sequence). Entries no sequence uses are freed. */
+int strix_kv_seq_rm(strix_context *ctx, int seq, int p0, int p1);
+/* Makes sequence dst share src's entries at positions [p0, p1) (p1 < 0: to
+ * the end). No key or value data is copied. */
+int strix_kv_seq_cp(strix_context *ctx, int src, int dst, int p0, int p1);
+/* Removes every sequence but seq. */
+int strix_kv_seq_keep(strix_context *ctx, int seq);
+/* Highest position sequence seq holds, -1 if none. */
+int strix_kv_seq_pos_max(const strix_context *ctx, int seq);
 
 /* ---- sampling ------------------------------------------------------------------- */
 

@@ -44,7 +44,7 @@ struct strix_context {
 
 struct strix_context_params strix_context_default_params(void)
 {
-    struct strix_context_params p = {0, 0, 0};
+    struct strix_context_params p = {0, 0, 0, 0};
     return p;
 }
 

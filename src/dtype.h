@@ -65,6 +65,9 @@ _Static_assert(sizeof(struct block_q4_0) == 18, "block_q4_0 layout");
 
 typedef void (*dtype_dequant_fn)(const void *src, float *dst, int64_t n);
 typedef void (*dtype_quant_fn)(const float *src, void *dst, int64_t n);
+/* s = sum_i w[i] * a[i] over n elements: w a row of the weight type, a the
+ * activation row already quantized to the weight type's vec_dot_type. */
+typedef float (*dtype_vec_dot_fn)(int64_t n, const void *w, const void *a);
 
 struct dtype_traits {
     const char *name;            /* NULL: not a known type id */
@@ -72,6 +75,11 @@ struct dtype_traits {
     size_t type_size;            /* bytes per block */
     dtype_dequant_fn dequantize; /* NULL: strix cannot compute with it yet */
     dtype_quant_fn quantize;     /* NULL: no quantizer */
+    /* Matrix-vector products: activations are converted to vec_dot_type
+     * (F32 for float weights; Q8_0, Q8_1 or Q8_K for block types, as in
+     * GGUF/ggml) and vec_dot is the scalar reference dot product. */
+    uint32_t vec_dot_type;
+    dtype_vec_dot_fn vec_dot; /* NULL: no dot product yet */
 };
 
 /* Traits of type t, or NULL if t is not a known type id. */
