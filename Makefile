@@ -36,8 +36,8 @@ asan:
 # those files compile to nothing and the scalar reference runs).
 ifeq ($(shell uname -m),x86_64)
 AVX2_FLAGS := -mavx2 -mfma -mf16c
-$(BUILD)/obj/kernels_avx2.o: CFLAGS_ALL += $(AVX2_FLAGS)
-$(BUILD)/obj/kernels_avx512.o: CFLAGS_ALL += $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl \
+$(BUILD)/obj/kernels_avx2.o: CFLAGS_ALL += $(AVX2_FLAGS) -O3
+$(BUILD)/obj/kernels_avx512.o: CFLAGS_ALL += $(AVX2_FLAGS) -O3 -mavx512f -mavx512bw -mavx512vl \
   -mavx512dq -mavx512vnni
 endif
 

@@ -18,6 +18,9 @@
 #define CLI_NORETURN __attribute__((noreturn, format(printf, 1, 2)))
 #else
 #define CLI_NORETURN
+/* Commands that live in their own files. */
+int cmd_bench(int argc, char **argv);
+
 #endif
 
 /* Prints "strix: <message>" on stderr and exits with status 1. */
@@ -48,5 +51,8 @@ strix_model *load_model(const struct opts *o, int vocab_only);
 strix_token *tokenize(const strix_model *m, const char *text, size_t len, int add_bos, int *n);
 /* Reads a whole file. Caller frees. */
 char *read_file(const char *path, size_t *len);
+
+/* Commands that live in their own files. */
+int cmd_bench(int argc, char **argv);
 
 #endif
