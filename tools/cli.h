@@ -36,6 +36,7 @@ struct opts {
     const char *model, *vocab, *prompt, *file, *out, *type;
     int n_predict, n_threads, n_ctx, ids, no_bos, no_stop_bos, stop_bos, bench_pp, bench_reps;
     int seed_given;
+    int pure; /* quantize --pure */
     struct strix_synth_params synth;
     struct strix_sampler_params sp;
 };
@@ -48,5 +49,8 @@ strix_model *load_model(const struct opts *o, int vocab_only);
 strix_token *tokenize(const strix_model *m, const char *text, size_t len, int add_bos, int *n);
 /* Reads a whole file. Caller frees. */
 char *read_file(const char *path, size_t *len);
+
+/* Commands that live in their own file. */
+int cmd_quantize(int argc, char **argv);
 
 #endif
