@@ -81,6 +81,30 @@ void strix_model_free(strix_model *model);
 int strix_model_save_gguf(const strix_model *model, const char *path, const char *weight_type,
                           strix_error *err);
 
+/*
+ * Quantization: writes the model as a GGUF file with its weights re-encoded.
+ * type is one of F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K,
+ * Q6_K, or the mixes Q4_K_M and Q5_K_M (llama.cpp's rule: Q6_K for the
+ * output projection and for attn_v and ffn_down in the first and last eighth
+ * of the layers and every third layer between; Q4_K or Q5_K elsewhere).
+ * Unless params->pure, the output projection (or tied embeddings) of a type
+ * below 6 bits is written as Q6_K, as llama.cpp does. 1-D norms stay F32. A
+ * weight whose rows do not fill whole blocks falls back: a k-quant to Q5_0
+ * (Q4_K), Q5_1 (Q5_K) or Q8_0 (Q6_K) when rows are a multiple of 32, else
+ * F16 (so models with odd widths, like a 172-wide FFN, still quantize).
+ */
+struct strix_quantize_params {
+    int n_threads; /* 0 = number of online CPUs */
+    int pure;      /* 1: every 2-D weight of the one type (fallbacks aside) */
+    /* Called with one line per class of tensor and type chosen ("ffn_down
+     * 3 x Q6_K, 2 x Q4_K"), before the file is written; may be NULL. */
+    void (*log)(void *user, const char *line);
+    void *log_user;
+};
+struct strix_quantize_params strix_quantize_default_params(void);
+int strix_model_quantize(const strix_model *model, const char *path, const char *type,
+                         const struct strix_quantize_params *params, strix_error *err);
+
 /* A model of the given shape with random weights (F32) and the vocabulary of
  * the GGUF file at vocab_path, for benchmarks and cross-engine tests. */
 struct strix_synth_params {

@@ -469,18 +469,43 @@ static int convert_tensor(const struct tensor *t, uint32_t type, void **out, uin
     return STRIX_OK;
 }
 
+/* The save_gguf converter: every 2-D weight to one type (user: the type id,
+ * or NULL to keep each weight as it is). */
+static int convert_to(void *user, const struct tensor *t, void **out, uint32_t *out_type,
+                      size_t *out_bytes, strix_error *err)
+{
+    *out = NULL;
+    *out_type = t->type;
+    *out_bytes = t->nbytes;
+    return user ? convert_tensor(t, *(const uint32_t *)user, out, out_type, out_bytes, err)
+                : STRIX_OK;
+}
+
 int strix_model_save_gguf(const strix_model *m, const char *path, const char *weight_type,
                           strix_error *err)
 {
     err_clear(err);
     if (!m || !path)
         return err_set(err, STRIX_ERR_ARG, "NULL argument");
-    if (m->vocab_only || !m->vocab)
-        return err_set(err, STRIX_ERR_ARG, "only a full model with a vocabulary can be saved");
     int target = -1;
     if (weight_type && (target = parse_weight_type(weight_type)) < 0)
         return err_set(err, STRIX_ERR_ARG,
                        "cannot write weights as '%s' (F32, F16, BF16, Q8_0, Q4_0)", weight_type);
+    uint32_t type = target >= 0 ? (uint32_t)target : 0;
+    const uint32_t main_type =
+        target >= 0 ? type : m->vocab_only ? 0 : m->all[m->n_all - 1]->type;
+    return model_save_gguf(m, path, file_type(main_type), convert_to, target >= 0 ? &type : NULL,
+                           err);
+}
+
+int model_save_gguf(const strix_model *m, const char *path, uint32_t ftype,
+                    model_convert_fn convert, void *user, strix_error *err)
+{
+    err_clear(err);
+    if (!m || !path)
+        return err_set(err, STRIX_ERR_ARG, "NULL argument");
+    if (m->vocab_only || !m->vocab)
+        return err_set(err, STRIX_ERR_ARG, "only a full model with a vocabulary can be saved");
     gguf_writer *w = gguf_writer_create();
     void **bufs = util_calloc((size_t)m->n_all, sizeof *bufs);
     if (!w || !bufs) {
@@ -490,10 +515,9 @@ int strix_model_save_gguf(const strix_model *m, const char *path, const char *we
     }
     const struct hparams *hp = &m->hp;
     int rc = 0;
-    const uint32_t main_type = target >= 0 ? (uint32_t)target : m->all[m->n_all - 1]->type;
     rc |= gguf_writer_add_str(w, "general.architecture", "llama");
     rc |= gguf_writer_add_str(w, "general.name", m->name ? m->name : "strix");
-    rc |= gguf_writer_add_u32(w, "general.file_type", file_type(main_type));
+    rc |= gguf_writer_add_u32(w, "general.file_type", ftype);
     rc |= gguf_writer_add_u32(w, "llama.context_length", (uint32_t)hp->n_ctx_train);
     rc |= gguf_writer_add_u32(w, "llama.embedding_length", (uint32_t)hp->n_embd);
     rc |= gguf_writer_add_u32(w, "llama.feed_forward_length", (uint32_t)hp->n_ff);
@@ -511,10 +535,9 @@ int strix_model_save_gguf(const strix_model *m, const char *path, const char *we
         goto done;
     for (int i = 0; i < m->n_all; i++) {
         const struct tensor *t = m->all[i];
-        uint32_t type = t->type;
-        size_t nbytes = t->nbytes;
-        if (target >= 0 &&
-            (rc = convert_tensor(t, (uint32_t)target, &bufs[i], &type, &nbytes, err)))
+        uint32_t type;
+        size_t nbytes;
+        if ((rc = convert(user, t, &bufs[i], &type, &nbytes, err)))
             goto done;
         rc = gguf_writer_add_tensor(w, t->name, type, (uint32_t)t->n_dims, t->ne,
                                     bufs[i] ? bufs[i] : t->data, nbytes);

@@ -97,6 +97,15 @@ int model_init_tables(strix_model *m, strix_error *err);
 int model_set_tensor(const struct slot *s, uint32_t type, const int64_t *ne, int n_dims,
                      const void *data, size_t nbytes, strix_error *err);
 
+/* Saving: convert re-encodes weight t for the file: it sets *out to a new
+ * buffer (util_malloc'd, freed by the caller) or NULL to keep t's bytes, and
+ * *type and *nbytes to what is written. model_save_gguf writes m with
+ * general.file_type ftype (llama.cpp's numbering) through convert. */
+typedef int (*model_convert_fn)(void *user, const struct tensor *t, void **out, uint32_t *type,
+                                size_t *nbytes, strix_error *err);
+int model_save_gguf(const strix_model *m, const char *path, uint32_t ftype,
+                    model_convert_fn convert, void *user, strix_error *err);
+
 /* Loads the model whose file bytes are in m->map (GGUF or llama2.c), into a
  * zeroed model. On failure the caller frees m. Fuzzers call it on raw bytes. */
 int model_load_map(strix_model *m, const struct strix_model_params *params, strix_error *err);

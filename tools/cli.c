@@ -135,6 +135,7 @@ static const struct opt_def opt_defs[] = {
     {"ids", "--ids", OPT_FLAG, F(ids), 0, 0},
     {"no-bos", "--no-bos", OPT_FLAG, F(no_bos), 0, 0},
     {"no-stop-bos", "--no-stop-bos", OPT_FLAG, F(no_stop_bos), 0, 0},
+    {"pure", "--pure", OPT_FLAG, F(pure), 0, 0},
     {"p-tokens", "--p-tokens", OPT_INT, F(bench_pp), 0, 1 << 16},
     {"reps", "--reps", OPT_INT, F(bench_reps), 1, 1000},
     {"dim", "--dim", OPT_INT, F(synth.n_embd), 1, 1 << 20},

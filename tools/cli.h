@@ -39,6 +39,7 @@ struct opts {
     const char *model, *vocab, *prompt, *file, *out, *type;
     int n_predict, n_threads, n_ctx, ids, no_bos, no_stop_bos, stop_bos, bench_pp, bench_reps;
     int seed_given;
+    int pure; /* quantize --pure */
     struct strix_synth_params synth;
     struct strix_sampler_params sp;
 };
@@ -54,5 +55,6 @@ char *read_file(const char *path, size_t *len);
 
 /* Commands that live in their own files. */
 int cmd_bench(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 
 #endif

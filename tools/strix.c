@@ -199,6 +199,8 @@ static void usage(FILE *f)
         "  convert   -m MODEL [--vocab TOKENIZER.bin] -o OUT.gguf [--type F32|F16|BF16|Q8_0|Q4_0]\n"
         "  synth     [-m VOCAB.gguf] -o OUT.gguf [--dim N] [--ff N] [--layers N] [--heads N]\n"
         "            [--kv-heads N] [-c N_CTX] [--seed S] [--type T]   (random weights)\n"
+        "  quantize  IN OUT.gguf TYPE [--vocab TOKENIZER.bin] [-t THREADS] [--pure]\n"
+        "            TYPE: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K Q4_K_M Q5_K_M\n"
         "  bench     [-m MODEL[,MODEL]] [-p N[,N]] [-n N[,N]] [-t T[,T]] [-r REPS] [-o md|json]\n"
         "            [--vocab TOKENIZER.bin]   (like llama-bench: pp N, tg N, median t/s)\n"
         "Without -m, the bundled model %s is used. Sampling defaults (llama.cpp's):\n"
@@ -226,6 +228,8 @@ int main(int argc, char **argv)
         return cmd_synth(argc, argv);
     if (strcmp(cmd, "bench") == 0)
         return cmd_bench(argc, argv);
+    if (strcmp(cmd, "quantize") == 0)
+        return cmd_quantize(argc, argv);
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
         return 0;
