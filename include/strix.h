@@ -91,7 +91,7 @@ int strix_model_save_gguf(const strix_model *model, const char *path, const char
  * below 6 bits is written as Q6_K, as llama.cpp does. 1-D norms stay F32. A
  * weight whose rows do not fill whole blocks falls back: a k-quant to Q5_0
  * (Q4_K), Q5_1 (Q5_K) or Q8_0 (Q6_K) when rows are a multiple of 32, else
- * F16 (so models with odd widths, like a 172-wide FFN, still quantize).
+ * F32 (so models with odd widths, like a 172-wide FFN, still quantize).
  */
 struct strix_quantize_params {
     int n_threads; /* 0 = number of online CPUs */

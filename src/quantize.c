@@ -13,7 +13,10 @@
  *     i < n/8, i >= 7n/8 or (i - n/8) % 3 == 2 (llama.cpp's choice);
  *   - a type whose block does not divide the row length falls back: Q4_K
  *     to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0 if the row is a multiple of 32;
- *     anything else to F16;
+ *     anything else to F32 (exact; not F16, because llama.cpp at commit
+ *     c392e50 computes F16 rows of such lengths wrongly: its own F16
+ *     quantization of stories260K, with 172-wide FFN rows, emits garbage
+ *     there while running fine in strix);
  *   - a weight already of the chosen type is copied, not re-quantized.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -121,7 +124,7 @@ static uint32_t choose(const strix_model *m, const struct tensor *t, const struc
         if (want == DTYPE_Q6_K)
             return DTYPE_Q8_0;
     }
-    return DTYPE_F16;
+    return DTYPE_F32;
 }
 
 /* ---- the per-class report ---- */
