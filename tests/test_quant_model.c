@@ -206,10 +206,12 @@ int main(void)
 
     /* stories3M: trained weights, 192 wide (k-quants fall back to Q5_0 etc.) */
     /* limits: about 1.5x the largest difference seen and a few points under
-     * the agreement seen (strix's quantizers, commit of this test) */
+     * the agreement seen (strix's quantizers, commit of this test). Q8_0,
+     * Q4_0 and the k-quants also round the activations to int8 blocks in
+     * their dot products (as llama.cpp does), which the limits include. */
     static const struct expect ex3[] = {
-        {"F16", 0.05f, 0.99f},   {"BF16", 0.5f, 0.97f},  {"Q8_0", 0.6f, 0.95f},
-        {"Q6_K", 1.3f, 0.93f},   {"Q5_1", 5.0f, 0.88f},  {"Q5_0", 6.5f, 0.84f},
+        {"F16", 0.05f, 0.99f},   {"BF16", 0.5f, 0.97f},  {"Q8_0", 1.2f, 0.93f},
+        {"Q6_K", 2.3f, 0.93f},   {"Q5_1", 5.0f, 0.88f},  {"Q5_0", 6.5f, 0.84f},
         {"Q5_K_M", 5.0f, 0.88f}, {"Q4_1", 13.0f, 0.74f}, {"Q4_0", 13.0f, 0.74f},
         {"Q4_K_M", 8.0f, 0.81f}, {"Q4_K", 8.0f, 0.81f},  {"Q5_K", 5.0f, 0.88f},
     };
@@ -232,7 +234,7 @@ int main(void)
     if (syn && m3) {
         /* random weights give flat logits, so the top token is fragile */
         static const struct expect exs[] = {
-            {"Q8_0", 0.2f, 0.93f}, {"Q6_K", 0.6f, 0.88f},   {"Q5_K", 1.3f, 0.76f},
+            {"Q8_0", 0.2f, 0.93f}, {"Q6_K", 0.6f, 0.88f},   {"Q5_K", 1.4f, 0.70f},
             {"Q4_K", 2.3f, 0.50f}, {"Q4_K_M", 2.0f, 0.55f}, {"Q5_K_M", 1.3f, 0.75f},
         };
         strix_token ids[128];
