@@ -74,7 +74,8 @@ int strix_model_load(const char *path, const struct strix_model_params *params, 
 void strix_model_free(strix_model *model);
 
 /* Writes the model (weights, vocabulary, hyperparameters) as a GGUF v3 file
- * that llama.cpp reads as a "llama" architecture model. weight_type NULL keeps
+ * that llama.cpp reads, with the model's architecture name, keys and tensor
+ * names (llama2.c checkpoints are "llama" models). weight_type NULL keeps
  * each weight's type; "F32", "F16", "BF16", "Q8_0" or "Q4_0" re-encodes the
  * 2-D weights (a weight whose rows do not fill whole blocks keeps its type;
  * norms stay F32). */
@@ -113,10 +114,28 @@ struct strix_synth_params {
     float rope_freq_base;
     float norm_eps;
     uint64_t seed;
+    /* Architecture variants (zero: the default). */
+    const char *arch;      /* general.architecture, one of strix_archs(); NULL: "llama" */
+    int n_rot;             /* rotary dimensions per head; 0: the whole head */
+    int n_expert;          /* Mixture-of-Experts: experts per layer (0: dense FFN) */
+    int n_expert_used;     /* experts per token */
+    int n_ff_exp;          /* expert FFN width (0: n_ff) */
+    int n_ff_shexp;        /* shared expert FFN width (qwen2moe; 0: n_ff) */
+    int n_swa;             /* sliding window (llama, phi3, gemma2); 0: none */
+    float alibi_max_bias;  /* mpt: ALiBi maximum bias (0: 8) */
+    const char *rope_scaling; /* NULL, "linear" or "yarn" */
+    float rope_scale;      /* the scaling factor, with rope_scaling */
+    int n_ctx_orig;        /* YaRN: original context length (0: n_ctx) */
+    int post_norm;         /* post-norm blocks (strix.post_norm) */
+    int sinusoidal;        /* sinusoidal absolute positions (strix.position_encoding) */
 };
 struct strix_synth_params strix_synth_default_params(void);
 int strix_model_synth(const struct strix_synth_params *params, const char *vocab_path,
                       strix_model **out, strix_error *err);
+
+/* The architectures strix runs (general.architecture values), separated by
+ * spaces. */
+const char *strix_archs(void);
 
 struct strix_model_info {
     const char *arch; /* "llama" (borrowed) */
@@ -212,6 +231,13 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
                          strix_context **out, strix_error *err);
 void strix_context_free(strix_context *ctx);
 int strix_context_n_ctx(const strix_context *ctx);
+
+/* Mixture-of-Experts load: for block `layer`, the number of tokens routed to
+ * each expert since the context was created (or reset), into counts[0..n).
+ * Returns the model's expert count (0 for a dense model), -1 on bad
+ * arguments. */
+int strix_expert_load(const strix_context *ctx, int layer, uint64_t *counts, int n);
+void strix_expert_load_reset(strix_context *ctx);
 
 /*
  * Decodes n tokens at positions pos[0..n) (pos may be NULL: then the tokens

@@ -38,7 +38,7 @@ struct opts {
     const char *command;
     const char *model, *vocab, *prompt, *file, *out, *type;
     int n_predict, n_threads, n_ctx, ids, no_bos, no_stop_bos, stop_bos, bench_pp, bench_reps;
-    int seed_given;
+    int seed_given, expert_stats;
     int pure; /* quantize --pure */
     struct strix_synth_params synth;
     struct strix_sampler_params sp;
