@@ -468,6 +468,188 @@ AI void group_q8_0(const uint8_t *w, size_t ws, int r, int nb, const struct act_
 GROUP_DRIVER(mm_q4_0, group_q4_0, tile_q4_0, 1)
 GROUP_DRIVER(mm_q8_0, group_q8_0, tile_q8_0, 0)
 
+/*
+ * k-quants (Q4_K, Q6_K) against Q8_K activations, 4 rows x 2 tokens per
+ * tile. Within a 256-weight super-block the products of a 64-byte register
+ * are summed in pairs (maddubs: unsigned weights x signed activations) and
+ * then multiplied by each sub-block's scale while being summed into 32-bit
+ * lanes (VNNI dpwssd), so a super-block costs two instructions per 64
+ * weights and per (row, token); the integer sums are exact.
+ */
+#define KR 4
+#define KT 2
+
+/* Q4_K: the 8 sub-block scales and mins of a super-block, as int16 lanes. */
+AI void q4k_scales(const uint8_t *sc, int16_t *scale, int16_t *min)
+{
+    for (int s = 0; s < 4; s++) {
+        scale[s] = sc[s] & 63;
+        min[s] = sc[s + 4] & 63;
+        scale[s + 4] = (int16_t)((sc[s + 8] & 0x0f) | (sc[s] >> 6) << 4);
+        min[s + 4] = (int16_t)((sc[s + 8] >> 4) | (sc[s + 4] >> 6) << 4);
+    }
+}
+
+/* Lanes 0-15 (int16) scaled by a, lanes 16-31 by b. */
+AI __m512i scale_pair(int16_t a, int16_t b)
+{
+    return _mm512_inserti64x4(_mm512_set1_epi16(a), _mm256_set1_epi16(b), 1);
+}
+
+AI __m512i load_pair256(const int8_t *lo, const int8_t *hi)
+{
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)lo)),
+                              _mm256_loadu_si256((const __m256i *)hi), 1);
+}
+
+AI void tile_q4_K(int cols, const uint8_t *w, size_t ws, int r0, int R, const uint8_t *a,
+                  size_t as, int t0, int T, float *y, size_t ldy, int accumulate)
+{
+    __m512 acc[KR][KT];
+    float macc[KR][KT];
+    _Pragma("GCC unroll 4") for (int r = 0; r < KR; r++)
+        _Pragma("GCC unroll 2") for (int t = 0; t < KT; t++) {
+            acc[r][t] = _mm512_setzero_ps();
+            macc[r][t] = 0.0f;
+        }
+    const int nb = cols / QK_K;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    for (int b = 0; b < nb; b++) {
+        /* activations: sub-blocks (0,2), (1,3), (4,6), (5,7) per register,
+         * to meet the low and high nibbles of the weights */
+        __m512i av[KT][4];
+        __m256i bs[KT];
+        float da[KT];
+        _Pragma("GCC unroll 2") for (int t = 0; t < T; t++) {
+            const struct block_q8_K *ab = (const struct block_q8_K *)(a + (size_t)(t0 + t) * as) + b;
+            da[t] = ab->d;
+            av[t][0] = load_pair256(ab->qs, ab->qs + 64);
+            av[t][1] = load_pair256(ab->qs + 32, ab->qs + 96);
+            av[t][2] = load_pair256(ab->qs + 128, ab->qs + 192);
+            av[t][3] = load_pair256(ab->qs + 160, ab->qs + 224);
+            bs[t] = _mm256_loadu_si256((const __m256i *)ab->bsums);
+        }
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            const struct block_q4_K *wb = (const struct block_q4_K *)(w + (size_t)(r0 + r) * ws) + b;
+            int16_t sc[8], mn[8];
+            q4k_scales(wb->scales, sc, mn);
+            const float d = _cvtsh_ss(wb->d), dmin = _cvtsh_ss(wb->dmin);
+            const __m512i q0 = _mm512_loadu_si512(wb->qs), q1 = _mm512_loadu_si512(wb->qs + 64);
+            const __m512i wq[4] = {_mm512_and_si512(q0, m4),
+                                   _mm512_and_si512(_mm512_srli_epi16(q0, 4), m4),
+                                   _mm512_and_si512(q1, m4),
+                                   _mm512_and_si512(_mm512_srli_epi16(q1, 4), m4)};
+            const __m512i sv[4] = {scale_pair(sc[0], sc[2]), scale_pair(sc[1], sc[3]),
+                                   scale_pair(sc[4], sc[6]), scale_pair(sc[5], sc[7])};
+            /* mins against pairs of 16-sums: lane g gets min[g / 2] */
+            const __m256i mv = _mm256_set_epi16(mn[7], mn[7], mn[6], mn[6], mn[5], mn[5], mn[4],
+                                                mn[4], mn[3], mn[3], mn[2], mn[2], mn[1], mn[1],
+                                                mn[0], mn[0]);
+            _Pragma("GCC unroll 2") for (int t = 0; t < T; t++) {
+                __m512i is = _mm512_setzero_si512();
+                _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)
+                    is = _mm512_dpwssd_epi32(is, _mm512_maddubs_epi16(wq[k], av[t][k]), sv[k]);
+                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_set1_ps(d * da[t]),
+                                            acc[r][t]);
+                const __m256i mm = _mm256_madd_epi16(bs[t], mv);
+                __m128i x = _mm_add_epi32(_mm256_castsi256_si128(mm), _mm256_extracti128_si256(mm, 1));
+                x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4e));
+                x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xb1));
+                macc[r][t] += dmin * da[t] * (float)_mm_cvtsi128_si32(x);
+            }
+        }
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 2") for (int t = 0; t < T; t++)
+            put(y, ldy, r0 + r, t0 + t, _mm512_reduce_add_ps(acc[r][t]) - macc[r][t], accumulate);
+}
+
+AI void tile_q6_K(int cols, const uint8_t *w, size_t ws, int r0, int R, const uint8_t *a,
+                  size_t as, int t0, int T, float *y, size_t ldy, int accumulate)
+{
+    __m512 acc[KR][KT];
+    _Pragma("GCC unroll 4") for (int r = 0; r < KR; r++)
+        _Pragma("GCC unroll 2") for (int t = 0; t < KT; t++) acc[r][t] = _mm512_setzero_ps();
+    const int nb = cols / QK_K;
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m3 = _mm512_set1_epi8(3);
+    /* int16 lane i of a 64-byte register belongs to sub-block i / 8 */
+    const __m512i rep8 = _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1,
+                                          1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    for (int b = 0; b < nb; b++) {
+        __m512i av[KT][4];
+        __m256i bs[KT];
+        float da[KT];
+        _Pragma("GCC unroll 2") for (int t = 0; t < T; t++) {
+            const struct block_q8_K *ab = (const struct block_q8_K *)(a + (size_t)(t0 + t) * as) + b;
+            da[t] = ab->d;
+            _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) av[t][k] = _mm512_loadu_si512(ab->qs + 64 * k);
+            bs[t] = _mm256_loadu_si256((const __m256i *)ab->bsums);
+        }
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            const struct block_q6_K *wb = (const struct block_q6_K *)(w + (size_t)(r0 + r) * ws) + b;
+            const float d = _cvtsh_ss(wb->d);
+            const __m128i sc8 = _mm_loadu_si128((const __m128i *)wb->scales);
+            const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+            __m512i wq[4], sv[4];
+            _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
+                const __m512i L = _mm512_loadu_si512(wb->ql + 64 * h);
+                const __m256i H = _mm256_loadu_si256((const __m256i *)(wb->qh + 32 * h));
+                const __m512i Hlo = _mm512_inserti64x4(_mm512_castsi256_si512(H), _mm256_srli_epi16(H, 2), 1);
+                const __m512i Hhi = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_srli_epi16(H, 4)),
+                                                       _mm256_srli_epi16(H, 6), 1);
+                wq[2 * h] = _mm512_or_si512(_mm512_and_si512(L, m4),
+                                            _mm512_slli_epi16(_mm512_and_si512(Hlo, m3), 4));
+                wq[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L, 4), m4),
+                                                _mm512_slli_epi16(_mm512_and_si512(Hhi, m3), 4));
+                /* sub-blocks 8h..8h+3 and 8h+4..8h+7 */
+                const __m512i s16 = _mm512_castsi256_si512(sc16);
+                sv[2 * h] = _mm512_permutexvar_epi16(_mm512_add_epi16(rep8, _mm512_set1_epi16((short)(8 * h))), s16);
+                sv[2 * h + 1] =
+                    _mm512_permutexvar_epi16(_mm512_add_epi16(rep8, _mm512_set1_epi16((short)(8 * h + 4))), s16);
+            }
+            _Pragma("GCC unroll 2") for (int t = 0; t < T; t++) {
+                __m512i is = _mm512_setzero_si512();
+                _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)
+                    is = _mm512_dpwssd_epi32(is, _mm512_maddubs_epi16(wq[k], av[t][k]), sv[k]);
+                /* quants are stored as q + 32: subtract 32 * sum_s scale_s * bsum_s */
+                const __m256i cm = _mm256_madd_epi16(bs[t], sc16);
+                const __m512i corr = _mm512_slli_epi32(_mm512_castsi256_si512(cm), 5);
+                is = _mm512_sub_epi32(is, _mm512_maskz_mov_epi32(0x00ff, corr));
+                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_set1_ps(d * da[t]),
+                                            acc[r][t]);
+            }
+        }
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 2") for (int t = 0; t < T; t++)
+            put(y, ldy, r0 + r, t0 + t, _mm512_reduce_add_ps(acc[r][t]), accumulate);
+}
+
+#define K_DRIVER(NAME, TILEFN)                                                                   \
+    static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,        \
+                     const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)       \
+    {                                                                                             \
+        (void)type;                                                                               \
+        int r = r0;                                                                               \
+        for (; r + KR <= r1; r += KR) {                                                           \
+            int t = 0;                                                                            \
+            for (; t + KT <= n; t += KT)                                                          \
+                TILEFN(cols, w, ws, r, KR, a, as, t, KT, y, ldy, accumulate);                     \
+            for (; t < n; t++)                                                                    \
+                TILEFN(cols, w, ws, r, KR, a, as, t, 1, y, ldy, accumulate);                      \
+        }                                                                                         \
+        for (; r < r1; r++) {                                                                     \
+            int t = 0;                                                                            \
+            for (; t + KT <= n; t += KT)                                                          \
+                TILEFN(cols, w, ws, r, 1, a, as, t, KT, y, ldy, accumulate);                      \
+            for (; t < n; t++)                                                                    \
+                TILEFN(cols, w, ws, r, 1, a, as, t, 1, y, ldy, accumulate);                       \
+        }                                                                                         \
+    }
+
+K_DRIVER(mm_q4_K, tile_q4_K)
+K_DRIVER(mm_q6_K, tile_q6_K)
+
 const struct kern_isa kern_isa_avx512 = {
     .name = "avx512",
     .dot_f32 = dot_f32,
@@ -480,6 +662,8 @@ const struct kern_isa kern_isa_avx512 = {
             [DTYPE_BF16] = {DTYPE_F32, mm_bf16},
             [DTYPE_Q8_0] = {DTYPE_Q8_0, mm_q8_0},
             [DTYPE_Q4_0] = {DTYPE_Q8_0, mm_q4_0},
+            [DTYPE_Q4_K] = {DTYPE_Q8_K, mm_q4_K},
+            [DTYPE_Q6_K] = {DTYPE_Q8_K, mm_q6_K},
         },
 };
 #endif

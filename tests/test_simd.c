@@ -74,7 +74,8 @@ static void test_mm_type(const struct kern_isa *k, uint32_t type)
     const int row_list[] = {1, 5, 16, 37, 48};
     for (size_t ci = 0; ci < 4; ci++)
         for (size_t ri = 0; ri < 5; ri++) {
-            const int cols = col_list[ci] / block * block, rows = row_list[ri];
+            const int cols = col_list[ci] < block ? block * (int)(ci + 1) : col_list[ci] / block * block;
+            const int rows = row_list[ri];
             const int n = 1 + (int)(ci + ri * 2) % 9; /* 1..9 tokens */
             float *wf = malloc((size_t)rows * cols * sizeof(float));
             float *xf = malloc((size_t)n * cols * sizeof(float));
