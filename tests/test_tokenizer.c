@@ -339,6 +339,24 @@ static void test_goldens(void)
     vocab_free(v);
 }
 
+/* llama.cpp's test vectors for byte-level BPE vocabularies. */
+static void test_bpe_goldens(void)
+{
+    static const char *const names[] = {"gpt-2",     "falcon",       "mpt",           "starcoder",
+                                        "refact",    "deepseek-llm", "deepseek-coder"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char base[128];
+        snprintf(base, sizeof base, "ggml-vocab-%s.gguf", names[i]);
+        struct vocab *v = load_gguf(test_path(base));
+        if (v) {
+            CHECKF(strcmp(vocab_model_name(v), "gpt2") == 0, "%s: model %s", names[i],
+                   vocab_model_name(v));
+            golden(v, base, names[i]);
+        }
+        vocab_free(v);
+    }
+}
+
 static int same_ids(const strix_token *a, int na, const strix_token *b, int nb)
 {
     return a && b && na == nb && memcmp(a, b, (size_t)na * sizeof *a) == 0;
@@ -643,6 +661,9 @@ enum {
     G_USER,
     G_USER2,
     G_ABFIRST,
+    G_BERT,   /* a tokenizer model strix lacks */
+    G_BADPRE, /* gpt2 with merges, but an unknown pre-tokenizer */
+    G_BPE,    /* gpt2 with merges and pre-tokenizer */
     G_COUNT
 };
 
@@ -667,7 +688,15 @@ static int build_gguf(int variant, struct vocab **out, strix_error *err)
     if (!w)
         return STRIX_ERR_NOMEM;
     if (variant != G_NOMODEL)
-        gguf_writer_add_str(w, "tokenizer.ggml.model", variant == G_GPT2 ? "gpt2" : "llama");
+        gguf_writer_add_str(w, "tokenizer.ggml.model",
+                            variant == G_BERT                                          ? "bert"
+                            : variant == G_GPT2 || variant == G_BADPRE || variant == G_BPE ? "gpt2"
+                                                                                         : "llama");
+    if (variant == G_BADPRE || variant == G_BPE) {
+        const char *merges[] = {"a b", "\xe2\x96\x81 a", "nospace", "a b"};
+        gguf_writer_add_arr_str(w, "tokenizer.ggml.merges", merges, 4);
+        gguf_writer_add_str(w, "tokenizer.ggml.pre", variant == G_BPE ? "gpt-2" : "klingon");
+    }
     if (variant == G_TOKF32)
         gguf_writer_add_arr_f32(w, "tokenizer.ggml.tokens", scores, 9);
     else if (variant != G_NOTOKENS)
@@ -697,7 +726,10 @@ static int build_gguf(int variant, struct vocab **out, strix_error *err)
 static void test_gguf_variants(void)
 {
     static const int want[G_COUNT] = {[G_OK] = STRIX_OK,
-                                      [G_GPT2] = STRIX_ERR_UNSUPPORTED,
+                                      [G_GPT2] = STRIX_ERR_FORMAT,
+                                      [G_BERT] = STRIX_ERR_UNSUPPORTED,
+                                      [G_BADPRE] = STRIX_ERR_UNSUPPORTED,
+                                      [G_BPE] = STRIX_OK,
                                       [G_NOMODEL] = STRIX_ERR_FORMAT,
                                       [G_NOTOKENS] = STRIX_ERR_FORMAT,
                                       [G_TOKF32] = STRIX_ERR_FORMAT,
@@ -719,7 +751,23 @@ static void test_gguf_variants(void)
         CHECKF(rc == want[i], "variant %d: rc %d (%s), want %d", i, rc, err.msg, want[i]);
         CHECK(rc == STRIX_OK ? v != NULL : v == NULL);
         if (i == G_GPT2)
-            CHECKF(strstr(err.msg, "tokenizer model 'gpt2' is not supported yet"), "%s", err.msg);
+            CHECKF(strstr(err.msg, "tokenizer.ggml.merges is missing"), "%s", err.msg);
+        if (i == G_BERT)
+            CHECKF(strstr(err.msg, "tokenizer model 'bert'") && strstr(err.msg, "supported: llama"),
+                   "%s", err.msg);
+        if (i == G_BADPRE)
+            CHECKF(strstr(err.msg, "pre-tokenizer 'klingon'") && strstr(err.msg, "gpt-2"), "%s",
+                   err.msg);
+        if (i == G_BPE && v) { /* "ab": merge rank 0; no byte-level piece for ' ' or 'A' */
+            int n = 0;
+            strix_token *ids = tok(v, "ab A", 4, 0, &n);
+            CHECK(same_ids(ids, n, (strix_token[]){7}, 1));
+            CHECK(strcmp(vocab_model_name(v), "gpt2") == 0 && strcmp(vocab_pre_name(v), "gpt-2") == 0);
+            CHECK(vocab_bos(v) == 1 && !vocab_add_bos(v));
+            free(ids);
+            vocab_free(v);
+            continue;
+        }
         if (rc != STRIX_OK || !v)
             continue;
         int n = 0, n2 = 0;
@@ -911,6 +959,7 @@ int main(void)
 {
     test_l2c_vs_ref();
     test_goldens();
+    test_bpe_goldens();
     test_llama_spm();
     test_user_defined();
     test_raw_byte_vocab();
