@@ -603,6 +603,11 @@ int vocab_type(const struct vocab *v, strix_token id)
     return v && id >= 0 && id < v->n ? v->toks[id].type : 0;
 }
 
+int vocab_token_strips(const struct vocab *v, strix_token id)
+{
+    return v && id >= 0 && id < v->n && v->toks[id].strip != 0;
+}
+
 /* ---- tokenizer ------------------------------------------------------------------ */
 
 /*

@@ -36,6 +36,8 @@ strix_token vocab_bos(const struct vocab *v);
 strix_token vocab_eos(const struct vocab *v);
 const char *vocab_piece(const struct vocab *v, strix_token id); /* NUL-terminated */
 int vocab_type(const struct vocab *v, strix_token id);          /* enum strix_token_attr */
+/* 1 if the special token takes the whitespace beside it from the text. */
+int vocab_token_strips(const struct vocab *v, strix_token id);
 const char *vocab_model_name(const struct vocab *v);            /* "llama" or "gpt2" */
 const char *vocab_pre_name(const struct vocab *v);              /* gpt2: its pre-tokenizer */
 int vocab_add_bos(const struct vocab *v); /* tokenizer.ggml.add_bos_token (and a BOS exists) */
