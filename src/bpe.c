@@ -361,6 +361,34 @@ void bpe_free(struct bpe *b)
     util_free(b);
 }
 
+int bpe_merge_strings(const struct bpe *b, char **blob, const char ***strs, uint32_t *n)
+{
+    size_t bytes = 0;
+    for (uint32_t i = 0; i < b->n_m; i++)
+        bytes += (size_t)b->m[i].n + 2;
+    *blob = util_malloc(bytes + 1);
+    *strs = util_malloc(((size_t)b->n_m + 1) * sizeof **strs);
+    *n = b->n_m;
+    if (!*blob || !*strs) {
+        util_free(*blob);
+        util_free((void *)*strs);
+        *blob = NULL;
+        *strs = NULL;
+        return STRIX_ERR_NOMEM;
+    }
+    char *p = *blob;
+    for (uint32_t i = 0; i < b->n_m; i++) {
+        const struct merge *m = &b->m[i];
+        (*strs)[i] = p;
+        memcpy(p, b->blob + m->off, m->n_left);
+        p[m->n_left] = ' ';
+        memcpy(p + m->n_left + 1, b->blob + m->off + m->n_left, m->n - m->n_left);
+        p[m->n + 1] = '\0';
+        p += m->n + 2;
+    }
+    return STRIX_OK;
+}
+
 const char *bpe_pre_name(const struct bpe *b)
 {
     return b ? b->pre : "";

@@ -40,6 +40,11 @@ int bpe_ignore_merges(const struct bpe *b);
 /* The i-th name of bpe.c's table, NULL past the end (for that test). */
 const char *bpe_pre_name_at(int i);
 
+/* The merges as tokenizer.ggml.merges strings "LEFT RIGHT", best first
+ * (entries that can never apply are left out): *strs[i] point into *blob;
+ * the caller util_free()s both. */
+int bpe_merge_strings(const struct bpe *b, char **blob, const char ***strs, uint32_t *n);
+
 /* The rank of the merge of s[0..n_left) with s[n_left..n), or -1 if none. */
 int32_t bpe_rank(const struct bpe *b, const char *s, size_t n, size_t n_left);
 

@@ -427,9 +427,13 @@ int vocab_write_gguf(const struct vocab *v, gguf_writer *w, strix_error *err)
     const char **strs = util_malloc((size_t)v->n * sizeof *strs);
     float *scores = util_malloc((size_t)v->n * sizeof *scores);
     int32_t *types = util_malloc((size_t)v->n * sizeof *types);
+    char *mblob = NULL;
+    const char **merges = NULL;
+    uint32_t n_merges = 0;
     int rc = STRIX_OK;
     const char *key = "";
-    if (!strs || !scores || !types) {
+    if (!strs || !scores || !types ||
+        (v->bpe && bpe_merge_strings(v->bpe, &mblob, &merges, &n_merges))) {
         rc = err_set(err, STRIX_ERR_NOMEM, "out of memory writing the vocabulary");
         goto done;
     }
@@ -443,6 +447,23 @@ int vocab_write_gguf(const struct vocab *v, gguf_writer *w, strix_error *err)
         strs[i] = piece_of(v, i);
         scores[i] = v->toks[i].score;
         types[i] = v->toks[i].type;
+    }
+    if (v->bpe) { /* keys in the order llama.cpp's HF converter writes them */
+        if ((rc = gguf_writer_add_str(w, key = "tokenizer.ggml.model", "gpt2")) ||
+            (rc = gguf_writer_add_str(w, key = "tokenizer.ggml.pre", bpe_pre_name(v->bpe))) ||
+            (rc = gguf_writer_add_arr_str(w, key = "tokenizer.ggml.tokens", strs, (uint64_t)v->n)) ||
+            (rc = gguf_writer_add_arr_i32(w, key = "tokenizer.ggml.token_type", types,
+                                          (uint64_t)v->n)) ||
+            (rc = gguf_writer_add_arr_str(w, key = "tokenizer.ggml.merges", merges, n_merges)) ||
+            (v->bos >= 0 && (rc = gguf_writer_add_u32(w, key = "tokenizer.ggml.bos_token_id",
+                                                      (uint32_t)v->bos))) ||
+            (v->eos >= 0 && (rc = gguf_writer_add_u32(w, key = "tokenizer.ggml.eos_token_id",
+                                                      (uint32_t)v->eos))) ||
+            (v->unk >= 0 && (rc = gguf_writer_add_u32(w, key = "tokenizer.ggml.unknown_token_id",
+                                                      (uint32_t)v->unk))) ||
+            (v->add_bos && (rc = gguf_writer_add_bool(w, key = "tokenizer.ggml.add_bos_token", 1))))
+            rc = err_set(err, rc, "cannot add GGUF key %s (%s)", key, strix_status_name(rc));
+        goto done;
     }
     /* Keys in the order llama.cpp's llama2.c converter writes them. */
     if ((rc = gguf_writer_add_str(w, key = "tokenizer.ggml.model", "llama")) ||
@@ -465,6 +486,8 @@ done:
     util_free(strs);
     util_free(scores);
     util_free(types);
+    util_free(mblob);
+    util_free((void *)merges);
     return rc;
 }
 

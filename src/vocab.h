@@ -28,7 +28,8 @@ int vocab_load_l2c(const uint8_t *buf, size_t len, int n_vocab, struct vocab **o
                    strix_error *err);
 void vocab_free(struct vocab *v);
 
-/* Adds the tokenizer.ggml.* keys llama.cpp expects for a "llama" vocabulary. */
+/* Adds the tokenizer.ggml.* keys llama.cpp expects for the vocabulary ("llama"
+ * or "gpt2" with its pre-tokenizer and merges). */
 int vocab_write_gguf(const struct vocab *v, gguf_writer *w, strix_error *err);
 
 int vocab_n(const struct vocab *v);

@@ -379,6 +379,30 @@ static void test_bpe_goldens(void)
                    vocab_model_name(v));
             golden(v, base, names[i]);
         }
+        /* Written back to GGUF and loaded again, it tokenizes the same. */
+        gguf_writer *w = gguf_writer_create();
+        uint8_t *buf = NULL;
+        gguf *g = NULL;
+        struct vocab *back = NULL;
+        strix_error err = {0};
+        if (v && w && vocab_write_gguf(v, w, &err) == STRIX_OK && write_parse(w, &buf, &g) == 0) {
+            int rc = vocab_load_gguf(g, &back, &err);
+            CHECKF(rc == STRIX_OK, "%s reloaded: %s", names[i], err.msg);
+            if (back) {
+                char label[96];
+                snprintf(label, sizeof label, "%s (written GGUF)", names[i]);
+                CHECK(strcmp(vocab_pre_name(back), vocab_pre_name(v)) == 0 &&
+                      vocab_bos(back) == vocab_bos(v) && vocab_eos(back) == vocab_eos(v) &&
+                      vocab_add_bos(back) == vocab_add_bos(v));
+                golden(back, base, label);
+            }
+        } else {
+            CHECKF(0, "%s: writing failed: %s", names[i], err.msg);
+        }
+        vocab_free(back);
+        gguf_free(g);
+        free(buf);
+        gguf_writer_free(w);
         vocab_free(v);
     }
 }
@@ -1014,6 +1038,46 @@ static void test_alloc_failure(void)
     }
     gguf_free(g);
     free(b);
+
+    /* The same for a byte-level vocabulary (mpt: merges, pre-tokenizer,
+     * user-defined tokens), tokenizing with special-token parsing. */
+    b = read_data("ggml-vocab-mpt.gguf", &len);
+    g = NULL;
+    if (b && parse_gguf_bytes(b, len, &g, &err) == STRIX_OK) {
+        struct vocab *v = NULL;
+        long n_load = 0;
+        for (long n = 0; n < 1000; n++, n_load = n) {
+            util_fail_alloc_after(n);
+            int rc = vocab_load_gguf(g, &v, &err);
+            util_fail_alloc_after(-1);
+            if (rc == STRIX_OK)
+                break;
+            CHECKF(rc == STRIX_ERR_NOMEM && v == NULL, "bpe load fail after %ld: rc %d %s", n, rc,
+                   err.msg);
+        }
+        CHECK(v != NULL);
+        const char *s = "<|endoftext|>Hello      world, \xF0\x9F\xA6\x99 it's 2024\n\tcode();";
+        strix_token out[256];
+        int n_out = 0, ok = 0;
+        long n_tok = 0;
+        for (long n = 0; v && n < 1000; n++, n_tok = n) {
+            util_fail_alloc_after(n);
+            int rc = vocab_tokenize(v, s, strlen(s), STRIX_TOKENIZE_PARSE_SPECIAL, out, 256, &n_out,
+                                    &err);
+            util_fail_alloc_after(-1);
+            if (rc == STRIX_OK) {
+                ok = n_out > 10 && out[0] == 0; /* <|endoftext|> */
+                break;
+            }
+            CHECKF(rc == STRIX_ERR_NOMEM, "bpe tokenize fail after %ld: rc %d %s", n, rc, err.msg);
+        }
+        CHECK(ok);
+        printf("byte-level vocabulary: %ld load and %ld tokenize allocation failures handled\n",
+               n_load, n_tok);
+        vocab_free(v);
+    }
+    gguf_free(g);
+    free(b);
 }
 
 static void time_tokenize(const struct vocab *v, const char *s, size_t n, const char *label,
@@ -1036,9 +1100,11 @@ static void test_big(void)
     char *inp = (char *)read_data("tok512.inp", &n_inp);
     struct vocab *a = load_l2c("tok512.bin", 512);
     struct vocab *b = load_gguf(test_path("ggml-vocab-llama-spm.gguf"));
+    struct vocab *c = load_gguf(test_path("ggml-vocab-gpt-2.gguf"));
+    struct vocab *d = load_gguf(test_path("ggml-vocab-deepseek-llm.gguf"));
     const size_t n = 1 << 20;
     char *s = malloc(n + 1);
-    if (inp && a && b && s) {
+    if (inp && a && b && c && d && s) {
         /* Golden text without separators, repeated to 1 MiB; must not start with a space
          * for the round trip (the detokenizer drops one leading space). */
         size_t k = 0;
@@ -1059,10 +1125,15 @@ static void test_big(void)
             memset(s + j, 'x', n - j);
         time_tokenize(a, s, n, "1 MiB text, tok512", 0);
         time_tokenize(b, s, n, "1 MiB text, llama-spm", 1);
+        time_tokenize(c, s, n, "1 MiB text, gpt-2", 1);
+        time_tokenize(d, s, n, "1 MiB text, deepseek-llm", 1);
         memset(s, 'a', n);
         time_tokenize(b, s, n, "1 MiB of 'a', llama-spm", 1);
+        time_tokenize(c, s, n, "1 MiB of 'a', gpt-2", 1);
         memset(s, ' ', n);
         time_tokenize(b, s, n, "1 MiB of spaces, llama-spm", 1);
+        time_tokenize(c, s, n, "1 MiB of spaces, gpt-2", 1);
+        time_tokenize(d, s, n, "1 MiB of spaces, deepseek-llm", 1);
         for (size_t i = 0; i < n; i++)
             s[i] = (char)(0x80 + i % 64);
         time_tokenize(a, s, n, "1 MiB of continuation bytes, tok512", 0);
@@ -1071,6 +1142,8 @@ static void test_big(void)
     free(inp);
     vocab_free(a);
     vocab_free(b);
+    vocab_free(c);
+    vocab_free(d);
 }
 
 /* The public wrappers without a model. */
