@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bpe.h"
 #include "gguf.h"
 #include "harness.h"
 #include "util.h"
@@ -511,6 +512,54 @@ static void test_extra_strings(void)
         }
         vocab_free(v);
     }
+}
+
+/* Every pre-tokenizer of bpe.c's table is in the advertised list (and the
+ * list has no others), its expressions compile, and it splits text; the GPT-2
+ * byte mapping is a bijection onto its 256 code points. */
+static void test_pre_tokenizers(void)
+{
+    const char *list = BPE_PRE_NAMES;
+    int n_names = 1;
+    for (const char *p = list; *p; p++)
+        n_names += *p == ',';
+    int i = 0;
+    for (const char *name; (name = bpe_pre_name_at(i)); i++) {
+        char key[64];
+        snprintf(key, sizeof key, ", %s,", name);
+        char padded[1200];
+        snprintf(padded, sizeof padded, ", %s,", list);
+        CHECKF(strstr(padded, key) != NULL, "pre-tokenizer %s missing from BPE_PRE_NAMES", name);
+        struct gguf_kv merges = {0};
+        struct gguf_str m[1] = {{"a b", 3}};
+        merges.type = GGUF_VT_ARR;
+        merges.arr_type = GGUF_VT_STR;
+        merges.n = 1;
+        merges.arr_strs = m;
+        struct bpe *b = NULL;
+        strix_error err = {0};
+        int rc = bpe_create(name, strlen(name), &merges, &b, &err);
+        CHECKF(rc == STRIX_OK && b, "%s: %s", name, err.msg);
+        struct bpe_words w = {0};
+        const char *text = "Hello, World! 123 \xe4\xb8\xad\xe6\x96\x87 \n\n  x";
+        if (b) {
+            CHECKF(bpe_split(b, text, strlen(text), &w, &err) == STRIX_OK && w.n >= 5, "%s: %s",
+                   name, err.msg);
+            CHECK(bpe_rank(b, "ab", 2, 1) == 0 && bpe_rank(b, "ab", 2, 0) == -1 &&
+                  bpe_rank(b, "ba", 2, 1) == -1);
+        }
+        bpe_words_free(&w);
+        bpe_free(b);
+    }
+    CHECKF(i == n_names, "%d pre-tokenizers in the table, %d names in BPE_PRE_NAMES", i, n_names);
+    int seen[324] = {0}, bad = 0;
+    for (int byte = 0; byte < 256; byte++) {
+        uint32_t c = bpe_byte_to_cpt((uint8_t)byte);
+        bad += c >= 324 || seen[c]++ || bpe_cpt_to_byte(c) != byte;
+    }
+    CHECKF(bad == 0, "%d bytes map wrongly", bad);
+    CHECK(bpe_byte_to_cpt(' ') == 0x120 && bpe_byte_to_cpt('\n') == 0x10A &&
+          bpe_byte_to_cpt('a') == 'a' && bpe_cpt_to_byte(0x2581) == -1 && bpe_cpt_to_byte(0x7F) == -1);
 }
 
 static int same_ids(const strix_token *a, int na, const strix_token *b, int nb)
@@ -1156,6 +1205,23 @@ static void test_wrappers(void)
           strix_token_eos(NULL) == -1);
     CHECK(strix_token_piece(NULL, 0) == NULL && strix_token_type(NULL, 0) == 0);
     CHECK(strix_tokenize(NULL, "a", 1, 1, NULL, 0, &n, &err) == STRIX_ERR_ARG && n == 0);
+    CHECK(strix_tokenize_ex(NULL, "a", 1, STRIX_TOKENIZE_PARSE_SPECIAL, NULL, 0, &n, &err) ==
+              STRIX_ERR_ARG &&
+          n == 0);
+    CHECK(strix_vocab_model(NULL) == NULL && strix_vocab_pre(NULL) == NULL &&
+          strix_vocab_add_bos(NULL) == 0 && strstr(strix_tokenizers_supported(), "gpt2"));
+    struct vocab *v = load_gguf(test_path("ggml-vocab-gpt-2.gguf"));
+    strix_token ids[8];
+    if (v) { /* an unknown flag is refused; <|endoftext|> is parsed only when asked */
+        CHECK(vocab_tokenize(v, "a", 1, 4, ids, 8, &n, &err) == STRIX_ERR_ARG &&
+              strstr(err.msg, "flags"));
+        CHECK(vocab_tokenize(v, "<|endoftext|>", 13, STRIX_TOKENIZE_PARSE_SPECIAL, ids, 8, &n,
+                             &err) == STRIX_OK &&
+              n == 1 && ids[0] == 50256);
+        CHECK(vocab_tokenize(v, "<|endoftext|>", 13, 0, ids, 8, &n, &err) == STRIX_OK && n > 1);
+        CHECK(vocab_detokenize(v, ids, n, buf, 4) == 13); /* its text comes back */
+    }
+    vocab_free(v);
     CHECK(strix_token_to_text(NULL, -1, 0, buf, 4) == -1);
     CHECK(strix_detokenize(NULL, NULL, 0, buf, 4) == -1 && buf[0] == '\0');
 }
@@ -1166,6 +1232,7 @@ int main(void)
     test_goldens();
     test_bpe_goldens();
     test_extra_strings();
+    test_pre_tokenizers();
     test_llama_spm();
     test_user_defined();
     test_raw_byte_vocab();
