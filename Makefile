@@ -9,7 +9,7 @@ OPT ?= -O2
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
 CFLAGS_ALL := -std=c11 $(OPT) -g $(WARN) -fPIC -Iinclude -Isrc $(EXTRA_CFLAGS)
-LDLIBS := -lm -lpthread
+LDLIBS := -lpcre2-8 -lm -lpthread
 
 SRC := $(wildcard src/*.c)
 OBJ := $(SRC:src/%.c=$(BUILD)/obj/%.o)
@@ -100,7 +100,7 @@ install: all
 FUZZ_SRC := $(wildcard tests/fuzz_*.c)
 fuzz: $(FUZZ_SRC:tests/%.c=build/fuzz/%)
 build/fuzz/%: tests/%.c $(SRC) | build/fuzz
-	clang -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -o $@ $< $(SRC) -lm -lpthread
+	clang -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -o $@ $< $(SRC) -lpcre2-8 -lm -lpthread
 build/fuzz:
 	mkdir -p $@
 

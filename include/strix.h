@@ -184,9 +184,22 @@ enum strix_token_attr {
 int strix_vocab_size(const strix_model *model);
 strix_token strix_token_bos(const strix_model *model); /* -1 if none */
 strix_token strix_token_eos(const strix_model *model); /* -1 if none */
-/* The stored piece of a token (SentencePiece form, spaces as U+2581); NULL if out of range. */
+/* The stored piece of a token (as the vocabulary stores it: spaces as U+2581
+ * for llama, GPT-2's byte mapping for gpt2); NULL if out of range. */
 const char *strix_token_piece(const strix_model *model, strix_token id);
 int strix_token_type(const strix_model *model, strix_token id);
+
+/* The tokenizer: "llama" (SentencePiece BPE) or "gpt2" (byte-level BPE), as
+ * tokenizer.ggml.model names it; NULL without a vocabulary. */
+const char *strix_vocab_model(const strix_model *model);
+/* A gpt2 tokenizer's pre-tokenizer (tokenizer.ggml.pre, "default" if absent);
+ * "" for llama; NULL without a vocabulary. */
+const char *strix_vocab_pre(const strix_model *model);
+/* 1 if the vocabulary asks for a BOS token before a prompt
+ * (tokenizer.ggml.add_bos_token; by default llama yes, gpt2 no). */
+int strix_vocab_add_bos(const strix_model *model);
+/* A line naming the tokenizers and pre-tokenizers strix supports. */
+const char *strix_tokenizers_supported(void);
 
 /*
  * Tokenizes n_text bytes of text. add_bos: prepend the BOS token.
@@ -196,6 +209,17 @@ int strix_token_type(const strix_model *model, strix_token id);
  */
 int strix_tokenize(const strix_model *model, const char *text, size_t n_text, int add_bos,
                    strix_token *out, int cap, int *n_out, strix_error *err);
+
+enum strix_tokenize_flags {
+    STRIX_TOKENIZE_ADD_BOS = 1,       /* prepend the BOS token */
+    /* Text that spells a control token ("<s>", "<|im_start|>", ...) becomes
+     * that token, as llama.cpp's parse_special. Without it only user-defined
+     * tokens are split out of the text; control tokens' text is plain text. */
+    STRIX_TOKENIZE_PARSE_SPECIAL = 2,
+};
+/* strix_tokenize with flags (STRIX_TOKENIZE_*; others are STRIX_ERR_ARG). */
+int strix_tokenize_ex(const strix_model *model, const char *text, size_t n_text, int flags,
+                      strix_token *out, int cap, int *n_out, strix_error *err);
 
 /*
  * The text of one token as it appears in generated output, given the token

@@ -1,9 +1,11 @@
 /*
  * vocab.c - owns the vocabulary: its two loaders (GGUF tokenizer.ggml.* keys
- * and llama2.c tokenizer.bin), the writer of those GGUF keys, the
- * SentencePiece-style BPE tokenizer (it reproduces llama.cpp's "llama" / SPM
- * tokenizer token for token), the detokenizer, and the strix_vocab_size /
- * strix_token_* / strix_tokenize / strix_detokenize wrappers of strix.h.
+ * and llama2.c tokenizer.bin), the writer of those GGUF keys, the two
+ * tokenizers (SentencePiece-style BPE for "llama" vocabularies, byte-level BPE
+ * for "gpt2" ones; both reproduce llama.cpp's token for token), the splitting
+ * of special tokens out of the text, the detokenizer, and the strix_vocab_* /
+ * strix_token_* / strix_tokenize* / strix_detokenize wrappers of strix.h.
+ * The byte-level pre-tokenizers and merge ranks live in bpe.c.
  *
  * Pieces are stored in one blob, each NUL-terminated, with an explicit length
  * (a piece may hold a NUL byte, e.g. a raw-byte vocabulary's piece for byte 0;
@@ -16,20 +18,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bpe.h"
 #include "model.h"
 #include "util.h"
 
 #define SPACE_ESC "\xe2\x96\x81" /* U+2581 LOWER ONE EIGHTH BLOCK, SentencePiece's space */
 #define SPACE_ESC_LEN 3
 #define VOCAB_MAX (1 << 24)              /* far above any real vocabulary */
-#define TEXT_MAX ((size_t)INT32_MAX / 4) /* so every count below fits an int32 */
+#define TEXT_MAX ((size_t)INT32_MAX / 8) /* so every count below fits an int32 */
+#define VOCAB_MODELS "llama (SentencePiece BPE), gpt2 (byte-level BPE)"
 
 struct tok {
     size_t off;   /* of the piece in vocab->text */
     uint32_t len; /* bytes, without the NUL */
     float score;
-    int type; /* enum strix_token_attr */
+    int type;      /* enum strix_token_attr */
+    uint8_t strip; /* STRIP_*: whitespace a special token takes from its sides */
 };
+
+enum { STRIP_LEFT = 1, STRIP_RIGHT = 2 };
 
 struct vocab {
     int n;
@@ -41,8 +48,9 @@ struct vocab {
     strix_token bos, eos, unk; /* -1: none */
     int add_space_prefix, add_bos;
     strix_token byte_tok[256]; /* byte fallback of each byte; -1: none (unk then) */
-    uint64_t *user;            /* USER_DEFINED tokens, longest first (see vocab_finish) */
-    int n_user;
+    uint64_t *special;         /* control, user-defined and unknown tokens, longest first */
+    int n_special;
+    struct bpe *bpe; /* "gpt2" vocabularies: pre-tokenizer and merges; NULL: SentencePiece */
 };
 
 /* ---- construction ---------------------------------------------------------- */
@@ -167,19 +175,103 @@ static int vocab_finish(struct vocab *v, strix_error *err)
         if (v->byte_tok[b] < 0)
             v->byte_tok[b] = vocab_find(v, &raw, 1);
     }
-    /* User-defined tokens are split out of the text before BPE, longest first
-     * (llama.cpp's tokenizer_st_partition): keys (UINT32_MAX - len) << 32 | id. */
-    for (int i = 0; i < v->n; i++)
-        v->n_user += v->toks[i].type == STRIX_TOKEN_USER_DEFINED && v->toks[i].len > 0;
-    if (v->n_user > 0) {
-        if (!(v->user = util_malloc((size_t)v->n_user * sizeof *v->user)))
-            return err_set(err, STRIX_ERR_NOMEM, "out of memory for the vocabulary index");
-        for (int i = 0, k = 0; i < v->n; i++)
-            if (v->toks[i].type == STRIX_TOKEN_USER_DEFINED && v->toks[i].len > 0)
-                v->user[k++] = (uint64_t)(UINT32_MAX - v->toks[i].len) << 32 | (uint32_t)i;
-        qsort(v->user, (size_t)v->n_user, sizeof *v->user, cmp_user);
-    }
     return STRIX_OK;
+}
+
+static int is_special(int type)
+{
+    return type == STRIX_TOKEN_CONTROL || type == STRIX_TOKEN_USER_DEFINED ||
+           type == STRIX_TOKEN_UNKNOWN;
+}
+
+/* Special tokens are split out of the text before BPE, longest first
+ * (llama.cpp's tokenizer_st_partition): keys (UINT32_MAX - len) << 32 | id.
+ * Called once the types are final. */
+static int vocab_list_special(struct vocab *v, strix_error *err)
+{
+    v->n_special = 0;
+    for (int i = 0; i < v->n; i++)
+        v->n_special += is_special(v->toks[i].type) && v->toks[i].len > 0;
+    if (v->n_special == 0)
+        return STRIX_OK;
+    if (!(v->special = util_malloc((size_t)v->n_special * sizeof *v->special)))
+        return err_set(err, STRIX_ERR_NOMEM, "out of memory for the vocabulary index");
+    for (int i = 0, k = 0; i < v->n; i++)
+        if (is_special(v->toks[i].type) && v->toks[i].len > 0)
+            v->special[k++] = (uint64_t)(UINT32_MAX - v->toks[i].len) << 32 | (uint32_t)i;
+    qsort(v->special, (size_t)v->n_special, sizeof *v->special, cmp_user);
+    return STRIX_OK;
+}
+
+static void set_type(struct vocab *v, const char *piece, int type)
+{
+    strix_token id = vocab_find(v, piece, strlen(piece));
+    if (id >= 0)
+        v->toks[id].type = type;
+}
+
+/*
+ * What llama.cpp's loader changes in the types the file gives: tokens it
+ * takes for end of generation (and, when the file names none, for end of
+ * turn and fill-in-the-middle) by their text become control tokens; Phi-3's
+ * special tokens swallow the whitespace after them, Jina v2's <mask> the
+ * whitespace before it. (llama.cpp takes the first name it meets in a hash
+ * map where several could serve for one role; here every such name counts.)
+ */
+static void vocab_fix_types(struct vocab *v, const gguf *g)
+{
+    static const char *const eog[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>",
+                                      "<|endoftext|>", "<|eom_id|>", "<EOT>"};
+#define FW_BAR "\xef\xbd\x9c" /* U+FF5C FULLWIDTH VERTICAL LINE, DeepSeek's */
+    static const struct {
+        const char *key;
+        const char *names[5];
+    } roles[] = {
+        {"tokenizer.ggml.eot_token_id", {"<" FW_BAR "end" SPACE_ESC "of" SPACE_ESC "sentence" FW_BAR ">"}},
+        {"tokenizer.ggml.fim_pre_token_id",
+         {"<|fim_prefix|>", "<fim-prefix>", "<" FW_BAR "fim" SPACE_ESC "begin" FW_BAR ">", "<PRE>"}},
+        {"tokenizer.ggml.fim_suf_token_id",
+         {"<|fim_suffix|>", "<fim-suffix>", "<" FW_BAR "fim" SPACE_ESC "hole" FW_BAR ">", "<SUF>"}},
+        {"tokenizer.ggml.fim_mid_token_id",
+         {"<|fim_middle|>", "<fim-middle>", "<" FW_BAR "fim" SPACE_ESC "end" FW_BAR ">", "<MID>"}},
+        {"tokenizer.ggml.fim_pad_token_id", {"<|fim_pad|>", "<fim-pad>", "<PAD>"}},
+        {"tokenizer.ggml.fim_rep_token_id", {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>"}},
+        {"tokenizer.ggml.fim_sep_token_id", {"<|file_sep|>"}},
+    };
+#undef FW_BAR
+    for (size_t i = 0; i < sizeof eog / sizeof eog[0]; i++)
+        set_type(v, eog[i], STRIX_TOKEN_CONTROL);
+    for (size_t r = 0; r < sizeof roles / sizeof roles[0]; r++) {
+        if (gguf_find_kv(g, roles[r].key))
+            continue;
+        for (int k = 0; k < 5 && roles[r].names[k]; k++)
+            set_type(v, roles[r].names[k], STRIX_TOKEN_CONTROL);
+    }
+    /* The per-model whitespace stripping (lower-cased general.name). */
+    struct gguf_str name = {0}, pre = {0};
+    char low[128] = {0};
+    if (gguf_get_str(g, "general.name", 0, &name, NULL) == STRIX_OK)
+        for (size_t i = 0; i < name.len && i + 1 < sizeof low; i++)
+            low[i] = (char)(name.ptr[i] >= 'A' && name.ptr[i] <= 'Z' ? name.ptr[i] + 32 : name.ptr[i]);
+    if (gguf_get_str(g, "tokenizer.ggml.pre", 0, &pre, NULL) == STRIX_OK && pre.len >= 10 &&
+        memcmp(pre.ptr, "jina-v2-", 8) == 0 &&
+        ((pre.len == 10 && (memcmp(pre.ptr + 8, "de", 2) == 0 || memcmp(pre.ptr + 8, "es", 2) == 0)) ||
+         (pre.len == 12 && memcmp(pre.ptr + 8, "code", 4) == 0))) {
+        strix_token id = vocab_find(v, "<mask>", 6);
+        if (id >= 0)
+            v->toks[id].strip |= STRIP_LEFT;
+    } else if (strstr(low, "phi-3") || strstr(low, "phi3")) {
+        static const char *const keep[] = {"<unk>", "<s>", "<|endoftext|>"};
+        for (int i = 0; i < v->n; i++)
+            if (is_special(v->toks[i].type))
+                v->toks[i].strip |= STRIP_RIGHT;
+        strix_token id = vocab_find(v, "</s>", 4);
+        if (id >= 0)
+            v->toks[id].strip |= STRIP_RIGHT;
+        for (int i = 0; i < 3; i++)
+            if ((id = vocab_find(v, keep[i], strlen(keep[i]))) >= 0)
+                v->toks[id].strip &= (uint8_t)~STRIP_RIGHT;
+    }
 }
 
 void vocab_free(struct vocab *v)
@@ -189,7 +281,8 @@ void vocab_free(struct vocab *v)
     util_free(v->toks);
     util_free(v->text);
     util_free(v->hash);
-    util_free(v->user);
+    util_free(v->special);
+    bpe_free(v->bpe);
     util_free(v);
 }
 
@@ -239,9 +332,12 @@ int vocab_load_gguf(const gguf *g, struct vocab **out, strix_error *err)
     int rc = gguf_get_str(g, "tokenizer.ggml.model", 1, &model, err);
     if (rc)
         return rc;
-    if (model.len != 5 || memcmp(model.ptr, "llama", 5) != 0)
-        return err_set(err, STRIX_ERR_UNSUPPORTED, "tokenizer model '%.*s' is not supported yet",
-                       (int)(model.len < 64 ? model.len : 64), model.ptr);
+    const int is_bpe = model.len == 4 && memcmp(model.ptr, "gpt2", 4) == 0;
+    if (!is_bpe && !(model.len == 5 && memcmp(model.ptr, "llama", 5) == 0))
+        return err_set(err, STRIX_ERR_UNSUPPORTED,
+                       "tokenizer model '%.*s' (tokenizer.ggml.model) is not supported; "
+                       "supported: %s",
+                       (int)(model.len < 64 ? model.len : 64), model.ptr, VOCAB_MODELS);
     const struct gguf_kv *kt = get_arr(g, "tokenizer.ggml.tokens", GGUF_VT_STR, 0, &rc, err);
     if (!rc && (!kt || kt->n < 1 || kt->n > VOCAB_MAX || !kt->arr_strs))
         rc = err_set(err, STRIX_ERR_FORMAT,
@@ -289,10 +385,23 @@ int vocab_load_gguf(const gguf *g, struct vocab **out, strix_error *err)
             t->type = is_byte_piece(piece_of(v, i), t->len) ? STRIX_TOKEN_BYTE : STRIX_TOKEN_NORMAL;
         }
     }
-    /* llama defaults, where the vocabulary is big enough to have them. */
-    v->unk = 0;
-    v->bos = n > 1 ? 1 : -1;
-    v->eos = n > 2 ? 2 : -1;
+    /* llama.cpp's defaults, where the vocabulary is big enough to have them:
+     * llama 0/1/2 for unknown/BOS/EOS, gpt2 11 for both BOS and EOS. */
+    if (is_bpe) {
+        v->unk = -1;
+        v->bos = v->eos = n > 11 ? 11 : -1;
+        v->add_space_prefix = v->add_bos = 0;
+        struct gguf_str pre = {0};
+        if ((rc = gguf_get_str(g, "tokenizer.ggml.pre", 0, &pre, err)) == STRIX_ERR_ARG)
+            rc = STRIX_OK; /* absent: "default" */
+        if (rc || (rc = bpe_create(pre.ptr, (size_t)pre.len, gguf_find_kv(g, "tokenizer.ggml.merges"),
+                                   &v->bpe, err)))
+            goto fail;
+    } else {
+        v->unk = 0;
+        v->bos = n > 1 ? 1 : -1;
+        v->eos = n > 2 ? 2 : -1;
+    }
     /* tokenizer.ggml.seperator_token_id / padding_token_id are not used. */
     if ((rc = get_id(g, "tokenizer.ggml.bos_token_id", n, &v->bos, err)) ||
         (rc = get_id(g, "tokenizer.ggml.eos_token_id", n, &v->eos, err)) ||
@@ -300,6 +409,9 @@ int vocab_load_gguf(const gguf *g, struct vocab **out, strix_error *err)
         (rc = get_flag(g, "tokenizer.ggml.add_space_prefix", &v->add_space_prefix, err)) ||
         (rc = get_flag(g, "tokenizer.ggml.add_bos_token", &v->add_bos, err)) ||
         (rc = vocab_finish(v, err)))
+        goto fail;
+    vocab_fix_types(v, g);
+    if ((rc = vocab_list_special(v, err)))
         goto fail;
     *out = v;
     return STRIX_OK;
@@ -315,9 +427,13 @@ int vocab_write_gguf(const struct vocab *v, gguf_writer *w, strix_error *err)
     const char **strs = util_malloc((size_t)v->n * sizeof *strs);
     float *scores = util_malloc((size_t)v->n * sizeof *scores);
     int32_t *types = util_malloc((size_t)v->n * sizeof *types);
+    char *mblob = NULL;
+    const char **merges = NULL;
+    uint32_t n_merges = 0;
     int rc = STRIX_OK;
     const char *key = "";
-    if (!strs || !scores || !types) {
+    if (!strs || !scores || !types ||
+        (v->bpe && bpe_merge_strings(v->bpe, &mblob, &merges, &n_merges))) {
         rc = err_set(err, STRIX_ERR_NOMEM, "out of memory writing the vocabulary");
         goto done;
     }
@@ -331,6 +447,23 @@ int vocab_write_gguf(const struct vocab *v, gguf_writer *w, strix_error *err)
         strs[i] = piece_of(v, i);
         scores[i] = v->toks[i].score;
         types[i] = v->toks[i].type;
+    }
+    if (v->bpe) { /* keys in the order llama.cpp's HF converter writes them */
+        if ((rc = gguf_writer_add_str(w, key = "tokenizer.ggml.model", "gpt2")) ||
+            (rc = gguf_writer_add_str(w, key = "tokenizer.ggml.pre", bpe_pre_name(v->bpe))) ||
+            (rc = gguf_writer_add_arr_str(w, key = "tokenizer.ggml.tokens", strs, (uint64_t)v->n)) ||
+            (rc = gguf_writer_add_arr_i32(w, key = "tokenizer.ggml.token_type", types,
+                                          (uint64_t)v->n)) ||
+            (rc = gguf_writer_add_arr_str(w, key = "tokenizer.ggml.merges", merges, n_merges)) ||
+            (v->bos >= 0 && (rc = gguf_writer_add_u32(w, key = "tokenizer.ggml.bos_token_id",
+                                                      (uint32_t)v->bos))) ||
+            (v->eos >= 0 && (rc = gguf_writer_add_u32(w, key = "tokenizer.ggml.eos_token_id",
+                                                      (uint32_t)v->eos))) ||
+            (v->unk >= 0 && (rc = gguf_writer_add_u32(w, key = "tokenizer.ggml.unknown_token_id",
+                                                      (uint32_t)v->unk))) ||
+            (v->add_bos && (rc = gguf_writer_add_bool(w, key = "tokenizer.ggml.add_bos_token", 1))))
+            rc = err_set(err, rc, "cannot add GGUF key %s (%s)", key, strix_status_name(rc));
+        goto done;
     }
     /* Keys in the order llama.cpp's llama2.c converter writes them. */
     if ((rc = gguf_writer_add_str(w, key = "tokenizer.ggml.model", "llama")) ||
@@ -353,6 +486,8 @@ done:
     util_free(strs);
     util_free(scores);
     util_free(types);
+    util_free(mblob);
+    util_free((void *)merges);
     return rc;
 }
 
@@ -446,7 +581,7 @@ int vocab_load_l2c(const uint8_t *buf, size_t len, int n_vocab, struct vocab **o
     v->unk = 0;
     v->bos = 1;
     v->eos = 2;
-    if (rc || (rc = vocab_finish(v, err))) {
+    if (rc || (rc = vocab_finish(v, err)) || (rc = vocab_list_special(v, err))) {
         vocab_free(v);
         return rc;
     }
@@ -470,7 +605,15 @@ strix_token vocab_eos(const struct vocab *v)
 }
 const char *vocab_model_name(const struct vocab *v)
 {
-    return v ? "llama" : NULL;
+    return !v ? NULL : v->bpe ? "gpt2" : "llama";
+}
+const char *vocab_pre_name(const struct vocab *v)
+{
+    return !v ? NULL : v->bpe ? bpe_pre_name(v->bpe) : "";
+}
+int vocab_add_bos(const struct vocab *v)
+{
+    return v && v->add_bos && v->bos >= 0;
 }
 
 const char *vocab_piece(const struct vocab *v, strix_token id)
@@ -481,6 +624,11 @@ const char *vocab_piece(const struct vocab *v, strix_token id)
 int vocab_type(const struct vocab *v, strix_token id)
 {
     return v && id >= 0 && id < v->n ? v->toks[id].type : 0;
+}
+
+int vocab_token_strips(const struct vocab *v, strix_token id)
+{
+    return v && id >= 0 && id < v->n && v->toks[id].strip != 0;
 }
 
 /* ---- tokenizer ------------------------------------------------------------------ */
@@ -513,7 +661,9 @@ struct frag {
 
 struct tk {
     const struct vocab *v;
-    char *esc; /* the escaped fragment (room for the whole text) */
+    char *esc;       /* SentencePiece: the escaped fragment (room for the whole text) */
+    const char *src; /* the bytes the symbols index: esc, or a byte-level word */
+    struct bpe_words words;
     struct sym *sym;
     struct bigram *heap;
     size_t cap_sym, n_heap, cap_heap;
@@ -574,7 +724,13 @@ static int try_add(struct tk *t, int32_t left, int32_t right)
     if (left < 0 || right < 0)
         return STRIX_OK;
     size_t size = (size_t)t->sym[left].n + t->sym[right].n;
-    strix_token id = vocab_find(t->v, t->esc + t->sym[left].start, size);
+    const char *s = t->src + t->sym[left].start;
+    if (t->v->bpe) { /* byte-level: the lowest merge rank first (ranks < 2^24 are exact) */
+        int32_t rank = bpe_rank(t->v->bpe, s, size, t->sym[left].n);
+        struct bigram b = {-(float)rank, left, right, (uint32_t)size};
+        return rank < 0 ? STRIX_OK : heap_push(t, b);
+    }
+    strix_token id = vocab_find(t->v, s, size);
     if (id < 0)
         return STRIX_OK;
     struct bigram b = {t->v->toks[id].score, left, right, (uint32_t)size};
@@ -598,28 +754,19 @@ static size_t utf8_len(uint8_t c)
     return len[c >> 4];
 }
 
-static int bpe(struct tk *t, const char *s, size_t n, int prefix, strix_error *err)
+/* Splits t->src[0..m) into characters and merges them (see above); the
+ * result is the chain of t->sym from symbol 0 (none if m == 0). */
+static int merge(struct tk *t, size_t m)
 {
-    const struct vocab *v = t->v;
-    /* SentencePiece's escaping: spaces become U+2581, with one prepended. */
-    size_t m = 0, n_sym = 0;
-    if (prefix)
-        memcpy(t->esc, SPACE_ESC, m = SPACE_ESC_LEN);
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == ' ')
-            memcpy(t->esc + m, SPACE_ESC, SPACE_ESC_LEN);
-        else
-            t->esc[m] = s[i];
-        m += s[i] == ' ' ? SPACE_ESC_LEN : 1;
-    }
+    size_t n_sym = 0;
     for (size_t i = 0; i < m; n_sym++)
-        i += utf8_len((uint8_t)t->esc[i]);
-    struct sym *sy = grow(t->sym, &t->cap_sym, n_sym, sizeof *sy);
+        i += utf8_len((uint8_t)t->src[i]);
+    struct sym *sy = grow(t->sym, &t->cap_sym, n_sym + 1, sizeof *sy);
     if (!sy)
-        goto nomem;
+        return STRIX_ERR_NOMEM;
     t->sym = sy;
     for (size_t i = 0, k = 0; i < m; k++) {
-        size_t len = utf8_len((uint8_t)t->esc[i]);
+        size_t len = utf8_len((uint8_t)t->src[i]);
         len = len < m - i ? len : m - i;
         sy[k] = (struct sym){(int32_t)k - 1, i + len == m ? -1 : (int32_t)k + 1, (uint32_t)i,
                              (uint32_t)len};
@@ -628,7 +775,7 @@ static int bpe(struct tk *t, const char *s, size_t n, int prefix, strix_error *e
     t->n_heap = 0;
     for (size_t i = 1; i < n_sym; i++)
         if (try_add(t, (int32_t)i - 1, (int32_t)i))
-            goto nomem;
+            return STRIX_ERR_NOMEM;
     while (t->n_heap > 0) {
         struct bigram b = heap_pop(t);
         struct sym *l = &t->sym[b.left], *r = &t->sym[b.right];
@@ -640,12 +787,35 @@ static int bpe(struct tk *t, const char *s, size_t n, int prefix, strix_error *e
         if (r->next >= 0)
             t->sym[r->next].prev = b.left;
         if (try_add(t, l->prev, b.left) || try_add(t, b.left, l->next))
-            goto nomem;
+            return STRIX_ERR_NOMEM;
     }
+    if (m == 0)
+        sy[0].n = 0; /* marks the chain empty */
+    return STRIX_OK;
+}
+
+/* SentencePiece: one fragment of text. */
+static int spm(struct tk *t, const char *s, size_t n, int prefix, strix_error *err)
+{
+    const struct vocab *v = t->v;
+    /* SentencePiece's escaping: spaces become U+2581, with one prepended. */
+    size_t m = 0;
+    if (prefix)
+        memcpy(t->esc, SPACE_ESC, m = SPACE_ESC_LEN);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == ' ')
+            memcpy(t->esc + m, SPACE_ESC, SPACE_ESC_LEN);
+        else
+            t->esc[m] = s[i];
+        m += s[i] == ' ' ? SPACE_ESC_LEN : 1;
+    }
+    t->src = t->esc;
+    if (merge(t, m))
+        return err_set(err, STRIX_ERR_NOMEM, "out of memory tokenizing %zu bytes", n);
     /* A symbol that is no piece is an unmerged character: its bytes as byte
      * tokens, or, if some byte has none, one unknown token (SentencePiece's
      * behaviour without byte fallback; llama.cpp would throw here). */
-    for (int32_t i = 0; n_sym > 0 && i >= 0; i = t->sym[i].next) {
+    for (int32_t i = 0; m > 0 && i >= 0; i = t->sym[i].next) {
         const struct sym *y = &t->sym[i];
         const uint8_t *p = (const uint8_t *)t->esc + y->start;
         strix_token id = vocab_find(v, (const char *)p, y->n);
@@ -664,8 +834,40 @@ static int bpe(struct tk *t, const char *s, size_t n, int prefix, strix_error *e
         }
     }
     return STRIX_OK;
-nomem:
-    return err_set(err, STRIX_ERR_NOMEM, "out of memory tokenizing %zu bytes", n);
+}
+
+/* Byte-level BPE: one fragment of text, split into words by the
+ * pre-tokenizer; each word is merged on its own. A final symbol that is no
+ * piece gives the pieces of its single bytes, where they exist (llama.cpp
+ * drops the others). */
+static int byte_bpe(struct tk *t, const char *s, size_t n, strix_error *err)
+{
+    const struct vocab *v = t->v;
+    int rc = bpe_split(v->bpe, s, n, &t->words, err);
+    if (rc)
+        return rc;
+    for (size_t w = 0; w < t->words.n; w++) {
+        const size_t a = w ? t->words.end[w - 1] : 0, m = t->words.end[w] - a;
+        t->src = t->words.buf + a;
+        strix_token id;
+        if (bpe_ignore_merges(v->bpe) && (id = vocab_find(v, t->src, m)) >= 0) {
+            emit(t, id);
+            continue;
+        }
+        if (merge(t, m))
+            return err_set(err, STRIX_ERR_NOMEM, "out of memory tokenizing %zu bytes", n);
+        for (int32_t i = 0; m > 0 && i >= 0; i = t->sym[i].next) {
+            const struct sym *y = &t->sym[i];
+            if ((id = vocab_find(v, t->src + y->start, y->n)) >= 0) {
+                emit(t, id);
+                continue;
+            }
+            for (uint32_t j = 0; j < y->n; j++)
+                if ((id = vocab_find(v, t->src + y->start + j, 1)) >= 0)
+                    emit(t, id);
+        }
+    }
+    return STRIX_OK;
 }
 
 static const char *find_mem(const char *h, size_t hn, const char *nd, size_t nn)
@@ -698,31 +900,48 @@ static int push_frag(struct frags *f, size_t off, size_t len, strix_token tok)
     return STRIX_OK;
 }
 
-/* llama.cpp's tokenizer_st_partition without parse_special: user-defined
- * tokens are cut out of the text first, longest piece first, each at every
- * non-overlapping occurrence, left to right. (Control tokens are not: their
- * text is tokenized as text.) */
-static int partition(const struct vocab *v, const char *text, size_t n, struct frags *out)
+static int is_ascii_space(char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+/* llama.cpp's tokenizer_st_partition: special tokens are cut out of the text
+ * first, longest piece first, each at every non-overlapping occurrence, left
+ * to right. User-defined tokens always are; control and unknown tokens only
+ * with parse_special (otherwise their text is tokenized as text). A token
+ * marked so takes the ASCII whitespace before or after it. */
+static int partition(const struct vocab *v, const char *text, size_t n, int parse_special,
+                     struct frags *out)
 {
     struct frags f = {0}, g = {0}, x;
     if (push_frag(&f, 0, n, -1))
         return STRIX_ERR_NOMEM;
-    for (int u = 0; u < v->n_user; u++, x = f, f = g, g = x) {
-        const strix_token id = (strix_token)(v->user[u] & 0xffffffff);
+    for (int u = 0; u < v->n_special; u++) {
+        const strix_token id = (strix_token)(v->special[u] & 0xffffffff);
+        const struct tok *tk = &v->toks[id];
+        if (!parse_special && tk->type != STRIX_TOKEN_USER_DEFINED)
+            continue;
         const char *p = piece_of(v, id), *hit;
-        size_t k = v->toks[id].len;
+        size_t k = tk->len;
         g.n = 0;
         for (size_t i = 0; i < f.n; i++) {
             size_t off = f.a[i].off, end = f.a[i].off + f.a[i].len;
             while (f.a[i].tok < 0 && (hit = find_mem(text + off, end - off, p, k))) {
-                size_t at = (size_t)(hit - text);
-                if ((at > off && push_frag(&g, off, at - off, -1)) || push_frag(&g, at, k, id))
+                size_t at = (size_t)(hit - text), left = at;
+                if (tk->strip & STRIP_LEFT)
+                    while (left > off && is_ascii_space(text[left - 1]))
+                        left--;
+                if ((left > off && push_frag(&g, off, left - off, -1)) || push_frag(&g, at, k, id))
                     goto nomem;
                 off = at + k;
+                if (tk->strip & STRIP_RIGHT)
+                    while (off < end && is_ascii_space(text[off]))
+                        off++;
             }
             if (off < end && push_frag(&g, off, end - off, f.a[i].tok))
                 goto nomem;
         }
+        x = f, f = g, g = x;
     }
     util_free(g.a);
     *out = f;
@@ -733,9 +952,11 @@ nomem:
     return STRIX_ERR_NOMEM;
 }
 
-int vocab_tokenize(const struct vocab *v, const char *text, size_t n_text, int add_bos,
+int vocab_tokenize(const struct vocab *v, const char *text, size_t n_text, int flags,
                    strix_token *out, int cap, int *n_out, strix_error *err)
 {
+    const int add_bos = (flags & STRIX_TOKENIZE_ADD_BOS) != 0;
+    const int parse_special = (flags & STRIX_TOKENIZE_PARSE_SPECIAL) != 0;
     if (n_out)
         *n_out = 0;
     if (!v || !n_out || (!text && n_text > 0) || cap < 0 || (!out && cap > 0))
@@ -750,8 +971,10 @@ int vocab_tokenize(const struct vocab *v, const char *text, size_t n_text, int a
     int rc = STRIX_OK;
     if (add_bos)
         emit(&t, v->bos);
-    if (n_text > 0 && (!(t.esc = util_malloc(3 * n_text + SPACE_ESC_LEN)) ||
-                       (v->n_user > 0 && partition(v, text, n_text, &fr)))) {
+    if (flags & ~(STRIX_TOKENIZE_ADD_BOS | STRIX_TOKENIZE_PARSE_SPECIAL))
+        return err_set(err, STRIX_ERR_ARG, "unknown tokenize flags 0x%x", (unsigned)flags);
+    if (n_text > 0 && ((!v->bpe && !(t.esc = util_malloc(3 * n_text + SPACE_ESC_LEN))) ||
+                       (v->n_special > 0 && partition(v, text, n_text, parse_special, &fr)))) {
         fr.a = NULL;
         rc = err_set(err, STRIX_ERR_NOMEM, "out of memory tokenizing %zu bytes", n_text);
     }
@@ -763,8 +986,10 @@ int vocab_tokenize(const struct vocab *v, const char *text, size_t n_text, int a
         if (fr.a[i].tok >= 0) {
             emit(&t, fr.a[i].tok);
             prev_special = 1;
+        } else if (v->bpe) {
+            rc = byte_bpe(&t, text + fr.a[i].off, fr.a[i].len, err);
         } else {
-            rc = bpe(&t, text + fr.a[i].off, fr.a[i].len, v->add_space_prefix && prev_special, err);
+            rc = spm(&t, text + fr.a[i].off, fr.a[i].len, v->add_space_prefix && prev_special, err);
             prev_special = 0;
         }
     }
@@ -773,6 +998,7 @@ int vocab_tokenize(const struct vocab *v, const char *text, size_t n_text, int a
     util_free(t.esc);
     util_free(t.sym);
     util_free(t.heap);
+    bpe_words_free(&t.words);
     if (rc)
         return rc;
     *n_out = (int)t.n_out;
@@ -841,10 +1067,14 @@ static void put_byte(struct sink *s, uint8_t b)
 }
 
 /*
- * One token's text. Normal pieces: U+2581 becomes ' ', and the first piece of
- * the text (prev < 0, or prev is BOS) loses one leading space when the
- * vocabulary adds a space prefix: it is the space the tokenizer added
- * (SentencePiece's decoder and llama2.c's run.c do the same). User-defined
+ * One token's text. Normal pieces of a SentencePiece vocabulary: U+2581
+ * becomes ' ', and the first piece of the text (prev < 0, or prev is BOS)
+ * loses one leading space when the vocabulary adds a space prefix: it is the
+ * space the tokenizer added (SentencePiece's decoder and llama2.c's run.c do
+ * the same). Normal pieces of a byte-level vocabulary: each code point is a
+ * byte. (llama.cpp also removes spaces before punctuation for many byte-level
+ * vocabularies, "clean_up_tokenization_spaces"; strix does not, so that text
+ * survives a round trip.) User-defined
  * pieces come out as stored, byte tokens as their byte; control, unknown and
  * unused tokens give nothing (as llama.cpp's token_to_piece without
  * "special").
@@ -858,6 +1088,20 @@ static void token_text(const struct vocab *v, strix_token prev, strix_token id, 
     } else if (t->type == STRIX_TOKEN_USER_DEFINED) {
         for (size_t i = 0; i < t->len; i++)
             put_byte(s, (uint8_t)p[i]);
+    } else if (t->type == STRIX_TOKEN_NORMAL && v->bpe) {
+        /* Each code point stands for a byte (GPT-2's mapping); one that
+         * stands for none (no tokenizer output has it) comes out as itself. */
+        for (size_t i = 0; i < t->len;) {
+            uint32_t c;
+            size_t k = bpe_utf8_decode((const uint8_t *)p + i, t->len - i, &c);
+            int b = bpe_cpt_to_byte(c);
+            if (b >= 0)
+                put_byte(s, (uint8_t)b);
+            else
+                for (size_t j = 0; j < k; j++)
+                    put_byte(s, (uint8_t)p[i + j]);
+            i += k;
+        }
     } else if (t->type == STRIX_TOKEN_NORMAL) {
         int strip = v->add_space_prefix && (prev < 0 || prev == v->bos);
         for (size_t i = 0; i < t->len;) {
@@ -929,15 +1173,42 @@ int strix_token_type(const strix_model *model, strix_token id)
     return vocab_type(vocab_of(model), id);
 }
 
-int strix_tokenize(const strix_model *model, const char *text, size_t n_text, int add_bos,
-                   strix_token *out, int cap, int *n_out, strix_error *err)
+int strix_tokenize_ex(const strix_model *model, const char *text, size_t n_text, int flags,
+                      strix_token *out, int cap, int *n_out, strix_error *err)
 {
     const struct vocab *v = vocab_of(model);
     if (!v && n_out)
         *n_out = 0;
     if (!v)
         return err_set(err, STRIX_ERR_ARG, "the model has no vocabulary");
-    return vocab_tokenize(v, text, n_text, add_bos, out, cap, n_out, err);
+    return vocab_tokenize(v, text, n_text, flags, out, cap, n_out, err);
+}
+
+int strix_tokenize(const strix_model *model, const char *text, size_t n_text, int add_bos,
+                   strix_token *out, int cap, int *n_out, strix_error *err)
+{
+    return strix_tokenize_ex(model, text, n_text, add_bos ? STRIX_TOKENIZE_ADD_BOS : 0, out, cap,
+                             n_out, err);
+}
+
+const char *strix_vocab_model(const strix_model *model)
+{
+    return vocab_model_name(vocab_of(model));
+}
+
+const char *strix_vocab_pre(const strix_model *model)
+{
+    return vocab_pre_name(vocab_of(model));
+}
+
+int strix_vocab_add_bos(const strix_model *model)
+{
+    return vocab_add_bos(vocab_of(model));
+}
+
+const char *strix_tokenizers_supported(void)
+{
+    return VOCAB_MODELS "; gpt2 pre-tokenizers (tokenizer.ggml.pre): " BPE_PRE_NAMES;
 }
 
 int strix_token_to_text(const strix_model *model, strix_token prev, strix_token id, char *buf,

@@ -1,7 +1,9 @@
 /*
- * vocab.h - the vocabulary and the SentencePiece-style BPE tokenizer.
+ * vocab.h - the vocabulary and its tokenizers: SentencePiece-style BPE
+ * ("llama") and byte-level BPE ("gpt2", pre-tokenizers in bpe.h).
  *
- * Pieces are kept in SentencePiece form: a space is U+2581 ("▁"). Vocabularies
+ * SentencePiece pieces are kept in their form: a space is U+2581 ("▁"); byte-
+ * level pieces as the file has them (GPT-2's byte mapping). Vocabularies
  * come from GGUF metadata (tokenizer.ggml.*) or a llama2.c tokenizer.bin, whose
  * pieces use plain spaces and are converted on load, so both sources give the
  * same pieces that llama.cpp's converter writes.
@@ -26,7 +28,8 @@ int vocab_load_l2c(const uint8_t *buf, size_t len, int n_vocab, struct vocab **o
                    strix_error *err);
 void vocab_free(struct vocab *v);
 
-/* Adds the tokenizer.ggml.* keys llama.cpp expects for a "llama" vocabulary. */
+/* Adds the tokenizer.ggml.* keys llama.cpp expects for the vocabulary ("llama"
+ * or "gpt2" with its pre-tokenizer and merges). */
 int vocab_write_gguf(const struct vocab *v, gguf_writer *w, strix_error *err);
 
 int vocab_n(const struct vocab *v);
@@ -34,9 +37,14 @@ strix_token vocab_bos(const struct vocab *v);
 strix_token vocab_eos(const struct vocab *v);
 const char *vocab_piece(const struct vocab *v, strix_token id); /* NUL-terminated */
 int vocab_type(const struct vocab *v, strix_token id);          /* enum strix_token_attr */
-const char *vocab_model_name(const struct vocab *v);            /* "llama" */
+/* 1 if the special token takes the whitespace beside it from the text. */
+int vocab_token_strips(const struct vocab *v, strix_token id);
+const char *vocab_model_name(const struct vocab *v);            /* "llama" or "gpt2" */
+const char *vocab_pre_name(const struct vocab *v);              /* gpt2: its pre-tokenizer */
+int vocab_add_bos(const struct vocab *v); /* tokenizer.ggml.add_bos_token (and a BOS exists) */
 
-int vocab_tokenize(const struct vocab *v, const char *text, size_t n_text, int add_bos,
+/* flags: STRIX_TOKENIZE_* (1 alone is "add BOS", so 0/1 callers keep working). */
+int vocab_tokenize(const struct vocab *v, const char *text, size_t n_text, int flags,
                    strix_token *out, int cap, int *n_out, strix_error *err);
 int vocab_token_to_text(const struct vocab *v, strix_token prev, strix_token id, char *buf,
                         int cap);

@@ -86,6 +86,20 @@ printf 'Hello world' >"$T/in.txt"
 out=$("$S" tokenize -m "$D/ggml-vocab-llama-spm.gguf" --no-bos -f "$T/in.txt" --ids)
 [ "$out" = "15043 3186" ] && ok || bad "tokenize -f: '$out'"
 
+# byte-level BPE and special tokens (ids from llama.cpp's llama-tokenize, which
+# adds BOS only where the vocabulary asks for it and parses special tokens by default)
+out=$("$S" tokenize -m "$D/ggml-vocab-gpt-2.gguf" -p "Hello world, it's 12345!" --ids)
+[ "$out" = "15496 995 11 340 338 17031 2231 0" ] && ok || bad "gpt2 tokenize: '$out'"
+out=$("$S" tokenize -m "$D/ggml-vocab-phi-3.gguf" -p "<|user|> hi<|end|>" --ids --parse-special)
+[ "$out" = "1 32010 7251 32007" ] && ok || bad "tokenize --parse-special: '$out'"
+out=$("$S" tokenize -m "$D/ggml-vocab-phi-3.gguf" -p "<|user|> hi<|end|>" --ids)
+[ "$out" = "1 529 29989 1792 29989 29958 7251 29966 29989 355 29989 29958" ] && ok ||
+    bad "tokenize without --parse-special: '$out'"
+"$S" info -m "$D/ggml-vocab-falcon.gguf" >"$T/info" 2>&1 &&
+    grep -q "^tokenizer: *gpt2 (pre-tokenizer falcon)" "$T/info" &&
+    grep -q "^tokenizers: .*gpt2 (byte-level BPE).*deepseek-coder" "$T/info" && ok ||
+    bad "info tokenizer lines: $(cat "$T/info")"
+
 # the same seed gives the same sampled text, at 1 and 2 threads
 a=$("$S" run $M -p "Once" -n 40 --temp 0.9 --top-k 40 --top-p 0.9 --seed 7 -t 1 2>/dev/null)
 b=$("$S" run $M -p "Once" -n 40 --temp 0.9 --top-k 40 --top-p 0.9 --seed 7 -t 2 2>/dev/null)

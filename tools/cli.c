@@ -134,6 +134,7 @@ static const struct opt_def opt_defs[] = {
     {"seed", "--seed|-s", OPT_U64, F(sp.seed), 0, 0},
     {"ids", "--ids", OPT_FLAG, F(ids), 0, 0},
     {"no-bos", "--no-bos", OPT_FLAG, F(no_bos), 0, 0},
+    {"parse-special", "--parse-special", OPT_FLAG, F(parse_special), 0, 0},
     {"no-stop-bos", "--no-stop-bos", OPT_FLAG, F(no_stop_bos), 0, 0},
     {"pure", "--pure", OPT_FLAG, F(pure), 0, 0},
     {"p-tokens", "--p-tokens", OPT_INT, F(bench_pp), 0, 1 << 16},
@@ -227,21 +228,20 @@ strix_model *load_model(const struct opts *o, int vocab_only)
 }
 
 /* Tokenizes text with a buffer that grows to fit. Caller frees. */
-strix_token *tokenize(const strix_model *m, const char *text, size_t len, int add_bos,
-                             int *n)
+strix_token *tokenize(const strix_model *m, const char *text, size_t len, int flags, int *n)
 {
     int cap = (int)(len > (size_t)INT_MAX / 2 ? INT_MAX / 2 : len) + 8;
     strix_token *ids = malloc((size_t)cap * sizeof *ids);
     if (!ids)
         die("out of memory");
     strix_error err;
-    int rc = strix_tokenize(m, text, len, add_bos, ids, cap, n, &err);
+    int rc = strix_tokenize_ex(m, text, len, flags, ids, cap, n, &err);
     if (rc == STRIX_ERR_ARG && *n > cap) {
         cap = *n;
         ids = realloc(ids, (size_t)cap * sizeof *ids);
         if (!ids)
             die("out of memory");
-        rc = strix_tokenize(m, text, len, add_bos, ids, cap, n, &err);
+        rc = strix_tokenize_ex(m, text, len, flags, ids, cap, n, &err);
     }
     if (rc)
         die("tokenize: %s", err.msg);

@@ -38,7 +38,7 @@ struct opts {
     const char *command;
     const char *model, *vocab, *prompt, *file, *out, *type;
     int n_predict, n_threads, n_ctx, ids, no_bos, no_stop_bos, stop_bos, bench_pp, bench_reps;
-    int seed_given, expert_stats;
+    int seed_given, expert_stats, parse_special;
     int pure; /* quantize --pure */
     struct strix_synth_params synth;
     struct strix_sampler_params sp;
@@ -48,8 +48,9 @@ void parse_opts(int argc, char **argv, struct opts *o, const char *allowed);
 
 /* Loads o->model (and o->vocab); dies with the library's message on error. */
 strix_model *load_model(const struct opts *o, int vocab_only);
-/* Tokenizes text with a buffer that grows to fit. Caller frees. */
-strix_token *tokenize(const strix_model *m, const char *text, size_t len, int add_bos, int *n);
+/* Tokenizes text with a buffer that grows to fit; flags: STRIX_TOKENIZE_*
+ * (1 = add BOS). Caller frees. */
+strix_token *tokenize(const strix_model *m, const char *text, size_t len, int flags, int *n);
 /* Reads a whole file. Caller frees. */
 char *read_file(const char *path, size_t *len);
 

@@ -39,11 +39,17 @@ static void print_expert_stats(const strix_context *ctx, const strix_model *m)
 static int cmd_run(int argc, char **argv)
 {
     struct opts o;
-    parse_opts(argc, argv, &o, " m vocab p n t c temp top-k top-p min-p rp rln seed no-stop-bos expert-stats ");
+    parse_opts(argc, argv, &o, " m vocab p n t c temp top-k top-p min-p rp rln seed no-stop-bos "
+                               "expert-stats parse-special ");
     strix_model *m = load_model(&o, 0);
     const char *prompt = o.prompt ? o.prompt : "";
     int n_prompt;
-    strix_token *ids = tokenize(m, prompt, strlen(prompt), 1, &n_prompt);
+    /* BOS where the vocabulary asks for it, and before an empty prompt. */
+    const int add_bos = strix_vocab_add_bos(m) || (!*prompt && strix_token_bos(m) >= 0);
+    strix_token *ids = tokenize(m, prompt, strlen(prompt),
+                                (add_bos ? STRIX_TOKENIZE_ADD_BOS : 0) |
+                                    (o.parse_special ? STRIX_TOKENIZE_PARSE_SPECIAL : 0),
+                                &n_prompt);
     if (n_prompt == 0)
         die("the model has no BOS token and the prompt is empty");
 
@@ -112,7 +118,7 @@ static int cmd_run(int argc, char **argv)
 static int cmd_tokenize(int argc, char **argv)
 {
     struct opts o;
-    parse_opts(argc, argv, &o, " m vocab p f ids no-bos ");
+    parse_opts(argc, argv, &o, " m vocab p f ids no-bos parse-special ");
     if (!o.prompt == !o.file)
         die("tokenize needs exactly one of -p TEXT or -f FILE");
     strix_model *m = load_model(&o, 1);
@@ -121,7 +127,9 @@ static int cmd_tokenize(int argc, char **argv)
     if (!text)
         len = strlen(o.prompt);
     int n;
-    strix_token *ids = tokenize(m, text ? text : o.prompt, len, !o.no_bos, &n);
+    const int flags = (!o.no_bos && strix_vocab_add_bos(m) ? STRIX_TOKENIZE_ADD_BOS : 0) |
+                      (o.parse_special ? STRIX_TOKENIZE_PARSE_SPECIAL : 0);
+    strix_token *ids = tokenize(m, text ? text : o.prompt, len, flags, &n);
     for (int i = 0; i < n; i++) {
         if (o.ids)
             printf(i ? " %d" : "%d", ids[i]);
@@ -154,6 +162,12 @@ static int cmd_info(int argc, char **argv)
     else
         printf("vocabulary:   none in the file (%d rows; pass --vocab TOKENIZER.bin)\n",
                in.n_vocab);
+    if (strix_vocab_model(m)) {
+        const char *pre = strix_vocab_pre(m);
+        printf("tokenizer:    %s%s%s%s\n", strix_vocab_model(m), *pre ? " (pre-tokenizer " : "",
+               pre, *pre ? ")" : "");
+    }
+    printf("tokenizers:   %s\n", strix_tokenizers_supported());
     if (!in.vocab_only) {
         printf("n_embd %d, n_ff %d, n_layer %d, n_head %d, n_head_kv %d, head_dim %d\n", in.n_embd,
                in.n_ff, in.n_layer, in.n_head, in.n_head_kv, in.head_dim);
@@ -217,7 +231,9 @@ static void usage(FILE *f)
         "  run       -m MODEL [--vocab TOKENIZER.bin] -p PROMPT -n N [--temp T] [--top-k K]\n"
         "            [--top-p P] [--min-p P] [--repeat-penalty R] [--repeat-last-n N]\n"
         "            [--seed S] [-t THREADS] [-c N_CTX] [--no-stop-bos] [--expert-stats]\n"
-        "  tokenize  -m MODEL [--vocab TOKENIZER.bin] [--no-bos] (-p TEXT | -f FILE) [--ids]\n"
+        "            [--parse-special]\n"
+        "  tokenize  -m MODEL [--vocab TOKENIZER.bin] [--no-bos] [--parse-special]\n"
+        "            (-p TEXT | -f FILE) [--ids]\n"
         "  info      -m MODEL [--vocab TOKENIZER.bin]\n"
         "  convert   -m MODEL [--vocab TOKENIZER.bin] -o OUT.gguf [--type F32|F16|BF16|Q8_0|Q4_0]\n"
         "  synth     [-m VOCAB.gguf] -o OUT.gguf [--dim N] [--ff N] [--layers N] [--heads N]\n"
