@@ -477,7 +477,7 @@ GROUP_DRIVER(mm_q8_0, group_q8_0, tile_q8_0, 0)
  * weights and per (row, token); the integer sums are exact.
  */
 #define KR 4
-#define KT 2
+#define KT 4
 
 /* Q4_K: the 8 sub-block scales and mins of a super-block, as int16 lanes. */
 AI void q4k_scales(const uint8_t *sc, int16_t *scale, int16_t *min)
@@ -506,62 +506,52 @@ AI void tile_q4_K(int cols, const uint8_t *w, size_t ws, int r0, int R, const ui
                   size_t as, int t0, int T, float *y, size_t ldy, int accumulate)
 {
     __m512 acc[KR][KT];
-    float macc[KR][KT];
     _Pragma("GCC unroll 4") for (int r = 0; r < KR; r++)
-        _Pragma("GCC unroll 2") for (int t = 0; t < KT; t++) {
-            acc[r][t] = _mm512_setzero_ps();
-            macc[r][t] = 0.0f;
-        }
+        _Pragma("GCC unroll 4") for (int t = 0; t < KT; t++) acc[r][t] = _mm512_setzero_ps();
     const int nb = cols / QK_K;
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     for (int b = 0; b < nb; b++) {
-        /* activations: sub-blocks (0,2), (1,3), (4,6), (5,7) per register,
-         * to meet the low and high nibbles of the weights */
-        __m512i av[KT][4];
-        __m256i bs[KT];
-        float da[KT];
-        _Pragma("GCC unroll 2") for (int t = 0; t < T; t++) {
-            const struct block_q8_K *ab = (const struct block_q8_K *)(a + (size_t)(t0 + t) * as) + b;
-            da[t] = ab->d;
-            av[t][0] = load_pair256(ab->qs, ab->qs + 64);
-            av[t][1] = load_pair256(ab->qs + 32, ab->qs + 96);
-            av[t][2] = load_pair256(ab->qs + 128, ab->qs + 192);
-            av[t][3] = load_pair256(ab->qs + 160, ab->qs + 224);
-            bs[t] = _mm256_loadu_si256((const __m256i *)ab->bsums);
-        }
+        const struct block_q8_K *ab[KT];
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)
+            ab[t] = (const struct block_q8_K *)(a + (size_t)(t0 + t) * as) + b;
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
             const struct block_q4_K *wb = (const struct block_q4_K *)(w + (size_t)(r0 + r) * ws) + b;
             int16_t sc[8], mn[8];
             q4k_scales(wb->scales, sc, mn);
             const float d = _cvtsh_ss(wb->d), dmin = _cvtsh_ss(wb->dmin);
-            const __m512i q0 = _mm512_loadu_si512(wb->qs), q1 = _mm512_loadu_si512(wb->qs + 64);
-            const __m512i wq[4] = {_mm512_and_si512(q0, m4),
-                                   _mm512_and_si512(_mm512_srli_epi16(q0, 4), m4),
-                                   _mm512_and_si512(q1, m4),
-                                   _mm512_and_si512(_mm512_srli_epi16(q1, 4), m4)};
-            const __m512i sv[4] = {scale_pair(sc[0], sc[2]), scale_pair(sc[1], sc[3]),
-                                   scale_pair(sc[4], sc[6]), scale_pair(sc[5], sc[7])};
-            /* mins against pairs of 16-sums: lane g gets min[g / 2] */
-            const __m256i mv = _mm256_set_epi16(mn[7], mn[7], mn[6], mn[6], mn[5], mn[5], mn[4],
-                                                mn[4], mn[3], mn[3], mn[2], mn[2], mn[1], mn[1],
-                                                mn[0], mn[0]);
-            _Pragma("GCC unroll 2") for (int t = 0; t < T; t++) {
+            /* registers of sub-blocks (0,1), (2,3), (4,5), (6,7), to meet
+             * the activations in their own order */
+            __m512i wq[4];
+            _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
+                const __m512i q = _mm512_loadu_si512(wb->qs + 64 * h);
+                const __m512i lo = _mm512_and_si512(q, m4);
+                const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+                wq[2 * h] = _mm512_shuffle_i64x2(lo, hi, 0x44);
+                wq[2 * h + 1] = _mm512_shuffle_i64x2(lo, hi, 0xee);
+            }
+            const __m512i sv[4] = {scale_pair(sc[0], sc[1]), scale_pair(sc[2], sc[3]),
+                                   scale_pair(sc[4], sc[5]), scale_pair(sc[6], sc[7])};
+            /* mins against the 16-sums: lane g gets min[g / 2] */
+            const __m128i m16 = _mm_loadu_si128((const __m128i *)mn);
+            const __m256i mv = _mm256_inserti128_si256(
+                _mm256_castsi128_si256(_mm_unpacklo_epi16(m16, m16)), _mm_unpackhi_epi16(m16, m16), 1);
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
                 __m512i is = _mm512_setzero_si512();
                 _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)
-                    is = _mm512_dpwssd_epi32(is, _mm512_maddubs_epi16(wq[k], av[t][k]), sv[k]);
-                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_set1_ps(d * da[t]),
+                    is = _mm512_dpwssd_epi32(
+                        is, _mm512_maddubs_epi16(wq[k], _mm512_loadu_si512(ab[t]->qs + 64 * k)), sv[k]);
+                const __m256i msum =
+                    _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)ab[t]->bsums), mv);
+                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_set1_ps(d * ab[t]->d),
                                             acc[r][t]);
-                const __m256i mm = _mm256_madd_epi16(bs[t], mv);
-                __m128i x = _mm_add_epi32(_mm256_castsi256_si128(mm), _mm256_extracti128_si256(mm, 1));
-                x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4e));
-                x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xb1));
-                macc[r][t] += dmin * da[t] * (float)_mm_cvtsi128_si32(x);
+                acc[r][t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_zextsi256_si512(msum)),
+                                             _mm512_set1_ps(dmin * ab[t]->d), acc[r][t]);
             }
         }
     }
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
-        _Pragma("GCC unroll 2") for (int t = 0; t < T; t++)
-            put(y, ldy, r0 + r, t0 + t, _mm512_reduce_add_ps(acc[r][t]) - macc[r][t], accumulate);
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)
+            put(y, ldy, r0 + r, t0 + t, _mm512_reduce_add_ps(acc[r][t]), accumulate);
 }
 
 AI void tile_q6_K(int cols, const uint8_t *w, size_t ws, int r0, int R, const uint8_t *a,
@@ -569,27 +559,21 @@ AI void tile_q6_K(int cols, const uint8_t *w, size_t ws, int r0, int R, const ui
 {
     __m512 acc[KR][KT];
     _Pragma("GCC unroll 4") for (int r = 0; r < KR; r++)
-        _Pragma("GCC unroll 2") for (int t = 0; t < KT; t++) acc[r][t] = _mm512_setzero_ps();
+        _Pragma("GCC unroll 4") for (int t = 0; t < KT; t++) acc[r][t] = _mm512_setzero_ps();
     const int nb = cols / QK_K;
     const __m512i m4 = _mm512_set1_epi8(0x0f), m3 = _mm512_set1_epi8(3);
     /* int16 lane i of a 64-byte register belongs to sub-block i / 8 */
     const __m512i rep8 = _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1,
                                           1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     for (int b = 0; b < nb; b++) {
-        __m512i av[KT][4];
-        __m256i bs[KT];
-        float da[KT];
-        _Pragma("GCC unroll 2") for (int t = 0; t < T; t++) {
-            const struct block_q8_K *ab = (const struct block_q8_K *)(a + (size_t)(t0 + t) * as) + b;
-            da[t] = ab->d;
-            _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) av[t][k] = _mm512_loadu_si512(ab->qs + 64 * k);
-            bs[t] = _mm256_loadu_si256((const __m256i *)ab->bsums);
-        }
+        const struct block_q8_K *ab[KT];
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)
+            ab[t] = (const struct block_q8_K *)(a + (size_t)(t0 + t) * as) + b;
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
             const struct block_q6_K *wb = (const struct block_q6_K *)(w + (size_t)(r0 + r) * ws) + b;
             const float d = _cvtsh_ss(wb->d);
-            const __m128i sc8 = _mm_loadu_si128((const __m128i *)wb->scales);
-            const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+            const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wb->scales));
+            const __m512i s16 = _mm512_castsi256_si512(sc16);
             __m512i wq[4], sv[4];
             _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
                 const __m512i L = _mm512_loadu_si512(wb->ql + 64 * h);
@@ -601,27 +585,24 @@ AI void tile_q6_K(int cols, const uint8_t *w, size_t ws, int r0, int R, const ui
                                             _mm512_slli_epi16(_mm512_and_si512(Hlo, m3), 4));
                 wq[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L, 4), m4),
                                                 _mm512_slli_epi16(_mm512_and_si512(Hhi, m3), 4));
-                /* sub-blocks 8h..8h+3 and 8h+4..8h+7 */
-                const __m512i s16 = _mm512_castsi256_si512(sc16);
                 sv[2 * h] = _mm512_permutexvar_epi16(_mm512_add_epi16(rep8, _mm512_set1_epi16((short)(8 * h))), s16);
                 sv[2 * h + 1] =
                     _mm512_permutexvar_epi16(_mm512_add_epi16(rep8, _mm512_set1_epi16((short)(8 * h + 4))), s16);
             }
-            _Pragma("GCC unroll 2") for (int t = 0; t < T; t++) {
-                __m512i is = _mm512_setzero_si512();
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+                /* quants are stored as q + 32: start from -32 * sum_s scale_s * bsum_s */
+                const __m256i cm = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)ab[t]->bsums), sc16);
+                __m512i is = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(cm, 5)));
                 _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)
-                    is = _mm512_dpwssd_epi32(is, _mm512_maddubs_epi16(wq[k], av[t][k]), sv[k]);
-                /* quants are stored as q + 32: subtract 32 * sum_s scale_s * bsum_s */
-                const __m256i cm = _mm256_madd_epi16(bs[t], sc16);
-                const __m512i corr = _mm512_slli_epi32(_mm512_castsi256_si512(cm), 5);
-                is = _mm512_sub_epi32(is, _mm512_maskz_mov_epi32(0x00ff, corr));
-                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_set1_ps(d * da[t]),
+                    is = _mm512_dpwssd_epi32(
+                        is, _mm512_maddubs_epi16(wq[k], _mm512_loadu_si512(ab[t]->qs + 64 * k)), sv[k]);
+                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_set1_ps(d * ab[t]->d),
                                             acc[r][t]);
             }
         }
     }
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
-        _Pragma("GCC unroll 2") for (int t = 0; t < T; t++)
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)
             put(y, ldy, r0 + r, t0 + t, _mm512_reduce_add_ps(acc[r][t]), accumulate);
 }
 
