@@ -76,6 +76,11 @@ expect_fail "quantize a missing file" quantize "$T/none.gguf" "$T/x.gguf" Q8_0
     "$S" info -m "$T/syn.gguf" | grep -q "n_embd 64, n_ff 96, n_layer 2, n_head 4, n_head_kv 1" &&
     "$S" run -m "$T/syn.gguf" -p "Hi" -n 8 --temp 0 >/dev/null 2>&1 && ok || bad "synth"
 expect_fail "synth with a bad shape" synth -o "$T/x.gguf" --dim 65 --heads 4
+# synth writes any type quantize does: a k-quant mix that runs and names its types
+"$S" synth -o "$T/synk.gguf" --dim 256 --ff 256 --layers 2 --heads 4 --kv-heads 2 --type Q4_K_M 2>/dev/null &&
+    "$S" info -m "$T/synk.gguf" | grep -q "attn_q.weight *Q4_K" &&
+    "$S" info -m "$T/synk.gguf" | grep -q "output.weight *Q6_K" &&
+    "$S" run -m "$T/synk.gguf" -p "Hi" -n 8 --temp 0 >/dev/null 2>&1 && ok || bad "synth --type Q4_K_M"
 
 # tokenize --ids matches llama.cpp's ids for one of its test strings
 out=$("$S" tokenize -m "$D/ggml-vocab-llama-spm.gguf" --no-bos -p "Hello world" --ids)

@@ -196,7 +196,11 @@ static int cmd_convert(int argc, char **argv)
         die("convert needs -o OUT.gguf");
     strix_model *m = load_model(&o, 0);
     strix_error err;
-    if (strix_model_save_gguf(m, o.out, o.type, &err))
+    /* any type `strix quantize` writes, mixes included (--pure not implied) */
+    struct strix_quantize_params qp = strix_quantize_default_params();
+    qp.n_threads = o.n_threads;
+    if (o.type ? strix_model_quantize(m, o.out, o.type, &qp, &err)
+               : strix_model_save_gguf(m, o.out, NULL, &err))
         die("%s", err.msg);
     strix_model_free(m);
     fprintf(stderr, "wrote %s\n", o.out);
@@ -206,7 +210,7 @@ static int cmd_convert(int argc, char **argv)
 static int cmd_synth(int argc, char **argv)
 {
     struct opts o;
-    parse_opts(argc, argv, &o, " m o type dim ff layers heads kv-heads c seed arch rot experts experts-used swa rope-scaling rope-scale alibi-bias ");
+    parse_opts(argc, argv, &o, " m o type t dim ff layers heads kv-heads c seed arch rot experts experts-used swa rope-scaling rope-scale alibi-bias ");
     if (!o.out)
         die("synth needs -o OUT.gguf");
     if (o.n_ctx)
@@ -216,7 +220,11 @@ static int cmd_synth(int argc, char **argv)
     strix_error err;
     if (strix_model_synth(&o.synth, o.model, &m, &err))
         die("%s", err.msg);
-    if (strix_model_save_gguf(m, o.out, o.type, &err))
+    /* any type `strix quantize` writes, mixes included (--pure not implied) */
+    struct strix_quantize_params qp = strix_quantize_default_params();
+    qp.n_threads = o.n_threads;
+    if (o.type ? strix_model_quantize(m, o.out, o.type, &qp, &err)
+               : strix_model_save_gguf(m, o.out, NULL, &err))
         die("%s", err.msg);
     strix_model_free(m);
     fprintf(stderr, "wrote %s\n", o.out);
