@@ -33,6 +33,7 @@ struct fwd {
     float *tok_w;  /* (n_batch) */
     float *shg;    /* (n_batch) shared expert gate */
     float *alibi;  /* (n_head) */
+    float *rope;   /* (n_batch, n_rot) cos, sin of each token's angles */
     int *sel;      /* (n_batch, n_expert_used) */
     int *toks;     /* (n_batch) */
     uint64_t *load; /* (n_layer, n_expert) tokens routed to each expert */
@@ -60,11 +61,12 @@ void *forward_scratch_create(const struct hparams *hp, int n_batch)
     f->tok_w = util_malloc(nb * sizeof(float));
     f->shg = util_malloc(nb * sizeof(float));
     f->alibi = util_malloc((size_t)hp->n_head * sizeof(float));
+    f->rope = util_malloc(nb * (size_t)(hp->n_rot > 0 ? hp->n_rot : 1) * sizeof(float));
     f->sel = util_malloc(nb * nu * sizeof(int));
     f->toks = util_malloc(nb * sizeof(int));
     f->load = util_calloc((size_t)hp->n_layer * ne, sizeof(uint64_t));
     if (!f->qkv || !f->gu || !f->att || !f->ao || !f->fo || !f->xg || !f->eo || !f->router ||
-        !f->sel_w || !f->tok_w || !f->shg || !f->alibi || !f->sel || !f->toks || !f->load) {
+        !f->sel_w || !f->tok_w || !f->shg || !f->alibi || !f->rope || !f->sel || !f->toks || !f->load) {
         forward_scratch_free(f);
         return NULL;
     }
@@ -88,6 +90,7 @@ void forward_scratch_free(void *p)
     util_free(f->tok_w);
     util_free(f->shg);
     util_free(f->alibi);
+    util_free(f->rope);
     util_free(f->sel);
     util_free(f->toks);
     util_free(f->load);
@@ -282,21 +285,15 @@ static void embed(strix_context *c, const strix_token *tokens)
         norm_rows(m, c->x, c->x, &m->tok_norm, &m->tok_norm_b, n);
 }
 
-static void rope_rows(const struct hparams *hp, float *v, int n_heads, int hd, int pos,
-                      const struct kern_rope_cfg *r)
+static void rope_rows(const struct hparams *hp, float *v, int n_heads, int hd, const float *cs)
 {
-    for (int h = 0; h < n_heads; h++) {
-        if (r)
-            kern_rope_ext(v + (size_t)h * (size_t)hd, pos, r);
-        else
-            kern_rope(v + (size_t)h * (size_t)hd, hp->n_rot, pos, hp->rope_freq_base,
-                      hp->rope_neox);
-    }
+    for (int h = 0; h < n_heads; h++)
+        kern_rope_apply(v + (size_t)h * (size_t)hd, hp->n_rot, hp->rope_neox, cs);
 }
 
 /* q, k, v of block l for the batch, from `in` (normed input), with biases,
  * clamping and rotary positions; k and v are stored in the cache. */
-static void qkv(strix_context *c, int l, const float *in, const struct kern_rope_cfg *rcfg)
+static void qkv(strix_context *c, int l, const float *in)
 {
     const strix_model *m = c->model;
     const struct hparams *hp = &m->hp;
@@ -332,8 +329,9 @@ static void qkv(strix_context *c, int l, const float *in, const struct kern_rope
     const size_t layer_off = (size_t)l * (size_t)c->kv.size * (size_t)kv_dim;
     for (int t = 0; t < n; t++) {
         if (m->ad->pos == POS_ROPE) {
-            rope_rows(hp, row(c->q, t, q_dim), hp->n_head, hd, c->tok_pos[t], rcfg);
-            rope_rows(hp, row(c->k, t, kv_dim), hp->n_head_kv, hd, c->tok_pos[t], rcfg);
+            const float *cs = f->rope + (size_t)t * (size_t)hp->n_rot;
+            rope_rows(hp, row(c->q, t, q_dim), hp->n_head, hd, cs);
+            rope_rows(hp, row(c->k, t, kv_dim), hp->n_head_kv, hd, cs);
         }
         const size_t at = layer_off + (size_t)c->tok_cell[t] * (size_t)kv_dim;
         memcpy(c->kv.k + at, row(c->k, t, kv_dim), (size_t)kv_dim * sizeof(float));
@@ -362,6 +360,15 @@ void forward(strix_context *c, const strix_token *tokens)
     if (hp->yarn_ext_factor != 0.0f)
         kern_yarn_corr_dims(hp->n_rot, hp->n_ctx_orig, hp->rope_freq_base, hp->yarn_beta_fast,
                             hp->yarn_beta_slow, rc.corr);
+    /* each token's angles, once for all heads and layers */
+    if (ad->pos == POS_ROPE)
+        for (int t = 0; t < n; t++) {
+            float *cs = f->rope + (size_t)t * (size_t)hp->n_rot;
+            if (plain_rope)
+                kern_rope_table(cs, hp->n_rot, c->tok_pos[t], hp->rope_freq_base);
+            else
+                kern_rope_ext_table(cs, c->tok_pos[t], &rc);
+        }
     if (ad->pos == POS_ALIBI)
         kern_alibi_slopes(f->alibi, hp->n_head, hp->alibi_max_bias);
     /* Gemma-2 27B scales queries by the model width per head, not the head size */
@@ -382,7 +389,7 @@ void forward(strix_context *c, const strix_token *tokens)
             norm_rows(m, f->xg, c->x, &L->attn_norm_2, &L->attn_norm_2_b, n);
             att_in = f->xg;
         }
-        qkv(c, l, att_in, plain_rope ? NULL : &rc);
+        qkv(c, l, att_in);
         const int direct = !L->bo.data && !L->attn_post_norm.data && !ad->parallel &&
                            !hp->post_norm;
         /* the attention result overwrites the normed input unless the FFN

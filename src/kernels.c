@@ -101,8 +101,37 @@ void kern_softmax(float *x, int n)
         x[i] *= inv;
 }
 
+void kern_rope_table(float *cs, int n_rot, int pos, float base)
+{
+    for (int i = 0; i < n_rot / 2; i++) {
+        const float freq = 1.0f / powf(base, (float)(2 * i) / (float)n_rot);
+        const float theta = (float)pos * freq;
+        cs[2 * i] = cosf(theta);
+        cs[2 * i + 1] = sinf(theta);
+    }
+}
+
+void kern_rope_apply(float *v, int n_rot, int neox, const float *cs)
+{
+    const int half = n_rot / 2;
+    for (int i = 0; i < half; i++) {
+        const float c = cs[2 * i], s = cs[2 * i + 1];
+        const int a = neox ? i : 2 * i;
+        const int b = neox ? i + half : 2 * i + 1;
+        const float v0 = v[a], v1 = v[b];
+        v[a] = v0 * c - v1 * s;
+        v[b] = v0 * s + v1 * c;
+    }
+}
+
 void kern_rope(float *v, int n_rot, int pos, float base, int neox)
 {
+    float cs[2 * 512];
+    if (n_rot <= 1024) {
+        kern_rope_table(cs, n_rot, pos, base);
+        kern_rope_apply(v, n_rot, neox, cs);
+        return;
+    }
     const int half = n_rot / 2;
     for (int i = 0; i < half; i++) {
         const float freq = 1.0f / powf(base, (float)(2 * i) / (float)n_rot);

@@ -36,6 +36,10 @@ void kern_softmax(float *x, int n);
  * Interleaved pairs (2i, 2i+1) or, with neox, pairs (i, i + n_rot/2).
  * theta_i = pos * base^(-2i/n_rot). */
 void kern_rope(float *v, int n_rot, int pos, float base, int neox);
+/* The same in two steps, so a token's angles serve every head and layer:
+ * cs[2i], cs[2i+1] = cos, sin of theta_i (n_rot floats), then the rotation. */
+void kern_rope_table(float *cs, int n_rot, int pos, float base);
+void kern_rope_apply(float *v, int n_rot, int neox, const float *cs);
 
 /* a[i] = silu(a[i]) * b[i]. */
 void kern_silu_mul(float *a, const float *b, int n);
@@ -121,6 +125,8 @@ void kern_yarn_corr_dims(int n_rot, int n_ctx_orig, float base, float beta_fast,
                          float dims[2]);
 void kern_rope_angle(const struct kern_rope_cfg *r, int pos, int i, float *cos_t, float *sin_t);
 void kern_rope_ext(float *v, int pos, const struct kern_rope_cfg *r);
+/* kern_rope_ext's angles as a kern_rope_apply table. */
+void kern_rope_ext_table(float *cs, int pos, const struct kern_rope_cfg *r);
 
 /* Adds the sinusoidal position code of `pos` to x (n values): sin at even
  * dimensions 2i, cos at 2i+1, of pos / 10000^(2i/n). */

@@ -116,6 +116,12 @@ void kern_rope_angle(const struct kern_rope_cfg *r, int pos, int i, float *cos_t
     *sin_t = sinf(theta) * mscale;
 }
 
+void kern_rope_ext_table(float *cs, int pos, const struct kern_rope_cfg *r)
+{
+    for (int i = 0; i < r->n_rot / 2; i++)
+        kern_rope_angle(r, pos, i, &cs[2 * i], &cs[2 * i + 1]);
+}
+
 void kern_rope_ext(float *v, int pos, const struct kern_rope_cfg *r)
 {
     const int half = r->n_rot / 2;
