@@ -36,6 +36,9 @@ struct opts {
     const char *model, *vocab, *prompt, *file, *out, *type;
     int n_predict, n_threads, n_ctx, ids, no_bos, no_stop_bos, stop_bos, bench_pp, bench_reps;
     int seed_given;
+    /* generation, evaluation and chat (run, ppl, chat) */
+    const char *stop, *samplers, *logit_bias, *kl_save, *kl_base, *system, *chat_template;
+    int stride, n_probs;
     struct strix_synth_params synth;
     struct strix_sampler_params sp;
 };
@@ -48,5 +51,14 @@ strix_model *load_model(const struct opts *o, int vocab_only);
 strix_token *tokenize(const strix_model *m, const char *text, size_t len, int add_bos, int *n);
 /* Reads a whole file. Caller frees. */
 char *read_file(const char *path, size_t *len);
+
+/* tools/sampling.c: --samplers, --logit-bias, --n-probs into o->sp; and the
+ * log-probabilities of the last sampled token, one line on stderr. */
+void sampling_opts(struct opts *o, int n_vocab);
+void print_probs(const strix_model *m, const strix_sampler *s, int n_probs);
+
+/* Commands that live in their own files. */
+int cmd_ppl(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
 
 #endif
