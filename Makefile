@@ -32,6 +32,15 @@ asan:
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
 	  EXTRA_LDFLAGS="-fsanitize=address,undefined" all tests
 
+# The instruction-set kernels get their sets' flags (x86-64 only; elsewhere
+# those files compile to nothing and the scalar reference runs).
+ifeq ($(shell uname -m),x86_64)
+AVX2_FLAGS := -mavx2 -mfma -mf16c
+$(BUILD)/obj/kernels_avx2.o: CFLAGS_ALL += $(AVX2_FLAGS) -O3
+$(BUILD)/obj/kernels_avx512.o: CFLAGS_ALL += $(AVX2_FLAGS) -O3 -mavx512f -mavx512bw -mavx512vl \
+  -mavx512dq -mavx512vnni
+endif
+
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) include/strix.h | $(BUILD)/obj
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 

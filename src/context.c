@@ -1,50 +1,25 @@
 /*
- * context.c - a decoding context: the KV cache, scratch buffers, the thread
- * pool and the llama forward pass over a batch of tokens.
+ * context.c - a decoding context: creation, the KV cache's cells and
+ * sequences, and the decode calls that check a batch, give its tokens cells
+ * and run the forward pass (forward.c).
  *
- * The forward pass computes each output element with the same kernel and the
- * same summation order whether a token arrives alone or in a batch, and
- * whatever the thread count: batched and one-by-one decoding give identical
- * logits, and a seed gives the same text at any thread count.
- *
- * KV cache layout: k[layer][pos][n_head_kv * head_dim], v the same, in fp32.
+ * Each output element is computed with the same kernel and summation order
+ * whether a token arrives alone or in a batch, and whatever the thread
+ * count: batched and one-by-one decoding give identical logits, and a seed
+ * gives the same text at any thread count.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "context.h"
 #include "dtype.h"
 #include "kernels.h"
-#include "model.h"
-#include "pool.h"
-
-struct strix_context {
-    const strix_model *model;
-    int n_ctx, n_batch, n_threads;
-    int kv_len;     /* positions held in the cache */
-    float *k_cache; /* (n_layer, n_ctx, kv_dim) */
-    float *v_cache; /* (n_layer, n_ctx, kv_dim) */
-    /* scratch, sized for n_batch tokens */
-    float *x;   /* (n_batch, n_embd) residual stream */
-    float *xb;  /* (n_batch, max(n_embd, q_dim)) normed input / attention output */
-    float *q;   /* (n_batch, q_dim) */
-    float *k;   /* (n_batch, kv_dim) */
-    float *v;   /* (n_batch, kv_dim) */
-    float *hb;  /* (n_batch, n_ff) */
-    float *hb2; /* (n_batch, n_ff) */
-    float *att; /* (n_threads, n_ctx) attention scores */
-    float *row; /* (n_threads, max row length) dequantized weight row */
-    int max_row;
-    float *logits;   /* (n_batch, n_vocab) */
-    int *logit_slot; /* (n_batch) slot in logits, -1 if not kept */
-    int n_out;       /* tokens of the last decode */
-    struct pool *pool;
-};
 
 struct strix_context_params strix_context_default_params(void)
 {
-    struct strix_context_params p = {0, 0, 0, 0};
+    struct strix_context_params p = {0, 0, 0, 1};
     return p;
 }
 
@@ -68,12 +43,14 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
         params = &def;
     const struct hparams *hp = &model->hp;
     if (params->n_ctx < 0 || params->n_ctx > (1 << 24) || params->n_batch < 0 ||
-        params->n_batch > (1 << 16) || params->n_threads < 0 || params->n_threads > 1024)
+        params->n_batch > (1 << 16) || params->n_threads < 0 || params->n_threads > 1024 ||
+        params->n_seq_max < 0 || params->n_seq_max > STRIX_SEQ_MAX)
         return err_set(err, STRIX_ERR_ARG, "context parameters out of range");
     strix_context *c = util_calloc(1, sizeof *c);
     if (!c)
         return err_set(err, STRIX_ERR_NOMEM, "out of memory");
     c->model = model;
+    kern_init();
     /* default: the trained length, at most 4096 (a cache for a 128k-token
      * model would take gigabytes nobody asked for) */
     c->n_ctx = params->n_ctx ? params->n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
@@ -81,12 +58,25 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     if (c->n_batch > c->n_ctx)
         c->n_batch = c->n_ctx;
     c->n_threads = params->n_threads ? params->n_threads : default_threads();
-    const size_t nb = (size_t)c->n_batch, nctx = (size_t)c->n_ctx, nt = (size_t)c->n_threads;
+    c->n_seq_max = params->n_seq_max ? params->n_seq_max : 1;
+    /* cells: one per position of each sequence; when every layer is
+     * windowed, a sequence needs only its window plus a batch */
+    int64_t cells = (int64_t)c->n_ctx;
+    int all_windowed = hp->n_swa > 0 && hp->swa_dense_every == 0;
+    if (all_windowed && (int64_t)hp->n_swa + c->n_batch < cells)
+        cells = (int64_t)hp->n_swa + c->n_batch;
+    cells *= c->n_seq_max;
+    if (cells > (1 << 26)) {
+        util_free(c);
+        return err_set(err, STRIX_ERR_NOMEM, "KV cache too large");
+    }
+    c->kv.size = (int)cells;
+    const size_t nb = (size_t)c->n_batch, nt = (size_t)c->n_threads;
     const size_t q_dim = (size_t)hp->n_head * (size_t)hp->head_dim;
     const size_t kv_dim = (size_t)hp->n_head_kv * (size_t)hp->head_dim;
     const size_t embd = (size_t)hp->n_embd, ff = (size_t)hp->n_ff;
     size_t cache;
-    if (!util_mul_size((size_t)hp->n_layer * nctx, kv_dim, &cache) ||
+    if (!util_mul_size((size_t)hp->n_layer * (size_t)cells, kv_dim, &cache) ||
         cache > SIZE_MAX / sizeof(float) / 4) {
         util_free(c);
         return err_set(err, STRIX_ERR_NOMEM, "KV cache too large");
@@ -94,8 +84,13 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     c->max_row = (int)(embd > ff ? embd : ff);
     if ((size_t)c->max_row < q_dim)
         c->max_row = (int)q_dim;
-    c->k_cache = util_malloc(cache * sizeof(float));
-    c->v_cache = util_malloc(cache * sizeof(float));
+    c->kv.k = util_malloc(cache * sizeof(float));
+    c->kv.v = util_malloc(cache * sizeof(float));
+    c->kv.pos = util_malloc((size_t)cells * sizeof(int32_t));
+    c->kv.seqs = util_calloc((size_t)cells, sizeof(uint64_t));
+    c->tok_pos = util_malloc(nb * sizeof(int32_t));
+    c->tok_seq = util_malloc(nb * sizeof(int32_t));
+    c->tok_cell = util_malloc(nb * sizeof(int32_t));
     c->x = util_malloc(nb * embd * sizeof(float));
     c->xb = util_malloc(nb * (embd > q_dim ? embd : q_dim) * sizeof(float));
     c->q = util_malloc(nb * q_dim * sizeof(float));
@@ -103,17 +98,23 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     c->v = util_malloc(nb * kv_dim * sizeof(float));
     c->hb = util_malloc(nb * ff * sizeof(float));
     c->hb2 = util_malloc(nb * ff * sizeof(float));
-    c->att = util_malloc(nt * nctx * sizeof(float));
+    c->att_stride = attention_scratch(hp);
+    c->att = util_malloc(nt * c->att_stride * sizeof(float));
     c->row = util_malloc(nt * (size_t)c->max_row * sizeof(float));
+    c->act_size = mm_act_bytes(c->n_batch, c->max_row);
+    c->act = util_malloc(MM_MAX * c->act_size);
     c->logits = util_malloc(nb * (size_t)hp->n_vocab * sizeof(float));
     c->logit_slot = util_malloc(nb * sizeof(int));
     c->pool = pool_create(c->n_threads);
-    if (!c->k_cache || !c->v_cache || !c->x || !c->xb || !c->q || !c->k || !c->v || !c->hb ||
-        !c->hb2 || !c->att || !c->row || !c->logits || !c->logit_slot || !c->pool) {
+    if (!c->kv.k || !c->kv.v || !c->kv.pos || !c->kv.seqs || !c->tok_pos || !c->tok_seq ||
+        !c->tok_cell || !c->x || !c->xb || !c->q || !c->k || !c->v || !c->hb || !c->hb2 ||
+        !c->att || !c->row || !c->act || !c->logits || !c->logit_slot || !c->pool) {
         strix_context_free(c);
         return err_set(err, STRIX_ERR_NOMEM, "out of memory for a context of %d positions",
-                       (int)nctx);
+                       c->n_ctx);
     }
+    for (int i = 0; i < c->kv.size; i++)
+        c->kv.pos[i] = -1;
     *out = c;
     return STRIX_OK;
 }
@@ -123,8 +124,13 @@ void strix_context_free(strix_context *c)
     if (!c)
         return;
     pool_free(c->pool);
-    util_free(c->k_cache);
-    util_free(c->v_cache);
+    util_free(c->kv.k);
+    util_free(c->kv.v);
+    util_free(c->kv.pos);
+    util_free(c->kv.seqs);
+    util_free(c->tok_pos);
+    util_free(c->tok_seq);
+    util_free(c->tok_cell);
     util_free(c->x);
     util_free(c->xb);
     util_free(c->q);
@@ -134,6 +140,7 @@ void strix_context_free(strix_context *c)
     util_free(c->hb2);
     util_free(c->att);
     util_free(c->row);
+    util_free(c->act);
     util_free(c->logits);
     util_free(c->logit_slot);
     util_free(c);
@@ -143,257 +150,201 @@ int strix_context_n_ctx(const strix_context *c)
 {
     return c->n_ctx;
 }
+
+/* ---- cells and sequences ---- */
+
+static int seq_ok(const strix_context *c, int seq)
+{
+    return seq >= 0 && seq < c->n_seq_max;
+}
+
+static void kv_shrink_scan(struct kv_cache *kv)
+{
+    while (kv->n_scan > 0 && kv->pos[kv->n_scan - 1] < 0)
+        kv->n_scan--;
+}
+
+/* Removes seq's bit (every sequence when seq < 0) from the cells at
+ * positions [p0, p1); frees cells left with no sequence. */
+static void kv_remove(struct kv_cache *kv, int seq, int32_t p0, int32_t p1)
+{
+    const uint64_t bit = seq < 0 ? ~(uint64_t)0 : (uint64_t)1 << seq;
+    for (int i = 0; i < kv->n_scan; i++) {
+        if (kv->pos[i] < p0 || kv->pos[i] >= p1 || !(kv->seqs[i] & bit))
+            continue;
+        kv->seqs[i] &= ~bit;
+        if (!kv->seqs[i])
+            kv->pos[i] = -1;
+    }
+    kv_shrink_scan(kv);
+}
+
+int strix_kv_seq_pos_max(const strix_context *c, int seq)
+{
+    if (!c || !seq_ok(c, seq))
+        return -1;
+    const uint64_t bit = (uint64_t)1 << seq;
+    int32_t best = -1;
+    for (int i = 0; i < c->kv.n_scan; i++)
+        if ((c->kv.seqs[i] & bit) && c->kv.pos[i] > best)
+            best = c->kv.pos[i];
+    return best;
+}
+
+int strix_kv_seq_rm(strix_context *c, int seq, int p0, int p1)
+{
+    if (!c || (seq >= 0 && !seq_ok(c, seq)) || p0 < 0)
+        return STRIX_ERR_ARG;
+    kv_remove(&c->kv, seq, p0, p1 < 0 ? INT32_MAX : p1);
+    return STRIX_OK;
+}
+
+int strix_kv_seq_cp(strix_context *c, int src, int dst, int p0, int p1)
+{
+    if (!c || !seq_ok(c, src) || !seq_ok(c, dst) || p0 < 0)
+        return STRIX_ERR_ARG;
+    if (src == dst)
+        return STRIX_OK;
+    const int32_t hi = p1 < 0 ? INT32_MAX : p1;
+    const uint64_t sb = (uint64_t)1 << src, db = (uint64_t)1 << dst;
+    for (int i = 0; i < c->kv.n_scan; i++)
+        if ((c->kv.seqs[i] & sb) && c->kv.pos[i] >= p0 && c->kv.pos[i] < hi)
+            c->kv.seqs[i] |= db;
+    return STRIX_OK;
+}
+
+int strix_kv_seq_keep(strix_context *c, int seq)
+{
+    if (!c || !seq_ok(c, seq))
+        return STRIX_ERR_ARG;
+    const uint64_t bit = (uint64_t)1 << seq;
+    for (int i = 0; i < c->kv.n_scan; i++) {
+        c->kv.seqs[i] &= bit;
+        if (!c->kv.seqs[i])
+            c->kv.pos[i] = -1;
+    }
+    kv_shrink_scan(&c->kv);
+    return STRIX_OK;
+}
+
 int strix_kv_len(const strix_context *c)
 {
-    return c->kv_len;
+    return strix_kv_seq_pos_max(c, 0) + 1;
 }
 
 int strix_kv_truncate(strix_context *c, int p, strix_error *err)
 {
     if (p < 0)
         return err_set(err, STRIX_ERR_ARG, "negative position %d", p);
-    if (p < c->kv_len)
-        c->kv_len = p;
+    kv_remove(&c->kv, 0, p, INT32_MAX);
     return STRIX_OK;
 }
 
-/* ---- matrix multiplication: y (n, rows) = x (n, cols) * W^T ----
- *
- * One job may hold several weights that read the same input (q, k and v;
- * gate and up): their rows are split over the threads as one range, so a
- * token costs one wake-up of the pool per group instead of one per weight.
- */
+/* ---- decoding ---- */
 
-#define MATMUL_MAX 3
-
-struct matmul_job {
-    strix_context *c;
-    int n_w;
-    const struct tensor *w[MATMUL_MAX];
-    float *y[MATMUL_MAX]; /* (n, rows of w[i]) */
-    const float *x;       /* (n, cols) */
-    int n;
-    int accumulate; /* y += instead of y = */
-};
-
-static void matmul_rows(const struct matmul_job *j, int i, int r0, int r1, float *tmp)
+int strix_decode_batch(strix_context *c, const strix_batch *b, strix_error *err)
 {
-    const struct tensor *w = j->w[i];
-    const int rows = (int)w->ne[1], cols = (int)w->ne[0];
-    const dtype_dequant_fn deq = dtype_get(w->type)->dequantize;
-    for (int r = r0; r < r1; r++) {
-        const uint8_t *src = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
-        const float *wr;
-        if (w->type == DTYPE_F32) {
-            wr = (const float *)src;
-        } else {
-            deq(src, tmp, cols);
-            wr = tmp;
-        }
-        int t = 0;
-        float s[4];
-        for (; t + 4 <= j->n; t += 4) {
-            const float *x = j->x + (size_t)t * (size_t)cols;
-            kern_dot_f32_x4(cols, wr, x, x + cols, x + 2 * cols, x + 3 * cols, s);
-            for (int k = 0; k < 4; k++) {
-                float *dst = j->y[i] + (size_t)(t + k) * (size_t)rows + r;
-                *dst = j->accumulate ? *dst + s[k] : s[k];
-            }
-        }
-        for (; t < j->n; t++) {
-            s[0] = kern_dot_f32(cols, wr, j->x + (size_t)t * (size_t)cols);
-            float *dst = j->y[i] + (size_t)t * (size_t)rows + r;
-            *dst = j->accumulate ? *dst + s[0] : s[0];
-        }
-    }
-}
-
-static void matmul_worker(void *arg, int ith, int nth)
-{
-    const struct matmul_job *j = arg;
-    int64_t total = 0;
-    for (int i = 0; i < j->n_w; i++)
-        total += j->w[i]->ne[1];
-    /* this thread's share of the concatenated rows, mapped back per weight */
-    const int64_t g0 = total * ith / nth, g1 = total * (ith + 1) / nth;
-    float *tmp = j->c->row + (size_t)ith * (size_t)j->c->max_row;
-    int64_t base = 0;
-    for (int i = 0; i < j->n_w; i++) {
-        const int64_t rows = j->w[i]->ne[1];
-        const int64_t r0 = g0 > base ? g0 - base : 0, r1 = g1 - base < rows ? g1 - base : rows;
-        if (r0 < r1)
-            matmul_rows(j, i, (int)r0, (int)r1, tmp);
-        base += rows;
-    }
-}
-
-static void run_matmul(strix_context *c, struct matmul_job *j)
-{
-    /* small products are not worth waking threads for */
-    int64_t work = 0;
-    for (int i = 0; i < j->n_w; i++)
-        work += j->w[i]->ne[0] * j->w[i]->ne[1] * j->n;
-    pool_run_n(c->pool, matmul_worker, j, work < 32768 ? 1 : c->n_threads);
-}
-
-static void matmul(strix_context *c, const struct tensor *w, const float *x, float *y, int n,
-                   int accumulate)
-{
-    struct matmul_job j = {
-        .c = c, .n_w = 1, .w = {w}, .y = {y}, .x = x, .n = n, .accumulate = accumulate};
-    run_matmul(c, &j);
-}
-
-/* ---- attention ---- */
-
-struct attn_job {
-    strix_context *c;
-    int layer, n, pos0;
-};
-
-/* One (token, head) pair per work item: causal attention over positions
- * 0..pos of the cache, written into xb. */
-static void attn_worker(void *arg, int ith, int nth)
-{
-    const struct attn_job *j = arg;
-    strix_context *c = j->c;
+    err_clear(err);
+    if (!c || !b)
+        return err_set(err, STRIX_ERR_ARG, "context or batch is NULL");
     const struct hparams *hp = &c->model->hp;
-    const int hd = hp->head_dim, kv_dim = hp->n_head_kv * hd, q_dim = hp->n_head * hd;
-    const int group = hp->n_head / hp->n_head_kv;
-    const float scale = 1.0f / sqrtf((float)hd);
-    const size_t layer_off = (size_t)j->layer * (size_t)c->n_ctx * (size_t)kv_dim;
-    float *att = c->att + (size_t)ith * (size_t)c->n_ctx;
-    const int items = j->n * hp->n_head;
-    for (int it = ith; it < items; it += nth) {
-        const int t = it / hp->n_head, h = it % hp->n_head;
-        const int pos = j->pos0 + t;
-        const float *q = c->q + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd;
-        const int kvh = h / group;
-        for (int p = 0; p <= pos; p++) {
-            const float *k =
-                c->k_cache + layer_off + (size_t)p * (size_t)kv_dim + (size_t)kvh * (size_t)hd;
-            att[p] = kern_dot_f32(hd, q, k) * scale;
+    const int n = b->n;
+    if (!b->token || !b->pos || n <= 0)
+        return err_set(err, STRIX_ERR_ARG, "no tokens to decode");
+    if (n > c->n_batch)
+        return err_set(err, STRIX_ERR_ARG, "%d tokens exceed the batch size %d", n, c->n_batch);
+    /* per sequence: the first position in the batch and the next expected */
+    int32_t first[STRIX_SEQ_MAX], next[STRIX_SEQ_MAX];
+    for (int s = 0; s < c->n_seq_max; s++)
+        first[s] = next[s] = -1;
+    for (int i = 0; i < n; i++) {
+        const int s = b->seq ? b->seq[i] : 0;
+        const int32_t p = b->pos[i];
+        if (!seq_ok(c, s))
+            return err_set(err, STRIX_ERR_ARG, "token %d: sequence %d is out of range [0, %d)", i,
+                           s, c->n_seq_max);
+        if (b->token[i] < 0 || b->token[i] >= hp->n_vocab)
+            return err_set(err, STRIX_ERR_ARG, "token id %d is out of range [0, %d)",
+                           b->token[i], hp->n_vocab);
+        if (p < 0 || p >= c->n_ctx)
+            return err_set(err, STRIX_ERR_ARG, "position %d is outside the context size %d", p,
+                           c->n_ctx);
+        if (first[s] < 0) {
+            const int32_t held = strix_kv_seq_pos_max(c, s) + 1;
+            if (p > held)
+                return err_set(err, STRIX_ERR_ARG,
+                               "position %d leaves a gap after sequence %d's cache (%d)", p, s,
+                               held);
+            first[s] = p;
+        } else if (p != next[s]) {
+            return err_set(err, STRIX_ERR_ARG, "positions must be consecutive (token %d)", i);
         }
-        kern_softmax(att, pos + 1);
-        float *out = c->xb + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd;
-        memset(out, 0, (size_t)hd * sizeof(float));
-        for (int p = 0; p <= pos; p++) {
-            const float *v =
-                c->v_cache + layer_off + (size_t)p * (size_t)kv_dim + (size_t)kvh * (size_t)hd;
-            const float a = att[p];
-            for (int i = 0; i < hd; i++)
-                out[i] += a * v[i];
-        }
+        next[s] = p + 1;
     }
-}
-
-/* ---- the forward pass ---- */
-
-static void forward(strix_context *c, const strix_token *tokens, int n, int pos0)
-{
-    const strix_model *m = c->model;
-    const struct hparams *hp = &m->hp;
-    const int embd = hp->n_embd, hd = hp->head_dim;
-    const int q_dim = hp->n_head * hd, kv_dim = hp->n_head_kv * hd, ff = hp->n_ff;
-    const dtype_dequant_fn emb_deq = dtype_get(m->tok_embd.type)->dequantize;
-    STRIX_ASSERT(n >= 1 && n <= c->n_batch && pos0 + n <= c->n_ctx); /* checked by strix_decode */
-
-    for (int t = 0; t < n; t++)
-        emb_deq((const uint8_t *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes,
-                c->x + (size_t)t * (size_t)embd, embd);
-
-    for (int l = 0; l < hp->n_layer; l++) {
-        const struct layer *L = &m->layers[l];
-        for (int t = 0; t < n; t++)
-            kern_rmsnorm(c->xb + (size_t)t * (size_t)embd, c->x + (size_t)t * (size_t)embd,
-                         L->attn_norm.data, embd, hp->norm_eps);
-        struct matmul_job qkv = {.c = c,
-                                 .n_w = 3,
-                                 .w = {&L->wq, &L->wk, &L->wv},
-                                 .y = {c->q, c->k, c->v},
-                                 .x = c->xb,
-                                 .n = n};
-        run_matmul(c, &qkv);
-        const size_t layer_off = (size_t)l * (size_t)c->n_ctx * (size_t)kv_dim;
-        for (int t = 0; t < n; t++) {
-            const int pos = pos0 + t;
-            for (int h = 0; h < hp->n_head; h++)
-                kern_rope(c->q + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd, hp->n_rot, pos,
-                          hp->rope_freq_base, hp->rope_neox);
-            for (int h = 0; h < hp->n_head_kv; h++)
-                kern_rope(c->k + (size_t)t * (size_t)kv_dim + (size_t)h * (size_t)hd, hp->n_rot,
-                          pos, hp->rope_freq_base, hp->rope_neox);
-            memcpy(c->k_cache + layer_off + (size_t)pos * (size_t)kv_dim,
-                   c->k + (size_t)t * (size_t)kv_dim, (size_t)kv_dim * sizeof(float));
-            memcpy(c->v_cache + layer_off + (size_t)pos * (size_t)kv_dim,
-                   c->v + (size_t)t * (size_t)kv_dim, (size_t)kv_dim * sizeof(float));
-        }
-        struct attn_job aj = {c, l, n, pos0};
-        pool_run_n(c->pool, attn_worker, &aj,
-                   (int64_t)n * hp->n_head * (pos0 + n) < 4096 ? 1 : c->n_threads);
-        matmul(c, &L->wo, c->xb, c->x, n, 1);
-
-        for (int t = 0; t < n; t++)
-            kern_rmsnorm(c->xb + (size_t)t * (size_t)embd, c->x + (size_t)t * (size_t)embd,
-                         L->ffn_norm.data, embd, hp->norm_eps);
-        struct matmul_job ffn = {.c = c,
-                                 .n_w = 2,
-                                 .w = {&L->w_gate, &L->w_up},
-                                 .y = {c->hb, c->hb2},
-                                 .x = c->xb,
-                                 .n = n};
-        run_matmul(c, &ffn);
-        for (int t = 0; t < n; t++)
-            kern_silu_mul(c->hb + (size_t)t * (size_t)ff, c->hb2 + (size_t)t * (size_t)ff, ff);
-        matmul(c, &L->w_down, c->hb, c->x, n, 1);
-    }
-
-    /* final norm and logits, only for the tokens that want them */
-    int n_keep = 0;
-    for (int t = 0; t < n; t++) {
-        if (c->logit_slot[t] < 0)
+    /* the batch replaces what its sequences held from its first position on;
+     * windowed models also drop what no token can see any more */
+    const int all_windowed = hp->n_swa > 0 && hp->swa_dense_every == 0;
+    for (int s = 0; s < c->n_seq_max; s++) {
+        if (first[s] < 0)
             continue;
-        kern_rmsnorm(c->xb + (size_t)n_keep * (size_t)embd, c->x + (size_t)t * (size_t)embd,
-                     m->output_norm.data, embd, hp->norm_eps);
-        n_keep++;
+        kv_remove(&c->kv, s, first[s], INT32_MAX);
+        if (all_windowed && first[s] - hp->n_swa + 1 > 0)
+            kv_remove(&c->kv, s, 0, first[s] - hp->n_swa + 1);
     }
-    if (n_keep > 0)
-        matmul(c, &m->output, c->xb, c->logits, n_keep, 0);
+    /* give every token a free cell, lowest first */
+    int cell = 0;
+    for (int i = 0; i < n; i++) {
+        while (cell < c->kv.size && c->kv.pos[cell] >= 0)
+            cell++;
+        if (cell == c->kv.size) {
+            for (int k = 0; k < i; k++) {
+                c->kv.pos[c->tok_cell[k]] = -1;
+                c->kv.seqs[c->tok_cell[k]] = 0;
+            }
+            kv_shrink_scan(&c->kv);
+            return err_set(err, STRIX_ERR_ARG, "the KV cache is full (%d cells)", c->kv.size);
+        }
+        c->tok_cell[i] = cell;
+        c->tok_pos[i] = b->pos[i];
+        c->tok_seq[i] = b->seq ? b->seq[i] : 0;
+        c->kv.pos[cell] = b->pos[i];
+        c->kv.seqs[cell] = (uint64_t)1 << c->tok_seq[i];
+        if (cell + 1 > c->kv.n_scan)
+            c->kv.n_scan = cell + 1;
+    }
+    int n_keep = 0;
+    for (int i = 0; i < n; i++) {
+        const int keep = b->logits ? b->logits[i] != 0 : i == n - 1;
+        c->logit_slot[i] = keep ? n_keep++ : -1;
+    }
+    c->n_tok = n;
+    forward(c, b->token);
+    c->n_out = n;
+    return STRIX_OK;
 }
 
 int strix_decode(strix_context *c, const strix_token *tokens, const int32_t *pos, int n,
                  const int8_t *want_logits, strix_error *err)
 {
     err_clear(err);
-    const struct hparams *hp = &c->model->hp;
-    if (!tokens || n <= 0)
+    if (!c || !tokens || n <= 0)
         return err_set(err, STRIX_ERR_ARG, "no tokens to decode");
     if (n > c->n_batch)
         return err_set(err, STRIX_ERR_ARG, "%d tokens exceed the batch size %d", n, c->n_batch);
-    const int pos0 = pos ? pos[0] : c->kv_len;
-    if (pos0 < 0 || pos0 > c->kv_len)
-        return err_set(err, STRIX_ERR_ARG, "position %d leaves a gap after the cache (%d)", pos0,
-                       c->kv_len);
-    if (pos0 + n > c->n_ctx)
-        return err_set(err, STRIX_ERR_ARG, "positions up to %d exceed the context size %d",
-                       pos0 + n, c->n_ctx);
-    for (int i = 0; i < n; i++) {
-        if (pos && pos[i] != pos0 + i)
-            return err_set(err, STRIX_ERR_ARG, "positions must be consecutive (token %d)", i);
-        if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
-            return err_set(err, STRIX_ERR_ARG, "token id %d is out of range [0, %d)", tokens[i],
-                           hp->n_vocab);
+    int32_t *p = c->tok_pos; /* reused as the position list; decode_batch copies it first */
+    int32_t local[1];
+    if (!pos) {
+        const int32_t p0 = strix_kv_len(c);
+        if (p0 + n > c->n_ctx)
+            return err_set(err, STRIX_ERR_ARG, "positions up to %d exceed the context size %d",
+                           p0 + n, c->n_ctx);
+        (void)local;
+        pos = p;
+        for (int i = 0; i < n; i++)
+            p[i] = p0 + i;
     }
-    int n_keep = 0;
-    for (int i = 0; i < n; i++) {
-        const int keep = want_logits ? want_logits[i] != 0 : i == n - 1;
-        c->logit_slot[i] = keep ? n_keep++ : -1;
-    }
-    c->kv_len = pos0;
-    forward(c, tokens, n, pos0);
-    c->kv_len = pos0 + n;
-    c->n_out = n;
-    return STRIX_OK;
+    strix_batch b = {n, tokens, pos, NULL, want_logits};
+    return strix_decode_batch(c, &b, err);
 }
 
 const float *strix_get_logits(const strix_context *c, int i)

@@ -1,11 +1,17 @@
 /*
- * kernels.c - scalar reference kernels (see kernels.h). Summation orders are
- * fixed so results are reproducible across thread counts and batch sizes.
+ * kernels.c - scalar reference kernels and the choice of instruction set
+ * (see kernels.h). Summation orders are fixed so results are reproducible
+ * across thread counts and batch sizes.
  */
+#define _POSIX_C_SOURCE 200809L
 #include "kernels.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "dtype.h"
 
 /* The fixed order in which the 8 lanes of a dot product are added. */
 static inline float reduce8(const float *a)
@@ -13,7 +19,7 @@ static inline float reduce8(const float *a)
     return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
 
-float kern_dot_f32(int n, const float *w, const float *x)
+static float ref_dot_f32(int n, const float *w, const float *x)
 {
     float acc[8] = {0};
     int i = 0;
@@ -44,9 +50,9 @@ static inline float reduce_v(v4f lo, v4f hi)
     return ((lo[0] + lo[1]) + (lo[2] + lo[3])) + ((hi[0] + hi[1]) + (hi[2] + hi[3]));
 }
 
-void kern_dot_f32_x4(int n, const float *restrict w, const float *restrict x0,
-                     const float *restrict x1, const float *restrict x2, const float *restrict x3,
-                     float *restrict s)
+static void ref_dot_f32_x4(int n, const float *restrict w, const float *restrict x0,
+                           const float *restrict x1, const float *restrict x2,
+                           const float *restrict x3, float *restrict s)
 {
     v4f a0 = {0}, b0 = {0}, a1 = {0}, b1 = {0}, a2 = {0}, b2 = {0}, a3 = {0}, b3 = {0};
     int i = 0;
@@ -116,4 +122,191 @@ void kern_silu_mul(float *a, const float *b, int n)
         const float x = a[i];
         a[i] = x / (1.0f + expf(-x)) * b[i];
     }
+}
+
+static void ref_axpy(int n, float a, const float *x, float *y)
+{
+    for (int i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
+/* ---- reference matrix products ---- */
+
+static void ref_mm_f32(uint32_t type, int cols, const uint8_t *w, size_t w_stride, int r0, int r1,
+                       const void *a, size_t a_stride, int n, float *y, size_t ldy,
+                       int accumulate);
+
+static void ref_mm_vec_dot(uint32_t type, int cols, const uint8_t *w, size_t w_stride, int r0,
+                           int r1, const void *a, size_t a_stride, int n, float *y, size_t ldy,
+                           int accumulate)
+{
+    const dtype_vec_dot_fn dot = dtype_get(type)->vec_dot;
+    for (int r = r0; r < r1; r++)
+        for (int t = 0; t < n; t++) {
+            const float s = dot(cols, w + (size_t)r * w_stride, (const uint8_t *)a + (size_t)t * a_stride);
+            float *dst = y + (size_t)t * ldy + r;
+            *dst = accumulate ? *dst + s : s;
+        }
+}
+
+static const struct kern_isa isa_scalar = {
+    .name = "scalar",
+    .dot_f32 = ref_dot_f32,
+    .dot_f32_x4 = ref_dot_f32_x4,
+    .axpy = ref_axpy,
+    .mm = {[DTYPE_F32] = {DTYPE_F32, ref_mm_f32}},
+};
+
+/* ---- choosing the instruction set ---- */
+
+#if defined(__x86_64__) && defined(__GNUC__)
+extern const struct kern_isa kern_isa_avx2, kern_isa_avx512;
+static int has_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
+}
+static int has_avx512(void)
+{
+    return has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
+           __builtin_cpu_supports("avx512dq");
+}
+#endif
+
+static const struct kern_isa *isa = &isa_scalar; /* usable before kern_init */
+static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
+
+const struct kern_isa *kern_isa_get(const char *name)
+{
+    if (strcmp(name, "scalar") == 0)
+        return &isa_scalar;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (strcmp(name, "avx2") == 0 && has_avx2())
+        return &kern_isa_avx2;
+    if (strcmp(name, "avx512") == 0 && has_avx512())
+        return &kern_isa_avx512;
+#endif
+    return NULL;
+}
+
+static const struct kern_isa *isa_auto(void)
+{
+    const char *env = getenv("STRIX_KERNELS");
+    if (env && *env) {
+        const struct kern_isa *forced = kern_isa_get(env);
+        if (forced)
+            return forced;
+    }
+    const char *order[] = {"avx512", "avx2"};
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        const struct kern_isa *k = kern_isa_get(order[i]);
+        if (k)
+            return k;
+    }
+    return &isa_scalar;
+}
+
+/* Reference products of the block types, from the type table's dot. */
+static struct kern_mm generic[64];
+
+static void isa_pick(void)
+{
+    for (uint32_t t = 0; t < 64; t++) {
+        const struct dtype_traits *tr = dtype_get(t);
+        if (tr && tr->vec_dot) {
+            generic[t].act_type = tr->vec_dot_type;
+            generic[t].run = ref_mm_vec_dot;
+        }
+    }
+    isa = isa_auto();
+}
+
+void kern_init(void)
+{
+    pthread_once(&isa_once, isa_pick);
+}
+
+const struct kern_isa *kern_isa_active(void)
+{
+    return isa;
+}
+
+void kern_isa_set(const struct kern_isa *k)
+{
+    kern_init();
+    isa = k ? k : isa_auto();
+}
+
+/* ---- entry points ---- */
+
+float kern_dot_f32(int n, const float *w, const float *x)
+{
+    return isa->dot_f32(n, w, x);
+}
+
+void kern_dot_f32_x4(int n, const float *restrict w, const float *restrict x0,
+                     const float *restrict x1, const float *restrict x2, const float *restrict x3,
+                     float *restrict s)
+{
+    isa->dot_f32_x4(n, w, x0, x1, x2, x3, s);
+}
+
+void kern_axpy(int n, float a, const float *x, float *y)
+{
+    isa->axpy(n, a, x, y);
+}
+
+/* One row against tokens four at a time, with the set's own dot products
+ * (so the four-token form equals the one-token form bit for bit). */
+static void ref_mm_f32(uint32_t type, int cols, const uint8_t *w, size_t w_stride, int r0, int r1,
+                       const void *a, size_t a_stride, int n, float *y, size_t ldy, int accumulate)
+{
+    (void)type;
+    const size_t as = a_stride / sizeof(float);
+    const float *x = a;
+    for (int r = r0; r < r1; r++) {
+        const float *wr = (const float *)(w + (size_t)r * w_stride);
+        int t = 0;
+        float s[4];
+        for (; t + 4 <= n; t += 4) {
+            const float *xt = x + (size_t)t * as;
+            kern_dot_f32_x4(cols, wr, xt, xt + as, xt + 2 * as, xt + 3 * as, s);
+            for (int k = 0; k < 4; k++) {
+                float *dst = y + (size_t)(t + k) * ldy + r;
+                *dst = accumulate ? *dst + s[k] : s[k];
+            }
+        }
+        for (; t < n; t++) {
+            const float v = kern_dot_f32(cols, wr, x + (size_t)t * as);
+            float *dst = y + (size_t)t * ldy + r;
+            *dst = accumulate ? *dst + v : v;
+        }
+    }
+}
+
+const struct kern_mm *kern_mm_for(uint32_t t)
+{
+    if (t >= 64)
+        return NULL;
+    if (isa->mm[t].run)
+        return &isa->mm[t];
+    if (isa_scalar.mm[t].run)
+        return &isa_scalar.mm[t];
+    return generic[t].run ? &generic[t] : NULL; /* filled by kern_init */
+}
+
+size_t kern_act_row_bytes(uint32_t act_type, int cols)
+{
+    return act_type == DTYPE_F32 ? (size_t)cols * sizeof(float) : dtype_row_size(act_type, cols);
+}
+
+void kern_act_quantize(uint32_t act_type, const float *x, void *dst, int cols)
+{
+    if (act_type < 64 && isa->act_quantize[act_type]) {
+        isa->act_quantize[act_type](x, dst, cols);
+        return;
+    }
+    dtype_get(act_type)->quantize(x, dst, cols);
 }

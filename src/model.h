@@ -39,6 +39,9 @@ struct hparams {
     int n_vocab, n_embd, n_ff, n_layer, n_head, n_head_kv, head_dim, n_rot, n_ctx_train;
     int rope_neox;
     float rope_freq_base;
+    int n_swa;           /* sliding-window length, 0: every layer sees all */
+    int swa_dense_every; /* with n_swa: layers l with l % k == k - 1 see all;
+                            0: every layer is windowed */
     float norm_eps;
 };
 
@@ -61,6 +64,16 @@ struct strix_model {
 };
 
 const struct vocab *model_vocab(const strix_model *m);
+
+/* The attention window of layer l: 0 for full attention. */
+static inline int hp_layer_window(const struct hparams *hp, int l)
+{
+    if (hp->n_swa <= 0)
+        return 0;
+    if (hp->swa_dense_every > 0 && l % hp->swa_dense_every == hp->swa_dense_every - 1)
+        return 0;
+    return hp->n_swa;
+}
 
 /*
  * The weight slots of the architecture, in GGUF naming order: slot i has a

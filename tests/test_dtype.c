@@ -168,8 +168,9 @@ static void test_model_types(void)
 {
     const char *types[] = {"F16", "BF16", "Q8_0", "Q4_0"};
     /* max |logit difference| allowed against F32, and the share of positions
-     * whose argmax must agree */
-    const float tol[] = {0.02f, 0.3f, 0.3f, 10.0f};
+     * whose argmax must agree; Q8_0 and Q4_0 products also round the
+     * activations to int8 blocks, as llama.cpp's do */
+    const float tol[] = {0.02f, 0.3f, 1.0f, 10.0f};
     const float agree_min[] = {1.0f, 0.9f, 0.9f, 0.6f};
     char mp[4096], vp[4096];
     snprintf(mp, sizeof mp, "%s", test_path("stories3M-q80.bin"));

@@ -62,7 +62,7 @@ static void compare(strix_model *m, const char *model, const char *ids_file,
             int a = 0, b = 0;
             for (int j = 0; j < nv; j++) {
                 const float d = fabsf(got[j] - want_row[j]);
-                maxd = fmaxf(maxd, d);
+                maxd = d > maxd || d != d ? d : maxd; /* a NaN must not hide */
                 sumd += d;
                 a = got[j] > got[a] ? j : a;
                 b = want_row[j] > want_row[b] ? j : b;

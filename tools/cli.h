@@ -18,6 +18,9 @@
 #define CLI_NORETURN __attribute__((noreturn, format(printf, 1, 2)))
 #else
 #define CLI_NORETURN
+/* Commands that live in their own files. */
+int cmd_bench(int argc, char **argv);
+
 #endif
 
 /* Prints "strix: <message>" on stderr and exits with status 1. */
@@ -58,6 +61,7 @@ void sampling_opts(struct opts *o, int n_vocab);
 void print_probs(const strix_model *m, const strix_sampler *s, int n_probs);
 
 /* Commands that live in their own files. */
+int cmd_bench(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 

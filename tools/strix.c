@@ -195,75 +195,6 @@ static int cmd_synth(int argc, char **argv)
     return 0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Prompt processing (a batch of n_prompt tokens) and generation (n_gen tokens
- * one at a time, from an empty cache), repeated; prints the median, min and
- * max of each. The same tests as llama.cpp's llama-bench -p/-n. */
-static int cmd_bench(int argc, char **argv)
-{
-    struct opts o;
-    parse_opts(argc, argv, &o, " m vocab t c n p-tokens reps ");
-    const int n_gen = o.n_predict < 0 ? 128 : o.n_predict, n_pp = o.bench_pp;
-    const int reps = o.bench_reps;
-    strix_model *m = load_model(&o, 0);
-    struct strix_context_params cp = strix_context_default_params();
-    cp.n_threads = o.n_threads;
-    cp.n_ctx = n_pp + n_gen + 1;
-    cp.n_batch = n_pp > 0 ? n_pp : 1;
-    strix_context *ctx;
-    strix_error err;
-    if (strix_context_create(m, &cp, &ctx, &err))
-        die("%s", err.msg);
-    struct strix_model_info in;
-    strix_model_get_info(m, &in);
-    const int nv = in.n_vocab;
-    strix_token *ids = malloc((size_t)(n_pp > 0 ? n_pp : 1) * sizeof *ids);
-    if (!ids)
-        die("out of memory");
-    for (int i = 0; i < n_pp; i++)
-        ids[i] = (strix_token)((i * 7919 + 13) % nv);
-    double *pp = calloc((size_t)reps, sizeof *pp), *tg = calloc((size_t)reps, sizeof *tg);
-    if (!pp || !tg)
-        die("out of memory");
-    for (int r = 0; r < reps; r++) {
-        strix_kv_truncate(ctx, 0, NULL);
-        double t0 = now();
-        if (n_pp > 0 && strix_decode(ctx, ids, NULL, n_pp, NULL, &err))
-            die("decode: %s", err.msg);
-        strix_kv_truncate(ctx, 0, NULL); /* generation starts from an empty cache */
-        double t1 = now();
-        strix_token tok = ids[0];
-        for (int i = 0; i < n_gen; i++) {
-            if (strix_decode(ctx, &tok, NULL, 1, NULL, &err))
-                die("decode: %s", err.msg);
-            tok = (strix_token)((tok * 31 + 7) % nv);
-        }
-        double t2 = now();
-        pp[r] = n_pp / (t1 - t0 > 0 ? t1 - t0 : 1e-9);
-        tg[r] = n_gen / (t2 - t1 > 0 ? t2 - t1 : 1e-9);
-    }
-    qsort(pp, (size_t)reps, sizeof *pp, cmp_double);
-    qsort(tg, (size_t)reps, sizeof *tg, cmp_double);
-    printf("model %s, %d threads, %d reps\n", o.model, o.n_threads ? o.n_threads : 0, reps);
-    if (n_pp > 0)
-        printf("pp%-5d %10.1f tok/s (min %.1f, max %.1f)\n", n_pp, pp[reps / 2], pp[0],
-               pp[reps - 1]);
-    if (n_gen > 0)
-        printf("tg%-5d %10.1f tok/s (min %.1f, max %.1f)\n", n_gen, tg[reps / 2], tg[0],
-               tg[reps - 1]);
-    free(pp);
-    free(tg);
-    free(ids);
-    strix_context_free(ctx);
-    strix_model_free(m);
-    return 0;
-}
-
 static void usage(FILE *f)
 {
     fprintf(
@@ -283,7 +214,8 @@ static void usage(FILE *f)
         "  convert   -m MODEL [--vocab TOKENIZER.bin] -o OUT.gguf [--type F32|F16|BF16|Q8_0|Q4_0]\n"
         "  synth     [-m VOCAB.gguf] -o OUT.gguf [--dim N] [--ff N] [--layers N] [--heads N]\n"
         "            [--kv-heads N] [-c N_CTX] [--seed S] [--type T]   (random weights)\n"
-        "  bench     -m MODEL [--vocab TOKENIZER.bin] [--p-tokens N] [-n N] [--reps R] [-t T]\n"
+        "  bench     [-m MODEL[,MODEL]] [-p N[,N]] [-n N[,N]] [-t T[,T]] [-r REPS] [-o md|json]\n"
+        "            [--vocab TOKENIZER.bin]   (like llama-bench: pp N, tg N, median t/s)\n"
         "Without -m, the bundled model %s is used. Sampling defaults (llama.cpp's):\n"
         "--temp 0.8 --top-k 40 --top-p 0.95 --min-p 0.05, a random seed; --temp 0 is greedy.\n"
         "-n -1 (the default) generates until EOS, BOS (story models) or a full context.\n",

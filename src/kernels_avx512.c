@@ -1,0 +1,485 @@
+/*
+ * kernels_avx512.c - the avx512 instruction set's kernels (see kernels.h). This
+ * file alone is compiled with the set's flags; kernels.c calls into it only
+ * after checking the CPU supports the set.
+ */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#include "dtype.h"
+#include "kernels.h"
+
+/*
+ * Dot products of one weight row with NT token rows. Each token has four
+ * accumulators of 16 lanes; after the loop they are added in a fixed order
+ * and the tail is added one element at a time, so the result for a token
+ * does not depend on NT: the four-token form equals the one-token form.
+ */
+static inline __attribute__((always_inline)) void dot_nt(int n, const float *w,
+                                                         const float *const *x, int nt, float *s)
+{
+    __m512 acc[4][4];
+    for (int t = 0; t < nt; t++)
+        for (int k = 0; k < 4; k++)
+            acc[t][k] = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 4 * 16 <= n; i += 4 * 16) {
+        for (int k = 0; k < 4; k++) {
+            const __m512 wv = _mm512_loadu_ps(w + i + k * 16);
+            for (int t = 0; t < nt; t++)
+                acc[t][k] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x[t] + i + k * 16), acc[t][k]);
+        }
+    }
+    for (; i + 16 <= n; i += 16) {
+        const __m512 wv = _mm512_loadu_ps(w + i);
+        for (int t = 0; t < nt; t++)
+            acc[t][0] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x[t] + i), acc[t][0]);
+    }
+    for (int t = 0; t < nt; t++) {
+        float r = _mm512_reduce_add_ps(acc[t][0]) + _mm512_reduce_add_ps(acc[t][1]) + (_mm512_reduce_add_ps(acc[t][2]) + _mm512_reduce_add_ps(acc[t][3]));
+        for (int j = i; j < n; j++)
+            r += w[j] * x[t][j];
+        s[t] = r;
+    }
+}
+
+static float dot_f32(int n, const float *w, const float *x)
+{
+    float s;
+    dot_nt(n, w, &x, 1, &s);
+    return s;
+}
+
+static void dot_f32_x4(int n, const float *restrict w, const float *restrict x0,
+                       const float *restrict x1, const float *restrict x2,
+                       const float *restrict x3, float *restrict s)
+{
+    const float *x[4] = {x0, x1, x2, x3};
+    dot_nt(n, w, x, 4, s);
+}
+
+static void axpy(int n, float a, const float *x, float *y)
+{
+    const __m512 av = _mm512_set1_ps(a);
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] += a * x[i];
+}
+
+
+/* ---- matrix products: R rows x T tokens per tile ----
+ *
+ * Every (row, token) pair has one accumulator, updated block by block in the
+ * same order whatever the tile's shape, then reduced in a fixed order: a
+ * product computed in a 4x4 tile equals the same product computed alone, so
+ * batches and single tokens agree bit for bit.
+ */
+
+#define TILE 4
+#define AI static inline __attribute__((always_inline))
+
+AI void put(float *y, size_t ldy, int r, int t, float v, int accumulate)
+{
+    float *dst = y + (size_t)t * ldy + r;
+    *dst = accumulate ? *dst + v : v;
+}
+
+/* Loads 16 weights of a float type as f32. */
+AI __m512 load_f32w(const float *p)
+{
+    return _mm512_loadu_ps(p);
+}
+AI __m512 load_f16w(const uint16_t *p)
+{
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+AI __m512 load_bf16w(const uint16_t *p)
+{
+    return _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+}
+AI __m512 loadm_f32w(const float *p, __mmask16 m)
+{
+    return _mm512_maskz_loadu_ps(m, p);
+}
+AI __m512 loadm_f16w(const uint16_t *p, __mmask16 m)
+{
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+}
+AI __m512 loadm_bf16w(const uint16_t *p, __mmask16 m)
+{
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+}
+
+/* A tile over float weights (f32, f16 or bf16 rows) and f32 activations. */
+#define FLOAT_TILE(NAME, WT, LOAD, LOADM)                                                        \
+    AI void NAME(int cols, const uint8_t *w, size_t ws, int r0, int R, const float *x, size_t xs, \
+                 int t0, int T, float *y, size_t ldy, int accumulate)                             \
+    {                                                                                             \
+        __m512 acc[TILE][TILE];                                                                   \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                                               \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                                           \
+                acc[r][t] = _mm512_setzero_ps();                                                  \
+        const WT *wr[TILE];                                                                       \
+        const float *xt[TILE];                                                                    \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                                               \
+            wr[r] = (const WT *)(w + (size_t)(r0 + r) * ws);                                      \
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                                               \
+            xt[t] = x + (size_t)(t0 + t) * xs;                                                    \
+        int i = 0;                                                                                \
+        for (; i + 16 <= cols; i += 16) {                                                         \
+            __m512 xv[TILE];                                                                      \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                                           \
+                xv[t] = _mm512_loadu_ps(xt[t] + i);                                               \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                                                         \
+                const __m512 wv = LOAD(wr[r] + i);                                                \
+                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                                       \
+                    acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);                            \
+            }                                                                                     \
+        }                                                                                         \
+        if (i < cols) {                                                                           \
+            const __mmask16 m = (__mmask16)((1u << (cols - i)) - 1);                              \
+            __m512 xv[TILE];                                                                      \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                                           \
+                xv[t] = _mm512_maskz_loadu_ps(m, xt[t] + i);                                      \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                                                         \
+                const __m512 wv = LOADM(wr[r] + i, m);                                            \
+                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                                       \
+                    acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);                            \
+            }                                                                                     \
+        }                                                                                         \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                                               \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                                           \
+                put(y, ldy, r0 + r, t0 + t, _mm512_reduce_add_ps(acc[r][t]), accumulate);         \
+    }
+
+FLOAT_TILE(tile_f32, float, load_f32w, loadm_f32w)
+FLOAT_TILE(tile_f16, uint16_t, load_f16w, loadm_f16w)
+FLOAT_TILE(tile_bf16, uint16_t, load_bf16w, loadm_bf16w)
+
+/* fp16 scale to f32 */
+AI float h2f(uint16_t h)
+{
+    return _cvtsh_ss(h);
+}
+
+/*
+ * Block formats (Q8_0, Q4_0) against Q8_0 activations. Blocks are taken two
+ * at a time in 512-bit registers (each 256-bit half one block); a lone last
+ * block uses the lower half with the upper half zero. Per pair of blocks and
+ * per (row, token): an integer dot product (VNNI), its conversion to float,
+ * and one multiply-add with the two blocks' combined scales.
+ */
+
+/* Two fp16 scales as a vector: lanes 0-7 the first, 8-15 the second. */
+AI __m512 scale2(const uint8_t *p0, const uint8_t *p1)
+{
+    uint16_t h0, h1 = 0;
+    __builtin_memcpy(&h0, p0, 2);
+    if (p1)
+        __builtin_memcpy(&h1, p1, 2);
+    return _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(_cvtsh_ss(h0)), _mm512_set1_ps(_cvtsh_ss(h1)));
+}
+
+/* 64 int8 values of two 32-value blocks whose data start 2 bytes in. */
+AI __m512i q8_pair(const uint8_t *b0, const uint8_t *b1)
+{
+    const __m256i lo = _mm256_loadu_si256((const __m256i *)(b0 + 2));
+    const __m256i hi = b1 ? _mm256_loadu_si256((const __m256i *)(b1 + 2)) : _mm256_setzero_si256();
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+/* 64 weights 0..15 of two Q4_0 blocks (low nibbles are a block's first 16). */
+AI __m512i q4_pair(const uint8_t *b0, const uint8_t *b1)
+{
+    const __m128i q0 = _mm_loadu_si128((const __m128i *)(b0 + 2));
+    const __m128i q1 = b1 ? _mm_loadu_si128((const __m128i *)(b1 + 2)) : _mm_set1_epi8(0x08);
+    __m512i v = _mm512_castsi128_si512(q0);
+    v = _mm512_inserti32x4(v, _mm_srli_epi16(q0, 4), 1);
+    v = _mm512_inserti32x4(v, q1, 2);
+    v = _mm512_inserti32x4(v, _mm_srli_epi16(q1, 4), 3);
+    return _mm512_and_si512(v, _mm512_set1_epi8(0x0f));
+}
+
+#define QBLOCK_TILE(NAME, BYTES, IS_Q4)                                                           \
+    AI void NAME(int cols, const uint8_t *w, size_t ws, int r0, int R, const uint8_t *a,          \
+                 size_t as, int t0, int T, float *y, size_t ldy, int accumulate)                  \
+    {                                                                                             \
+        __m512 acc[TILE][TILE];                                                                   \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                       \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                   \
+                acc[r][t] = _mm512_setzero_ps();                                                  \
+        const int nb = cols / 32;                                                                 \
+        for (int b = 0; b < nb; b += 2) {                                                         \
+            const int two = b + 1 < nb;                                                           \
+            __m512i av[TILE], base[TILE];                                                         \
+            __m512 da[TILE];                                                                      \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {                                 \
+                const uint8_t *ab = a + (size_t)(t0 + t) * as + (size_t)b * 34;                   \
+                av[t] = q8_pair(ab, two ? ab + 34 : NULL);                                        \
+                da[t] = scale2(ab, two ? ab + 34 : NULL);                                         \
+                /* Q4_0 weights are stored as q + 8: start from -8 * sum(a) */                    \
+                base[t] = IS_Q4 ? _mm512_sub_epi32(_mm512_setzero_si512(),                        \
+                                                   _mm512_dpbusd_epi32(_mm512_setzero_si512(),    \
+                                                                       _mm512_set1_epi8(8), av[t])) \
+                                : _mm512_setzero_si512();                                         \
+            }                                                                                     \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                                 \
+                const uint8_t *wb = w + (size_t)(r0 + r) * ws + (size_t)b * (BYTES);              \
+                const __m512 dw = scale2(wb, two ? wb + (BYTES) : NULL);                          \
+                __m512i wv = IS_Q4 ? q4_pair(wb, two ? wb + (BYTES) : NULL)                       \
+                                   : q8_pair(wb, two ? wb + (BYTES) : NULL);                      \
+                /* Q8_0: |w| against a with w's sign (VNNI takes unsigned x signed) */            \
+                const __m512i wu = IS_Q4 ? wv : _mm512_abs_epi8(wv);                              \
+                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {                             \
+                    __m512i as_;                                                                  \
+                    if (IS_Q4) {                                                                  \
+                        as_ = av[t];                                                              \
+                    } else {                                                                      \
+                        const __mmask64 neg = _mm512_movepi8_mask(wv);                            \
+                        as_ = _mm512_mask_sub_epi8(av[t], neg, _mm512_setzero_si512(), av[t]);    \
+                    }                                                                             \
+                    const __m512i isum = _mm512_dpbusd_epi32(base[t], wu, as_);                   \
+                    acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum),                         \
+                                                _mm512_mul_ps(dw, da[t]), acc[r][t]);             \
+                }                                                                                 \
+            }                                                                                     \
+        }                                                                                         \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                       \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                   \
+                put(y, ldy, r0 + r, t0 + t, _mm512_reduce_add_ps(acc[r][t]), accumulate);         \
+    }
+
+QBLOCK_TILE(tile_q8_0, 34, 0)
+QBLOCK_TILE(tile_q4_0, 18, 1)
+
+/* Walks rows [r0, r1) x tokens [0, n) in tiles: full 4x4 tiles, then the
+ * leftover tokens one at a time, and leftover rows one at a time. */
+#define MM_DRIVER(NAME, TILEFN, ATYPE)                                                           \
+    static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,        \
+                     const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)       \
+    {                                                                                             \
+        (void)type;                                                                               \
+        const ATYPE *x = a;                                                                       \
+        const size_t xs = as / sizeof(ATYPE);                                                     \
+        int r = r0;                                                                               \
+        for (; r + TILE <= r1; r += TILE) {                                                       \
+            int t = 0;                                                                            \
+            for (; t + TILE <= n; t += TILE)                                                      \
+                TILEFN(cols, w, ws, r, TILE, x, xs, t, TILE, y, ldy, accumulate);                 \
+            for (; t < n; t++)                                                                    \
+                TILEFN(cols, w, ws, r, TILE, x, xs, t, 1, y, ldy, accumulate);                    \
+        }                                                                                         \
+        for (; r < r1; r++) {                                                                     \
+            int t = 0;                                                                            \
+            for (; t + TILE <= n; t += TILE)                                                      \
+                TILEFN(cols, w, ws, r, 1, x, xs, t, TILE, y, ldy, accumulate);                    \
+            for (; t < n; t++)                                                                    \
+                TILEFN(cols, w, ws, r, 1, x, xs, t, 1, y, ldy, accumulate);                       \
+        }                                                                                         \
+    }
+
+MM_DRIVER(mm_f32, tile_f32, float)
+MM_DRIVER(mm_f16, tile_f16, float)
+MM_DRIVER(mm_bf16, tile_bf16, float)
+
+/*
+ * Groups of 16 rows of a block type, one row per 32-bit lane: a block's
+ * quants of 16 rows are transposed in registers so that each VNNI
+ * instruction multiplies 4 weights of all 16 rows by the same 4 activations
+ * (broadcast), and no horizontal sums are needed. Up to 8 tokens share each
+ * transposed block. Rows that do not fill a group (at the end of a matrix)
+ * go through the tiles above; which path a row takes depends only on its
+ * index, so results never depend on the thread count or the batch.
+ */
+#define GROUP 16
+#define GT 8
+#define MAXNB 256 /* blocks per row the grouped path handles (8192 values) */
+
+/* Activation side of a token tile, per block: scale and, for Q4_0 weights,
+ * -8 * sum of the quants; for Q8_0 weights the quants with 128 added. */
+struct act_prep {
+    float d[GT][MAXNB];
+    int32_t c[GT][MAXNB];
+    uint8_t u[GT][MAXNB * 32];
+};
+
+static void prep_acts(struct act_prep *p, const uint8_t *a, size_t as, int t0, int T, int nb,
+                      int q4)
+{
+    for (int t = 0; t < T; t++)
+        for (int b = 0; b < nb; b++) {
+            const uint8_t *ab = a + (size_t)(t0 + t) * as + (size_t)b * 34;
+            uint16_t h;
+            __builtin_memcpy(&h, ab, 2);
+            p->d[t][b] = _cvtsh_ss(h);
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(ab + 2));
+            if (q4) {
+                const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), q);
+                __m128i x = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+                x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4e));
+                x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xb1));
+                p->c[t][b] = -_mm_cvtsi128_si32(x);
+            } else {
+                _mm256_storeu_si256((__m256i *)(p->u[t] + (size_t)b * 32),
+                                    _mm256_xor_si256(q, _mm256_set1_epi8((char)0x80)));
+            }
+        }
+}
+
+/* Dword m (m = 0..3) of 16 bytes at off in each of 16 rows, row i in lane i. */
+AI void transpose16(const uint8_t *base, size_t ws, size_t off, __m512i W[4])
+{
+    __m512i Z[4];
+    _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
+        __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(base + off + (size_t)j * ws)));
+        z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(base + off + (size_t)(4 + j) * ws)), 1);
+        z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(base + off + (size_t)(8 + j) * ws)), 2);
+        z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(base + off + (size_t)(12 + j) * ws)), 3);
+        Z[j] = z;
+    }
+    const __m512i t0 = _mm512_unpacklo_epi32(Z[0], Z[1]), t1 = _mm512_unpackhi_epi32(Z[0], Z[1]);
+    const __m512i t2 = _mm512_unpacklo_epi32(Z[2], Z[3]), t3 = _mm512_unpackhi_epi32(Z[2], Z[3]);
+    W[0] = _mm512_unpacklo_epi64(t0, t2);
+    W[1] = _mm512_unpackhi_epi64(t0, t2);
+    W[2] = _mm512_unpacklo_epi64(t1, t3);
+    W[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+AI int32_t dword_at(const uint8_t *p)
+{
+    int32_t v;
+    __builtin_memcpy(&v, p, 4);
+    return v;
+}
+
+AI void group_out(float *y, size_t ldy, int r, int t, __m512 v, int accumulate)
+{
+    float *dst = y + (size_t)t * ldy + r;
+    if (accumulate)
+        v = _mm512_add_ps(_mm512_loadu_ps(dst), v);
+    _mm512_storeu_ps(dst, v);
+}
+
+AI void group_q4_0(const uint8_t *w, size_t ws, int r, int nb, const struct act_prep *p,
+                   const uint8_t *a, size_t as, int t0, int T, float *y, size_t ldy, int accumulate)
+{
+    __m512 acc[GT];
+    _Pragma("GCC unroll 8") for (int t = 0; t < GT; t++) acc[t] = _mm512_setzero_ps();
+    const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5,
+                                                             4, 3, 2, 1, 0),
+                                            _mm512_set1_epi32((int)ws));
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const uint8_t *wr = w + (size_t)r * ws;
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *base = wr + (size_t)b * 18;
+        const __m512i sd = _mm512_i32gather_epi32(rows, base, 1);
+        const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(sd));
+        __m512i W[4], lo[4], hi[4];
+        transpose16(base, ws, 2, W);
+        _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++) {
+            lo[m] = _mm512_and_si512(W[m], m4);
+            hi[m] = _mm512_and_si512(_mm512_srli_epi16(W[m], 4), m4);
+        }
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+            const uint8_t *q = a + (size_t)(t0 + t) * as + (size_t)b * 34 + 2;
+            __m512i s = _mm512_set1_epi32(p->c[t][b]);
+            _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++) {
+                s = _mm512_dpbusd_epi32(s, lo[m], _mm512_set1_epi32(dword_at(q + 4 * m)));
+                s = _mm512_dpbusd_epi32(s, hi[m], _mm512_set1_epi32(dword_at(q + 16 + 4 * m)));
+            }
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(p->d[t][b])),
+                                     acc[t]);
+        }
+    }
+    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) group_out(y, ldy, r, t0 + t, acc[t], accumulate);
+}
+
+AI void group_q8_0(const uint8_t *w, size_t ws, int r, int nb, const struct act_prep *p,
+                   const uint8_t *a, size_t as, int t0, int T, float *y, size_t ldy, int accumulate)
+{
+    (void)a, (void)as;
+    __m512 acc[GT];
+    _Pragma("GCC unroll 8") for (int t = 0; t < GT; t++) acc[t] = _mm512_setzero_ps();
+    const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5,
+                                                             4, 3, 2, 1, 0),
+                                            _mm512_set1_epi32((int)ws));
+    const __m512i ones = _mm512_set1_epi8(1);
+    const uint8_t *wr = w + (size_t)r * ws;
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *base = wr + (size_t)b * 34;
+        const __m512i sd = _mm512_i32gather_epi32(rows, base, 1);
+        const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(sd));
+        __m512i W[8];
+        transpose16(base, ws, 2, W);
+        transpose16(base, ws, 18, W + 4);
+        /* activations carry +128 (unsigned for VNNI): subtract 128 * sum(w) */
+        __m512i sw = _mm512_setzero_si512();
+        _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++) sw = _mm512_dpbusd_epi32(sw, ones, W[m]);
+        const __m512i corr = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sw, 7));
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+            const uint8_t *u = p->u[t] + (size_t)b * 32;
+            __m512i s = corr;
+            _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++)
+                s = _mm512_dpbusd_epi32(s, _mm512_set1_epi32(dword_at(u + 4 * m)), W[m]);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(p->d[t][b])),
+                                     acc[t]);
+        }
+    }
+    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) group_out(y, ldy, r, t0 + t, acc[t], accumulate);
+}
+
+#define GROUP_DRIVER(NAME, GROUPFN, TILEFN, Q4)                                                   \
+    static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,        \
+                     const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)       \
+    {                                                                                             \
+        (void)type;                                                                               \
+        const int nb = cols / 32;                                                                 \
+        /* whole groups at absolute multiples of 16 rows; the rest row by row */                  \
+        int g0 = (r0 + GROUP - 1) / GROUP * GROUP, g1 = r1 / GROUP * GROUP;                       \
+        if (nb > MAXNB || ws > (1u << 26) || g1 <= g0)                                            \
+            g0 = g1 = r0;                                                                         \
+        const uint8_t *x = a;                                                                     \
+        for (int r = r0; r < g0; r++)                                                             \
+            for (int t = 0; t < n; t++)                                                           \
+                TILEFN(cols, w, ws, r, 1, x, as, t, 1, y, ldy, accumulate);                       \
+        if (g1 > g0) {                                                                            \
+            static _Thread_local struct act_prep prep;                                            \
+            for (int t0 = 0; t0 < n; t0 += GT) {                                                  \
+                const int T = n - t0 < GT ? n - t0 : GT;                                          \
+                prep_acts(&prep, x, as, t0, T, nb, Q4);                                           \
+                for (int r = g0; r < g1; r += GROUP) {                                            \
+                    switch (T) {                                                                  \
+                    case 8: GROUPFN(w, ws, r, nb, &prep, x, as, t0, 8, y, ldy, accumulate); break; \
+                    case 4: GROUPFN(w, ws, r, nb, &prep, x, as, t0, 4, y, ldy, accumulate); break; \
+                    case 1: GROUPFN(w, ws, r, nb, &prep, x, as, t0, 1, y, ldy, accumulate); break; \
+                    default: GROUPFN(w, ws, r, nb, &prep, x, as, t0, T, y, ldy, accumulate); break; \
+                    }                                                                             \
+                }                                                                                 \
+            }                                                                                     \
+        }                                                                                         \
+        for (int r = g1 > g0 ? g1 : g0; r < r1; r++)                                              \
+            for (int t = 0; t < n; t++)                                                           \
+                TILEFN(cols, w, ws, r, 1, x, as, t, 1, y, ldy, accumulate);                       \
+    }
+
+GROUP_DRIVER(mm_q4_0, group_q4_0, tile_q4_0, 1)
+GROUP_DRIVER(mm_q8_0, group_q8_0, tile_q8_0, 0)
+
+const struct kern_isa kern_isa_avx512 = {
+    .name = "avx512",
+    .dot_f32 = dot_f32,
+    .dot_f32_x4 = dot_f32_x4,
+    .axpy = axpy,
+    .mm =
+        {
+            [DTYPE_F32] = {DTYPE_F32, mm_f32},
+            [DTYPE_F16] = {DTYPE_F32, mm_f16},
+            [DTYPE_BF16] = {DTYPE_F32, mm_bf16},
+            [DTYPE_Q8_0] = {DTYPE_Q8_0, mm_q8_0},
+            [DTYPE_Q4_0] = {DTYPE_Q8_0, mm_q4_0},
+        },
+};
+#endif

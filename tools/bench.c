@@ -1,0 +1,237 @@
+/*
+ * bench.c - `strix bench`: prompt processing (pp N: one batch of N tokens
+ * into an empty cache) and generation (tg N: N tokens one at a time from an
+ * empty cache), measured like llama-bench and with its flags where they
+ * exist:
+ *
+ *   -m FILE[,FILE]  models (the flag may repeat)   -p N[,N]  prompt sizes
+ *   -n N[,N]        generation lengths             -t N[,N]  thread counts
+ *   -r N            repetitions (after one warm-up run)
+ *   -o md|json      output format
+ *
+ * Each model is measured in a child process, so the peak resident memory
+ * reported is that model's alone.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define LIST_MAX 16
+
+struct list {
+    int n;
+    long v[LIST_MAX];
+};
+
+struct bench_opts {
+    const char *models[LIST_MAX];
+    int n_models;
+    struct list pp, tg, threads;
+    int reps;
+    int json;
+    const char *vocab;
+};
+
+static void parse_list(const char *flag, const char *s, struct list *l, long lo, long hi)
+{
+    char buf[256];
+    if (strlen(s) >= sizeof buf)
+        die("%s: list too long", flag);
+    strcpy(buf, s);
+    l->n = 0;
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (l->n == LIST_MAX)
+            die("%s: at most %d values", flag, LIST_MAX);
+        l->v[l->n++] = parse_long(flag, tok, lo, hi);
+    }
+    if (l->n == 0)
+        die("%s: empty list", flag);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+struct result {
+    double median, min, max, mean, sd;
+};
+
+static struct result summarize(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    struct result r = {n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]), v[0], v[n - 1], 0, 0};
+    for (int i = 0; i < n; i++)
+        r.mean += v[i] / n;
+    for (int i = 0; i < n; i++)
+        r.sd += (v[i] - r.mean) * (v[i] - r.mean) / (n > 1 ? n - 1 : 1);
+    r.sd = r.sd > 0 ? __builtin_sqrt(r.sd) : 0;
+    return r;
+}
+
+/* One test: tokens/second of each repetition. */
+static void run_test(strix_context *ctx, int nv, int n_pp, int n_tg, int reps, double *out)
+{
+    strix_error err;
+    const int n = n_pp > 0 ? n_pp : n_tg;
+    strix_token *ids = malloc((size_t)n * sizeof *ids);
+    if (!ids)
+        die("out of memory");
+    for (int i = 0; i < n; i++)
+        ids[i] = (strix_token)((i * 7919 + 13) % nv);
+    for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
+        strix_kv_truncate(ctx, 0, NULL);
+        const double t0 = now();
+        if (n_pp > 0) {
+            if (strix_decode(ctx, ids, NULL, n_pp, NULL, &err))
+                die("decode: %s", err.msg);
+        } else {
+            for (int i = 0; i < n_tg; i++)
+                if (strix_decode(ctx, &ids[i], NULL, 1, NULL, &err))
+                    die("decode: %s", err.msg);
+        }
+        const double dt = now() - t0;
+        if (r >= 0)
+            out[r] = n / (dt > 0 ? dt : 1e-9);
+    }
+    free(ids);
+}
+
+static void bench_model(const struct bench_opts *b, const char *path, int *first_json)
+{
+    struct opts o;
+    memset(&o, 0, sizeof o);
+    o.command = "bench";
+    o.model = path;
+    o.vocab = b->vocab;
+    strix_model *m = load_model(&o, 0);
+    struct strix_model_info in;
+    strix_model_get_info(m, &in);
+    long max_pp = 1, max_tg = 1;
+    for (int i = 0; i < b->pp.n; i++)
+        max_pp = b->pp.v[i] > max_pp ? b->pp.v[i] : max_pp;
+    for (int i = 0; i < b->tg.n; i++)
+        max_tg = b->tg.v[i] > max_tg ? b->tg.v[i] : max_tg;
+    double *v = malloc((size_t)b->reps * sizeof *v);
+    if (!v)
+        die("out of memory");
+    for (int ti = 0; ti < b->threads.n; ti++) {
+        struct strix_context_params cp = strix_context_default_params();
+        cp.n_threads = (int)b->threads.v[ti];
+        cp.n_ctx = (int)(max_pp > max_tg ? max_pp : max_tg);
+        cp.n_batch = (int)max_pp;
+        strix_context *ctx;
+        strix_error err;
+        if (strix_context_create(m, &cp, &ctx, &err))
+            die("%s", err.msg);
+        for (int kind = 0; kind < 2; kind++) {
+            const struct list *l = kind == 0 ? &b->pp : &b->tg;
+            for (int i = 0; i < l->n; i++) {
+                const int n = (int)l->v[i];
+                if (n <= 0)
+                    continue;
+                run_test(ctx, in.n_vocab, kind == 0 ? n : 0, kind == 1 ? n : 0, b->reps, v);
+                const struct result r = summarize(v, b->reps);
+                struct rusage ru;
+                getrusage(RUSAGE_SELF, &ru);
+                const double peak_mib = (double)ru.ru_maxrss / 1024.0;
+                char name[16];
+                snprintf(name, sizeof name, "%s%d", kind == 0 ? "pp" : "tg", n);
+                if (b->json) {
+                    printf("%s  {\"model\": \"%s\", \"test\": \"%s\", \"threads\": %d, "
+                           "\"reps\": %d, \"median_ts\": %.2f, \"min_ts\": %.2f, \"max_ts\": %.2f, "
+                           "\"mean_ts\": %.2f, \"stddev_ts\": %.2f, \"peak_rss_mib\": %.1f}",
+                           *first_json ? "" : ",\n", path, name,
+                           cp.n_threads, b->reps, r.median, r.min, r.max, r.mean, r.sd, peak_mib);
+                    *first_json = 0;
+                } else {
+                    printf("| %-40s | %8.1f | %7d | %6s | %10.2f | %8.2f | %8.2f | %8.1f |\n", path,
+                           (double)in.n_params / 1e6, cp.n_threads, name, r.median, r.min, r.max,
+                           peak_mib);
+                }
+                fflush(stdout);
+            }
+        }
+        strix_context_free(ctx);
+    }
+    free(v);
+    strix_model_free(m);
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    struct bench_opts b;
+    memset(&b, 0, sizeof b);
+    b.pp.n = 1, b.pp.v[0] = 128;
+    b.tg.n = 1, b.tg.v[0] = 128;
+    b.threads.n = 1, b.threads.v[0] = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
+    b.reps = 5;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (i + 1 >= argc)
+            die("%s needs a value (see strix --help)", a);
+        const char *val = argv[++i];
+        if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) {
+            char *copy = strdup(val);
+            if (!copy)
+                die("out of memory");
+            for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok;
+                 tok = strtok_r(NULL, ",", &save)) {
+                if (b.n_models == LIST_MAX)
+                    die("-m: at most %d models", LIST_MAX);
+                b.models[b.n_models++] = tok; /* copy lives until exit */
+            }
+        } else if (strcmp(a, "-p") == 0 || strcmp(a, "--n-prompt") == 0) {
+            parse_list(a, val, &b.pp, 0, 1 << 16);
+        } else if (strcmp(a, "-n") == 0 || strcmp(a, "--n-gen") == 0) {
+            parse_list(a, val, &b.tg, 0, 1 << 16);
+        } else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
+            parse_list(a, val, &b.threads, 1, 1024);
+        } else if (strcmp(a, "-r") == 0 || strcmp(a, "--repetitions") == 0) {
+            b.reps = (int)parse_long(a, val, 1, 1000);
+        } else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
+            if (strcmp(val, "md") != 0 && strcmp(val, "json") != 0)
+                die("-o: '%s' is not md or json", val);
+            b.json = strcmp(val, "json") == 0;
+        } else if (strcmp(a, "--vocab") == 0) {
+            b.vocab = val;
+        } else {
+            die("unknown option '%s' for bench (see strix --help)", a);
+        }
+    }
+    if (b.n_models == 0)
+        b.models[b.n_models++] = DEFAULT_MODEL;
+    if (b.json)
+        printf("[\n");
+    else
+        printf("| %-40s | %8s | %7s | %6s | %10s | %8s | %8s | %8s |\n"
+               "|%s|---------:|--------:|--------|-----------:|---------:|---------:|---------:|\n",
+               "model", "params M", "threads", "test", "t/s median", "min", "max", "peak MiB",
+               "------------------------------------------");
+    int first = 1;
+    for (int i = 0; i < b.n_models; i++) {
+        fflush(stdout);
+        const pid_t pid = fork();
+        if (pid < 0)
+            die("fork failed");
+        if (pid == 0) {
+            bench_model(&b, b.models[i], &first);
+            fflush(stdout);
+            _exit(0);
+        }
+        int st;
+        if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            die("benchmark of %s failed", b.models[i]);
+        first = 0;
+    }
+    if (b.json)
+        printf("\n]\n");
+    return 0;
+}
