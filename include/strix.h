@@ -353,6 +353,44 @@ int strix_generate(const strix_model *model, strix_context *ctx, strix_sampler *
                    strix_token prev, const struct strix_gen_params *params, strix_gen_cb cb,
                    void *user, struct strix_gen_result *res, strix_error *err);
 
+/* ---- beam search --------------------------------------------------------------------- */
+
+struct strix_beam_params {
+    int n_beams;          /* width W, 1 .. STRIX_SEQ_MAX / 2; the context needs n_seq_max >= 2W */
+    int n_predict;        /* most new tokens per hypothesis */
+    float length_penalty; /* score = log-probability / n^length_penalty (n: generated tokens,
+                             the end token included); 0: total log-probability */
+    int early_stopping;   /* stop as soon as W hypotheses have finished; otherwise (with
+                             length_penalty <= 0) when no live beam can beat the W-th best */
+    int n_best;           /* hypotheses returned */
+    int stop_at_bos;      /* BOS ends a hypothesis too (the llama2.c story models) */
+};
+struct strix_beam_params strix_beam_default_params(void);
+
+struct strix_beam_hyp {
+    strix_token *tokens; /* generated tokens (the end token not included); owned by the result */
+    int n_tokens;
+    double logprob; /* total natural-log probability, the end token's included */
+    double score;
+    int finished; /* 1: ended by EOS; 0: cut by n_predict or the context */
+};
+struct strix_beam_result {
+    struct strix_beam_hyp *hyps; /* n, best score first, distinct */
+    int n;
+};
+
+/*
+ * Beam search after a prompt (BOS included if wanted). The prompt is decoded
+ * once; beams share its cache entries and each other's common prefixes (see
+ * strix_kv_seq_cp) and diverge without copying the cache. Clears the
+ * context's cache before and after. Free the result with
+ * strix_beam_result_free.
+ */
+int strix_beam_search(const strix_model *model, strix_context *ctx, const strix_token *prompt,
+                      int n_prompt, const struct strix_beam_params *params,
+                      struct strix_beam_result *out, strix_error *err);
+void strix_beam_result_free(struct strix_beam_result *r);
+
 /* ---- evaluation: perplexity and KL divergence ---------------------------------------- */
 
 struct strix_ppl_params {
