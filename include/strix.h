@@ -74,12 +74,37 @@ int strix_model_load(const char *path, const struct strix_model_params *params, 
 void strix_model_free(strix_model *model);
 
 /* Writes the model (weights, vocabulary, hyperparameters) as a GGUF v3 file
- * that llama.cpp reads as a "llama" architecture model. weight_type NULL keeps
+ * that llama.cpp reads, with the model's architecture name, keys and tensor
+ * names (llama2.c checkpoints are "llama" models). weight_type NULL keeps
  * each weight's type; "F32", "F16", "BF16", "Q8_0" or "Q4_0" re-encodes the
  * 2-D weights (a weight whose rows do not fill whole blocks keeps its type;
  * norms stay F32). */
 int strix_model_save_gguf(const strix_model *model, const char *path, const char *weight_type,
                           strix_error *err);
+
+/*
+ * Quantization: writes the model as a GGUF file with its weights re-encoded.
+ * type is one of F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K,
+ * Q6_K, or the mixes Q4_K_M and Q5_K_M (llama.cpp's rule: Q6_K for the
+ * output projection and for attn_v and ffn_down in the first and last eighth
+ * of the layers and every third layer between; Q4_K or Q5_K elsewhere).
+ * Unless params->pure, the output projection (or tied embeddings) of a type
+ * below 6 bits is written as Q6_K, as llama.cpp does. 1-D norms stay F32. A
+ * weight whose rows do not fill whole blocks falls back: a k-quant to Q5_0
+ * (Q4_K), Q5_1 (Q5_K) or Q8_0 (Q6_K) when rows are a multiple of 32, else
+ * F32 (so models with odd widths, like a 172-wide FFN, still quantize).
+ */
+struct strix_quantize_params {
+    int n_threads; /* 0 = number of online CPUs */
+    int pure;      /* 1: every 2-D weight of the one type (fallbacks aside) */
+    /* Called with one line per class of tensor and type chosen ("ffn_down
+     * 3 x Q6_K, 2 x Q4_K"), before the file is written; may be NULL. */
+    void (*log)(void *user, const char *line);
+    void *log_user;
+};
+struct strix_quantize_params strix_quantize_default_params(void);
+int strix_model_quantize(const strix_model *model, const char *path, const char *type,
+                         const struct strix_quantize_params *params, strix_error *err);
 
 /* A model of the given shape with random weights (F32) and the vocabulary of
  * the GGUF file at vocab_path, for benchmarks and cross-engine tests. */
@@ -89,10 +114,28 @@ struct strix_synth_params {
     float rope_freq_base;
     float norm_eps;
     uint64_t seed;
+    /* Architecture variants (zero: the default). */
+    const char *arch;      /* general.architecture, one of strix_archs(); NULL: "llama" */
+    int n_rot;             /* rotary dimensions per head; 0: the whole head */
+    int n_expert;          /* Mixture-of-Experts: experts per layer (0: dense FFN) */
+    int n_expert_used;     /* experts per token */
+    int n_ff_exp;          /* expert FFN width (0: n_ff) */
+    int n_ff_shexp;        /* shared expert FFN width (qwen2moe; 0: n_ff) */
+    int n_swa;             /* sliding window (llama, phi3, gemma2); 0: none */
+    float alibi_max_bias;  /* mpt: ALiBi maximum bias (0: 8) */
+    const char *rope_scaling; /* NULL, "linear" or "yarn" */
+    float rope_scale;      /* the scaling factor, with rope_scaling */
+    int n_ctx_orig;        /* YaRN: original context length (0: n_ctx) */
+    int post_norm;         /* post-norm blocks (strix.post_norm) */
+    int sinusoidal;        /* sinusoidal absolute positions (strix.position_encoding) */
 };
 struct strix_synth_params strix_synth_default_params(void);
 int strix_model_synth(const struct strix_synth_params *params, const char *vocab_path,
                       strix_model **out, strix_error *err);
+
+/* The architectures strix runs (general.architecture values), separated by
+ * spaces. */
+const char *strix_archs(void);
 
 struct strix_model_info {
     const char *arch; /* "llama" (borrowed) */
@@ -188,6 +231,13 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
                          strix_context **out, strix_error *err);
 void strix_context_free(strix_context *ctx);
 int strix_context_n_ctx(const strix_context *ctx);
+
+/* Mixture-of-Experts load: for block `layer`, the number of tokens routed to
+ * each expert since the context was created (or reset), into counts[0..n).
+ * Returns the model's expert count (0 for a dense model), -1 on bad
+ * arguments. */
+int strix_expert_load(const strix_context *ctx, int layer, uint64_t *counts, int n);
+void strix_expert_load_reset(strix_context *ctx);
 
 /*
  * Decodes n tokens at positions pos[0..n) (pos may be NULL: then the tokens

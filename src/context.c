@@ -54,6 +54,15 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     /* default: the trained length, at most 4096 (a cache for a 128k-token
      * model would take gigabytes nobody asked for) */
     c->n_ctx = params->n_ctx ? params->n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
+    if (model->pos_embd.data && c->n_ctx > hp->n_ctx_train) {
+        /* learned positions exist only up to the trained length */
+        if (params->n_ctx) {
+            util_free(c);
+            return err_set(err, STRIX_ERR_ARG, "context %d exceeds the model's %d positions",
+                           params->n_ctx, hp->n_ctx_train);
+        }
+        c->n_ctx = hp->n_ctx_train;
+    }
     c->n_batch = params->n_batch ? params->n_batch : 512;
     if (c->n_batch > c->n_ctx)
         c->n_batch = c->n_ctx;
@@ -106,12 +115,14 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     c->logits = util_malloc(nb * (size_t)hp->n_vocab * sizeof(float));
     c->logit_slot = util_malloc(nb * sizeof(int));
     c->pool = pool_create(c->n_threads);
+    c->fwd = forward_scratch_create(hp, c->n_batch);
     if (!c->kv.k || !c->kv.v || !c->kv.pos || !c->kv.seqs || !c->tok_pos || !c->tok_seq ||
         !c->tok_cell || !c->x || !c->xb || !c->q || !c->k || !c->v || !c->hb || !c->hb2 ||
-        !c->att || !c->row || !c->act || !c->logits || !c->logit_slot || !c->pool) {
+        !c->att || !c->row || !c->act || !c->logits || !c->logit_slot || !c->pool || !c->fwd) {
+        const int n_ctx = c->n_ctx;
         strix_context_free(c);
         return err_set(err, STRIX_ERR_NOMEM, "out of memory for a context of %d positions",
-                       c->n_ctx);
+                       n_ctx);
     }
     for (int i = 0; i < c->kv.size; i++)
         c->kv.pos[i] = -1;
@@ -124,6 +135,7 @@ void strix_context_free(strix_context *c)
     if (!c)
         return;
     pool_free(c->pool);
+    forward_scratch_free(c->fwd);
     util_free(c->kv.k);
     util_free(c->kv.v);
     util_free(c->kv.pos);

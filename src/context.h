@@ -53,6 +53,7 @@ struct strix_context {
     int *logit_slot; /* (n_batch) slot in logits, -1 if not kept */
     int n_out;       /* tokens of the last decode */
     struct pool *pool;
+    void *fwd; /* forward.c's scratch for the architecture variants */
 };
 
 /* ---- matmul.c: y (n, rows) = x (n, cols) * W^T for up to MM_MAX weights
@@ -87,5 +88,8 @@ size_t attention_scratch(const struct hparams *hp);
  * positions, sequences and cells set by the caller) and writes the logits
  * of the tokens whose logit_slot >= 0. */
 void forward(strix_context *c, const strix_token *tokens);
+/* The scratch forward() needs for n_batch tokens (NULL: out of memory). */
+void *forward_scratch_create(const struct hparams *hp, int n_batch);
+void forward_scratch_free(void *fwd);
 
 #endif

@@ -87,4 +87,51 @@ const struct kern_isa *kern_isa_get(const char *name);
 /* Makes `isa` the active set (tests); NULL restores the automatic choice. */
 void kern_isa_set(const struct kern_isa *isa);
 
+/* ---- kernels_nn.c: the architecture variants (scalar only) ---- */
+
+/* y = (x - mean) / sqrt(var + eps) * w + b; w and b may be NULL. y may alias x. */
+void kern_layernorm(float *y, const float *x, const float *w, const float *b, int n, float eps);
+
+/* Activations: SiLU x * sigmoid(x); GELU in its tanh approximation
+ * 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); ReLU max(x, 0). */
+enum { KERN_ACT_SILU, KERN_ACT_GELU, KERN_ACT_RELU };
+float kern_gelu1(float x);
+void kern_act(int act, float *x, int n);
+/* a[i] = act(a[i]) * b[i] (gated FFNs: SwiGLU, GeGLU). */
+void kern_act_mul(int act, float *a, const float *b, int n);
+/* y[i] += b[i]. */
+void kern_add(float *y, const float *b, int n);
+
+/* ALiBi: slope of each head for bias slope * (key position - query position).
+ * With n2 the largest power of two <= n_head, heads h < n2 get
+ * 2^(-max_bias (h+1) / n2) and the others 2^(-max_bias (2 (h-n2) + 1) / (2 n2)). */
+void kern_alibi_slopes(float *slopes, int n_head, float max_bias);
+
+/* Rotary positions with scaling. theta_i = pos * base^(-2i/n_rot) is scaled
+ * by freq_scale (linear / position interpolation; NTK-aware scaling is a
+ * larger base). With ext_factor != 0 (YaRN) dimensions below corr[0] keep
+ * theta, those above corr[1] take the scaled one, with a linear ramp between,
+ * and cos/sin are multiplied by attn_factor * (1 + 0.1 ln(1/freq_scale)). */
+struct kern_rope_cfg {
+    int n_rot, neox;
+    float base, freq_scale, ext_factor, attn_factor;
+    float corr[2]; /* kern_yarn_corr_dims */
+};
+void kern_yarn_corr_dims(int n_rot, int n_ctx_orig, float base, float beta_fast, float beta_slow,
+                         float dims[2]);
+void kern_rope_angle(const struct kern_rope_cfg *r, int pos, int i, float *cos_t, float *sin_t);
+void kern_rope_ext(float *v, int pos, const struct kern_rope_cfg *r);
+
+/* Adds the sinusoidal position code of `pos` to x (n values): sin at even
+ * dimensions 2i, cos at 2i+1, of pos / 10000^(2i/n). */
+void kern_sinusoid_add(float *x, int n, int pos);
+
+/* x = cap * tanh(x / cap). */
+void kern_softcap(float *x, int n, float cap);
+
+/* Mixture-of-Experts routing: softmax over the router's logits (in place),
+ * then the k largest probabilities (ties: lower expert first) in ids and w,
+ * in descending order; renorm: w divided by its sum. */
+void kern_moe_route(float *logits, int n_expert, int k, int renorm, int *ids, float *w);
+
 #endif

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "arch.h"
 #include "dtype.h"
 #include "gguf.h"
 
@@ -29,75 +30,50 @@ const struct vocab *model_vocab(const strix_model *m)
     return m ? m->vocab : NULL;
 }
 
-enum {
-    SLOT_ATTN_NORM,
-    SLOT_Q,
-    SLOT_K,
-    SLOT_V,
-    SLOT_O,
-    SLOT_FFN_NORM,
-    SLOT_GATE,
-    SLOT_DOWN,
-    SLOT_UP,
-    SLOTS_PER_LAYER
-};
-
 int model_n_slots(const strix_model *m)
 {
-    return 2 + (m->tied_output ? 0 : 1) + SLOTS_PER_LAYER * m->hp.n_layer;
+    return m->n_all;
 }
 
 void model_slot(strix_model *m, int i, struct slot *s)
 {
-    const struct hparams *hp = &m->hp;
-    const int64_t q_dim = (int64_t)hp->n_head * hp->head_dim;
-    const int64_t kv_dim = (int64_t)hp->n_head_kv * hp->head_dim;
+    STRIX_ASSERT(i >= 0 && i < m->n_all);
+    *s = m->slots[i];
+}
+
+/* The slots of the model's architecture: model-wide weights, then each
+ * block's, in the order of enum tkind (for llama: token_embd, output_norm,
+ * output, then attn_norm, q, k, v, o, ffn_norm, gate, down, up per block). */
+static int count_slots(const strix_model *m)
+{
+    int n = 0, per_layer = 0;
+    for (int k = 0; k < T_FIRST_LAYER; k++)
+        n += arch_has(m, k);
+    for (int k = T_FIRST_LAYER; k < T_COUNT; k++)
+        per_layer += arch_has(m, k);
+    return n + per_layer * m->hp.n_layer;
+}
+
+static void fill_slot(strix_model *m, int k, int il, struct slot *s)
+{
     memset(s, 0, sizeof *s);
-    s->n_dims = 2;
-    if (i == 0) {
-        snprintf(s->name, sizeof s->name, "token_embd.weight");
-        s->t = &m->tok_embd;
-        s->ne[0] = hp->n_embd, s->ne[1] = hp->n_vocab;
-        return;
-    }
-    if (i == 1) {
-        snprintf(s->name, sizeof s->name, "output_norm.weight");
-        s->t = &m->output_norm;
-        s->n_dims = 1, s->ne[0] = hp->n_embd, s->ne[1] = 1;
-        return;
-    }
-    if (i == 2 && !m->tied_output) {
-        snprintf(s->name, sizeof s->name, "output.weight");
-        s->t = &m->output;
-        s->ne[0] = hp->n_embd, s->ne[1] = hp->n_vocab;
-        return;
-    }
-    i -= m->tied_output ? 2 : 3;
-    const int il = i / SLOTS_PER_LAYER;
-    struct layer *L = &m->layers[il];
-    static const char *const names[SLOTS_PER_LAYER] = {"attn_norm", "attn_q",      "attn_k",
-                                                       "attn_v",    "attn_output", "ffn_norm",
-                                                       "ffn_gate",  "ffn_down",    "ffn_up"};
-    const int k = i % SLOTS_PER_LAYER;
-    snprintf(s->name, sizeof s->name, "blk.%d.%s.weight", il, names[k]);
-    switch (k) {
-    case SLOT_ATTN_NORM: s->t = &L->attn_norm, s->n_dims = 1, s->ne[0] = hp->n_embd; break;
-    case SLOT_Q: s->t = &L->wq, s->ne[0] = hp->n_embd, s->ne[1] = q_dim; break;
-    case SLOT_K: s->t = &L->wk, s->ne[0] = hp->n_embd, s->ne[1] = kv_dim; break;
-    case SLOT_V: s->t = &L->wv, s->ne[0] = hp->n_embd, s->ne[1] = kv_dim; break;
-    case SLOT_O: s->t = &L->wo, s->ne[0] = q_dim, s->ne[1] = hp->n_embd; break;
-    case SLOT_FFN_NORM: s->t = &L->ffn_norm, s->n_dims = 1, s->ne[0] = hp->n_embd; break;
-    case SLOT_GATE: s->t = &L->w_gate, s->ne[0] = hp->n_embd, s->ne[1] = hp->n_ff; break;
-    case SLOT_DOWN: s->t = &L->w_down, s->ne[0] = hp->n_ff, s->ne[1] = hp->n_embd; break;
-    default: s->t = &L->w_up, s->ne[0] = hp->n_embd, s->ne[1] = hp->n_ff; break;
-    }
-    if (s->n_dims == 1)
-        s->ne[1] = 1;
+    arch_tensor_name(k, il, s->name, sizeof s->name);
+    s->t = arch_tensor(m, k, il);
+    arch_shape(m, k, &s->n_dims, s->ne);
 }
 
 int model_init_tables(strix_model *m, strix_error *err)
 {
     struct hparams *hp = &m->hp;
+    if (!m->ad && !(m->ad = arch_find(m->arch)))
+        return err_set(err, STRIX_ERR_UNSUPPORTED, "architecture '%s' is not supported", m->arch);
+    if (hp->n_ff_dense == 0)
+        hp->n_ff_dense = hp->n_ff;
+    hp->n_ff = hp->n_ff_dense;
+    if (hp->n_ff_exp > hp->n_ff)
+        hp->n_ff = hp->n_ff_exp;
+    if (hp->n_ff_shexp > hp->n_ff)
+        hp->n_ff = hp->n_ff_shexp;
 #define CHECK_RANGE(v, lo, hi)                                                                     \
     if ((v) < (lo) || (v) > (hi))                                                                  \
         return err_set(err, STRIX_ERR_FORMAT, "hyperparameter %s = %d is out of range [%d, %d]",   \
@@ -105,18 +81,25 @@ int model_init_tables(strix_model *m, strix_error *err)
     CHECK_RANGE(hp->n_vocab, 1, MAX_DIM * 4);
     CHECK_RANGE(hp->n_embd, 1, MAX_DIM);
     CHECK_RANGE(hp->n_ff, 1, MAX_DIM);
+    CHECK_RANGE(hp->n_ff_dense, hp->n_expert > 0 ? 0 : 1, MAX_DIM);
     CHECK_RANGE(hp->n_layer, 1, MAX_LAYERS);
     CHECK_RANGE(hp->n_head, 1, hp->n_embd);
     CHECK_RANGE(hp->n_head_kv, 1, hp->n_head);
     CHECK_RANGE(hp->n_ctx_train, 1, MAX_CTX);
+    CHECK_RANGE(hp->n_expert, 0, 1024);
+    CHECK_RANGE(hp->n_expert_used, hp->n_expert > 0 ? 1 : 0, hp->n_expert);
+    CHECK_RANGE(hp->n_swa, 0, MAX_CTX);
 #undef CHECK_RANGE
-    if (hp->n_embd % hp->n_head != 0)
+    if (hp->head_dim == 0 && hp->n_embd % hp->n_head != 0)
         return err_set(err, STRIX_ERR_FORMAT, "n_embd %d is not a multiple of n_head %d",
                        hp->n_embd, hp->n_head);
     if (hp->n_head % hp->n_head_kv != 0)
         return err_set(err, STRIX_ERR_FORMAT, "n_head %d is not a multiple of n_head_kv %d",
                        hp->n_head, hp->n_head_kv);
-    hp->head_dim = hp->n_embd / hp->n_head;
+    if (hp->head_dim == 0)
+        hp->head_dim = hp->n_embd / hp->n_head;
+    if (hp->head_dim < 1 || hp->head_dim > 4096 || (int64_t)hp->head_dim * hp->n_head > MAX_DIM)
+        return err_set(err, STRIX_ERR_FORMAT, "head size %d is out of range", hp->head_dim);
     if (hp->n_rot <= 0)
         hp->n_rot = hp->head_dim;
     if (hp->n_rot > hp->head_dim || hp->n_rot % 2 != 0)
@@ -126,16 +109,26 @@ int model_init_tables(strix_model *m, strix_error *err)
         return err_set(err, STRIX_ERR_FORMAT, "norm epsilon %g is out of range", hp->norm_eps);
     if (!(hp->rope_freq_base > 1.0f && hp->rope_freq_base < 1e12f))
         return err_set(err, STRIX_ERR_FORMAT, "rope base %g is out of range", hp->rope_freq_base);
+    if (hp->rope_freq_scale == 0.0f)
+        hp->rope_freq_scale = 1.0f;
+    if (hp->yarn_attn_factor == 0.0f)
+        hp->yarn_attn_factor = 1.0f;
     m->layers = util_calloc((size_t)hp->n_layer, sizeof *m->layers);
-    m->n_all = model_n_slots(m);
+    m->n_all = count_slots(m);
     m->all = util_calloc((size_t)m->n_all, sizeof *m->all);
-    if (!m->layers || !m->all)
+    m->slots = util_calloc((size_t)m->n_all, sizeof *m->slots);
+    if (!m->layers || !m->all || !m->slots)
         return err_set(err, STRIX_ERR_NOMEM, "out of memory for the weight table");
-    for (int i = 0; i < m->n_all; i++) {
-        struct slot s;
-        model_slot(m, i, &s);
-        m->all[i] = s.t;
-    }
+    int i = 0;
+    for (int k = 0; k < T_FIRST_LAYER; k++)
+        if (arch_has(m, k))
+            fill_slot(m, k, 0, &m->slots[i++]);
+    for (int il = 0; il < hp->n_layer; il++)
+        for (int k = T_FIRST_LAYER; k < T_COUNT; k++)
+            if (arch_has(m, k))
+                fill_slot(m, k, il, &m->slots[i++]);
+    for (i = 0; i < m->n_all; i++)
+        m->all[i] = m->slots[i].t;
     if (m->tied_output)
         m->output = m->tok_embd; /* refreshed once token_embd is set */
     return STRIX_OK;
@@ -153,24 +146,31 @@ int model_set_tensor(const struct slot *s, uint32_t type, const int64_t *ne, int
     if (s->n_dims == 1 && type != DTYPE_F32)
         return err_set(err, STRIX_ERR_UNSUPPORTED, "tensor '%s': norm weights must be F32, not %s",
                        s->name, tr->name);
-    int64_t got[2] = {ne[0], n_dims > 1 ? ne[1] : 1};
-    for (int d = 2; d < n_dims; d++)
+    int64_t got[3] = {ne[0], n_dims > 1 ? ne[1] : 1, n_dims > 2 ? ne[2] : 1};
+    for (int d = 3; d < n_dims; d++)
         if (ne[d] != 1)
-            got[1] = -1;
-    if (got[0] != s->ne[0] || got[1] != s->ne[1])
+            got[2] = -1;
+    if (got[0] != s->ne[0] || got[1] != s->ne[1] || got[2] != s->ne[2]) {
+        if (s->ne[2] > 1 || got[2] != 1)
+            return err_set(err, STRIX_ERR_FORMAT,
+                           "tensor '%s' has shape [%lld, %lld, %lld], expected [%lld, %lld, %lld]",
+                           s->name, (long long)got[0], (long long)got[1], (long long)got[2],
+                           (long long)s->ne[0], (long long)s->ne[1], (long long)s->ne[2]);
         return err_set(err, STRIX_ERR_FORMAT,
                        "tensor '%s' has shape [%lld, %lld], expected [%lld, %lld]", s->name,
                        (long long)ne[0], (long long)(n_dims > 1 ? ne[1] : 1), (long long)s->ne[0],
                        (long long)s->ne[1]);
+    }
     size_t row = dtype_row_size(type, s->ne[0]), total;
-    if (row == 0 || !util_mul_size(row, (size_t)s->ne[1], &total) || total != nbytes)
+    if (row == 0 || !util_mul_size(row, (size_t)s->ne[1], &total) ||
+        !util_mul_size(total, (size_t)s->ne[2], &total) || total != nbytes)
         return err_set(err, STRIX_ERR_FORMAT, "tensor '%s': %zu bytes do not fit type %s and shape",
                        s->name, nbytes, tr->name);
     struct tensor *t = s->t;
     memcpy(t->name, s->name, sizeof t->name);
     t->type = type;
     t->n_dims = s->n_dims;
-    t->ne[0] = s->ne[0], t->ne[1] = s->ne[1], t->ne[2] = t->ne[3] = 1;
+    t->ne[0] = s->ne[0], t->ne[1] = s->ne[1], t->ne[2] = s->ne[2], t->ne[3] = 1;
     t->data = data;
     t->nbytes = nbytes;
     t->row_bytes = row;
@@ -178,32 +178,6 @@ int model_set_tensor(const struct slot *s, uint32_t type, const int64_t *ne, int
 }
 
 /* ---- GGUF ---- */
-
-static int gguf_hparam_u32(const gguf *g, const char *arch, const char *key, int required, int *out,
-                           strix_error *err)
-{
-    char full[128];
-    snprintf(full, sizeof full, "%s.%s", arch, key);
-    uint32_t v;
-    int rc = gguf_get_u32(g, full, required, &v, err);
-    if (rc == STRIX_ERR_ARG && !required)
-        return STRIX_OK;
-    if (rc)
-        return rc;
-    if (v > (uint32_t)MAX_CTX * 4)
-        return err_set(err, STRIX_ERR_FORMAT, "%s = %u is out of range", full, v);
-    *out = (int)v;
-    return STRIX_OK;
-}
-
-static int gguf_hparam_f32(const gguf *g, const char *arch, const char *key, float *out,
-                           strix_error *err)
-{
-    char full[128];
-    snprintf(full, sizeof full, "%s.%s", arch, key);
-    int rc = gguf_get_f32(g, full, 0, out, err);
-    return rc == STRIX_ERR_ARG ? STRIX_OK : rc;
-}
 
 static int load_gguf(strix_model *m, const struct strix_model_params *params, strix_error *err)
 {
@@ -230,26 +204,12 @@ static int load_gguf(strix_model *m, const struct strix_model_params *params, st
         m->hp.n_vocab = vocab_n(m->vocab);
         return STRIX_OK;
     }
-    if (strcmp(m->arch, "llama") != 0)
-        return err_set(err, STRIX_ERR_UNSUPPORTED, "architecture '%s' is not supported yet",
-                       m->arch);
-
+    if (!(m->ad = arch_find(m->arch)))
+        return err_set(err, STRIX_ERR_UNSUPPORTED,
+                       "architecture '%s' is not supported (strix runs: %s)", m->arch,
+                       arch_names());
     struct hparams *hp = &m->hp;
-    const char *a = m->arch;
-    hp->rope_freq_base = 10000.0f;
-    hp->norm_eps = 1e-5f;
-    hp->n_ctx_train = 2048;
-    if ((rc = gguf_hparam_u32(g, a, "embedding_length", 1, &hp->n_embd, err)) ||
-        (rc = gguf_hparam_u32(g, a, "feed_forward_length", 1, &hp->n_ff, err)) ||
-        (rc = gguf_hparam_u32(g, a, "block_count", 1, &hp->n_layer, err)) ||
-        (rc = gguf_hparam_u32(g, a, "attention.head_count", 1, &hp->n_head, err)) ||
-        (rc = gguf_hparam_u32(g, a, "context_length", 0, &hp->n_ctx_train, err)) ||
-        (rc = gguf_hparam_u32(g, a, "rope.dimension_count", 0, &hp->n_rot, err)) ||
-        (rc = gguf_hparam_f32(g, a, "attention.layer_norm_rms_epsilon", &hp->norm_eps, err)) ||
-        (rc = gguf_hparam_f32(g, a, "rope.freq_base", &hp->rope_freq_base, err)))
-        return rc;
-    hp->n_head_kv = hp->n_head;
-    if ((rc = gguf_hparam_u32(g, a, "attention.head_count_kv", 0, &hp->n_head_kv, err)))
+    if ((rc = arch_load_hparams(m, g, err)))
         return rc;
     const struct gguf_tensor *emb = gguf_find_tensor(g, "token_embd.weight");
     if (!emb)
@@ -258,8 +218,17 @@ static int load_gguf(strix_model *m, const struct strix_model_params *params, st
         return err_set(err, STRIX_ERR_FORMAT, "token_embd.weight has %lld rows",
                        (long long)emb->ne[1]);
     hp->n_vocab = (int)emb->ne[1];
-    hp->rope_neox = 0; /* llama GGUF files store q/k for the interleaved layout */
-    m->tied_output = gguf_find_tensor(g, "output.weight") == NULL;
+    /* llama GGUF files store q/k for the interleaved layout; others say (arch.c) */
+    m->tied_output = m->ad->output == W_NO ||
+                     (m->ad->output == W_OPT && gguf_find_tensor(g, "output.weight") == NULL);
+    for (int k = 0; k < T_COUNT; k++) {
+        if (m->ad->w[k] != W_OPT || k == T_OUTPUT)
+            continue;
+        char name[64];
+        arch_tensor_name(k, 0, name, sizeof name);
+        if (gguf_find_tensor(g, name))
+            m->opt_mask |= (uint64_t)1 << k;
+    }
     if ((rc = model_init_tables(m, err)))
         return rc;
     for (int i = 0; i < m->n_all; i++) {
@@ -349,6 +318,7 @@ void strix_model_free(strix_model *m)
     util_free(m->owned);
     util_free(m->layers);
     util_free(m->all);
+    util_free(m->slots);
     util_free(m->name);
     util_free(m);
 }
@@ -373,7 +343,7 @@ void strix_model_get_info(const strix_model *m, struct strix_model_info *info)
     info->tied_output = m->tied_output;
     info->vocab_only = m->vocab_only;
     for (int i = 0; i < m->n_all; i++) {
-        info->n_params += m->all[i]->ne[0] * m->all[i]->ne[1];
+        info->n_params += m->all[i]->ne[0] * m->all[i]->ne[1] * m->all[i]->ne[2];
         info->weight_bytes += m->all[i]->nbytes;
     }
 }
@@ -469,18 +439,46 @@ static int convert_tensor(const struct tensor *t, uint32_t type, void **out, uin
     return STRIX_OK;
 }
 
+/* The save_gguf converter: every 2-D weight to one type (user: the type id,
+ * or NULL to keep each weight as it is). */
+static int convert_to(void *user, const struct tensor *t, void **out, uint32_t *out_type,
+                      size_t *out_bytes, strix_error *err)
+{
+    *out = NULL;
+    *out_type = t->type;
+    *out_bytes = t->nbytes;
+    return user ? convert_tensor(t, *(const uint32_t *)user, out, out_type, out_bytes, err)
+                : STRIX_OK;
+}
+
 int strix_model_save_gguf(const strix_model *m, const char *path, const char *weight_type,
                           strix_error *err)
 {
     err_clear(err);
     if (!m || !path)
         return err_set(err, STRIX_ERR_ARG, "NULL argument");
-    if (m->vocab_only || !m->vocab)
-        return err_set(err, STRIX_ERR_ARG, "only a full model with a vocabulary can be saved");
     int target = -1;
     if (weight_type && (target = parse_weight_type(weight_type)) < 0)
         return err_set(err, STRIX_ERR_ARG,
                        "cannot write weights as '%s' (F32, F16, BF16, Q8_0, Q4_0)", weight_type);
+    uint32_t type = target >= 0 ? (uint32_t)target : 0;
+    uint32_t main_type = type;
+    if (target < 0 && !m->vocab_only)
+        for (int i = 0; i < m->n_all; i++)
+            if (m->all[i]->n_dims >= 2)
+                main_type = m->all[i]->type; /* the last matrix's type */
+    return model_save_gguf(m, path, file_type(main_type), convert_to, target >= 0 ? &type : NULL,
+                           err);
+}
+
+int model_save_gguf(const strix_model *m, const char *path, uint32_t ftype,
+                    model_convert_fn convert, void *user, strix_error *err)
+{
+    err_clear(err);
+    if (!m || !path)
+        return err_set(err, STRIX_ERR_ARG, "NULL argument");
+    if (m->vocab_only || !m->vocab)
+        return err_set(err, STRIX_ERR_ARG, "only a full model with a vocabulary can be saved");
     gguf_writer *w = gguf_writer_create();
     void **bufs = util_calloc((size_t)m->n_all, sizeof *bufs);
     if (!w || !bufs) {
@@ -488,21 +486,11 @@ int strix_model_save_gguf(const strix_model *m, const char *path, const char *we
         util_free(bufs);
         return err_set(err, STRIX_ERR_NOMEM, "out of memory");
     }
-    const struct hparams *hp = &m->hp;
     int rc = 0;
-    const uint32_t main_type = target >= 0 ? (uint32_t)target : m->all[m->n_all - 1]->type;
-    rc |= gguf_writer_add_str(w, "general.architecture", "llama");
+    rc |= gguf_writer_add_str(w, "general.architecture", m->arch);
     rc |= gguf_writer_add_str(w, "general.name", m->name ? m->name : "strix");
-    rc |= gguf_writer_add_u32(w, "general.file_type", file_type(main_type));
-    rc |= gguf_writer_add_u32(w, "llama.context_length", (uint32_t)hp->n_ctx_train);
-    rc |= gguf_writer_add_u32(w, "llama.embedding_length", (uint32_t)hp->n_embd);
-    rc |= gguf_writer_add_u32(w, "llama.feed_forward_length", (uint32_t)hp->n_ff);
-    rc |= gguf_writer_add_u32(w, "llama.block_count", (uint32_t)hp->n_layer);
-    rc |= gguf_writer_add_u32(w, "llama.attention.head_count", (uint32_t)hp->n_head);
-    rc |= gguf_writer_add_u32(w, "llama.attention.head_count_kv", (uint32_t)hp->n_head_kv);
-    rc |= gguf_writer_add_u32(w, "llama.rope.dimension_count", (uint32_t)hp->n_rot);
-    rc |= gguf_writer_add_f32(w, "llama.rope.freq_base", hp->rope_freq_base);
-    rc |= gguf_writer_add_f32(w, "llama.attention.layer_norm_rms_epsilon", hp->norm_eps);
+    rc |= gguf_writer_add_u32(w, "general.file_type", ftype);
+    rc |= arch_save_hparams(m, w);
     if (rc) {
         rc = err_set(err, STRIX_ERR_NOMEM, "out of memory");
         goto done;
@@ -511,10 +499,9 @@ int strix_model_save_gguf(const strix_model *m, const char *path, const char *we
         goto done;
     for (int i = 0; i < m->n_all; i++) {
         const struct tensor *t = m->all[i];
-        uint32_t type = t->type;
-        size_t nbytes = t->nbytes;
-        if (target >= 0 &&
-            (rc = convert_tensor(t, (uint32_t)target, &bufs[i], &type, &nbytes, err)))
+        uint32_t type;
+        size_t nbytes;
+        if ((rc = convert(user, t, &bufs[i], &type, &nbytes, err)))
             goto done;
         rc = gguf_writer_add_tensor(w, t->name, type, (uint32_t)t->n_dims, t->ne,
                                     bufs[i] ? bufs[i] : t->data, nbytes);

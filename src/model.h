@@ -12,7 +12,8 @@
 #include "util.h"
 #include "vocab.h"
 
-/* A 2-D weight (or 1-D vector): rows of ne[0] elements of `type`. */
+/* A weight: rows of ne[0] elements of `type`; ne[1] rows per matrix and, for
+ * the stacked expert weights of a Mixture-of-Experts layer, ne[2] matrices. */
 struct tensor {
     char name[64];
     uint32_t type; /* enum dtype */
@@ -23,17 +24,33 @@ struct tensor {
     size_t row_bytes; /* bytes of one row of ne[0] elements */
 };
 
+/* Every weight a block may have; an architecture uses a subset (arch.c).
+ * Biases and norm weights are 1-D. "qkv" is a fused (q | k | v) projection;
+ * the *_exps weights stack one matrix per expert. */
 struct layer {
-    struct tensor attn_norm; /* (n_embd) */
-    struct tensor wq;        /* (n_head * head_dim rows, n_embd) */
-    struct tensor wk;        /* (n_head_kv * head_dim, n_embd) */
-    struct tensor wv;        /* (n_head_kv * head_dim, n_embd) */
-    struct tensor wo;        /* (n_embd, n_head * head_dim) */
-    struct tensor ffn_norm;  /* (n_embd) */
-    struct tensor w_gate;    /* (n_ff, n_embd) */
-    struct tensor w_up;      /* (n_ff, n_embd) */
-    struct tensor w_down;    /* (n_embd, n_ff) */
+    struct tensor attn_norm, attn_norm_b;     /* (n_embd) */
+    struct tensor attn_norm_2, attn_norm_2_b; /* (n_embd) Falcon-40B's second input norm */
+    struct tensor wqkv, bqkv;                 /* (q_dim + 2 kv_dim rows, n_embd) */
+    struct tensor wq, bq;                     /* (n_head * head_dim rows, n_embd) */
+    struct tensor wk, bk;                     /* (n_head_kv * head_dim, n_embd) */
+    struct tensor wv, bv;                     /* (n_head_kv * head_dim, n_embd) */
+    struct tensor wo, bo;                     /* (n_embd, n_head * head_dim) */
+    struct tensor attn_post_norm;             /* (n_embd) norm of the attention output */
+    struct tensor ffn_norm, ffn_norm_b;       /* (n_embd) */
+    struct tensor w_gate, b_gate;             /* (n_ff, n_embd) */
+    struct tensor w_down, b_down;             /* (n_embd, n_ff) */
+    struct tensor w_up, b_up;                 /* (n_ff, n_embd); (2 n_ff, ...) when fused */
+    struct tensor ffn_post_norm;              /* (n_embd) norm of the FFN output */
+    struct tensor gate_inp;                   /* (n_expert, n_embd) router */
+    struct tensor gate_exps, down_exps, up_exps; /* (n_expert, n_ff_exp, n_embd) etc. */
+    struct tensor gate_inp_shexp;             /* (1, n_embd) shared expert's gate */
+    struct tensor gate_shexp, down_shexp, up_shexp; /* (n_ff_shexp, n_embd) etc. */
 };
+
+enum norm_kind { NORM_RMS, NORM_LAYER };
+enum pos_kind { POS_ROPE, POS_LEARNED, POS_ALIBI, POS_SINUSOID };
+enum ffn_act { ACT_SILU, ACT_GELU, ACT_RELU };
+enum rope_scaling { ROPE_SCALING_NONE, ROPE_SCALING_LINEAR, ROPE_SCALING_YARN };
 
 struct hparams {
     int n_vocab, n_embd, n_ff, n_layer, n_head, n_head_kv, head_dim, n_rot, n_ctx_train;
@@ -43,19 +60,38 @@ struct hparams {
     int swa_dense_every; /* with n_swa: layers l with l % k == k - 1 see all;
                             0: every layer is windowed */
     float norm_eps;
+    /* --- beyond Llama (arch.c fills these from the file's keys) --- */
+    int n_ff_dense;  /* width of a dense FFN (n_ff is the widest FFN, for scratch) */
+    int n_expert, n_expert_used, n_ff_exp, n_ff_shexp;
+    int rope_scaling;      /* enum rope_scaling */
+    float rope_freq_scale; /* 1 / scaling factor (linear and YaRN) */
+    int n_ctx_orig;        /* YaRN: the context length trained before extension */
+    float yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow;
+    float alibi_max_bias; /* ALiBi models: slopes 2^(-max_bias * i / n) */
+    float clamp_kqv;      /* > 0: q, k, v clamped to [-clamp, clamp] (MPT) */
+    float attn_softcap, final_softcap; /* > 0: tanh soft-capping (Gemma-2) */
+    int post_norm;  /* 1: x = norm(x + f(x)) (original transformer) */
+    int sinusoidal; /* 1: sinusoidal absolute positions added to the embeddings */
 };
+
+struct arch;
 
 struct strix_model {
     char arch[32];
+    const struct arch *ad; /* the architecture's description (arch.c) */
     char *name;
     struct hparams hp;
     int vocab_only;
     int tied_output;
+    uint64_t opt_mask;         /* optional tensor kinds present (bit per enum tkind) */
     struct vocab *vocab;       /* NULL when the model has none */
     struct tensor tok_embd;    /* (n_vocab rows, n_embd) */
-    struct tensor output_norm; /* (n_embd) */
+    struct tensor pos_embd;    /* (n_ctx_train rows, n_embd) learned positions */
+    struct tensor tok_norm, tok_norm_b;       /* (n_embd) norm of the embeddings (Bloom) */
+    struct tensor output_norm, output_norm_b; /* (n_embd) */
     struct tensor output;      /* (n_vocab rows, n_embd); == tok_embd when tied */
     struct layer *layers;      /* n_layer */
+    struct slot *slots;        /* n_all: every weight's name, shape and struct */
     struct tensor **all;       /* every weight in file order of the slots (see model.c) */
     int n_all;
     struct util_map map; /* the file, when its bytes are used in place */
@@ -85,7 +121,7 @@ struct slot {
     char name[64];
     struct tensor *t;
     int n_dims;
-    int64_t ne[2];
+    int64_t ne[3]; /* ne[2] = 1 except for stacked expert weights */
 };
 int model_n_slots(const strix_model *m);
 void model_slot(strix_model *m, int i, struct slot *s);
@@ -96,6 +132,15 @@ int model_init_tables(strix_model *m, strix_error *err);
  * checking that strix can compute with the type. */
 int model_set_tensor(const struct slot *s, uint32_t type, const int64_t *ne, int n_dims,
                      const void *data, size_t nbytes, strix_error *err);
+
+/* Saving: convert re-encodes weight t for the file: it sets *out to a new
+ * buffer (util_malloc'd, freed by the caller) or NULL to keep t's bytes, and
+ * *type and *nbytes to what is written. model_save_gguf writes m with
+ * general.file_type ftype (llama.cpp's numbering) through convert. */
+typedef int (*model_convert_fn)(void *user, const struct tensor *t, void **out, uint32_t *type,
+                                size_t *nbytes, strix_error *err);
+int model_save_gguf(const strix_model *m, const char *path, uint32_t ftype,
+                    model_convert_fn convert, void *user, strix_error *err);
 
 /* Loads the model whose file bytes are in m->map (GGUF or llama2.c), into a
  * zeroed model. On failure the caller frees m. Fuzzers call it on raw bytes. */

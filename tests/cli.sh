@@ -59,6 +59,18 @@ cmp -s "$T/zoo2.txt" "$D/stories260K-zoo.txt" && ok || bad "converted model text
     "$S" info -m "$T/q8.gguf" | grep -q "blk.0.attn_q.weight *Q8_0" && ok || bad "convert --type Q8_0"
 expect_fail "convert to an unknown type" convert $M -o "$T/x.gguf" --type Q3_K
 
+# quantize: stories260K's 172-wide FFN falls back, and the model still runs
+for q in Q8_0 Q4_0; do
+    "$S" quantize "$D/stories260K.bin" "$T/q.gguf" $q --vocab "$D/tok512.bin" -t 2 2>"$T/err" &&
+        grep -q "ffn_down .*F32 (fallback" "$T/err" &&
+        "$S" info -m "$T/q.gguf" | grep -q "blk.0.attn_q.weight *$q" &&
+        out=$("$S" run -m "$T/q.gguf" -p "Once upon a time" -n 30 --temp 0 2>/dev/null) &&
+        [ ${#out} -gt 40 ] && ok || bad "quantize $q: $(head -c 300 "$T/err")"
+done
+expect_fail "quantize to an unknown type" quantize "$D/stories260K.bin" "$T/x.gguf" Q3_K --vocab "$D/tok512.bin"
+expect_fail "quantize without a type" quantize "$D/stories260K.bin" "$T/x.gguf"
+expect_fail "quantize a missing file" quantize "$T/none.gguf" "$T/x.gguf" Q8_0
+
 # synth makes a random model of the asked shape that runs
 "$S" synth -o "$T/syn.gguf" --dim 64 --ff 96 --layers 2 --heads 4 --kv-heads 1 --seed 3 2>/dev/null &&
     "$S" info -m "$T/syn.gguf" | grep -q "n_embd 64, n_ff 96, n_layer 2, n_head 4, n_head_kv 1" &&

@@ -167,6 +167,8 @@ struct edit {
     uint32_t set_u32;
     const char *retype_tensor;  /* re-declared as Q4_1 (unsupported) */
     const char *reshape_tensor; /* rows halved */
+    const char *set_str_key, *set_str;
+    const char *expect; /* a word the error message must contain, or NULL */
 };
 
 static int rewrite(const gguf *g, const struct edit *e, const char *path)
@@ -179,6 +181,10 @@ static int rewrite(const gguf *g, const struct edit *e, const char *path)
         snprintf(key, sizeof key, "%.*s", (int)kv->key.len, kv->key.ptr);
         if (e->drop_kv && strcmp(key, e->drop_kv) == 0)
             continue;
+        if (e->set_str_key && strcmp(key, e->set_str_key) == 0) {
+            rc |= gguf_writer_add_str(w, key, e->set_str);
+            continue;
+        }
         if (e->set_u32_key && strcmp(key, e->set_u32_key) == 0) {
             rc |= gguf_writer_add_u32(w, key, e->set_u32);
             continue;
@@ -310,6 +316,71 @@ static void test_gguf_models(void)
     free(buf);
 }
 
+/* The other architectures: their own keys, fused and stacked expert
+ * tensors, each broken in turn. */
+static void test_arch_models(void)
+{
+    static const struct {
+        const char *file;
+        struct edit e;
+    } cases[] = {
+        {"arch/gpt2.gguf", {.set_str_key = "general.architecture", .set_str = "gptj", .expect = "gptj"}},
+        {"arch/gpt2.gguf", {.drop_tensor = "blk.1.attn_qkv.bias", .expect = "attn_qkv.bias"}},
+        {"arch/gpt2.gguf", {.drop_tensor = "position_embd.weight", .expect = "position_embd"}},
+        {"arch/gpt2.gguf", {.reshape_tensor = "blk.0.attn_qkv.weight", .expect = "attn_qkv"}},
+        {"arch/gpt2.gguf", {.drop_kv = "gpt2.feed_forward_length"}},
+        {"arch/bloom.gguf", {.drop_tensor = "token_embd_norm.bias", .expect = "token_embd_norm"}},
+        {"arch/mpt.gguf", {.drop_kv = "mpt.attention.max_alibi_bias", .expect = "max_alibi_bias"}},
+        {"arch/phi3.gguf", {.drop_kv = "phi3.attention.sliding_window", .expect = "sliding_window"}},
+        {"arch/phi3.gguf", {.reshape_tensor = "blk.1.ffn_up.weight", .expect = "ffn_up"}},
+        {"arch/phi3.gguf", {.set_u32_key = "phi3.rope.dimension_count", .set_u32 = 18}},
+        {"arch/mixtral.gguf", {.set_u32_key = "llama.expert_used_count", .set_u32 = 5, .expect = "expert"}},
+        {"arch/mixtral.gguf", {.set_u32_key = "llama.expert_count", .set_u32 = 0}},
+        {"arch/mixtral.gguf", {.set_u32_key = "llama.expert_count", .set_u32 = 1u << 30}},
+        {"arch/mixtral.gguf", {.reshape_tensor = "blk.1.ffn_down_exps.weight", .expect = "ffn_down_exps"}},
+        {"arch/mixtral.gguf", {.drop_tensor = "blk.0.ffn_gate_inp.weight", .expect = "ffn_gate_inp"}},
+        {"arch/qwen2moe.gguf", {.drop_tensor = "blk.1.ffn_gate_inp_shexp.weight", .expect = "shexp"}},
+        {"arch/qwen2moe.gguf", {.drop_kv = "qwen2moe.expert_count", .expect = "expert"}},
+        {"arch/llama-yarn.gguf", {.set_str_key = "llama.rope.scaling.type", .set_str = "longrope", .expect = "longrope"}},
+        {"arch/gemma.gguf", {.set_u32_key = "gemma.attention.head_count_kv", .set_u32 = 3}},
+        {"arch/falcon.gguf", {.drop_tensor = "blk.0.attn_norm.bias", .expect = "attn_norm.bias"}},
+    };
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/strix-corrupt-arch-%d.gguf", (int)getpid());
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len = 0;
+        uint8_t *buf = (uint8_t *)test_read_file(test_path(cases[i].file), &len);
+        gguf *g = NULL;
+        CHECK(buf && gguf_parse(buf, len, &g, NULL) == STRIX_OK);
+        if (g) {
+            CHECK(rewrite(g, &cases[i].e, path) == STRIX_OK);
+            strix_model *m = NULL;
+            strix_error err = {0, ""};
+            int rc = strix_model_load(path, NULL, &m, &err);
+            CHECKF(rc != STRIX_OK && m == NULL && err.msg[0], "%s edit %zu loaded", cases[i].file, i);
+            CHECKF(!cases[i].e.expect || strstr(err.msg, cases[i].e.expect), "%s: '%s'",
+                   cases[i].file, err.msg);
+            strix_model_free(m);
+            /* and allocation failure at every step of loading the intact file */
+            if (i == 0 || strcmp(cases[i].file, cases[i - 1].file) != 0) {
+                int steps = 0;
+                for (long n = 0; n < 10000; n++) {
+                    util_fail_alloc_after(n);
+                    rc = try_load(buf, len, NULL, cases[i].file);
+                    util_fail_alloc_after(-1);
+                    if (rc == STRIX_OK)
+                        break;
+                    steps++;
+                }
+                CHECKF(steps > 3, "%s: allocation failure injected %d times", cases[i].file, steps);
+            }
+        }
+        gguf_free(g);
+        free(buf);
+    }
+    unlink(path);
+}
+
 /* Allocation failure at every step of creating a context and a sampler. */
 static void test_alloc_runtime(void)
 {
@@ -363,6 +434,7 @@ int main(void)
     test_l2c_legacy();
     test_l2c_v2();
     test_gguf_models();
+    test_arch_models();
     unlink(tmp_path);
     TEST_MAIN_END();
 }

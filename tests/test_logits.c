@@ -114,5 +114,11 @@ int main(void)
         snprintf(logits, sizeof logits, "llamacpp-synth-%s.logits", q[i].type);
         compare(load_fixture(model, NULL), model, "llamacpp-stories260K.ids", logits, q[i].tol);
     }
+    /* k-quants: a 256-wide random model (strix synth -m stories260K-ref.gguf
+     * --dim 256 --ff 256 --layers 1 --heads 4 --kv-heads 2 --seed 7) that
+     * llama.cpp's llama-quantize wrote as Q4_K_M (Q4_K, Q6_K for output,
+     * attn_v and ffn_down). llama.cpp rounds activations to q8_K blocks. */
+    compare(load_fixture("llamacpp-synth256-Q4_K_M.gguf", NULL), "llamacpp-synth256-Q4_K_M.gguf",
+            "llamacpp-stories260K.ids", "llamacpp-synth256-Q4_K_M.logits", 0.2f);
     TEST_MAIN_END();
 }

@@ -150,6 +150,7 @@ static const struct opt_def opt_defs[] = {
     {"ids", "--ids", OPT_FLAG, F(ids), 0, 0},
     {"no-bos", "--no-bos", OPT_FLAG, F(no_bos), 0, 0},
     {"no-stop-bos", "--no-stop-bos", OPT_FLAG, F(no_stop_bos), 0, 0},
+    {"pure", "--pure", OPT_FLAG, F(pure), 0, 0},
     {"p-tokens", "--p-tokens", OPT_INT, F(bench_pp), 0, 1 << 16},
     {"reps", "--reps", OPT_INT, F(bench_reps), 1, 1000},
     {"dim", "--dim", OPT_INT, F(synth.n_embd), 1, 1 << 20},
@@ -157,6 +158,15 @@ static const struct opt_def opt_defs[] = {
     {"layers", "--layers", OPT_INT, F(synth.n_layer), 1, 4096},
     {"heads", "--heads", OPT_INT, F(synth.n_head), 1, 1 << 16},
     {"kv-heads", "--kv-heads", OPT_INT, F(synth.n_head_kv), 1, 1 << 16},
+    {"arch", "--arch", OPT_STR, F(synth.arch), 0, 0},
+    {"rot", "--rot", OPT_INT, F(synth.n_rot), 0, 1 << 16},
+    {"experts", "--experts", OPT_INT, F(synth.n_expert), 0, 1024},
+    {"experts-used", "--experts-used", OPT_INT, F(synth.n_expert_used), 0, 1024},
+    {"swa", "--swa", OPT_INT, F(synth.n_swa), 0, 1 << 24},
+    {"rope-scaling", "--rope-scaling", OPT_STR, F(synth.rope_scaling), 0, 0},
+    {"rope-scale", "--rope-scale", OPT_FLOAT, F(synth.rope_scale), 1, 1e6},
+    {"alibi-bias", "--alibi-bias", OPT_FLOAT, F(synth.alibi_max_bias), 0, 1000},
+    {"expert-stats", "--expert-stats", OPT_FLAG, F(expert_stats), 0, 0},
 };
 #undef F
 

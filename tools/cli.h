@@ -38,7 +38,8 @@ struct opts {
     const char *command;
     const char *model, *vocab, *prompt, *file, *out, *type;
     int n_predict, n_threads, n_ctx, ids, no_bos, no_stop_bos, stop_bos, bench_pp, bench_reps;
-    int seed_given;
+    int seed_given, expert_stats;
+    int pure; /* quantize --pure */
     /* generation, evaluation and chat (run, ppl, chat) */
     const char *stop, *samplers, *logit_bias, *kl_save, *kl_base, *system, *chat_template;
     int stride, n_probs;
@@ -64,5 +65,6 @@ void print_probs(const strix_model *m, const strix_sampler *s, int n_probs);
 int cmd_bench(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 
 #endif

@@ -32,12 +32,32 @@ static int run_emit(void *user, const char *text, size_t n, strix_token tok)
     return 0;
 }
 
+/* Per layer, the tokens each expert received (run --expert-stats). */
+static void print_expert_stats(const strix_context *ctx, const strix_model *m)
+{
+    struct strix_model_info in;
+    strix_model_get_info(m, &in);
+    uint64_t counts[1024];
+    if (strix_expert_load(ctx, 0, counts, 1024) <= 0) {
+        fprintf(stderr, "expert load: the model has no experts\n");
+        return;
+    }
+    fprintf(stderr, "expert load (tokens per expert):\n");
+    for (int l = 0; l < in.n_layer; l++) {
+        const int ne = strix_expert_load(ctx, l, counts, 1024);
+        fprintf(stderr, "  layer %2d:", l);
+        for (int e = 0; e < ne && e < 1024; e++)
+            fprintf(stderr, " %llu", (unsigned long long)counts[e]);
+        fputc('\n', stderr);
+    }
+}
+
 static int cmd_run(int argc, char **argv)
 {
     struct opts o;
     parse_opts(argc, argv, &o,
                " m vocab p n t c temp top-k top-p min-p rp rln seed no-stop-bos freq pres typical"
-               " mirostat mirostat-lr mirostat-ent samplers logit-bias n-probs stop ");
+               " mirostat mirostat-lr mirostat-ent samplers logit-bias n-probs stop expert-stats ");
     strix_model *m = load_model(&o, 0);
     const char *prompt = o.prompt ? o.prompt : "";
     int n_prompt;
@@ -89,6 +109,8 @@ static int cmd_run(int argc, char **argv)
     fprintf(stderr, "prompt: %d tokens, %.1f tok/s; generation: %d tokens, %.1f tok/s\n", n_prompt,
             n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9), n_gen,
             n_gen / (t2 - t1 > 0 ? t2 - t1 : 1e-9));
+    if (o.expert_stats)
+        print_expert_stats(ctx, m);
     strix_sampler_free(smp);
     strix_context_free(ctx);
     free(ids);
@@ -132,6 +154,7 @@ static int cmd_info(int argc, char **argv)
     strix_model_get_info(m, &in);
     printf("model:        %s\n", o.model);
     printf("architecture: %s%s\n", in.arch, in.vocab_only ? " (vocabulary only)" : "");
+    printf("supported:    %s\n", strix_archs());
     if (in.name[0])
         printf("name:         %s\n", in.name);
     if (strix_vocab_size(m) > 0)
@@ -178,7 +201,7 @@ static int cmd_convert(int argc, char **argv)
 static int cmd_synth(int argc, char **argv)
 {
     struct opts o;
-    parse_opts(argc, argv, &o, " m o type dim ff layers heads kv-heads c seed ");
+    parse_opts(argc, argv, &o, " m o type dim ff layers heads kv-heads c seed arch rot experts experts-used swa rope-scaling rope-scale alibi-bias ");
     if (!o.out)
         die("synth needs -o OUT.gguf");
     if (o.n_ctx)
@@ -202,9 +225,10 @@ static void usage(FILE *f)
         "usage: strix COMMAND [options]\n"
         "  run       -m MODEL [--vocab TOKENIZER.bin] -p PROMPT -n N [--temp T] [--top-k K]\n"
         "            [--top-p P] [--min-p P] [--repeat-penalty R] [--repeat-last-n N]\n"
-        "            [--seed S] [-t THREADS] [-c N_CTX] [--no-stop-bos] [--frequency-penalty F]\n"
-        "            [--presence-penalty F] [--typical P] [--mirostat 2 --mirostat-ent TAU\n"
-        "            --mirostat-lr ETA] [--samplers \"penalties;top_k;typical_p;top_p;min_p;\n"
+        "            [--seed S] [-t THREADS] [-c N_CTX] [--no-stop-bos] [--expert-stats]\n"
+        "            [--frequency-penalty F] [--presence-penalty F] [--typical P]\n"
+        "            [--mirostat 2 --mirostat-ent TAU --mirostat-lr ETA]\n"
+        "            [--samplers \"penalties;top_k;typical_p;top_p;min_p;\n"
         "            temperature\"] [--logit-bias ID+BIAS,...] [--stop TEXT] [--n-probs N]\n"
         "  ppl       -m MODEL -f TEXT [-c N_CTX] [--stride S] [--kl-save FILE | --kl-base FILE]\n"
         "            (cross-entropy, perplexity, bits per byte; KL divergence from a base)\n"
@@ -214,6 +238,10 @@ static void usage(FILE *f)
         "  convert   -m MODEL [--vocab TOKENIZER.bin] -o OUT.gguf [--type F32|F16|BF16|Q8_0|Q4_0]\n"
         "  synth     [-m VOCAB.gguf] -o OUT.gguf [--dim N] [--ff N] [--layers N] [--heads N]\n"
         "            [--kv-heads N] [-c N_CTX] [--seed S] [--type T]   (random weights)\n"
+        "            [--arch A] [--rot N] [--experts N --experts-used K] [--swa N]\n"
+        "            [--rope-scaling linear|yarn --rope-scale F] [--alibi-bias B]\n"
+        "  quantize  IN OUT.gguf TYPE [--vocab TOKENIZER.bin] [-t THREADS] [--pure]\n"
+        "            TYPE: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K Q4_K_M Q5_K_M\n"
         "  bench     [-m MODEL[,MODEL]] [-p N[,N]] [-n N[,N]] [-t T[,T]] [-r REPS] [-o md|json]\n"
         "            [--vocab TOKENIZER.bin]   (like llama-bench: pp N, tg N, median t/s)\n"
         "Without -m, the bundled model %s is used. Sampling defaults (llama.cpp's):\n"
@@ -245,6 +273,8 @@ int main(int argc, char **argv)
         return cmd_ppl(argc, argv);
     if (strcmp(cmd, "chat") == 0)
         return cmd_chat(argc, argv);
+    if (strcmp(cmd, "quantize") == 0)
+        return cmd_quantize(argc, argv);
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
         return 0;
