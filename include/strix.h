@@ -313,14 +313,43 @@ int strix_kv_seq_pos_max(const strix_context *ctx, int seq);
 
 /* ---- sampling ------------------------------------------------------------------- */
 
+/* Added to a token's logit before any stage (-INFINITY bans the token). */
+struct strix_logit_bias {
+    strix_token token;
+    float bias;
+};
+
+/*
+ * The chain: logit bias first, then the stages named in `order` (default
+ * "penalties;top_k;typical_p;top_p;min_p;temperature", llama.cpp's order;
+ * separators ';', ',' or ' '; a stage left out does not run), then a draw
+ * from the softmax of what is left. temperature <= 0 takes the argmax after
+ * the bias and penalties instead. mirostat 2 skips the truncation stages
+ * (top-k, typical-p, top-p, min-p), keeps penalties and temperature, and
+ * replaces the draw by mirostat v2.
+ *
+ * Append new fields at the end and fill them in
+ * strix_sampler_default_params, so callers that start from the defaults keep
+ * working.
+ */
 struct strix_sampler_params {
     float temperature;    /* <= 0: greedy (argmax) */
     int top_k;            /* <= 0: off */
     float top_p;          /* >= 1: off */
     float min_p;          /* <= 0: off */
-    float repeat_penalty; /* 1: off */
-    int repeat_last_n;    /* tokens of history the penalty looks at */
+    float repeat_penalty; /* 1: off; a positive logit is divided, a negative multiplied */
+    int repeat_last_n;    /* tokens of history the penalties look at */
     uint64_t seed;
+    float frequency_penalty; /* 0: off; subtracted once per occurrence in the window */
+    float presence_penalty;  /* 0: off; subtracted once if the token is in the window */
+    float typical_p;         /* >= 1: off; locally typical sampling */
+    int mirostat;            /* 0: off, 2: mirostat v2 (version 1 is not implemented) */
+    float mirostat_tau;      /* target surprise in bits (5) */
+    float mirostat_eta;      /* learning rate (0.1) */
+    const char *order;       /* stage order (see above); NULL: the default; copied */
+    const struct strix_logit_bias *logit_bias; /* n_logit_bias entries; copied */
+    int n_logit_bias;
+    int n_probs; /* keep the log-probabilities of this many most likely tokens */
 };
 struct strix_sampler_params strix_sampler_default_params(void);
 
@@ -329,9 +358,207 @@ int strix_sampler_create(const struct strix_sampler_params *params, int n_vocab,
 void strix_sampler_free(strix_sampler *s);
 /* Picks a token from n_vocab logits (not modified). */
 strix_token strix_sampler_sample(strix_sampler *s, const float *logits);
-/* Records a token in the history used by the repetition penalty. */
+/* Records a token in the history used by the penalties. */
 void strix_sampler_accept(strix_sampler *s, strix_token tok);
+/* Clears the history and mirostat's state and reseeds the generator. */
 void strix_sampler_reset(strix_sampler *s, uint64_t seed);
+
+/* A token and its natural-log probability. */
+struct strix_token_prob {
+    strix_token id;
+    float logprob;
+};
+/* For the last strix_sampler_sample call: the chosen token's log-probability
+ * and the min(cap, n_probs) most likely tokens, most likely first, under the
+ * model's own distribution (log-softmax of the raw logits: before bias,
+ * penalties and temperature). Returns the number written to top. Either
+ * pointer may be NULL. */
+int strix_sampler_last_probs(const strix_sampler *s, struct strix_token_prob *chosen,
+                             struct strix_token_prob *top, int cap);
+
+/* ---- generation ------------------------------------------------------------------ */
+
+/*
+ * Stop strings: the earliest complete occurrence of any of stops[0..n_stops)
+ * in text[0..n), as a byte offset, or -1. *n_safe (may be NULL) gets the
+ * number of leading bytes that can be shown: up to the match, or, with no
+ * match, all but the longest tail that could still grow into a stop string.
+ */
+long strix_stop_find(const char *text, size_t n, const char *const *stops, int n_stops,
+                     size_t *n_safe);
+
+struct strix_gen_params {
+    int n_predict;            /* token budget; < 0: until EOS, a stop string or a full context */
+    const char *const *stop;  /* n_stop stop strings (borrowed); the text ends before them */
+    int n_stop;
+    int stop_at_bos;          /* also end at BOS (the llama2.c story models separate stories so) */
+};
+struct strix_gen_params strix_gen_default_params(void);
+
+enum strix_stop_reason {
+    STRIX_STOP_NONE = 0,
+    STRIX_STOP_EOS = 1,     /* EOS (or BOS with stop_at_bos) was sampled */
+    STRIX_STOP_STRING = 2,  /* a stop string was completed */
+    STRIX_STOP_BUDGET = 3,  /* n_predict tokens */
+    STRIX_STOP_CONTEXT = 4, /* the KV cache is full */
+    STRIX_STOP_CALLER = 5,  /* the callback returned non-zero */
+};
+
+/* Called once per generated token with the text that became safe to show
+ * (possibly none; never part of a stop string), and once more with tok -1 to
+ * flush text held back at the end. Non-zero stops the generation. */
+typedef int (*strix_gen_cb)(void *user, const char *text, size_t n, strix_token tok);
+
+struct strix_gen_result {
+    int n_tokens;    /* tokens sampled, the one that ended it included */
+    int stop_reason; /* enum strix_stop_reason */
+};
+
+/*
+ * Generates from the logits of the last decoded token (decode the prompt with
+ * its last token's logits first; accept the prompt into the sampler if the
+ * penalties should see it). prev is the last prompt token (for the spacing
+ * of the first piece). Each sampled token is accepted into the sampler and
+ * decoded, except the one that ends the generation, so the cache then holds
+ * the prompt and the shown tokens. The callback may call
+ * strix_sampler_last_probs.
+ */
+int strix_generate(const strix_model *model, strix_context *ctx, strix_sampler *smp,
+                   strix_token prev, const struct strix_gen_params *params, strix_gen_cb cb,
+                   void *user, struct strix_gen_result *res, strix_error *err);
+
+/* ---- beam search --------------------------------------------------------------------- */
+
+struct strix_beam_params {
+    int n_beams;          /* width W, 1 .. STRIX_SEQ_MAX / 2; the context needs n_seq_max >= 2W */
+    int n_predict;        /* most new tokens per hypothesis */
+    float length_penalty; /* score = log-probability / n^length_penalty (n: generated tokens,
+                             the end token included); 0: total log-probability */
+    int early_stopping;   /* stop as soon as W hypotheses have finished; otherwise (with
+                             length_penalty <= 0) when no live beam can beat the W-th best */
+    int n_best;           /* hypotheses returned */
+    int stop_at_bos;      /* BOS ends a hypothesis too (the llama2.c story models) */
+};
+struct strix_beam_params strix_beam_default_params(void);
+
+struct strix_beam_hyp {
+    strix_token *tokens; /* generated tokens (the end token not included); owned by the result */
+    int n_tokens;
+    double logprob; /* total natural-log probability, the end token's included */
+    double score;
+    int finished; /* 1: ended by EOS; 0: cut by n_predict or the context */
+};
+struct strix_beam_result {
+    struct strix_beam_hyp *hyps; /* n, best score first, distinct */
+    int n;
+};
+
+/*
+ * Beam search after a prompt (BOS included if wanted). The prompt is decoded
+ * once; beams share its cache entries and each other's common prefixes (see
+ * strix_kv_seq_cp) and diverge without copying the cache. Clears the
+ * context's cache before and after. Free the result with
+ * strix_beam_result_free.
+ */
+int strix_beam_search(const strix_model *model, strix_context *ctx, const strix_token *prompt,
+                      int n_prompt, const struct strix_beam_params *params,
+                      struct strix_beam_result *out, strix_error *err);
+void strix_beam_result_free(struct strix_beam_result *r);
+
+/* ---- evaluation: perplexity and KL divergence ---------------------------------------- */
+
+struct strix_ppl_params {
+    int n_ctx;  /* window in tokens; 0: the context's n_ctx */
+    int stride; /* 0: llama.cpp's chunks (each window scores its second half);
+                   > 0: sliding windows moved by stride tokens, every token scored */
+    int n_batch; /* tokens per decode call (at most the context's); 0: 512 */
+    const char *kl_save; /* write every scored token's log-probabilities here */
+    const char *kl_base; /* compare with a saved base; its tokens, n_ctx and stride are used */
+    void (*progress)(void *user, int done, int total); /* after each window; may be NULL */
+    void *user;
+};
+struct strix_ppl_params strix_ppl_default_params(void);
+
+struct strix_ppl_result {
+    int64_t n_scored; /* tokens scored */
+    int64_t n_bytes;  /* bytes of text the scored tokens stand for */
+    int n_windows, n_ctx, stride;
+    double nll;            /* cross-entropy: mean negative log-likelihood, nats per token */
+    double nll_stderr;     /* standard error of that mean */
+    double bits_per_token; /* nll / ln 2 */
+    double bits_per_byte;  /* total bits / n_bytes */
+    double ppl;            /* exp(nll) == 2^bits_per_token */
+    double ppl_stderr;     /* ppl * nll_stderr (first-order) */
+    /* with kl_base: KL(base || this model) per token, in nats */
+    int has_kl;
+    double base_ppl;
+    double ppl_ratio;                         /* ppl / base_ppl */
+    double ln_ppl_ratio, ln_ppl_ratio_stderr; /* mean of ln p_base - ln p, and its error */
+    double kl_mean, kl_stderr;
+    double kl_min, kl_median, kl_p90, kl_p95, kl_p99, kl_p999, kl_max;
+    double top1_agree; /* fraction of tokens where both models' most likely token is the same */
+};
+
+/*
+ * Scores tokens[0..n_tokens) (tokenized with BOS, as llama.cpp does; each
+ * window's first token is replaced by BOS). With kl_base, tokens may be NULL
+ * (the base's are used) and otherwise must equal the base's. The context's
+ * cache is cleared and reused for every window.
+ */
+int strix_perplexity(const strix_model *model, strix_context *ctx, const strix_token *tokens,
+                     int n_tokens, const struct strix_ppl_params *params,
+                     struct strix_ppl_result *out, strix_error *err);
+
+/* ---- chat templates ------------------------------------------------------------------ */
+
+struct strix_chat_msg {
+    const char *role; /* "system", "user", "assistant" */
+    const char *content;
+};
+
+/*
+ * Templates: "chatml", "llama2", "llama2-sys", "llama2-sys-bos",
+ * "llama2-sys-strip", "mistral-v1", "mistral-v3", "mistral-v3-tekken",
+ * "mistral-v7", "phi3", "zephyr", "gemma", "deepseek", "llama3" (the same
+ * names and text as llama.cpp's llama_chat_apply_template), and "plain"
+ * (strix's: the contents joined by newlines, an answer continuing its
+ * prompt directly; for models without a template). strix_chat_template_name(i)
+ * lists them (NULL past the end).
+ */
+const char *strix_chat_template_name(int i);
+/* The template a name or a stored Jinja template (tokenizer.chat_template)
+ * stands for, recognised by distinctive substrings; NULL if none. */
+const char *strix_chat_template_detect(const char *tmpl);
+/* The text that ends an assistant turn in that template ("<|im_end|>", ...),
+ * a stop string; NULL for "plain" or an unknown template. */
+const char *strix_chat_template_end(const char *tmpl);
+
+/*
+ * Renders messages with template tmpl (a name or a stored template, see
+ * strix_chat_template_detect). add_assistant: end with the opening of an
+ * assistant turn. Like snprintf: writes at most cap - 1 bytes and a NUL, and
+ * *n_out (may be NULL) gets the full length. STRIX_ERR_UNSUPPORTED for an
+ * unknown template.
+ */
+int strix_chat_apply(const char *tmpl, const struct strix_chat_msg *msgs, size_t n_msg,
+                     int add_assistant, char *buf, size_t cap, size_t *n_out, strix_error *err);
+
+/*
+ * strix_tokenize, except that the pieces of control tokens in the text
+ * ("<|im_start|>", "</s>", ...) become those tokens, as the markers of a
+ * rendered chat template must. The text between markers is tokenized as
+ * strix_tokenize does (each run with its leading-space prefix, as llama.cpp).
+ */
+int strix_tokenize_special(const strix_model *model, const char *text, size_t n_text, int add_bos,
+                           strix_token *out, int cap, int *n_out, strix_error *err);
+
+/* ---- metadata ------------------------------------------------------------------------ */
+
+/* The string value of GGUF metadata key `key` (e.g. "tokenizer.chat_template"),
+ * like snprintf: at most cap - 1 bytes and a NUL into buf; returns its full
+ * length, or -1 if the model has no such string key (llama2.c files have
+ * none). */
+int strix_model_meta_str(const strix_model *model, const char *key, char *buf, size_t cap);
 
 #ifdef __cplusplus
 }

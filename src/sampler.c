@@ -1,11 +1,16 @@
 /*
- * sampler.c - the sampling chain: repetition penalty, top-k, top-p, min-p,
- * temperature, then a draw from the softmax with a seeded generator (or the
- * argmax when the temperature is 0). The order follows llama.cpp's default
- * chain, so the same settings mean the same thing in both.
+ * sampler.c - the sampling chain: logit bias, then the configured stages
+ * (by default llama.cpp's order: penalties, top-k, typical-p, top-p, min-p,
+ * temperature), then a draw from the softmax with a seeded generator, or
+ * mirostat v2, or the argmax when the temperature is 0. The log-probabilities
+ * of the model's own distribution are kept for the chosen token and the
+ * n_probs most likely ones.
  *
  * Sampling uses only the logits and the sampler's own state, so a seed gives
  * the same tokens at any thread count.
+ *
+ * Stop strings are matched by strix_stop_find (generation, not sampling,
+ * decides when to stop): see gen.c.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -19,6 +24,16 @@ struct cand {
     strix_token id;
 };
 
+enum stage { ST_PENALTIES, ST_TOP_K, ST_TYPICAL_P, ST_TOP_P, ST_MIN_P, ST_TEMPERATURE, ST_COUNT };
+
+static const char *const stage_names[ST_COUNT][3] = {
+    {"penalties", "penalty", NULL},    {"top_k", "top-k", NULL},
+    {"typical_p", "typical-p", "typ_p"}, {"top_p", "top-p", NULL},
+    {"min_p", "min-p", NULL},          {"temperature", "temp", NULL},
+};
+
+#define DEFAULT_ORDER "penalties;top_k;typical_p;top_p;min_p;temperature"
+
 struct strix_sampler {
     struct strix_sampler_params p;
     int n_vocab;
@@ -26,11 +41,21 @@ struct strix_sampler {
     struct cand *cands;   /* (n_vocab) */
     strix_token *history; /* ring of the last repeat_last_n accepted tokens */
     int n_hist, hist_at;
+    int *counts;                  /* (n_vocab) occurrences in the window, scratch */
+    struct strix_logit_bias *bias; /* (n_bias) copied from the params */
+    int n_bias;
+    int order[ST_COUNT]; /* stages in the order they run */
+    int n_order;
+    float mu; /* mirostat v2: the current surprise bound, in bits */
+    struct strix_token_prob chosen;
+    struct strix_token_prob *top; /* (n_probs) */
+    int n_top;
 };
 
 struct strix_sampler_params strix_sampler_default_params(void)
 {
     struct strix_sampler_params p;
+    memset(&p, 0, sizeof p);
     p.temperature = 0.8f;
     p.top_k = 40;
     p.top_p = 0.95f;
@@ -38,7 +63,46 @@ struct strix_sampler_params strix_sampler_default_params(void)
     p.repeat_penalty = 1.0f;
     p.repeat_last_n = 64;
     p.seed = 42;
+    p.frequency_penalty = 0.0f;
+    p.presence_penalty = 0.0f;
+    p.typical_p = 1.0f;
+    p.mirostat = 0;
+    p.mirostat_tau = 5.0f;
+    p.mirostat_eta = 0.1f;
+    p.order = NULL;
+    p.logit_bias = NULL;
+    p.n_logit_bias = 0;
+    p.n_probs = 0;
     return p;
+}
+
+/* Parses "top_k;temperature" (separators ';' ',' or ' ') into stage ids. */
+static int parse_order(const char *s, int *order, int *n_order, strix_error *err)
+{
+    int n = 0, seen[ST_COUNT] = {0};
+    while (*s) {
+        size_t len = strcspn(s, ";, ");
+        if (len > 0) {
+            int st = -1;
+            for (int i = 0; i < ST_COUNT && st < 0; i++)
+                for (int a = 0; a < 3 && stage_names[i][a]; a++)
+                    if (strlen(stage_names[i][a]) == len && memcmp(stage_names[i][a], s, len) == 0)
+                        st = i;
+            if (st < 0)
+                return err_set(err, STRIX_ERR_ARG,
+                               "unknown sampler stage '%.*s' (known: " DEFAULT_ORDER ")",
+                               (int)(len > 64 ? 64 : len), s);
+            if (seen[st]++)
+                return err_set(err, STRIX_ERR_ARG, "sampler stage '%s' named twice",
+                               stage_names[st][0]);
+            order[n++] = st;
+        }
+        s += len;
+        if (*s)
+            s++;
+    }
+    *n_order = n;
+    return STRIX_OK;
 }
 
 int strix_sampler_create(const struct strix_sampler_params *params, int n_vocab,
@@ -52,20 +116,44 @@ int strix_sampler_create(const struct strix_sampler_params *params, int n_vocab,
         return err_set(err, STRIX_ERR_ARG, "vocabulary size %d", n_vocab);
     const struct strix_sampler_params *p = params;
     if (isnan(p->temperature) || isnan(p->top_p) || isnan(p->min_p) || isnan(p->repeat_penalty) ||
-        p->repeat_penalty <= 0.0f || p->repeat_last_n < 0 || p->repeat_last_n > (1 << 20))
+        p->repeat_penalty <= 0.0f || p->repeat_last_n < 0 || p->repeat_last_n > (1 << 20) ||
+        !isfinite(p->frequency_penalty) || !isfinite(p->presence_penalty) ||
+        isnan(p->typical_p) || (p->mirostat != 0 && p->mirostat != 2) ||
+        !(p->mirostat_tau >= 0.0f && p->mirostat_tau < 1e4f) ||
+        !(p->mirostat_eta >= 0.0f && p->mirostat_eta <= 1e3f) || p->n_probs < 0 ||
+        p->n_probs > n_vocab || p->n_logit_bias < 0 || (p->n_logit_bias > 0 && !p->logit_bias))
         return err_set(err, STRIX_ERR_ARG, "sampler parameters out of range");
+    for (int i = 0; i < p->n_logit_bias; i++)
+        if (p->logit_bias[i].token < 0 || p->logit_bias[i].token >= n_vocab ||
+            isnan(p->logit_bias[i].bias))
+            return err_set(err, STRIX_ERR_ARG, "logit bias %d: token %d out of range or NaN", i,
+                           p->logit_bias[i].token);
+    int order[ST_COUNT], n_order = 0;
+    int rc = parse_order(p->order ? p->order : DEFAULT_ORDER, order, &n_order, err);
+    if (rc)
+        return rc;
     strix_sampler *s = util_calloc(1, sizeof *s);
     if (!s)
         return err_set(err, STRIX_ERR_NOMEM, "out of memory");
     s->p = *p;
+    s->p.order = NULL; /* borrowed pointers are not kept */
+    s->p.logit_bias = NULL;
     s->n_vocab = n_vocab;
+    memcpy(s->order, order, sizeof order);
+    s->n_order = n_order;
     s->cands = util_malloc((size_t)n_vocab * sizeof *s->cands);
+    s->counts = util_calloc((size_t)n_vocab, sizeof *s->counts);
     s->history =
         util_malloc((size_t)(p->repeat_last_n > 0 ? p->repeat_last_n : 1) * sizeof *s->history);
-    if (!s->cands || !s->history) {
+    s->top = util_malloc((size_t)(p->n_probs > 0 ? p->n_probs : 1) * sizeof *s->top);
+    s->n_bias = p->n_logit_bias;
+    s->bias = util_malloc((size_t)(s->n_bias > 0 ? s->n_bias : 1) * sizeof *s->bias);
+    if (!s->cands || !s->history || !s->counts || !s->top || !s->bias) {
         strix_sampler_free(s);
         return err_set(err, STRIX_ERR_NOMEM, "out of memory");
     }
+    if (s->n_bias > 0)
+        memcpy(s->bias, p->logit_bias, (size_t)s->n_bias * sizeof *s->bias);
     strix_sampler_reset(s, p->seed);
     *out = s;
     return STRIX_OK;
@@ -77,6 +165,9 @@ void strix_sampler_free(strix_sampler *s)
         return;
     util_free(s->cands);
     util_free(s->history);
+    util_free(s->counts);
+    util_free(s->top);
+    util_free(s->bias);
     util_free(s);
 }
 
@@ -84,6 +175,10 @@ void strix_sampler_reset(strix_sampler *s, uint64_t seed)
 {
     s->rng = seed ^ 0x9e3779b97f4a7c15ull;
     s->n_hist = s->hist_at = 0;
+    s->mu = 2.0f * s->p.mirostat_tau;
+    s->chosen.id = -1;
+    s->chosen.logprob = NAN;
+    s->n_top = 0;
 }
 
 void strix_sampler_accept(strix_sampler *s, strix_token tok)
@@ -147,61 +242,116 @@ static void softmax_cands(struct cand *c, int n)
         c[i].p /= sum;
 }
 
-strix_token strix_sampler_sample(strix_sampler *s, const float *logits)
+/* Repetition penalty on each distinct token of the window (llama.cpp's
+ * rule: a positive logit is divided, a negative one multiplied), then
+ * frequency (per occurrence) and presence (once) penalties, OpenAI's. */
+static void apply_penalties(strix_sampler *s, struct cand *c)
 {
     const struct strix_sampler_params *p = &s->p;
+    if (p->repeat_penalty == 1.0f && p->frequency_penalty == 0.0f && p->presence_penalty == 0.0f)
+        return;
     const int nv = s->n_vocab;
-    struct cand *c = s->cands;
-    for (int i = 0; i < nv; i++) {
-        c[i].logit = logits[i];
-        c[i].id = i;
+    for (int h = 0; h < s->n_hist; h++)
+        if (s->history[h] >= 0 && s->history[h] < nv)
+            s->counts[s->history[h]]++;
+    for (int h = 0; h < s->n_hist; h++) {
+        const strix_token t = s->history[h];
+        if (t < 0 || t >= nv || s->counts[t] == 0)
+            continue; /* out of range, or already done */
+        float l = c[t].logit;
+        if (p->repeat_penalty != 1.0f)
+            l = l > 0 ? l / p->repeat_penalty : l * p->repeat_penalty;
+        l -= (float)s->counts[t] * p->frequency_penalty + p->presence_penalty;
+        c[t].logit = l;
+        s->counts[t] = 0; /* also leaves counts zeroed for the next call */
     }
-    if (p->repeat_penalty != 1.0f) {
-        for (int h = 0; h < s->n_hist; h++) {
-            const strix_token t = s->history[h];
-            int seen = 0; /* penalise each token once */
-            for (int g = 0; g < h && !seen; g++)
-                seen = s->history[g] == t;
-            if (seen || t < 0 || t >= nv)
-                continue;
-            c[t].logit =
-                c[t].logit > 0 ? c[t].logit / p->repeat_penalty : c[t].logit * p->repeat_penalty;
-        }
-    }
-    if (p->temperature <= 0.0f) { /* greedy: the first maximum */
-        int best = 0;
-        for (int i = 1; i < nv; i++)
-            if (c[i].logit > c[best].logit)
-                best = i;
-        return best;
-    }
-    int n = nv;
-    if (p->top_k > 0 && p->top_k < n) {
-        select_top(c, n, p->top_k); /* O(n), then sort only the k kept */
-        n = p->top_k;
-    }
-    qsort(c, (size_t)n, sizeof *c, cmp_desc);
-    softmax_cands(c, n);
-    if (p->top_p < 1.0f) {
-        float cum = 0.0f;
-        for (int i = 0; i < n; i++) {
-            cum += c[i].p;
-            if (cum >= p->top_p) {
-                n = i + 1;
-                break;
-            }
-        }
-    }
-    if (p->min_p > 0.0f) {
-        const float thresh = c[0].p * p->min_p;
-        int keep = 1;
-        while (keep < n && c[keep].p >= thresh)
-            keep++;
-        n = keep;
-    }
+}
+
+/* Typical sampling (Meister et al.): keep the tokens whose surprise is
+ * closest to the entropy, until their mass exceeds typical_p. c is sorted
+ * and softmaxed; the kept set is left sorted by logit. */
+static int typical_cands(struct cand *c, int n, float typical_p)
+{
+    double ent = 0.0;
     for (int i = 0; i < n; i++)
-        c[i].logit /= p->temperature;
-    softmax_cands(c, n);
+        if (c[i].p > 0.0f)
+            ent -= (double)c[i].p * log((double)c[i].p);
+    float *dist = util_malloc((size_t)n * sizeof *dist); /* |surprise - entropy| */
+    int *idx = util_malloc((size_t)n * sizeof *idx);
+    int *keep = util_calloc((size_t)n, sizeof *keep);
+    if (!dist || !idx || !keep) { /* no memory: leave the candidates unchanged */
+        util_free(dist);
+        util_free(idx);
+        util_free(keep);
+        return n;
+    }
+    for (int i = 0; i < n; i++) {
+        dist[i] = c[i].p > 0.0f ? fabsf((float)(-log((double)c[i].p) - ent)) : INFINITY;
+        idx[i] = i;
+    }
+    /* selection by repeated scans, O(n * kept): the kept set is small */
+    double cum = 0.0;
+    int kept = 0;
+    while (kept < n) {
+        int best = kept;
+        for (int j = kept + 1; j < n; j++)
+            if (dist[idx[j]] < dist[idx[best]] ||
+                (dist[idx[j]] == dist[idx[best]] && idx[j] < idx[best]))
+                best = j;
+        const int t = idx[kept];
+        idx[kept] = idx[best];
+        idx[best] = t;
+        cum += c[idx[kept]].p;
+        kept++;
+        if (cum > typical_p)
+            break;
+    }
+    /* keep the entries named by idx[0..kept), in their sorted order */
+    for (int i = 0; i < kept; i++)
+        keep[idx[i]] = 1;
+    int w = 0;
+    for (int i = 0; i < n; i++)
+        if (keep[i])
+            c[w++] = c[i];
+    util_free(keep);
+    util_free(dist);
+    util_free(idx);
+    return w;
+}
+
+/* Log-probabilities of the model's distribution (log-softmax of the raw
+ * logits): the chosen token's and the n_probs largest. */
+static void record_probs(strix_sampler *s, const float *logits, strix_token chosen)
+{
+    const int nv = s->n_vocab, k = s->p.n_probs;
+    float mx = logits[0];
+    for (int i = 1; i < nv; i++)
+        mx = logits[i] > mx ? logits[i] : mx;
+    double sum = 0.0;
+    for (int i = 0; i < nv; i++)
+        sum += exp((double)(logits[i] - mx));
+    const double lse = (double)mx + log(sum);
+    s->chosen.id = chosen;
+    s->chosen.logprob = (float)((double)logits[chosen] - lse);
+    s->n_top = 0;
+    for (int i = 0; i < nv && k > 0; i++) { /* insertion into a sorted top-k list */
+        const float l = logits[i];
+        if (s->n_top == k && l <= s->top[k - 1].logprob)
+            continue;
+        int j = s->n_top < k ? s->n_top++ : k - 1;
+        while (j > 0 && s->top[j - 1].logprob < l) {
+            s->top[j] = s->top[j - 1];
+            j--;
+        }
+        s->top[j].id = i;
+        s->top[j].logprob = l;
+    }
+    for (int i = 0; i < s->n_top; i++)
+        s->top[i].logprob = (float)((double)s->top[i].logprob - lse);
+}
+
+static strix_token draw(strix_sampler *s, const struct cand *c, int n)
+{
     const float r = util_rng_uniform(&s->rng);
     float cum = 0.0f;
     for (int i = 0; i < n; i++) {
@@ -210,4 +360,143 @@ strix_token strix_sampler_sample(strix_sampler *s, const float *logits)
             return c[i].id;
     }
     return c[n - 1].id;
+}
+
+/* Mirostat v2 (Basu et al.): drop tokens whose surprise (-log2 p) exceeds mu,
+ * draw from the rest, then move mu toward the target surprise tau. */
+static strix_token mirostat_v2(strix_sampler *s, struct cand *c, int n)
+{
+    softmax_cands(c, n);
+    int keep = 1;
+    while (keep < n && -log2f(c[keep].p) <= s->mu)
+        keep++;
+    if (-log2f(c[0].p) > s->mu)
+        keep = 1;
+    softmax_cands(c, keep);
+    const strix_token tok = draw(s, c, keep);
+    int at = 0;
+    while (c[at].id != tok)
+        at++;
+    const float surprise = -log2f(c[at].p);
+    s->mu -= s->p.mirostat_eta * (surprise - s->p.mirostat_tau);
+    return tok;
+}
+
+static strix_token sample_cands(strix_sampler *s)
+{
+    const struct strix_sampler_params *p = &s->p;
+    const int nv = s->n_vocab;
+    struct cand *c = s->cands;
+    int n = nv, sorted = 0, probs = 0; /* c sorted by logit; c[].p is its softmax */
+    const int greedy = p->temperature <= 0.0f;
+    for (int o = 0; o < s->n_order; o++) {
+        const int st = s->order[o];
+        if (st == ST_PENALTIES) {
+            if (n == nv && !sorted) /* candidates are still indexed by id */
+                apply_penalties(s, c);
+            else { /* after truncation: penalise the kept ones in place */
+                /* a stage ran before: count the window, then penalise in place */
+                for (int h = 0; h < s->n_hist; h++)
+                    if (s->history[h] >= 0 && s->history[h] < nv)
+                        s->counts[s->history[h]]++;
+                for (int i = 0; i < n; i++) {
+                    const int cnt = s->counts[c[i].id];
+                    if (!cnt)
+                        continue;
+                    float l = c[i].logit;
+                    if (p->repeat_penalty != 1.0f)
+                        l = l > 0 ? l / p->repeat_penalty : l * p->repeat_penalty;
+                    c[i].logit = l - (float)cnt * p->frequency_penalty - p->presence_penalty;
+                }
+                for (int h = 0; h < s->n_hist; h++)
+                    if (s->history[h] >= 0 && s->history[h] < nv)
+                        s->counts[s->history[h]] = 0;
+                sorted = probs = 0;
+            }
+            continue;
+        }
+        if (greedy || (p->mirostat == 2 && st != ST_TEMPERATURE))
+            continue; /* greedy takes the argmax; mirostat replaces truncation */
+        if (st == ST_TOP_K) {
+            if (p->top_k > 0 && p->top_k < n) {
+                select_top(c, n, p->top_k); /* O(n), then sort only the k kept */
+                n = p->top_k;
+                sorted = probs = 0;
+            }
+            continue;
+        }
+        if (st == ST_TEMPERATURE) {
+            for (int i = 0; i < n; i++)
+                c[i].logit /= p->temperature;
+            probs = 0;
+            continue;
+        }
+        /* the truncation stages work on sorted probabilities */
+        if ((st == ST_TYPICAL_P && p->typical_p >= 1.0f) || (st == ST_TOP_P && p->top_p >= 1.0f) ||
+            (st == ST_MIN_P && p->min_p <= 0.0f))
+            continue;
+        if (!sorted)
+            qsort(c, (size_t)n, sizeof *c, cmp_desc);
+        if (!probs)
+            softmax_cands(c, n);
+        sorted = probs = 1;
+        if (st == ST_TYPICAL_P) {
+            n = typical_cands(c, n, p->typical_p);
+            probs = 0;
+        } else if (st == ST_TOP_P) {
+            float cum = 0.0f;
+            for (int i = 0; i < n; i++) {
+                cum += c[i].p;
+                if (cum >= p->top_p) {
+                    n = i + 1;
+                    break;
+                }
+            }
+        } else { /* ST_MIN_P */
+            const float thresh = c[0].p * p->min_p;
+            int keep = 1;
+            while (keep < n && c[keep].p >= thresh)
+                keep++;
+            n = keep;
+        }
+    }
+    if (greedy) { /* the first maximum */
+        int best = 0;
+        for (int i = 1; i < n; i++)
+            if (cmp_desc(&c[i], &c[best]) < 0)
+                best = i;
+        return c[best].id;
+    }
+    if (!sorted)
+        qsort(c, (size_t)n, sizeof *c, cmp_desc);
+    if (p->mirostat == 2)
+        return mirostat_v2(s, c, n);
+    softmax_cands(c, n);
+    return draw(s, c, n);
+}
+
+strix_token strix_sampler_sample(strix_sampler *s, const float *logits)
+{
+    const int nv = s->n_vocab;
+    struct cand *c = s->cands;
+    for (int i = 0; i < nv; i++) {
+        c[i].logit = logits[i];
+        c[i].id = i;
+    }
+    for (int i = 0; i < s->n_bias; i++)
+        c[s->bias[i].token].logit += s->bias[i].bias;
+    const strix_token tok = sample_cands(s);
+    record_probs(s, logits, tok);
+    return tok;
+}
+
+int strix_sampler_last_probs(const strix_sampler *s, struct strix_token_prob *chosen,
+                             struct strix_token_prob *top, int cap)
+{
+    if (chosen)
+        *chosen = s->chosen;
+    const int n = cap < s->n_top ? cap : s->n_top;
+    for (int i = 0; top && i < n; i++)
+        top[i] = s->top[i];
+    return top ? (n > 0 ? n : 0) : 0;
 }

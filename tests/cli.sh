@@ -121,5 +121,56 @@ else
     bad "no $EX"
 fi
 
+# sampling flags: a banned greedy token is never produced; --stop ends the text
+# before the stop string; bad flags are one-line errors
+a=$("$S" run $M -p "Once upon a time" -n 30 --temp 0 2>/dev/null)
+b=$("$S" run $M -p "Once upon a time" -n 30 --temp 0 --stop "girl" 2>/dev/null)
+case "$a" in *girl*) [ "$b" = "${a%%girl*}" ] && ok || bad "--stop: '$b'" ;; *) bad "no 'girl' in '$a'" ;; esac
+"$S" run $M -p "Once" -n 20 --temp 0.8 --seed 2 --n-probs 3 >/dev/null 2>"$T/probs"
+[ "$(grep -c '^logprob ' "$T/probs")" -ge 1 ] && ok || bad "--n-probs printed nothing"
+a=$("$S" run $M -p "Once" -n 30 --seed 4 --samplers "top_k;temperature" --typical 0.9 \
+    --frequency-penalty 0.2 --presence-penalty 0.1 --mirostat 2 2>/dev/null)
+b=$("$S" run $M -p "Once" -n 30 --seed 4 --samplers "top_k;temperature" --typical 0.9 \
+    --frequency-penalty 0.2 --presence-penalty 0.1 --mirostat 2 2>/dev/null)
+[ -n "$a" ] && [ "$a" = "$b" ] && ok || bad "seeded mirostat runs differ"
+expect_fail "unknown sampler stage" run $M -p hi --samplers "top_k;nope"
+expect_fail "bad logit bias" run $M -p hi --logit-bias "12x"
+expect_fail "logit bias out of range" run $M -p hi --logit-bias "100000+1"
+
+# ppl: llama.cpp-style chunks and sliding windows; KL of a model against itself is 0
+"$S" ppl $M -f "$D/tinystories-valid-4k.txt" -c 128 >"$T/ppl" 2>/dev/null &&
+    grep -q "^PPL = " "$T/ppl" && grep -q "bits/byte" "$T/ppl" && ok || bad "ppl: $(cat "$T/ppl")"
+"$S" ppl $M -f "$D/tinystories-valid-4k.txt" -c 128 --stride 64 >"$T/ppl2" 2>/dev/null &&
+    grep -q "sliding windows" "$T/ppl2" && ok || bad "ppl --stride: $(cat "$T/ppl2")"
+"$S" ppl $M -f "$D/tinystories-valid-4k.txt" -c 128 --kl-save "$T/base.kl" >/dev/null 2>&1 &&
+    "$S" ppl $M --kl-base "$T/base.kl" >"$T/kl" 2>/dev/null &&
+    grep -q "KL divergence: mean 0.000000" "$T/kl" && grep -q "same top token: 100.000%" "$T/kl" &&
+    ok || bad "ppl --kl-base: $(cat "$T/kl")"
+expect_fail "ppl without text" ppl $M
+printf 'Once upon a time' >"$T/short.txt"
+expect_fail "ppl on a short text" ppl $M -f "$T/short.txt" -c 128
+expect_fail "ppl with a bad base" ppl $M --kl-base "$D/tok512.inp"
+
+# chat without a template (story model: plain text), input piped in: the
+# first answer continues the prompt as `run` does; the second turn reuses the
+# cache and evaluates only its own tokens
+printf 'Once upon a time\nThe dog ran.\n' | STRIX_CHAT_DEBUG=1 "$S" chat $M -n 12 --temp 0 \
+    >"$T/chat" 2>"$T/chat.err"
+first=$(head -n 1 "$T/chat")
+r=$("$S" run $M -p "Once upon a time" -n 12 --temp 0 2>/dev/null)
+[ -n "$first" ] && [ "Once upon a time$first" = "$r" ] && ok || bad "chat turn 1: '$first' vs '$r'"
+[ "$(wc -l <"$T/chat")" -eq 2 ] && ok || bad "chat: $(cat "$T/chat")"
+grep -q "template plain" "$T/chat.err" && ok || bad "chat template: $(head -c 200 "$T/chat.err")"
+grep "tokens in the cache" "$T/chat.err" | tail -n 1 >"$T/turn2"
+n_cached=$(sed 's/.*chat: \([0-9]*\) tokens.*/\1/' "$T/turn2")
+n_new=$(sed 's/.*, \([0-9]*\) new.*/\1/' "$T/turn2")
+# cached: the first prompt (with BOS) and the 11 answer tokens decoded (the
+# 12th ended the answer); new: the 12th and the second line, no more
+n_p=$("$S" tokenize $M -p "Once upon a time" --ids | wc -w)
+n_l=$("$S" tokenize $M --no-bos -p "$(printf '\nThe dog ran.')" --ids | wc -w)
+[ "$n_cached" -eq $((n_p + 11)) ] && [ "$n_new" -le $((n_l + 1)) ] && ok ||
+    bad "chat cache reuse: $(cat "$T/turn2") (prompt $n_p, line $n_l)"
+expect_fail "chat with an unknown template" chat $M --chat-template nope </dev/null
+
 echo "tests/cli.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

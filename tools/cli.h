@@ -40,6 +40,9 @@ struct opts {
     int n_predict, n_threads, n_ctx, ids, no_bos, no_stop_bos, stop_bos, bench_pp, bench_reps;
     int seed_given, expert_stats, parse_special;
     int pure; /* quantize --pure */
+    /* generation, evaluation and chat (run, ppl, chat) */
+    const char *stop, *samplers, *logit_bias, *kl_save, *kl_base, *system, *chat_template;
+    int stride, n_probs;
     struct strix_synth_params synth;
     struct strix_sampler_params sp;
 };
@@ -54,8 +57,15 @@ strix_token *tokenize(const strix_model *m, const char *text, size_t len, int fl
 /* Reads a whole file. Caller frees. */
 char *read_file(const char *path, size_t *len);
 
+/* tools/sampling.c: --samplers, --logit-bias, --n-probs into o->sp; and the
+ * log-probabilities of the last sampled token, one line on stderr. */
+void sampling_opts(struct opts *o, int n_vocab);
+void print_probs(const strix_model *m, const strix_sampler *s, int n_probs);
+
 /* Commands that live in their own files. */
 int cmd_bench(int argc, char **argv);
+int cmd_ppl(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 
 #endif

@@ -16,6 +16,22 @@
 
 /* ---- commands ---- */
 
+struct run_out {
+    const strix_model *m;
+    const strix_sampler *smp;
+    int n_probs;
+};
+
+static int run_emit(void *user, const char *text, size_t n, strix_token tok)
+{
+    const struct run_out *r = user;
+    fwrite(text, 1, n, stdout);
+    fflush(stdout);
+    if (r->n_probs > 0 && tok >= 0)
+        print_probs(r->m, r->smp, r->n_probs);
+    return 0;
+}
+
 /* Per layer, the tokens each expert received (run --expert-stats). */
 static void print_expert_stats(const strix_context *ctx, const strix_model *m)
 {
@@ -39,8 +55,10 @@ static void print_expert_stats(const strix_context *ctx, const strix_model *m)
 static int cmd_run(int argc, char **argv)
 {
     struct opts o;
-    parse_opts(argc, argv, &o, " m vocab p n t c temp top-k top-p min-p rp rln seed no-stop-bos "
-                               "expert-stats parse-special ");
+    parse_opts(argc, argv, &o,
+               " m vocab p n t c temp top-k top-p min-p rp rln seed no-stop-bos freq pres typical"
+               " mirostat mirostat-lr mirostat-ent samplers logit-bias n-probs stop expert-stats"
+               " parse-special ");
     strix_model *m = load_model(&o, 0);
     const char *prompt = o.prompt ? o.prompt : "";
     int n_prompt;
@@ -63,6 +81,7 @@ static int cmd_run(int argc, char **argv)
     const int n_ctx = strix_context_n_ctx(ctx);
     if (n_prompt >= n_ctx)
         die("the prompt has %d tokens; the context holds %d", n_prompt, n_ctx);
+    sampling_opts(&o, strix_vocab_size(m));
     strix_sampler *smp;
     if (strix_sampler_create(&o.sp, strix_vocab_size(m), &smp, &err))
         die("%s", err.msg);
@@ -71,7 +90,6 @@ static int cmd_run(int argc, char **argv)
 
     fputs(prompt, stdout);
     fflush(stdout);
-    const strix_token bos = strix_token_bos(m), eos = strix_token_eos(m);
     double t0 = now();
     int batch = 512;
     for (int i = 0; i < n_prompt; i += batch) {
@@ -80,26 +98,17 @@ static int cmd_run(int argc, char **argv)
             die("decode: %s", err.msg);
     }
     double t1 = now();
-    int n_gen = 0;
-    strix_token prev = ids[n_prompt - 1];
-    char piece[256];
-    const int n_max = o.n_predict < 0 ? n_ctx : o.n_predict;
-    while (n_gen < n_max && strix_kv_len(ctx) < n_ctx) {
-        strix_token tok = strix_sampler_sample(smp, strix_get_logits(ctx, -1));
-        n_gen++;
-        if (tok == eos || (o.stop_bos && tok == bos))
-            break;
-        strix_sampler_accept(smp, tok);
-        int len = strix_token_to_text(m, prev, tok, piece, (int)sizeof piece);
-        if (len > 0)
-            fwrite(piece, 1, (size_t)(len < (int)sizeof piece ? len : (int)sizeof piece), stdout);
-        fflush(stdout);
-        prev = tok;
-        if (n_gen == n_max || strix_kv_len(ctx) >= n_ctx)
-            break;
-        if (strix_decode(ctx, &tok, NULL, 1, NULL, &err))
-            die("decode: %s", err.msg);
-    }
+    struct strix_gen_params gp = strix_gen_default_params();
+    gp.n_predict = o.n_predict;
+    gp.stop_at_bos = o.stop_bos;
+    const char *stops[1] = {o.stop};
+    gp.stop = stops;
+    gp.n_stop = o.stop ? 1 : 0;
+    struct run_out ro = {m, smp, o.n_probs};
+    struct strix_gen_result res;
+    if (strix_generate(m, ctx, smp, ids[n_prompt - 1], &gp, run_emit, &ro, &res, &err))
+        die("generate: %s", err.msg);
+    const int n_gen = res.n_tokens;
     double t2 = now();
     fputc('\n', stdout);
     fflush(stdout);
@@ -240,8 +249,15 @@ static void usage(FILE *f)
         "            [--top-p P] [--min-p P] [--repeat-penalty R] [--repeat-last-n N]\n"
         "            [--seed S] [-t THREADS] [-c N_CTX] [--no-stop-bos] [--expert-stats]\n"
         "            [--parse-special]\n"
+        "            [--frequency-penalty F] [--presence-penalty F] [--typical P]\n"
+        "            [--mirostat 2 --mirostat-ent TAU --mirostat-lr ETA]\n"
+        "            [--samplers \"penalties;top_k;typical_p;top_p;min_p;\n"
+        "            temperature\"] [--logit-bias ID+BIAS,...] [--stop TEXT] [--n-probs N]\n"
         "  tokenize  -m MODEL [--vocab TOKENIZER.bin] [--no-bos] [--parse-special]\n"
         "            (-p TEXT | -f FILE) [--ids]\n"
+        "  ppl       -m MODEL -f TEXT [-c N_CTX] [--stride S] [--kl-save FILE | --kl-base FILE]\n"
+        "            (cross-entropy, perplexity, bits per byte; KL divergence from a base)\n"
+        "  chat      -m MODEL [--system TEXT] [--chat-template NAME] [-n N] [sampling options]\n"
         "  info      -m MODEL [--vocab TOKENIZER.bin]\n"
         "  convert   -m MODEL [--vocab TOKENIZER.bin] -o OUT.gguf [--type F32|F16|BF16|Q8_0|Q4_0]\n"
         "  synth     [-m VOCAB.gguf] -o OUT.gguf [--dim N] [--ff N] [--layers N] [--heads N]\n"
@@ -277,6 +293,10 @@ int main(int argc, char **argv)
         return cmd_synth(argc, argv);
     if (strcmp(cmd, "bench") == 0)
         return cmd_bench(argc, argv);
+    if (strcmp(cmd, "ppl") == 0)
+        return cmd_ppl(argc, argv);
+    if (strcmp(cmd, "chat") == 0)
+        return cmd_chat(argc, argv);
     if (strcmp(cmd, "quantize") == 0)
         return cmd_quantize(argc, argv);
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {

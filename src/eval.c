@@ -1,0 +1,383 @@
+/*
+ * eval.c - quality measures of a model on a text: cross-entropy, perplexity
+ * and bits per byte, and the KL divergence of one model's next-token
+ * distributions from a saved base model's.
+ *
+ * Windows (positions in a window are 0 .. n_ctx-1; position 0 always holds
+ * BOS, as in llama.cpp's perplexity tool, so every window starts the way the
+ * model was trained):
+ *   chunks (stride 0): window i covers tokens [i*n_ctx, (i+1)*n_ctx); the
+ *     first half is context and the tokens at positions n_ctx/2+1 .. n_ctx-1
+ *     are scored. Same numbers as llama.cpp's llama-perplexity.
+ *   sliding (stride S > 0): the first window scores every token it holds;
+ *     each next window ends S tokens further and scores only those S tokens,
+ *     each seen with at least n_ctx - S tokens of context. Every token but
+ *     the first is scored once.
+ *
+ * KL base file (little-endian): "STRIXKL1", uint32 n_vocab, uint32 n_ctx,
+ * uint32 stride, uint32 0, uint64 n_tokens, int32 tokens[n_tokens], then for
+ * each scored token in order float32 log-probabilities[n_vocab].
+ *
+ * Decoding belongs to context.c; this file only calls the public API.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+#define KL_MAGIC "STRIXKL1"
+
+struct strix_ppl_params strix_ppl_default_params(void)
+{
+    struct strix_ppl_params p;
+    memset(&p, 0, sizeof p);
+    return p;
+}
+
+/* The windows of one run: window w spans [begin, end) and scores the tokens
+ * at absolute indices [score_from, end). */
+struct win {
+    int begin, end, score_from;
+};
+
+static int n_windows(int n_tokens, int n_ctx, int stride)
+{
+    if (n_tokens < n_ctx)
+        return 0;
+    if (stride == 0)
+        return n_tokens / n_ctx;
+    return 1 + (n_tokens - n_ctx + stride - 1) / stride;
+}
+
+static struct win window_at(int w, int n_tokens, int n_ctx, int stride)
+{
+    struct win r;
+    if (stride == 0) {
+        r.begin = w * n_ctx;
+        r.end = r.begin + n_ctx;
+        r.score_from = r.begin + n_ctx / 2 + 1;
+    } else if (w == 0) {
+        r.begin = 0;
+        r.end = n_ctx;
+        r.score_from = 1;
+    } else {
+        const int prev_end = n_ctx + (w - 1) * stride;
+        r.end = prev_end + stride < n_tokens ? prev_end + stride : n_tokens;
+        r.begin = r.end - n_ctx;
+        r.score_from = prev_end;
+    }
+    return r;
+}
+
+static int64_t n_scored_total(int n_tokens, int n_ctx, int stride)
+{
+    int64_t n = 0;
+    const int nw = n_windows(n_tokens, n_ctx, stride);
+    for (int w = 0; w < nw; w++) {
+        const struct win r = window_at(w, n_tokens, n_ctx, stride);
+        n += r.end - r.score_from;
+    }
+    return n;
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Linear interpolation between the closest ranks of sorted v[0..n). */
+static double percentile(const double *v, int64_t n, double q)
+{
+    if (n <= 0)
+        return NAN;
+    const double at = q * (double)(n - 1);
+    const int64_t i = (int64_t)at;
+    const double f = at - (double)i;
+    return i + 1 < n ? v[i] * (1.0 - f) + v[i + 1] * f : v[n - 1];
+}
+
+static void write_u32(unsigned char *b, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        b[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t read_u32(const unsigned char *b)
+{
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+/* Reads a KL base header and its tokens; *tokens is owned by the caller. */
+static int kl_open(const char *path, int n_vocab, FILE **fp, strix_token **tokens, int *n_tokens,
+                   int *n_ctx, int *stride, strix_error *err)
+{
+    *fp = NULL;
+    *tokens = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return err_set(err, STRIX_ERR_IO, "%s: cannot open", path);
+    unsigned char h[32];
+    int rc = STRIX_OK;
+    if (fread(h, 1, sizeof h, f) != sizeof h || memcmp(h, KL_MAGIC, 8) != 0) {
+        rc = err_set(err, STRIX_ERR_FORMAT, "%s: not a KL base file", path);
+        goto fail;
+    }
+    const uint32_t nv = read_u32(h + 8), nc = read_u32(h + 12), st = read_u32(h + 16);
+    uint64_t nt = 0;
+    for (int i = 0; i < 8; i++)
+        nt |= (uint64_t)h[24 + i] << (8 * i);
+    if ((int)nv != n_vocab) {
+        rc = err_set(err, STRIX_ERR_ARG, "%s: base vocabulary has %u tokens, the model %d", path,
+                     nv, n_vocab);
+        goto fail;
+    }
+    if (nc < 2 || nc > (1u << 24) || st >= nc || nt < nc || nt > (1u << 30)) {
+        rc = err_set(err, STRIX_ERR_FORMAT, "%s: bad header (n_ctx %u, stride %u, %llu tokens)",
+                     path, nc, st, (unsigned long long)nt);
+        goto fail;
+    }
+    /* the file must hold exactly the rows its header implies */
+    const int64_t rows = n_scored_total((int)nt, (int)nc, (int)st);
+    const uint64_t want = 32 + 4 * nt + (uint64_t)rows * nv * 4;
+    if (fseek(f, 0, SEEK_END) != 0 || (uint64_t)ftell(f) != want ||
+        fseek(f, 32, SEEK_SET) != 0) {
+        rc = err_set(err, STRIX_ERR_FORMAT, "%s: size does not match its header", path);
+        goto fail;
+    }
+    strix_token *t = util_malloc((size_t)nt * sizeof *t);
+    unsigned char *raw = util_malloc((size_t)nt * 4);
+    if (!t || !raw) {
+        util_free(t);
+        util_free(raw);
+        rc = err_set(err, STRIX_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if (fread(raw, 4, (size_t)nt, f) != (size_t)nt)
+        rc = err_set(err, STRIX_ERR_IO, "%s: short read", path);
+    for (uint64_t i = 0; rc == STRIX_OK && i < nt; i++) {
+        t[i] = (strix_token)read_u32(raw + 4 * i);
+        if (t[i] < 0 || t[i] >= n_vocab)
+            rc = err_set(err, STRIX_ERR_FORMAT, "%s: token %d out of range", path, t[i]);
+    }
+    util_free(raw);
+    if (rc) {
+        util_free(t);
+        goto fail;
+    }
+    *fp = f;
+    *tokens = t;
+    *n_tokens = (int)nt;
+    *n_ctx = (int)nc;
+    *stride = (int)st;
+    return STRIX_OK;
+fail:
+    fclose(f);
+    return rc;
+}
+
+static int kl_create(const char *path, int n_vocab, int n_ctx, int stride,
+                     const strix_token *tokens, int n_tokens, FILE **fp, strix_error *err)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return err_set(err, STRIX_ERR_IO, "%s: cannot create", path);
+    unsigned char h[32] = {0};
+    memcpy(h, KL_MAGIC, 8);
+    write_u32(h + 8, (uint32_t)n_vocab);
+    write_u32(h + 12, (uint32_t)n_ctx);
+    write_u32(h + 16, (uint32_t)stride);
+    write_u32(h + 24, (uint32_t)n_tokens);
+    int ok = fwrite(h, 1, sizeof h, f) == sizeof h;
+    for (int i = 0; ok && i < n_tokens; i++) {
+        unsigned char b[4];
+        write_u32(b, (uint32_t)tokens[i]);
+        ok = fwrite(b, 1, 4, f) == 4;
+    }
+    if (!ok) {
+        fclose(f);
+        return err_set(err, STRIX_ERR_IO, "%s: write failed", path);
+    }
+    *fp = f;
+    return STRIX_OK;
+}
+
+/* log-softmax of logits[0..nv) into lp (double accumulation); returns the argmax. */
+static int log_softmax(const float *logits, int nv, float *lp)
+{
+    int best = 0;
+    for (int i = 1; i < nv; i++)
+        best = logits[i] > logits[best] ? i : best;
+    const float mx = logits[best];
+    double sum = 0.0;
+    for (int i = 0; i < nv; i++)
+        sum += exp((double)(logits[i] - mx));
+    const double lse = (double)mx + log(sum);
+    for (int i = 0; i < nv; i++)
+        lp[i] = (float)((double)logits[i] - lse);
+    return best;
+}
+
+int strix_perplexity(const strix_model *model, strix_context *ctx, const strix_token *tokens,
+                     int n_tokens, const struct strix_ppl_params *params,
+                     struct strix_ppl_result *out, strix_error *err)
+{
+    err_clear(err);
+    if (!model || !ctx || !params || !out)
+        return err_set(err, STRIX_ERR_ARG, "NULL argument");
+    memset(out, 0, sizeof *out);
+    const int nv = strix_vocab_size(model);
+    if (nv <= 0)
+        return err_set(err, STRIX_ERR_ARG, "the model has no vocabulary");
+    if (params->kl_base && params->kl_save)
+        return err_set(err, STRIX_ERR_ARG, "save a KL base or compare with one, not both");
+    int n_ctx = params->n_ctx ? params->n_ctx : strix_context_n_ctx(ctx);
+    int stride = params->stride;
+    FILE *kf = NULL;
+    strix_token *base_tokens = NULL;
+    int rc = STRIX_OK;
+    if (params->kl_base) {
+        rc = kl_open(params->kl_base, nv, &kf, &base_tokens, &n_tokens, &n_ctx, &stride, err);
+        if (rc)
+            return rc;
+        if (tokens) /* the text given must be the one the base was computed on */
+            rc = memcmp(tokens, base_tokens, (size_t)n_tokens * sizeof *tokens) == 0
+                     ? STRIX_OK
+                     : err_set(err, STRIX_ERR_ARG, "the tokens differ from the KL base's");
+        tokens = base_tokens;
+    }
+    if (rc == STRIX_OK && (!tokens || n_tokens < 0))
+        rc = err_set(err, STRIX_ERR_ARG, "no tokens");
+    if (rc == STRIX_OK && (n_ctx < 2 || n_ctx > strix_context_n_ctx(ctx)))
+        rc = err_set(err, STRIX_ERR_ARG, "window of %d tokens: the context holds %d", n_ctx,
+                     strix_context_n_ctx(ctx));
+    if (rc == STRIX_OK && (stride < 0 || stride >= n_ctx))
+        rc = err_set(err, STRIX_ERR_ARG, "stride %d: must be in [0, %d)", stride, n_ctx);
+    const int nw = n_windows(n_tokens, n_ctx, stride);
+    if (rc == STRIX_OK && nw == 0)
+        rc = err_set(err, STRIX_ERR_ARG, "%d tokens: a window needs %d", n_tokens, n_ctx);
+    for (int i = 0; rc == STRIX_OK && i < n_tokens; i++)
+        if (tokens[i] < 0 || tokens[i] >= nv)
+            rc = err_set(err, STRIX_ERR_ARG, "token %d at %d out of range", tokens[i], i);
+    if (rc == STRIX_OK && params->kl_save)
+        rc = kl_create(params->kl_save, nv, n_ctx, stride, tokens, n_tokens, &kf, err);
+    const int64_t n_score = rc == STRIX_OK ? n_scored_total(n_tokens, n_ctx, stride) : 0;
+    const int n_batch = params->n_batch > 0 ? params->n_batch : 512;
+    strix_token *win = util_malloc((size_t)n_ctx * sizeof *win);
+    int8_t *want = util_malloc((size_t)n_ctx);
+    float *lp = util_malloc((size_t)nv * sizeof *lp), *lb = util_malloc((size_t)nv * sizeof *lb);
+    double *kls = params->kl_base ? util_malloc((size_t)(n_score > 0 ? n_score : 1) * sizeof *kls)
+                                  : NULL;
+    if (rc == STRIX_OK && (!win || !want || !lp || !lb || (params->kl_base && !kls)))
+        rc = err_set(err, STRIX_ERR_NOMEM, "out of memory");
+    double nll = 0, nll2 = 0, bnll = 0, dnll = 0, dnll2 = 0, kl = 0, kl2 = 0;
+    int64_t count = 0, bytes = 0, same_top = 0;
+    char piece[256];
+    const strix_token bos = strix_token_bos(model);
+    for (int w = 0; rc == STRIX_OK && w < nw; w++) {
+        const struct win r = window_at(w, n_tokens, n_ctx, stride);
+        const int len = r.end - r.begin;
+        memcpy(win, tokens + r.begin, (size_t)len * sizeof *win);
+        if (bos >= 0)
+            win[0] = bos;
+        for (int j = 0; j < len; j++) /* logits at j predict the token at j + 1 */
+            want[j] = r.begin + j + 1 >= r.score_from && j + 1 < len;
+        if ((rc = strix_kv_truncate(ctx, 0, err)))
+            break;
+        for (int j0 = 0; rc == STRIX_OK && j0 < len; j0 += n_batch) {
+            const int n = len - j0 < n_batch ? len - j0 : n_batch;
+            if ((rc = strix_decode(ctx, win + j0, NULL, n, want + j0, err)))
+                break;
+            for (int j = j0; j < j0 + n && rc == STRIX_OK; j++) {
+                if (!want[j])
+                    continue;
+                const float *logits = strix_get_logits(ctx, j - j0);
+                const strix_token tgt = tokens[r.begin + j + 1];
+                const int top_q = log_softmax(logits, nv, lp);
+                const double l = -(double)lp[tgt];
+                nll += l;
+                nll2 += l * l;
+                const int nb = strix_token_to_text(model, tokens[r.begin + j], tgt, piece,
+                                                   (int)sizeof piece);
+                bytes += nb > 0 ? nb : 0;
+                if (params->kl_save && fwrite(lp, sizeof *lp, (size_t)nv, kf) != (size_t)nv)
+                    rc = err_set(err, STRIX_ERR_IO, "%s: write failed", params->kl_save);
+                if (params->kl_base) {
+                    if (fread(lb, sizeof *lb, (size_t)nv, kf) != (size_t)nv) {
+                        rc = err_set(err, STRIX_ERR_IO, "%s: short read", params->kl_base);
+                        break;
+                    }
+                    double d = 0.0;
+                    int top_b = 0;
+                    for (int v = 0; v < nv; v++) {
+                        d += exp((double)lb[v]) * ((double)lb[v] - (double)lp[v]);
+                        top_b = lb[v] > lb[top_b] ? v : top_b;
+                    }
+                    d = d > 0.0 ? d : 0.0; /* rounding can give -1e-9 */
+                    kls[count] = d;
+                    kl += d;
+                    kl2 += d * d;
+                    same_top += top_b == top_q;
+                    bnll += -(double)lb[tgt];
+                    const double dl = l + (double)lb[tgt]; /* ln p_base - ln p */
+                    dnll += dl;
+                    dnll2 += dl * dl;
+                }
+                count++;
+            }
+        }
+        if (params->progress)
+            params->progress(params->user, w + 1, nw);
+    }
+    if (rc == STRIX_OK && count != n_score)
+        rc = err_set(err, STRIX_ERR_ARG, "scored %lld tokens, expected %lld", (long long)count,
+                     (long long)n_score);
+    if (kf && fclose(kf) != 0 && rc == STRIX_OK)
+        rc = err_set(err, STRIX_ERR_IO, "%s: close failed",
+                     params->kl_save ? params->kl_save : params->kl_base);
+    if (rc == STRIX_OK) {
+        const double N = (double)count, m = nll / N;
+        out->n_scored = count;
+        out->n_bytes = bytes;
+        out->n_windows = nw;
+        out->n_ctx = n_ctx;
+        out->stride = stride;
+        out->nll = m;
+        out->nll_stderr = count > 1 ? sqrt(fmax(nll2 / N - m * m, 0.0) / (N - 1)) : 0.0;
+        out->bits_per_token = m / log(2.0);
+        out->bits_per_byte = bytes > 0 ? nll / log(2.0) / (double)bytes : NAN;
+        out->ppl = exp(m);
+        out->ppl_stderr = out->ppl * out->nll_stderr;
+        if (params->kl_base) {
+            const double km = kl / N, dm = dnll / N;
+            out->has_kl = 1;
+            out->base_ppl = exp(bnll / N);
+            out->ln_ppl_ratio = dm;
+            out->ln_ppl_ratio_stderr =
+                count > 1 ? sqrt(fmax(dnll2 / N - dm * dm, 0.0) / (N - 1)) : 0.0;
+            out->ppl_ratio = exp(dm);
+            out->kl_mean = km;
+            out->kl_stderr = count > 1 ? sqrt(fmax(kl2 / N - km * km, 0.0) / (N - 1)) : 0.0;
+            qsort(kls, (size_t)count, sizeof *kls, cmp_dbl);
+            out->kl_min = kls[0];
+            out->kl_median = percentile(kls, count, 0.5);
+            out->kl_p90 = percentile(kls, count, 0.90);
+            out->kl_p95 = percentile(kls, count, 0.95);
+            out->kl_p99 = percentile(kls, count, 0.99);
+            out->kl_p999 = percentile(kls, count, 0.999);
+            out->kl_max = kls[count - 1];
+            out->top1_agree = (double)same_top / N;
+        }
+    }
+    if (rc && params->kl_save)
+        remove(params->kl_save); /* no half-written base */
+    util_free(win);
+    util_free(want);
+    util_free(lp);
+    util_free(lb);
+    util_free(kls);
+    util_free(base_tokens);
+    return rc;
+}

@@ -1,0 +1,197 @@
+/*
+ * test_ppl.c - perplexity through the API against a direct computation here
+ * (decode each window, log-softmax in double, sum the target tokens'
+ * negative log-probabilities), for stories260K and stories3M on a slice of
+ * TinyStories at context 256, in llama.cpp's chunk mode and with sliding
+ * windows; KL divergence of a model against itself (0, top-1 100%) and
+ * against its Q8_0 re-encoding (small, positive).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "fixtures.h"
+#include "harness.h"
+#include "strix.h"
+
+#define NCTX 256
+
+static strix_token *corpus_tokens(const strix_model *m, int *n)
+{
+    size_t len;
+    char *text = test_read_file(test_path("tinystories-valid-4k.txt"), &len);
+    CHECK(text != NULL);
+    if (!text)
+        return NULL;
+    strix_token *ids = malloc((len + 8) * sizeof *ids);
+    strix_error err;
+    CHECK(strix_tokenize(m, text, len, 1, ids, (int)len + 8, n, &err) == STRIX_OK);
+    free(text);
+    return ids;
+}
+
+/* The chunked or sliding cross-entropy, computed directly. */
+static double direct_nll(const strix_model *m, strix_context *ctx, const strix_token *t, int n,
+                         int stride, long *count)
+{
+    const int nv = strix_vocab_size(m);
+    double nll = 0;
+    *count = 0;
+    strix_token win[NCTX];
+    int8_t want[NCTX];
+    memset(want, 1, sizeof want);
+    strix_error err;
+    int prev_end = 0;
+    for (int w = 0;; w++) {
+        int begin, end, from; /* window [begin, end), scoring tokens [from, end) */
+        if (stride == 0) {
+            begin = w * NCTX;
+            end = begin + NCTX;
+            from = begin + NCTX / 2 + 1;
+            if (end > n)
+                break;
+        } else {
+            if (prev_end >= n)
+                break;
+            end = w == 0 ? NCTX : (prev_end + stride < n ? prev_end + stride : n);
+            begin = end - NCTX;
+            from = w == 0 ? 1 : prev_end;
+            prev_end = end;
+        }
+        memcpy(win, t + begin, sizeof win);
+        win[0] = strix_token_bos(m);
+        strix_kv_truncate(ctx, 0, &err);
+        CHECK(strix_decode(ctx, win, NULL, NCTX, want, &err) == STRIX_OK);
+        for (int a = from; a < end; a++) {
+            const float *l = strix_get_logits(ctx, a - 1 - begin);
+            double mx = l[0], z = 0;
+            for (int v = 1; v < nv; v++)
+                mx = l[v] > mx ? l[v] : mx;
+            for (int v = 0; v < nv; v++)
+                z += exp((double)l[v] - mx);
+            nll += -((double)l[t[a]] - mx - log(z));
+            (*count)++;
+        }
+    }
+    return nll / (double)*count;
+}
+
+static void check_model(const char *name, strix_model *m)
+{
+    if (!m)
+        return;
+    int n = 0;
+    strix_token *t = corpus_tokens(m, &n);
+    struct strix_context_params cp = strix_context_default_params();
+    cp.n_ctx = NCTX;
+    cp.n_batch = NCTX;
+    cp.n_threads = 2;
+    strix_context *ctx;
+    strix_error err;
+    CHECK(strix_context_create(m, &cp, &ctx, &err) == STRIX_OK);
+    for (int stride = 0; stride <= 100; stride += 100) {
+        struct strix_ppl_params pp = strix_ppl_default_params();
+        pp.n_ctx = NCTX;
+        pp.stride = stride;
+        struct strix_ppl_result r;
+        int rc = strix_perplexity(m, ctx, t, n, &pp, &r, &err);
+        CHECKF(rc == STRIX_OK, "%s: %s", name, err.msg);
+        long count;
+        const double want = direct_nll(m, ctx, t, n, stride, &count);
+        CHECKF(r.n_scored == count && fabs(r.nll - want) < 1e-6 * want,
+               "%s stride %d: %lld tokens, nll %.8f; direct %ld, %.8f", name, stride,
+               (long long)r.n_scored, r.nll, count, want);
+        if (stride == 0)
+            CHECK(r.n_windows == n / NCTX && r.n_scored == (long)(n / NCTX) * (NCTX / 2 - 1));
+        else
+            CHECK(r.n_scored == n - 1); /* every token but BOS */
+        CHECK(fabs(r.ppl - exp(r.nll)) < 1e-9 * r.ppl);
+        CHECK(fabs(pow(2.0, r.bits_per_token) - r.ppl) < 1e-9 * r.ppl);
+        CHECK(r.nll_stderr > 0 && r.nll_stderr < r.nll && r.bits_per_byte > 0);
+        printf("%s, %s: %d tokens, %lld scored: %.5f nats/token, PPL %.4f +/- %.4f, %.4f "
+               "bits/byte (direct: %.5f)\n",
+               name, stride ? "sliding, stride 100" : "chunks", n, (long long)r.n_scored, r.nll,
+               r.ppl, r.ppl_stderr, r.bits_per_byte, want);
+    }
+    strix_context_free(ctx);
+    free(t);
+    strix_model_free(m);
+}
+
+static void test_kl(void)
+{
+    strix_model *m = load_fixture("stories260K-ref.gguf", NULL);
+    if (!m)
+        return;
+    char base[64], q8[64];
+    snprintf(base, sizeof base, "/tmp/strix-kl-%d.bin", (int)getpid());
+    snprintf(q8, sizeof q8, "/tmp/strix-kl-%d.gguf", (int)getpid());
+    int n = 0;
+    strix_token *t = corpus_tokens(m, &n);
+    struct strix_context_params cp = strix_context_default_params();
+    cp.n_ctx = NCTX;
+    cp.n_batch = NCTX;
+    strix_context *ctx;
+    strix_error err;
+    CHECK(strix_context_create(m, &cp, &ctx, &err) == STRIX_OK);
+    struct strix_ppl_params pp = strix_ppl_default_params();
+    pp.n_ctx = NCTX;
+    pp.kl_save = base;
+    struct strix_ppl_result r0, r;
+    CHECK(strix_perplexity(m, ctx, t, n, &pp, &r0, &err) == STRIX_OK);
+    pp.kl_save = NULL;
+    pp.kl_base = base;
+    CHECK(strix_perplexity(m, ctx, NULL, 0, &pp, &r, &err) == STRIX_OK); /* the base's tokens */
+    CHECK(r.has_kl && r.kl_mean == 0.0 && r.kl_max == 0.0 && r.top1_agree == 1.0);
+    CHECK(r.ppl == r0.ppl && fabs(r.base_ppl - r0.ppl) < 1e-9 * r0.ppl && r.ppl_ratio == 1.0);
+    printf("KL of stories260K against itself: mean %g, max %g, same top %.1f%%\n", r.kl_mean,
+           r.kl_max, 100 * r.top1_agree);
+    /* other tokens than the base's are refused */
+    t[5] = t[5] == 10 ? 11 : 10;
+    CHECK(strix_perplexity(m, ctx, t, n, &pp, &r, &err) == STRIX_ERR_ARG);
+    /* the Q8_0 re-encoding: a small positive divergence */
+    CHECK(strix_model_save_gguf(m, q8, "Q8_0", &err) == STRIX_OK);
+    strix_model *mq;
+    CHECK(strix_model_load(q8, NULL, &mq, &err) == STRIX_OK);
+    strix_context *cq;
+    CHECK(strix_context_create(mq, &cp, &cq, &err) == STRIX_OK);
+    CHECK(strix_perplexity(mq, cq, NULL, 0, &pp, &r, &err) == STRIX_OK);
+    CHECKF(r.kl_mean > 0 && r.kl_mean < 0.01 && r.kl_median <= r.kl_p90 &&
+               r.kl_p90 <= r.kl_p99 && r.kl_p99 <= r.kl_max && r.top1_agree > 0.95 &&
+               fabs(r.ppl_ratio - 1) < 0.01,
+           "Q8_0: KL %g, top1 %g, ratio %g", r.kl_mean, r.top1_agree, r.ppl_ratio);
+    printf("KL of stories260K Q8_0 from F32: mean %.6f, median %.6f, 99%% %.6f, max %.6f, same "
+           "top %.2f%%, PPL ratio %.5f\n",
+           r.kl_mean, r.kl_median, r.kl_p99, r.kl_max, 100 * r.top1_agree, r.ppl_ratio);
+    strix_context_free(cq);
+    strix_model_free(mq);
+    /* a truncated base file is an error, not a crash */
+    FILE *f = fopen(base, "r+b");
+    if (f) {
+        fseek(f, 0, SEEK_END);
+        const long sz = ftell(f);
+        fclose(f);
+        CHECK(truncate(base, sz - 7) == 0);
+    }
+    CHECK(strix_perplexity(m, ctx, NULL, 0, &pp, &r, &err) == STRIX_ERR_FORMAT);
+    pp.kl_base = q8; /* not a base file at all */
+    CHECK(strix_perplexity(m, ctx, NULL, 0, &pp, &r, &err) == STRIX_ERR_FORMAT);
+    /* too few tokens for one window */
+    pp = strix_ppl_default_params();
+    pp.n_ctx = NCTX;
+    CHECK(strix_perplexity(m, ctx, t, NCTX - 1, &pp, &r, &err) == STRIX_ERR_ARG);
+    remove(base);
+    remove(q8);
+    strix_context_free(ctx);
+    free(t);
+    strix_model_free(m);
+}
+
+int main(void)
+{
+    check_model("stories260K", load_fixture("stories260K-ref.gguf", NULL));
+    check_model("stories3M", load_fixture("stories3M-q80.bin", "tok4096.bin"));
+    test_kl();
+    TEST_MAIN_END();
+}
