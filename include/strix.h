@@ -543,14 +543,6 @@ const char *strix_chat_template_end(const char *tmpl);
 int strix_chat_apply(const char *tmpl, const struct strix_chat_msg *msgs, size_t n_msg,
                      int add_assistant, char *buf, size_t cap, size_t *n_out, strix_error *err);
 
-/*
- * strix_tokenize, except that the pieces of control tokens in the text
- * ("<|im_start|>", "</s>", ...) become those tokens, as the markers of a
- * rendered chat template must. The text between markers is tokenized as
- * strix_tokenize does (each run with its leading-space prefix, as llama.cpp).
- */
-int strix_tokenize_special(const strix_model *model, const char *text, size_t n_text, int add_bos,
-                           strix_token *out, int cap, int *n_out, strix_error *err);
 
 /* ---- metadata ------------------------------------------------------------------------ */
 

@@ -42,10 +42,10 @@ static void attn_worker(void *arg, int ith, int nth)
     const size_t layer_off = (size_t)a->layer * (size_t)kv->size * (size_t)kv_dim;
     const float *kbase = kv->k + layer_off, *vbase = kv->v + layer_off;
     float *scratch = c->att + (size_t)ith * c->att_stride;
-    float *score = scratch;                               /* (group, ATT_TILE) */
-    float *acc = score + (size_t)group * ATT_TILE;        /* (group, hd) */
-    float *mx = acc + (size_t)group * (size_t)hd;         /* (group) */
-    float *sum = mx + group;                              /* (group) */
+    float *score = scratch;                        /* (group, ATT_TILE) */
+    float *acc = score + (size_t)group * ATT_TILE; /* (group, hd) */
+    float *mx = acc + (size_t)group * (size_t)hd;  /* (group) */
+    float *sum = mx + group;                       /* (group) */
     int idx[ATT_TILE];
     const int items = c->n_tok * hp->n_head_kv;
     for (int it = ith; it < items; it += nth) {
@@ -76,7 +76,8 @@ static void attn_worker(void *arg, int ith, int nth)
                 const float slope = a->alibi ? a->alibi[g * group + h] : 0.0f;
                 float m = mx[h];
                 for (int i = 0; i < n; i++) {
-                    const float *kr = kbase + (size_t)idx[i] * (size_t)kv_dim + (size_t)g * (size_t)hd;
+                    const float *kr =
+                        kbase + (size_t)idx[i] * (size_t)kv_dim + (size_t)g * (size_t)hd;
                     float x = kern_dot_f32(hd, qh, kr) * a->scale;
                     if (a->softcap > 0.0f)
                         x = a->softcap * tanhf(x / a->softcap);
@@ -97,8 +98,8 @@ static void attn_worker(void *arg, int ith, int nth)
                 for (int i = 0; i < n; i++) {
                     const float e = expf(s[i] - m);
                     sum[h] += e;
-                    kern_axpy(hd, e, vbase + (size_t)idx[i] * (size_t)kv_dim + (size_t)g * (size_t)hd,
-                              ah);
+                    kern_axpy(hd, e,
+                              vbase + (size_t)idx[i] * (size_t)kv_dim + (size_t)g * (size_t)hd, ah);
                 }
             }
         }

@@ -121,8 +121,7 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
         !c->att || !c->row || !c->act || !c->logits || !c->logit_slot || !c->pool || !c->fwd) {
         const int n_ctx = c->n_ctx;
         strix_context_free(c);
-        return err_set(err, STRIX_ERR_NOMEM, "out of memory for a context of %d positions",
-                       n_ctx);
+        return err_set(err, STRIX_ERR_NOMEM, "out of memory for a context of %d positions", n_ctx);
     }
     for (int i = 0; i < c->kv.size; i++)
         c->kv.pos[i] = -1;
@@ -276,8 +275,8 @@ int strix_decode_batch(strix_context *c, const strix_batch *b, strix_error *err)
             return err_set(err, STRIX_ERR_ARG, "token %d: sequence %d is out of range [0, %d)", i,
                            s, c->n_seq_max);
         if (b->token[i] < 0 || b->token[i] >= hp->n_vocab)
-            return err_set(err, STRIX_ERR_ARG, "token id %d is out of range [0, %d)",
-                           b->token[i], hp->n_vocab);
+            return err_set(err, STRIX_ERR_ARG, "token id %d is out of range [0, %d)", b->token[i],
+                           hp->n_vocab);
         if (p < 0 || p >= c->n_ctx)
             return err_set(err, STRIX_ERR_ARG, "position %d is outside the context size %d", p,
                            c->n_ctx);

@@ -69,10 +69,10 @@ size_t mm_act_bytes(int n, int cols);
 /* ---- attention.c ---- */
 struct attn_args {
     int layer;
-    const float *q; /* (n_tok, n_head * head_dim), positions applied */
-    float *out;     /* (n_tok, n_head * head_dim) */
-    float scale;    /* usually 1 / sqrt(head_dim) */
-    int window;     /* > 0: a token sees positions (p - window, p] only */
+    const float *q;     /* (n_tok, n_head * head_dim), positions applied */
+    float *out;         /* (n_tok, n_head * head_dim) */
+    float scale;        /* usually 1 / sqrt(head_dim) */
+    int window;         /* > 0: a token sees positions (p - window, p] only */
     const float *alibi; /* (n_head) slopes, or NULL */
     float softcap;      /* > 0: scores become softcap * tanh(s / softcap) */
 };

@@ -21,21 +21,21 @@
 #include "kernels.h"
 
 struct fwd {
-    float *qkv;    /* (n_batch, q_dim + 2 kv_dim) fused projection output */
-    float *gu;     /* (n_batch, 2 n_ff) fused gate | up output */
-    float *att;    /* (n_batch, q_dim) attention output before its projection */
-    float *ao;     /* (n_batch, n_embd) attention block output */
-    float *fo;     /* (n_batch, n_embd) feed-forward block output */
-    float *xg;     /* (n_batch, n_embd) tokens gathered for one expert; 2nd norm */
-    float *eo;     /* (n_batch, n_embd) one expert's output */
-    float *router; /* (n_batch, n_expert) */
-    float *sel_w;  /* (n_batch, n_expert_used) */
-    float *tok_w;  /* (n_batch) */
-    float *shg;    /* (n_batch) shared expert gate */
-    float *alibi;  /* (n_head) */
-    float *rope;   /* (n_batch, n_rot) cos, sin of each token's angles */
-    int *sel;      /* (n_batch, n_expert_used) */
-    int *toks;     /* (n_batch) */
+    float *qkv;     /* (n_batch, q_dim + 2 kv_dim) fused projection output */
+    float *gu;      /* (n_batch, 2 n_ff) fused gate | up output */
+    float *att;     /* (n_batch, q_dim) attention output before its projection */
+    float *ao;      /* (n_batch, n_embd) attention block output */
+    float *fo;      /* (n_batch, n_embd) feed-forward block output */
+    float *xg;      /* (n_batch, n_embd) tokens gathered for one expert; 2nd norm */
+    float *eo;      /* (n_batch, n_embd) one expert's output */
+    float *router;  /* (n_batch, n_expert) */
+    float *sel_w;   /* (n_batch, n_expert_used) */
+    float *tok_w;   /* (n_batch) */
+    float *shg;     /* (n_batch) shared expert gate */
+    float *alibi;   /* (n_head) */
+    float *rope;    /* (n_batch, n_rot) cos, sin of each token's angles */
+    int *sel;       /* (n_batch, n_expert_used) */
+    int *toks;      /* (n_batch) */
     uint64_t *load; /* (n_layer, n_expert) tokens routed to each expert */
 };
 
@@ -66,7 +66,8 @@ void *forward_scratch_create(const struct hparams *hp, int n_batch)
     f->toks = util_malloc(nb * sizeof(int));
     f->load = util_calloc((size_t)hp->n_layer * ne, sizeof(uint64_t));
     if (!f->qkv || !f->gu || !f->att || !f->ao || !f->fo || !f->xg || !f->eo || !f->router ||
-        !f->sel_w || !f->tok_w || !f->shg || !f->alibi || !f->rope || !f->sel || !f->toks || !f->load) {
+        !f->sel_w || !f->tok_w || !f->shg || !f->alibi || !f->rope || !f->sel || !f->toks ||
+        !f->load) {
         forward_scratch_free(f);
         return NULL;
     }
@@ -352,7 +353,7 @@ void forward(strix_context *c, const strix_token *tokens)
     embed(c, tokens);
 
     /* rotary positions: the plain kernel unless scaled */
-    struct kern_rope_cfg rc = {hp->n_rot,          hp->rope_neox,       hp->rope_freq_base,
+    struct kern_rope_cfg rc = {hp->n_rot,           hp->rope_neox,       hp->rope_freq_base,
                                hp->rope_freq_scale, hp->yarn_ext_factor, hp->yarn_attn_factor,
                                {0.0f, 0.0f}};
     const int plain_rope =
@@ -390,8 +391,8 @@ void forward(strix_context *c, const strix_token *tokens)
             att_in = f->xg;
         }
         qkv(c, l, att_in);
-        const int direct = !L->bo.data && !L->attn_post_norm.data && !ad->parallel &&
-                           !hp->post_norm;
+        const int direct =
+            !L->bo.data && !L->attn_post_norm.data && !ad->parallel && !hp->post_norm;
         /* the attention result overwrites the normed input unless the FFN
          * still reads it (parallel blocks) */
         float *att_out = ad->parallel ? f->att : c->xb;
@@ -432,8 +433,8 @@ void forward(strix_context *c, const strix_token *tokens)
         if (moe_block)
             moe(c, l, fin, f->fo, n);
         else
-            ffn(c, L->w_gate.data ? &L->w_gate : NULL, &L->w_up, &L->w_down, &L->b_gate,
-                &L->b_up, &L->b_down, fin, direct_ffn ? c->x : f->fo, n, direct_ffn);
+            ffn(c, L->w_gate.data ? &L->w_gate : NULL, &L->w_up, &L->w_down, &L->b_gate, &L->b_up,
+                &L->b_down, fin, direct_ffn ? c->x : f->fo, n, direct_ffn);
         if (!direct_ffn) {
             if (L->ffn_post_norm.data)
                 norm_rows(m, f->fo, f->fo, &L->ffn_post_norm, &no_bias, n);

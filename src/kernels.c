@@ -162,8 +162,7 @@ static void ref_axpy(int n, float a, const float *x, float *y)
 /* ---- reference matrix products ---- */
 
 static void ref_mm_f32(uint32_t type, int cols, const uint8_t *w, size_t w_stride, int r0, int r1,
-                       const void *a, size_t a_stride, int n, float *y, size_t ldy,
-                       int accumulate);
+                       const void *a, size_t a_stride, int n, float *y, size_t ldy, int accumulate);
 
 static void ref_mm_vec_dot(uint32_t type, int cols, const uint8_t *w, size_t w_stride, int r0,
                            int r1, const void *a, size_t a_stride, int n, float *y, size_t ldy,
@@ -172,7 +171,8 @@ static void ref_mm_vec_dot(uint32_t type, int cols, const uint8_t *w, size_t w_s
     const dtype_vec_dot_fn dot = dtype_get(type)->vec_dot;
     for (int r = r0; r < r1; r++)
         for (int t = 0; t < n; t++) {
-            const float s = dot(cols, w + (size_t)r * w_stride, (const uint8_t *)a + (size_t)t * a_stride);
+            const float s =
+                dot(cols, w + (size_t)r * w_stride, (const uint8_t *)a + (size_t)t * a_stride);
             float *dst = y + (size_t)t * ldy + r;
             *dst = accumulate ? *dst + s : s;
         }

@@ -54,8 +54,8 @@ void kern_axpy(int n, float a, const float *x, float *y);
  * y[t * ldy + r] (or adding to it with accumulate). Every y element is the
  * same value the single-row, single-token product gives.
  */
-typedef void (*kern_mm_fn)(uint32_t type, int cols, const uint8_t *w, size_t w_stride, int r0, int r1,
-                           const void *a, size_t a_stride, int n, float *y, size_t ldy,
+typedef void (*kern_mm_fn)(uint32_t type, int cols, const uint8_t *w, size_t w_stride, int r0,
+                           int r1, const void *a, size_t a_stride, int n, float *y, size_t ldy,
                            int accumulate);
 struct kern_mm {
     uint32_t act_type; /* enum dtype the activations are converted to */
@@ -74,8 +74,8 @@ struct kern_isa {
     const char *name;
     float (*dot_f32)(int n, const float *w, const float *x);
     void (*dot_f32_x4)(int n, const float *restrict w, const float *restrict x0,
-                       const float *restrict x1, const float *restrict x2,
-                       const float *restrict x3, float *restrict s);
+                       const float *restrict x1, const float *restrict x2, const float *restrict x3,
+                       float *restrict s);
     void (*axpy)(int n, float a, const float *x, float *y);
     /* per weight type; run == NULL: use the reference's */
     struct kern_mm mm[64];

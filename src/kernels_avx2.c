@@ -61,8 +61,8 @@ static float dot_f32(int n, const float *w, const float *x)
 }
 
 static void dot_f32_x4(int n, const float *restrict w, const float *restrict x0,
-                       const float *restrict x1, const float *restrict x2,
-                       const float *restrict x3, float *restrict s)
+                       const float *restrict x1, const float *restrict x2, const float *restrict x3,
+                       float *restrict s)
 {
     const float *x[4] = {x0, x1, x2, x3};
     dot_nt(n, w, x, 4, s);
@@ -73,7 +73,8 @@ static void axpy(int n, float a, const float *x, float *y)
     const __m256 av = _mm256_set1_ps(a);
     int i = 0;
     for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+        _mm256_storeu_ps(y + i,
+                         _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
     for (; i < n; i++)
         y[i] += a * x[i];
 }
@@ -123,38 +124,39 @@ AI float wscalar_bf16(const uint16_t *p)
     return v.f;
 }
 
-#define FLOAT_TILE(NAME, WT, LOAD, SCALAR)                                                        \
-    AI void NAME(int cols, const uint8_t *w, size_t ws, int r0, int R, const float *x, size_t xs, \
-                 int t0, int T, float *y, size_t ldy, int accumulate)                             \
-    {                                                                                             \
-        __m256 acc[TILE][TILE];                                                                   \
-        _Pragma("GCC unroll 4") for (int r = 0; r < TILE; r++)                                    \
-            _Pragma("GCC unroll 4") for (int t = 0; t < TILE; t++)                                \
-                acc[r][t] = _mm256_setzero_ps();                                                  \
-        const WT *wr[TILE];                                                                       \
-        const float *xt[TILE];                                                                    \
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                       \
-            wr[r] = (const WT *)(w + (size_t)(r0 + r) * ws);                                      \
-        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                       \
-            xt[t] = x + (size_t)(t0 + t) * xs;                                                    \
-        int i = 0;                                                                                \
-        for (; i + 8 <= cols; i += 8) {                                                           \
-            __m256 xv[TILE];                                                                      \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                   \
-                xv[t] = _mm256_loadu_ps(xt[t] + i);                                               \
-            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                                 \
-                const __m256 wv = LOAD(wr[r] + i);                                                \
-                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                               \
-                    acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);                            \
-            }                                                                                     \
-        }                                                                                         \
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                       \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {                                 \
-                float v = hsum8(acc[r][t]);                                                       \
-                for (int j = i; j < cols; j++)                                                    \
-                    v += SCALAR(wr[r] + j) * xt[t][j];                                            \
-                put(y, ldy, r0 + r, t0 + t, v, accumulate);                                       \
-            }                                                                                     \
+#define FLOAT_TILE(NAME, WT, LOAD, SCALAR)                                                         \
+    AI void NAME(int cols, const uint8_t *w, size_t ws, int r0, int R, const float *x, size_t xs,  \
+                 int t0, int T, float *y, size_t ldy, int accumulate)                              \
+    {                                                                                              \
+        __m256 acc[TILE][TILE];                                                                    \
+        _Pragma("GCC unroll 4") for (int r = 0; r < TILE; r++)                                     \
+            _Pragma("GCC unroll 4") for (int t = 0; t < TILE; t++) acc[r][t] =                     \
+                _mm256_setzero_ps();                                                               \
+        const WT *wr[TILE];                                                                        \
+        const float *xt[TILE];                                                                     \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wr[r] =                                \
+            (const WT *)(w + (size_t)(r0 + r) * ws);                                               \
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) xt[t] = x + (size_t)(t0 + t) * xs;     \
+        int i = 0;                                                                                 \
+        for (; i + 8 <= cols; i += 8) {                                                            \
+            __m256 xv[TILE];                                                                       \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) xv[t] =                            \
+                _mm256_loadu_ps(xt[t] + i);                                                        \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                    \
+            {                                                                                      \
+                const __m256 wv = LOAD(wr[r] + i);                                                 \
+                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] =                    \
+                    _mm256_fmadd_ps(wv, xv[t], acc[r][t]);                                         \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                    \
+        {                                                                                          \
+            float v = hsum8(acc[r][t]);                                                            \
+            for (int j = i; j < cols; j++)                                                         \
+                v += SCALAR(wr[r] + j) * xt[t][j];                                                 \
+            put(y, ldy, r0 + r, t0 + t, v, accumulate);                                            \
+        }                                                                                          \
     }
 
 FLOAT_TILE(tile_f32, float, load_f32w, wscalar_f32)
@@ -176,70 +178,73 @@ AI __m256i wq4_0(const uint8_t *b)
 }
 
 /* Blocks of 32 with an fp16 scale first, against Q8_0 activations. */
-#define QBLOCK_TILE(NAME, BYTES, WLOAD)                                                           \
-    AI void NAME(int cols, const uint8_t *w, size_t ws, int r0, int R, const uint8_t *a,          \
-                 size_t as, int t0, int T, float *y, size_t ldy, int accumulate)                  \
-    {                                                                                             \
-        __m256 acc[TILE][TILE];                                                                   \
-        _Pragma("GCC unroll 4") for (int r = 0; r < TILE; r++)                                    \
-            _Pragma("GCC unroll 4") for (int t = 0; t < TILE; t++)                                \
-                acc[r][t] = _mm256_setzero_ps();                                                  \
-        const __m256i ones = _mm256_set1_epi16(1);                                                \
-        const int nb = cols / 32;                                                                 \
-        for (int b = 0; b < nb; b++) {                                                            \
-            __m256i av[TILE];                                                                     \
-            float da[TILE];                                                                       \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {                                 \
-                const uint8_t *ab = a + (size_t)(t0 + t) * as + (size_t)b * 34;                   \
-                uint16_t h;                                                                       \
-                __builtin_memcpy(&h, ab, 2);                                                      \
-                da[t] = _cvtsh_ss(h);                                                             \
-                av[t] = _mm256_loadu_si256((const __m256i *)(ab + 2));                            \
-            }                                                                                     \
-            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                                 \
-                const uint8_t *wb = w + (size_t)(r0 + r) * ws + (size_t)b * (BYTES);              \
-                uint16_t h;                                                                       \
-                __builtin_memcpy(&h, wb, 2);                                                      \
-                const float dw = _cvtsh_ss(h);                                                    \
-                const __m256i wv = WLOAD(wb);                                                     \
-                const __m256i wa = _mm256_sign_epi8(wv, wv);                                      \
-                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {                             \
-                    const __m256i p16 = _mm256_maddubs_epi16(wa, _mm256_sign_epi8(av[t], wv));    \
-                    const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));            \
-                    acc[r][t] = _mm256_fmadd_ps(p, _mm256_set1_ps(dw * da[t]), acc[r][t]);        \
-                }                                                                                 \
-            }                                                                                     \
-        }                                                                                         \
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                       \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                   \
-                put(y, ldy, r0 + r, t0 + t, hsum8(acc[r][t]), accumulate);                        \
+#define QBLOCK_TILE(NAME, BYTES, WLOAD)                                                            \
+    AI void NAME(int cols, const uint8_t *w, size_t ws, int r0, int R, const uint8_t *a,           \
+                 size_t as, int t0, int T, float *y, size_t ldy, int accumulate)                   \
+    {                                                                                              \
+        __m256 acc[TILE][TILE];                                                                    \
+        _Pragma("GCC unroll 4") for (int r = 0; r < TILE; r++)                                     \
+            _Pragma("GCC unroll 4") for (int t = 0; t < TILE; t++) acc[r][t] =                     \
+                _mm256_setzero_ps();                                                               \
+        const __m256i ones = _mm256_set1_epi16(1);                                                 \
+        const int nb = cols / 32;                                                                  \
+        for (int b = 0; b < nb; b++) {                                                             \
+            __m256i av[TILE];                                                                      \
+            float da[TILE];                                                                        \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                    \
+            {                                                                                      \
+                const uint8_t *ab = a + (size_t)(t0 + t) * as + (size_t)b * 34;                    \
+                uint16_t h;                                                                        \
+                __builtin_memcpy(&h, ab, 2);                                                       \
+                da[t] = _cvtsh_ss(h);                                                              \
+                av[t] = _mm256_loadu_si256((const __m256i *)(ab + 2));                             \
+            }                                                                                      \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                    \
+            {                                                                                      \
+                const uint8_t *wb = w + (size_t)(r0 + r) * ws + (size_t)b * (BYTES);               \
+                uint16_t h;                                                                        \
+                __builtin_memcpy(&h, wb, 2);                                                       \
+                const float dw = _cvtsh_ss(h);                                                     \
+                const __m256i wv = WLOAD(wb);                                                      \
+                const __m256i wa = _mm256_sign_epi8(wv, wv);                                       \
+                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                \
+                {                                                                                  \
+                    const __m256i p16 = _mm256_maddubs_epi16(wa, _mm256_sign_epi8(av[t], wv));     \
+                    const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));             \
+                    acc[r][t] = _mm256_fmadd_ps(p, _mm256_set1_ps(dw * da[t]), acc[r][t]);         \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                    \
+                put(y, ldy, r0 + r, t0 + t, hsum8(acc[r][t]), accumulate);                         \
     }
 
 QBLOCK_TILE(tile_q8_0, 34, wq8_0)
 QBLOCK_TILE(tile_q4_0, 18, wq4_0)
 
-#define MM_DRIVER(NAME, TILEFN, ATYPE)                                                           \
-    static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,        \
-                     const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)       \
-    {                                                                                             \
-        (void)type;                                                                               \
-        const ATYPE *x = a;                                                                       \
-        const size_t xs = as / sizeof(ATYPE);                                                     \
-        int r = r0;                                                                               \
-        for (; r + TILE <= r1; r += TILE) {                                                       \
-            int t = 0;                                                                            \
-            for (; t + TILE <= n; t += TILE)                                                      \
-                TILEFN(cols, w, ws, r, TILE, x, xs, t, TILE, y, ldy, accumulate);                 \
-            for (; t < n; t++)                                                                    \
-                TILEFN(cols, w, ws, r, TILE, x, xs, t, 1, y, ldy, accumulate);                    \
-        }                                                                                         \
-        for (; r < r1; r++) {                                                                     \
-            int t = 0;                                                                            \
-            for (; t + TILE <= n; t += TILE)                                                      \
-                TILEFN(cols, w, ws, r, 1, x, xs, t, TILE, y, ldy, accumulate);                    \
-            for (; t < n; t++)                                                                    \
-                TILEFN(cols, w, ws, r, 1, x, xs, t, 1, y, ldy, accumulate);                       \
-        }                                                                                         \
+#define MM_DRIVER(NAME, TILEFN, ATYPE)                                                             \
+    static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,         \
+                     const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)        \
+    {                                                                                              \
+        (void)type;                                                                                \
+        const ATYPE *x = a;                                                                        \
+        const size_t xs = as / sizeof(ATYPE);                                                      \
+        int r = r0;                                                                                \
+        for (; r + TILE <= r1; r += TILE) {                                                        \
+            int t = 0;                                                                             \
+            for (; t + TILE <= n; t += TILE)                                                       \
+                TILEFN(cols, w, ws, r, TILE, x, xs, t, TILE, y, ldy, accumulate);                  \
+            for (; t < n; t++)                                                                     \
+                TILEFN(cols, w, ws, r, TILE, x, xs, t, 1, y, ldy, accumulate);                     \
+        }                                                                                          \
+        for (; r < r1; r++) {                                                                      \
+            int t = 0;                                                                             \
+            for (; t + TILE <= n; t += TILE)                                                       \
+                TILEFN(cols, w, ws, r, 1, x, xs, t, TILE, y, ldy, accumulate);                     \
+            for (; t < n; t++)                                                                     \
+                TILEFN(cols, w, ws, r, 1, x, xs, t, 1, y, ldy, accumulate);                        \
+        }                                                                                          \
     }
 
 MM_DRIVER(mm_f32, tile_f32, float)

@@ -36,7 +36,8 @@ static inline __attribute__((always_inline)) void dot_nt(int n, const float *w,
             acc[t][0] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x[t] + i), acc[t][0]);
     }
     for (int t = 0; t < nt; t++) {
-        float r = _mm512_reduce_add_ps(acc[t][0]) + _mm512_reduce_add_ps(acc[t][1]) + (_mm512_reduce_add_ps(acc[t][2]) + _mm512_reduce_add_ps(acc[t][3]));
+        float r = _mm512_reduce_add_ps(acc[t][0]) + _mm512_reduce_add_ps(acc[t][1]) +
+                  (_mm512_reduce_add_ps(acc[t][2]) + _mm512_reduce_add_ps(acc[t][3]));
         for (int j = i; j < n; j++)
             r += w[j] * x[t][j];
         s[t] = r;
@@ -51,8 +52,8 @@ static float dot_f32(int n, const float *w, const float *x)
 }
 
 static void dot_f32_x4(int n, const float *restrict w, const float *restrict x0,
-                       const float *restrict x1, const float *restrict x2,
-                       const float *restrict x3, float *restrict s)
+                       const float *restrict x1, const float *restrict x2, const float *restrict x3,
+                       float *restrict s)
 {
     const float *x[4] = {x0, x1, x2, x3};
     dot_nt(n, w, x, 4, s);
@@ -63,11 +64,11 @@ static void axpy(int n, float a, const float *x, float *y)
     const __m512 av = _mm512_set1_ps(a);
     int i = 0;
     for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+        _mm512_storeu_ps(y + i,
+                         _mm512_fmadd_ps(av, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
     for (; i < n; i++)
         y[i] += a * x[i];
 }
-
 
 /* ---- matrix products: R rows x T tokens per tile ----
  *
@@ -110,49 +111,50 @@ AI __m512 loadm_f16w(const uint16_t *p, __mmask16 m)
 }
 AI __m512 loadm_bf16w(const uint16_t *p, __mmask16 m)
 {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+    return _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
 }
 
 /* A tile over float weights (f32, f16 or bf16 rows) and f32 activations. */
-#define FLOAT_TILE(NAME, WT, LOAD, LOADM)                                                        \
-    AI void NAME(int cols, const uint8_t *w, size_t ws, int r0, int R, const float *x, size_t xs, \
-                 int t0, int T, float *y, size_t ldy, int accumulate)                             \
-    {                                                                                             \
-        __m512 acc[TILE][TILE];                                                                   \
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                                               \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                                           \
-                acc[r][t] = _mm512_setzero_ps();                                                  \
-        const WT *wr[TILE];                                                                       \
-        const float *xt[TILE];                                                                    \
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                                               \
-            wr[r] = (const WT *)(w + (size_t)(r0 + r) * ws);                                      \
-        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                                               \
-            xt[t] = x + (size_t)(t0 + t) * xs;                                                    \
-        int i = 0;                                                                                \
-        for (; i + 16 <= cols; i += 16) {                                                         \
-            __m512 xv[TILE];                                                                      \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                                           \
-                xv[t] = _mm512_loadu_ps(xt[t] + i);                                               \
-            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                                                         \
-                const __m512 wv = LOAD(wr[r] + i);                                                \
-                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                                       \
-                    acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);                            \
-            }                                                                                     \
-        }                                                                                         \
-        if (i < cols) {                                                                           \
-            const __mmask16 m = (__mmask16)((1u << (cols - i)) - 1);                              \
-            __m512 xv[TILE];                                                                      \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                                           \
-                xv[t] = _mm512_maskz_loadu_ps(m, xt[t] + i);                                      \
-            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                                                         \
-                const __m512 wv = LOADM(wr[r] + i, m);                                            \
-                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                                       \
-                    acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);                            \
-            }                                                                                     \
-        }                                                                                         \
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                                               \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                                           \
-                put(y, ldy, r0 + r, t0 + t, _mm512_reduce_add_ps(acc[r][t]), accumulate);         \
+#define FLOAT_TILE(NAME, WT, LOAD, LOADM)                                                          \
+    AI void NAME(int cols, const uint8_t *w, size_t ws, int r0, int R, const float *x, size_t xs,  \
+                 int t0, int T, float *y, size_t ldy, int accumulate)                              \
+    {                                                                                              \
+        __m512 acc[TILE][TILE];                                                                    \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();   \
+        const WT *wr[TILE];                                                                        \
+        const float *xt[TILE];                                                                     \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wr[r] =                                \
+            (const WT *)(w + (size_t)(r0 + r) * ws);                                               \
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) xt[t] = x + (size_t)(t0 + t) * xs;     \
+        int i = 0;                                                                                 \
+        for (; i + 16 <= cols; i += 16) {                                                          \
+            __m512 xv[TILE];                                                                       \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) xv[t] =                            \
+                _mm512_loadu_ps(xt[t] + i);                                                        \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                    \
+            {                                                                                      \
+                const __m512 wv = LOAD(wr[r] + i);                                                 \
+                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] =                    \
+                    _mm512_fmadd_ps(wv, xv[t], acc[r][t]);                                         \
+            }                                                                                      \
+        }                                                                                          \
+        if (i < cols) {                                                                            \
+            const __mmask16 m = (__mmask16)((1u << (cols - i)) - 1);                               \
+            __m512 xv[TILE];                                                                       \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) xv[t] =                            \
+                _mm512_maskz_loadu_ps(m, xt[t] + i);                                               \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                    \
+            {                                                                                      \
+                const __m512 wv = LOADM(wr[r] + i, m);                                             \
+                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] =                    \
+                    _mm512_fmadd_ps(wv, xv[t], acc[r][t]);                                         \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                    \
+                put(y, ldy, r0 + r, t0 + t, _mm512_reduce_add_ps(acc[r][t]), accumulate);          \
     }
 
 FLOAT_TILE(tile_f32, float, load_f32w, loadm_f32w)
@@ -180,7 +182,8 @@ AI __m512 scale2(const uint8_t *p0, const uint8_t *p1)
     __builtin_memcpy(&h0, p0, 2);
     if (p1)
         __builtin_memcpy(&h1, p1, 2);
-    return _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(_cvtsh_ss(h0)), _mm512_set1_ps(_cvtsh_ss(h1)));
+    return _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(_cvtsh_ss(h0)),
+                                _mm512_set1_ps(_cvtsh_ss(h1)));
 }
 
 /* 64 int8 values of two 32-value blocks whose data start 2 bytes in. */
@@ -203,53 +206,56 @@ AI __m512i q4_pair(const uint8_t *b0, const uint8_t *b1)
     return _mm512_and_si512(v, _mm512_set1_epi8(0x0f));
 }
 
-#define QBLOCK_TILE(NAME, BYTES, IS_Q4)                                                           \
-    AI void NAME(int cols, const uint8_t *w, size_t ws, int r0, int R, const uint8_t *a,          \
-                 size_t as, int t0, int T, float *y, size_t ldy, int accumulate)                  \
-    {                                                                                             \
-        __m512 acc[TILE][TILE];                                                                   \
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                       \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                   \
-                acc[r][t] = _mm512_setzero_ps();                                                  \
-        const int nb = cols / 32;                                                                 \
-        for (int b = 0; b < nb; b += 2) {                                                         \
-            const int two = b + 1 < nb;                                                           \
-            __m512i av[TILE], base[TILE];                                                         \
-            __m512 da[TILE];                                                                      \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {                                 \
-                const uint8_t *ab = a + (size_t)(t0 + t) * as + (size_t)b * 34;                   \
-                av[t] = q8_pair(ab, two ? ab + 34 : NULL);                                        \
-                da[t] = scale2(ab, two ? ab + 34 : NULL);                                         \
-                /* Q4_0 weights are stored as q + 8: start from -8 * sum(a) */                    \
-                base[t] = IS_Q4 ? _mm512_sub_epi32(_mm512_setzero_si512(),                        \
-                                                   _mm512_dpbusd_epi32(_mm512_setzero_si512(),    \
-                                                                       _mm512_set1_epi8(8), av[t])) \
-                                : _mm512_setzero_si512();                                         \
-            }                                                                                     \
-            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                                 \
-                const uint8_t *wb = w + (size_t)(r0 + r) * ws + (size_t)b * (BYTES);              \
-                const __m512 dw = scale2(wb, two ? wb + (BYTES) : NULL);                          \
-                __m512i wv = IS_Q4 ? q4_pair(wb, two ? wb + (BYTES) : NULL)                       \
-                                   : q8_pair(wb, two ? wb + (BYTES) : NULL);                      \
-                /* Q8_0: |w| against a with w's sign (VNNI takes unsigned x signed) */            \
-                const __m512i wu = IS_Q4 ? wv : _mm512_abs_epi8(wv);                              \
-                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {                             \
-                    __m512i as_;                                                                  \
-                    if (IS_Q4) {                                                                  \
-                        as_ = av[t];                                                              \
-                    } else {                                                                      \
-                        const __mmask64 neg = _mm512_movepi8_mask(wv);                            \
-                        as_ = _mm512_mask_sub_epi8(av[t], neg, _mm512_setzero_si512(), av[t]);    \
-                    }                                                                             \
-                    const __m512i isum = _mm512_dpbusd_epi32(base[t], wu, as_);                   \
-                    acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum),                         \
-                                                _mm512_mul_ps(dw, da[t]), acc[r][t]);             \
-                }                                                                                 \
-            }                                                                                     \
-        }                                                                                         \
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                       \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                   \
-                put(y, ldy, r0 + r, t0 + t, _mm512_reduce_add_ps(acc[r][t]), accumulate);         \
+#define QBLOCK_TILE(NAME, BYTES, IS_Q4)                                                            \
+    AI void NAME(int cols, const uint8_t *w, size_t ws, int r0, int R, const uint8_t *a,           \
+                 size_t as, int t0, int T, float *y, size_t ldy, int accumulate)                   \
+    {                                                                                              \
+        __m512 acc[TILE][TILE];                                                                    \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();   \
+        const int nb = cols / 32;                                                                  \
+        for (int b = 0; b < nb; b += 2) {                                                          \
+            const int two = b + 1 < nb;                                                            \
+            __m512i av[TILE], base[TILE];                                                          \
+            __m512 da[TILE];                                                                       \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                    \
+            {                                                                                      \
+                const uint8_t *ab = a + (size_t)(t0 + t) * as + (size_t)b * 34;                    \
+                av[t] = q8_pair(ab, two ? ab + 34 : NULL);                                         \
+                da[t] = scale2(ab, two ? ab + 34 : NULL);                                          \
+                /* Q4_0 weights are stored as q + 8: start from -8 * sum(a) */                     \
+                base[t] = IS_Q4                                                                    \
+                              ? _mm512_sub_epi32(_mm512_setzero_si512(),                           \
+                                                 _mm512_dpbusd_epi32(_mm512_setzero_si512(),       \
+                                                                     _mm512_set1_epi8(8), av[t]))  \
+                              : _mm512_setzero_si512();                                            \
+            }                                                                                      \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                    \
+            {                                                                                      \
+                const uint8_t *wb = w + (size_t)(r0 + r) * ws + (size_t)b * (BYTES);               \
+                const __m512 dw = scale2(wb, two ? wb + (BYTES) : NULL);                           \
+                __m512i wv = IS_Q4 ? q4_pair(wb, two ? wb + (BYTES) : NULL)                        \
+                                   : q8_pair(wb, two ? wb + (BYTES) : NULL);                       \
+                /* Q8_0: |w| against a with w's sign (VNNI takes unsigned x signed) */             \
+                const __m512i wu = IS_Q4 ? wv : _mm512_abs_epi8(wv);                               \
+                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                \
+                {                                                                                  \
+                    __m512i as_;                                                                   \
+                    if (IS_Q4) {                                                                   \
+                        as_ = av[t];                                                               \
+                    } else {                                                                       \
+                        const __mmask64 neg = _mm512_movepi8_mask(wv);                             \
+                        as_ = _mm512_mask_sub_epi8(av[t], neg, _mm512_setzero_si512(), av[t]);     \
+                    }                                                                              \
+                    const __m512i isum = _mm512_dpbusd_epi32(base[t], wu, as_);                    \
+                    acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum),                          \
+                                                _mm512_mul_ps(dw, da[t]), acc[r][t]);              \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                    \
+                put(y, ldy, r0 + r, t0 + t, _mm512_reduce_add_ps(acc[r][t]), accumulate);          \
     }
 
 QBLOCK_TILE(tile_q8_0, 34, 0)
@@ -257,28 +263,28 @@ QBLOCK_TILE(tile_q4_0, 18, 1)
 
 /* Walks rows [r0, r1) x tokens [0, n) in tiles: full 4x4 tiles, then the
  * leftover tokens one at a time, and leftover rows one at a time. */
-#define MM_DRIVER(NAME, TILEFN, ATYPE)                                                           \
-    static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,        \
-                     const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)       \
-    {                                                                                             \
-        (void)type;                                                                               \
-        const ATYPE *x = a;                                                                       \
-        const size_t xs = as / sizeof(ATYPE);                                                     \
-        int r = r0;                                                                               \
-        for (; r + TILE <= r1; r += TILE) {                                                       \
-            int t = 0;                                                                            \
-            for (; t + TILE <= n; t += TILE)                                                      \
-                TILEFN(cols, w, ws, r, TILE, x, xs, t, TILE, y, ldy, accumulate);                 \
-            for (; t < n; t++)                                                                    \
-                TILEFN(cols, w, ws, r, TILE, x, xs, t, 1, y, ldy, accumulate);                    \
-        }                                                                                         \
-        for (; r < r1; r++) {                                                                     \
-            int t = 0;                                                                            \
-            for (; t + TILE <= n; t += TILE)                                                      \
-                TILEFN(cols, w, ws, r, 1, x, xs, t, TILE, y, ldy, accumulate);                    \
-            for (; t < n; t++)                                                                    \
-                TILEFN(cols, w, ws, r, 1, x, xs, t, 1, y, ldy, accumulate);                       \
-        }                                                                                         \
+#define MM_DRIVER(NAME, TILEFN, ATYPE)                                                             \
+    static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,         \
+                     const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)        \
+    {                                                                                              \
+        (void)type;                                                                                \
+        const ATYPE *x = a;                                                                        \
+        const size_t xs = as / sizeof(ATYPE);                                                      \
+        int r = r0;                                                                                \
+        for (; r + TILE <= r1; r += TILE) {                                                        \
+            int t = 0;                                                                             \
+            for (; t + TILE <= n; t += TILE)                                                       \
+                TILEFN(cols, w, ws, r, TILE, x, xs, t, TILE, y, ldy, accumulate);                  \
+            for (; t < n; t++)                                                                     \
+                TILEFN(cols, w, ws, r, TILE, x, xs, t, 1, y, ldy, accumulate);                     \
+        }                                                                                          \
+        for (; r < r1; r++) {                                                                      \
+            int t = 0;                                                                             \
+            for (; t + TILE <= n; t += TILE)                                                       \
+                TILEFN(cols, w, ws, r, 1, x, xs, t, TILE, y, ldy, accumulate);                     \
+            for (; t < n; t++)                                                                     \
+                TILEFN(cols, w, ws, r, 1, x, xs, t, 1, y, ldy, accumulate);                        \
+        }                                                                                          \
     }
 
 MM_DRIVER(mm_f32, tile_f32, float)
@@ -317,8 +323,10 @@ static void prep_acts(struct act_prep *p, const uint8_t *a, size_t as, int t0, i
             p->d[t][b] = _cvtsh_ss(h);
             const __m256i q = _mm256_loadu_si256((const __m256i *)(ab + 2));
             if (q4) {
-                const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), q);
-                __m128i x = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+                const __m256i s =
+                    _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), q);
+                __m128i x =
+                    _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
                 x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4e));
                 x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xb1));
                 p->c[t][b] = -_mm_cvtsi128_si32(x);
@@ -333,11 +341,16 @@ static void prep_acts(struct act_prep *p, const uint8_t *a, size_t as, int t0, i
 AI void transpose16(const uint8_t *base, size_t ws, size_t off, __m512i W[4])
 {
     __m512i Z[4];
-    _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
-        __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(base + off + (size_t)j * ws)));
-        z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(base + off + (size_t)(4 + j) * ws)), 1);
-        z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(base + off + (size_t)(8 + j) * ws)), 2);
-        z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(base + off + (size_t)(12 + j) * ws)), 3);
+    _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++)
+    {
+        __m512i z =
+            _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(base + off + (size_t)j * ws)));
+        z = _mm512_inserti32x4(
+            z, _mm_loadu_si128((const __m128i *)(base + off + (size_t)(4 + j) * ws)), 1);
+        z = _mm512_inserti32x4(
+            z, _mm_loadu_si128((const __m128i *)(base + off + (size_t)(8 + j) * ws)), 2);
+        z = _mm512_inserti32x4(
+            z, _mm_loadu_si128((const __m128i *)(base + off + (size_t)(12 + j) * ws)), 3);
         Z[j] = z;
     }
     const __m512i t0 = _mm512_unpacklo_epi32(Z[0], Z[1]), t1 = _mm512_unpackhi_epi32(Z[0], Z[1]);
@@ -368,9 +381,9 @@ AI void group_q4_0(const uint8_t *w, size_t ws, int r, int nb, const struct act_
 {
     __m512 acc[GT];
     _Pragma("GCC unroll 8") for (int t = 0; t < GT; t++) acc[t] = _mm512_setzero_ps();
-    const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5,
-                                                             4, 3, 2, 1, 0),
-                                            _mm512_set1_epi32((int)ws));
+    const __m512i rows =
+        _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                           _mm512_set1_epi32((int)ws));
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     const uint8_t *wr = w + (size_t)r * ws;
     for (int b = 0; b < nb; b++) {
@@ -379,22 +392,26 @@ AI void group_q4_0(const uint8_t *w, size_t ws, int r, int nb, const struct act_
         const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(sd));
         __m512i W[4], lo[4], hi[4];
         transpose16(base, ws, 2, W);
-        _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++) {
+        _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++)
+        {
             lo[m] = _mm512_and_si512(W[m], m4);
             hi[m] = _mm512_and_si512(_mm512_srli_epi16(W[m], 4), m4);
         }
-        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
+        {
             const uint8_t *q = a + (size_t)(t0 + t) * as + (size_t)b * 34 + 2;
             __m512i s = _mm512_set1_epi32(p->c[t][b]);
-            _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++) {
+            _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++)
+            {
                 s = _mm512_dpbusd_epi32(s, lo[m], _mm512_set1_epi32(dword_at(q + 4 * m)));
                 s = _mm512_dpbusd_epi32(s, hi[m], _mm512_set1_epi32(dword_at(q + 16 + 4 * m)));
             }
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(p->d[t][b])),
-                                     acc[t]);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s),
+                                     _mm512_mul_ps(dw, _mm512_set1_ps(p->d[t][b])), acc[t]);
         }
     }
-    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) group_out(y, ldy, r, t0 + t, acc[t], accumulate);
+    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
+        group_out(y, ldy, r, t0 + t, acc[t], accumulate);
 }
 
 AI void group_q8_0(const uint8_t *w, size_t ws, int r, int nb, const struct act_prep *p,
@@ -403,9 +420,9 @@ AI void group_q8_0(const uint8_t *w, size_t ws, int r, int nb, const struct act_
     (void)a, (void)as;
     __m512 acc[GT];
     _Pragma("GCC unroll 8") for (int t = 0; t < GT; t++) acc[t] = _mm512_setzero_ps();
-    const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5,
-                                                             4, 3, 2, 1, 0),
-                                            _mm512_set1_epi32((int)ws));
+    const __m512i rows =
+        _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                           _mm512_set1_epi32((int)ws));
     const __m512i ones = _mm512_set1_epi8(1);
     const uint8_t *wr = w + (size_t)r * ws;
     for (int b = 0; b < nb; b++) {
@@ -417,52 +434,56 @@ AI void group_q8_0(const uint8_t *w, size_t ws, int r, int nb, const struct act_
         transpose16(base, ws, 18, W + 4);
         /* activations carry +128 (unsigned for VNNI): subtract 128 * sum(w) */
         __m512i sw = _mm512_setzero_si512();
-        _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++) sw = _mm512_dpbusd_epi32(sw, ones, W[m]);
+        _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++) sw =
+            _mm512_dpbusd_epi32(sw, ones, W[m]);
         const __m512i corr = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sw, 7));
-        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
+        {
             const uint8_t *u = p->u[t] + (size_t)b * 32;
             __m512i s = corr;
-            _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++)
-                s = _mm512_dpbusd_epi32(s, _mm512_set1_epi32(dword_at(u + 4 * m)), W[m]);
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(p->d[t][b])),
-                                     acc[t]);
+            _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++) s =
+                _mm512_dpbusd_epi32(s, _mm512_set1_epi32(dword_at(u + 4 * m)), W[m]);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s),
+                                     _mm512_mul_ps(dw, _mm512_set1_ps(p->d[t][b])), acc[t]);
         }
     }
-    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) group_out(y, ldy, r, t0 + t, acc[t], accumulate);
+    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
+        group_out(y, ldy, r, t0 + t, acc[t], accumulate);
 }
 
-#define GROUP_DRIVER(NAME, GROUPFN, TILEFN, Q4)                                                   \
-    static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,        \
-                     const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)       \
-    {                                                                                             \
-        (void)type;                                                                               \
-        const int nb = cols / 32;                                                                 \
-        /* whole groups at absolute multiples of 16 rows; the rest row by row */                  \
-        int g0 = (r0 + GROUP - 1) / GROUP * GROUP, g1 = r1 / GROUP * GROUP;                       \
-        if (nb > MAXNB || ws > (1u << 26) || g1 <= g0)                                            \
-            g0 = g1 = r0;                                                                         \
-        const uint8_t *x = a;                                                                     \
-        for (int r = r0; r < g0; r++)                                                             \
-            for (int t = 0; t < n; t++)                                                           \
-                TILEFN(cols, w, ws, r, 1, x, as, t, 1, y, ldy, accumulate);                       \
-        if (g1 > g0) {                                                                            \
-            static _Thread_local struct act_prep prep;                                            \
-            for (int t0 = 0; t0 < n; t0 += GT) {                                                  \
-                const int T = n - t0 < GT ? n - t0 : GT;                                          \
-                prep_acts(&prep, x, as, t0, T, nb, Q4);                                           \
-                for (int r = g0; r < g1; r += GROUP) {                                            \
-                    switch (T) {                                                                  \
+#define GROUP_DRIVER(NAME, GROUPFN, TILEFN, Q4)                                                    \
+    static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,         \
+                     const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)        \
+    {                                                                                              \
+        (void)type;                                                                                \
+        const int nb = cols / 32;                                                                  \
+        /* whole groups at absolute multiples of 16 rows; the rest row by row */                   \
+        int g0 = (r0 + GROUP - 1) / GROUP * GROUP, g1 = r1 / GROUP * GROUP;                        \
+        if (nb > MAXNB || ws > (1u << 26) || g1 <= g0)                                             \
+            g0 = g1 = r0;                                                                          \
+        const uint8_t *x = a;                                                                      \
+        for (int r = r0; r < g0; r++)                                                              \
+            for (int t = 0; t < n; t++)                                                            \
+                TILEFN(cols, w, ws, r, 1, x, as, t, 1, y, ldy, accumulate);                        \
+        if (g1 > g0) {                                                                             \
+            static _Thread_local struct act_prep prep;                                             \
+            for (int t0 = 0; t0 < n; t0 += GT) {                                                   \
+                const int T = n - t0 < GT ? n - t0 : GT;                                           \
+                prep_acts(&prep, x, as, t0, T, nb, Q4);                                            \
+                for (int r = g0; r < g1; r += GROUP) {                                             \
+                    switch (T) {                                                                   \
                     case 8: GROUPFN(w, ws, r, nb, &prep, x, as, t0, 8, y, ldy, accumulate); break; \
                     case 4: GROUPFN(w, ws, r, nb, &prep, x, as, t0, 4, y, ldy, accumulate); break; \
                     case 1: GROUPFN(w, ws, r, nb, &prep, x, as, t0, 1, y, ldy, accumulate); break; \
-                    default: GROUPFN(w, ws, r, nb, &prep, x, as, t0, T, y, ldy, accumulate); break; \
-                    }                                                                             \
-                }                                                                                 \
-            }                                                                                     \
-        }                                                                                         \
-        for (int r = g1 > g0 ? g1 : g0; r < r1; r++)                                              \
-            for (int t = 0; t < n; t++)                                                           \
-                TILEFN(cols, w, ws, r, 1, x, as, t, 1, y, ldy, accumulate);                       \
+                    default: GROUPFN(w, ws, r, nb, &prep, x, as, t0, T, y, ldy, accumulate);       \
+                        break;                                                                     \
+                    }                                                                              \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        for (int r = g1 > g0 ? g1 : g0; r < r1; r++)                                               \
+            for (int t = 0; t < n; t++)                                                            \
+                TILEFN(cols, w, ws, r, 1, x, as, t, 1, y, ldy, accumulate);                        \
     }
 
 GROUP_DRIVER(mm_q4_0, group_q4_0, tile_q4_0, 1)
@@ -502,8 +523,8 @@ AI __m512i load_pair256(const int8_t *lo, const int8_t *hi)
                               _mm256_loadu_si256((const __m256i *)hi), 1);
 }
 
-AI void tile_q4_K(int cols, const uint8_t *w, size_t ws, int r0, int R, const uint8_t *a,
-                  size_t as, int t0, int T, float *y, size_t ldy, int accumulate)
+AI void tile_q4_K(int cols, const uint8_t *w, size_t ws, int r0, int R, const uint8_t *a, size_t as,
+                  int t0, int T, float *y, size_t ldy, int accumulate)
 {
     __m512 acc[KR][KT];
     _Pragma("GCC unroll 4") for (int r = 0; r < KR; r++)
@@ -512,17 +533,20 @@ AI void tile_q4_K(int cols, const uint8_t *w, size_t ws, int r0, int R, const ui
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     for (int b = 0; b < nb; b++) {
         const struct block_q8_K *ab[KT];
-        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)
-            ab[t] = (const struct block_q8_K *)(a + (size_t)(t0 + t) * as) + b;
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
-            const struct block_q4_K *wb = (const struct block_q4_K *)(w + (size_t)(r0 + r) * ws) + b;
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) ab[t] =
+            (const struct block_q8_K *)(a + (size_t)(t0 + t) * as) + b;
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        {
+            const struct block_q4_K *wb =
+                (const struct block_q4_K *)(w + (size_t)(r0 + r) * ws) + b;
             int16_t sc[8], mn[8];
             q4k_scales(wb->scales, sc, mn);
             const float d = _cvtsh_ss(wb->d), dmin = _cvtsh_ss(wb->dmin);
             /* registers of sub-blocks (0,1), (2,3), (4,5), (6,7), to meet
              * the activations in their own order */
             __m512i wq[4];
-            _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
+            _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++)
+            {
                 const __m512i q = _mm512_loadu_si512(wb->qs + 64 * h);
                 const __m512i lo = _mm512_and_si512(q, m4);
                 const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
@@ -533,13 +557,14 @@ AI void tile_q4_K(int cols, const uint8_t *w, size_t ws, int r0, int R, const ui
                                    scale_pair(sc[4], sc[5]), scale_pair(sc[6], sc[7])};
             /* mins against the 16-sums: lane g gets min[g / 2] */
             const __m128i m16 = _mm_loadu_si128((const __m128i *)mn);
-            const __m256i mv = _mm256_inserti128_si256(
-                _mm256_castsi128_si256(_mm_unpacklo_epi16(m16, m16)), _mm_unpackhi_epi16(m16, m16), 1);
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+            const __m256i mv =
+                _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi16(m16, m16)),
+                                        _mm_unpackhi_epi16(m16, m16), 1);
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)
+            {
                 __m512i is = _mm512_setzero_si512();
-                _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)
-                    is = _mm512_dpwssd_epi32(
-                        is, _mm512_maddubs_epi16(wq[k], _mm512_loadu_si512(ab[t]->qs + 64 * k)), sv[k]);
+                _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) is = _mm512_dpwssd_epi32(
+                    is, _mm512_maddubs_epi16(wq[k], _mm512_loadu_si512(ab[t]->qs + 64 * k)), sv[k]);
                 const __m256i msum =
                     _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)ab[t]->bsums), mv);
                 acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_set1_ps(d * ab[t]->d),
@@ -554,8 +579,8 @@ AI void tile_q4_K(int cols, const uint8_t *w, size_t ws, int r0, int R, const ui
             put(y, ldy, r0 + r, t0 + t, _mm512_reduce_add_ps(acc[r][t]), accumulate);
 }
 
-AI void tile_q6_K(int cols, const uint8_t *w, size_t ws, int r0, int R, const uint8_t *a,
-                  size_t as, int t0, int T, float *y, size_t ldy, int accumulate)
+AI void tile_q6_K(int cols, const uint8_t *w, size_t ws, int r0, int R, const uint8_t *a, size_t as,
+                  int t0, int T, float *y, size_t ldy, int accumulate)
 {
     __m512 acc[KR][KT];
     _Pragma("GCC unroll 4") for (int r = 0; r < KR; r++)
@@ -563,39 +588,46 @@ AI void tile_q6_K(int cols, const uint8_t *w, size_t ws, int r0, int R, const ui
     const int nb = cols / QK_K;
     const __m512i m4 = _mm512_set1_epi8(0x0f), m3 = _mm512_set1_epi8(3);
     /* int16 lane i of a 64-byte register belongs to sub-block i / 8 */
-    const __m512i rep8 = _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1,
-                                          1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i rep8 = _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1,
+                                          1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     for (int b = 0; b < nb; b++) {
         const struct block_q8_K *ab[KT];
-        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)
-            ab[t] = (const struct block_q8_K *)(a + (size_t)(t0 + t) * as) + b;
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
-            const struct block_q6_K *wb = (const struct block_q6_K *)(w + (size_t)(r0 + r) * ws) + b;
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) ab[t] =
+            (const struct block_q8_K *)(a + (size_t)(t0 + t) * as) + b;
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        {
+            const struct block_q6_K *wb =
+                (const struct block_q6_K *)(w + (size_t)(r0 + r) * ws) + b;
             const float d = _cvtsh_ss(wb->d);
             const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wb->scales));
             const __m512i s16 = _mm512_castsi256_si512(sc16);
             __m512i wq[4], sv[4];
-            _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
+            _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++)
+            {
                 const __m512i L = _mm512_loadu_si512(wb->ql + 64 * h);
                 const __m256i H = _mm256_loadu_si256((const __m256i *)(wb->qh + 32 * h));
-                const __m512i Hlo = _mm512_inserti64x4(_mm512_castsi256_si512(H), _mm256_srli_epi16(H, 2), 1);
-                const __m512i Hhi = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_srli_epi16(H, 4)),
-                                                       _mm256_srli_epi16(H, 6), 1);
+                const __m512i Hlo =
+                    _mm512_inserti64x4(_mm512_castsi256_si512(H), _mm256_srli_epi16(H, 2), 1);
+                const __m512i Hhi = _mm512_inserti64x4(
+                    _mm512_castsi256_si512(_mm256_srli_epi16(H, 4)), _mm256_srli_epi16(H, 6), 1);
                 wq[2 * h] = _mm512_or_si512(_mm512_and_si512(L, m4),
                                             _mm512_slli_epi16(_mm512_and_si512(Hlo, m3), 4));
                 wq[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L, 4), m4),
                                                 _mm512_slli_epi16(_mm512_and_si512(Hhi, m3), 4));
-                sv[2 * h] = _mm512_permutexvar_epi16(_mm512_add_epi16(rep8, _mm512_set1_epi16((short)(8 * h))), s16);
-                sv[2 * h + 1] =
-                    _mm512_permutexvar_epi16(_mm512_add_epi16(rep8, _mm512_set1_epi16((short)(8 * h + 4))), s16);
+                sv[2 * h] = _mm512_permutexvar_epi16(
+                    _mm512_add_epi16(rep8, _mm512_set1_epi16((short)(8 * h))), s16);
+                sv[2 * h + 1] = _mm512_permutexvar_epi16(
+                    _mm512_add_epi16(rep8, _mm512_set1_epi16((short)(8 * h + 4))), s16);
             }
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)
+            {
                 /* quants are stored as q + 32: start from -32 * sum_s scale_s * bsum_s */
-                const __m256i cm = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)ab[t]->bsums), sc16);
-                __m512i is = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(cm, 5)));
-                _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)
-                    is = _mm512_dpwssd_epi32(
-                        is, _mm512_maddubs_epi16(wq[k], _mm512_loadu_si512(ab[t]->qs + 64 * k)), sv[k]);
+                const __m256i cm =
+                    _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)ab[t]->bsums), sc16);
+                __m512i is = _mm512_zextsi256_si512(
+                    _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(cm, 5)));
+                _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) is = _mm512_dpwssd_epi32(
+                    is, _mm512_maddubs_epi16(wq[k], _mm512_loadu_si512(ab[t]->qs + 64 * k)), sv[k]);
                 acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_set1_ps(d * ab[t]->d),
                                             acc[r][t]);
             }
@@ -606,26 +638,26 @@ AI void tile_q6_K(int cols, const uint8_t *w, size_t ws, int r0, int R, const ui
             put(y, ldy, r0 + r, t0 + t, _mm512_reduce_add_ps(acc[r][t]), accumulate);
 }
 
-#define K_DRIVER(NAME, TILEFN)                                                                   \
-    static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,        \
-                     const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)       \
-    {                                                                                             \
-        (void)type;                                                                               \
-        int r = r0;                                                                               \
-        for (; r + KR <= r1; r += KR) {                                                           \
-            int t = 0;                                                                            \
-            for (; t + KT <= n; t += KT)                                                          \
-                TILEFN(cols, w, ws, r, KR, a, as, t, KT, y, ldy, accumulate);                     \
-            for (; t < n; t++)                                                                    \
-                TILEFN(cols, w, ws, r, KR, a, as, t, 1, y, ldy, accumulate);                      \
-        }                                                                                         \
-        for (; r < r1; r++) {                                                                     \
-            int t = 0;                                                                            \
-            for (; t + KT <= n; t += KT)                                                          \
-                TILEFN(cols, w, ws, r, 1, a, as, t, KT, y, ldy, accumulate);                      \
-            for (; t < n; t++)                                                                    \
-                TILEFN(cols, w, ws, r, 1, a, as, t, 1, y, ldy, accumulate);                       \
-        }                                                                                         \
+#define K_DRIVER(NAME, TILEFN)                                                                     \
+    static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,         \
+                     const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)        \
+    {                                                                                              \
+        (void)type;                                                                                \
+        int r = r0;                                                                                \
+        for (; r + KR <= r1; r += KR) {                                                            \
+            int t = 0;                                                                             \
+            for (; t + KT <= n; t += KT)                                                           \
+                TILEFN(cols, w, ws, r, KR, a, as, t, KT, y, ldy, accumulate);                      \
+            for (; t < n; t++)                                                                     \
+                TILEFN(cols, w, ws, r, KR, a, as, t, 1, y, ldy, accumulate);                       \
+        }                                                                                          \
+        for (; r < r1; r++) {                                                                      \
+            int t = 0;                                                                             \
+            for (; t + KT <= n; t += KT)                                                           \
+                TILEFN(cols, w, ws, r, 1, a, as, t, KT, y, ldy, accumulate);                       \
+            for (; t < n; t++)                                                                     \
+                TILEFN(cols, w, ws, r, 1, a, as, t, 1, y, ldy, accumulate);                        \
+        }                                                                                          \
     }
 
 K_DRIVER(mm_q4_K, tile_q4_K)

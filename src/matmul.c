@@ -21,10 +21,10 @@ struct mm_job {
     strix_context *c;
     int n_w;
     const struct tensor *w[MM_MAX];
-    float *y[MM_MAX];          /* (n, rows of w[i]) */
-    const void *a[MM_MAX];     /* activations of w[i], in its vec_dot_type */
-    size_t a_stride[MM_MAX];   /* bytes per token */
-    const float *x;            /* (n, cols) f32 activations */
+    float *y[MM_MAX];        /* (n, rows of w[i]) */
+    const void *a[MM_MAX];   /* activations of w[i], in its vec_dot_type */
+    size_t a_stride[MM_MAX]; /* bytes per token */
+    const float *x;          /* (n, cols) f32 activations */
     int n;
     int accumulate;
 };
@@ -48,8 +48,8 @@ static void mm_rows(const struct mm_job *j, int i, int r0, int r1, float *tmp)
     const struct kern_mm *k = kern_mm_for(w->type);
     if (k) {
         /* the type's own kernels: blocks of rows against blocks of tokens */
-        k->run(w->type, cols, (const uint8_t *)w->data, w->row_bytes, r0, r1, j->a[i], j->a_stride[i],
-               j->n, j->y[i], (size_t)w->ne[1], j->accumulate);
+        k->run(w->type, cols, (const uint8_t *)w->data, w->row_bytes, r0, r1, j->a[i],
+               j->a_stride[i], j->n, j->y[i], (size_t)w->ne[1], j->accumulate);
         return;
     }
     const dtype_dequant_fn deq = dtype_get(w->type)->dequantize;

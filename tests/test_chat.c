@@ -111,8 +111,8 @@ static void test_prefix(void)
         size_t na, nb;
         strix_error err;
         CHECK(strix_chat_apply(names[k], conv, 2, 1, a, sizeof a, &na, &err) == STRIX_OK);
-        const struct strix_chat_msg more[] = {conv[0], conv[1], {"assistant", "Hi."},
-                                              {"user", "More"}};
+        const struct strix_chat_msg more[] = {
+            conv[0], conv[1], {"assistant", "Hi."}, {"user", "More"}};
         CHECK(strix_chat_apply(names[k], more, 4, 1, b, sizeof b, &nb, &err) == STRIX_OK);
         CHECKF(nb > na && memcmp(a, b, na) == 0 && strncmp(b + na, "Hi.", 3) == 0,
                "%s: '%s' then '%s'", names[k], a, b);
@@ -133,7 +133,9 @@ static void test_tokenize_special(void)
     int n = 0;
     strix_error err;
     const char *text = "<|user|>\nHello<|end|>\n<|assistant|>\n";
-    CHECK(strix_tokenize_special(m, text, strlen(text), 1, ids, 64, &n, &err) == STRIX_OK);
+    CHECK(strix_tokenize_ex(m, text, strlen(text),
+                            STRIX_TOKENIZE_PARSE_SPECIAL | STRIX_TOKENIZE_ADD_BOS, ids, 64, &n,
+                            &err) == STRIX_OK);
     CHECK(n > 4 && ids[0] == strix_token_bos(m));
     int seen_user = 0, seen_end = 0;
     for (int i = 0; i < n; i++) {
@@ -145,16 +147,21 @@ static void test_tokenize_special(void)
     /* EOS's piece ("<|endoftext|>") is a control token */
     char eos_text[64];
     snprintf(eos_text, sizeof eos_text, "Hi%s", strix_token_piece(m, strix_token_eos(m)));
-    CHECK(strix_tokenize_special(m, eos_text, strlen(eos_text), 0, ids, 64, &n, &err) == STRIX_OK);
+    CHECK(strix_tokenize_ex(m, eos_text, strlen(eos_text), STRIX_TOKENIZE_PARSE_SPECIAL, ids, 64,
+                            &n, &err) == STRIX_OK);
     CHECK(n >= 2 && ids[n - 1] == strix_token_eos(m));
     /* plain text gives what strix_tokenize gives */
     strix_token a[64], b[64];
     int na, nb;
-    CHECK(strix_tokenize_special(m, "Hello world", 11, 1, a, 64, &na, &err) == STRIX_OK);
+    CHECK(strix_tokenize_ex(m, "Hello world", 11,
+                            STRIX_TOKENIZE_PARSE_SPECIAL | STRIX_TOKENIZE_ADD_BOS, a, 64, &na,
+                            &err) == STRIX_OK);
     CHECK(strix_tokenize(m, "Hello world", 11, 1, b, 64, &nb, &err) == STRIX_OK);
     CHECK(na == nb && memcmp(a, b, (size_t)na * sizeof *a) == 0);
     /* too small a buffer: the count needed */
-    CHECK(strix_tokenize_special(m, text, strlen(text), 1, ids, 2, &n, &err) == STRIX_ERR_ARG &&
+    CHECK(strix_tokenize_ex(m, text, strlen(text),
+                            STRIX_TOKENIZE_PARSE_SPECIAL | STRIX_TOKENIZE_ADD_BOS, ids, 2, &n,
+                            &err) == STRIX_ERR_ARG &&
           n > 4);
     strix_model_free(m);
 }

@@ -74,7 +74,8 @@ static void test_mm_type(const struct kern_isa *k, uint32_t type)
     const int row_list[] = {1, 5, 16, 37, 48};
     for (size_t ci = 0; ci < 4; ci++)
         for (size_t ri = 0; ri < 5; ri++) {
-            const int cols = col_list[ci] < block ? block * (int)(ci + 1) : col_list[ci] / block * block;
+            const int cols =
+                col_list[ci] < block ? block * (int)(ci + 1) : col_list[ci] / block * block;
             const int rows = row_list[ri];
             const int n = 1 + (int)(ci + ri * 2) % 9; /* 1..9 tokens */
             float *wf = malloc((size_t)rows * cols * sizeof(float));
@@ -109,7 +110,8 @@ static void test_mm_type(const struct kern_isa *k, uint32_t type)
                 if (mmk->act_type == DTYPE_F32) {
                     memcpy(a + (size_t)t * as, xf + (size_t)t * cols, as);
                 } else {
-                    dtype_get(mmk->act_type)->quantize(xf + (size_t)t * cols, a + (size_t)t * as, cols);
+                    dtype_get(mmk->act_type)
+                        ->quantize(xf + (size_t)t * cols, a + (size_t)t * as, cols);
                     if (k->act_quantize[mmk->act_type]) {
                         uint8_t *a2 = malloc(as);
                         k->act_quantize[mmk->act_type](xf + (size_t)t * cols, a2, cols);
@@ -118,7 +120,8 @@ static void test_mm_type(const struct kern_isa *k, uint32_t type)
                         free(a2);
                     }
                 }
-                dtype_get(mmk->act_type)->dequantize(a + (size_t)t * as, ad + (size_t)t * cols, cols);
+                dtype_get(mmk->act_type)
+                    ->dequantize(a + (size_t)t * as, ad + (size_t)t * cols, cols);
             }
             float *y = malloc((size_t)n * rows * sizeof(float));
             float *y1 = malloc((size_t)rows * sizeof(float));
@@ -129,7 +132,8 @@ static void test_mm_type(const struct kern_isa *k, uint32_t type)
             int same = 1;
             for (int t = 0; t < n; t++) {
                 /* one token alone gives the same bits as in the batch */
-                mmk->run(type, cols, w, ws, 0, rows, a + (size_t)t * as, as, 1, y1, (size_t)rows, 0);
+                mmk->run(type, cols, w, ws, 0, rows, a + (size_t)t * as, as, 1, y1, (size_t)rows,
+                         0);
                 for (int r = 0; r < rows; r++) {
                     double ref = 0, mag = 0;
                     for (int j = 0; j < cols; j++) {
@@ -143,8 +147,8 @@ static void test_mm_type(const struct kern_isa *k, uint32_t type)
                             y1[r] == (float)got;
                 }
             }
-            CHECKF(worst < 1e-5, "%s %s mm %dx%d, %d tokens: relative error %g", k->name,
-                   tr->name, rows, cols, n, worst);
+            CHECKF(worst < 1e-5, "%s %s mm %dx%d, %d tokens: relative error %g", k->name, tr->name,
+                   rows, cols, n, worst);
             CHECKF(same, "%s %s mm %dx%d: one token differs from the batch", k->name, tr->name,
                    rows, cols);
             free(wf), free(xf), free(w), free(wd), free(a), free(ad), free(y), free(y1);
@@ -162,9 +166,9 @@ int main(void)
             continue;
         }
         test_dots(k);
-        const uint32_t types[] = {DTYPE_F32, DTYPE_F16, DTYPE_BF16, DTYPE_Q8_0, DTYPE_Q4_0,
-                                  DTYPE_Q4_1, DTYPE_Q5_0, DTYPE_Q5_1, DTYPE_Q4_K, DTYPE_Q5_K,
-                                  DTYPE_Q6_K};
+        const uint32_t types[] = {DTYPE_F32,  DTYPE_F16,  DTYPE_BF16, DTYPE_Q8_0,
+                                  DTYPE_Q4_0, DTYPE_Q4_1, DTYPE_Q5_0, DTYPE_Q5_1,
+                                  DTYPE_Q4_K, DTYPE_Q5_K, DTYPE_Q6_K};
         for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
             test_mm_type(k, types[t]);
     }

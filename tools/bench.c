@@ -45,7 +45,8 @@ static void parse_list(const char *flag, const char *s, struct list *l, long lo,
         die("%s: list too long", flag);
     strcpy(buf, s);
     l->n = 0;
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
         if (l->n == LIST_MAX)
             die("%s: at most %d values", flag, LIST_MAX);
         l->v[l->n++] = parse_long(flag, tok, lo, hi);
@@ -148,8 +149,8 @@ static void bench_model(const struct bench_opts *b, const char *path, int *first
                     printf("%s  {\"model\": \"%s\", \"test\": \"%s\", \"threads\": %d, "
                            "\"reps\": %d, \"median_ts\": %.2f, \"min_ts\": %.2f, \"max_ts\": %.2f, "
                            "\"mean_ts\": %.2f, \"stddev_ts\": %.2f, \"peak_rss_mib\": %.1f}",
-                           *first_json ? "" : ",\n", path, name,
-                           cp.n_threads, b->reps, r.median, r.min, r.max, r.mean, r.sd, peak_mib);
+                           *first_json ? "" : ",\n", path, name, cp.n_threads, b->reps, r.median,
+                           r.min, r.max, r.mean, r.sd, peak_mib);
                     *first_json = 0;
                 } else {
                     printf("| %-40s | %8.1f | %7d | %6s | %10.2f | %8.2f | %8.2f | %8.1f |\n", path,
@@ -171,7 +172,8 @@ int cmd_bench(int argc, char **argv)
     memset(&b, 0, sizeof b);
     b.pp.n = 1, b.pp.v[0] = 128;
     b.tg.n = 1, b.tg.v[0] = 128;
-    b.threads.n = 1, b.threads.v[0] = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
+    b.threads.n = 1,
+    b.threads.v[0] = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
     b.reps = 5;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];

@@ -87,15 +87,18 @@ int cmd_chat(int argc, char **argv)
         int n, has_chatml = 0;
         strix_token t;
         strix_error e;
-        has_chatml = strix_tokenize_special(m, "<|im_start|>", 12, 0, &t, 1, &n, &e) == 0 &&
+        has_chatml = strix_tokenize_ex(m, "<|im_start|>", 12, STRIX_TOKENIZE_PARSE_SPECIAL, &t, 1,
+                                       &n, &e) == 0 &&
                      n == 1 && strix_token_type(m, t) == STRIX_TOKEN_CONTROL;
         tmpl = has_chatml ? "chatml" : "plain";
     }
     if (!strix_chat_template_detect(tmpl))
         die("unknown chat template '%s'", tmpl);
     tmpl = strix_chat_template_detect(tmpl);
-    fprintf(stderr, "chat: template %s; end a line to send it, Ctrl-C stops an answer, "
-                    "end of input quits\n", tmpl);
+    fprintf(stderr,
+            "chat: template %s; end a line to send it, Ctrl-C stops an answer, "
+            "end of input quits\n",
+            tmpl);
 
     struct strix_context_params cp = strix_context_default_params();
     cp.n_ctx = o.n_ctx;
@@ -170,7 +173,10 @@ int cmd_chat(int argc, char **argv)
         ids = realloc(ids, (size_t)cap * sizeof *ids);
         if (!ids)
             die("out of memory");
-        if (strix_tokenize_special(m, delta, strlen(delta), n_cache == 0, ids, cap, &n_new, &e))
+        if (strix_tokenize_ex(m, delta, strlen(delta),
+                              STRIX_TOKENIZE_PARSE_SPECIAL |
+                                  (n_cache == 0 ? STRIX_TOKENIZE_ADD_BOS : 0),
+                              ids, cap, &n_new, &e))
             die("tokenize: %s", e.msg);
         if (n_cache + n_new >= n_ctx)
             die("the conversation fills the context of %d tokens", n_ctx);
