@@ -292,28 +292,64 @@ MM_DRIVER(mm_f16, tile_f16, float)
 MM_DRIVER(mm_bf16, tile_bf16, float)
 
 /*
- * Groups of 16 rows of a block type, one row per 32-bit lane: a block's
- * quants of 16 rows are transposed in registers so that each VNNI
- * instruction multiplies 4 weights of all 16 rows by the same 4 activations
- * (broadcast), and no horizontal sums are needed. Up to 8 tokens share each
- * transposed block. Rows that do not fill a group (at the end of a matrix)
- * go through the tiles above; which path a row takes depends only on its
- * index, so results never depend on the thread count or the batch.
+ * Packed Q4_0 and Q8_0 (pack.c): 16 rows per group, one row per 32-bit lane.
+ * Per block a group holds the 16 rows' fp16 scales (32 bytes), then its
+ * quants so that 32-bit lane i of each 64-byte register is 4 quants of row
+ * i: Q4_0 4 registers of nibbles (low: quants 4m..4m+3, high: 16+4m..),
+ * Q8_0 8 registers of quants + 128 (unsigned, for VNNI). Each VNNI
+ * instruction then multiplies 4 quants of all 16 rows by the same 4
+ * activations (a broadcast), no horizontal sums are needed, and up to 8
+ * tokens share every register of weights.
  */
 #define GROUP 16
 #define GT 8
-#define MAXNB 256 /* blocks per row the grouped path handles (8192 values) */
+#define MAXNB 256 /* blocks per row the packed layout takes (8192 values) */
+#define Q4_PACKED 288
+#define Q8_PACKED 544
 
-/* Activation side of a token tile, per block: scale and, for Q4_0 weights,
- * -8 * sum of the quants; for Q8_0 weights the quants with 128 added. */
+static size_t pack_bytes_q4_0(int rows, int cols)
+{
+    return rows < GROUP || cols / 32 > MAXNB ? 0 : (size_t)(rows / GROUP) * (size_t)(cols / 32) * Q4_PACKED;
+}
+
+static size_t pack_bytes_q8_0(int rows, int cols)
+{
+    return rows < GROUP || cols / 32 > MAXNB ? 0 : (size_t)(rows / GROUP) * (size_t)(cols / 32) * Q8_PACKED;
+}
+
+static void pack_blocks(const void *src, size_t stride, int rows, int cols, uint8_t *dst, int q8)
+{
+    const int nb = cols / 32, bytes = q8 ? 34 : 18, size = q8 ? Q8_PACKED : Q4_PACKED;
+    for (int g = 0; g < rows / GROUP; g++)
+        for (int b = 0; b < nb; b++) {
+            uint8_t *out = dst + ((size_t)g * (size_t)nb + (size_t)b) * (size_t)size;
+            for (int i = 0; i < GROUP; i++) {
+                const uint8_t *blk = (const uint8_t *)src + (size_t)(g * GROUP + i) * stride + (size_t)b * (size_t)bytes;
+                __builtin_memcpy(out + 2 * i, blk, 2);
+                for (int m = 0; m < (q8 ? 8 : 4); m++)
+                    for (int k = 0; k < 4; k++)
+                        out[32 + 64 * m + 4 * i + k] = (uint8_t)(blk[2 + 4 * m + k] ^ (q8 ? 0x80 : 0));
+            }
+        }
+}
+
+static void pack_q4_0(const void *src, size_t stride, int rows, int cols, uint8_t *dst)
+{
+    pack_blocks(src, stride, rows, cols, dst, 0);
+}
+
+static void pack_q8_0(const void *src, size_t stride, int rows, int cols, uint8_t *dst)
+{
+    pack_blocks(src, stride, rows, cols, dst, 1);
+}
+
+/* Activation side of a token tile, per block: scale and sum of the quants. */
 struct act_prep {
     float d[GT][MAXNB];
-    int32_t c[GT][MAXNB];
-    uint8_t u[GT][MAXNB * 32];
+    int32_t sum[GT][MAXNB];
 };
 
-static void prep_acts(struct act_prep *p, const uint8_t *a, size_t as, int t0, int T, int nb,
-                      int q4)
+static void prep_acts(struct act_prep *p, const uint8_t *a, size_t as, int t0, int T, int nb)
 {
     for (int t = 0; t < T; t++)
         for (int b = 0; b < nb; b++) {
@@ -322,43 +358,12 @@ static void prep_acts(struct act_prep *p, const uint8_t *a, size_t as, int t0, i
             __builtin_memcpy(&h, ab, 2);
             p->d[t][b] = _cvtsh_ss(h);
             const __m256i q = _mm256_loadu_si256((const __m256i *)(ab + 2));
-            if (q4) {
-                const __m256i s =
-                    _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), q);
-                __m128i x =
-                    _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-                x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4e));
-                x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xb1));
-                p->c[t][b] = -_mm_cvtsi128_si32(x);
-            } else {
-                _mm256_storeu_si256((__m256i *)(p->u[t] + (size_t)b * 32),
-                                    _mm256_xor_si256(q, _mm256_set1_epi8((char)0x80)));
-            }
+            const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), q);
+            __m128i x = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4e));
+            x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xb1));
+            p->sum[t][b] = _mm_cvtsi128_si32(x);
         }
-}
-
-/* Dword m (m = 0..3) of 16 bytes at off in each of 16 rows, row i in lane i. */
-AI void transpose16(const uint8_t *base, size_t ws, size_t off, __m512i W[4])
-{
-    __m512i Z[4];
-    _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++)
-    {
-        __m512i z =
-            _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(base + off + (size_t)j * ws)));
-        z = _mm512_inserti32x4(
-            z, _mm_loadu_si128((const __m128i *)(base + off + (size_t)(4 + j) * ws)), 1);
-        z = _mm512_inserti32x4(
-            z, _mm_loadu_si128((const __m128i *)(base + off + (size_t)(8 + j) * ws)), 2);
-        z = _mm512_inserti32x4(
-            z, _mm_loadu_si128((const __m128i *)(base + off + (size_t)(12 + j) * ws)), 3);
-        Z[j] = z;
-    }
-    const __m512i t0 = _mm512_unpacklo_epi32(Z[0], Z[1]), t1 = _mm512_unpackhi_epi32(Z[0], Z[1]);
-    const __m512i t2 = _mm512_unpacklo_epi32(Z[2], Z[3]), t3 = _mm512_unpackhi_epi32(Z[2], Z[3]);
-    W[0] = _mm512_unpacklo_epi64(t0, t2);
-    W[1] = _mm512_unpackhi_epi64(t0, t2);
-    W[2] = _mm512_unpacklo_epi64(t1, t3);
-    W[3] = _mm512_unpackhi_epi64(t1, t3);
 }
 
 AI int32_t dword_at(const uint8_t *p)
@@ -376,118 +381,85 @@ AI void group_out(float *y, size_t ldy, int r, int t, __m512 v, int accumulate)
     _mm512_storeu_ps(dst, v);
 }
 
-AI void group_q4_0(const uint8_t *w, size_t ws, int r, int nb, const struct act_prep *p,
-                   const uint8_t *a, size_t as, int t0, int T, float *y, size_t ldy, int accumulate)
+/* One group of 16 packed rows against T tokens. Q4_0 quants q stand for
+ * q - 8 and Q8_0's stored u for u - 128: the sums start from -8 or -128
+ * times the sum of the activations, so every integer sum is exact. */
+AI void packed_group(const uint8_t *g, int nb, int q8, const struct act_prep *p, const uint8_t *a,
+                     size_t as, int t0, int T, float *y, size_t ldy, int r, int accumulate)
 {
     __m512 acc[GT];
     _Pragma("GCC unroll 8") for (int t = 0; t < GT; t++) acc[t] = _mm512_setzero_ps();
-    const __m512i rows =
-        _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                           _mm512_set1_epi32((int)ws));
     const __m512i m4 = _mm512_set1_epi8(0x0f);
-    const uint8_t *wr = w + (size_t)r * ws;
+    const int size = q8 ? Q8_PACKED : Q4_PACKED;
     for (int b = 0; b < nb; b++) {
-        const uint8_t *base = wr + (size_t)b * 18;
-        const __m512i sd = _mm512_i32gather_epi32(rows, base, 1);
-        const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(sd));
-        __m512i W[4], lo[4], hi[4];
-        transpose16(base, ws, 2, W);
-        _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++)
-        {
-            lo[m] = _mm512_and_si512(W[m], m4);
-            hi[m] = _mm512_and_si512(_mm512_srli_epi16(W[m], 4), m4);
+        const uint8_t *blk = g + (size_t)b * (size_t)size;
+        _mm_prefetch((const char *)(blk + 4 * size), _MM_HINT_T0);
+        _mm_prefetch((const char *)(blk + 4 * size + 64), _MM_HINT_T0);
+        _mm_prefetch((const char *)(blk + 4 * size + 128), _MM_HINT_T0);
+        _mm_prefetch((const char *)(blk + 4 * size + 192), _MM_HINT_T0);
+        _mm_prefetch((const char *)(blk + 4 * size + 256), _MM_HINT_T0);
+        if (q8) {
+            _mm_prefetch((const char *)(blk + 4 * size + 320), _MM_HINT_T0);
+            _mm_prefetch((const char *)(blk + 4 * size + 384), _MM_HINT_T0);
+            _mm_prefetch((const char *)(blk + 4 * size + 448), _MM_HINT_T0);
+            _mm_prefetch((const char *)(blk + 4 * size + 512), _MM_HINT_T0);
         }
-        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
-        {
-            const uint8_t *q = a + (size_t)(t0 + t) * as + (size_t)b * 34 + 2;
-            __m512i s = _mm512_set1_epi32(p->c[t][b]);
-            _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++)
-            {
-                s = _mm512_dpbusd_epi32(s, lo[m], _mm512_set1_epi32(dword_at(q + 4 * m)));
-                s = _mm512_dpbusd_epi32(s, hi[m], _mm512_set1_epi32(dword_at(q + 16 + 4 * m)));
-            }
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s),
-                                     _mm512_mul_ps(dw, _mm512_set1_ps(p->d[t][b])), acc[t]);
-        }
-    }
-    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
-        group_out(y, ldy, r, t0 + t, acc[t], accumulate);
-}
-
-AI void group_q8_0(const uint8_t *w, size_t ws, int r, int nb, const struct act_prep *p,
-                   const uint8_t *a, size_t as, int t0, int T, float *y, size_t ldy, int accumulate)
-{
-    (void)a, (void)as;
-    __m512 acc[GT];
-    _Pragma("GCC unroll 8") for (int t = 0; t < GT; t++) acc[t] = _mm512_setzero_ps();
-    const __m512i rows =
-        _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                           _mm512_set1_epi32((int)ws));
-    const __m512i ones = _mm512_set1_epi8(1);
-    const uint8_t *wr = w + (size_t)r * ws;
-    for (int b = 0; b < nb; b++) {
-        const uint8_t *base = wr + (size_t)b * 34;
-        const __m512i sd = _mm512_i32gather_epi32(rows, base, 1);
-        const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(sd));
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
         __m512i W[8];
-        transpose16(base, ws, 2, W);
-        transpose16(base, ws, 18, W + 4);
-        /* activations carry +128 (unsigned for VNNI): subtract 128 * sum(w) */
-        __m512i sw = _mm512_setzero_si512();
-        _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++) sw =
-            _mm512_dpbusd_epi32(sw, ones, W[m]);
-        const __m512i corr = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sw, 7));
-        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
-        {
-            const uint8_t *u = p->u[t] + (size_t)b * 32;
-            __m512i s = corr;
-            _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++) s =
-                _mm512_dpbusd_epi32(s, _mm512_set1_epi32(dword_at(u + 4 * m)), W[m]);
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s),
-                                     _mm512_mul_ps(dw, _mm512_set1_ps(p->d[t][b])), acc[t]);
+        if (q8) {
+            _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++)
+                W[m] = _mm512_loadu_si512(blk + 32 + 64 * m);
+        } else {
+            _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++) {
+                const __m512i v = _mm512_loadu_si512(blk + 32 + 64 * m);
+                W[m] = _mm512_and_si512(v, m4);
+                W[4 + m] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            }
+        }
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+            const uint8_t *q = a + (size_t)(t0 + t) * as + (size_t)b * 34 + 2;
+            __m512i s = _mm512_set1_epi32((q8 ? -128 : -8) * p->sum[t][b]);
+            if (q8) {
+                _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++)
+                    s = _mm512_dpbusd_epi32(s, W[m], _mm512_set1_epi32(dword_at(q + 4 * m)));
+            } else {
+                _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++) {
+                    s = _mm512_dpbusd_epi32(s, W[m], _mm512_set1_epi32(dword_at(q + 4 * m)));
+                    s = _mm512_dpbusd_epi32(s, W[4 + m], _mm512_set1_epi32(dword_at(q + 16 + 4 * m)));
+                }
+            }
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(p->d[t][b])),
+                                     acc[t]);
         }
     }
-    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
-        group_out(y, ldy, r, t0 + t, acc[t], accumulate);
+    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) group_out(y, ldy, r, t0 + t, acc[t], accumulate);
 }
 
-#define GROUP_DRIVER(NAME, GROUPFN, TILEFN, Q4)                                                    \
+#define PACKED_DRIVER(NAME, Q8)                                                                    \
     static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,         \
                      const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)        \
     {                                                                                              \
         (void)type;                                                                                \
         const int nb = cols / 32;                                                                  \
-        /* whole groups at absolute multiples of 16 rows; the rest row by row */                   \
-        int g0 = (r0 + GROUP - 1) / GROUP * GROUP, g1 = r1 / GROUP * GROUP;                        \
-        if (nb > MAXNB || ws > (1u << 26) || g1 <= g0)                                             \
-            g0 = g1 = r0;                                                                          \
-        const uint8_t *x = a;                                                                      \
-        for (int r = r0; r < g0; r++)                                                              \
-            for (int t = 0; t < n; t++)                                                            \
-                TILEFN(cols, w, ws, r, 1, x, as, t, 1, y, ldy, accumulate);                        \
-        if (g1 > g0) {                                                                             \
-            static _Thread_local struct act_prep prep;                                             \
-            for (int t0 = 0; t0 < n; t0 += GT) {                                                   \
-                const int T = n - t0 < GT ? n - t0 : GT;                                           \
-                prep_acts(&prep, x, as, t0, T, nb, Q4);                                            \
-                for (int r = g0; r < g1; r += GROUP) {                                             \
-                    switch (T) {                                                                   \
-                    case 8: GROUPFN(w, ws, r, nb, &prep, x, as, t0, 8, y, ldy, accumulate); break; \
-                    case 4: GROUPFN(w, ws, r, nb, &prep, x, as, t0, 4, y, ldy, accumulate); break; \
-                    case 1: GROUPFN(w, ws, r, nb, &prep, x, as, t0, 1, y, ldy, accumulate); break; \
-                    default: GROUPFN(w, ws, r, nb, &prep, x, as, t0, T, y, ldy, accumulate);       \
-                        break;                                                                     \
-                    }                                                                              \
+        static _Thread_local struct act_prep prep;                                                 \
+        for (int t0 = 0; t0 < n; t0 += GT) {                                                       \
+            const int T = n - t0 < GT ? n - t0 : GT;                                               \
+            prep_acts(&prep, a, as, t0, T, nb);                                                    \
+            for (int r = r0; r < r1; r += GROUP) {                                                 \
+                const uint8_t *g = w + (size_t)(r / GROUP) * ws;                                   \
+                switch (T) {                                                                       \
+                case 8: packed_group(g, nb, Q8, &prep, a, as, t0, 8, y, ldy, r, accumulate); break; \
+                case 1: packed_group(g, nb, Q8, &prep, a, as, t0, 1, y, ldy, r, accumulate); break; \
+                default: packed_group(g, nb, Q8, &prep, a, as, t0, T, y, ldy, r, accumulate); break; \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
-        for (int r = g1 > g0 ? g1 : g0; r < r1; r++)                                               \
-            for (int t = 0; t < n; t++)                                                            \
-                TILEFN(cols, w, ws, r, 1, x, as, t, 1, y, ldy, accumulate);                        \
     }
 
-GROUP_DRIVER(mm_q4_0, group_q4_0, tile_q4_0, 1)
-GROUP_DRIVER(mm_q8_0, group_q8_0, tile_q8_0, 0)
+PACKED_DRIVER(mm_packed_q4_0, 0)
+PACKED_DRIVER(mm_packed_q8_0, 1)
+MM_DRIVER(mm_q8_0, tile_q8_0, uint8_t)
+MM_DRIVER(mm_q4_0, tile_q4_0, uint8_t)
 
 /*
  * k-quants (Q4_K, Q6_K) against Q8_K activations, 4 rows x 2 tokens per
@@ -678,5 +650,8 @@ const struct kern_isa kern_isa_avx512 = {
             [DTYPE_Q4_K] = {DTYPE_Q8_K, mm_q4_K},
             [DTYPE_Q6_K] = {DTYPE_Q8_K, mm_q6_K},
         },
+    .pack_bytes = {[DTYPE_Q4_0] = pack_bytes_q4_0, [DTYPE_Q8_0] = pack_bytes_q8_0},
+    .pack = {[DTYPE_Q4_0] = pack_q4_0, [DTYPE_Q8_0] = pack_q8_0},
+    .mm_packed = {[DTYPE_Q4_0] = mm_packed_q4_0, [DTYPE_Q8_0] = mm_packed_q8_0},
 };
 #endif

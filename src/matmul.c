@@ -47,6 +47,18 @@ static void mm_rows(const struct mm_job *j, int i, int r0, int r1, float *tmp)
     const int cols = (int)w->ne[0];
     const struct kern_mm *k = kern_mm_for(w->type);
     if (k) {
+        /* whole 16-row groups from the packed copy, when the active set made it */
+        const struct kern_isa *isa = kern_isa_active();
+        if (w->packed && w->packed_isa == isa && isa->mm_packed[w->type]) {
+            const int g1 = (int)(w->ne[1] / 16 * 16), e = r1 < g1 ? r1 : g1;
+            if (r0 < e)
+                isa->mm_packed[w->type](w->type, cols, w->packed, w->packed_stride, r0, e,
+                                        j->a[i], j->a_stride[i], j->n, j->y[i],
+                                        (size_t)w->ne[1], j->accumulate);
+            r0 = r0 > g1 ? r0 : g1;
+            if (r0 >= r1)
+                return;
+        }
         /* the type's own kernels: blocks of rows against blocks of tokens */
         k->run(w->type, cols, (const uint8_t *)w->data, w->row_bytes, r0, r1, j->a[i],
                j->a_stride[i], j->n, j->y[i], (size_t)w->ne[1], j->accumulate);
@@ -60,25 +72,23 @@ static void mm_rows(const struct mm_job *j, int i, int r0, int r1, float *tmp)
     }
 }
 
+/* Rows are shared out in units of 16 per weight, so which kernel computes
+ * a row (packed group or not) never depends on the thread count. */
 static void mm_worker(void *arg, int ith, int nth)
 {
     const struct mm_job *j = arg;
     int64_t total = 0;
     for (int i = 0; i < j->n_w; i++)
-        total += j->w[i]->ne[1];
-    /* this thread's share of the concatenated rows, mapped back per weight;
-     * shares are rounded to 4 rows so row blocks stay whole */
-    int64_t g0 = total * ith / nth, g1 = total * (ith + 1) / nth;
-    g0 = ith == 0 ? 0 : (g0 + 3) / 4 * 4;
-    g1 = ith == nth - 1 ? total : (g1 + 3) / 4 * 4;
+        total += (j->w[i]->ne[1] + 15) / 16;
+    const int64_t u0 = total * ith / nth, u1 = total * (ith + 1) / nth;
     float *tmp = j->c->row + (size_t)ith * (size_t)j->c->max_row;
     int64_t base = 0;
     for (int i = 0; i < j->n_w; i++) {
-        const int64_t rows = j->w[i]->ne[1];
-        const int64_t r0 = g0 > base ? g0 - base : 0, r1 = g1 - base < rows ? g1 - base : rows;
-        if (r0 < r1)
-            mm_rows(j, i, (int)r0, (int)r1, tmp);
-        base += rows;
+        const int64_t rows = j->w[i]->ne[1], units = (rows + 15) / 16;
+        const int64_t a = u0 > base ? u0 - base : 0, b = u1 - base < units ? u1 - base : units;
+        if (a < b)
+            mm_rows(j, i, (int)(a * 16), (int)(b * 16 < rows ? b * 16 : rows), tmp);
+        base += units;
     }
 }
 

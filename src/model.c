@@ -300,6 +300,8 @@ int strix_model_load(const char *path, const struct strix_model_params *params, 
         rc = model_load_map(m, params, err);
     if (rc)
         goto fail;
+    if (!m->vocab_only)
+        model_pack(m);
     *out = m;
     return STRIX_OK;
 fail:
@@ -312,6 +314,7 @@ void strix_model_free(strix_model *m)
 {
     if (!m)
         return;
+    model_unpack(m);
     vocab_free(m->vocab);
     gguf_free(m->gguf);
     util_unmap(&m->map);

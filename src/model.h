@@ -22,6 +22,12 @@ struct tensor {
     const void *data; /* borrowed from the mapping, or points into model->owned */
     size_t nbytes;
     size_t row_bytes; /* bytes of one row of ne[0] elements */
+    /* A copy of the whole 16-row groups in the layout of an instruction
+     * set's kernels (pack.c), or NULL; used only while that set is active. */
+    const void *packed;
+    size_t packed_stride; /* bytes per group of 16 rows */
+    const struct kern_isa *packed_isa;
+    void *packed_mem; /* allocation behind packed (owned by the model) */
 };
 
 /* Every weight a block may have; an architecture uses a subset (arch.c).
@@ -141,6 +147,11 @@ typedef int (*model_convert_fn)(void *user, const struct tensor *t, void **out, 
                                 size_t *nbytes, strix_error *err);
 int model_save_gguf(const strix_model *m, const char *path, uint32_t ftype,
                     model_convert_fn convert, void *user, strix_error *err);
+
+/* Repacks the weights the active instruction set has a faster layout for
+ * (pack.c); on failure (out of memory) the model simply runs unpacked. */
+void model_pack(strix_model *m);
+void model_unpack(strix_model *m);
 
 /* Loads the model whose file bytes are in m->map (GGUF or llama2.c), into a
  * zeroed model. On failure the caller frees m. Fuzzers call it on raw bytes. */
