@@ -8,6 +8,7 @@
 
 #include "dtype.h"
 #include "kernels.h"
+#include "util.h"
 
 /*
  * Dot products of one weight row with NT token rows. Each token has four
@@ -635,6 +636,36 @@ AI void tile_q6_K(int cols, const uint8_t *w, size_t ws, int r0, int R, const ui
 K_DRIVER(mm_q4_K, tile_q4_K)
 K_DRIVER(mm_q6_K, tile_q6_K)
 
+/* Q8_0 activations, bit for bit the reference's: d = max|x| / 127 (NaN
+ * ignored), q = roundf(x / d) (ties away from zero) clamped to int8, NaN 0. */
+static void act_q8_0(const float *x, void *dst, int cols)
+{
+    uint8_t *out = dst;
+    const __m512 sign = _mm512_set1_ps(-0.0f), half = _mm512_set1_ps(0.5f);
+    for (int b = 0; b < cols / 32; b++, x += 32, out += 34) {
+        const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+        __m512 m = _mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_setzero_ps());
+        m = _mm512_max_ps(_mm512_andnot_ps(sign, v1), m);
+        const float amax = _mm512_reduce_max_ps(m);
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const uint16_t h = util_fp32_to_fp16(d);
+        __builtin_memcpy(out, &h, 2);
+        const __m512 idv = _mm512_set1_ps(id);
+        _Pragma("GCC unroll 2") for (int k = 0; k < 2; k++) {
+            const __m512 v = _mm512_mul_ps(k ? v1 : v0, idv);
+            const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            const __m512 frac = _mm512_andnot_ps(sign, _mm512_sub_ps(v, t));
+            const __mmask16 up = _mm512_cmp_ps_mask(frac, half, _CMP_GE_OQ);
+            /* t + sign(v) where the fraction is at least one half */
+            __m512 r = _mm512_mask_add_ps(t, up, t, _mm512_or_ps(_mm512_set1_ps(1.0f), _mm512_and_ps(sign, v)));
+            r = _mm512_min_ps(_mm512_max_ps(r, _mm512_set1_ps(-128.0f)), _mm512_set1_ps(127.0f));
+            r = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), r);
+            _mm_storeu_si128((__m128i *)(out + 2 + 16 * k), _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(r)));
+        }
+    }
+}
+
 const struct kern_isa kern_isa_avx512 = {
     .name = "avx512",
     .dot_f32 = dot_f32,
@@ -650,6 +681,7 @@ const struct kern_isa kern_isa_avx512 = {
             [DTYPE_Q4_K] = {DTYPE_Q8_K, mm_q4_K},
             [DTYPE_Q6_K] = {DTYPE_Q8_K, mm_q6_K},
         },
+    .act_quantize = {[DTYPE_Q8_0] = act_q8_0},
     .pack_bytes = {[DTYPE_Q4_0] = pack_bytes_q4_0, [DTYPE_Q8_0] = pack_bytes_q8_0},
     .pack = {[DTYPE_Q4_0] = pack_q4_0, [DTYPE_Q8_0] = pack_q8_0},
     .mm_packed = {[DTYPE_Q4_0] = mm_packed_q4_0, [DTYPE_Q8_0] = mm_packed_q8_0},

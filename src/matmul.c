@@ -92,6 +92,23 @@ static void mm_worker(void *arg, int ith, int nth)
     }
 }
 
+/* Converting a batch's activations, tokens split over the threads. */
+struct conv_job {
+    uint32_t type;
+    const float *x;
+    uint8_t *dst;
+    int cols, n;
+    size_t stride;
+};
+
+static void conv_worker(void *arg, int ith, int nth)
+{
+    const struct conv_job *j = arg;
+    for (int t = j->n * ith / nth; t < j->n * (ith + 1) / nth; t++)
+        kern_act_quantize(j->type, j->x + (size_t)t * (size_t)j->cols, j->dst + (size_t)t * j->stride,
+                          j->cols);
+}
+
 void mm_group(strix_context *c, int n_w, const struct tensor *const *w, float *const *y,
               const float *x, int n, int accumulate)
 {
@@ -118,9 +135,8 @@ void mm_group(strix_context *c, int n_w, const struct tensor *const *w, float *c
                 /* each weight of the group has its own slot of scratch */
                 uint8_t *act = (uint8_t *)c->act + (size_t)i * c->act_size;
                 STRIX_ASSERT((size_t)n * conv_stride <= c->act_size); /* per slot */
-                for (int t = 0; t < n; t++)
-                    kern_act_quantize(k->act_type, x + (size_t)t * (size_t)cols,
-                                      act + (size_t)t * conv_stride, cols);
+                struct conv_job cj = {k->act_type, x, act, cols, n, conv_stride};
+                pool_run_n(c->pool, conv_worker, &cj, n >= 8 ? c->n_threads : 1);
                 conv = act;
             }
             conv_type = k->act_type;
