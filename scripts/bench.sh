@@ -14,6 +14,7 @@ PP=${3:-128}
 TG=${4:-128}
 TH=${5:-1 2}
 S=${STRIX:-build/strix}
+REPS=${REPS:-3} # repetitions inside each program run
 out=$(mktemp)
 mem=$(mktemp)
 trap 'rm -f "$out" "$mem"' EXIT
@@ -28,12 +29,12 @@ timed() { # runs "$@", appending its peak RSS (KiB) to $mem under label $LABEL
 }
 for r in $(seq 1 "$R"); do
     for t in $TH; do
-        LABEL="strix t$t" timed "$S" bench -m "$M" -p "$PP" -n "$TG" -r 3 -t "$t" -o json |
+        LABEL="strix t$t" timed "$S" bench -m "$M" -p "$PP" -n "$TG" -r "$REPS" -t "$t" -o json |
             awk -v t="$t" -F'"' '/"test"/ { for (i = 1; i <= NF; i++) { if ($i == "test") name = $(i + 2);
                 if ($i == "median_ts") { v = $(i + 1); gsub(/[:, ]/, "", v) } }
                 print "strix " substr(name, 1, 2) " t" t, v }' >>"$out"
         if [ -n "$LLAMA_BENCH" ]; then
-            LABEL="llama.cpp t$t" timed "$LLAMA_BENCH" -m "$M" -p "$PP" -n "$TG" -r 3 -t "$t" -o csv 2>/dev/null |
+            LABEL="llama.cpp t$t" timed "$LLAMA_BENCH" -m "$M" -p "$PP" -n "$TG" -r "$REPS" -t "$t" -o csv 2>/dev/null |
                 awk -F, -v t="$t" '{ gsub(/"/, "") }
                     NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
                     { kind = $(col["n_prompt"]) > 0 ? "pp" : "tg"; print "llama.cpp " kind " t" t, $(col["avg_ts"]) }' >>"$out"

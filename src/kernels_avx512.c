@@ -457,15 +457,13 @@ MM_DRIVER(mm_q8_0, tile_q8_0, uint8_t)
 MM_DRIVER(mm_q4_0, tile_q4_0, uint8_t)
 
 /*
- * k-quants (Q4_K, Q6_K) against Q8_K activations, 4 rows x 2 tokens per
+ * k-quants (Q4_K, Q6_K) against Q8_K activations, 4 rows x 4 tokens per
  * tile. Within a 256-weight super-block the products of a 64-byte register
  * are summed in pairs (maddubs: unsigned weights x signed activations) and
  * then multiplied by each sub-block's scale while being summed into 32-bit
  * lanes (VNNI dpwssd), so a super-block costs two instructions per 64
  * weights and per (row, token); the integer sums are exact.
  */
-#define KR 4
-#define KT 4
 
 /* Q4_K: the 8 sub-block scales and mins of a super-block, as int16 lanes. */
 AI void q4k_scales(const uint8_t *sc, int16_t *scale, int16_t *min)
@@ -493,13 +491,13 @@ AI __m512i load_pair256(const int8_t *lo, const int8_t *hi)
 AI void tile_q4_K(int cols, const uint8_t *w, size_t ws, int r0, int R, const uint8_t *a, size_t as,
                   int t0, int T, float *y, size_t ldy, int accumulate)
 {
-    __m512 acc[KR][KT];
-    _Pragma("GCC unroll 4") for (int r = 0; r < KR; r++)
-        _Pragma("GCC unroll 4") for (int t = 0; t < KT; t++) acc[r][t] = _mm512_setzero_ps();
+    __m512 acc[TILE][TILE];
+    _Pragma("GCC unroll 4") for (int r = 0; r < TILE; r++)
+        _Pragma("GCC unroll 4") for (int t = 0; t < TILE; t++) acc[r][t] = _mm512_setzero_ps();
     const int nb = cols / QK_K;
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     for (int b = 0; b < nb; b++) {
-        const struct block_q8_K *ab[KT];
+        const struct block_q8_K *ab[TILE];
         _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) ab[t] =
             (const struct block_q8_K *)(a + (size_t)(t0 + t) * as) + b;
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
@@ -549,16 +547,16 @@ AI void tile_q4_K(int cols, const uint8_t *w, size_t ws, int r0, int R, const ui
 AI void tile_q6_K(int cols, const uint8_t *w, size_t ws, int r0, int R, const uint8_t *a, size_t as,
                   int t0, int T, float *y, size_t ldy, int accumulate)
 {
-    __m512 acc[KR][KT];
-    _Pragma("GCC unroll 4") for (int r = 0; r < KR; r++)
-        _Pragma("GCC unroll 4") for (int t = 0; t < KT; t++) acc[r][t] = _mm512_setzero_ps();
+    __m512 acc[TILE][TILE];
+    _Pragma("GCC unroll 4") for (int r = 0; r < TILE; r++)
+        _Pragma("GCC unroll 4") for (int t = 0; t < TILE; t++) acc[r][t] = _mm512_setzero_ps();
     const int nb = cols / QK_K;
     const __m512i m4 = _mm512_set1_epi8(0x0f), m3 = _mm512_set1_epi8(3);
     /* int16 lane i of a 64-byte register belongs to sub-block i / 8 */
     const __m512i rep8 = _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1,
                                           1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     for (int b = 0; b < nb; b++) {
-        const struct block_q8_K *ab[KT];
+        const struct block_q8_K *ab[TILE];
         _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) ab[t] =
             (const struct block_q8_K *)(a + (size_t)(t0 + t) * as) + b;
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
@@ -605,30 +603,8 @@ AI void tile_q6_K(int cols, const uint8_t *w, size_t ws, int r0, int R, const ui
             put(y, ldy, r0 + r, t0 + t, _mm512_reduce_add_ps(acc[r][t]), accumulate);
 }
 
-#define K_DRIVER(NAME, TILEFN)                                                                     \
-    static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,         \
-                     const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)        \
-    {                                                                                              \
-        (void)type;                                                                                \
-        int r = r0;                                                                                \
-        for (; r + KR <= r1; r += KR) {                                                            \
-            int t = 0;                                                                             \
-            for (; t + KT <= n; t += KT)                                                           \
-                TILEFN(cols, w, ws, r, KR, a, as, t, KT, y, ldy, accumulate);                      \
-            for (; t < n; t++)                                                                     \
-                TILEFN(cols, w, ws, r, KR, a, as, t, 1, y, ldy, accumulate);                       \
-        }                                                                                          \
-        for (; r < r1; r++) {                                                                      \
-            int t = 0;                                                                             \
-            for (; t + KT <= n; t += KT)                                                           \
-                TILEFN(cols, w, ws, r, 1, a, as, t, KT, y, ldy, accumulate);                       \
-            for (; t < n; t++)                                                                     \
-                TILEFN(cols, w, ws, r, 1, a, as, t, 1, y, ldy, accumulate);                        \
-        }                                                                                          \
-    }
-
-K_DRIVER(mm_q4_K, tile_q4_K)
-K_DRIVER(mm_q6_K, tile_q6_K)
+MM_DRIVER(mm_q4_K, tile_q4_K, uint8_t)
+MM_DRIVER(mm_q6_K, tile_q6_K, uint8_t)
 
 /* Q8_0 activations, bit for bit the reference's: d = max|x| / 127 (NaN
  * ignored), q = roundf(x / d) (ties away from zero) clamped to int8, NaN 0. */
@@ -660,6 +636,127 @@ static void act_q8_0(const float *x, void *dst, int cols)
     }
 }
 
+/*
+ * Packed Q4_K: 16 rows per group, one row per 32-bit lane, as for Q4_0. Per
+ * super-block a group holds the rows' d and dmin (fp16, 32 bytes each), the
+ * 8 sub-block scales (8 x 16 bytes), the mins as int16 pairs of sub-blocks
+ * (2p, 2p + 1) (4 x 64 bytes) and the quants, 32 registers: chunk c, dword
+ * m holds 4 bytes of each row (low nibbles: sub-block 2c, high: 2c + 1).
+ * Integer sums per sub-block are scaled in 32-bit lanes, so a super-block
+ * is exact in integers until its two float multiply-adds.
+ */
+#define QK_PACKED 2496
+#define QK_SC 64
+#define QK_MN 192
+#define QK_Q 448
+#define GTK 4
+
+static size_t pack_bytes_q4_K(int rows, int cols)
+{
+    return rows < GROUP ? 0 : (size_t)(rows / GROUP) * (size_t)(cols / QK_K) * QK_PACKED;
+}
+
+static void pack_q4_K(const void *src, size_t stride, int rows, int cols, uint8_t *dst)
+{
+    const int nb = cols / QK_K;
+    for (int g = 0; g < rows / GROUP; g++)
+        for (int b = 0; b < nb; b++) {
+            uint8_t *out = dst + ((size_t)g * (size_t)nb + (size_t)b) * QK_PACKED;
+            for (int i = 0; i < GROUP; i++) {
+                const struct block_q4_K *blk =
+                    (const struct block_q4_K *)((const uint8_t *)src + (size_t)(g * GROUP + i) * stride) + b;
+                int16_t sc[8], mn[8];
+                q4k_scales(blk->scales, sc, mn);
+                __builtin_memcpy(out + 2 * i, &blk->d, 2);
+                __builtin_memcpy(out + 32 + 2 * i, &blk->dmin, 2);
+                for (int k = 0; k < 8; k++)
+                    out[QK_SC + 16 * k + i] = (uint8_t)sc[k];
+                for (int p = 0; p < 4; p++) {
+                    __builtin_memcpy(out + QK_MN + 64 * p + 4 * i, &mn[2 * p], 2);
+                    __builtin_memcpy(out + QK_MN + 64 * p + 4 * i + 2, &mn[2 * p + 1], 2);
+                }
+                for (int c = 0; c < 4; c++)
+                    for (int m = 0; m < 8; m++)
+                        __builtin_memcpy(out + QK_Q + 512 * c + 64 * m + 4 * i, blk->qs + 32 * c + 4 * m, 4);
+            }
+        }
+}
+
+AI void packed_group_q4_K(const uint8_t *g, int nb, const uint8_t *a, size_t as, int t0, int T,
+                          float *y, size_t ldy, int r, int accumulate)
+{
+    __m512 acc[GTK];
+    _Pragma("GCC unroll 4") for (int t = 0; t < GTK; t++) acc[t] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *blk = g + (size_t)b * QK_PACKED;
+        _Pragma("GCC unroll 39") for (int l = 0; l < QK_PACKED; l += 64)
+            _mm_prefetch((const char *)(blk + 2 * QK_PACKED + l), _MM_HINT_T0);
+        const struct block_q8_K *ab[GTK];
+        __m512i is[GTK];
+        _Pragma("GCC unroll 4") for (int t = 0; t < GTK; t++) {
+            ab[t] = (const struct block_q8_K *)(a + (size_t)(t0 + (t < T ? t : 0)) * as) + b;
+            is[t] = _mm512_setzero_si512();
+        }
+        _Pragma("GCC unroll 1") for (int c = 0; c < 4; c++) {
+            __m512i lo[8], hi[8];
+            _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++) {
+                const __m512i v = _mm512_loadu_si512(blk + QK_Q + 512 * c + 64 * m);
+                lo[m] = _mm512_and_si512(v, m4);
+                hi[m] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            }
+            const __m512i sl = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + QK_SC + 32 * c)));
+            const __m512i sh = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + QK_SC + 32 * c + 16)));
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+                const uint8_t *q = (const uint8_t *)ab[t]->qs + 64 * c;
+                __m512i dl = _mm512_setzero_si512(), dh = _mm512_setzero_si512();
+                _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++) {
+                    dl = _mm512_dpbusd_epi32(dl, lo[m], _mm512_set1_epi32(dword_at(q + 4 * m)));
+                    dh = _mm512_dpbusd_epi32(dh, hi[m], _mm512_set1_epi32(dword_at(q + 32 + 4 * m)));
+                }
+                is[t] = _mm512_add_epi32(is[t], _mm512_add_epi32(_mm512_mullo_epi32(dl, sl),
+                                                                 _mm512_mullo_epi32(dh, sh)));
+            }
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+        const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 32)));
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+            /* sum_s min_s * (sum of sub-block s's activations), pairs at once */
+            const int16_t *bs = ab[t]->bsums;
+            __m512i ms = _mm512_setzero_si512();
+            _Pragma("GCC unroll 4") for (int p = 0; p < 4; p++) {
+                const int32_t pair = (int32_t)(uint16_t)(int16_t)(bs[4 * p] + bs[4 * p + 1]) |
+                                     (int32_t)((uint32_t)(uint16_t)(int16_t)(bs[4 * p + 2] + bs[4 * p + 3]) << 16);
+                ms = _mm512_add_epi32(ms, _mm512_madd_epi16(_mm512_loadu_si512(blk + QK_MN + 64 * p),
+                                                            _mm512_set1_epi32(pair)));
+            }
+            const __m512 da = _mm512_set1_ps(ab[t]->d);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[t]), _mm512_mul_ps(dw, da), acc[t]);
+            acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms), _mm512_mul_ps(dm, da), acc[t]);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) group_out(y, ldy, r, t0 + t, acc[t], accumulate);
+}
+
+static void mm_packed_q4_K(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,
+                           const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)
+{
+    (void)type;
+    const int nb = cols / QK_K;
+    for (int t0 = 0; t0 < n; t0 += GTK) {
+        const int T = n - t0 < GTK ? n - t0 : GTK;
+        for (int r = r0; r < r1; r += GROUP) {
+            const uint8_t *g = w + (size_t)(r / GROUP) * ws;
+            if (T == GTK)
+                packed_group_q4_K(g, nb, a, as, t0, GTK, y, ldy, r, accumulate);
+            else if (T == 1)
+                packed_group_q4_K(g, nb, a, as, t0, 1, y, ldy, r, accumulate);
+            else
+                packed_group_q4_K(g, nb, a, as, t0, T, y, ldy, r, accumulate);
+        }
+    }
+}
+
 const struct kern_isa kern_isa_avx512 = {
     .name = "avx512",
     .dot_f32 = dot_f32,
@@ -676,8 +773,10 @@ const struct kern_isa kern_isa_avx512 = {
             [DTYPE_Q6_K] = {DTYPE_Q8_K, mm_q6_K},
         },
     .act_quantize = {[DTYPE_Q8_0] = act_q8_0},
-    .pack_bytes = {[DTYPE_Q4_0] = pack_bytes_q4_0, [DTYPE_Q8_0] = pack_bytes_q8_0},
-    .pack = {[DTYPE_Q4_0] = pack_q4_0, [DTYPE_Q8_0] = pack_q8_0},
-    .mm_packed = {[DTYPE_Q4_0] = mm_packed_q4_0, [DTYPE_Q8_0] = mm_packed_q8_0},
+    .pack_bytes = {[DTYPE_Q4_0] = pack_bytes_q4_0, [DTYPE_Q8_0] = pack_bytes_q8_0,
+                   [DTYPE_Q4_K] = pack_bytes_q4_K},
+    .pack = {[DTYPE_Q4_0] = pack_q4_0, [DTYPE_Q8_0] = pack_q8_0, [DTYPE_Q4_K] = pack_q4_K},
+    .mm_packed = {[DTYPE_Q4_0] = mm_packed_q4_0, [DTYPE_Q8_0] = mm_packed_q8_0,
+                  [DTYPE_Q4_K] = mm_packed_q4_K},
 };
 #endif

@@ -152,8 +152,6 @@ static const struct opt_def opt_defs[] = {
     {"parse-special", "--parse-special", OPT_FLAG, F(parse_special), 0, 0},
     {"no-stop-bos", "--no-stop-bos", OPT_FLAG, F(no_stop_bos), 0, 0},
     {"pure", "--pure", OPT_FLAG, F(pure), 0, 0},
-    {"p-tokens", "--p-tokens", OPT_INT, F(bench_pp), 0, 1 << 16},
-    {"reps", "--reps", OPT_INT, F(bench_reps), 1, 1000},
     {"dim", "--dim", OPT_INT, F(synth.n_embd), 1, 1 << 20},
     {"ff", "--ff", OPT_INT, F(synth.n_ff), 1, 1 << 20},
     {"layers", "--layers", OPT_INT, F(synth.n_layer), 1, 4096},
@@ -189,8 +187,6 @@ void parse_opts(int argc, char **argv, struct opts *o, const char *allowed)
     memset(o, 0, sizeof *o);
     o->command = argv[1];
     o->n_predict = -1; /* until EOS or a full context */
-    o->bench_pp = 128;
-    o->bench_reps = 5;
     o->synth = strix_synth_default_params();
     o->sp = strix_sampler_default_params(); /* llama.cpp's: temp 0.8, top-k 40, ... */
     o->sp.seed = (uint64_t)time(NULL);

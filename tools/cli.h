@@ -37,7 +37,7 @@ float parse_float(const char *flag, const char *s, float lo, float hi);
 struct opts {
     const char *command;
     const char *model, *vocab, *prompt, *file, *out, *type;
-    int n_predict, n_threads, n_ctx, ids, no_bos, no_stop_bos, stop_bos, bench_pp, bench_reps;
+    int n_predict, n_threads, n_ctx, ids, no_bos, no_stop_bos, stop_bos;
     int seed_given, expert_stats, parse_special;
     int pure; /* quantize --pure */
     /* generation, evaluation and chat (run, ppl, chat) */
