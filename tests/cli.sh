@@ -71,6 +71,16 @@ expect_fail "quantize to an unknown type" quantize "$D/stories260K.bin" "$T/x.gg
 expect_fail "quantize without a type" quantize "$D/stories260K.bin" "$T/x.gguf"
 expect_fail "quantize a missing file" quantize "$T/none.gguf" "$T/x.gguf" Q8_0
 
+# beam search from the CLI: width 1 is greedy; wider beams list sorted hypotheses
+g=$("$S" run -p "Once upon a time" -n 24 --temp 0 2>/dev/null)
+b1=$("$S" run -p "Once upon a time" -n 24 --beams 1 2>/dev/null)
+[ -n "$g" ] && [ "$g" = "$b1" ] && ok || bad "run --beams 1 equals greedy"
+"$S" run -p "Once upon a time" -n 24 --beams 4 --n-best 3 2>"$T/beams.err" >/dev/null &&
+    [ "$(grep -c '^\[[0-9]\] score' "$T/beams.err")" = 3 ] &&
+    awk '/^\[[0-9]\] score/ { s = $3 + 0; if (NR > 1 && s > prev) bad = 1; prev = s } END { exit bad }' "$T/beams.err" &&
+    ok || bad "run --beams 4 --n-best 3"
+expect_fail "run --beams 0" run -p "Hi" --beams 0
+
 # synth makes a random model of the asked shape that runs
 "$S" synth -o "$T/syn.gguf" --dim 64 --ff 96 --layers 2 --heads 4 --kv-heads 1 --seed 3 2>/dev/null &&
     "$S" info -m "$T/syn.gguf" | grep -q "n_embd 64, n_ff 96, n_layer 2, n_head 4, n_head_kv 1" &&

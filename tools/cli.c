@@ -71,7 +71,6 @@ float parse_float(const char *flag, const char *s, float lo, float hi)
 
 /* ---- options shared by the commands ---- */
 
-
 /* The bundled model: in the working directory, or beside the executable's
  * parent directory (build/strix -> models/). */
 static const char *default_model(void)
@@ -142,6 +141,9 @@ static const struct opt_def opt_defs[] = {
     {"logit-bias", "--logit-bias|-l", OPT_STR, F(logit_bias), 0, 0},
     {"n-probs", "--n-probs", OPT_INT, F(n_probs), 0, 1000},
     {"stop", "--stop", OPT_STR, F(stop), 0, 0},
+    {"beams", "--beams", OPT_INT, F(beams), 1, STRIX_SEQ_MAX / 2},
+    {"n-best", "--n-best", OPT_INT, F(n_best), 1, STRIX_SEQ_MAX / 2},
+    {"length-penalty", "--length-penalty", OPT_FLOAT, F(length_penalty), 0, 10},
     {"kl-save", "--kl-save", OPT_STR, F(kl_save), 0, 0},
     {"kl-base", "--kl-base", OPT_STR, F(kl_base), 0, 0},
     {"stride", "--stride", OPT_INT, F(stride), 0, 1 << 24},
@@ -281,4 +283,3 @@ char *read_file(const char *path, size_t *len)
     *len = n;
     return buf;
 }
-

@@ -43,6 +43,8 @@ struct opts {
     /* generation, evaluation and chat (run, ppl, chat) */
     const char *stop, *samplers, *logit_bias, *kl_save, *kl_base, *system, *chat_template;
     int stride, n_probs;
+    int beams, n_best; /* run: beam search width and hypotheses shown */
+    float length_penalty;
     struct strix_synth_params synth;
     struct strix_sampler_params sp;
 };

@@ -52,13 +52,52 @@ static void print_expert_stats(const strix_context *ctx, const strix_model *m)
     }
 }
 
+/* strix run --beams W: the best hypothesis after the prompt on stdout, and
+ * with --n-best K each of the K best with its scores on stderr. */
+static int run_beams(const struct opts *o, strix_model *m, strix_context *ctx, strix_token *ids,
+                     int n_prompt, const char *prompt)
+{
+    struct strix_beam_params bp = strix_beam_default_params();
+    bp.n_beams = o->beams;
+    bp.n_best = o->n_best > 0 ? o->n_best : 1;
+    bp.length_penalty = o->length_penalty;
+    bp.stop_at_bos = o->stop_bos;
+    bp.n_predict = o->n_predict >= 0 ? o->n_predict : strix_context_n_ctx(ctx) - n_prompt;
+    struct strix_beam_result res;
+    strix_error err;
+    const double t0 = now();
+    if (strix_beam_search(m, ctx, ids, n_prompt, &bp, &res, &err))
+        die("beam search: %s", err.msg);
+    const double dt = now() - t0;
+    for (int i = 0; i < res.n; i++) {
+        const struct strix_beam_hyp *h = &res.hyps[i];
+        const int len = strix_detokenize(m, h->tokens, h->n_tokens, NULL, 0);
+        char *text = malloc((size_t)(len > 0 ? len : 0) + 1);
+        if (!text)
+            die("out of memory");
+        strix_detokenize(m, h->tokens, h->n_tokens, text, (size_t)(len > 0 ? len : 0) + 1);
+        if (i == 0)
+            printf("%s%s\n", prompt, text);
+        if (bp.n_best > 1)
+            fprintf(stderr, "[%d] score %.4f, log-probability %.4f, %d tokens%s: %s%s\n", i + 1,
+                    h->score, h->logprob, h->n_tokens, h->finished ? "" : " (cut)", prompt, text);
+        free(text);
+    }
+    fprintf(stderr, "beam search: width %d, %d hypotheses, %.2f s\n", bp.n_beams, res.n, dt);
+    strix_beam_result_free(&res);
+    strix_context_free(ctx);
+    free(ids);
+    strix_model_free(m);
+    return 0;
+}
+
 static int cmd_run(int argc, char **argv)
 {
     struct opts o;
     parse_opts(argc, argv, &o,
                " m vocab p n t c temp top-k top-p min-p rp rln seed no-stop-bos freq pres typical"
                " mirostat mirostat-lr mirostat-ent samplers logit-bias n-probs stop expert-stats"
-               " parse-special ");
+               " parse-special beams n-best length-penalty ");
     strix_model *m = load_model(&o, 0);
     const char *prompt = o.prompt ? o.prompt : "";
     int n_prompt;
@@ -74,6 +113,7 @@ static int cmd_run(int argc, char **argv)
     struct strix_context_params cp = strix_context_default_params();
     cp.n_ctx = o.n_ctx;
     cp.n_threads = o.n_threads;
+    cp.n_seq_max = o.beams > 0 ? 2 * o.beams : 1;
     strix_context *ctx;
     strix_error err;
     if (strix_context_create(m, &cp, &ctx, &err))
@@ -81,6 +121,8 @@ static int cmd_run(int argc, char **argv)
     const int n_ctx = strix_context_n_ctx(ctx);
     if (n_prompt >= n_ctx)
         die("the prompt has %d tokens; the context holds %d", n_prompt, n_ctx);
+    if (o.beams > 0)
+        return run_beams(&o, m, ctx, ids, n_prompt, prompt);
     sampling_opts(&o, strix_vocab_size(m));
     strix_sampler *smp;
     if (strix_sampler_create(&o.sp, strix_vocab_size(m), &smp, &err))
@@ -219,7 +261,9 @@ static int cmd_convert(int argc, char **argv)
 static int cmd_synth(int argc, char **argv)
 {
     struct opts o;
-    parse_opts(argc, argv, &o, " m o type t dim ff layers heads kv-heads c seed arch rot experts experts-used swa rope-scaling rope-scale alibi-bias ");
+    parse_opts(argc, argv, &o,
+               " m o type t dim ff layers heads kv-heads c seed arch rot experts experts-used swa "
+               "rope-scaling rope-scale alibi-bias ");
     if (!o.out)
         die("synth needs -o OUT.gguf");
     if (o.n_ctx)
@@ -253,6 +297,7 @@ static void usage(FILE *f)
         "            [--mirostat 2 --mirostat-ent TAU --mirostat-lr ETA]\n"
         "            [--samplers \"penalties;top_k;typical_p;top_p;min_p;\n"
         "            temperature\"] [--logit-bias ID+BIAS,...] [--stop TEXT] [--n-probs N]\n"
+        "            [--beams W [--n-best K] [--length-penalty L]]   (beam search)\n"
         "  tokenize  -m MODEL [--vocab TOKENIZER.bin] [--no-bos] [--parse-special]\n"
         "            (-p TEXT | -f FILE) [--ids]\n"
         "  ppl       -m MODEL -f TEXT [-c N_CTX] [--stride S] [--kl-save FILE | --kl-base FILE]\n"
