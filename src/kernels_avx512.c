@@ -757,6 +757,101 @@ static void mm_packed_q4_K(uint32_t type, int cols, const uint8_t *w, size_t ws,
     }
 }
 
+/*
+ * Packed Q6_K: 16 rows per group, one row per 32-bit lane. Per super-block
+ * a group holds the rows' d (fp16, 32 bytes), the 16 sub-block scales
+ * (16 x 16 int8) and the quants unpacked to one byte each (0..63, stored as
+ * q + 32), sub-block s's dword m of every row in register 4s + m. Each
+ * sub-block's integer sum starts from -32 times the sum of its
+ * activations, so it is exact before its scale multiplies it.
+ */
+#define Q6_PACKED 4384
+#define Q6_SC 32
+#define Q6_Q 288
+
+static size_t pack_bytes_q6_K(int rows, int cols)
+{
+    return rows < GROUP ? 0 : (size_t)(rows / GROUP) * (size_t)(cols / QK_K) * Q6_PACKED;
+}
+
+static void pack_q6_K(const void *src, size_t stride, int rows, int cols, uint8_t *dst)
+{
+    const int nb = cols / QK_K;
+    for (int g = 0; g < rows / GROUP; g++)
+        for (int b = 0; b < nb; b++) {
+            uint8_t *out = dst + ((size_t)g * (size_t)nb + (size_t)b) * Q6_PACKED;
+            for (int i = 0; i < GROUP; i++) {
+                const struct block_q6_K *blk =
+                    (const struct block_q6_K *)((const uint8_t *)src + (size_t)(g * GROUP + i) * stride) + b;
+                __builtin_memcpy(out + 2 * i, &blk->d, 2);
+                for (int k = 0; k < 16; k++)
+                    out[Q6_SC + 16 * k + i] = (uint8_t)blk->scales[k];
+                for (int j = 0; j < QK_K; j++) {
+                    const int h = j / 128, e = j % 128, k = e / 32, l = e % 32;
+                    const uint8_t lo = blk->ql[64 * h + 32 * (k & 1) + l];
+                    const int q = (k < 2 ? lo & 0x0f : lo >> 4) | ((blk->qh[32 * h + l] >> (2 * k)) & 3) << 4;
+                    /* sub-block j / 16, dword (j % 16) / 4, byte j % 4 of row i */
+                    out[Q6_Q + 64 * (j / 4) + 4 * i + j % 4] = (uint8_t)q;
+                }
+            }
+        }
+}
+
+AI void packed_group_q6_K(const uint8_t *g, int nb, const uint8_t *a, size_t as, int t0, int T,
+                          float *y, size_t ldy, int r, int accumulate)
+{
+    __m512 acc[GTK];
+    _Pragma("GCC unroll 4") for (int t = 0; t < GTK; t++) acc[t] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *blk = g + (size_t)b * Q6_PACKED;
+        const struct block_q8_K *ab[GTK];
+        __m512i is[GTK];
+        _Pragma("GCC unroll 4") for (int t = 0; t < GTK; t++) {
+            ab[t] = (const struct block_q8_K *)(a + (size_t)(t0 + (t < T ? t : 0)) * as) + b;
+            is[t] = _mm512_setzero_si512();
+        }
+        _Pragma("GCC unroll 1") for (int sb = 0; sb < 16; sb++) {
+            const uint8_t *wq = blk + Q6_Q + 256 * sb;
+            _Pragma("GCC unroll 4") for (int l = 0; l < 256; l += 64)
+                _mm_prefetch((const char *)(wq + PF_BYTES + l), _MM_HINT_T0);
+            __m512i W[4];
+            _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++) W[m] = _mm512_loadu_si512(wq + 64 * m);
+            const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + Q6_SC + 16 * sb)));
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+                const uint8_t *q = (const uint8_t *)ab[t]->qs + 16 * sb;
+                __m512i d = _mm512_set1_epi32(-32 * ab[t]->bsums[sb]);
+                _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++)
+                    d = _mm512_dpbusd_epi32(d, W[m], _mm512_set1_epi32(dword_at(q + 4 * m)));
+                is[t] = _mm512_add_epi32(is[t], _mm512_mullo_epi32(d, sc));
+            }
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[t]), _mm512_mul_ps(dw, _mm512_set1_ps(ab[t]->d)),
+                                     acc[t]);
+    }
+    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) group_out(y, ldy, r, t0 + t, acc[t], accumulate);
+}
+
+static void mm_packed_q6_K(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,
+                           const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)
+{
+    (void)type;
+    const int nb = cols / QK_K;
+    for (int t0 = 0; t0 < n; t0 += GTK) {
+        const int T = n - t0 < GTK ? n - t0 : GTK;
+        for (int r = r0; r < r1; r += GROUP) {
+            const uint8_t *g = w + (size_t)(r / GROUP) * ws;
+            if (T == GTK)
+                packed_group_q6_K(g, nb, a, as, t0, GTK, y, ldy, r, accumulate);
+            else if (T == 1)
+                packed_group_q6_K(g, nb, a, as, t0, 1, y, ldy, r, accumulate);
+            else
+                packed_group_q6_K(g, nb, a, as, t0, T, y, ldy, r, accumulate);
+        }
+    }
+}
+
 const struct kern_isa kern_isa_avx512 = {
     .name = "avx512",
     .dot_f32 = dot_f32,
@@ -774,9 +869,10 @@ const struct kern_isa kern_isa_avx512 = {
         },
     .act_quantize = {[DTYPE_Q8_0] = act_q8_0},
     .pack_bytes = {[DTYPE_Q4_0] = pack_bytes_q4_0, [DTYPE_Q8_0] = pack_bytes_q8_0,
-                   [DTYPE_Q4_K] = pack_bytes_q4_K},
-    .pack = {[DTYPE_Q4_0] = pack_q4_0, [DTYPE_Q8_0] = pack_q8_0, [DTYPE_Q4_K] = pack_q4_K},
+                   [DTYPE_Q4_K] = pack_bytes_q4_K, [DTYPE_Q6_K] = pack_bytes_q6_K},
+    .pack = {[DTYPE_Q4_0] = pack_q4_0, [DTYPE_Q8_0] = pack_q8_0, [DTYPE_Q4_K] = pack_q4_K,
+             [DTYPE_Q6_K] = pack_q6_K},
     .mm_packed = {[DTYPE_Q4_0] = mm_packed_q4_0, [DTYPE_Q8_0] = mm_packed_q8_0,
-                  [DTYPE_Q4_K] = mm_packed_q4_K},
+                  [DTYPE_Q4_K] = mm_packed_q4_K, [DTYPE_Q6_K] = mm_packed_q6_K},
 };
 #endif
