@@ -651,6 +651,27 @@ static void act_q8_0(const float *x, void *dst, int cols)
 #define QK_Q 448
 #define GTK 4
 
+/* Token tiles of up to 4 over the packed 16-row groups of a k-quant. */
+#define PACKED_K_DRIVER(NAME, GROUPFN)                                                             \
+    static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,         \
+                     const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)        \
+    {                                                                                              \
+        (void)type;                                                                                \
+        const int nb = cols / QK_K;                                                                \
+        for (int t0 = 0; t0 < n; t0 += GTK) {                                                      \
+            const int T = n - t0 < GTK ? n - t0 : GTK;                                             \
+            for (int r = r0; r < r1; r += GROUP) {                                                 \
+                const uint8_t *g = w + (size_t)(r / GROUP) * ws;                                   \
+                if (T == GTK)                                                                      \
+                    GROUPFN(g, nb, a, as, t0, GTK, y, ldy, r, accumulate);                         \
+                else if (T == 1)                                                                   \
+                    GROUPFN(g, nb, a, as, t0, 1, y, ldy, r, accumulate);                           \
+                else                                                                               \
+                    GROUPFN(g, nb, a, as, t0, T, y, ldy, r, accumulate);                           \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
 static size_t pack_bytes_q4_K(int rows, int cols)
 {
     return rows < GROUP ? 0 : (size_t)(rows / GROUP) * (size_t)(cols / QK_K) * QK_PACKED;
@@ -738,24 +759,7 @@ AI void packed_group_q4_K(const uint8_t *g, int nb, const uint8_t *a, size_t as,
     _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) group_out(y, ldy, r, t0 + t, acc[t], accumulate);
 }
 
-static void mm_packed_q4_K(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,
-                           const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)
-{
-    (void)type;
-    const int nb = cols / QK_K;
-    for (int t0 = 0; t0 < n; t0 += GTK) {
-        const int T = n - t0 < GTK ? n - t0 : GTK;
-        for (int r = r0; r < r1; r += GROUP) {
-            const uint8_t *g = w + (size_t)(r / GROUP) * ws;
-            if (T == GTK)
-                packed_group_q4_K(g, nb, a, as, t0, GTK, y, ldy, r, accumulate);
-            else if (T == 1)
-                packed_group_q4_K(g, nb, a, as, t0, 1, y, ldy, r, accumulate);
-            else
-                packed_group_q4_K(g, nb, a, as, t0, T, y, ldy, r, accumulate);
-        }
-    }
-}
+PACKED_K_DRIVER(mm_packed_q4_K, packed_group_q4_K)
 
 /*
  * Packed Q6_K: 16 rows per group, one row per 32-bit lane. Per super-block
@@ -833,24 +837,7 @@ AI void packed_group_q6_K(const uint8_t *g, int nb, const uint8_t *a, size_t as,
     _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) group_out(y, ldy, r, t0 + t, acc[t], accumulate);
 }
 
-static void mm_packed_q6_K(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,
-                           const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)
-{
-    (void)type;
-    const int nb = cols / QK_K;
-    for (int t0 = 0; t0 < n; t0 += GTK) {
-        const int T = n - t0 < GTK ? n - t0 : GTK;
-        for (int r = r0; r < r1; r += GROUP) {
-            const uint8_t *g = w + (size_t)(r / GROUP) * ws;
-            if (T == GTK)
-                packed_group_q6_K(g, nb, a, as, t0, GTK, y, ldy, r, accumulate);
-            else if (T == 1)
-                packed_group_q6_K(g, nb, a, as, t0, 1, y, ldy, r, accumulate);
-            else
-                packed_group_q6_K(g, nb, a, as, t0, T, y, ldy, r, accumulate);
-        }
-    }
-}
+PACKED_K_DRIVER(mm_packed_q6_K, packed_group_q6_K)
 
 const struct kern_isa kern_isa_avx512 = {
     .name = "avx512",

@@ -326,24 +326,17 @@ int main(int argc, char **argv)
         return 1;
     }
     const char *cmd = argv[1];
-    if (strcmp(cmd, "run") == 0)
-        return cmd_run(argc, argv);
-    if (strcmp(cmd, "tokenize") == 0)
-        return cmd_tokenize(argc, argv);
-    if (strcmp(cmd, "info") == 0)
-        return cmd_info(argc, argv);
-    if (strcmp(cmd, "convert") == 0)
-        return cmd_convert(argc, argv);
-    if (strcmp(cmd, "synth") == 0)
-        return cmd_synth(argc, argv);
-    if (strcmp(cmd, "bench") == 0)
-        return cmd_bench(argc, argv);
-    if (strcmp(cmd, "ppl") == 0)
-        return cmd_ppl(argc, argv);
-    if (strcmp(cmd, "chat") == 0)
-        return cmd_chat(argc, argv);
-    if (strcmp(cmd, "quantize") == 0)
-        return cmd_quantize(argc, argv);
+    static const struct {
+        const char *name;
+        int (*fn)(int argc, char **argv);
+    } commands[] = {
+        {"run", cmd_run},         {"tokenize", cmd_tokenize}, {"info", cmd_info},
+        {"convert", cmd_convert}, {"synth", cmd_synth},       {"bench", cmd_bench},
+        {"ppl", cmd_ppl},         {"chat", cmd_chat},         {"quantize", cmd_quantize},
+    };
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(cmd, commands[i].name) == 0)
+            return commands[i].fn(argc, argv);
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
         return 0;
