@@ -17,20 +17,6 @@
 #define N_PROMPT 16
 #define REL_TOL 1e-3f /* every family but gemma2, see main */
 
-static int read_ids(const char *name, strix_token *ids, int cap)
-{
-    char *text = test_read_file(test_path(name), NULL);
-    int n = 0;
-    for (char *p = text, *end; p && n < cap; p = end) {
-        long v = strtol(p, &end, 10);
-        if (end == p)
-            break;
-        ids[n++] = (strix_token)v;
-    }
-    free(text);
-    return n;
-}
-
 static void check_arch(const char *name, const char *want_arch, float tol)
 {
     char model[128], ids_file[128], logits_file[128];

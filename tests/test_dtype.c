@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "dtype.h"
+#include "fixtures.h"
 #include "harness.h"
 #include "model.h"
 #include "util.h"
@@ -141,15 +142,6 @@ static float *logits_of(const strix_model *m, const strix_token *ids, int n)
             memcpy(out + (size_t)i * (size_t)nv, strix_get_logits(ctx, i), (size_t)nv * 4);
     strix_context_free(ctx);
     return out;
-}
-
-static int argmax(const float *x, int n)
-{
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b])
-            b = i;
-    return b;
 }
 
 static strix_model *load_path(const char *path, const char *vocab)

@@ -11,20 +11,6 @@
 #include "harness.h"
 #include "strix.h"
 
-static int read_ids(const char *name, strix_token *ids, int cap)
-{
-    char *text = test_read_file(test_path(name), NULL);
-    int n = 0;
-    for (char *p = text, *end; p && n < cap; p = end) {
-        long v = strtol(p, &end, 10);
-        if (end == p)
-            break;
-        ids[n++] = (strix_token)v;
-    }
-    free(text);
-    return n;
-}
-
 /* Compares m's logits with llama.cpp's; takes ownership of m. */
 static void compare(strix_model *m, const char *model, const char *ids_file,
                     const char *logits_file, float tol)

@@ -42,15 +42,6 @@ static float *logits_of(const strix_model *m, const strix_token *ids, int n)
     return out;
 }
 
-static int argmax(const float *x, int n)
-{
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b])
-            b = i;
-    return b;
-}
-
 static void no_log(void *user, const char *line)
 {
     (void)user, (void)line;
