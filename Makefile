@@ -11,7 +11,9 @@ WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -W
 CFLAGS_ALL := -std=c11 $(OPT) -g $(WARN) -fPIC -Iinclude -Isrc $(EXTRA_CFLAGS)
 LDLIBS := -lpcre2-8 -lm -lpthread
 
-SRC := $(wildcard src/*.c)
+# The library: src/*.c and one level of folders (src/format, src/kernels, ...).
+SRC := $(wildcard src/*.c src/*/*.c)
+HDR := $(wildcard src/*.h src/*/*.h) include/strix.h
 OBJ := $(SRC:src/%.c=$(BUILD)/obj/%.o)
 TOOL_SRC := $(wildcard tools/*.c)
 TOOL_OBJ := $(TOOL_SRC:tools/%.c=$(BUILD)/tools/%.o)
@@ -36,13 +38,15 @@ asan:
 # those files compile to nothing and the scalar reference runs).
 ifeq ($(shell uname -m),x86_64)
 AVX2_FLAGS := -mavx2 -mfma -mf16c
-$(BUILD)/obj/kernels_avx2.o: CFLAGS_ALL += $(AVX2_FLAGS) -O3
-$(BUILD)/obj/kernels_avx512.o: CFLAGS_ALL += $(AVX2_FLAGS) -O3 -mavx512f -mavx512bw -mavx512vl \
-  -mavx512dq -mavx512vnni
+AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni
 endif
+ISA_FLAGS_kernels_avx2 := $(AVX2_FLAGS)
+ISA_FLAGS_kernels_avx512 := $(AVX512_FLAGS)
+isa_flags = $(if $(ISA_FLAGS_$(basename $(notdir $(1)))),$(ISA_FLAGS_$(basename $(notdir $(1)))) -O3)
 
-$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) include/strix.h | $(BUILD)/obj
-	$(CC) $(CFLAGS_ALL) -c $< -o $@
+$(BUILD)/obj/%.o: src/%.c $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(call isa_flags,$<) -c $< -o $@
 
 $(BUILD)/tools/%.o: tools/%.c $(wildcard tools/*.h) include/strix.h | $(BUILD)/tools
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
@@ -70,7 +74,7 @@ $(BUILD)/examples/%: examples/%.c include/strix.h $(BUILD)/libstrix.a
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 $(OPT) $(WARN) $(EXTRA_CFLAGS) $(EXTRA_LDFLAGS) -Iinclude -o $@ $< $(BUILD)/libstrix.a $(LDLIBS)
 
-$(BUILD)/obj $(BUILD)/tools $(BUILD)/tests:
+$(BUILD)/tools $(BUILD)/tests:
 	mkdir -p $@
 
 # Unit, golden and robustness tests on the release build.
@@ -96,16 +100,20 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' strix.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/strix.pc
 
-# libFuzzer targets (clang): build/fuzz/fuzz_*; run e.g. build/fuzz/fuzz_gguf -max_total_time=60 DIR
-FUZZ_SRC := $(wildcard tests/fuzz_*.c)
-fuzz: $(FUZZ_SRC:tests/%.c=build/fuzz/%)
-build/fuzz/%: tests/%.c $(SRC) | build/fuzz
-	clang -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -o $@ $< $(SRC) -lpcre2-8 -lm -lpthread
-build/fuzz:
-	mkdir -p $@
+# libFuzzer targets (clang): build/fuzz/fuzz_*; run e.g. build/fuzz/fuzz_gguf -max_total_time=60 DIR.
+# The library is built once more with clang and the fuzzer's instrumentation
+# (each kernel file with its own instruction-set flags, as above).
+FUZZ_CFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+fuzz: $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+build/fuzz/%: tests/fuzz/%.c
+	$(MAKE) CC=clang BUILD=build/fuzz/lib OPT=-O1 EXTRA_CFLAGS="$(FUZZ_CFLAGS)" build/fuzz/lib/libstrix.a
+	clang -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -o $@ $< \
+	  build/fuzz/lib/libstrix.a $(LDLIBS)
 
 format:
-	clang-format -i include/*.h src/*.c src/*.h tools/*.c tests/*.c tests/*.h examples/*.c
+	clang-format -i include/*.h $(SRC) $(wildcard src/*.h src/*/*.h) tools/*.c tools/*.h tests/*.c tests/*.h \
+	  tests/fuzz/*.c examples/*.c
 
 clean:
 	rm -rf build

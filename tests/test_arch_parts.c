@@ -11,10 +11,10 @@
 
 #define PI 3.14159265358979323846
 
-#include "context.h"
+#include "runtime/context.h"
 #include "fixtures.h"
 #include "harness.h"
-#include "kernels.h"
+#include "kernels/kernels.h"
 #include "strix.h"
 
 static void test_alibi(void)

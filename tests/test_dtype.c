@@ -10,10 +10,10 @@
 #include <stdint.h>
 #include <unistd.h>
 
-#include "dtype.h"
+#include "quant/dtype.h"
 #include "fixtures.h"
 #include "harness.h"
-#include "model.h"
+#include "model/model.h"
 #include "util.h"
 
 static void test_fp16(void)

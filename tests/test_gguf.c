@@ -10,8 +10,8 @@
 #include <stdint.h>
 #include <unistd.h>
 
-#include "dtype.h"
-#include "gguf.h"
+#include "quant/dtype.h"
+#include "format/gguf.h"
 #include "harness.h"
 #include "util.h"
 

@@ -7,8 +7,8 @@
 #include <stdatomic.h>
 
 #include "harness.h"
-#include "kernels.h"
-#include "pool.h"
+#include "kernels/kernels.h"
+#include "runtime/pool.h"
 
 static float frand(uint32_t *x)
 {

@@ -13,7 +13,7 @@
 
 #include "fixtures.h"
 #include "harness.h"
-#include "model.h"
+#include "model/model.h"
 #include "strix.h"
 
 /* Greedy generation as llama2.c's run.c does it: n_steps positions in all,

@@ -15,7 +15,7 @@
 #include <math.h>
 #include <stdint.h>
 
-#include "dtype.h"
+#include "quant/dtype.h"
 #include "harness.h"
 #include "util.h"
 

@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dtype.h"
+#include "quant/dtype.h"
 #include "harness.h"
-#include "kernels.h"
+#include "kernels/kernels.h"
 #include "util.h"
 
 static float frand(uint64_t *s)

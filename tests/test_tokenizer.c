@@ -10,11 +10,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bpe.h"
-#include "gguf.h"
+#include "tokenize/bpe.h"
+#include "format/gguf.h"
 #include "harness.h"
 #include "util.h"
-#include "vocab.h"
+#include "tokenize/vocab.h"
 
 #define SEP "\n__ggml_vocab_test__\n"
 

@@ -1,0 +1,80 @@
+/*
+ * pack.c - weights copied once, at load, into the layout the active
+ * instruction set's kernels read fastest (kernels.h: pack_bytes, pack,
+ * mm_packed), for example 16 rows' blocks interleaved so one register load
+ * feeds sixteen rows. Only whole groups of 16 rows are packed; the rows
+ * after the last whole group, and every other use of a weight (embedding
+ * lookups, saving, quantizing), read the original bytes.
+ *
+ * When the originals are mapped from the file, the pages of the packed rows
+ * are given back to the kernel afterwards (they are read again from the
+ * file if ever needed), so a packed model costs about the memory of one
+ * copy.
+ */
+#define _DEFAULT_SOURCE
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "kernels/kernels.h"
+#include "model/model.h"
+
+#define PACK_ALIGN 64
+
+static void release_pages(const strix_model *m, const void *p, size_t n)
+{
+    if (!m->map.mapped || n == 0)
+        return;
+    const uintptr_t lo = (uintptr_t)m->map.data, hi = lo + m->map.size;
+    uintptr_t a = (uintptr_t)p, b = a + n;
+    if (a < lo || b > hi)
+        return; /* not from the mapping (converted at load) */
+    const long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0)
+        return;
+    a = (a + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
+    b = b / (uintptr_t)page * (uintptr_t)page;
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED); /* advice only: failure is harmless */
+}
+
+void model_pack(strix_model *m)
+{
+    kern_init();
+    const struct kern_isa *isa = kern_isa_active();
+    for (int i = 0; i < m->n_all; i++) {
+        struct tensor *t = m->all[i];
+        if (!t || !t->data || t->n_dims != 2 || t->type >= 64 || !isa->pack[t->type] ||
+            t->ne[1] < 16 || t->ne[0] > INT32_MAX || t->ne[1] > INT32_MAX)
+            continue;
+        const int rows = (int)t->ne[1], cols = (int)t->ne[0];
+        const size_t bytes = isa->pack_bytes[t->type](rows, cols);
+        if (bytes == 0)
+            continue;
+        uint8_t *mem = util_malloc(bytes + PACK_ALIGN);
+        if (!mem)
+            continue; /* unpacked still works */
+        uint8_t *dst = mem + (PACK_ALIGN - (uintptr_t)mem % PACK_ALIGN) % PACK_ALIGN;
+        isa->pack[t->type](t->data, t->row_bytes, rows, cols, dst);
+        t->packed = dst;
+        t->packed_stride = bytes / (size_t)(rows / 16);
+        t->packed_isa = isa;
+        t->packed_mem = mem;
+        release_pages(m, t->data, (size_t)(rows / 16 * 16) * t->row_bytes);
+    }
+    if (m->tied_output)
+        m->output = m->tok_embd;
+}
+
+void model_unpack(strix_model *m)
+{
+    for (int i = 0; m->all && i < m->n_all; i++) {
+        struct tensor *t = m->all[i];
+        if (!t)
+            continue; /* a load that failed half way */
+        util_free(t->packed_mem);
+        t->packed_mem = NULL;
+        t->packed = NULL;
+        t->packed_isa = NULL;
+    }
+    m->output.packed = NULL;
+}

@@ -1,0 +1,111 @@
+/*
+ * arch.h - the model architectures strix runs, each described by data: which
+ * weights its blocks have (by llama.cpp's GGUF tensor names), which norm,
+ * positions, activation and block layout it uses. model.c builds the weight
+ * table from a description, forward.c computes with it, synth.c writes
+ * random models of it. Adding an architecture is adding a row in arch.c.
+ */
+#ifndef STRIX_ARCH_H
+#define STRIX_ARCH_H
+
+#include <stdint.h>
+
+#include "model/model.h"
+
+/* The weight kinds, in the order their slots are listed (and saved): first
+ * the model-wide ones, then those of each block. */
+enum tkind {
+    /* model-wide */
+    T_TOK_EMBD,
+    T_POS_EMBD,
+    T_TOK_NORM,
+    T_TOK_NORM_B,
+    T_OUTPUT_NORM,
+    T_OUTPUT_NORM_B,
+    T_OUTPUT,
+    /* per block */
+    T_ATTN_NORM,
+    T_ATTN_NORM_B,
+    T_ATTN_NORM_2,
+    T_ATTN_NORM_2_B,
+    T_QKV,
+    T_QKV_B,
+    T_Q,
+    T_Q_B,
+    T_K,
+    T_K_B,
+    T_V,
+    T_V_B,
+    T_O,
+    T_O_B,
+    T_ATTN_POST_NORM,
+    T_FFN_NORM,
+    T_FFN_NORM_B,
+    T_GATE,
+    T_GATE_B,
+    T_DOWN,
+    T_DOWN_B,
+    T_UP,
+    T_UP_B,
+    T_FFN_POST_NORM,
+    T_GATE_INP,
+    T_GATE_EXPS,
+    T_DOWN_EXPS,
+    T_UP_EXPS,
+    T_GATE_INP_SHEXP,
+    T_GATE_SHEXP,
+    T_DOWN_SHEXP,
+    T_UP_SHEXP,
+    T_COUNT
+};
+#define T_FIRST_LAYER T_ATTN_NORM
+
+/* How an architecture uses a weight kind. */
+enum {
+    W_NO = 0,   /* never */
+    W_REQ = 1,  /* always */
+    W_OPT = 2,  /* if the file has it (synth leaves it out) */
+    W_DENSE = 3, /* always in models without experts */
+    W_MOE = 4,  /* always in models with experts */
+};
+
+struct arch {
+    const char *name; /* general.architecture */
+    uint8_t norm;     /* enum norm_kind */
+    uint8_t pos;      /* enum pos_kind */
+    uint8_t rope_neox;
+    uint8_t act;         /* enum ffn_act of the FFN */
+    uint8_t gated;       /* FFN is act(gate x) * (up x); else act(up x) */
+    uint8_t fused_up;    /* gate and up fused in ffn_up: (gate | up) rows (Phi-3) */
+    uint8_t parallel;    /* attention and FFN both read the block's normed input */
+    uint8_t emb_sqrt;    /* embeddings scaled by sqrt(n_embd) (Gemma) */
+    uint8_t moe_norm_w;  /* top-k expert weights renormalised to sum 1 */
+    uint8_t output;      /* W_REQ, W_OPT (tied when absent) or W_NO (always tied) */
+    float alibi_bias;    /* fixed ALiBi max bias when the file has no key (Bloom) */
+    uint8_t w[T_COUNT];  /* per weight kind: W_* */
+};
+
+/* The description of architecture `name`, or NULL if strix cannot run it. */
+const struct arch *arch_find(const char *name);
+/* Names of every supported architecture, separated by spaces. */
+const char *arch_names(void);
+
+/* Whether kind k is in model m (its description, expert count and the
+ * optional kinds its file has). */
+int arch_has(const strix_model *m, int k);
+/* The tensor name of kind k in block il (ignored for model-wide kinds). */
+void arch_tensor_name(int k, int il, char *buf, size_t size);
+/* The tensor struct of kind k in block il. */
+struct tensor *arch_tensor(strix_model *m, int k, int il);
+/* The expected shape of kind k: n_dims and ne[0..2]. */
+void arch_shape(const strix_model *m, int k, int *n_dims, int64_t ne[3]);
+
+/* Reads the architecture's hyperparameters from the GGUF metadata into
+ * m->hp (model.c then checks their ranges). */
+struct gguf;
+int arch_load_hparams(strix_model *m, const struct gguf *g, strix_error *err);
+/* Writes them back (strix_model_save_gguf). */
+struct gguf_writer;
+int arch_save_hparams(const strix_model *m, struct gguf_writer *w);
+
+#endif

@@ -1,0 +1,165 @@
+/*
+ * model.h - the loaded model as the rest of src/ sees it: hyperparameters,
+ * the weight table and the vocabulary.
+ */
+#ifndef STRIX_MODEL_H
+#define STRIX_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "strix.h"
+#include "util.h"
+#include "tokenize/vocab.h"
+
+/* A weight: rows of ne[0] elements of `type`; ne[1] rows per matrix and, for
+ * the stacked expert weights of a Mixture-of-Experts layer, ne[2] matrices. */
+struct tensor {
+    char name[64];
+    uint32_t type; /* enum dtype */
+    int n_dims;
+    int64_t ne[4];
+    const void *data; /* borrowed from the mapping, or points into model->owned */
+    size_t nbytes;
+    size_t row_bytes; /* bytes of one row of ne[0] elements */
+    /* A copy of the whole 16-row groups in the layout of an instruction
+     * set's kernels (pack.c), or NULL; used only while that set is active. */
+    const void *packed;
+    size_t packed_stride; /* bytes per group of 16 rows */
+    const struct kern_isa *packed_isa;
+    void *packed_mem; /* allocation behind packed (owned by the model) */
+};
+
+/* Every weight a block may have; an architecture uses a subset (arch.c).
+ * Biases and norm weights are 1-D. "qkv" is a fused (q | k | v) projection;
+ * the *_exps weights stack one matrix per expert. */
+struct layer {
+    struct tensor attn_norm, attn_norm_b;     /* (n_embd) */
+    struct tensor attn_norm_2, attn_norm_2_b; /* (n_embd) Falcon-40B's second input norm */
+    struct tensor wqkv, bqkv;                 /* (q_dim + 2 kv_dim rows, n_embd) */
+    struct tensor wq, bq;                     /* (n_head * head_dim rows, n_embd) */
+    struct tensor wk, bk;                     /* (n_head_kv * head_dim, n_embd) */
+    struct tensor wv, bv;                     /* (n_head_kv * head_dim, n_embd) */
+    struct tensor wo, bo;                     /* (n_embd, n_head * head_dim) */
+    struct tensor attn_post_norm;             /* (n_embd) norm of the attention output */
+    struct tensor ffn_norm, ffn_norm_b;       /* (n_embd) */
+    struct tensor w_gate, b_gate;             /* (n_ff, n_embd) */
+    struct tensor w_down, b_down;             /* (n_embd, n_ff) */
+    struct tensor w_up, b_up;                 /* (n_ff, n_embd); (2 n_ff, ...) when fused */
+    struct tensor ffn_post_norm;              /* (n_embd) norm of the FFN output */
+    struct tensor gate_inp;                   /* (n_expert, n_embd) router */
+    struct tensor gate_exps, down_exps, up_exps; /* (n_expert, n_ff_exp, n_embd) etc. */
+    struct tensor gate_inp_shexp;             /* (1, n_embd) shared expert's gate */
+    struct tensor gate_shexp, down_shexp, up_shexp; /* (n_ff_shexp, n_embd) etc. */
+};
+
+enum norm_kind { NORM_RMS, NORM_LAYER };
+enum pos_kind { POS_ROPE, POS_LEARNED, POS_ALIBI, POS_SINUSOID };
+enum ffn_act { ACT_SILU, ACT_GELU, ACT_RELU };
+enum rope_scaling { ROPE_SCALING_NONE, ROPE_SCALING_LINEAR, ROPE_SCALING_YARN };
+
+struct hparams {
+    int n_vocab, n_embd, n_ff, n_layer, n_head, n_head_kv, head_dim, n_rot, n_ctx_train;
+    int rope_neox;
+    float rope_freq_base;
+    int n_swa;           /* sliding-window length, 0: every layer sees all */
+    int swa_dense_every; /* with n_swa: layers l with l % k == k - 1 see all;
+                            0: every layer is windowed */
+    float norm_eps;
+    /* --- beyond Llama (arch.c fills these from the file's keys) --- */
+    int n_ff_dense;  /* width of a dense FFN (n_ff is the widest FFN, for scratch) */
+    int n_expert, n_expert_used, n_ff_exp, n_ff_shexp;
+    int rope_scaling;      /* enum rope_scaling */
+    float rope_freq_scale; /* 1 / scaling factor (linear and YaRN) */
+    int n_ctx_orig;        /* YaRN: the context length trained before extension */
+    float yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow;
+    float alibi_max_bias; /* ALiBi models: slopes 2^(-max_bias * i / n) */
+    float clamp_kqv;      /* > 0: q, k, v clamped to [-clamp, clamp] (MPT) */
+    float attn_softcap, final_softcap; /* > 0: tanh soft-capping (Gemma-2) */
+    int post_norm;  /* 1: x = norm(x + f(x)) (original transformer) */
+    int sinusoidal; /* 1: sinusoidal absolute positions added to the embeddings */
+};
+
+struct arch;
+
+struct strix_model {
+    char arch[32];
+    const struct arch *ad; /* the architecture's description (arch.c) */
+    char *name;
+    struct hparams hp;
+    int vocab_only;
+    int tied_output;
+    uint64_t opt_mask;         /* optional tensor kinds present (bit per enum tkind) */
+    struct vocab *vocab;       /* NULL when the model has none */
+    struct tensor tok_embd;    /* (n_vocab rows, n_embd) */
+    struct tensor pos_embd;    /* (n_ctx_train rows, n_embd) learned positions */
+    struct tensor tok_norm, tok_norm_b;       /* (n_embd) norm of the embeddings (Bloom) */
+    struct tensor output_norm, output_norm_b; /* (n_embd) */
+    struct tensor output;      /* (n_vocab rows, n_embd); == tok_embd when tied */
+    struct layer *layers;      /* n_layer */
+    struct slot *slots;        /* n_all: every weight's name, shape and struct */
+    struct tensor **all;       /* every weight in file order of the slots (see model.c) */
+    int n_all;
+    struct util_map map; /* the file, when its bytes are used in place */
+    void *owned;         /* weights converted at load (llama2.c int8 etc.) */
+    struct gguf *gguf;   /* parsed header of a GGUF file, else NULL */
+};
+
+const struct vocab *model_vocab(const strix_model *m);
+
+/* The attention window of layer l: 0 for full attention. */
+static inline int hp_layer_window(const struct hparams *hp, int l)
+{
+    if (hp->n_swa <= 0)
+        return 0;
+    if (hp->swa_dense_every > 0 && l % hp->swa_dense_every == hp->swa_dense_every - 1)
+        return 0;
+    return hp->n_swa;
+}
+
+/*
+ * The weight slots of the architecture, in GGUF naming order: slot i has a
+ * name ("blk.3.attn_q.weight"), the tensor struct it fills and the shape it
+ * must have. Slots are 0 .. model_n_slots(m)-1; the output slot exists only
+ * when the output is not tied to the embeddings.
+ */
+struct slot {
+    char name[64];
+    struct tensor *t;
+    int n_dims;
+    int64_t ne[3]; /* ne[2] = 1 except for stacked expert weights */
+};
+int model_n_slots(const strix_model *m);
+void model_slot(strix_model *m, int i, struct slot *s);
+
+/* Checks hyperparameters, allocates m->layers and m->all. */
+int model_init_tables(strix_model *m, strix_error *err);
+/* Points t at data of `type` and shape ne (which must match the slot), after
+ * checking that strix can compute with the type. */
+int model_set_tensor(const struct slot *s, uint32_t type, const int64_t *ne, int n_dims,
+                     const void *data, size_t nbytes, strix_error *err);
+
+/* Saving: convert re-encodes weight t for the file: it sets *out to a new
+ * buffer (util_malloc'd, freed by the caller) or NULL to keep t's bytes, and
+ * *type and *nbytes to what is written. model_save_gguf writes m with
+ * general.file_type ftype (llama.cpp's numbering) through convert. */
+typedef int (*model_convert_fn)(void *user, const struct tensor *t, void **out, uint32_t *type,
+                                size_t *nbytes, strix_error *err);
+int model_save_gguf(const strix_model *m, const char *path, uint32_t ftype,
+                    model_convert_fn convert, void *user, strix_error *err);
+
+/* Repacks the weights the active instruction set has a faster layout for
+ * (pack.c); on failure (out of memory) the model simply runs unpacked. */
+void model_pack(strix_model *m);
+void model_unpack(strix_model *m);
+
+/* Loads the model whose file bytes are in m->map (GGUF or llama2.c), into a
+ * zeroed model. On failure the caller frees m. Fuzzers call it on raw bytes. */
+int model_load_map(strix_model *m, const struct strix_model_params *params, strix_error *err);
+
+/* llama2.c checkpoints (l2c.c): parses m->map as a legacy, v1 or v2 file. */
+int l2c_load(strix_model *m, const char *vocab_path, strix_error *err);
+/* 1 if the bytes look like a llama2.c checkpoint header (legacy or ak42). */
+int l2c_probe(const uint8_t *buf, size_t len);
+
+#endif

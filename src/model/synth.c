@@ -1,0 +1,160 @@
+/*
+ * synth.c - random-weight models of any supported architecture and shape
+ * (arch.c), for speed work and for tests against other engines when no
+ * trained model of that shape exists. The vocabulary is taken from an
+ * existing GGUF file. Weights are uniform with variance 1/fan_in (so
+ * activations keep their scale through the layers); norm weights are
+ * 1 +- 0.1, biases 0 +- 0.1. Optional weights of an architecture (arch.h
+ * W_OPT) are left out. Same seed, same model.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "model/arch.h"
+#include "quant/dtype.h"
+#include "model/model.h"
+
+struct strix_synth_params strix_synth_default_params(void)
+{
+    struct strix_synth_params p;
+    memset(&p, 0, sizeof p);
+    p.n_embd = 256;
+    p.n_ff = 768;
+    p.n_layer = 4;
+    p.n_head = 8;
+    p.n_head_kv = 4;
+    p.n_ctx = 2048;
+    p.rope_freq_base = 10000.0f;
+    p.norm_eps = 1e-5f;
+    p.seed = 1;
+    return p;
+}
+
+int strix_model_synth(const struct strix_synth_params *p, const char *vocab_path, strix_model **out,
+                      strix_error *err)
+{
+    err_clear(err);
+    if (!p || !vocab_path || !out)
+        return err_set(err, STRIX_ERR_ARG, "NULL argument");
+    *out = NULL;
+    struct strix_model_params mp = strix_model_default_params();
+    mp.vocab_only = 1;
+    strix_model *src = NULL;
+    int rc = strix_model_load(vocab_path, &mp, &src, err);
+    if (rc)
+        return rc;
+    strix_model *m = util_calloc(1, sizeof *m);
+    if (!m) {
+        strix_model_free(src);
+        return err_set(err, STRIX_ERR_NOMEM, "out of memory");
+    }
+    m->vocab = src->vocab; /* taken over */
+    src->vocab = NULL;
+    strix_model_free(src);
+    const char *arch = p->arch ? p->arch : "llama";
+    if (!(m->ad = arch_find(arch))) {
+        rc = err_set(err, STRIX_ERR_UNSUPPORTED, "architecture '%s' is not supported (strix runs: %s)",
+                     arch, arch_names());
+        goto fail;
+    }
+    snprintf(m->arch, sizeof m->arch, "%s", arch);
+    m->name = util_strndup("synthetic", 9);
+    struct hparams *hp = &m->hp;
+    hp->n_vocab = vocab_n(m->vocab);
+    hp->n_embd = p->n_embd;
+    hp->n_ff = p->n_ff;
+    hp->n_layer = p->n_layer;
+    hp->n_head = p->n_head;
+    hp->n_head_kv = p->n_head_kv;
+    hp->n_ctx_train = p->n_ctx;
+    hp->rope_freq_base = p->rope_freq_base;
+    hp->norm_eps = p->norm_eps;
+    hp->n_rot = p->n_rot;
+    hp->rope_neox = m->ad->rope_neox;
+    hp->n_expert = p->n_expert;
+    hp->n_expert_used = p->n_expert_used;
+    if (p->n_expert > 0) {
+        hp->n_ff_exp = p->n_ff_exp ? p->n_ff_exp : p->n_ff;
+        hp->n_ff_shexp = m->ad->w[T_GATE_SHEXP] ? (p->n_ff_shexp ? p->n_ff_shexp : p->n_ff) : 0;
+    }
+    if (p->n_expert > 0 && !m->ad->w[T_GATE_INP]) {
+        rc = err_set(err, STRIX_ERR_UNSUPPORTED, "%s models have no experts", arch);
+        goto fail;
+    }
+    if (m->ad->w[T_GATE_INP] == W_REQ && p->n_expert == 0) {
+        rc = err_set(err, STRIX_ERR_ARG, "%s models need experts", arch);
+        goto fail;
+    }
+    hp->n_swa = p->n_swa;
+    if (strcmp(arch, "gemma2") == 0) {
+        hp->n_swa = p->n_swa ? p->n_swa : 4096;
+        hp->swa_dense_every = 2;
+        hp->attn_softcap = 50.0f;
+        hp->final_softcap = 30.0f;
+    }
+    if (strcmp(arch, "phi3") == 0 && hp->n_swa == 0)
+        hp->n_swa = p->n_ctx; /* llama.cpp requires the key */
+    hp->alibi_max_bias = m->ad->alibi_bias;
+    if (strcmp(arch, "mpt") == 0)
+        hp->alibi_max_bias = p->alibi_max_bias > 0.0f ? p->alibi_max_bias : 8.0f;
+    hp->rope_freq_scale = 1.0f;
+    hp->yarn_attn_factor = 1.0f;
+    hp->yarn_beta_fast = 32.0f;
+    hp->yarn_beta_slow = 1.0f;
+    hp->n_ctx_orig = p->n_ctx_orig ? p->n_ctx_orig : p->n_ctx;
+    if (p->rope_scaling) {
+        const int yarn = strcmp(p->rope_scaling, "yarn") == 0;
+        if ((!yarn && strcmp(p->rope_scaling, "linear") != 0) || !(p->rope_scale >= 1.0f)) {
+            rc = err_set(err, STRIX_ERR_ARG, "rope scaling must be linear or yarn with factor >= 1");
+            goto fail;
+        }
+        hp->rope_scaling = yarn ? ROPE_SCALING_YARN : ROPE_SCALING_LINEAR;
+        hp->rope_freq_scale = 1.0f / p->rope_scale;
+        hp->yarn_ext_factor = yarn ? 1.0f : 0.0f;
+    }
+    hp->post_norm = p->post_norm != 0;
+    hp->sinusoidal = p->sinusoidal != 0;
+    m->tied_output = m->ad->output == W_NO;
+    if (!m->name) {
+        rc = err_set(err, STRIX_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if ((rc = model_init_tables(m, err)))
+        goto fail;
+    size_t total = 0;
+    for (int i = 0; i < m->n_all; i++) {
+        struct slot s;
+        model_slot(m, i, &s);
+        size_t n;
+        if (!util_mul_size((size_t)s.ne[0], (size_t)s.ne[1], &n) ||
+            !util_mul_size(n, (size_t)s.ne[2], &n) || !util_add_size(total, n, &total))
+            total = SIZE_MAX;
+    }
+    if (total > SIZE_MAX / sizeof(float) || !(m->owned = util_malloc(total * sizeof(float)))) {
+        rc = err_set(err, STRIX_ERR_NOMEM, "out of memory for %zu weights", total);
+        goto fail;
+    }
+    uint64_t state = p->seed;
+    float *at = m->owned;
+    for (int i = 0; i < m->n_all; i++) {
+        struct slot s;
+        model_slot(m, i, &s);
+        const size_t n = (size_t)s.ne[0] * (size_t)s.ne[1] * (size_t)s.ne[2];
+        /* norm weights around 1, biases around 0, matrices (and the 1-row
+         * shared-expert gate) scaled by their fan-in */
+        const int is_norm = s.n_dims == 1 && strstr(s.name, "norm") != NULL;
+        const int is_bias = s.n_dims == 1 && strstr(s.name, ".bias") != NULL;
+        const float scale = is_norm || is_bias ? 0.1f : sqrtf(3.0f / (float)s.ne[0]);
+        for (size_t j = 0; j < n; j++)
+            at[j] = (is_norm ? 1.0f : 0.0f) + scale * (2.0f * util_rng_uniform(&state) - 1.0f);
+        if ((rc = model_set_tensor(&s, DTYPE_F32, s.ne, s.n_dims, at, n * sizeof(float), err)))
+            goto fail;
+        at += n;
+    }
+    *out = m;
+    return STRIX_OK;
+fail:
+    strix_model_free(m);
+    return rc;
+}

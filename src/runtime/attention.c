@@ -1,0 +1,121 @@
+/*
+ * attention.c - causal attention of a batch over the KV cache, tiled
+ * flash-style: keys and values are visited a tile of cells at a time with an
+ * online softmax (a running maximum and sum per head), so no score row of
+ * context length is ever stored, and the query heads that share a KV head
+ * (grouped- and multi-query attention) are processed together, reading each
+ * key and value once.
+ *
+ * One work item is one (token, KV head) pair. A token's result depends only
+ * on its own query and the cache, never on the rest of the batch, so batched
+ * and one-by-one decoding agree bit for bit.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "runtime/context.h"
+#include "kernels/kernels.h"
+
+#define ATT_TILE 64
+
+size_t attention_scratch(const struct hparams *hp)
+{
+    const size_t group = (size_t)(hp->n_head / hp->n_head_kv);
+    /* per head of the group: a tile of scores, an accumulator, max and sum */
+    return group * (ATT_TILE + (size_t)hp->head_dim + 2);
+}
+
+struct attn_job {
+    strix_context *c;
+    const struct attn_args *a;
+};
+
+static void attn_worker(void *arg, int ith, int nth)
+{
+    const struct attn_job *j = arg;
+    strix_context *c = j->c;
+    const struct attn_args *a = j->a;
+    const struct hparams *hp = &c->model->hp;
+    const struct kv_cache *kv = &c->kv;
+    const int hd = hp->head_dim, kv_dim = hp->n_head_kv * hd, q_dim = hp->n_head * hd;
+    const int group = hp->n_head / hp->n_head_kv;
+    const size_t layer_off = (size_t)a->layer * (size_t)kv->size * (size_t)kv_dim;
+    const float *kbase = kv->k + layer_off, *vbase = kv->v + layer_off;
+    float *scratch = c->att + (size_t)ith * c->att_stride;
+    float *score = scratch;                        /* (group, ATT_TILE) */
+    float *acc = score + (size_t)group * ATT_TILE; /* (group, hd) */
+    float *mx = acc + (size_t)group * (size_t)hd;  /* (group) */
+    float *sum = mx + group;                       /* (group) */
+    int idx[ATT_TILE];
+    const int items = c->n_tok * hp->n_head_kv;
+    for (int it = ith; it < items; it += nth) {
+        const int t = it / hp->n_head_kv, g = it % hp->n_head_kv;
+        const int pos = c->tok_pos[t];
+        const uint64_t bit = (uint64_t)1 << c->tok_seq[t];
+        const int lo = a->window > 0 ? pos - a->window + 1 : INT32_MIN;
+        const float *q = a->q + (size_t)t * (size_t)q_dim + (size_t)g * (size_t)group * (size_t)hd;
+        for (int h = 0; h < group; h++) {
+            mx[h] = -INFINITY;
+            sum[h] = 0.0f;
+        }
+        memset(acc, 0, (size_t)group * (size_t)hd * sizeof(float));
+        int cell = 0;
+        while (cell < kv->n_scan) {
+            /* gather a tile of visible cells */
+            int n = 0;
+            for (; cell < kv->n_scan && n < ATT_TILE; cell++) {
+                const int p = kv->pos[cell];
+                if (p >= 0 && p <= pos && p >= lo && (kv->seqs[cell] & bit))
+                    idx[n++] = cell;
+            }
+            if (n == 0)
+                break;
+            for (int h = 0; h < group; h++) {
+                const float *qh = q + (size_t)h * (size_t)hd;
+                float *s = score + (size_t)h * ATT_TILE;
+                const float slope = a->alibi ? a->alibi[g * group + h] : 0.0f;
+                float m = mx[h];
+                for (int i = 0; i < n; i++) {
+                    const float *kr =
+                        kbase + (size_t)idx[i] * (size_t)kv_dim + (size_t)g * (size_t)hd;
+                    float x = kern_dot_f32(hd, qh, kr) * a->scale;
+                    if (a->softcap > 0.0f)
+                        x = a->softcap * tanhf(x / a->softcap);
+                    if (a->alibi)
+                        x += slope * (float)(kv->pos[idx[i]] - pos);
+                    s[i] = x;
+                    m = x > m ? x : m;
+                }
+                /* rescale what was accumulated under the old maximum */
+                const float r = expf(mx[h] - m);
+                float *ah = acc + (size_t)h * (size_t)hd;
+                if (r != 1.0f) {
+                    sum[h] *= r;
+                    for (int d = 0; d < hd; d++)
+                        ah[d] *= r;
+                }
+                mx[h] = m;
+                for (int i = 0; i < n; i++) {
+                    const float e = expf(s[i] - m);
+                    sum[h] += e;
+                    kern_axpy(hd, e,
+                              vbase + (size_t)idx[i] * (size_t)kv_dim + (size_t)g * (size_t)hd, ah);
+                }
+            }
+        }
+        float *out = a->out + (size_t)t * (size_t)q_dim + (size_t)g * (size_t)group * (size_t)hd;
+        for (int h = 0; h < group; h++) {
+            const float inv = sum[h] > 0.0f ? 1.0f / sum[h] : 0.0f;
+            for (int d = 0; d < hd; d++)
+                out[(size_t)h * (size_t)hd + d] = acc[(size_t)h * (size_t)hd + d] * inv;
+        }
+    }
+}
+
+void attention(strix_context *c, const struct attn_args *a)
+{
+    const struct hparams *hp = &c->model->hp;
+    struct attn_job j = {c, a};
+    int64_t work = (int64_t)c->n_tok * hp->n_head * c->kv.n_scan;
+    pool_run_n(c->pool, attn_worker, &j, work < 4096 ? 1 : c->n_threads);
+}
