@@ -333,7 +333,7 @@ struct strix_logit_bias {
  * working.
  */
 struct strix_sampler_params {
-    float temperature;    /* <= 0: greedy (argmax) */
+    float temperature;    /* <= 0: greedy (argmax); finite */
     int top_k;            /* <= 0: off */
     float top_p;          /* >= 1: off */
     float min_p;          /* <= 0: off */
@@ -356,8 +356,37 @@ struct strix_sampler_params strix_sampler_default_params(void);
 int strix_sampler_create(const struct strix_sampler_params *params, int n_vocab,
                          strix_sampler **out, strix_error *err);
 void strix_sampler_free(strix_sampler *s);
-/* Picks a token from n_vocab logits (not modified). */
+/* Picks a token from n_vocab logits (not modified): the chain's distribution
+ * (as strix_sampler_dist gives it), then one draw from it as
+ * strix_sampler_sample_dist does, then mirostat's update. NaN logits count as
+ * -inf and are never drawn while any other logit is finite or +inf. */
 strix_token strix_sampler_sample(strix_sampler *s, const float *logits);
+
+/*
+ * Distributions, for exact acceptance tests (speculative decoding):
+ *
+ * strix_sampler_dist writes to probs[0..n_vocab) the distribution the next
+ * strix_sampler_sample would draw from for these logits: after logit bias,
+ * penalties (the accepted history), truncation and temperature, normalized,
+ * 0 for every removed token; one-hot on the argmax when temperature <= 0; with
+ * mirostat, the truncation for the current mu. It changes no state (the
+ * generator does not advance, mu and the history stay). n_vocab must be the
+ * sampler's.
+ *
+ * strix_sampler_sample_dist draws *tok from weights probs[0..n) (finite,
+ * >= 0, not all 0; normalized here, so a residual max(0, p - q) can be passed
+ * as it is) with the sampler's generator: one uniform number walked over the
+ * weights in token order, the same step strix_sampler_sample ends with. So
+ * for two samplers created with the same seed and history, sample(logits) and
+ * dist(logits) then sample_dist give the same token, and each later draw
+ * stays in step. It neither records the token (call strix_sampler_accept) nor
+ * moves mirostat's mu nor the log-probabilities of strix_sampler_last_probs.
+ * Both return STRIX_OK or STRIX_ERR_ARG (state unchanged).
+ */
+int strix_sampler_dist(strix_sampler *s, const float *logits, int n_vocab, float *probs,
+                       strix_error *err);
+int strix_sampler_sample_dist(strix_sampler *s, const float *probs, int n, strix_token *tok,
+                              strix_error *err);
 /* Records a token in the history used by the penalties. */
 void strix_sampler_accept(strix_sampler *s, strix_token tok);
 /* Clears the history and mirostat's state and reseeds the generator. */

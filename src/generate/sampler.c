@@ -6,6 +6,17 @@
  * of the model's own distribution are kept for the chosen token and the
  * n_probs most likely ones.
  *
+ * The chain ends in a distribution over the whole vocabulary (zeros for the
+ * tokens it removed); every draw is one uniform number from the sampler's
+ * generator walked over that vector in token order, so drawing from the
+ * vector strix_sampler_dist returns (strix_sampler_sample_dist) is the
+ * sampler's own draw (speculative decoding needs both).
+ *
+ * Non-finite logits: NaN counts as -inf (it can never be drawn while a finite
+ * or +inf logit exists); where the largest logit is infinite, the tokens at
+ * it share the probability equally (the limit of the softmax), and if every
+ * logit is -inf or NaN the draw is uniform over the candidates left.
+ *
  * Sampling uses only the logits and the sampler's own state, so a seed gives
  * the same tokens at any thread count.
  *
@@ -22,6 +33,12 @@ struct cand {
     float logit;
     float p;
     strix_token id;
+};
+
+/* Typical-p: a candidate's distance from the entropy, and its index. */
+struct typ {
+    double dist;
+    int i;
 };
 
 enum stage { ST_PENALTIES, ST_TOP_K, ST_TYPICAL_P, ST_TOP_P, ST_MIN_P, ST_TEMPERATURE, ST_COUNT };
@@ -50,6 +67,8 @@ struct strix_sampler {
     struct strix_token_prob chosen;
     struct strix_token_prob *top; /* (n_probs) */
     int n_top;
+    float *probs;    /* (n_vocab) the distribution of the last draw */
+    struct typ *typ; /* (n_vocab) typical-p scratch */
 };
 
 struct strix_sampler_params strix_sampler_default_params(void)
@@ -115,8 +134,8 @@ int strix_sampler_create(const struct strix_sampler_params *params, int n_vocab,
     if (n_vocab <= 0)
         return err_set(err, STRIX_ERR_ARG, "vocabulary size %d", n_vocab);
     const struct strix_sampler_params *p = params;
-    if (isnan(p->temperature) || isnan(p->top_p) || isnan(p->min_p) || isnan(p->repeat_penalty) ||
-        p->repeat_penalty <= 0.0f || p->repeat_last_n < 0 || p->repeat_last_n > (1 << 20) ||
+    if (!isfinite(p->temperature) || isnan(p->top_p) || isnan(p->min_p) ||
+        !isfinite(p->repeat_penalty) || p->repeat_penalty <= 0.0f || p->repeat_last_n < 0 || p->repeat_last_n > (1 << 20) ||
         !isfinite(p->frequency_penalty) || !isfinite(p->presence_penalty) ||
         isnan(p->typical_p) || (p->mirostat != 0 && p->mirostat != 2) ||
         !(p->mirostat_tau >= 0.0f && p->mirostat_tau < 1e4f) ||
@@ -148,7 +167,9 @@ int strix_sampler_create(const struct strix_sampler_params *params, int n_vocab,
     s->top = util_malloc((size_t)(p->n_probs > 0 ? p->n_probs : 1) * sizeof *s->top);
     s->n_bias = p->n_logit_bias;
     s->bias = util_malloc((size_t)(s->n_bias > 0 ? s->n_bias : 1) * sizeof *s->bias);
-    if (!s->cands || !s->history || !s->counts || !s->top || !s->bias) {
+    s->probs = util_malloc((size_t)n_vocab * sizeof *s->probs);
+    s->typ = util_malloc((size_t)n_vocab * sizeof *s->typ);
+    if (!s->cands || !s->history || !s->counts || !s->top || !s->bias || !s->probs || !s->typ) {
         strix_sampler_free(s);
         return err_set(err, STRIX_ERR_NOMEM, "out of memory");
     }
@@ -168,6 +189,8 @@ void strix_sampler_free(strix_sampler *s)
     util_free(s->counts);
     util_free(s->top);
     util_free(s->bias);
+    util_free(s->probs);
+    util_free(s->typ);
     util_free(s);
 }
 
@@ -192,12 +215,17 @@ void strix_sampler_accept(strix_sampler *s, strix_token tok)
         s->n_hist++;
 }
 
+/* Descending logit, NaN after everything (-inf included), then ascending id:
+ * a total order, so sorting and quickselect are well defined on any input. */
 static int cmp_desc(const void *a, const void *b)
 {
     const struct cand *x = a, *y = b;
-    if (x->logit != y->logit)
+    const int xn = isnan(x->logit), yn = isnan(y->logit);
+    if (xn != yn)
+        return xn ? 1 : -1;
+    if (!xn && x->logit != y->logit)
         return x->logit < y->logit ? 1 : -1;
-    return x->id < y->id ? -1 : (x->id > y->id); /* stable order for equal logits */
+    return x->id < y->id ? -1 : (x->id > y->id);
 }
 
 /* Moves the k first candidates in cmp_desc order to c[0..k), in any order
@@ -230,16 +258,27 @@ static void select_top(struct cand *c, int n, int k)
     }
 }
 
-/* Softmax of the first n candidates (sorted, descending) into p. */
+/* Softmax of the first n candidates (any order) into p. NaN counts as -inf;
+ * an infinite maximum is shared equally by the candidates at it (all of them
+ * if it is -inf). */
 static void softmax_cands(struct cand *c, int n)
 {
-    float sum = 0.0f;
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++)
+        mx = c[i].logit > mx ? c[i].logit : mx;
+    double sum = 0.0;
     for (int i = 0; i < n; i++) {
-        c[i].p = expf(c[i].logit - c[0].logit);
+        const float l = isnan(c[i].logit) ? -INFINITY : c[i].logit;
+        c[i].p = isinf(mx) ? (l == mx ? 1.0f : 0.0f) : expf(l - mx);
         sum += c[i].p;
     }
+    if (sum == 0.0) { /* all -inf: uniform */
+        for (int i = 0; i < n; i++)
+            c[i].p = 1.0f;
+        sum = n;
+    }
     for (int i = 0; i < n; i++)
-        c[i].p /= sum;
+        c[i].p = (float)(c[i].p / sum);
 }
 
 /* Repetition penalty on each distinct token of the window (llama.cpp's
@@ -267,56 +306,56 @@ static void apply_penalties(strix_sampler *s, struct cand *c)
     }
 }
 
+static int cmp_typ(const void *a, const void *b)
+{
+    const struct typ *x = a, *y = b;
+    if (x->dist != y->dist)
+        return x->dist < y->dist ? -1 : 1;
+    return x->i < y->i ? -1 : (x->i > y->i);
+}
+
 /* Typical sampling (Meister et al.): keep the tokens whose surprise is
- * closest to the entropy, until their mass exceeds typical_p. c is sorted
- * and softmaxed; the kept set is left sorted by logit. */
-static int typical_cands(struct cand *c, int n, float typical_p)
+ * closest to the entropy, until their mass exceeds typical_p; O(n log n).
+ * c is sorted and softmaxed; the kept set is left sorted by logit. Distances
+ * are never NaN (a zero probability is infinitely far), so the order is total. */
+static int typical_cands(strix_sampler *s, struct cand *c, int n, float typical_p)
 {
     double ent = 0.0;
     for (int i = 0; i < n; i++)
         if (c[i].p > 0.0f)
             ent -= (double)c[i].p * log((double)c[i].p);
-    float *dist = util_malloc((size_t)n * sizeof *dist); /* |surprise - entropy| */
-    int *idx = util_malloc((size_t)n * sizeof *idx);
-    int *keep = util_calloc((size_t)n, sizeof *keep);
-    if (!dist || !idx || !keep) { /* no memory: leave the candidates unchanged */
-        util_free(dist);
-        util_free(idx);
-        util_free(keep);
-        return n;
-    }
+    struct typ *t = s->typ;
     for (int i = 0; i < n; i++) {
-        dist[i] = c[i].p > 0.0f ? fabsf((float)(-log((double)c[i].p) - ent)) : INFINITY;
-        idx[i] = i;
+        t[i].dist = c[i].p > 0.0f ? fabs(-log((double)c[i].p) - ent) : INFINITY;
+        t[i].i = i;
     }
-    /* selection by repeated scans, O(n * kept): the kept set is small */
+    qsort(t, (size_t)n, sizeof *t, cmp_typ);
     double cum = 0.0;
     int kept = 0;
     while (kept < n) {
-        int best = kept;
-        for (int j = kept + 1; j < n; j++)
-            if (dist[idx[j]] < dist[idx[best]] ||
-                (dist[idx[j]] == dist[idx[best]] && idx[j] < idx[best]))
-                best = j;
-        const int t = idx[kept];
-        idx[kept] = idx[best];
-        idx[best] = t;
-        cum += c[idx[kept]].p;
+        cum += c[t[kept].i].p;
         kept++;
         if (cum > typical_p)
             break;
     }
-    /* keep the entries named by idx[0..kept), in their sorted order */
-    for (int i = 0; i < kept; i++)
-        keep[idx[i]] = 1;
+    /* keep the entries named by t[0..kept), in their sorted order; the
+     * probabilities of the others mark them (-1) */
+    for (int i = kept; i < n; i++)
+        c[t[i].i].p = -1.0f;
     int w = 0;
     for (int i = 0; i < n; i++)
-        if (keep[i])
+        if (c[i].p >= 0.0f)
             c[w++] = c[i];
-    util_free(keep);
-    util_free(dist);
-    util_free(idx);
     return w;
+}
+
+/* One token's log-softmax, given the maximum logit mx, the log-sum-exp lse
+ * (finite mx) and the number of tokens at an infinite maximum. */
+static float logprob_of(float l, float mx, double lse, int n_at_max)
+{
+    if (isinf(mx))
+        return l == mx || mx < 0 ? (float)-log((double)n_at_max) : -INFINITY;
+    return isnan(l) ? -INFINITY : (float)((double)l - lse);
 }
 
 /* Log-probabilities of the model's distribution (log-softmax of the raw
@@ -324,18 +363,24 @@ static int typical_cands(struct cand *c, int n, float typical_p)
 static void record_probs(strix_sampler *s, const float *logits, strix_token chosen)
 {
     const int nv = s->n_vocab, k = s->p.n_probs;
-    float mx = logits[0];
-    for (int i = 1; i < nv; i++)
-        mx = logits[i] > mx ? logits[i] : mx;
-    double sum = 0.0;
+    float mx = -INFINITY;
     for (int i = 0; i < nv; i++)
-        sum += exp((double)(logits[i] - mx));
-    const double lse = (double)mx + log(sum);
+        mx = logits[i] > mx ? logits[i] : mx;
+    /* log-softmax with NaN as -inf; an infinite maximum is shared by the
+     * n_at_max tokens at it (all of them if it is -inf) */
+    double sum = 0.0;
+    int n_at_max = 0;
+    for (int i = 0; i < nv; i++) {
+        n_at_max += logits[i] == mx || (isinf(mx) && mx < 0);
+        if (!isinf(mx) && !isnan(logits[i]))
+            sum += exp((double)(logits[i] - mx));
+    }
+    const double lse = isinf(mx) ? 0.0 : (double)mx + log(sum);
     s->chosen.id = chosen;
-    s->chosen.logprob = (float)((double)logits[chosen] - lse);
+    s->chosen.logprob = logprob_of(logits[chosen], mx, lse, n_at_max);
     s->n_top = 0;
     for (int i = 0; i < nv && k > 0; i++) { /* insertion into a sorted top-k list */
-        const float l = logits[i];
+        const float l = isnan(logits[i]) ? -INFINITY : logits[i];
         if (s->n_top == k && l <= s->top[k - 1].logprob)
             continue;
         int j = s->n_top < k ? s->n_top++ : k - 1;
@@ -347,24 +392,32 @@ static void record_probs(strix_sampler *s, const float *logits, strix_token chos
         s->top[j].logprob = l;
     }
     for (int i = 0; i < s->n_top; i++)
-        s->top[i].logprob = (float)((double)s->top[i].logprob - lse);
+        s->top[i].logprob = logprob_of(s->top[i].logprob, mx, lse, n_at_max);
 }
 
-static strix_token draw(strix_sampler *s, const struct cand *c, int n)
+/* One uniform number from rng walked over w[0..n) in token order: the first
+ * token whose cumulative weight exceeds r * sum (sum: the weights' total in
+ * the same order, > 0); if rounding leaves none, the last positive one. */
+static strix_token draw_weights(uint64_t *rng, const float *w, int n, double sum)
 {
-    const float r = util_rng_uniform(&s->rng);
-    float cum = 0.0f;
+    const double target = (double)util_rng_uniform(rng) * sum;
+    double cum = 0.0;
+    strix_token last = 0;
     for (int i = 0; i < n; i++) {
-        cum += c[i].p;
-        if (r < cum)
-            return c[i].id;
+        if (!(w[i] > 0.0f))
+            continue;
+        cum += (double)w[i];
+        last = i;
+        if (target < cum)
+            return i;
     }
-    return c[n - 1].id;
+    return last;
 }
 
-/* Mirostat v2 (Basu et al.): drop tokens whose surprise (-log2 p) exceeds mu,
- * draw from the rest, then move mu toward the target surprise tau. */
-static strix_token mirostat_v2(strix_sampler *s, struct cand *c, int n)
+/* Mirostat v2 (Basu et al.): drop tokens whose surprise (-log2 p) exceeds mu;
+ * the draw is from the rest (c sorted, softmaxed on return). mu moves after
+ * the draw (mirostat_update). */
+static int mirostat_v2(strix_sampler *s, struct cand *c, int n)
 {
     softmax_cands(c, n);
     int keep = 1;
@@ -373,20 +426,26 @@ static strix_token mirostat_v2(strix_sampler *s, struct cand *c, int n)
     if (-log2f(c[0].p) > s->mu)
         keep = 1;
     softmax_cands(c, keep);
-    const strix_token tok = draw(s, c, keep);
-    int at = 0;
-    while (c[at].id != tok)
-        at++;
-    const float surprise = -log2f(c[at].p);
-    s->mu -= s->p.mirostat_eta * (surprise - s->p.mirostat_tau);
-    return tok;
+    return keep;
 }
 
-static strix_token sample_cands(strix_sampler *s)
+/* Runs the chain on the logits: the candidates left are c[0..n) (any order)
+ * with their probabilities in c[].p, summing to 1. Changes no state but the
+ * scratch (history, generator and mirostat's mu are only read). */
+static int run_chain(strix_sampler *s, const float *logits)
 {
     const struct strix_sampler_params *p = &s->p;
     const int nv = s->n_vocab;
     struct cand *c = s->cands;
+    for (int i = 0; i < nv; i++) {
+        c[i].logit = logits[i];
+        c[i].id = i;
+    }
+    for (int i = 0; i < s->n_bias; i++)
+        c[s->bias[i].token].logit += s->bias[i].bias;
+    for (int i = 0; i < nv; i++) /* NaN (also -inf + inf from a bias) counts as -inf */
+        if (isnan(c[i].logit))
+            c[i].logit = -INFINITY;
     int n = nv, sorted = 0, probs = 0; /* c sorted by logit; c[].p is its softmax */
     const int greedy = p->temperature <= 0.0f;
     for (int o = 0; o < s->n_order; o++) {
@@ -441,7 +500,7 @@ static strix_token sample_cands(strix_sampler *s)
             softmax_cands(c, n);
         sorted = probs = 1;
         if (st == ST_TYPICAL_P) {
-            n = typical_cands(c, n, p->typical_p);
+            n = typical_cands(s, c, n, p->typical_p);
             probs = 0;
         } else if (st == ST_TOP_P) {
             float cum = 0.0f;
@@ -460,34 +519,84 @@ static strix_token sample_cands(strix_sampler *s)
             n = keep;
         }
     }
-    if (greedy) { /* the first maximum */
+    if (greedy) { /* the first maximum, alone */
         int best = 0;
         for (int i = 1; i < n; i++)
             if (cmp_desc(&c[i], &c[best]) < 0)
                 best = i;
-        return c[best].id;
+        c[0] = c[best];
+        c[0].p = 1.0f;
+        return 1;
     }
-    if (!sorted)
-        qsort(c, (size_t)n, sizeof *c, cmp_desc);
-    if (p->mirostat == 2)
+    if (p->mirostat == 2) {
+        if (!sorted)
+            qsort(c, (size_t)n, sizeof *c, cmp_desc);
         return mirostat_v2(s, c, n);
+    }
     softmax_cands(c, n);
-    return draw(s, c, n);
+    return n;
+}
+
+/* The chain's distribution over the vocabulary into probs; returns its sum
+ * (accumulated in token order, as draw_weights does). */
+static double chain_dist(strix_sampler *s, const float *logits, float *probs)
+{
+    const int n = run_chain(s, logits);
+    memset(probs, 0, (size_t)s->n_vocab * sizeof *probs);
+    for (int i = 0; i < n; i++)
+        probs[s->cands[i].id] = s->cands[i].p;
+    double sum = 0.0;
+    for (int i = 0; i < s->n_vocab; i++)
+        sum += (double)probs[i];
+    return sum;
 }
 
 strix_token strix_sampler_sample(strix_sampler *s, const float *logits)
 {
-    const int nv = s->n_vocab;
-    struct cand *c = s->cands;
-    for (int i = 0; i < nv; i++) {
-        c[i].logit = logits[i];
-        c[i].id = i;
+    const double sum = chain_dist(s, logits, s->probs);
+    const strix_token tok = draw_weights(&s->rng, s->probs, s->n_vocab, sum);
+    if (s->p.mirostat == 2) { /* move mu toward the target surprise tau */
+        const float surprise = -log2f((float)(s->probs[tok] / sum));
+        s->mu -= s->p.mirostat_eta * (surprise - s->p.mirostat_tau);
     }
-    for (int i = 0; i < s->n_bias; i++)
-        c[s->bias[i].token].logit += s->bias[i].bias;
-    const strix_token tok = sample_cands(s);
     record_probs(s, logits, tok);
     return tok;
+}
+
+int strix_sampler_dist(strix_sampler *s, const float *logits, int n_vocab, float *probs,
+                       strix_error *err)
+{
+    err_clear(err);
+    if (!s || !logits || !probs)
+        return err_set(err, STRIX_ERR_ARG, "NULL argument");
+    if (n_vocab != s->n_vocab)
+        return err_set(err, STRIX_ERR_ARG, "distribution of %d tokens for a sampler of %d",
+                       n_vocab, s->n_vocab);
+    chain_dist(s, logits, probs);
+    return STRIX_OK;
+}
+
+int strix_sampler_sample_dist(strix_sampler *s, const float *probs, int n, strix_token *tok,
+                              strix_error *err)
+{
+    err_clear(err);
+    if (tok)
+        *tok = -1;
+    if (!s || !probs || !tok)
+        return err_set(err, STRIX_ERR_ARG, "NULL argument");
+    if (n <= 0)
+        return err_set(err, STRIX_ERR_ARG, "distribution of %d tokens", n);
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        if (!(probs[i] >= 0.0f) || isinf(probs[i]))
+            return err_set(err, STRIX_ERR_ARG, "probability %d is %g (not finite and >= 0)", i,
+                           (double)probs[i]);
+        sum += (double)probs[i];
+    }
+    if (!(sum > 0.0))
+        return err_set(err, STRIX_ERR_ARG, "the distribution is all zeros");
+    *tok = draw_weights(&s->rng, probs, n, sum);
+    return STRIX_OK;
 }
 
 int strix_sampler_last_probs(const strix_sampler *s, struct strix_token_prob *chosen,

@@ -25,6 +25,9 @@
 #include "util.h"
 
 #define MAX_RE 6
+/* Bytes of a code point in bpe_split's output: 4 UTF-8 bytes, each mapped to
+ * a GPT-2 code point below U+0800, written in 2 bytes. */
+#define BPE_BYTES_PER_CPT 8
 #define MERGES_MAX (1 << 24)
 
 /* ---- the pre-tokenizers ------------------------------------------------------ */
@@ -595,8 +598,10 @@ int bpe_split(const struct bpe *b, const char *text, size_t n, struct bpe_words 
         nbd = t;
         n_bd = n_new;
     }
-    /* Each code point's UTF-8 bytes, each byte as its GPT-2 code point. */
-    if (words_reserve(w, 6 * (size_t)n_cpt + 8, n_bd))
+    /* Each code point's UTF-8 bytes, each byte as its GPT-2 code point: up to
+     * 4 bytes, each written as a code point below U+0800 (2 bytes), so at most
+     * BPE_BYTES_PER_CPT = 8 bytes per code point (n_cpt <= n < 2^32 / 8). */
+    if (words_reserve(w, BPE_BYTES_PER_CPT * (size_t)n_cpt + 1, n_bd))
         goto nomem;
     size_t k = 0;
     for (uint32_t f = 0; f + 1 < n_bd; f++) {
@@ -605,6 +610,7 @@ int bpe_split(const struct bpe *b, const char *text, size_t n, struct bpe_words 
             size_t nr = put_utf8(raw, cpt[i]);
             for (size_t j = 0; j < nr; j++)
                 k += put_utf8(w->buf + k, bpe_byte_to_cpt((uint8_t)raw[j]));
+            STRIX_ASSERT(k <= BPE_BYTES_PER_CPT * (size_t)(i + 1));
         }
         w->end[w->n++] = k;
     }
