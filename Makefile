@@ -48,8 +48,10 @@ $(BUILD)/obj/%.o: src/%.c $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(call isa_flags,$<) -c $< -o $@
 
+# The tool looks for the bundled model beside itself, then in these two.
+TOOL_DEFS := -DSTRIX_DATADIR='"$(PREFIX)/share/strix"' -DSTRIX_SRCDIR='"$(CURDIR)"'
 $(BUILD)/tools/%.o: tools/%.c $(wildcard tools/*.h) include/strix.h | $(BUILD)/tools
-	$(CC) $(CFLAGS_ALL) -c $< -o $@
+	$(CC) $(CFLAGS_ALL) $(TOOL_DEFS) -c $< -o $@
 
 $(BUILD)/libstrix.a: $(OBJ)
 	rm -f $@
@@ -97,6 +99,8 @@ install: all
 	install -m 755 $(BUILD)/strix $(DESTDIR)$(PREFIX)/bin/strix
 	install -m 644 $(BUILD)/libstrix.a $(BUILD)/libstrix.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 include/strix.h $(DESTDIR)$(PREFIX)/include/strix.h
+	install -d $(DESTDIR)$(PREFIX)/share/strix
+	install -m 644 models/stories260K.gguf $(DESTDIR)$(PREFIX)/share/strix/stories260K.gguf
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' strix.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/strix.pc
 

@@ -158,19 +158,32 @@ int util_map_file(const char *path, struct util_map *m, strix_error *err)
         close(fd);
         return err_set(err, STRIX_ERR_IO, "'%s' is not a regular file", path);
     }
+    m->path = util_strndup(path, strlen(path));
+    if (!m->path) {
+        close(fd);
+        return err_set(err, STRIX_ERR_NOMEM, "out of memory");
+    }
+    m->from_file = 1;
+    m->dev = (uint64_t)st.st_dev;
+    m->ino = (uint64_t)st.st_ino;
     size_t size = (size_t)st.st_size;
     if (size == 0) {
         close(fd);
         m->data = util_malloc(1);
-        if (!m->data)
+        if (!m->data) {
+            util_unmap(m);
             return err_set(err, STRIX_ERR_NOMEM, "out of memory");
+        }
         m->size = 0;
         return STRIX_OK;
     }
     void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    const int e = errno;
     close(fd);
-    if (p == MAP_FAILED)
-        return err_set(err, STRIX_ERR_IO, "cannot map '%s': %s", path, strerror(errno));
+    if (p == MAP_FAILED) {
+        util_unmap(m);
+        return err_set(err, STRIX_ERR_IO, "cannot map '%s': %s", path, strerror(e));
+    }
     m->data = p;
     m->size = size;
     m->mapped = 1;
@@ -179,12 +192,13 @@ int util_map_file(const char *path, struct util_map *m, strix_error *err)
 
 void util_unmap(struct util_map *m)
 {
-    if (!m || !m->data)
+    if (!m)
         return;
-    if (m->mapped)
+    if (m->data && m->mapped)
         munmap((void *)m->data, m->size);
     else
         util_free((void *)m->data);
+    util_free(m->path);
     memset(m, 0, sizeof *m);
 }
 

@@ -66,6 +66,11 @@ struct util_map {
     const uint8_t *data;
     size_t size;
     int mapped; /* 1: mmap; 0: heap copy (empty files, or mmap unavailable) */
+    /* the file it came from (from_file 0: bytes given in memory): its path as
+     * opened, device and inode, so that no writer replaces its own input */
+    int from_file;
+    uint64_t dev, ino;
+    char *path;
 };
 int util_map_file(const char *path, struct util_map *m, strix_error *err);
 void util_unmap(struct util_map *m);

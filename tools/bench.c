@@ -177,8 +177,12 @@ int cmd_bench(int argc, char **argv)
     b.reps = 5;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
+        if (is_help(a)) {
+            usage("bench", stdout);
+            exit(0);
+        }
         if (i + 1 >= argc)
-            die("%s needs a value (see strix --help)", a);
+            die("%s needs a value (see strix bench --help)", a);
         const char *val = argv[++i];
         if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) {
             char *copy = strdup(val);
@@ -205,11 +209,11 @@ int cmd_bench(int argc, char **argv)
         } else if (strcmp(a, "--vocab") == 0) {
             b.vocab = val;
         } else {
-            die("unknown option '%s' for bench (see strix --help)", a);
+            die("unknown option '%s' for bench (see strix bench --help)", a);
         }
     }
     if (b.n_models == 0)
-        b.models[b.n_models++] = DEFAULT_MODEL;
+        b.models[b.n_models++] = default_model();
     if (b.json)
         printf("[\n");
     else

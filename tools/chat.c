@@ -92,8 +92,15 @@ int cmd_chat(int argc, char **argv)
                      n == 1 && strix_token_type(m, t) == STRIX_TOKEN_CONTROL;
         tmpl = has_chatml ? "chatml" : "plain";
     }
-    if (!strix_chat_template_detect(tmpl))
-        die("unknown chat template '%s'", tmpl);
+    if (!strix_chat_template_detect(tmpl)) {
+        char known[1024];
+        size_t at = 0;
+        known[0] = '\0';
+        for (int i = 0; strix_chat_template_name(i) && at < sizeof known; i++)
+            at += (size_t)snprintf(known + at, sizeof known - at, "%s%s", i ? ", " : "",
+                                   strix_chat_template_name(i));
+        die("unknown chat template '%s' (known: %s)", tmpl, known);
+    }
     tmpl = strix_chat_template_detect(tmpl);
     fprintf(stderr,
             "chat: template %s; end a line to send it, Ctrl-C stops an answer, "
@@ -124,12 +131,13 @@ int cmd_chat(int argc, char **argv)
     strix_token *ids = NULL;
     int n_cache = 0; /* tokens in the cache; the last of them is `prev` */
     strix_token prev = -1;
-    const char *stops[2] = {strix_chat_template_end(tmpl), o.stop};
+    const char *stop_list[OPT_LIST_MAX + 1];
     int n_stops = 0;
-    const char *stop_list[2];
-    for (int i = 0; i < 2; i++)
-        if (stops[i])
-            stop_list[n_stops++] = stops[i];
+    if (strix_chat_template_end(tmpl))
+        stop_list[n_stops++] = strix_chat_template_end(tmpl);
+    for (int i = 0; i < o.n_stops; i++)
+        stop_list[n_stops++] = o.stops[i];
+    print_seed(&o);
     char *line = NULL;
     size_t line_cap = 0;
     if (o.system) {

@@ -3,7 +3,7 @@
  * number parsing, the option table, model loading and file reading.
  * Uses only the public header.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* getrandom */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -69,31 +71,129 @@ float parse_float(const char *flag, const char *s, float lo, float hi)
     return (float)v;
 }
 
-/* ---- options shared by the commands ---- */
+/* ---- the bundled model ---- */
 
-/* The bundled model: in the working directory, or beside the executable's
- * parent directory (build/strix -> models/). */
-static const char *default_model(void)
+#ifndef STRIX_DATADIR
+#define STRIX_DATADIR "/usr/local/share/strix" /* the Makefile passes $(PREFIX)/share/strix */
+#endif
+#ifndef STRIX_SRCDIR
+#define STRIX_SRCDIR "." /* the Makefile passes the source tree */
+#endif
+
+const char *default_model(void)
 {
-    static char path[PATH_MAX + 64];
-    if (access(DEFAULT_MODEL, R_OK) == 0)
-        return DEFAULT_MODEL;
+    static char tried[8][PATH_MAX + 64];
+    int n = 0;
+    /* beside the executable: build/strix, build/asan/strix -> models/;
+     * PREFIX/bin/strix -> PREFIX/share/strix/ */
     char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
+    const ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = '\0';
         for (int up = 0; up < 2; up++) {
             char *slash = strrchr(exe, '/');
             if (!slash)
                 break;
             *slash = '\0';
-            snprintf(path, sizeof path, "%s/%s", exe, DEFAULT_MODEL);
-            if (access(path, R_OK) == 0)
-                return path;
+            snprintf(tried[n++], sizeof tried[0], "%s/models/%s", exe, DEFAULT_MODEL_NAME);
+            snprintf(tried[n++], sizeof tried[0], "%s/share/strix/%s", exe, DEFAULT_MODEL_NAME);
         }
     }
-    return DEFAULT_MODEL;
+    snprintf(tried[n++], sizeof tried[0], "%s/%s", STRIX_DATADIR, DEFAULT_MODEL_NAME);
+    snprintf(tried[n++], sizeof tried[0], "%s/models/%s", STRIX_SRCDIR, DEFAULT_MODEL_NAME);
+    for (int i = 0; i < n; i++) {
+        if (access(tried[i], R_OK) == 0)
+            return tried[i];
+    }
+    char list[8 * (PATH_MAX + 64)];
+    size_t at = 0;
+    list[0] = '\0';
+    for (int i = 0; i < n && at < sizeof list; i++)
+        at += (size_t)snprintf(list + at, sizeof list - at, "%s%s", i ? ", " : "", tried[i]);
+    die("no -m MODEL given and the bundled %s is in none of: %s", DEFAULT_MODEL_NAME, list);
 }
+
+/* ---- usage ---- */
+
+static const struct {
+    const char *command, *text;
+} usages[] = {
+    {"run", "  run       [-m MODEL] [--vocab TOKENIZER.bin] [-p PROMPT | -f FILE|-] [-n N]\n"
+            "            [-t THREADS] [-c N_CTX] [--seed S|-1] [--temp T] [--top-k K]\n"
+            "            [--top-p P] [--min-p P] [--typical P] [--repeat-penalty R]\n"
+            "            [--repeat-last-n N] [--frequency-penalty F] [--presence-penalty F]\n"
+            "            [--mirostat 2 [--mirostat-ent TAU] [--mirostat-lr ETA]]\n"
+            "            [--samplers \"penalties;top_k;typical_p;top_p;min_p;temperature\"]\n"
+            "            [--logit-bias ID+BIAS,...]... [--stop TEXT]... [--n-probs N]\n"
+            "            [--no-stop-bos] [--parse-special] [--expert-stats]\n"
+            "            [--beams W [--n-best K] [--length-penalty L]]   (beam search)\n"},
+    {"tokenize", "  tokenize  [-m MODEL] [--vocab TOKENIZER.bin] (-p TEXT | -f FILE|-) [--ids]\n"
+                 "            [--no-bos] [--parse-special]\n"},
+    {"ppl", "  ppl       [-m MODEL] [--vocab TOKENIZER.bin] -f TEXT|- [-c N_CTX] [--stride S]\n"
+            "            [-t THREADS] [--kl-save FILE]\n"
+            "  ppl       [-m MODEL] [--vocab TOKENIZER.bin] --kl-base FILE [-f TEXT] [-t THREADS]\n"
+            "            (cross-entropy, perplexity, bits per byte; KL divergence from a base,\n"
+            "            whose window and tokens are used)\n"},
+    {"chat", "  chat      [-m MODEL] [--vocab TOKENIZER.bin] [--system TEXT] [--chat-template NAME]\n"
+             "            [-n N] [-t THREADS] [-c N_CTX] [--stop TEXT]... [--no-stop-bos]\n"
+             "            [sampling options of run]\n"},
+    {"info", "  info      [-m MODEL] [--vocab TOKENIZER.bin]\n"},
+    {"convert", "  convert   [-m MODEL] [--vocab TOKENIZER.bin] -o OUT.gguf [--type TYPE] [-t THREADS]\n"
+                "            (TYPE: any of quantize's)\n"},
+    {"synth", "  synth     [-m VOCAB_MODEL] -o OUT.gguf [--dim N] [--ff N] [--layers N] [--heads N]\n"
+              "            [--kv-heads N] [-c N_CTX] [--seed S] [--type TYPE] [-t THREADS]\n"
+              "            [--arch A] [--rot N] [--experts N --experts-used K] [--swa N]\n"
+              "            [--rope-scaling linear|yarn --rope-scale F] [--alibi-bias B (mpt)]\n"
+              "            (random weights; TYPE: any of quantize's)\n"},
+    {"quantize", "  quantize  IN OUT.gguf TYPE [--vocab TOKENIZER.bin] [-t THREADS] [--pure]\n"
+                 "            TYPE (any case): F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K\n"
+                 "            Q4_K_M Q5_K_M\n"},
+    {"bench", "  bench     [-m MODEL[,MODEL]]... [-p N[,N]] [-n N[,N]] [-t T[,T]] [-r REPS]\n"
+              "            [-o md|json] [--vocab TOKENIZER.bin]   (like llama-bench: pp N, tg N,\n"
+              "            median t/s)\n"},
+};
+
+void usage(const char *command, FILE *f)
+{
+    const size_t n = sizeof usages / sizeof usages[0];
+    for (size_t i = 0; command && i < n; i++) {
+        if (strcmp(command, usages[i].command) == 0) {
+            fprintf(f, "usage: strix %s\n%s", command, usages[i].text);
+            return;
+        }
+    }
+    fputs("usage: strix COMMAND [options]   (strix COMMAND --help: one command)\n", f);
+    for (size_t i = 0; i < n; i++)
+        fputs(usages[i].text, f);
+    fprintf(f, "Without -m, the bundled model %s is used (found beside the executable, in\n"
+               "%s or in the source tree). Sampling defaults (llama.cpp's): --temp 0.8\n"
+               "--top-k 40 --top-p 0.95 --min-p 0.05 and a random seed (printed on stderr;\n"
+               "--seed -1 also asks for one); --temp 0 is greedy. -n -1 (the default)\n"
+               "generates until EOS, BOS (story models) or a full context. Files written\n"
+               "(-o, OUT.gguf, --kl-save) replace the target whole, never an input.\n",
+            DEFAULT_MODEL_NAME, STRIX_DATADIR);
+}
+
+int is_help(const char *arg)
+{
+    return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+}
+
+void refuse_overwrite(const char *out, const char *const *inputs, int n)
+{
+    struct stat so, si;
+    if (!out || stat(out, &so) != 0)
+        return;
+    for (int i = 0; i < n; i++) {
+        if (!inputs[i] || strcmp(inputs[i], "-") == 0 || stat(inputs[i], &si) != 0)
+            continue;
+        if (so.st_dev == si.st_dev && so.st_ino == si.st_ino)
+            die("refusing to write '%s': it is the input '%s' (choose another output file)", out,
+                inputs[i]);
+    }
+}
+
+/* ---- options shared by the commands ---- */
 
 static const char *need_arg(int argc, char **argv, int *i)
 {
@@ -103,7 +203,7 @@ static const char *need_arg(int argc, char **argv, int *i)
 }
 
 /* The options every command may take; each command names the keys it allows. */
-enum opt_kind { OPT_STR, OPT_INT, OPT_FLOAT, OPT_U64, OPT_FLAG };
+enum opt_kind { OPT_STR, OPT_INT, OPT_FLOAT, OPT_SEED, OPT_FLAG, OPT_LIST };
 
 struct opt_def {
     const char *key;   /* the name a command lists in `allowed` */
@@ -130,7 +230,7 @@ static const struct opt_def opt_defs[] = {
     {"min-p", "--min-p", OPT_FLOAT, F(sp.min_p), 0, 1},
     {"rp", "--repeat-penalty", OPT_FLOAT, F(sp.repeat_penalty), 0.01, 100},
     {"rln", "--repeat-last-n", OPT_INT, F(sp.repeat_last_n), 0, 1 << 20},
-    {"seed", "--seed|-s", OPT_U64, F(sp.seed), 0, 0},
+    {"seed", "--seed|-s", OPT_SEED, F(sp.seed), 0, 0},
     {"freq", "--frequency-penalty", OPT_FLOAT, F(sp.frequency_penalty), -10, 10},
     {"pres", "--presence-penalty", OPT_FLOAT, F(sp.presence_penalty), -10, 10},
     {"typical", "--typical", OPT_FLOAT, F(sp.typical_p), 0, 1},
@@ -138,9 +238,9 @@ static const struct opt_def opt_defs[] = {
     {"mirostat-lr", "--mirostat-lr", OPT_FLOAT, F(sp.mirostat_eta), 0, 1},
     {"mirostat-ent", "--mirostat-ent", OPT_FLOAT, F(sp.mirostat_tau), 0, 100},
     {"samplers", "--samplers", OPT_STR, F(samplers), 0, 0},
-    {"logit-bias", "--logit-bias|-l", OPT_STR, F(logit_bias), 0, 0},
+    {"logit-bias", "--logit-bias|-l", OPT_LIST, F(logit_biases), 0, 0},
     {"n-probs", "--n-probs", OPT_INT, F(n_probs), 0, 1000},
-    {"stop", "--stop", OPT_STR, F(stop), 0, 0},
+    {"stop", "--stop", OPT_LIST, F(stops), 0, 0},
     {"beams", "--beams", OPT_INT, F(beams), 1, STRIX_SEQ_MAX / 2},
     {"n-best", "--n-best", OPT_INT, F(n_best), 1, STRIX_SEQ_MAX / 2},
     {"length-penalty", "--length-penalty", OPT_FLOAT, F(length_penalty), 0, 10},
@@ -184,26 +284,56 @@ static int flag_matches(const char *flags, const char *arg)
     return 0;
 }
 
+/* 64 random bits from the OS. */
+static uint64_t random_seed(void)
+{
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v)
+        die("cannot get a random seed from the OS: %s (pass --seed N)", strerror(errno));
+    return v;
+}
+
+static const struct opt_def *find_opt(const char *key)
+{
+    for (size_t k = 0; k < sizeof opt_defs / sizeof opt_defs[0]; k++)
+        if (strcmp(opt_defs[k].key, key) == 0)
+            return &opt_defs[k];
+    return NULL;
+}
+
+int opt_given(const struct opts *o, const char *key)
+{
+    const struct opt_def *d = find_opt(key);
+    const size_t k = d ? (size_t)(d - opt_defs) : 0;
+    return d && (o->given[k / 64] >> (k % 64) & 1);
+}
+
 void parse_opts(int argc, char **argv, struct opts *o, const char *allowed)
 {
+    _Static_assert(sizeof opt_defs / sizeof opt_defs[0] <= 128, "opts.given holds 128 bits");
     memset(o, 0, sizeof *o);
     o->command = argv[1];
     o->n_predict = -1; /* until EOS or a full context */
     o->synth = strix_synth_default_params();
     o->sp = strix_sampler_default_params(); /* llama.cpp's: temp 0.8, top-k 40, ... */
-    o->sp.seed = (uint64_t)time(NULL);
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
+        if (is_help(a)) {
+            usage(argv[1], stdout);
+            exit(0);
+        }
         const struct opt_def *d = NULL;
         for (size_t k = 0; k < sizeof opt_defs / sizeof opt_defs[0] && !d; k++)
             if (flag_matches(opt_defs[k].flags, a))
                 d = &opt_defs[k];
         if (!d)
-            die("unknown option '%s' (see strix --help)", a);
+            die("unknown option '%s' (see strix %s --help)", a, argv[1]);
         char pat[32];
         snprintf(pat, sizeof pat, " %s ", d->key);
         if (!strstr(allowed, pat))
             die("option '%s' does not apply to '%s'", a, argv[1]);
+        const size_t k = (size_t)(d - opt_defs);
+        o->given[k / 64] |= (uint64_t)1 << (k % 64);
         void *field = (char *)o + d->off;
         switch (d->kind) {
         case OPT_STR: *(const char **)field = need_arg(argc, argv, &i); break;
@@ -213,20 +343,42 @@ void parse_opts(int argc, char **argv, struct opts *o, const char *allowed)
         case OPT_FLOAT:
             *(float *)field = parse_float(a, need_arg(argc, argv, &i), (float)d->lo, (float)d->hi);
             break;
-        case OPT_U64:
-            *(uint64_t *)field = parse_u64(a, need_arg(argc, argv, &i));
-            o->seed_given = 1;
+        case OPT_SEED: { /* -1: random, as llama.cpp */
+            const char *v = need_arg(argc, argv, &i);
+            o->seed_given = strcmp(v, "-1") != 0;
+            if (o->seed_given)
+                *(uint64_t *)field = parse_u64(a, v);
             break;
+        }
         case OPT_FLAG: *(int *)field = 1; break;
+        case OPT_LIST: {
+            int *n = field == (void *)o->stops ? &o->n_stops : &o->n_logit_biases;
+            if (*n == OPT_LIST_MAX)
+                die("%s: at most %d times", a, OPT_LIST_MAX);
+            ((const char **)field)[(*n)++] = need_arg(argc, argv, &i);
+            break;
+        }
         }
     }
+    if (!o->seed_given)
+        o->sp.seed = random_seed();
     o->stop_bos = !o->no_stop_bos;
-    if (!o->model)
+    if (!o->model && strstr(allowed, " m "))
         o->model = default_model();
 }
 
 strix_model *load_model(const struct opts *o, int vocab_only)
 {
+    if (o->vocab) { /* a GGUF file has its own vocabulary: --vocab would be ignored */
+        FILE *f = fopen(o->model, "rb");
+        char magic[4];
+        const int gguf = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
+        if (f)
+            fclose(f);
+        if (gguf)
+            die("--vocab is for llama2.c checkpoints; %s is a GGUF file with its own vocabulary",
+                o->model);
+    }
     struct strix_model_params mp = strix_model_default_params();
     mp.vocab_path = o->vocab;
     mp.vocab_only = vocab_only;
@@ -263,11 +415,12 @@ strix_token *tokenize(const strix_model *m, const char *text, size_t len, int fl
 
 char *read_file(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
+    const int std_in = strcmp(path, "-") == 0;
+    FILE *f = std_in ? stdin : fopen(path, "rb");
     if (!f)
         die("cannot open '%s': %s", path, strerror(errno));
     size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
+    char *buf = malloc(cap + 1);
     for (;;) {
         if (!buf)
             die("out of memory");
@@ -275,11 +428,13 @@ char *read_file(const char *path, size_t *len)
         if (n < cap)
             break;
         cap *= 2;
-        buf = realloc(buf, cap);
+        buf = realloc(buf, cap + 1);
     }
     if (ferror(f))
-        die("cannot read '%s'", path);
-    fclose(f);
+        die("cannot read '%s'", std_in ? "standard input" : path);
+    if (!std_in)
+        fclose(f);
+    buf[n] = '\0';
     *len = n;
     return buf;
 }

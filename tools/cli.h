@@ -8,19 +8,18 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "strix.h"
 
-/* The model used when no -m is given. */
-#define DEFAULT_MODEL "models/stories260K.gguf"
+/* The model used when no -m is given: its file name, and where it is looked
+ * for (default_model). */
+#define DEFAULT_MODEL_NAME "stories260K.gguf"
 
 #if defined(__GNUC__)
 #define CLI_NORETURN __attribute__((noreturn, format(printf, 1, 2)))
 #else
 #define CLI_NORETURN
-/* Commands that live in their own files. */
-int cmd_bench(int argc, char **argv);
-
 #endif
 
 /* Prints "strix: <message>" on stderr and exits with status 1. */
@@ -32,6 +31,22 @@ long parse_long(const char *flag, const char *s, long lo, long hi);
 unsigned long long parse_u64(const char *flag, const char *s);
 float parse_float(const char *flag, const char *s, float lo, float hi);
 
+/* The bundled model: next to the executable (build tree or installed
+ * prefix), then the installed data directory, then the source tree. Dies
+ * naming every place tried when none has it. */
+const char *default_model(void);
+
+/* Usage of one command (NULL or unknown: every command) on f. */
+void usage(const char *command, FILE *f);
+/* 1 if arg asks for help (-h, --help). */
+int is_help(const char *arg);
+
+/* Dies if `out` exists and is the same file (device and inode, after links)
+ * as one of the n inputs (NULL entries and "-" are skipped). */
+void refuse_overwrite(const char *out, const char *const *inputs, int n);
+
+#define OPT_LIST_MAX 64 /* repeated options: --stop, --logit-bias */
+
 /* The options of all commands; parse_opts() accepts only the keys listed in
  * `allowed` (" m p n t ", each key surrounded by spaces). */
 struct opts {
@@ -40,8 +55,12 @@ struct opts {
     int n_predict, n_threads, n_ctx, ids, no_bos, no_stop_bos, stop_bos;
     int seed_given, expert_stats, parse_special;
     int pure; /* quantize --pure */
-    /* generation, evaluation and chat (run, ppl, chat) */
-    const char *stop, *samplers, *logit_bias, *kl_save, *kl_base, *system, *chat_template;
+    uint64_t given[2]; /* bit k: option opt_defs[k] appeared (opt_given) */
+    /* generation, evaluation and chat (run, ppl, chat); --stop and
+     * --logit-bias accumulate when repeated */
+    const char *stops[OPT_LIST_MAX], *logit_biases[OPT_LIST_MAX];
+    int n_stops, n_logit_biases;
+    const char *samplers, *kl_save, *kl_base, *system, *chat_template;
     int stride, n_probs;
     int beams, n_best; /* run: beam search width and hypotheses shown */
     float length_penalty;
@@ -49,19 +68,26 @@ struct opts {
     struct strix_sampler_params sp;
 };
 
+/* Without --seed (or with --seed -1) the seed comes from the OS. -h and
+ * --help print the command's usage and exit 0. */
 void parse_opts(int argc, char **argv, struct opts *o, const char *allowed);
+/* 1 if the option with this key was given. */
+int opt_given(const struct opts *o, const char *key);
 
 /* Loads o->model (and o->vocab); dies with the library's message on error. */
 strix_model *load_model(const struct opts *o, int vocab_only);
 /* Tokenizes text with a buffer that grows to fit; flags: STRIX_TOKENIZE_*
  * (1 = add BOS). Caller frees. */
 strix_token *tokenize(const strix_model *m, const char *text, size_t len, int flags, int *n);
-/* Reads a whole file. Caller frees. */
+/* Reads a whole file ("-": standard input), NUL-terminated. Caller frees. */
 char *read_file(const char *path, size_t *len);
 
 /* tools/sampling.c: --samplers, --logit-bias, --n-probs into o->sp; and the
  * log-probabilities of the last sampled token, one line on stderr. */
 void sampling_opts(struct opts *o, int n_vocab);
+/* "seed N" on stderr when the sampling is random, so a sample can be
+ * reproduced with --seed N. */
+void print_seed(const struct opts *o);
 void print_probs(const strix_model *m, const strix_sampler *s, int n_probs);
 
 /* Commands that live in their own files. */

@@ -32,6 +32,9 @@ int cmd_ppl(int argc, char **argv)
         die("ppl needs -f TEXT (or --kl-base FILE, whose tokens are used)");
     if (o.kl_save && o.kl_base)
         die("--kl-save and --kl-base do not go together");
+    if (o.kl_base && (opt_given(&o, "c") || opt_given(&o, "stride")))
+        die("-c and --stride come from the KL base file with --kl-base; drop them");
+    refuse_overwrite(o.kl_save, (const char *const[]){o.model, o.vocab, o.file}, 3);
     strix_model *m = load_model(&o, 0);
     size_t len = 0;
     char *text = o.file ? read_file(o.file, &len) : NULL;

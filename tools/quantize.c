@@ -32,6 +32,10 @@ int cmd_quantize(int argc, char **argv)
     rest[n_rest++] = argv[0];
     rest[n_rest++] = argv[1];
     for (int i = 2; i < argc; i++) {
+        if (is_help(argv[i])) {
+            usage("quantize", stdout);
+            exit(0);
+        }
         const int takes_value = strcmp(argv[i], "-t") == 0 || strcmp(argv[i], "--threads") == 0 ||
                                 strcmp(argv[i], "--vocab") == 0 || strcmp(argv[i], "-z") == 0;
         if (argv[i][0] == '-' && argv[i][1] != '\0') {
@@ -49,6 +53,7 @@ int cmd_quantize(int argc, char **argv)
     struct opts o;
     parse_opts(n_rest, rest, &o, " vocab t pure ");
     o.model = pos[0];
+    refuse_overwrite(pos[1], (const char *const[]){o.model, o.vocab}, 2);
     strix_model *m = load_model(&o, 0);
     struct strix_quantize_params qp = strix_quantize_default_params();
     qp.n_threads = o.n_threads;

@@ -26,7 +26,7 @@ static int parse_bias(const char *s, struct strix_logit_bias *out, int cap, int 
         if (end == b || isnan(v) || (*end && *end != ','))
             die("--logit-bias: bad bias in '%s'", s);
         if (n == cap)
-            die("--logit-bias: more than %d entries", cap);
+            die("--logit-bias: more than 256 entries");
         out[n].token = (strix_token)id;
         out[n].bias = (float)v;
         n++;
@@ -40,10 +40,19 @@ void sampling_opts(struct opts *o, int n_vocab)
     static struct strix_logit_bias bias[256];
     o->sp.order = o->samplers;
     o->sp.n_probs = o->n_probs;
-    if (o->logit_bias) {
+    int n = 0;
+    for (int i = 0; i < o->n_logit_biases; i++) /* repeated flags add up, as llama.cpp's */
+        n += parse_bias(o->logit_biases[i], bias + n, 256 - n, n_vocab);
+    if (n > 0) {
         o->sp.logit_bias = bias;
-        o->sp.n_logit_bias = parse_bias(o->logit_bias, bias, 256, n_vocab);
+        o->sp.n_logit_bias = n;
     }
+}
+
+void print_seed(const struct opts *o)
+{
+    if (o->sp.temperature > 0.0f)
+        fprintf(stderr, "seed %llu\n", (unsigned long long)o->sp.seed);
 }
 
 static void put_piece(const strix_model *m, strix_token id)

@@ -54,6 +54,28 @@ static void print_expert_stats(const strix_context *ctx, const strix_model *m)
 
 /* strix run --beams W: the best hypothesis after the prompt on stdout, and
  * with --n-best K each of the K best with its scores on stderr. */
+/* The text of toks as generation shows it: each piece after the token before
+ * it (prev: the last prompt token), so spacing is the same as greedy output.
+ * Caller frees. */
+static char *tokens_text(const strix_model *m, strix_token prev, const strix_token *toks, int n)
+{
+    size_t cap = 64, len = 0;
+    char *text = malloc(cap);
+    for (int i = 0; text && i < n; i++) {
+        int k;
+        while (text && (k = strix_token_to_text(m, prev, toks[i], text + len,
+                                                (int)(cap - len - 1))) >= (int)(cap - len - 1))
+            text = realloc(text, cap *= 2);
+        if (text && k > 0)
+            len += (size_t)k;
+        prev = toks[i];
+    }
+    if (!text)
+        die("out of memory");
+    text[len] = '\0';
+    return text;
+}
+
 static int run_beams(const struct opts *o, strix_model *m, strix_context *ctx, strix_token *ids,
                      int n_prompt, const char *prompt)
 {
@@ -62,7 +84,9 @@ static int run_beams(const struct opts *o, strix_model *m, strix_context *ctx, s
     bp.n_best = o->n_best > 0 ? o->n_best : 1;
     bp.length_penalty = o->length_penalty;
     bp.stop_at_bos = o->stop_bos;
-    bp.n_predict = o->n_predict >= 0 ? o->n_predict : strix_context_n_ctx(ctx) - n_prompt;
+    const int room = strix_context_n_ctx(ctx) - n_prompt;
+    const int ctx_bound = o->n_predict < 0 || o->n_predict > room;
+    bp.n_predict = ctx_bound ? room : o->n_predict;
     struct strix_beam_result res;
     strix_error err;
     const double t0 = now();
@@ -71,13 +95,15 @@ static int run_beams(const struct opts *o, strix_model *m, strix_context *ctx, s
     const double dt = now() - t0;
     for (int i = 0; i < res.n; i++) {
         const struct strix_beam_hyp *h = &res.hyps[i];
-        const int len = strix_detokenize(m, h->tokens, h->n_tokens, NULL, 0);
-        char *text = malloc((size_t)(len > 0 ? len : 0) + 1);
-        if (!text)
-            die("out of memory");
-        strix_detokenize(m, h->tokens, h->n_tokens, text, (size_t)(len > 0 ? len : 0) + 1);
-        if (i == 0)
+        char *text = tokens_text(m, ids[n_prompt - 1], h->tokens, h->n_tokens);
+        if (i == 0) {
             printf("%s%s\n", prompt, text);
+            fflush(stdout);
+            if (ctx_bound && !h->finished && h->n_tokens >= room)
+                fprintf(stderr, "run: the context of %d tokens is full: the text is cut "
+                                "(a larger -c gives it room)\n",
+                        strix_context_n_ctx(ctx));
+        }
         if (bp.n_best > 1)
             fprintf(stderr, "[%d] score %.4f, log-probability %.4f, %d tokens%s: %s%s\n", i + 1,
                     h->score, h->logprob, h->n_tokens, h->finished ? "" : " (cut)", prompt, text);
@@ -95,15 +121,40 @@ static int cmd_run(int argc, char **argv)
 {
     struct opts o;
     parse_opts(argc, argv, &o,
-               " m vocab p n t c temp top-k top-p min-p rp rln seed no-stop-bos freq pres typical"
+               " m vocab p f n t c temp top-k top-p min-p rp rln seed no-stop-bos freq pres typical"
                " mirostat mirostat-lr mirostat-ent samplers logit-bias n-probs stop expert-stats"
                " parse-special beams n-best length-penalty ");
+    if (o.prompt && o.file)
+        die("run takes -p TEXT or -f FILE, not both");
+    if (!o.beams) {
+        if (opt_given(&o, "n-best") || opt_given(&o, "length-penalty"))
+            die("--n-best and --length-penalty apply to beam search: add --beams W");
+    } else {
+        static const char *const not_beam[] = {"stop", "n-probs", "temp", "top-k", "top-p",
+                                               "min-p", "rp", "rln", "seed", "freq", "pres",
+                                               "typical", "mirostat", "mirostat-lr",
+                                               "mirostat-ent", "samplers", "logit-bias"};
+        for (size_t i = 0; i < sizeof not_beam / sizeof not_beam[0]; i++)
+            if (opt_given(&o, not_beam[i]))
+                die("--%s does not apply to beam search (--beams), which does not sample",
+                    strcmp(not_beam[i], "rp") == 0     ? "repeat-penalty"
+                    : strcmp(not_beam[i], "rln") == 0  ? "repeat-last-n"
+                    : strcmp(not_beam[i], "freq") == 0 ? "frequency-penalty"
+                    : strcmp(not_beam[i], "pres") == 0 ? "presence-penalty"
+                                                       : not_beam[i]);
+    }
+    size_t prompt_len = 0;
+    char *file_text = o.file ? read_file(o.file, &prompt_len) : NULL;
+    const char *prompt = file_text ? file_text : o.prompt ? o.prompt : "";
+    if (!file_text)
+        prompt_len = strlen(prompt);
+    else if (memchr(file_text, 0, prompt_len))
+        die("%s holds a NUL byte: a prompt is text", o.file);
     strix_model *m = load_model(&o, 0);
-    const char *prompt = o.prompt ? o.prompt : "";
     int n_prompt;
     /* BOS where the vocabulary asks for it, and before an empty prompt. */
     const int add_bos = strix_vocab_add_bos(m) || (!*prompt && strix_token_bos(m) >= 0);
-    strix_token *ids = tokenize(m, prompt, strlen(prompt),
+    strix_token *ids = tokenize(m, prompt, prompt_len,
                                 (add_bos ? STRIX_TOKENIZE_ADD_BOS : 0) |
                                     (o.parse_special ? STRIX_TOKENIZE_PARSE_SPECIAL : 0),
                                 &n_prompt);
@@ -121,8 +172,11 @@ static int cmd_run(int argc, char **argv)
     const int n_ctx = strix_context_n_ctx(ctx);
     if (n_prompt >= n_ctx)
         die("the prompt has %d tokens; the context holds %d", n_prompt, n_ctx);
-    if (o.beams > 0)
-        return run_beams(&o, m, ctx, ids, n_prompt, prompt);
+    if (o.beams > 0) {
+        run_beams(&o, m, ctx, ids, n_prompt, prompt);
+        free(file_text);
+        return 0;
+    }
     sampling_opts(&o, strix_vocab_size(m));
     strix_sampler *smp;
     if (strix_sampler_create(&o.sp, strix_vocab_size(m), &smp, &err))
@@ -130,7 +184,7 @@ static int cmd_run(int argc, char **argv)
     for (int i = 0; i < n_prompt; i++)
         strix_sampler_accept(smp, ids[i]);
 
-    fputs(prompt, stdout);
+    fwrite(prompt, 1, prompt_len, stdout);
     fflush(stdout);
     double t0 = now();
     int batch = 512;
@@ -143,9 +197,9 @@ static int cmd_run(int argc, char **argv)
     struct strix_gen_params gp = strix_gen_default_params();
     gp.n_predict = o.n_predict;
     gp.stop_at_bos = o.stop_bos;
-    const char *stops[1] = {o.stop};
-    gp.stop = stops;
-    gp.n_stop = o.stop ? 1 : 0;
+    gp.stop = o.stops;
+    gp.n_stop = o.n_stops;
+    print_seed(&o);
     struct run_out ro = {m, smp, o.n_probs};
     struct strix_gen_result res;
     if (strix_generate(m, ctx, smp, ids[n_prompt - 1], &gp, run_emit, &ro, &res, &err))
@@ -154,6 +208,10 @@ static int cmd_run(int argc, char **argv)
     double t2 = now();
     fputc('\n', stdout);
     fflush(stdout);
+    if (res.stop_reason == STRIX_STOP_CONTEXT)
+        fprintf(stderr, "run: the context of %d tokens is full: the text is cut (a larger -c "
+                        "gives it room)\n",
+                n_ctx);
     fprintf(stderr, "prompt: %d tokens, %.1f tok/s; generation: %d tokens, %.1f tok/s\n", n_prompt,
             n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9), n_gen,
             n_gen / (t2 - t1 > 0 ? t2 - t1 : 1e-9));
@@ -162,6 +220,7 @@ static int cmd_run(int argc, char **argv)
     strix_sampler_free(smp);
     strix_context_free(ctx);
     free(ids);
+    free(file_text);
     strix_model_free(m);
     return 0;
 }
@@ -242,9 +301,10 @@ static int cmd_info(int argc, char **argv)
 static int cmd_convert(int argc, char **argv)
 {
     struct opts o;
-    parse_opts(argc, argv, &o, " m vocab o type ");
+    parse_opts(argc, argv, &o, " m vocab o type t ");
     if (!o.out)
         die("convert needs -o OUT.gguf");
+    refuse_overwrite(o.out, (const char *const[]){o.model, o.vocab}, 2);
     strix_model *m = load_model(&o, 0);
     strix_error err;
     /* any type `strix quantize` writes, mixes included (--pure not implied) */
@@ -266,6 +326,12 @@ static int cmd_synth(int argc, char **argv)
                "rope-scaling rope-scale alibi-bias ");
     if (!o.out)
         die("synth needs -o OUT.gguf");
+    refuse_overwrite(o.out, (const char *const[]){o.model}, 1);
+    /* options that only some architectures have (the library reads them only there) */
+    if (opt_given(&o, "alibi-bias") && (!o.synth.arch || strcmp(o.synth.arch, "mpt") != 0))
+        die("--alibi-bias applies to --arch mpt (the other ALiBi architectures fix the bias)");
+    if (opt_given(&o, "rope-scale") && !o.synth.rope_scaling)
+        die("--rope-scale needs --rope-scaling linear|yarn");
     if (o.n_ctx)
         o.synth.n_ctx = o.n_ctx;
     o.synth.seed = o.seed_given ? o.sp.seed : 1;
@@ -284,45 +350,10 @@ static int cmd_synth(int argc, char **argv)
     return 0;
 }
 
-static void usage(FILE *f)
-{
-    fprintf(
-        f,
-        "usage: strix COMMAND [options]\n"
-        "  run       -m MODEL [--vocab TOKENIZER.bin] -p PROMPT -n N [--temp T] [--top-k K]\n"
-        "            [--top-p P] [--min-p P] [--repeat-penalty R] [--repeat-last-n N]\n"
-        "            [--seed S] [-t THREADS] [-c N_CTX] [--no-stop-bos] [--expert-stats]\n"
-        "            [--parse-special]\n"
-        "            [--frequency-penalty F] [--presence-penalty F] [--typical P]\n"
-        "            [--mirostat 2 --mirostat-ent TAU --mirostat-lr ETA]\n"
-        "            [--samplers \"penalties;top_k;typical_p;top_p;min_p;\n"
-        "            temperature\"] [--logit-bias ID+BIAS,...] [--stop TEXT] [--n-probs N]\n"
-        "            [--beams W [--n-best K] [--length-penalty L]]   (beam search)\n"
-        "  tokenize  -m MODEL [--vocab TOKENIZER.bin] [--no-bos] [--parse-special]\n"
-        "            (-p TEXT | -f FILE) [--ids]\n"
-        "  ppl       -m MODEL -f TEXT [-c N_CTX] [--stride S] [--kl-save FILE | --kl-base FILE]\n"
-        "            (cross-entropy, perplexity, bits per byte; KL divergence from a base)\n"
-        "  chat      -m MODEL [--system TEXT] [--chat-template NAME] [-n N] [sampling options]\n"
-        "  info      -m MODEL [--vocab TOKENIZER.bin]\n"
-        "  convert   -m MODEL [--vocab TOKENIZER.bin] -o OUT.gguf [--type F32|F16|BF16|Q8_0|Q4_0]\n"
-        "  synth     [-m VOCAB.gguf] -o OUT.gguf [--dim N] [--ff N] [--layers N] [--heads N]\n"
-        "            [--kv-heads N] [-c N_CTX] [--seed S] [--type T]   (random weights)\n"
-        "            [--arch A] [--rot N] [--experts N --experts-used K] [--swa N]\n"
-        "            [--rope-scaling linear|yarn --rope-scale F] [--alibi-bias B]\n"
-        "  quantize  IN OUT.gguf TYPE [--vocab TOKENIZER.bin] [-t THREADS] [--pure]\n"
-        "            TYPE: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K Q4_K_M Q5_K_M\n"
-        "  bench     [-m MODEL[,MODEL]] [-p N[,N]] [-n N[,N]] [-t T[,T]] [-r REPS] [-o md|json]\n"
-        "            [--vocab TOKENIZER.bin]   (like llama-bench: pp N, tg N, median t/s)\n"
-        "Without -m, the bundled model %s is used. Sampling defaults (llama.cpp's):\n"
-        "--temp 0.8 --top-k 40 --top-p 0.95 --min-p 0.05, a random seed; --temp 0 is greedy.\n"
-        "-n -1 (the default) generates until EOS, BOS (story models) or a full context.\n",
-        DEFAULT_MODEL);
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        usage(stderr);
+        usage(NULL, stderr);
         return 1;
     }
     const char *cmd = argv[1];
@@ -337,8 +368,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(cmd, commands[i].name) == 0)
             return commands[i].fn(argc, argv);
-    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
-        usage(stdout);
+    if (is_help(cmd) || strcmp(cmd, "help") == 0) {
+        usage(argc > 2 ? argv[2] : NULL, stdout);
         return 0;
     }
     if (strcmp(cmd, "--version") == 0) {

@@ -25,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "format/atomic_file.h"
+#include "model/model.h"
 #include "util.h"
 
 #define KL_MAGIC "STRIXKL1"
@@ -178,12 +180,16 @@ fail:
     return rc;
 }
 
+/* Starts a KL base file in af (written through a temporary file, see
+ * format/atomic_file.h); the caller commits or aborts it. */
 static int kl_create(const char *path, int n_vocab, int n_ctx, int stride,
-                     const strix_token *tokens, int n_tokens, FILE **fp, strix_error *err)
+                     const strix_token *tokens, int n_tokens, struct atomic_file *af,
+                     strix_error *err)
 {
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return err_set(err, STRIX_ERR_IO, "%s: cannot create", path);
+    int rc = atomic_file_open(af, path, err);
+    if (rc)
+        return rc;
+    FILE *f = af->f;
     unsigned char h[32] = {0};
     memcpy(h, KL_MAGIC, 8);
     write_u32(h + 8, (uint32_t)n_vocab);
@@ -197,10 +203,9 @@ static int kl_create(const char *path, int n_vocab, int n_ctx, int stride,
         ok = fwrite(b, 1, 4, f) == 4;
     }
     if (!ok) {
-        fclose(f);
+        atomic_file_abort(af);
         return err_set(err, STRIX_ERR_IO, "%s: write failed", path);
     }
-    *fp = f;
     return STRIX_OK;
 }
 
@@ -233,6 +238,10 @@ int strix_perplexity(const strix_model *model, strix_context *ctx, const strix_t
         return err_set(err, STRIX_ERR_ARG, "the model has no vocabulary");
     if (params->kl_base && params->kl_save)
         return err_set(err, STRIX_ERR_ARG, "save a KL base or compare with one, not both");
+    if (params->kl_save && model->map.from_file &&
+        atomic_file_is(params->kl_save, model->map.dev, model->map.ino))
+        return err_set(err, STRIX_ERR_ARG, "refusing to write '%s': it is the model's own file %s",
+                       params->kl_save, model->map.path);
     int n_ctx = params->n_ctx ? params->n_ctx : strix_context_n_ctx(ctx);
     int stride = params->stride;
     FILE *kf = NULL;
@@ -258,11 +267,19 @@ int strix_perplexity(const strix_model *model, strix_context *ctx, const strix_t
     const int nw = n_windows(n_tokens, n_ctx, stride);
     if (rc == STRIX_OK && nw == 0)
         rc = err_set(err, STRIX_ERR_ARG, "%d tokens: a window needs %d", n_tokens, n_ctx);
+    if (rc == STRIX_OK && n_scored_total(n_tokens, n_ctx, stride) == 0)
+        rc = err_set(err, STRIX_ERR_ARG,
+                     "a window of %d tokens scores no token (chunks score the tokens after the "
+                     "first half: use at least 3)",
+                     n_ctx);
     for (int i = 0; rc == STRIX_OK && i < n_tokens; i++)
         if (tokens[i] < 0 || tokens[i] >= nv)
             rc = err_set(err, STRIX_ERR_ARG, "token %d at %d out of range", tokens[i], i);
-    if (rc == STRIX_OK && params->kl_save)
-        rc = kl_create(params->kl_save, nv, n_ctx, stride, tokens, n_tokens, &kf, err);
+    struct atomic_file kaf = {NULL, NULL, NULL};
+    if (rc == STRIX_OK && params->kl_save &&
+        (rc = kl_create(params->kl_save, nv, n_ctx, stride, tokens, n_tokens, &kaf, err)) ==
+            STRIX_OK)
+        kf = kaf.f;
     const int64_t n_score = rc == STRIX_OK ? n_scored_total(n_tokens, n_ctx, stride) : 0;
     const int n_batch = params->n_batch > 0 ? params->n_batch : 512;
     strix_token *win = util_malloc((size_t)n_ctx * sizeof *win);
@@ -334,9 +351,14 @@ int strix_perplexity(const strix_model *model, strix_context *ctx, const strix_t
     if (rc == STRIX_OK && count != n_score)
         rc = err_set(err, STRIX_ERR_ARG, "scored %lld tokens, expected %lld", (long long)count,
                      (long long)n_score);
-    if (kf && fclose(kf) != 0 && rc == STRIX_OK)
-        rc = err_set(err, STRIX_ERR_IO, "%s: close failed",
-                     params->kl_save ? params->kl_save : params->kl_base);
+    if (params->kl_save && kaf.f) { /* the whole file or, on any error, no file */
+        if (rc == STRIX_OK)
+            rc = atomic_file_commit(&kaf, err);
+        else
+            atomic_file_abort(&kaf);
+    } else if (kf && fclose(kf) != 0 && rc == STRIX_OK) {
+        rc = err_set(err, STRIX_ERR_IO, "%s: close failed", params->kl_base);
+    }
     if (rc == STRIX_OK) {
         const double N = (double)count, m = nll / N;
         out->n_scored = count;
@@ -371,8 +393,6 @@ int strix_perplexity(const strix_model *model, strix_context *ctx, const strix_t
             out->top1_agree = (double)same_top / N;
         }
     }
-    if (rc && params->kl_save)
-        remove(params->kl_save); /* no half-written base */
     util_free(win);
     util_free(want);
     util_free(lp);

@@ -438,6 +438,8 @@ int gguf_parse(const uint8_t *buf, size_t len, gguf **out, strix_error *err)
         size_t type_at = r.pos;
         if ((rc = rd_u32(&r, &kv->type, "value type")) || (rc = rd_value(&r, kv, type_at)))
             goto fail;
+        kv->raw = r.buf + type_at + 4;
+        kv->raw_len = r.pos - (type_at + 4);
     }
     rd_where(&r, "header");
     if ((rc = build_index(&r, &g->kv_index, g->kvs, sizeof *g->kvs, nkv, "key", "kv")))

@@ -71,6 +71,8 @@ struct gguf_kv {
     struct gguf_str str;       /* type == GGUF_VT_STR */
     const uint8_t *arr_data;   /* arrays of numbers: first element (maybe unaligned) */
     struct gguf_str *arr_strs; /* arrays of strings: n entries (owned by the handle) */
+    const uint8_t *raw;        /* the value's bytes as in the file, after the type (borrowed) */
+    size_t raw_len;
 };
 
 struct gguf_tensor {
@@ -137,12 +139,21 @@ int gguf_writer_add_str(gguf_writer *w, const char *key, const char *v);
 int gguf_writer_add_arr_str(gguf_writer *w, const char *key, const char *const *v, uint64_t n);
 int gguf_writer_add_arr_f32(gguf_writer *w, const char *key, const float *v, uint64_t n);
 int gguf_writer_add_arr_i32(gguf_writer *w, const char *key, const int32_t *v, uint64_t n);
+/* Copies a key and its value exactly as a parsed file holds them (any type,
+ * arrays of arrays included). */
+int gguf_writer_copy_kv(gguf_writer *w, const struct gguf_kv *kv);
+/* From now on, adding a key already present is no error and keeps the value
+ * added first (a file's own keys copied before the ones a converter derives). */
+void gguf_writer_keep_first(gguf_writer *w);
+/* 1 if the key has been added. */
+int gguf_writer_has_key(const gguf_writer *w, const char *key);
 /* The tensor data is borrowed until gguf_writer_write returns; nbytes must
  * equal the size its type and shape imply. Names must be shorter than 64 bytes
  * (llama.cpp's limit), so every file written loads there. */
 int gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
                            const int64_t *ne, const void *data, size_t nbytes);
-/* Writes a v3 file with alignment 32. */
+/* Writes a v3 file with alignment 32, through a temporary file renamed over
+ * path (format/atomic_file.h): path is replaced whole or left as it was. */
 int gguf_writer_write(gguf_writer *w, const char *path, strix_error *err);
 
 #endif

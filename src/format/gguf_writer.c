@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "format/atomic_file.h"
 #include "quant/dtype.h"
 #include "util.h"
 
@@ -24,6 +25,7 @@ struct wkv {
     size_t nbytes;
     char **strs; /* the value of a string, the elements of a string array */
     size_t n_strs;
+    int raw; /* bytes hold the whole value as a file holds it (copied kvs) */
 };
 
 struct wtensor {
@@ -39,7 +41,14 @@ struct gguf_writer {
     size_t n_kv, cap_kv;
     struct wtensor *tensors;
     size_t n_tensors, cap_tensors;
+    int keep_first; /* adding a key already present keeps the first value */
 };
+
+void gguf_writer_keep_first(gguf_writer *w)
+{
+    if (w)
+        w->keep_first = 1;
+}
 
 gguf_writer *gguf_writer_create(void)
 {
@@ -84,6 +93,14 @@ static void *grow(void *arr, size_t *cap, size_t n, size_t sz)
 }
 
 /* Adds a kv whose value is nbytes copied from v or the n_strs strings s. */
+int gguf_writer_has_key(const gguf_writer *w, const char *key)
+{
+    for (size_t i = 0; w && key && i < w->n_kv; i++)
+        if (strcmp(w->kvs[i].key, key) == 0)
+            return 1;
+    return 0;
+}
+
 static int add_kv(gguf_writer *w, const char *key, uint32_t type, uint32_t arr_type, uint64_t n,
                   const void *v, size_t nbytes, const char *const *s, size_t n_strs)
 {
@@ -92,9 +109,8 @@ static int add_kv(gguf_writer *w, const char *key, uint32_t type, uint32_t arr_t
     for (size_t j = 0; j < n_strs; j++)
         if (!s[j])
             return STRIX_ERR_ARG;
-    for (size_t i = 0; i < w->n_kv; i++)
-        if (strcmp(w->kvs[i].key, key) == 0)
-            return STRIX_ERR_ARG;
+    if (gguf_writer_has_key(w, key))
+        return w->keep_first ? STRIX_OK : STRIX_ERR_ARG;
     /* The file is always written with alignment 32; anything else would lie. */
     if (strcmp(key, "general.alignment") == 0 &&
         (type != GGUF_VT_U32 || memcmp(v, &(uint32_t){GGUF_DEFAULT_ALIGNMENT}, 4) != 0))
@@ -103,7 +119,7 @@ static int add_kv(gguf_writer *w, const char *key, uint32_t type, uint32_t arr_t
     if (!p)
         return STRIX_ERR_NOMEM;
     w->kvs = p;
-    struct wkv kv = {util_strndup(key, strlen(key)), type, arr_type, n, NULL, nbytes, NULL, n_strs};
+    struct wkv kv = {util_strndup(key, strlen(key)), type, arr_type, n, NULL, nbytes, NULL, n_strs, 0};
     kv.bytes = util_malloc(nbytes);
     if (kv.key && kv.bytes && n_strs)
         kv.strs = util_calloc(n_strs, sizeof *kv.strs);
@@ -118,6 +134,22 @@ static int add_kv(gguf_writer *w, const char *key, uint32_t type, uint32_t arr_t
         memcpy(kv.bytes, v, nbytes);
     w->kvs[w->n_kv++] = kv;
     return STRIX_OK;
+}
+
+int gguf_writer_copy_kv(gguf_writer *w, const struct gguf_kv *kv)
+{
+    if (!w || !kv || !kv->key.ptr || kv->type >= GGUF_VT_COUNT || (kv->raw_len && !kv->raw) ||
+        memchr(kv->key.ptr, 0, (size_t)kv->key.len))
+        return STRIX_ERR_ARG;
+    char *key = util_strndup(kv->key.ptr, (size_t)kv->key.len);
+    if (!key)
+        return STRIX_ERR_NOMEM;
+    /* a scalar's raw bytes are its value, which add_kv's checks can read */
+    int rc = add_kv(w, key, kv->type, 0, 1, kv->raw, kv->raw_len, NULL, 0);
+    if (rc == STRIX_OK)
+        w->kvs[w->n_kv - 1].raw = 1;
+    util_free(key);
+    return rc;
 }
 
 int gguf_writer_add_u32(gguf_writer *w, const char *key, uint32_t v)
@@ -239,10 +271,13 @@ int gguf_writer_write(gguf_writer *w, const char *path, strix_error *err)
 {
     if (!w || !path)
         return err_set(err, STRIX_ERR_ARG, "gguf: no writer or no path");
-    struct wout o = {fopen(path, "wb"), 0, 0};
-    if (!o.f)
-        return err_set(err, STRIX_ERR_IO, "gguf: cannot open '%s' for writing: %s", path,
-                       strerror(errno));
+    struct atomic_file af;
+    int rc = atomic_file_open(&af, path, err);
+    if (rc) {
+        err_prefix(err, "gguf");
+        return rc;
+    }
+    struct wout o = {af.f, 0, 0};
     put(&o, "GGUF", 4);
     put_u32(&o, 3);
     put_u64(&o, w->n_tensors);
@@ -251,7 +286,7 @@ int gguf_writer_write(gguf_writer *w, const char *path, strix_error *err)
         const struct wkv *kv = &w->kvs[i];
         put_str(&o, kv->key);
         put_u32(&o, kv->type);
-        if (kv->type == GGUF_VT_ARR) {
+        if (kv->type == GGUF_VT_ARR && !kv->raw) {
             put_u32(&o, kv->arr_type);
             put_u64(&o, kv->n);
         }
@@ -275,10 +310,11 @@ int gguf_writer_write(gguf_writer *w, const char *path, strix_error *err)
         put(&o, w->tensors[i].data, w->tensors[i].nbytes);
         put_pad(&o);
     }
-    errno = 0;
-    if (fclose(o.f) != 0 && !o.errnum)
-        o.errnum = errno ? errno : EIO;
-    if (o.errnum) /* the partial file is left: path may be a device */
+    if (o.errnum) { /* nothing is left behind but the old file, if any */
+        atomic_file_abort(&af);
         return err_set(err, STRIX_ERR_IO, "gguf: cannot write '%s': %s", path, strerror(o.errnum));
-    return STRIX_OK;
+    }
+    if ((rc = atomic_file_commit(&af, err)))
+        err_prefix(err, "gguf");
+    return rc;
 }

@@ -11,6 +11,7 @@
 
 #include "model/arch.h"
 #include "quant/dtype.h"
+#include "format/atomic_file.h"
 #include "format/gguf.h"
 
 /* Hyperparameter bounds: anything larger is rejected as corrupt, which also
@@ -482,6 +483,9 @@ int model_save_gguf(const strix_model *m, const char *path, uint32_t ftype,
         return err_set(err, STRIX_ERR_ARG, "NULL argument");
     if (m->vocab_only || !m->vocab)
         return err_set(err, STRIX_ERR_ARG, "only a full model with a vocabulary can be saved");
+    if (m->map.from_file && atomic_file_is(path, m->map.dev, m->map.ino))
+        return err_set(err, STRIX_ERR_ARG, "refusing to write '%s': it is the model's own file %s",
+                       path, m->map.path);
     gguf_writer *w = gguf_writer_create();
     void **bufs = util_calloc((size_t)m->n_all, sizeof *bufs);
     if (!w || !bufs) {
@@ -489,7 +493,24 @@ int model_save_gguf(const strix_model *m, const char *path, uint32_t ftype,
         util_free(bufs);
         return err_set(err, STRIX_ERR_NOMEM, "out of memory");
     }
-    int rc = 0;
+    int rc = 0, quantized = 0;
+    /* every key of the source file first, as it was, except those this
+     * conversion rewrites; the keys derived below fill in what is missing */
+    const char *const rewritten[] = {"general.file_type", "general.quantization_version",
+                                     "general.alignment"};
+    for (uint64_t i = 0; m->gguf && rc == STRIX_OK && i < gguf_n_kv(m->gguf); i++) {
+        const struct gguf_kv *kv = gguf_kv_at(m->gguf, i);
+        int skip = 0;
+        for (size_t k = 0; k < sizeof rewritten / sizeof rewritten[0]; k++)
+            skip |= kv->key.len == strlen(rewritten[k]) &&
+                    memcmp(kv->key.ptr, rewritten[k], (size_t)kv->key.len) == 0;
+        if (!skip && (rc = gguf_writer_copy_kv(w, kv)))
+            err_set(err, rc, "cannot copy the key '%.*s' (%s)", (int)kv->key.len, kv->key.ptr,
+                    strix_status_name(rc));
+    }
+    if (rc)
+        goto done;
+    gguf_writer_keep_first(w);
     rc |= gguf_writer_add_str(w, "general.architecture", m->arch);
     rc |= gguf_writer_add_str(w, "general.name", m->name ? m->name : "strix");
     rc |= gguf_writer_add_u32(w, "general.file_type", ftype);
@@ -506,12 +527,17 @@ int model_save_gguf(const strix_model *m, const char *path, uint32_t ftype,
         size_t nbytes;
         if ((rc = convert(user, t, &bufs[i], &type, &nbytes, err)))
             goto done;
+        quantized |= dtype_get(type)->block_size > 1;
         rc = gguf_writer_add_tensor(w, t->name, type, (uint32_t)t->n_dims, t->ne,
                                     bufs[i] ? bufs[i] : t->data, nbytes);
         if (rc) {
             err_set(err, rc, "cannot add tensor '%s'", t->name);
             goto done;
         }
+    }
+    if (quantized && (rc = gguf_writer_add_u32(w, "general.quantization_version", 2))) {
+        err_set(err, rc, "cannot add general.quantization_version"); /* llama.cpp's value */
+        goto done;
     }
     rc = gguf_writer_write(w, path, err);
 done:

@@ -22,6 +22,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "quant/dtype.h"
@@ -57,7 +58,7 @@ static int parse_spec(const char *name, struct qspec *q)
         {"Q5_K_M", DTYPE_Q5_K, 1, 17},
     };
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
-        if (strcmp(name, specs[i].name) == 0) {
+        if (strcasecmp(name, specs[i].name) == 0) { /* q4_k_m as llama-quantize */
             q->base = specs[i].base;
             q->mix = specs[i].mix;
             q->ftype = specs[i].ftype;
