@@ -72,6 +72,8 @@ static void compare(strix_model *m, const char *model, const char *ids_file,
 
 int main(void)
 {
+    if (!fixture_kernels(__FILE__))
+        TEST_MAIN_END();
     compare(load_fixture("stories260K-ref.gguf", NULL), "stories260K-ref.gguf",
             "llamacpp-stories260K.ids", "llamacpp-stories260K.logits", 1e-4f);
     /* llama.cpp ran strix's F32 conversion of this checkpoint */
