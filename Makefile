@@ -64,7 +64,8 @@ $(BUILD)/strix: $(TOOL_OBJ) $(BUILD)/libstrix.a
 	$(CC) $(EXTRA_LDFLAGS) -o $@ $(TOOL_OBJ) $(BUILD)/libstrix.a $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/harness.h tests/fixtures.h $(BUILD)/libstrix.a | $(BUILD)/tests
-	$(CC) $(CFLAGS_ALL) $(EXTRA_LDFLAGS) -o $@ $< $(BUILD)/libstrix.a $(LDLIBS)
+	$(CC) $(CFLAGS_ALL) -DSTRIX_TEST_DATA_DEFAULT='"$(CURDIR)/tests/data"' $(EXTRA_LDFLAGS) -o $@ $< \
+	  $(BUILD)/libstrix.a $(LDLIBS)
 
 tests: $(TEST_BIN) examples
 

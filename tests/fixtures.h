@@ -8,7 +8,26 @@
 #include <stdlib.h>
 
 #include "harness.h"
+#include "kernels/kernels.h"
 #include "strix.h"
+
+/* The kernel set: STRIX_KERNELS forces one (tests/run.sh runs the golden
+ * tests under each). Prints the set in use and returns 1; returns 0 if the
+ * forced set is one this CPU cannot run (the caller skips, as printed). A
+ * forced set that is not the one in use is a failure. */
+static inline int fixture_kernels(const char *test)
+{
+    kern_init();
+    const char *want = getenv("STRIX_KERNELS");
+    if (want && *want && !kern_isa_get(want)) {
+        printf("%s: STRIX_KERNELS=%s: not supported by this CPU, skipped\n", test, want);
+        return 0;
+    }
+    printf("%s: kernel set %s\n", test, kern_isa_active()->name);
+    CHECKF(!want || !*want || strcmp(kern_isa_active()->name, want) == 0,
+           "STRIX_KERNELS=%s but %s is in use", want, kern_isa_active()->name);
+    return 1;
+}
 
 /* Loads fixture `model` (with llama2.c tokenizer fixture `vocab`, or NULL);
  * records a failure and returns NULL if it does not load. */

@@ -2,7 +2,9 @@
  * harness.h - the minimal unit-test harness: CHECK records a failure with
  * file and line and goes on; TEST_MAIN_END prints "N passed, N failed" and
  * returns non-zero if anything failed. Tests find fixtures under
- * STRIX_TEST_DATA (default tests/data).
+ * STRIX_TEST_DATA, by default the checkout's tests/data (its absolute path,
+ * STRIX_TEST_DATA_DEFAULT, given by the Makefile), so a test runs from any
+ * working directory.
  */
 #ifndef STRIX_HARNESS_H
 #define STRIX_HARNESS_H
@@ -38,7 +40,11 @@ static int harness_pass, harness_fail;
 static inline const char *test_data_dir(void)
 {
     const char *d = getenv("STRIX_TEST_DATA");
-    return d ? d : "tests/data";
+#ifdef STRIX_TEST_DATA_DEFAULT
+    return d && *d ? d : STRIX_TEST_DATA_DEFAULT;
+#else
+    return d && *d ? d : "tests/data";
+#endif
 }
 
 /* Path of a fixture in a static buffer (one at a time). */
@@ -71,6 +77,30 @@ static inline char *test_read_file(const char *path, size_t *len)
     }
     return b;
 }
+
+#if defined(_POSIX_C_SOURCE) && _POSIX_C_SOURCE >= 200809L
+#include <unistd.h>
+/* Creates an empty file with a unique name under $TMPDIR (default /tmp),
+ * writes its path to buf and returns 0, or records a failure and returns -1.
+ * The caller unlinks it. (Needs _POSIX_C_SOURCE 200809L before any include.) */
+static inline int test_tmpfile(char *buf, size_t cap, const char *tag)
+{
+    const char *dir = getenv("TMPDIR");
+    if (!dir || !*dir)
+        dir = "/tmp";
+    int n = snprintf(buf, cap, "%s/strix-%s-XXXXXX", dir, tag);
+    int fd = n > 0 && (size_t)n < cap ? mkstemp(buf) : -1;
+    if (fd < 0) {
+        harness_fail++;
+        fprintf(stderr, "FAIL: cannot create a temporary file in %s\n", dir);
+        if (cap)
+            buf[0] = '\0';
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+#endif
 
 #define TEST_MAIN_END()                                                                            \
     do {                                                                                           \

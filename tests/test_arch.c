@@ -85,6 +85,8 @@ static void check_arch(const char *name, const char *want_arch, float tol)
 
 int main(void)
 {
+    if (!fixture_kernels(__FILE__))
+        TEST_MAIN_END();
     static const char *const fx[][2] = {
         {"gpt2", "gpt2"},         {"qwen2", "qwen2"},         {"phi3", "phi3"},
         {"gemma", "gemma"},       {"falcon", "falcon"},       {"bloom", "bloom"},

@@ -22,6 +22,12 @@ static float frand(uint64_t *s)
     return 2.0f * util_rng_uniform(s) - 1.0f;
 }
 
+/* a and b have the same bits, or are both NaN (a NaN's payload may differ) */
+static int same_bits(float a, float b)
+{
+    return memcmp(&a, &b, sizeof a) == 0 || (a != a && b != b);
+}
+
 static const char *isas[] = {"scalar", "avx2", "avx512"};
 
 static void test_dots(const struct kern_isa *k)
@@ -134,36 +140,58 @@ static void test_mm_type(const struct kern_isa *k, uint32_t type)
                 dtype_get(mmk->act_type)
                     ->dequantize(a + (size_t)t * as, ad + (size_t)t * cols, cols);
             }
-            float *y = malloc((size_t)n * rows * sizeof(float));
+            /* the batch written (y0) and added onto per-element starting
+             * values c (yacc); then each token alone (y1) */
+            float *y0 = malloc((size_t)n * rows * sizeof(float));
+            float *c = malloc((size_t)n * rows * sizeof(float));
+            float *yacc = malloc((size_t)n * rows * sizeof(float));
             float *y1 = malloc((size_t)rows * sizeof(float));
-            for (int i = 0; i < n * rows; i++)
-                y[i] = 0.5f;
-            mmk->run(type, cols, w, ws, 0, rows, a, as, n, y, (size_t)rows, 1); /* accumulate */
+            for (int i = 0; i < n * rows; i++) {
+                y0[i] = 12345.0f; /* must be overwritten */
+                c[i] = frand(&s);
+                yacc[i] = c[i];
+            }
+            mmk->run(type, cols, w, ws, 0, rows, a, as, n, y0, (size_t)rows, 0);
+            mmk->run(type, cols, w, ws, 0, rows, a, as, n, yacc, (size_t)rows, 1);
             double worst = 0;
-            int same = 1;
+            int same = 1, acc_same = 1, nonfinite_ok = 1, n_nonfinite = 0;
             for (int t = 0; t < n; t++) {
-                /* one token alone gives the same bits as in the batch */
+                /* one token alone gives the same bits as in the batch, NaN
+                 * and infinities included */
                 mmk->run(type, cols, w, ws, 0, rows, a + (size_t)t * as, as, 1, y1, (size_t)rows,
                          0);
                 for (int r = 0; r < rows; r++) {
+                    const size_t i = (size_t)t * rows + r;
+                    same &= same_bits(y1[r], y0[i]);
+                    acc_same &= same_bits(c[i] + y1[r], yacc[i]);
                     double ref = 0, mag = 0;
                     for (int j = 0; j < cols; j++) {
                         ref += (double)wd[(size_t)r * cols + j] * ad[(size_t)t * cols + j];
                         mag += fabs((double)wd[(size_t)r * cols + j] * ad[(size_t)t * cols + j]);
                     }
-                    if (!isfinite(ref))
-                        continue; /* NaN/inf activations: only the bits checks apply */
-                    const double got = y[(size_t)t * rows + r] - 0.5;
-                    const double e = fabs(got - ref) / (mag + 1e-6);
+                    if (!isfinite(ref)) {
+                        /* a NaN or infinity in the activations must show */
+                        nonfinite_ok &= !isfinite(y0[i]);
+                        n_nonfinite++;
+                        continue;
+                    }
+                    const double e = fabs(y0[i] - ref) / (mag + 1e-6);
                     worst = e > worst || e != e ? e : worst;
-                    same &= memcmp(&y1[r], &(float){y[(size_t)t * rows + r] - 0.5f}, 4) == 0 ||
-                            y1[r] + 0.5f == y[(size_t)t * rows + r];
                 }
             }
             CHECKF(worst < 1e-5, "%s %s mm %dx%d, %d tokens: relative error %g", k->name, tr->name,
                    rows, cols, n, worst);
             CHECKF(same, "%s %s mm %dx%d: one token differs from the batch", k->name, tr->name,
                    rows, cols);
+            CHECKF(acc_same, "%s %s mm %dx%d: accumulating differs from y + product", k->name,
+                   tr->name, rows, cols);
+            CHECKF(nonfinite_ok, "%s %s mm %dx%d: a non-finite activation gave a finite result",
+                   k->name, tr->name, rows, cols);
+            /* the rows with non-finite values were really there and checked */
+            CHECKF(n_nonfinite >= (cols >= 64 && n >= 2 ? rows : 0),
+                   "%s %s mm %dx%d: %d non-finite rows", k->name, tr->name, rows, cols,
+                   n_nonfinite);
+            float *y = y0;
             /* the packed layout of whole 16-row groups, when the set has one */
             const size_t pb = k->pack[type] ? k->pack_bytes[type](rows, cols) : 0;
             if (pb > 0) {
@@ -173,7 +201,7 @@ static void test_mm_type(const struct kern_isa *k, uint32_t type)
                 const size_t gs = pb / (size_t)(rows / 16);
                 k->mm_packed[type](type, cols, packed, gs, 0, g1, a, as, n, y, (size_t)rows, 0);
                 double pw = 0;
-                int psame = 1;
+                int psame = 1, pnonfinite = 1;
                 for (int t = 0; t < n; t++) {
                     k->mm_packed[type](type, cols, packed, gs, 0, g1, a + (size_t)t * as, as, 1,
                                        y1, (size_t)rows, 0);
@@ -183,10 +211,11 @@ static void test_mm_type(const struct kern_isa *k, uint32_t type)
                             ref += (double)wd[(size_t)r * cols + j] * ad[(size_t)t * cols + j];
                             mag += fabs((double)wd[(size_t)r * cols + j] * ad[(size_t)t * cols + j]);
                         }
-                        psame &= memcmp(&y1[r], &y[(size_t)t * rows + r], sizeof(float)) == 0 ||
-                                 (y1[r] != y1[r] && y[(size_t)t * rows + r] != y[(size_t)t * rows + r]);
-                        if (!isfinite(ref))
+                        psame &= same_bits(y1[r], y[(size_t)t * rows + r]);
+                        if (!isfinite(ref)) {
+                            pnonfinite &= !isfinite(y[(size_t)t * rows + r]);
                             continue;
+                        }
                         const double e = fabs(y[(size_t)t * rows + r] - ref) / (mag + 1e-6);
                         pw = e > pw || e != e ? e : pw;
                     }
@@ -195,9 +224,12 @@ static void test_mm_type(const struct kern_isa *k, uint32_t type)
                        tr->name, rows, cols, n, pw);
                 CHECKF(psame, "%s %s packed mm %dx%d: one token differs from the batch", k->name,
                        tr->name, rows, cols);
+                CHECKF(pnonfinite, "%s %s packed mm %dx%d: a non-finite activation gave a finite "
+                       "result", k->name, tr->name, rows, cols);
                 free(packed);
             }
-            free(wf), free(xf), free(w), free(wd), free(a), free(ad), free(y), free(y1);
+            free(wf), free(xf), free(w), free(wd), free(a), free(ad), free(y0), free(c), free(yacc);
+            free(y1);
         }
 }
 

@@ -16,6 +16,8 @@
  * then themselves quantized (6 or 8 bits) and the levels chosen once more
  * against the scales actually stored.
  */
+#include <float.h>
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -413,16 +415,27 @@ void dtype_quantize_row_q6_K(const float *src, void *dst, int64_t n)
 }
 
 /* Q8_K: d = max|x| / 127, q = round(x / d) (ties to even), and the sums of
- * each group of 16 quants. */
+ * each group of 16 quants. A block holding a NaN or an infinity gets d = NaN
+ * and zero quants. */
 void dtype_quantize_row_q8_K(const float *src, void *dst, int64_t n)
 {
     struct block_q8_K *b = dst;
     for (int64_t i = 0; i < n / QK_K; i++) {
         const float *x = src + i * QK_K;
         float amax = 0.0f;
-        for (int j = 0; j < QK_K; j++)
+        int finite = 1;
+        for (int j = 0; j < QK_K; j++) {
+            finite &= fabsf(x[j]) <= FLT_MAX;
             amax = fmaxf(amax, fabsf(x[j]));
-        const float id = amax > 0.0f && isfinite(amax) ? 127.0f / amax : 0.0f;
+        }
+        if (!finite) {
+            /* a NaN or an infinity: d = NaN, so every product with this
+             * block is NaN instead of the value vanishing */
+            memset(&b[i], 0, sizeof b[i]);
+            b[i].d = NAN;
+            continue;
+        }
+        const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
         b[i].d = id != 0.0f ? amax / 127.0f : 0.0f;
         for (int j = 0; j < QK_K; j++)
             b[i].qs[j] = (int8_t)clampi(dtype_nearest_int(x[j] * id), -127, 127);
