@@ -165,7 +165,8 @@ static void test_model_types(void)
     const float tol[] = {0.02f, 0.3f, 1.0f, 10.0f};
     const float agree_min[] = {1.0f, 0.9f, 0.9f, 0.6f};
     char mp[4096], vp[4096];
-    snprintf(mp, sizeof mp, "%s", test_path("stories3M-q80.bin"));
+    const char *f32 = fixture_f32("stories3M-q80.bin"); /* the exact weights (fixtures.h) */
+    snprintf(mp, sizeof mp, "%s", f32 ? f32 : "");
     snprintf(vp, sizeof vp, "%s", test_path("tok4096.bin"));
     strix_model *ref = load_path(mp, vp);
     if (!ref)
