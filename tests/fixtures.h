@@ -5,7 +5,10 @@
 #ifndef STRIX_FIXTURES_H
 #define STRIX_FIXTURES_H
 
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "kernels/kernels.h"
@@ -44,6 +47,102 @@ static inline strix_model *load_fixture(const char *model, const char *vocab)
     strix_error err;
     int rc = strix_model_load(mp, &p, &m, &err);
     CHECKF(rc == STRIX_OK, "%s: %s", model, err.msg);
+    return m;
+}
+
+/*
+ * strix runs llama2.c int8 (version 2) checkpoints as Q8_0, which rounds the
+ * activations to int8 blocks as well. References computed with the exact
+ * weights (llama2.c run.c's texts, llama.cpp's logits on the exact
+ * dequantization) are compared with an F32 copy: fixture_f32 writes fixture
+ * `name` as a version 1 (fp32) checkpoint, w = q * scale computed here and
+ * not by strix, into TMPDIR once per process, and returns its path (NULL on
+ * failure). The copies are removed at exit.
+ */
+static inline char *fixture_f32_path(int i)
+{
+    static char paths[4][4096];
+    return paths[i];
+}
+static inline void fixture_f32_cleanup(void)
+{
+    for (int i = 0; i < 4; i++)
+        if (fixture_f32_path(i)[0])
+            unlink(fixture_f32_path(i));
+}
+static inline const char *fixture_f32(const char *name)
+{
+    static char names[4][256];
+    int slot = 0;
+    for (; slot < 4 && names[slot][0]; slot++)
+        if (strcmp(names[slot], name) == 0)
+            return fixture_f32_path(slot);
+    size_t len = 0;
+    uint8_t *b = (uint8_t *)test_read_file(test_path(name), &len);
+    int32_t h[10];
+    if (slot == 4 || !b || len < 256 || (memcpy(h, b, 40), h[0] != 0x616b3432 || h[1] != 2)) {
+        free(b);
+        return NULL;
+    }
+    const size_t D = (size_t)h[2], H = (size_t)h[3], L = (size_t)h[4], kv = D / (size_t)h[5] * (size_t)h[6],
+                 V = (size_t)h[7];
+    int32_t group;
+    memcpy(&group, b + 37, 4);
+    const char *tmp = getenv("TMPDIR");
+    char *path = fixture_f32_path(slot);
+    FILE *f = NULL;
+    for (int k = 0; k < 100 && !f; k++) { /* "x": a new file, never another's */
+        snprintf(path, 4096, "%s/strix-f32-%ld-%d-%d", tmp && *tmp ? tmp : "/tmp", (long)getpid(),
+                 slot, k);
+        f = fopen(path, "wbx");
+    }
+    if (!f) {
+        free(b);
+        path[0] = '\0';
+        return NULL;
+    }
+    if (slot == 0)
+        atexit(fixture_f32_cleanup);
+    snprintf(names[slot], sizeof names[slot], "%s", name);
+    int32_t v1 = 1;
+    memcpy(b + 4, &v1, 4);
+    memset(b + 37, 0, 4); /* version 1 has no group size */
+    fwrite(b, 1, 256, f);
+    size_t at = 256 + (2 * L * D + D) * 4; /* the fp32 norms, copied */
+    fwrite(b + 256, 1, at - 256, f);
+    /* token_embd, then per kind for every layer: wq, wk, wv, wo, w1, w2, w3,
+     * then wcls; each matrix is its int8 values, then its scales */
+    const size_t n[] = {V * D, D * D, kv * D, kv * D, D * D, H * D, D * H, H * D, V * D};
+    for (int k = 0; k < (b[36] ? 8 : 9); k++)
+        for (size_t l = 0; l < (k == 0 || k == 8 ? 1 : L); l++) {
+            const size_t end = at + n[k] + n[k] / (size_t)group * 4;
+            for (size_t i = 0; i < n[k] && end <= len; i++) {
+                float s, w;
+                memcpy(&s, b + at + n[k] + 4 * (i / (size_t)group), 4);
+                w = (float)((const int8_t *)(b + at))[i] * s;
+                fwrite(&w, 4, 1, f);
+            }
+            at = end;
+        }
+    fclose(f);
+    free(b);
+    return path;
+}
+
+/* fixture_f32's copy of `model`, loaded with tokenizer fixture `vocab`. */
+static inline strix_model *load_fixture_f32(const char *model, const char *vocab)
+{
+    const char *path = fixture_f32(model);
+    CHECKF(path != NULL, "cannot write an F32 copy of %s", model);
+    if (!path)
+        return NULL;
+    char vp[4096];
+    snprintf(vp, sizeof vp, "%s", test_path(vocab));
+    struct strix_model_params p = strix_model_default_params();
+    p.vocab_path = vp;
+    strix_model *m = NULL;
+    strix_error err;
+    CHECKF(strix_model_load(path, &p, &m, &err) == STRIX_OK, "%s (F32 copy): %s", model, err.msg);
     return m;
 }
 

@@ -154,6 +154,8 @@ static void check_model(const char *name, strix_model *m)
 int main(void)
 {
     check_model("stories260K", load_fixture("stories260K.bin", "tok512.bin"));
-    check_model("stories3M", load_fixture("stories3M-q80.bin", "tok4096.bin"));
+    /* the F32 copy (fixtures.h): Q8_0 rounding of the activations would turn
+     * the cache order of beams into differences above the rescoring bound */
+    check_model("stories3M", load_fixture_f32("stories3M-q80.bin", "tok4096.bin"));
     TEST_MAIN_END();
 }

@@ -13,7 +13,9 @@
 
 #include "fixtures.h"
 #include "harness.h"
+#include "kernels/kernels.h"
 #include "model/model.h"
+#include "quant/dtype.h"
 #include "strix.h"
 
 /* Greedy generation as llama2.c's run.c does it: n_steps positions in all,
@@ -101,9 +103,12 @@ static void test_golden(void)
 {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const struct golden_case *g = &cases[i];
-        strix_model *m = load_fixture(g->model, g->vocab);
+        /* run.c computed with the exact weights: int8 checkpoints are
+         * checked through their F32 copy (fixtures.h) */
+        const int int8 = strstr(g->model, "q80") != NULL;
+        strix_model *m = int8 ? load_fixture_f32(g->model, g->vocab) : load_fixture(g->model, g->vocab);
         char what[256];
-        snprintf(what, sizeof what, "%s (llama2.c file)", g->model);
+        snprintf(what, sizeof what, "%s (llama2.c file%s)", g->model, int8 ? ", F32 copy" : "");
         check_golden(m, what, g->prompt, g->n_steps, g->file);
         /* strix's own GGUF conversion must give the same text */
         char tmp[4096];
@@ -311,10 +316,12 @@ static void test_neox_layout(void)
     strix_token ids[] = {1, 403, 407, 261, 378, 29};
     const int n = 6, nv = strix_vocab_size(m);
     float *a = all_logits(m, ids, n, 1, 1);
+    model_unpack(m); /* the packed copies would keep the old order */
     for (int l = 0; l < m->hp.n_layer; l++) {
         permute_rows(&m->layers[l].wq, m->hp.n_head, m->hp.head_dim);
         permute_rows(&m->layers[l].wk, m->hp.n_head_kv, m->hp.head_dim);
     }
+    model_pack(m);
     m->hp.rope_neox = 1;
     float *b = all_logits(m, ids, n, 1, 1);
     float maxdiff = 0;
@@ -322,6 +329,54 @@ static void test_neox_layout(void)
         maxdiff = fmaxf(maxdiff, fabsf(a[i] - b[i]));
     CHECKF(a && b && maxdiff < 1e-3f, "neox on permuted weights differs by %g", maxdiff);
     free(a);
+    free(b);
+    strix_model_free(m);
+}
+
+/* An int8 checkpoint runs as Q8_0: every block holds the file's int8 values
+ * unchanged and its group's scale rounded to fp16 (read here from the file
+ * bytes, independently of the loader), and the weights are packed for the
+ * active kernels as a Q8_0 GGUF's are. */
+static void test_int8_as_q8_0(void)
+{
+    size_t len = 0;
+    uint8_t *b = (uint8_t *)test_read_file(test_path("stories3M-q80.bin"), &len);
+    strix_model *m = load_fixture("stories3M-q80.bin", "tok4096.bin");
+    CHECK(b && m);
+    if (!b || !m) {
+        free(b);
+        strix_model_free(m);
+        return;
+    }
+    int32_t h[10], group;
+    memcpy(h, b, sizeof h);
+    memcpy(&group, b + 37, 4);
+    const size_t D = (size_t)h[2], L = (size_t)h[4], V = (size_t)h[7];
+    /* after the norms: token_embd (V x D), then wq of every layer */
+    const size_t emb = 256 + (2 * L * D + D) * 4, wq0 = emb + V * D + V * D / (size_t)group * 4;
+    const struct {
+        const struct tensor *t;
+        size_t off, n;
+    } w[] = {{&m->tok_embd, emb, V * D}, {&m->layers[0].wq, wq0, D * D}};
+    for (size_t c = 0; c < 2; c++) {
+        const struct tensor *t = w[c].t;
+        CHECKF(t->type == DTYPE_Q8_0, "%s is %s", t->name, dtype_name(t->type));
+        if (t->type != DTYPE_Q8_0)
+            continue;
+        const struct block_q8_0 *blk = t->data;
+        const int8_t *q = (const int8_t *)(b + w[c].off);
+        const uint8_t *sc = b + w[c].off + w[c].n;
+        size_t bad = 0;
+        for (size_t i = 0; i < w[c].n / 32; i++) {
+            float s;
+            memcpy(&s, sc + 4 * (i * 32 / (size_t)group), 4);
+            const float d = util_fp16_to_fp32(blk[i].d);
+            bad += memcmp(blk[i].qs, q + 32 * i, 32) != 0 || fabsf(d - s) > fabsf(s) * 0x1p-11f;
+        }
+        CHECKF(bad == 0, "%s: %zu blocks differ from the file", t->name, bad);
+    }
+    CHECKF(!kern_isa_active()->pack[DTYPE_Q8_0] || m->layers[0].wq.packed != NULL,
+           "Q8_0 weights of an int8 checkpoint are not packed for %s", kern_isa_active()->name);
     free(b);
     strix_model_free(m);
 }
@@ -437,6 +492,7 @@ int main(void)
     test_batch_and_rollback();
     test_seed();
     test_neox_layout();
+    test_int8_as_q8_0();
     test_vocab_only();
     TEST_MAIN_END();
 }

@@ -206,7 +206,7 @@ int main(void)
         {"Q5_K_M", 5.0f, 0.88f}, {"Q4_1", 13.0f, 0.74f}, {"Q4_0", 13.0f, 0.74f},
         {"Q4_K_M", 8.0f, 0.81f}, {"Q4_K", 8.0f, 0.81f},  {"Q5_K", 5.0f, 0.88f},
     };
-    strix_model *m3 = load_fixture("stories3M-q80.bin", "tok4096.bin");
+    strix_model *m3 = load_fixture_f32("stories3M-q80.bin", "tok4096.bin"); /* exact weights */
     if (m3) {
         int n;
         strix_token *ids = story_ids(m3, &n);

@@ -1,5 +1,6 @@
 /*
- * l2c.c - llama2.c checkpoints (karpathy/llama2.c export formats):
+ * l2c.c - llama2.c checkpoints (karpathy/llama2.c export formats) as a list
+ * of tensors named as in GGUF (see l2c.h); model.c places them.
  *
  *   legacy:  int32 dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size,
  *            seq_len (vocab_size < 0: the classifier is stored separately),
@@ -14,25 +15,25 @@
  *            256 bytes. Order: rms_att (layer, dim), rms_ffn (layer, dim),
  *            rms_final (dim), then token_embedding, wq, wk, wv, wo, w1, w2, w3
  *            (each for all layers), [wcls]. v1 stores these in fp32; v2 stores
- *            each tensor as int8 values followed by one fp32 scale per group
- *            (w = q * scale).
+ *            each matrix as int8 values followed by one fp32 scale per group
+ *            (w = q * scale); the norm weights stay fp32.
  *
- * fp32 weights are used in place from the mapping; int8 ones are dequantized
- * exactly into an owned buffer. w1 is the FFN gate, w3 the up projection.
+ * fp32 weights are used in place from the file bytes; int8 ones are copied
+ * into Q8_0 blocks (values kept, scales rounded to fp16) or, where that
+ * cannot be done (see l2c.h), dequantized exactly to F32. w1 is the FFN
+ * gate ("ffn_gate"), w3 the up projection ("ffn_up").
  */
+#include "format/l2c.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "quant/dtype.h"
-#include "model/model.h"
 
 #define L2C_MAGIC 0x616b3432u
 #define L2C_HEADER_V 256
-
-struct l2c_cfg {
-    int32_t dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len;
-};
+#define L2C_MAX_DIM (1 << 24)
 
 static int32_t rd_i32(const uint8_t *p)
 {
@@ -58,185 +59,271 @@ int l2c_probe(const uint8_t *buf, size_t len)
     return 1;
 }
 
-/* A cursor over the weight bytes that checks every step against the file. */
-struct cursor {
-    const uint8_t *base;
-    size_t off, size;
+/* The weight kinds of a llama2.c model and their GGUF names. */
+enum { K_EMBD, K_ATTN_NORM, K_Q, K_K, K_V, K_O, K_FFN_NORM, K_GATE, K_DOWN, K_UP, K_OUT_NORM, K_OUT };
+static const char *const kind_name[] = {
+    "token_embd", "attn_norm", "attn_q",   "attn_k",   "attn_v",      "attn_output",
+    "ffn_norm",   "ffn_gate",  "ffn_down", "ffn_up",   "output_norm", "output",
 };
 
-static int take(struct cursor *c, size_t n, const void **p, const char *what, strix_error *err)
+/* The parse in progress: a cursor over the file and, per tensor, where its
+ * int8 values and scales are (version 2 matrices). */
+struct reader {
+    const uint8_t *buf;
+    size_t off, size;
+    struct l2c_file *f;
+    const int8_t **q;
+    const uint8_t **scales;
+};
+
+static int take(struct reader *r, size_t n, const void **p, const char *what, strix_error *err)
 {
-    if (n > c->size - c->off)
+    if (n > r->size - r->off)
         return err_set(err, STRIX_ERR_FORMAT,
-                       "truncated: %s needs %zu bytes at offset %zu, file has %zu", what, n, c->off,
-                       c->size);
-    *p = c->base + c->off;
-    c->off += n;
+                       "truncated: %s needs %zu bytes at offset %zu, file has %zu", what, n, r->off,
+                       r->size);
+    *p = r->buf + r->off;
+    r->off += n;
     return STRIX_OK;
 }
 
-/* Sets slot s from the next tensor of the file (fp32 or int8 groups). */
-static int next_tensor(strix_model *m, struct cursor *c, int slot, int version, int group,
-                       float **owned_at, strix_error *err)
+static void kind_shape(const struct l2c_config *c, int k, int *n_dims, int64_t ne[2])
 {
-    struct slot s;
-    model_slot(m, slot, &s);
-    size_t n = (size_t)s.ne[0] * (size_t)s.ne[1]; /* bounded by model_init_tables */
-    const void *p = NULL;
+    const int64_t dim = c->dim, kv = (int64_t)c->n_kv_heads * (c->dim / c->n_heads);
+    int64_t a = dim, b = 1;
+    switch (k) {
+    case K_EMBD:
+    case K_OUT: b = c->vocab_size; break;
+    case K_Q:
+    case K_O: b = dim; break;
+    case K_K:
+    case K_V: b = kv; break;
+    case K_GATE:
+    case K_UP: b = c->hidden_dim; break;
+    case K_DOWN: a = c->hidden_dim, b = dim; break;
+    default: break; /* norms */
+    }
+    ne[0] = a, ne[1] = b;
+    *n_dims = k == K_ATTN_NORM || k == K_FFN_NORM || k == K_OUT_NORM ? 1 : 2;
+}
+
+/* The next tensor of the file: kind k of layer il (il < 0: model-wide). */
+static int next(struct reader *r, int k, int il, strix_error *err)
+{
+    struct l2c_file *f = r->f;
+    const int i = f->n_tensors;
+    struct l2c_tensor *t = &f->tensors[i];
+    if (il < 0)
+        snprintf(t->name, sizeof t->name, "%s.weight", kind_name[k]);
+    else
+        snprintf(t->name, sizeof t->name, "blk.%d.%s.weight", il, kind_name[k]);
+    kind_shape(&f->cfg, k, &t->n_dims, t->ne);
+    const size_t n = (size_t)t->ne[0] * (size_t)t->ne[1]; /* each <= 2^24 */
     int rc;
-    if (version != 2 || s.n_dims == 1) {
-        if ((rc = take(c, n * 4, &p, s.name, err)))
+    if (f->version != 2 || t->n_dims == 1) {
+        t->type = DTYPE_F32;
+        t->nbytes = n * 4;
+        if ((rc = take(r, t->nbytes, &t->data, t->name, err)))
             return rc;
-        return model_set_tensor(&s, DTYPE_F32, s.ne, s.n_dims, p, n * 4, err);
+    } else {
+        if (n % (size_t)f->group != 0)
+            return err_set(err, STRIX_ERR_FORMAT, "%s: %zu weights are not a multiple of group %d",
+                           t->name, n, f->group);
+        const void *q = NULL, *s = NULL;
+        if ((rc = take(r, n, &q, t->name, err)) ||
+            (rc = take(r, n / (size_t)f->group * 4, &s, t->name, err)))
+            return rc;
+        r->q[i] = q;
+        r->scales[i] = s;
     }
-    if (n % (size_t)group != 0)
-        return err_set(err, STRIX_ERR_FORMAT, "%s: %zu weights are not a multiple of group %d",
-                       s.name, n, group);
-    const void *scales = NULL;
-    if ((rc = take(c, n, &p, s.name, err)) ||
-        (rc = take(c, n / (size_t)group * 4, &scales, s.name, err)))
-        return rc;
-    const int8_t *q = p;
-    const uint8_t *sc = scales;
-    float *dst = *owned_at;
-    for (size_t g = 0; g < n / (size_t)group; g++) {
-        float scale;
-        memcpy(&scale, sc + 4 * g, 4);
-        for (int j = 0; j < group; j++)
-            dst[g * (size_t)group + (size_t)j] = (float)q[g * (size_t)group + (size_t)j] * scale;
-    }
-    *owned_at += n;
-    return model_set_tensor(&s, DTYPE_F32, s.ne, s.n_dims, dst, n * 4, err);
+    f->n_tensors++;
+    return STRIX_OK;
 }
 
-/* Slot numbers (see model_slot): per layer, in this order. */
-enum { K_ATTN_NORM, K_Q, K_K, K_V, K_O, K_FFN_NORM, K_GATE, K_DOWN, K_UP, K_PER_LAYER };
-
-static int layer_slot(const strix_model *m, int il, int k)
+/* Whether the groups of int8 tensor t can be Q8_0 blocks: whole blocks per
+ * row and per group, and every scale an fp16 normal number (or zero), so
+ * that the only change is the scale's rounding to 11 significant bits. */
+static int fits_q8_0(const struct l2c_tensor *t, const uint8_t *scales, int group)
 {
-    return (m->tied_output ? 2 : 3) + il * K_PER_LAYER + k;
+    if (t->ne[0] % QK8_0 != 0 || group % QK8_0 != 0)
+        return 0;
+    const size_t n_groups = (size_t)t->ne[0] * (size_t)t->ne[1] / (size_t)group;
+    for (size_t g = 0; g < n_groups; g++) {
+        float s;
+        memcpy(&s, scales + 4 * g, 4);
+        const float a = fabsf(s);
+        if (!(a == 0.0f || (a >= 0x1p-14f && a <= 65504.0f)))
+            return 0;
+    }
+    return 1;
 }
 
-int l2c_load(strix_model *m, const char *vocab_path, strix_error *err)
+/* The int8 matrix t as Q8_0 blocks (fits_q8_0) or F32 values at dst. */
+static void convert(struct l2c_tensor *t, const int8_t *q, const uint8_t *scales, int group,
+                    int as_q8_0, void *dst)
 {
-    const uint8_t *buf = m->map.data;
-    const size_t size = m->map.size;
-    int version = 0, group = 0, shared = 1, rc;
-    size_t hdr = 28;
-    struct l2c_cfg cfg;
+    const size_t n = (size_t)t->ne[0] * (size_t)t->ne[1];
+    if (as_q8_0) {
+        struct block_q8_0 *b = dst;
+        for (size_t i = 0; i < n / QK8_0; i++) {
+            float s;
+            memcpy(&s, scales + 4 * (i * QK8_0 / (size_t)group), 4);
+            b[i].d = util_fp32_to_fp16(s);
+            memcpy(b[i].qs, q + i * QK8_0, QK8_0);
+        }
+        t->type = DTYPE_Q8_0;
+        t->nbytes = n / QK8_0 * sizeof *b;
+    } else {
+        float *w = dst;
+        for (size_t i = 0; i < n; i++) {
+            float s;
+            memcpy(&s, scales + 4 * (i / (size_t)group), 4);
+            w[i] = (float)q[i] * s;
+        }
+        t->type = DTYPE_F32;
+        t->nbytes = n * 4;
+    }
+    t->data = dst;
+}
+
+static int read_header(const uint8_t *buf, size_t size, struct l2c_file *f, size_t *hdr,
+                       strix_error *err)
+{
+    struct l2c_config *c = &f->cfg;
+    f->shared = 1;
+    *hdr = 28;
     if (size >= 8 && (uint32_t)rd_i32(buf) == L2C_MAGIC) {
-        version = rd_i32(buf + 4);
-        if (version != 1 && version != 2)
-            return err_set(err, STRIX_ERR_UNSUPPORTED, "llama2.c checkpoint version %d", version);
+        f->version = rd_i32(buf + 4);
+        if (f->version != 1 && f->version != 2)
+            return err_set(err, STRIX_ERR_UNSUPPORTED, "llama2.c checkpoint version %d",
+                           f->version);
         if (size < L2C_HEADER_V)
             return err_set(err, STRIX_ERR_FORMAT, "truncated llama2.c header (%zu bytes)", size);
-        memcpy(&cfg, buf + 8, sizeof cfg);
-        shared = buf[36];
-        if (shared > 1)
-            return err_set(err, STRIX_ERR_FORMAT, "shared_classifier flag is %d", shared);
-        if (version == 2) {
-            group = rd_i32(buf + 37);
-            if (group <= 0 || group > (1 << 16))
-                return err_set(err, STRIX_ERR_FORMAT, "bad group size %d", group);
+        memcpy(c, buf + 8, sizeof *c);
+        f->shared = buf[36];
+        if (f->shared > 1)
+            return err_set(err, STRIX_ERR_FORMAT, "shared_classifier flag is %d", f->shared);
+        if (f->version == 2) {
+            f->group = rd_i32(buf + 37);
+            if (f->group <= 0 || f->group > (1 << 16))
+                return err_set(err, STRIX_ERR_FORMAT, "bad group size %d", f->group);
         }
-        hdr = L2C_HEADER_V;
+        *hdr = L2C_HEADER_V;
     } else {
         if (size < 28)
             return err_set(err, STRIX_ERR_FORMAT, "truncated llama2.c header (%zu bytes)", size);
-        memcpy(&cfg, buf, sizeof cfg);
-        shared = cfg.vocab_size > 0;
-        if (cfg.vocab_size < 0 && cfg.vocab_size != INT32_MIN)
-            cfg.vocab_size = -cfg.vocab_size;
+        memcpy(c, buf, sizeof *c);
+        f->shared = c->vocab_size > 0;
+        if (c->vocab_size < 0 && c->vocab_size != INT32_MIN)
+            c->vocab_size = -c->vocab_size;
     }
-    struct hparams *hp = &m->hp;
-    snprintf(m->arch, sizeof m->arch, "llama");
-    hp->n_embd = cfg.dim;
-    hp->n_ff = cfg.hidden_dim;
-    hp->n_layer = cfg.n_layers;
-    hp->n_head = cfg.n_heads;
-    hp->n_head_kv = cfg.n_kv_heads;
-    hp->n_vocab = cfg.vocab_size;
-    hp->n_ctx_train = cfg.seq_len;
-    hp->n_rot = 0;
-    hp->rope_neox = 0;
-    hp->rope_freq_base = 10000.0f;
-    hp->norm_eps = 1e-5f; /* llama2.c's rmsnorm constant */
-    m->tied_output = shared;
-    if ((rc = model_init_tables(m, err)))
-        return rc;
-
-    /* int8 weights are dequantized into one buffer sized for all 2-D tensors */
-    float *owned_at = NULL;
-    if (version == 2) {
-        size_t total = 0;
-        for (int i = 0; i < m->n_all; i++) {
-            struct slot s;
-            model_slot(m, i, &s);
-            if (s.n_dims == 2)
-                total += (size_t)s.ne[0] * (size_t)s.ne[1];
-        }
-        if (total > size) /* each weight takes at least one byte of the file */
-            return err_set(err, STRIX_ERR_FORMAT, "truncated: %zu int8 weights, file has %zu bytes",
-                           total, size);
-        m->owned = util_malloc(total * sizeof(float));
-        if (!m->owned)
-            return err_set(err, STRIX_ERR_NOMEM, "out of memory for %zu weights", total);
-        owned_at = m->owned;
-    }
-
-    struct cursor c = {buf, hdr, size};
-    const int nl = hp->n_layer;
-#define NEXT(slot)                                                                                 \
-    do {                                                                                           \
-        if ((rc = next_tensor(m, &c, (slot), version, group, &owned_at, err)))                     \
-            return rc;                                                                             \
-    } while (0)
-    static const int big[] = {K_Q, K_K, K_V, K_O, K_GATE, K_DOWN, K_UP};
-    if (version == 0) {
-        NEXT(0);
-        for (int l = 0; l < nl; l++)
-            NEXT(layer_slot(m, l, K_ATTN_NORM));
-        for (int k = 0; k < 4; k++)
-            for (int l = 0; l < nl; l++)
-                NEXT(layer_slot(m, l, big[k]));
-        for (int l = 0; l < nl; l++)
-            NEXT(layer_slot(m, l, K_FFN_NORM));
-        for (int k = 4; k < 7; k++)
-            for (int l = 0; l < nl; l++)
-                NEXT(layer_slot(m, l, big[k]));
-        NEXT(1);
-        const void *skip = NULL;
-        size_t freq = (size_t)hp->n_ctx_train * (size_t)(hp->head_dim / 2) * 4 * 2;
-        if ((rc = take(&c, freq, &skip, "freq_cis", err)))
-            return rc;
-    } else {
-        for (int l = 0; l < nl; l++)
-            NEXT(layer_slot(m, l, K_ATTN_NORM));
-        for (int l = 0; l < nl; l++)
-            NEXT(layer_slot(m, l, K_FFN_NORM));
-        NEXT(1);
-        NEXT(0);
-        for (int k = 0; k < 7; k++)
-            for (int l = 0; l < nl; l++)
-                NEXT(layer_slot(m, l, big[k]));
-    }
-    if (!shared)
-        NEXT(2);
-#undef NEXT
-    if (c.off != size)
-        return err_set(err, STRIX_ERR_FORMAT, "%zu unexpected bytes after the weights",
-                       size - c.off);
-
-    if (vocab_path) {
-        struct util_map vm;
-        if ((rc = util_map_file(vocab_path, &vm, err)))
-            return rc;
-        rc = vocab_load_l2c(vm.data, vm.size, hp->n_vocab, &m->vocab, err);
-        util_unmap(&vm);
-        if (rc) {
-            err_prefix(err, "%s", vocab_path);
-            return rc;
-        }
-    }
+    const int32_t v[] = {c->dim,        c->hidden_dim, c->n_layers, c->n_heads,
+                         c->n_kv_heads, c->vocab_size, c->seq_len};
+    static const char *const what[] = {"dim",        "hidden_dim", "n_layers", "n_heads",
+                                       "n_kv_heads", "vocab_size", "seq_len"};
+    for (int i = 0; i < 7; i++)
+        if (v[i] <= 0 || v[i] > L2C_MAX_DIM)
+            return err_set(err, STRIX_ERR_FORMAT, "llama2.c %s = %d is out of range", what[i],
+                           v[i]);
+    if (c->dim % c->n_heads != 0 || c->n_kv_heads > c->n_heads)
+        return err_set(err, STRIX_ERR_FORMAT, "llama2.c heads %d (kv %d) do not divide dim %d",
+                       c->n_heads, c->n_kv_heads, c->dim);
     return STRIX_OK;
+}
+
+int l2c_parse(const uint8_t *buf, size_t size, struct l2c_file *f, strix_error *err)
+{
+    memset(f, 0, sizeof *f);
+    size_t hdr;
+    int rc = read_header(buf, size, f, &hdr, err);
+    if (rc)
+        return rc;
+    const int nl = f->cfg.n_layers;
+    /* every tensor takes at least 4 bytes of the file */
+    const size_t max_tensors = 9 * (size_t)nl + 3;
+    if (max_tensors > size / 4)
+        return err_set(err, STRIX_ERR_FORMAT, "truncated: %d layers in %zu bytes", nl, size);
+    struct reader r = {buf, hdr, size, f, NULL, NULL};
+    f->tensors = util_calloc(max_tensors, sizeof *f->tensors);
+    r.q = util_calloc(max_tensors, sizeof *r.q);
+    r.scales = util_calloc(max_tensors, sizeof *r.scales);
+    if (!f->tensors || !r.q || !r.scales) {
+        rc = err_set(err, STRIX_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+#define NEXT(k, il)                                                                                \
+    if ((rc = next(&r, (k), (il), err)))                                                           \
+    goto done
+#define ALL_LAYERS(k)                                                                              \
+    for (int l = 0; l < nl; l++)                                                                   \
+    NEXT(k, l)
+    if (f->version == 0) {
+        NEXT(K_EMBD, -1);
+        ALL_LAYERS(K_ATTN_NORM);
+        for (int k = K_Q; k <= K_O; k++)
+            ALL_LAYERS(k);
+        ALL_LAYERS(K_FFN_NORM);
+        for (int k = K_GATE; k <= K_UP; k++)
+            ALL_LAYERS(k);
+        NEXT(K_OUT_NORM, -1);
+        const void *skip = NULL;
+        const size_t hs = (size_t)(f->cfg.dim / f->cfg.n_heads);
+        if ((rc = take(&r, (size_t)f->cfg.seq_len * (hs / 2) * 4 * 2, &skip, "freq_cis", err)))
+            goto done;
+    } else {
+        ALL_LAYERS(K_ATTN_NORM);
+        ALL_LAYERS(K_FFN_NORM);
+        NEXT(K_OUT_NORM, -1);
+        NEXT(K_EMBD, -1);
+        for (int k = K_Q; k <= K_UP; k++)
+            if (k != K_FFN_NORM)
+                ALL_LAYERS(k);
+    }
+    if (!f->shared)
+        NEXT(K_OUT, -1);
+#undef ALL_LAYERS
+#undef NEXT
+    if (r.off != size) {
+        rc = err_set(err, STRIX_ERR_FORMAT, "%zu unexpected bytes after the weights",
+                     size - r.off);
+        goto done;
+    }
+
+    /* int8 matrices: into one owned buffer, Q8_0 where exact but for the scale */
+    size_t total = 0;
+    for (int i = 0; i < f->n_tensors; i++) {
+        const struct l2c_tensor *t = &f->tensors[i];
+        if (!r.q[i])
+            continue;
+        const size_t n = (size_t)t->ne[0] * (size_t)t->ne[1];
+        total += fits_q8_0(t, r.scales[i], f->group) ? n / QK8_0 * sizeof(struct block_q8_0)
+                                                     : n * sizeof(float);
+    }
+    if (total > 0 && !(f->owned = util_malloc(total))) {
+        rc = err_set(err, STRIX_ERR_NOMEM, "out of memory for %zu bytes of weights", total);
+        goto done;
+    }
+    uint8_t *at = f->owned;
+    for (int i = 0; i < f->n_tensors; i++) {
+        struct l2c_tensor *t = &f->tensors[i];
+        if (!r.q[i])
+            continue;
+        convert(t, r.q[i], r.scales[i], f->group, fits_q8_0(t, r.scales[i], f->group), at);
+        at += t->nbytes;
+    }
+done:
+    util_free(r.q);
+    util_free(r.scales);
+    if (rc)
+        l2c_free(f);
+    return rc;
+}
+
+void l2c_free(struct l2c_file *f)
+{
+    if (!f)
+        return;
+    util_free(f->tensors);
+    util_free(f->owned);
+    memset(f, 0, sizeof *f);
 }

@@ -1,8 +1,10 @@
 /*
- * model.c - loading a model: format detection, GGUF hyperparameters and the
- * weight table of the llama architecture, validation of every shape, model
- * info, and saving as GGUF. llama2.c checkpoints are parsed in l2c.c; the
- * forward pass lives in context.c.
+ * model.c - loading a model: format detection, the weight table (every
+ * weight's name, shape and place, built from the architecture's row in
+ * arch.c), placing the tensors of a GGUF file (format/gguf.c) or a llama2.c
+ * checkpoint (format/l2c.c) into it by name, validation of every shape,
+ * model info, and saving as GGUF. The forward pass lives in
+ * runtime/forward.c.
  */
 #include "model/model.h"
 
@@ -13,6 +15,7 @@
 #include "quant/dtype.h"
 #include "format/atomic_file.h"
 #include "format/gguf.h"
+#include "format/l2c.h"
 
 /* Hyperparameter bounds: anything larger is rejected as corrupt, which also
  * keeps every size computed from them far from overflow. */
@@ -45,14 +48,14 @@ void model_slot(strix_model *m, int i, struct slot *s)
 /* The slots of the model's architecture: model-wide weights, then each
  * block's, in the order of enum tkind (for llama: token_embd, output_norm,
  * output, then attn_norm, q, k, v, o, ffn_norm, gate, down, up per block). */
-static int count_slots(const strix_model *m)
+static int count_slots(strix_model *m)
 {
-    int n = 0, per_layer = 0;
+    m->n_slots_global = m->n_slots_layer = 0;
     for (int k = 0; k < T_FIRST_LAYER; k++)
-        n += arch_has(m, k);
+        m->n_slots_global += arch_has(m, k);
     for (int k = T_FIRST_LAYER; k < T_COUNT; k++)
-        per_layer += arch_has(m, k);
-    return n + per_layer * m->hp.n_layer;
+        m->n_slots_layer += arch_has(m, k);
+    return m->n_slots_global + m->n_slots_layer * m->hp.n_layer;
 }
 
 static void fill_slot(strix_model *m, int k, int il, struct slot *s)
@@ -178,6 +181,93 @@ int model_set_tensor(const struct slot *s, uint32_t type, const int64_t *ne, int
     return STRIX_OK;
 }
 
+/* The slot named name[0..len), or NULL. Slots are the model-wide ones, then
+ * n_slots_layer per block (model_init_tables), so only one block's are
+ * searched. */
+static const struct slot *find_slot(const strix_model *m, const char *name, size_t len)
+{
+    int lo = 0, hi = m->n_slots_global;
+    if (len > 4 && memcmp(name, "blk.", 4) == 0) {
+        long il = 0;
+        for (size_t i = 4; i < len && name[i] >= '0' && name[i] <= '9' && il <= m->hp.n_layer; i++)
+            il = il * 10 + (name[i] - '0');
+        if (il >= m->hp.n_layer)
+            return NULL;
+        lo = m->n_slots_global + (int)il * m->n_slots_layer;
+        hi = lo + m->n_slots_layer;
+    }
+    for (int i = lo; i < hi; i++)
+        if (strlen(m->slots[i].name) == len && memcmp(m->slots[i].name, name, len) == 0)
+            return &m->slots[i];
+    return NULL;
+}
+
+/* Places a tensor of the file, known by its name, into the slot of that
+ * name; a name the architecture has no slot for, or one seen twice, is an
+ * error. */
+static int place_tensor(strix_model *m, const char *name, size_t name_len, uint32_t type,
+                        const int64_t *ne, int n_dims, const void *data, size_t nbytes,
+                        strix_error *err)
+{
+    const struct slot *s = find_slot(m, name, name_len);
+    if (!s)
+        return err_set(err, STRIX_ERR_UNSUPPORTED, "unexpected tensor '%.*s'",
+                       (int)(name_len > 200 ? 200 : name_len), name);
+    if (s->t->data)
+        return err_set(err, STRIX_ERR_FORMAT, "tensor '%s' appears twice", s->name);
+    return model_set_tensor(s, type, ne, n_dims, data, nbytes, err);
+}
+
+/* After placing: every slot of the table must have its tensor. */
+static int check_all_placed(const strix_model *m, strix_error *err)
+{
+    for (int i = 0; i < m->n_all; i++)
+        if (!m->slots[i].t->data)
+            return err_set(err, STRIX_ERR_FORMAT, "tensor '%s' is missing", m->slots[i].name);
+    return STRIX_OK;
+}
+
+/* ---- llama2.c ---- */
+
+int model_load_l2c(strix_model *m, const char *vocab_path, strix_error *err)
+{
+    struct l2c_file f;
+    int rc = l2c_parse(m->map.data, m->map.size, &f, err);
+    if (rc)
+        return rc;
+    struct hparams *hp = &m->hp;
+    snprintf(m->arch, sizeof m->arch, "llama");
+    hp->n_embd = f.cfg.dim;
+    hp->n_ff = f.cfg.hidden_dim;
+    hp->n_layer = f.cfg.n_layers;
+    hp->n_head = f.cfg.n_heads;
+    hp->n_head_kv = f.cfg.n_kv_heads;
+    hp->n_vocab = f.cfg.vocab_size;
+    hp->n_ctx_train = f.cfg.seq_len;
+    hp->rope_freq_base = 10000.0f;
+    hp->norm_eps = 1e-5f; /* llama2.c's rmsnorm constant */
+    m->tied_output = f.shared;
+    m->owned = f.owned; /* the converted int8 weights */
+    f.owned = NULL;
+    rc = model_init_tables(m, err);
+    for (int i = 0; i < f.n_tensors && rc == STRIX_OK; i++) {
+        const struct l2c_tensor *t = &f.tensors[i];
+        rc = place_tensor(m, t->name, strlen(t->name), t->type, t->ne, t->n_dims, t->data,
+                          t->nbytes, err);
+    }
+    l2c_free(&f);
+    if (rc || (rc = check_all_placed(m, err)) || !vocab_path)
+        return rc;
+    struct util_map vm;
+    if ((rc = util_map_file(vocab_path, &vm, err)))
+        return rc;
+    rc = vocab_load_l2c(vm.data, vm.size, hp->n_vocab, &m->vocab, err);
+    util_unmap(&vm);
+    if (rc)
+        err_prefix(err, "%s", vocab_path);
+    return rc;
+}
+
 /* ---- GGUF ---- */
 
 static int load_gguf(strix_model *m, const struct strix_model_params *params, strix_error *err)
@@ -233,25 +323,19 @@ static int load_gguf(strix_model *m, const struct strix_model_params *params, st
     if ((rc = model_init_tables(m, err)))
         return rc;
     for (int i = 0; i < m->n_all; i++) {
-        struct slot sl;
-        model_slot(m, i, &sl);
-        const struct gguf_tensor *t = gguf_find_tensor(g, sl.name);
+        const struct slot *sl = &m->slots[i];
+        const struct gguf_tensor *t = gguf_find_tensor(g, sl->name);
         if (!t)
-            return err_set(err, STRIX_ERR_FORMAT, "tensor '%s' is missing", sl.name);
-        if ((rc = model_set_tensor(&sl, t->type, t->ne, (int)t->n_dims, t->data, t->nbytes, err)))
+            return err_set(err, STRIX_ERR_FORMAT, "tensor '%s' is missing", sl->name);
+        if ((rc = model_set_tensor(sl, t->type, t->ne, (int)t->n_dims, t->data, t->nbytes, err)))
             return rc;
     }
-    if ((uint64_t)m->n_all != gguf_n_tensors(g)) {
-        for (uint64_t i = 0; i < gguf_n_tensors(g); i++) {
-            const struct gguf_tensor *t = gguf_tensor_at(g, i);
-            int known = 0;
-            for (int j = 0; j < m->n_all && !known; j++)
-                known = strlen(m->all[j]->name) == t->name.len &&
-                        memcmp(m->all[j]->name, t->name.ptr, t->name.len) == 0;
-            if (!known)
-                return err_set(err, STRIX_ERR_UNSUPPORTED, "unexpected tensor '%.*s'",
-                               (int)(t->name.len > 200 ? 200 : t->name.len), t->name.ptr);
-        }
+    /* the names are unique in a GGUF file (gguf.c), so equal counts mean no extra tensor */
+    for (uint64_t i = 0; (uint64_t)m->n_all != gguf_n_tensors(g) && i < gguf_n_tensors(g); i++) {
+        const struct gguf_tensor *t = gguf_tensor_at(g, i);
+        if (!find_slot(m, t->name.ptr, t->name.len))
+            return err_set(err, STRIX_ERR_UNSUPPORTED, "unexpected tensor '%.*s'",
+                           (int)(t->name.len > 200 ? 200 : t->name.len), t->name.ptr);
     }
     return STRIX_OK;
 }
@@ -275,7 +359,7 @@ int model_load_map(strix_model *m, const struct strix_model_params *params, stri
     if (m->map.size >= 4 && memcmp(m->map.data, "GGUF", 4) == 0)
         rc = load_gguf(m, params, err);
     else if (l2c_probe(m->map.data, m->map.size))
-        rc = l2c_load(m, params->vocab_path, err);
+        rc = model_load_l2c(m, params->vocab_path, err);
     else
         rc = err_set(err, STRIX_ERR_FORMAT, "not a GGUF file or llama2.c checkpoint");
     return rc ? rc : finish(m, err);

@@ -100,6 +100,7 @@ struct strix_model {
     struct slot *slots;        /* n_all: every weight's name, shape and struct */
     struct tensor **all;       /* every weight in file order of the slots (see model.c) */
     int n_all;
+    int n_slots_global, n_slots_layer; /* slots: model-wide, then per block */
     struct util_map map; /* the file, when its bytes are used in place */
     void *owned;         /* weights converted at load (llama2.c int8 etc.) */
     struct gguf *gguf;   /* parsed header of a GGUF file, else NULL */
@@ -157,9 +158,9 @@ void model_unpack(strix_model *m);
  * zeroed model. On failure the caller frees m. Fuzzers call it on raw bytes. */
 int model_load_map(strix_model *m, const struct strix_model_params *params, strix_error *err);
 
-/* llama2.c checkpoints (l2c.c): parses m->map as a legacy, v1 or v2 file. */
-int l2c_load(strix_model *m, const char *vocab_path, strix_error *err);
-/* 1 if the bytes look like a llama2.c checkpoint header (legacy or ak42). */
-int l2c_probe(const uint8_t *buf, size_t len);
+/* A llama2.c checkpoint in m->map (legacy, v1 or v2; format/l2c.c parses
+ * it) with the tokenizer.bin at vocab_path (NULL: none). On failure the
+ * caller frees m. */
+int model_load_l2c(strix_model *m, const char *vocab_path, strix_error *err);
 
 #endif

@@ -1,6 +1,7 @@
 /*
  * fuzz_l2c.c - libFuzzer target for the llama2.c parsers: the checkpoint
- * reader (src/l2c.c) and the tokenizer.bin reader (src/vocab.c). Built by
+ * reader (src/format/l2c.c, placed by src/model/model.c) and the tokenizer.bin
+ * reader (src/tokenize). Built by
  * `make fuzz` (clang); run with a corpus seeded from tests/data, e.g.
  *
  *   mkdir -p /tmp/l2c_corpus && cp tests/data/stories260K.bin tests/data/tok512.bin /tmp/l2c_corpus
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "format/l2c.h"
 #include "model/model.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -23,7 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         m->map.data = data; /* borrowed: cleared before the model is freed */
         m->map.size = size;
         strix_error err;
-        l2c_load(m, NULL, &err);
+        model_load_l2c(m, NULL, &err);
         memset(&m->map, 0, sizeof m->map);
         strix_model_free(m);
     }
