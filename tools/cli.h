@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "strix.h"
+#include "strix_dev.h"
 
 /* The model used when no -m is given. */
 #define DEFAULT_MODEL "models/stories260K.gguf"
