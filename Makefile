@@ -1,6 +1,6 @@
-# strix - build with `make` (release), `make debug`, `make asan`, `make test`,
-# `make install PREFIX=/usr/local`. Outputs go under build/ (release),
-# build/debug/ and build/asan/.
+# strix - build with `make` (release), `make debug`, `make asan`, `make tsan`,
+# `make test`, `make install PREFIX=/usr/local`. Outputs go under build/
+# (release), build/debug/, build/asan/ and build/tsan/.
 
 CC ?= cc
 PREFIX ?= /usr/local
@@ -9,18 +9,22 @@ OPT ?= -O2
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
 CFLAGS_ALL := -std=c11 $(OPT) -g $(WARN) -fPIC -Iinclude -Isrc $(EXTRA_CFLAGS)
-LDLIBS := -lpcre2-8 -lm -lpthread
+LDLIBS := -lpcre2-8 -lm -lpthread -ldl
+# The shared library's ABI version: libstrix.so.$(SOVERSION), with libstrix.so
+# a link to it.
+SOVERSION := 0
 
 # The library: src/*.c and one level of folders (src/format, src/kernels, ...).
 SRC := $(wildcard src/*.c src/*/*.c)
-HDR := $(wildcard src/*.h src/*/*.h) include/strix.h
+HDR := $(wildcard src/*.h src/*/*.h) include/strix.h include/strix_dev.h
 OBJ := $(SRC:src/%.c=$(BUILD)/obj/%.o)
 TOOL_SRC := $(wildcard tools/*.c)
 TOOL_OBJ := $(TOOL_SRC:tools/%.c=$(BUILD)/tools/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all release debug asan test test-asan check install clean format fuzz tests examples
+.PHONY: all release debug asan tsan test test-asan test-tsan check install clean format fuzz tests \
+  examples
 
 all: $(BUILD)/strix $(BUILD)/libstrix.a $(BUILD)/libstrix.so
 
@@ -33,6 +37,13 @@ asan:
 	$(MAKE) BUILD=build/asan OPT="-O1" \
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
 	  EXTRA_LDFLAGS="-fsanitize=address,undefined" all tests
+
+# ThreadSanitizer build of the library and the tests that run threads
+# (shared pools, concurrent decodes).
+TSAN_TESTS := test_api
+tsan:
+	$(MAKE) BUILD=build/tsan OPT="-O1" EXTRA_CFLAGS="-fsanitize=thread -fno-omit-frame-pointer" \
+	  EXTRA_LDFLAGS="-fsanitize=thread" $(TSAN_TESTS:%=build/tsan/tests/%)
 
 # The instruction-set kernels get their sets' flags (x86-64 only; elsewhere
 # those files compile to nothing and the scalar reference runs).
@@ -57,14 +68,19 @@ $(BUILD)/libstrix.a: $(OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/libstrix.so: $(OBJ)
-	$(CC) -shared $(EXTRA_LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/libstrix.so.$(SOVERSION): $(OBJ)
+	$(CC) -shared -Wl,-soname,libstrix.so.$(SOVERSION) $(EXTRA_LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/libstrix.so: $(BUILD)/libstrix.so.$(SOVERSION)
+	ln -sf libstrix.so.$(SOVERSION) $@
 
 $(BUILD)/strix: $(TOOL_OBJ) $(BUILD)/libstrix.a
 	$(CC) $(EXTRA_LDFLAGS) -o $@ $(TOOL_OBJ) $(BUILD)/libstrix.a $(LDLIBS)
 
+# (tests find the shared library, for its soname, through STRIX_LIBDIR)
 $(BUILD)/tests/%: tests/%.c tests/harness.h tests/fixtures.h $(BUILD)/libstrix.a | $(BUILD)/tests
-	$(CC) $(CFLAGS_ALL) -DSTRIX_TEST_DATA_DEFAULT='"$(CURDIR)/tests/data"' $(EXTRA_LDFLAGS) -o $@ $< \
+	$(CC) $(CFLAGS_ALL) -DSTRIX_TEST_DATA_DEFAULT='"$(CURDIR)/tests/data"' -DSTRIX_LIBDIR='"$(abspath $(BUILD))"' \
+	  $(EXTRA_LDFLAGS) -o $@ $< \
 	  $(BUILD)/libstrix.a $(LDLIBS)
 
 tests: $(TEST_BIN) examples
@@ -88,17 +104,24 @@ test: all tests
 test-asan: asan
 	BUILD=build/asan tests/run.sh
 
-# What CI runs: release tests, then the sanitizer pass (one after the other,
-# so the logs stay readable).
+# The threaded tests under ThreadSanitizer (a few seconds).
+test-tsan: tsan
+	for t in $(TSAN_TESTS); do STRIX_TEST_DATA=tests/data TSAN_OPTIONS=halt_on_error=1 \
+	  build/tsan/tests/$$t || exit 1; done
+
+# What CI runs: release tests, then the sanitizer passes (one after the
+# other, so the logs stay readable).
 check:
 	$(MAKE) test
 	$(MAKE) test-asan
+	$(MAKE) test-tsan
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
 	  $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 755 $(BUILD)/strix $(DESTDIR)$(PREFIX)/bin/strix
-	install -m 644 $(BUILD)/libstrix.a $(BUILD)/libstrix.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(BUILD)/libstrix.a $(BUILD)/libstrix.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libstrix.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libstrix.so
 	install -m 644 include/strix.h $(DESTDIR)$(PREFIX)/include/strix.h
 	install -d $(DESTDIR)$(PREFIX)/share/strix
 	install -m 644 models/stories260K.gguf $(DESTDIR)$(PREFIX)/share/strix/stories260K.gguf

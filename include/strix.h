@@ -17,6 +17,19 @@
  * Ownership: each *_load / *_create has a *_free that accepts NULL.  Strings
  * and arrays returned by the library are borrowed and live as long as the
  * handle they came from, unless the comment says otherwise.
+ *
+ * Parameter structs and ABI: the shared library's soname is libstrix.so.0.
+ * Every parameter struct (struct strix_*_params) begins with
+ * `size_t struct_size`, which strix_*_default_params() (an inline wrapper
+ * compiled into the caller) sets to the caller's sizeof. The library reads
+ * only that many bytes and takes its own defaults for fields the caller's
+ * header did not have; bytes past the fields it knows must be zero
+ * (otherwise STRIX_ERR_UNSUPPORTED: the caller was built against a newer
+ * strix). So start from the defaults and change fields; a struct_size of 0
+ * is STRIX_ERR_ARG. New fields are only appended, and no struct ends in
+ * padding, so an older caller's struct_size always ends at a field
+ * boundary. (The sampler's params still return by value without the size
+ * field.) Entry points for tests and benchmarks live in strix_dev.h.
  */
 #ifndef STRIX_H
 #define STRIX_H
@@ -45,6 +58,8 @@ enum strix_status {
     STRIX_ERR_UNSUPPORTED = 3, /* well-formed, but a feature strix lacks */
     STRIX_ERR_NOMEM = 4,       /* an allocation failed */
     STRIX_ERR_ARG = 5,         /* an argument is out of range or inconsistent */
+    STRIX_ERR_FULL = 6,        /* the KV cache has no room (or a sequence reached
+                                  n_ctx): wait, free or evict, then retry */
 };
 
 typedef struct strix_error {
@@ -57,16 +72,30 @@ const char *strix_status_name(int code);
 
 /* ---- model ------------------------------------------------------------- */
 
+/* The defaults of parameter struct `name` for the caller's version of it
+ * (see "Parameter structs and ABI" above). */
+#define STRIX_DEFAULT_PARAMS_(name)                                                                \
+    static inline struct strix_##name##_params strix_##name##_default_params(void)                 \
+    {                                                                                              \
+        struct strix_##name##_params p_;                                                           \
+        strix_##name##_params_init(&p_, sizeof p_);                                                \
+        return p_;                                                                                 \
+    }
+
 struct strix_model_params {
+    size_t struct_size; /* sizeof, set by strix_model_default_params() */
     /* llama2.c checkpoints: path of the tokenizer.bin that goes with the
      * checkpoint (NULL: none; the model then cannot tokenize). Ignored for
      * GGUF files, which carry their vocabulary. */
     const char *vocab_path;
     /* Load only the vocabulary (GGUF): tensors are not required. */
     int vocab_only;
+    int reserved_; /* zero; keeps the struct free of tail padding */
 };
-
-struct strix_model_params strix_model_default_params(void);
+/* Fills *p (struct_size bytes) with the defaults; STRIX_ERR_ARG if p is NULL
+ * or struct_size too small. Callers use strix_model_default_params(). */
+int strix_model_params_init(struct strix_model_params *p, size_t struct_size);
+STRIX_DEFAULT_PARAMS_(model)
 
 /* Loads a GGUF file (detected by its magic) or a llama2.c checkpoint. */
 int strix_model_load(const char *path, const struct strix_model_params *params, strix_model **out,
@@ -95,43 +124,18 @@ int strix_model_save_gguf(const strix_model *model, const char *path, const char
  * F32 (so models with odd widths, like a 172-wide FFN, still quantize).
  */
 struct strix_quantize_params {
-    int n_threads; /* 0 = number of online CPUs */
+    size_t struct_size; /* sizeof, set by strix_quantize_default_params() */
+    int n_threads;      /* 0 = number of online CPUs */
     int pure;      /* 1: every 2-D weight of the one type (fallbacks aside) */
     /* Called with one line per class of tensor and type chosen ("ffn_down
      * 3 x Q6_K, 2 x Q4_K"), before the file is written; may be NULL. */
     void (*log)(void *user, const char *line);
     void *log_user;
 };
-struct strix_quantize_params strix_quantize_default_params(void);
+int strix_quantize_params_init(struct strix_quantize_params *p, size_t struct_size);
+STRIX_DEFAULT_PARAMS_(quantize)
 int strix_model_quantize(const strix_model *model, const char *path, const char *type,
                          const struct strix_quantize_params *params, strix_error *err);
-
-/* A model of the given shape with random weights (F32) and the vocabulary of
- * the GGUF file at vocab_path, for benchmarks and cross-engine tests. */
-struct strix_synth_params {
-    int n_embd, n_ff, n_layer, n_head, n_head_kv;
-    int n_ctx; /* trained context length to record */
-    float rope_freq_base;
-    float norm_eps;
-    uint64_t seed;
-    /* Architecture variants (zero: the default). */
-    const char *arch;      /* general.architecture, one of strix_archs(); NULL: "llama" */
-    int n_rot;             /* rotary dimensions per head; 0: the whole head */
-    int n_expert;          /* Mixture-of-Experts: experts per layer (0: dense FFN) */
-    int n_expert_used;     /* experts per token */
-    int n_ff_exp;          /* expert FFN width (0: n_ff) */
-    int n_ff_shexp;        /* shared expert FFN width (qwen2moe; 0: n_ff) */
-    int n_swa;             /* sliding window (llama, phi3, gemma2); 0: none */
-    float alibi_max_bias;  /* mpt: ALiBi maximum bias (0: 8) */
-    const char *rope_scaling; /* NULL, "linear" or "yarn" */
-    float rope_scale;      /* the scaling factor, with rope_scaling */
-    int n_ctx_orig;        /* YaRN: original context length (0: n_ctx) */
-    int post_norm;         /* post-norm blocks (strix.post_norm) */
-    int sinusoidal;        /* sinusoidal absolute positions (strix.position_encoding) */
-};
-struct strix_synth_params strix_synth_default_params(void);
-int strix_model_synth(const struct strix_synth_params *params, const char *vocab_path,
-                      strix_model **out, strix_error *err);
 
 /* The architectures strix runs (general.architecture values), separated by
  * spaces. */
@@ -241,20 +245,67 @@ int strix_detokenize(const strix_model *model, const strix_token *ids, int n, ch
 
 /* ---- context: KV cache and decoding ----------------------------------------- */
 
+/*
+ * A thread pool that several contexts can share (a target and its draft,
+ * the slots of a server), instead of each starting its own threads. The
+ * calling thread is the pool's thread 0 during a decode; the others wait for
+ * work (a short bounded spin, then a condition variable), so an idle pool
+ * takes no CPU. Contexts sharing a pool may decode from different threads at
+ * the same time: the pool runs one job (one matrix product, one attention
+ * pass) at a time under a lock, so their decodes interleave and each is
+ * computed exactly as it would be alone. A pool must outlive the contexts
+ * that use it.
+ */
+typedef struct strix_pool strix_pool;
+/* n_threads 0: the number of online CPUs (at most 64); at most 1024. */
+int strix_pool_create(int n_threads, strix_pool **out, strix_error *err);
+void strix_pool_free(strix_pool *pool);
+int strix_pool_n_threads(const strix_pool *pool);
+
+/*
+ * Observation of the forward pass: block `layer` of a decode, for n_tokens
+ * consecutive tokens of the caller's batch starting at index i_first (a
+ * batch larger than n_batch is seen in chunks). in and out are (n_tokens,
+ * n_embd) row-major: the residual stream before and after the block, so
+ * one block's out is the next block's in, and the last block's out goes
+ * through the final norm and the output projection to the logits. Borrowed
+ * for the call only. Fields may be added at the end.
+ */
+struct strix_layer_obs {
+    int layer;
+    int n_tokens;
+    int i_first;
+    int n_embd;
+    const int32_t *pos; /* (n_tokens) positions */
+    const int32_t *seq; /* (n_tokens) sequence ids */
+    const float *in;    /* (n_tokens, n_embd) */
+    const float *out;   /* (n_tokens, n_embd) */
+};
+/* Called on the decoding thread after each block; it must not call back
+ * into the context. Observing changes no result: logits are the same with
+ * and without a hook. */
+typedef void (*strix_layer_hook)(void *user, const struct strix_layer_obs *obs);
+
 struct strix_context_params {
-    int n_ctx;     /* KV cache positions; 0 = the trained length, at most 4096 */
-    int n_batch;   /* most tokens per strix_decode call; 0 = 512 */
-    int n_threads; /* 0 = number of online CPUs */
-    int n_seq_max; /* sequences the cache can hold at once (beams, parallel
-                      requests); 0 = 1, at most STRIX_SEQ_MAX */
+    size_t struct_size; /* sizeof, set by strix_context_default_params() */
+    int n_ctx;          /* KV cache positions per sequence; 0 = the trained length, at most 4096 */
+    int n_batch;        /* tokens per forward pass (larger batches are split); 0 = 512 */
+    int n_threads;      /* 0 = number of online CPUs; ignored with a pool */
+    int n_seq_max;      /* sequences the cache can hold at once (beams, parallel
+                           requests); 0 = 1, at most STRIX_SEQ_MAX */
+    strix_pool *pool;   /* a shared pool (borrowed); NULL: the context starts its own */
+    strix_layer_hook on_layer; /* NULL: no observation */
+    void *on_layer_user;
 };
 #define STRIX_SEQ_MAX 64
-struct strix_context_params strix_context_default_params(void);
+int strix_context_params_init(struct strix_context_params *p, size_t struct_size);
+STRIX_DEFAULT_PARAMS_(context)
 
 int strix_context_create(const strix_model *model, const struct strix_context_params *params,
                          strix_context **out, strix_error *err);
 void strix_context_free(strix_context *ctx);
 int strix_context_n_ctx(const strix_context *ctx);
+int strix_context_n_seq_max(const strix_context *ctx);
 
 /* Mixture-of-Experts load: for block `layer`, the number of tokens routed to
  * each expert since the context was created (or reset), into counts[0..n).
@@ -264,11 +315,15 @@ int strix_expert_load(const strix_context *ctx, int layer, uint64_t *counts, int
 void strix_expert_load_reset(strix_context *ctx);
 
 /*
- * Decodes n tokens at positions pos[0..n) (pos may be NULL: then the tokens
- * follow the current cache length). Each position must be at most the number
- * of positions already in the cache, so the cache stays contiguous; a
- * position below it overwrites that entry and everything after it is dropped.
- * want_logits[i] != 0 keeps the logits of token i (NULL: only the last).
+ * Decodes n tokens of sequence 0 at positions pos[0..n) (pos may be NULL:
+ * then the tokens follow the current cache length). Each position must be at
+ * most the number of positions already in the cache, so the cache stays
+ * contiguous; a position below it overwrites that entry and everything after
+ * it is dropped. want_logits[i] != 0 keeps the logits of token i (NULL: only
+ * the last). Any n >= 1 is accepted (see strix_decode_batch). Status:
+ * STRIX_ERR_FULL when the tokens do not fit (positions past n_ctx or no free
+ * cells), STRIX_ERR_ARG for bad input; after any failure the cache and the
+ * last logits are as they were.
  */
 int strix_decode(strix_context *ctx, const strix_token *tokens, const int32_t *pos, int n,
                  const int8_t *want_logits, strix_error *err);
@@ -282,6 +337,14 @@ const float *strix_get_logits(const strix_context *ctx, int i);
 int strix_kv_len(const strix_context *ctx);
 /* Drops every sequence-0 cache entry at position >= p (roll back). */
 int strix_kv_truncate(strix_context *ctx, int p, strix_error *err);
+/* Rolls sequence seq back to its first n_keep positions: drops its entries
+ * at positions >= n_keep (other sequences, shared entries included, keep
+ * theirs). Then decode from position n_keep. */
+int strix_kv_seq_truncate(strix_context *ctx, int seq, int n_keep, strix_error *err);
+/* Cells of the cache (per layer) and how many are in use: a scheduler's
+ * measure of room. A cell is shared by every sequence that sees it. */
+int strix_kv_cells(const strix_context *ctx);
+int strix_kv_cells_used(const strix_context *ctx);
 
 /*
  * Several sequences in one cache. Each token of a batch carries a position
@@ -289,19 +352,32 @@ int strix_kv_truncate(strix_context *ctx, int p, strix_error *err);
  * own sequence at positions <= its own. Entries are shared, not copied, when
  * a sequence is forked with strix_kv_seq_cp, so beams and parallel requests
  * over one prompt store that prompt once. A token's position must be at most
- * one past the highest position its sequence holds.
+ * one past the highest position its sequence holds, and the tokens of one
+ * sequence are consecutive in position.
+ *
+ * A batch of any size is accepted: one larger than n_batch runs as several
+ * forward passes of at most n_batch tokens, with the same logits as one pass
+ * (every token's result is independent of the batch it is in). Keeping the
+ * logits of more than n_batch tokens grows the logits buffer once. Before
+ * anything changes, the call checks that every token fits: when the cache
+ * lacks free cells, or a position would reach n_ctx, it returns
+ * STRIX_ERR_FULL with the cache and the last logits untouched, so a
+ * scheduler can wait or evict (strix_kv_seq_rm) and retry.
  */
 typedef struct strix_batch {
     int n;
     const strix_token *token; /* n ids */
-    const int32_t *pos;       /* n positions */
+    const int32_t *pos;       /* n positions; NULL: each token follows its
+                                 sequence's cache (and its earlier tokens) */
     const int32_t *seq;       /* n sequence ids; NULL: all 0 */
     const int8_t *logits;     /* n flags; NULL: only the last token's */
 } strix_batch;
 int strix_decode_batch(strix_context *ctx, const strix_batch *batch, strix_error *err);
 
 /* Removes sequence seq's entries at positions [p0, p1) (p1 < 0: to the end;
- * seq < 0: every sequence). Entries no sequence uses are freed. */
+ * seq < 0: every sequence). Entries no sequence uses are freed. These four
+ * return STRIX_ERR_ARG (or -1 for pos_max) for a NULL context or a sequence
+ * out of range. */
 int strix_kv_seq_rm(strix_context *ctx, int seq, int p0, int p1);
 /* Makes sequence dst share src's entries at positions [p0, p1) (p1 < 0: to
  * the end). No key or value data is copied. */
@@ -417,12 +493,15 @@ long strix_stop_find(const char *text, size_t n, const char *const *stops, int n
                      size_t *n_safe);
 
 struct strix_gen_params {
-    int n_predict;            /* token budget; < 0: until EOS, a stop string or a full context */
-    const char *const *stop;  /* n_stop stop strings (borrowed); the text ends before them */
+    size_t struct_size;      /* sizeof, set by strix_gen_default_params() */
+    const char *const *stop; /* n_stop stop strings (borrowed); the text ends before them */
     int n_stop;
-    int stop_at_bos;          /* also end at BOS (the llama2.c story models separate stories so) */
+    int n_predict;   /* token budget; < 0: until EOS, a stop string or a full context */
+    int stop_at_bos; /* also end at BOS (the llama2.c story models separate stories so) */
+    int seq;         /* the sequence to extend (0 .. n_seq_max - 1) */
 };
-struct strix_gen_params strix_gen_default_params(void);
+int strix_gen_params_init(struct strix_gen_params *p, size_t struct_size);
+STRIX_DEFAULT_PARAMS_(gen)
 
 enum strix_stop_reason {
     STRIX_STOP_NONE = 0,
@@ -444,13 +523,16 @@ struct strix_gen_result {
 };
 
 /*
- * Generates from the logits of the last decoded token (decode the prompt with
- * its last token's logits first; accept the prompt into the sampler if the
- * penalties should see it). prev is the last prompt token (for the spacing
- * of the first piece). Each sampled token is accepted into the sampler and
- * decoded, except the one that ends the generation, so the cache then holds
- * the prompt and the shown tokens. The callback may call
- * strix_sampler_last_probs.
+ * Generates on sequence params->seq from the logits of the last decoded
+ * token, which must be that sequence's (decode the prompt with its last
+ * token's logits first; accept the prompt into the sampler if the penalties
+ * should see it). prev is the last prompt token (for the spacing of the
+ * first piece). Each sampled token is accepted into the sampler and decoded
+ * at the sequence's next position, except the one that ends the
+ * generation, so the sequence then holds the prompt and the shown tokens;
+ * other sequences are not touched. The generation ends with
+ * STRIX_STOP_CONTEXT when the sequence reaches n_ctx or the shared cache is
+ * full. The callback may call strix_sampler_last_probs.
  */
 int strix_generate(const strix_model *model, strix_context *ctx, strix_sampler *smp,
                    strix_token prev, const struct strix_gen_params *params, strix_gen_cb cb,
@@ -459,6 +541,7 @@ int strix_generate(const strix_model *model, strix_context *ctx, strix_sampler *
 /* ---- beam search --------------------------------------------------------------------- */
 
 struct strix_beam_params {
+    size_t struct_size;   /* sizeof, set by strix_beam_default_params() */
     int n_beams;          /* width W, 1 .. STRIX_SEQ_MAX / 2; the context needs n_seq_max >= 2W */
     int n_predict;        /* most new tokens per hypothesis */
     float length_penalty; /* score = log-probability / n^length_penalty (n: generated tokens,
@@ -468,7 +551,8 @@ struct strix_beam_params {
     int n_best;           /* hypotheses returned */
     int stop_at_bos;      /* BOS ends a hypothesis too (the llama2.c story models) */
 };
-struct strix_beam_params strix_beam_default_params(void);
+int strix_beam_params_init(struct strix_beam_params *p, size_t struct_size);
+STRIX_DEFAULT_PARAMS_(beam)
 
 struct strix_beam_hyp {
     strix_token *tokens; /* generated tokens (the end token not included); owned by the result */
@@ -497,6 +581,7 @@ void strix_beam_result_free(struct strix_beam_result *r);
 /* ---- evaluation: perplexity and KL divergence ---------------------------------------- */
 
 struct strix_ppl_params {
+    size_t struct_size; /* sizeof, set by strix_ppl_default_params() */
     int n_ctx;  /* window in tokens; 0: the context's n_ctx */
     int stride; /* 0: llama.cpp's chunks (each window scores its second half);
                    > 0: sliding windows moved by stride tokens, every token scored */
@@ -506,7 +591,8 @@ struct strix_ppl_params {
     void (*progress)(void *user, int done, int total); /* after each window; may be NULL */
     void *user;
 };
-struct strix_ppl_params strix_ppl_default_params(void);
+int strix_ppl_params_init(struct strix_ppl_params *p, size_t struct_size);
+STRIX_DEFAULT_PARAMS_(ppl)
 
 struct strix_ppl_result {
     int64_t n_scored; /* tokens scored */

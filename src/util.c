@@ -25,8 +25,40 @@ const char *strix_status_name(int code)
     case STRIX_ERR_UNSUPPORTED: return "unsupported";
     case STRIX_ERR_NOMEM: return "out of memory";
     case STRIX_ERR_ARG: return "invalid argument";
+    case STRIX_ERR_FULL: return "KV cache full";
     default: return "unknown error";
     }
+}
+
+int util_params_init(void *p, size_t caller_size, const void *defaults, size_t lib_size)
+{
+    if (!p || caller_size < sizeof(size_t))
+        return STRIX_ERR_ARG;
+    memcpy(p, defaults, caller_size < lib_size ? caller_size : lib_size);
+    if (caller_size > lib_size) /* a newer caller: its extra fields start as zero */
+        memset((char *)p + lib_size, 0, caller_size - lib_size);
+    memcpy(p, &caller_size, sizeof caller_size);
+    return STRIX_OK;
+}
+
+int util_params_read(void *dst, size_t lib_size, const void *src, const char *what,
+                     strix_error *err)
+{
+    size_t n;
+    memcpy(&n, src, sizeof n);
+    if (n < sizeof(size_t) || n > lib_size + 4096)
+        return err_set(err, STRIX_ERR_ARG,
+                       "%s parameters: struct_size is %zu; start from strix_%s_default_params()",
+                       what, n, what);
+    for (size_t i = lib_size; i < n; i++)
+        if (((const unsigned char *)src)[i])
+            return err_set(err, STRIX_ERR_UNSUPPORTED,
+                           "%s parameters: a field this library does not know is set (struct of "
+                           "%zu bytes, this library's has %zu): built against a newer strix",
+                           what, n, lib_size);
+    memcpy(dst, src, n < lib_size ? n : lib_size);
+    memcpy(dst, &lib_size, sizeof lib_size);
+    return STRIX_OK;
 }
 
 int err_set(strix_error *err, int code, const char *fmt, ...)

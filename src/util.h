@@ -25,6 +25,15 @@ int err_set(strix_error *err, int code, const char *fmt, ...) STRIX_PRINTF(3, 4)
 void err_prefix(strix_error *err, const char *fmt, ...) STRIX_PRINTF(2, 3);
 void err_clear(strix_error *err);
 
+/* Public parameter structs (strix.h, "Parameter structs and ABI"): each
+ * begins with size_t struct_size. util_params_init writes the library's
+ * defaults (lib_size bytes) into a caller's struct of caller_size bytes;
+ * util_params_read copies a caller's struct into dst, which holds the
+ * defaults, checking struct_size (`what` names the struct in messages). */
+int util_params_init(void *p, size_t caller_size, const void *defaults, size_t lib_size);
+int util_params_read(void *dst, size_t lib_size, const void *src, const char *what,
+                     strix_error *err);
+
 /* Broken invariant: print file and line and stop. Not for bad input. */
 #define STRIX_ASSERT(c)                                                                            \
     do {                                                                                           \

@@ -10,6 +10,7 @@
 #include "fixtures.h"
 #include "harness.h"
 #include "strix.h"
+#include "strix_dev.h"
 
 /* Compares m's logits with llama.cpp's; takes ownership of m. */
 static void compare(strix_model *m, const char *model, const char *ids_file,

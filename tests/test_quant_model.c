@@ -13,6 +13,7 @@
 #include "fixtures.h"
 #include "harness.h"
 #include "strix.h"
+#include "strix_dev.h"
 
 static char tmp[64];
 

@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "strix.h"
+#include "strix_dev.h"
 
 /* The model used when no -m is given: its file name, and where it is looked
  * for (default_model). */

@@ -31,11 +31,18 @@
 
 #define KL_MAGIC "STRIXKL1"
 
-struct strix_ppl_params strix_ppl_default_params(void)
+static struct strix_ppl_params ppl_defaults(void)
 {
     struct strix_ppl_params p;
     memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
     return p;
+}
+
+int strix_ppl_params_init(struct strix_ppl_params *p, size_t struct_size)
+{
+    const struct strix_ppl_params d = ppl_defaults();
+    return util_params_init(p, struct_size, &d, sizeof d);
 }
 
 /* The windows of one run: window w spans [begin, end) and scores the tokens
@@ -226,12 +233,17 @@ static int log_softmax(const float *logits, int nv, float *lp)
 }
 
 int strix_perplexity(const strix_model *model, strix_context *ctx, const strix_token *tokens,
-                     int n_tokens, const struct strix_ppl_params *params,
+                     int n_tokens, const struct strix_ppl_params *caller_params,
                      struct strix_ppl_result *out, strix_error *err)
 {
     err_clear(err);
-    if (!model || !ctx || !params || !out)
+    if (!model || !ctx || !caller_params || !out)
         return err_set(err, STRIX_ERR_ARG, "NULL argument");
+    struct strix_ppl_params pp = ppl_defaults();
+    int prc = util_params_read(&pp, sizeof pp, caller_params, "ppl", err);
+    if (prc)
+        return prc;
+    const struct strix_ppl_params *params = &pp;
     memset(out, 0, sizeof *out);
     const int nv = strix_vocab_size(model);
     if (nv <= 0)

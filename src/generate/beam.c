@@ -19,16 +19,23 @@
 
 #include "util.h"
 
-struct strix_beam_params strix_beam_default_params(void)
+static struct strix_beam_params beam_defaults(void)
 {
     struct strix_beam_params p;
     memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
     p.n_beams = 4;
     p.n_predict = 64;
     p.length_penalty = 0.0f;
     p.early_stopping = 0;
     p.n_best = 1;
     return p;
+}
+
+int strix_beam_params_init(struct strix_beam_params *p, size_t struct_size)
+{
+    const struct strix_beam_params d = beam_defaults();
+    return util_params_init(p, struct_size, &d, sizeof d);
 }
 
 struct cand {
@@ -93,12 +100,17 @@ void strix_beam_result_free(struct strix_beam_result *r)
 }
 
 int strix_beam_search(const strix_model *model, strix_context *ctx, const strix_token *prompt,
-                      int n_prompt, const struct strix_beam_params *p,
+                      int n_prompt, const struct strix_beam_params *params,
                       struct strix_beam_result *out, strix_error *err)
 {
     err_clear(err);
-    if (!model || !ctx || !prompt || !p || !out)
+    if (!model || !ctx || !prompt || !params || !out)
         return err_set(err, STRIX_ERR_ARG, "NULL argument");
+    struct strix_beam_params bp = beam_defaults();
+    int prc = util_params_read(&bp, sizeof bp, params, "beam", err);
+    if (prc)
+        return prc;
+    const struct strix_beam_params *p = &bp;
     out->hyps = NULL;
     out->n = 0;
     const int W = p->n_beams, nv = strix_vocab_size(model), n_ctx = strix_context_n_ctx(ctx);

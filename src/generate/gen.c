@@ -6,18 +6,25 @@
  * strix_stop_find, which callers with their own loop can use alone.
  *
  * Sampling belongs to sampler.c, decoding to context.c; this file only calls
- * the public API.
+ * the public API. Any sequence of a multi-sequence context can be extended.
  */
 #include <string.h>
 
 #include "util.h"
 
-struct strix_gen_params strix_gen_default_params(void)
+static struct strix_gen_params gen_defaults(void)
 {
     struct strix_gen_params p;
     memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
     p.n_predict = -1;
     return p;
+}
+
+int strix_gen_params_init(struct strix_gen_params *p, size_t struct_size)
+{
+    const struct strix_gen_params d = gen_defaults();
+    return util_params_init(p, struct_size, &d, sizeof d);
 }
 
 long strix_stop_find(const char *text, size_t n, const char *const *stops, int n_stops,
@@ -52,15 +59,24 @@ long strix_stop_find(const char *text, size_t n, const char *const *stops, int n
 }
 
 int strix_generate(const strix_model *model, strix_context *ctx, strix_sampler *smp,
-                   strix_token prev, const struct strix_gen_params *params, strix_gen_cb cb,
-                   void *user, struct strix_gen_result *res, strix_error *err)
+                   strix_token prev, const struct strix_gen_params *caller_params,
+                   strix_gen_cb cb, void *user, struct strix_gen_result *res, strix_error *err)
 {
     err_clear(err);
     struct strix_gen_result r = {0, STRIX_STOP_NONE};
     if (res)
         *res = r;
-    if (!model || !ctx || !smp || !params)
+    if (!model || !ctx || !smp || !caller_params)
         return err_set(err, STRIX_ERR_ARG, "NULL argument");
+    struct strix_gen_params gp = gen_defaults();
+    int prc = util_params_read(&gp, sizeof gp, caller_params, "gen", err);
+    if (prc)
+        return prc;
+    const struct strix_gen_params *params = &gp;
+    const int32_t seq = params->seq;
+    if (seq < 0 || seq >= strix_context_n_seq_max(ctx))
+        return err_set(err, STRIX_ERR_ARG, "sequence %d is out of range [0, %d)", seq,
+                       strix_context_n_seq_max(ctx));
     if (params->n_stop < 0 || (params->n_stop > 0 && !params->stop))
         return err_set(err, STRIX_ERR_ARG, "bad stop strings");
     if (!strix_get_logits(ctx, -1))
@@ -83,7 +99,9 @@ int strix_generate(const strix_model *model, strix_context *ctx, strix_sampler *
             r.stop_reason = STRIX_STOP_BUDGET;
             break;
         }
-        if (strix_kv_len(ctx) >= n_ctx) {
+        /* the sequence is at n_ctx, or the (shared) cache has no free cell */
+        if (strix_kv_seq_pos_max(ctx, seq) + 1 >= n_ctx ||
+            strix_kv_cells_used(ctx) >= strix_kv_cells(ctx)) {
             r.stop_reason = STRIX_STOP_CONTEXT;
             break;
         }
@@ -127,7 +145,13 @@ int strix_generate(const strix_model *model, strix_context *ctx, strix_sampler *
         n_pend -= safe;
         if (r.stop_reason != STRIX_STOP_NONE || last)
             continue; /* the loop head names the budget as the reason */
-        rc = strix_decode(ctx, &tok, NULL, 1, NULL, err);
+        const strix_batch b = {1, &tok, NULL, &seq, NULL};
+        rc = strix_decode_batch(ctx, &b, err);
+        if (rc == STRIX_ERR_FULL) { /* checked above; kept for safety */
+            err_clear(err);
+            rc = STRIX_OK;
+            r.stop_reason = STRIX_STOP_CONTEXT;
+        }
         if (rc)
             break;
     }

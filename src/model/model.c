@@ -23,10 +23,18 @@
 #define MAX_LAYERS 4096
 #define MAX_CTX (1 << 24)
 
-struct strix_model_params strix_model_default_params(void)
+static struct strix_model_params model_defaults(void)
 {
-    struct strix_model_params p = {0};
+    struct strix_model_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
     return p;
+}
+
+int strix_model_params_init(struct strix_model_params *p, size_t struct_size)
+{
+    const struct strix_model_params d = model_defaults();
+    return util_params_init(p, struct_size, &d, sizeof d);
 }
 
 const struct vocab *model_vocab(const strix_model *m)
@@ -374,9 +382,13 @@ int strix_model_load(const char *path, const struct strix_model_params *params, 
     *out = NULL;
     if (!path)
         return err_set(err, STRIX_ERR_ARG, "no model path");
-    struct strix_model_params def = strix_model_default_params();
-    if (!params)
-        params = &def;
+    struct strix_model_params def = model_defaults();
+    if (params) {
+        int prc = util_params_read(&def, sizeof def, params, "model", err);
+        if (prc)
+            return prc;
+    }
+    params = &def;
     strix_model *m = util_calloc(1, sizeof *m);
     if (!m)
         return err_set(err, STRIX_ERR_NOMEM, "out of memory");

@@ -14,11 +14,13 @@
 #include "model/arch.h"
 #include "quant/dtype.h"
 #include "model/model.h"
+#include "strix_dev.h"
 
-struct strix_synth_params strix_synth_default_params(void)
+static struct strix_synth_params synth_defaults(void)
 {
     struct strix_synth_params p;
     memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
     p.n_embd = 256;
     p.n_ff = 768;
     p.n_layer = 4;
@@ -31,13 +33,24 @@ struct strix_synth_params strix_synth_default_params(void)
     return p;
 }
 
-int strix_model_synth(const struct strix_synth_params *p, const char *vocab_path, strix_model **out,
-                      strix_error *err)
+int strix_synth_params_init(struct strix_synth_params *p, size_t struct_size)
+{
+    const struct strix_synth_params d = synth_defaults();
+    return util_params_init(p, struct_size, &d, sizeof d);
+}
+
+int strix_model_synth(const struct strix_synth_params *params, const char *vocab_path,
+                      strix_model **out, strix_error *err)
 {
     err_clear(err);
-    if (!p || !vocab_path || !out)
+    if (!params || !vocab_path || !out)
         return err_set(err, STRIX_ERR_ARG, "NULL argument");
     *out = NULL;
+    struct strix_synth_params sp = synth_defaults();
+    int prc = util_params_read(&sp, sizeof sp, params, "synth", err);
+    if (prc)
+        return prc;
+    const struct strix_synth_params *p = &sp;
     struct strix_model_params mp = strix_model_default_params();
     mp.vocab_only = 1;
     strix_model *src = NULL;

@@ -6,6 +6,9 @@
  * (grouped- and multi-query attention) are processed together, reading each
  * key and value once.
  *
+ * Layer l reads only layer l's cells (context.h), so a layer may hold
+ * fewer entries than another; a token sees what its layer holds.
+ *
  * One work item is one (token, KV head) pair. A token's result depends only
  * on its own query and the cache, never on the rest of the batch, so batched
  * and one-by-one decoding agree bit for bit.
@@ -36,11 +39,10 @@ static void attn_worker(void *arg, int ith, int nth)
     strix_context *c = j->c;
     const struct attn_args *a = j->a;
     const struct hparams *hp = &c->model->hp;
-    const struct kv_cache *kv = &c->kv;
+    const struct kv_layer *kv = &c->kv.layer[a->layer];
     const int hd = hp->head_dim, kv_dim = hp->n_head_kv * hd, q_dim = hp->n_head * hd;
     const int group = hp->n_head / hp->n_head_kv;
-    const size_t layer_off = (size_t)a->layer * (size_t)kv->size * (size_t)kv_dim;
-    const float *kbase = kv->k + layer_off, *vbase = kv->v + layer_off;
+    const float *kbase = kv->k, *vbase = kv->v;
     float *scratch = c->att + (size_t)ith * c->att_stride;
     float *score = scratch;                        /* (group, ATT_TILE) */
     float *acc = score + (size_t)group * ATT_TILE; /* (group, hd) */
@@ -116,6 +118,6 @@ void attention(strix_context *c, const struct attn_args *a)
 {
     const struct hparams *hp = &c->model->hp;
     struct attn_job j = {c, a};
-    int64_t work = (int64_t)c->n_tok * hp->n_head * c->kv.n_scan;
+    int64_t work = (int64_t)c->n_tok * hp->n_head * c->kv.layer[a->layer].n_scan;
     pool_run_n(c->pool, attn_worker, &j, work < 4096 ? 1 : c->n_threads);
 }

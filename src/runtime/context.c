@@ -1,7 +1,13 @@
 /*
- * context.c - a decoding context: creation, the KV cache's cells and
- * sequences, and the decode calls that check a batch, give its tokens cells
- * and run the forward pass (forward.c).
+ * context.c - a decoding context: creation, the KV cache's per-layer cells
+ * and sequences, and the decode calls that check a batch, make sure it fits,
+ * split it into chunks of at most n_batch tokens, give the tokens cells and
+ * run the forward pass (forward.c) on each chunk. Also the observation hook
+ * the forward pass calls around each block.
+ *
+ * A decode changes nothing until every check has passed, the room in the
+ * cache included (kv_fits), so a failed call leaves the cache and the last
+ * logits as they were.
  *
  * Each output element is computed with the same kernel and summation order
  * whether a token arrives alone or in a batch, and whatever the thread
@@ -17,16 +23,106 @@
 #include "quant/dtype.h"
 #include "kernels/kernels.h"
 
-struct strix_context_params strix_context_default_params(void)
+static struct strix_context_params context_defaults(void)
 {
-    struct strix_context_params p = {0, 0, 0, 1};
+    struct strix_context_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
+    p.n_seq_max = 1;
     return p;
+}
+
+int strix_context_params_init(struct strix_context_params *p, size_t struct_size)
+{
+    const struct strix_context_params d = context_defaults();
+    return util_params_init(p, struct_size, &d, sizeof d);
 }
 
 static int default_threads(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : (n > 64 ? 64 : (int)n);
+}
+
+/* ---- the shared thread pool (the public handle over pool.c) ---- */
+
+struct strix_pool {
+    struct pool *pool;
+};
+
+int strix_pool_create(int n_threads, strix_pool **out, strix_error *err)
+{
+    err_clear(err);
+    if (!out)
+        return err_set(err, STRIX_ERR_ARG, "out is NULL");
+    *out = NULL;
+    if (n_threads < 0 || n_threads > 1024)
+        return err_set(err, STRIX_ERR_ARG, "%d threads: expected 0 .. 1024", n_threads);
+    strix_pool *sp = util_calloc(1, sizeof *sp);
+    if (!sp)
+        return err_set(err, STRIX_ERR_NOMEM, "out of memory");
+    sp->pool = pool_create(n_threads ? n_threads : default_threads());
+    if (!sp->pool) {
+        util_free(sp);
+        return err_set(err, STRIX_ERR_NOMEM, "cannot start %d threads", n_threads);
+    }
+    *out = sp;
+    return STRIX_OK;
+}
+
+void strix_pool_free(strix_pool *sp)
+{
+    if (!sp)
+        return;
+    pool_free(sp->pool);
+    util_free(sp);
+}
+
+int strix_pool_n_threads(const strix_pool *sp)
+{
+    return sp ? pool_n_threads(sp->pool) : 0;
+}
+
+/* ---- creation ---- */
+
+static void kv_free(struct kv_cache *kv)
+{
+    for (int l = 0; kv->layer && l < kv->n_layer; l++) {
+        util_free(kv->layer[l].pos);
+        util_free(kv->layer[l].seqs);
+        util_free(kv->layer[l].k);
+        util_free(kv->layer[l].v);
+    }
+    util_free(kv->layer);
+    util_free(kv->sim_pos);
+    util_free(kv->sim_seqs);
+    memset(kv, 0, sizeof *kv);
+}
+
+/* Each layer gets its own table and its own keys and values. */
+static int kv_alloc(struct kv_cache *kv, int n_layer, int cells, size_t kv_dim)
+{
+    kv->n_layer = n_layer;
+    kv->layer = util_calloc((size_t)n_layer, sizeof *kv->layer);
+    kv->sim_pos = util_malloc((size_t)cells * sizeof(int32_t));
+    kv->sim_seqs = util_malloc((size_t)cells * sizeof(uint64_t));
+    if (!kv->layer || !kv->sim_pos || !kv->sim_seqs)
+        return 0;
+    for (int l = 0; l < n_layer; l++) {
+        struct kv_layer *L = &kv->layer[l];
+        L->size = cells;
+        L->pos = util_malloc((size_t)cells * sizeof(int32_t));
+        L->seqs = util_calloc((size_t)cells, sizeof(uint64_t));
+        L->k = util_malloc((size_t)cells * kv_dim * sizeof(float));
+        L->v = util_malloc((size_t)cells * kv_dim * sizeof(float));
+        if (!L->pos || !L->seqs || !L->k || !L->v)
+            return 0;
+        for (int i = 0; i < cells; i++)
+            L->pos[i] = -1;
+    }
+    for (int s = 0; s < STRIX_SEQ_MAX; s++)
+        kv->pos_max[s] = -1;
+    return 1;
 }
 
 int strix_context_create(const strix_model *model, const struct strix_context_params *params,
@@ -38,9 +134,13 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     *out = NULL;
     if (!model || model->vocab_only)
         return err_set(err, STRIX_ERR_ARG, "a context needs a model with weights");
-    struct strix_context_params def = strix_context_default_params();
-    if (!params)
-        params = &def;
+    struct strix_context_params cp = context_defaults();
+    if (params) {
+        int prc = util_params_read(&cp, sizeof cp, params, "context", err);
+        if (prc)
+            return prc;
+    }
+    params = &cp;
     const struct hparams *hp = &model->hp;
     if (params->n_ctx < 0 || params->n_ctx > (1 << 24) || params->n_batch < 0 ||
         params->n_batch > (1 << 16) || params->n_threads < 0 || params->n_threads > 1024 ||
@@ -66,8 +166,15 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     c->n_batch = params->n_batch ? params->n_batch : 512;
     if (c->n_batch > c->n_ctx)
         c->n_batch = c->n_ctx;
-    c->n_threads = params->n_threads ? params->n_threads : default_threads();
+    if (params->pool) {
+        c->pool = params->pool->pool;
+        c->n_threads = pool_n_threads(c->pool);
+    } else {
+        c->n_threads = params->n_threads ? params->n_threads : default_threads();
+    }
     c->n_seq_max = params->n_seq_max ? params->n_seq_max : 1;
+    c->on_layer = params->on_layer;
+    c->on_layer_user = params->on_layer_user;
     /* cells: one per position of each sequence; when every layer is
      * windowed, a sequence needs only its window plus a batch */
     int64_t cells = (int64_t)c->n_ctx;
@@ -75,17 +182,12 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     if (all_windowed && (int64_t)hp->n_swa + c->n_batch < cells)
         cells = (int64_t)hp->n_swa + c->n_batch;
     cells *= c->n_seq_max;
-    if (cells > (1 << 26)) {
-        util_free(c);
-        return err_set(err, STRIX_ERR_NOMEM, "KV cache too large");
-    }
-    c->kv.size = (int)cells;
     const size_t nb = (size_t)c->n_batch, nt = (size_t)c->n_threads;
     const size_t q_dim = (size_t)hp->n_head * (size_t)hp->head_dim;
     const size_t kv_dim = (size_t)hp->n_head_kv * (size_t)hp->head_dim;
     const size_t embd = (size_t)hp->n_embd, ff = (size_t)hp->n_ff;
     size_t cache;
-    if (!util_mul_size((size_t)hp->n_layer * (size_t)cells, kv_dim, &cache) ||
+    if (cells > (1 << 26) || !util_mul_size((size_t)hp->n_layer * (size_t)cells, kv_dim, &cache) ||
         cache > SIZE_MAX / sizeof(float) / 4) {
         util_free(c);
         return err_set(err, STRIX_ERR_NOMEM, "KV cache too large");
@@ -93,13 +195,10 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     c->max_row = (int)(embd > ff ? embd : ff);
     if ((size_t)c->max_row < q_dim)
         c->max_row = (int)q_dim;
-    c->kv.k = util_malloc(cache * sizeof(float));
-    c->kv.v = util_malloc(cache * sizeof(float));
-    c->kv.pos = util_malloc((size_t)cells * sizeof(int32_t));
-    c->kv.seqs = util_calloc((size_t)cells, sizeof(uint64_t));
+    const int kv_ok = kv_alloc(&c->kv, hp->n_layer, (int)cells, kv_dim);
     c->tok_pos = util_malloc(nb * sizeof(int32_t));
     c->tok_seq = util_malloc(nb * sizeof(int32_t));
-    c->tok_cell = util_malloc(nb * sizeof(int32_t));
+    c->tok_cell = util_malloc((size_t)hp->n_layer * nb * sizeof(int32_t));
     c->x = util_malloc(nb * embd * sizeof(float));
     c->xb = util_malloc(nb * (embd > q_dim ? embd : q_dim) * sizeof(float));
     c->q = util_malloc(nb * q_dim * sizeof(float));
@@ -112,19 +211,21 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     c->row = util_malloc(nt * (size_t)c->max_row * sizeof(float));
     c->act_size = mm_act_bytes(c->n_batch, c->max_row);
     c->act = util_malloc(MM_MAX * c->act_size);
-    c->logits = util_malloc(nb * (size_t)hp->n_vocab * sizeof(float));
-    c->logit_slot = util_malloc(nb * sizeof(int));
-    c->pool = pool_create(c->n_threads);
+    c->logits_buf = util_malloc(nb * (size_t)hp->n_vocab * sizeof(float));
+    c->slot_buf = util_malloc(nb * sizeof(int));
+    c->logits_cap = c->slot_cap = c->n_batch;
+    if (c->on_layer)
+        c->hook_in = util_malloc(nb * embd * sizeof(float));
+    if (!c->pool)
+        c->pool = c->own_pool = pool_create(c->n_threads);
     c->fwd = forward_scratch_create(hp, c->n_batch);
-    if (!c->kv.k || !c->kv.v || !c->kv.pos || !c->kv.seqs || !c->tok_pos || !c->tok_seq ||
-        !c->tok_cell || !c->x || !c->xb || !c->q || !c->k || !c->v || !c->hb || !c->hb2 ||
-        !c->att || !c->row || !c->act || !c->logits || !c->logit_slot || !c->pool || !c->fwd) {
+    if (!kv_ok || !c->tok_pos || !c->tok_seq || !c->tok_cell || !c->x || !c->xb || !c->q ||
+        !c->k || !c->v || !c->hb || !c->hb2 || !c->att || !c->row || !c->act || !c->logits_buf ||
+        !c->slot_buf || (c->on_layer && !c->hook_in) || !c->pool || !c->fwd) {
         const int n_ctx = c->n_ctx;
         strix_context_free(c);
         return err_set(err, STRIX_ERR_NOMEM, "out of memory for a context of %d positions", n_ctx);
     }
-    for (int i = 0; i < c->kv.size; i++)
-        c->kv.pos[i] = -1;
     *out = c;
     return STRIX_OK;
 }
@@ -133,12 +234,9 @@ void strix_context_free(strix_context *c)
 {
     if (!c)
         return;
-    pool_free(c->pool);
+    pool_free(c->own_pool);
     forward_scratch_free(c->fwd);
-    util_free(c->kv.k);
-    util_free(c->kv.v);
-    util_free(c->kv.pos);
-    util_free(c->kv.seqs);
+    kv_free(&c->kv);
     util_free(c->tok_pos);
     util_free(c->tok_seq);
     util_free(c->tok_cell);
@@ -152,14 +250,20 @@ void strix_context_free(strix_context *c)
     util_free(c->att);
     util_free(c->row);
     util_free(c->act);
-    util_free(c->logits);
-    util_free(c->logit_slot);
+    util_free(c->logits_buf);
+    util_free(c->slot_buf);
+    util_free(c->hook_in);
     util_free(c);
 }
 
 int strix_context_n_ctx(const strix_context *c)
 {
-    return c->n_ctx;
+    return c ? c->n_ctx : 0;
+}
+
+int strix_context_n_seq_max(const strix_context *c)
+{
+    return c ? c->n_seq_max : 0;
 }
 
 /* ---- cells and sequences ---- */
@@ -169,37 +273,79 @@ static int seq_ok(const strix_context *c, int seq)
     return seq >= 0 && seq < c->n_seq_max;
 }
 
-static void kv_shrink_scan(struct kv_cache *kv)
+static void layer_shrink_scan(struct kv_layer *L)
 {
-    while (kv->n_scan > 0 && kv->pos[kv->n_scan - 1] < 0)
-        kv->n_scan--;
+    while (L->n_scan > 0 && L->pos[L->n_scan - 1] < 0)
+        L->n_scan--;
 }
 
-/* Removes seq's bit (every sequence when seq < 0) from the cells at
- * positions [p0, p1); frees cells left with no sequence. */
+/* Removes the sequences in `bits` from layer L's cells at positions
+ * [p0, p1); frees cells left with no sequence. */
+static void layer_remove(struct kv_layer *L, uint64_t bits, int32_t p0, int32_t p1)
+{
+    for (int i = 0; i < L->n_scan; i++) {
+        if (L->pos[i] < p0 || L->pos[i] >= p1 || !(L->seqs[i] & bits))
+            continue;
+        L->seqs[i] &= ~bits;
+        if (!L->seqs[i]) {
+            L->pos[i] = -1;
+            L->n_used--;
+        }
+    }
+    layer_shrink_scan(L);
+}
+
+/* Recomputes the highest position of the sequences in `which`. */
+static void kv_recount(struct kv_cache *kv, uint64_t which)
+{
+    for (int s = 0; s < STRIX_SEQ_MAX; s++)
+        if (which >> s & 1)
+            kv->pos_max[s] = -1;
+    for (int l = 0; l < kv->n_layer; l++) {
+        const struct kv_layer *L = &kv->layer[l];
+        for (int i = 0; i < L->n_scan; i++)
+            for (uint64_t m = L->seqs[i] & which; m; m &= m - 1) {
+                const int s = __builtin_ctzll(m);
+                if (L->pos[i] > kv->pos_max[s])
+                    kv->pos_max[s] = L->pos[i];
+            }
+    }
+}
+
+/* Removes seq's entries (every sequence's when seq < 0) at positions
+ * [p0, p1) from every layer. */
 static void kv_remove(struct kv_cache *kv, int seq, int32_t p0, int32_t p1)
 {
-    const uint64_t bit = seq < 0 ? ~(uint64_t)0 : (uint64_t)1 << seq;
-    for (int i = 0; i < kv->n_scan; i++) {
-        if (kv->pos[i] < p0 || kv->pos[i] >= p1 || !(kv->seqs[i] & bit))
-            continue;
-        kv->seqs[i] &= ~bit;
-        if (!kv->seqs[i])
-            kv->pos[i] = -1;
-    }
-    kv_shrink_scan(kv);
+    const uint64_t bits = seq < 0 ? ~(uint64_t)0 : (uint64_t)1 << seq;
+    for (int l = 0; l < kv->n_layer; l++)
+        layer_remove(&kv->layer[l], bits, p0, p1);
+    kv_recount(kv, bits);
+}
+
+int kv_evict(struct kv_cache *kv, int layer, int seq, int32_t pos)
+{
+    STRIX_ASSERT(layer >= 0 && layer < kv->n_layer && seq >= 0 && seq < STRIX_SEQ_MAX);
+    struct kv_layer *L = &kv->layer[layer];
+    const uint64_t bit = (uint64_t)1 << seq;
+    for (int i = 0; i < L->n_scan; i++)
+        if (L->pos[i] == pos && (L->seqs[i] & bit)) {
+            layer_remove(L, bit, pos, pos + 1);
+            kv_recount(kv, bit);
+            return 1;
+        }
+    return 0;
+}
+
+int kv_layer_used(const struct kv_cache *kv, int layer)
+{
+    return kv->layer[layer].n_used;
 }
 
 int strix_kv_seq_pos_max(const strix_context *c, int seq)
 {
     if (!c || !seq_ok(c, seq))
         return -1;
-    const uint64_t bit = (uint64_t)1 << seq;
-    int32_t best = -1;
-    for (int i = 0; i < c->kv.n_scan; i++)
-        if ((c->kv.seqs[i] & bit) && c->kv.pos[i] > best)
-            best = c->kv.pos[i];
-    return best;
+    return c->kv.pos_max[seq];
 }
 
 int strix_kv_seq_rm(strix_context *c, int seq, int p0, int p1)
@@ -218,9 +364,13 @@ int strix_kv_seq_cp(strix_context *c, int src, int dst, int p0, int p1)
         return STRIX_OK;
     const int32_t hi = p1 < 0 ? INT32_MAX : p1;
     const uint64_t sb = (uint64_t)1 << src, db = (uint64_t)1 << dst;
-    for (int i = 0; i < c->kv.n_scan; i++)
-        if ((c->kv.seqs[i] & sb) && c->kv.pos[i] >= p0 && c->kv.pos[i] < hi)
-            c->kv.seqs[i] |= db;
+    for (int l = 0; l < c->kv.n_layer; l++) {
+        struct kv_layer *L = &c->kv.layer[l];
+        for (int i = 0; i < L->n_scan; i++)
+            if ((L->seqs[i] & sb) && L->pos[i] >= p0 && L->pos[i] < hi)
+                L->seqs[i] |= db;
+    }
+    kv_recount(&c->kv, db);
     return STRIX_OK;
 }
 
@@ -228,13 +378,10 @@ int strix_kv_seq_keep(strix_context *c, int seq)
 {
     if (!c || !seq_ok(c, seq))
         return STRIX_ERR_ARG;
-    const uint64_t bit = (uint64_t)1 << seq;
-    for (int i = 0; i < c->kv.n_scan; i++) {
-        c->kv.seqs[i] &= bit;
-        if (!c->kv.seqs[i])
-            c->kv.pos[i] = -1;
-    }
-    kv_shrink_scan(&c->kv);
+    const uint64_t others = ~((uint64_t)1 << seq);
+    for (int l = 0; l < c->kv.n_layer; l++)
+        layer_remove(&c->kv.layer[l], others, 0, INT32_MAX);
+    kv_recount(&c->kv, others);
     return STRIX_OK;
 }
 
@@ -243,15 +390,189 @@ int strix_kv_len(const strix_context *c)
     return strix_kv_seq_pos_max(c, 0) + 1;
 }
 
-int strix_kv_truncate(strix_context *c, int p, strix_error *err)
+int strix_kv_seq_truncate(strix_context *c, int seq, int n_keep, strix_error *err)
 {
-    if (p < 0)
-        return err_set(err, STRIX_ERR_ARG, "negative position %d", p);
-    kv_remove(&c->kv, 0, p, INT32_MAX);
+    err_clear(err);
+    if (!c)
+        return err_set(err, STRIX_ERR_ARG, "context is NULL");
+    if (!seq_ok(c, seq))
+        return err_set(err, STRIX_ERR_ARG, "sequence %d is out of range [0, %d)", seq,
+                       c->n_seq_max);
+    if (n_keep < 0)
+        return err_set(err, STRIX_ERR_ARG, "negative position %d", n_keep);
+    kv_remove(&c->kv, seq, n_keep, INT32_MAX);
     return STRIX_OK;
 }
 
+int strix_kv_truncate(strix_context *c, int p, strix_error *err)
+{
+    return strix_kv_seq_truncate(c, 0, p, err);
+}
+
+int strix_kv_cells(const strix_context *c)
+{
+    return c ? c->kv.layer[0].size : 0;
+}
+
+int strix_kv_cells_used(const strix_context *c)
+{
+    int most = 0;
+    for (int l = 0; c && l < c->kv.n_layer; l++)
+        if (c->kv.layer[l].n_used > most)
+            most = c->kv.layer[l].n_used;
+    return most;
+}
+
 /* ---- decoding ---- */
+
+/* What a checked batch needs for placing its tokens. */
+struct plan {
+    const strix_batch *b;
+    int32_t first[STRIX_SEQ_MAX]; /* each sequence's first position in the batch, -1: none */
+    int all_windowed;
+    int n_swa;
+};
+
+static int tok_seq_of(const strix_batch *b, int i)
+{
+    return b->seq ? b->seq[i] : 0;
+}
+
+/* Positions and sequences of tokens [off, off + n) into pos and seq; cur
+ * holds each sequence's next position and advances. */
+static void chunk_tokens(const struct plan *pl, int off, int n, int32_t *cur, int32_t *pos,
+                         int32_t *seq)
+{
+    for (int t = 0; t < n; t++) {
+        const int s = tok_seq_of(pl->b, off + t);
+        seq[t] = s;
+        pos[t] = pl->b->pos ? pl->b->pos[off + t] : cur[s];
+        cur[s] = pos[t] + 1;
+    }
+}
+
+/* Windowed models: drop what the chunk's tokens can no longer see (a
+ * sequence's first position in the chunk sets its window). */
+static void chunk_window(const struct plan *pl, struct kv_layer *L, int n, const int32_t *pos,
+                         const int32_t *seq)
+{
+    uint64_t done = 0;
+    for (int t = 0; t < n; t++) {
+        const uint64_t bit = (uint64_t)1 << seq[t];
+        if (done & bit)
+            continue;
+        done |= bit;
+        if (pos[t] - pl->n_swa + 1 > 0)
+            layer_remove(L, bit, 0, pos[t] - pl->n_swa + 1);
+    }
+}
+
+/* Gives the n tokens a free cell of layer L each, lowest first, into
+ * cells (may be NULL). Returns 0 if the layer runs out. */
+static int layer_place(struct kv_layer *L, int n, const int32_t *pos, const int32_t *seq,
+                       int32_t *cells)
+{
+    int cell = 0;
+    for (int t = 0; t < n; t++) {
+        while (cell < L->size && L->pos[cell] >= 0)
+            cell++;
+        if (cell == L->size)
+            return 0;
+        L->pos[cell] = pos[t];
+        L->seqs[cell] = (uint64_t)1 << seq[t];
+        L->n_used++;
+        if (cell + 1 > L->n_scan)
+            L->n_scan = cell + 1;
+        if (cells)
+            cells[t] = cell;
+    }
+    return 1;
+}
+
+/* Whether the whole batch fits, without changing anything. */
+static int kv_fits(strix_context *c, const struct plan *pl)
+{
+    struct kv_cache *kv = &c->kv;
+    const int n = pl->b->n;
+    int roomy = 1; /* removals only add room */
+    for (int l = 0; l < kv->n_layer; l++)
+        if (kv->layer[l].size - kv->layer[l].n_used < n)
+            roomy = 0;
+    if (roomy)
+        return 1;
+    if (!pl->all_windowed || n <= c->n_batch) {
+        /* one pass: the cells the batch's removals free, plus the free ones */
+        for (int l = 0; l < kv->n_layer; l++) {
+            const struct kv_layer *L = &kv->layer[l];
+            int n_free = L->size - L->n_used;
+            for (int i = 0; i < L->n_scan && n_free < n; i++) {
+                if (L->pos[i] < 0)
+                    continue;
+                uint64_t rm = 0;
+                for (uint64_t m = L->seqs[i]; m; m &= m - 1) {
+                    const int s = __builtin_ctzll(m);
+                    const int32_t f = pl->first[s];
+                    if (f >= 0 && (L->pos[i] >= f ||
+                                   (pl->all_windowed && L->pos[i] < f - pl->n_swa + 1)))
+                        rm |= (uint64_t)1 << s;
+                }
+                if (rm == L->seqs[i])
+                    n_free++;
+            }
+            if (n_free < n)
+                return 0;
+        }
+        return 1;
+    }
+    /* a windowed model and several chunks: each chunk's window frees cells
+     * for the next, so run the placement on a copy of each layer's table */
+    for (int l = 0; l < kv->n_layer; l++) {
+        const struct kv_layer *L = &kv->layer[l];
+        struct kv_layer sim = *L;
+        sim.pos = kv->sim_pos;
+        sim.seqs = kv->sim_seqs;
+        memcpy(sim.pos, L->pos, (size_t)L->size * sizeof *sim.pos);
+        memcpy(sim.seqs, L->seqs, (size_t)L->size * sizeof *sim.seqs);
+        int32_t cur[STRIX_SEQ_MAX];
+        for (int s = 0; s < c->n_seq_max; s++) {
+            cur[s] = pl->first[s];
+            if (pl->first[s] >= 0)
+                layer_remove(&sim, (uint64_t)1 << s, pl->first[s], INT32_MAX);
+        }
+        for (int off = 0; off < n; off += c->n_batch) {
+            const int cn = n - off < c->n_batch ? n - off : c->n_batch;
+            chunk_tokens(pl, off, cn, cur, c->tok_pos, c->tok_seq);
+            chunk_window(pl, &sim, cn, c->tok_pos, c->tok_seq);
+            if (!layer_place(&sim, cn, c->tok_pos, c->tok_seq, NULL))
+                return 0;
+        }
+    }
+    return 1;
+}
+
+/* Room for the outputs of n tokens, n_keep of them with logits. */
+static int outputs_reserve(strix_context *c, int n, int n_keep)
+{
+    if (n > c->slot_cap) {
+        int *s = util_realloc(c->slot_buf, (size_t)n * sizeof *s);
+        if (!s)
+            return 0;
+        c->slot_buf = s;
+        c->slot_cap = n;
+    }
+    if (n_keep > c->logits_cap) {
+        const size_t nv = (size_t)c->model->hp.n_vocab;
+        size_t bytes;
+        if (!util_mul_size((size_t)n_keep * nv, sizeof(float), &bytes))
+            return 0;
+        float *l = util_realloc(c->logits_buf, bytes);
+        if (!l)
+            return 0;
+        c->logits_buf = l;
+        c->logits_cap = n_keep;
+    }
+    return 1;
+}
 
 int strix_decode_batch(strix_context *c, const strix_batch *b, strix_error *err)
 {
@@ -260,76 +581,89 @@ int strix_decode_batch(strix_context *c, const strix_batch *b, strix_error *err)
         return err_set(err, STRIX_ERR_ARG, "context or batch is NULL");
     const struct hparams *hp = &c->model->hp;
     const int n = b->n;
-    if (!b->token || !b->pos || n <= 0)
+    if (!b->token || n <= 0)
         return err_set(err, STRIX_ERR_ARG, "no tokens to decode");
-    if (n > c->n_batch)
-        return err_set(err, STRIX_ERR_ARG, "%d tokens exceed the batch size %d", n, c->n_batch);
-    /* per sequence: the first position in the batch and the next expected */
-    int32_t first[STRIX_SEQ_MAX], next[STRIX_SEQ_MAX];
-    for (int s = 0; s < c->n_seq_max; s++)
-        first[s] = next[s] = -1;
+    struct plan pl;
+    pl.b = b;
+    pl.all_windowed = hp->n_swa > 0 && hp->swa_dense_every == 0;
+    pl.n_swa = hp->n_swa;
+    int32_t next[STRIX_SEQ_MAX];
+    for (int s = 0; s < STRIX_SEQ_MAX; s++)
+        pl.first[s] = next[s] = -1;
+    int n_keep = 0;
     for (int i = 0; i < n; i++) {
-        const int s = b->seq ? b->seq[i] : 0;
-        const int32_t p = b->pos[i];
+        const int s = tok_seq_of(b, i);
         if (!seq_ok(c, s))
             return err_set(err, STRIX_ERR_ARG, "token %d: sequence %d is out of range [0, %d)", i,
                            s, c->n_seq_max);
         if (b->token[i] < 0 || b->token[i] >= hp->n_vocab)
             return err_set(err, STRIX_ERR_ARG, "token id %d is out of range [0, %d)", b->token[i],
                            hp->n_vocab);
-        if (p < 0 || p >= c->n_ctx)
-            return err_set(err, STRIX_ERR_ARG, "position %d is outside the context size %d", p,
-                           c->n_ctx);
-        if (first[s] < 0) {
-            const int32_t held = strix_kv_seq_pos_max(c, s) + 1;
+        int32_t p;
+        if (pl.first[s] < 0) {
+            const int32_t held = c->kv.pos_max[s] + 1;
+            p = b->pos ? b->pos[i] : held;
             if (p > held)
                 return err_set(err, STRIX_ERR_ARG,
                                "position %d leaves a gap after sequence %d's cache (%d)", p, s,
                                held);
-            first[s] = p;
-        } else if (p != next[s]) {
-            return err_set(err, STRIX_ERR_ARG, "positions must be consecutive (token %d)", i);
+            pl.first[s] = p;
+        } else {
+            p = b->pos ? b->pos[i] : next[s];
+            if (p != next[s])
+                return err_set(err, STRIX_ERR_ARG, "positions must be consecutive (token %d)", i);
         }
+        if (p < 0)
+            return err_set(err, STRIX_ERR_ARG, "negative position %d (token %d)", p, i);
+        if (p >= c->n_ctx)
+            return err_set(err, STRIX_ERR_FULL,
+                           "sequence %d is full: position %d is past the context size %d", s, p,
+                           c->n_ctx);
         next[s] = p + 1;
+        n_keep += b->logits ? b->logits[i] != 0 : i == n - 1;
     }
-    /* the batch replaces what its sequences held from its first position on;
-     * windowed models also drop what no token can see any more */
-    const int all_windowed = hp->n_swa > 0 && hp->swa_dense_every == 0;
-    for (int s = 0; s < c->n_seq_max; s++) {
-        if (first[s] < 0)
-            continue;
-        kv_remove(&c->kv, s, first[s], INT32_MAX);
-        if (all_windowed && first[s] - hp->n_swa + 1 > 0)
-            kv_remove(&c->kv, s, 0, first[s] - hp->n_swa + 1);
-    }
-    /* give every token a free cell, lowest first */
-    int cell = 0;
-    for (int i = 0; i < n; i++) {
-        while (cell < c->kv.size && c->kv.pos[cell] >= 0)
-            cell++;
-        if (cell == c->kv.size) {
-            for (int k = 0; k < i; k++) {
-                c->kv.pos[c->tok_cell[k]] = -1;
-                c->kv.seqs[c->tok_cell[k]] = 0;
-            }
-            kv_shrink_scan(&c->kv);
-            return err_set(err, STRIX_ERR_ARG, "the KV cache is full (%d cells)", c->kv.size);
+    if (!outputs_reserve(c, n, n_keep))
+        return err_set(err, STRIX_ERR_NOMEM, "out of memory for the logits of %d tokens", n_keep);
+    if (!kv_fits(c, &pl))
+        return err_set(err, STRIX_ERR_FULL,
+                       "the KV cache is full: %d tokens need cells, %d of %d are in use", n,
+                       strix_kv_cells_used(c), strix_kv_cells(c));
+
+    /* from here on nothing fails: the batch replaces what its sequences held
+     * from their first positions on */
+    for (int s = 0; s < c->n_seq_max; s++)
+        if (pl.first[s] >= 0)
+            kv_remove(&c->kv, s, pl.first[s], INT32_MAX);
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        c->slot_buf[i] = (b->logits ? b->logits[i] != 0 : i == n - 1) ? k++ : -1;
+    int32_t cur[STRIX_SEQ_MAX];
+    memcpy(cur, pl.first, sizeof cur);
+    int kept = 0; /* logits rows written by earlier chunks */
+    for (int off = 0; off < n; off += c->n_batch) {
+        const int cn = n - off < c->n_batch ? n - off : c->n_batch;
+        chunk_tokens(&pl, off, cn, cur, c->tok_pos, c->tok_seq);
+        for (int l = 0; l < c->kv.n_layer; l++) {
+            struct kv_layer *L = &c->kv.layer[l];
+            if (pl.all_windowed)
+                chunk_window(&pl, L, cn, c->tok_pos, c->tok_seq);
+            const int ok = layer_place(L, cn, c->tok_pos, c->tok_seq,
+                                       c->tok_cell + (size_t)l * (size_t)c->n_batch);
+            STRIX_ASSERT(ok); /* kv_fits said so */
         }
-        c->tok_cell[i] = cell;
-        c->tok_pos[i] = b->pos[i];
-        c->tok_seq[i] = b->seq ? b->seq[i] : 0;
-        c->kv.pos[cell] = b->pos[i];
-        c->kv.seqs[cell] = (uint64_t)1 << c->tok_seq[i];
-        if (cell + 1 > c->kv.n_scan)
-            c->kv.n_scan = cell + 1;
+        /* (a window drops only positions below the chunk's, so the highest
+         * position of each sequence is now the chunk's) */
+        for (int t = 0; t < cn; t++)
+            if (c->tok_pos[t] > c->kv.pos_max[c->tok_seq[t]])
+                c->kv.pos_max[c->tok_seq[t]] = c->tok_pos[t];
+        c->n_tok = cn;
+        c->tok_off = off;
+        c->logits = c->logits_buf + (size_t)kept * (size_t)hp->n_vocab;
+        c->logit_slot = c->slot_buf + off;
+        forward(c, b->token + off);
+        for (int t = 0; t < cn; t++)
+            kept += c->slot_buf[off + t] >= 0;
     }
-    int n_keep = 0;
-    for (int i = 0; i < n; i++) {
-        const int keep = b->logits ? b->logits[i] != 0 : i == n - 1;
-        c->logit_slot[i] = keep ? n_keep++ : -1;
-    }
-    c->n_tok = n;
-    forward(c, b->token);
     c->n_out = n;
     return STRIX_OK;
 }
@@ -340,29 +674,34 @@ int strix_decode(strix_context *c, const strix_token *tokens, const int32_t *pos
     err_clear(err);
     if (!c || !tokens || n <= 0)
         return err_set(err, STRIX_ERR_ARG, "no tokens to decode");
-    if (n > c->n_batch)
-        return err_set(err, STRIX_ERR_ARG, "%d tokens exceed the batch size %d", n, c->n_batch);
-    int32_t *p = c->tok_pos; /* reused as the position list; decode_batch copies it first */
-    int32_t local[1];
-    if (!pos) {
-        const int32_t p0 = strix_kv_len(c);
-        if (p0 + n > c->n_ctx)
-            return err_set(err, STRIX_ERR_ARG, "positions up to %d exceed the context size %d",
-                           p0 + n, c->n_ctx);
-        (void)local;
-        pos = p;
-        for (int i = 0; i < n; i++)
-            p[i] = p0 + i;
-    }
     strix_batch b = {n, tokens, pos, NULL, want_logits};
     return strix_decode_batch(c, &b, err);
 }
 
 const float *strix_get_logits(const strix_context *c, int i)
 {
+    if (!c)
+        return NULL;
     if (i < 0)
         i += c->n_out;
-    if (i < 0 || i >= c->n_out || c->logit_slot[i] < 0)
+    if (i < 0 || i >= c->n_out || c->slot_buf[i] < 0)
         return NULL;
-    return c->logits + (size_t)c->logit_slot[i] * (size_t)c->model->hp.n_vocab;
+    return c->logits_buf + (size_t)c->slot_buf[i] * (size_t)c->model->hp.n_vocab;
+}
+
+/* ---- observation ---- */
+
+void context_hook_in(strix_context *c)
+{
+    if (c->on_layer)
+        memcpy(c->hook_in, c->x, (size_t)c->n_tok * (size_t)c->model->hp.n_embd * sizeof(float));
+}
+
+void context_hook_out(strix_context *c, int l)
+{
+    if (!c->on_layer)
+        return;
+    const struct strix_layer_obs o = {l,          c->n_tok,   c->tok_off, c->model->hp.n_embd,
+                                      c->tok_pos, c->tok_seq, c->hook_in, c->x};
+    c->on_layer(c->on_layer_user, &o);
 }

@@ -1,14 +1,24 @@
 /*
- * context.h - the decoding context as src/ sees it: the KV cache of cells,
- * scratch buffers and the thread pool, and the three pieces the forward pass
- * is built from (matmul.c, attention.c, forward.c).
+ * context.h - the decoding context as src/ sees it: the KV cache, scratch
+ * buffers and the thread pool, and the three pieces the forward pass is
+ * built from (matmul.c, attention.c, forward.c).
  *
- * KV cache: `size` cells; cell i holds one position's keys and values for
- * every layer (k[layer][cell][kv_dim], v likewise), the position it was
+ * KV cache: each layer owns its cells (struct kv_layer): cell i of layer l
+ * holds one token's keys and values for that layer, the position it was
  * computed at and the set of sequences that see it (a bit mask). A token of
- * sequence s at position p attends to the cells whose mask has s and whose
- * position is <= p (and > p - window for sliding-window layers). Forking a
- * sequence only sets bits, so shared prefixes are stored once.
+ * sequence s at position p attends, in layer l, to layer l's cells whose
+ * mask has s and whose position is <= p (and > p - window for
+ * sliding-window layers). Forking a sequence only sets bits, so shared
+ * prefixes are stored once.
+ *
+ * Today every token gets a cell in every layer, so the layers' tables are
+ * identical. They are kept apart so that a token can hold no entry in a
+ * layer it skipped (dynamic depth): kv_evict() drops one entry from one
+ * layer, the freed cell is reused by that layer's next token, attention in
+ * that layer simply no longer sees it, and a token whose tok_cell is -1 for
+ * a layer writes nothing there. Each layer's keys and values are a separate
+ * allocation of kv_layer.size cells, so a layer's capacity can later be
+ * sized (or paged) on its own.
  */
 #ifndef STRIX_CONTEXT_H
 #define STRIX_CONTEXT_H
@@ -18,23 +28,45 @@
 #include "model/model.h"
 #include "runtime/pool.h"
 
-struct kv_cache {
+struct kv_layer {
     int size;       /* cells */
     int n_scan;     /* cells [0, n_scan) may be in use; the rest are free */
+    int n_used;     /* cells in use */
     int32_t *pos;   /* (size) position of each cell, -1 when free */
     uint64_t *seqs; /* (size) sequences that see the cell */
-    float *k, *v;   /* (n_layer, size, kv_dim) */
+    float *k, *v;   /* (size, kv_dim) */
 };
+
+struct kv_cache {
+    int n_layer;
+    struct kv_layer *layer; /* (n_layer) */
+    /* highest position each sequence holds in any layer, -1 if none (kept
+     * up to date by every change, so decoding need not scan) */
+    int32_t pos_max[STRIX_SEQ_MAX];
+    /* (size) shadow cell table for the dry run of a windowed batch */
+    int32_t *sim_pos;
+    uint64_t *sim_seqs;
+};
+
+/* Drops sequence seq's entry at position pos from layer `layer` only (the
+ * dynamic-depth seam: a token that skipped the layer); a cell no sequence
+ * sees any more is freed for the layer's next token. Returns 1 if an entry
+ * was dropped. */
+int kv_evict(struct kv_cache *kv, int layer, int seq, int32_t pos);
+/* Entries (cells in use) of one layer. */
+int kv_layer_used(const struct kv_cache *kv, int layer);
 
 struct strix_context {
     const strix_model *model;
     int n_ctx, n_batch, n_threads, n_seq_max;
     struct kv_cache kv;
-    /* the batch being decoded */
+    /* the chunk being decoded (at most n_batch tokens of the caller's batch) */
     int n_tok;
+    int tok_off;       /* index of the chunk's first token in the caller's batch */
     int32_t *tok_pos;  /* (n_batch) */
     int32_t *tok_seq;  /* (n_batch) */
-    int32_t *tok_cell; /* (n_batch) cache cell each token writes */
+    int32_t *tok_cell; /* (n_layer, n_batch) cell each token writes in each
+                          layer; -1: the token stores nothing there */
     /* scratch, sized for n_batch tokens */
     float *x;   /* (n_batch, n_embd) residual stream */
     float *xb;  /* (n_batch, max(n_embd, q_dim)) normed input / attention output */
@@ -49,12 +81,29 @@ struct strix_context {
     int max_row;
     void *act;       /* activations converted for the dot products */
     size_t act_size; /* bytes */
-    float *logits;   /* (n_batch, n_vocab) */
-    int *logit_slot; /* (n_batch) slot in logits, -1 if not kept */
-    int n_out;       /* tokens of the last decode */
-    struct pool *pool;
-    void *fwd; /* forward.c's scratch for the architecture variants */
+    /* outputs of the last decode call: slots of the whole batch */
+    float *logits_buf; /* (logits_cap, n_vocab) */
+    int *slot_buf;     /* (slot_cap) row of each token in logits_buf, -1 if not kept */
+    int logits_cap, slot_cap;
+    int n_out; /* tokens of the last decode */
+    /* the current chunk's view of them, which forward() writes: logit_slot[t]
+     * >= 0 for the chunk's tokens that keep logits, written in order from
+     * logits */
+    float *logits;
+    const int *logit_slot;
+    struct pool *pool;     /* own_pool, or the one shared through the params */
+    struct pool *own_pool; /* NULL when the pool is shared */
+    void *fwd;             /* forward.c's scratch for the architecture variants */
+    /* observation hook (context params) and a copy of each layer's input */
+    strix_layer_hook on_layer;
+    void *on_layer_user;
+    float *hook_in; /* (n_batch, n_embd) when on_layer is set */
 };
+
+/* The observation hook around block l of the current chunk: call
+ * context_hook_in before the block changes c->x, context_hook_out after. */
+void context_hook_in(strix_context *c);
+void context_hook_out(strix_context *c, int l);
 
 /* ---- matmul.c: y (n, rows) = x (n, cols) * W^T for up to MM_MAX weights
  * that read the same input (q, k, v; gate, up), split over the pool as one
@@ -84,7 +133,7 @@ void attention(strix_context *c, const struct attn_args *a);
 size_t attention_scratch(const struct hparams *hp);
 
 /* ---- forward.c ---- */
-/* Runs the model over the context's current batch (c->n_tok tokens, their
+/* Runs the model over the context's current chunk (c->n_tok tokens, their
  * positions, sequences and cells set by the caller) and writes the logits
  * of the tokens whose logit_slot >= 0. */
 void forward(strix_context *c, const strix_token *tokens);

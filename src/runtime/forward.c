@@ -327,16 +327,19 @@ static void qkv(strix_context *c, int l, const float *in)
             for (size_t i = 0; i < (size_t)n * (size_t)widths[b]; i++)
                 bufs[b][i] = bufs[b][i] < -cl ? -cl : (bufs[b][i] > cl ? cl : bufs[b][i]);
     }
-    const size_t layer_off = (size_t)l * (size_t)c->kv.size * (size_t)kv_dim;
+    const struct kv_layer *kvl = &c->kv.layer[l];
+    const int32_t *cells = c->tok_cell + (size_t)l * (size_t)c->n_batch;
     for (int t = 0; t < n; t++) {
         if (m->ad->pos == POS_ROPE) {
             const float *cs = f->rope + (size_t)t * (size_t)hp->n_rot;
             rope_rows(hp, row(c->q, t, q_dim), hp->n_head, hd, cs);
             rope_rows(hp, row(c->k, t, kv_dim), hp->n_head_kv, hd, cs);
         }
-        const size_t at = layer_off + (size_t)c->tok_cell[t] * (size_t)kv_dim;
-        memcpy(c->kv.k + at, row(c->k, t, kv_dim), (size_t)kv_dim * sizeof(float));
-        memcpy(c->kv.v + at, row(c->v, t, kv_dim), (size_t)kv_dim * sizeof(float));
+        if (cells[t] < 0)
+            continue; /* the token stores nothing in this layer */
+        const size_t at = (size_t)cells[t] * (size_t)kv_dim;
+        memcpy(kvl->k + at, row(c->k, t, kv_dim), (size_t)kv_dim * sizeof(float));
+        memcpy(kvl->v + at, row(c->v, t, kv_dim), (size_t)kv_dim * sizeof(float));
     }
 }
 
@@ -379,6 +382,7 @@ void forward(strix_context *c, const strix_token *tokens)
 
     for (int l = 0; l < hp->n_layer; l++) {
         const struct layer *L = &m->layers[l];
+        context_hook_in(c); /* observation (context params), when set */
         /* attention: input normed unless the block normalises after */
         const float *in = c->x;
         if (!hp->post_norm) {
@@ -444,6 +448,7 @@ void forward(strix_context *c, const strix_token *tokens)
             if (hp->post_norm)
                 norm_rows(m, c->x, c->x, &L->ffn_norm, &L->ffn_norm_b, n);
         }
+        context_hook_out(c, l);
     }
 
     /* final norm and logits, only for the tokens that want them */

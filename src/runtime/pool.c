@@ -4,7 +4,12 @@
  * A job is published by bumping `generation` under the mutex. Workers spin
  * briefly on the atomic generation (cheap when cores are free), then block on
  * `wake`. The caller counts finished workers the same way: bounded spin, then
- * `done` condition variable.
+ * `done` condition variable. Every wait is bounded: after SPIN_ITERS
+ * checks a thread sleeps until signalled, so an idle pool uses no CPU.
+ *
+ * A pool may be shared by several contexts (strix_pool) that decode from
+ * different threads: `job_mu` is held for a whole job, so jobs run one at a
+ * time and the workers' job fields are never written while a job runs.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "runtime/pool.h"
@@ -27,6 +32,7 @@ struct pool {
     int n_threads;
     struct worker *workers; /* n_threads - 1 */
     int n_started;
+    pthread_mutex_t job_mu; /* one job at a time (callers from several threads) */
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
     atomic_uint generation;
@@ -82,6 +88,7 @@ struct pool *pool_create(int n_threads)
     if (!p)
         return NULL;
     p->n_threads = n_threads;
+    pthread_mutex_init(&p->job_mu, NULL);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done, NULL);
@@ -116,6 +123,7 @@ void pool_free(struct pool *p)
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->n_started; i++)
         pthread_join(p->workers[i].thread, NULL);
+    pthread_mutex_destroy(&p->job_mu);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->done);
@@ -138,6 +146,7 @@ void pool_run_n(struct pool *p, pool_fn fn, void *arg, int max_threads)
         fn(arg, 0, 1);
         return;
     }
+    pthread_mutex_lock(&p->job_mu);
     pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->arg = arg;
@@ -158,6 +167,7 @@ void pool_run_n(struct pool *p, pool_fn fn, void *arg, int max_threads)
             pthread_cond_wait(&p->done, &p->mu);
         pthread_mutex_unlock(&p->mu);
     }
+    pthread_mutex_unlock(&p->job_mu);
 }
 
 void pool_run(struct pool *p, pool_fn fn, void *arg)
