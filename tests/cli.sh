@@ -32,7 +32,7 @@ expect_fail "bad temp" run $M -p hi --temp abc
 expect_fail "nan temp" run $M -p hi --temp nan
 expect_fail "top-p > 1" run $M -p hi --top-p 1.5
 expect_fail "bad threads" run $M -p hi -t 0
-expect_fail "bad seed" run $M -p hi --seed -1
+expect_fail "bad seed" run $M -p hi --seed -2
 expect_fail "flag without value" run $M -p
 expect_fail "tokenize without text" tokenize $M
 expect_fail "tokenize missing file" tokenize $M -f "$T/none.txt"
