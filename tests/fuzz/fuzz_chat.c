@@ -78,7 +78,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         REQUIRE(strix_chat_apply(tmpl, msgs, n_msg, add_ass, all, full + 1, &n2, &err) ==
                     STRIX_OK &&
                 n2 == full && all[full] == '\0');
-        const size_t cap = (mode >> 1) % 3 == 0 ? 1 : (mode >> 1) % 3 == 1 ? full / 2 + 1 : full;
+        /* a buffer of one byte, half the text, or one byte short of it */
+        const size_t c3 = (mode >> 1) % 3;
+        const size_t cap = c3 == 0 || full == 0 ? 1 : c3 == 1 ? full / 2 + 1 : full;
         char *part = malloc(cap);
         REQUIRE(part);
         size_t n3 = 0;

@@ -3,8 +3,12 @@
  * SentencePiece vocabulary (llama-spm), byte-level BPE vocabularies (gpt-2,
  * deepseek-llm, and gpt-2 with the llama-bpe pre-tokenizer) and a llama2.c
  * tokenizer.bin, each with and without special-token parsing and BOS, then
- * the detokenizer. The first input byte chooses the vocabulary and flags; the
- * rest is the text. Checked beyond "no crash": every id is in range, the
+ * the detokenizer. The first input byte chooses the vocabulary, the flags and
+ * how the rest becomes the text: as it is, or each byte as one code point
+ * from a table of the kinds tokenizers treat apart (ASCII, 2- and 3-byte
+ * letters, CJK, emoji and other code points above U+FFFF, joiners and
+ * selectors, Unicode spaces, invalid bytes), so that mutations reach long
+ * runs of any kind. Checked beyond "no crash": every id is in range, the
  * detokenizer's counted length matches what it writes and is NUL-terminated,
  * a too small buffer is not overrun, and byte-level BPE gives valid UTF-8
  * back byte for byte when special tokens are not parsed.
@@ -122,15 +126,65 @@ static int valid_utf8(const uint8_t *s, size_t n)
         }                                                                                          \
     } while (0)
 
+static size_t put_utf8(uint8_t *d, uint32_t c)
+{
+    if (c < 0x80)
+        return d[0] = (uint8_t)c, 1;
+    if (c < 0x800)
+        return d[0] = (uint8_t)(0xC0 | c >> 6), d[1] = (uint8_t)(0x80 | (c & 0x3F)), 2;
+    if (c < 0x10000)
+        return d[0] = (uint8_t)(0xE0 | c >> 12), d[1] = (uint8_t)(0x80 | (c >> 6 & 0x3F)),
+               d[2] = (uint8_t)(0x80 | (c & 0x3F)), 3;
+    d[0] = (uint8_t)(0xF0 | c >> 18), d[1] = (uint8_t)(0x80 | (c >> 12 & 0x3F));
+    d[2] = (uint8_t)(0x80 | (c >> 6 & 0x3F)), d[3] = (uint8_t)(0x80 | (c & 0x3F));
+    return 4;
+}
+
+/* Byte b as text (code point mode): at most 4 bytes into d. */
+static size_t expand(uint8_t b, uint8_t *d)
+{
+    static const uint32_t marks[8] = {0x2581, 0x3000, 0x85, 0xA0, 0x200D, 0xFE0F, 0x1F3FB, 0x301};
+    if (b < 0x80)
+        return put_utf8(d, b);
+    if (b < 0xA0)
+        return put_utf8(d, 0xC0 + (b - 0x80u) * 3); /* Latin-1 and Latin Extended letters */
+    if (b < 0xB0)
+        return put_utf8(d, 0x4E00 + (b - 0xA0u) * 97); /* CJK */
+    if (b < 0xC0)
+        return put_utf8(d, 0x0900 + (b - 0xB0u) * 5); /* Devanagari: letters and marks */
+    if (b < 0xD8)
+        return put_utf8(d, 0x1F600 + (b - 0xC0u) * 11); /* emoji */
+    if (b < 0xE8)
+        return put_utf8(d, 0x20000 + (b - 0xD8u) * 4099); /* CJK extension B */
+    if (b < 0xF0)
+        return put_utf8(d, 0x1F1E6 + (b - 0xE8u)); /* regional indicators */
+    if (b < 0xF8)
+        return put_utf8(d, marks[b - 0xF0]);
+    static const uint8_t bad[8][3] = {{0xFF}, {0xC0}, {0x80}, {0xED, 0xA0, 0x80},
+                                      {0xF4, 0x90, 0x80}, {0xE2, 0x82}, {0xF0, 0x9F}, {0xC3}};
+    const size_t k = b == 0xFB || b == 0xFC ? 3 : b == 0xFD || b == 0xFE ? 2 : 1;
+    memcpy(d, bad[b - 0xF8], k);
+    return k;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1 || size > 4096)
         return 0;
     const int which = data[0] % N_VOCABS;
     const int flags = (data[0] / N_VOCABS) % 4; /* ADD_BOS | PARSE_SPECIAL */
+    const int cpt_mode = (data[0] / (4 * N_VOCABS)) % 2;
     const struct vocab *v = vocabs[which];
+    static uint8_t wide[4 * 4096];
     const char *text = (const char *)data + 1;
-    const size_t n = size - 1;
+    size_t n = size - 1;
+    if (cpt_mode) {
+        size_t k = 0;
+        for (size_t i = 1; i < size; i++)
+            k += expand(data[i], wide + k);
+        text = (const char *)wide;
+        n = k;
+    }
     if ((flags & STRIX_TOKENIZE_ADD_BOS) && vocab_bos(v) < 0)
         return 0;
     /* the count first (no room), then the ids */
