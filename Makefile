@@ -23,8 +23,8 @@ TOOL_OBJ := $(TOOL_SRC:tools/%.c=$(BUILD)/tools/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all release debug asan tsan test test-asan test-tsan check install clean format fuzz tests \
-  examples
+.PHONY: all release debug asan tsan test test-asan test-tsan check install clean format fuzz fuzz-lib \
+  tests examples
 
 all: $(BUILD)/strix $(BUILD)/libstrix.a $(BUILD)/libstrix.so
 
@@ -53,7 +53,8 @@ AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx51
 endif
 ISA_FLAGS_kernels_avx2 := $(AVX2_FLAGS)
 ISA_FLAGS_kernels_avx512 := $(AVX512_FLAGS)
-isa_flags = $(if $(ISA_FLAGS_$(basename $(notdir $(1)))),$(ISA_FLAGS_$(basename $(notdir $(1)))) -O3)
+ISA_OPT ?= -O3
+isa_flags = $(if $(ISA_FLAGS_$(basename $(notdir $(1)))),$(ISA_FLAGS_$(basename $(notdir $(1)))) $(ISA_OPT))
 
 $(BUILD)/obj/%.o: src/%.c $(HDR)
 	@mkdir -p $(dir $@)
@@ -128,14 +129,18 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' strix.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/strix.pc
 
-# libFuzzer targets (clang): build/fuzz/fuzz_*; run e.g. build/fuzz/fuzz_gguf -max_total_time=60 DIR.
-# The library is built once more with clang and the fuzzer's instrumentation
-# (each kernel file with its own instruction-set flags, as above).
+# libFuzzer targets (clang): build/fuzz/fuzz_*; scripts/fuzz.sh builds and runs
+# them all on their seed corpora (tests/fuzz/corpus/). The library is built
+# once more with clang and the fuzzer's instrumentation (each kernel file with
+# its own instruction-set flags, as above, at -O1 to build faster), once for
+# all targets.
 FUZZ_CFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 fuzz: $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
-build/fuzz/%: tests/fuzz/%.c
-	$(MAKE) CC=clang BUILD=build/fuzz/lib OPT=-O1 EXTRA_CFLAGS="$(FUZZ_CFLAGS)" build/fuzz/lib/libstrix.a
+fuzz-lib:
+	$(MAKE) CC=clang BUILD=build/fuzz/lib OPT=-O1 ISA_OPT=-O1 EXTRA_CFLAGS="$(FUZZ_CFLAGS)" \
+	  build/fuzz/lib/libstrix.a
+build/fuzz/%: tests/fuzz/%.c fuzz-lib
 	clang -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -o $@ $< \
 	  build/fuzz/lib/libstrix.a $(LDLIBS)
 

@@ -434,8 +434,9 @@ int strix_sampler_create(const struct strix_sampler_params *params, int n_vocab,
 void strix_sampler_free(strix_sampler *s);
 /* Picks a token from n_vocab logits (not modified): the chain's distribution
  * (as strix_sampler_dist gives it), then one draw from it as
- * strix_sampler_sample_dist does, then mirostat's update. NaN logits count as
- * -inf and are never drawn while any other logit is finite or +inf. */
+ * strix_sampler_sample_dist does, then mirostat's update. A NaN logit (after
+ * the bias) removes its token unless every logit is NaN; tokens at an
+ * infinite maximum share the draw. */
 strix_token strix_sampler_sample(strix_sampler *s, const float *logits);
 
 /*

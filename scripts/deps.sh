@@ -1,16 +1,27 @@
 #!/bin/sh
 # Installs the Debian packages strix needs to build and test, if any are
-# missing: a C compiler, make, the sanitizer runtimes that come with gcc, and
-# PCRE2 (the byte-level BPE pre-tokenizers' regular expressions).
+# missing: a C compiler, make, the sanitizer runtimes that come with gcc,
+# PCRE2 (the byte-level BPE pre-tokenizers' regular expressions), and clang
+# with its runtimes (libFuzzer, sanitizers) for the clang build and the
+# fuzzers (libclang-rt-14-dev on Debian 12, or the one matching clang).
 set -e
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+updated=""
+install() {
+    echo "installing:$*" >&2
+    [ -n "$updated" ] || $SUDO apt-get update -qq
+    updated=1
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
 need=""
 command -v cc >/dev/null 2>&1 || need="$need gcc libc6-dev"
 command -v make >/dev/null 2>&1 || need="$need make"
+command -v clang >/dev/null 2>&1 || need="$need clang"
 [ -f /usr/include/pcre2.h ] || dpkg -s libpcre2-dev >/dev/null 2>&1 || need="$need libpcre2-dev"
-if [ -n "$need" ]; then
-    SUDO=""
-    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    echo "installing:$need" >&2
-    $SUDO apt-get update -qq
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
+[ -z "$need" ] || install $need
+# libFuzzer's runtime, from the package of clang's own major version
+rt="$(clang -print-resource-dir)/lib/linux/libclang_rt.fuzzer-$(uname -m).a"
+if [ ! -f "$rt" ]; then
+    install "libclang-rt-$(clang -dumpversion | cut -d. -f1)-dev"
 fi

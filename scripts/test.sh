@@ -1,7 +1,12 @@
 #!/bin/sh
 # Builds strix and runs the whole test suite twice: a release build, then a
-# build with AddressSanitizer + UndefinedBehaviorSanitizer.
+# build with AddressSanitizer + UndefinedBehaviorSanitizer. Then the same
+# tests built with clang, and a short run of every fuzzer on its seed corpus
+# (scripts/fuzz.sh; FUZZ_SECONDS per target, 20 by default).
 set -e
 cd "$(dirname "$0")/.."
 sh scripts/deps.sh
 make -s -j2 check
+make -s -j2 CC=clang BUILD=build/clang all tests
+BUILD=build/clang tests/run.sh
+sh scripts/fuzz.sh

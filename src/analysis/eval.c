@@ -91,9 +91,11 @@ static int64_t n_scored_total(int n_tokens, int n_ctx, int stride)
     return n;
 }
 
-static int cmp_dbl(const void *a, const void *b)
+static int cmp_dbl(const void *a, const void *b) /* ascending, NaN last: a total order */
 {
     const double x = *(const double *)a, y = *(const double *)b;
+    if (isnan(x) || isnan(y))
+        return !!isnan(x) - !!isnan(y);
     return (x > y) - (x < y);
 }
 

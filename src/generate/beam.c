@@ -44,20 +44,28 @@ struct cand {
     strix_token tok;
 };
 
+/* Descending log-probability (NaN last: a total order, as qsort needs), then
+ * beam and token. */
 static int cmp_cand(const void *a, const void *b)
 {
     const struct cand *x = a, *y = b;
-    if (x->logprob != y->logprob)
+    const int xn = !!isnan(x->logprob), yn = !!isnan(y->logprob);
+    if (xn != yn)
+        return xn - yn;
+    if (!xn && x->logprob != y->logprob)
         return x->logprob < y->logprob ? 1 : -1;
     if (x->beam != y->beam)
         return x->beam - y->beam;
     return x->tok - y->tok;
 }
 
-static int cmp_hyp(const void *a, const void *b)
+static int cmp_hyp(const void *a, const void *b) /* descending score, NaN last */
 {
     const struct strix_beam_hyp *x = a, *y = b;
-    return (x->score < y->score) - (x->score > y->score);
+    const int xn = !!isnan(x->score), yn = !!isnan(y->score);
+    if (xn != yn)
+        return xn - yn;
+    return xn ? 0 : (x->score < y->score) - (x->score > y->score);
 }
 
 static double score_of(double logprob, int n, float alpha)
@@ -160,18 +168,29 @@ int strix_beam_search(const strix_model *model, strix_context *ctx, const strix_
                 rc = err_set(err, STRIX_ERR_ARG, "no logits for beam %d", k);
                 goto done;
             }
-            float mx = l[0];
-            for (int v = 1; v < nv; v++)
+            /* log-softmax as the sampler's: a NaN logit is never proposed; at
+             * an infinite maximum the tokens at it share the probability */
+            float mx = -INFINITY;
+            for (int v = 0; v < nv; v++)
                 mx = l[v] > mx ? l[v] : mx;
             double z = 0.0;
-            for (int v = 0; v < nv; v++)
-                z += exp((double)(l[v] - mx));
-            const double lse = (double)mx + log(z);
+            int n_at = 0;
+            for (int v = 0; v < nv; v++) {
+                if (isinf(mx))
+                    n_at += l[v] == mx;
+                else if (!isnan(l[v]))
+                    z += exp((double)(l[v] - mx));
+            }
+            const double lse = isinf(mx) ? 0.0 : (double)mx + log(z);
             /* top n_prop by insertion (n_prop is small) */
             struct cand *c = cand + n_cand;
             int m = 0;
             for (int v = 0; v < nv; v++) {
-                const double x = lp[bank * W + k] + ((double)l[v] - lse);
+                if (isnan(l[v]))
+                    continue;
+                const double lv = isinf(mx) ? (l[v] == mx ? -log((double)n_at) : -INFINITY)
+                                            : (double)l[v] - lse;
+                const double x = lp[bank * W + k] + lv;
                 if (m == n_prop && x <= c[m - 1].logprob)
                     continue;
                 int j = m < n_prop ? m++ : n_prop - 1;

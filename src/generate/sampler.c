@@ -12,10 +12,11 @@
  * vector strix_sampler_dist returns (strix_sampler_sample_dist) is the
  * sampler's own draw (speculative decoding needs both).
  *
- * Non-finite logits: NaN counts as -inf (it can never be drawn while a finite
- * or +inf logit exists); where the largest logit is infinite, the tokens at
- * it share the probability equally (the limit of the softmax), and if every
- * logit is -inf or NaN the draw is uniform over the candidates left.
+ * Non-finite logits: a NaN logit (after the bias) removes its token, unless
+ * every logit is NaN (then all count as -inf); where the largest logit is
+ * infinite, the tokens at it share the probability equally (the limit of the
+ * softmax), and if every candidate left is at -inf the draw is uniform over
+ * them.
  *
  * Sampling uses only the logits and the sampler's own state, so a seed gives
  * the same tokens at any thread count.
@@ -220,7 +221,7 @@ void strix_sampler_accept(strix_sampler *s, strix_token tok)
 static int cmp_desc(const void *a, const void *b)
 {
     const struct cand *x = a, *y = b;
-    const int xn = isnan(x->logit), yn = isnan(y->logit);
+    const int xn = !!isnan(x->logit), yn = !!isnan(y->logit);
     if (xn != yn)
         return xn ? 1 : -1;
     if (!xn && x->logit != y->logit)
@@ -443,10 +444,16 @@ static int run_chain(strix_sampler *s, const float *logits)
     }
     for (int i = 0; i < s->n_bias; i++)
         c[s->bias[i].token].logit += s->bias[i].bias;
-    for (int i = 0; i < nv; i++) /* NaN (also -inf + inf from a bias) counts as -inf */
-        if (isnan(c[i].logit))
-            c[i].logit = -INFINITY;
-    int n = nv, sorted = 0, probs = 0; /* c sorted by logit; c[].p is its softmax */
+    /* NaN (also -inf + inf from a bias) leaves the candidates, unless all are
+     * NaN: then they stay, as -inf */
+    int n = 0;
+    for (int i = 0; i < nv; i++)
+        if (!isnan(c[i].logit))
+            c[n++] = c[i];
+    if (n == 0)
+        for (int i = 0; i < nv; i++)
+            c[n++] = (struct cand){-INFINITY, 0.0f, i};
+    int sorted = 0, probs = 0; /* c sorted by logit; c[].p is its softmax */
     const int greedy = p->temperature <= 0.0f;
     for (int o = 0; o < s->n_order; o++) {
         const int st = s->order[o];
