@@ -141,7 +141,7 @@ static const struct {
     {"convert", "  convert   [-m MODEL] [--vocab TOKENIZER.bin] -o OUT.gguf [--type TYPE] [-t THREADS]\n"
                 "            (TYPE: any of quantize's)\n"},
     {"synth", "  synth     [-m VOCAB_MODEL] -o OUT.gguf [--dim N] [--ff N] [--layers N] [--heads N]\n"
-              "            [--kv-heads N] [-c N_CTX] [--seed S] [--type TYPE] [-t THREADS]\n"
+              "            [--kv-heads N] [-c N_CTX] [--seed S|-1] [--type TYPE] [-t THREADS]\n"
               "            [--arch A] [--rot N] [--experts N --experts-used K] [--swa N]\n"
               "            [--rope-scaling linear|yarn --rope-scale F] [--alibi-bias B (mpt)]\n"
               "            (random weights; TYPE: any of quantize's)\n"},
