@@ -284,12 +284,17 @@ static int flag_matches(const char *flags, const char *arg)
     return 0;
 }
 
-/* 64 random bits from the OS. */
+/* 64 random bits from the OS; where it has none to give (a kernel without
+ * getrandom), the clock's nanoseconds and the process id, mixed. */
 static uint64_t random_seed(void)
 {
     uint64_t v = 0;
-    if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v)
-        die("cannot get a random seed from the OS: %s (pass --seed N)", strerror(errno));
+    if (getrandom(&v, sizeof v, 0) == (ssize_t)sizeof v)
+        return v;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    v = ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^ ((uint64_t)getpid() << 40);
+    v ^= v >> 33, v *= 0xff51afd7ed558ccdull, v ^= v >> 33; /* murmur3's finalizer */
     return v;
 }
 
