@@ -241,6 +241,10 @@ if [ "$(id -u)" != 0 ]; then # root writes through directory permissions
     expect_fail "convert into a read-only directory" convert -m "$G" -o "$T/ro/x.gguf"
     [ -z "$(ls -A "$T/ro")" ] && ok || bad "read-only directory: $(ls -A "$T/ro")"
     rmdir "$T/ro"
+    cp "$G" "$T/ro.gguf" && chmod 444 "$T/ro.gguf"
+    expect_fail "convert onto a read-only file" convert -m "$G" -o "$T/ro.gguf" --type Q8_0
+    cmp -s "$G" "$T/ro.gguf" && ok || bad "a read-only file was replaced"
+    rm -f "$T/ro.gguf"
 fi
 ls -A "$T" >"$T/after.lst"
 ls -A "$T" | grep -v '^\(before\|after\)\.lst$' >"$T/after.lst"
