@@ -1,10 +1,17 @@
 #!/bin/sh
 # CLI tests: every command on the fixtures, and a one-line error with a
 # non-zero exit for bad flags, files and numbers. Usage: tests/cli.sh BUILD/strix
-S=${1:-build/strix}
-D=${STRIX_TEST_DATA:-tests/data}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+# Runs from any working directory (it works in its own temporary directory,
+# under $TMPDIR), so that nothing depends on where it was started.
+R=$(cd "$(dirname "$0")/.." && pwd)
+S=${1:-$R/build/strix}
+D=${STRIX_TEST_DATA:-$R/tests/data}
+case $S in /*) ;; *) S=$(pwd)/$S ;; esac
+case $D in /*) ;; *) D=$(pwd)/$D ;; esac
+G=$R/models/stories260K.gguf
+T=$(mktemp -d "${TMPDIR:-/tmp}/strix-cli.XXXXXX")
+trap 'chmod -R u+w "$T" 2>/dev/null; rm -rf "$T"' EXIT
+cd "$T" || exit 1
 pass=0
 fail=0
 ok() { pass=$((pass + 1)); }
@@ -123,8 +130,8 @@ b=$("$S" run $M -p "Once" -n 40 --temp 0.9 --top-k 40 --top-p 0.9 --seed 7 -t 2 
 # the library example (public header only) gives the same greedy text as the CLI
 EX=$(dirname "$S")/examples/generate
 if [ -x "$EX" ]; then
-    a=$("$EX" models/stories260K.gguf "Once upon a time" 40 2>&1)
-    b=$("$S" run -m models/stories260K.gguf -p "Once upon a time" -n 40 --temp 0 2>/dev/null)
+    a=$("$EX" "$G" "Once upon a time" 40 2>&1)
+    b=$("$S" run -m "$G" -p "Once upon a time" -n 40 --temp 0 2>/dev/null)
     [ -n "$a" ] && [ "$a" = "$b" ] && ok || bad "example differs: $a"
     "$EX" "$T/none.gguf" x 1 >/dev/null 2>&1 && bad "example accepted a missing file" || ok
 else
@@ -181,6 +188,182 @@ n_l=$("$S" tokenize $M --no-bos -p "$(printf '\nThe dog ran.')" --ids | wc -w)
 [ "$n_cached" -eq $((n_p + 11)) ] && [ "$n_new" -le $((n_l + 1)) ] && ok ||
     bad "chat cache reuse: $(cat "$T/turn2") (prompt $n_p, line $n_l)"
 expect_fail "chat with an unknown template" chat $M --chat-template nope </dev/null
+
+# ---- nothing a user owns is destroyed ----
+TXT=$D/tinystories-valid-4k.txt
+cp "$G" "$T/own.gguf"
+cp "$D/tok512.bin" "$T/tok.bin"
+ln -s "$T/own.gguf" "$T/own-link.gguf"
+ln "$T/own.gguf" "$T/own-hard.gguf"
+cp "$TXT" "$T/text.txt"
+sum_own=$(cksum <"$T/own.gguf")
+sum_tok=$(cksum <"$T/tok.bin")
+sum_txt=$(cksum <"$T/text.txt")
+# refused WHAT ARGS...: one-line refusal, and no input changed
+refused() {
+    what=$1; shift
+    expect_fail "$what" "$@"
+    if grep -q "refusing to write" "$T/err" && [ "$(cksum <"$T/own.gguf")" = "$sum_own" ] &&
+        [ "$(cksum <"$T/tok.bin")" = "$sum_tok" ] && [ "$(cksum <"$T/text.txt")" = "$sum_txt" ]; then
+        ok; else bad "$what: not refused or an input changed: $(head -c 300 "$T/err")"; fi
+}
+for o in own.gguf own-link.gguf own-hard.gguf; do
+    refused "quantize onto $o" quantize "$T/own.gguf" "$T/$o" Q8_0
+    refused "quantize $o onto the model" quantize "$T/$o" "$T/own.gguf" Q4_0
+    refused "convert onto $o" convert -m "$T/own.gguf" -o "$T/$o"
+    refused "convert --type onto $o" convert -m "$T/own.gguf" -o "$T/$o" --type Q8_0
+    refused "ppl --kl-save onto $o" ppl -m "$T/own.gguf" -f "$T/text.txt" -c 64 --kl-save "$T/$o"
+    refused "synth onto its vocabulary $o" synth -m "$T/own.gguf" -o "$T/$o" --dim 64 --heads 4
+done
+refused "convert onto the llama2.c vocabulary" convert -m "$D/stories260K.bin" --vocab "$T/tok.bin" -o "$T/tok.bin"
+refused "quantize onto the vocabulary" quantize "$D/stories260K.bin" "$T/tok.bin" Q8_0 --vocab "$T/tok.bin"
+refused "ppl --kl-save onto the text" ppl -m "$T/own.gguf" -f "$T/text.txt" -c 64 --kl-save "$T/text.txt"
+ls "$T" | grep -q '\.tmp\.' && bad "temporary files left: $(ls "$T")" || ok
+
+# an existing target is replaced whole, keeping the link that names it
+cp "$G" "$T/target.gguf"
+ln -s "$T/target.gguf" "$T/target-link.gguf"
+"$S" quantize "$T/own.gguf" "$T/target-link.gguf" Q8_0 2>/dev/null && [ -L "$T/target-link.gguf" ] &&
+    "$S" info -m "$T/target.gguf" | grep -q "attn_q.weight *Q8_0" && ok || bad "quantize through a link"
+
+# unwritable places: one-line error, nothing left behind
+: >"$T/afile"
+ls -A "$T" >"$T/before.lst"
+expect_fail "convert under a file" convert -m "$G" -o "$T/afile/x.gguf"
+expect_fail "convert into a missing directory" convert -m "$G" -o "$T/nodir/x.gguf"
+expect_fail "convert onto a directory" convert -m "$G" -o "$T"
+expect_fail "quantize into /proc" quantize "$G" /proc/strix-test.gguf Q8_0
+expect_fail "ppl --kl-save under a file" ppl -m "$G" -f "$TXT" -c 64 --kl-save "$T/afile/x.kl"
+expect_fail "synth under a file" synth -o "$T/afile/x.gguf" --dim 64 --heads 4
+[ -e /dev/full ] && expect_fail "convert to a full device" convert -m "$G" -o /dev/full
+if [ "$(id -u)" != 0 ]; then # root writes through directory permissions
+    mkdir "$T/ro" && chmod 555 "$T/ro"
+    expect_fail "convert into a read-only directory" convert -m "$G" -o "$T/ro/x.gguf"
+    [ -z "$(ls -A "$T/ro")" ] && ok || bad "read-only directory: $(ls -A "$T/ro")"
+    rmdir "$T/ro"
+    cp "$G" "$T/ro.gguf" && chmod 444 "$T/ro.gguf"
+    expect_fail "convert onto a read-only file" convert -m "$G" -o "$T/ro.gguf" --type Q8_0
+    cmp -s "$G" "$T/ro.gguf" && ok || bad "a read-only file was replaced"
+    rm -f "$T/ro.gguf"
+fi
+ls -A "$T" >"$T/after.lst"
+ls -A "$T" | grep -v '^\(before\|after\)\.lst$' >"$T/after.lst"
+grep -v '^before\.lst$' "$T/before.lst" | cmp -s - "$T/after.lst" && ok ||
+    bad "unwritable targets left files: $(diff "$T/before.lst" "$T/after.lst" | tr '\n' ' ')"
+
+# a writer killed (kill -9) while it writes a larger model leaves the old
+# target as it was; only its temporary file (<target>.tmp.*) may remain
+printf 'old contents\n' >"$T/big.gguf"
+"$S" synth -o "$T/big.gguf" --dim 512 --ff 1536 --layers 8 --heads 8 -c 64 >/dev/null 2>&1 &
+pid=$!
+seen=
+while kill -0 $pid 2>/dev/null; do
+    for f in "$T"/big.gguf.tmp.*; do [ -e "$f" ] && seen=$f; done
+    [ -n "$seen" ] && break
+done
+if [ -n "$seen" ] && kill -9 $pid 2>/dev/null; then
+    wait $pid 2>/dev/null
+    [ "$(cat "$T/big.gguf")" = "old contents" ] && ok || bad "kill -9 mid-write changed the target"
+else
+    wait $pid
+    bad "kill -9 mid-write: no temporary file seen while writing (seen '$seen')"
+fi
+rm -f "$T"/big.gguf*
+
+# ---- what users hit first ----
+# the seed: random by default (and with -1), printed, and it reproduces the text
+a=$("$S" run $M -p "Once" -n 30 2>"$T/s1")
+b=$("$S" run $M -p "Once" -n 30 --seed -1 2>"$T/s2")
+s1=$(sed -n 's/^seed \([0-9][0-9]*\)$/\1/p' "$T/s1")
+s2=$(sed -n 's/^seed \([0-9][0-9]*\)$/\1/p' "$T/s2")
+c=$("$S" run $M -p "Once" -n 30 --seed "$s1" 2>/dev/null)
+[ -n "$s1" ] && [ -n "$s2" ] && [ "$s1" != "$s2" ] && [ "$a" = "$c" ] && ok ||
+    bad "seed: '$s1' '$s2', '$a' vs '$c'"
+
+# beam search is spaced as greedy output, byte for byte
+for p in "Once" "The dog" "Zoo"; do
+    g=$("$S" run -p "$p" -n 24 --temp 0 2>/dev/null)
+    b1=$("$S" run -p "$p" -n 24 --beams 1 2>/dev/null)
+    [ -n "$g" ] && [ "$g" = "$b1" ] && ok || bad "--beams 1 '$b1' vs greedy '$g'"
+done
+
+# a window too small to score anything is an error
+expect_fail "ppl -c 2" ppl $M -f "$TXT" -c 2
+
+# every command's --help and -h: its usage on stdout, exit 0; every flag the
+# usage shows is one the command accepts
+for c in run tokenize ppl chat info convert synth quantize bench; do
+    for h in --help -h; do
+        "$S" $c $h >"$T/out" 2>"$T/err" </dev/null && head -n 1 "$T/out" | grep -q "^usage: strix $c" &&
+            [ ! -s "$T/err" ] && ok || bad "$c $h: $(head -c 200 "$T/out" "$T/err")"
+    done
+    "$S" $c --help | tail -n +2 | grep -o -- '[[ (|]-[-a-z]*[a-z]' | cut -c 2- | sort -u | while read -r f; do
+        "$S" $c "$f" </dev/null >/dev/null 2>"$T/err.flag"
+        if grep -q "unknown option\|does not apply" "$T/err.flag"; then
+            echo "FAIL cli: $c --help shows $f, which $c refuses: $(cat "$T/err.flag")"
+            echo x >>"$T/flag.fail"
+        fi
+    done
+done
+[ -e "$T/flag.fail" ] && bad "usage lines name flags the commands refuse" || ok
+
+# unknown template names list the known ones
+expect_fail "unknown template" chat $M --chat-template nope </dev/null
+grep -q "known: .*chatml.*llama3" "$T/err" && ok || bad "template list: $(cat "$T/err")"
+
+# no option is ignored in silence
+expect_fail "--vocab with a GGUF model" run -m "$G" --vocab "$D/tok512.bin" -p hi -n 1
+expect_fail "--n-best without --beams" run $M -p hi -n 4 --n-best 2
+expect_fail "--stop with --beams" run $M -p hi -n 4 --beams 2 --stop x
+expect_fail "--n-probs with --beams" run $M -p hi -n 4 --beams 2 --n-probs 2
+"$S" ppl $M -f "$TXT" -c 64 --kl-save "$T/k.kl" >/dev/null 2>&1 || bad "ppl --kl-save"
+expect_fail "-c with --kl-base" ppl $M --kl-base "$T/k.kl" -c 32
+expect_fail "--stride with --kl-base" ppl $M --kl-base "$T/k.kl" --stride 8
+expect_fail "ALiBi bias for llama" synth -o "$T/x.gguf" --dim 64 --heads 4 --alibi-bias 4
+expect_fail "--rope-scale without --rope-scaling" synth -o "$T/x.gguf" --dim 64 --heads 4 --rope-scale 2
+[ ! -e "$T/x.gguf" ] && ok || bad "a refused synth wrote a file"
+
+# repeated --stop and --logit-bias accumulate
+a=$("$S" run $M -p "Once upon a time" -n 30 --temp 0 2>/dev/null)
+b=$("$S" run $M -p "Once upon a time" -n 30 --temp 0 --stop little --stop girl 2>/dev/null)
+case "${a#Once upon a time}" in *little*girl*) [ "$b" = "${a%%little*}" ] && ok || bad "two --stop: '$b'" ;;
+    *) bad "no 'little ... girl' in '$a'" ;; esac
+first_id() { "$S" run $M -p "Once" -n 1 --temp 0 --n-probs 1 "$@" 2>&1 >/dev/null | awk '/^logprob/ { print $2; exit }'; }
+i1=$(first_id)
+i2=$(first_id --logit-bias "$i1-inf")
+i3=$(first_id --logit-bias "$i1-inf" --logit-bias "$i2-inf")
+[ -n "$i1" ] && [ -n "$i2" ] && [ -n "$i3" ] && [ "$i1" != "$i2" ] && [ "$i3" != "$i1" ] &&
+    [ "$i3" != "$i2" ] && ok || bad "two --logit-bias: $i1 $i2 $i3"
+
+# prompts from a file and from standard input
+printf 'Once upon a time' >"$T/p.txt"
+a=$("$S" run $M -p "Once upon a time" -n 20 --temp 0 2>/dev/null)
+b=$("$S" run $M -f "$T/p.txt" -n 20 --temp 0 2>/dev/null)
+c=$("$S" run $M -f - -n 20 --temp 0 <"$T/p.txt" 2>/dev/null)
+[ -n "$a" ] && [ "$a" = "$b" ] && [ "$a" = "$c" ] && ok || bad "run -f: '$b' '$c' vs '$a'"
+expect_fail "run -p and -f" run $M -p hi -f "$T/p.txt"
+
+# a generation cut by the context says so
+"$S" run $M -p "Once" -c 16 --temp 0 --no-stop-bos >/dev/null 2>"$T/err" &&
+    grep -q "context of 16 tokens is full" "$T/err" && ok || bad "context cut: $(cat "$T/err")"
+"$S" run $M -p "Once" -c 16 --beams 2 --no-stop-bos >/dev/null 2>"$T/err" &&
+    grep -q "context of 16 tokens is full" "$T/err" && ok || bad "beam context cut: $(cat "$T/err")"
+
+# quantize types in any case
+"$S" quantize "$G" "$T/lc.gguf" q4_k_m 2>/dev/null && "$S" info -m "$T/lc.gguf" | grep -q "attn_q.weight *Q" &&
+    ok || bad "quantize q4_k_m"
+
+# the bundled model from another directory, and from an installed layout
+a=$(cd / && "$S" run -p "Once" -n 8 --temp 0 2>/dev/null)
+[ -n "$a" ] && ok || bad "no bundled model from /"
+(cd / && "$S" bench -p 4 -n 4 -r 1 -t 1) >"$T/out" 2>&1 && grep -q "stories260K.gguf.*tg4" "$T/out" && ok ||
+    bad "bench without -m from /: $(head -c 300 "$T/out")"
+mkdir -p "$T/inst/bin" "$T/inst/share/strix"
+cp "$S" "$T/inst/bin/strix"
+"$S" synth -o "$T/inst/share/strix/stories260K.gguf" --dim 32 --ff 48 --layers 1 --heads 2 --kv-heads 2 2>/dev/null
+(cd / && "$T/inst/bin/strix" info) 2>&1 | grep -q "n_embd 32, n_ff 48, n_layer 1" && ok ||
+    bad "installed layout: $(cd / && "$T/inst/bin/strix" info 2>&1 | head -c 300)"
+grep -q 'install .*models/stories260K.gguf .*share/strix' "$R/Makefile" && ok || bad "make install leaves out the model"
 
 echo "tests/cli.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

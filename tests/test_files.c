@@ -295,6 +295,12 @@ int main(void)
     CHECK(m2 && strix_model_meta_str(m2, "tokenizer.chat_template", tmpl, sizeof tmpl) > 0 &&
           strstr(tmpl, "<|im_start|>"));
     strix_model_free(m2);
+    /* a mix converted without a type keeps its file type (15: Q4_K_M) */
+    m2 = NULL;
+    CHECK(strix_model_load(tpath("q4km.gguf"), NULL, &m2, &err) == STRIX_OK);
+    CHECK(m2 && strix_model_save_gguf(m2, tpath("q4km-copy.gguf"), NULL, &err) == STRIX_OK);
+    check_keys(tpath("q4km.gguf"), tpath("q4km-copy.gguf"), 15, 1);
+    strix_model_free(m2);
 
     /* never onto the model's own file: by its path, a symbolic link, a hard link */
     size_t src_len;

@@ -141,7 +141,7 @@ static const struct {
     {"convert", "  convert   [-m MODEL] [--vocab TOKENIZER.bin] -o OUT.gguf [--type TYPE] [-t THREADS]\n"
                 "            (TYPE: any of quantize's)\n"},
     {"synth", "  synth     [-m VOCAB_MODEL] -o OUT.gguf [--dim N] [--ff N] [--layers N] [--heads N]\n"
-              "            [--kv-heads N] [-c N_CTX] [--seed S] [--type TYPE] [-t THREADS]\n"
+              "            [--kv-heads N] [-c N_CTX] [--seed S|-1] [--type TYPE] [-t THREADS]\n"
               "            [--arch A] [--rot N] [--experts N --experts-used K] [--swa N]\n"
               "            [--rope-scaling linear|yarn --rope-scale F] [--alibi-bias B (mpt)]\n"
               "            (random weights; TYPE: any of quantize's)\n"},
@@ -284,12 +284,17 @@ static int flag_matches(const char *flags, const char *arg)
     return 0;
 }
 
-/* 64 random bits from the OS. */
+/* 64 random bits from the OS; where it has none to give (a kernel without
+ * getrandom), the clock's nanoseconds and the process id, mixed. */
 static uint64_t random_seed(void)
 {
     uint64_t v = 0;
-    if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v)
-        die("cannot get a random seed from the OS: %s (pass --seed N)", strerror(errno));
+    if (getrandom(&v, sizeof v, 0) == (ssize_t)sizeof v)
+        return v;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    v = ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^ ((uint64_t)getpid() << 40);
+    v ^= v >> 33, v *= 0xff51afd7ed558ccdull, v ^= v >> 33; /* murmur3's finalizer */
     return v;
 }
 

@@ -334,7 +334,10 @@ static int cmd_synth(int argc, char **argv)
         die("--rope-scale needs --rope-scaling linear|yarn");
     if (o.n_ctx)
         o.synth.n_ctx = o.n_ctx;
-    o.synth.seed = o.seed_given ? o.sp.seed : 1;
+    /* weights from seed 1 unless asked: --seed N, or --seed -1 for a random one */
+    o.synth.seed = opt_given(&o, "seed") ? o.sp.seed : 1;
+    if (opt_given(&o, "seed") && !o.seed_given)
+        fprintf(stderr, "seed %llu\n", (unsigned long long)o.synth.seed);
     strix_model *m;
     strix_error err;
     if (strix_model_synth(&o.synth, o.model, &m, &err))

@@ -59,6 +59,11 @@ int atomic_file_open(struct atomic_file *af, const char *path, strix_error *err)
         release(af);
         return err_set(err, STRIX_ERR_IO, "cannot write '%s': it is a directory", path);
     }
+    if (exists && access(af->target, W_OK) != 0) { /* a read-only file stays protected */
+        const int e = errno;
+        release(af);
+        return err_set(err, STRIX_ERR_IO, "cannot write '%s': %s", path, strerror(e));
+    }
     if (exists && !S_ISREG(st.st_mode)) { /* a device or FIFO: no rename over it */
         af->f = fopen(af->target, "wb");
         if (!af->f) {

@@ -11,8 +11,8 @@
  *
  * The temporary file is "<target>.tmp.<pid>.<n>" in the target's directory
  * (created with O_EXCL, mode 0666 less the umask, or the old target's mode).
- * Every error path removes it; only a process killed outright (SIGKILL, power
- * loss) can leave one behind, next to an intact target. A target that is a
+ * Every error path removes it; only a process killed while writing (SIGKILL,
+ * SIGINT, power loss) can leave one behind, next to an intact target. A target that is a
  * symbolic link is written through: the file it names is replaced and the
  * link stays. A target that exists and is not a regular file (/dev/null, a
  * FIFO) is written directly, without a temporary file.

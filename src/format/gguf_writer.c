@@ -1,8 +1,9 @@
 /*
  * gguf_writer.c - owns the GGUF v3 writer declared in gguf.h: key/values and
  * tensors are collected in memory (tensor data borrowed) in the order added,
- * then written with every tensor's data aligned to GGUF_DEFAULT_ALIGNMENT.
- * Reading is gguf.c's.
+ * then written with every tensor's data aligned to GGUF_DEFAULT_ALIGNMENT,
+ * through a temporary file renamed over the target (format/atomic_file.c).
+ * Keys copied from a parsed file keep their bytes. Reading is gguf.c's.
  */
 #include "format/gguf.h"
 

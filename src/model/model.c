@@ -567,8 +567,11 @@ int strix_model_save_gguf(const strix_model *m, const char *path, const char *we
         for (int i = 0; i < m->n_all; i++)
             if (m->all[i]->n_dims >= 2)
                 main_type = m->all[i]->type; /* the last matrix's type */
-    return model_save_gguf(m, path, file_type(main_type), convert_to, target >= 0 ? &type : NULL,
-                           err);
+    uint32_t ftype = file_type(main_type);
+    /* weights kept as they are: the source's file type (mixes included) stays */
+    if (target < 0 && m->gguf)
+        gguf_get_u32(m->gguf, "general.file_type", 0, &ftype, NULL);
+    return model_save_gguf(m, path, ftype, convert_to, target >= 0 ? &type : NULL, err);
 }
 
 int model_save_gguf(const strix_model *m, const char *path, uint32_t ftype,

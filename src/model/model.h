@@ -143,7 +143,9 @@ int model_set_tensor(const struct slot *s, uint32_t type, const int64_t *ne, int
 /* Saving: convert re-encodes weight t for the file: it sets *out to a new
  * buffer (util_malloc'd, freed by the caller) or NULL to keep t's bytes, and
  * *type and *nbytes to what is written. model_save_gguf writes m with
- * general.file_type ftype (llama.cpp's numbering) through convert. */
+ * general.file_type ftype (llama.cpp's numbering) through convert, keeping
+ * every other key of the source GGUF as it was; it refuses a path that is
+ * the model's own file. */
 typedef int (*model_convert_fn)(void *user, const struct tensor *t, void **out, uint32_t *type,
                                 size_t *nbytes, strix_error *err);
 int model_save_gguf(const strix_model *m, const char *path, uint32_t ftype,

@@ -25,6 +25,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "format/atomic_file.h"
 #include "quant/dtype.h"
 #include "model/model.h"
 #include "runtime/pool.h"
@@ -302,6 +303,17 @@ int strix_model_quantize(const strix_model *m, const char *path, const char *typ
         if (types[i] != t->type && t->ne[0] > qs.max_ne0)
             qs.max_ne0 = t->ne[0];
     }
+    /* fail before the work if the target cannot be written (the file is
+     * created and removed again; the real one is written at the end) */
+    struct atomic_file probe;
+    if (m->map.from_file && atomic_file_is(path, m->map.dev, m->map.ino)) {
+        rc = err_set(err, STRIX_ERR_ARG, "refusing to write '%s': it is the model's own file %s",
+                     path, m->map.path);
+        goto done;
+    }
+    if ((rc = atomic_file_open(&probe, path, err)))
+        goto done;
+    atomic_file_abort(&probe);
     report_emit(rep, p);
     qs.types = types;
     size_t scratch;
