@@ -89,7 +89,8 @@ static int ref_logsoftmax(const strix_model *m, strix_context *ctx, const strix_
 {
     strix_token all[128];
     memcpy(all, p, (size_t)n_p * sizeof *p);
-    memcpy(all + n_p, t, (size_t)n * sizeof *t);
+    if (n > 0)
+        memcpy(all + n_p, t, (size_t)n * sizeof *t);
     strix_error err;
     strix_kv_seq_rm(ctx, -1, 0, -1);
     if (strix_decode(ctx, all, NULL, n_p + n, NULL, &err) != STRIX_OK)
