@@ -7,6 +7,7 @@
  * llama.cpp), LayerNorm, GELU, MoE routing and expert statistics,
  * sinusoidal positions, soft-capping.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 
 #define PI 3.14159265358979323846
@@ -242,8 +243,8 @@ static void test_strix_options(void)
     if (!pre || !post)
         return;
     CHECK(strix_model_n_tensors(post) == strix_model_n_tensors(pre) - 1); /* no position_embd */
-    char path[64];
-    snprintf(path, sizeof path, "/tmp/strix-options-%p.gguf", (void *)&sp);
+    char path[4096];
+    test_tmpfile(path, sizeof path, "options");
     CHECKF(strix_model_save_gguf(post, path, NULL, &err) == STRIX_OK, "%s", err.msg);
     CHECKF(strix_model_load(path, NULL, &back, &err) == STRIX_OK, "%s", err.msg);
     remove(path);

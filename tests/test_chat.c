@@ -2,8 +2,9 @@
  * test_chat.c - chat templates against llama.cpp's llama_chat_apply_template
  * (tests/data/llamacpp-chat-templates.txt: one fixed conversation rendered by
  * llama.cpp for each template name, with and without the assistant opening),
- * template detection from stored Jinja snippets, special-token tokenizing and
- * metadata strings.
+ * template detection on the templates published with 31 models and their
+ * rendering against llama.cpp's (tests/data/llamacpp-chat-published.txt),
+ * special-token tokenizing and metadata strings.
  */
 #include "fixtures.h"
 #include "harness.h"
@@ -50,6 +51,115 @@ static void test_golden(void)
         p = (char *)want + n;
     }
     CHECKF(n_cases == 28, "%d golden cases", n_cases);
+    free(g);
+}
+
+/* llama.cpp's own test conversation for the published templates. */
+static const struct strix_chat_msg conv6[] = {
+    {"system", "You are a helpful assistant"},
+    {"user", "Hello"},
+    {"assistant", "Hi there"},
+    {"user", "Who are you"},
+    {"assistant", "   I am an assistant   "},
+    {"user", "Another question"},
+};
+
+/* Reads "KEY n=N\n" then N bytes and a newline at *p; returns a malloc'd
+ * NUL-terminated copy, or NULL. */
+static char *read_field(char **p, const char *end, const char *key)
+{
+    int n = -1;
+    char fmt[64];
+    snprintf(fmt, sizeof fmt, "%s n=%%d", key);
+    const char *nl = memchr(*p, '\n', (size_t)(end - *p));
+    if (!nl || sscanf(*p, fmt, &n) != 1 || n < 0 || nl + 1 + n > end)
+        return NULL;
+    char *out = malloc((size_t)n + 1);
+    memcpy(out, nl + 1, (size_t)n);
+    out[n] = '\0';
+    *p = (char *)nl + 1 + n + 1;
+    return out;
+}
+
+/*
+ * Detection on the tokenizer.chat_template strings published with models, as
+ * llama.cpp's tests/test-chat-template.cpp lists them
+ * (tests/data/llamacpp-chat-published.txt, with the output llama.cpp's
+ * llama_chat_apply_template gives for its six-message conversation with the
+ * assistant opening). Where strix recognises a template, its rendering must
+ * be llama.cpp's byte for byte; the families strix implements must be
+ * recognised (named here); the others must not be (NULL).
+ */
+static void test_published(void)
+{
+    static const struct {
+        const char *model, *want;
+    } known[] = {
+        {"teknium/OpenHermes-2.5-Mistral-7B", "chatml"},
+        {"mistralai/Mistral-7B-Instruct-v0.2 (NOTE: Old pre-v1 without a system prompt)", "llama2"},
+        {"TheBloke/FusionNet_34Bx2_MoE-AWQ", "llama2-sys-bos"},
+        {"bofenghuang/vigogne-2-70b-chat", "llama2-sys-strip"},
+        {"google/gemma-7b-it", "gemma"},
+        {"deepseek-ai/deepseek-coder-33b-instruct", "deepseek"},
+        {"Llama-3", "llama3"},
+        {"Phi-3-mini", "phi3"},
+        {"Phi-3-small", "phi3"},
+        {"Phi-3-medium", "phi3"},
+        {"Phi-3-vision", "phi3"},
+        {"mistralai/Mistral-7B-Instruct-v0.2 (mistralai 'v1' template with a system prompt)",
+         "mistral-v1"},
+        {"Mistral-Large-Instruct-2407 (mistralai 'v3' template; modified to have system prompt at "
+         "start)",
+         "mistral-v3"},
+        {"Mistral-Nemo-Instruct-2407 (mistralai 'v3-tekken' template; modified to have system "
+         "prompt at start)",
+         "mistral-v3-tekken"},
+        {"mistralai/Mistral-Large-Instruct-2411 (mistralai 'v7' template)", "mistral-v7"},
+    };
+    size_t len = 0;
+    char *g = test_read_file(test_path("llamacpp-chat-published.txt"), &len);
+    CHECK(g != NULL);
+    if (!g)
+        return;
+    const char *end = g + len;
+    int n_cases = 0, n_detected = 0;
+    for (char *p = g; p < end && strncmp(p, "=== ", 4) == 0;) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl)
+            break;
+        char model[256];
+        snprintf(model, sizeof model, "%.*s", (int)(nl - p - 4), p + 4);
+        p = nl + 1;
+        char *tmpl = read_field(&p, end, "template");
+        char *want = tmpl ? read_field(&p, end, "expected") : NULL;
+        CHECKF(tmpl && want, "%s: malformed case", model);
+        if (!tmpl || !want) {
+            free(tmpl);
+            break;
+        }
+        n_cases++;
+        const char *det = strix_chat_template_detect(tmpl);
+        const char *expect_name = NULL;
+        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+            if (strcmp(known[i].model, model) == 0)
+                expect_name = known[i].want;
+        CHECKF(expect_name ? det && strcmp(det, expect_name) == 0 : det == NULL,
+               "%s: detected as %s, expected %s", model, det ? det : "NULL",
+               expect_name ? expect_name : "NULL");
+        if (det) {
+            n_detected++;
+            char got[4096];
+            size_t n_got = 0;
+            strix_error err;
+            const int rc = strix_chat_apply(det, conv6, 6, 1, got, sizeof got, &n_got, &err);
+            CHECKF(rc == STRIX_OK && n_got == strlen(want) && strcmp(got, want) == 0,
+                   "%s (%s):\n--- strix\n%s\n--- llama.cpp\n%s", model, det, got, want);
+        }
+        free(tmpl);
+        free(want);
+    }
+    CHECKF(n_cases == 31, "%d published templates read", n_cases);
+    printf("published templates: %d, recognised %d\n", n_cases, n_detected);
     free(g);
 }
 
@@ -190,6 +300,7 @@ int main(void)
 {
     test_golden();
     test_detect();
+    test_published();
     test_prefix();
     test_tokenize_special();
     test_meta();

@@ -26,13 +26,10 @@ static uint64_t rng(void)
     return rng_state * 0x2545f4914f6cdd1dull;
 }
 
-static char tmp_name[64];
+static char tmp_name[4096];
 static const char *tmp_path(void)
 {
-    strcpy(tmp_name, "/tmp/strix_test_gguf_XXXXXX");
-    int fd = mkstemp(tmp_name);
-    if (fd >= 0)
-        close(fd);
+    test_tmpfile(tmp_name, sizeof tmp_name, "gguf");
     return tmp_name;
 }
 

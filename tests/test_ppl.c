@@ -4,7 +4,8 @@
  * negative log-probabilities), for stories260K and stories3M on a slice of
  * TinyStories at context 256, in llama.cpp's chunk mode and with sliding
  * windows; KL divergence of a model against itself (0, top-1 100%) and
- * against its Q8_0 re-encoding (small, positive).
+ * against its Q8_0 re-encoding (small, positive); and the perplexities
+ * llama.cpp's llama-perplexity reports for the same files and settings.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -124,9 +125,9 @@ static void test_kl(void)
     strix_model *m = load_fixture("stories260K-ref.gguf", NULL);
     if (!m)
         return;
-    char base[64], q8[64];
-    snprintf(base, sizeof base, "/tmp/strix-kl-%d.bin", (int)getpid());
-    snprintf(q8, sizeof q8, "/tmp/strix-kl-%d.gguf", (int)getpid());
+    char base[4096], q8[4096];
+    test_tmpfile(base, sizeof base, "kl-base");
+    test_tmpfile(q8, sizeof q8, "kl-q8");
     int n = 0;
     strix_token *t = corpus_tokens(m, &n);
     struct strix_context_params cp = strix_context_default_params();
@@ -188,10 +189,69 @@ static void test_kl(void)
     strix_model_free(m);
 }
 
+/*
+ * llama.cpp's llama-perplexity on the same files and settings
+ * (tests/data/llamacpp-ppl.txt: model, n_ctx, chunks, final PPL as printed
+ * with 4 decimals). strix's logits are within 1e-4 of llama.cpp's
+ * (test_logits), so each token's log-probability within 2e-4 and the
+ * perplexity within a relative 2e-4, plus the printing's rounding.
+ */
+static void test_llamacpp(void)
+{
+    char *text = test_read_file(test_path("llamacpp-ppl.txt"), NULL);
+    CHECK(text != NULL);
+    int n_cases = 0;
+    for (char *line = text, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        char model[32];
+        int n_ctx, n_chunks;
+        double want;
+        if (line[0] == '#' || sscanf(line, "%31s %d %d %lf", model, &n_ctx, &n_chunks, &want) != 4)
+            continue;
+        strix_model *m = strcmp(model, "stories3M") == 0
+                             ? load_fixture("stories3M-q80.bin", "tok4096.bin")
+                             : load_fixture("stories260K-ref.gguf", NULL);
+        if (!m)
+            continue;
+        int n = 0;
+        strix_token *t = corpus_tokens(m, &n);
+        struct strix_context_params cp = strix_context_default_params();
+        cp.n_ctx = n_ctx;
+        cp.n_batch = n_ctx;
+        cp.n_threads = 2;
+        strix_context *ctx = NULL;
+        strix_error err;
+        struct strix_ppl_params pp = strix_ppl_default_params();
+        pp.n_ctx = n_ctx;
+        struct strix_ppl_result r;
+        int rc = strix_context_create(m, &cp, &ctx, &err);
+        if (rc == STRIX_OK)
+            rc = strix_perplexity(m, ctx, t, n, &pp, &r, &err);
+        CHECKF(rc == STRIX_OK, "%s: %s", model, err.msg);
+        if (rc == STRIX_OK) {
+            printf("%s, n_ctx %d: %d chunks, PPL %.4f; llama-perplexity: %d chunks, %.4f\n", model,
+                   n_ctx, r.n_windows, r.ppl, n_chunks, want);
+            CHECKF(r.n_windows == n_chunks, "%s n_ctx %d: %d windows, llama.cpp %d", model, n_ctx,
+                   r.n_windows, n_chunks);
+            CHECKF(fabs(r.ppl - want) <= 2e-4 * want + 5e-5,
+                   "%s n_ctx %d: PPL %.5f, llama.cpp %.4f", model, n_ctx, r.ppl, want);
+        }
+        n_cases++;
+        strix_context_free(ctx);
+        free(t);
+        strix_model_free(m);
+    }
+    CHECKF(n_cases >= 4, "%d llama-perplexity cases", n_cases);
+    free(text);
+}
+
 int main(void)
 {
     check_model("stories260K", load_fixture("stories260K-ref.gguf", NULL));
     check_model("stories3M", load_fixture("stories3M-q80.bin", "tok4096.bin"));
     test_kl();
+    test_llamacpp();
     TEST_MAIN_END();
 }

@@ -214,9 +214,9 @@ static void golden(const struct vocab *v, const char *base, const char *label)
 
 static const char *tmp_path(void)
 {
-    static char path[512];
-    const char *d = getenv("TMPDIR");
-    snprintf(path, sizeof path, "%s/strix_test_tok_%ld.gguf", d && *d ? d : "/tmp", (long)getpid());
+    static char path[4096];
+    if (!path[0])
+        test_tmpfile(path, sizeof path, "tok");
     return path;
 }
 
