@@ -82,7 +82,7 @@ struct kern_isa {
     /* per activation type: a quantizer equal to the reference bit for bit */
     void (*act_quantize[64])(const float *x, void *dst, int cols);
     /* per weight type, optional: a packed layout of whole 16-row groups
-     * (pack.c): its size for rows x cols (0: none), the packing from rows
+     * (model/pack.c): its size for rows x cols (0: none), the packing from rows
      * of `src_stride` bytes, and the product over it (w: the packed copy,
      * w_stride: bytes per group; r0 and r1 multiples of 16). */
     size_t (*pack_bytes[64])(int rows, int cols);

@@ -287,7 +287,7 @@ MM_DRIVER(mm_f16, tile_f16, float)
 MM_DRIVER(mm_bf16, tile_bf16, float)
 
 /*
- * Packed Q4_0 and Q8_0 (pack.c): 16 rows per group, one row per 32-bit lane.
+ * Packed Q4_0 and Q8_0 (model/pack.c): 16 rows per group, one row per 32-bit lane.
  * Per block a group holds the 16 rows' fp16 scales (32 bytes), then its
  * quants so that 32-bit lane i of each 64-byte register is 4 quants of row
  * i: Q4_0 4 registers of nibbles (low: quants 4m..4m+3, high: 16+4m..),
