@@ -373,7 +373,7 @@ void forward(strix_context *c, const strix_token *tokens)
     if (ad->pos == POS_ALIBI)
         kern_alibi_slopes(f->alibi, hp->n_head, hp->alibi_max_bias);
     /* Gemma-2 27B scales queries by the model width per head, not the head size */
-    const float scale = strcmp(m->arch, "gemma2") == 0 && hp->n_layer == 46
+    const float scale = ad->q_scale_embd_layers && hp->n_layer == ad->q_scale_embd_layers
                             ? 1.0f / sqrtf((float)(embd / hp->n_head))
                             : 1.0f / sqrtf((float)hd);
 
