@@ -14,6 +14,8 @@
 #include "fixtures.h"
 #include "harness.h"
 #include "kernels/kernels.h"
+#include "format/gguf.h"
+#include "model/arch.h"
 #include "model/model.h"
 #include "quant/dtype.h"
 #include "strix.h"
@@ -358,6 +360,24 @@ static void test_int8_as_q8_0(void)
     strix_model_free(m);
 }
 
+/* A key the GGUF writer refuses is reported with its own status and name
+ * (a duplicate is a bad argument, not "out of memory"). */
+static void test_save_key_status(void)
+{
+    strix_model *m = load_fixture("stories260K.bin", "tok512.bin");
+    gguf_writer *w = gguf_writer_create();
+    CHECK(m && w);
+    if (m && w) {
+        strix_error err;
+        CHECK(gguf_writer_add_u32(w, "llama.block_count", 1) == STRIX_OK);
+        const int rc = arch_save_hparams(m, w, &err);
+        CHECKF(rc == STRIX_ERR_ARG && strstr(err.msg, "llama.block_count"),
+               "duplicate key: rc %d (%s)", rc, err.msg);
+    }
+    gguf_writer_free(w);
+    strix_model_free(m);
+}
+
 static void test_sampler(void)
 {
     float logits[8] = {0.1f, 2.0f, -1.0f, 2.5f, 0.0f, 1.0f, 2.4f, -3.0f};
@@ -468,6 +488,7 @@ int main(void)
     test_seed();
     test_neox_layout();
     test_int8_as_q8_0();
+    test_save_key_status();
     test_vocab_only();
     TEST_MAIN_END();
 }

@@ -515,14 +515,20 @@ int arch_load_hparams(strix_model *m, const gguf *g, strix_error *err)
     return STRIX_OK;
 }
 
-int arch_save_hparams(const strix_model *m, gguf_writer *w)
+/* Adds key k through `add` unless an earlier key failed (*rc); a failure
+ * says which key and why (a duplicate is STRIX_ERR_ARG, not out of memory). */
+#define ADD_KEY(add)                                                                               \
+    (void)(rc == STRIX_OK && (rc = (add)) != STRIX_OK &&                                           \
+           (rc = err_set(err, rc, "cannot add GGUF key %s (%s)", k, strix_status_name(rc))))
+
+int arch_save_hparams(const strix_model *m, gguf_writer *w, strix_error *err)
 {
     const struct hparams *hp = &m->hp;
     const char *a = m->arch;
     char k[128];
-    int rc = 0;
-#define U32(key, v) (snprintf(k, sizeof k, "%s." key, a), rc |= gguf_writer_add_u32(w, k, (uint32_t)(v)))
-#define F32(key, v) (snprintf(k, sizeof k, "%s." key, a), rc |= gguf_writer_add_f32(w, k, (v)))
+    int rc = STRIX_OK;
+#define U32(key, v) (snprintf(k, sizeof k, "%s." key, a), ADD_KEY(gguf_writer_add_u32(w, k, (uint32_t)(v))))
+#define F32(key, v) (snprintf(k, sizeof k, "%s." key, a), ADD_KEY(gguf_writer_add_f32(w, k, (v))))
     U32("context_length", hp->n_ctx_train);
     U32("embedding_length", hp->n_embd);
     U32("feed_forward_length", hp->n_ff_dense);
@@ -551,7 +557,7 @@ int arch_save_hparams(const strix_model *m, gguf_writer *w)
     }
     if (hp->rope_freq_scale != 1.0f) {
         snprintf(k, sizeof k, "%s.rope.scaling.type", a);
-        rc |= gguf_writer_add_str(w, k, hp->rope_scaling == ROPE_SCALING_YARN ? "yarn" : "linear");
+        ADD_KEY(gguf_writer_add_str(w, k, hp->rope_scaling == ROPE_SCALING_YARN ? "yarn" : "linear"));
         F32("rope.scaling.factor", 1.0f / hp->rope_freq_scale);
         if (hp->rope_scaling == ROPE_SCALING_YARN)
             U32("rope.scaling.original_context_length", hp->n_ctx_orig);
@@ -567,14 +573,20 @@ int arch_save_hparams(const strix_model *m, gguf_writer *w)
         F32("attn_logit_softcapping", hp->attn_softcap);
     if (hp->final_softcap > 0.0f)
         F32("final_logit_softcapping", hp->final_softcap);
-    if (hp->post_norm)
-        rc |= gguf_writer_add_bool(w, "strix.post_norm", 1);
-    if (hp->sinusoidal)
-        rc |= gguf_writer_add_str(w, "strix.position_encoding", "sinusoidal");
+    if (hp->post_norm) {
+        snprintf(k, sizeof k, "strix.post_norm");
+        ADD_KEY(gguf_writer_add_bool(w, k, 1));
+    }
+    if (hp->sinusoidal) {
+        snprintf(k, sizeof k, "strix.position_encoding");
+        ADD_KEY(gguf_writer_add_str(w, k, "sinusoidal"));
+    }
 #undef U32
 #undef F32
-    return rc ? STRIX_ERR_NOMEM : STRIX_OK;
+    return rc;
 }
+#undef ADD_KEY
+
 
 const char *strix_archs(void)
 {

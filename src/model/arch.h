@@ -115,8 +115,9 @@ void arch_shape(const strix_model *m, int k, int *n_dims, int64_t ne[3]);
  * m->hp (model.c then checks their ranges). */
 struct gguf;
 int arch_load_hparams(strix_model *m, const struct gguf *g, strix_error *err);
-/* Writes them back (strix_model_save_gguf). */
+/* Writes them back (strix_model_save_gguf); a key the writer refuses is
+ * reported with its status (a duplicate, out of memory). */
 struct gguf_writer;
-int arch_save_hparams(const strix_model *m, struct gguf_writer *w);
+int arch_save_hparams(const strix_model *m, struct gguf_writer *w, strix_error *err);
 
 #endif

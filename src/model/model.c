@@ -573,16 +573,15 @@ int model_save_gguf(const strix_model *m, const char *path, uint32_t ftype,
         util_free(bufs);
         return err_set(err, STRIX_ERR_NOMEM, "out of memory");
     }
-    int rc = 0;
-    rc |= gguf_writer_add_str(w, "general.architecture", m->arch);
-    rc |= gguf_writer_add_str(w, "general.name", m->name ? m->name : "strix");
-    rc |= gguf_writer_add_u32(w, "general.file_type", ftype);
-    rc |= arch_save_hparams(m, w);
-    if (rc) {
-        rc = err_set(err, STRIX_ERR_NOMEM, "out of memory");
+    const char *key;
+    int rc;
+    if ((rc = gguf_writer_add_str(w, key = "general.architecture", m->arch)) ||
+        (rc = gguf_writer_add_str(w, key = "general.name", m->name ? m->name : "strix")) ||
+        (rc = gguf_writer_add_u32(w, key = "general.file_type", ftype))) {
+        rc = err_set(err, rc, "cannot add GGUF key %s (%s)", key, strix_status_name(rc));
         goto done;
     }
-    if ((rc = vocab_write_gguf(m->vocab, w, err)))
+    if ((rc = arch_save_hparams(m, w, err)) || (rc = vocab_write_gguf(m->vocab, w, err)))
         goto done;
     for (int i = 0; i < m->n_all; i++) {
         const struct tensor *t = m->all[i];
