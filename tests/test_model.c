@@ -17,6 +17,7 @@
 #include "format/gguf.h"
 #include "model/arch.h"
 #include "model/model.h"
+#include "runtime/context.h"
 #include "quant/dtype.h"
 #include "strix.h"
 
@@ -378,6 +379,31 @@ static void test_save_key_status(void)
     strix_model_free(m);
 }
 
+/* A decode that does not fit the cache fails before it changes anything:
+ * the cells of the positions it would have replaced are still there. */
+static void test_full_cache_unchanged(void)
+{
+    strix_model *m = load_fixture("stories260K.bin", "tok512.bin");
+    strix_context *c = NULL;
+    struct strix_context_params cp = strix_context_default_params();
+    cp.n_ctx = 16;
+    CHECK(m && strix_context_create(m, &cp, &c, NULL) == STRIX_OK);
+    if (c) {
+        c->kv.size = 4; /* a cache of 4 cells (the buffers are larger) */
+        const strix_token ids[4] = {1, 403, 407, 261};
+        const int32_t pos[4] = {2, 3, 4, 5};
+        strix_error err;
+        CHECK(strix_decode(c, ids, NULL, 4, NULL, &err) == STRIX_OK);
+        /* positions 2..5 replace 2 and 3 but need 4 cells; 2 would be free */
+        const int rc = strix_decode(c, ids, pos, 4, NULL, &err);
+        CHECKF(rc != STRIX_OK && strstr(err.msg, "full"), "rc %d: %s", rc, err.msg);
+        CHECKF(strix_kv_seq_pos_max(c, 0) == 3, "the failed decode left positions up to %d",
+               strix_kv_seq_pos_max(c, 0));
+    }
+    strix_context_free(c);
+    strix_model_free(m);
+}
+
 static void test_sampler(void)
 {
     float logits[8] = {0.1f, 2.0f, -1.0f, 2.5f, 0.0f, 1.0f, 2.4f, -3.0f};
@@ -489,6 +515,7 @@ int main(void)
     test_neox_layout();
     test_int8_as_q8_0();
     test_save_key_status();
+    test_full_cache_unchanged();
     test_vocab_only();
     TEST_MAIN_END();
 }

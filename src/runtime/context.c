@@ -253,6 +253,25 @@ int strix_kv_truncate(strix_context *c, int p, strix_error *err)
 
 /* ---- decoding ---- */
 
+/* How many cells would be free once each sequence s with first[s] >= 0 drops
+ * its positions from first[s] on (and, in all-windowed models, those no
+ * token can see any more), counted without changing anything. */
+static int kv_free_after(const strix_context *c, const int32_t *first, int all_windowed)
+{
+    const struct kv_cache *kv = &c->kv;
+    const int n_swa = c->model->hp.n_swa;
+    int n = kv->size - kv->n_scan;
+    for (int i = 0; i < kv->n_scan; i++) {
+        uint64_t left = kv->pos[i] < 0 ? 0 : kv->seqs[i];
+        for (int s = 0; s < c->n_seq_max && left; s++)
+            if (first[s] >= 0 && (left >> s & 1) &&
+                (kv->pos[i] >= first[s] || (all_windowed && kv->pos[i] < first[s] - n_swa + 1)))
+                left &= ~((uint64_t)1 << s);
+        n += left == 0;
+    }
+    return n;
+}
+
 int strix_decode_batch(strix_context *c, const strix_batch *b, strix_error *err)
 {
     err_clear(err);
@@ -293,8 +312,11 @@ int strix_decode_batch(strix_context *c, const strix_batch *b, strix_error *err)
         next[s] = p + 1;
     }
     /* the batch replaces what its sequences held from its first position on;
-     * windowed models also drop what no token can see any more */
+     * windowed models also drop what no token can see any more. A batch that
+     * would not fit fails before the cache changes. */
     const int all_windowed = hp->n_swa > 0 && hp->swa_dense_every == 0;
+    if (kv_free_after(c, first, all_windowed) < n)
+        return err_set(err, STRIX_ERR_ARG, "the KV cache is full (%d cells)", c->kv.size);
     for (int s = 0; s < c->n_seq_max; s++) {
         if (first[s] < 0)
             continue;
@@ -307,14 +329,7 @@ int strix_decode_batch(strix_context *c, const strix_batch *b, strix_error *err)
     for (int i = 0; i < n; i++) {
         while (cell < c->kv.size && c->kv.pos[cell] >= 0)
             cell++;
-        if (cell == c->kv.size) {
-            for (int k = 0; k < i; k++) {
-                c->kv.pos[c->tok_cell[k]] = -1;
-                c->kv.seqs[c->tok_cell[k]] = 0;
-            }
-            kv_shrink_scan(&c->kv);
-            return err_set(err, STRIX_ERR_ARG, "the KV cache is full (%d cells)", c->kv.size);
-        }
+        STRIX_ASSERT(cell < c->kv.size); /* counted by kv_free_after */
         c->tok_cell[i] = cell;
         c->tok_pos[i] = b->pos[i];
         c->tok_seq[i] = b->seq ? b->seq[i] : 0;
@@ -343,13 +358,11 @@ int strix_decode(strix_context *c, const strix_token *tokens, const int32_t *pos
     if (n > c->n_batch)
         return err_set(err, STRIX_ERR_ARG, "%d tokens exceed the batch size %d", n, c->n_batch);
     int32_t *p = c->tok_pos; /* reused as the position list; decode_batch copies it first */
-    int32_t local[1];
     if (!pos) {
         const int32_t p0 = strix_kv_len(c);
         if (p0 + n > c->n_ctx)
             return err_set(err, STRIX_ERR_ARG, "positions up to %d exceed the context size %d",
                            p0 + n, c->n_ctx);
-        (void)local;
         pos = p;
         for (int i = 0; i < n; i++)
             p[i] = p0 + i;
