@@ -404,6 +404,34 @@ static void test_full_cache_unchanged(void)
     strix_model_free(m);
 }
 
+/* strix.h's model and token functions given no model (or no output)
+ * return their documented "none" instead of crashing. */
+static void test_null_handles(void)
+{
+    struct strix_model_info info;
+    memset(&info, 0xff, sizeof info);
+    strix_model_get_info(NULL, &info);
+    CHECK(info.n_layer == 0 && info.arch == NULL);
+    strix_model_get_info(NULL, NULL);
+    CHECK(strix_model_n_tensors(NULL) == 0);
+    struct strix_tensor_info ti;
+    CHECK(strix_model_tensor_info(NULL, 0, &ti) == STRIX_ERR_ARG);
+    strix_model *m = load_fixture("stories260K.bin", "tok512.bin");
+    CHECK(m && strix_model_tensor_info(m, 0, NULL) == STRIX_ERR_ARG);
+    CHECK(m && strix_model_tensor_info(m, 0, &ti) == STRIX_OK);
+    strix_model_free(m);
+    CHECK(strix_vocab_size(NULL) == 0 && strix_token_bos(NULL) == -1 &&
+          strix_token_piece(NULL, 0) == NULL);
+    char buf[8] = "x";
+    CHECK(strix_detokenize(NULL, NULL, 0, buf, sizeof buf) == -1 && buf[0] == '\0');
+    strix_error err;
+    int n = 5;
+    CHECK(strix_tokenize(NULL, "a", 1, 1, NULL, 0, &n, &err) == STRIX_ERR_ARG && n == 0);
+    CHECK(strix_model_meta_str(NULL, "k", buf, sizeof buf) == -1);
+    CHECK(strix_model_save_gguf(NULL, "x", NULL, &err) == STRIX_ERR_ARG);
+    CHECK(strix_model_synth(NULL, "x", NULL, &err) == STRIX_ERR_ARG);
+}
+
 static void test_sampler(void)
 {
     float logits[8] = {0.1f, 2.0f, -1.0f, 2.5f, 0.0f, 1.0f, 2.4f, -3.0f};
@@ -516,6 +544,7 @@ int main(void)
     test_int8_as_q8_0();
     test_save_key_status();
     test_full_cache_unchanged();
+    test_null_handles();
     test_vocab_only();
     TEST_MAIN_END();
 }

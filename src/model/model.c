@@ -412,7 +412,11 @@ void strix_model_free(strix_model *m)
 
 void strix_model_get_info(const strix_model *m, struct strix_model_info *info)
 {
+    if (!info)
+        return;
     memset(info, 0, sizeof *info);
+    if (!m)
+        return; /* all zero: no model */
     info->arch = m->arch;
     info->name = m->name ? m->name : "";
     info->n_vocab = m->vocab ? vocab_n(m->vocab) : m->hp.n_vocab;
@@ -437,12 +441,12 @@ void strix_model_get_info(const strix_model *m, struct strix_model_info *info)
 
 int strix_model_n_tensors(const strix_model *m)
 {
-    return m->vocab_only ? 0 : m->n_all;
+    return !m || m->vocab_only ? 0 : m->n_all;
 }
 
 int strix_model_tensor_info(const strix_model *m, int i, struct strix_tensor_info *info)
 {
-    if (i < 0 || i >= strix_model_n_tensors(m))
+    if (!info || i < 0 || i >= strix_model_n_tensors(m))
         return STRIX_ERR_ARG;
     const struct tensor *t = m->all[i];
     info->name = t->name;
