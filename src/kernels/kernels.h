@@ -89,14 +89,15 @@ struct kern_isa {
     void (*pack[64])(const void *src, size_t src_stride, int rows, int cols, uint8_t *dst);
     kern_mm_fn mm_packed[64];
 };
-/* Picks the instruction set (once; later calls are no-ops). */
+/* Picks the instruction set, once per process (pthread_once; later calls
+ * are no-ops): the best this CPU runs, or the one STRIX_KERNELS names. The
+ * choice never changes afterwards, so no thread sees it swapped. */
 void kern_init(void);
-/* The set in use. */
+/* The set in use (chosen on first use if kern_init was not called). */
 const struct kern_isa *kern_isa_active(void);
-/* A set by name ("scalar", "avx2", "avx512") if this CPU runs it, else NULL. */
+/* A set by name ("scalar", "avx2", "avx512") if this CPU runs it, else NULL.
+ * Tests call a set's functions through it directly, leaving the choice alone. */
 const struct kern_isa *kern_isa_get(const char *name);
-/* Makes `isa` the active set (tests); NULL restores the automatic choice. */
-void kern_isa_set(const struct kern_isa *isa);
 
 /* ---- kernels_nn.c: the architecture variants (scalar only) ---- */
 

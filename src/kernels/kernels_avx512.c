@@ -430,7 +430,7 @@ AI void packed_group(const uint8_t *g, int nb, int q8, const struct act_prep *p,
     {                                                                                              \
         (void)type;                                                                                \
         const int nb = cols / 32;                                                                  \
-        static _Thread_local struct act_prep prep;                                                 \
+        struct act_prep prep; /* 16 KiB of stack: kernels keep no state */                         \
         for (int t0 = 0; t0 < n; t0 += GT) {                                                       \
             const int T = n - t0 < GT ? n - t0 : GT;                                               \
             prep_acts(&prep, a, as, t0, T, nb);                                                    \
