@@ -111,8 +111,8 @@ float kern_gelu1(float x);
 void kern_act(int act, float *x, int n);
 /* a[i] = act(a[i]) * b[i] (gated FFNs: SwiGLU, GeGLU). */
 void kern_act_mul(int act, float *a, const float *b, int n);
-/* y[i] += b[i]. */
-void kern_add(float *y, const float *b, int n);
+/* y[i] += b[i]; n may span many rows (tokens x width), hence size_t. */
+void kern_add(float *y, const float *b, size_t n);
 
 /* ALiBi: slope of each head for bias slope * (key position - query position).
  * With n2 the largest power of two <= n_head, heads h < n2 get
@@ -141,7 +141,7 @@ void kern_rope_ext_table(float *cs, int pos, const struct kern_rope_cfg *r);
 void kern_sinusoid_add(float *x, int n, int pos);
 
 /* x = cap * tanh(x / cap). */
-void kern_softcap(float *x, int n, float cap);
+void kern_softcap(float *x, size_t n, float cap);
 
 /* Mixture-of-Experts routing: softmax over the router's logits (in place),
  * then the k largest probabilities (ties: lower expert first) in ids and w,

@@ -21,6 +21,7 @@
 #define MAX_DIM (1 << 20)
 #define MAX_LAYERS 4096
 #define MAX_CTX (1 << 24)
+#define MAX_HEADS 4096 /* so that tokens (< 2^16 a batch) x heads fits an int */
 
 struct strix_model_params strix_model_default_params(void)
 {
@@ -86,7 +87,7 @@ int model_init_tables(strix_model *m, strix_error *err)
     CHECK_RANGE(hp->n_ff, 1, MAX_DIM);
     CHECK_RANGE(hp->n_ff_dense, hp->n_expert > 0 ? 0 : 1, MAX_DIM);
     CHECK_RANGE(hp->n_layer, 1, MAX_LAYERS);
-    CHECK_RANGE(hp->n_head, 1, hp->n_embd);
+    CHECK_RANGE(hp->n_head, 1, hp->n_embd < MAX_HEADS ? hp->n_embd : MAX_HEADS);
     CHECK_RANGE(hp->n_head_kv, 1, hp->n_head);
     CHECK_RANGE(hp->n_ctx_train, 1, MAX_CTX);
     CHECK_RANGE(hp->n_expert, 0, 1024);
