@@ -1,6 +1,7 @@
 /*
  * util.c - error messages, the allocation hook, file mapping, half-precision
- * conversion and the clock. Everything else in src/ builds on these.
+ * conversion and the random-number generator. Everything else in src/
+ * builds on these.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "util.h"
@@ -14,7 +15,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 const char *strix_status_name(int code)
@@ -282,11 +282,4 @@ uint64_t util_rng_next(uint64_t *state)
 float util_rng_uniform(uint64_t *state)
 {
     return (float)(util_rng_next(state) >> 40) / 16777216.0f;
-}
-
-double util_time(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

@@ -1,6 +1,7 @@
 /*
  * kernels.h - the numeric primitives of the forward pass. Each is a pure,
- * single-threaded function of its arguments; pool.c does the splitting.
+ * single-threaded function of its arguments; runtime/pool.c does the
+ * splitting.
  *
  * Every primitive has a scalar reference (kernels.c, plain loops the compiler
  * may vectorise without reassociating: no -ffast-math) and may have faster

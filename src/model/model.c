@@ -34,11 +34,6 @@ const struct vocab *model_vocab(const strix_model *m)
     return m ? m->vocab : NULL;
 }
 
-int model_n_slots(const strix_model *m)
-{
-    return m->n_all;
-}
-
 void model_slot(strix_model *m, int i, struct slot *s)
 {
     STRIX_ASSERT(i >= 0 && i < m->n_all);
@@ -309,7 +304,7 @@ static int load_gguf(strix_model *m, const struct strix_model_params *params, st
         return err_set(err, STRIX_ERR_FORMAT, "token_embd.weight has %lld rows",
                        (long long)emb->ne[1]);
     hp->n_vocab = (int)emb->ne[1];
-    /* llama GGUF files store q/k for the interleaved layout; others say (arch.c) */
+    /* the output projection: tied when the row says so, or when optional and absent */
     m->tied_output = m->ad->output == W_NO ||
                      (m->ad->output == W_OPT && gguf_find_tensor(g, "output.weight") == NULL);
     for (int k = 0; k < T_COUNT; k++) {
