@@ -2,9 +2,9 @@
  * arch.h - the model architectures strix runs, each described by data: which
  * weights its blocks have (by llama.cpp's GGUF tensor names), which norm,
  * positions, activation, block layout and hyperparameter defaults it uses.
- * model.c builds the weight
- * table from a description, runtime/forward.c computes with it, synth.c writes
- * random models of it. Adding an architecture is adding a row in arch.c.
+ * model.c builds the weight table from a description, runtime/forward.c
+ * computes with it, synth.c writes random models of it. Adding an
+ * architecture is adding a row in arch.c.
  */
 #ifndef STRIX_ARCH_H
 #define STRIX_ARCH_H
