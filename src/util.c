@@ -1,6 +1,7 @@
 /*
  * util.c - error messages, the allocation hook, file mapping, half-precision
- * conversion and the clock. Everything else in src/ builds on these.
+ * conversion and the random-number generator. Everything else in src/
+ * builds on these.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "util.h"
@@ -8,12 +9,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 const char *strix_status_name(int code)
@@ -111,27 +112,30 @@ void util_assert_fail(const char *what, const char *file, int line)
 
 /* ---- allocation hook ---- */
 
-static long fail_after = -1;
-static long n_allocs;
+/* Shared by every thread that allocates (the pool's workers too), so both
+ * are atomic; relaxed order is enough for counters nothing else depends on. */
+static atomic_long fail_after = -1;
+static atomic_long n_allocs;
 
 static int alloc_should_fail(void)
 {
-    n_allocs++;
-    if (fail_after < 0)
-        return 0;
-    if (fail_after == 0)
-        return 1;
-    fail_after--;
-    return 0;
+    atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);
+    long f = atomic_load_explicit(&fail_after, memory_order_relaxed);
+    /* count down to 0, which then fails every allocation until reset */
+    while (f > 0 && !atomic_compare_exchange_weak_explicit(&fail_after, &f, f - 1,
+                                                            memory_order_relaxed,
+                                                            memory_order_relaxed))
+        ;
+    return f == 0;
 }
 
 void util_fail_alloc_after(long n)
 {
-    fail_after = n;
+    atomic_store(&fail_after, n);
 }
 long util_alloc_count(void)
 {
-    return n_allocs;
+    return atomic_load(&n_allocs);
 }
 
 void *util_malloc(size_t n)
@@ -324,11 +328,4 @@ uint64_t util_rng_next(uint64_t *state)
 float util_rng_uniform(uint64_t *state)
 {
     return (float)(util_rng_next(state) >> 40) / 16777216.0f;
-}
-
-double util_time(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

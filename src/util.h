@@ -95,7 +95,4 @@ uint16_t util_fp32_to_bf16(float f);
 uint64_t util_rng_next(uint64_t *state);
 float util_rng_uniform(uint64_t *state);
 
-/* Monotonic clock in seconds. */
-double util_time(void);
-
 #endif

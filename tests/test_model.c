@@ -14,9 +14,13 @@
 #include "fixtures.h"
 #include "harness.h"
 #include "kernels/kernels.h"
+#include "format/gguf.h"
+#include "model/arch.h"
 #include "model/model.h"
+#include "runtime/context.h"
 #include "quant/dtype.h"
 #include "strix.h"
+#include "strix_dev.h"
 
 /* Greedy generation as llama2.c's run.c does it: n_steps positions in all,
  * BOS and prompt included, each position printing the token that follows it;
@@ -381,6 +385,78 @@ static void test_int8_as_q8_0(void)
     strix_model_free(m);
 }
 
+/* A key the GGUF writer refuses is reported with its own status and name
+ * (a duplicate is a bad argument, not "out of memory"). */
+static void test_save_key_status(void)
+{
+    strix_model *m = load_fixture("stories260K.bin", "tok512.bin");
+    gguf_writer *w = gguf_writer_create();
+    CHECK(m && w);
+    if (m && w) {
+        strix_error err;
+        CHECK(gguf_writer_add_u32(w, "llama.block_count", 1) == STRIX_OK);
+        const int rc = arch_save_hparams(m, w, &err);
+        CHECKF(rc == STRIX_ERR_ARG && strstr(err.msg, "llama.block_count"),
+               "duplicate key: rc %d (%s)", rc, err.msg);
+    }
+    gguf_writer_free(w);
+    strix_model_free(m);
+}
+
+/* A decode that does not fit the cache fails before it changes anything:
+ * the cells of the positions it would have replaced are still there. */
+static void test_full_cache_unchanged(void)
+{
+    strix_model *m = load_fixture("stories260K.bin", "tok512.bin");
+    strix_context *c = NULL;
+    struct strix_context_params cp = strix_context_default_params();
+    cp.n_ctx = 16;
+    CHECK(m && strix_context_create(m, &cp, &c, NULL) == STRIX_OK);
+    if (c) {
+        for (int l = 0; l < c->kv.n_layer; l++)
+            c->kv.layer[l].size = 4; /* a cache of 4 cells (the buffers are larger) */
+        const strix_token ids[4] = {1, 403, 407, 261};
+        const int32_t pos[4] = {2, 3, 4, 5};
+        strix_error err;
+        CHECK(strix_decode(c, ids, NULL, 4, NULL, &err) == STRIX_OK);
+        /* positions 2..5 replace 2 and 3 but need 4 cells; 2 would be free */
+        const int rc = strix_decode(c, ids, pos, 4, NULL, &err);
+        CHECKF(rc != STRIX_OK && strstr(err.msg, "full"), "rc %d: %s", rc, err.msg);
+        CHECKF(strix_kv_seq_pos_max(c, 0) == 3, "the failed decode left positions up to %d",
+               strix_kv_seq_pos_max(c, 0));
+    }
+    strix_context_free(c);
+    strix_model_free(m);
+}
+
+/* strix.h's model and token functions given no model (or no output)
+ * return their documented "none" instead of crashing. */
+static void test_null_handles(void)
+{
+    struct strix_model_info info;
+    memset(&info, 0xff, sizeof info);
+    strix_model_get_info(NULL, &info);
+    CHECK(info.n_layer == 0 && info.arch == NULL);
+    strix_model_get_info(NULL, NULL);
+    CHECK(strix_model_n_tensors(NULL) == 0);
+    struct strix_tensor_info ti;
+    CHECK(strix_model_tensor_info(NULL, 0, &ti) == STRIX_ERR_ARG);
+    strix_model *m = load_fixture("stories260K.bin", "tok512.bin");
+    CHECK(m && strix_model_tensor_info(m, 0, NULL) == STRIX_ERR_ARG);
+    CHECK(m && strix_model_tensor_info(m, 0, &ti) == STRIX_OK);
+    strix_model_free(m);
+    CHECK(strix_vocab_size(NULL) == 0 && strix_token_bos(NULL) == -1 &&
+          strix_token_piece(NULL, 0) == NULL);
+    char buf[8] = "x";
+    CHECK(strix_detokenize(NULL, NULL, 0, buf, sizeof buf) == -1 && buf[0] == '\0');
+    strix_error err;
+    int n = 5;
+    CHECK(strix_tokenize(NULL, "a", 1, 1, NULL, 0, &n, &err) == STRIX_ERR_ARG && n == 0);
+    CHECK(strix_model_meta_str(NULL, "k", buf, sizeof buf) == -1);
+    CHECK(strix_model_save_gguf(NULL, "x", NULL, &err) == STRIX_ERR_ARG);
+    CHECK(strix_model_synth(NULL, "x", NULL, &err) == STRIX_ERR_ARG);
+}
+
 static void test_sampler(void)
 {
     float logits[8] = {0.1f, 2.0f, -1.0f, 2.5f, 0.0f, 1.0f, 2.4f, -3.0f};
@@ -493,6 +569,9 @@ int main(void)
     test_seed();
     test_neox_layout();
     test_int8_as_q8_0();
+    test_save_key_status();
+    test_full_cache_unchanged();
+    test_null_handles();
     test_vocab_only();
     TEST_MAIN_END();
 }

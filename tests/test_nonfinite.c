@@ -11,6 +11,7 @@
 #include "harness.h"
 #include "model/model.h"
 #include "strix.h"
+#include "strix_dev.h"
 
 static int is_nan_token(strix_token t)
 {

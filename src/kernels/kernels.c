@@ -8,6 +8,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -212,7 +213,10 @@ static int has_avx512(void)
 }
 #endif
 
-static const struct kern_isa *isa = &isa_scalar; /* usable before kern_init */
+/* The set in use: chosen once per process (kern_init, under pthread_once)
+ * and never changed after; NULL until then. Read with acquire so that a
+ * thread that sees the set also sees the tables filled before it. */
+static _Atomic(const struct kern_isa *) isa_chosen;
 static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
 
 const struct kern_isa *kern_isa_get(const char *name)
@@ -257,7 +261,7 @@ static void isa_pick(void)
             generic[t].run = ref_mm_vec_dot;
         }
     }
-    isa = isa_auto();
+    atomic_store_explicit(&isa_chosen, isa_auto(), memory_order_release);
 }
 
 void kern_init(void)
@@ -267,32 +271,31 @@ void kern_init(void)
 
 const struct kern_isa *kern_isa_active(void)
 {
-    return isa;
-}
-
-void kern_isa_set(const struct kern_isa *k)
-{
-    kern_init();
-    isa = k ? k : isa_auto();
+    const struct kern_isa *k = atomic_load_explicit(&isa_chosen, memory_order_acquire);
+    if (!k) {
+        kern_init();
+        k = atomic_load_explicit(&isa_chosen, memory_order_acquire);
+    }
+    return k;
 }
 
 /* ---- entry points ---- */
 
 float kern_dot_f32(int n, const float *w, const float *x)
 {
-    return isa->dot_f32(n, w, x);
+    return kern_isa_active()->dot_f32(n, w, x);
 }
 
 void kern_dot_f32_x4(int n, const float *restrict w, const float *restrict x0,
                      const float *restrict x1, const float *restrict x2, const float *restrict x3,
                      float *restrict s)
 {
-    isa->dot_f32_x4(n, w, x0, x1, x2, x3, s);
+    kern_isa_active()->dot_f32_x4(n, w, x0, x1, x2, x3, s);
 }
 
 void kern_axpy(int n, float a, const float *x, float *y)
 {
-    isa->axpy(n, a, x, y);
+    kern_isa_active()->axpy(n, a, x, y);
 }
 
 /* One row against tokens four at a time, with the set's own dot products
@@ -301,6 +304,7 @@ static void ref_mm_f32(uint32_t type, int cols, const uint8_t *w, size_t w_strid
                        const void *a, size_t a_stride, int n, float *y, size_t ldy, int accumulate)
 {
     (void)type;
+    const struct kern_isa *k = kern_isa_active();
     const size_t as = a_stride / sizeof(float);
     const float *x = a;
     for (int r = r0; r < r1; r++) {
@@ -309,14 +313,14 @@ static void ref_mm_f32(uint32_t type, int cols, const uint8_t *w, size_t w_strid
         float s[4];
         for (; t + 4 <= n; t += 4) {
             const float *xt = x + (size_t)t * as;
-            kern_dot_f32_x4(cols, wr, xt, xt + as, xt + 2 * as, xt + 3 * as, s);
-            for (int k = 0; k < 4; k++) {
-                float *dst = y + (size_t)(t + k) * ldy + r;
-                *dst = accumulate ? *dst + s[k] : s[k];
+            k->dot_f32_x4(cols, wr, xt, xt + as, xt + 2 * as, xt + 3 * as, s);
+            for (int j = 0; j < 4; j++) {
+                float *dst = y + (size_t)(t + j) * ldy + r;
+                *dst = accumulate ? *dst + s[j] : s[j];
             }
         }
         for (; t < n; t++) {
-            const float v = kern_dot_f32(cols, wr, x + (size_t)t * as);
+            const float v = k->dot_f32(cols, wr, x + (size_t)t * as);
             float *dst = y + (size_t)t * ldy + r;
             *dst = accumulate ? *dst + v : v;
         }
@@ -327,6 +331,7 @@ const struct kern_mm *kern_mm_for(uint32_t t)
 {
     if (t >= 64)
         return NULL;
+    const struct kern_isa *isa = kern_isa_active();
     if (isa->mm[t].run)
         return &isa->mm[t];
     if (isa_scalar.mm[t].run)
@@ -341,6 +346,7 @@ size_t kern_act_row_bytes(uint32_t act_type, int cols)
 
 void kern_act_quantize(uint32_t act_type, const float *x, void *dst, int cols)
 {
+    const struct kern_isa *isa = kern_isa_active();
     if (act_type < 64 && isa->act_quantize[act_type]) {
         isa->act_quantize[act_type](x, dst, cols);
         return;

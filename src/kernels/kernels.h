@@ -1,6 +1,7 @@
 /*
  * kernels.h - the numeric primitives of the forward pass. Each is a pure,
- * single-threaded function of its arguments; pool.c does the splitting.
+ * single-threaded function of its arguments; runtime/pool.c does the
+ * splitting.
  *
  * Every primitive has a scalar reference (kernels.c, plain loops the compiler
  * may vectorise without reassociating: no -ffast-math) and may have faster
@@ -82,21 +83,22 @@ struct kern_isa {
     /* per activation type: a quantizer equal to the reference bit for bit */
     void (*act_quantize[64])(const float *x, void *dst, int cols);
     /* per weight type, optional: a packed layout of whole 16-row groups
-     * (pack.c): its size for rows x cols (0: none), the packing from rows
+     * (model/pack.c): its size for rows x cols (0: none), the packing from rows
      * of `src_stride` bytes, and the product over it (w: the packed copy,
      * w_stride: bytes per group; r0 and r1 multiples of 16). */
     size_t (*pack_bytes[64])(int rows, int cols);
     void (*pack[64])(const void *src, size_t src_stride, int rows, int cols, uint8_t *dst);
     kern_mm_fn mm_packed[64];
 };
-/* Picks the instruction set (once; later calls are no-ops). */
+/* Picks the instruction set, once per process (pthread_once; later calls
+ * are no-ops): the best this CPU runs, or the one STRIX_KERNELS names. The
+ * choice never changes afterwards, so no thread sees it swapped. */
 void kern_init(void);
-/* The set in use. */
+/* The set in use (chosen on first use if kern_init was not called). */
 const struct kern_isa *kern_isa_active(void);
-/* A set by name ("scalar", "avx2", "avx512") if this CPU runs it, else NULL. */
+/* A set by name ("scalar", "avx2", "avx512") if this CPU runs it, else NULL.
+ * Tests call a set's functions through it directly, leaving the choice alone. */
 const struct kern_isa *kern_isa_get(const char *name);
-/* Makes `isa` the active set (tests); NULL restores the automatic choice. */
-void kern_isa_set(const struct kern_isa *isa);
 
 /* ---- kernels_nn.c: the architecture variants (scalar only) ---- */
 
@@ -110,8 +112,8 @@ float kern_gelu1(float x);
 void kern_act(int act, float *x, int n);
 /* a[i] = act(a[i]) * b[i] (gated FFNs: SwiGLU, GeGLU). */
 void kern_act_mul(int act, float *a, const float *b, int n);
-/* y[i] += b[i]. */
-void kern_add(float *y, const float *b, int n);
+/* y[i] += b[i]; n may span many rows (tokens x width), hence size_t. */
+void kern_add(float *y, const float *b, size_t n);
 
 /* ALiBi: slope of each head for bias slope * (key position - query position).
  * With n2 the largest power of two <= n_head, heads h < n2 get
@@ -140,7 +142,7 @@ void kern_rope_ext_table(float *cs, int pos, const struct kern_rope_cfg *r);
 void kern_sinusoid_add(float *x, int n, int pos);
 
 /* x = cap * tanh(x / cap). */
-void kern_softcap(float *x, int n, float cap);
+void kern_softcap(float *x, size_t n, float cap);
 
 /* Mixture-of-Experts routing: softmax over the router's logits (in place),
  * then the k largest probabilities (ties: lower expert first) in ids and w,

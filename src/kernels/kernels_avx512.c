@@ -287,7 +287,7 @@ MM_DRIVER(mm_f16, tile_f16, float)
 MM_DRIVER(mm_bf16, tile_bf16, float)
 
 /*
- * Packed Q4_0 and Q8_0 (pack.c): 16 rows per group, one row per 32-bit lane.
+ * Packed Q4_0 and Q8_0 (model/pack.c): 16 rows per group, one row per 32-bit lane.
  * Per block a group holds the 16 rows' fp16 scales (32 bytes), then its
  * quants so that 32-bit lane i of each 64-byte register is 4 quants of row
  * i: Q4_0 4 registers of nibbles (low: quants 4m..4m+3, high: 16+4m..),
@@ -430,7 +430,7 @@ AI void packed_group(const uint8_t *g, int nb, int q8, const struct act_prep *p,
     {                                                                                              \
         (void)type;                                                                                \
         const int nb = cols / 32;                                                                  \
-        static _Thread_local struct act_prep prep;                                                 \
+        struct act_prep prep; /* 16 KiB of stack: kernels keep no state */                         \
         for (int t0 = 0; t0 < n; t0 += GT) {                                                       \
             const int T = n - t0 < GT ? n - t0 : GT;                                               \
             prep_acts(&prep, a, as, t0, T, nb);                                                    \

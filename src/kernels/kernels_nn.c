@@ -65,9 +65,9 @@ void kern_act_mul(int act, float *a, const float *b, int n)
         a[i] *= b[i];
 }
 
-void kern_add(float *y, const float *b, int n)
+void kern_add(float *y, const float *b, size_t n)
 {
-    for (int i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++)
         y[i] += b[i];
 }
 
@@ -147,9 +147,9 @@ void kern_sinusoid_add(float *x, int n, int pos)
         x[n - 1] += (float)sin((double)pos / pow(10000.0, (double)(n - 1) / (double)n));
 }
 
-void kern_softcap(float *x, int n, float cap)
+void kern_softcap(float *x, size_t n, float cap)
 {
-    for (int i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++)
         x[i] = cap * tanhf(x[i] / cap);
 }
 

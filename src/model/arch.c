@@ -33,6 +33,7 @@ static const struct arch archs[] = {
      .act = ACT_SILU,
      .gated = 1,
      .moe_norm_w = 1,
+     .expert_ff_is_ff = 1,
      .output = O,
      .w = {[T_TOK_EMBD] = R, [T_OUTPUT_NORM] = R, [T_OUTPUT] = O, [T_ATTN_NORM] = R, [T_Q] = R,
            [T_Q_B] = O, [T_K] = R, [T_K_B] = O, [T_V] = R, [T_V_B] = O, [T_O] = R, [T_O_B] = O,
@@ -68,6 +69,7 @@ static const struct arch archs[] = {
      .act = ACT_SILU,
      .gated = 1,
      .fused_up = 1,
+     .swa_required = 1,
      .output = R,
      .w = {[T_TOK_EMBD] = R, [T_OUTPUT_NORM] = R, [T_OUTPUT] = R, [T_ATTN_NORM] = R,
            [T_QKV] = R, [T_O] = R, [T_FFN_NORM] = R, [T_DOWN] = R, [T_UP] = R}},
@@ -88,6 +90,11 @@ static const struct arch archs[] = {
      .act = ACT_GELU,
      .gated = 1,
      .emb_sqrt = 1,
+     .n_swa = 4096,
+     .swa_dense_every = 2,
+     .attn_softcap = 50.0f,
+     .final_softcap = 30.0f,
+     .q_scale_embd_layers = 46,
      .output = W_NO,
      .w = {[T_TOK_EMBD] = R, [T_OUTPUT_NORM] = R, [T_ATTN_NORM] = R, [T_Q] = R, [T_K] = R,
            [T_V] = R, [T_O] = R, [T_ATTN_POST_NORM] = R, [T_FFN_NORM] = R, [T_GATE] = R,
@@ -134,6 +141,8 @@ static const struct arch archs[] = {
      .norm = NORM_LAYER,
      .pos = POS_ALIBI,
      .act = ACT_GELU,
+     .alibi_bias = 8.0f,
+     .alibi_keys = 1,
      .output = O,
      .w = {[T_TOK_EMBD] = R, [T_POS_EMBD] = O, [T_OUTPUT_NORM] = R, [T_OUTPUT_NORM_B] = O,
            [T_OUTPUT] = O, [T_ATTN_NORM] = R, [T_ATTN_NORM_B] = O, [T_QKV] = R, [T_QKV_B] = O,
@@ -418,7 +427,7 @@ int arch_load_hparams(strix_model *m, const gguf *g, strix_error *err)
     /* experts */
     if (hp->n_expert > 0) {
         const int n_ff = hp->n_ff_dense;
-        hp->n_ff_exp = strcmp(a, "llama") == 0 ? n_ff : 0;
+        hp->n_ff_exp = ad->expert_ff_is_ff ? n_ff : 0;
         hp->n_ff_shexp = n_ff;
         if ((rc = get_u32(g, a, "expert_feed_forward_length", 0, &hp->n_ff_exp, err)) ||
             (rc = get_u32(g, a, "expert_shared_feed_forward_length", 0, &hp->n_ff_shexp, err)))
@@ -465,20 +474,20 @@ int arch_load_hparams(strix_model *m, const gguf *g, strix_error *err)
         return err_set(err, STRIX_ERR_FORMAT, "YaRN parameters out of range");
 
     /* windows, ALiBi, clamping, soft-capping */
-    if (strcmp(a, "gemma2") == 0) {
-        hp->n_swa = 4096;
-        hp->swa_dense_every = 2;
-        hp->attn_softcap = 50.0f;
-        hp->final_softcap = 30.0f;
+    hp->n_swa = ad->n_swa;
+    hp->swa_dense_every = ad->swa_dense_every;
+    hp->attn_softcap = ad->attn_softcap;
+    hp->final_softcap = ad->final_softcap;
+    if (ad->attn_softcap > 0.0f) {
         if ((rc = get_f32(g, a, "attn_logit_softcapping", 0, &hp->attn_softcap, err)) ||
             (rc = get_f32(g, a, "final_logit_softcapping", 0, &hp->final_softcap, err)))
             return rc;
         if (!(hp->attn_softcap > 0.0f && hp->final_softcap > 0.0f))
             return err_set(err, STRIX_ERR_FORMAT, "soft-capping values must be positive");
     }
-    if ((rc = get_u32(g, a, "attention.sliding_window", strcmp(a, "phi3") == 0, &hp->n_swa, err)))
+    if ((rc = get_u32(g, a, "attention.sliding_window", ad->swa_required, &hp->n_swa, err)))
         return rc;
-    if (strcmp(a, "mpt") == 0) {
+    if (ad->alibi_keys) {
         if ((rc = get_f32(g, a, "attention.max_alibi_bias", 1, &hp->alibi_max_bias, err)) ||
             (rc = get_f32(g, a, "attention.clamp_kqv", 0, &hp->clamp_kqv, err)))
             return rc;
@@ -506,14 +515,20 @@ int arch_load_hparams(strix_model *m, const gguf *g, strix_error *err)
     return STRIX_OK;
 }
 
-int arch_save_hparams(const strix_model *m, gguf_writer *w)
+/* Adds key k through `add` unless an earlier key failed (*rc); a failure
+ * says which key and why (a duplicate is STRIX_ERR_ARG, not out of memory). */
+#define ADD_KEY(add)                                                                               \
+    (void)(rc == STRIX_OK && (rc = (add)) != STRIX_OK &&                                           \
+           (rc = err_set(err, rc, "cannot add GGUF key %s (%s)", k, strix_status_name(rc))))
+
+int arch_save_hparams(const strix_model *m, gguf_writer *w, strix_error *err)
 {
     const struct hparams *hp = &m->hp;
     const char *a = m->arch;
     char k[128];
-    int rc = 0;
-#define U32(key, v) (snprintf(k, sizeof k, "%s." key, a), rc |= gguf_writer_add_u32(w, k, (uint32_t)(v)))
-#define F32(key, v) (snprintf(k, sizeof k, "%s." key, a), rc |= gguf_writer_add_f32(w, k, (v)))
+    int rc = STRIX_OK;
+#define U32(key, v) (snprintf(k, sizeof k, "%s." key, a), ADD_KEY(gguf_writer_add_u32(w, k, (uint32_t)(v))))
+#define F32(key, v) (snprintf(k, sizeof k, "%s." key, a), ADD_KEY(gguf_writer_add_f32(w, k, (v))))
     U32("context_length", hp->n_ctx_train);
     U32("embedding_length", hp->n_embd);
     U32("feed_forward_length", hp->n_ff_dense);
@@ -535,21 +550,21 @@ int arch_save_hparams(const strix_model *m, gguf_writer *w)
     if (hp->n_expert > 0) {
         U32("expert_count", hp->n_expert);
         U32("expert_used_count", hp->n_expert_used);
-        if (strcmp(a, "llama") != 0)
+        if (!m->ad->expert_ff_is_ff)
             U32("expert_feed_forward_length", hp->n_ff_exp);
         if (m->ad->w[T_GATE_SHEXP])
             U32("expert_shared_feed_forward_length", hp->n_ff_shexp);
     }
     if (hp->rope_freq_scale != 1.0f) {
         snprintf(k, sizeof k, "%s.rope.scaling.type", a);
-        rc |= gguf_writer_add_str(w, k, hp->rope_scaling == ROPE_SCALING_YARN ? "yarn" : "linear");
+        ADD_KEY(gguf_writer_add_str(w, k, hp->rope_scaling == ROPE_SCALING_YARN ? "yarn" : "linear"));
         F32("rope.scaling.factor", 1.0f / hp->rope_freq_scale);
         if (hp->rope_scaling == ROPE_SCALING_YARN)
             U32("rope.scaling.original_context_length", hp->n_ctx_orig);
     }
     if (hp->n_swa > 0)
         U32("attention.sliding_window", hp->n_swa);
-    if (strcmp(a, "mpt") == 0) {
+    if (m->ad->alibi_keys) {
         F32("attention.max_alibi_bias", hp->alibi_max_bias);
         if (hp->clamp_kqv > 0.0f)
             F32("attention.clamp_kqv", hp->clamp_kqv);
@@ -558,14 +573,20 @@ int arch_save_hparams(const strix_model *m, gguf_writer *w)
         F32("attn_logit_softcapping", hp->attn_softcap);
     if (hp->final_softcap > 0.0f)
         F32("final_logit_softcapping", hp->final_softcap);
-    if (hp->post_norm)
-        rc |= gguf_writer_add_bool(w, "strix.post_norm", 1);
-    if (hp->sinusoidal)
-        rc |= gguf_writer_add_str(w, "strix.position_encoding", "sinusoidal");
+    if (hp->post_norm) {
+        snprintf(k, sizeof k, "strix.post_norm");
+        ADD_KEY(gguf_writer_add_bool(w, k, 1));
+    }
+    if (hp->sinusoidal) {
+        snprintf(k, sizeof k, "strix.position_encoding");
+        ADD_KEY(gguf_writer_add_str(w, k, "sinusoidal"));
+    }
 #undef U32
 #undef F32
-    return rc ? STRIX_ERR_NOMEM : STRIX_OK;
+    return rc;
 }
+#undef ADD_KEY
+
 
 const char *strix_archs(void)
 {

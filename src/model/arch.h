@@ -1,9 +1,10 @@
 /*
  * arch.h - the model architectures strix runs, each described by data: which
  * weights its blocks have (by llama.cpp's GGUF tensor names), which norm,
- * positions, activation and block layout it uses. model.c builds the weight
- * table from a description, forward.c computes with it, synth.c writes
- * random models of it. Adding an architecture is adding a row in arch.c.
+ * positions, activation, block layout and hyperparameter defaults it uses.
+ * model.c builds the weight table from a description, runtime/forward.c
+ * computes with it, synth.c writes random models of it. Adding an
+ * architecture is adding a row in arch.c.
  */
 #ifndef STRIX_ARCH_H
 #define STRIX_ARCH_H
@@ -81,7 +82,18 @@ struct arch {
     uint8_t emb_sqrt;    /* embeddings scaled by sqrt(n_embd) (Gemma) */
     uint8_t moe_norm_w;  /* top-k expert weights renormalised to sum 1 */
     uint8_t output;      /* W_REQ, W_OPT (tied when absent) or W_NO (always tied) */
-    float alibi_bias;    /* fixed ALiBi max bias when the file has no key (Bloom) */
+    float alibi_bias;    /* ALiBi max bias when the file has no key (Bloom; MPT's default) */
+    uint8_t alibi_keys;  /* attention.max_alibi_bias required, attention.clamp_kqv read (MPT) */
+    int n_swa;           /* default sliding window (0: none); attention.sliding_window overrides */
+    uint8_t swa_dense_every; /* with a window: layers l % k == k - 1 see all (Gemma-2: 2) */
+    uint8_t swa_required;    /* attention.sliding_window must be given (llama.cpp's rule: Phi-3) */
+    float attn_softcap, final_softcap; /* > 0: soft-capping, these values unless the file's
+                                          {attn,final}_logit_softcapping say (Gemma-2) */
+    uint8_t expert_ff_is_ff; /* experts are feed_forward_length wide; no
+                                expert_feed_forward_length key (llama / Mixtral) */
+    uint16_t q_scale_embd_layers; /* models of this many layers scale queries by
+                                     1/sqrt(n_embd / n_head), not 1/sqrt(head_dim),
+                                     as llama.cpp does for Gemma-2 27B */
     uint8_t w[T_COUNT];  /* per weight kind: W_* */
 };
 
@@ -104,8 +116,9 @@ void arch_shape(const strix_model *m, int k, int *n_dims, int64_t ne[3]);
  * m->hp (model.c then checks their ranges). */
 struct gguf;
 int arch_load_hparams(strix_model *m, const struct gguf *g, strix_error *err);
-/* Writes them back (strix_model_save_gguf). */
+/* Writes them back (strix_model_save_gguf); a key the writer refuses is
+ * reported with its status (a duplicate, out of memory). */
 struct gguf_writer;
-int arch_save_hparams(const strix_model *m, struct gguf_writer *w);
+int arch_save_hparams(const strix_model *m, struct gguf_writer *w, strix_error *err);
 
 #endif

@@ -22,6 +22,7 @@
 #define MAX_DIM (1 << 20)
 #define MAX_LAYERS 4096
 #define MAX_CTX (1 << 24)
+#define MAX_HEADS 4096 /* so that tokens (< 2^16 a batch) x heads fits an int */
 
 static struct strix_model_params model_defaults(void)
 {
@@ -40,11 +41,6 @@ int strix_model_params_init(struct strix_model_params *p, size_t struct_size)
 const struct vocab *model_vocab(const strix_model *m)
 {
     return m ? m->vocab : NULL;
-}
-
-int model_n_slots(const strix_model *m)
-{
-    return m->n_all;
 }
 
 void model_slot(strix_model *m, int i, struct slot *s)
@@ -95,7 +91,7 @@ int model_init_tables(strix_model *m, strix_error *err)
     CHECK_RANGE(hp->n_ff, 1, MAX_DIM);
     CHECK_RANGE(hp->n_ff_dense, hp->n_expert > 0 ? 0 : 1, MAX_DIM);
     CHECK_RANGE(hp->n_layer, 1, MAX_LAYERS);
-    CHECK_RANGE(hp->n_head, 1, hp->n_embd);
+    CHECK_RANGE(hp->n_head, 1, hp->n_embd < MAX_HEADS ? hp->n_embd : MAX_HEADS);
     CHECK_RANGE(hp->n_head_kv, 1, hp->n_head);
     CHECK_RANGE(hp->n_ctx_train, 1, MAX_CTX);
     CHECK_RANGE(hp->n_expert, 0, 1024);
@@ -317,7 +313,7 @@ static int load_gguf(strix_model *m, const struct strix_model_params *params, st
         return err_set(err, STRIX_ERR_FORMAT, "token_embd.weight has %lld rows",
                        (long long)emb->ne[1]);
     hp->n_vocab = (int)emb->ne[1];
-    /* llama GGUF files store q/k for the interleaved layout; others say (arch.c) */
+    /* the output projection: tied when the row says so, or when optional and absent */
     m->tied_output = m->ad->output == W_NO ||
                      (m->ad->output == W_OPT && gguf_find_tensor(g, "output.weight") == NULL);
     for (int k = 0; k < T_COUNT; k++) {
@@ -425,7 +421,11 @@ void strix_model_free(strix_model *m)
 
 void strix_model_get_info(const strix_model *m, struct strix_model_info *info)
 {
+    if (!info)
+        return;
     memset(info, 0, sizeof *info);
+    if (!m)
+        return; /* all zero: no model */
     info->arch = m->arch;
     info->name = m->name ? m->name : "";
     info->n_vocab = m->vocab ? vocab_n(m->vocab) : m->hp.n_vocab;
@@ -450,12 +450,12 @@ void strix_model_get_info(const strix_model *m, struct strix_model_info *info)
 
 int strix_model_n_tensors(const strix_model *m)
 {
-    return m->vocab_only ? 0 : m->n_all;
+    return !m || m->vocab_only ? 0 : m->n_all;
 }
 
 int strix_model_tensor_info(const strix_model *m, int i, struct strix_tensor_info *info)
 {
-    if (i < 0 || i >= strix_model_n_tensors(m))
+    if (!info || i < 0 || i >= strix_model_n_tensors(m))
         return STRIX_ERR_ARG;
     const struct tensor *t = m->all[i];
     info->name = t->name;
@@ -610,15 +610,14 @@ int model_save_gguf(const strix_model *m, const char *path, uint32_t ftype,
     if (rc)
         goto done;
     gguf_writer_keep_first(w);
-    rc |= gguf_writer_add_str(w, "general.architecture", m->arch);
-    rc |= gguf_writer_add_str(w, "general.name", m->name ? m->name : "strix");
-    rc |= gguf_writer_add_u32(w, "general.file_type", ftype);
-    rc |= arch_save_hparams(m, w);
-    if (rc) {
-        rc = err_set(err, STRIX_ERR_NOMEM, "out of memory");
+    const char *key;
+    if ((rc = gguf_writer_add_str(w, key = "general.architecture", m->arch)) ||
+        (rc = gguf_writer_add_str(w, key = "general.name", m->name ? m->name : "strix")) ||
+        (rc = gguf_writer_add_u32(w, key = "general.file_type", ftype))) {
+        rc = err_set(err, rc, "cannot add GGUF key %s (%s)", key, strix_status_name(rc));
         goto done;
     }
-    if ((rc = vocab_write_gguf(m->vocab, w, err)))
+    if ((rc = arch_save_hparams(m, w, err)) || (rc = vocab_write_gguf(m->vocab, w, err)))
         goto done;
     for (int i = 0; i < m->n_all; i++) {
         const struct tensor *t = m->all[i];

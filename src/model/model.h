@@ -121,7 +121,7 @@ static inline int hp_layer_window(const struct hparams *hp, int l)
 /*
  * The weight slots of the architecture, in GGUF naming order: slot i has a
  * name ("blk.3.attn_q.weight"), the tensor struct it fills and the shape it
- * must have. Slots are 0 .. model_n_slots(m)-1; the output slot exists only
+ * must have. Slots are 0 .. m->n_all - 1; the output slot exists only
  * when the output is not tied to the embeddings.
  */
 struct slot {
@@ -130,7 +130,6 @@ struct slot {
     int n_dims;
     int64_t ne[3]; /* ne[2] = 1 except for stacked expert weights */
 };
-int model_n_slots(const strix_model *m);
 void model_slot(strix_model *m, int i, struct slot *s);
 
 /* Checks hyperparameters, allocates m->layers and m->all. */

@@ -99,18 +99,15 @@ int strix_model_synth(const struct strix_synth_params *params, const char *vocab
         rc = err_set(err, STRIX_ERR_ARG, "%s models need experts", arch);
         goto fail;
     }
-    hp->n_swa = p->n_swa;
-    if (strcmp(arch, "gemma2") == 0) {
-        hp->n_swa = p->n_swa ? p->n_swa : 4096;
-        hp->swa_dense_every = 2;
-        hp->attn_softcap = 50.0f;
-        hp->final_softcap = 30.0f;
-    }
-    if (strcmp(arch, "phi3") == 0 && hp->n_swa == 0)
-        hp->n_swa = p->n_ctx; /* llama.cpp requires the key */
-    hp->alibi_max_bias = m->ad->alibi_bias;
-    if (strcmp(arch, "mpt") == 0)
-        hp->alibi_max_bias = p->alibi_max_bias > 0.0f ? p->alibi_max_bias : 8.0f;
+    /* the architecture's own defaults (arch.c), as a file without the keys gets */
+    hp->n_swa = p->n_swa ? p->n_swa : m->ad->n_swa;
+    if (m->ad->swa_required && hp->n_swa == 0)
+        hp->n_swa = p->n_ctx; /* llama.cpp requires the key: a window of the whole context */
+    hp->swa_dense_every = m->ad->swa_dense_every;
+    hp->attn_softcap = m->ad->attn_softcap;
+    hp->final_softcap = m->ad->final_softcap;
+    hp->alibi_max_bias = m->ad->alibi_keys && p->alibi_max_bias > 0.0f ? p->alibi_max_bias
+                                                                        : m->ad->alibi_bias;
     hp->rope_freq_scale = 1.0f;
     hp->yarn_attn_factor = 1.0f;
     hp->yarn_beta_fast = 32.0f;

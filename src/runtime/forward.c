@@ -376,7 +376,7 @@ void forward(strix_context *c, const strix_token *tokens)
     if (ad->pos == POS_ALIBI)
         kern_alibi_slopes(f->alibi, hp->n_head, hp->alibi_max_bias);
     /* Gemma-2 27B scales queries by the model width per head, not the head size */
-    const float scale = strcmp(m->arch, "gemma2") == 0 && hp->n_layer == 46
+    const float scale = ad->q_scale_embd_layers && hp->n_layer == ad->q_scale_embd_layers
                             ? 1.0f / sqrtf((float)(embd / hp->n_head))
                             : 1.0f / sqrtf((float)hd);
 
@@ -416,7 +416,7 @@ void forward(strix_context *c, const strix_token *tokens)
             if (L->attn_post_norm.data)
                 norm_rows(m, f->ao, f->ao, &L->attn_post_norm, &no_bias, n);
             if (!ad->parallel) {
-                kern_add(c->x, f->ao, n * embd);
+                kern_add(c->x, f->ao, (size_t)n * (size_t)embd);
                 if (hp->post_norm)
                     norm_rows(m, c->x, c->x, &L->attn_norm, &L->attn_norm_b, n);
             }
@@ -443,8 +443,8 @@ void forward(strix_context *c, const strix_token *tokens)
             if (L->ffn_post_norm.data)
                 norm_rows(m, f->fo, f->fo, &L->ffn_post_norm, &no_bias, n);
             if (ad->parallel)
-                kern_add(f->fo, f->ao, n * embd);
-            kern_add(c->x, f->fo, n * embd);
+                kern_add(f->fo, f->ao, (size_t)n * (size_t)embd);
+            kern_add(c->x, f->fo, (size_t)n * (size_t)embd);
             if (hp->post_norm)
                 norm_rows(m, c->x, c->x, &L->ffn_norm, &L->ffn_norm_b, n);
         }
@@ -463,6 +463,6 @@ void forward(strix_context *c, const strix_token *tokens)
     if (n_keep > 0) {
         mm(c, &m->output, c->xb, c->logits, n_keep, 0);
         if (hp->final_softcap > 0.0f)
-            kern_softcap(c->logits, n_keep * hp->n_vocab, hp->final_softcap);
+            kern_softcap(c->logits, (size_t)n_keep * (size_t)hp->n_vocab, hp->final_softcap);
     }
 }

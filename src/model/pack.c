@@ -1,5 +1,5 @@
 /*
- * pack.c - weights copied once, at load, into the layout the active
+ * pack.c - a model's weights copied once, at load, into the layout the active
  * instruction set's kernels read fastest (kernels.h: pack_bytes, pack,
  * mm_packed), for example 16 rows' blocks interleaved so one register load
  * feeds sixteen rows. Only whole groups of 16 rows are packed; the rows
