@@ -378,6 +378,7 @@ static void test_pool(const strix_model *m)
     strix_pool *pool = NULL;
     CHECKF(strix_pool_create(3, &pool, &err) == STRIX_OK, "%s", err.msg);
     CHECK(strix_pool_n_threads(pool) == 3);
+    strix_pool_free(pool);
     CHECK(strix_pool_create(-1, &pool, &err) == STRIX_ERR_ARG && pool == NULL);
     CHECK(strix_pool_create(3, &pool, &err) == STRIX_OK);
     strix_pool_free(NULL);
