@@ -286,13 +286,15 @@ static void layer_shrink_scan(struct kv_layer *L)
 
 /* Removes the sequences in `bits` from layer L's cells at positions
  * [p0, p1); frees cells left with no sequence (and drops them from the
- * position order, when the layer keeps one). */
-static void layer_remove(struct kv_layer *L, uint64_t bits, int32_t p0, int32_t p1)
+ * position order, when the layer keeps one). Returns whether any cell
+ * changed. */
+static int layer_remove(struct kv_layer *L, uint64_t bits, int32_t p0, int32_t p1)
 {
-    int freed = 0;
+    int freed = 0, changed = 0;
     for (int i = 0; i < L->n_scan; i++) {
         if (L->pos[i] < p0 || L->pos[i] >= p1 || !(L->seqs[i] & bits))
             continue;
+        changed = 1;
         L->seqs[i] &= ~bits;
         if (!L->seqs[i]) {
             L->pos[i] = -1;
@@ -307,6 +309,7 @@ static void layer_remove(struct kv_layer *L, uint64_t bits, int32_t p0, int32_t 
     }
     L->n_used -= freed;
     layer_shrink_scan(L);
+    return changed;
 }
 
 /* Recomputes the highest position of the sequences in `which`. */
@@ -331,9 +334,11 @@ static void kv_recount(struct kv_cache *kv, uint64_t which)
 static void kv_remove(struct kv_cache *kv, int seq, int32_t p0, int32_t p1)
 {
     const uint64_t bits = seq < 0 ? ~(uint64_t)0 : (uint64_t)1 << seq;
+    int changed = 0;
     for (int l = 0; l < kv->n_layer; l++)
-        layer_remove(&kv->layer[l], bits, p0, p1);
-    kv_recount(kv, bits);
+        changed |= layer_remove(&kv->layer[l], bits, p0, p1);
+    if (changed)
+        kv_recount(kv, bits);
 }
 
 int kv_evict(struct kv_cache *kv, int layer, int seq, int32_t pos)
@@ -563,7 +568,7 @@ static int kv_fits(strix_context *c, const struct plan *pl)
         int32_t cur[STRIX_SEQ_MAX];
         for (int s = 0; s < c->n_seq_max; s++) {
             cur[s] = pl->first[s];
-            if (pl->first[s] >= 0)
+            if (pl->first[s] >= 0 && pl->first[s] <= kv->pos_max[s])
                 layer_remove(&sim, (uint64_t)1 << s, pl->first[s], INT32_MAX);
         }
         for (int off = 0; off < n; off += c->n_batch) {
@@ -659,7 +664,7 @@ int strix_decode_batch(strix_context *c, const strix_batch *b, strix_error *err)
     /* from here on nothing fails: the batch replaces what its sequences held
      * from their first positions on */
     for (int s = 0; s < c->n_seq_max; s++)
-        if (pl.first[s] >= 0)
+        if (pl.first[s] >= 0 && pl.first[s] <= c->kv.pos_max[s])
             kv_remove(&c->kv, s, pl.first[s], INT32_MAX);
     int k = 0;
     for (int i = 0; i < n; i++)
