@@ -28,11 +28,11 @@
 #include <unistd.h>
 
 #include "fixtures.h"
+#include "format/gguf.h"
 #include "harness.h"
+#include "runtime/context.h"
 #include "strix.h"
 #include "strix_dev.h"
-#include "format/gguf.h"
-#include "runtime/context.h"
 
 #define MODEL "stories260K-ref.gguf" /* F32 llama, GQA 8/4 heads, 5 layers, 512 tokens */
 
@@ -176,8 +176,8 @@ static void test_full(const strix_model *m)
     CHECK(strix_kv_seq_pos_max(c, 0) == 7 && strix_kv_seq_pos_max(c, 1) == 3);
     CHECK(strix_kv_cells_used(c) == 12);
     CHECK(memcmp(strix_get_logits(c, -1), last, (size_t)nv * 4) == 0);
-    CHECK(strix_status_name(STRIX_ERR_FULL) && strcmp(strix_status_name(STRIX_ERR_FULL),
-                                                      strix_status_name(STRIX_ERR_ARG)) != 0);
+    CHECK(strix_status_name(STRIX_ERR_FULL) &&
+          strcmp(strix_status_name(STRIX_ERR_FULL), strix_status_name(STRIX_ERR_ARG)) != 0);
     /* a bad argument is not FULL */
     const int32_t gap = 9;
     const strix_batch bad = {1, PROMPT, &gap, &s1, NULL};
@@ -462,7 +462,8 @@ static void test_layer_cells(const strix_model *m)
     uint64_t rng = 7;
     for (int i = 0; i < q_dim; i++)
         q[i] = (float)((rng = rng * 6364136223846793005ULL + 1442695040888963407ULL) >> 40) /
-                   (float)(1 << 24) * 4.0f - 2.0f;
+                   (float)(1 << 24) * 4.0f -
+               2.0f;
     int held[32], n_held = 0;
     for (int p = 0; p < n; p++)
         for (int i = 0; i < L->n_scan; i++)
@@ -535,7 +536,8 @@ static void on_layer(void *user, const struct strix_layer_obs *o)
     for (int t = 0; t < o->n_tokens; t++)
         if (o->pos[t] != o->i_first + t || o->seq[t] != 0)
             r->bad++;
-    const size_t at = ((size_t)o->layer * (size_t)r->n_tok + (size_t)o->i_first) * (size_t)r->n_embd;
+    const size_t at =
+        ((size_t)o->layer * (size_t)r->n_tok + (size_t)o->i_first) * (size_t)r->n_embd;
     const size_t len = (size_t)o->n_tokens * (size_t)r->n_embd * sizeof(float);
     memcpy(r->in + at, o->in, len);
     memcpy(r->out + at, o->out, len);
@@ -599,8 +601,8 @@ static void test_hooks(const strix_model *m)
         for (int t = 0; t < n; t++) {
             const float *x = r.out + (size_t)(nl - 1) * per + (size_t)t * embd;
             for (int i = 0; i < embd; i++)
-                maxe = fmaxf(maxe, fabsf(r.in[(size_t)t * embd + i] -
-                                         emb[(size_t)PROMPT[t] * embd + i]));
+                maxe = fmaxf(maxe,
+                             fabsf(r.in[(size_t)t * embd + i] - emb[(size_t)PROMPT[t] * embd + i]));
             double ss = 0;
             for (int i = 0; i < embd; i++)
                 ss += (double)x[i] * x[i];
@@ -649,14 +651,14 @@ static void test_soname(void)
     const char *soname = NULL;
     if (dlinfo(h, RTLD_DI_LINKMAP, &lm) == 0 && lm) {
         const char *strtab = NULL;
-        ElfW(Xword) off = (ElfW(Xword))-1;
+        ElfW(Xword) off = (ElfW(Xword)) - 1;
         for (const ElfW(Dyn) *d = lm->l_ld; d->d_tag != DT_NULL; d++) {
             if (d->d_tag == DT_STRTAB)
                 strtab = (const char *)d->d_un.d_ptr;
             if (d->d_tag == DT_SONAME)
                 off = d->d_un.d_val;
         }
-        if (strtab && off != (ElfW(Xword))-1)
+        if (strtab && off != (ElfW(Xword)) - 1)
             soname = strtab + off;
     }
     CHECKF(soname && strcmp(soname, "libstrix.so.0") == 0, "soname %s", soname ? soname : "none");
@@ -738,7 +740,8 @@ static void test_abi(const strix_model *m)
     c = NULL;
     newer[sizeof newer - 1] = 1;
     CHECK(strix_context_create(m, (const struct strix_context_params *)(const void *)newer, &c,
-                               &err) == STRIX_ERR_UNSUPPORTED && !c);
+                               &err) == STRIX_ERR_UNSUPPORTED &&
+          !c);
     CHECK(strix_context_params_init(NULL, sizeof cp) == STRIX_ERR_ARG);
     CHECK(strix_context_params_init(&cp, 4) == STRIX_ERR_ARG);
     test_soname();
