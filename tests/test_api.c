@@ -31,6 +31,7 @@
 #include "format/gguf.h"
 #include "harness.h"
 #include "runtime/context.h"
+#include "util.h"
 #include "strix.h"
 #include "strix_dev.h"
 
@@ -104,6 +105,18 @@ static void test_split_batch(const strix_model *m)
                      (size_t)nv * 4) == 0);
         strix_context_free(c);
     }
+    /* growing the logits buffer fails: out of memory, nothing changed */
+    strix_context *c = make_ctx(m, 64, 3, 1, 0, 1);
+    strix_error err;
+    CHECK(c && strix_decode(c, PROMPT, NULL, 4, NULL, &err) == STRIX_OK);
+    util_fail_alloc_after(0);
+    CHECK(strix_decode(c, PROMPT + 4, NULL, 10, want, &err) == STRIX_ERR_NOMEM);
+    util_fail_alloc_after(-1);
+    CHECK(strix_kv_len(c) == 4 && strix_get_logits(c, -1) && !strix_get_logits(c, -2));
+    CHECK(memcmp(strix_get_logits(c, -1), ref + 3 * (size_t)nv, (size_t)nv * 4) == 0);
+    CHECKF(strix_decode(c, PROMPT + 4, NULL, 10, want, &err) == STRIX_OK, "%s", err.msg);
+    CHECK(memcmp(strix_get_logits(c, 9), ref + 13 * (size_t)nv, (size_t)nv * 4) == 0);
+    strix_context_free(c);
     strix_context_free(one);
     free(ref);
 }
