@@ -43,7 +43,7 @@ asan:
 TSAN_TESTS := test_api
 tsan:
 	$(MAKE) BUILD=build/tsan OPT="-O1" EXTRA_CFLAGS="-fsanitize=thread -fno-omit-frame-pointer" \
-	  EXTRA_LDFLAGS="-fsanitize=thread" $(TSAN_TESTS:%=build/tsan/tests/%)
+	  EXTRA_LDFLAGS="-fsanitize=thread" build/tsan/libstrix.so $(TSAN_TESTS:%=build/tsan/tests/%)
 
 # The instruction-set kernels get their sets' flags (x86-64 only; elsewhere
 # those files compile to nothing and the scalar reference runs).

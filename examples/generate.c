@@ -1,7 +1,8 @@
 /*
  * generate.c - the smallest complete use of the strix library: load a model,
- * tokenize a prompt, decode it as one batch, then sample token by token and
- * print the text as it comes. Build: make examples; run:
+ * tokenize a prompt, decode it as one batch (of any length), then sample
+ * token by token and print the text as it comes, until EOS, the token
+ * budget or a full context (STRIX_ERR_FULL). Build: make examples; run:
  *
  *   build/examples/generate models/stories260K.gguf "Once upon a time" 50
  */
@@ -25,8 +26,11 @@ int main(int argc, char **argv)
     strix_token ids[512];
     int n = 0, rc = 1;
 
+    /* parameters: start from the defaults, change what you need */
+    struct strix_context_params cp = strix_context_default_params();
+    cp.n_ctx = 256;
     if (strix_model_load(argv[1], NULL, &model, &err) ||
-        strix_context_create(model, NULL, &ctx, &err) ||
+        strix_context_create(model, &cp, &ctx, &err) ||
         strix_tokenize(model, argv[2], strlen(argv[2]), 1, ids, 512, &n, &err))
         goto done;
     struct strix_sampler_params sp = strix_sampler_default_params();
@@ -45,7 +49,10 @@ int main(int argc, char **argv)
         int len = strix_token_to_text(model, prev, tok, piece, sizeof piece);
         fwrite(piece, 1, (size_t)(len < (int)sizeof piece ? len : (int)sizeof piece), stdout);
         prev = tok;
-        if (strix_decode(ctx, &tok, NULL, 1, NULL, &err)) /* one more position */
+        int drc = strix_decode(ctx, &tok, NULL, 1, NULL, &err); /* one more position */
+        if (drc == STRIX_ERR_FULL)
+            break; /* the context is full: a normal end */
+        if (drc)
             goto done;
     }
     putchar('\n');

@@ -293,6 +293,9 @@ struct strix_context_params {
     int n_threads;      /* 0 = number of online CPUs; ignored with a pool */
     int n_seq_max;      /* sequences the cache can hold at once (beams, parallel
                            requests); 0 = 1, at most STRIX_SEQ_MAX */
+    int n_cells;        /* cache cells (per layer) for all sequences together; 0: enough
+                           for n_seq_max full sequences. Fewer lets a server hold many
+                           short requests; a decode that does not fit is STRIX_ERR_FULL */
     strix_pool *pool;   /* a shared pool (borrowed); NULL: the context starts its own */
     strix_layer_hook on_layer; /* NULL: no observation */
     void *on_layer_user;

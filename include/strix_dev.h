@@ -22,25 +22,24 @@ struct strix_synth_params {
     float norm_eps;
     uint64_t seed;
     /* Architecture variants (zero: the default). */
-    const char *arch;      /* general.architecture, one of strix_archs(); NULL: "llama" */
-    int n_rot;             /* rotary dimensions per head; 0: the whole head */
-    int n_expert;          /* Mixture-of-Experts: experts per layer (0: dense FFN) */
-    int n_expert_used;     /* experts per token */
-    int n_ff_exp;          /* expert FFN width (0: n_ff) */
-    int n_ff_shexp;        /* shared expert FFN width (qwen2moe; 0: n_ff) */
-    int n_swa;             /* sliding window (llama, phi3, gemma2); 0: none */
-    float alibi_max_bias;  /* mpt: ALiBi maximum bias (0: 8) */
+    const char *arch;         /* general.architecture, one of strix_archs(); NULL: "llama" */
+    int n_rot;                /* rotary dimensions per head; 0: the whole head */
+    int n_expert;             /* Mixture-of-Experts: experts per layer (0: dense FFN) */
+    int n_expert_used;        /* experts per token */
+    int n_ff_exp;             /* expert FFN width (0: n_ff) */
+    int n_ff_shexp;           /* shared expert FFN width (qwen2moe; 0: n_ff) */
+    int n_swa;                /* sliding window (llama, phi3, gemma2); 0: none */
+    float alibi_max_bias;     /* mpt: ALiBi maximum bias (0: 8) */
     const char *rope_scaling; /* NULL, "linear" or "yarn" */
-    float rope_scale;      /* the scaling factor, with rope_scaling */
-    int n_ctx_orig;        /* YaRN: original context length (0: n_ctx) */
-    int post_norm;         /* post-norm blocks (strix.post_norm) */
-    int sinusoidal;        /* sinusoidal absolute positions (strix.position_encoding) */
+    float rope_scale;         /* the scaling factor, with rope_scaling */
+    int n_ctx_orig;           /* YaRN: original context length (0: n_ctx) */
+    int post_norm;            /* post-norm blocks (strix.post_norm) */
+    int sinusoidal;           /* sinusoidal absolute positions (strix.position_encoding) */
 };
 int strix_synth_params_init(struct strix_synth_params *p, size_t struct_size);
 STRIX_DEFAULT_PARAMS_(synth)
 int strix_model_synth(const struct strix_synth_params *params, const char *vocab_path,
                       strix_model **out, strix_error *err);
-
 
 #ifdef __cplusplus
 }

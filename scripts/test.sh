@@ -1,8 +1,9 @@
 #!/bin/sh
 # Builds strix and runs the whole test suite twice: a release build, then a
-# build with AddressSanitizer + UndefinedBehaviorSanitizer. Then the same
-# tests built with clang, and a short run of every fuzzer on its seed corpus
-# (scripts/fuzz.sh; FUZZ_SECONDS per target, 20 by default).
+# build with AddressSanitizer + UndefinedBehaviorSanitizer, and the threaded
+# API tests under ThreadSanitizer. Then the same tests built with clang, and a
+# short run of every fuzzer on its seed corpus (scripts/fuzz.sh; FUZZ_SECONDS
+# per target, 20 by default).
 set -e
 cd "$(dirname "$0")/.."
 sh scripts/deps.sh

@@ -61,13 +61,18 @@ static void attn_worker(void *arg, int ith, int nth)
             sum[h] = 0.0f;
         }
         memset(acc, 0, (size_t)group * (size_t)hd * sizeof(float));
-        int cell = 0;
-        while (cell < kv->n_scan) {
+        /* cells by ascending position, up to the token's own */
+        int o = 0;
+        while (o < kv->n_used) {
             /* gather a tile of visible cells */
             int n = 0;
-            for (; cell < kv->n_scan && n < ATT_TILE; cell++) {
-                const int p = kv->pos[cell];
-                if (p >= 0 && p <= pos && p >= lo && (kv->seqs[cell] & bit))
+            for (; o < kv->n_used && n < ATT_TILE; o++) {
+                const int cell = kv->order[o], p = kv->pos[cell];
+                if (p > pos) {
+                    o = kv->n_used;
+                    break;
+                }
+                if (p >= lo && (kv->seqs[cell] & bit))
                     idx[n++] = cell;
             }
             if (n == 0)
@@ -118,6 +123,6 @@ void attention(strix_context *c, const struct attn_args *a)
 {
     const struct hparams *hp = &c->model->hp;
     struct attn_job j = {c, a};
-    int64_t work = (int64_t)c->n_tok * hp->n_head * c->kv.layer[a->layer].n_scan;
+    int64_t work = (int64_t)c->n_tok * hp->n_head * c->kv.layer[a->layer].n_used;
     pool_run_n(c->pool, attn_worker, &j, work < 4096 ? 1 : c->n_threads);
 }

@@ -90,6 +90,7 @@ static void kv_free(struct kv_cache *kv)
     for (int l = 0; kv->layer && l < kv->n_layer; l++) {
         util_free(kv->layer[l].pos);
         util_free(kv->layer[l].seqs);
+        util_free(kv->layer[l].order);
         util_free(kv->layer[l].k);
         util_free(kv->layer[l].v);
     }
@@ -113,9 +114,10 @@ static int kv_alloc(struct kv_cache *kv, int n_layer, int cells, size_t kv_dim)
         L->size = cells;
         L->pos = util_malloc((size_t)cells * sizeof(int32_t));
         L->seqs = util_calloc((size_t)cells, sizeof(uint64_t));
+        L->order = util_malloc((size_t)cells * sizeof(int32_t));
         L->k = util_malloc((size_t)cells * kv_dim * sizeof(float));
         L->v = util_malloc((size_t)cells * kv_dim * sizeof(float));
-        if (!L->pos || !L->seqs || !L->k || !L->v)
+        if (!L->pos || !L->seqs || !L->order || !L->k || !L->v)
             return 0;
         for (int i = 0; i < cells; i++)
             L->pos[i] = -1;
@@ -144,7 +146,8 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     const struct hparams *hp = &model->hp;
     if (params->n_ctx < 0 || params->n_ctx > (1 << 24) || params->n_batch < 0 ||
         params->n_batch > (1 << 16) || params->n_threads < 0 || params->n_threads > 1024 ||
-        params->n_seq_max < 0 || params->n_seq_max > STRIX_SEQ_MAX)
+        params->n_seq_max < 0 || params->n_seq_max > STRIX_SEQ_MAX || params->n_cells < 0 ||
+        params->n_cells > (1 << 26))
         return err_set(err, STRIX_ERR_ARG, "context parameters out of range");
     strix_context *c = util_calloc(1, sizeof *c);
     if (!c)
@@ -182,6 +185,8 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     if (all_windowed && (int64_t)hp->n_swa + c->n_batch < cells)
         cells = (int64_t)hp->n_swa + c->n_batch;
     cells *= c->n_seq_max;
+    if (params->n_cells)
+        cells = params->n_cells;
     const size_t nb = (size_t)c->n_batch, nt = (size_t)c->n_threads;
     const size_t q_dim = (size_t)hp->n_head * (size_t)hp->head_dim;
     const size_t kv_dim = (size_t)hp->n_head_kv * (size_t)hp->head_dim;
@@ -280,19 +285,31 @@ static void layer_shrink_scan(struct kv_layer *L)
 }
 
 /* Removes the sequences in `bits` from layer L's cells at positions
- * [p0, p1); frees cells left with no sequence. */
-static void layer_remove(struct kv_layer *L, uint64_t bits, int32_t p0, int32_t p1)
+ * [p0, p1); frees cells left with no sequence (and drops them from the
+ * position order, when the layer keeps one). Returns whether any cell
+ * changed. */
+static int layer_remove(struct kv_layer *L, uint64_t bits, int32_t p0, int32_t p1)
 {
+    int freed = 0, changed = 0;
     for (int i = 0; i < L->n_scan; i++) {
         if (L->pos[i] < p0 || L->pos[i] >= p1 || !(L->seqs[i] & bits))
             continue;
+        changed = 1;
         L->seqs[i] &= ~bits;
         if (!L->seqs[i]) {
             L->pos[i] = -1;
-            L->n_used--;
+            freed++;
         }
     }
+    if (freed && L->order) {
+        int k = 0;
+        for (int j = 0; j < L->n_used; j++)
+            if (L->pos[L->order[j]] >= 0)
+                L->order[k++] = L->order[j];
+    }
+    L->n_used -= freed;
     layer_shrink_scan(L);
+    return changed;
 }
 
 /* Recomputes the highest position of the sequences in `which`. */
@@ -317,9 +334,11 @@ static void kv_recount(struct kv_cache *kv, uint64_t which)
 static void kv_remove(struct kv_cache *kv, int seq, int32_t p0, int32_t p1)
 {
     const uint64_t bits = seq < 0 ? ~(uint64_t)0 : (uint64_t)1 << seq;
+    int changed = 0;
     for (int l = 0; l < kv->n_layer; l++)
-        layer_remove(&kv->layer[l], bits, p0, p1);
-    kv_recount(kv, bits);
+        changed |= layer_remove(&kv->layer[l], bits, p0, p1);
+    if (changed)
+        kv_recount(kv, bits);
 }
 
 int kv_evict(struct kv_cache *kv, int layer, int seq, int32_t pos)
@@ -480,6 +499,18 @@ static int layer_place(struct kv_layer *L, int n, const int32_t *pos, const int3
             return 0;
         L->pos[cell] = pos[t];
         L->seqs[cell] = (uint64_t)1 << seq[t];
+        if (L->order) { /* after the cells of lower or equal positions */
+            int lo = 0, hi = L->n_used;
+            while (lo < hi) {
+                const int mid = (lo + hi) / 2;
+                if (L->pos[L->order[mid]] <= pos[t])
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            memmove(L->order + lo + 1, L->order + lo, (size_t)(L->n_used - lo) * sizeof *L->order);
+            L->order[lo] = cell;
+        }
         L->n_used++;
         if (cell + 1 > L->n_scan)
             L->n_scan = cell + 1;
@@ -531,12 +562,13 @@ static int kv_fits(strix_context *c, const struct plan *pl)
         struct kv_layer sim = *L;
         sim.pos = kv->sim_pos;
         sim.seqs = kv->sim_seqs;
+        sim.order = NULL; /* counting room needs no order */
         memcpy(sim.pos, L->pos, (size_t)L->size * sizeof *sim.pos);
         memcpy(sim.seqs, L->seqs, (size_t)L->size * sizeof *sim.seqs);
         int32_t cur[STRIX_SEQ_MAX];
         for (int s = 0; s < c->n_seq_max; s++) {
             cur[s] = pl->first[s];
-            if (pl->first[s] >= 0)
+            if (pl->first[s] >= 0 && pl->first[s] <= kv->pos_max[s])
                 layer_remove(&sim, (uint64_t)1 << s, pl->first[s], INT32_MAX);
         }
         for (int off = 0; off < n; off += c->n_batch) {
@@ -632,7 +664,7 @@ int strix_decode_batch(strix_context *c, const strix_batch *b, strix_error *err)
     /* from here on nothing fails: the batch replaces what its sequences held
      * from their first positions on */
     for (int s = 0; s < c->n_seq_max; s++)
-        if (pl.first[s] >= 0)
+        if (pl.first[s] >= 0 && pl.first[s] <= c->kv.pos_max[s])
             kv_remove(&c->kv, s, pl.first[s], INT32_MAX);
     int k = 0;
     for (int i = 0; i < n; i++)

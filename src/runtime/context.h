@@ -11,6 +11,11 @@
  * sliding-window layers). Forking a sequence only sets bits, so shared
  * prefixes are stored once.
  *
+ * Attention visits a layer's cells in position order (kv_layer.order), so
+ * a token's result depends only on the keys and values it sees, never on
+ * the cells they occupy: after rollbacks, evictions and interleaved
+ * sequences, logits equal those of a fresh context bit for bit.
+ *
  * Today every token gets a cell in every layer, so the layers' tables are
  * identical. They are kept apart so that a token can hold no entry in a
  * layer it skipped (dynamic depth): kv_evict() drops one entry from one
@@ -34,6 +39,9 @@ struct kv_layer {
     int n_used;     /* cells in use */
     int32_t *pos;   /* (size) position of each cell, -1 when free */
     uint64_t *seqs; /* (size) sequences that see the cell */
+    int32_t *order; /* (n_used) the cells in use by ascending position: attention
+                       visits them so, so a token's result does not depend on
+                       which cells its keys landed in */
     float *k, *v;   /* (size, kv_dim) */
 };
 
