@@ -469,6 +469,16 @@ int strix_sampler_sample_dist(strix_sampler *s, const float *probs, int n, strix
                               strix_error *err);
 /* Records a token in the history used by the penalties. */
 void strix_sampler_accept(strix_sampler *s, strix_token tok);
+/* Forgets the last n_tokens accepted tokens, as if they had never been
+ * accepted (speculative decoding: drafted tokens the target rejected). Any
+ * number since the reset can be taken back while the history has not
+ * overflowed, and always up to STRIX_SAMPLER_REWIND_MAX; beyond that
+ * STRIX_ERR_ARG and nothing changes. Mirostat's mu is not rewound. */
+#define STRIX_SAMPLER_REWIND_MAX 256
+int strix_sampler_rewind(strix_sampler *s, int n_tokens, strix_error *err);
+/* A uniform number in [0, 1) from the sampler's generator (the acceptance
+ * test of speculative decoding), so that one seed reproduces a whole run. */
+float strix_sampler_uniform(strix_sampler *s);
 /* Clears the history and mirostat's state and reseeds the generator. */
 void strix_sampler_reset(strix_sampler *s, uint64_t seed);
 

@@ -606,6 +606,74 @@ static void test_dist(void)
     strix_sampler_free(s);
 }
 
+/* Rewinding accepted tokens gives the distribution of a sampler that never
+ * accepted them, inside the limits the header states; uniform numbers come
+ * from the seeded generator. */
+static void test_rewind(void)
+{
+    enum { V = 16 };
+    float l[V], a[V], b[V];
+    wave(l, V, 3);
+    struct strix_sampler_params p = plain();
+    p.repeat_penalty = 1.5f;
+    p.frequency_penalty = 0.3f;
+    p.presence_penalty = 0.2f;
+    p.repeat_last_n = 8;
+    strix_token seq[400];
+    for (int i = 0; i < 400; i++)
+        seq[i] = (strix_token)((i * 7 + i / 3) % V);
+    strix_sampler *s, *f;
+    strix_error err;
+    CHECK(strix_sampler_create(&p, V, &s, &err) == STRIX_OK);
+    CHECK(strix_sampler_rewind(s, 1, &err) == STRIX_ERR_ARG); /* nothing accepted */
+    for (int i = 0; i < 20; i++)
+        strix_sampler_accept(s, seq[i]);
+    CHECK(strix_sampler_rewind(s, 21, &err) == STRIX_ERR_ARG);
+    CHECK(strix_sampler_rewind(s, 15, &err) == STRIX_OK); /* 5 left, under the window */
+    CHECK(strix_sampler_dist(s, l, V, a, &err) == STRIX_OK);
+    CHECK(dist_of(&p, l, V, b, seq, 5));
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    /* past the ring's end: 300 accepted, 264 kept, 256 can go back */
+    strix_sampler_reset(s, p.seed);
+    for (int i = 0; i < 300; i++)
+        strix_sampler_accept(s, seq[i]);
+    CHECK(strix_sampler_rewind(s, STRIX_SAMPLER_REWIND_MAX + 1, &err) == STRIX_ERR_ARG);
+    CHECK(strix_sampler_rewind(s, STRIX_SAMPLER_REWIND_MAX - 6, &err) == STRIX_OK);
+    CHECK(strix_sampler_rewind(s, 6, &err) == STRIX_OK);
+    CHECK(strix_sampler_dist(s, l, V, a, &err) == STRIX_OK);
+    CHECK(dist_of(&p, l, V, b, seq, 300 - STRIX_SAMPLER_REWIND_MAX));
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    CHECK(strix_sampler_rewind(s, 1, &err) == STRIX_ERR_ARG); /* the window would lose a token */
+    CHECK(strix_sampler_dist(s, l, V, a, &err) == STRIX_OK && memcmp(a, b, sizeof a) == 0);
+    /* and the history goes on from there */
+    for (int i = 0; i < 3; i++)
+        strix_sampler_accept(s, seq[399 - i]);
+    strix_token seq2[300 - STRIX_SAMPLER_REWIND_MAX + 3];
+    memcpy(seq2, seq, (300 - STRIX_SAMPLER_REWIND_MAX) * sizeof *seq);
+    for (int i = 0; i < 3; i++)
+        seq2[300 - STRIX_SAMPLER_REWIND_MAX + i] = seq[399 - i];
+    CHECK(strix_sampler_dist(s, l, V, a, &err) == STRIX_OK);
+    CHECK(dist_of(&p, l, V, b, seq2, 300 - STRIX_SAMPLER_REWIND_MAX + 3));
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    /* the penalties matter here (the test can fail) */
+    CHECK(dist_of(&p, l, V, b, seq, 0) && memcmp(a, b, sizeof a) != 0);
+    /* uniform numbers: seeded, in [0, 1), in step with the draws */
+    CHECK(strix_sampler_create(&p, V, &f, &err) == STRIX_OK);
+    strix_sampler_reset(s, 9);
+    strix_sampler_reset(f, 9);
+    int same = 1;
+    double mean = 0;
+    for (int i = 0; i < 4000; i++) {
+        const float u = strix_sampler_uniform(s);
+        same &= u == strix_sampler_uniform(f) && u >= 0.0f && u < 1.0f;
+        same &= strix_sampler_sample(s, l) == strix_sampler_sample(f, l);
+        mean += u / 4000.0;
+    }
+    CHECK(same && fabs(mean - 0.5) < 0.02);
+    strix_sampler_free(s);
+    strix_sampler_free(f);
+}
+
 struct by_dist {
     double d;
     int i;
@@ -699,6 +767,7 @@ int main(void)
     test_seed_and_probs();
     test_nan_logits();
     test_dist();
+    test_rewind();
     test_typical_exact();
     test_stop_find();
     TEST_MAIN_END();

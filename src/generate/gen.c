@@ -93,7 +93,6 @@ int strix_generate(const strix_model *model, strix_context *ctx, strix_sampler *
     const strix_token bos = strix_token_bos(model), eos = strix_token_eos(model);
     const int n_ctx = strix_context_n_ctx(ctx);
     int rc = STRIX_OK;
-    char piece[256];
     while (r.stop_reason == STRIX_STOP_NONE) {
         if (params->n_predict >= 0 && r.n_tokens >= params->n_predict) {
             r.stop_reason = STRIX_STOP_BUDGET;
@@ -115,10 +114,8 @@ int strix_generate(const strix_model *model, strix_context *ctx, strix_sampler *
             break;
         }
         strix_sampler_accept(smp, tok);
-        int len = strix_token_to_text(model, prev, tok, piece, (int)sizeof piece);
-        if (len > (int)sizeof piece)
-            len = (int)sizeof piece;
-        prev = tok;
+        /* the token's text, however long, straight into pend (its length first) */
+        const int len = strix_token_to_text(model, prev, tok, NULL, 0);
         if (len > 0 && n_pend + (size_t)len > cap) {
             char *p = util_realloc(pend, 2 * cap + (size_t)len);
             if (!p) {
@@ -128,10 +125,9 @@ int strix_generate(const strix_model *model, strix_context *ctx, strix_sampler *
             pend = p;
             cap = 2 * cap + (size_t)len;
         }
-        if (len > 0) {
-            memcpy(pend + n_pend, piece, (size_t)len);
-            n_pend += (size_t)len;
-        }
+        if (len > 0)
+            n_pend += (size_t)strix_token_to_text(model, prev, tok, pend + n_pend, len);
+        prev = tok;
         size_t safe;
         const long at = strix_stop_find(pend, n_pend, params->stop, params->n_stop, &safe);
         const int last = at >= 0 || (params->n_predict >= 0 && r.n_tokens >= params->n_predict);

@@ -57,8 +57,10 @@ struct strix_sampler {
     int n_vocab;
     uint64_t rng;
     struct cand *cands;   /* (n_vocab) */
-    strix_token *history; /* ring of the last repeat_last_n accepted tokens */
-    int n_hist, hist_at;
+    strix_token *history; /* (cap_hist) ring of the last accepted tokens: the window of
+                             repeat_last_n and STRIX_SAMPLER_REWIND_MAX more, for rewinds */
+    int cap_hist, n_hist, hist_at; /* hist_at: where the next token goes */
+    int64_t n_lost; /* accepted tokens overwritten since the reset */
     int *counts;                  /* (n_vocab) occurrences in the window, scratch */
     struct strix_logit_bias *bias; /* (n_bias) copied from the params */
     int n_bias;
@@ -163,8 +165,8 @@ int strix_sampler_create(const struct strix_sampler_params *params, int n_vocab,
     s->n_order = n_order;
     s->cands = util_malloc((size_t)n_vocab * sizeof *s->cands);
     s->counts = util_calloc((size_t)n_vocab, sizeof *s->counts);
-    s->history =
-        util_malloc((size_t)(p->repeat_last_n > 0 ? p->repeat_last_n : 1) * sizeof *s->history);
+    s->cap_hist = p->repeat_last_n + STRIX_SAMPLER_REWIND_MAX;
+    s->history = util_malloc((size_t)s->cap_hist * sizeof *s->history);
     s->top = util_malloc((size_t)(p->n_probs > 0 ? p->n_probs : 1) * sizeof *s->top);
     s->n_bias = p->n_logit_bias;
     s->bias = util_malloc((size_t)(s->n_bias > 0 ? s->n_bias : 1) * sizeof *s->bias);
@@ -199,6 +201,7 @@ void strix_sampler_reset(strix_sampler *s, uint64_t seed)
 {
     s->rng = seed ^ 0x9e3779b97f4a7c15ull;
     s->n_hist = s->hist_at = 0;
+    s->n_lost = 0;
     s->mu = 2.0f * s->p.mirostat_tau;
     s->chosen.id = -1;
     s->chosen.logprob = NAN;
@@ -207,13 +210,43 @@ void strix_sampler_reset(strix_sampler *s, uint64_t seed)
 
 void strix_sampler_accept(strix_sampler *s, strix_token tok)
 {
-    const int cap = s->p.repeat_last_n;
-    if (cap <= 0)
-        return;
     s->history[s->hist_at] = tok;
-    s->hist_at = (s->hist_at + 1) % cap;
-    if (s->n_hist < cap)
+    s->hist_at = (s->hist_at + 1) % s->cap_hist;
+    if (s->n_hist < s->cap_hist)
         s->n_hist++;
+    else
+        s->n_lost++;
+}
+
+int strix_sampler_rewind(strix_sampler *s, int n_tokens, strix_error *err)
+{
+    err_clear(err);
+    if (!s || n_tokens < 0)
+        return err_set(err, STRIX_ERR_ARG, "bad argument");
+    /* the window after the rewind must still be whole */
+    if (n_tokens > s->n_hist || (s->n_lost > 0 && s->n_hist - n_tokens < s->p.repeat_last_n))
+        return err_set(err, STRIX_ERR_ARG, "cannot rewind %d of the %d tokens kept", n_tokens,
+                       s->n_hist);
+    s->n_hist -= n_tokens;
+    s->hist_at = (s->hist_at - n_tokens % s->cap_hist + s->cap_hist) % s->cap_hist;
+    return STRIX_OK;
+}
+
+float strix_sampler_uniform(strix_sampler *s)
+{
+    return util_rng_uniform(&s->rng);
+}
+
+/* The number of tokens the penalties look at. */
+static int window(const strix_sampler *s)
+{
+    return s->n_hist < s->p.repeat_last_n ? s->n_hist : s->p.repeat_last_n;
+}
+
+/* The j-th most recent accepted token (0: the last), j < n_hist. */
+static strix_token recent(const strix_sampler *s, int j)
+{
+    return s->history[(s->hist_at - 1 - j + s->cap_hist) % s->cap_hist];
 }
 
 /* Descending logit, NaN after everything (-inf included), then ascending id:
@@ -290,12 +323,12 @@ static void apply_penalties(strix_sampler *s, struct cand *c)
     const struct strix_sampler_params *p = &s->p;
     if (p->repeat_penalty == 1.0f && p->frequency_penalty == 0.0f && p->presence_penalty == 0.0f)
         return;
-    const int nv = s->n_vocab;
-    for (int h = 0; h < s->n_hist; h++)
-        if (s->history[h] >= 0 && s->history[h] < nv)
-            s->counts[s->history[h]]++;
-    for (int h = 0; h < s->n_hist; h++) {
-        const strix_token t = s->history[h];
+    const int nv = s->n_vocab, nw = window(s);
+    for (int h = 0; h < nw; h++)
+        if (recent(s, h) >= 0 && recent(s, h) < nv)
+            s->counts[recent(s, h)]++;
+    for (int h = 0; h < nw; h++) {
+        const strix_token t = recent(s, h);
         if (t < 0 || t >= nv || s->counts[t] == 0)
             continue; /* out of range, or already done */
         float l = c[t].logit;
@@ -462,9 +495,9 @@ static int run_chain(strix_sampler *s, const float *logits)
                 apply_penalties(s, c);
             else { /* after truncation: penalise the kept ones in place */
                 /* a stage ran before: count the window, then penalise in place */
-                for (int h = 0; h < s->n_hist; h++)
-                    if (s->history[h] >= 0 && s->history[h] < nv)
-                        s->counts[s->history[h]]++;
+                for (int h = 0; h < window(s); h++)
+                    if (recent(s, h) >= 0 && recent(s, h) < nv)
+                        s->counts[recent(s, h)]++;
                 for (int i = 0; i < n; i++) {
                     const int cnt = s->counts[c[i].id];
                     if (!cnt)
@@ -474,9 +507,9 @@ static int run_chain(strix_sampler *s, const float *logits)
                         l = l > 0 ? l / p->repeat_penalty : l * p->repeat_penalty;
                     c[i].logit = l - (float)cnt * p->frequency_penalty - p->presence_penalty;
                 }
-                for (int h = 0; h < s->n_hist; h++)
-                    if (s->history[h] >= 0 && s->history[h] < nv)
-                        s->counts[s->history[h]] = 0;
+                for (int h = 0; h < window(s); h++)
+                    if (recent(s, h) >= 0 && recent(s, h) < nv)
+                        s->counts[recent(s, h)] = 0;
                 sorted = probs = 0;
             }
             continue;

@@ -2,7 +2,7 @@
  * fuzz_sampler.c - libFuzzer target for the sampler (src/generate/sampler.c):
  * hostile logits (any float bits: NaN, infinities, huge and tiny values) and
  * random parameters (temperature, top-k, top-p, min-p, typical-p, penalties,
- * mirostat, stage order, logit biases, n_probs, history).
+ * mirostat, stage order, logit biases, n_probs, history and its rewinding).
  *
  * Input: a 32-byte header of parameters, then the logits as raw float32
  * (1 to 512 of them: the vocabulary). Parameters the sampler refuses end the
@@ -120,6 +120,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         REQUIRE(strix_sampler_sample_dist(s, pr, nv, &u, &err) == STRIX_OK && u >= 0 && u < nv &&
                 pr[u] > 0.0f);
         strix_sampler_accept(s, h[26 + step % 6] % 2 ? t : (strix_token)(h[26 + step % 6] % nv));
+        if (h[26 + step % 6] % 5 == 0) { /* take some back: allowed or refused, never a fault */
+            const int rc = strix_sampler_rewind(s, h[26 + step % 6] % 7, &err);
+            REQUIRE(rc == STRIX_OK || rc == STRIX_ERR_ARG);
+        }
+        const float u = strix_sampler_uniform(s);
+        REQUIRE(u >= 0.0f && u < 1.0f);
         if (h[31] & 1)
             l[(step * 37) % nv] = f_of(h + 4 * (step % 7)); /* the logits move between steps */
         any_number = 0;
