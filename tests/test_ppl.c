@@ -158,10 +158,19 @@ static void test_kl(void)
     strix_context *cq;
     CHECK(strix_context_create(mq, &cp, &cq, &err) == STRIX_OK);
     CHECK(strix_perplexity(mq, cq, NULL, 0, &pp, &r, &err) == STRIX_OK);
-    CHECKF(r.kl_mean > 0 && r.kl_mean < 0.01 && r.kl_median <= r.kl_p90 &&
-               r.kl_p90 <= r.kl_p99 && r.kl_p99 <= r.kl_max && r.top1_agree > 0.95 &&
-               fabs(r.ppl_ratio - 1) < 0.01,
-           "Q8_0: KL %g, top1 %g, ratio %g", r.kl_mean, r.top1_agree, r.ppl_ratio);
+    /* llama.cpp's figures for its Q8_0 file of this model (the same bytes as
+     * strix's), from tests/data/llamacpp-kld.txt; the limits are
+     * test_quant_model's */
+    double ref_kl = -1, ref_top = -1;
+    char *kl_text = test_read_file(test_path("llamacpp-kld.txt"), NULL);
+    const char *row = kl_text ? strstr(kl_text, "\nstories260K Q8_0 256 ") : NULL;
+    CHECK(row && sscanf(row, " stories260K Q8_0 256 %lf %lf", &ref_kl, &ref_top) == 2);
+    free(kl_text);
+    CHECKF(r.kl_mean > 0 && r.kl_mean <= 1.25 * ref_kl + 0.0005 && r.kl_median <= r.kl_p90 &&
+               r.kl_p90 <= r.kl_p99 && r.kl_p99 <= r.kl_max &&
+               r.top1_agree >= ref_top / 100 - 0.02,
+           "Q8_0: KL %g (llama.cpp %g), top1 %g (llama.cpp %g%%)", r.kl_mean, ref_kl,
+           r.top1_agree, ref_top);
     printf("KL of stories260K Q8_0 from F32: mean %.6f, median %.6f, 99%% %.6f, max %.6f, same "
            "top %.2f%%, PPL ratio %.5f\n",
            r.kl_mean, r.kl_median, r.kl_p99, r.kl_max, 100 * r.top1_agree, r.ppl_ratio);
