@@ -158,30 +158,6 @@ AI __m256i wq4_0(const uint8_t *b)
 QBLOCK_TILE(tile_q8_0, 34, wq8_0)
 QBLOCK_TILE(tile_q4_0, 18, wq4_0)
 
-#define MM_DRIVER(NAME, TILEFN, ATYPE)                                                             \
-    static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,         \
-                     const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)        \
-    {                                                                                              \
-        (void)type;                                                                                \
-        const ATYPE *x = a;                                                                        \
-        const size_t xs = as / sizeof(ATYPE);                                                      \
-        int r = r0;                                                                                \
-        for (; r + TILE <= r1; r += TILE) {                                                        \
-            int t = 0;                                                                             \
-            for (; t + TILE <= n; t += TILE)                                                       \
-                TILEFN(cols, w, ws, r, TILE, x, xs, t, TILE, y, ldy, accumulate);                  \
-            for (; t < n; t++)                                                                     \
-                TILEFN(cols, w, ws, r, TILE, x, xs, t, 1, y, ldy, accumulate);                     \
-        }                                                                                          \
-        for (; r < r1; r++) {                                                                      \
-            int t = 0;                                                                             \
-            for (; t + TILE <= n; t += TILE)                                                       \
-                TILEFN(cols, w, ws, r, 1, x, xs, t, TILE, y, ldy, accumulate);                     \
-            for (; t < n; t++)                                                                     \
-                TILEFN(cols, w, ws, r, 1, x, xs, t, 1, y, ldy, accumulate);                        \
-        }                                                                                          \
-    }
-
 MM_DRIVER(mm_f32, tile_f32, float)
 MM_DRIVER(mm_f16, tile_f16, float)
 MM_DRIVER(mm_bf16, tile_bf16, float)

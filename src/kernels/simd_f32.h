@@ -1,8 +1,9 @@
 /*
- * simd_f32.h - the f32 kernels that the instruction sets write the same way
- * at their own vector width: dot products of one weight row with 1 or 4
- * token rows, axpy, and the tile helpers. Included by kernels_avx2.c and
- * kernels_avx512.c (each compiled with its set's flags) after they define:
+ * simd_f32.h - the kernels that the instruction sets write the same way at
+ * their own vector width: dot products of one weight row with 1 or 4 token
+ * rows, axpy, the tile helpers and the tile walk (MM_DRIVER). Included by
+ * kernels_avx2.c and kernels_avx512.c (each compiled with its set's flags)
+ * after they define:
  *
  *   SIMD_V            the vector type            SIMD_W        its f32 lanes
  *   SIMD_ZERO()       all zero                   SIMD_SET1(a)  a in every lane
@@ -89,5 +90,31 @@ AI void put(float *y, size_t ldy, int r, int t, float v, int accumulate)
     float *dst = y + (size_t)t * ldy + r;
     *dst = accumulate ? *dst + v : v;
 }
+
+/* Walks rows [r0, r1) x tokens [0, n) in tiles: full 4x4 tiles, then the
+ * leftover tokens one at a time, and leftover rows one at a time. */
+#define MM_DRIVER(NAME, TILEFN, ATYPE)                                                             \
+    static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,         \
+                     const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)        \
+    {                                                                                              \
+        (void)type;                                                                                \
+        const ATYPE *x = a;                                                                        \
+        const size_t xs = as / sizeof(ATYPE);                                                      \
+        int r = r0;                                                                                \
+        for (; r + TILE <= r1; r += TILE) {                                                        \
+            int t = 0;                                                                             \
+            for (; t + TILE <= n; t += TILE)                                                       \
+                TILEFN(cols, w, ws, r, TILE, x, xs, t, TILE, y, ldy, accumulate);                  \
+            for (; t < n; t++)                                                                     \
+                TILEFN(cols, w, ws, r, TILE, x, xs, t, 1, y, ldy, accumulate);                     \
+        }                                                                                          \
+        for (; r < r1; r++) {                                                                      \
+            int t = 0;                                                                             \
+            for (; t + TILE <= n; t += TILE)                                                       \
+                TILEFN(cols, w, ws, r, 1, x, xs, t, TILE, y, ldy, accumulate);                     \
+            for (; t < n; t++)                                                                     \
+                TILEFN(cols, w, ws, r, 1, x, xs, t, 1, y, ldy, accumulate);                        \
+        }                                                                                          \
+    }
 
 #endif
