@@ -211,14 +211,27 @@ MM_DRIVER(mm_bf16, tile_bf16, float)
 #define Q4_PACKED 288
 #define Q8_PACKED 544
 
+/* Bytes of a packed layout: whole groups of 16 rows, nb blocks each of
+ * `per` bytes per group (0: nothing to pack). */
+static size_t packed_size(int rows, int nb, size_t per)
+{
+    return rows < GROUP ? 0 : (size_t)(rows / GROUP) * (size_t)nb * per;
+}
+
+/* Block b of row i of group g, in rows `stride` bytes apart. */
+AI const uint8_t *row_block(const void *src, size_t stride, int g, int i, int b, size_t bytes)
+{
+    return (const uint8_t *)src + (size_t)(g * GROUP + i) * stride + (size_t)b * bytes;
+}
+
 static size_t pack_bytes_q4_0(int rows, int cols)
 {
-    return rows < GROUP || cols / 32 > MAXNB ? 0 : (size_t)(rows / GROUP) * (size_t)(cols / 32) * Q4_PACKED;
+    return cols / 32 > MAXNB ? 0 : packed_size(rows, cols / 32, Q4_PACKED);
 }
 
 static size_t pack_bytes_q8_0(int rows, int cols)
 {
-    return rows < GROUP || cols / 32 > MAXNB ? 0 : (size_t)(rows / GROUP) * (size_t)(cols / 32) * Q8_PACKED;
+    return cols / 32 > MAXNB ? 0 : packed_size(rows, cols / 32, Q8_PACKED);
 }
 
 static void pack_blocks(const void *src, size_t stride, int rows, int cols, uint8_t *dst, int q8)
@@ -228,7 +241,7 @@ static void pack_blocks(const void *src, size_t stride, int rows, int cols, uint
         for (int b = 0; b < nb; b++) {
             uint8_t *out = dst + ((size_t)g * (size_t)nb + (size_t)b) * (size_t)size;
             for (int i = 0; i < GROUP; i++) {
-                const uint8_t *blk = (const uint8_t *)src + (size_t)(g * GROUP + i) * stride + (size_t)b * (size_t)bytes;
+                const uint8_t *blk = row_block(src, stride, g, i, b, (size_t)bytes);
                 __builtin_memcpy(out + 2 * i, blk, 2);
                 for (int m = 0; m < (q8 ? 8 : 4); m++)
                     for (int k = 0; k < 4; k++)
@@ -568,7 +581,7 @@ static void act_q8_0(const float *x, void *dst, int cols)
 
 static size_t pack_bytes_q4_K(int rows, int cols)
 {
-    return rows < GROUP ? 0 : (size_t)(rows / GROUP) * (size_t)(cols / QK_K) * QK_PACKED;
+    return packed_size(rows, cols / QK_K, QK_PACKED);
 }
 
 static void pack_q4_K(const void *src, size_t stride, int rows, int cols, uint8_t *dst)
@@ -578,8 +591,8 @@ static void pack_q4_K(const void *src, size_t stride, int rows, int cols, uint8_
         for (int b = 0; b < nb; b++) {
             uint8_t *out = dst + ((size_t)g * (size_t)nb + (size_t)b) * QK_PACKED;
             for (int i = 0; i < GROUP; i++) {
-                const struct block_q4_K *blk =
-                    (const struct block_q4_K *)((const uint8_t *)src + (size_t)(g * GROUP + i) * stride) + b;
+                const struct block_q4_K *blk = (const struct block_q4_K *)(const void *)row_block(
+                    src, stride, g, i, b, sizeof(struct block_q4_K));
                 int16_t sc[8], mn[8];
                 q4k_scales(blk->scales, sc, mn);
                 __builtin_memcpy(out + 2 * i, &blk->d, 2);
@@ -669,7 +682,7 @@ PACKED_K_DRIVER(mm_packed_q4_K, packed_group_q4_K)
 
 static size_t pack_bytes_q6_K(int rows, int cols)
 {
-    return rows < GROUP ? 0 : (size_t)(rows / GROUP) * (size_t)(cols / QK_K) * Q6_PACKED;
+    return packed_size(rows, cols / QK_K, Q6_PACKED);
 }
 
 static void pack_q6_K(const void *src, size_t stride, int rows, int cols, uint8_t *dst)
@@ -679,8 +692,8 @@ static void pack_q6_K(const void *src, size_t stride, int rows, int cols, uint8_
         for (int b = 0; b < nb; b++) {
             uint8_t *out = dst + ((size_t)g * (size_t)nb + (size_t)b) * Q6_PACKED;
             for (int i = 0; i < GROUP; i++) {
-                const struct block_q6_K *blk =
-                    (const struct block_q6_K *)((const uint8_t *)src + (size_t)(g * GROUP + i) * stride) + b;
+                const struct block_q6_K *blk = (const struct block_q6_K *)(const void *)row_block(
+                    src, stride, g, i, b, sizeof(struct block_q6_K));
                 __builtin_memcpy(out + 2 * i, &blk->d, 2);
                 for (int k = 0; k < 16; k++)
                     out[Q6_SC + 16 * k + i] = (uint8_t)blk->scales[k];
