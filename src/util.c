@@ -240,6 +240,20 @@ void util_unmap(struct util_map *m)
 
 /* ---- half precision ---- */
 
+/* A float's bits and back (memcpy: no aliasing rules broken). */
+static uint32_t f32_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+static float bits_f32(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
 float util_fp16_to_fp32(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16;
@@ -263,15 +277,12 @@ float util_fp16_to_fp32(uint16_t h)
     } else {
         bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
     }
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
+    return bits_f32(bits);
 }
 
 uint16_t util_fp32_to_fp16(float f)
 {
-    uint32_t x;
-    memcpy(&x, &f, sizeof x);
+    const uint32_t x = f32_bits(f);
     uint32_t sign = (x >> 16) & 0x8000;
     uint32_t exp = (x >> 23) & 0xff;
     uint32_t man = x & 0x7fffff;
@@ -301,16 +312,12 @@ uint16_t util_fp32_to_fp16(float f)
 
 float util_bf16_to_fp32(uint16_t h)
 {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
+    return bits_f32((uint32_t)h << 16);
 }
 
 uint16_t util_fp32_to_bf16(float f)
 {
-    uint32_t x;
-    memcpy(&x, &f, sizeof x);
+    uint32_t x = f32_bits(f);
     if ((x & 0x7fffffff) > 0x7f800000)
         return (uint16_t)((x >> 16) | 0x40); /* quiet nan */
     x += 0x7fff + ((x >> 16) & 1);

@@ -66,14 +66,19 @@ static const char *const kind_name[] = {
     "ffn_norm",   "ffn_gate",  "ffn_down", "ffn_up",   "output_norm", "output",
 };
 
-/* The parse in progress: a cursor over the file and, per tensor, where its
- * int8 values and scales are (version 2 matrices). */
+/* Where an int8 matrix's values and scales are in the file (version 2). */
+struct int8_src {
+    const int8_t *q; /* NULL: the tensor is fp32 */
+    const uint8_t *scales;
+};
+
+/* The parse in progress: a cursor over the file and the int8 sources of
+ * the tensors read so far. */
 struct reader {
     const uint8_t *buf;
     size_t off, size;
     struct l2c_file *f;
-    const int8_t **q;
-    const uint8_t **scales;
+    struct int8_src *src;
 };
 
 static int take(struct reader *r, size_t n, const void **p, const char *what, strix_error *err)
@@ -133,8 +138,7 @@ static int next(struct reader *r, int k, int il, strix_error *err)
         if ((rc = take(r, n, &q, t->name, err)) ||
             (rc = take(r, n / (size_t)f->group * 4, &s, t->name, err)))
             return rc;
-        r->q[i] = q;
-        r->scales[i] = s;
+        r->src[i] = (struct int8_src){q, s};
     }
     f->n_tensors++;
     return STRIX_OK;
@@ -243,11 +247,10 @@ int l2c_parse(const uint8_t *buf, size_t size, struct l2c_file *f, strix_error *
     const size_t max_tensors = 9 * (size_t)nl + 3;
     if (max_tensors > size / 4)
         return err_set(err, STRIX_ERR_FORMAT, "truncated: %d layers in %zu bytes", nl, size);
-    struct reader r = {buf, hdr, size, f, NULL, NULL};
+    struct reader r = {buf, hdr, size, f, NULL};
     f->tensors = util_calloc(max_tensors, sizeof *f->tensors);
-    r.q = util_calloc(max_tensors, sizeof *r.q);
-    r.scales = util_calloc(max_tensors, sizeof *r.scales);
-    if (!f->tensors || !r.q || !r.scales) {
+    r.src = util_calloc(max_tensors, sizeof *r.src);
+    if (!f->tensors || !r.src) {
         rc = err_set(err, STRIX_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -293,11 +296,11 @@ int l2c_parse(const uint8_t *buf, size_t size, struct l2c_file *f, strix_error *
     size_t total = 0;
     for (int i = 0; i < f->n_tensors; i++) {
         const struct l2c_tensor *t = &f->tensors[i];
-        if (!r.q[i])
+        if (!r.src[i].q)
             continue;
         const size_t n = (size_t)t->ne[0] * (size_t)t->ne[1];
-        total += fits_q8_0(t, r.scales[i], f->group) ? n / QK8_0 * sizeof(struct block_q8_0)
-                                                     : n * sizeof(float);
+        total += fits_q8_0(t, r.src[i].scales, f->group) ? n / QK8_0 * sizeof(struct block_q8_0)
+                                                         : n * sizeof(float);
     }
     if (total > 0 && !(f->owned = util_malloc(total))) {
         rc = err_set(err, STRIX_ERR_NOMEM, "out of memory for %zu bytes of weights", total);
@@ -306,14 +309,14 @@ int l2c_parse(const uint8_t *buf, size_t size, struct l2c_file *f, strix_error *
     uint8_t *at = f->owned;
     for (int i = 0; i < f->n_tensors; i++) {
         struct l2c_tensor *t = &f->tensors[i];
-        if (!r.q[i])
+        const struct int8_src *in = &r.src[i];
+        if (!in->q)
             continue;
-        convert(t, r.q[i], r.scales[i], f->group, fits_q8_0(t, r.scales[i], f->group), at);
+        convert(t, in->q, in->scales, f->group, fits_q8_0(t, in->scales, f->group), at);
         at += t->nbytes;
     }
 done:
-    util_free(r.q);
-    util_free(r.scales);
+    util_free(r.src);
     if (rc)
         l2c_free(f);
     return rc;

@@ -19,80 +19,15 @@ static inline float hsum8(__m256 v)
     return _mm_cvtss_f32(lo);
 }
 
-/*
- * Dot products of one weight row with NT token rows. Each token has four
- * accumulators of 8 lanes; after the loop they are added in a fixed order
- * and the tail is added one element at a time, so the result for a token
- * does not depend on NT: the four-token form equals the one-token form.
- */
-static inline __attribute__((always_inline)) void dot_nt(int n, const float *w,
-                                                         const float *const *x, int nt, float *s)
-{
-    __m256 acc[4][4];
-    for (int t = 0; t < nt; t++)
-        for (int k = 0; k < 4; k++)
-            acc[t][k] = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 4 * 8 <= n; i += 4 * 8) {
-        for (int k = 0; k < 4; k++) {
-            const __m256 wv = _mm256_loadu_ps(w + i + k * 8);
-            for (int t = 0; t < nt; t++)
-                acc[t][k] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x[t] + i + k * 8), acc[t][k]);
-        }
-    }
-    for (; i + 8 <= n; i += 8) {
-        const __m256 wv = _mm256_loadu_ps(w + i);
-        for (int t = 0; t < nt; t++)
-            acc[t][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x[t] + i), acc[t][0]);
-    }
-    for (int t = 0; t < nt; t++) {
-        float r = hsum8(acc[t][0]) + hsum8(acc[t][1]) + (hsum8(acc[t][2]) + hsum8(acc[t][3]));
-        for (int j = i; j < n; j++)
-            r += w[j] * x[t][j];
-        s[t] = r;
-    }
-}
-
-static float dot_f32(int n, const float *w, const float *x)
-{
-    float s;
-    dot_nt(n, w, &x, 1, &s);
-    return s;
-}
-
-static void dot_f32_x4(int n, const float *restrict w, const float *restrict x0,
-                       const float *restrict x1, const float *restrict x2, const float *restrict x3,
-                       float *restrict s)
-{
-    const float *x[4] = {x0, x1, x2, x3};
-    dot_nt(n, w, x, 4, s);
-}
-
-static void axpy(int n, float a, const float *x, float *y)
-{
-    const __m256 av = _mm256_set1_ps(a);
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i,
-                         _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-    for (; i < n; i++)
-        y[i] += a * x[i];
-}
-
-/* ---- matrix products: R rows x T tokens per tile ----
- *
- * As in the AVX-512 set: one accumulator per (row, token), updated in the
- * same order whatever the tile's shape, so batches and single tokens agree
- * bit for bit.
- */
-#define TILE 4
-#define AI static inline __attribute__((always_inline))
-
-AI void put(float *y, size_t ldy, int r, int t, float v, int accumulate)
-{
-    float *dst = y + (size_t)t * ldy + r;
-    *dst = accumulate ? *dst + v : v;
-}
+#define SIMD_V __m256
+#define SIMD_W 8
+#define SIMD_ZERO() _mm256_setzero_ps()
+#define SIMD_SET1(a) _mm256_set1_ps(a)
+#define SIMD_LOAD(p) _mm256_loadu_ps(p)
+#define SIMD_STORE(p, v) _mm256_storeu_ps(p, v)
+#define SIMD_FMADD(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define SIMD_HSUM(v) hsum8(v)
+#include "kernels/simd_f32.h"
 
 AI __m256 load_f32w(const float *p)
 {
@@ -222,30 +157,6 @@ AI __m256i wq4_0(const uint8_t *b)
 
 QBLOCK_TILE(tile_q8_0, 34, wq8_0)
 QBLOCK_TILE(tile_q4_0, 18, wq4_0)
-
-#define MM_DRIVER(NAME, TILEFN, ATYPE)                                                             \
-    static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,         \
-                     const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)        \
-    {                                                                                              \
-        (void)type;                                                                                \
-        const ATYPE *x = a;                                                                        \
-        const size_t xs = as / sizeof(ATYPE);                                                      \
-        int r = r0;                                                                                \
-        for (; r + TILE <= r1; r += TILE) {                                                        \
-            int t = 0;                                                                             \
-            for (; t + TILE <= n; t += TILE)                                                       \
-                TILEFN(cols, w, ws, r, TILE, x, xs, t, TILE, y, ldy, accumulate);                  \
-            for (; t < n; t++)                                                                     \
-                TILEFN(cols, w, ws, r, TILE, x, xs, t, 1, y, ldy, accumulate);                     \
-        }                                                                                          \
-        for (; r < r1; r++) {                                                                      \
-            int t = 0;                                                                             \
-            for (; t + TILE <= n; t += TILE)                                                       \
-                TILEFN(cols, w, ws, r, 1, x, xs, t, TILE, y, ldy, accumulate);                     \
-            for (; t < n; t++)                                                                     \
-                TILEFN(cols, w, ws, r, 1, x, xs, t, 1, y, ldy, accumulate);                        \
-        }                                                                                          \
-    }
 
 MM_DRIVER(mm_f32, tile_f32, float)
 MM_DRIVER(mm_f16, tile_f16, float)

@@ -10,83 +10,15 @@
 #include "kernels/kernels.h"
 #include "util.h"
 
-/*
- * Dot products of one weight row with NT token rows. Each token has four
- * accumulators of 16 lanes; after the loop they are added in a fixed order
- * and the tail is added one element at a time, so the result for a token
- * does not depend on NT: the four-token form equals the one-token form.
- */
-static inline __attribute__((always_inline)) void dot_nt(int n, const float *w,
-                                                         const float *const *x, int nt, float *s)
-{
-    __m512 acc[4][4];
-    for (int t = 0; t < nt; t++)
-        for (int k = 0; k < 4; k++)
-            acc[t][k] = _mm512_setzero_ps();
-    int i = 0;
-    for (; i + 4 * 16 <= n; i += 4 * 16) {
-        for (int k = 0; k < 4; k++) {
-            const __m512 wv = _mm512_loadu_ps(w + i + k * 16);
-            for (int t = 0; t < nt; t++)
-                acc[t][k] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x[t] + i + k * 16), acc[t][k]);
-        }
-    }
-    for (; i + 16 <= n; i += 16) {
-        const __m512 wv = _mm512_loadu_ps(w + i);
-        for (int t = 0; t < nt; t++)
-            acc[t][0] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x[t] + i), acc[t][0]);
-    }
-    for (int t = 0; t < nt; t++) {
-        float r = _mm512_reduce_add_ps(acc[t][0]) + _mm512_reduce_add_ps(acc[t][1]) +
-                  (_mm512_reduce_add_ps(acc[t][2]) + _mm512_reduce_add_ps(acc[t][3]));
-        for (int j = i; j < n; j++)
-            r += w[j] * x[t][j];
-        s[t] = r;
-    }
-}
-
-static float dot_f32(int n, const float *w, const float *x)
-{
-    float s;
-    dot_nt(n, w, &x, 1, &s);
-    return s;
-}
-
-static void dot_f32_x4(int n, const float *restrict w, const float *restrict x0,
-                       const float *restrict x1, const float *restrict x2, const float *restrict x3,
-                       float *restrict s)
-{
-    const float *x[4] = {x0, x1, x2, x3};
-    dot_nt(n, w, x, 4, s);
-}
-
-static void axpy(int n, float a, const float *x, float *y)
-{
-    const __m512 av = _mm512_set1_ps(a);
-    int i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(y + i,
-                         _mm512_fmadd_ps(av, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
-    for (; i < n; i++)
-        y[i] += a * x[i];
-}
-
-/* ---- matrix products: R rows x T tokens per tile ----
- *
- * Every (row, token) pair has one accumulator, updated block by block in the
- * same order whatever the tile's shape, then reduced in a fixed order: a
- * product computed in a 4x4 tile equals the same product computed alone, so
- * batches and single tokens agree bit for bit.
- */
-
-#define TILE 4
-#define AI static inline __attribute__((always_inline))
-
-AI void put(float *y, size_t ldy, int r, int t, float v, int accumulate)
-{
-    float *dst = y + (size_t)t * ldy + r;
-    *dst = accumulate ? *dst + v : v;
-}
+#define SIMD_V __m512
+#define SIMD_W 16
+#define SIMD_ZERO() _mm512_setzero_ps()
+#define SIMD_SET1(a) _mm512_set1_ps(a)
+#define SIMD_LOAD(p) _mm512_loadu_ps(p)
+#define SIMD_STORE(p, v) _mm512_storeu_ps(p, v)
+#define SIMD_FMADD(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define SIMD_HSUM(v) _mm512_reduce_add_ps(v)
+#include "kernels/simd_f32.h"
 
 /* Loads 16 weights of a float type as f32. */
 AI __m512 load_f32w(const float *p)
@@ -256,32 +188,6 @@ AI __m512i q4_pair(const uint8_t *b0, const uint8_t *b1)
 QBLOCK_TILE(tile_q8_0, 34, 0)
 QBLOCK_TILE(tile_q4_0, 18, 1)
 
-/* Walks rows [r0, r1) x tokens [0, n) in tiles: full 4x4 tiles, then the
- * leftover tokens one at a time, and leftover rows one at a time. */
-#define MM_DRIVER(NAME, TILEFN, ATYPE)                                                             \
-    static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,         \
-                     const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)        \
-    {                                                                                              \
-        (void)type;                                                                                \
-        const ATYPE *x = a;                                                                        \
-        const size_t xs = as / sizeof(ATYPE);                                                      \
-        int r = r0;                                                                                \
-        for (; r + TILE <= r1; r += TILE) {                                                        \
-            int t = 0;                                                                             \
-            for (; t + TILE <= n; t += TILE)                                                       \
-                TILEFN(cols, w, ws, r, TILE, x, xs, t, TILE, y, ldy, accumulate);                  \
-            for (; t < n; t++)                                                                     \
-                TILEFN(cols, w, ws, r, TILE, x, xs, t, 1, y, ldy, accumulate);                     \
-        }                                                                                          \
-        for (; r < r1; r++) {                                                                      \
-            int t = 0;                                                                             \
-            for (; t + TILE <= n; t += TILE)                                                       \
-                TILEFN(cols, w, ws, r, 1, x, xs, t, TILE, y, ldy, accumulate);                     \
-            for (; t < n; t++)                                                                     \
-                TILEFN(cols, w, ws, r, 1, x, xs, t, 1, y, ldy, accumulate);                        \
-        }                                                                                          \
-    }
-
 MM_DRIVER(mm_f32, tile_f32, float)
 MM_DRIVER(mm_f16, tile_f16, float)
 MM_DRIVER(mm_bf16, tile_bf16, float)
@@ -305,14 +211,27 @@ MM_DRIVER(mm_bf16, tile_bf16, float)
 #define Q4_PACKED 288
 #define Q8_PACKED 544
 
+/* Bytes of a packed layout: whole groups of 16 rows, nb blocks each of
+ * `per` bytes per group (0: nothing to pack). */
+static size_t packed_size(int rows, int nb, size_t per)
+{
+    return rows < GROUP ? 0 : (size_t)(rows / GROUP) * (size_t)nb * per;
+}
+
+/* Block b of row i of group g, in rows `stride` bytes apart. */
+AI const uint8_t *row_block(const void *src, size_t stride, int g, int i, int b, size_t bytes)
+{
+    return (const uint8_t *)src + (size_t)(g * GROUP + i) * stride + (size_t)b * bytes;
+}
+
 static size_t pack_bytes_q4_0(int rows, int cols)
 {
-    return rows < GROUP || cols / 32 > MAXNB ? 0 : (size_t)(rows / GROUP) * (size_t)(cols / 32) * Q4_PACKED;
+    return cols / 32 > MAXNB ? 0 : packed_size(rows, cols / 32, Q4_PACKED);
 }
 
 static size_t pack_bytes_q8_0(int rows, int cols)
 {
-    return rows < GROUP || cols / 32 > MAXNB ? 0 : (size_t)(rows / GROUP) * (size_t)(cols / 32) * Q8_PACKED;
+    return cols / 32 > MAXNB ? 0 : packed_size(rows, cols / 32, Q8_PACKED);
 }
 
 static void pack_blocks(const void *src, size_t stride, int rows, int cols, uint8_t *dst, int q8)
@@ -322,7 +241,7 @@ static void pack_blocks(const void *src, size_t stride, int rows, int cols, uint
         for (int b = 0; b < nb; b++) {
             uint8_t *out = dst + ((size_t)g * (size_t)nb + (size_t)b) * (size_t)size;
             for (int i = 0; i < GROUP; i++) {
-                const uint8_t *blk = (const uint8_t *)src + (size_t)(g * GROUP + i) * stride + (size_t)b * (size_t)bytes;
+                const uint8_t *blk = row_block(src, stride, g, i, b, (size_t)bytes);
                 __builtin_memcpy(out + 2 * i, blk, 2);
                 for (int m = 0; m < (q8 ? 8 : 4); m++)
                     for (int k = 0; k < 4; k++)
@@ -662,7 +581,7 @@ static void act_q8_0(const float *x, void *dst, int cols)
 
 static size_t pack_bytes_q4_K(int rows, int cols)
 {
-    return rows < GROUP ? 0 : (size_t)(rows / GROUP) * (size_t)(cols / QK_K) * QK_PACKED;
+    return packed_size(rows, cols / QK_K, QK_PACKED);
 }
 
 static void pack_q4_K(const void *src, size_t stride, int rows, int cols, uint8_t *dst)
@@ -672,8 +591,8 @@ static void pack_q4_K(const void *src, size_t stride, int rows, int cols, uint8_
         for (int b = 0; b < nb; b++) {
             uint8_t *out = dst + ((size_t)g * (size_t)nb + (size_t)b) * QK_PACKED;
             for (int i = 0; i < GROUP; i++) {
-                const struct block_q4_K *blk =
-                    (const struct block_q4_K *)((const uint8_t *)src + (size_t)(g * GROUP + i) * stride) + b;
+                const struct block_q4_K *blk = (const struct block_q4_K *)(const void *)row_block(
+                    src, stride, g, i, b, sizeof(struct block_q4_K));
                 int16_t sc[8], mn[8];
                 q4k_scales(blk->scales, sc, mn);
                 __builtin_memcpy(out + 2 * i, &blk->d, 2);
@@ -763,7 +682,7 @@ PACKED_K_DRIVER(mm_packed_q4_K, packed_group_q4_K)
 
 static size_t pack_bytes_q6_K(int rows, int cols)
 {
-    return rows < GROUP ? 0 : (size_t)(rows / GROUP) * (size_t)(cols / QK_K) * Q6_PACKED;
+    return packed_size(rows, cols / QK_K, Q6_PACKED);
 }
 
 static void pack_q6_K(const void *src, size_t stride, int rows, int cols, uint8_t *dst)
@@ -773,8 +692,8 @@ static void pack_q6_K(const void *src, size_t stride, int rows, int cols, uint8_
         for (int b = 0; b < nb; b++) {
             uint8_t *out = dst + ((size_t)g * (size_t)nb + (size_t)b) * Q6_PACKED;
             for (int i = 0; i < GROUP; i++) {
-                const struct block_q6_K *blk =
-                    (const struct block_q6_K *)((const uint8_t *)src + (size_t)(g * GROUP + i) * stride) + b;
+                const struct block_q6_K *blk = (const struct block_q6_K *)(const void *)row_block(
+                    src, stride, g, i, b, sizeof(struct block_q6_K));
                 __builtin_memcpy(out + 2 * i, &blk->d, 2);
                 for (int k = 0; k < 16; k++)
                     out[Q6_SC + 16 * k + i] = (uint8_t)blk->scales[k];

@@ -18,18 +18,9 @@
 
 static struct strix_synth_params synth_defaults(void)
 {
-    struct strix_synth_params p;
-    memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    p.n_embd = 256;
-    p.n_ff = 768;
-    p.n_layer = 4;
-    p.n_head = 8;
-    p.n_head_kv = 4;
-    p.n_ctx = 2048;
-    p.rope_freq_base = 10000.0f;
-    p.norm_eps = 1e-5f;
-    p.seed = 1;
+    const struct strix_synth_params p = {.struct_size = sizeof p, .n_embd = 256, .n_ff = 768,
+                                         .n_layer = 4, .n_head = 8, .n_head_kv = 4, .n_ctx = 2048,
+                                         .rope_freq_base = 10000.0f, .norm_eps = 1e-5f, .seed = 1};
     return p;
 }
 
