@@ -220,7 +220,7 @@ static void test_llamacpp(void)
         if (line[0] == '#' || sscanf(line, "%31s %d %d %lf", model, &n_ctx, &n_chunks, &want) != 4)
             continue;
         strix_model *m = strcmp(model, "stories3M") == 0
-                             ? load_fixture("stories3M-q80.bin", "tok4096.bin")
+                             ? load_fixture_f32("stories3M-q80.bin", "tok4096.bin")
                              : load_fixture("stories260K-ref.gguf", NULL);
         if (!m)
             continue;
@@ -259,7 +259,7 @@ static void test_llamacpp(void)
 int main(void)
 {
     check_model("stories260K", load_fixture("stories260K-ref.gguf", NULL));
-    check_model("stories3M", load_fixture("stories3M-q80.bin", "tok4096.bin"));
+    check_model("stories3M", load_fixture_f32("stories3M-q80.bin", "tok4096.bin"));
     test_kl();
     test_llamacpp();
     TEST_MAIN_END();
