@@ -113,6 +113,7 @@ test-tsan: tsan
 # What CI runs: release tests, then the sanitizer passes (one after the
 # other, so the logs stay readable).
 check:
+	sh scripts/check_layers.sh
 	$(MAKE) test
 	$(MAKE) test-asan
 	$(MAKE) test-tsan

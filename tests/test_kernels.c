@@ -8,7 +8,7 @@
 
 #include "harness.h"
 #include "kernels/kernels.h"
-#include "runtime/pool.h"
+#include "pool.h"
 
 static float frand(uint32_t *x)
 {

@@ -28,7 +28,7 @@
 #include "format/atomic_file.h"
 #include "quant/dtype.h"
 #include "model/model.h"
-#include "runtime/pool.h"
+#include "pool.h"
 
 static struct strix_quantize_params quantize_defaults(void)
 {

@@ -31,7 +31,7 @@
 #include <stdint.h>
 
 #include "model/model.h"
-#include "runtime/pool.h"
+#include "pool.h"
 
 struct kv_layer {
     int size;       /* cells */

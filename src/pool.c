@@ -12,7 +12,7 @@
  * time and the workers' job fields are never written while a job runs.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "runtime/pool.h"
+#include "pool.h"
 
 #include <pthread.h>
 #include <sched.h>
