@@ -457,6 +457,80 @@ static void test_null_handles(void)
     CHECK(strix_model_synth(NULL, "x", NULL, &err) == STRIX_ERR_ARG);
 }
 
+/* Writes a llama2.c version 2 checkpoint (dim 64, 1 layer, 4 heads, 32
+ * tokens) with int8 groups of `group`; wq's first scale is `odd_scale` if
+ * non-zero. Tensor k has q[i] = (int8_t)((i * 7 + k) % 255), group g scale
+ * 0.01 * (g + 1). */
+static int write_v2(const char *path, int group, float odd_scale)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return 0;
+    uint8_t h[256] = {0};
+    const int32_t v[9] = {0x616b3432, 2, 64, 64, 1, 4, 4, 32, 8};
+    memcpy(h, v, sizeof v);
+    h[36] = 1;
+    memcpy(h + 37, &group, 4);
+    fwrite(h, 1, sizeof h, f);
+    const float one = 1.0f;
+    for (int i = 0; i < 3 * 64; i++) /* attn_norm, ffn_norm, output_norm */
+        fwrite(&one, 4, 1, f);
+    const int n[8] = {32 * 64, 64 * 64, 64 * 64, 64 * 64, 64 * 64, 64 * 64, 64 * 64, 64 * 64};
+    for (int k = 0; k < 8; k++) {
+        for (int i = 0; i < n[k]; i++)
+            fputc((i * 7 + k) % 255, f); /* read back as int8 */
+        for (int g = 0; g < n[k] / group; g++) {
+            const float sc = k == 1 && g == 0 && odd_scale != 0.0f ? odd_scale : 0.01f * (float)(g + 1);
+            fwrite(&sc, 4, 1, f);
+        }
+    }
+    return fclose(f) == 0;
+}
+
+/* Q8_0 where the groups fall into whole blocks and the scales fit fp16,
+ * exact F32 otherwise: checked weight by weight on wq (tensor k = 1). */
+static void test_int8_fallback(void)
+{
+    static const struct {
+        int group;
+        float odd_scale;
+        uint32_t want;
+    } cs[] = {{64, 0, DTYPE_Q8_0}, {16, 0, DTYPE_F32}, {64, 1e-7f, DTYPE_F32}};
+    const char *tmp = getenv("TMPDIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/strix-v2-%ld", tmp && *tmp ? tmp : "/tmp", (long)getpid());
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        strix_model *m = NULL;
+        strix_error err;
+        CHECK(write_v2(path, cs[c].group, cs[c].odd_scale));
+        CHECKF(strix_model_load(path, NULL, &m, &err) == STRIX_OK, "group %d: %s",
+               cs[c].group, err.msg);
+        if (!m)
+            continue;
+        const struct tensor *t = &m->layers[0].wq;
+        CHECKF(t->type == cs[c].want, "group %d: wq is %s", cs[c].group,
+               dtype_name(t->type));
+        size_t bad = 0;
+        for (int i = 0; i < 64 * 64; i++) {
+            const int g = i / cs[c].group;
+            const float s = g == 0 && cs[c].odd_scale != 0.0f ? cs[c].odd_scale
+                                                                 : 0.01f * (float)(g + 1);
+            const int8_t q = (int8_t)(uint8_t)((i * 7 + 1) % 255);
+            float got;
+            if (t->type == DTYPE_F32) {
+                got = ((const float *)t->data)[i];
+                bad += got != (float)q * s;
+            } else {
+                const struct block_q8_0 *b = (const struct block_q8_0 *)t->data + i / 32;
+                bad += b->qs[i % 32] != q || b->d != util_fp32_to_fp16(s);
+            }
+        }
+        CHECKF(bad == 0, "group %d: %zu weights differ from the file", cs[c].group, bad);
+        strix_model_free(m);
+    }
+    unlink(path);
+}
+
 static void test_sampler(void)
 {
     float logits[8] = {0.1f, 2.0f, -1.0f, 2.5f, 0.0f, 1.0f, 2.4f, -3.0f};
@@ -569,6 +643,7 @@ int main(void)
     test_seed();
     test_neox_layout();
     test_int8_as_q8_0();
+    test_int8_fallback();
     test_save_key_status();
     test_full_cache_unchanged();
     test_null_handles();
