@@ -1,14 +1,11 @@
 /*
- * fuzz_gguf.c - libFuzzer target for the GGUF reader (src/gguf.c): parses
+ * fuzz_gguf.c - libFuzzer target for the GGUF reader (src/format/gguf.c): parses
  * the input and, when it parses, reads every string and tensor byte range it
- * returns, so that a pointer outside the input shows up under ASan. Not a
- * test_*.c file, so the Makefile does not build it. Build and run with clang:
+ * returns, so that a pointer outside the input shows up under ASan. Built
+ * by `make fuzz` (clang); scripts/fuzz.sh runs it on a copy of
+ * tests/fuzz/corpus/fuzz_gguf, or by hand:
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc tests/fuzz_gguf.c \
- *       src/gguf.c src/util.c src/dtype.c -lm -o /tmp/fuzz_gguf
- *   mkdir -p /tmp/gguf_corpus
- *   head -c 4096 tests/data/stories260K-ref.gguf > /tmp/gguf_corpus/stories-4k
- *   /tmp/fuzz_gguf -max_total_time=60 /tmp/gguf_corpus
+ *   build/fuzz/fuzz_gguf -max_total_time=60 DIR
  */
 #include <stddef.h>
 #include <stdint.h>

@@ -124,8 +124,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             const int rc = strix_sampler_rewind(s, h[26 + step % 6] % 7, &err);
             REQUIRE(rc == STRIX_OK || rc == STRIX_ERR_ARG);
         }
-        const float u = strix_sampler_uniform(s);
-        REQUIRE(u >= 0.0f && u < 1.0f);
+        const float r = strix_sampler_uniform(s);
+        REQUIRE(r >= 0.0f && r < 1.0f);
         if (h[31] & 1)
             l[(step * 37) % nv] = f_of(h + 4 * (step % 7)); /* the logits move between steps */
         any_number = 0;
