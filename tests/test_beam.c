@@ -212,7 +212,8 @@ static void check_reference(const char *name, const strix_model *m, strix_contex
             int same = r.n == n_want;
             for (int i = 0; same && i < r.n; i++)
                 same = r.hyps[i].n_tokens == want[i].n && r.hyps[i].finished == want[i].finished &&
-                       memcmp(r.hyps[i].tokens, want[i].t, (size_t)want[i].n * sizeof(strix_token)) == 0 &&
+                       memcmp(r.hyps[i].tokens, want[i].t,
+                              (size_t)want[i].n * sizeof(strix_token)) == 0 &&
                        fabs(r.hyps[i].logprob - want[i].lp) < 1e-4;
             CHECKF(same, "%s width %d, penalty %d: %d hypotheses differ from the reference's %d",
                    name, W, pen, r.n, n_want);
