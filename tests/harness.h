@@ -15,23 +15,24 @@
 
 static int harness_pass, harness_fail;
 
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (c) {                                                                                   \
-            harness_pass++;                                                                        \
-        } else {                                                                                   \
-            harness_fail++;                                                                        \
-            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #c);                           \
-        }                                                                                          \
-    } while (0)
+/* Counts one check; prints "FAIL file:line: expr" for a failed one, ending
+ * the line unless more follows (CHECKF's message). Returns ok. */
+static inline int harness_record(int ok, const char *file, int line, const char *expr, int more)
+{
+    if (ok) {
+        harness_pass++;
+        return 1;
+    }
+    harness_fail++;
+    fprintf(stderr, "FAIL %s:%d: %s%s", file, line, expr, more ? ": " : "\n");
+    return 0;
+}
+
+#define CHECK(c) ((void)harness_record((c) ? 1 : 0, __FILE__, __LINE__, #c, 0))
 
 #define CHECKF(c, ...)                                                                             \
     do {                                                                                           \
-        if (c) {                                                                                   \
-            harness_pass++;                                                                        \
-        } else {                                                                                   \
-            harness_fail++;                                                                        \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #c);                           \
+        if (!harness_record((c) ? 1 : 0, __FILE__, __LINE__, #c, 1)) {                             \
             fprintf(stderr, __VA_ARGS__);                                                          \
             fputc('\n', stderr);                                                                   \
         }                                                                                          \

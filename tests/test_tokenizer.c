@@ -13,6 +13,7 @@
 #include "tokenize/bpe.h"
 #include "format/gguf.h"
 #include "harness.h"
+#include "utf8_check.h"
 #include "util.h"
 #include "tokenize/vocab.h"
 
@@ -85,27 +86,6 @@ static strix_token *tok(const struct vocab *v, const char *s, size_t n, int flag
         return NULL;
     }
     return out;
-}
-
-static int valid_utf8(const unsigned char *s, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        unsigned c = s[i], k = c < 0x80                 ? 1
-                               : c >= 0xC2 && c <= 0xDF ? 2
-                               : c >= 0xE0 && c <= 0xEF ? 3
-                               : c >= 0xF0 && c <= 0xF4 ? 4
-                                                        : 0;
-        if (!k || k > n - i)
-            return 0;
-        for (unsigned j = 1; j < k; j++)
-            if ((s[i + j] & 0xC0) != 0x80)
-                return 0;
-        if ((c == 0xE0 && s[i + 1] < 0xA0) || (c == 0xED && s[i + 1] > 0x9F) ||
-            (c == 0xF0 && s[i + 1] < 0x90) || (c == 0xF4 && s[i + 1] > 0x8F))
-            return 0;
-        i += k;
-    }
-    return 1;
 }
 
 /* Checks detokenize(ids) == s (s valid UTF-8). */

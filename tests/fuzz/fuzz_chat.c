@@ -20,17 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_common.h"
 #include "strix.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(c)                                                                                 \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "fuzz_chat: %s:%d: %s\n", __FILE__, __LINE__, #c);                    \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 enum { MAX_MSG = 64 };
 

@@ -22,11 +22,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../utf8_check.h"
+#include "fuzz_common.h"
 #include "format/gguf.h"
 #include "tokenize/vocab.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 enum { N_VOCABS = 5 };
 static struct vocab *vocabs[N_VOCABS];
@@ -98,33 +99,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     free(b);
     return 0;
 }
-
-static int valid_utf8(const uint8_t *s, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        const unsigned c = s[i];
-        const size_t k = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
-                                    : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
-        if (!k || k > n - i)
-            return 0;
-        for (size_t j = 1; j < k; j++)
-            if ((s[i + j] & 0xC0) != 0x80)
-                return 0;
-        if ((c == 0xE0 && s[i + 1] < 0xA0) || (c == 0xED && s[i + 1] > 0x9F) ||
-            (c == 0xF0 && s[i + 1] < 0x90) || (c == 0xF4 && s[i + 1] > 0x8F))
-            return 0;
-        i += k;
-    }
-    return 1;
-}
-
-#define REQUIRE(c)                                                                                 \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "fuzz_tokenize: %s:%d: %s\n", __FILE__, __LINE__, #c);                \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static size_t put_utf8(uint8_t *d, uint32_t c)
 {
