@@ -96,24 +96,26 @@ float dtype_vec_dot_bf16_f32(int64_t n, const void *w, const void *a)
 
 /* ---- 32-element blocks: dequantization ---- */
 
+/* One block of 32 int8 quants (Q8_0, Q8_1): w = d * q. */
+static void dequantize_q8_block(uint16_t d16, const int8_t *qs, float *dst)
+{
+    const float d = util_fp16_to_fp32(d16);
+    for (int j = 0; j < 32; j++)
+        dst[j] = d * (float)qs[j];
+}
+
 void dtype_dequantize_row_q8_0(const void *src, float *dst, int64_t n)
 {
     const struct block_q8_0 *b = src;
-    for (int64_t i = 0; i < n / QK8_0; i++) {
-        const float d = util_fp16_to_fp32(b[i].d);
-        for (int j = 0; j < QK8_0; j++)
-            dst[i * QK8_0 + j] = d * (float)b[i].qs[j];
-    }
+    for (int64_t i = 0; i < n / QK8_0; i++)
+        dequantize_q8_block(b[i].d, b[i].qs, dst + i * QK8_0);
 }
 
 void dtype_dequantize_row_q8_1(const void *src, float *dst, int64_t n)
 {
     const struct block_q8_1 *b = src;
-    for (int64_t i = 0; i < n / QK8_1; i++) {
-        const float d = util_fp16_to_fp32(b[i].d);
-        for (int j = 0; j < QK8_1; j++)
-            dst[i * QK8_1 + j] = d * (float)b[i].qs[j];
-    }
+    for (int64_t i = 0; i < n / QK8_1; i++)
+        dequantize_q8_block(b[i].d, b[i].qs, dst + i * QK8_1);
 }
 
 void dtype_dequantize_row_q4_0(const void *src, float *dst, int64_t n)
@@ -194,18 +196,21 @@ static int8_t round_i8(float v)
     return r >= 127.0f ? 127 : r <= -128.0f ? -128 : r == r ? (int8_t)r : 0;
 }
 
-/* Q8_0: d = max|x| / 127, q = round(x / d). */
+/* One block of 32 int8 quants: d = max|x| / 127, q = round(x / d); returns d. */
+static float quantize_q8_block(const float *x, int8_t *qs)
+{
+    const float d = abs_max(x, 32) / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int j = 0; j < 32; j++)
+        qs[j] = round_i8(x[j] * id);
+    return d;
+}
+
 void dtype_quantize_row_q8_0(const float *src, void *dst, int64_t n)
 {
     struct block_q8_0 *b = dst;
-    for (int64_t i = 0; i < n / QK8_0; i++) {
-        const float *x = src + i * QK8_0;
-        const float d = abs_max(x, QK8_0) / 127.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        b[i].d = util_fp32_to_fp16(d);
-        for (int j = 0; j < QK8_0; j++)
-            b[i].qs[j] = round_i8(x[j] * id);
-    }
+    for (int64_t i = 0; i < n / QK8_0; i++)
+        b[i].d = util_fp32_to_fp16(quantize_q8_block(src + i * QK8_0, b[i].qs));
 }
 
 /* Q8_1: as Q8_0, plus s = d * sum(q) for the dot products with Q4_1/Q5_1. */
@@ -213,14 +218,10 @@ void dtype_quantize_row_q8_1(const float *src, void *dst, int64_t n)
 {
     struct block_q8_1 *b = dst;
     for (int64_t i = 0; i < n / QK8_1; i++) {
-        const float *x = src + i * QK8_1;
-        const float d = abs_max(x, QK8_1) / 127.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float d = quantize_q8_block(src + i * QK8_1, b[i].qs);
         int sum = 0;
-        for (int j = 0; j < QK8_1; j++) {
-            b[i].qs[j] = round_i8(x[j] * id);
+        for (int j = 0; j < QK8_1; j++)
             sum += b[i].qs[j];
-        }
         b[i].d = util_fp32_to_fp16(d);
         b[i].s = util_fp32_to_fp16((float)sum * d);
     }

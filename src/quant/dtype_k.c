@@ -53,17 +53,14 @@ static void k4_pack_scale_min(uint8_t *sc, const int *scale, const int *min)
     }
 }
 
-/* Quant of weight j (0..255) of a Q4_K / Q5_K super-block. */
-static int k4_quant(const uint8_t *qs, int j)
+/* Quant of weight j (0..255) of a Q4_K super-block (qh NULL: 0..15) or of a
+ * Q5_K one (0..31: bit j / 32 of qh[j % 32] on top, that is bit 2c for the
+ * first half of chunk c and 2c + 1 for the second). */
+static inline int k45_quant(const uint8_t *qs, const uint8_t *qh, int j)
 {
     const int c = j / 64, l = j % 32;
-    return (j % 64) < 32 ? qs[32 * c + l] & 0x0f : qs[32 * c + l] >> 4;
-}
-
-static int k5_quant(const uint8_t *qs, const uint8_t *qh, int j)
-{
-    const int bit = j / 32; /* 2c for the first half of chunk c, 2c + 1 for the second */
-    return k4_quant(qs, j) | ((qh[j % 32] >> bit) & 1) << 4;
+    const int lo = (j % 64) < 32 ? qs[32 * c + l] & 0x0f : qs[32 * c + l] >> 4;
+    return qh ? lo | ((qh[l] >> (j / 32)) & 1) << 4 : lo;
 }
 
 /* Quant of weight j (0..255) of a Q6_K super-block, 0..63. */
@@ -75,34 +72,33 @@ static int k6_quant(const uint8_t *ql, const uint8_t *qh, int j)
     return low4 | ((qh[32 * h + l] >> (2 * k)) & 3) << 4;
 }
 
+/* One Q4_K (qh NULL) or Q5_K super-block: w = d * scale - dmin * min, per
+ * sub-block of 32. */
+static inline void dequantize_k45(uint16_t d16, uint16_t dmin16, const uint8_t *scales,
+                                  const uint8_t *qs, const uint8_t *qh, float *dst)
+{
+    const float d = util_fp16_to_fp32(d16), dmin = util_fp16_to_fp32(dmin16);
+    for (int s = 0; s < 8; s++) {
+        int sc, mn;
+        k4_scale_min(scales, s, &sc, &mn);
+        const float ds = d * (float)sc, ms = dmin * (float)mn;
+        for (int j = 32 * s; j < 32 * s + 32; j++)
+            dst[j] = ds * (float)k45_quant(qs, qh, j) - ms;
+    }
+}
+
 void dtype_dequantize_row_q4_K(const void *src, float *dst, int64_t n)
 {
     const struct block_q4_K *b = src;
-    for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
-        const float d = util_fp16_to_fp32(b[i].d), dmin = util_fp16_to_fp32(b[i].dmin);
-        for (int s = 0; s < 8; s++) {
-            int sc, mn;
-            k4_scale_min(b[i].scales, s, &sc, &mn);
-            const float ds = d * (float)sc, ms = dmin * (float)mn;
-            for (int j = 32 * s; j < 32 * s + 32; j++)
-                dst[j] = ds * (float)k4_quant(b[i].qs, j) - ms;
-        }
-    }
+    for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K)
+        dequantize_k45(b[i].d, b[i].dmin, b[i].scales, b[i].qs, NULL, dst);
 }
 
 void dtype_dequantize_row_q5_K(const void *src, float *dst, int64_t n)
 {
     const struct block_q5_K *b = src;
-    for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
-        const float d = util_fp16_to_fp32(b[i].d), dmin = util_fp16_to_fp32(b[i].dmin);
-        for (int s = 0; s < 8; s++) {
-            int sc, mn;
-            k4_scale_min(b[i].scales, s, &sc, &mn);
-            const float ds = d * (float)sc, ms = dmin * (float)mn;
-            for (int j = 32 * s; j < 32 * s + 32; j++)
-                dst[j] = ds * (float)k5_quant(b[i].qs, b[i].qh, j) - ms;
-        }
-    }
+    for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K)
+        dequantize_k45(b[i].d, b[i].dmin, b[i].scales, b[i].qs, b[i].qh, dst);
 }
 
 void dtype_dequantize_row_q6_K(const void *src, float *dst, int64_t n)
@@ -230,6 +226,31 @@ static float search_scale_min(int n, int nmax, const float *x, const float *w, u
     return best_s;
 }
 
+/* One try of search_scale_sym: levels T = round(x * is) clamped to
+ * [-nmax, nmax - 1], their least-squares scale s and its weighted error
+ * e = sum w (s T - x)^2. Returns 0 (s, e unset) where sum w T^2 is not
+ * positive (no scale fits). */
+static int fit_sym(int n, int nmax, const float *x, const float *w, float is, int8_t *T, float *s,
+                   float *e)
+{
+    float sxl = 0, sll = 0;
+    for (int i = 0; i < n; i++) {
+        T[i] = (int8_t)clampi(dtype_nearest_int(x[i] * is), -nmax, nmax - 1);
+        sxl += w[i] * x[i] * (float)T[i];
+        sll += w[i] * (float)T[i] * (float)T[i];
+    }
+    if (!(sll > 0.0f))
+        return 0;
+    *s = sxl / sll;
+    float err = 0.0f;
+    for (int i = 0; i < n; i++) {
+        const float d = *s * (float)T[i] - x[i];
+        err += w[i] * d * d;
+    }
+    *e = err;
+    return 1;
+}
+
 /*
  * Symmetric sub-block (Q6_K, nmax 32): x ~ scale * (L - nmax), L in 0..2nmax-1.
  * The level range is one longer on the negative side, so the scale may be
@@ -251,48 +272,19 @@ static float search_scale_sym(int n, int nmax, const float *x, const float *w, i
     for (int i = 0; i < n; i++)
         best_e += w[i] * x[i] * x[i];
     int8_t T[32];
+    float s, e;
     for (int k = -10; k <= 20; k++) {
         /* the extreme value on the long side, at about -nmax, or (k > 10) on
          * the short side, at about nmax - 1 */
         const float is = k <= 10 ? -((float)nmax + 0.1f * (float)k) / max
                                  : ((float)nmax - 1.0f + 0.1f * (float)(k - 15)) / max;
-        float sxl = 0, sll = 0;
-        for (int i = 0; i < n; i++) {
-            T[i] = (int8_t)clampi(dtype_nearest_int(x[i] * is), -nmax, nmax - 1);
-            sxl += w[i] * x[i] * (float)T[i];
-            sll += w[i] * (float)T[i] * (float)T[i];
-        }
-        if (!(sll > 0.0f))
-            continue;
-        /* error of the least-squares scale: sum w x^2 - sxl^2 / sll */
-        const float s = sxl / sll;
-        float e = 0.0f;
-        for (int i = 0; i < n; i++) {
-            const float d = s * (float)T[i] - x[i];
-            e += w[i] * d * d;
-        }
-        if (e < best_e) {
+        if (fit_sym(n, nmax, x, w, is, T, &s, &e) && e < best_e) {
             best_e = e, best_s = s;
             memcpy(Q, T, (size_t)n);
         }
     }
     for (int it = 0; it < 4 && best_s != 0.0f; it++) {
-        const float is = 1.0f / best_s;
-        float sxl = 0, sll = 0;
-        for (int i = 0; i < n; i++) {
-            T[i] = (int8_t)clampi(dtype_nearest_int(x[i] * is), -nmax, nmax - 1);
-            sxl += w[i] * x[i] * (float)T[i];
-            sll += w[i] * (float)T[i] * (float)T[i];
-        }
-        if (!(sll > 0.0f))
-            break;
-        const float s = sxl / sll;
-        float e = 0.0f;
-        for (int i = 0; i < n; i++) {
-            const float d = s * (float)T[i] - x[i];
-            e += w[i] * d * d;
-        }
-        if (!(e < best_e))
+        if (!fit_sym(n, nmax, x, w, 1.0f / best_s, T, &s, &e) || !(e < best_e))
             break;
         best_e = e, best_s = s;
         memcpy(Q, T, (size_t)n);
@@ -452,25 +444,31 @@ void dtype_quantize_row_q8_K(const float *src, void *dst, int64_t n)
 
 /* sum_j (d sc q_j - dmin mn) da qa_j = d da sum_s sc_s sum(q qa)
  *                                    - dmin da sum_s mn_s sum(qa), where
- * sum(qa) over a sub-block of 32 is two of the activation's bsums. */
+ * sum(qa) over a sub-block of 32 is two of the activation's bsums. This is
+ * the dot product of one Q4_K (qh NULL) or Q5_K super-block with a Q8_K one. */
+static inline float vec_dot_k45(uint16_t d16, uint16_t dmin16, const uint8_t *scales,
+                                const uint8_t *qs, const uint8_t *qh, const struct block_q8_K *y)
+{
+    int sum_q = 0, sum_m = 0;
+    for (int sb = 0; sb < 8; sb++) {
+        int sc, mn, dot = 0;
+        k4_scale_min(scales, sb, &sc, &mn);
+        for (int j = 32 * sb; j < 32 * sb + 32; j++)
+            dot += k45_quant(qs, qh, j) * y->qs[j];
+        sum_q += sc * dot;
+        sum_m += mn * (y->bsums[2 * sb] + y->bsums[2 * sb + 1]);
+    }
+    return util_fp16_to_fp32(d16) * y->d * (float)sum_q -
+           util_fp16_to_fp32(dmin16) * y->d * (float)sum_m;
+}
+
 float dtype_vec_dot_q4_K_q8_K(int64_t n, const void *w, const void *a)
 {
     const struct block_q4_K *x = w;
     const struct block_q8_K *y = a;
     float s = 0.0f;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        int sum_q = 0, sum_m = 0;
-        for (int sb = 0; sb < 8; sb++) {
-            int sc, mn, dot = 0;
-            k4_scale_min(x[i].scales, sb, &sc, &mn);
-            for (int j = 32 * sb; j < 32 * sb + 32; j++)
-                dot += k4_quant(x[i].qs, j) * y[i].qs[j];
-            sum_q += sc * dot;
-            sum_m += mn * (y[i].bsums[2 * sb] + y[i].bsums[2 * sb + 1]);
-        }
-        s += util_fp16_to_fp32(x[i].d) * y[i].d * (float)sum_q -
-             util_fp16_to_fp32(x[i].dmin) * y[i].d * (float)sum_m;
-    }
+    for (int64_t i = 0; i < n / QK_K; i++)
+        s += vec_dot_k45(x[i].d, x[i].dmin, x[i].scales, x[i].qs, NULL, &y[i]);
     return s;
 }
 
@@ -479,19 +477,8 @@ float dtype_vec_dot_q5_K_q8_K(int64_t n, const void *w, const void *a)
     const struct block_q5_K *x = w;
     const struct block_q8_K *y = a;
     float s = 0.0f;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        int sum_q = 0, sum_m = 0;
-        for (int sb = 0; sb < 8; sb++) {
-            int sc, mn, dot = 0;
-            k4_scale_min(x[i].scales, sb, &sc, &mn);
-            for (int j = 32 * sb; j < 32 * sb + 32; j++)
-                dot += k5_quant(x[i].qs, x[i].qh, j) * y[i].qs[j];
-            sum_q += sc * dot;
-            sum_m += mn * (y[i].bsums[2 * sb] + y[i].bsums[2 * sb + 1]);
-        }
-        s += util_fp16_to_fp32(x[i].d) * y[i].d * (float)sum_q -
-             util_fp16_to_fp32(x[i].dmin) * y[i].d * (float)sum_m;
-    }
+    for (int64_t i = 0; i < n / QK_K; i++)
+        s += vec_dot_k45(x[i].d, x[i].dmin, x[i].scales, x[i].qs, x[i].qh, &y[i]);
     return s;
 }
 
