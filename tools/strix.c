@@ -298,6 +298,21 @@ static int cmd_info(int argc, char **argv)
     return 0;
 }
 
+/* convert and synth: writes m to o->out as GGUF, converted to o->type if
+ * given (any type `strix quantize` writes, mixes included, --pure not
+ * implied), and frees it. */
+static void write_model(strix_model *m, const struct opts *o)
+{
+    strix_error err;
+    struct strix_quantize_params qp = strix_quantize_default_params();
+    qp.n_threads = o->n_threads;
+    if (o->type ? strix_model_quantize(m, o->out, o->type, &qp, &err)
+                : strix_model_save_gguf(m, o->out, NULL, &err))
+        die("%s", err.msg);
+    strix_model_free(m);
+    fprintf(stderr, "wrote %s\n", o->out);
+}
+
 static int cmd_convert(int argc, char **argv)
 {
     struct opts o;
@@ -306,15 +321,7 @@ static int cmd_convert(int argc, char **argv)
         die("convert needs -o OUT.gguf");
     refuse_overwrite(o.out, (const char *const[]){o.model, o.vocab}, 2);
     strix_model *m = load_model(&o, 0);
-    strix_error err;
-    /* any type `strix quantize` writes, mixes included (--pure not implied) */
-    struct strix_quantize_params qp = strix_quantize_default_params();
-    qp.n_threads = o.n_threads;
-    if (o.type ? strix_model_quantize(m, o.out, o.type, &qp, &err)
-               : strix_model_save_gguf(m, o.out, NULL, &err))
-        die("%s", err.msg);
-    strix_model_free(m);
-    fprintf(stderr, "wrote %s\n", o.out);
+    write_model(m, &o);
     return 0;
 }
 
@@ -342,14 +349,7 @@ static int cmd_synth(int argc, char **argv)
     strix_error err;
     if (strix_model_synth(&o.synth, o.model, &m, &err))
         die("%s", err.msg);
-    /* any type `strix quantize` writes, mixes included (--pure not implied) */
-    struct strix_quantize_params qp = strix_quantize_default_params();
-    qp.n_threads = o.n_threads;
-    if (o.type ? strix_model_quantize(m, o.out, o.type, &qp, &err)
-               : strix_model_save_gguf(m, o.out, NULL, &err))
-        die("%s", err.msg);
-    strix_model_free(m);
-    fprintf(stderr, "wrote %s\n", o.out);
+    write_model(m, &o);
     return 0;
 }
 
