@@ -13,6 +13,7 @@
 #include "harness.h"
 #include "kernels/kernels.h"
 #include "strix.h"
+#include "strix_dev.h"
 
 /* The kernel set: STRIX_KERNELS forces one (tests/run.sh runs the golden
  * tests under each). Prints the set in use and returns 1; returns 0 if the
@@ -47,6 +48,66 @@ static inline strix_model *load_fixture(const char *model, const char *vocab)
     strix_error err;
     int rc = strix_model_load(mp, &p, &m, &err);
     CHECKF(rc == STRIX_OK, "%s: %s", model, err.msg);
+    return m;
+}
+
+/* A context over m of n_ctx positions, batches of at most n_batch tokens and
+ * n_threads threads (0: the library's default for each); records a failure
+ * and returns NULL if it cannot be created. */
+static inline strix_context *fixture_context(const strix_model *m, int n_ctx, int n_batch,
+                                             int n_threads)
+{
+    struct strix_context_params cp = strix_context_default_params();
+    cp.n_ctx = n_ctx;
+    cp.n_batch = n_batch;
+    cp.n_threads = n_threads;
+    strix_context *c = NULL;
+    strix_error err;
+    CHECKF(strix_context_create(m, &cp, &c, &err) == STRIX_OK, "context: %s", err.msg);
+    return c;
+}
+
+/* The logits at every position of ids[0..n), n <= 256, decoded in one batch
+ * or one token at a time in a fresh fixture_context(m, n_ctx, 0, n_threads):
+ * a malloc'd (n, n_vocab) array, or NULL (never a half-filled one) with a
+ * failure recorded. */
+static inline float *fixture_logits(const strix_model *m, const strix_token *ids, int n,
+                                    int batched, int n_ctx, int n_threads)
+{
+    const size_t nv = (size_t)strix_vocab_size(m);
+    strix_context *ctx = fixture_context(m, n_ctx, 0, n_threads);
+    float *out = ctx && n > 0 && n <= 256 ? malloc((size_t)n * nv * sizeof(float)) : NULL;
+    strix_error err = {0, ""};
+    int8_t want[256];
+    memset(want, 1, sizeof want);
+    int ok = out != NULL;
+    if (ok && batched)
+        ok = strix_decode(ctx, ids, NULL, n, want, &err) == STRIX_OK;
+    for (int i = 0; ok && i < n; i++) {
+        if (!batched)
+            ok = strix_decode(ctx, ids + i, NULL, 1, NULL, &err) == STRIX_OK;
+        if (ok)
+            memcpy(out + (size_t)i * nv, strix_get_logits(ctx, batched ? i : -1),
+                   nv * sizeof(float));
+    }
+    CHECKF(ok, "decoding %d tokens (%s): %s", n, batched ? "batch" : "one by one", err.msg);
+    if (!ok) {
+        free(out);
+        out = NULL;
+    }
+    strix_context_free(ctx);
+    return out;
+}
+
+/* A random-weight model (synth params sp) with the vocabulary of fixture
+ * stories260K-ref.gguf; records a failure and returns NULL if it fails. */
+static inline strix_model *synth_fixture(const struct strix_synth_params *sp)
+{
+    char vp[4096];
+    snprintf(vp, sizeof vp, "%s", test_path("stories260K-ref.gguf"));
+    strix_model *m = NULL;
+    strix_error err;
+    CHECKF(strix_model_synth(sp, vp, &m, &err) == STRIX_OK, "synth: %s", err.msg);
     return m;
 }
 

@@ -151,14 +151,14 @@ static void test_swa_cache(void)
     strix_model *m = load_fixture("arch/phi3.gguf", NULL);
     if (!m)
         return;
-    strix_context *ctx;
+    strix_context *ctx = fixture_context(m, 128, 1, 0);
+    if (!ctx) {
+        strix_model_free(m);
+        return;
+    }
     strix_error err;
-    struct strix_context_params cp = strix_context_default_params();
-    cp.n_ctx = 128;
-    cp.n_batch = 1;
-    CHECKF(strix_context_create(m, &cp, &ctx, &err) == STRIX_OK, "%s", err.msg);
     const int cells = strix_kv_cells(ctx);
-    CHECKF(cells == m->hp.n_swa + 1 && cells < cp.n_ctx, "cache of %d cells", cells);
+    CHECKF(cells == m->hp.n_swa + 1 && cells < 128, "cache of %d cells", cells);
     char *text = test_read_file(test_path("arch/phi3.ids"), NULL);
     size_t len = 0;
     float *ref = (float *)test_read_file(test_path("arch/phi3.logits"), &len);
@@ -233,13 +233,10 @@ static void test_strix_options(void)
     struct strix_synth_params sp = strix_synth_default_params();
     sp.arch = "gpt2", sp.n_embd = 32, sp.n_ff = 64, sp.n_layer = 2, sp.n_head = 4;
     sp.n_head_kv = 4, sp.n_ctx = 64, sp.seed = 3;
-    char vp[4096];
-    snprintf(vp, sizeof vp, "%s", test_path("stories260K-ref.gguf"));
-    strix_model *pre = NULL, *post = NULL, *back = NULL;
+    strix_model *pre = synth_fixture(&sp), *post = NULL, *back = NULL;
     strix_error err;
-    CHECKF(strix_model_synth(&sp, vp, &pre, &err) == STRIX_OK, "%s", err.msg);
     sp.post_norm = 1, sp.sinusoidal = 1;
-    CHECKF(strix_model_synth(&sp, vp, &post, &err) == STRIX_OK, "%s", err.msg);
+    post = synth_fixture(&sp);
     if (!pre || !post)
         return;
     CHECK(strix_model_n_tensors(post) == strix_model_n_tensors(pre) - 1); /* no position_embd */

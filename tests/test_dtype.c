@@ -196,33 +196,6 @@ static void test_error_bounds(void)
     free(in);
 }
 
-/* Logits at every position of ids; NULL (never an unfilled buffer) if the
- * context or the decode fails. */
-static float *logits_of(const strix_model *m, const strix_token *ids, int n)
-{
-    const int nv = strix_vocab_size(m);
-    struct strix_context_params cp = strix_context_default_params();
-    cp.n_ctx = 64;
-    cp.n_threads = 2;
-    strix_context *ctx;
-    strix_error err;
-    if (n > 64 || strix_context_create(m, &cp, &ctx, &err) != STRIX_OK)
-        return NULL;
-    int8_t want[64];
-    memset(want, 1, sizeof want);
-    float *out = malloc((size_t)n * (size_t)nv * 4);
-    if (out && strix_decode(ctx, ids, NULL, n, want, &err) == STRIX_OK) {
-        for (int i = 0; i < n; i++)
-            memcpy(out + (size_t)i * (size_t)nv, strix_get_logits(ctx, i), (size_t)nv * 4);
-    } else {
-        CHECKF(0, "decode: %s", err.msg);
-        free(out);
-        out = NULL;
-    }
-    strix_context_free(ctx);
-    return out;
-}
-
 static strix_model *load_path(const char *path, const char *vocab)
 {
     struct strix_model_params p = strix_model_default_params();
@@ -299,7 +272,8 @@ static void test_model_types(void)
             printf("%-5s %d tensors byte for byte as llama.cpp quantized them\n", types[k],
                    n_same);
             if (n_type_differs == 0) {
-                float *got = logits_of(m, ids, n), *want = logits_of(theirs, ids, n);
+                float *got = fixture_logits(m, ids, n, 1, 64, 2),
+                      *want = fixture_logits(theirs, ids, n, 1, 64, 2);
                 const int nv = strix_vocab_size(m);
                 CHECKF(got && want && memcmp(got, want, (size_t)n * (size_t)nv * 4) == 0,
                        "%s: logits differ from those of llama.cpp's file", types[k]);

@@ -13,6 +13,7 @@
 
 #include <unistd.h>
 
+#include "fixtures.h"
 #include "format/gguf.h"
 #include "harness.h"
 #include "model/model.h"
@@ -173,11 +174,8 @@ int main(void)
     test_long_piece();
     struct strix_synth_params sp = strix_synth_default_params();
     sp.n_embd = 32, sp.n_ff = 64, sp.n_layer = 1, sp.n_head = 2, sp.n_head_kv = 1, sp.seed = 5;
-    char vp[4096];
-    snprintf(vp, sizeof vp, "%s", test_path("stories260K-ref.gguf"));
-    strix_model *m = NULL;
+    strix_model *m = synth_fixture(&sp);
     strix_error err;
-    CHECKF(strix_model_synth(&sp, vp, &m, &err) == STRIX_OK, "%s", err.msg);
     if (!m)
         TEST_MAIN_END();
     const int nv = strix_vocab_size(m);

@@ -136,35 +136,6 @@ static void test_golden(void)
     strix_model_free(ref);
 }
 
-/* Logits of every token of ids, decoded in one batch or one at a time. */
-static float *all_logits(const strix_model *m, const strix_token *ids, int n, int batched,
-                         int n_threads)
-{
-    const int nv = strix_vocab_size(m);
-    float *out = malloc((size_t)n * (size_t)nv * sizeof(float));
-    struct strix_context_params cp = strix_context_default_params();
-    cp.n_ctx = 64;
-    cp.n_threads = n_threads;
-    strix_context *ctx;
-    strix_error err;
-    if (strix_context_create(m, &cp, &ctx, &err))
-        return NULL;
-    if (batched) {
-        int8_t want[64];
-        memset(want, 1, sizeof want);
-        CHECK(strix_decode(ctx, ids, NULL, n, want, &err) == STRIX_OK);
-        for (int i = 0; i < n; i++)
-            memcpy(out + (size_t)i * (size_t)nv, strix_get_logits(ctx, i), (size_t)nv * 4);
-    } else {
-        for (int i = 0; i < n; i++) {
-            CHECK(strix_decode(ctx, ids + i, NULL, 1, NULL, &err) == STRIX_OK);
-            memcpy(out + (size_t)i * (size_t)nv, strix_get_logits(ctx, -1), (size_t)nv * 4);
-        }
-    }
-    strix_context_free(ctx);
-    return out;
-}
-
 static void test_batch_and_rollback(void)
 {
     strix_model *m = load_fixture("stories3M-q80.bin", "tok4096.bin");
@@ -175,9 +146,9 @@ static void test_batch_and_rollback(void)
     int n = 0;
     const char *text = "Once upon a time, there was a little dog named Max. He liked to run.";
     CHECK(strix_tokenize(m, text, strlen(text), 1, ids, 40, &n, NULL) == STRIX_OK);
-    float *a = all_logits(m, ids, n, 1, 1);
-    float *b = all_logits(m, ids, n, 0, 1);
-    float *c = all_logits(m, ids, n, 1, 2);
+    float *a = fixture_logits(m, ids, n, 1, 64, 1);
+    float *b = fixture_logits(m, ids, n, 0, 64, 1);
+    float *c = fixture_logits(m, ids, n, 1, 64, 2);
     CHECK(a && b && c);
     if (a && b && c) {
         CHECKF(memcmp(a, b, (size_t)n * (size_t)nv * 4) == 0,
@@ -186,11 +157,8 @@ static void test_batch_and_rollback(void)
     }
 
     /* roll back: decode all, truncate to 7, decode the rest again */
-    struct strix_context_params cp = strix_context_default_params();
-    cp.n_ctx = 64;
-    strix_context *ctx;
+    strix_context *ctx = fixture_context(m, 64, 0, 0);
     strix_error err;
-    CHECK(strix_context_create(m, &cp, &ctx, &err) == STRIX_OK);
     CHECK(strix_decode(ctx, ids, NULL, n, NULL, &err) == STRIX_OK);
     CHECK(strix_kv_len(ctx) == n);
     CHECK(strix_kv_truncate(ctx, 7, &err) == STRIX_OK);
@@ -319,7 +287,7 @@ static void test_neox_layout(void)
         return;
     strix_token ids[] = {1, 403, 407, 261, 378, 29};
     const int n = 6, nv = strix_vocab_size(m);
-    float *a = all_logits(m, ids, n, 1, 1);
+    float *a = fixture_logits(m, ids, n, 1, 64, 1);
     model_unpack(m); /* the packed copies would keep the old order */
     for (int l = 0; l < m->hp.n_layer; l++) {
         permute_rows(&m->layers[l].wq, m->hp.n_head, m->hp.head_dim);
@@ -327,7 +295,7 @@ static void test_neox_layout(void)
     }
     model_pack(m);
     m->hp.rope_neox = 1;
-    float *b = all_logits(m, ids, n, 1, 1);
+    float *b = fixture_logits(m, ids, n, 1, 64, 1);
     float maxdiff = 0;
     for (size_t i = 0; a && b && i < (size_t)n * (size_t)nv; i++)
         maxdiff = fmaxf(maxdiff, fabsf(a[i] - b[i]));

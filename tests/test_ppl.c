@@ -84,13 +84,13 @@ static void check_model(const char *name, strix_model *m)
         return;
     int n = 0;
     strix_token *t = corpus_tokens(m, &n);
-    struct strix_context_params cp = strix_context_default_params();
-    cp.n_ctx = NCTX;
-    cp.n_batch = NCTX;
-    cp.n_threads = 2;
-    strix_context *ctx;
+    strix_context *ctx = fixture_context(m, NCTX, NCTX, 2);
+    if (!ctx) {
+        free(t);
+        strix_model_free(m);
+        return;
+    }
     strix_error err;
-    CHECK(strix_context_create(m, &cp, &ctx, &err) == STRIX_OK);
     for (int stride = 0; stride <= 100; stride += 100) {
         struct strix_ppl_params pp = strix_ppl_default_params();
         pp.n_ctx = NCTX;
@@ -130,12 +130,8 @@ static void test_kl(void)
     test_tmpfile(q8, sizeof q8, "kl-q8");
     int n = 0;
     strix_token *t = corpus_tokens(m, &n);
-    struct strix_context_params cp = strix_context_default_params();
-    cp.n_ctx = NCTX;
-    cp.n_batch = NCTX;
-    strix_context *ctx;
+    strix_context *ctx = fixture_context(m, NCTX, NCTX, 0);
     strix_error err;
-    CHECK(strix_context_create(m, &cp, &ctx, &err) == STRIX_OK);
     struct strix_ppl_params pp = strix_ppl_default_params();
     pp.n_ctx = NCTX;
     pp.kl_save = base;
@@ -155,8 +151,7 @@ static void test_kl(void)
     CHECK(strix_model_save_gguf(m, q8, "Q8_0", &err) == STRIX_OK);
     strix_model *mq;
     CHECK(strix_model_load(q8, NULL, &mq, &err) == STRIX_OK);
-    strix_context *cq;
-    CHECK(strix_context_create(mq, &cp, &cq, &err) == STRIX_OK);
+    strix_context *cq = fixture_context(mq, NCTX, NCTX, 0);
     CHECK(strix_perplexity(mq, cq, NULL, 0, &pp, &r, &err) == STRIX_OK);
     /* llama.cpp's figures for its Q8_0 file of this model (the same bytes as
      * strix's), from tests/data/llamacpp-kld.txt; the limits are
@@ -226,18 +221,12 @@ static void test_llamacpp(void)
             continue;
         int n = 0;
         strix_token *t = corpus_tokens(m, &n);
-        struct strix_context_params cp = strix_context_default_params();
-        cp.n_ctx = n_ctx;
-        cp.n_batch = n_ctx;
-        cp.n_threads = 2;
-        strix_context *ctx = NULL;
+        strix_context *ctx = fixture_context(m, n_ctx, n_ctx, 2);
         strix_error err;
         struct strix_ppl_params pp = strix_ppl_default_params();
         pp.n_ctx = n_ctx;
         struct strix_ppl_result r;
-        int rc = strix_context_create(m, &cp, &ctx, &err);
-        if (rc == STRIX_OK)
-            rc = strix_perplexity(m, ctx, t, n, &pp, &r, &err);
+        const int rc = strix_perplexity(m, ctx, t, n, &pp, &r, &err); /* ctx NULL: an error */
         CHECKF(rc == STRIX_OK, "%s: %s", model, err.msg);
         if (rc == STRIX_OK) {
             printf("%s, n_ctx %d: %d chunks, PPL %.4f; llama-perplexity: %d chunks, %.4f\n", model,

@@ -73,19 +73,16 @@ static void run_types(const char *what, const strix_model *ref, const strix_toke
     for (int k = 0; k < n_refs; k++) {
         if (strcmp(refs[k].model, what) != 0)
             continue;
-        struct strix_context_params cp = strix_context_default_params();
-        cp.n_ctx = refs[k].n_ctx;
-        cp.n_batch = refs[k].n_ctx;
-        cp.n_threads = 2;
+        const int n_ctx = refs[k].n_ctx;
         struct strix_ppl_params pp = strix_ppl_default_params();
-        pp.n_ctx = refs[k].n_ctx;
+        pp.n_ctx = n_ctx;
         struct strix_ppl_result r;
-        strix_error err;
+        strix_error err = {0, ""};
         strix_context *ctx = NULL;
         if (n_done == 0) { /* the F32 base */
             pp.kl_save = base;
-            CHECKF(strix_context_create(ref, &cp, &ctx, &err) == STRIX_OK &&
-                       strix_perplexity(ref, ctx, ids, n, &pp, &r, &err) == STRIX_OK,
+            ctx = fixture_context(ref, n_ctx, n_ctx, 2);
+            CHECKF(ctx && strix_perplexity(ref, ctx, ids, n, &pp, &r, &err) == STRIX_OK,
                    "%s F32: %s", what, err.msg);
             strix_context_free(ctx);
             ctx = NULL;
@@ -101,9 +98,8 @@ static void run_types(const char *what, const strix_model *ref, const strix_toke
         CHECKF(strix_model_load(tmp, NULL, &m, &err) == STRIX_OK, "%s: %s", refs[k].type,
                err.msg);
         pp.kl_base = base;
-        int rc = m ? strix_context_create(m, &cp, &ctx, &err) : -1;
-        if (rc == STRIX_OK)
-            rc = strix_perplexity(m, ctx, NULL, 0, &pp, &r, &err);
+        ctx = m ? fixture_context(m, n_ctx, n_ctx, 2) : NULL;
+        const int rc = ctx ? strix_perplexity(m, ctx, NULL, 0, &pp, &r, &err) : -1;
         CHECKF(rc == STRIX_OK && r.has_kl, "%s %s: %s", what, refs[k].type, err.msg);
         if (rc == STRIX_OK && r.has_kl) {
             printf("%-10s %-6s KL %.6f (llama.cpp %.6f), same top %.2f%% (llama.cpp %.2f%%), "
@@ -210,6 +206,20 @@ static strix_token *corpus_ids(const strix_model *m, int *n)
     return ids;
 }
 
+/* run_types on model m (NULL: already recorded as a failure) over the
+ * corpus; frees m. */
+static void run_model(const char *what, strix_model *m, const struct ref_kld *refs, int n_refs)
+{
+    if (m) {
+        int n;
+        strix_token *ids = corpus_ids(m, &n);
+        if (n > 0)
+            run_types(what, m, ids, n, refs, n_refs);
+        free(ids);
+    }
+    strix_model_free(m);
+}
+
 int main(void)
 {
     test_tmpfile(tmp, sizeof tmp, "quant");
@@ -219,37 +229,17 @@ int main(void)
     const int n_refs = read_refs(refs, 64);
     CHECK(n_refs >= 12);
 
-    /* stories3M: trained weights, 192 wide (k-quants fall back to Q5_0 etc.) */
-    strix_model *m3 = load_fixture_f32("stories3M-q80.bin", "tok4096.bin"); /* exact weights */
-    if (m3) {
-        int n;
-        strix_token *ids = corpus_ids(m3, &n);
-        if (n > 0)
-            run_types("stories3M", m3, ids, n, refs, n_refs);
-        free(ids);
-    }
-    strix_model_free(m3);
-
+    /* stories3M: trained weights (the F32 copy: exact), 192 wide (k-quants fall
+     * back to Q5_0 etc.) */
+    run_model("stories3M", load_fixture_f32("stories3M-q80.bin", "tok4096.bin"), refs, n_refs);
     /* a random 256-wide model (committed; see tests/data/README.md): the
      * k-quants proper */
-    strix_model *s256 = load_fixture("llamacpp-synth256-F32.gguf", NULL);
-    if (s256) {
-        int n;
-        strix_token *ids = corpus_ids(s256, &n);
-        if (n > 0)
-            run_types("synth256", s256, ids, n, refs, n_refs);
-        free(ids);
-    }
-    strix_model_free(s256);
+    run_model("synth256", load_fixture("llamacpp-synth256-F32.gguf", NULL), refs, n_refs);
 
     /* the Q4_K_M layer rule on 8 layers of a random 256-wide model */
     struct strix_synth_params sp = strix_synth_default_params();
     sp.n_embd = 256, sp.n_ff = 512, sp.n_layer = 8, sp.n_head = 4, sp.n_head_kv = 2, sp.seed = 11;
-    char vp[4096];
-    snprintf(vp, sizeof vp, "%s", test_path("stories260K-ref.gguf"));
-    strix_model *syn = NULL;
-    strix_error err;
-    CHECKF(strix_model_synth(&sp, vp, &syn, &err) == STRIX_OK, "%s", err.msg);
+    strix_model *syn = synth_fixture(&sp);
     if (syn)
         test_mix(syn);
     strix_model_free(syn);
