@@ -52,8 +52,16 @@ static inline strix_model *load_fixture(const char *model, const char *vocab)
 }
 
 /* A context over m of n_ctx positions, batches of at most n_batch tokens and
- * n_threads threads (0: the library's default for each); records a failure
- * and returns NULL if it cannot be created. */
+ * n_threads threads (0: the library's default for each), or with the
+ * parameters cp; records a failure and returns NULL if it cannot be created. */
+static inline strix_context *fixture_context_with(const strix_model *m,
+                                                  const struct strix_context_params *cp)
+{
+    strix_context *c = NULL;
+    strix_error err;
+    CHECKF(strix_context_create(m, cp, &c, &err) == STRIX_OK, "context: %s", err.msg);
+    return c;
+}
 static inline strix_context *fixture_context(const strix_model *m, int n_ctx, int n_batch,
                                              int n_threads)
 {
@@ -61,10 +69,7 @@ static inline strix_context *fixture_context(const strix_model *m, int n_ctx, in
     cp.n_ctx = n_ctx;
     cp.n_batch = n_batch;
     cp.n_threads = n_threads;
-    strix_context *c = NULL;
-    strix_error err;
-    CHECKF(strix_context_create(m, &cp, &c, &err) == STRIX_OK, "context: %s", err.msg);
-    return c;
+    return fixture_context_with(m, &cp);
 }
 
 /* The logits at every position of ids[0..n), n <= 256, decoded in one batch
@@ -220,6 +225,22 @@ static inline int read_ids(const char *name, strix_token *ids, int cap)
     }
     free(text);
     return n;
+}
+
+/* A logits fixture (raw little-endian float32, n positions x nv): a malloc'd
+ * copy, or NULL with a failure recorded if it cannot be read or holds another
+ * number of values. */
+static inline float *read_logits(const char *name, int n, int nv)
+{
+    size_t len = 0;
+    float *ref = (float *)test_read_file(test_path(name), &len);
+    const size_t want = (size_t)n * (size_t)nv * sizeof(float);
+    CHECKF(ref && len == want, "%s: %zu bytes for %d x %d float32", name, len, n, nv);
+    if (ref && len != want) {
+        free(ref);
+        ref = NULL;
+    }
+    return ref;
 }
 
 /* Index of the largest of n values (the first, on ties). */
