@@ -72,16 +72,14 @@ static inline strix_context *fixture_context(const strix_model *m, int n_ctx, in
     return fixture_context_with(m, &cp);
 }
 
-/* The logits at every position of ids[0..n), n <= 256, decoded in one batch
- * or one token at a time in a fresh fixture_context(m, n_ctx, 0, n_threads):
- * a malloc'd (n, n_vocab) array, or NULL (never a half-filled one) with a
+/* The logits at every position of ids[0..n), n <= 256, decoded into ctx
+ * (from position 0 of sequence 0) in one batch or one token at a time: a
+ * malloc'd (n, n_vocab) array, or NULL (never a half-filled one) with a
  * failure recorded. */
-static inline float *fixture_logits(const strix_model *m, const strix_token *ids, int n,
-                                    int batched, int n_ctx, int n_threads)
+static inline float *decode_logits(strix_context *ctx, int nv, const strix_token *ids, int n,
+                                   int batched)
 {
-    const size_t nv = (size_t)strix_vocab_size(m);
-    strix_context *ctx = fixture_context(m, n_ctx, 0, n_threads);
-    float *out = ctx && n > 0 && n <= 256 ? malloc((size_t)n * nv * sizeof(float)) : NULL;
+    float *out = ctx && n > 0 && n <= 256 ? malloc((size_t)n * (size_t)nv * sizeof(float)) : NULL;
     strix_error err = {0, ""};
     int8_t want[256];
     memset(want, 1, sizeof want);
@@ -92,14 +90,23 @@ static inline float *fixture_logits(const strix_model *m, const strix_token *ids
         if (!batched)
             ok = strix_decode(ctx, ids + i, NULL, 1, NULL, &err) == STRIX_OK;
         if (ok)
-            memcpy(out + (size_t)i * nv, strix_get_logits(ctx, batched ? i : -1),
-                   nv * sizeof(float));
+            memcpy(out + (size_t)i * (size_t)nv, strix_get_logits(ctx, batched ? i : -1),
+                   (size_t)nv * sizeof(float));
     }
     CHECKF(ok, "decoding %d tokens (%s): %s", n, batched ? "batch" : "one by one", err.msg);
     if (!ok) {
         free(out);
         out = NULL;
     }
+    return out;
+}
+
+/* decode_logits in a fresh fixture_context(m, n_ctx, 0, n_threads). */
+static inline float *fixture_logits(const strix_model *m, const strix_token *ids, int n,
+                                    int batched, int n_ctx, int n_threads)
+{
+    strix_context *ctx = fixture_context(m, n_ctx, 0, n_threads);
+    float *out = decode_logits(ctx, strix_vocab_size(m), ids, n, batched);
     strix_context_free(ctx);
     return out;
 }
