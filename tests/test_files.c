@@ -53,6 +53,15 @@ static void put_s(struct bytes *o, const char *s)
     o->n += strlen(s);
 }
 
+/* The value of a GGUF array of n strings. */
+static void put_strs(struct bytes *o, int n, const char *const *s)
+{
+    put_le(o, GGUF_VT_STR, 4);
+    put_le(o, (uint64_t)n, 8);
+    for (int i = 0; i < n; i++)
+        put_s(o, s[i]);
+}
+
 struct extra {
     const char *key;
     uint32_t type;
@@ -97,12 +106,8 @@ static void make_extras(void)
             put_le(b, t == GGUF_VT_BOOL ? (uint64_t)(i & 1) : v + (uint64_t)i, sizes[t]);
     }
     put_s(add_extra("custom.str", GGUF_VT_STR), "a value with spaces, ümlauts and \"quotes\"");
-    b = add_extra("custom.arr.str", GGUF_VT_ARR);
-    put_le(b, GGUF_VT_STR, 4);
-    put_le(b, 3, 8);
-    put_s(b, "one");
-    put_s(b, "");
-    put_s(b, "three");
+    put_strs(add_extra("custom.arr.str", GGUF_VT_ARR), 3,
+             (const char *const[]){"one", "", "three"});
     b = add_extra("custom.arr.empty", GGUF_VT_ARR);
     put_le(b, GGUF_VT_I32, 4);
     put_le(b, 0, 8);
@@ -127,11 +132,7 @@ static void make_extras(void)
     put_le(add_extra("tokenizer.ggml.add_eos_token", GGUF_VT_BOOL), 0, 1);
     put_s(add_extra("general.author", GGUF_VT_STR), "someone");
     put_s(add_extra("general.license", GGUF_VT_STR), "MIT");
-    b = add_extra("general.tags", GGUF_VT_ARR);
-    put_le(b, GGUF_VT_STR, 4);
-    put_le(b, 2, 8);
-    put_s(b, "story");
-    put_s(b, "tiny");
+    put_strs(add_extra("general.tags", GGUF_VT_ARR), 2, (const char *const[]){"story", "tiny"});
     /* rewritten by every conversion */
     put_le(add_extra("general.quantization_version", GGUF_VT_U32), 1, 4);
 }
