@@ -563,33 +563,49 @@ const struct gguf_tensor *gguf_find_tensor(const gguf *g, const char *name)
 
 /* ---- typed getters ---- */
 
-static const struct gguf_kv *get_kv(const gguf *g, const char *key, int required, int *rc,
-                                    strix_error *err)
-{
-    const struct gguf_kv *kv = gguf_find_kv(g, key);
-    if (kv)
-        *rc = STRIX_OK;
-    else if (required)
-        *rc = err_set(err, STRIX_ERR_FORMAT, "gguf: required key '%s' is missing", key);
-    else
-        *rc = STRIX_ERR_ARG;
-    return kv;
-}
-
 static int wrong_type(const struct gguf_kv *kv, const char *key, const char *want, strix_error *err)
 {
     return err_set(err, STRIX_ERR_FORMAT, "gguf: key '%s' is %s %s, expected %s", key,
                    kv->type == GGUF_VT_ARR ? "an" : "a", vt_name(kv->type), want);
 }
 
+static int vt_is_bool(uint32_t t)
+{
+    return t == GGUF_VT_BOOL;
+}
+static int vt_is_str(uint32_t t)
+{
+    return t == GGUF_VT_STR;
+}
+
+/* The getters' lookup: key's pair, with *rc = STRIX_OK, if it is present and
+ * type_ok accepts its type; otherwise NULL with *rc = STRIX_ERR_FORMAT (and a
+ * message naming `want`) for a pair of another type or a required key that
+ * is missing, or STRIX_ERR_ARG (no message) for an optional one. */
+static const struct gguf_kv *get_kv(const gguf *g, const char *key, int required,
+                                    int (*type_ok)(uint32_t), const char *want, int *rc,
+                                    strix_error *err)
+{
+    const struct gguf_kv *kv = gguf_find_kv(g, key);
+    if (!kv) {
+        *rc = required ? err_set(err, STRIX_ERR_FORMAT, "gguf: required key '%s' is missing", key)
+                       : STRIX_ERR_ARG;
+        return NULL;
+    }
+    if (!type_ok(kv->type)) {
+        *rc = wrong_type(kv, key, want, err);
+        return NULL;
+    }
+    *rc = STRIX_OK;
+    return kv;
+}
+
 int gguf_get_u32(const gguf *g, const char *key, int required, uint32_t *out, strix_error *err)
 {
     int rc;
-    const struct gguf_kv *kv = get_kv(g, key, required, &rc, err);
+    const struct gguf_kv *kv = get_kv(g, key, required, vt_is_int, "an integer", &rc, err);
     if (!kv)
         return rc;
-    if (!vt_is_int(kv->type))
-        return wrong_type(kv, key, "an integer", err);
     int sgn = vt_is_signed(kv->type);
     if (sgn && (kv->i < 0 || kv->i > (int64_t)UINT32_MAX))
         return err_set(err, STRIX_ERR_FORMAT, "gguf: key '%s' = %lld does not fit in u32", key,
@@ -604,11 +620,9 @@ int gguf_get_u32(const gguf *g, const char *key, int required, uint32_t *out, st
 int gguf_get_f32(const gguf *g, const char *key, int required, float *out, strix_error *err)
 {
     int rc;
-    const struct gguf_kv *kv = get_kv(g, key, required, &rc, err);
+    const struct gguf_kv *kv = get_kv(g, key, required, vt_is_float, "f32 or f64", &rc, err);
     if (!kv)
         return rc;
-    if (!vt_is_float(kv->type))
-        return wrong_type(kv, key, "f32 or f64", err);
     if (isfinite(kv->f) && fabs(kv->f) > FLT_MAX)
         return err_set(err, STRIX_ERR_FORMAT, "gguf: key '%s' = %g does not fit in f32", key,
                        kv->f);
@@ -619,26 +633,20 @@ int gguf_get_f32(const gguf *g, const char *key, int required, float *out, strix
 int gguf_get_bool(const gguf *g, const char *key, int required, int *out, strix_error *err)
 {
     int rc;
-    const struct gguf_kv *kv = get_kv(g, key, required, &rc, err);
-    if (!kv)
-        return rc;
-    if (kv->type != GGUF_VT_BOOL)
-        return wrong_type(kv, key, "a bool", err);
-    *out = kv->u != 0;
-    return STRIX_OK;
+    const struct gguf_kv *kv = get_kv(g, key, required, vt_is_bool, "a bool", &rc, err);
+    if (kv)
+        *out = kv->u != 0;
+    return rc;
 }
 
 int gguf_get_str(const gguf *g, const char *key, int required, struct gguf_str *out,
                  strix_error *err)
 {
     int rc;
-    const struct gguf_kv *kv = get_kv(g, key, required, &rc, err);
-    if (!kv)
-        return rc;
-    if (kv->type != GGUF_VT_STR)
-        return wrong_type(kv, key, "a string", err);
-    *out = kv->str;
-    return STRIX_OK;
+    const struct gguf_kv *kv = get_kv(g, key, required, vt_is_str, "a string", &rc, err);
+    if (kv)
+        *out = kv->str;
+    return rc;
 }
 
 const struct gguf_kv *gguf_get_arr(const gguf *g, const char *key, uint32_t elem_type,
