@@ -79,6 +79,15 @@ static inline char *test_read_file(const char *path, size_t *len)
     return b;
 }
 
+/* Fixture `name` read whole (as test_read_file); NULL, with a failure
+ * recorded, if it cannot be read. */
+static inline char *read_fixture(const char *name, size_t *len)
+{
+    char *b = test_read_file(test_path(name), len);
+    CHECKF(b != NULL, "cannot read fixture %s", name);
+    return b;
+}
+
 #if defined(_POSIX_C_SOURCE) && _POSIX_C_SOURCE >= 200809L
 #include <unistd.h>
 /* Creates an empty file with a unique name under $TMPDIR (default /tmp),

@@ -21,8 +21,7 @@ static const struct strix_chat_msg conv[] = {
 static void test_golden(void)
 {
     size_t len;
-    char *g = test_read_file(test_path("llamacpp-chat-templates.txt"), &len);
-    CHECK(g != NULL);
+    char *g = read_fixture("llamacpp-chat-templates.txt", &len);
     if (!g)
         return;
     int n_cases = 0;
@@ -117,8 +116,7 @@ static void test_published(void)
         {"mistralai/Mistral-Large-Instruct-2411 (mistralai 'v7' template)", "mistral-v7"},
     };
     size_t len = 0;
-    char *g = test_read_file(test_path("llamacpp-chat-published.txt"), &len);
-    CHECK(g != NULL);
+    char *g = read_fixture("llamacpp-chat-published.txt", &len);
     if (!g)
         return;
     const char *end = g + len;

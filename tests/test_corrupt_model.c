@@ -66,8 +66,7 @@ static uint64_t next_rand(void)
 static void test_l2c_legacy(void)
 {
     size_t len;
-    uint8_t *buf = (uint8_t *)test_read_file(test_path("stories260K.bin"), &len);
-    CHECK(buf != NULL);
+    uint8_t *buf = (uint8_t *)read_fixture("stories260K.bin", &len);
     if (!buf)
         return;
     CHECK(try_load(buf, len, "tok512.bin", "intact") == STRIX_OK);
@@ -133,8 +132,7 @@ static void test_l2c_legacy(void)
 static void test_l2c_v2(void)
 {
     size_t len;
-    uint8_t *buf = (uint8_t *)test_read_file(test_path("shakespeare_q80.bin"), &len);
-    CHECK(buf != NULL);
+    uint8_t *buf = (uint8_t *)read_fixture("shakespeare_q80.bin", &len);
     if (!buf)
         return;
     CHECK(try_load(buf, len, "byte_tokenizer.bin", "intact") == STRIX_OK);

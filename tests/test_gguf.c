@@ -93,8 +93,7 @@ static unsigned walk(const gguf *g)
 static void test_fixtures(void)
 {
     size_t n;
-    uint8_t *buf = (uint8_t *)test_read_file(test_path("stories260K-ref.gguf"), &n);
-    CHECK(buf != NULL);
+    uint8_t *buf = (uint8_t *)read_fixture("stories260K-ref.gguf", &n);
     if (!buf)
         return;
     gguf *g = NULL;
@@ -143,8 +142,7 @@ static void test_fixtures(void)
 
     static const char *const vocabs[] = {"ggml-vocab-llama-spm.gguf", "ggml-vocab-phi-3.gguf"};
     for (int v = 0; v < 2; v++) {
-        buf = (uint8_t *)test_read_file(test_path(vocabs[v]), &n);
-        CHECK(buf != NULL);
+        buf = (uint8_t *)read_fixture(vocabs[v], &n);
         if (!buf)
             continue;
         rc = gguf_parse(buf, n, &g, &e);

@@ -74,8 +74,7 @@ static char *generate(const strix_model *m, const char *prompt, int n_steps, int
 static void check_golden(const strix_model *m, const char *what, const char *prompt, int n_steps,
                          const char *golden_file)
 {
-    char *golden = test_read_file(test_path(golden_file), NULL);
-    CHECKF(golden != NULL, "missing %s", golden_file);
+    char *golden = read_fixture(golden_file, NULL);
     if (!golden || !m)
         return;
     size_t gl = strlen(golden);

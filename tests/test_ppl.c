@@ -21,8 +21,7 @@
 static strix_token *corpus_tokens(const strix_model *m, int *n)
 {
     size_t len;
-    char *text = test_read_file(test_path("tinystories-valid-4k.txt"), &len);
-    CHECK(text != NULL);
+    char *text = read_fixture("tinystories-valid-4k.txt", &len);
     if (!text)
         return NULL;
     strix_token *ids = malloc((len + 8) * sizeof *ids);
@@ -202,8 +201,7 @@ static void test_kl(void)
  */
 static void test_llamacpp(void)
 {
-    char *text = test_read_file(test_path("llamacpp-ppl.txt"), NULL);
-    CHECK(text != NULL);
+    char *text = read_fixture("llamacpp-ppl.txt", NULL);
     int n_cases = 0;
     for (char *line = text, *next; line && *line; line = next) {
         next = strchr(line, '\n');

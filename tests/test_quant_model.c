@@ -36,8 +36,7 @@ struct ref_kld {
 
 static int read_refs(struct ref_kld *r, int cap)
 {
-    char *text = test_read_file(test_path("llamacpp-kld.txt"), NULL);
-    CHECK(text != NULL);
+    char *text = read_fixture("llamacpp-kld.txt", NULL);
     int n = 0;
     for (char *line = text, *next; line && *line && n < cap; line = next) {
         next = strchr(line, '\n');

@@ -239,8 +239,7 @@ static int dist_of(const struct strix_sampler_params *sp, const float *l, int nv
 static void test_default_order(void)
 {
     size_t len = 0;
-    char *fix = test_read_file(test_path("llamacpp-sampler-order.txt"), &len);
-    CHECKF(fix != NULL, "cannot read llamacpp-sampler-order.txt");
+    char *fix = read_fixture("llamacpp-sampler-order.txt", &len);
     if (!fix)
         return;
     static const char *const known[] = {"penalties", "top_k", "typical_p", "top_p", "min_p",

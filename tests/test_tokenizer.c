@@ -28,9 +28,7 @@ static double now(void)
 
 static uint8_t *read_data(const char *name, size_t *len)
 {
-    uint8_t *b = (uint8_t *)test_read_file(test_path(name), len);
-    CHECKF(b != NULL, "cannot read %s", test_path(name));
-    return b;
+    return (uint8_t *)read_fixture(name, len);
 }
 
 static struct vocab *load_l2c(const char *name, int n_vocab)
