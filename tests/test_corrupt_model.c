@@ -63,6 +63,31 @@ static uint64_t next_rand(void)
     return rng;
 }
 
+/* buf cut at 60 random lengths: none may load. */
+static void expect_cuts_fail(const uint8_t *buf, size_t len, const char *vocab, const char *tag)
+{
+    char what[64];
+    for (int i = 0; i < 60; i++) {
+        size_t cut = (size_t)(next_rand() % len);
+        snprintf(what, sizeof what, "%s cut at %zu", tag, cut);
+        expect_fail(buf, cut, vocab, what);
+    }
+}
+
+/* A copy of buf with the `width` bytes at off replaced by v's: it may not load. */
+static void expect_patch_fails(const uint8_t *buf, size_t len, size_t off, const void *v,
+                               size_t width, const char *vocab, const char *what)
+{
+    uint8_t *c = malloc(len);
+    CHECK(c != NULL);
+    if (!c)
+        return;
+    memcpy(c, buf, len);
+    memcpy(c + off, v, width);
+    expect_fail(c, len, vocab, what);
+    free(c);
+}
+
 static void test_l2c_legacy(void)
 {
     size_t len;
@@ -86,11 +111,7 @@ static void test_l2c_legacy(void)
         off += sizes[i] * 4;
     }
     CHECK(off == len);
-    for (int i = 0; i < 60; i++) {
-        size_t cut = (size_t)(next_rand() % len);
-        snprintf(what, sizeof what, "legacy cut at %zu", cut);
-        expect_fail(buf, cut, "tok512.bin", what);
-    }
+    expect_cuts_fail(buf, len, "tok512.bin", "legacy");
     expect_fail(buf, 0, NULL, "empty file");
     /* extra bytes at the end */
     uint8_t *big = malloc(len + 8);
@@ -105,12 +126,8 @@ static void test_l2c_legacy(void)
     const int32_t bad[] = {0, -1, 3, 1 << 30, INT32_MIN, 7};
     for (int field = 0; field < 7; field++) {
         for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
-            uint8_t *c = malloc(len);
-            memcpy(c, buf, len);
-            memcpy(c + 4 * field, &bad[b], 4);
             snprintf(what, sizeof what, "legacy header field %d = %d", field, bad[b]);
-            expect_fail(c, len, "tok512.bin", what);
-            free(c);
+            expect_patch_fails(buf, len, 4 * (size_t)field, &bad[b], 4, "tok512.bin", what);
         }
     }
     /* a wrong vocabulary for the model */
@@ -136,12 +153,7 @@ static void test_l2c_v2(void)
     if (!buf)
         return;
     CHECK(try_load(buf, len, "byte_tokenizer.bin", "intact") == STRIX_OK);
-    char what[64];
-    for (int i = 0; i < 60; i++) {
-        size_t cut = (size_t)(next_rand() % len);
-        snprintf(what, sizeof what, "v2 cut at %zu", cut);
-        expect_fail(buf, cut, "byte_tokenizer.bin", what);
-    }
+    expect_cuts_fail(buf, len, "byte_tokenizer.bin", "v2");
     const size_t cuts[] = {4, 8, 36, 37, 41, 255, 256};
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++)
         expect_fail(buf, cuts[i], "byte_tokenizer.bin", "v2 header cut");
@@ -153,12 +165,10 @@ static void test_l2c_v2(void)
                    {37, -64, 4}, {37, 1 << 30, 4}, {36, 2, 1}, {8, 0, 4},  {8, 1 << 30, 4},
                    {20, 7, 4},   {28, -259, 4},    {28, 0, 4}};
     for (size_t i = 0; i < sizeof patches / sizeof patches[0]; i++) {
-        uint8_t *c = malloc(len);
-        memcpy(c, buf, len);
-        memcpy(c + patches[i].off, &patches[i].v, (size_t)patches[i].width);
+        char what[64];
         snprintf(what, sizeof what, "v2 patch %zu at %zu", i, patches[i].off);
-        expect_fail(c, len, "byte_tokenizer.bin", what);
-        free(c);
+        expect_patch_fails(buf, len, patches[i].off, &patches[i].v, (size_t)patches[i].width,
+                           "byte_tokenizer.bin", what);
     }
     free(buf);
 }
