@@ -234,30 +234,46 @@ static size_t pack_bytes_q8_0(int rows, int cols)
     return cols / 32 > MAXNB ? 0 : packed_size(rows, cols / 32, Q8_PACKED);
 }
 
-static void pack_blocks(const void *src, size_t stride, int rows, int cols, uint8_t *dst, int q8)
+/* The loop every packed layout shares: for group g of GROUP rows and block b
+ * of nb, the rows' blocks (`bytes` each) go through put_block(blk, i, out), i
+ * the row in the group, into the `per` bytes of (g, b). */
+AI void pack_groups(const void *src, size_t stride, int rows, int nb, size_t bytes, size_t per,
+                    uint8_t *dst, void (*put_block)(const uint8_t *blk, int i, uint8_t *out))
 {
-    const int nb = cols / 32, bytes = q8 ? 34 : 18, size = q8 ? Q8_PACKED : Q4_PACKED;
     for (int g = 0; g < rows / GROUP; g++)
         for (int b = 0; b < nb; b++) {
-            uint8_t *out = dst + ((size_t)g * (size_t)nb + (size_t)b) * (size_t)size;
-            for (int i = 0; i < GROUP; i++) {
-                const uint8_t *blk = row_block(src, stride, g, i, b, (size_t)bytes);
-                __builtin_memcpy(out + 2 * i, blk, 2);
-                for (int m = 0; m < (q8 ? 8 : 4); m++)
-                    for (int k = 0; k < 4; k++)
-                        out[32 + 64 * m + 4 * i + k] = (uint8_t)(blk[2 + 4 * m + k] ^ (q8 ? 0x80 : 0));
-            }
+            uint8_t *out = dst + ((size_t)g * (size_t)nb + (size_t)b) * per;
+            for (int i = 0; i < GROUP; i++)
+                put_block(row_block(src, stride, g, i, b, bytes), i, out);
         }
+}
+
+AI void put_q_0(const uint8_t *blk, int i, uint8_t *out, int q8)
+{
+    __builtin_memcpy(out + 2 * i, blk, 2);
+    for (int m = 0; m < (q8 ? 8 : 4); m++)
+        for (int k = 0; k < 4; k++)
+            out[32 + 64 * m + 4 * i + k] = (uint8_t)(blk[2 + 4 * m + k] ^ (q8 ? 0x80 : 0));
+}
+
+static void put_q4_0(const uint8_t *blk, int i, uint8_t *out)
+{
+    put_q_0(blk, i, out, 0);
+}
+
+static void put_q8_0(const uint8_t *blk, int i, uint8_t *out)
+{
+    put_q_0(blk, i, out, 1);
 }
 
 static void pack_q4_0(const void *src, size_t stride, int rows, int cols, uint8_t *dst)
 {
-    pack_blocks(src, stride, rows, cols, dst, 0);
+    pack_groups(src, stride, rows, cols / 32, 18, Q4_PACKED, dst, put_q4_0);
 }
 
 static void pack_q8_0(const void *src, size_t stride, int rows, int cols, uint8_t *dst)
 {
-    pack_blocks(src, stride, rows, cols, dst, 1);
+    pack_groups(src, stride, rows, cols / 32, 34, Q8_PACKED, dst, put_q8_0);
 }
 
 /* Activation side of a token tile, per block: scale and sum of the quants. */
@@ -579,35 +595,45 @@ static void act_q8_0(const float *x, void *dst, int cols)
         }                                                                                          \
     }
 
+/* The Q8_K blocks b of the tile's tokens t0 .. t0 + T - 1 (lanes past T
+ * repeat token t0, so their loads stay in bounds), and their integer sums
+ * zeroed. */
+AI void q8k_tile(const uint8_t *a, size_t as, int t0, int T, int b, const struct block_q8_K **ab,
+                 __m512i *is)
+{
+    _Pragma("GCC unroll 4") for (int t = 0; t < GTK; t++) {
+        ab[t] = (const struct block_q8_K *)(a + (size_t)(t0 + (t < T ? t : 0)) * as) + b;
+        is[t] = _mm512_setzero_si512();
+    }
+}
+
 static size_t pack_bytes_q4_K(int rows, int cols)
 {
     return packed_size(rows, cols / QK_K, QK_PACKED);
 }
 
+static void put_q4_K(const uint8_t *bytes, int i, uint8_t *out)
+{
+    const struct block_q4_K *blk = (const struct block_q4_K *)(const void *)bytes;
+    int16_t sc[8], mn[8];
+    q4k_scales(blk->scales, sc, mn);
+    __builtin_memcpy(out + 2 * i, &blk->d, 2);
+    __builtin_memcpy(out + 32 + 2 * i, &blk->dmin, 2);
+    for (int k = 0; k < 8; k++)
+        out[QK_SC + 16 * k + i] = (uint8_t)sc[k];
+    for (int p = 0; p < 4; p++) {
+        __builtin_memcpy(out + QK_MN + 64 * p + 4 * i, &mn[2 * p], 2);
+        __builtin_memcpy(out + QK_MN + 64 * p + 4 * i + 2, &mn[2 * p + 1], 2);
+    }
+    for (int c = 0; c < 4; c++)
+        for (int m = 0; m < 8; m++)
+            __builtin_memcpy(out + QK_Q + 512 * c + 64 * m + 4 * i, blk->qs + 32 * c + 4 * m, 4);
+}
+
 static void pack_q4_K(const void *src, size_t stride, int rows, int cols, uint8_t *dst)
 {
-    const int nb = cols / QK_K;
-    for (int g = 0; g < rows / GROUP; g++)
-        for (int b = 0; b < nb; b++) {
-            uint8_t *out = dst + ((size_t)g * (size_t)nb + (size_t)b) * QK_PACKED;
-            for (int i = 0; i < GROUP; i++) {
-                const struct block_q4_K *blk = (const struct block_q4_K *)(const void *)row_block(
-                    src, stride, g, i, b, sizeof(struct block_q4_K));
-                int16_t sc[8], mn[8];
-                q4k_scales(blk->scales, sc, mn);
-                __builtin_memcpy(out + 2 * i, &blk->d, 2);
-                __builtin_memcpy(out + 32 + 2 * i, &blk->dmin, 2);
-                for (int k = 0; k < 8; k++)
-                    out[QK_SC + 16 * k + i] = (uint8_t)sc[k];
-                for (int p = 0; p < 4; p++) {
-                    __builtin_memcpy(out + QK_MN + 64 * p + 4 * i, &mn[2 * p], 2);
-                    __builtin_memcpy(out + QK_MN + 64 * p + 4 * i + 2, &mn[2 * p + 1], 2);
-                }
-                for (int c = 0; c < 4; c++)
-                    for (int m = 0; m < 8; m++)
-                        __builtin_memcpy(out + QK_Q + 512 * c + 64 * m + 4 * i, blk->qs + 32 * c + 4 * m, 4);
-            }
-        }
+    pack_groups(src, stride, rows, cols / QK_K, sizeof(struct block_q4_K), QK_PACKED, dst,
+                put_q4_K);
 }
 
 AI void packed_group_q4_K(const uint8_t *g, int nb, const uint8_t *a, size_t as, int t0, int T,
@@ -622,10 +648,7 @@ AI void packed_group_q4_K(const uint8_t *g, int nb, const uint8_t *a, size_t as,
             _mm_prefetch((const char *)(blk + 2 * QK_PACKED + l), _MM_HINT_T0);
         const struct block_q8_K *ab[GTK];
         __m512i is[GTK];
-        _Pragma("GCC unroll 4") for (int t = 0; t < GTK; t++) {
-            ab[t] = (const struct block_q8_K *)(a + (size_t)(t0 + (t < T ? t : 0)) * as) + b;
-            is[t] = _mm512_setzero_si512();
-        }
+        q8k_tile(a, as, t0, T, b, ab, is);
         _Pragma("GCC unroll 1") for (int c = 0; c < 4; c++) {
             __m512i lo[8], hi[8];
             _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++) {
@@ -685,27 +708,25 @@ static size_t pack_bytes_q6_K(int rows, int cols)
     return packed_size(rows, cols / QK_K, Q6_PACKED);
 }
 
+static void put_q6_K(const uint8_t *bytes, int i, uint8_t *out)
+{
+    const struct block_q6_K *blk = (const struct block_q6_K *)(const void *)bytes;
+    __builtin_memcpy(out + 2 * i, &blk->d, 2);
+    for (int k = 0; k < 16; k++)
+        out[Q6_SC + 16 * k + i] = (uint8_t)blk->scales[k];
+    for (int j = 0; j < QK_K; j++) {
+        const int h = j / 128, e = j % 128, k = e / 32, l = e % 32;
+        const uint8_t lo = blk->ql[64 * h + 32 * (k & 1) + l];
+        const int q = (k < 2 ? lo & 0x0f : lo >> 4) | ((blk->qh[32 * h + l] >> (2 * k)) & 3) << 4;
+        /* sub-block j / 16, dword (j % 16) / 4, byte j % 4 of row i */
+        out[Q6_Q + 64 * (j / 4) + 4 * i + j % 4] = (uint8_t)q;
+    }
+}
+
 static void pack_q6_K(const void *src, size_t stride, int rows, int cols, uint8_t *dst)
 {
-    const int nb = cols / QK_K;
-    for (int g = 0; g < rows / GROUP; g++)
-        for (int b = 0; b < nb; b++) {
-            uint8_t *out = dst + ((size_t)g * (size_t)nb + (size_t)b) * Q6_PACKED;
-            for (int i = 0; i < GROUP; i++) {
-                const struct block_q6_K *blk = (const struct block_q6_K *)(const void *)row_block(
-                    src, stride, g, i, b, sizeof(struct block_q6_K));
-                __builtin_memcpy(out + 2 * i, &blk->d, 2);
-                for (int k = 0; k < 16; k++)
-                    out[Q6_SC + 16 * k + i] = (uint8_t)blk->scales[k];
-                for (int j = 0; j < QK_K; j++) {
-                    const int h = j / 128, e = j % 128, k = e / 32, l = e % 32;
-                    const uint8_t lo = blk->ql[64 * h + 32 * (k & 1) + l];
-                    const int q = (k < 2 ? lo & 0x0f : lo >> 4) | ((blk->qh[32 * h + l] >> (2 * k)) & 3) << 4;
-                    /* sub-block j / 16, dword (j % 16) / 4, byte j % 4 of row i */
-                    out[Q6_Q + 64 * (j / 4) + 4 * i + j % 4] = (uint8_t)q;
-                }
-            }
-        }
+    pack_groups(src, stride, rows, cols / QK_K, sizeof(struct block_q6_K), Q6_PACKED, dst,
+                put_q6_K);
 }
 
 AI void packed_group_q6_K(const uint8_t *g, int nb, const uint8_t *a, size_t as, int t0, int T,
@@ -717,10 +738,7 @@ AI void packed_group_q6_K(const uint8_t *g, int nb, const uint8_t *a, size_t as,
         const uint8_t *blk = g + (size_t)b * Q6_PACKED;
         const struct block_q8_K *ab[GTK];
         __m512i is[GTK];
-        _Pragma("GCC unroll 4") for (int t = 0; t < GTK; t++) {
-            ab[t] = (const struct block_q8_K *)(a + (size_t)(t0 + (t < T ? t : 0)) * as) + b;
-            is[t] = _mm512_setzero_si512();
-        }
+        q8k_tile(a, as, t0, T, b, ab, is);
         _Pragma("GCC unroll 1") for (int sb = 0; sb < 16; sb++) {
             const uint8_t *wq = blk + Q6_Q + 256 * sb;
             _Pragma("GCC unroll 4") for (int l = 0; l < 256; l += 64)
