@@ -88,13 +88,22 @@ static void expect_patch_fails(const uint8_t *buf, size_t len, size_t off, const
     free(c);
 }
 
+/* Fixture `name`, which must load intact with tokenizer fixture `vocab`
+ * before its corrupt copies can say anything; NULL if it cannot be read. */
+static uint8_t *read_intact(const char *name, const char *vocab, size_t *len)
+{
+    uint8_t *buf = (uint8_t *)read_fixture(name, len);
+    if (buf)
+        CHECKF(try_load(buf, *len, vocab, "intact") == STRIX_OK, "%s does not load", name);
+    return buf;
+}
+
 static void test_l2c_legacy(void)
 {
     size_t len;
-    uint8_t *buf = (uint8_t *)read_fixture("stories260K.bin", &len);
+    uint8_t *buf = read_intact("stories260K.bin", "tok512.bin", &len);
     if (!buf)
         return;
-    CHECK(try_load(buf, len, "tok512.bin", "intact") == STRIX_OK);
     /* tensor boundaries: dim 64, hidden 172, 5 layers, kv dim 32, vocab 512, seq 512 */
     const size_t d = 64, h = 172, L = 5, kv = 32, V = 512, S = 512, hs = 8;
     const size_t sizes[] = {V * d,     L * d,      L * d * d, L * kv * d, L * kv * d,
@@ -149,10 +158,9 @@ static void test_l2c_legacy(void)
 static void test_l2c_v2(void)
 {
     size_t len;
-    uint8_t *buf = (uint8_t *)read_fixture("shakespeare_q80.bin", &len);
+    uint8_t *buf = read_intact("shakespeare_q80.bin", "byte_tokenizer.bin", &len);
     if (!buf)
         return;
-    CHECK(try_load(buf, len, "byte_tokenizer.bin", "intact") == STRIX_OK);
     expect_cuts_fail(buf, len, "byte_tokenizer.bin", "v2");
     const size_t cuts[] = {4, 8, 36, 37, 41, 255, 256};
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++)
