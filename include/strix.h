@@ -28,8 +28,7 @@
  * strix). So start from the defaults and change fields; a struct_size of 0
  * is STRIX_ERR_ARG. New fields are only appended, and no struct ends in
  * padding, so an older caller's struct_size always ends at a field
- * boundary. (The sampler's params still return by value without the size
- * field.) Entry points for tests and benchmarks live in strix_dev.h.
+ * boundary. Entry points for tests and benchmarks live in strix_dev.h.
  */
 #ifndef STRIX_H
 #define STRIX_H
@@ -406,12 +405,9 @@ struct strix_logit_bias {
  * the bias and penalties instead. mirostat 2 skips the truncation stages
  * (top-k, typical-p, top-p, min-p), keeps penalties and temperature, and
  * replaces the draw by mirostat v2.
- *
- * Append new fields at the end and fill them in
- * strix_sampler_default_params, so callers that start from the defaults keep
- * working.
  */
 struct strix_sampler_params {
+    size_t struct_size;   /* sizeof, set by strix_sampler_default_params() */
     float temperature;    /* <= 0: greedy (argmax); finite */
     int top_k;            /* <= 0: off */
     float top_p;          /* >= 1: off */
@@ -430,7 +426,8 @@ struct strix_sampler_params {
     int n_logit_bias;
     int n_probs; /* keep the log-probabilities of this many most likely tokens */
 };
-struct strix_sampler_params strix_sampler_default_params(void);
+int strix_sampler_params_init(struct strix_sampler_params *p, size_t struct_size);
+STRIX_DEFAULT_PARAMS_(sampler)
 
 int strix_sampler_create(const struct strix_sampler_params *params, int n_vocab,
                          strix_sampler **out, strix_error *err);

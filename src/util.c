@@ -42,9 +42,12 @@ int util_params_init(void *p, size_t caller_size, const void *defaults, size_t l
     return STRIX_OK;
 }
 
-int util_params_read(void *dst, size_t lib_size, const void *src, const char *what,
-                     strix_error *err)
+int util_params_read(void *dst, const void *defaults, size_t lib_size, const void *src,
+                     const char *what, strix_error *err)
 {
+    memcpy(dst, defaults, lib_size);
+    if (!src)
+        return STRIX_OK;
     size_t n;
     memcpy(&n, src, sizeof n);
     if (n < sizeof(size_t) || n > lib_size + 4096)

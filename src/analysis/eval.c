@@ -31,19 +31,7 @@
 
 #define KL_MAGIC "STRIXKL1"
 
-static struct strix_ppl_params ppl_defaults(void)
-{
-    struct strix_ppl_params p;
-    memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    return p;
-}
-
-int strix_ppl_params_init(struct strix_ppl_params *p, size_t struct_size)
-{
-    const struct strix_ppl_params d = ppl_defaults();
-    return util_params_init(p, struct_size, &d, sizeof d);
-}
+UTIL_PARAMS_DEFINE(ppl, .n_ctx = 0)
 
 /* The windows of one run: window w spans [begin, end) and scores the tokens
  * at absolute indices [score_from, end). */
@@ -241,8 +229,8 @@ int strix_perplexity(const strix_model *model, strix_context *ctx, const strix_t
     err_clear(err);
     if (!model || !ctx || !caller_params || !out)
         return err_set(err, STRIX_ERR_ARG, "NULL argument");
-    struct strix_ppl_params pp = ppl_defaults();
-    int prc = util_params_read(&pp, sizeof pp, caller_params, "ppl", err);
+    struct strix_ppl_params pp;
+    int prc = UTIL_PARAMS_READ(ppl, &pp, caller_params, err);
     if (prc)
         return prc;
     const struct strix_ppl_params *params = &pp;

@@ -19,24 +19,7 @@
 
 #include "util.h"
 
-static struct strix_beam_params beam_defaults(void)
-{
-    struct strix_beam_params p;
-    memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    p.n_beams = 4;
-    p.n_predict = 64;
-    p.length_penalty = 0.0f;
-    p.early_stopping = 0;
-    p.n_best = 1;
-    return p;
-}
-
-int strix_beam_params_init(struct strix_beam_params *p, size_t struct_size)
-{
-    const struct strix_beam_params d = beam_defaults();
-    return util_params_init(p, struct_size, &d, sizeof d);
-}
+UTIL_PARAMS_DEFINE(beam, .n_beams = 4, .n_predict = 64, .n_best = 1)
 
 struct cand {
     double logprob; /* total, after this token */
@@ -114,8 +97,8 @@ int strix_beam_search(const strix_model *model, strix_context *ctx, const strix_
     err_clear(err);
     if (!model || !ctx || !prompt || !params || !out)
         return err_set(err, STRIX_ERR_ARG, "NULL argument");
-    struct strix_beam_params bp = beam_defaults();
-    int prc = util_params_read(&bp, sizeof bp, params, "beam", err);
+    struct strix_beam_params bp;
+    int prc = UTIL_PARAMS_READ(beam, &bp, params, err);
     if (prc)
         return prc;
     const struct strix_beam_params *p = &bp;

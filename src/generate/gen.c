@@ -12,20 +12,7 @@
 
 #include "util.h"
 
-static struct strix_gen_params gen_defaults(void)
-{
-    struct strix_gen_params p;
-    memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    p.n_predict = -1;
-    return p;
-}
-
-int strix_gen_params_init(struct strix_gen_params *p, size_t struct_size)
-{
-    const struct strix_gen_params d = gen_defaults();
-    return util_params_init(p, struct_size, &d, sizeof d);
-}
+UTIL_PARAMS_DEFINE(gen, .n_predict = -1)
 
 long strix_stop_find(const char *text, size_t n, const char *const *stops, int n_stops,
                      size_t *n_safe)
@@ -68,8 +55,8 @@ int strix_generate(const strix_model *model, strix_context *ctx, strix_sampler *
         *res = r;
     if (!model || !ctx || !smp || !caller_params)
         return err_set(err, STRIX_ERR_ARG, "NULL argument");
-    struct strix_gen_params gp = gen_defaults();
-    int prc = util_params_read(&gp, sizeof gp, caller_params, "gen", err);
+    struct strix_gen_params gp;
+    int prc = UTIL_PARAMS_READ(gen, &gp, caller_params, err);
     if (prc)
         return prc;
     const struct strix_gen_params *params = &gp;

@@ -74,29 +74,10 @@ struct strix_sampler {
     struct typ *typ; /* (n_vocab) typical-p scratch */
 };
 
-struct strix_sampler_params strix_sampler_default_params(void)
-{
-    struct strix_sampler_params p;
-    memset(&p, 0, sizeof p);
-    p.temperature = 0.8f;
-    p.top_k = 40;
-    p.top_p = 0.95f;
-    p.min_p = 0.05f;
-    p.repeat_penalty = 1.0f;
-    p.repeat_last_n = 64;
-    p.seed = 42;
-    p.frequency_penalty = 0.0f;
-    p.presence_penalty = 0.0f;
-    p.typical_p = 1.0f;
-    p.mirostat = 0;
-    p.mirostat_tau = 5.0f;
-    p.mirostat_eta = 0.1f;
-    p.order = NULL;
-    p.logit_bias = NULL;
-    p.n_logit_bias = 0;
-    p.n_probs = 0;
-    return p;
-}
+/* llama.cpp's defaults */
+UTIL_PARAMS_DEFINE(sampler, .temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f,
+                   .repeat_penalty = 1.0f, .repeat_last_n = 64, .seed = 42, .typical_p = 1.0f,
+                   .mirostat_tau = 5.0f, .mirostat_eta = 0.1f)
 
 /* Parses "top_k;temperature" (separators ';' ',' or ' ') into stage ids. */
 static int parse_order(const char *s, int *order, int *n_order, strix_error *err)
@@ -136,7 +117,11 @@ int strix_sampler_create(const struct strix_sampler_params *params, int n_vocab,
     *out = NULL;
     if (n_vocab <= 0)
         return err_set(err, STRIX_ERR_ARG, "vocabulary size %d", n_vocab);
-    const struct strix_sampler_params *p = params;
+    struct strix_sampler_params sp;
+    int rc = UTIL_PARAMS_READ(sampler, &sp, params, err);
+    if (rc)
+        return rc;
+    const struct strix_sampler_params *p = &sp;
     if (!isfinite(p->temperature) || isnan(p->top_p) || isnan(p->min_p) ||
         !isfinite(p->repeat_penalty) || p->repeat_penalty <= 0.0f || p->repeat_last_n < 0 || p->repeat_last_n > (1 << 20) ||
         !isfinite(p->frequency_penalty) || !isfinite(p->presence_penalty) ||
@@ -151,7 +136,7 @@ int strix_sampler_create(const struct strix_sampler_params *params, int n_vocab,
             return err_set(err, STRIX_ERR_ARG, "logit bias %d: token %d out of range or NaN", i,
                            p->logit_bias[i].token);
     int order[ST_COUNT], n_order = 0;
-    int rc = parse_order(p->order ? p->order : DEFAULT_ORDER, order, &n_order, err);
+    rc = parse_order(p->order ? p->order : DEFAULT_ORDER, order, &n_order, err);
     if (rc)
         return rc;
     strix_sampler *s = util_calloc(1, sizeof *s);

@@ -24,19 +24,7 @@
 #define MAX_CTX (1 << 24)
 #define MAX_HEADS 4096 /* so that tokens (< 2^16 a batch) x heads fits an int */
 
-static struct strix_model_params model_defaults(void)
-{
-    struct strix_model_params p;
-    memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    return p;
-}
-
-int strix_model_params_init(struct strix_model_params *p, size_t struct_size)
-{
-    const struct strix_model_params d = model_defaults();
-    return util_params_init(p, struct_size, &d, sizeof d);
-}
+UTIL_PARAMS_DEFINE(model, .vocab_path = NULL)
 
 const struct vocab *model_vocab(const strix_model *m)
 {
@@ -378,12 +366,10 @@ int strix_model_load(const char *path, const struct strix_model_params *params, 
     *out = NULL;
     if (!path)
         return err_set(err, STRIX_ERR_ARG, "no model path");
-    struct strix_model_params def = model_defaults();
-    if (params) {
-        int prc = util_params_read(&def, sizeof def, params, "model", err);
-        if (prc)
-            return prc;
-    }
+    struct strix_model_params def;
+    int prc = UTIL_PARAMS_READ(model, &def, params, err);
+    if (prc)
+        return prc;
     params = &def;
     strix_model *m = util_calloc(1, sizeof *m);
     if (!m)
