@@ -50,6 +50,18 @@ int util_params_read(void *dst, const void *defaults, size_t lib_size, const voi
 #define UTIL_PARAMS_READ(name, dst, src, err)                                                      \
     util_params_read(dst, &name##_defaults, sizeof name##_defaults, src, #name, err)
 
+/* Result structs the library fills (strix.h, "Result structs"): each
+ * begins with size_t struct_size, set by the caller. util_result_check
+ * accepts a caller's struct dst whose struct_size is at least min_size (the
+ * struct as it was when struct_size was added: UTIL_END_OF its last field
+ * then) and at most lib_size + 4096; util_result_write copies the library's
+ * full struct src (lib_size bytes) into dst, only dst's struct_size bytes,
+ * and leaves dst's struct_size as it was. */
+#define UTIL_END_OF(T, field) (offsetof(T, field) + sizeof(((T *)0)->field))
+int util_result_check(const void *dst, size_t min_size, size_t lib_size, const char *what,
+                      strix_error *err);
+void util_result_write(void *dst, const void *src, size_t lib_size);
+
 /* Broken invariant: print file and line and stop. Not for bad input. */
 #define STRIX_ASSERT(c)                                                                            \
     do {                                                                                           \

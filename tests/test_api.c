@@ -317,7 +317,7 @@ static void test_generate_seq(const strix_model *m)
     struct strix_gen_params gp = strix_gen_default_params();
     gp.n_predict = 20;
     struct gen_rec a = {{0}, 0}, b = {{0}, 0};
-    struct strix_gen_result res;
+    struct strix_gen_result res = {.struct_size = sizeof res};
     CHECK(strix_decode(own, PROMPT, NULL, 5, NULL, &err) == STRIX_OK);
     CHECK(strix_generate(m, own, smp, PROMPT[4], &gp, rec_tok, &a, &res, &err) == STRIX_OK);
     CHECK(res.stop_reason == STRIX_STOP_BUDGET && a.n == 20);
@@ -566,7 +566,7 @@ static const float *gguf_f32(const gguf *g, const char *name, int64_t n)
 
 static void test_hooks(const strix_model *m)
 {
-    struct strix_model_info mi;
+    struct strix_model_info mi = {.struct_size = sizeof mi};
     strix_model_get_info(m, &mi);
     const int nv = mi.n_vocab, embd = mi.n_embd, nl = mi.n_layer, n = 10;
     struct hook_rec r = {nl, embd, n, NULL, NULL, 0, 0};
@@ -704,12 +704,12 @@ static void test_abi(const strix_model *m)
     gp.struct_size = 3;
     CHECK(strix_generate(m, NULL, NULL, 0, &gp, NULL, NULL, NULL, &err) == STRIX_ERR_ARG);
     struct strix_ppl_params pp = strix_ppl_default_params();
-    struct strix_ppl_result pr;
+    struct strix_ppl_result pr = {.struct_size = sizeof pr};
     pp.struct_size = 0;
     strix_context *pc = make_ctx(m, 32, 0, 1, 0, 1);
     CHECK(strix_perplexity(m, pc, PROMPT, N_PROMPT, &pp, &pr, &err) == STRIX_ERR_ARG);
     struct strix_beam_params bp = strix_beam_default_params();
-    struct strix_beam_result br;
+    struct strix_beam_result br = {.struct_size = sizeof br};
     bp.struct_size = 0;
     CHECK(strix_beam_search(m, pc, PROMPT, 3, &bp, &br, &err) == STRIX_ERR_ARG);
     struct strix_quantize_params qp = strix_quantize_default_params();

@@ -207,7 +207,7 @@ int cmd_chat(int argc, char **argv)
         gp.stop_at_bos = strcmp(tmpl, "plain") == 0 && !o.no_stop_bos;
         struct answer a = {NULL, 0, 0, NULL, 0, 0};
         on_text(&a, "", 0, -1);
-        struct strix_gen_result res;
+        struct strix_gen_result res = {.struct_size = sizeof res};
         if (strix_generate(m, ctx, smp, prev, &gp, on_text, &a, &res, &err))
             die("generate: %s", err.msg);
         fputc('\n', stdout);

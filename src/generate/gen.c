@@ -50,9 +50,14 @@ int strix_generate(const strix_model *model, strix_context *ctx, strix_sampler *
                    strix_gen_cb cb, void *user, struct strix_gen_result *res, strix_error *err)
 {
     err_clear(err);
-    struct strix_gen_result r = {0, STRIX_STOP_NONE};
-    if (res)
-        *res = r;
+    struct strix_gen_result r = {.struct_size = sizeof r, .stop_reason = STRIX_STOP_NONE};
+    if (res) {
+        int rrc = util_result_check(res, UTIL_END_OF(struct strix_gen_result, stop_reason),
+                                    sizeof r, "gen", err);
+        if (rrc)
+            return rrc;
+        util_result_write(res, &r, sizeof r);
+    }
     if (!model || !ctx || !smp || !caller_params)
         return err_set(err, STRIX_ERR_ARG, "NULL argument");
     struct strix_gen_params gp;
@@ -143,6 +148,6 @@ int strix_generate(const strix_model *model, strix_context *ctx, strix_sampler *
         cb(user, pend, n_pend, -1); /* text held back for a stop string that never came */
     util_free(pend);
     if (res)
-        *res = r;
+        util_result_write(res, &r, sizeof r);
     return rc;
 }

@@ -184,6 +184,8 @@ void strix_sampler_free(strix_sampler *s)
 
 void strix_sampler_reset(strix_sampler *s, uint64_t seed)
 {
+    if (!s)
+        return;
     s->rng = seed ^ 0x9e3779b97f4a7c15ull;
     s->n_hist = s->hist_at = 0;
     s->n_lost = 0;
@@ -195,6 +197,8 @@ void strix_sampler_reset(strix_sampler *s, uint64_t seed)
 
 void strix_sampler_accept(strix_sampler *s, strix_token tok)
 {
+    if (!s)
+        return;
     s->history[s->hist_at] = tok;
     s->hist_at = (s->hist_at + 1) % s->cap_hist;
     if (s->n_hist < s->cap_hist)
@@ -219,6 +223,8 @@ int strix_sampler_rewind(strix_sampler *s, int n_tokens, strix_error *err)
 
 float strix_sampler_uniform(strix_sampler *s)
 {
+    if (!s)
+        return NAN;
     return util_rng_uniform(&s->rng);
 }
 
@@ -578,6 +584,8 @@ static double chain_dist(strix_sampler *s, const float *logits, float *probs)
 
 strix_token strix_sampler_sample(strix_sampler *s, const float *logits)
 {
+    if (!s || !logits)
+        return -1;
     const double sum = chain_dist(s, logits, s->probs);
     const strix_token tok = draw_weights(&s->rng, s->probs, s->n_vocab, sum);
     if (s->p.mirostat == 2) { /* move mu toward the target surprise tau */
@@ -628,7 +636,9 @@ int strix_sampler_last_probs(const strix_sampler *s, struct strix_token_prob *ch
                              struct strix_token_prob *top, int cap)
 {
     if (chosen)
-        *chosen = s->chosen;
+        *chosen = s ? s->chosen : (struct strix_token_prob){-1, NAN};
+    if (!s)
+        return 0;
     const int n = cap < s->n_top ? cap : s->n_top;
     for (int i = 0; top && i < n; i++)
         top[i] = s->top[i];
