@@ -112,9 +112,10 @@ int strix_sampler_create(const struct strix_sampler_params *params, int n_vocab,
                          strix_sampler **out, strix_error *err)
 {
     err_clear(err);
+    if (out)
+        *out = NULL;
     if (!out || !params)
         return err_set(err, STRIX_ERR_ARG, "NULL argument");
-    *out = NULL;
     if (n_vocab <= 0)
         return err_set(err, STRIX_ERR_ARG, "vocabulary size %d", n_vocab);
     struct strix_sampler_params sp;
