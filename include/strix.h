@@ -219,6 +219,7 @@ strix_token strix_token_eos(const strix_model *model); /* -1 if none */
 /* The stored piece of a token (as the vocabulary stores it: spaces as U+2581
  * for llama, GPT-2's byte mapping for gpt2); NULL if out of range. */
 const char *strix_token_piece(const strix_model *model, strix_token id);
+/* enum strix_token_attr; 0 for an id out of range. */
 int strix_token_type(const strix_model *model, strix_token id);
 
 /* The tokenizer: "llama" (SentencePiece BPE) or "gpt2" (byte-level BPE), as
