@@ -39,8 +39,9 @@
  * that fit, never struct_size itself), so an older caller's smaller struct is
  * never written past; a newer caller's fields the library lacks keep what
  * the caller put there (zero, when initialized as above). A struct_size
- * below the struct's first version or absurdly large is STRIX_ERR_ARG before
- * anything runs. Tail padding does not matter here: it lies inside the
+ * below the struct's size in strix 0.1.0 (where struct_size came in: 0
+ * means it was not set) or more than 4096 bytes past the library's is
+ * STRIX_ERR_ARG before anything runs. Tail padding does not matter here: it lies inside the
  * caller's own struct. Structs passed in arrays (strix_token_prob,
  * strix_beam_hyp, strix_logit_bias, strix_chat_msg) and strix_batch and
  * strix_error do not grow: new data gets a new array, field or call.
