@@ -231,7 +231,7 @@ int strix_perplexity(const strix_model *model, strix_context *ctx, const strix_t
         return err_set(err, STRIX_ERR_ARG, "NULL argument");
     struct strix_ppl_params pp;
     int prc = UTIL_PARAMS_READ(ppl, &pp, caller_params, err);
-    if (!prc)
+    if (!prc) /* top1_agree stays: the last field of 0.1.0; new ones are appended after it */
         prc = util_result_check(caller_out, UTIL_END_OF(struct strix_ppl_result, top1_agree),
                                 sizeof(struct strix_ppl_result), "ppl", err);
     if (prc)
