@@ -124,7 +124,8 @@ int strix_sampler_create(const struct strix_sampler_params *params, int n_vocab,
         return rc;
     const struct strix_sampler_params *p = &sp;
     if (!isfinite(p->temperature) || isnan(p->top_p) || isnan(p->min_p) ||
-        !isfinite(p->repeat_penalty) || p->repeat_penalty <= 0.0f || p->repeat_last_n < 0 || p->repeat_last_n > (1 << 20) ||
+        !isfinite(p->repeat_penalty) || p->repeat_penalty <= 0.0f || p->repeat_last_n < 0 ||
+        p->repeat_last_n > (1 << 20) ||
         !isfinite(p->frequency_penalty) || !isfinite(p->presence_penalty) ||
         isnan(p->typical_p) || (p->mirostat != 0 && p->mirostat != 2) ||
         !(p->mirostat_tau >= 0.0f && p->mirostat_tau < 1e4f) ||
