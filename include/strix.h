@@ -28,8 +28,33 @@
  * strix). So start from the defaults and change fields; a struct_size of 0
  * is STRIX_ERR_ARG. New fields are only appended, and no struct ends in
  * padding, so an older caller's struct_size always ends at a field
- * boundary. (The sampler's params still return by value without the size
- * field.) Entry points for tests and benchmarks live in strix_dev.h.
+ * boundary.
+ *
+ * Result structs: a struct the library fills through a pointer
+ * (strix_model_info, strix_tensor_info, strix_gen_result, strix_beam_result,
+ * strix_ppl_result) also begins with `size_t struct_size`, which the caller
+ * sets to its sizeof before the call:
+ *     struct strix_ppl_result r = {.struct_size = sizeof r};
+ * The library writes only the caller's struct_size bytes (its own fields
+ * that fit, never struct_size itself), so an older caller's smaller struct is
+ * never written past; a newer caller's fields the library lacks keep what
+ * the caller put there (zero, when initialized as above). A struct_size
+ * below the struct's size in strix 0.1.0 (where struct_size came in: 0
+ * means it was not set) or more than 4096 bytes past the library's is
+ * STRIX_ERR_ARG before anything runs. Tail padding does not matter here: it lies inside the
+ * caller's own struct. Structs passed in arrays (strix_token_prob,
+ * strix_beam_hyp, strix_logit_bias, strix_chat_msg) and strix_batch and
+ * strix_error do not grow: new data gets a new array, field or call.
+ * strix_layer_obs is the library's memory, read by a hook: fields are only
+ * appended, so a hook reads the ones it knows.
+ *
+ * NULL handles: a call given a NULL model, context, sampler or pool (or a
+ * NULL required pointer) does nothing and returns STRIX_ERR_ARG, with a
+ * message when it takes a strix_error; a getter returns its "none" value
+ * (0 for counts and sizes, -1 for token ids and positions, NULL for
+ * pointers, NaN for strix_sampler_uniform); a void call does nothing.
+ *
+ * Entry points for tests and benchmarks live in strix_dev.h.
  */
 #ifndef STRIX_H
 #define STRIX_H
@@ -142,6 +167,7 @@ int strix_model_quantize(const strix_model *model, const char *path, const char 
 const char *strix_archs(void);
 
 struct strix_model_info {
+    size_t struct_size; /* sizeof, set by the caller (see "Result structs") */
     const char *arch; /* "llama" (borrowed) */
     const char *name; /* general.name or "" (borrowed) */
     int n_vocab;
@@ -161,10 +187,13 @@ struct strix_model_info {
     int64_t n_params;
     size_t weight_bytes;
 };
-void strix_model_get_info(const strix_model *model, struct strix_model_info *info);
+/* STRIX_ERR_ARG for a bad info; for a NULL model too, with info all zero. */
+int strix_model_get_info(const strix_model *model, struct strix_model_info *info);
 
-/* Tensors, for `strix info`. Returns 0 and fills the fields for i in range. */
+/* Tensors, for `strix info`. Returns 0 and fills the fields for i in range;
+ * STRIX_ERR_ARG otherwise. */
 struct strix_tensor_info {
+    size_t struct_size; /* sizeof, set by the caller (see "Result structs") */
     const char *name; /* borrowed */
     const char *type; /* "F32", "Q8_0", ... */
     int n_dims;
@@ -191,6 +220,7 @@ strix_token strix_token_eos(const strix_model *model); /* -1 if none */
 /* The stored piece of a token (as the vocabulary stores it: spaces as U+2581
  * for llama, GPT-2's byte mapping for gpt2); NULL if out of range. */
 const char *strix_token_piece(const strix_model *model, strix_token id);
+/* enum strix_token_attr; 0 for an id out of range. */
 int strix_token_type(const strix_model *model, strix_token id);
 
 /* The tokenizer: "llama" (SentencePiece BPE) or "gpt2" (byte-level BPE), as
@@ -406,12 +436,9 @@ struct strix_logit_bias {
  * the bias and penalties instead. mirostat 2 skips the truncation stages
  * (top-k, typical-p, top-p, min-p), keeps penalties and temperature, and
  * replaces the draw by mirostat v2.
- *
- * Append new fields at the end and fill them in
- * strix_sampler_default_params, so callers that start from the defaults keep
- * working.
  */
 struct strix_sampler_params {
+    size_t struct_size;   /* sizeof, set by strix_sampler_default_params() */
     float temperature;    /* <= 0: greedy (argmax); finite */
     int top_k;            /* <= 0: off */
     float top_p;          /* >= 1: off */
@@ -430,7 +457,8 @@ struct strix_sampler_params {
     int n_logit_bias;
     int n_probs; /* keep the log-probabilities of this many most likely tokens */
 };
-struct strix_sampler_params strix_sampler_default_params(void);
+int strix_sampler_params_init(struct strix_sampler_params *p, size_t struct_size);
+STRIX_DEFAULT_PARAMS_(sampler)
 
 int strix_sampler_create(const struct strix_sampler_params *params, int n_vocab,
                          strix_sampler **out, strix_error *err);
@@ -440,7 +468,7 @@ void strix_sampler_free(strix_sampler *s);
  * strix_sampler_sample_dist does, then mirostat's update. A NaN logit (after
  * the bias) removes its token unless every logit is NaN; tokens at an
  * infinite maximum share the draw. */
-strix_token strix_sampler_sample(strix_sampler *s, const float *logits);
+strix_token strix_sampler_sample(strix_sampler *s, const float *logits); /* -1: NULL */
 
 /*
  * Distributions, for exact acceptance tests (speculative decoding):
@@ -532,6 +560,7 @@ enum strix_stop_reason {
 typedef int (*strix_gen_cb)(void *user, const char *text, size_t n, strix_token tok);
 
 struct strix_gen_result {
+    size_t struct_size; /* sizeof, set by the caller (see "Result structs") */
     int n_tokens;    /* tokens sampled, the one that ended it included */
     int stop_reason; /* enum strix_stop_reason */
 };
@@ -576,6 +605,7 @@ struct strix_beam_hyp {
     int finished; /* 1: ended by EOS; 0: cut by n_predict or the context */
 };
 struct strix_beam_result {
+    size_t struct_size;          /* sizeof, set by the caller (see "Result structs") */
     struct strix_beam_hyp *hyps; /* n, best score first, distinct */
     int n;
 };
@@ -609,6 +639,7 @@ int strix_ppl_params_init(struct strix_ppl_params *p, size_t struct_size);
 STRIX_DEFAULT_PARAMS_(ppl)
 
 struct strix_ppl_result {
+    size_t struct_size; /* sizeof, set by the caller (see "Result structs") */
     int64_t n_scored; /* tokens scored */
     int64_t n_bytes;  /* bytes of text the scored tokens stand for */
     int n_windows, n_ctx, stride;

@@ -42,9 +42,12 @@ int util_params_init(void *p, size_t caller_size, const void *defaults, size_t l
     return STRIX_OK;
 }
 
-int util_params_read(void *dst, size_t lib_size, const void *src, const char *what,
-                     strix_error *err)
+int util_params_read(void *dst, const void *defaults, size_t lib_size, const void *src,
+                     const char *what, strix_error *err)
 {
+    memcpy(dst, defaults, lib_size);
+    if (!src)
+        return STRIX_OK;
     size_t n;
     memcpy(&n, src, sizeof n);
     if (n < sizeof(size_t) || n > lib_size + 4096)
@@ -60,6 +63,28 @@ int util_params_read(void *dst, size_t lib_size, const void *src, const char *wh
     memcpy(dst, src, n < lib_size ? n : lib_size);
     memcpy(dst, &lib_size, sizeof lib_size);
     return STRIX_OK;
+}
+
+int util_result_check(const void *dst, size_t min_size, size_t lib_size, const char *what,
+                      strix_error *err)
+{
+    if (!dst)
+        return err_set(err, STRIX_ERR_ARG, "%s result is NULL", what);
+    size_t n;
+    memcpy(&n, dst, sizeof n);
+    if (n < min_size || n > lib_size + 4096)
+        return err_set(err, STRIX_ERR_ARG,
+                       "%s result: struct_size is %zu; set it to the struct's sizeof", what, n);
+    return STRIX_OK;
+}
+
+void util_result_write(void *dst, const void *src, size_t lib_size)
+{
+    size_t n;
+    memcpy(&n, dst, sizeof n);
+    if (n > lib_size)
+        n = lib_size;
+    memcpy((char *)dst + sizeof n, (const char *)src + sizeof n, n - sizeof n);
 }
 
 int err_set(strix_error *err, int code, const char *fmt, ...)

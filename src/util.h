@@ -28,11 +28,39 @@ void err_clear(strix_error *err);
 /* Public parameter structs (strix.h, "Parameter structs and ABI"): each
  * begins with size_t struct_size. util_params_init writes the library's
  * defaults (lib_size bytes) into a caller's struct of caller_size bytes;
- * util_params_read copies a caller's struct into dst, which holds the
- * defaults, checking struct_size (`what` names the struct in messages). */
+ * util_params_read copies the defaults into dst, then a caller's struct src
+ * (NULL: none) over them, checking struct_size (`what` names the struct in
+ * messages). */
 int util_params_init(void *p, size_t caller_size, const void *defaults, size_t lib_size);
-int util_params_read(void *dst, size_t lib_size, const void *src, const char *what,
-                     strix_error *err);
+int util_params_read(void *dst, const void *defaults, size_t lib_size, const void *src,
+                     const char *what, strix_error *err);
+
+/* UTIL_PARAMS_DEFINE(name, .field = value, ...) defines the library's
+ * defaults of struct strix_<name>_params, `<name>_defaults` (the fields
+ * given, struct_size, the rest zero), and the public
+ * strix_<name>_params_init over them. UTIL_PARAMS_READ(name, &dst, src, err)
+ * then reads a caller's struct src (NULL: the defaults) into dst. */
+#define UTIL_PARAMS_DEFINE(name, ...)                                                              \
+    static const struct strix_##name##_params name##_defaults = {                                  \
+        .struct_size = sizeof(struct strix_##name##_params), __VA_ARGS__};                         \
+    int strix_##name##_params_init(struct strix_##name##_params *p, size_t struct_size)            \
+    {                                                                                              \
+        return util_params_init(p, struct_size, &name##_defaults, sizeof name##_defaults);         \
+    }
+#define UTIL_PARAMS_READ(name, dst, src, err)                                                      \
+    util_params_read(dst, &name##_defaults, sizeof name##_defaults, src, #name, err)
+
+/* Result structs the library fills (strix.h, "Result structs"): each
+ * begins with size_t struct_size, set by the caller. util_result_check
+ * accepts a caller's struct dst whose struct_size is at least min_size (the
+ * struct as it was when struct_size was added: UTIL_END_OF its last field
+ * then) and at most lib_size + 4096; util_result_write copies the library's
+ * full struct src (lib_size bytes) into dst, only dst's struct_size bytes,
+ * and leaves dst's struct_size as it was. */
+#define UTIL_END_OF(T, field) (offsetof(T, field) + sizeof(((T *)0)->field))
+int util_result_check(const void *dst, size_t min_size, size_t lib_size, const char *what,
+                      strix_error *err);
+void util_result_write(void *dst, const void *src, size_t lib_size);
 
 /* Broken invariant: print file and line and stop. Not for bad input. */
 #define STRIX_ASSERT(c)                                                                            \

@@ -16,12 +16,10 @@
  *     its attention against a direct softmax, the freed cell reused;
  *   - the layer hook: out of block l equals in of block l + 1, the last
  *     block's out through the final norm and output weights read from the
- *     GGUF file gives the logits, and hooks change no logits;
- *   - the ABI: struct_size checks, older and newer callers, the soname.
+ *     GGUF file gives the logits, and hooks change no logits.
+ * The ABI (struct sizes, NULL handles, the soname) is test_abi.c's.
  */
 #define _GNU_SOURCE
-#include <dlfcn.h>
-#include <link.h>
 #include <math.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -311,7 +309,7 @@ static void test_generate_seq(const strix_model *m)
     struct strix_gen_params gp = strix_gen_default_params();
     gp.n_predict = 20;
     struct gen_rec a = {{0}, 0}, b = {{0}, 0};
-    struct strix_gen_result res;
+    struct strix_gen_result res = {.struct_size = sizeof res};
     CHECK(strix_decode(own, PROMPT, NULL, 5, NULL, &err) == STRIX_OK);
     CHECK(strix_generate(m, own, smp, PROMPT[4], &gp, rec_tok, &a, &res, &err) == STRIX_OK);
     CHECK(res.stop_reason == STRIX_STOP_BUDGET && a.n == 20);
@@ -560,7 +558,7 @@ static const float *gguf_f32(const gguf *g, const char *name, int64_t n)
 
 static void test_hooks(const strix_model *m)
 {
-    struct strix_model_info mi;
+    struct strix_model_info mi = {.struct_size = sizeof mi};
     strix_model_get_info(m, &mi);
     const int nv = mi.n_vocab, embd = mi.n_embd, nl = mi.n_layer, n = 10;
     struct hook_rec r = {nl, embd, n, NULL, NULL, 0, 0};
@@ -635,130 +633,10 @@ static void test_hooks(const strix_model *m)
     strix_context_free(plain);
 }
 
-/* ---- ABI ---- */
-
-#define NO_TAIL_PADDING(T, last)                                                                   \
-    _Static_assert(sizeof(T) == offsetof(T, last) + sizeof(((T *)0)->last), #T " ends in padding")
-NO_TAIL_PADDING(struct strix_model_params, reserved_);
-NO_TAIL_PADDING(struct strix_quantize_params, log_user);
-NO_TAIL_PADDING(struct strix_context_params, on_layer_user);
-NO_TAIL_PADDING(struct strix_gen_params, seq);
-NO_TAIL_PADDING(struct strix_beam_params, stop_at_bos);
-NO_TAIL_PADDING(struct strix_ppl_params, user);
-NO_TAIL_PADDING(struct strix_synth_params, sinusoidal);
-
-/* The soname recorded in the shared library's dynamic section. */
-static void test_soname(void)
-{
-    void *h = dlopen(STRIX_LIBDIR "/libstrix.so", RTLD_NOW | RTLD_LOCAL);
-    CHECKF(h != NULL, "dlopen: %s", dlerror());
-    if (!h)
-        return;
-    struct link_map *lm = NULL;
-    const char *soname = NULL;
-    if (dlinfo(h, RTLD_DI_LINKMAP, &lm) == 0 && lm) {
-        const char *strtab = NULL;
-        ElfW(Xword) off = (ElfW(Xword)) - 1;
-        for (const ElfW(Dyn) *d = lm->l_ld; d->d_tag != DT_NULL; d++) {
-            if (d->d_tag == DT_STRTAB)
-                strtab = (const char *)d->d_un.d_ptr;
-            if (d->d_tag == DT_SONAME)
-                off = d->d_un.d_val;
-        }
-        if (strtab && off != (ElfW(Xword)) - 1)
-            soname = strtab + off;
-    }
-    CHECKF(soname && strcmp(soname, "libstrix.so.0") == 0, "soname %s", soname ? soname : "none");
-    const char *(*name)(int) = (const char *(*)(int))dlsym(h, "strix_status_name");
-    CHECK(name && strcmp(name(STRIX_ERR_FULL), "KV cache full") == 0);
-    dlclose(h);
-}
-
-static void test_abi(const strix_model *m)
-{
-    strix_error err;
-    struct strix_context_params cp = strix_context_default_params();
-    CHECK(cp.struct_size == sizeof cp && cp.n_seq_max == 1 && cp.pool == NULL);
-    CHECK(strix_model_default_params().struct_size == sizeof(struct strix_model_params));
-    CHECK(strix_gen_default_params().n_predict == -1);
-    CHECK(strix_beam_default_params().n_beams == 4);
-    CHECK(strix_synth_default_params().n_embd == 256);
-
-    /* zero struct_size: the caller did not start from the defaults */
-    struct strix_context_params zero;
-    memset(&zero, 0, sizeof zero);
-    strix_context *c = NULL;
-    CHECK(strix_context_create(m, &zero, &c, &err) == STRIX_ERR_ARG && !c);
-    CHECK(strstr(err.msg, "strix_context_default_params") != NULL);
-    struct strix_model_params mp = strix_model_default_params();
-    mp.struct_size = 0;
-    strix_model *m2 = NULL;
-    CHECK(strix_model_load(test_path(MODEL), &mp, &m2, &err) == STRIX_ERR_ARG && !m2);
-    struct strix_gen_params gp = strix_gen_default_params();
-    gp.struct_size = 3;
-    CHECK(strix_generate(m, NULL, NULL, 0, &gp, NULL, NULL, NULL, &err) == STRIX_ERR_ARG);
-    struct strix_ppl_params pp = strix_ppl_default_params();
-    struct strix_ppl_result pr;
-    pp.struct_size = 0;
-    strix_context *pc = make_ctx(m, 32, 0, 1, 0, 1);
-    CHECK(strix_perplexity(m, pc, PROMPT, N_PROMPT, &pp, &pr, &err) == STRIX_ERR_ARG);
-    struct strix_beam_params bp = strix_beam_default_params();
-    struct strix_beam_result br;
-    bp.struct_size = 0;
-    CHECK(strix_beam_search(m, pc, PROMPT, 3, &bp, &br, &err) == STRIX_ERR_ARG);
-    struct strix_quantize_params qp = strix_quantize_default_params();
-    qp.struct_size = 0;
-    CHECK(strix_model_quantize(m, "/nonexistent/x.gguf", "Q8_0", &qp, &err) == STRIX_ERR_ARG);
-    strix_context_free(pc);
-
-    /* an older caller: its struct ends before pool and on_layer; whatever
-     * lies beyond must not be read */
-    unsigned char old[sizeof(struct strix_context_params) + 32];
-    memset(old, 0xab, sizeof old);
-    const size_t old_size = offsetof(struct strix_context_params, n_cells);
-    CHECK(strix_context_params_init((struct strix_context_params *)(void *)old, old_size) ==
-          STRIX_OK);
-    size_t got_size;
-    memcpy(&got_size, old, sizeof got_size);
-    CHECK(got_size == old_size);
-    int untouched = 1;
-    for (size_t i = old_size; i < sizeof old; i++)
-        untouched &= old[i] == 0xab;
-    CHECK(untouched); /* init wrote only the caller's bytes */
-    int n_ctx = 24;
-    memcpy(old + offsetof(struct strix_context_params, n_ctx), &n_ctx, sizeof n_ctx);
-    CHECKF(strix_context_create(m, (const struct strix_context_params *)(const void *)old, &c,
-                                &err) == STRIX_OK,
-           "%s", err.msg);
-    if (c) {
-        CHECK(strix_context_n_ctx(c) == 24 && c->on_layer == NULL && c->own_pool != NULL);
-        CHECK(strix_decode(c, PROMPT, NULL, 4, NULL, &err) == STRIX_OK);
-        strix_context_free(c);
-        c = NULL;
-    }
-    /* a newer caller: extra zero bytes are fine, extra set fields are not */
-    unsigned char newer[sizeof(struct strix_context_params) + 16];
-    memset(newer, 0, sizeof newer);
-    CHECK(strix_context_params_init((struct strix_context_params *)(void *)newer, sizeof newer) ==
-          STRIX_OK);
-    CHECK(strix_context_create(m, (const struct strix_context_params *)(const void *)newer, &c,
-                               &err) == STRIX_OK);
-    strix_context_free(c);
-    c = NULL;
-    newer[sizeof newer - 1] = 1;
-    CHECK(strix_context_create(m, (const struct strix_context_params *)(const void *)newer, &c,
-                               &err) == STRIX_ERR_UNSUPPORTED &&
-          !c);
-    CHECK(strix_context_params_init(NULL, sizeof cp) == STRIX_ERR_ARG);
-    CHECK(strix_context_params_init(&cp, 4) == STRIX_ERR_ARG);
-    test_soname();
-}
-
 int main(void)
 {
     strix_model *m = load_fixture(MODEL, NULL);
     if (m) {
-        test_abi(m);
         test_split_batch(m);
         test_full(m);
         test_seq_truncate(m);

@@ -32,7 +32,7 @@ static void check_arch(const char *name, const char *want_arch, float tol)
         strix_model_free(m);
         return;
     }
-    struct strix_model_info in;
+    struct strix_model_info in = {.struct_size = sizeof in};
     strix_model_get_info(m, &in);
     CHECKF(strcmp(in.arch, want_arch) == 0, "%s: architecture %s", name, in.arch);
     const int nv = strix_vocab_size(m);

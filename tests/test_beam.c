@@ -205,7 +205,7 @@ static void check_reference(const char *name, const strix_model *m, strix_contex
             bp.n_predict = REF_DEPTH;
             bp.stop_at_bos = 1;
             bp.length_penalty = pen ? 1.0f : 0.0f;
-            struct strix_beam_result r;
+            struct strix_beam_result r = {.struct_size = sizeof r};
             strix_error err;
             CHECKF(strix_beam_search(m, ctx, p, n_p, &bp, &r, &err) == STRIX_OK, "%s", err.msg);
             const int n_want = ref_beam(m, ctx, p, n_p, W, REF_DEPTH, bp.length_penalty, want);
@@ -226,7 +226,7 @@ static void check_reference(const char *name, const strix_model *m, strix_contex
     bp.n_beams = bp.n_best = REF_W;
     bp.n_predict = 1;
     bp.stop_at_bos = 1;
-    struct strix_beam_result r;
+    struct strix_beam_result r = {.struct_size = sizeof r};
     strix_error err;
     if (ls && ref_logsoftmax(m, ctx, p, n_p, NULL, 0, ls) == 0 &&
         strix_beam_search(m, ctx, p, n_p, &bp, &r, &err) == STRIX_OK) {
@@ -267,7 +267,7 @@ static void check_model(const char *name, strix_model *m)
         for (int w = 1; w <= 8; w *= 2) {
             bp.n_beams = w;
             bp.n_best = w;
-            struct strix_beam_result r;
+            struct strix_beam_result r = {.struct_size = sizeof r};
             int rc = strix_beam_search(m, ctx, p, n_p, &bp, &r, &err);
             CHECKF(rc == STRIX_OK && r.n >= 1, "%s: %s", name, err.msg);
             if (rc || r.n < 1)
@@ -305,7 +305,7 @@ static void check_model(const char *name, strix_model *m)
         bp.n_best = 3;
         bp.length_penalty = 1.0f;
         bp.early_stopping = 1;
-        struct strix_beam_result r;
+        struct strix_beam_result r = {.struct_size = sizeof r};
         CHECK(strix_beam_search(m, ctx, p, n_p, &bp, &r, &err) == STRIX_OK && r.n >= 1);
         for (int i = 0; i < r.n; i++) {
             CHECK(i == 0 || r.hyps[i].score <= r.hyps[i - 1].score);
@@ -322,7 +322,7 @@ static void check_model(const char *name, strix_model *m)
     bp.n_beams = 9; /* needs 18 > 16 */
     strix_token p[4] = {1, 2, 3, 4};
     p[0] = strix_token_bos(m);
-    struct strix_beam_result r;
+    struct strix_beam_result r = {.struct_size = sizeof r};
     CHECK(strix_beam_search(m, ctx, p, 1, &bp, &r, &err) == STRIX_ERR_ARG && r.n == 0);
     bp.n_beams = 0;
     CHECK(strix_beam_search(m, ctx, p, 1, &bp, &r, &err) == STRIX_ERR_ARG);

@@ -326,7 +326,7 @@ int main(void)
     for (int i = 0; i < 128; i++)
         toks[i] = (strix_token)(1 + i * 7 % 500);
     struct strix_ppl_params pp = strix_ppl_default_params();
-    struct strix_ppl_result pr;
+    struct strix_ppl_result pr = {.struct_size = sizeof pr};
     pp.n_ctx = 64;
     for (int i = 0; ctx && i < 3; i++) {
         pp.kl_save = tpath(own[i]);

@@ -213,7 +213,7 @@ int main(void)
         struct strix_gen_params gp = strix_gen_default_params();
         gp.n_predict = 30;
         struct seen seen = {0, 0};
-        struct strix_gen_result res;
+        struct strix_gen_result res = {.struct_size = sizeof res};
         const int rc = strix_generate(m, ctx, s, prompt[2], &gp, on_token, &seen, &res, &err);
         struct strix_token_prob ch;
         strix_sampler_last_probs(s, &ch, NULL, 0);
@@ -228,7 +228,7 @@ int main(void)
         bp.n_beams = w;
         bp.n_best = w;
         bp.n_predict = 10;
-        struct strix_beam_result r;
+        struct strix_beam_result r = {.struct_size = sizeof r};
         const int rc = strix_beam_search(m, ctx, prompt, 3, &bp, &r, &err);
         int ok = rc == STRIX_OK && r.n >= 1;
         for (int i = 0; ok && i < r.n; i++) {

@@ -402,11 +402,12 @@ static void test_null_handles(void)
 {
     struct strix_model_info info;
     memset(&info, 0xff, sizeof info);
-    strix_model_get_info(NULL, &info);
+    info.struct_size = sizeof info;
+    CHECK(strix_model_get_info(NULL, &info) == STRIX_ERR_ARG);
     CHECK(info.n_layer == 0 && info.arch == NULL);
-    strix_model_get_info(NULL, NULL);
+    CHECK(strix_model_get_info(NULL, NULL) == STRIX_ERR_ARG);
     CHECK(strix_model_n_tensors(NULL) == 0);
-    struct strix_tensor_info ti;
+    struct strix_tensor_info ti = {.struct_size = sizeof ti};
     CHECK(strix_model_tensor_info(NULL, 0, &ti) == STRIX_ERR_ARG);
     strix_model *m = load_fixture("stories260K.bin", "tok512.bin");
     CHECK(m && strix_model_tensor_info(m, 0, NULL) == STRIX_ERR_ARG);

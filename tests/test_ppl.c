@@ -94,7 +94,7 @@ static void check_model(const char *name, strix_model *m)
         struct strix_ppl_params pp = strix_ppl_default_params();
         pp.n_ctx = NCTX;
         pp.stride = stride;
-        struct strix_ppl_result r;
+        struct strix_ppl_result r = {.struct_size = sizeof r};
         int rc = strix_perplexity(m, ctx, t, n, &pp, &r, &err);
         CHECKF(rc == STRIX_OK, "%s: %s", name, err.msg);
         long count;
@@ -134,7 +134,7 @@ static void test_kl(void)
     struct strix_ppl_params pp = strix_ppl_default_params();
     pp.n_ctx = NCTX;
     pp.kl_save = base;
-    struct strix_ppl_result r0, r;
+    struct strix_ppl_result r0 = {.struct_size = sizeof r0}, r = {.struct_size = sizeof r};
     CHECK(strix_perplexity(m, ctx, t, n, &pp, &r0, &err) == STRIX_OK);
     pp.kl_save = NULL;
     pp.kl_base = base;
@@ -223,7 +223,7 @@ static void test_llamacpp(void)
         strix_error err;
         struct strix_ppl_params pp = strix_ppl_default_params();
         pp.n_ctx = n_ctx;
-        struct strix_ppl_result r;
+        struct strix_ppl_result r = {.struct_size = sizeof r};
         const int rc = strix_perplexity(m, ctx, t, n, &pp, &r, &err); /* ctx NULL: an error */
         CHECKF(rc == STRIX_OK, "%s: %s", model, err.msg);
         if (rc == STRIX_OK) {

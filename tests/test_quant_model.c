@@ -75,7 +75,7 @@ static void run_types(const char *what, const strix_model *ref, const strix_toke
         const int n_ctx = refs[k].n_ctx;
         struct strix_ppl_params pp = strix_ppl_default_params();
         pp.n_ctx = n_ctx;
-        struct strix_ppl_result r;
+        struct strix_ppl_result r = {.struct_size = sizeof r};
         strix_error err = {0, ""};
         strix_context *ctx = NULL;
         if (n_done == 0) { /* the F32 base */
@@ -133,7 +133,7 @@ static void test_fallback(void)
         CHECKF(strix_model_load(tmp, NULL, &q, &err) == STRIX_OK, "%s", err.msg);
         if (!q)
             continue;
-        struct strix_tensor_info ti;
+        struct strix_tensor_info ti = {.struct_size = sizeof ti};
         for (int i = 0; i < strix_model_n_tensors(q); i++) {
             strix_model_tensor_info(q, i, &ti);
             const char *want = types[k];
@@ -173,7 +173,7 @@ static void test_mix(const strix_model *syn)
                                      "Q4_K", "Q4_K", "Q6_K", "Q6_K"};
     int checked = 0;
     for (int i = 0; i < strix_model_n_tensors(q); i++) {
-        struct strix_tensor_info ti;
+        struct strix_tensor_info ti = {.struct_size = sizeof ti};
         strix_model_tensor_info(q, i, &ti);
         int il = -1;
         const char *want = ti.n_dims == 1 ? "F32" : "Q4_K";

@@ -113,7 +113,7 @@ static void bench_model(const struct bench_opts *b, const char *path, int *first
     o.model = path;
     o.vocab = b->vocab;
     strix_model *m = load_model(&o, 0);
-    struct strix_model_info in;
+    struct strix_model_info in = {.struct_size = sizeof in};
     strix_model_get_info(m, &in);
     long max_pp = 1, max_tg = 1;
     for (int i = 0; i < b->pp.n; i++)

@@ -66,6 +66,27 @@ static char *render(const char *tmpl, const struct strix_chat_msg *msgs, size_t 
     return s;
 }
 
+/* Tokenizes text into *ids, growing it (*cap entries) to the count the
+ * tokenizer asks for; returns the number of tokens. */
+static int tokenize_all(const strix_model *m, const char *text, int flags, strix_token **ids,
+                        int *cap)
+{
+    for (;;) {
+        int n = 0;
+        strix_error e;
+        const int rc = strix_tokenize_ex(m, text, strlen(text), flags, *ids, *cap, &n, &e);
+        if (rc == STRIX_OK)
+            return n;
+        if (rc != STRIX_ERR_ARG || n <= *cap)
+            die("tokenize: %s", e.msg);
+        strix_token *p = realloc(*ids, (size_t)n * sizeof *p);
+        if (!p)
+            die("out of memory");
+        *ids = p;
+        *cap = n;
+    }
+}
+
 int cmd_chat(int argc, char **argv)
 {
     struct opts o;
@@ -129,6 +150,7 @@ int cmd_chat(int argc, char **argv)
     size_t n_msg = 0, cap_msg = 0;
     char *done = NULL; /* the rendered text whose tokens are in the cache */
     strix_token *ids = NULL;
+    int cap_ids = 0;
     int n_cache = 0; /* tokens in the cache; the last of them is `prev` */
     strix_token prev = -1;
     const char *stop_list[OPT_LIST_MAX + 1];
@@ -175,17 +197,10 @@ int cmd_chat(int argc, char **argv)
             strix_kv_truncate(ctx, 0, NULL);
             n_cache = 0;
         }
-        int n_new;
-        strix_error e;
-        const int cap = (int)strlen(delta) + 8;
-        ids = realloc(ids, (size_t)cap * sizeof *ids);
-        if (!ids)
-            die("out of memory");
-        if (strix_tokenize_ex(m, delta, strlen(delta),
-                              STRIX_TOKENIZE_PARSE_SPECIAL |
-                                  (n_cache == 0 ? STRIX_TOKENIZE_ADD_BOS : 0),
-                              ids, cap, &n_new, &e))
-            die("tokenize: %s", e.msg);
+        const int n_new = tokenize_all(m, delta,
+                                       STRIX_TOKENIZE_PARSE_SPECIAL |
+                                           (n_cache == 0 ? STRIX_TOKENIZE_ADD_BOS : 0),
+                                       &ids, &cap_ids);
         if (n_cache + n_new >= n_ctx)
             die("the conversation fills the context of %d tokens", n_ctx);
         for (int i = 0; i < n_new; i += 512) {
@@ -207,7 +222,7 @@ int cmd_chat(int argc, char **argv)
         gp.stop_at_bos = strcmp(tmpl, "plain") == 0 && !o.no_stop_bos;
         struct answer a = {NULL, 0, 0, NULL, 0, 0};
         on_text(&a, "", 0, -1);
-        struct strix_gen_result res;
+        struct strix_gen_result res = {.struct_size = sizeof res};
         if (strix_generate(m, ctx, smp, prev, &gp, on_text, &a, &res, &err))
             die("generate: %s", err.msg);
         fputc('\n', stdout);

@@ -70,7 +70,7 @@ int cmd_ppl(int argc, char **argv)
         pp.progress = progress;
         pp.user = &t0;
     }
-    struct strix_ppl_result r;
+    struct strix_ppl_result r = {.struct_size = sizeof r};
     if (strix_perplexity(m, ctx, ids, n_tok, &pp, &r, &err))
         die("ppl: %s", err.msg);
     printf("model %s\n", o.model);

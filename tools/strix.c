@@ -35,7 +35,7 @@ static int run_emit(void *user, const char *text, size_t n, strix_token tok)
 /* Per layer, the tokens each expert received (run --expert-stats). */
 static void print_expert_stats(const strix_context *ctx, const strix_model *m)
 {
-    struct strix_model_info in;
+    struct strix_model_info in = {.struct_size = sizeof in};
     strix_model_get_info(m, &in);
     uint64_t counts[1024];
     if (strix_expert_load(ctx, 0, counts, 1024) <= 0) {
@@ -87,7 +87,7 @@ static int run_beams(const struct opts *o, strix_model *m, strix_context *ctx, s
     const int room = strix_context_n_ctx(ctx) - n_prompt;
     const int ctx_bound = o->n_predict < 0 || o->n_predict > room;
     bp.n_predict = ctx_bound ? room : o->n_predict;
-    struct strix_beam_result res;
+    struct strix_beam_result res = {.struct_size = sizeof res};
     strix_error err;
     const double t0 = now();
     if (strix_beam_search(m, ctx, ids, n_prompt, &bp, &res, &err))
@@ -201,7 +201,7 @@ static int cmd_run(int argc, char **argv)
     gp.n_stop = o.n_stops;
     print_seed(&o);
     struct run_out ro = {m, smp, o.n_probs};
-    struct strix_gen_result res;
+    struct strix_gen_result res = {.struct_size = sizeof res};
     if (strix_generate(m, ctx, smp, ids[n_prompt - 1], &gp, run_emit, &ro, &res, &err))
         die("generate: %s", err.msg);
     const int n_gen = res.n_tokens;
@@ -259,7 +259,7 @@ static int cmd_info(int argc, char **argv)
     struct opts o;
     parse_opts(argc, argv, &o, " m vocab ");
     strix_model *m = load_model(&o, 0);
-    struct strix_model_info in;
+    struct strix_model_info in = {.struct_size = sizeof in};
     strix_model_get_info(m, &in);
     printf("model:        %s\n", o.model);
     printf("architecture: %s%s\n", in.arch, in.vocab_only ? " (vocabulary only)" : "");
@@ -288,7 +288,7 @@ static int cmd_info(int argc, char **argv)
                (double)in.weight_bytes / 1048576.0);
         printf("tensors:\n");
         for (int i = 0; i < strix_model_n_tensors(m); i++) {
-            struct strix_tensor_info t;
+            struct strix_tensor_info t = {.struct_size = sizeof t};
             strix_model_tensor_info(m, i, &t);
             printf("  %-28s %-5s [%lld, %lld] %zu bytes\n", t.name, t.type, (long long)t.ne[0],
                    (long long)t.ne[1], t.nbytes);

@@ -31,19 +31,7 @@
 
 #define KL_MAGIC "STRIXKL1"
 
-static struct strix_ppl_params ppl_defaults(void)
-{
-    struct strix_ppl_params p;
-    memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    return p;
-}
-
-int strix_ppl_params_init(struct strix_ppl_params *p, size_t struct_size)
-{
-    const struct strix_ppl_params d = ppl_defaults();
-    return util_params_init(p, struct_size, &d, sizeof d);
-}
+UTIL_PARAMS_DEFINE(ppl, .n_ctx = 0)
 
 /* The windows of one run: window w spans [begin, end) and scores the tokens
  * at absolute indices [score_from, end). */
@@ -236,17 +224,21 @@ static int log_softmax(const float *logits, int nv, float *lp)
 
 int strix_perplexity(const strix_model *model, strix_context *ctx, const strix_token *tokens,
                      int n_tokens, const struct strix_ppl_params *caller_params,
-                     struct strix_ppl_result *out, strix_error *err)
+                     struct strix_ppl_result *caller_out, strix_error *err)
 {
     err_clear(err);
-    if (!model || !ctx || !caller_params || !out)
+    if (!model || !ctx || !caller_params)
         return err_set(err, STRIX_ERR_ARG, "NULL argument");
-    struct strix_ppl_params pp = ppl_defaults();
-    int prc = util_params_read(&pp, sizeof pp, caller_params, "ppl", err);
+    struct strix_ppl_params pp;
+    int prc = UTIL_PARAMS_READ(ppl, &pp, caller_params, err);
+    if (!prc) /* top1_agree stays: the last field of 0.1.0; new ones are appended after it */
+        prc = util_result_check(caller_out, UTIL_END_OF(struct strix_ppl_result, top1_agree),
+                                sizeof(struct strix_ppl_result), "ppl", err);
     if (prc)
         return prc;
     const struct strix_ppl_params *params = &pp;
-    memset(out, 0, sizeof *out);
+    struct strix_ppl_result full = {.struct_size = sizeof full}, *out = &full;
+    util_result_write(caller_out, &full, sizeof full); /* zeros until the end */
     const int nv = strix_vocab_size(model);
     if (nv <= 0)
         return err_set(err, STRIX_ERR_ARG, "the model has no vocabulary");
@@ -413,5 +405,6 @@ int strix_perplexity(const strix_model *model, strix_context *ctx, const strix_t
     util_free(lb);
     util_free(kls);
     util_free(base_tokens);
+    util_result_write(caller_out, &full, sizeof full);
     return rc;
 }

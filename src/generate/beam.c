@@ -19,24 +19,7 @@
 
 #include "util.h"
 
-static struct strix_beam_params beam_defaults(void)
-{
-    struct strix_beam_params p;
-    memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    p.n_beams = 4;
-    p.n_predict = 64;
-    p.length_penalty = 0.0f;
-    p.early_stopping = 0;
-    p.n_best = 1;
-    return p;
-}
-
-int strix_beam_params_init(struct strix_beam_params *p, size_t struct_size)
-{
-    const struct strix_beam_params d = beam_defaults();
-    return util_params_init(p, struct_size, &d, sizeof d);
-}
+UTIL_PARAMS_DEFINE(beam, .n_beams = 4, .n_predict = 64, .n_best = 1)
 
 struct cand {
     double logprob; /* total, after this token */
@@ -109,18 +92,22 @@ void strix_beam_result_free(struct strix_beam_result *r)
 
 int strix_beam_search(const strix_model *model, strix_context *ctx, const strix_token *prompt,
                       int n_prompt, const struct strix_beam_params *params,
-                      struct strix_beam_result *out, strix_error *err)
+                      struct strix_beam_result *caller_out, strix_error *err)
 {
     err_clear(err);
-    if (!model || !ctx || !prompt || !params || !out)
+    if (!model || !ctx || !prompt || !params)
         return err_set(err, STRIX_ERR_ARG, "NULL argument");
-    struct strix_beam_params bp = beam_defaults();
-    int prc = util_params_read(&bp, sizeof bp, params, "beam", err);
+    struct strix_beam_params bp;
+    int prc = UTIL_PARAMS_READ(beam, &bp, params, err);
+    if (!prc)
+        prc = util_result_check(caller_out, UTIL_END_OF(struct strix_beam_result, n),
+                                sizeof(struct strix_beam_result), "beam", err);
     if (prc)
         return prc;
     const struct strix_beam_params *p = &bp;
-    out->hyps = NULL;
-    out->n = 0;
+    struct strix_beam_result full = {.struct_size = sizeof full, .hyps = NULL, .n = 0};
+    struct strix_beam_result *out = &full;
+    util_result_write(caller_out, &full, sizeof full); /* no hypotheses until the end */
     const int W = p->n_beams, nv = strix_vocab_size(model), n_ctx = strix_context_n_ctx(ctx);
     if (W < 1 || W > STRIX_SEQ_MAX / 2 || p->n_best < 1 || p->n_predict < 0 ||
         !isfinite(p->length_penalty))
@@ -260,10 +247,11 @@ int strix_beam_search(const strix_model *model, strix_context *ctx, const strix_
         if ((rc = add_hyp(fin, &n_fin, n_keep, toks + (size_t)(bank * W + k) * stride, len,
                           lp[bank * W + k], p->length_penalty, 0)))
             goto nomem;
-    out->n = n_fin < p->n_best ? n_fin : p->n_best;
-    out->hyps = util_calloc((size_t)(out->n > 0 ? out->n : 1), sizeof *out->hyps);
+    const int n_out = n_fin < p->n_best ? n_fin : p->n_best;
+    out->hyps = util_calloc((size_t)(n_out > 0 ? n_out : 1), sizeof *out->hyps);
     if (!out->hyps)
-        goto nomem;
+        goto nomem; /* out->n stays 0 */
+    out->n = n_out;
     for (int i = 0; i < out->n; i++) {
         out->hyps[i] = fin[i];
         fin[i].tokens = NULL;
@@ -284,5 +272,6 @@ done:
     util_free(bpos);
     util_free(bseq);
     util_free(bwant);
+    util_result_write(caller_out, &full, sizeof full);
     return rc;
 }

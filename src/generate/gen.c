@@ -12,20 +12,7 @@
 
 #include "util.h"
 
-static struct strix_gen_params gen_defaults(void)
-{
-    struct strix_gen_params p;
-    memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    p.n_predict = -1;
-    return p;
-}
-
-int strix_gen_params_init(struct strix_gen_params *p, size_t struct_size)
-{
-    const struct strix_gen_params d = gen_defaults();
-    return util_params_init(p, struct_size, &d, sizeof d);
-}
+UTIL_PARAMS_DEFINE(gen, .n_predict = -1)
 
 long strix_stop_find(const char *text, size_t n, const char *const *stops, int n_stops,
                      size_t *n_safe)
@@ -63,13 +50,18 @@ int strix_generate(const strix_model *model, strix_context *ctx, strix_sampler *
                    strix_gen_cb cb, void *user, struct strix_gen_result *res, strix_error *err)
 {
     err_clear(err);
-    struct strix_gen_result r = {0, STRIX_STOP_NONE};
-    if (res)
-        *res = r;
+    struct strix_gen_result r = {.struct_size = sizeof r, .stop_reason = STRIX_STOP_NONE};
+    if (res) {
+        int rrc = util_result_check(res, UTIL_END_OF(struct strix_gen_result, stop_reason),
+                                    sizeof r, "gen", err);
+        if (rrc)
+            return rrc;
+        util_result_write(res, &r, sizeof r);
+    }
     if (!model || !ctx || !smp || !caller_params)
         return err_set(err, STRIX_ERR_ARG, "NULL argument");
-    struct strix_gen_params gp = gen_defaults();
-    int prc = util_params_read(&gp, sizeof gp, caller_params, "gen", err);
+    struct strix_gen_params gp;
+    int prc = UTIL_PARAMS_READ(gen, &gp, caller_params, err);
     if (prc)
         return prc;
     const struct strix_gen_params *params = &gp;
@@ -156,6 +148,6 @@ int strix_generate(const strix_model *model, strix_context *ctx, strix_sampler *
         cb(user, pend, n_pend, -1); /* text held back for a stop string that never came */
     util_free(pend);
     if (res)
-        *res = r;
+        util_result_write(res, &r, sizeof r);
     return rc;
 }

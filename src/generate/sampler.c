@@ -74,29 +74,10 @@ struct strix_sampler {
     struct typ *typ; /* (n_vocab) typical-p scratch */
 };
 
-struct strix_sampler_params strix_sampler_default_params(void)
-{
-    struct strix_sampler_params p;
-    memset(&p, 0, sizeof p);
-    p.temperature = 0.8f;
-    p.top_k = 40;
-    p.top_p = 0.95f;
-    p.min_p = 0.05f;
-    p.repeat_penalty = 1.0f;
-    p.repeat_last_n = 64;
-    p.seed = 42;
-    p.frequency_penalty = 0.0f;
-    p.presence_penalty = 0.0f;
-    p.typical_p = 1.0f;
-    p.mirostat = 0;
-    p.mirostat_tau = 5.0f;
-    p.mirostat_eta = 0.1f;
-    p.order = NULL;
-    p.logit_bias = NULL;
-    p.n_logit_bias = 0;
-    p.n_probs = 0;
-    return p;
-}
+/* llama.cpp's defaults */
+UTIL_PARAMS_DEFINE(sampler, .temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f,
+                   .repeat_penalty = 1.0f, .repeat_last_n = 64, .seed = 42, .typical_p = 1.0f,
+                   .mirostat_tau = 5.0f, .mirostat_eta = 0.1f)
 
 /* Parses "top_k;temperature" (separators ';' ',' or ' ') into stage ids. */
 static int parse_order(const char *s, int *order, int *n_order, strix_error *err)
@@ -131,14 +112,20 @@ int strix_sampler_create(const struct strix_sampler_params *params, int n_vocab,
                          strix_sampler **out, strix_error *err)
 {
     err_clear(err);
+    if (out)
+        *out = NULL;
     if (!out || !params)
         return err_set(err, STRIX_ERR_ARG, "NULL argument");
-    *out = NULL;
     if (n_vocab <= 0)
         return err_set(err, STRIX_ERR_ARG, "vocabulary size %d", n_vocab);
-    const struct strix_sampler_params *p = params;
+    struct strix_sampler_params sp;
+    int rc = UTIL_PARAMS_READ(sampler, &sp, params, err);
+    if (rc)
+        return rc;
+    const struct strix_sampler_params *p = &sp;
     if (!isfinite(p->temperature) || isnan(p->top_p) || isnan(p->min_p) ||
-        !isfinite(p->repeat_penalty) || p->repeat_penalty <= 0.0f || p->repeat_last_n < 0 || p->repeat_last_n > (1 << 20) ||
+        !isfinite(p->repeat_penalty) || p->repeat_penalty <= 0.0f || p->repeat_last_n < 0 ||
+        p->repeat_last_n > (1 << 20) ||
         !isfinite(p->frequency_penalty) || !isfinite(p->presence_penalty) ||
         isnan(p->typical_p) || (p->mirostat != 0 && p->mirostat != 2) ||
         !(p->mirostat_tau >= 0.0f && p->mirostat_tau < 1e4f) ||
@@ -151,7 +138,7 @@ int strix_sampler_create(const struct strix_sampler_params *params, int n_vocab,
             return err_set(err, STRIX_ERR_ARG, "logit bias %d: token %d out of range or NaN", i,
                            p->logit_bias[i].token);
     int order[ST_COUNT], n_order = 0;
-    int rc = parse_order(p->order ? p->order : DEFAULT_ORDER, order, &n_order, err);
+    rc = parse_order(p->order ? p->order : DEFAULT_ORDER, order, &n_order, err);
     if (rc)
         return rc;
     strix_sampler *s = util_calloc(1, sizeof *s);
@@ -199,6 +186,8 @@ void strix_sampler_free(strix_sampler *s)
 
 void strix_sampler_reset(strix_sampler *s, uint64_t seed)
 {
+    if (!s)
+        return;
     s->rng = seed ^ 0x9e3779b97f4a7c15ull;
     s->n_hist = s->hist_at = 0;
     s->n_lost = 0;
@@ -210,6 +199,8 @@ void strix_sampler_reset(strix_sampler *s, uint64_t seed)
 
 void strix_sampler_accept(strix_sampler *s, strix_token tok)
 {
+    if (!s)
+        return;
     s->history[s->hist_at] = tok;
     s->hist_at = (s->hist_at + 1) % s->cap_hist;
     if (s->n_hist < s->cap_hist)
@@ -234,6 +225,8 @@ int strix_sampler_rewind(strix_sampler *s, int n_tokens, strix_error *err)
 
 float strix_sampler_uniform(strix_sampler *s)
 {
+    if (!s)
+        return NAN;
     return util_rng_uniform(&s->rng);
 }
 
@@ -593,6 +586,8 @@ static double chain_dist(strix_sampler *s, const float *logits, float *probs)
 
 strix_token strix_sampler_sample(strix_sampler *s, const float *logits)
 {
+    if (!s || !logits)
+        return -1;
     const double sum = chain_dist(s, logits, s->probs);
     const strix_token tok = draw_weights(&s->rng, s->probs, s->n_vocab, sum);
     if (s->p.mirostat == 2) { /* move mu toward the target surprise tau */
@@ -643,7 +638,9 @@ int strix_sampler_last_probs(const strix_sampler *s, struct strix_token_prob *ch
                              struct strix_token_prob *top, int cap)
 {
     if (chosen)
-        *chosen = s->chosen;
+        *chosen = s ? s->chosen : (struct strix_token_prob){-1, NAN};
+    if (!s)
+        return 0;
     const int n = cap < s->n_top ? cap : s->n_top;
     for (int i = 0; top && i < n; i++)
         top[i] = s->top[i];

@@ -24,19 +24,7 @@
 #define MAX_CTX (1 << 24)
 #define MAX_HEADS 4096 /* so that tokens (< 2^16 a batch) x heads fits an int */
 
-static struct strix_model_params model_defaults(void)
-{
-    struct strix_model_params p;
-    memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    return p;
-}
-
-int strix_model_params_init(struct strix_model_params *p, size_t struct_size)
-{
-    const struct strix_model_params d = model_defaults();
-    return util_params_init(p, struct_size, &d, sizeof d);
-}
+UTIL_PARAMS_DEFINE(model, .vocab_path = NULL)
 
 const struct vocab *model_vocab(const strix_model *m)
 {
@@ -378,12 +366,10 @@ int strix_model_load(const char *path, const struct strix_model_params *params, 
     *out = NULL;
     if (!path)
         return err_set(err, STRIX_ERR_ARG, "no model path");
-    struct strix_model_params def = model_defaults();
-    if (params) {
-        int prc = util_params_read(&def, sizeof def, params, "model", err);
-        if (prc)
-            return prc;
-    }
+    struct strix_model_params def;
+    int prc = UTIL_PARAMS_READ(model, &def, params, err);
+    if (prc)
+        return prc;
     params = &def;
     strix_model *m = util_calloc(1, sizeof *m);
     if (!m)
@@ -419,13 +405,15 @@ void strix_model_free(strix_model *m)
     util_free(m);
 }
 
-void strix_model_get_info(const strix_model *m, struct strix_model_info *info)
+int strix_model_get_info(const strix_model *m, struct strix_model_info *caller_info)
 {
-    if (!info)
-        return;
-    memset(info, 0, sizeof *info);
+    if (util_result_check(caller_info, UTIL_END_OF(struct strix_model_info, weight_bytes),
+                          sizeof(struct strix_model_info), "model info", NULL))
+        return STRIX_ERR_ARG;
+    struct strix_model_info full = {.struct_size = sizeof full}, *info = &full;
+    util_result_write(caller_info, &full, sizeof full);
     if (!m)
-        return; /* all zero: no model */
+        return STRIX_ERR_ARG; /* all zero: no model */
     info->arch = m->arch;
     info->name = m->name ? m->name : "";
     info->n_vocab = m->vocab ? vocab_n(m->vocab) : m->hp.n_vocab;
@@ -446,6 +434,8 @@ void strix_model_get_info(const strix_model *m, struct strix_model_info *info)
         info->n_params += m->all[i]->ne[0] * m->all[i]->ne[1] * m->all[i]->ne[2];
         info->weight_bytes += m->all[i]->nbytes;
     }
+    util_result_write(caller_info, &full, sizeof full);
+    return STRIX_OK;
 }
 
 int strix_model_n_tensors(const strix_model *m)
@@ -455,14 +445,16 @@ int strix_model_n_tensors(const strix_model *m)
 
 int strix_model_tensor_info(const strix_model *m, int i, struct strix_tensor_info *info)
 {
-    if (!info || i < 0 || i >= strix_model_n_tensors(m))
+    if (i < 0 || i >= strix_model_n_tensors(m) ||
+        util_result_check(info, UTIL_END_OF(struct strix_tensor_info, nbytes),
+                          sizeof(struct strix_tensor_info), "tensor info", NULL))
         return STRIX_ERR_ARG;
     const struct tensor *t = m->all[i];
-    info->name = t->name;
-    info->type = dtype_name(t->type);
-    info->n_dims = t->n_dims;
-    memcpy(info->ne, t->ne, sizeof info->ne);
-    info->nbytes = t->nbytes;
+    struct strix_tensor_info full = {.struct_size = sizeof full, .name = t->name,
+                                     .type = dtype_name(t->type), .n_dims = t->n_dims,
+                                     .nbytes = t->nbytes};
+    memcpy(full.ne, t->ne, sizeof full.ne);
+    util_result_write(info, &full, sizeof full);
     return STRIX_OK;
 }
 

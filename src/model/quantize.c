@@ -30,19 +30,7 @@
 #include "model/model.h"
 #include "pool.h"
 
-static struct strix_quantize_params quantize_defaults(void)
-{
-    struct strix_quantize_params p;
-    memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    return p;
-}
-
-int strix_quantize_params_init(struct strix_quantize_params *p, size_t struct_size)
-{
-    const struct strix_quantize_params d = quantize_defaults();
-    return util_params_init(p, struct_size, &d, sizeof d);
-}
+UTIL_PARAMS_DEFINE(quantize, .n_threads = 0)
 
 /* A requested type: a base type and whether it is a _M mix. */
 struct qspec {
@@ -265,12 +253,10 @@ int strix_model_quantize(const strix_model *m, const char *path, const char *typ
         return err_set(err, STRIX_ERR_ARG, "NULL argument");
     if (m->vocab_only || !m->vocab)
         return err_set(err, STRIX_ERR_ARG, "only a full model with a vocabulary can be quantized");
-    struct strix_quantize_params def = quantize_defaults();
-    if (params) {
-        int prc = util_params_read(&def, sizeof def, params, "quantize", err);
-        if (prc)
-            return prc;
-    }
+    struct strix_quantize_params def;
+    int prc = UTIL_PARAMS_READ(quantize, &def, params, err);
+    if (prc)
+        return prc;
     const struct strix_quantize_params *p = &def;
     struct qspec q;
     if (!parse_spec(type, &q))

@@ -16,19 +16,9 @@
 #include "model/model.h"
 #include "strix_dev.h"
 
-static struct strix_synth_params synth_defaults(void)
-{
-    const struct strix_synth_params p = {.struct_size = sizeof p, .n_embd = 256, .n_ff = 768,
-                                         .n_layer = 4, .n_head = 8, .n_head_kv = 4, .n_ctx = 2048,
-                                         .rope_freq_base = 10000.0f, .norm_eps = 1e-5f, .seed = 1};
-    return p;
-}
-
-int strix_synth_params_init(struct strix_synth_params *p, size_t struct_size)
-{
-    const struct strix_synth_params d = synth_defaults();
-    return util_params_init(p, struct_size, &d, sizeof d);
-}
+UTIL_PARAMS_DEFINE(synth, .n_embd = 256, .n_ff = 768, .n_layer = 4, .n_head = 8,
+                   .n_head_kv = 4, .n_ctx = 2048, .rope_freq_base = 10000.0f,
+                   .norm_eps = 1e-5f, .seed = 1)
 
 int strix_model_synth(const struct strix_synth_params *params, const char *vocab_path,
                       strix_model **out, strix_error *err)
@@ -37,8 +27,8 @@ int strix_model_synth(const struct strix_synth_params *params, const char *vocab
     if (!params || !vocab_path || !out)
         return err_set(err, STRIX_ERR_ARG, "NULL argument");
     *out = NULL;
-    struct strix_synth_params sp = synth_defaults();
-    int prc = util_params_read(&sp, sizeof sp, params, "synth", err);
+    struct strix_synth_params sp;
+    int prc = UTIL_PARAMS_READ(synth, &sp, params, err);
     if (prc)
         return prc;
     const struct strix_synth_params *p = &sp;

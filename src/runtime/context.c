@@ -23,20 +23,7 @@
 #include "quant/dtype.h"
 #include "kernels/kernels.h"
 
-static struct strix_context_params context_defaults(void)
-{
-    struct strix_context_params p;
-    memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    p.n_seq_max = 1;
-    return p;
-}
-
-int strix_context_params_init(struct strix_context_params *p, size_t struct_size)
-{
-    const struct strix_context_params d = context_defaults();
-    return util_params_init(p, struct_size, &d, sizeof d);
-}
+UTIL_PARAMS_DEFINE(context, .n_seq_max = 1)
 
 static int default_threads(void)
 {
@@ -136,12 +123,10 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     *out = NULL;
     if (!model || model->vocab_only)
         return err_set(err, STRIX_ERR_ARG, "a context needs a model with weights");
-    struct strix_context_params cp = context_defaults();
-    if (params) {
-        int prc = util_params_read(&cp, sizeof cp, params, "context", err);
-        if (prc)
-            return prc;
-    }
+    struct strix_context_params cp;
+    int prc = UTIL_PARAMS_READ(context, &cp, params, err);
+    if (prc)
+        return prc;
     params = &cp;
     const struct hparams *hp = &model->hp;
     if (params->n_ctx < 0 || params->n_ctx > (1 << 24) || params->n_batch < 0 ||

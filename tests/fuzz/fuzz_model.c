@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     strix_error err;
     int rc = model_load_map(m, &p, &err);
     if (rc == STRIX_OK && !m->vocab_only) {
-        struct strix_model_info in;
+        struct strix_model_info in = {.struct_size = sizeof in};
         strix_model_get_info(m, &in);
         if (in.n_params < (1 << 20)) {
             struct strix_context_params cp = strix_context_default_params();
