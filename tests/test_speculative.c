@@ -102,6 +102,9 @@ static void test_greedy(const strix_model *t, strix_context *tctx, const char *n
                    "%s K=%d prompt %d: %d tokens, plain greedy %d", name, K, ip, st.n_tokens,
                    n_ref);
             CHECK(st.n_accepted <= st.n_drafted && st.n_rounds >= 1);
+            /* each round gives its accepted drafts and one token of the target's */
+            CHECK(st.stop_reason != STRIX_STOP_BUDGET ||
+                  st.n_tokens == st.n_accepted + st.n_rounds);
             if (all_accepted)
                 CHECKF(st.n_accepted == st.n_drafted && st.n_drafted > 0, "%s: %d of %d", name,
                        st.n_accepted, st.n_drafted);
@@ -113,6 +116,35 @@ static void test_greedy(const strix_model *t, strix_context *tctx, const char *n
            "accepted length %.2f\n",
            name, drafted, accepted, drafted ? 100.0 * (double)accepted / (double)drafted : 0.0,
            (double)accepted / (double)rounds);
+    strix_sampler_free(s);
+}
+
+/* The confidence threshold: p_min 1 drafts nothing (a softmax below 1
+ * everywhere), p_min 0.5 less than p_min 0; the output stays plain greedy. */
+static void test_p_min(const strix_model *t, strix_context *tctx, strix_draft *d)
+{
+    struct strix_sampler_params sp = strix_sampler_default_params();
+    sp.temperature = 0;
+    strix_sampler *s = make_sampler(&sp, strix_vocab_size(t));
+    strix_token p[16], ref[NEW], got[NEW];
+    const int n_p = tokenize(t, "Once upon a time", p, 16);
+    const int n_ref = greedy_ref(t, tctx, p, n_p, NEW, ref);
+    const float p_mins[3] = {0, 0.5f, 1};
+    int drafted[3];
+    for (int i = 0; i < 3; i++) {
+        struct strix_spec_params pp = strix_spec_default_params();
+        pp.n_draft_max = 6;
+        pp.p_min = p_mins[i];
+        pp.stop_at_bos = 1;
+        struct strix_spec_stats st;
+        strix_error err;
+        CHECK(strix_speculative_generate(t, tctx, s, d, p, n_p, &pp, got, NEW, &st, &err) ==
+              STRIX_OK);
+        CHECK(st.n_tokens == n_ref && memcmp(got, ref, (size_t)n_ref * sizeof *ref) == 0);
+        drafted[i] = st.n_drafted;
+    }
+    printf("p_min 0 / 0.5 / 1: drafted %d / %d / %d\n", drafted[0], drafted[1], drafted[2]);
+    CHECK(drafted[0] > drafted[1] && drafted[1] > 0 && drafted[2] == 0);
     strix_sampler_free(s);
 }
 
@@ -411,6 +443,7 @@ int main(void)
         test_greedy(t, tctx, "Q4_0", q4, 0);
         test_greedy(t, tctx, "poor", pd, 0);
         test_greedy(t, tctx, "n-gram", ng, 0);
+        test_p_min(t, tctx, q4);
         test_context_end(t, ng);
         test_context_end(t, q4);
         test_sampling(t, tctx, q4, pd, same, ng);
