@@ -26,7 +26,7 @@
 #include "strix_dev.h"
 
 #define NEW 40
-#define N_RUNS 3000
+#define N_RUNS 2000
 
 static strix_context *make_ctx(const strix_model *m, int n_ctx)
 {
@@ -220,11 +220,14 @@ static void exact_dist(const strix_model *t, strix_context *tctx,
     const int nv = strix_vocab_size(t);
     strix_token seq[80];
     memcpy(seq, p, (size_t)n_p * sizeof *p);
-    memcpy(seq + n_p, extra, (size_t)n_extra * sizeof *p);
+    if (n_extra > 0)
+        memcpy(seq + n_p, extra, (size_t)n_extra * sizeof *p);
     strix_error err;
     strix_kv_seq_rm(tctx, -1, 0, -1);
     CHECK(strix_decode(tctx, seq, NULL, n_p + n_extra, NULL, &err) == STRIX_OK);
     strix_sampler *s = make_sampler(sp, nv);
+    for (int i = 0; i < n_p; i++) /* the penalties see the prompt, as in strix run */
+        strix_sampler_accept(s, p[i]);
     for (int i = 0; i < n_extra; i++)
         strix_sampler_accept(s, extra[i]);
     float *f = malloc((size_t)nv * sizeof *f);
@@ -261,6 +264,8 @@ static double sample_test(const strix_model *t, strix_context *tctx, strix_draft
     long n2 = 0, drafted = 0, accepted = 0;
     for (int run = 0; run < N_RUNS; run++) {
         strix_sampler_reset(s, 1000 + (uint64_t)run);
+        for (int i = 0; i < n_p; i++)
+            strix_sampler_accept(s, p[i]);
         strix_token out[3] = {eos, eos, eos};
         strix_error err;
         if (d) {
