@@ -119,6 +119,36 @@ static void test_greedy(const strix_model *t, strix_context *tctx, const char *n
     strix_sampler_free(s);
 }
 
+/* A draft whose context is shorter than the text stops drafting there; the
+ * output stays plain greedy. */
+static void test_short_draft(const strix_model *t, const strix_model *dm, strix_context *tctx,
+                             strix_draft *full)
+{
+    strix_context *dc = make_ctx(dm, 12);
+    strix_draft *d = NULL;
+    strix_error err;
+    CHECK(strix_draft_model_create(t, dm, dc, &d, &err) == STRIX_OK);
+    struct strix_sampler_params sp = strix_sampler_default_params();
+    sp.temperature = 0;
+    strix_sampler *s = make_sampler(&sp, strix_vocab_size(t));
+    strix_token p[16], ref[NEW], got[NEW];
+    const int n_p = tokenize(t, "Once upon a time", p, 16);
+    const int n_ref = greedy_ref(t, tctx, p, n_p, NEW, ref);
+    struct strix_spec_params pp = strix_spec_default_params();
+    pp.stop_at_bos = 1;
+    struct strix_spec_stats st;
+    CHECK(strix_speculative_generate(t, tctx, s, d, p, n_p, &pp, got, NEW, &st, &err) == STRIX_OK);
+    CHECK(st.n_tokens == n_ref && memcmp(got, ref, (size_t)n_ref * sizeof *ref) == 0);
+    const int n_short = st.n_drafted;
+    CHECK(strix_speculative_generate(t, tctx, s, full, p, n_p, &pp, got, NEW, &st, &err) ==
+          STRIX_OK);
+    CHECKF(n_short > 0 && n_short < st.n_drafted / 2, "drafted %d, %d with a full context", n_short,
+           st.n_drafted);
+    strix_draft_free(d);
+    strix_sampler_free(s);
+    strix_context_free(dc);
+}
+
 /* The confidence threshold: p_min 1 drafts nothing (a softmax below 1
  * everywhere), p_min 0.5 less than p_min 0; the output stays plain greedy. */
 static void test_p_min(const strix_model *t, strix_context *tctx, strix_draft *d)
@@ -449,6 +479,7 @@ int main(void)
         test_greedy(t, tctx, "poor", pd, 0);
         test_greedy(t, tctx, "n-gram", ng, 0);
         test_p_min(t, tctx, q4);
+        test_short_draft(t, q4m, tctx, q4);
         test_context_end(t, ng);
         test_context_end(t, q4);
         test_sampling(t, tctx, q4, pd, same, ng);

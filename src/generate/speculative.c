@@ -295,8 +295,10 @@ int strix_speculative_generate(const strix_model *model, strix_context *ctx, str
     const int nv = info.n_vocab;
     const strix_token eos = strix_token_eos(model), bos = strix_token_bos(model);
 
-    /* hist: prompt, generated and drafted tokens; q: K draft rows; p, r: one row each */
-    const size_t n_hist_cap = (size_t)n_prompt + (size_t)cap + (size_t)K + 1;
+    /* hist: prompt, generated and drafted tokens (n_hist <= n_ctx between
+     * rounds); q: K draft rows; p, r: one row each */
+    const int n_text = cap < n_ctx - n_prompt ? n_prompt + cap : n_ctx;
+    const size_t n_hist_cap = (size_t)n_text + (size_t)K + 1;
     strix_token *hist = util_malloc(n_hist_cap * sizeof *hist);
     float *q = util_malloc((size_t)K * (size_t)nv * sizeof *q);
     float *p = util_malloc((size_t)nv * sizeof *p);
