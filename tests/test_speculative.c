@@ -384,10 +384,66 @@ static void test_sampling(const strix_model *t, strix_context *tctx, strix_draft
     speculative_set_fault(SPECULATIVE_FAULT_NONE);
 }
 
+/* The target's file with the piece of token `id` changed in its last byte
+ * (an ASCII letter, swapped in case), loaded; NULL if it cannot be made. */
+static strix_model *piece_changed(const strix_model *t, int id)
+{
+    size_t len = 0;
+    char *buf = test_read_file(test_path("stories260K-ref.gguf"), &len);
+    const char *piece = strix_token_piece(t, id);
+    const size_t n = piece ? strlen(piece) : 0;
+    strix_model *m = NULL;
+    if (!buf || n == 0)
+        goto out;
+    /* the piece as GGUF stores it: a uint64 length (little-endian), the bytes */
+    char pat[72];
+    if (n + 8 > sizeof pat)
+        goto out;
+    for (int b = 0; b < 8; b++)
+        pat[b] = (char)((uint64_t)n >> (8 * b));
+    memcpy(pat + 8, piece, n);
+    char *at = NULL;
+    for (size_t i = 0; i + n + 8 <= len && !at; i++)
+        if (memcmp(buf + i, pat, n + 8) == 0)
+            at = buf + i + 8 + n - 1;
+    if (!at || !((*at >= 'a' && *at <= 'z') || (*at >= 'A' && *at <= 'Z')))
+        goto out;
+    *at ^= 0x20;
+    char path[512];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(path, sizeof path, "%s/strix-spec-vocab-%d.gguf", tmp && *tmp ? tmp : "/tmp",
+             (int)getpid());
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        goto out;
+    const int ok = fwrite(buf, 1, len, f) == len;
+    fclose(f);
+    struct strix_model_params mp = strix_model_default_params();
+    strix_error err;
+    if (ok && strix_model_load(path, &mp, &m, &err) != STRIX_OK)
+        m = NULL;
+    remove(path);
+out:
+    free(buf);
+    return m;
+}
+
 static void test_bad_input(const strix_model *t, strix_context *tctx, strix_draft *d)
 {
     strix_error err;
     strix_draft *x = NULL;
+    /* the same size, one piece differs: named */
+    strix_model *pc = piece_changed(t, 300);
+    CHECKF(pc != NULL, "could not make a vocabulary with token 300 changed (\"%s\")",
+           strix_token_piece(t, 300));
+    if (pc) {
+        strix_context *pcc = make_ctx(pc, 16);
+        CHECK(strix_draft_model_create(t, pc, pcc, &x, &err) == STRIX_ERR_ARG && x == NULL);
+        CHECKF(strstr(err.msg, "differs at token 300") != NULL, "%s", err.msg);
+        printf("one piece changed: %s\n", err.msg);
+        strix_context_free(pcc);
+        strix_model_free(pc);
+    }
     /* another vocabulary */
     struct strix_synth_params syp = strix_synth_default_params();
     syp.n_embd = 16, syp.n_ff = 32, syp.n_layer = 1, syp.n_head = 2, syp.n_head_kv = 2;
