@@ -581,6 +581,86 @@ int strix_generate(const strix_model *model, strix_context *ctx, strix_sampler *
                    strix_token prev, const struct strix_gen_params *params, strix_gen_cb cb,
                    void *user, struct strix_gen_result *res, strix_error *err);
 
+/* ---- speculative decoding ------------------------------------------------------------ */
+
+/*
+ * A cheap draft proposes tokens, the target checks them all in one batched
+ * decode, and the output follows the target's distribution exactly
+ * (Leviathan et al., 2022). A draft source is a propose callback, so new
+ * kinds (a quantized copy of the target, skipped layers) plug in beside the
+ * two built here.
+ *
+ * propose(self, smp, hist, n_hist, p_min, tok, q, kind, err) proposes the
+ * token after hist[0..n_hist) (the prompt, the accepted text and the tokens
+ * drafted so far in this round). It sets *kind to
+ *   STRIX_DRAFT_END      no proposal: the round's draft ends here;
+ *   STRIX_DRAFT_SAMPLED  *tok was drawn from q[0..n_vocab), the draft's final
+ *                        distribution after smp's stages (strix_sampler_dist
+ *                        then strix_sampler_sample_dist on smp, whose history
+ *                        holds hist's generated part);
+ *   STRIX_DRAFT_FIXED    *tok was chosen without randomness (q is one-hot on
+ *                        it and need not be written).
+ * It must not accept tokens into smp (the caller does). p_min: a model draft
+ * ends the round when its top probability (softmax of its raw logits) is
+ * below p_min. Returns STRIX_OK or an error status.
+ */
+enum strix_draft_kind { STRIX_DRAFT_END = 0, STRIX_DRAFT_SAMPLED = 1, STRIX_DRAFT_FIXED = 2 };
+typedef struct strix_draft {
+    void *self;
+    int (*propose)(void *self, strix_sampler *smp, const strix_token *hist, int n_hist,
+                   float p_min, strix_token *tok, float *q, int *kind, strix_error *err);
+    void (*free)(void *self); /* frees self; may be NULL */
+} strix_draft;
+
+/* A draft model with its own context (borrowed; it is cleared and used on
+ * sequence 0). Its vocabulary must be the target's: the same size, special
+ * tokens and pieces, or STRIX_ERR_ARG naming the first difference. */
+int strix_draft_model_create(const strix_model *target, const strix_model *draft,
+                             strix_context *draft_ctx, strix_draft **out, strix_error *err);
+/* Prompt lookup: the continuation of the latest earlier occurrence of the
+ * last n tokens (1 .. 16) of the text so far; no model. */
+int strix_draft_ngram_create(int n, strix_draft **out, strix_error *err);
+/* Frees a draft made by the two above (NULL is fine). */
+void strix_draft_free(strix_draft *d);
+
+#define STRIX_SPEC_DRAFT_MAX 64
+struct strix_spec_params {
+    size_t struct_size; /* sizeof, set by strix_spec_default_params() */
+    int n_draft_max;    /* K: most tokens drafted per round, 1 .. STRIX_SPEC_DRAFT_MAX (8) */
+    float p_min;        /* end a round when the draft's top probability is below this (0) */
+    int stop_at_bos;    /* BOS ends the generation as EOS does */
+};
+int strix_spec_params_init(struct strix_spec_params *p, size_t struct_size);
+STRIX_DEFAULT_PARAMS_(spec)
+
+struct strix_spec_stats {
+    int n_tokens;    /* tokens written to out (the end token not included) */
+    int stop_reason; /* enum strix_stop_reason: EOS, BUDGET or CONTEXT */
+    int n_rounds;    /* batched target decodes that checked a draft (or none) */
+    int n_drafted;   /* tokens proposed */
+    int n_accepted;  /* of which accepted; mean accepted length = n_accepted / n_rounds */
+};
+
+/*
+ * Generates up to cap tokens after prompt[0..n_prompt) (n_prompt >= 1) on
+ * sequence 0 of the target context, which is cleared first. Each round
+ * drafts up to K tokens, decodes the last token and the drafts in one batch
+ * with the logits of all, and walks the drafts: x is accepted with
+ * probability min(1, p(x) / q(x)), p and q the final distributions of smp's
+ * stages (strix_sampler_dist) for the target's and the draft's logits under
+ * the same history; the first rejection draws from the normalized residual
+ * max(0, p - q) over the whole vocabulary, and when all are accepted a bonus
+ * token is drawn from the target. With temperature <= 0, p and q are one-hot
+ * and the output equals plain greedy decoding token for token. Accepted
+ * tokens are accepted into smp (accept the prompt first if the penalties
+ * should see it); rejected ones leave no trace in smp or in either cache.
+ * Mirostat is not supported (its mu moves per sampled token).
+ */
+int strix_speculative_generate(const strix_model *model, strix_context *ctx, strix_sampler *smp,
+                               strix_draft *draft, const strix_token *prompt, int n_prompt,
+                               const struct strix_spec_params *params, strix_token *out,
+                               int cap, struct strix_spec_stats *stats, strix_error *err);
+
 /* ---- beam search --------------------------------------------------------------------- */
 
 struct strix_beam_params {

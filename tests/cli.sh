@@ -88,6 +88,20 @@ b1=$("$S" run -p "Once upon a time" -n 24 --beams 1 2>/dev/null)
     ok || bad "run --beams 4 --n-best 3"
 expect_fail "run --beams 0" run -p "Hi" --beams 0
 
+# speculative decoding from the CLI: greedy output with a draft equals greedy without
+for d in "--draft $G" "--draft $D/llamacpp-synth-F32.gguf --draft-max 3" "--draft-ngram 2"; do
+    s1=$("$S" run -p "Once upon a time" -n 24 --temp 0 $d 2>"$T/spec.err")
+    [ -n "$g" ] && [ "$g" = "$s1" ] && grep -q "acceptance [0-9]*\.[0-9]%, mean accepted length" "$T/spec.err" &&
+        ok || bad "run $d equals greedy: $(head -c 300 "$T/spec.err")"
+done
+expect_fail "run --draft-max 0" run -p "Hi" --draft-ngram 2 --draft-max 0
+expect_fail "run --draft-max without a draft" run -p "Hi" --draft-max 4
+expect_fail "run --draft with a vocabulary-only file" run -p "Hi" --draft "$D/ggml-vocab-gpt-2.gguf"
+"$S" synth -m "$D/ggml-vocab-gpt-2.gguf" -o "$T/other.gguf" --dim 16 --ff 32 --layers 1 --heads 2 --kv-heads 2 2>/dev/null
+expect_fail "run --draft with another vocabulary" run -p "Hi" --draft "$T/other.gguf"
+grep -q "draft vocabulary has 50257 tokens" "$T/err" && ok || bad "draft vocabulary message: $(cat "$T/err")"
+expect_fail "run --draft and --draft-ngram" run -p "Hi" --draft "$G" --draft-ngram 2
+
 # synth makes a random model of the asked shape that runs
 "$S" synth -o "$T/syn.gguf" --dim 64 --ff 96 --layers 2 --heads 4 --kv-heads 1 --seed 3 2>/dev/null &&
     "$S" info -m "$T/syn.gguf" | grep -q "n_embd 64, n_ff 96, n_layer 2, n_head 4, n_head_kv 1" &&

@@ -126,7 +126,8 @@ static const struct {
             "            [--samplers \"penalties;top_k;typical_p;top_p;min_p;temperature\"]\n"
             "            [--logit-bias ID+BIAS,...]... [--stop TEXT]... [--n-probs N]\n"
             "            [--no-stop-bos] [--parse-special] [--expert-stats]\n"
-            "            [--beams W [--n-best K] [--length-penalty L]]   (beam search)\n"},
+            "            [--beams W [--n-best K] [--length-penalty L]]   (beam search)\n"
+            "            [--draft FILE | --draft-ngram N] [--draft-max K]  (speculative)\n"},
     {"tokenize", "  tokenize  [-m MODEL] [--vocab TOKENIZER.bin] (-p TEXT | -f FILE|-) [--ids]\n"
                  "            [--no-bos] [--parse-special]\n"},
     {"ppl", "  ppl       [-m MODEL] [--vocab TOKENIZER.bin] -f TEXT|- [-c N_CTX] [--stride S]\n"
@@ -268,6 +269,9 @@ static const struct opt_def opt_defs[] = {
     {"rope-scale", "--rope-scale", OPT_FLOAT, F(synth.rope_scale), 1, 1e6},
     {"alibi-bias", "--alibi-bias", OPT_FLOAT, F(synth.alibi_max_bias), 0, 1000},
     {"expert-stats", "--expert-stats", OPT_FLAG, F(expert_stats), 0, 0},
+    {"draft", "--draft", OPT_STR, F(draft), 0, 0},
+    {"draft-max", "--draft-max", OPT_INT, F(draft_max), 1, STRIX_SPEC_DRAFT_MAX},
+    {"draft-ngram", "--draft-ngram", OPT_INT, F(draft_ngram), 1, 16},
 };
 #undef F
 

@@ -65,6 +65,8 @@ struct opts {
     int stride, n_probs;
     int beams, n_best; /* run: beam search width and hypotheses shown */
     float length_penalty;
+    const char *draft;         /* run: speculative decoding with this draft model */
+    int draft_max, draft_ngram; /* ... drafting up to K tokens; n-gram lookup of N */
     struct strix_synth_params synth;
     struct strix_sampler_params sp;
 };

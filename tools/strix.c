@@ -117,15 +117,77 @@ static int run_beams(const struct opts *o, strix_model *m, strix_context *ctx, s
     return 0;
 }
 
+/* Speculative decoding (--draft FILE or --draft-ngram N): the whole text at
+ * the end, then the draft's figures on stderr. */
+static void run_speculative(const struct opts *o, strix_model *m, strix_context *ctx,
+                            strix_pool *pool, strix_sampler *smp, const strix_token *ids,
+                            int n_prompt)
+{
+    strix_error err;
+    strix_model *dm = NULL;
+    strix_context *dctx = NULL;
+    strix_draft *d = NULL;
+    if (o->draft) {
+        struct strix_model_params mp = strix_model_default_params();
+        if (strix_model_load(o->draft, &mp, &dm, &err))
+            die("draft %s: %s", o->draft, err.msg);
+        struct strix_context_params cp = strix_context_default_params();
+        cp.n_ctx = strix_context_n_ctx(ctx);
+        cp.pool = pool; /* the target's: two pools would fight over the cores */
+        if (strix_context_create(dm, &cp, &dctx, &err) ||
+            strix_draft_model_create(m, dm, dctx, &d, &err))
+            die("draft %s: %s", o->draft, err.msg);
+    } else if (strix_draft_ngram_create(o->draft_ngram, &d, &err)) {
+        die("%s", err.msg);
+    }
+    print_seed(o);
+    struct strix_spec_params pp = strix_spec_default_params();
+    if (o->draft_max > 0)
+        pp.n_draft_max = o->draft_max;
+    pp.stop_at_bos = o->stop_bos;
+    const int room = strix_context_n_ctx(ctx) - n_prompt;
+    const int cap = o->n_predict < 0 || o->n_predict > room ? room : o->n_predict;
+    strix_token *out = malloc((size_t)(cap > 0 ? cap : 1) * sizeof *out);
+    if (!out)
+        die("out of memory");
+    struct strix_spec_stats st;
+    const double t0 = now();
+    if (strix_speculative_generate(m, ctx, smp, d, ids, n_prompt, &pp, out, cap, &st, &err))
+        die("speculative: %s", err.msg);
+    const double dt = now() - t0;
+    char *text = tokens_text(m, ids[n_prompt - 1], out, st.n_tokens);
+    printf("%s\n", text);
+    fflush(stdout);
+    fprintf(stderr,
+            "speculative: %d tokens, %.1f tok/s; %d rounds, drafted %d, accepted %d, "
+            "acceptance %.1f%%, mean accepted length %.2f\n",
+            st.n_tokens, st.n_tokens / (dt > 0 ? dt : 1e-9), st.n_rounds, st.n_drafted,
+            st.n_accepted, st.n_drafted ? 100.0 * st.n_accepted / st.n_drafted : 0.0,
+            st.n_rounds ? (double)st.n_accepted / st.n_rounds : 0.0);
+    free(text);
+    free(out);
+    strix_draft_free(d);
+    strix_context_free(dctx);
+    strix_model_free(dm);
+}
+
 static int cmd_run(int argc, char **argv)
 {
     struct opts o;
     parse_opts(argc, argv, &o,
                " m vocab p f n t c temp top-k top-p min-p rp rln seed no-stop-bos freq pres typical"
                " mirostat mirostat-lr mirostat-ent samplers logit-bias n-probs stop expert-stats"
-               " parse-special beams n-best length-penalty ");
+               " parse-special beams n-best length-penalty draft draft-max draft-ngram ");
     if (o.prompt && o.file)
         die("run takes -p TEXT or -f FILE, not both");
+    const int spec = o.draft || o.draft_ngram;
+    if (o.draft && o.draft_ngram)
+        die("run takes --draft FILE or --draft-ngram N, not both");
+    if (opt_given(&o, "draft-max") && !spec)
+        die("--draft-max needs a draft: --draft FILE or --draft-ngram N");
+    if (spec && (o.beams || o.n_stops || o.n_probs || o.sp.mirostat))
+        die("speculative decoding (--draft, --draft-ngram) does not take --beams, --stop, "
+            "--n-probs or --mirostat");
     if (!o.beams) {
         if (opt_given(&o, "n-best") || opt_given(&o, "length-penalty"))
             die("--n-best and --length-penalty apply to beam search: add --beams W");
@@ -167,6 +229,10 @@ static int cmd_run(int argc, char **argv)
     cp.n_seq_max = o.beams > 0 ? 2 * o.beams : 1;
     strix_context *ctx;
     strix_error err;
+    strix_pool *pool = NULL;
+    if (spec && strix_pool_create(o.n_threads, &pool, &err))
+        die("%s", err.msg);
+    cp.pool = pool;
     if (strix_context_create(m, &cp, &ctx, &err))
         die("%s", err.msg);
     const int n_ctx = strix_context_n_ctx(ctx);
@@ -186,6 +252,16 @@ static int cmd_run(int argc, char **argv)
 
     fwrite(prompt, 1, prompt_len, stdout);
     fflush(stdout);
+    if (spec) {
+        run_speculative(&o, m, ctx, pool, smp, ids, n_prompt);
+        strix_sampler_free(smp);
+        strix_context_free(ctx);
+        strix_pool_free(pool);
+        free(ids);
+        free(file_text);
+        strix_model_free(m);
+        return 0;
+    }
     double t0 = now();
     int batch = 512;
     for (int i = 0; i < n_prompt; i += batch) {

@@ -1,0 +1,413 @@
+/*
+ * speculative.c - speculative decoding: the draft/verify loop and two draft
+ * sources (a separate model; n-gram prompt lookup).
+ *
+ * A round drafts up to K tokens, decodes the target's pending token and the
+ * drafts as one batch with the logits of every position, and keeps the
+ * longest prefix the acceptance test passes, plus one token drawn by the
+ * target (the correction after a rejection, or the bonus after a full
+ * acceptance). The test is the exact one of Leviathan et al.: accept x with
+ * probability min(1, p(x) / q(x)); on rejection draw from max(0, p - q),
+ * normalized, over the whole vocabulary. p and q are the *final*
+ * distributions of the caller's sampler (strix_sampler_dist), so penalties,
+ * truncation and temperature apply alike to both, and the draft and the
+ * uniform numbers come from the sampler's one generator.
+ *
+ * Invariant between rounds: the target's cache holds hist[0 .. n_hist - 1),
+ * every token but the last, and the sampler's history holds the generated
+ * part of hist (after whatever the caller accepted before). A model draft
+ * keeps its own cache in step by comparing the tokens it holds with hist.
+ *
+ * Sampling belongs to sampler.c, decoding to the runtime; this file uses
+ * the public API only.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "generate/speculative.h"
+#include "util.h"
+
+static int fault_mode = SPECULATIVE_FAULT_NONE;
+
+void speculative_set_fault(int fault)
+{
+    fault_mode = fault;
+}
+
+/* ---- draft: a separate model ------------------------------------------------------ */
+
+struct model_draft {
+    const strix_model *model;
+    strix_context *ctx; /* borrowed */
+    int n_vocab;
+    strix_token *cached; /* (n_ctx) the tokens in ctx's sequence 0 */
+    int n_cached;
+};
+
+static void model_draft_free(void *self)
+{
+    struct model_draft *d = self;
+    if (d)
+        util_free(d->cached);
+    util_free(d);
+}
+
+static int model_draft_propose(void *self, strix_sampler *smp, const strix_token *hist, int n_hist,
+                               float p_min, strix_token *tok, float *q, int *kind, strix_error *err)
+{
+    struct model_draft *d = self;
+    *kind = STRIX_DRAFT_END;
+    if (n_hist < 1 || n_hist > strix_context_n_ctx(d->ctx))
+        return STRIX_OK; /* no room: no draft */
+    /* keep the common prefix, but decode at least the last token for its logits */
+    int l = 0;
+    while (l < d->n_cached && l < n_hist - 1 && d->cached[l] == hist[l])
+        l++;
+    int rc = strix_kv_seq_truncate(d->ctx, 0, l, err);
+    if (rc)
+        return rc;
+    d->n_cached = l;
+    rc = strix_decode(d->ctx, hist + l, NULL, n_hist - l, NULL, err);
+    if (rc == STRIX_ERR_FULL) {
+        err_clear(err);
+        return STRIX_OK;
+    }
+    if (rc)
+        return rc;
+    memcpy(d->cached + l, hist + l, (size_t)(n_hist - l) * sizeof *hist);
+    d->n_cached = n_hist;
+    const float *logits = strix_get_logits(d->ctx, -1);
+    /* confidence: the top probability of the raw softmax (greedy's q is one-hot) */
+    if (p_min > 0) {
+        float mx = logits[0];
+        for (int v = 1; v < d->n_vocab; v++)
+            mx = logits[v] > mx ? logits[v] : mx;
+        double z = 0;
+        for (int v = 0; v < d->n_vocab; v++)
+            z += exp((double)logits[v] - mx);
+        if (1.0 / z < p_min)
+            return STRIX_OK;
+    }
+    rc = strix_sampler_dist(smp, logits, d->n_vocab, q, err);
+    if (!rc)
+        rc = strix_sampler_sample_dist(smp, q, d->n_vocab, tok, err);
+    if (!rc)
+        *kind = STRIX_DRAFT_SAMPLED;
+    return rc;
+}
+
+/* Fails with a message naming the first difference between the vocabularies. */
+static int vocab_check(const strix_model *t, const strix_model *d, strix_error *err)
+{
+    struct strix_model_info ti, di;
+    strix_model_get_info(t, &ti);
+    strix_model_get_info(d, &di);
+    if (ti.n_vocab != di.n_vocab || strix_vocab_size(t) != strix_vocab_size(d))
+        return err_set(err, STRIX_ERR_ARG,
+                       "draft vocabulary has %d tokens (%d logits), the target's %d (%d logits)",
+                       strix_vocab_size(d), di.n_vocab, strix_vocab_size(t), ti.n_vocab);
+    if (strix_token_bos(t) != strix_token_bos(d) || strix_token_eos(t) != strix_token_eos(d))
+        return err_set(err, STRIX_ERR_ARG, "draft BOS/EOS are %d/%d, the target's %d/%d",
+                       strix_token_bos(d), strix_token_eos(d), strix_token_bos(t),
+                       strix_token_eos(t));
+    const int n = strix_vocab_size(t);
+    for (int i = 0; i < n; i++) {
+        const char *a = strix_token_piece(t, i), *b = strix_token_piece(d, i);
+        if (!a || !b || strcmp(a, b) != 0)
+            return err_set(err, STRIX_ERR_ARG,
+                           "draft vocabulary differs at token %d: \"%.40s\" (target \"%.40s\")", i,
+                           b ? b : "", a ? a : "");
+    }
+    return STRIX_OK;
+}
+
+/* Wraps a library draft (freed with strix_draft_free; self freed on failure). */
+static int draft_wrap(void *self,
+                      int (*propose)(void *, strix_sampler *, const strix_token *, int, float,
+                                     strix_token *, float *, int *, strix_error *),
+                      void (*free_fn)(void *), strix_draft **out, strix_error *err)
+{
+    strix_draft *o = util_calloc(1, sizeof *o);
+    if (!o) {
+        free_fn(self);
+        return err_set(err, STRIX_ERR_NOMEM, "out of memory");
+    }
+    o->self = self;
+    o->propose = propose;
+    o->free = free_fn;
+    *out = o;
+    return STRIX_OK;
+}
+
+int strix_draft_model_create(const strix_model *target, const strix_model *draft,
+                             strix_context *draft_ctx, strix_draft **out, strix_error *err)
+{
+    err_clear(err);
+    if (out)
+        *out = NULL;
+    if (!target || !draft || !draft_ctx || !out)
+        return err_set(err, STRIX_ERR_ARG, "NULL argument");
+    int rc = vocab_check(target, draft, err);
+    if (rc)
+        return rc;
+    struct model_draft *d = util_calloc(1, sizeof *d);
+    if (!d)
+        return err_set(err, STRIX_ERR_NOMEM, "out of memory");
+    struct strix_model_info di;
+    strix_model_get_info(draft, &di);
+    d->model = draft;
+    d->ctx = draft_ctx;
+    d->n_vocab = di.n_vocab;
+    d->cached = util_calloc((size_t)strix_context_n_ctx(draft_ctx), sizeof *d->cached);
+    if (!d->cached) {
+        model_draft_free(d);
+        return err_set(err, STRIX_ERR_NOMEM, "out of memory");
+    }
+    strix_kv_seq_rm(draft_ctx, -1, 0, -1);
+    return draft_wrap(d, model_draft_propose, model_draft_free, out, err);
+}
+
+/* ---- draft: n-gram prompt lookup ---------------------------------------------------- */
+
+struct ngram_draft {
+    int n;
+};
+
+static int ngram_propose(void *self, strix_sampler *smp, const strix_token *hist, int n_hist,
+                         float p_min, strix_token *tok, float *q, int *kind, strix_error *err)
+{
+    (void)smp, (void)p_min, (void)q, (void)err;
+    const int n = ((struct ngram_draft *)self)->n;
+    *kind = STRIX_DRAFT_END;
+    const strix_token *suffix = hist + n_hist - n;
+    /* the latest earlier occurrence whose continuation exists */
+    for (int j = n_hist - n - 1; j >= 0; j--)
+        if (memcmp(hist + j, suffix, (size_t)n * sizeof *hist) == 0) {
+            *tok = hist[j + n];
+            *kind = STRIX_DRAFT_FIXED;
+            break;
+        }
+    return STRIX_OK;
+}
+
+int strix_draft_ngram_create(int n, strix_draft **out, strix_error *err)
+{
+    err_clear(err);
+    if (out)
+        *out = NULL;
+    if (!out)
+        return err_set(err, STRIX_ERR_ARG, "NULL argument");
+    if (n < 1 || n > 16)
+        return err_set(err, STRIX_ERR_ARG, "n-gram length %d is out of range [1, 16]", n);
+    struct ngram_draft *d = util_calloc(1, sizeof *d);
+    if (!d)
+        return err_set(err, STRIX_ERR_NOMEM, "out of memory");
+    d->n = n;
+    return draft_wrap(d, ngram_propose, util_free, out, err);
+}
+
+void strix_draft_free(strix_draft *d)
+{
+    if (!d)
+        return;
+    if (d->free)
+        d->free(d->self);
+    util_free(d);
+}
+
+/* ---- the loop ---------------------------------------------------------------------------- */
+
+static struct strix_spec_params spec_defaults(void)
+{
+    struct strix_spec_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
+    p.n_draft_max = 8;
+    return p;
+}
+
+int strix_spec_params_init(struct strix_spec_params *p, size_t struct_size)
+{
+    const struct strix_spec_params d = spec_defaults();
+    return util_params_init(p, struct_size, &d, sizeof d);
+}
+
+/* r = the distribution to draw from after rejecting x: max(0, p - q) (q: the
+ * draft's row, or one-hot on x when NULL); p itself if that is all zero
+ * (only rounding can reject when p <= q everywhere). Unnormalized. */
+static void residual(const float *p, const float *q, strix_token x, int nv, float *r)
+{
+    double sum = 0;
+    for (int v = 0; v < nv; v++) {
+        const float qv = q ? q[v] : (v == x ? 1.0f : 0.0f);
+        r[v] = p[v] > qv ? p[v] - qv : 0.0f;
+        sum += r[v];
+    }
+    if (fault_mode == SPECULATIVE_FAULT_RESIDUAL_P) {
+        memcpy(r, p, (size_t)nv * sizeof *r);
+    } else if (fault_mode == SPECULATIVE_FAULT_RESIDUAL_TOPK && q) {
+        /* keep the draft's 8 likeliest tokens only (a truncated candidate list) */
+        for (int v = 0; v < nv; v++) {
+            int above = 0;
+            for (int w = 0; w < nv && above < 8; w++)
+                above += q[w] > q[v] || (q[w] == q[v] && w < v);
+            if (above >= 8)
+                r[v] = 0;
+        }
+        sum = 0;
+        for (int v = 0; v < nv; v++)
+            sum += r[v];
+    }
+    if (!(sum > 0))
+        memcpy(r, p, (size_t)nv * sizeof *r);
+}
+
+int strix_speculative_generate(const strix_model *model, strix_context *ctx, strix_sampler *smp,
+                               strix_draft *draft, const strix_token *prompt, int n_prompt,
+                               const struct strix_spec_params *caller_params, strix_token *out,
+                               int cap, struct strix_spec_stats *stats, strix_error *err)
+{
+    err_clear(err);
+    struct strix_spec_stats st = {0, STRIX_STOP_NONE, 0, 0, 0};
+    if (stats)
+        *stats = st;
+    if (!model || !ctx || !smp || !draft || !draft->propose || !prompt || !caller_params ||
+        (!out && cap > 0))
+        return err_set(err, STRIX_ERR_ARG, "NULL argument");
+    struct strix_spec_params sp = spec_defaults();
+    int rc = util_params_read(&sp, sizeof sp, caller_params, "spec", err);
+    if (rc)
+        return rc;
+    const int K = sp.n_draft_max;
+    if (K < 1 || K > STRIX_SPEC_DRAFT_MAX)
+        return err_set(err, STRIX_ERR_ARG, "draft length %d is out of range [1, %d]", K,
+                       STRIX_SPEC_DRAFT_MAX);
+    if (!(sp.p_min >= 0 && sp.p_min <= 1))
+        return err_set(err, STRIX_ERR_ARG, "p_min %g is not in [0, 1]", (double)sp.p_min);
+    const int n_ctx = strix_context_n_ctx(ctx);
+    if (n_prompt < 1 || n_prompt > n_ctx)
+        return err_set(err, STRIX_ERR_ARG, "prompt of %d tokens: need 1 .. %d (the context)",
+                       n_prompt, n_ctx);
+    if (cap < 0)
+        return err_set(err, STRIX_ERR_ARG, "negative output capacity %d", cap);
+    struct strix_model_info info;
+    strix_model_get_info(model, &info);
+    const int nv = info.n_vocab;
+    const strix_token eos = strix_token_eos(model), bos = strix_token_bos(model);
+
+    /* hist: prompt, generated and drafted tokens (n_hist <= n_ctx between
+     * rounds); q: K draft rows; p, r: one row each */
+    const int n_text = cap < n_ctx - n_prompt ? n_prompt + cap : n_ctx;
+    const size_t n_hist_cap = (size_t)n_text + (size_t)K + 1;
+    strix_token *hist = util_malloc(n_hist_cap * sizeof *hist);
+    float *q = util_malloc((size_t)K * (size_t)nv * sizeof *q);
+    float *p = util_malloc((size_t)nv * sizeof *p);
+    float *r = util_malloc((size_t)nv * sizeof *r);
+    if (!hist || !q || !p || !r) {
+        rc = err_set(err, STRIX_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    int kinds[STRIX_SPEC_DRAFT_MAX];
+    int8_t want[STRIX_SPEC_DRAFT_MAX + 1];
+    memset(want, 1, sizeof want);
+    memcpy(hist, prompt, (size_t)n_prompt * sizeof *hist);
+    int n_hist = n_prompt;
+    strix_kv_seq_rm(ctx, -1, 0, -1);
+    if (n_prompt > 1 && (rc = strix_decode(ctx, prompt, NULL, n_prompt - 1, NULL, err)))
+        goto done;
+
+    while (st.stop_reason == STRIX_STOP_NONE) {
+        if (st.n_tokens >= cap) {
+            st.stop_reason = STRIX_STOP_BUDGET;
+            break;
+        }
+        /* as strix_generate: stop when the text fills the context (the round's
+         * batch [hist[n_hist - 1], drafts] and its new token must fit) */
+        const int room = n_ctx - n_hist;
+        if (room <= 0) {
+            st.stop_reason = STRIX_STOP_CONTEXT;
+            break;
+        }
+        int k_max = K < room - 1 ? K : room - 1;
+        k_max = k_max < cap - st.n_tokens - 1 ? k_max : cap - st.n_tokens - 1;
+        int k = 0;
+        while (k < k_max) {
+            rc = draft->propose(draft->self, smp, hist, n_hist + k, sp.p_min, &hist[n_hist + k],
+                                q + (size_t)k * (size_t)nv, &kinds[k], err);
+            if (rc || kinds[k] == STRIX_DRAFT_END)
+                break;
+            if ((kinds[k] != STRIX_DRAFT_SAMPLED && kinds[k] != STRIX_DRAFT_FIXED) ||
+                hist[n_hist + k] < 0 || hist[n_hist + k] >= nv) {
+                rc = err_set(err, STRIX_ERR_ARG, "the draft proposed a bad token or kind");
+                break;
+            }
+            strix_sampler_accept(smp, hist[n_hist + k]); /* the next draft's penalties */
+            k++;
+        }
+        /* take the drafts back out of the history: verification re-accepts */
+        const int rrc = strix_sampler_rewind(smp, k, rc ? NULL : err);
+        if (rc || (rc = rrc))
+            goto done;
+
+        const strix_batch b = {k + 1, hist + n_hist - 1, NULL, NULL, want};
+        rc = strix_decode_batch(ctx, &b, err);
+        if (rc == STRIX_ERR_FULL) {
+            err_clear(err);
+            rc = STRIX_OK;
+            st.stop_reason = STRIX_STOP_CONTEXT;
+            break;
+        }
+        if (rc)
+            goto done;
+        st.n_rounds++;
+        st.n_drafted += k;
+
+        int m = 0; /* drafts accepted */
+        strix_token y = -1;
+        for (int i = 0; i <= k; i++) {
+            if ((rc = strix_sampler_dist(smp, strix_get_logits(ctx, i), nv, p, err)))
+                goto done;
+            if (i == k) { /* every draft accepted: the bonus token */
+                rc = strix_sampler_sample_dist(smp, p, nv, &y, err);
+                break;
+            }
+            const strix_token x = hist[n_hist + i];
+            const float *qi = kinds[i] == STRIX_DRAFT_SAMPLED ? q + (size_t)i * (size_t)nv : NULL;
+            const float qx = qi ? qi[x] : 1.0f;
+            if (strix_sampler_uniform(smp) * qx < p[x]) { /* probability min(1, p/q) */
+                strix_sampler_accept(smp, x);
+                m++;
+                continue;
+            }
+            residual(p, qi, x, nv, r);
+            rc = strix_sampler_sample_dist(smp, r, nv, &y, err);
+            break;
+        }
+        if (rc)
+            goto done;
+        st.n_accepted += m;
+        /* the cache keeps the pending token and the accepted drafts */
+        if ((rc = strix_kv_seq_truncate(ctx, 0, n_hist + m, err)))
+            goto done;
+        hist[n_hist + m] = y;
+        for (int i = 0; i <= m; i++) {
+            const strix_token t = hist[n_hist + i];
+            if (t == eos || (sp.stop_at_bos && t == bos)) {
+                st.stop_reason = STRIX_STOP_EOS;
+                break;
+            }
+            out[st.n_tokens++] = t;
+        }
+        if (st.stop_reason == STRIX_STOP_NONE)
+            strix_sampler_accept(smp, y);
+        n_hist += m + 1;
+    }
+done:
+    util_free(hist);
+    util_free(q);
+    util_free(p);
+    util_free(r);
+    if (stats)
+        *stats = st;
+    return rc;
+}
