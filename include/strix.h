@@ -634,6 +634,7 @@ int strix_spec_params_init(struct strix_spec_params *p, size_t struct_size);
 STRIX_DEFAULT_PARAMS_(spec)
 
 struct strix_spec_stats {
+    size_t struct_size; /* set by the caller: sizeof (see "Result structs") */
     int n_tokens;    /* tokens written to out (the end token not included) */
     int stop_reason; /* enum strix_stop_reason: EOS, BUDGET or CONTEXT */
     int n_rounds;    /* batched target decodes that checked a draft (or none) */

@@ -93,7 +93,7 @@ static void test_greedy(const strix_model *t, strix_context *tctx, const char *n
             struct strix_spec_params pp = strix_spec_default_params();
             pp.n_draft_max = K;
             pp.stop_at_bos = 1;
-            struct strix_spec_stats st;
+            struct strix_spec_stats st = {.struct_size = sizeof st};
             strix_error err;
             strix_sampler_reset(s, 1);
             int rc = strix_speculative_generate(t, tctx, s, d, p, n_p, &pp, got, NEW, &st, &err);
@@ -136,7 +136,7 @@ static void test_short_draft(const strix_model *t, const strix_model *dm, strix_
     const int n_ref = greedy_ref(t, tctx, p, n_p, NEW, ref);
     struct strix_spec_params pp = strix_spec_default_params();
     pp.stop_at_bos = 1;
-    struct strix_spec_stats st;
+    struct strix_spec_stats st = {.struct_size = sizeof st};
     CHECK(strix_speculative_generate(t, tctx, s, d, p, n_p, &pp, got, NEW, &st, &err) == STRIX_OK);
     CHECK(st.n_tokens == n_ref && memcmp(got, ref, (size_t)n_ref * sizeof *ref) == 0);
     const int n_short = st.n_drafted;
@@ -166,7 +166,7 @@ static void test_p_min(const strix_model *t, strix_context *tctx, strix_draft *d
         pp.n_draft_max = 6;
         pp.p_min = p_mins[i];
         pp.stop_at_bos = 1;
-        struct strix_spec_stats st;
+        struct strix_spec_stats st = {.struct_size = sizeof st};
         strix_error err;
         CHECK(strix_speculative_generate(t, tctx, s, d, p, n_p, &pp, got, NEW, &st, &err) ==
               STRIX_OK);
@@ -190,7 +190,7 @@ static void test_context_end(const strix_model *t, strix_draft *d)
     const int n_ref = greedy_ref(t, c, p, n_p, NEW, ref);
     struct strix_spec_params pp = strix_spec_default_params();
     pp.n_draft_max = 5;
-    struct strix_spec_stats st;
+    struct strix_spec_stats st = {.struct_size = sizeof st};
     strix_error err;
     CHECK(strix_speculative_generate(t, c, s, d, p, n_p, &pp, got, NEW, &st, &err) == STRIX_OK);
     CHECKF(st.n_tokens == n_ref && memcmp(got, ref, (size_t)n_ref * sizeof *ref) == 0,
@@ -301,7 +301,7 @@ static double sample_test(const strix_model *t, strix_context *tctx, strix_draft
         if (d) {
             struct strix_spec_params pp = strix_spec_default_params();
             pp.n_draft_max = 4; /* at most 2 drafts: the budget is 3 tokens */
-            struct strix_spec_stats st;
+            struct strix_spec_stats st = {.struct_size = sizeof st};
             CHECKF(strix_speculative_generate(t, tctx, s, d, p, n_p, &pp, out, 3, &st, &err) ==
                        STRIX_OK,
                    "%s", err.msg);
@@ -466,7 +466,7 @@ static void test_bad_input(const strix_model *t, strix_context *tctx, strix_draf
     strix_sampler *s = make_sampler(&sp, strix_vocab_size(t));
     strix_token p[8] = {1, 2, 3}, out[8];
     struct strix_spec_params pp = strix_spec_default_params();
-    struct strix_spec_stats st;
+    struct strix_spec_stats st = {.struct_size = sizeof st};
     const int bad_k[] = {0, -1, STRIX_SPEC_DRAFT_MAX + 1, 1000000};
     for (int i = 0; i < 4; i++) {
         pp.n_draft_max = bad_k[i];

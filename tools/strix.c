@@ -150,7 +150,7 @@ static void run_speculative(const struct opts *o, strix_model *m, strix_context 
     strix_token *out = malloc((size_t)(cap > 0 ? cap : 1) * sizeof *out);
     if (!out)
         die("out of memory");
-    struct strix_spec_stats st;
+    struct strix_spec_stats st = {.struct_size = sizeof st};
     const double t0 = now();
     if (strix_speculative_generate(m, ctx, smp, d, ids, n_prompt, &pp, out, cap, &st, &err))
         die("speculative: %s", err.msg);

@@ -99,7 +99,7 @@ static int model_draft_propose(void *self, strix_sampler *smp, const strix_token
 /* Fails with a message naming the first difference between the vocabularies. */
 static int vocab_check(const strix_model *t, const strix_model *d, strix_error *err)
 {
-    struct strix_model_info ti, di;
+    struct strix_model_info ti = {.struct_size = sizeof ti}, di = {.struct_size = sizeof di};
     strix_model_get_info(t, &ti);
     strix_model_get_info(d, &di);
     if (ti.n_vocab != di.n_vocab || strix_vocab_size(t) != strix_vocab_size(d))
@@ -153,7 +153,7 @@ int strix_draft_model_create(const strix_model *target, const strix_model *draft
     struct model_draft *d = util_calloc(1, sizeof *d);
     if (!d)
         return err_set(err, STRIX_ERR_NOMEM, "out of memory");
-    struct strix_model_info di;
+    struct strix_model_info di = {.struct_size = sizeof di};
     strix_model_get_info(draft, &di);
     d->model = draft;
     d->ctx = draft_ctx;
@@ -217,20 +217,7 @@ void strix_draft_free(strix_draft *d)
 
 /* ---- the loop ---------------------------------------------------------------------------- */
 
-static struct strix_spec_params spec_defaults(void)
-{
-    struct strix_spec_params p;
-    memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    p.n_draft_max = 8;
-    return p;
-}
-
-int strix_spec_params_init(struct strix_spec_params *p, size_t struct_size)
-{
-    const struct strix_spec_params d = spec_defaults();
-    return util_params_init(p, struct_size, &d, sizeof d);
-}
+UTIL_PARAMS_DEFINE(spec, .n_draft_max = 8)
 
 /* r = the distribution to draw from after rejecting x: max(0, p - q) (q: the
  * draft's row, or one-hot on x when NULL); p itself if that is all zero
@@ -268,14 +255,19 @@ int strix_speculative_generate(const strix_model *model, strix_context *ctx, str
                                int cap, struct strix_spec_stats *stats, strix_error *err)
 {
     err_clear(err);
-    struct strix_spec_stats st = {0, STRIX_STOP_NONE, 0, 0, 0};
-    if (stats)
-        *stats = st;
+    struct strix_spec_stats st = {.struct_size = sizeof st, .stop_reason = STRIX_STOP_NONE};
+    if (stats) {
+        int src = util_result_check(stats, UTIL_END_OF(struct strix_spec_stats, n_accepted),
+                                    sizeof st, "spec stats", err);
+        if (src)
+            return src;
+        util_result_write(stats, &st, sizeof st);
+    }
     if (!model || !ctx || !smp || !draft || !draft->propose || !prompt || !caller_params ||
         (!out && cap > 0))
         return err_set(err, STRIX_ERR_ARG, "NULL argument");
-    struct strix_spec_params sp = spec_defaults();
-    int rc = util_params_read(&sp, sizeof sp, caller_params, "spec", err);
+    struct strix_spec_params sp;
+    int rc = UTIL_PARAMS_READ(spec, &sp, caller_params, err);
     if (rc)
         return rc;
     const int K = sp.n_draft_max;
@@ -290,7 +282,7 @@ int strix_speculative_generate(const strix_model *model, strix_context *ctx, str
                        n_prompt, n_ctx);
     if (cap < 0)
         return err_set(err, STRIX_ERR_ARG, "negative output capacity %d", cap);
-    struct strix_model_info info;
+    struct strix_model_info info = {.struct_size = sizeof info};
     strix_model_get_info(model, &info);
     const int nv = info.n_vocab;
     const strix_token eos = strix_token_eos(model), bos = strix_token_bos(model);
@@ -408,6 +400,6 @@ done:
     util_free(p);
     util_free(r);
     if (stats)
-        *stats = st;
+        util_result_write(stats, &st, sizeof st);
     return rc;
 }
