@@ -87,6 +87,17 @@ void util_result_write(void *dst, const void *src, size_t lib_size)
     memcpy((char *)dst + sizeof n, (const char *)src + sizeof n, n - sizeof n);
 }
 
+int util_result_start(void *dst, const void *src, size_t min_size, size_t lib_size,
+                      const char *what, strix_error *err)
+{
+    if (!dst)
+        return STRIX_OK;
+    const int rc = util_result_check(dst, min_size, lib_size, what, err);
+    if (rc == STRIX_OK)
+        util_result_write(dst, src, lib_size);
+    return rc;
+}
+
 int err_set(strix_error *err, int code, const char *fmt, ...)
 {
     if (err) {

@@ -61,6 +61,10 @@ int util_params_read(void *dst, const void *defaults, size_t lib_size, const voi
 int util_result_check(const void *dst, size_t min_size, size_t lib_size, const char *what,
                       strix_error *err);
 void util_result_write(void *dst, const void *src, size_t lib_size);
+/* For an optional result (dst may be NULL: nothing to do): checks dst, then
+ * writes the library's initial values src into it. */
+int util_result_start(void *dst, const void *src, size_t min_size, size_t lib_size,
+                      const char *what, strix_error *err);
 
 /* Broken invariant: print file and line and stop. Not for bad input. */
 #define STRIX_ASSERT(c)                                                                            \

@@ -30,14 +30,9 @@
 
 static strix_context *make_ctx(const strix_model *m, int n_ctx)
 {
-    struct strix_context_params cp = strix_context_default_params();
-    cp.n_ctx = n_ctx;
-    cp.n_threads = 1;
-    strix_context *c = NULL;
-    strix_error err;
-    CHECKF(strix_context_create(m, &cp, &c, &err) == STRIX_OK, "%s", err.msg);
-    return c;
+    return fixture_context(m, n_ctx, n_ctx, 1);
 }
+
 
 /* Plain greedy after the prompt: one token per decode, stopping at EOS/BOS,
  * after n tokens, or when the text fills the context. */
@@ -74,6 +69,28 @@ static strix_sampler *make_sampler(const struct strix_sampler_params *sp, int nv
     strix_error err;
     CHECKF(strix_sampler_create(sp, nv, &s, &err) == STRIX_OK, "%s", err.msg);
     return s;
+}
+
+/* A greedy sampler, the prompt "Once upon a time" and plain greedy's tokens
+ * after it in c (the reference every greedy check compares with). */
+struct greedy_case {
+    strix_sampler *s;
+    strix_token p[16], ref[NEW], got[NEW];
+    int n_p, n_ref;
+};
+
+static void greedy_case_init(struct greedy_case *g, const strix_model *t, strix_context *c)
+{
+    struct strix_sampler_params sp = strix_sampler_default_params();
+    sp.temperature = 0;
+    g->s = make_sampler(&sp, strix_vocab_size(t));
+    g->n_p = tokenize(t, "Once upon a time", g->p, 16);
+    g->n_ref = greedy_ref(t, c, g->p, g->n_p, NEW, g->ref);
+}
+
+static int greedy_case_same(const struct greedy_case *g, int n_tokens)
+{
+    return n_tokens == g->n_ref && memcmp(g->got, g->ref, (size_t)g->n_ref * sizeof *g->ref) == 0;
 }
 
 static void test_greedy(const strix_model *t, strix_context *tctx, const char *name, strix_draft *d,
@@ -128,24 +145,21 @@ static void test_short_draft(const strix_model *t, const strix_model *dm, strix_
     strix_draft *d = NULL;
     strix_error err;
     CHECK(strix_draft_model_create(t, dm, dc, &d, &err) == STRIX_OK);
-    struct strix_sampler_params sp = strix_sampler_default_params();
-    sp.temperature = 0;
-    strix_sampler *s = make_sampler(&sp, strix_vocab_size(t));
-    strix_token p[16], ref[NEW], got[NEW];
-    const int n_p = tokenize(t, "Once upon a time", p, 16);
-    const int n_ref = greedy_ref(t, tctx, p, n_p, NEW, ref);
+    struct greedy_case g;
+    greedy_case_init(&g, t, tctx);
     struct strix_spec_params pp = strix_spec_default_params();
     pp.stop_at_bos = 1;
     struct strix_spec_stats st = {.struct_size = sizeof st};
-    CHECK(strix_speculative_generate(t, tctx, s, d, p, n_p, &pp, got, NEW, &st, &err) == STRIX_OK);
-    CHECK(st.n_tokens == n_ref && memcmp(got, ref, (size_t)n_ref * sizeof *ref) == 0);
+    CHECK(strix_speculative_generate(t, tctx, g.s, d, g.p, g.n_p, &pp, g.got, NEW, &st, &err) ==
+          STRIX_OK);
+    CHECK(greedy_case_same(&g, st.n_tokens));
     const int n_short = st.n_drafted;
-    CHECK(strix_speculative_generate(t, tctx, s, full, p, n_p, &pp, got, NEW, &st, &err) ==
+    CHECK(strix_speculative_generate(t, tctx, g.s, full, g.p, g.n_p, &pp, g.got, NEW, &st, &err) ==
           STRIX_OK);
     CHECKF(n_short > 0 && n_short < st.n_drafted / 2, "drafted %d, %d with a full context", n_short,
            st.n_drafted);
     strix_draft_free(d);
-    strix_sampler_free(s);
+    strix_sampler_free(g.s);
     strix_context_free(dc);
 }
 
@@ -153,12 +167,8 @@ static void test_short_draft(const strix_model *t, const strix_model *dm, strix_
  * everywhere), p_min 0.5 less than p_min 0; the output stays plain greedy. */
 static void test_p_min(const strix_model *t, strix_context *tctx, strix_draft *d)
 {
-    struct strix_sampler_params sp = strix_sampler_default_params();
-    sp.temperature = 0;
-    strix_sampler *s = make_sampler(&sp, strix_vocab_size(t));
-    strix_token p[16], ref[NEW], got[NEW];
-    const int n_p = tokenize(t, "Once upon a time", p, 16);
-    const int n_ref = greedy_ref(t, tctx, p, n_p, NEW, ref);
+    struct greedy_case g;
+    greedy_case_init(&g, t, tctx);
     const float p_mins[3] = {0, 0.5f, 1};
     int drafted[3];
     for (int i = 0; i < 3; i++) {
@@ -168,35 +178,31 @@ static void test_p_min(const strix_model *t, strix_context *tctx, strix_draft *d
         pp.stop_at_bos = 1;
         struct strix_spec_stats st = {.struct_size = sizeof st};
         strix_error err;
-        CHECK(strix_speculative_generate(t, tctx, s, d, p, n_p, &pp, got, NEW, &st, &err) ==
-              STRIX_OK);
-        CHECK(st.n_tokens == n_ref && memcmp(got, ref, (size_t)n_ref * sizeof *ref) == 0);
+        CHECK(strix_speculative_generate(t, tctx, g.s, d, g.p, g.n_p, &pp, g.got, NEW, &st,
+                                         &err) == STRIX_OK);
+        CHECK(greedy_case_same(&g, st.n_tokens));
         drafted[i] = st.n_drafted;
     }
     printf("p_min 0 / 0.5 / 1: drafted %d / %d / %d\n", drafted[0], drafted[1], drafted[2]);
     CHECK(drafted[0] > drafted[1] && drafted[1] > 0 && drafted[2] == 0);
-    strix_sampler_free(s);
+    strix_sampler_free(g.s);
 }
 
 /* Greedy up to a full context of 24 positions: the same tokens as plain. */
 static void test_context_end(const strix_model *t, strix_draft *d)
 {
     strix_context *c = make_ctx(t, 24);
-    struct strix_sampler_params sp = strix_sampler_default_params();
-    sp.temperature = 0;
-    strix_sampler *s = make_sampler(&sp, strix_vocab_size(t));
-    strix_token p[16], ref[NEW], got[NEW];
-    const int n_p = tokenize(t, "Once upon a time", p, 16);
-    const int n_ref = greedy_ref(t, c, p, n_p, NEW, ref);
+    struct greedy_case g;
+    greedy_case_init(&g, t, c);
     struct strix_spec_params pp = strix_spec_default_params();
     pp.n_draft_max = 5;
     struct strix_spec_stats st = {.struct_size = sizeof st};
     strix_error err;
-    CHECK(strix_speculative_generate(t, c, s, d, p, n_p, &pp, got, NEW, &st, &err) == STRIX_OK);
-    CHECKF(st.n_tokens == n_ref && memcmp(got, ref, (size_t)n_ref * sizeof *ref) == 0,
-           "%d tokens, plain %d", st.n_tokens, n_ref);
-    CHECK(n_ref == 24 - n_p && st.stop_reason == STRIX_STOP_CONTEXT);
-    strix_sampler_free(s);
+    CHECK(strix_speculative_generate(t, c, g.s, d, g.p, g.n_p, &pp, g.got, NEW, &st, &err) ==
+          STRIX_OK);
+    CHECKF(greedy_case_same(&g, st.n_tokens), "%d tokens, plain %d", st.n_tokens, g.n_ref);
+    CHECK(g.n_ref == 24 - g.n_p && st.stop_reason == STRIX_STOP_CONTEXT);
+    strix_sampler_free(g.s);
     strix_context_free(c);
 }
 

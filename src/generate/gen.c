@@ -51,13 +51,10 @@ int strix_generate(const strix_model *model, strix_context *ctx, strix_sampler *
 {
     err_clear(err);
     struct strix_gen_result r = {.struct_size = sizeof r, .stop_reason = STRIX_STOP_NONE};
-    if (res) {
-        int rrc = util_result_check(res, UTIL_END_OF(struct strix_gen_result, stop_reason),
-                                    sizeof r, "gen", err);
-        if (rrc)
-            return rrc;
-        util_result_write(res, &r, sizeof r);
-    }
+    const int rrc = util_result_start(res, &r, UTIL_END_OF(struct strix_gen_result, stop_reason),
+                                      sizeof r, "gen", err);
+    if (rrc)
+        return rrc;
     if (!model || !ctx || !smp || !caller_params)
         return err_set(err, STRIX_ERR_ARG, "NULL argument");
     struct strix_gen_params gp;

@@ -256,13 +256,10 @@ int strix_speculative_generate(const strix_model *model, strix_context *ctx, str
 {
     err_clear(err);
     struct strix_spec_stats st = {.struct_size = sizeof st, .stop_reason = STRIX_STOP_NONE};
-    if (stats) {
-        int src = util_result_check(stats, UTIL_END_OF(struct strix_spec_stats, n_accepted),
-                                    sizeof st, "spec stats", err);
-        if (src)
-            return src;
-        util_result_write(stats, &st, sizeof st);
-    }
+    const int src = util_result_start(stats, &st, UTIL_END_OF(struct strix_spec_stats, n_accepted),
+                                      sizeof st, "spec stats", err);
+    if (src)
+        return src;
     if (!model || !ctx || !smp || !draft || !draft->propose || !prompt || !caller_params ||
         (!out && cap > 0))
         return err_set(err, STRIX_ERR_ARG, "NULL argument");
