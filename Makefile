@@ -62,6 +62,29 @@ $(BUILD)/obj/%.o: src/%.c $(HDR)
 
 # The tool looks for the bundled model beside itself, then in these two.
 TOOL_DEFS := -DSTRIX_DATADIR='"$(PREFIX)/share/strix"' -DSTRIX_SRCDIR='"$(CURDIR)"'
+
+# The server (tools/serve/, `strix serve`) is built when libmicrohttpd and
+# cJSON are installed (scripts/deps.sh); without them `strix serve` says so.
+# The library never links them.
+SERVE_PKGS := libmicrohttpd libcjson
+HAVE_SERVE := $(shell pkg-config --exists $(SERVE_PKGS) 2>/dev/null && echo 1)
+ifeq ($(HAVE_SERVE),1)
+SERVE_OBJ := $(patsubst tools/serve/%.c,$(BUILD)/tools/serve/%.o,$(wildcard tools/serve/*.c)) \
+  $(BUILD)/tools/serve/page.o
+SERVE_CFLAGS := $(shell pkg-config --cflags $(SERVE_PKGS))
+SERVE_LIBS := $(shell pkg-config --libs $(SERVE_PKGS))
+TOOL_DEFS += -DSTRIX_SERVE
+endif
+$(BUILD)/tools/serve/%.o: tools/serve/%.c $(wildcard tools/serve/*.h) tools/cli.h include/strix.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(SERVE_CFLAGS) $(TOOL_DEFS) -c $< -o $@
+# the chat page, one C string
+$(BUILD)/tools/serve/page.c: tools/serve/page.html
+	@mkdir -p $(dir $@)
+	{ echo 'const char serve_page_html[] ='; sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' \
+	  -e 's/^/"/' -e 's/$$/\\n"/' $<; echo ';'; } > $@
+$(BUILD)/tools/serve/page.o: $(BUILD)/tools/serve/page.c
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
 $(BUILD)/tools/%.o: tools/%.c $(wildcard tools/*.h) include/strix.h | $(BUILD)/tools
 	$(CC) $(CFLAGS_ALL) $(TOOL_DEFS) -c $< -o $@
 
@@ -75,8 +98,8 @@ $(BUILD)/libstrix.so.$(SOVERSION): $(OBJ)
 $(BUILD)/libstrix.so: $(BUILD)/libstrix.so.$(SOVERSION)
 	ln -sf libstrix.so.$(SOVERSION) $@
 
-$(BUILD)/strix: $(TOOL_OBJ) $(BUILD)/libstrix.a
-	$(CC) $(EXTRA_LDFLAGS) -o $@ $(TOOL_OBJ) $(BUILD)/libstrix.a $(LDLIBS)
+$(BUILD)/strix: $(TOOL_OBJ) $(SERVE_OBJ) $(BUILD)/libstrix.a
+	$(CC) $(EXTRA_LDFLAGS) -o $@ $(TOOL_OBJ) $(SERVE_OBJ) $(BUILD)/libstrix.a $(LDLIBS) $(SERVE_LIBS)
 
 # (tests find the shared library, for its soname, through STRIX_LIBDIR)
 $(BUILD)/tests/%: tests/%.c tests/harness.h tests/fixtures.h $(BUILD)/libstrix.a | $(BUILD)/tests

@@ -152,6 +152,11 @@ static const struct {
     {"bench", "  bench     [-m MODEL[,MODEL]]... [-p N[,N]] [-n N[,N]] [-t T[,T]] [-r REPS]\n"
               "            [-o md|json] [--vocab TOKENIZER.bin]   (like llama-bench: pp N, tg N,\n"
               "            median t/s)\n"},
+    {"serve", "  serve     [-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N] [-c N_CTX]\n"
+              "            [-t THREADS] [-b BATCH] [--api-key KEY] [--chat-template NAME]\n"
+              "            [--alias NAME] [--queue N] [--max-body BYTES] [--timeout S]\n"
+              "            [--drain-timeout S]   (an OpenAI-compatible HTTP server with\n"
+              "            continuous batching and a chat page at /)\n"},
 };
 
 void usage(const char *command, FILE *f)

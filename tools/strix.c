@@ -429,6 +429,17 @@ static int cmd_synth(int argc, char **argv)
     return 0;
 }
 
+#ifndef STRIX_SERVE
+/* Built without libmicrohttpd and cJSON: no server. */
+int cmd_serve(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    die("serve: this strix was built without server support (install libmicrohttpd and cJSON "
+        "with scripts/deps.sh, then rebuild)");
+}
+#endif
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -443,6 +454,7 @@ int main(int argc, char **argv)
         {"run", cmd_run},         {"tokenize", cmd_tokenize}, {"info", cmd_info},
         {"convert", cmd_convert}, {"synth", cmd_synth},       {"bench", cmd_bench},
         {"ppl", cmd_ppl},         {"chat", cmd_chat},         {"quantize", cmd_quantize},
+        {"serve", cmd_serve},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(cmd, commands[i].name) == 0)

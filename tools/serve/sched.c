@@ -1,0 +1,579 @@
+/*
+ * sched.c - the scheduler thread of `strix serve`: continuous batching.
+ *
+ * Each step builds one batch over every active job: the token each running
+ * choice sampled last step (one row each, with logits), then chunks of the
+ * prompts still being read, up to n_batch rows in all, so a long prompt is
+ * read over several steps while running streams keep getting a token per
+ * step. One strix_decode_batch runs it; then every row with logits is
+ * sampled, stop strings and budgets are checked, and the new text goes to
+ * the job's output under srv->mu. Jobs join from the queue between steps
+ * when enough slots (sequences of the cache) are free, and leave as soon as
+ * they finish or their client goes away.
+ *
+ * Prefix sharing: a slot remembers the tokens its sequence holds. A new job
+ * takes the longest common prefix of its prompt held by any slot (running or
+ * idle): in place when that slot is free, or shared with strix_kv_seq_cp
+ * (no copy of keys or values), and reads only the rest. The choices of a
+ * request with n > 1 share its prompt the same way.
+ *
+ * Only this thread touches the context, the samplers and the choices.
+ */
+#include "serve.h"
+
+#include "../cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+int sbuf_add(struct sbuf *b, const void *s, size_t n)
+{
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p)
+            return -1;
+        b->p = p;
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+    return 0;
+}
+
+void sbuf_free(struct sbuf *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+static void job_free(struct job *j)
+{
+    for (int i = 0; i < j->n_choices; i++) {
+        strix_sampler_free(j->ch[i].smp);
+        sbuf_free(&j->ch[i].text);
+        cJSON_Delete(j->ch[i].logprobs);
+        cJSON_Delete(j->ch[i].step_lp);
+    }
+    free(j->ch);
+    free(j->prompt);
+    req_free(&j->r);
+    sbuf_free(&j->out);
+    pthread_cond_destroy(&j->cond);
+    free(j);
+}
+
+void job_release_locked(struct server *srv, struct job *j)
+{
+    if (--j->refs > 0)
+        return;
+    job_free(j);
+    srv->n_live--;
+    pthread_cond_broadcast(&srv->wake);
+}
+
+int sched_submit(struct server *srv, struct job *j, struct api_error *err)
+{
+    pthread_mutex_lock(&srv->mu);
+    int rc = 0;
+    if (srv->draining)
+        rc = api_error_set(err, 503, "server_error", "", "shutting_down",
+                           "the server is shutting down");
+    else if (srv->n_queued >= srv->max_queue)
+        rc = api_error_set(err, 503, "server_error", "", "queue_full",
+                           "the server is busy: %d requests are waiting; retry later",
+                           srv->n_queued);
+    else if (j->n_choices > srv->n_slots)
+        rc = api_error_set(err, 400, "invalid_request_error", "n", "invalid_value",
+                           "'n' is %d; this server runs at most %d sequences (--parallel)",
+                           j->n_choices, srv->n_slots);
+    if (rc == 0) {
+        j->refs = 2;
+        j->state = JOB_QUEUED;
+        j->next = NULL;
+        if (srv->queue_tail)
+            srv->queue_tail->next = j;
+        else
+            srv->queue = j;
+        srv->queue_tail = j;
+        srv->n_queued++;
+        srv->n_live++;
+        pthread_cond_broadcast(&srv->wake);
+    }
+    pthread_mutex_unlock(&srv->mu);
+    return rc;
+}
+
+static int common_prefix(const strix_token *a, int na, const strix_token *b, int nb)
+{
+    int n = 0;
+    while (n < na && n < nb && a[n] == b[n])
+        n++;
+    return n;
+}
+
+/* A free slot other than `not`, the one holding the fewest tokens (the
+ * least worth keeping); -1 if none. */
+static int free_slot(const struct server *srv, int not)
+{
+    int best = -1;
+    for (int s = 0; s < srv->n_slots; s++)
+        if (!srv->slots[s].job && s != not &&
+            (best < 0 || srv->slots[s].n_toks < srv->slots[best].n_toks))
+            best = s;
+    return best;
+}
+
+static void slot_clear(struct server *srv, int s)
+{
+    strix_kv_seq_rm(srv->ctx, s, 0, -1);
+    srv->slots[s].n_toks = 0;
+}
+
+/* Gives job j its slots and the longest cached prefix of its prompt. */
+static void job_start(struct server *srv, struct job *j)
+{
+    int src = -1, best = 0;
+    for (int s = 0; s < srv->n_slots; s++) {
+        const int l =
+            common_prefix(srv->slots[s].toks, srv->slots[s].n_toks, j->prompt, j->n_prompt);
+        if (l > best || (l == best && l > 0 && !srv->slots[s].job))
+            best = l, src = s;
+    }
+    if (best > j->n_prompt - 1)
+        best = j->n_prompt - 1; /* the last prompt token is read again for its logits */
+    int dst = (src >= 0 && !srv->slots[src].job) ? src : free_slot(srv, -1);
+    if (dst == src && best > 0) {
+        strix_kv_seq_rm(srv->ctx, dst, best, -1);
+        srv->slots[dst].n_toks = best;
+    } else {
+        slot_clear(srv, dst);
+        if (best > 0 && strix_kv_seq_cp(srv->ctx, src, dst, 0, best) == STRIX_OK) {
+            memcpy(srv->slots[dst].toks, j->prompt, (size_t)best * sizeof *j->prompt);
+            srv->slots[dst].n_toks = best;
+        } else {
+            best = 0;
+        }
+    }
+    srv->slots[dst].job = j;
+    j->ch[0].slot = dst;
+    for (int i = 1; i < j->n_choices; i++) {
+        const int s = free_slot(srv, -1);
+        slot_clear(srv, s);
+        srv->slots[s].job = j;
+        j->ch[i].slot = s;
+    }
+    j->n_past = j->n_cached = best;
+    j->state = JOB_PROMPT;
+    srv->m.cached_tokens += (uint64_t)best;
+    srv->m.prompt_tokens += (uint64_t)j->n_prompt;
+}
+
+static int n_free_slots(const struct server *srv)
+{
+    int n = 0;
+    for (int s = 0; s < srv->n_slots; s++)
+        n += !srv->slots[s].job;
+    return n;
+}
+
+/* srv->mu held: queued jobs whose client left are dropped; then jobs join
+ * in order while slots last. */
+static void admit(struct server *srv)
+{
+    for (struct job **pp = &srv->queue; *pp;) {
+        struct job *j = *pp;
+        if (j->cancel) {
+            *pp = j->next;
+            srv->n_queued--;
+            srv->m.cancelled++;
+            j->state = JOB_DONE;
+            job_release_locked(srv, j);
+            continue;
+        }
+        pp = &j->next;
+    }
+    srv->queue_tail = NULL;
+    for (struct job *j = srv->queue; j; j = j->next)
+        srv->queue_tail = j;
+    while (srv->queue && n_free_slots(srv) >= srv->queue->n_choices) {
+        struct job *j = srv->queue;
+        srv->queue = j->next;
+        if (!srv->queue)
+            srv->queue_tail = NULL;
+        srv->n_queued--;
+        job_start(srv, j);
+        j->next = NULL;
+        struct job **tail = &srv->active;
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = j;
+        srv->n_active++;
+    }
+}
+
+/* srv->mu held: j leaves the active list; its slots become free (a
+ * cancelled job's cache is dropped, a finished one's kept for prefixes). */
+static void job_end(struct server *srv, struct job *j)
+{
+    for (struct job **pp = &srv->active; *pp; pp = &(*pp)->next)
+        if (*pp == j) {
+            *pp = j->next;
+            break;
+        }
+    srv->n_active--;
+    for (int i = 0; i < j->n_choices; i++) {
+        const int s = j->ch[i].slot;
+        if (s < 0)
+            continue;
+        srv->slots[s].job = NULL;
+        if (j->cancel || j->error)
+            slot_clear(srv, s);
+    }
+    j->state = JOB_DONE;
+    j->t_end = srv_now();
+    if (j->cancel)
+        srv->m.cancelled++;
+    else if (!j->error)
+        hist_add(&srv->m.latency, j->t_end - j->t_arrive);
+    pthread_cond_broadcast(&j->cond);
+    job_release_locked(srv, j);
+}
+
+/* Appends a streamed chunk to the job's output (srv->mu held). */
+static void emit_locked(struct job *j, char *json)
+{
+    if (!json)
+        return;
+    sbuf_add(&j->out, "data: ", 6);
+    sbuf_add(&j->out, json, strlen(json));
+    sbuf_add(&j->out, "\n\n", 2);
+    free(json);
+}
+
+/* After a token: the text choice c may show now, streamed (srv->mu held). */
+static void stream_step_locked(struct server *srv, struct job *j, struct choice *c, size_t upto)
+{
+    const int has_lp = c->step_lp && cJSON_GetArraySize(c->step_lp) > 0;
+    if (upto > c->n_sent || has_lp)
+        emit_locked(j, out_chunk(srv, j, c, c->text.p + c->n_sent, upto - c->n_sent, 0));
+    c->n_sent = upto;
+    if (c->step_lp) {
+        cJSON_Delete(c->step_lp);
+        c->step_lp = NULL;
+    }
+    if (c->finish)
+        emit_locked(j, out_chunk(srv, j, c, "", 0, 0));
+}
+
+/* Samples choice c of job j from logits and decides what it shows; the
+ * streamed text goes out under the lock. */
+static void choice_sample(struct server *srv, struct job *j, struct choice *c, const float *logits)
+{
+    const struct req *r = &j->r;
+    const strix_token tok = strix_sampler_sample(c->smp, logits);
+    c->n_gen++;
+    size_t upto;
+    if (tok < 0 || (tok == srv->eos && !r->ignore_eos) ||
+        (r->stop_at_bos && tok == srv->bos && !r->ignore_eos)) {
+        c->finish = 1;
+        upto = c->text.n;
+    } else {
+        if (r->logprobs) {
+            cJSON *e = out_logprob_entry(srv, j, c->smp, c->prev, tok);
+            cJSON **arr = (cJSON **)(r->stream ? &c->step_lp : &c->logprobs);
+            if (!*arr)
+                *arr = cJSON_CreateArray();
+            if (*arr && e)
+                cJSON_AddItemToArray(*arr, e);
+            else
+                cJSON_Delete(e);
+        }
+        strix_sampler_accept(c->smp, tok);
+        const int len = strix_token_to_text(srv->model, c->prev, tok, NULL, 0);
+        if (len > 0) {
+            char tmp[256];
+            char *p = len <= (int)sizeof tmp ? tmp : malloc((size_t)len);
+            if (p) {
+                strix_token_to_text(srv->model, c->prev, tok, p, len);
+                sbuf_add(&c->text, p, (size_t)len);
+                if (p != tmp)
+                    free(p);
+            }
+        }
+        c->prev = tok;
+        /* stop strings: the request's, and the template's end of turn */
+        const char *stops[64 + 1];
+        int n_stops = 0;
+        for (int i = 0; i < r->n_stops && n_stops < 64; i++)
+            stops[n_stops++] = r->stops[i];
+        if (r->kind == REQ_CHAT && srv->tmpl_end)
+            stops[n_stops++] = srv->tmpl_end;
+        size_t safe = 0;
+        const long at = strix_stop_find(c->text.p ? c->text.p + c->n_sent : "",
+                                        c->text.n - c->n_sent, stops, n_stops, &safe);
+        if (at >= 0) {
+            c->text.n = c->n_sent + (size_t)at;
+            if (c->text.p)
+                c->text.p[c->text.n] = '\0';
+            c->finish = 1;
+            upto = c->text.n;
+        } else if (r->max_tokens >= 0 && c->n_gen >= r->max_tokens) {
+            c->finish = 2;
+            upto = c->text.n;
+        } else {
+            upto = c->n_sent + out_utf8_complete(c->text.p + c->n_sent, safe);
+            c->pending = tok;
+        }
+    }
+    pthread_mutex_lock(&srv->mu);
+    if (j->t_first == 0) {
+        j->t_first = srv_now();
+        hist_add(&srv->m.ttft, j->t_first - j->t_arrive);
+    }
+    srv->m.completion_tokens++;
+    if (r->stream)
+        stream_step_locked(srv, j, c, upto);
+    pthread_cond_broadcast(&j->cond);
+    pthread_mutex_unlock(&srv->mu);
+}
+
+/* Ends a job whose choices have all finished: the closing output. */
+static void job_finish_locked(struct server *srv, struct job *j)
+{
+    if (j->r.stream) {
+        if (j->r.include_usage)
+            emit_locked(j, out_usage_chunk(srv, j));
+        sbuf_add(&j->out, "data: [DONE]\n\n", 14);
+    } else {
+        char *body = out_final(srv, j);
+        if (body) {
+            sbuf_add(&j->out, body, strlen(body));
+            free(body);
+        } else {
+            j->error = 1;
+        }
+    }
+    job_end(srv, j);
+}
+
+/* A decode failed: every job in it ends with a server error. */
+static void job_fail_locked(struct server *srv, struct job *j, const char *msg)
+{
+    struct api_error e;
+    api_error_set(&e, 500, "server_error", "", "decode_failed", "generation failed: %s", msg);
+    char *body = out_error_json(&e);
+    j->error = 1;
+    if (j->r.stream)
+        emit_locked(j, body);
+    else if (body) {
+        j->out.n = 0;
+        sbuf_add(&j->out, body, strlen(body));
+        free(body);
+    }
+    job_end(srv, j);
+}
+
+struct row {
+    struct job *job;
+    struct choice *c; /* NULL: the last row of a prompt */
+};
+
+struct step_buf {
+    strix_token *tok;
+    int32_t *pos, *seq;
+    int8_t *logits;
+    struct row *row;
+    int cap;
+};
+
+/* Runs one batched decode over the active jobs and samples what it gives. */
+static void step(struct server *srv, struct step_buf *b)
+{
+    int n = 0, n_seqs = 0;
+    /* 1. the running choices: one token each */
+    for (struct job *j = srv->active; j; j = j->next) {
+        if (j->state != JOB_GEN)
+            continue;
+        for (int i = 0; i < j->n_choices; i++) {
+            struct choice *c = &j->ch[i];
+            if (c->finish || c->pending < 0 || n >= b->cap)
+                continue;
+            b->tok[n] = c->pending;
+            b->pos[n] = srv->slots[c->slot].n_toks;
+            b->seq[n] = c->slot;
+            b->logits[n] = 1;
+            b->row[n] = (struct row){j, c};
+            n++;
+            n_seqs++;
+        }
+    }
+    /* 2. prompt chunks while the batch has room */
+    int budget = srv->n_batch - n;
+    for (struct job *j = srv->active; j && budget > 0; j = j->next) {
+        if (j->state != JOB_PROMPT)
+            continue;
+        const int k = j->n_prompt - j->n_past < budget ? j->n_prompt - j->n_past : budget;
+        const int s = j->ch[0].slot;
+        for (int t = 0; t < k; t++) {
+            b->tok[n] = j->prompt[j->n_past + t];
+            b->pos[n] = j->n_past + t;
+            b->seq[n] = s;
+            b->logits[n] = 0;
+            b->row[n] = (struct row){j, NULL};
+            n++;
+        }
+        if (j->n_past + k == j->n_prompt)
+            b->logits[n - 1] = 1;
+        budget -= k;
+        n_seqs++;
+    }
+    if (n == 0)
+        return;
+    strix_batch batch = {n, b->tok, b->pos, b->seq, b->logits};
+    strix_error err;
+    const int rc = strix_decode_batch(srv->ctx, &batch, &err);
+    if (rc) {
+        fprintf(stderr, "strix serve: decode of %d tokens failed: %s\n", n, err.msg);
+        pthread_mutex_lock(&srv->mu);
+        for (struct job *j = srv->active, *next; j; j = next) {
+            next = j->next;
+            job_fail_locked(srv, j, err.msg);
+        }
+        pthread_mutex_unlock(&srv->mu);
+        return;
+    }
+    /* what the cache now holds */
+    for (int i = 0; i < n; i++) {
+        struct slot *sl = &srv->slots[b->seq[i]];
+        sl->toks[b->pos[i]] = b->tok[i];
+        sl->n_toks = b->pos[i] + 1;
+        if (b->row[i].c)
+            b->row[i].c->pending = -1;
+        else
+            b->row[i].job->n_past = b->pos[i] + 1;
+    }
+    /* sample the rows with logits */
+    for (int i = 0; i < n; i++) {
+        if (!b->logits[i])
+            continue;
+        const float *logits = strix_get_logits(srv->ctx, i);
+        struct job *j = b->row[i].job;
+        if (b->row[i].c) {
+            struct choice *c = b->row[i].c;
+            if (srv->slots[c->slot].n_toks >= srv->n_ctx) {
+                /* the sequence fills the context: no room for another token */
+                c->finish = 2;
+                pthread_mutex_lock(&srv->mu);
+                if (j->r.stream)
+                    stream_step_locked(srv, j, c, c->text.n);
+                pthread_mutex_unlock(&srv->mu);
+            } else {
+                choice_sample(srv, j, c, logits);
+            }
+            continue;
+        }
+        /* the prompt is read: the other choices share it, then all sample */
+        j->state = JOB_GEN;
+        for (int k = 1; k < j->n_choices; k++) {
+            const int s = j->ch[k].slot;
+            strix_kv_seq_cp(srv->ctx, j->ch[0].slot, s, 0, j->n_prompt);
+            memcpy(srv->slots[s].toks, j->prompt, (size_t)j->n_prompt * sizeof *j->prompt);
+            srv->slots[s].n_toks = j->n_prompt;
+        }
+        for (int k = 0; k < j->n_choices; k++) {
+            struct choice *c = &j->ch[k];
+            if (j->r.stream) {
+                pthread_mutex_lock(&srv->mu);
+                emit_locked(j, out_chunk(srv, j, c, "", 0, 1));
+                pthread_mutex_unlock(&srv->mu);
+            }
+            if (j->r.max_tokens == 0) {
+                c->finish = 2;
+                pthread_mutex_lock(&srv->mu);
+                if (j->r.stream)
+                    stream_step_locked(srv, j, c, 0);
+                pthread_mutex_unlock(&srv->mu);
+            } else {
+                choice_sample(srv, j, c, logits);
+            }
+        }
+    }
+    /* jobs whose choices have all finished leave */
+    pthread_mutex_lock(&srv->mu);
+    srv->m.steps++;
+    srv->m.kv_used = strix_kv_cells_used(srv->ctx);
+    srv->m.kv_cells = strix_kv_cells(srv->ctx);
+    hist_add(&srv->m.batch_tokens, n);
+    hist_add(&srv->m.batch_seqs, n_seqs);
+    for (struct job *j = srv->active, *next; j; j = next) {
+        next = j->next;
+        if (j->state != JOB_GEN)
+            continue;
+        int done = 1;
+        for (int k = 0; k < j->n_choices; k++)
+            done &= j->ch[k].finish != 0;
+        if (done)
+            job_finish_locked(srv, j);
+    }
+    pthread_mutex_unlock(&srv->mu);
+}
+
+void *sched_main(void *arg)
+{
+    struct server *srv = arg;
+    struct step_buf b;
+    b.cap = srv->n_batch + srv->n_slots;
+    b.tok = malloc((size_t)b.cap * sizeof *b.tok);
+    b.pos = malloc((size_t)b.cap * sizeof *b.pos);
+    b.seq = malloc((size_t)b.cap * sizeof *b.seq);
+    b.logits = malloc((size_t)b.cap);
+    b.row = malloc((size_t)b.cap * sizeof *b.row);
+    if (!b.tok || !b.pos || !b.seq || !b.logits || !b.row) {
+        die("out of memory in the scheduler");
+    }
+    pthread_mutex_lock(&srv->mu);
+    for (;;) {
+        /* clients that left: their jobs end before the next step */
+        for (struct job *j = srv->active, *next; j; j = next) {
+            next = j->next;
+            if (j->cancel || srv->quit)
+                job_end(srv, j);
+        }
+        if (srv->quit)
+            break;
+        admit(srv);
+        if (!srv->active) {
+            pthread_cond_wait(&srv->wake, &srv->mu);
+            continue;
+        }
+        pthread_mutex_unlock(&srv->mu);
+        step(srv, &b);
+        pthread_mutex_lock(&srv->mu);
+    }
+    /* quit: queued jobs end unserved */
+    while (srv->queue) {
+        struct job *j = srv->queue;
+        srv->queue = j->next;
+        srv->n_queued--;
+        j->cancel = 1;
+        j->state = JOB_DONE;
+        pthread_cond_broadcast(&j->cond);
+        job_release_locked(srv, j);
+    }
+    srv->queue_tail = NULL;
+    pthread_mutex_unlock(&srv->mu);
+    free(b.tok);
+    free(b.pos);
+    free(b.seq);
+    free(b.logits);
+    free(b.row);
+    return NULL;
+}
