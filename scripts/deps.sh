@@ -4,6 +4,7 @@
 # PCRE2 (the byte-level BPE pre-tokenizers' regular expressions), and clang
 # with its runtimes (libFuzzer, sanitizers) for the clang build and the
 # fuzzers (libclang-rt-14-dev on Debian 12, or the one matching clang).
+# The server's libraries and test tools are listed below.
 set -e
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -19,6 +20,14 @@ command -v cc >/dev/null 2>&1 || need="$need gcc libc6-dev"
 command -v make >/dev/null 2>&1 || need="$need make"
 command -v clang >/dev/null 2>&1 || need="$need clang"
 [ -f /usr/include/pcre2.h ] || dpkg -s libpcre2-dev >/dev/null 2>&1 || need="$need libpcre2-dev"
+# the server (`strix serve`): libmicrohttpd and cJSON; its tests: Node.js and
+# npm (they install the openai client and playwright-core themselves) and
+# Chromium for the chat page's test
+dpkg -s libmicrohttpd-dev >/dev/null 2>&1 || need="$need libmicrohttpd-dev"
+dpkg -s libcjson-dev >/dev/null 2>&1 || need="$need libcjson-dev"
+command -v node >/dev/null 2>&1 || need="$need nodejs"
+command -v npm >/dev/null 2>&1 || need="$need npm"
+command -v chromium >/dev/null 2>&1 || need="$need chromium"
 [ -z "$need" ] || install $need
 # libFuzzer's runtime, from the package of clang's own major version
 rt="$(clang -print-resource-dir)/lib/linux/libclang_rt.fuzzer-$(uname -m).a"
