@@ -24,7 +24,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all release debug asan tsan test test-asan test-tsan check install clean format fuzz fuzz-lib \
-  tests examples
+  tests examples test-server test-server-asan test-server-tsan
 
 all: $(BUILD)/strix $(BUILD)/libstrix.a $(BUILD)/libstrix.so
 
@@ -43,7 +43,8 @@ asan:
 TSAN_TESTS := test_api
 tsan:
 	$(MAKE) BUILD=build/tsan OPT="-O1" EXTRA_CFLAGS="-fsanitize=thread -fno-omit-frame-pointer" \
-	  EXTRA_LDFLAGS="-fsanitize=thread" build/tsan/libstrix.so $(TSAN_TESTS:%=build/tsan/tests/%)
+	  EXTRA_LDFLAGS="-fsanitize=thread" build/tsan/libstrix.so $(TSAN_TESTS:%=build/tsan/tests/%) \
+	  $(if $(HAVE_SERVE),build/tsan/strix)
 
 # The instruction-set kernels get their sets' flags (x86-64 only; elsewhere
 # those files compile to nothing and the scalar reference runs).
@@ -133,6 +134,16 @@ test-tsan: tsan
 	for t in $(TSAN_TESTS); do STRIX_TEST_DATA=tests/data TSAN_OPTIONS=halt_on_error=1 \
 	  build/tsan/tests/$$t || exit 1; done
 
+# The server's tests (tests/server/run.sh, Node.js; skipped without server
+# support): on the release build, under ASan/UBSan, and under TSan (the
+# scheduler and the connection threads).
+test-server: all
+	sh tests/server/run.sh $(BUILD)/strix
+test-server-asan: asan
+	STRIX_SANITIZED=1 sh tests/server/run.sh build/asan/strix
+test-server-tsan: tsan
+	STRIX_SANITIZED=1 TSAN_OPTIONS=halt_on_error=1 sh tests/server/run.sh build/tsan/strix
+
 # What CI runs: release tests, then the sanitizer passes (one after the
 # other, so the logs stay readable).
 check:
@@ -140,6 +151,7 @@ check:
 	$(MAKE) test
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
+	$(MAKE) test-server test-server-asan test-server-tsan
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
@@ -160,6 +172,9 @@ install: all
 # all targets.
 FUZZ_CFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+ifneq ($(HAVE_SERVE),1)
+FUZZ_SRC := $(filter-out tests/fuzz/fuzz_request.c,$(FUZZ_SRC))
+endif
 fuzz: $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 fuzz-lib:
 	$(MAKE) CC=clang BUILD=build/fuzz/lib OPT=-O1 ISA_OPT=-O1 EXTRA_CFLAGS="$(FUZZ_CFLAGS)" \
@@ -167,6 +182,10 @@ fuzz-lib:
 build/fuzz/%: tests/fuzz/%.c fuzz-lib
 	clang -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -o $@ $< \
 	  build/fuzz/lib/libstrix.a $(LDLIBS)
+# the server's request parsing (tools/serve/request.c) needs cJSON
+build/fuzz/fuzz_request: tests/fuzz/fuzz_request.c tools/serve/request.c tools/serve/request.h fuzz-lib
+	clang -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -Iinclude -Isrc $(SERVE_CFLAGS) -o $@ $< \
+	  build/fuzz/lib/libstrix.a $(LDLIBS) $(SERVE_LIBS)
 
 format:
 	clang-format -i include/*.h $(SRC) $(wildcard src/*.h src/*/*.h) tools/*.c tools/*.h tests/*.c tests/*.h \
