@@ -372,6 +372,12 @@ a=$(cd / && "$S" run -p "Once" -n 8 --temp 0 2>/dev/null)
 [ -n "$a" ] && ok || bad "no bundled model from /"
 (cd / && "$S" bench -p 4 -n 4 -r 1 -t 1) >"$T/out" 2>&1 && grep -q "stories260K.gguf.*tg4" "$T/out" && ok ||
     bad "bench without -m from /: $(head -c 300 "$T/out")"
+# batched bench: one JSON row per B, B x n tokens per repetition
+"$S" bench -npl 1,3 -d 5 -n 2 -r 1 -t 1 -o json >"$T/out" 2>&1 &&
+    grep -q '"npl": 3, "n_gen": 2, "depth": 5' "$T/out" && [ "$(grep -c aggregate_ts "$T/out")" = 2 ] &&
+    ok || bad "bench -npl: $(head -c 300 "$T/out")"
+"$S" bench -npl 0 -n 2 >"$T/out" 2>&1 && bad "bench -npl 0 accepted" || ok
+"$S" bench -npl 65 -n 2 >"$T/out" 2>&1 && bad "bench -npl 65 accepted" || ok
 mkdir -p "$T/inst/bin" "$T/inst/share/strix"
 cp "$S" "$T/inst/bin/strix"
 "$S" synth -o "$T/inst/share/strix/stories260K.gguf" --dim 32 --ff 48 --layers 1 --heads 2 --kv-heads 2 2>/dev/null

@@ -9,6 +9,12 @@
  *   -r N            repetitions (after one warm-up run)
  *   -o md|json      output format
  *
+ * and a batched mode like llama-batched-bench's (-npl N[,N]): B sequences
+ * share a prompt of -d N tokens (one prefill, forked with strix_kv_seq_cp)
+ * and then each decodes one token per step, all B in one strix_decode_batch
+ * with every sequence's logits kept, as a server's slots do. A row reports
+ * the aggregate tokens/s of the steps (B x n / time) as `aggregate_ts`.
+ *
  * Each model is measured in a child process, so the peak resident memory
  * reported is that model's alone.
  */
@@ -18,6 +24,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -32,7 +39,8 @@ struct list {
 struct bench_opts {
     const char *models[LIST_MAX];
     int n_models;
-    struct list pp, tg, threads;
+    struct list pp, tg, threads, npl;
+    long depth;
     int reps;
     int json;
     const char *vocab;
@@ -105,6 +113,120 @@ static void run_test(strix_context *ctx, int nv, int n_pp, int n_tg, int reps, d
     free(ids);
 }
 
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Batched generation: B sequences at depth d, n steps of B tokens each;
+ * aggregate tokens/second of each repetition, by the wall clock (out) and
+ * by the process's CPU time (cpu: on a shared, loaded machine the figure
+ * that time slicing does not move). */
+static void run_batched(strix_context *ctx, int nv, int B, int depth, int n_gen, int reps,
+                        double *out, double *cpu)
+{
+    strix_error err;
+    const int n_all = depth > B ? depth : B;
+    strix_token *ids = malloc((size_t)n_all * sizeof *ids);
+    int32_t *pos = malloc((size_t)n_all * sizeof *pos), *seq = malloc((size_t)B * sizeof *seq);
+    int8_t *want = malloc((size_t)B);
+    if (!ids || !pos || !seq || !want)
+        die("out of memory");
+    for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
+        strix_kv_seq_rm(ctx, -1, 0, -1);
+        if (depth > 0) {
+            for (int i = 0; i < depth; i++) {
+                ids[i] = (strix_token)((i * 7919 + 13) % nv);
+                pos[i] = i;
+            }
+            const strix_batch pb = {.n = depth, .token = ids, .pos = pos};
+            if (strix_decode_batch(ctx, &pb, &err))
+                die("decode: %s", err.msg);
+            for (int s = 1; s < B; s++)
+                strix_kv_seq_cp(ctx, 0, s, 0, -1);
+        }
+        const double t0 = now(), c0 = cpu_now();
+        for (int i = 0; i < n_gen; i++) {
+            for (int s = 0; s < B; s++) {
+                ids[s] = (strix_token)(((i + 1) * 7919 + s * 104729 + 13) % nv);
+                pos[s] = depth + i;
+                seq[s] = s;
+                want[s] = 1;
+            }
+            const strix_batch b = {.n = B, .token = ids, .pos = pos, .seq = seq, .logits = want};
+            if (strix_decode_batch(ctx, &b, &err))
+                die("decode: %s", err.msg);
+        }
+        const double dt = now() - t0, dc = cpu_now() - c0;
+        if (r >= 0) {
+            out[r] = (double)B * n_gen / (dt > 0 ? dt : 1e-9);
+            cpu[r] = (double)B * n_gen / (dc > 0 ? dc : 1e-9);
+        }
+    }
+    free(ids);
+    free(pos);
+    free(seq);
+    free(want);
+}
+
+static double peak_mib(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+static void bench_batched(const struct bench_opts *b, const char *path, strix_model *m,
+                          const struct strix_model_info *in, int *first_json, double *v)
+{
+    long max_npl = 1, max_tg = 1;
+    for (int i = 0; i < b->npl.n; i++)
+        max_npl = b->npl.v[i] > max_npl ? b->npl.v[i] : max_npl;
+    for (int i = 0; i < b->tg.n; i++)
+        max_tg = b->tg.v[i] > max_tg ? b->tg.v[i] : max_tg;
+    for (int ti = 0; ti < b->threads.n; ti++) {
+        struct strix_context_params cp = strix_context_default_params();
+        cp.n_threads = (int)b->threads.v[ti];
+        cp.n_ctx = (int)(b->depth + max_tg);
+        cp.n_seq_max = (int)max_npl;
+        cp.n_cells = (int)(b->depth + max_npl * max_tg);
+        cp.n_batch = (int)(max_npl > 512 ? max_npl : 512);
+        strix_context *ctx;
+        strix_error err;
+        if (strix_context_create(m, &cp, &ctx, &err))
+            die("%s", err.msg);
+        for (int ni = 0; ni < b->npl.n; ni++)
+            for (int gi = 0; gi < b->tg.n; gi++) {
+                const int B = (int)b->npl.v[ni], n = (int)b->tg.v[gi];
+                if (n <= 0)
+                    continue;
+                run_batched(ctx, in->n_vocab, B, (int)b->depth, n, b->reps, v, v + b->reps);
+                const struct result r = summarize(v, b->reps);
+                const struct result rc = summarize(v + b->reps, b->reps);
+                char name[48];
+                snprintf(name, sizeof name, "npl%d tg%d @d%ld", B, n, b->depth);
+                if (b->json) {
+                    printf("%s  {\"model\": \"%s\", \"test\": \"%s\", \"threads\": %d, "
+                           "\"npl\": %d, \"n_gen\": %d, \"depth\": %ld, \"reps\": %d, "
+                           "\"aggregate_ts\": %.2f, \"min_ts\": %.2f, \"max_ts\": %.2f, "
+                           "\"per_seq_ts\": %.2f, \"cpu_ts\": %.2f, \"peak_rss_mib\": %.1f}",
+                           *first_json ? "" : ",\n", path, name, cp.n_threads, B, n, b->depth,
+                           b->reps, r.median, r.min, r.max, r.median / B, rc.median, peak_mib());
+                    *first_json = 0;
+                } else {
+                    printf("| %-40s | %7d | %4d | %5d | %6ld | %12.2f | %8.2f | %8.2f | %10.2f | "
+                           "%8.1f |\n",
+                           path, cp.n_threads, B, n, b->depth, r.median, r.min, r.max, rc.median,
+                           peak_mib());
+                }
+                fflush(stdout);
+            }
+        strix_context_free(ctx);
+    }
+}
+
 static void bench_model(const struct bench_opts *b, const char *path, int *first_json)
 {
     struct opts o;
@@ -120,9 +242,15 @@ static void bench_model(const struct bench_opts *b, const char *path, int *first
         max_pp = b->pp.v[i] > max_pp ? b->pp.v[i] : max_pp;
     for (int i = 0; i < b->tg.n; i++)
         max_tg = b->tg.v[i] > max_tg ? b->tg.v[i] : max_tg;
-    double *v = malloc((size_t)b->reps * sizeof *v);
+    double *v = malloc(2 * (size_t)b->reps * sizeof *v);
     if (!v)
         die("out of memory");
+    if (b->npl.n > 0) {
+        bench_batched(b, path, m, &in, first_json, v);
+        free(v);
+        strix_model_free(m);
+        return;
+    }
     for (int ti = 0; ti < b->threads.n; ti++) {
         struct strix_context_params cp = strix_context_default_params();
         cp.n_threads = (int)b->threads.v[ti];
@@ -140,9 +268,7 @@ static void bench_model(const struct bench_opts *b, const char *path, int *first
                     continue;
                 run_test(ctx, in.n_vocab, kind == 0 ? n : 0, kind == 1 ? n : 0, b->reps, v);
                 const struct result r = summarize(v, b->reps);
-                struct rusage ru;
-                getrusage(RUSAGE_SELF, &ru);
-                const double peak_mib = (double)ru.ru_maxrss / 1024.0;
+                const double peak = peak_mib();
                 char name[16];
                 snprintf(name, sizeof name, "%s%d", kind == 0 ? "pp" : "tg", n);
                 if (b->json) {
@@ -150,12 +276,12 @@ static void bench_model(const struct bench_opts *b, const char *path, int *first
                            "\"reps\": %d, \"median_ts\": %.2f, \"min_ts\": %.2f, \"max_ts\": %.2f, "
                            "\"mean_ts\": %.2f, \"stddev_ts\": %.2f, \"peak_rss_mib\": %.1f}",
                            *first_json ? "" : ",\n", path, name, cp.n_threads, b->reps, r.median,
-                           r.min, r.max, r.mean, r.sd, peak_mib);
+                           r.min, r.max, r.mean, r.sd, peak);
                     *first_json = 0;
                 } else {
                     printf("| %-40s | %8.1f | %7d | %6s | %10.2f | %8.2f | %8.2f | %8.1f |\n", path,
                            (double)in.n_params / 1e6, cp.n_threads, name, r.median, r.min, r.max,
-                           peak_mib);
+                           peak);
                 }
                 fflush(stdout);
             }
@@ -206,6 +332,10 @@ int cmd_bench(int argc, char **argv)
             if (strcmp(val, "md") != 0 && strcmp(val, "json") != 0)
                 die("-o: '%s' is not md or json", val);
             b.json = strcmp(val, "json") == 0;
+        } else if (strcmp(a, "-npl") == 0 || strcmp(a, "--n-parallel") == 0) {
+            parse_list(a, val, &b.npl, 1, STRIX_SEQ_MAX);
+        } else if (strcmp(a, "-d") == 0 || strcmp(a, "--depth") == 0) {
+            b.depth = parse_long(a, val, 0, 1 << 16);
         } else if (strcmp(a, "--vocab") == 0) {
             b.vocab = val;
         } else {
@@ -216,6 +346,13 @@ int cmd_bench(int argc, char **argv)
         b.models[b.n_models++] = default_model();
     if (b.json)
         printf("[\n");
+    else if (b.npl.n > 0)
+        printf("| %-40s | %7s | %4s | %5s | %6s | %12s | %8s | %8s | %10s | %8s |\n"
+               "|%s|--------:|-----:|------:|-------:|-------------:|---------:|---------:|"
+               "-----------:|---------:|\n",
+               "model", "threads", "npl", "tg", "depth", "aggr t/s", "min", "max", "t/s of CPU",
+               "peak MiB",
+               "------------------------------------------");
     else
         printf("| %-40s | %8s | %7s | %6s | %10s | %8s | %8s | %8s |\n"
                "|%s|---------:|--------:|--------|-----------:|---------:|---------:|---------:|\n",

@@ -151,7 +151,9 @@ static const struct {
                  "            Q4_K_M Q5_K_M\n"},
     {"bench", "  bench     [-m MODEL[,MODEL]]... [-p N[,N]] [-n N[,N]] [-t T[,T]] [-r REPS]\n"
               "            [-o md|json] [--vocab TOKENIZER.bin]   (like llama-bench: pp N, tg N,\n"
-              "            median t/s)\n"},
+              "            median t/s)\n"
+              "            [-npl B[,B] [-d DEPTH]]   (like llama-batched-bench: B sequences at\n"
+              "            depth DEPTH each decode -n tokens, one per step; aggregate t/s)\n"},
     {"serve", "  serve     [-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N] [-c N_CTX]\n"
               "            [-t THREADS] [-b BATCH] [--api-key KEY] [--chat-template NAME]\n"
               "            [--alias NAME] [--queue N] [--max-body BYTES] [--timeout S]\n"

@@ -359,22 +359,37 @@ AI void packed_group(const uint8_t *g, int nb, int q8, const struct act_prep *p,
     _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) group_out(y, ldy, r, t0 + t, acc[t], accumulate);
 }
 
+/* Rows per pass over the token tiles: a batch wider than one tile meets a
+ * chunk of groups that stays in L2 (~256 KiB) while every tile passes over
+ * it, so the weights come from memory once per call. Which rows and tokens
+ * a kernel call sees never changes a result. */
+AI int chunk_rows(int n, int gt, size_t ws, int r0, int r1)
+{
+    if (n <= gt)
+        return r1 - r0;
+    const size_t groups = ((size_t)256 << 10) / (ws ? ws : 1);
+    return (int)(groups > 1 ? groups : 1) * GROUP;
+}
+
 #define PACKED_DRIVER(NAME, Q8)                                                                    \
     static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,         \
                      const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)        \
     {                                                                                              \
         (void)type;                                                                                \
-        const int nb = cols / 32;                                                                  \
+        const int nb = cols / 32, ch = chunk_rows(n, GT, ws, r0, r1);                              \
         struct act_prep prep; /* 16 KiB of stack: kernels keep no state */                         \
-        for (int t0 = 0; t0 < n; t0 += GT) {                                                       \
-            const int T = n - t0 < GT ? n - t0 : GT;                                               \
-            prep_acts(&prep, a, as, t0, T, nb);                                                    \
-            for (int r = r0; r < r1; r += GROUP) {                                                 \
-                const uint8_t *g = w + (size_t)(r / GROUP) * ws;                                   \
-                switch (T) {                                                                       \
-                case 8: packed_group(g, nb, Q8, &prep, a, as, t0, 8, y, ldy, r, accumulate); break; \
-                case 1: packed_group(g, nb, Q8, &prep, a, as, t0, 1, y, ldy, r, accumulate); break; \
-                default: packed_group(g, nb, Q8, &prep, a, as, t0, T, y, ldy, r, accumulate); break; \
+        for (int rc = r0; rc < r1; rc += ch) {                                                     \
+            const int re = r1 - rc < ch ? r1 : rc + ch;                                            \
+            for (int t0 = 0; t0 < n; t0 += GT) {                                                   \
+                const int T = n - t0 < GT ? n - t0 : GT;                                           \
+                prep_acts(&prep, a, as, t0, T, nb);                                                \
+                for (int r = rc; r < re; r += GROUP) {                                             \
+                    const uint8_t *g = w + (size_t)(r / GROUP) * ws;                               \
+                    switch (T) {                                                                   \
+                    case 8: packed_group(g, nb, Q8, &prep, a, as, t0, 8, y, ldy, r, accumulate); break; \
+                    case 1: packed_group(g, nb, Q8, &prep, a, as, t0, 1, y, ldy, r, accumulate); break; \
+                    default: packed_group(g, nb, Q8, &prep, a, as, t0, T, y, ldy, r, accumulate); break; \
+                    }                                                                              \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
@@ -580,17 +595,20 @@ static void act_q8_0(const float *x, void *dst, int cols)
                      const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)        \
     {                                                                                              \
         (void)type;                                                                                \
-        const int nb = cols / QK_K;                                                                \
-        for (int t0 = 0; t0 < n; t0 += GTK) {                                                      \
-            const int T = n - t0 < GTK ? n - t0 : GTK;                                             \
-            for (int r = r0; r < r1; r += GROUP) {                                                 \
-                const uint8_t *g = w + (size_t)(r / GROUP) * ws;                                   \
-                if (T == GTK)                                                                      \
-                    GROUPFN(g, nb, a, as, t0, GTK, y, ldy, r, accumulate);                         \
-                else if (T == 1)                                                                   \
-                    GROUPFN(g, nb, a, as, t0, 1, y, ldy, r, accumulate);                           \
-                else                                                                               \
-                    GROUPFN(g, nb, a, as, t0, T, y, ldy, r, accumulate);                           \
+        const int nb = cols / QK_K, ch = chunk_rows(n, GTK, ws, r0, r1);                           \
+        for (int rc = r0; rc < r1; rc += ch) {                                                     \
+            const int re = r1 - rc < ch ? r1 : rc + ch;                                            \
+            for (int t0 = 0; t0 < n; t0 += GTK) {                                                  \
+                const int T = n - t0 < GTK ? n - t0 : GTK;                                         \
+                for (int r = rc; r < re; r += GROUP) {                                             \
+                    const uint8_t *g = w + (size_t)(r / GROUP) * ws;                               \
+                    if (T == GTK)                                                                  \
+                        GROUPFN(g, nb, a, as, t0, GTK, y, ldy, r, accumulate);                     \
+                    else if (T == 1)                                                               \
+                        GROUPFN(g, nb, a, as, t0, 1, y, ldy, r, accumulate);                       \
+                    else                                                                           \
+                        GROUPFN(g, nb, a, as, t0, T, y, ldy, r, accumulate);                       \
+                }                                                                                  \
             }                                                                                      \
         }                                                                                          \
     }
