@@ -81,6 +81,7 @@ int main(void)
         {"gemma", "gemma"},       {"falcon", "falcon"},       {"bloom", "bloom"},
         {"mpt", "mpt"},           {"starcoder", "starcoder"}, {"mixtral", "llama"},
         {"qwen2moe", "qwen2moe"}, {"llama-yarn", "llama"},    {"llama-linear", "llama"},
+        {"deepseek2", "deepseek2"}, {"deepseek2-lite", "deepseek2"},
     };
     for (size_t i = 0; i < sizeof fx / sizeof fx[0]; i++)
         check_arch(fx[i][0], fx[i][1], REL_TOL);

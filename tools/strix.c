@@ -406,7 +406,9 @@ static int cmd_synth(int argc, char **argv)
     struct opts o;
     parse_opts(argc, argv, &o,
                " m o type t dim ff layers heads kv-heads c seed arch rot experts experts-used swa "
-               "rope-scaling rope-scale alibi-bias ");
+               "rope-scaling rope-scale alibi-bias ff-exp lora-q lora-kv head-k head-v dense-lead "
+               "experts-shared expert-groups groups-used expert-sigmoid expert-bias expert-norm "
+               "expert-scale ");
     if (!o.out)
         die("synth needs -o OUT.gguf");
     refuse_overwrite(o.out, (const char *const[]){o.model}, 1);
