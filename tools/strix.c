@@ -362,6 +362,8 @@ static int cmd_info(int argc, char **argv)
                in.n_ctx_train, in.tied_output ? "tied to embeddings" : "separate");
         printf("parameters: %lld, %.2f MiB\n", (long long)in.n_params,
                (double)in.weight_bytes / 1048576.0);
+        printf("cache: %zu bytes per token (F32; as multi-head attention: %zu)\n",
+               in.cache_token_bytes, in.cache_token_bytes_mha);
         printf("tensors:\n");
         for (int i = 0; i < strix_model_n_tensors(m); i++) {
             struct strix_tensor_info t = {.struct_size = sizeof t};
