@@ -186,6 +186,10 @@ struct strix_model_info {
     int vocab_only;
     int64_t n_params;
     size_t weight_bytes;
+    /* cache cost of one token over all layers with F32 entries (keys and
+     * values; for MLA the latent and the rotary key), and what it would be
+     * with a key and a value per query head (MHA) */
+    size_t cache_token_bytes, cache_token_bytes_mha;
 };
 /* STRIX_ERR_ARG for a bad info; for a NULL model too, with info all zero. */
 int strix_model_get_info(const strix_model *model, struct strix_model_info *info);
@@ -378,6 +382,14 @@ int strix_kv_seq_truncate(strix_context *ctx, int seq, int n_keep, strix_error *
  * measure of room. A cell is shared by every sequence that sees it. */
 int strix_kv_cells(const strix_context *ctx);
 int strix_kv_cells_used(const strix_context *ctx);
+/* What the context's cache takes, as it was allocated: *total bytes in all
+ * (keys, values and cell bookkeeping of every layer, recurrent states);
+ * *per_token the bytes one more cell costs over all layers (0 when the
+ * model keeps no per-token cache); *per_seq the bytes of fixed-size state
+ * each sequence holds (recurrent models; 0 otherwise). Any pointer may be
+ * NULL. STRIX_ERR_ARG for a NULL context. */
+int strix_context_cache_bytes(const strix_context *ctx, size_t *total, size_t *per_token,
+                              size_t *per_seq);
 
 /*
  * Several sequences in one cache. Each token of a batch carries a position

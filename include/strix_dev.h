@@ -35,6 +35,19 @@ struct strix_synth_params {
     int n_ctx_orig;           /* YaRN: original context length (0: n_ctx) */
     int post_norm;            /* post-norm blocks (strix.post_norm) */
     int sinusoidal;           /* sinusoidal absolute positions (strix.position_encoding) */
+    /* deepseek2 (zero: the default) */
+    int n_lora_q;             /* query latent rank (0: a plain query projection) */
+    int n_lora_kv;            /* key-value latent rank (0: 4 x the head size) */
+    int head_k_mla;           /* key size per head, rotary part (n_rot) included (0: n_embd / n_head) */
+    int head_v_mla;           /* value size per head (0: head_k_mla) */
+    int n_dense_lead;         /* leading blocks with a dense FFN */
+    int n_expert_shared;      /* shared experts (0: 1) */
+    int n_expert_groups;      /* group-limited routing: groups (0: none) */
+    int n_group_used;         /* groups each token may use */
+    int expert_sigmoid;       /* sigmoid gating (DeepSeek-V3) instead of softmax */
+    int expert_probs_bias;    /* an exp_probs_b selection bias per block */
+    int expert_norm;          /* chosen weights renormalised */
+    float expert_scale;       /* chosen weights scaled (0: 1) */
 };
 int strix_synth_params_init(struct strix_synth_params *p, size_t struct_size);
 STRIX_DEFAULT_PARAMS_(synth)

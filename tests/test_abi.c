@@ -39,7 +39,7 @@ NO_TAIL_PADDING(struct strix_sampler_params, n_probs);
 NO_TAIL_PADDING(struct strix_gen_params, seq);
 NO_TAIL_PADDING(struct strix_beam_params, stop_at_bos);
 NO_TAIL_PADDING(struct strix_ppl_params, user);
-NO_TAIL_PADDING(struct strix_synth_params, sinusoidal);
+NO_TAIL_PADDING(struct strix_synth_params, expert_scale);
 
 static strix_context *make_ctx(const strix_model *m, int n_ctx, int n_seq)
 {

@@ -72,6 +72,42 @@ static void check_arch(const char *name, const char *want_arch, float tol)
     strix_model_free(m);
 }
 
+/* Cache cost of MLA against its own sizes (tests/data/README.md: 3 blocks,
+ * kv_lora_rank 12, 4 rotary dimensions, 4 heads with keys of 12 and values
+ * of 8) and of a GQA model (qwen2: 2 blocks, 2 KV heads of 8): a cell holds
+ * its floats plus a position (4 bytes), a sequence mask (8) and an order
+ * entry (4) per layer. */
+static void check_cache_bytes(void)
+{
+    static const struct {
+        const char *file;
+        size_t token, mha, cell;
+    } cases[] = {
+        {"arch/deepseek2.gguf", 3 * 16 * 4, 3 * 4 * (12 + 8) * 4, 3 * (16 * 4 + 16)},
+        {"arch/qwen2.gguf", 2 * 2 * 16 * 4, 2 * 2 * 32 * 4, 2 * (2 * 16 * 4 + 16)},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        strix_model *m = load_fixture(cases[i].file, NULL);
+        if (!m)
+            continue;
+        struct strix_model_info in = {.struct_size = sizeof in};
+        strix_model_get_info(m, &in);
+        CHECKF(in.cache_token_bytes == cases[i].token && in.cache_token_bytes_mha == cases[i].mha,
+               "%s: cache %zu (MHA %zu) bytes per token", cases[i].file, in.cache_token_bytes,
+               in.cache_token_bytes_mha);
+        struct strix_context_params cp = strix_context_default_params();
+        cp.n_ctx = 64;
+        strix_context *c = NULL;
+        CHECK(strix_context_create(m, &cp, &c, NULL) == STRIX_OK);
+        size_t total = 0, tok = 0, seq = 1;
+        CHECK(strix_context_cache_bytes(c, &total, &tok, &seq) == STRIX_OK);
+        CHECKF(tok == cases[i].cell && total == 64 * tok && seq == 0,
+               "%s: context cache %zu bytes, %zu per cell", cases[i].file, total, tok);
+        strix_context_free(c);
+        strix_model_free(m);
+    }
+}
+
 int main(void)
 {
     if (!fixture_kernels(__FILE__))
@@ -81,6 +117,7 @@ int main(void)
         {"gemma", "gemma"},       {"falcon", "falcon"},       {"bloom", "bloom"},
         {"mpt", "mpt"},           {"starcoder", "starcoder"}, {"mixtral", "llama"},
         {"qwen2moe", "qwen2moe"}, {"llama-yarn", "llama"},    {"llama-linear", "llama"},
+        {"deepseek2", "deepseek2"}, {"deepseek2-lite", "deepseek2"},
     };
     for (size_t i = 0; i < sizeof fx / sizeof fx[0]; i++)
         check_arch(fx[i][0], fx[i][1], REL_TOL);
@@ -89,5 +126,6 @@ int main(void)
      * Gemma-2's 26 GELU layers the logits drift to 1.5e-3. (Rounding through
      * fp16 the same way in strix brings them to 2e-4; strix keeps f32.) */
     check_arch("gemma2", "gemma2", 3e-3f);
+    check_cache_bytes();
     TEST_MAIN_END();
 }

@@ -365,6 +365,26 @@ static void test_arch_models(void)
         {"arch/llama-yarn.gguf", {.set_str_key = "llama.rope.scaling.type", .set_str = "longrope", .expect = "longrope"}},
         {"arch/gemma.gguf", {.set_u32_key = "gemma.attention.head_count_kv", .set_u32 = 3}},
         {"arch/falcon.gguf", {.drop_tensor = "blk.0.attn_norm.bias", .expect = "attn_norm.bias"}},
+        /* deepseek2: latent attention sizes, expert groups, dense blocks */
+        {"arch/deepseek2.gguf", {.drop_tensor = "blk.1.attn_k_b.weight", .expect = "attn_k_b"}},
+        {"arch/deepseek2.gguf", {.reshape_tensor = "blk.2.attn_kv_a_mqa.weight", .expect = "attn_kv_a_mqa"}},
+        {"arch/deepseek2.gguf", {.reshape_tensor = "blk.0.attn_v_b.weight", .expect = "attn_v_b"}},
+        {"arch/deepseek2.gguf", {.drop_tensor = "blk.0.ffn_gate.weight", .expect = "ffn_gate"}},
+        {"arch/deepseek2.gguf", {.drop_tensor = "blk.1.exp_probs_b.bias", .expect = "exp_probs_b"}},
+        {"arch/deepseek2.gguf", {.drop_kv = "deepseek2.attention.kv_lora_rank", .expect = "kv_lora_rank"}},
+        {"arch/deepseek2.gguf", {.drop_kv = "deepseek2.attention.key_length_mla", .expect = "key_length_mla"}},
+        {"arch/deepseek2.gguf", {.set_u32_key = "deepseek2.attention.key_length", .set_u32 = 15, .expect = "key_length"}},
+        {"arch/deepseek2.gguf", {.set_u32_key = "deepseek2.rope.dimension_count", .set_u32 = 12, .expect = "MLA"}},
+        {"arch/deepseek2.gguf", {.set_u32_key = "deepseek2.expert_group_count", .set_u32 = 3, .expect = "groups"}},
+        {"arch/deepseek2.gguf", {.set_u32_key = "deepseek2.expert_group_used_count", .set_u32 = 4, .expect = "groups"}},
+        {"arch/deepseek2.gguf", {.set_u32_key = "deepseek2.expert_group_used_count", .set_u32 = 1, .expect = "groups"}},
+        {"arch/deepseek2.gguf", {.set_u32_key = "deepseek2.expert_count", .set_u32 = 0, .expect = "expert"}},
+        {"arch/deepseek2.gguf", {.set_u32_key = "deepseek2.expert_count", .set_u32 = 7}},
+        {"arch/deepseek2.gguf", {.set_u32_key = "deepseek2.expert_shared_count", .set_u32 = 0, .expect = "shared"}},
+        {"arch/deepseek2.gguf", {.set_u32_key = "deepseek2.leading_dense_block_count", .set_u32 = 5, .expect = "leading_dense"}},
+        {"arch/deepseek2.gguf", {.set_u32_key = "deepseek2.expert_gating_func", .set_u32 = 7, .expect = "gating"}},
+        {"arch/deepseek2-lite.gguf", {.drop_tensor = "blk.1.attn_q.weight", .expect = "attn_q"}},
+        {"arch/deepseek2-lite.gguf", {.set_u32_key = "deepseek2.attention.q_lora_rank", .set_u32 = 8, .expect = "attn_q"}},
     };
     char path[4096];
     test_tmpfile(path, sizeof path, "corrupt-arch");

@@ -145,6 +145,10 @@ static const struct {
               "            [--kv-heads N] [-c N_CTX] [--seed S|-1] [--type TYPE] [-t THREADS]\n"
               "            [--arch A] [--rot N] [--experts N --experts-used K] [--swa N]\n"
               "            [--rope-scaling linear|yarn --rope-scale F] [--alibi-bias B (mpt)]\n"
+              "            [--ff-exp N] deepseek2: [--lora-q N] [--lora-kv N] [--head-k N]\n"
+              "            [--head-v N] [--dense-lead N] [--experts-shared N] [--expert-groups N\n"
+              "            --groups-used N] [--expert-sigmoid] [--expert-bias] [--expert-norm]\n"
+              "            [--expert-scale F]\n"
               "            (random weights; TYPE: any of quantize's)\n"},
     {"quantize", "  quantize  IN OUT.gguf TYPE [--vocab TOKENIZER.bin] [-t THREADS] [--pure]\n"
                  "            TYPE (any case): F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K\n"
@@ -275,6 +279,19 @@ static const struct opt_def opt_defs[] = {
     {"rope-scaling", "--rope-scaling", OPT_STR, F(synth.rope_scaling), 0, 0},
     {"rope-scale", "--rope-scale", OPT_FLOAT, F(synth.rope_scale), 1, 1e6},
     {"alibi-bias", "--alibi-bias", OPT_FLOAT, F(synth.alibi_max_bias), 0, 1000},
+    {"ff-exp", "--ff-exp", OPT_INT, F(synth.n_ff_exp), 1, 1 << 20},
+    {"lora-q", "--lora-q", OPT_INT, F(synth.n_lora_q), 0, 1 << 20},
+    {"lora-kv", "--lora-kv", OPT_INT, F(synth.n_lora_kv), 1, 1 << 20},
+    {"head-k", "--head-k", OPT_INT, F(synth.head_k_mla), 1, 1 << 16},
+    {"head-v", "--head-v", OPT_INT, F(synth.head_v_mla), 1, 1 << 16},
+    {"dense-lead", "--dense-lead", OPT_INT, F(synth.n_dense_lead), 0, 4096},
+    {"experts-shared", "--experts-shared", OPT_INT, F(synth.n_expert_shared), 1, 1024},
+    {"expert-groups", "--expert-groups", OPT_INT, F(synth.n_expert_groups), 0, 1024},
+    {"groups-used", "--groups-used", OPT_INT, F(synth.n_group_used), 0, 1024},
+    {"expert-sigmoid", "--expert-sigmoid", OPT_FLAG, F(synth.expert_sigmoid), 0, 0},
+    {"expert-bias", "--expert-bias", OPT_FLAG, F(synth.expert_probs_bias), 0, 0},
+    {"expert-norm", "--expert-norm", OPT_FLAG, F(synth.expert_norm), 0, 0},
+    {"expert-scale", "--expert-scale", OPT_FLOAT, F(synth.expert_scale), 0, 1e6},
     {"expert-stats", "--expert-stats", OPT_FLAG, F(expert_stats), 0, 0},
     {"draft", "--draft", OPT_STR, F(draft), 0, 0},
     {"draft-max", "--draft-max", OPT_INT, F(draft_max), 1, STRIX_SPEC_DRAFT_MAX},

@@ -362,6 +362,8 @@ static int cmd_info(int argc, char **argv)
                in.n_ctx_train, in.tied_output ? "tied to embeddings" : "separate");
         printf("parameters: %lld, %.2f MiB\n", (long long)in.n_params,
                (double)in.weight_bytes / 1048576.0);
+        printf("cache: %zu bytes per token (F32; as multi-head attention: %zu)\n",
+               in.cache_token_bytes, in.cache_token_bytes_mha);
         printf("tensors:\n");
         for (int i = 0; i < strix_model_n_tensors(m); i++) {
             struct strix_tensor_info t = {.struct_size = sizeof t};
@@ -406,7 +408,9 @@ static int cmd_synth(int argc, char **argv)
     struct opts o;
     parse_opts(argc, argv, &o,
                " m o type t dim ff layers heads kv-heads c seed arch rot experts experts-used swa "
-               "rope-scaling rope-scale alibi-bias ");
+               "rope-scaling rope-scale alibi-bias ff-exp lora-q lora-kv head-k head-v dense-lead "
+               "experts-shared expert-groups groups-used expert-sigmoid expert-bias expert-norm "
+               "expert-scale ");
     if (!o.out)
         die("synth needs -o OUT.gguf");
     refuse_overwrite(o.out, (const char *const[]){o.model}, 1);

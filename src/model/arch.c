@@ -87,6 +87,16 @@ static const struct arch archs[] = {
            [T_OUTPUT] = O, [T_ATTN_NORM] = R, [T_ATTN_NORM_B] = O, [T_QKV] = R, [T_QKV_B] = O,
            [T_O] = R, [T_O_B] = O, [T_FFN_NORM] = R, [T_FFN_NORM_B] = O, [T_DOWN] = R,
            [T_DOWN_B] = O, [T_UP] = R, [T_UP_B] = O}},
+    /* DeepSeek-V2/V3: Multi-head Latent Attention, DeepSeekMoE after
+     * leading dense blocks (arch_deepseek2.c) */
+    {.name = "deepseek2", .norm = NORM_RMS, .pos = POS_ROPE, .act = ACT_SILU, .gated = 1,
+     .output = O, .mla = 1,
+     .w = {[T_TOK_EMBD] = R, [T_OUTPUT_NORM] = R, [T_OUTPUT] = O, [T_ATTN_NORM] = R,
+           [T_Q] = W_QPLAIN, [T_MLA_QA] = W_QLORA, [T_MLA_QA_NORM] = W_QLORA, [T_MLA_QB] = W_QLORA,
+           [T_MLA_KVA] = R, [T_MLA_KVA_NORM] = R, [T_MLA_KB] = R, [T_MLA_VB] = R, [T_O] = R,
+           [T_FFN_NORM] = R, [T_GATE] = D, [T_DOWN] = D, [T_UP] = D, [T_GATE_INP] = M,
+           [T_EXP_PROBS_B] = W_MOE_OPT, [T_GATE_EXPS] = M, [T_DOWN_EXPS] = M, [T_UP_EXPS] = M,
+           [T_GATE_SHEXP] = M, [T_DOWN_SHEXP] = M, [T_UP_SHEXP] = M}},
 };
 
 #undef R
@@ -115,19 +125,28 @@ const char *arch_names(void)
     return buf;
 }
 
-int arch_has(const strix_model *m, int k)
+int arch_has_layer(const strix_model *m, int k, int il)
 {
     if (k == T_POS_EMBD && m->hp.sinusoidal)
         return 0;
     if (k == T_OUTPUT)
         return !m->tied_output;
+    const int experts = m->hp.n_expert > 0 && il >= m->hp.n_layer_dense_lead;
     switch (m->ad->w[k]) {
     case W_REQ: return 1;
     case W_OPT: return (int)((m->opt_mask >> k) & 1);
-    case W_DENSE: return m->hp.n_expert == 0;
-    case W_MOE: return m->hp.n_expert > 0;
+    case W_DENSE: return !experts;
+    case W_MOE: return experts;
+    case W_QLORA: return m->hp.n_lora_q > 0;
+    case W_QPLAIN: return m->hp.n_lora_q == 0;
+    case W_MOE_OPT: return experts && (int)((m->opt_mask >> k) & 1);
     default: return 0;
     }
+}
+
+int arch_has(const strix_model *m, int k)
+{
+    return arch_has_layer(m, k, m->hp.n_layer - 1);
 }
 
 static const char *const base_names[T_COUNT] = {
@@ -150,7 +169,11 @@ static const char *const base_names[T_COUNT] = {
     [T_GATE_EXPS] = "ffn_gate_exps",   [T_DOWN_EXPS] = "ffn_down_exps",
     [T_UP_EXPS] = "ffn_up_exps",       [T_GATE_INP_SHEXP] = "ffn_gate_inp_shexp",
     [T_GATE_SHEXP] = "ffn_gate_shexp", [T_DOWN_SHEXP] = "ffn_down_shexp",
-    [T_UP_SHEXP] = "ffn_up_shexp",
+    [T_UP_SHEXP] = "ffn_up_shexp",     [T_MLA_QA] = "attn_q_a",
+    [T_MLA_QA_NORM] = "attn_q_a_norm",    [T_MLA_QB] = "attn_q_b",
+    [T_MLA_KVA] = "attn_kv_a_mqa",    [T_MLA_KVA_NORM] = "attn_kv_a_norm",
+    [T_MLA_KB] = "attn_k_b",           [T_MLA_VB] = "attn_v_b",
+    [T_EXP_PROBS_B] = "exp_probs_b",
 };
 
 static int is_bias(int k)
@@ -168,7 +191,8 @@ static int is_bias(int k)
     case T_FFN_NORM_B:
     case T_GATE_B:
     case T_DOWN_B:
-    case T_UP_B: return 1;
+    case T_UP_B:
+    case T_EXP_PROBS_B: return 1;
     default: return 0;
     }
 }
@@ -183,7 +207,9 @@ static int is_1d(int k)
     case T_ATTN_POST_NORM:
     case T_FFN_NORM:
     case T_FFN_POST_NORM:
-    case T_GATE_INP_SHEXP: return 1;
+    case T_GATE_INP_SHEXP:
+    case T_MLA_QA_NORM:
+    case T_MLA_KVA_NORM: return 1;
     default: return is_bias(k);
     }
 }
@@ -239,6 +265,14 @@ struct tensor *arch_tensor(strix_model *m, int k, int il)
     case T_GATE_INP_SHEXP: return &L->gate_inp_shexp;
     case T_GATE_SHEXP: return &L->gate_shexp;
     case T_DOWN_SHEXP: return &L->down_shexp;
+    case T_MLA_QA: return &L->wq_a;
+    case T_MLA_QA_NORM: return &L->q_a_norm;
+    case T_MLA_QB: return &L->wq_b;
+    case T_MLA_KVA: return &L->wkv_a;
+    case T_MLA_KVA_NORM: return &L->kv_a_norm;
+    case T_MLA_KB: return &L->wk_b;
+    case T_MLA_VB: return &L->wv_b;
+    case T_EXP_PROBS_B: return &L->exp_probs_b;
     default: return &L->up_shexp;
     }
 }
@@ -250,6 +284,10 @@ void arch_shape(const strix_model *m, int k, int *n_dims, int64_t ne[3])
     const int64_t kv = (int64_t)hp->n_head_kv * hp->head_dim;
     const int64_t ff = hp->n_ff_dense * (m->ad->fused_up ? 2 : 1);
     int64_t a = embd, b = 1, c = 1; /* 1-D of n_embd unless said otherwise */
+    if (m->ad->mla && arch_deepseek2_shape(m, k, ne)) {
+        *n_dims = ne[2] > 1 ? 3 : is_1d(k) ? 1 : 2;
+        return;
+    }
     switch (k) {
     case T_TOK_EMBD:
     case T_OUTPUT: b = hp->n_vocab; break;
@@ -361,7 +399,7 @@ int arch_load_hparams(strix_model *m, const gguf *g, strix_error *err)
     int v_len = hp->head_dim;
     if ((rc = get_u32(g, a, "attention.value_length", 0, &v_len, err)))
         return rc;
-    if (v_len != hp->head_dim)
+    if (v_len != hp->head_dim && !ad->mla)
         return err_set(err, STRIX_ERR_UNSUPPORTED, "key length %d differs from value length %d",
                        hp->head_dim, v_len);
 
@@ -453,6 +491,8 @@ int arch_load_hparams(strix_model *m, const gguf *g, strix_error *err)
         hp->sinusoidal = 1;
     }
     err_clear(err);
+    if (ad->mla)
+        return arch_deepseek2_load(m, g, err);
     return STRIX_OK;
 }
 
@@ -476,7 +516,7 @@ int arch_save_hparams(const strix_model *m, gguf_writer *w, strix_error *err)
     U32("block_count", hp->n_layer);
     U32("attention.head_count", hp->n_head);
     U32("attention.head_count_kv", hp->n_head_kv);
-    if (hp->head_dim * hp->n_head != hp->n_embd) {
+    if (hp->head_dim * hp->n_head != hp->n_embd && !m->ad->mla) {
         U32("attention.key_length", hp->head_dim);
         U32("attention.value_length", hp->head_dim);
     }
@@ -493,7 +533,7 @@ int arch_save_hparams(const strix_model *m, gguf_writer *w, strix_error *err)
         U32("expert_used_count", hp->n_expert_used);
         if (!m->ad->expert_ff_is_ff)
             U32("expert_feed_forward_length", hp->n_ff_exp);
-        if (m->ad->w[T_GATE_SHEXP])
+        if (m->ad->w[T_GATE_SHEXP] && !m->ad->mla)
             U32("expert_shared_feed_forward_length", hp->n_ff_shexp);
     }
     if (hp->rope_freq_scale != 1.0f) {
@@ -524,6 +564,8 @@ int arch_save_hparams(const strix_model *m, gguf_writer *w, strix_error *err)
     }
 #undef U32
 #undef F32
+    if (rc == STRIX_OK && m->ad->mla)
+        rc = arch_deepseek2_save(m, w, err);
     return rc;
 }
 #undef ADD_KEY

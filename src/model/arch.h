@@ -57,6 +57,15 @@ enum tkind {
     T_GATE_SHEXP,
     T_DOWN_SHEXP,
     T_UP_SHEXP,
+    /* Multi-head Latent Attention and DeepSeekMoE (arch_deepseek2.c) */
+    T_MLA_QA,
+    T_MLA_QA_NORM,
+    T_MLA_QB,
+    T_MLA_KVA,
+    T_MLA_KVA_NORM,
+    T_MLA_KB,
+    T_MLA_VB,
+    T_EXP_PROBS_B,
     T_COUNT
 };
 #define T_FIRST_LAYER T_ATTN_NORM
@@ -68,6 +77,10 @@ enum {
     W_OPT = 2,  /* if the file has it (synth leaves it out) */
     W_DENSE = 3, /* always in models without experts */
     W_MOE = 4,  /* always in models with experts */
+    /* deepseek2: blocks below leading_dense_block_count are dense */
+    W_QLORA = 5,  /* when the query has a latent (n_lora_q > 0) */
+    W_QPLAIN = 6, /* when it has none */
+    W_MOE_OPT = 7, /* in blocks with experts, if the file has it */
 };
 
 struct arch {
@@ -94,6 +107,7 @@ struct arch {
     uint16_t q_scale_embd_layers; /* models of this many layers scale queries by
                                      1/sqrt(n_embd / n_head), not 1/sqrt(head_dim),
                                      as llama.cpp does for Gemma-2 27B */
+    uint8_t mla;         /* Multi-head Latent Attention and DeepSeekMoE (deepseek2) */
     uint8_t w[T_COUNT];  /* per weight kind: W_* */
 };
 
@@ -105,6 +119,9 @@ const char *arch_names(void);
 /* Whether kind k is in model m (its description, expert count and the
  * optional kinds its file has). */
 int arch_has(const strix_model *m, int k);
+/* Whether kind k is in block il of model m (dense and expert blocks differ
+ * where the first blocks are dense, as in deepseek2). */
+int arch_has_layer(const strix_model *m, int k, int il);
 /* The tensor name of kind k in block il (ignored for model-wide kinds). */
 void arch_tensor_name(int k, int il, char *buf, size_t size);
 /* The tensor struct of kind k in block il. */
@@ -120,5 +137,13 @@ int arch_load_hparams(strix_model *m, const struct gguf *g, strix_error *err);
  * reported with its status (a duplicate, out of memory). */
 struct gguf_writer;
 int arch_save_hparams(const strix_model *m, struct gguf_writer *w, strix_error *err);
+
+/* arch_deepseek2.c: deepseek2's own keys (MLA ranks and head sizes, leading
+ * dense blocks, shared experts, expert groups, gating, weight scaling),
+ * read after the common ones, and written back. */
+int arch_deepseek2_load(strix_model *m, const struct gguf *g, strix_error *err);
+int arch_deepseek2_save(const strix_model *m, struct gguf_writer *w, strix_error *err);
+/* The shape of a deepseek2 kind (0 if k is not one of them). */
+int arch_deepseek2_shape(const strix_model *m, int k, int64_t ne[3]);
 
 #endif

@@ -45,9 +45,16 @@ static int count_slots(strix_model *m)
     m->n_slots_global = m->n_slots_layer = 0;
     for (int k = 0; k < T_FIRST_LAYER; k++)
         m->n_slots_global += arch_has(m, k);
-    for (int k = T_FIRST_LAYER; k < T_COUNT; k++)
-        m->n_slots_layer += arch_has(m, k);
-    return m->n_slots_global + m->n_slots_layer * m->hp.n_layer;
+    int n = m->n_slots_global;
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        int in_layer = 0;
+        for (int k = T_FIRST_LAYER; k < T_COUNT; k++)
+            in_layer += arch_has_layer(m, k, il);
+        n += in_layer;
+        if (in_layer > m->n_slots_layer)
+            m->n_slots_layer = in_layer;
+    }
+    return n;
 }
 
 static void fill_slot(strix_model *m, int k, int il, struct slot *s)
@@ -110,19 +117,23 @@ int model_init_tables(strix_model *m, strix_error *err)
     if (hp->yarn_attn_factor == 0.0f)
         hp->yarn_attn_factor = 1.0f;
     m->layers = util_calloc((size_t)hp->n_layer, sizeof *m->layers);
+    m->slot_first = util_calloc((size_t)hp->n_layer + 1, sizeof *m->slot_first);
     m->n_all = count_slots(m);
     m->all = util_calloc((size_t)m->n_all, sizeof *m->all);
     m->slots = util_calloc((size_t)m->n_all, sizeof *m->slots);
-    if (!m->layers || !m->all || !m->slots)
+    if (!m->layers || !m->all || !m->slots || !m->slot_first)
         return err_set(err, STRIX_ERR_NOMEM, "out of memory for the weight table");
     int i = 0;
     for (int k = 0; k < T_FIRST_LAYER; k++)
         if (arch_has(m, k))
             fill_slot(m, k, 0, &m->slots[i++]);
-    for (int il = 0; il < hp->n_layer; il++)
+    for (int il = 0; il < hp->n_layer; il++) {
+        m->slot_first[il] = i;
         for (int k = T_FIRST_LAYER; k < T_COUNT; k++)
-            if (arch_has(m, k))
+            if (arch_has_layer(m, k, il))
                 fill_slot(m, k, il, &m->slots[i++]);
+    }
+    m->slot_first[hp->n_layer] = i;
     for (i = 0; i < m->n_all; i++)
         m->all[i] = m->slots[i].t;
     if (m->tied_output)
@@ -174,8 +185,8 @@ int model_set_tensor(const struct slot *s, uint32_t type, const int64_t *ne, int
 }
 
 /* The slot named name[0..len), or NULL. Slots are the model-wide ones, then
- * n_slots_layer per block (model_init_tables), so only one block's are
- * searched. */
+ * each block's from slot_first[il] (model_init_tables), so only one block's
+ * are searched. */
 static const struct slot *find_slot(const strix_model *m, const char *name, size_t len)
 {
     int lo = 0, hi = m->n_slots_global;
@@ -185,8 +196,8 @@ static const struct slot *find_slot(const strix_model *m, const char *name, size
             il = il * 10 + (name[i] - '0');
         if (il >= m->hp.n_layer)
             return NULL;
-        lo = m->n_slots_global + (int)il * m->n_slots_layer;
-        hi = lo + m->n_slots_layer;
+        lo = m->slot_first[il];
+        hi = m->slot_first[il + 1];
     }
     for (int i = lo; i < hi; i++)
         if (strlen(m->slots[i].name) == len && memcmp(m->slots[i].name, name, len) == 0)
@@ -305,10 +316,11 @@ static int load_gguf(strix_model *m, const struct strix_model_params *params, st
     m->tied_output = m->ad->output == W_NO ||
                      (m->ad->output == W_OPT && gguf_find_tensor(g, "output.weight") == NULL);
     for (int k = 0; k < T_COUNT; k++) {
-        if (m->ad->w[k] != W_OPT || k == T_OUTPUT)
+        if ((m->ad->w[k] != W_OPT && m->ad->w[k] != W_MOE_OPT) || k == T_OUTPUT)
             continue;
-        char name[64];
-        arch_tensor_name(k, 0, name, sizeof name);
+        char name[64]; /* looked for in the first block that may have it */
+        arch_tensor_name(k, m->ad->w[k] == W_MOE_OPT ? hp->n_layer_dense_lead : 0, name,
+                         sizeof name);
         if (gguf_find_tensor(g, name))
             m->opt_mask |= (uint64_t)1 << k;
     }
@@ -401,6 +413,7 @@ void strix_model_free(strix_model *m)
     util_free(m->layers);
     util_free(m->all);
     util_free(m->slots);
+    util_free(m->slot_first);
     util_free(m->name);
     util_free(m);
 }
@@ -430,6 +443,15 @@ int strix_model_get_info(const strix_model *m, struct strix_model_info *caller_i
     info->norm_eps = m->hp.norm_eps;
     info->tied_output = m->tied_output;
     info->vocab_only = m->vocab_only;
+    if (!m->vocab_only) {
+        const struct hparams *hp = &m->hp;
+        const size_t layers = (size_t)hp->n_layer * sizeof(float);
+        const size_t kv = (size_t)hp->n_head_kv * (size_t)hp->head_dim;
+        info->cache_token_bytes = layers * (hp->mla ? kv : 2 * kv);
+        info->cache_token_bytes_mha =
+            layers * (size_t)hp->n_head *
+            (hp->mla ? (size_t)(hp->head_k_mla + hp->head_v_mla) : 2 * (size_t)hp->head_dim);
+    }
     for (int i = 0; i < m->n_all; i++) {
         info->n_params += m->all[i]->ne[0] * m->all[i]->ne[1] * m->all[i]->ne[2];
         info->weight_bytes += m->all[i]->nbytes;

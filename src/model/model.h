@@ -51,6 +51,15 @@ struct layer {
     struct tensor gate_exps, down_exps, up_exps; /* (n_expert, n_ff_exp, n_embd) etc. */
     struct tensor gate_inp_shexp;             /* (1, n_embd) shared expert's gate */
     struct tensor gate_shexp, down_shexp, up_shexp; /* (n_ff_shexp, n_embd) etc. */
+    /* Multi-head Latent Attention (deepseek2, arch_deepseek2.c) */
+    struct tensor wq_a;      /* (n_lora_q rows, n_embd) query down-projection */
+    struct tensor q_a_norm;  /* (n_lora_q) */
+    struct tensor wq_b;      /* (n_head * head_k_mla rows, n_lora_q) query up-projection */
+    struct tensor wkv_a;     /* (n_lora_kv + n_rot rows, n_embd) latent | rotary key */
+    struct tensor kv_a_norm; /* (n_lora_kv) */
+    struct tensor wk_b;      /* (n_head, n_lora_kv rows, head_k_mla - n_rot) per head */
+    struct tensor wv_b;      /* (n_head, head_v_mla rows, n_lora_kv) per head */
+    struct tensor exp_probs_b; /* (n_expert) expert selection bias (DeepSeek-V3) */
 };
 
 enum norm_kind { NORM_RMS, NORM_LAYER };
@@ -78,7 +87,23 @@ struct hparams {
     float attn_softcap, final_softcap; /* > 0: tanh soft-capping (Gemma-2) */
     int post_norm;  /* 1: x = norm(x + f(x)) (original transformer) */
     int sinusoidal; /* 1: sinusoidal absolute positions added to the embeddings */
+    /* --- deepseek2 (arch_deepseek2.c). With mla, the cache holds per token
+     * and layer one "key" of head_dim = n_lora_kv + n_rot values (the normed
+     * latent, then the rotary key shared by all heads); the values are its
+     * first n_lora_kv (n_head_kv is 1). --- */
+    int mla;
+    int n_lora_q, n_lora_kv;         /* query latent (0: plain wq), key-value latent */
+    int head_k_mla, head_v_mla;      /* per head: key (no-rope + rope part), value */
+    int n_layer_dense_lead;          /* first blocks with a dense FFN */
+    int n_expert_shared;             /* shared experts (one FFN n_ff_exp * this wide) */
+    int n_expert_groups, n_group_used; /* group-limited routing (0: none) */
+    int moe_ds;                      /* DeepSeekMoE routing (runtime/moe_route.c): */
+    int moe_gating;                  /*   enum moe_gating */
+    int moe_norm_w;                  /*   chosen weights renormalised to sum 1 */
+    float moe_w_scale;               /*   then times this (0 or 1: none) */
 };
+
+enum moe_gating { MOE_GATING_SOFTMAX, MOE_GATING_SIGMOID };
 
 struct arch;
 
@@ -100,7 +125,8 @@ struct strix_model {
     struct slot *slots;        /* n_all: every weight's name, shape and struct */
     struct tensor **all;       /* every weight in file order of the slots (see model.c) */
     int n_all;
-    int n_slots_global, n_slots_layer; /* slots: model-wide, then per block */
+    int n_slots_global, n_slots_layer; /* slots: model-wide, then per block (the most) */
+    int *slot_first;           /* (n_layer + 1) index of each block's first slot */
     struct util_map map; /* the file, when its bytes are used in place */
     void *owned;         /* weights converted at load (llama2.c int8 etc.) */
     struct gguf *gguf;   /* parsed header of a GGUF file, else NULL */

@@ -20,6 +20,42 @@ UTIL_PARAMS_DEFINE(synth, .n_embd = 256, .n_ff = 768, .n_layer = 4, .n_head = 8,
                    .n_head_kv = 4, .n_ctx = 2048, .rope_freq_base = 10000.0f,
                    .norm_eps = 1e-5f, .seed = 1)
 
+/* deepseek2's latent attention and DeepSeekMoE sizes (arch_deepseek2.c). */
+static int synth_mla(strix_model *m, const struct strix_synth_params *p, strix_error *err)
+{
+    struct hparams *hp = &m->hp;
+    hp->mla = hp->moe_ds = 1;
+    hp->head_k_mla = p->head_k_mla ? p->head_k_mla : p->n_embd / p->n_head;
+    hp->head_v_mla = p->head_v_mla ? p->head_v_mla : hp->head_k_mla;
+    hp->n_rot = p->n_rot ? p->n_rot : hp->head_k_mla / 2;
+    hp->n_lora_q = p->n_lora_q;
+    hp->n_lora_kv = p->n_lora_kv ? p->n_lora_kv : 4 * hp->head_k_mla;
+    if (hp->n_rot % 2 || hp->n_rot >= hp->head_k_mla || hp->head_v_mla < 1)
+        return err_set(err, STRIX_ERR_ARG, "MLA needs an even rotary part smaller than the key");
+    hp->head_dim = hp->n_lora_kv + hp->n_rot;
+    hp->n_head_kv = 1;
+    hp->n_layer_dense_lead = p->n_dense_lead;
+    if (p->n_dense_lead > p->n_layer)
+        return err_set(err, STRIX_ERR_ARG, "more dense blocks than blocks");
+    if (hp->n_expert == 0)
+        return STRIX_OK;
+    hp->n_expert_shared = p->n_expert_shared ? p->n_expert_shared : 1;
+    hp->n_ff_shexp = hp->n_ff_exp * hp->n_expert_shared;
+    hp->n_expert_groups = p->n_expert_groups > 1 ? p->n_expert_groups : 0;
+    hp->n_group_used = hp->n_expert_groups ? p->n_group_used : 0;
+    if (hp->n_expert_groups &&
+        (hp->n_expert % hp->n_expert_groups || hp->n_group_used < 1 ||
+         hp->n_group_used >= hp->n_expert_groups ||
+         hp->n_expert_used > hp->n_group_used * (hp->n_expert / hp->n_expert_groups)))
+        return err_set(err, STRIX_ERR_ARG, "impossible expert groups");
+    hp->moe_gating = p->expert_sigmoid ? MOE_GATING_SIGMOID : MOE_GATING_SOFTMAX;
+    hp->moe_norm_w = p->expert_norm != 0;
+    hp->moe_w_scale = p->expert_scale;
+    if (p->expert_probs_bias)
+        m->opt_mask |= (uint64_t)1 << T_EXP_PROBS_B;
+    return STRIX_OK;
+}
+
 int strix_model_synth(const struct strix_synth_params *params, const char *vocab_path,
                       strix_model **out, strix_error *err)
 {
@@ -104,6 +140,8 @@ int strix_model_synth(const struct strix_synth_params *params, const char *vocab
         hp->rope_freq_scale = 1.0f / p->rope_scale;
         hp->yarn_ext_factor = yarn ? 1.0f : 0.0f;
     }
+    if (m->ad->mla && (rc = synth_mla(m, p, err)))
+        goto fail;
     hp->post_norm = p->post_norm != 0;
     hp->sinusoidal = p->sinusoidal != 0;
     m->tied_output = m->ad->output == W_NO;

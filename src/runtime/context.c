@@ -78,8 +78,9 @@ static void kv_free(struct kv_cache *kv)
         util_free(kv->layer[l].pos);
         util_free(kv->layer[l].seqs);
         util_free(kv->layer[l].order);
+        if (kv->layer[l].v != kv->layer[l].k)
+            util_free(kv->layer[l].v);
         util_free(kv->layer[l].k);
-        util_free(kv->layer[l].v);
     }
     util_free(kv->layer);
     util_free(kv->sim_pos);
@@ -87,8 +88,9 @@ static void kv_free(struct kv_cache *kv)
     memset(kv, 0, sizeof *kv);
 }
 
-/* Each layer gets its own table and its own keys and values. */
-static int kv_alloc(struct kv_cache *kv, int n_layer, int cells, size_t kv_dim)
+/* Each layer gets its own table and its own keys and values; with
+ * v_in_k (MLA) the values are the keys' first values and share them. */
+static int kv_alloc(struct kv_cache *kv, int n_layer, int cells, size_t kv_dim, int v_in_k)
 {
     kv->n_layer = n_layer;
     kv->layer = util_calloc((size_t)n_layer, sizeof *kv->layer);
@@ -103,7 +105,7 @@ static int kv_alloc(struct kv_cache *kv, int n_layer, int cells, size_t kv_dim)
         L->seqs = util_calloc((size_t)cells, sizeof(uint64_t));
         L->order = util_malloc((size_t)cells * sizeof(int32_t));
         L->k = util_malloc((size_t)cells * kv_dim * sizeof(float));
-        L->v = util_malloc((size_t)cells * kv_dim * sizeof(float));
+        L->v = v_in_k ? L->k : util_malloc((size_t)cells * kv_dim * sizeof(float));
         if (!L->pos || !L->seqs || !L->order || !L->k || !L->v)
             return 0;
         for (int i = 0; i < cells; i++)
@@ -185,7 +187,7 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     c->max_row = (int)(embd > ff ? embd : ff);
     if ((size_t)c->max_row < q_dim)
         c->max_row = (int)q_dim;
-    const int kv_ok = kv_alloc(&c->kv, hp->n_layer, (int)cells, kv_dim);
+    const int kv_ok = kv_alloc(&c->kv, hp->n_layer, (int)cells, kv_dim, hp->mla);
     c->tok_pos = util_malloc(nb * sizeof(int32_t));
     c->tok_seq = util_malloc(nb * sizeof(int32_t));
     c->tok_cell = util_malloc((size_t)hp->n_layer * nb * sizeof(int32_t));

@@ -17,6 +17,7 @@
 
 #include "model/arch.h"
 #include "runtime/context.h"
+#include "runtime/mla.h"
 #include "quant/dtype.h"
 #include "kernels/kernels.h"
 
@@ -37,6 +38,7 @@ struct fwd {
     int *sel;       /* (n_batch, n_expert_used) */
     int *toks;      /* (n_batch) */
     uint64_t *load; /* (n_layer, n_expert) tokens routed to each expert */
+    struct mla_scratch *mla; /* deepseek2's attention (mla.c), else NULL */
 };
 
 void *forward_scratch_create(const struct hparams *hp, int n_batch)
@@ -67,7 +69,7 @@ void *forward_scratch_create(const struct hparams *hp, int n_batch)
     f->load = util_calloc((size_t)hp->n_layer * ne, sizeof(uint64_t));
     if (!f->qkv || !f->gu || !f->att || !f->ao || !f->fo || !f->xg || !f->eo || !f->router ||
         !f->sel_w || !f->tok_w || !f->shg || !f->alibi || !f->rope || !f->sel || !f->toks ||
-        !f->load) {
+        !f->load || (hp->mla && !(f->mla = mla_scratch_create(hp, n_batch)))) {
         forward_scratch_free(f);
         return NULL;
     }
@@ -95,6 +97,7 @@ void forward_scratch_free(void *p)
     util_free(f->sel);
     util_free(f->toks);
     util_free(f->load);
+    mla_scratch_free(f->mla);
     util_free(f);
 }
 
@@ -220,8 +223,12 @@ static void moe(strix_context *c, int l, const float *in, float *out, int n)
     const int embd = hp->n_embd, ne = hp->n_expert, k = hp->n_expert_used;
     mm(c, &L->gate_inp, in, f->router, n, 0);
     for (int t = 0; t < n; t++) {
-        kern_moe_route(row(f->router, t, ne), ne, k, m->ad->moe_norm_w, f->sel + (size_t)t * k,
-                       row(f->sel_w, t, k));
+        if (hp->moe_ds) /* DeepSeekMoE (moe_route.c) */
+            moe_route_ds(hp, row(f->router, t, ne), L->exp_probs_b.data ? vec(&L->exp_probs_b) : NULL,
+                         f->sel + (size_t)t * k, row(f->sel_w, t, k));
+        else
+            kern_moe_route(row(f->router, t, ne), ne, k, m->ad->moe_norm_w,
+                           f->sel + (size_t)t * k, row(f->sel_w, t, k));
         for (int j = 0; j < k; j++)
             f->load[(size_t)l * (size_t)ne + (size_t)f->sel[(size_t)t * k + j]]++;
     }
@@ -246,11 +253,14 @@ static void moe(strix_context *c, int l, const float *in, float *out, int n)
             kern_axpy(embd, f->tok_w[i], row(f->eo, i, embd), row(out, f->toks[i], embd));
     }
     if (L->gate_shexp.data) {
-        /* the shared expert, weighted by a sigmoid gate of its own */
-        mm(c, &L->gate_inp_shexp, in, f->shg, n, 0);
+        /* the shared expert, weighted by a sigmoid gate of its own (or
+         * not at all: deepseek2's shared experts) */
+        const int gated = L->gate_inp_shexp.data != NULL;
+        if (gated)
+            mm(c, &L->gate_inp_shexp, in, f->shg, n, 0);
         ffn(c, &L->gate_shexp, &L->up_shexp, &L->down_shexp, NULL, NULL, NULL, in, f->eo, n, 0);
         for (int t = 0; t < n; t++)
-            kern_axpy(embd, 1.0f / (1.0f + expf(-f->shg[t])), row(f->eo, t, embd),
+            kern_axpy(embd, gated ? 1.0f / (1.0f + expf(-f->shg[t])) : 1.0f, row(f->eo, t, embd),
                       row(out, t, embd));
     }
 }
@@ -394,6 +404,10 @@ void forward(strix_context *c, const strix_token *tokens)
             norm_rows(m, f->xg, c->x, &L->attn_norm_2, &L->attn_norm_2_b, n);
             att_in = f->xg;
         }
+        if (hp->mla) { /* deepseek2: latent attention (mla.c), added in place */
+            mla_attention(c, f->mla, l, att_in, f->rope, c->x, 1);
+            goto feed_forward;
+        }
         qkv(c, l, att_in);
         const int direct =
             !L->bo.data && !L->attn_post_norm.data && !ad->parallel && !hp->post_norm;
@@ -422,7 +436,7 @@ void forward(strix_context *c, const strix_token *tokens)
             }
         }
 
-        /* feed-forward */
+    feed_forward:; /* feed-forward */
         const float *fin = in; /* parallel: the attention's normed input */
         if (!ad->parallel) {
             fin = c->x;

@@ -1,0 +1,191 @@
+/*
+ * arch_deepseek2.c - what deepseek2 (DeepSeek-V2, V2-Lite, V3) adds to the
+ * table row in arch.c: its hyperparameter keys (llama.cpp's names) and the
+ * shapes of its attention weights. The computation is runtime/mla.c
+ * (attention) and runtime/moe_route.c (routing).
+ *
+ * Multi-head Latent Attention: a token's normed input x gives
+ *   q     = wq_b(norm(wq_a x))  (or wq x)   n_head x (nope | rope) values
+ *   kv    = wkv_a x = latent c (n_lora_kv) | rotary key k_r (n_rot)
+ * and c is normed. Head h's key is (wk_b[h]^T c | k_r) and its value
+ * wv_b[h] c, but only c and k_r are cached (the cache's one "head" of
+ * n_lora_kv + n_rot values); the query is absorbed instead, q_c = wk_b[h] q_nope,
+ * so scores are (q_c | q_rope) . (c | k_r), and the output per head is wv_b[h]
+ * times the softmax-weighted sum of c. That is llama.cpp's layout of the
+ * split attn_k_b / attn_v_b tensors; older files with one attn_kv_b are
+ * refused.
+ *
+ * Keys (besides the common ones): attention.q_lora_rank (0 or absent: a
+ * plain attn_q), attention.kv_lora_rank, attention.key_length_mla and
+ * attention.value_length_mla (per-head sizes; attention.key_length is then
+ * kv_lora_rank + rope.dimension_count and value_length kv_lora_rank),
+ * leading_dense_block_count, expert_feed_forward_length,
+ * expert_shared_count, expert_weights_scale, expert_weights_norm,
+ * expert_gating_func (1 softmax, 2 sigmoid; absent: softmax),
+ * expert_group_count and expert_group_used_count.
+ */
+#include <stdio.h>
+
+#include "format/gguf.h"
+#include "model/arch.h"
+
+static int key_u32(const gguf *g, const char *a, const char *key, int required, int *out,
+                   strix_error *err)
+{
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", a, key);
+    uint32_t v;
+    int rc = gguf_get_u32(g, full, required, &v, err);
+    if (rc == STRIX_ERR_ARG && !required)
+        return STRIX_OK;
+    if (rc)
+        return rc;
+    if (v > (1u << 20))
+        return err_set(err, STRIX_ERR_FORMAT, "%s = %u is out of range", full, v);
+    *out = (int)v;
+    return STRIX_OK;
+}
+
+int arch_deepseek2_load(strix_model *m, const gguf *g, strix_error *err)
+{
+    struct hparams *hp = &m->hp;
+    const char *a = m->arch;
+    char key[128];
+    int rc;
+    hp->mla = 1;
+    hp->moe_ds = 1;
+    int key_len = hp->head_dim; /* attention.key_length, if given */
+    if ((rc = key_u32(g, a, "attention.q_lora_rank", 0, &hp->n_lora_q, err)) ||
+        (rc = key_u32(g, a, "attention.kv_lora_rank", 1, &hp->n_lora_kv, err)) ||
+        (rc = key_u32(g, a, "leading_dense_block_count", 0, &hp->n_layer_dense_lead, err)))
+        return rc;
+    snprintf(key, sizeof key, "%s.attention.key_length_mla", a);
+    if (!gguf_find_kv(g, key))
+        return err_set(err, STRIX_ERR_UNSUPPORTED,
+                       "deepseek2 without %s (an unsplit attn_kv_b) is not supported; "
+                       "convert the model again",
+                       key);
+    if ((rc = key_u32(g, a, "attention.key_length_mla", 1, &hp->head_k_mla, err)) ||
+        (rc = key_u32(g, a, "attention.value_length_mla", 1, &hp->head_v_mla, err)))
+        return rc;
+    if (hp->n_lora_kv < 1 || hp->n_rot < 2 || hp->n_rot % 2 || hp->head_k_mla <= hp->n_rot ||
+        hp->head_v_mla < 1)
+        return err_set(err, STRIX_ERR_FORMAT,
+                       "MLA sizes are inconsistent: kv_lora_rank %d, rope %d, key %d, value %d",
+                       hp->n_lora_kv, hp->n_rot, hp->head_k_mla, hp->head_v_mla);
+    if (key_len != 0 && key_len != hp->n_lora_kv + hp->n_rot)
+        return err_set(err, STRIX_ERR_FORMAT,
+                       "attention.key_length %d is not kv_lora_rank + rope dimensions (%d)",
+                       key_len, hp->n_lora_kv + hp->n_rot);
+    /* the cache's single head: latent | rotary key */
+    hp->head_dim = hp->n_lora_kv + hp->n_rot;
+    hp->n_head_kv = 1;
+    if (hp->rope_freq_scale != 1.0f || hp->yarn_ext_factor != 0.0f)
+        return err_set(err, STRIX_ERR_UNSUPPORTED, "deepseek2 with rope scaling is not supported");
+    if (hp->n_layer_dense_lead > hp->n_layer)
+        return err_set(err, STRIX_ERR_FORMAT, "leading_dense_block_count %d exceeds %d blocks",
+                       hp->n_layer_dense_lead, hp->n_layer);
+    if (hp->n_expert == 0)
+        return hp->n_layer_dense_lead == hp->n_layer || hp->n_layer_dense_lead == 0
+                   ? STRIX_OK
+                   : err_set(err, STRIX_ERR_FORMAT, "deepseek2 expert blocks without experts");
+    if (hp->n_ff_dense <= 0 && hp->n_layer_dense_lead > 0)
+        return err_set(err, STRIX_ERR_FORMAT, "%s.feed_forward_length is missing", a);
+    int gating = 0, norm = 0;
+    hp->n_ff_exp = 0;
+    if ((rc = key_u32(g, a, "expert_feed_forward_length", 1, &hp->n_ff_exp, err)) ||
+        (rc = key_u32(g, a, "expert_shared_count", 1, &hp->n_expert_shared, err)) ||
+        (rc = key_u32(g, a, "expert_gating_func", 0, &gating, err)) ||
+        (rc = key_u32(g, a, "expert_group_count", 0, &hp->n_expert_groups, err)) ||
+        (rc = key_u32(g, a, "expert_group_used_count", 0, &hp->n_group_used, err)))
+        return rc;
+    snprintf(key, sizeof key, "%s.expert_weights_norm", a);
+    rc = gguf_get_bool(g, key, 0, &norm, err);
+    if (rc && rc != STRIX_ERR_ARG)
+        return rc;
+    hp->moe_norm_w = norm;
+    hp->moe_w_scale = 0.0f;
+    snprintf(key, sizeof key, "%s.expert_weights_scale", a);
+    rc = gguf_get_f32(g, key, 0, &hp->moe_w_scale, err);
+    if (rc && rc != STRIX_ERR_ARG)
+        return rc;
+    err_clear(err);
+    if (!(hp->moe_w_scale >= 0.0f && hp->moe_w_scale < 1e6f))
+        return err_set(err, STRIX_ERR_FORMAT, "expert_weights_scale %g is out of range",
+                       hp->moe_w_scale);
+    if (gating > 2)
+        return err_set(err, STRIX_ERR_UNSUPPORTED, "expert gating function %d is not supported",
+                       gating);
+    hp->moe_gating = gating == 2 ? MOE_GATING_SIGMOID : MOE_GATING_SOFTMAX;
+    if (hp->n_ff_exp < 1 || hp->n_expert_shared < 1)
+        return err_set(err, STRIX_ERR_FORMAT, "expert width %d or shared experts %d is not positive",
+                       hp->n_ff_exp, hp->n_expert_shared);
+    hp->n_ff_shexp = hp->n_ff_exp * hp->n_expert_shared;
+    if (hp->n_expert_groups > 1 &&
+        (hp->n_expert_groups >= hp->n_expert || hp->n_expert % hp->n_expert_groups != 0 ||
+         hp->n_group_used < 1 || hp->n_group_used >= hp->n_expert_groups ||
+         hp->n_expert_used > hp->n_group_used * (hp->n_expert / hp->n_expert_groups)))
+        return err_set(err, STRIX_ERR_FORMAT,
+                       "expert groups impossible: %d experts (%d used) in %d groups, %d used",
+                       hp->n_expert, hp->n_expert_used, hp->n_expert_groups, hp->n_group_used);
+    if (hp->n_expert_groups <= 1)
+        hp->n_expert_groups = hp->n_group_used = 0;
+    return STRIX_OK;
+}
+
+#define ADD(call, k)                                                                               \
+    (void)(rc == STRIX_OK && (rc = (call)) != STRIX_OK &&                                          \
+           (rc = err_set(err, rc, "cannot add GGUF key %s (%s)", k, strix_status_name(rc))))
+
+int arch_deepseek2_save(const strix_model *m, gguf_writer *w, strix_error *err)
+{
+    const struct hparams *hp = &m->hp;
+    char k[128];
+    int rc = STRIX_OK;
+#define U32(key, v) (snprintf(k, sizeof k, "%s." key, m->arch), ADD(gguf_writer_add_u32(w, k, (uint32_t)(v)), k))
+    U32("attention.key_length", hp->head_dim);
+    U32("attention.value_length", hp->n_lora_kv);
+    U32("attention.q_lora_rank", hp->n_lora_q);
+    U32("attention.kv_lora_rank", hp->n_lora_kv);
+    U32("attention.key_length_mla", hp->head_k_mla);
+    U32("attention.value_length_mla", hp->head_v_mla);
+    U32("leading_dense_block_count", hp->n_layer_dense_lead);
+    if (hp->n_expert > 0) {
+        U32("expert_feed_forward_length", hp->n_ff_exp);
+        U32("expert_shared_count", hp->n_expert_shared);
+        U32("expert_gating_func", hp->moe_gating == MOE_GATING_SIGMOID ? 2 : 1);
+        snprintf(k, sizeof k, "%s.expert_weights_norm", m->arch);
+        ADD(gguf_writer_add_bool(w, k, hp->moe_norm_w), k);
+        snprintf(k, sizeof k, "%s.expert_weights_scale", m->arch);
+        ADD(gguf_writer_add_f32(w, k, hp->moe_w_scale), k);
+        if (hp->n_expert_groups > 1) {
+            U32("expert_group_count", hp->n_expert_groups);
+            U32("expert_group_used_count", hp->n_group_used);
+        }
+    }
+#undef U32
+    return rc;
+}
+#undef ADD
+
+int arch_deepseek2_shape(const strix_model *m, int k, int64_t ne[3])
+{
+    const struct hparams *hp = &m->hp;
+    const int64_t embd = hp->n_embd, nh = hp->n_head, r = hp->n_lora_kv;
+    int64_t a = embd, b = 1, c = 1;
+    switch (k) {
+    case T_Q: b = nh * hp->head_k_mla; break;
+    case T_MLA_QA: b = hp->n_lora_q; break;
+    case T_MLA_QA_NORM: a = hp->n_lora_q; break;
+    case T_MLA_QB: a = hp->n_lora_q, b = nh * hp->head_k_mla; break;
+    case T_MLA_KVA: b = r + hp->n_rot; break;
+    case T_MLA_KVA_NORM: a = r; break;
+    case T_MLA_KB: a = hp->head_k_mla - hp->n_rot, b = r, c = nh; break;
+    case T_MLA_VB: a = r, b = hp->head_v_mla, c = nh; break;
+    case T_O: a = nh * hp->head_v_mla, b = embd; break;
+    case T_EXP_PROBS_B: a = hp->n_expert; break;
+    default: return 0;
+    }
+    ne[0] = a, ne[1] = b, ne[2] = c;
+    return 1;
+}
