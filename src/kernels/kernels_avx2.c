@@ -73,21 +73,21 @@ AI float wscalar_bf16(const uint16_t *p)
         const float *xt[TILE];                                                                     \
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wr[r] =                                \
             (const WT *)(w + (size_t)(r0 + r) * ws);                                               \
-        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) xt[t] = x + (size_t)(t0 + t) * xs;     \
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) xt[t] = x + (size_t)(t0 + t) * xs;     \
         int i = 0;                                                                                 \
         for (; i + 8 <= cols; i += 8) {                                                            \
             __m256 xv[TILE];                                                                       \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) xv[t] =                            \
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) xv[t] =                            \
                 _mm256_loadu_ps(xt[t] + i);                                                        \
             _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                    \
             {                                                                                      \
                 const __m256 wv = LOAD(wr[r] + i);                                                 \
-                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] =                    \
+                _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) acc[r][t] =                    \
                     _mm256_fmadd_ps(wv, xv[t], acc[r][t]);                                         \
             }                                                                                      \
         }                                                                                          \
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                    \
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)                                    \
         {                                                                                          \
             float v = hsum8(acc[r][t]);                                                            \
             for (int j = i; j < cols; j++)                                                         \
@@ -128,7 +128,7 @@ AI __m256i wq4_0(const uint8_t *b)
         for (int b = 0; b < nb; b++) {                                                             \
             __m256i av[TILE];                                                                      \
             float da[TILE];                                                                        \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                    \
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)                                    \
             {                                                                                      \
                 const uint8_t *ab = a + (size_t)(t0 + t) * as + (size_t)b * 34;                    \
                 uint16_t h;                                                                        \
@@ -144,7 +144,7 @@ AI __m256i wq4_0(const uint8_t *b)
                 const float dw = _cvtsh_ss(h);                                                     \
                 const __m256i wv = WLOAD(wb);                                                      \
                 const __m256i wa = _mm256_sign_epi8(wv, wv);                                       \
-                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                \
+                _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)                                \
                 {                                                                                  \
                     const __m256i p16 = _mm256_maddubs_epi16(wa, _mm256_sign_epi8(av[t], wv));     \
                     const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));             \
@@ -153,7 +153,7 @@ AI __m256i wq4_0(const uint8_t *b)
             }                                                                                      \
         }                                                                                          \
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                    \
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)                                    \
                 put(y, ldy, r0 + r, t0 + t, hsum8(acc[r][t]), accumulate);                         \
     }
 
@@ -223,7 +223,7 @@ static void act_q8_0(const float *x, void *dst, int cols)
  */
 #define Q4P 144
 #define Q8P 272
-#define GT 4        /* tokens per tile */
+#define GT 8 /* tokens per tile */
 #define MAXNB 256   /* blocks per row the packed layout takes (8192 values) */
 
 static size_t packed_bytes(int rows, int nb, size_t per)
@@ -303,7 +303,7 @@ AI void packed_sub(const uint8_t *sg, int nb, int q8, const struct act_prep *p, 
                    size_t as, int t0, int T, float *y, size_t ldy, int r, int accumulate)
 {
     __m256 acc[GT];
-    _Pragma("GCC unroll 4") for (int t = 0; t < GT; t++) acc[t] = _mm256_setzero_ps();
+    _Pragma("GCC unroll 8") for (int t = 0; t < GT; t++) acc[t] = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
     const int per = q8 ? Q8P : Q4P;
     for (int b = 0; b < nb; b++) {
@@ -312,15 +312,15 @@ AI void packed_sub(const uint8_t *sg, int nb, int q8, const struct act_prep *p, 
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
         const uint8_t *q[GT];
         __m256i s[GT];
-        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
-            q[t] = a + (size_t)(t0 + t) * as + (size_t)b * 34 + 2;
+        _Pragma("GCC unroll 8") for (int t = 0; t < GT; t++) {
+            q[t] = a + (size_t)(t0 + (t < T ? t : 0)) * as + (size_t)b * 34 + 2;
             s[t] = _mm256_setzero_si256();
         }
         if (q8) {
             _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++) {
                 const __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * m));
                 const __m256i wa = _mm256_sign_epi8(wv, wv);
-                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+                _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
                     const __m256i av = _mm256_sign_epi8(avx2_bcast4(q[t] + 4 * m), wv);
                     s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(_mm256_maddubs_epi16(wa, av), ones));
                     AVX2_CHAIN(s[t]);
@@ -335,7 +335,7 @@ AI void packed_sub(const uint8_t *sg, int nb, int q8, const struct act_prep *p, 
                 W[m] = _mm256_and_si256(v, m4);
                 W[4 + m] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
             }
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
                 __m256i u = _mm256_maddubs_epi16(W[0], avx2_bcast4(q[t]));
                 _Pragma("GCC unroll 8") for (int m = 1; m < 8; m++) {
                     u = _mm256_add_epi16(u, _mm256_maddubs_epi16(W[m], avx2_bcast4(q[t] + 4 * m)));
@@ -343,15 +343,15 @@ AI void packed_sub(const uint8_t *sg, int nb, int q8, const struct act_prep *p, 
                 }
                 s[t] = u;
             }
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
                 s[t] = _mm256_add_epi32(_mm256_madd_epi16(s[t], ones),
                                         _mm256_set1_epi32(-8 * p->sum[t][b]));
         }
-        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[t]),
                                      _mm256_mul_ps(dw, _mm256_set1_ps(p->d[t][b])), acc[t]);
     }
-    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) avx2_out8(y, ldy, r, t0 + t, acc[t], accumulate);
+    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) avx2_out8(y, ldy, r, t0 + t, acc[t], accumulate);
 }
 
 #define PACKED_DRIVER(NAME, Q8)                                                                    \

@@ -15,7 +15,7 @@
 #include "quant/dtype.h"
 
 #define AI static inline __attribute__((always_inline))
-#define GTK 4 /* tokens per tile */
+#define GTK 8 /* tokens per tile */
 
 static size_t packed_size(int rows, int cols, size_t per)
 {
@@ -41,7 +41,7 @@ AI void pack_subs(const void *src, size_t stride, int rows, int cols, size_t byt
  * their loads stay in bounds). */
 AI void q8k_tile(const uint8_t *a, size_t as, int t0, int T, int b, const struct block_q8_K **ab)
 {
-    _Pragma("GCC unroll 4") for (int t = 0; t < GTK; t++) ab[t] =
+    _Pragma("GCC unroll 8") for (int t = 0; t < GTK; t++) ab[t] =
         (const struct block_q8_K *)(const void *)(a + (size_t)(t0 + (t < T ? t : 0)) * as) + b;
 }
 
@@ -128,7 +128,7 @@ AI void packed_sub_q4_K(const uint8_t *sg, int nb, const uint8_t *a, size_t as, 
                         float *y, size_t ldy, int r, int accumulate)
 {
     __m256 acc[GTK];
-    _Pragma("GCC unroll 4") for (int t = 0; t < GTK; t++) acc[t] = _mm256_setzero_ps();
+    _Pragma("GCC unroll 8") for (int t = 0; t < GTK; t++) acc[t] = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     for (int b = 0; b < nb; b++) {
         const uint8_t *blk = sg + (size_t)b * Q4KP;
@@ -136,7 +136,7 @@ AI void packed_sub_q4_K(const uint8_t *sg, int nb, const uint8_t *a, size_t as, 
         const struct block_q8_K *ab[GTK];
         q8k_tile(a, as, t0, T, b, ab);
         __m256i is[GTK];
-        _Pragma("GCC unroll 4") for (int t = 0; t < GTK; t++) is[t] = _mm256_setzero_si256();
+        _Pragma("GCC unroll 8") for (int t = 0; t < GTK; t++) is[t] = _mm256_setzero_si256();
         _Pragma("GCC unroll 1") for (int s = 0; s < 8; s++) {
             /* sub-block s: chunk s / 2, low nibbles for even s */
             const uint8_t *wq = blk + 160 + 256 * (s / 2);
@@ -144,22 +144,20 @@ AI void packed_sub_q4_K(const uint8_t *sg, int nb, const uint8_t *a, size_t as, 
             __m256i W[8];
             _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++) W[m] = _mm256_and_si256(
                 _mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(wq + 32 * m)), _mm_cvtsi32_si128(shift)), m4);
-            __m256i p[GTK];
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
-                const uint8_t *q = (const uint8_t *)ab[t]->qs + 32 * s;
-                p[t] = _mm256_maddubs_epi16(W[0], avx2_bcast4(q));
-                _Pragma("GCC unroll 8") for (int m = 1; m < 8; m++) {
-                    p[t] = _mm256_add_epi16(p[t], _mm256_maddubs_epi16(W[m], avx2_bcast4(q + 4 * m)));
-                    AVX2_CHAIN(p[t]);
-                }
-            }
             const __m256i sc = dup16_u8(blk + 32 + 8 * s);
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)
-                is[t] = _mm256_add_epi32(is[t], _mm256_madd_epi16(p[t], sc));
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+                const uint8_t *q = (const uint8_t *)ab[t]->qs + 32 * s;
+                __m256i p = _mm256_maddubs_epi16(W[0], avx2_bcast4(q));
+                _Pragma("GCC unroll 8") for (int m = 1; m < 8; m++) {
+                    p = _mm256_add_epi16(p, _mm256_maddubs_epi16(W[m], avx2_bcast4(q + 4 * m)));
+                    AVX2_CHAIN(p);
+                }
+                is[t] = _mm256_add_epi32(is[t], _mm256_madd_epi16(p, sc));
+            }
         }
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
         const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16)));
-        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
             /* sum_s min_s * (sum of sub-block s's activations), pairs at once */
             const int16_t *bs = ab[t]->bsums;
             __m256i ms = _mm256_setzero_si256();
@@ -174,7 +172,7 @@ AI void packed_sub_q4_K(const uint8_t *sg, int nb, const uint8_t *a, size_t as, 
             acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dm, da), acc[t]);
         }
     }
-    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) avx2_out8(y, ldy, r, t0 + t, acc[t], accumulate);
+    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) avx2_out8(y, ldy, r, t0 + t, acc[t], accumulate);
 }
 
 PACKED_K_DRIVER(kernels_avx2_k_mm_packed_q4_K, packed_sub_q4_K, Q4KP)
@@ -257,14 +255,15 @@ AI void packed_sub_q6_K(const uint8_t *sg, int nb, const uint8_t *a, size_t as, 
                         float *y, size_t ldy, int r, int accumulate)
 {
     __m256 acc[GTK];
-    _Pragma("GCC unroll 4") for (int t = 0; t < GTK; t++) acc[t] = _mm256_setzero_ps();
+    _Pragma("GCC unroll 8") for (int t = 0; t < GTK; t++) acc[t] = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
         const uint8_t *blk = sg + (size_t)b * Q6KP;
         avx2_prefetch(blk, Q6KP);
         const struct block_q8_K *ab[GTK];
         q8k_tile(a, as, t0, T, b, ab);
         __m256i is[GTK];
-        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+        _Pragma("GCC unroll 8") for (int t = 0; t < GTK; t++) is[t] = _mm256_setzero_si256();
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
             /* -32 sum_s scale_s bsum_s, sub-blocks in pairs */
             const int16_t *bs = ab[t]->bsums;
             __m256i cm = _mm256_setzero_si256();
@@ -273,7 +272,7 @@ AI void packed_sub_q6_K(const uint8_t *sg, int nb, const uint8_t *a, size_t as, 
                 const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 16 + 16 * p)));
                 cm = _mm256_add_epi32(cm, _mm256_madd_epi16(sc, _mm256_set1_epi32((int32_t)pair)));
             }
-            is[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(cm, 5));
+            is[t] = _mm256_sub_epi32(is[t], _mm256_slli_epi32(cm, 5));
         }
         _Pragma("GCC unroll 16") for (int s = 0; s < 16; s++) {
             const __m256i sc = q6_scale(
@@ -281,7 +280,7 @@ AI void packed_sub_q6_K(const uint8_t *sg, int nb, const uint8_t *a, size_t as, 
             _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
                 const int k = 4 * s + 2 * h;
                 const __m256i w0 = q6_reg(blk, k), w1 = q6_reg(blk, k + 1);
-                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+                _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
                     const uint8_t *q = (const uint8_t *)ab[t]->qs + 4 * k;
                     const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(w0, avx2_bcast4(q)),
                                                        _mm256_maddubs_epi16(w1, avx2_bcast4(q + 4)));
@@ -291,11 +290,11 @@ AI void packed_sub_q6_K(const uint8_t *sg, int nb, const uint8_t *a, size_t as, 
             }
         }
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
-        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[t]), _mm256_mul_ps(dw, _mm256_set1_ps(ab[t]->d)),
                                      acc[t]);
     }
-    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) avx2_out8(y, ldy, r, t0 + t, acc[t], accumulate);
+    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) avx2_out8(y, ldy, r, t0 + t, acc[t], accumulate);
 }
 
 PACKED_K_DRIVER(kernels_avx2_k_mm_packed_q6_K, packed_sub_q6_K, Q6KP)
