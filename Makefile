@@ -53,6 +53,7 @@ AVX2_FLAGS := -mavx2 -mfma -mf16c
 AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni
 endif
 ISA_FLAGS_kernels_avx2 := $(AVX2_FLAGS)
+ISA_FLAGS_kernels_avx2_k := $(AVX2_FLAGS)
 ISA_FLAGS_kernels_avx512 := $(AVX512_FLAGS)
 ISA_OPT ?= -O3
 isa_flags = $(if $(ISA_FLAGS_$(basename $(notdir $(1)))),$(ISA_FLAGS_$(basename $(notdir $(1)))) $(ISA_OPT))

@@ -8,6 +8,8 @@
 
 #include "quant/dtype.h"
 #include "kernels/kernels.h"
+#include "kernels/kernels_avx2.h"
+#include "util.h"
 
 /* The fixed order the eight lanes are added in. */
 static inline float hsum8(__m256 v)
@@ -71,21 +73,21 @@ AI float wscalar_bf16(const uint16_t *p)
         const float *xt[TILE];                                                                     \
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wr[r] =                                \
             (const WT *)(w + (size_t)(r0 + r) * ws);                                               \
-        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) xt[t] = x + (size_t)(t0 + t) * xs;     \
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) xt[t] = x + (size_t)(t0 + t) * xs;     \
         int i = 0;                                                                                 \
         for (; i + 8 <= cols; i += 8) {                                                            \
             __m256 xv[TILE];                                                                       \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) xv[t] =                            \
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) xv[t] =                            \
                 _mm256_loadu_ps(xt[t] + i);                                                        \
             _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                    \
             {                                                                                      \
                 const __m256 wv = LOAD(wr[r] + i);                                                 \
-                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] =                    \
+                _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) acc[r][t] =                    \
                     _mm256_fmadd_ps(wv, xv[t], acc[r][t]);                                         \
             }                                                                                      \
         }                                                                                          \
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                    \
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)                                    \
         {                                                                                          \
             float v = hsum8(acc[r][t]);                                                            \
             for (int j = i; j < cols; j++)                                                         \
@@ -126,7 +128,7 @@ AI __m256i wq4_0(const uint8_t *b)
         for (int b = 0; b < nb; b++) {                                                             \
             __m256i av[TILE];                                                                      \
             float da[TILE];                                                                        \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                    \
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)                                    \
             {                                                                                      \
                 const uint8_t *ab = a + (size_t)(t0 + t) * as + (size_t)b * 34;                    \
                 uint16_t h;                                                                        \
@@ -142,7 +144,7 @@ AI __m256i wq4_0(const uint8_t *b)
                 const float dw = _cvtsh_ss(h);                                                     \
                 const __m256i wv = WLOAD(wb);                                                      \
                 const __m256i wa = _mm256_sign_epi8(wv, wv);                                       \
-                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                \
+                _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)                                \
                 {                                                                                  \
                     const __m256i p16 = _mm256_maddubs_epi16(wa, _mm256_sign_epi8(av[t], wv));     \
                     const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));             \
@@ -151,7 +153,7 @@ AI __m256i wq4_0(const uint8_t *b)
             }                                                                                      \
         }                                                                                          \
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                    \
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)                                    \
                 put(y, ldy, r0 + r, t0 + t, hsum8(acc[r][t]), accumulate);                         \
     }
 
@@ -163,6 +165,219 @@ MM_DRIVER(mm_f16, tile_f16, float)
 MM_DRIVER(mm_bf16, tile_bf16, float)
 MM_DRIVER(mm_q8_0, tile_q8_0, uint8_t)
 MM_DRIVER(mm_q4_0, tile_q4_0, uint8_t)
+
+/* Q8_0 activations, bit for bit the reference's: d = max|x| / 127 (NaN
+ * ignored), q = roundf(x / d) (ties away from zero) clamped to int8, NaN 0. */
+static void act_q8_0(const float *x, void *dst, int cols)
+{
+    uint8_t *out = dst;
+    const __m256 sign = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.5f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int b = 0; b < cols / 32; b++, x += 32, out += 34) {
+        __m256 v[4];
+        __m256 m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(x + 8 * k);
+            /* maxps returns its second operand when either is NaN */
+            m = _mm256_max_ps(_mm256_andnot_ps(sign, v[k]), m);
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const uint16_t h = util_fp32_to_fp16(d);
+        __builtin_memcpy(out, &h, 2);
+        const __m256 idv = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) {
+            const __m256 s = _mm256_mul_ps(v[k], idv);
+            const __m256 t = _mm256_round_ps(s, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            const __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(s, t));
+            const __m256 up = _mm256_cmp_ps(frac, half, _CMP_GE_OQ);
+            /* t + sign(s) where the fraction is at least one half */
+            const __m256 step = _mm256_or_ps(_mm256_set1_ps(1.0f), _mm256_and_ps(sign, s));
+            __m256 r = _mm256_add_ps(t, _mm256_and_ps(up, step));
+            r = _mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(-128.0f)), _mm256_set1_ps(127.0f));
+            r = _mm256_and_ps(r, _mm256_cmp_ps(s, s, _CMP_ORD_Q));
+            q[k] = _mm256_cvttps_epi32(r);
+        }
+        const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]),
+                                             _mm256_packs_epi32(q[2], q[3]));
+        _mm256_storeu_si256((__m256i *)(out + 2), _mm256_permutevar8x32_epi32(p, order));
+    }
+}
+
+/*
+ * Packed Q4_0 and Q8_0 (kernels_avx2.h): per block a sub-group holds its 8
+ * rows' fp16 scales (16 bytes), then the quants, register m's lane i holding
+ * quants 4m..4m+3 of row i: Q4_0 4 registers of nibbles (low: quants
+ * 4m.., high: 16 + 4m..), Q8_0 8 registers of the stored int8 quants.
+ *
+ * Q4_0 (stored q + 8, 0..15) meets the int8 activations in maddubs; the 8
+ * registers' pair sums of a block fit int16 (16 x 15 x 128 < 32768) and are
+ * widened once; the sum starts from -8 times the activations' sum, so it
+ * is exact. Q8_0 uses maddubs on |w| and the activations carrying w's sign
+ * (pairs up to 2 x 128 x 127 < 32768), widened per register.
+ */
+#define Q4P 144
+#define Q8P 272
+#define GT 8 /* tokens per tile */
+#define MAXNB 256   /* blocks per row the packed layout takes (8192 values) */
+
+static size_t packed_bytes(int rows, int nb, size_t per)
+{
+    return rows < AVX2_GROUP || nb > MAXNB ? 0 : (size_t)(rows / AVX2_GROUP) * 2 * (size_t)nb * per;
+}
+
+static size_t pack_bytes_q4_0(int rows, int cols)
+{
+    return packed_bytes(rows, cols / 32, Q4P);
+}
+
+static size_t pack_bytes_q8_0(int rows, int cols)
+{
+    return packed_bytes(rows, cols / 32, Q8P);
+}
+
+static void pack_q_0(const void *src, size_t stride, int rows, int cols, uint8_t *dst, int q8)
+{
+    const int nb = cols / 32, regs = q8 ? 8 : 4;
+    const size_t per = q8 ? Q8P : Q4P, bytes = q8 ? 34 : 18;
+    /* sub-group u (rows 8u..8u+7): all its blocks, one after the other */
+    for (int u = 0; u < rows / AVX2_GROUP * 2; u++) {
+        uint8_t *sg = dst + (size_t)u * (size_t)nb * per;
+        for (int b = 0; b < nb; b++) {
+            uint8_t *out = sg + (size_t)b * per;
+            for (int i = 0; i < AVX2_SUB; i++) {
+                const uint8_t *blk =
+                    (const uint8_t *)src + (size_t)(AVX2_SUB * u + i) * stride + (size_t)b * bytes;
+                __builtin_memcpy(out + 2 * i, blk, 2);
+                for (int m = 0; m < regs; m++)
+                    __builtin_memcpy(out + 16 + 32 * m + 4 * i, blk + 2 + 4 * m, 4);
+            }
+        }
+    }
+}
+
+static void pack_q4_0(const void *src, size_t stride, int rows, int cols, uint8_t *dst)
+{
+    pack_q_0(src, stride, rows, cols, dst, 0);
+}
+
+static void pack_q8_0(const void *src, size_t stride, int rows, int cols, uint8_t *dst)
+{
+    pack_q_0(src, stride, rows, cols, dst, 1);
+}
+
+/* Activation side of a token tile, per block: scale and sum of the quants. */
+struct act_prep {
+    float d[GT][MAXNB];
+    int32_t sum[GT][MAXNB];
+};
+
+static void prep_acts(struct act_prep *p, const uint8_t *a, size_t as, int t0, int T, int nb,
+                      int sums)
+{
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    for (int t = 0; t < T; t++)
+        for (int b = 0; b < nb; b++) {
+            const uint8_t *ab = a + (size_t)(t0 + t) * as + (size_t)b * 34;
+            uint16_t h;
+            __builtin_memcpy(&h, ab, 2);
+            p->d[t][b] = _cvtsh_ss(h);
+            if (!sums)
+                continue;
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(ab + 2));
+            const __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q), ones16);
+            __m128i x = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4e));
+            x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xb1));
+            p->sum[t][b] = _mm_cvtsi128_si32(x);
+        }
+}
+
+/* One sub-group of 8 packed rows (r..r+7) against T tokens. */
+AI void packed_sub(const uint8_t *sg, int nb, int q8, const struct act_prep *p, const uint8_t *a,
+                   size_t as, int t0, int T, float *y, size_t ldy, int r, int accumulate)
+{
+    __m256 acc[GT];
+    _Pragma("GCC unroll 8") for (int t = 0; t < GT; t++) acc[t] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    const int per = q8 ? Q8P : Q4P;
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *blk = sg + (size_t)b * (size_t)per;
+        avx2_prefetch(blk, per);
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
+        const uint8_t *q[GT];
+        __m256i s[GT];
+        _Pragma("GCC unroll 8") for (int t = 0; t < GT; t++) {
+            q[t] = a + (size_t)(t0 + (t < T ? t : 0)) * as + (size_t)b * 34 + 2;
+            s[t] = _mm256_setzero_si256();
+        }
+        if (q8) {
+            _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++) {
+                const __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * m));
+                const __m256i wa = _mm256_sign_epi8(wv, wv);
+                _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+                    const __m256i av = _mm256_sign_epi8(avx2_bcast4(q[t] + 4 * m), wv);
+                    s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(_mm256_maddubs_epi16(wa, av), ones));
+                    AVX2_CHAIN(s[t]);
+                }
+            }
+        } else {
+            /* the block's 32 quants of all 8 rows in 8 registers, then each
+             * token's 8 products summed one after the other */
+            __m256i W[8];
+            _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * m));
+                W[m] = _mm256_and_si256(v, m4);
+                W[4 + m] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            }
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+                __m256i u = _mm256_maddubs_epi16(W[0], avx2_bcast4(q[t]));
+                _Pragma("GCC unroll 8") for (int m = 1; m < 8; m++) {
+                    u = _mm256_add_epi16(u, _mm256_maddubs_epi16(W[m], avx2_bcast4(q[t] + 4 * m)));
+                    AVX2_CHAIN(u);
+                }
+                s[t] = u;
+            }
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
+                s[t] = _mm256_add_epi32(_mm256_madd_epi16(s[t], ones),
+                                        _mm256_set1_epi32(-8 * p->sum[t][b]));
+        }
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[t]),
+                                     _mm256_mul_ps(dw, _mm256_set1_ps(p->d[t][b])), acc[t]);
+    }
+    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) avx2_out8(y, ldy, r, t0 + t, acc[t], accumulate);
+}
+
+#define PACKED_DRIVER(NAME, Q8)                                                                    \
+    static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,         \
+                     const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)        \
+    {                                                                                              \
+        (void)type;                                                                                \
+        const int nb = cols / 32;                                                                  \
+        const size_t sub = (size_t)nb * (Q8 ? Q8P : Q4P);                                          \
+        struct act_prep prep; /* 8 KiB of stack: kernels keep no state */                          \
+        for (int t0 = 0; t0 < n; t0 += GT) {                                                       \
+            const int T = n - t0 < GT ? n - t0 : GT;                                               \
+            prep_acts(&prep, a, as, t0, T, nb, !(Q8));                                             \
+            for (int r = r0; r < r1; r += AVX2_SUB) {                                              \
+                const uint8_t *sg = w + (size_t)(r / AVX2_GROUP) * ws + (r / AVX2_SUB % 2) * sub;  \
+                switch (T) {                                                                       \
+                case GT: packed_sub(sg, nb, Q8, &prep, a, as, t0, GT, y, ldy, r, accumulate); break; \
+                case 1: packed_sub(sg, nb, Q8, &prep, a, as, t0, 1, y, ldy, r, accumulate); break; \
+                default: packed_sub(sg, nb, Q8, &prep, a, as, t0, T, y, ldy, r, accumulate); break; \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+PACKED_DRIVER(mm_packed_q4_0, 0)
+PACKED_DRIVER(mm_packed_q8_0, 1)
 
 const struct kern_isa kern_isa_avx2 = {
     .name = "avx2",
@@ -177,5 +392,14 @@ const struct kern_isa kern_isa_avx2 = {
             [DTYPE_Q8_0] = {DTYPE_Q8_0, mm_q8_0},
             [DTYPE_Q4_0] = {DTYPE_Q8_0, mm_q4_0},
         },
+    .act_quantize = {[DTYPE_Q8_0] = act_q8_0},
+    .pack_bytes = {[DTYPE_Q4_0] = pack_bytes_q4_0, [DTYPE_Q8_0] = pack_bytes_q8_0,
+                   [DTYPE_Q4_K] = kernels_avx2_k_pack_bytes_q4_K,
+                   [DTYPE_Q6_K] = kernels_avx2_k_pack_bytes_q6_K},
+    .pack = {[DTYPE_Q4_0] = pack_q4_0, [DTYPE_Q8_0] = pack_q8_0,
+             [DTYPE_Q4_K] = kernels_avx2_k_pack_q4_K, [DTYPE_Q6_K] = kernels_avx2_k_pack_q6_K},
+    .mm_packed = {[DTYPE_Q4_0] = mm_packed_q4_0, [DTYPE_Q8_0] = mm_packed_q8_0,
+                  [DTYPE_Q4_K] = kernels_avx2_k_mm_packed_q4_K,
+                  [DTYPE_Q6_K] = kernels_avx2_k_mm_packed_q6_K},
 };
 #endif
