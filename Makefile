@@ -136,14 +136,16 @@ test-tsan: tsan
 	  build/tsan/tests/$$t || exit 1; done
 
 # The server's tests (tests/server/run.sh, Node.js; skipped without server
-# support): on the release build, under ASan/UBSan, and under TSan (the
-# scheduler and the connection threads).
+# support): on the release build, then (all but the browser test) under
+# ASan/UBSan, and under TSan (the scheduler and the connection threads).
 test-server: all
 	sh tests/server/run.sh $(BUILD)/strix
+SERVER_SAN_TESTS := tests/server/api.test.js tests/server/faults.test.js
 test-server-asan: asan
-	STRIX_SANITIZED=1 sh tests/server/run.sh build/asan/strix
+	STRIX_SANITIZED=1 sh tests/server/run.sh build/asan/strix $(SERVER_SAN_TESTS)
 test-server-tsan: tsan
-	STRIX_SANITIZED=1 TSAN_OPTIONS=halt_on_error=1 sh tests/server/run.sh build/tsan/strix
+	STRIX_SANITIZED=1 TSAN_OPTIONS=halt_on_error=1 sh tests/server/run.sh build/tsan/strix \
+	  $(SERVER_SAN_TESTS)
 
 # What CI runs: release tests, then the sanitizer passes (one after the
 # other, so the logs stay readable).

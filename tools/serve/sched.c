@@ -481,7 +481,9 @@ static void step(struct server *srv, struct step_buf *b)
             continue;
         }
         /* the prompt is read: the other choices share it, then all sample */
+        pthread_mutex_lock(&srv->mu);
         j->state = JOB_GEN;
+        pthread_mutex_unlock(&srv->mu);
         for (int k = 1; k < j->n_choices; k++) {
             const int s = j->ch[k].slot;
             strix_kv_seq_cp(srv->ctx, j->ch[0].slot, s, 0, j->n_prompt);

@@ -748,8 +748,9 @@ int cmd_serve(int argc, char **argv)
     snprintf(port, sizeof port, "%d", o.port);
     if (getaddrinfo(o.host, port, &hints, &ai) || !ai)
         die("serve: cannot resolve host '%s'", o.host);
+    /* (no MHD_USE_ERROR_LOG: a client that leaves is not worth a line) */
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_ERROR_LOG | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+                     (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)o.port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o.timeout, MHD_OPTION_CONNECTION_LIMIT,
