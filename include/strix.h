@@ -349,6 +349,12 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
 void strix_context_free(strix_context *ctx);
 int strix_context_n_ctx(const strix_context *ctx);
 int strix_context_n_seq_max(const strix_context *ctx);
+/* Skips blocks layers[0..n) in every later decode of ctx: a skipped block
+ * leaves the residual stream as it is and writes no keys or values (n = 0:
+ * none skipped). Clears the cache, whose entries the old set made.
+ * STRIX_ERR_ARG names a layer the model does not have. (Self-speculative
+ * decoding drafts with the target so thinned.) */
+int strix_context_set_layer_skip(strix_context *ctx, const int *layers, int n, strix_error *err);
 
 /* Mixture-of-Experts load: for block `layer`, the number of tokens routed to
  * each expert since the context was created (or reset), into counts[0..n).
@@ -630,6 +636,23 @@ int strix_draft_model_create(const strix_model *target, const strix_model *draft
 /* Prompt lookup: the continuation of the latest earlier occurrence of the
  * last n tokens (1 .. 16) of the text so far; no model. */
 int strix_draft_ngram_create(int n, strix_draft **out, strix_error *err);
+/* Self-speculation by skipped layers: the draft is strix_draft_model_create
+ * (model, model, draft_ctx) with a layer mask on draft_ctx
+ * (strix_context_set_layer_skip). This chooses the mask: on calibration text
+ * calib[0..n_calib) it measures, for each layer alone, how much of the
+ * acceptance rate (sum_v min(p, q) of smp's final distributions, averaged
+ * over the positions; the argmax agreement when greedy) survives skipping
+ * it; then, for the j least harmful together (j = 1 .. n_layer - 1), the
+ * acceptance a_j and the cost ratio c_j (median timed one-token decode of
+ * draft_ctx over the full model's), and keeps the j with the best speedup
+ * Leviathan et al. predict, max over K <= k_max of (1 - a^(K+1)) / ((1 - a)
+ * (c K + 1)); none if no j beats 1. Writes the layers (at most n_layer) and
+ * their count, the predicted speedup (may be NULL), and leaves draft_ctx
+ * (another context of model) with that mask. smp's history is not changed. */
+int strix_draft_skip_auto(const strix_model *model, strix_context *target_ctx,
+                          strix_context *draft_ctx, strix_sampler *smp, const strix_token *calib,
+                          int n_calib, int k_max, int *layers, int *n_layers, double *speedup,
+                          strix_error *err);
 /* Frees a draft made by the two above (NULL is fine). */
 void strix_draft_free(strix_draft *d);
 

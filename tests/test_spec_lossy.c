@@ -390,6 +390,132 @@ static strix_model *q4_copy(const strix_model *t)
     return q;
 }
 
+/* ---- self-drafts: the static layer mask ---- */
+
+#define OBS_MAX 16
+struct obs_log {
+    int n, layer[OBS_MAX];
+    float in[OBS_MAX][512], out[OBS_MAX][512]; /* the last token's residual */
+};
+
+static void on_layer(void *user, const struct strix_layer_obs *o)
+{
+    struct obs_log *g = user;
+    if (g->n >= OBS_MAX || o->n_embd > 512)
+        return;
+    const size_t last = (size_t)(o->n_tokens - 1) * (size_t)o->n_embd;
+    g->layer[g->n] = o->layer;
+    memcpy(g->in[g->n], o->in + last, (size_t)o->n_embd * sizeof(float));
+    memcpy(g->out[g->n], o->out + last, (size_t)o->n_embd * sizeof(float));
+    g->n++;
+}
+
+/* A skipped block is not run and passes the residual on; the blocks before
+ * it compute what they compute unmasked; decoding one token at a time gives
+ * the batched logits (the skipped block's missing keys are never read); an
+ * empty mask gives the full model's logits again; bad layers are refused. */
+static void test_layer_mask(const strix_model *t)
+{
+    const strix_token toks[8] = {1, 400, 30, 250, 7, 99, 12, 300};
+    struct strix_model_info mi = {.struct_size = sizeof mi};
+    strix_model_get_info(t, &mi);
+    const int nv = strix_vocab_size(t), ne = mi.n_embd, skip = 2;
+    static struct obs_log full, part;
+    struct strix_context_params cp = strix_context_default_params();
+    cp.n_ctx = 16;
+    cp.n_threads = 1;
+    cp.on_layer = on_layer;
+    cp.on_layer_user = &full;
+    strix_context *cf = fixture_context_with(t, &cp);
+    cp.on_layer_user = &part;
+    strix_context *cs = fixture_context_with(t, &cp);
+    strix_error err;
+    full.n = part.n = 0;
+    CHECK(strix_decode(cf, toks, NULL, 8, NULL, &err) == STRIX_OK);
+    CHECKF(strix_context_set_layer_skip(cs, &skip, 1, &err) == STRIX_OK, "%s", err.msg);
+    CHECK(strix_decode(cs, toks, NULL, 8, NULL, &err) == STRIX_OK);
+    CHECKF(full.n == mi.n_layer && part.n == mi.n_layer - 1, "%d and %d blocks ran", full.n,
+           part.n);
+    for (int i = 0; i < part.n; i++) {
+        CHECK(part.layer[i] != skip);
+        if (part.layer[i] < skip)
+            CHECK(memcmp(part.out[i], full.out[i], (size_t)ne * sizeof(float)) == 0);
+        if (part.layer[i] == skip + 1) /* its input is block skip - 1's output */
+            CHECK(memcmp(part.in[i], part.out[i - 1], (size_t)ne * sizeof(float)) == 0);
+    }
+    float *batched = malloc((size_t)nv * sizeof *batched);
+    memcpy(batched, strix_get_logits(cs, -1), (size_t)nv * sizeof *batched);
+    CHECK(memcmp(batched, strix_get_logits(cf, -1), (size_t)nv * sizeof *batched) != 0);
+    strix_kv_seq_rm(cs, -1, 0, -1);
+    for (int i = 0; i < 8; i++)
+        CHECK(strix_decode(cs, toks + i, NULL, 1, NULL, &err) == STRIX_OK);
+    CHECK(memcmp(batched, strix_get_logits(cs, -1), (size_t)nv * sizeof *batched) == 0);
+    CHECK(strix_context_set_layer_skip(cs, NULL, 0, &err) == STRIX_OK);
+    CHECK(strix_decode(cs, toks, NULL, 8, NULL, &err) == STRIX_OK);
+    CHECK(memcmp(strix_get_logits(cf, -1), strix_get_logits(cs, -1), (size_t)nv * sizeof(float)) ==
+          0);
+    const int bad[2] = {1, mi.n_layer};
+    CHECK(strix_context_set_layer_skip(cs, bad, 2, &err) == STRIX_ERR_ARG);
+    printf("layer mask: %s\n", err.msg);
+    free(batched);
+    strix_context_free(cf);
+    strix_context_free(cs);
+}
+
+/* Greedy with a layer-skip self-draft (a given set, and the one auto picks)
+ * is plain greedy. */
+static void test_skip_draft(const strix_model *t, strix_context *tctx)
+{
+    strix_context *dc = fixture_context(t, 128, 128, 1);
+    struct strix_sampler_params sp = strix_sampler_default_params();
+    sp.temperature = 0;
+    strix_sampler *s = make_sampler(&sp, strix_vocab_size(t));
+    strix_token calib[64], ref[NEW], got[NEW];
+    const int n_c = tokenize(t, "Once upon a time, there was a little girl named Lily. She liked "
+                                "to play outside in the park with her dog.", calib, 64);
+    int layers[16], n_l = -1;
+    double sx = 0;
+    strix_error err;
+    CHECKF(strix_draft_skip_auto(t, tctx, dc, s, calib, n_c, 4, layers, &n_l, &sx, &err) ==
+               STRIX_OK,
+           "%s", err.msg);
+    printf("skip auto: %d layers skipped, predicted speedup %.2f\n", n_l, sx);
+    CHECK(n_l >= 0 && n_l < 5 && sx >= 1);
+    const int two[2] = {1, 3};
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1)
+            CHECK(strix_context_set_layer_skip(dc, two, 2, &err) == STRIX_OK);
+        strix_draft *d = NULL;
+        CHECK(strix_draft_model_create(t, t, dc, &d, &err) == STRIX_OK);
+        struct strix_spec_params pp = strix_spec_default_params();
+        struct strix_spec_stats st0;
+        const int n0 = run(t, tctx, d, &sp, &pp, 1, ref, &st0); /* K = 8 */
+        strix_token p[16];
+        const int n_p = tokenize(t, "Once upon a time", p, 16);
+        /* plain greedy, one token per decode */
+        strix_kv_seq_rm(tctx, -1, 0, -1);
+        CHECK(strix_decode(tctx, p, NULL, n_p, NULL, &err) == STRIX_OK);
+        int n = 0;
+        while (n < NEW) {
+            const float *l = strix_get_logits(tctx, -1);
+            strix_token b = 0;
+            for (int v = 1; v < strix_vocab_size(t); v++)
+                b = l[v] > l[b] ? v : b;
+            if (b == strix_token_eos(t))
+                break;
+            got[n++] = b;
+            CHECK(strix_decode(tctx, &b, NULL, 1, NULL, &err) == STRIX_OK);
+        }
+        CHECKF(n == n0 && memcmp(got, ref, (size_t)n * sizeof *got) == 0,
+               "skip draft (pass %d) differs from plain greedy", pass);
+        printf("skip draft %s: acceptance %.1f%%\n", pass ? "{1,3}" : "auto",
+               100.0 * st0.n_accepted / (st0.n_drafted ? st0.n_drafted : 1));
+        strix_draft_free(d);
+    }
+    strix_sampler_free(s);
+    strix_context_free(dc);
+}
+
 int main(void)
 {
     if (!fixture_kernels("test_spec_lossy"))
@@ -414,6 +540,8 @@ int main(void)
         test_kl_grows(t, tctx, q4);
         test_adaptive(t, tctx, same, pd);
         test_bad_params(t, tctx, pd);
+        test_layer_mask(t);
+        test_skip_draft(t, tctx);
     }
     strix_draft_free(same);
     strix_draft_free(pd);

@@ -25,10 +25,12 @@
  * Sampling belongs to sampler.c, decoding to the runtime; this file uses
  * the public API only.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "generate/speculative.h"
 #include "util.h"
@@ -574,5 +576,169 @@ done:
     util_free(scratch);
     if (stats)
         util_result_write(stats, &st, sizeof st);
+    return rc;
+}
+
+/* ---- self-speculation: choosing the layers to skip ------------------------------------ */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Decodes calib[0..n) in c with the logits of every position into out
+ * ((n, nv) floats). */
+static int logits_all(strix_context *c, const strix_token *calib, int n, const int8_t *want,
+                      int nv, float *out, strix_error *err)
+{
+    strix_kv_seq_rm(c, -1, 0, -1);
+    int rc = strix_decode(c, calib, NULL, n, want, err);
+    for (int i = 0; !rc && i < n; i++)
+        memcpy(out + (size_t)i * (size_t)nv, strix_get_logits(c, i), (size_t)nv * sizeof *out);
+    return rc;
+}
+
+/* The mean over the positions of sum_v min(p, q), p and q the final
+ * distributions of smp's stages for the target's and the draft's logits:
+ * the acceptance rate of exact speculative decoding (with greedy stages,
+ * the agreement of the argmax). */
+static int agreement(strix_sampler *smp, const float *tl, const float *dl, int n, int nv, float *p,
+                     float *q, double *alpha, strix_error *err)
+{
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        int rc = strix_sampler_dist(smp, tl + (size_t)i * (size_t)nv, nv, p, err);
+        if (!rc)
+            rc = strix_sampler_dist(smp, dl + (size_t)i * (size_t)nv, nv, q, err);
+        if (rc)
+            return rc;
+        for (int v = 0; v < nv; v++)
+            sum += p[v] < q[v] ? p[v] : q[v];
+    }
+    *alpha = sum / n;
+    return STRIX_OK;
+}
+
+/* The median time of 5 one-token decodes after the calibration text. */
+static int decode_time(strix_context *c, const strix_token *calib, int n, double *t,
+                       strix_error *err)
+{
+    double ts[5];
+    strix_kv_seq_rm(c, -1, 0, -1);
+    int rc = strix_decode(c, calib, NULL, n - 1, NULL, err);
+    for (int r = 0; !rc && r < 5; r++) {
+        const int32_t pos = n - 1;
+        const double t0 = now_s();
+        rc = strix_decode(c, calib + n - 1, &pos, 1, NULL, err);
+        ts[r] = now_s() - t0;
+    }
+    if (rc)
+        return rc;
+    for (int a = 0; a < 5; a++) /* sort 5 */
+        for (int b = a + 1; b < 5; b++)
+            if (ts[b] < ts[a]) {
+                const double x = ts[a];
+                ts[a] = ts[b], ts[b] = x;
+            }
+    *t = ts[2];
+    return STRIX_OK;
+}
+
+/* Leviathan et al.'s expected speedup for acceptance a, cost ratio c and
+ * draft length K: (1 - a^(K+1)) / ((1 - a)(c K + 1)), the best K <= k_max. */
+static double predicted_speedup(double a, double c, int k_max, int *k_best)
+{
+    double best = 1;
+    *k_best = 0;
+    for (int k = 1; k <= k_max; k++) {
+        const double tok = a < 1 ? (1 - pow(a, k + 1)) / (1 - a) : k + 1;
+        const double s = tok / (c * k + 1);
+        if (s > best)
+            best = s, *k_best = k;
+    }
+    return best;
+}
+
+int strix_draft_skip_auto(const strix_model *m, strix_context *target_ctx,
+                          strix_context *draft_ctx, strix_sampler *smp, const strix_token *calib,
+                          int n_calib, int k_max, int *layers, int *n_layers, double *speedup,
+                          strix_error *err)
+{
+    err_clear(err);
+    if (!m || !target_ctx || !draft_ctx || !smp || !calib || !layers || !n_layers)
+        return err_set(err, STRIX_ERR_ARG, "NULL argument");
+    if (n_calib < 2 || n_calib > strix_context_n_ctx(target_ctx) ||
+        n_calib > strix_context_n_ctx(draft_ctx))
+        return err_set(err, STRIX_ERR_ARG, "calibration text of %d tokens: need 2 .. the context",
+                       n_calib);
+    if (k_max < 1 || k_max > STRIX_SPEC_DRAFT_MAX)
+        return err_set(err, STRIX_ERR_ARG, "draft length %d is out of range [1, %d]", k_max,
+                       STRIX_SPEC_DRAFT_MAX);
+    struct strix_model_info info = {.struct_size = sizeof info};
+    strix_model_get_info(m, &info);
+    const int nv = info.n_vocab, nl = info.n_layer, n = n_calib;
+    float *tl = util_malloc((size_t)n * (size_t)nv * sizeof *tl);
+    float *dl = util_malloc((size_t)n * (size_t)nv * sizeof *dl);
+    float *p = util_malloc((size_t)nv * sizeof *p), *q = util_malloc((size_t)nv * sizeof *q);
+    int8_t *want = util_malloc((size_t)n);
+    double *score = util_malloc((size_t)nl * sizeof *score);
+    int *order = util_malloc((size_t)nl * sizeof *order);
+    int rc = STRIX_OK;
+    if (!tl || !dl || !p || !q || !want || !score || !order) {
+        rc = err_set(err, STRIX_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    memset(want, 1, (size_t)n);
+    double t_full, t_j, alpha;
+    if ((rc = strix_context_set_layer_skip(draft_ctx, NULL, 0, err)) ||
+        (rc = logits_all(target_ctx, calib, n, want, nv, tl, err)) ||
+        (rc = decode_time(draft_ctx, calib, n, &t_full, err)))
+        goto done;
+    /* each layer alone: how much acceptance survives without it */
+    for (int l = 0; l < nl; l++) {
+        order[l] = l;
+        if ((rc = strix_context_set_layer_skip(draft_ctx, &l, 1, err)) ||
+            (rc = logits_all(draft_ctx, calib, n, want, nv, dl, err)) ||
+            (rc = agreement(smp, tl, dl, n, nv, p, q, &score[l], err)))
+            goto done;
+    }
+    for (int a = 0; a < nl; a++) /* most harmless first (stable) */
+        for (int b = a + 1; b < nl; b++)
+            if (score[order[b]] > score[order[a]] ||
+                (score[order[b]] == score[order[a]] && order[b] < order[a])) {
+                const int x = order[a];
+                order[a] = order[b], order[b] = x;
+            }
+    /* the j most harmless together, j = 1 .. nl - 1: measured acceptance and
+     * cost, predicted speedup; keep the best */
+    double best = 1;
+    int n_best = 0;
+    for (int j = 1; j < nl; j++) {
+        int k_best;
+        if ((rc = strix_context_set_layer_skip(draft_ctx, order, j, err)) ||
+            (rc = logits_all(draft_ctx, calib, n, want, nv, dl, err)) ||
+            (rc = agreement(smp, tl, dl, n, nv, p, q, &alpha, err)) ||
+            (rc = decode_time(draft_ctx, calib, n, &t_j, err)))
+            goto done;
+        const double s = predicted_speedup(alpha, t_j / t_full, k_max, &k_best);
+        if (s > best)
+            best = s, n_best = j;
+    }
+    for (int i = 0; i < n_best; i++)
+        layers[i] = order[i];
+    *n_layers = n_best;
+    if (speedup)
+        *speedup = best;
+    rc = strix_context_set_layer_skip(draft_ctx, layers, n_best, err);
+done:
+    util_free(tl);
+    util_free(dl);
+    util_free(p);
+    util_free(q);
+    util_free(want);
+    util_free(score);
+    util_free(order);
     return rc;
 }
