@@ -161,6 +161,16 @@ int strix_quantize_params_init(struct strix_quantize_params *p, size_t struct_si
 STRIX_DEFAULT_PARAMS_(quantize)
 int strix_model_quantize(const strix_model *model, const char *path, const char *type,
                          const struct strix_quantize_params *params, strix_error *err);
+/* The same conversion into memory: *out is a new model whose weights are
+ * model's, re-encoded to `type` by the same rule (params->log is not used).
+ * It shares with model only what it reads and never writes: the vocabulary
+ * and the weights that keep their type (norms, or weights already of the
+ * type), so model must outlive the copy; free the copy with
+ * strix_model_free. The use: a cheaper copy of a target as its own draft
+ * (speculative decoding). */
+int strix_model_quantize_copy(const strix_model *model, const char *type,
+                              const struct strix_quantize_params *params, strix_model **out,
+                              strix_error *err);
 
 /* The architectures strix runs (general.architecture values), separated by
  * spaces. */
@@ -343,6 +353,12 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
 void strix_context_free(strix_context *ctx);
 int strix_context_n_ctx(const strix_context *ctx);
 int strix_context_n_seq_max(const strix_context *ctx);
+/* Skips blocks layers[0..n) in every later decode of ctx: a skipped block
+ * leaves the residual stream as it is and writes no keys or values (n = 0:
+ * none skipped). Clears the cache, whose entries the old set made.
+ * STRIX_ERR_ARG names a layer the model does not have. (Self-speculative
+ * decoding drafts with the target so thinned.) */
+int strix_context_set_layer_skip(strix_context *ctx, const int *layers, int n, strix_error *err);
 
 /* Mixture-of-Experts load: for block `layer`, the number of tokens routed to
  * each expert since the context was created (or reset), into counts[0..n).
@@ -632,15 +648,80 @@ int strix_draft_model_create(const strix_model *target, const strix_model *draft
 /* Prompt lookup: the continuation of the latest earlier occurrence of the
  * last n tokens (1 .. 16) of the text so far; no model. */
 int strix_draft_ngram_create(int n, strix_draft **out, strix_error *err);
+/* Self-speculation by skipped layers: the draft is strix_draft_model_create
+ * (model, model, draft_ctx) with a layer mask on draft_ctx
+ * (strix_context_set_layer_skip). This chooses the mask: on calibration text
+ * calib[0..n_calib) it measures, for each layer alone, how much of the
+ * acceptance rate (sum_v min(p, q) of smp's final distributions, averaged
+ * over the positions; the argmax agreement when greedy) survives skipping
+ * it; then, for the j least harmful together (j = 1 .. n_layer - 1), the
+ * acceptance a_j and the cost ratio c_j (median timed one-token decode of
+ * draft_ctx over the full model's), and keeps the j with the best speedup
+ * Leviathan et al. predict, max over K <= k_max of (1 - a^(K+1)) / ((1 - a)
+ * (c K + 1)); none if no j beats 1. Writes the layers (at most n_layer) and
+ * their count, the predicted speedup (may be NULL), and leaves draft_ctx
+ * (another context of model) with that mask. smp's history is not changed. */
+int strix_draft_skip_auto(const strix_model *model, strix_context *target_ctx,
+                          strix_context *draft_ctx, strix_sampler *smp, const strix_token *calib,
+                          int n_calib, int k_max, int *layers, int *n_layers, double *speedup,
+                          strix_error *err);
 /* Frees a draft made by the two above (NULL is fine). */
 void strix_draft_free(strix_draft *d);
 
+/*
+ * Lossy ("relaxed") acceptance: each scheme has one knob, and knob 0 is the
+ * exact test, draw for draw. At a position where relaxing is allowed, the
+ * exact test runs first with the same uniform number u; when it rejects x,
+ * the scheme may still accept it ("a relaxed acceptance"):
+ *   LENIENT   (knob l in [0, 1)): accept when u (1 - l) q(x) < p(x), that is
+ *             with probability min(1, p(x) / ((1 - l) q(x))); a rejection
+ *             draws from max(0, p - (1 - l) q) (Leviathan et al.'s lenience);
+ *   TOP_P     (knob t in [0, 1]): accept any x inside the target's nucleus,
+ *             the likeliest tokens whose mass first reaches t (ties at the
+ *             edge included); t = 0: the empty set;
+ *   NEAR_MAX  (knob d in [0, 1)): accept x when p(x) >= (1 - d) max p; d = 0
+ *             turns it off.
+ * A relaxed acceptance needs p(x) > 0: every output token is one the
+ * target's sampler stages allow. With greedy sampling (temperature <= 0) p is
+ * one-hot, so nothing is relaxed and the output stays plain greedy.
+ *
+ * Error control (both optional, both may be combined):
+ *   entropy_min  relax only where the target's entropy H(p) (nats) is at
+ *                least this: at every other position the exact test and
+ *                residual run, so there the token follows p exactly;
+ *   budget       with budget_window W > 0: the cost of a relaxed acceptance
+ *                is log(q(x) / p(x)) (> 0: the exact test rejected, so
+ *                p(x) < q(x)); one is refused (the exact rejection stands)
+ *                when it would make the summed cost of the relaxed
+ *                acceptances among any W consecutive output tokens exceed
+ *                budget_nats. So every window of W output tokens holds at
+ *                most budget_nats of relaxation, and budget_nats = 0 is exact.
+ * relaxed_cost (optional, cap floats) receives, per output token, the cost of
+ * its relaxed acceptance or 0.
+ */
+enum strix_spec_lossy {
+    STRIX_SPEC_EXACT = 0,
+    STRIX_SPEC_LENIENT = 1,
+    STRIX_SPEC_TOP_P = 2,
+    STRIX_SPEC_NEAR_MAX = 3,
+};
 #define STRIX_SPEC_DRAFT_MAX 64
 struct strix_spec_params {
     size_t struct_size; /* sizeof, set by strix_spec_default_params() */
     int n_draft_max;    /* K: most tokens drafted per round, 1 .. STRIX_SPEC_DRAFT_MAX (8) */
     float p_min;        /* end a round when the draft's top probability is below this (0) */
     int stop_at_bos;    /* BOS ends the generation as EOS does */
+    /* --- lossy acceptance (see above) --- */
+    int lossy;           /* enum strix_spec_lossy (EXACT) */
+    float lossy_knob;    /* the scheme's knob (0: exact) */
+    float entropy_min;   /* relax only where H(p) >= this, in nats (0: everywhere) */
+    int budget_window;   /* W: window of the relaxation budget in output tokens (0: no budget) */
+    float budget_nats;   /* most summed log(q/p) of relaxed acceptances per window */
+    float *relaxed_cost; /* (cap) per output token: its relaxed acceptance's cost, or 0; NULL */
+    /* --- adaptive K --- */
+    int adaptive; /* 1: the round's draft length starts at K and follows the acceptance: +2
+                     after a round that accepted every draft, -1 (down to 1) after one that
+                     rejected, always within [1, K] */
 };
 int strix_spec_params_init(struct strix_spec_params *p, size_t struct_size);
 STRIX_DEFAULT_PARAMS_(spec)
@@ -652,6 +733,14 @@ struct strix_spec_stats {
     int n_rounds;    /* batched target decodes that checked a draft (or none) */
     int n_drafted;   /* tokens proposed */
     int n_accepted;  /* of which accepted; mean accepted length = n_accepted / n_rounds */
+    int n_relaxed;   /* of the accepted, relaxed acceptances (lossy modes) */
+    double relaxed_nats; /* their summed cost log(q(x) / p(x)) */
+    /* KL(P || p) summed over the output tokens (divide by n_tokens for the mean):
+     * P the distribution the token was actually drawn from (the acceptance
+     * test and residual, given the draft's q and the budget left), p the
+     * target's; 0 in exact mode */
+    double kl_sum;
+    int k_last; /* the draft length the next round would use (adaptive K) */
 };
 
 /*

@@ -101,6 +101,28 @@ expect_fail "run --draft with a vocabulary-only file" run -p "Hi" --draft "$D/gg
 expect_fail "run --draft with another vocabulary" run -p "Hi" --draft "$T/other.gguf"
 grep -q "draft vocabulary has 50257 tokens" "$T/err" && ok || bad "draft vocabulary message: $(cat "$T/err")"
 expect_fail "run --draft and --draft-ngram" run -p "Hi" --draft "$G" --draft-ngram 2
+# self-drafts and lossy knobs: greedy stays greedy (p is one-hot)
+for d in "--draft-quant Q4_0" "--draft-skip 1,3" "--draft-skip auto --draft-adaptive" \
+    "--draft-quant q8_0 --draft-lossy lenient --draft-knob 0.5 --draft-budget 2 --draft-window 16"; do
+    s1=$("$S" run -p "Once upon a time" -n 24 --temp 0 $d 2>"$T/spec.err")
+    [ -n "$g" ] && [ "$g" = "$s1" ] && grep -q "acceptance [0-9]*\.[0-9]%, mean accepted length" "$T/spec.err" &&
+        ok || bad "run $d equals greedy: $(head -c 300 "$T/spec.err")"
+done
+"$S" run -p "Once upon a time" -n 24 --temp 1 --seed 1 --draft-quant Q4_0 --draft-lossy top-p \
+    --draft-knob 0.9 >/dev/null 2>"$T/spec.err" && grep -q "tok/s" "$T/spec.err" && ok ||
+    bad "run lossy top-p: $(head -c 300 "$T/spec.err")"
+expect_fail "run --draft-quant to an unknown type" run -p "Hi" --draft-quant Q3_X
+grep -q "cannot quantize to 'Q3_X'" "$T/err" && ok || bad "draft-quant message: $(cat "$T/err")"
+expect_fail "run --draft-skip a missing layer" run -p "Hi" --draft-skip 2,9
+grep -q "layer 9 does not exist" "$T/err" && ok || bad "draft-skip message: $(cat "$T/err")"
+expect_fail "run --draft-skip every layer" run -p "Hi" --draft-skip 0-4
+expect_fail "run --draft-skip garbage" run -p "Hi" --draft-skip 1,x
+expect_fail "run --draft-max absurd" run -p "Hi" --draft-quant Q8_0 --draft-max 100000
+expect_fail "run --draft-max longer than the context" run -p "Hi" -c 8 --draft-quant Q8_0 --draft-max 8
+expect_fail "run --draft-lossy unknown" run -p "Hi" --draft-ngram 2 --draft-lossy wild
+expect_fail "run --draft-knob without a scheme" run -p "Hi" --draft-ngram 2 --draft-knob 0.5
+expect_fail "run --draft-knob 1 for lenient" run -p "Hi" --draft-ngram 2 --draft-lossy lenient --draft-knob 1
+expect_fail "run two drafts" run -p "Hi" --draft-quant Q4_0 --draft-skip 1
 
 # synth makes a random model of the asked shape that runs
 "$S" synth -o "$T/syn.gguf" --dim 64 --ff 96 --layers 2 --heads 4 --kv-heads 1 --seed 3 2>/dev/null &&

@@ -127,7 +127,11 @@ static const struct {
             "            [--logit-bias ID+BIAS,...]... [--stop TEXT]... [--n-probs N]\n"
             "            [--no-stop-bos] [--parse-special] [--expert-stats]\n"
             "            [--beams W [--n-best K] [--length-penalty L]]   (beam search)\n"
-            "            [--draft FILE | --draft-ngram N] [--draft-max K]  (speculative)\n"},
+            "            [--draft FILE | --draft-quant TYPE | --draft-skip LAYERS|auto |\n"
+            "             --draft-ngram N] [--draft-max K] [--draft-adaptive] [--draft-p-min P]\n"
+            "            [--draft-lossy lenient|top-p|near-max --draft-knob X\n"
+            "             [--draft-entropy-min H] [--draft-budget NATS --draft-window W]]\n"
+            "            (speculative)\n"},
     {"tokenize", "  tokenize  [-m MODEL] [--vocab TOKENIZER.bin] (-p TEXT | -f FILE|-) [--ids]\n"
                  "            [--no-bos] [--parse-special]\n"},
     {"ppl", "  ppl       [-m MODEL] [--vocab TOKENIZER.bin] -f TEXT|- [-c N_CTX] [--stride S]\n"
@@ -296,6 +300,19 @@ static const struct opt_def opt_defs[] = {
     {"draft", "--draft", OPT_STR, F(draft), 0, 0},
     {"draft-max", "--draft-max", OPT_INT, F(draft_max), 1, STRIX_SPEC_DRAFT_MAX},
     {"draft-ngram", "--draft-ngram", OPT_INT, F(draft_ngram), 1, 16},
+    {"draft-quant", "--draft-quant", OPT_STR, F(draft_quant), 0, 0},
+    {"draft-skip", "--draft-skip", OPT_STR, F(draft_skip), 0, 0},
+    {"draft-lossy", "--draft-lossy", OPT_STR, F(draft_lossy), 0, 0},
+    {"draft-knob", "--draft-knob", OPT_FLOAT, F(draft_knob), 0, 1},
+    {"draft-entropy-min", "--draft-entropy-min", OPT_FLOAT, F(draft_hmin), 0, 100},
+    {"draft-budget", "--draft-budget", OPT_FLOAT, F(draft_budget), 0, 1e6},
+    {"draft-window", "--draft-window", OPT_INT, F(draft_window), 1, 1 << 20},
+    {"draft-p-min", "--draft-p-min", OPT_FLOAT, F(draft_pmin), 0, 1},
+    {"draft-adaptive", "--draft-adaptive", OPT_FLAG, F(draft_adaptive), 0, 0},
+    {"task", "--task", OPT_STR, F(task), 0, 0},
+    {"limit", "--limit", OPT_INT, F(limit), 1, 1 << 20},
+    {"shots", "--shots", OPT_INT, F(shots), 0, 16},
+    {"compare", "--compare", OPT_FLAG, F(compare), 0, 0},
 };
 #undef F
 

@@ -67,6 +67,12 @@ struct opts {
     float length_penalty;
     const char *draft;         /* run: speculative decoding with this draft model */
     int draft_max, draft_ngram; /* ... drafting up to K tokens; n-gram lookup of N */
+    const char *draft_quant, *draft_skip; /* self-drafts: a quantized copy; skipped layers */
+    const char *draft_lossy;              /* lenient | top-p | near-max */
+    float draft_knob, draft_hmin, draft_budget, draft_pmin;
+    int draft_window, draft_adaptive;
+    const char *task; /* eval: gsm8k */
+    int limit, shots, compare;
     struct strix_synth_params synth;
     struct strix_sampler_params sp;
 };
@@ -99,5 +105,26 @@ int cmd_ppl(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_serve(int argc, char **argv); /* tools/serve/server.c */
+int cmd_eval(int argc, char **argv);
+
+/* tools/spec.c: speculative decoding from the options (--draft FILE,
+ * --draft-quant TYPE, --draft-skip LAYERS|auto, --draft-ngram N and the
+ * lossy and K options). spec_setup makes the draft for target m and its
+ * context (calibration for --draft-skip auto: calib[0..n_calib)); it dies
+ * on bad options with a one-line message. */
+struct spec_setup {
+    strix_model *dm;       /* a loaded or quantized draft model, or NULL */
+    strix_context *dctx;   /* its context (or the target's second one), or NULL */
+    strix_draft *d;
+    struct strix_spec_params pp;
+};
+int spec_wanted(const struct opts *o); /* 1 if a draft option was given */
+void spec_check_opts(const struct opts *o);
+void spec_setup(const struct opts *o, strix_model *m, strix_context *ctx, strix_pool *pool,
+                const strix_token *calib, int n_calib, struct spec_setup *s);
+void spec_free(struct spec_setup *s);
+/* The figures of one run on stderr: counts, "acceptance NN.N%", mean
+ * accepted length, relaxed acceptances and mean KL when lossy, tokens/s. */
+void spec_report(const struct strix_spec_stats *st, double seconds);
 
 #endif

@@ -117,34 +117,16 @@ static int run_beams(const struct opts *o, strix_model *m, strix_context *ctx, s
     return 0;
 }
 
-/* Speculative decoding (--draft FILE or --draft-ngram N): the whole text at
+/* Speculative decoding (tools/spec.c's draft options): the whole text at
  * the end, then the draft's figures on stderr. */
 static void run_speculative(const struct opts *o, strix_model *m, strix_context *ctx,
                             strix_pool *pool, strix_sampler *smp, const strix_token *ids,
                             int n_prompt)
 {
     strix_error err;
-    strix_model *dm = NULL;
-    strix_context *dctx = NULL;
-    strix_draft *d = NULL;
-    if (o->draft) {
-        struct strix_model_params mp = strix_model_default_params();
-        if (strix_model_load(o->draft, &mp, &dm, &err))
-            die("draft %s: %s", o->draft, err.msg);
-        struct strix_context_params cp = strix_context_default_params();
-        cp.n_ctx = strix_context_n_ctx(ctx);
-        cp.pool = pool; /* the target's: two pools would fight over the cores */
-        if (strix_context_create(dm, &cp, &dctx, &err) ||
-            strix_draft_model_create(m, dm, dctx, &d, &err))
-            die("draft %s: %s", o->draft, err.msg);
-    } else if (strix_draft_ngram_create(o->draft_ngram, &d, &err)) {
-        die("%s", err.msg);
-    }
+    struct spec_setup ss;
+    spec_setup(o, m, ctx, pool, ids, n_prompt, &ss);
     print_seed(o);
-    struct strix_spec_params pp = strix_spec_default_params();
-    if (o->draft_max > 0)
-        pp.n_draft_max = o->draft_max;
-    pp.stop_at_bos = o->stop_bos;
     const int room = strix_context_n_ctx(ctx) - n_prompt;
     const int cap = o->n_predict < 0 || o->n_predict > room ? room : o->n_predict;
     strix_token *out = malloc((size_t)(cap > 0 ? cap : 1) * sizeof *out);
@@ -152,23 +134,16 @@ static void run_speculative(const struct opts *o, strix_model *m, strix_context 
         die("out of memory");
     struct strix_spec_stats st = {.struct_size = sizeof st};
     const double t0 = now();
-    if (strix_speculative_generate(m, ctx, smp, d, ids, n_prompt, &pp, out, cap, &st, &err))
+    if (strix_speculative_generate(m, ctx, smp, ss.d, ids, n_prompt, &ss.pp, out, cap, &st, &err))
         die("speculative: %s", err.msg);
     const double dt = now() - t0;
     char *text = tokens_text(m, ids[n_prompt - 1], out, st.n_tokens);
     printf("%s\n", text);
     fflush(stdout);
-    fprintf(stderr,
-            "speculative: %d tokens, %.1f tok/s; %d rounds, drafted %d, accepted %d, "
-            "acceptance %.1f%%, mean accepted length %.2f\n",
-            st.n_tokens, st.n_tokens / (dt > 0 ? dt : 1e-9), st.n_rounds, st.n_drafted,
-            st.n_accepted, st.n_drafted ? 100.0 * st.n_accepted / st.n_drafted : 0.0,
-            st.n_rounds ? (double)st.n_accepted / st.n_rounds : 0.0);
+    spec_report(&st, dt);
     free(text);
     free(out);
-    strix_draft_free(d);
-    strix_context_free(dctx);
-    strix_model_free(dm);
+    spec_free(&ss);
 }
 
 static int cmd_run(int argc, char **argv)
@@ -177,16 +152,15 @@ static int cmd_run(int argc, char **argv)
     parse_opts(argc, argv, &o,
                " m vocab p f n t c temp top-k top-p min-p rp rln seed no-stop-bos freq pres typical"
                " mirostat mirostat-lr mirostat-ent samplers logit-bias n-probs stop expert-stats"
-               " parse-special beams n-best length-penalty draft draft-max draft-ngram ");
+               " parse-special beams n-best length-penalty draft draft-max draft-ngram draft-quant"
+               " draft-skip draft-lossy draft-knob draft-entropy-min draft-budget draft-window"
+               " draft-p-min draft-adaptive ");
     if (o.prompt && o.file)
         die("run takes -p TEXT or -f FILE, not both");
-    const int spec = o.draft || o.draft_ngram;
-    if (o.draft && o.draft_ngram)
-        die("run takes --draft FILE or --draft-ngram N, not both");
-    if (opt_given(&o, "draft-max") && !spec)
-        die("--draft-max needs a draft: --draft FILE or --draft-ngram N");
+    const int spec = spec_wanted(&o);
+    spec_check_opts(&o);
     if (spec && (o.beams || o.n_stops || o.n_probs || o.sp.mirostat))
-        die("speculative decoding (--draft, --draft-ngram) does not take --beams, --stop, "
+        die("speculative decoding (--draft*) does not take --beams, --stop, "
             "--n-probs or --mirostat");
     if (!o.beams) {
         if (opt_given(&o, "n-best") || opt_given(&o, "length-penalty"))

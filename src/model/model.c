@@ -406,7 +406,8 @@ void strix_model_free(strix_model *m)
     if (!m)
         return;
     model_unpack(m);
-    vocab_free(m->vocab);
+    if (!m->vocab_borrowed)
+        vocab_free(m->vocab);
     gguf_free(m->gguf);
     util_unmap(&m->map);
     util_free(m->owned);

@@ -116,6 +116,7 @@ struct strix_model {
     int tied_output;
     uint64_t opt_mask;         /* optional tensor kinds present (bit per enum tkind) */
     struct vocab *vocab;       /* NULL when the model has none */
+    int vocab_borrowed;        /* vocab belongs to another model (a quantized copy) */
     struct tensor tok_embd;    /* (n_vocab rows, n_embd) */
     struct tensor pos_embd;    /* (n_ctx_train rows, n_embd) learned positions */
     struct tensor tok_norm, tok_norm_b;       /* (n_embd) norm of the embeddings (Bloom) */

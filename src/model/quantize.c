@@ -197,6 +197,7 @@ struct qstate {
 
 struct job {
     const struct tensor *t;
+    int64_t n_rows; /* rows of ne[0] elements (all matrices) */
     uint32_t type;
     uint8_t *dst;
     size_t dst_row;
@@ -208,7 +209,7 @@ static void job_run(void *arg, int ith, int nth)
 {
     const struct job *j = arg;
     const struct tensor *t = j->t;
-    const int64_t n_rows = t->ne[1], r0 = n_rows * ith / nth, r1 = n_rows * (ith + 1) / nth;
+    const int64_t n_rows = j->n_rows, r0 = n_rows * ith / nth, r1 = n_rows * (ith + 1) / nth;
     float *row = j->scratch + (size_t)ith * (size_t)j->max_ne0;
     const dtype_dequant_fn deq = dtype_get(t->type)->dequantize;
     const dtype_quant_fn quant = dtype_get(j->type)->quantize;
@@ -238,7 +239,7 @@ static int convert(void *user, const struct tensor *t, void **out, uint32_t *typ
     uint8_t *buf = util_malloc(total);
     if (!buf)
         return err_set(err, STRIX_ERR_NOMEM, "out of memory quantizing '%s'", t->name);
-    struct job j = {t, *type, buf, rb, qs->scratch, qs->max_ne0};
+    struct job j = {t, t->ne[1], *type, buf, rb, qs->scratch, qs->max_ne0};
     pool_run(qs->pool, job_run, &j);
     *out = buf;
     *nbytes = total;
@@ -314,5 +315,131 @@ done:
     util_free(qs.scratch);
     util_free(types);
     util_free(rep);
+    return rc;
+}
+
+/* ---- an in-memory copy (speculative decoding's self-draft) ---- */
+
+int strix_model_quantize_copy(const strix_model *m, const char *type,
+                              const struct strix_quantize_params *params, strix_model **out,
+                              strix_error *err)
+{
+    err_clear(err);
+    if (out)
+        *out = NULL;
+    if (!m || !type || !out)
+        return err_set(err, STRIX_ERR_ARG, "NULL argument");
+    if (m->vocab_only || !m->vocab)
+        return err_set(err, STRIX_ERR_ARG, "only a full model with a vocabulary can be quantized");
+    struct strix_quantize_params p;
+    int rc = UTIL_PARAMS_READ(quantize, &p, params, err);
+    if (rc)
+        return rc;
+    struct qspec q;
+    if (!parse_spec(type, &q))
+        return err_set(err, STRIX_ERR_ARG,
+                       "cannot quantize to '%s' (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, "
+                       "Q4_K, Q5_K, Q6_K, Q4_K_M, Q5_K_M)",
+                       type);
+    int n_threads = p.n_threads;
+    if (n_threads <= 0) {
+        const long n = sysconf(_SC_NPROCESSORS_ONLN);
+        n_threads = n > 0 ? (int)(n > 64 ? 64 : n) : 1;
+    }
+    if (n_threads > 1024)
+        return err_set(err, STRIX_ERR_ARG, "%d threads is too many", n_threads);
+    strix_model *c = util_calloc(1, sizeof *c);
+    uint32_t *types = util_calloc((size_t)m->n_all, sizeof *types);
+    size_t *offs = util_calloc((size_t)m->n_all, sizeof *offs);
+    float *scratch = NULL;
+    struct pool *pool = NULL;
+    if (!c || !types || !offs) {
+        rc = err_set(err, STRIX_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    memcpy(c->arch, m->arch, sizeof c->arch);
+    c->ad = m->ad;
+    c->hp = m->hp;
+    c->tied_output = m->tied_output;
+    c->opt_mask = m->opt_mask;
+    c->vocab = m->vocab; /* read-only: shared, not freed with the copy */
+    c->vocab_borrowed = 1;
+    if (m->name && !(c->name = util_strndup(m->name, strlen(m->name)))) {
+        rc = err_set(err, STRIX_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if ((rc = model_init_tables(c, err)))
+        goto fail;
+    STRIX_ASSERT(c->n_all == m->n_all);
+    /* the converted weights in one block; the others stay borrowed */
+    size_t total = 0;
+    int64_t max_ne0 = 1;
+    for (int i = 0; i < m->n_all; i++) {
+        const struct tensor *t = m->all[i];
+        uint32_t wanted;
+        types[i] = choose(m, t, &q, p.pure, &wanted);
+        if (types[i] == t->type)
+            continue;
+        const int64_t rows = t->ne[1] * (t->n_dims > 2 ? t->ne[2] : 1);
+        size_t n;
+        offs[i] = total;
+        if (!util_mul_size(dtype_row_size(types[i], t->ne[0]), (size_t)rows, &n) ||
+            !util_add_size(total, (n + 63) & ~(size_t)63, &total)) {
+            rc = err_set(err, STRIX_ERR_ARG, "'%s' is too large", t->name);
+            goto fail;
+        }
+        max_ne0 = t->ne[0] > max_ne0 ? t->ne[0] : max_ne0;
+    }
+    size_t sbytes;
+    if ((total && !(c->owned = util_malloc(total))) ||
+        !util_mul_size((size_t)n_threads * sizeof(float), (size_t)max_ne0, &sbytes) ||
+        !(scratch = util_malloc(sbytes)) || !(pool = pool_create(n_threads))) {
+        rc = err_set(err, STRIX_ERR_NOMEM, "out of memory for a %s copy (%zu bytes)", type, total);
+        goto fail;
+    }
+    for (int i = 0; i < c->n_all; i++) {
+        struct slot s;
+        model_slot(c, i, &s);
+        const struct tensor *t = NULL; /* the same slot of m (same architecture and shape) */
+        for (int j = 0; j < m->n_all && !t; j++)
+            if (strcmp(m->all[j]->name, s.name) == 0)
+                t = m->all[j];
+        if (!t) {
+            rc = err_set(err, STRIX_ERR_ARG, "the copy has a weight '%s' the model lacks", s.name);
+            goto fail;
+        }
+        int idx = 0;
+        while (m->all[idx] != t)
+            idx++;
+        const uint32_t ty = types[idx];
+        const void *data = t->data;
+        size_t nbytes = t->nbytes;
+        if (ty != t->type) {
+            const int64_t rows = t->ne[1] * (t->n_dims > 2 ? t->ne[2] : 1);
+            uint8_t *dst = (uint8_t *)c->owned + offs[idx];
+            const size_t rb = dtype_row_size(ty, t->ne[0]);
+            struct job j = {t, rows, ty, dst, rb, scratch, max_ne0};
+            pool_run(pool, job_run, &j);
+            data = dst;
+            nbytes = rb * (size_t)rows;
+        }
+        if ((rc = model_set_tensor(&s, ty, t->ne, t->n_dims, data, nbytes, err)))
+            goto fail;
+    }
+    if (c->tied_output)
+        c->output = c->tok_embd;
+    pool_free(pool);
+    util_free(scratch);
+    util_free(types);
+    util_free(offs);
+    model_pack(c);
+    *out = c;
+    return STRIX_OK;
+fail:
+    pool_free(pool);
+    util_free(scratch);
+    util_free(types);
+    util_free(offs);
+    strix_model_free(c);
     return rc;
 }

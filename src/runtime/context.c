@@ -232,6 +232,7 @@ void strix_context_free(strix_context *c)
     util_free(c->tok_pos);
     util_free(c->tok_seq);
     util_free(c->tok_cell);
+    util_free(c->layer_skip);
     util_free(c->x);
     util_free(c->xb);
     util_free(c->q);
@@ -256,6 +257,29 @@ int strix_context_n_ctx(const strix_context *c)
 int strix_context_n_seq_max(const strix_context *c)
 {
     return c ? c->n_seq_max : 0;
+}
+
+/* ---- static layer skipping ---- */
+
+int strix_context_set_layer_skip(strix_context *c, const int *layers, int n, strix_error *err)
+{
+    err_clear(err);
+    if (!c || (n > 0 && !layers) || n < 0)
+        return err_set(err, STRIX_ERR_ARG, "NULL argument or negative count");
+    const int n_layer = c->model->hp.n_layer;
+    for (int i = 0; i < n; i++)
+        if (layers[i] < 0 || layers[i] >= n_layer)
+            return err_set(err, STRIX_ERR_ARG, "layer %d does not exist (the model has 0 .. %d)",
+                           layers[i], n_layer - 1);
+    uint8_t *mask = NULL;
+    if (n > 0 && !(mask = util_calloc((size_t)n_layer, 1)))
+        return err_set(err, STRIX_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++)
+        mask[layers[i]] = 1;
+    util_free(c->layer_skip);
+    c->layer_skip = mask;
+    strix_kv_seq_rm(c, -1, 0, -1); /* cached keys were made by the old layer set */
+    return STRIX_OK;
 }
 
 /* ---- cells and sequences ---- */

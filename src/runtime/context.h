@@ -106,6 +106,9 @@ struct strix_context {
     strix_layer_hook on_layer;
     void *on_layer_user;
     float *hook_in; /* (n_batch, n_embd) when on_layer is set */
+    /* static layer mask (strix_context_set_layer_skip): (n_layer), non-zero:
+     * the block is skipped; NULL: none */
+    uint8_t *layer_skip;
 };
 
 /* The observation hook around block l of the current chunk: call

@@ -391,6 +391,8 @@ void forward(strix_context *c, const strix_token *tokens)
                             : 1.0f / sqrtf((float)hd);
 
     for (int l = 0; l < hp->n_layer; l++) {
+        if (c->layer_skip && c->layer_skip[l])
+            continue; /* static layer mask: the residual passes through, no KV is written */
         const struct layer *L = &m->layers[l];
         context_hook_in(c); /* observation (context params), when set */
         /* attention: input normed unless the block normalises after */
