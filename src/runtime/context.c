@@ -87,10 +87,13 @@ static void kv_free(struct kv_cache *kv)
     memset(kv, 0, sizeof *kv);
 }
 
-/* Each layer gets its own table and its own keys and values. */
-static int kv_alloc(struct kv_cache *kv, int n_layer, int cells, size_t kv_dim)
+/* Each layer gets its own table and its own keys and values (none yet when
+ * the cache grows). */
+static int kv_alloc(struct kv_cache *kv, int n_layer, int cells, size_t kv_dim, int grow)
 {
     kv->n_layer = n_layer;
+    kv->grow = grow;
+    kv->kv_dim = kv_dim;
     kv->layer = util_calloc((size_t)n_layer, sizeof *kv->layer);
     kv->sim_pos = util_malloc((size_t)cells * sizeof(int32_t));
     kv->sim_seqs = util_malloc((size_t)cells * sizeof(uint64_t));
@@ -102,15 +105,54 @@ static int kv_alloc(struct kv_cache *kv, int n_layer, int cells, size_t kv_dim)
         L->pos = util_malloc((size_t)cells * sizeof(int32_t));
         L->seqs = util_calloc((size_t)cells, sizeof(uint64_t));
         L->order = util_malloc((size_t)cells * sizeof(int32_t));
-        L->k = util_malloc((size_t)cells * kv_dim * sizeof(float));
-        L->v = util_malloc((size_t)cells * kv_dim * sizeof(float));
-        if (!L->pos || !L->seqs || !L->order || !L->k || !L->v)
+        L->cap = grow ? 0 : cells;
+        if (!grow) {
+            L->k = util_malloc((size_t)cells * kv_dim * sizeof(float));
+            L->v = util_malloc((size_t)cells * kv_dim * sizeof(float));
+            kv->bytes += 2 * (uint64_t)cells * kv_dim * sizeof(float);
+        }
+        if (!L->pos || !L->seqs || !L->order || (!grow && (!L->k || !L->v)))
             return 0;
         for (int i = 0; i < cells; i++)
             L->pos[i] = -1;
     }
     for (int s = 0; s < STRIX_SEQ_MAX; s++)
         kv->pos_max[s] = -1;
+    kv->bytes_peak = kv->bytes;
+    return 1;
+}
+
+/* Growing cache: gives each layer key/value memory for the n more cells a
+ * decode may place (cells go to the lowest free ones, so the highest in use
+ * stays below max(n_scan, n_used + n)). 0: out of memory, nothing lost. */
+static int kv_reserve(struct kv_cache *kv, int n)
+{
+    if (!kv->grow)
+        return 1;
+    for (int l = 0; l < kv->n_layer; l++) {
+        struct kv_layer *L = &kv->layer[l];
+        int need = L->n_used + n > L->n_scan ? L->n_used + n : L->n_scan;
+        if (need > L->size)
+            need = L->size;
+        if (need <= L->cap)
+            continue;
+        int cap = L->cap + L->cap / 4 > need ? L->cap + L->cap / 4 : need;
+        cap = (cap + 15) / 16 * 16;
+        cap = cap > L->size ? L->size : cap;
+        const size_t row = kv->kv_dim * sizeof(float);
+        float *k = util_realloc(L->k, (size_t)cap * row);
+        if (!k)
+            return 0;
+        L->k = k;
+        float *v = util_realloc(L->v, (size_t)cap * row);
+        if (!v)
+            return 0;
+        L->v = v;
+        kv->bytes += 2 * (uint64_t)(cap - L->cap) * row;
+        L->cap = cap;
+    }
+    if (kv->bytes > kv->bytes_peak)
+        kv->bytes_peak = kv->bytes;
     return 1;
 }
 
@@ -185,7 +227,7 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     c->max_row = (int)(embd > ff ? embd : ff);
     if ((size_t)c->max_row < q_dim)
         c->max_row = (int)q_dim;
-    const int kv_ok = kv_alloc(&c->kv, hp->n_layer, (int)cells, kv_dim);
+    const int kv_ok = kv_alloc(&c->kv, hp->n_layer, (int)cells, kv_dim, params->kv_grow != 0);
     c->tok_pos = util_malloc(nb * sizeof(int32_t));
     c->tok_seq = util_malloc(nb * sizeof(int32_t));
     c->tok_cell = util_malloc((size_t)hp->n_layer * nb * sizeof(int32_t));
@@ -226,6 +268,7 @@ void strix_context_free(strix_context *c)
         return;
     pool_free(c->own_pool);
     forward_scratch_free(c->fwd);
+    route_free(c->route);
     kv_free(&c->kv);
     util_free(c->tok_pos);
     util_free(c->tok_seq);
@@ -338,6 +381,13 @@ int kv_evict(struct kv_cache *kv, int layer, int seq, int32_t pos)
             return 1;
         }
     return 0;
+}
+
+void kv_drop_cell(struct kv_cache *kv, int layer, int cell)
+{
+    struct kv_layer *L = &kv->layer[layer];
+    STRIX_ASSERT(cell >= 0 && cell < L->n_scan && L->pos[cell] >= 0);
+    layer_remove(L, L->seqs[cell], L->pos[cell], L->pos[cell] + 1);
 }
 
 int kv_layer_used(const struct kv_cache *kv, int layer)
@@ -645,6 +695,8 @@ int strix_decode_batch(strix_context *c, const strix_batch *b, strix_error *err)
         return err_set(err, STRIX_ERR_FULL,
                        "the KV cache is full: %d tokens need cells, %d of %d are in use", n,
                        strix_kv_cells_used(c), strix_kv_cells(c));
+    if (!kv_reserve(&c->kv, n))
+        return err_set(err, STRIX_ERR_NOMEM, "out of memory for the KV cache");
 
     /* from here on nothing fails: the batch replaces what its sequences held
      * from their first positions on */
