@@ -405,6 +405,39 @@ int strix_kv_layer_entries(const strix_context *ctx, int layer);
  * route). */
 int strix_route_last(const strix_context *ctx, uint8_t *out, int n);
 
+/* Training a router (the base model frozen, F32 Llama-shaped blocks; other
+ * weight types are dequantized): windows of `window` tokens of the text,
+ * each layer's decision relaxed by Gumbel-sigmoid with a straight-through
+ * hard decision (skipped tokens store no keys/values in the window), loss =
+ * language-modelling loss with skipping + penalty * (executed fraction -
+ * keep)^2, gradients through the frozen blocks to the decision modules
+ * (not into a router's own input), Adam. Deterministic for a seed at any
+ * thread count. */
+struct strix_router_train_params {
+    size_t struct_size;
+    float keep;      /* target executed fraction, (0, 1]; default 0.6 */
+    int epochs;      /* passes over the text; default 1 */
+    float lr;        /* Adam step; default 1e-3 */
+    int window;      /* tokens per window; default 128 (at most the context) */
+    int n_hidden;    /* decision module width; default 16 */
+    float tau;       /* Gumbel-sigmoid temperature; default 1 */
+    float penalty;   /* weight of the executed-fraction penalty; default 8 */
+    int n_threads;   /* default 1 */
+    int reserved_;   /* zero */
+    uint64_t seed;   /* initial weights and noise */
+    /* called after each window (may be NULL): step of n_steps, the window's
+     * LM loss and hard executed fraction; return non-zero to stop */
+    int (*progress)(void *user, int step, int n_steps, double loss, double frac);
+    void *user;
+};
+int strix_router_train_params_init(struct strix_router_train_params *p, size_t struct_size);
+STRIX_DEFAULT_PARAMS_(router_train)
+int strix_router_train(const strix_model *model, const strix_token *tokens, int n_tokens,
+                       const struct strix_router_train_params *params, strix_router **out,
+                       strix_error *err);
+/* Writes r as a router file (a temporary file renamed over path). */
+int strix_router_save(const strix_router *r, const char *path, strix_error *err);
+
 /* Mixture-of-Experts load: for block `layer`, the number of tokens routed to
  * each expert since the context was created (or reset), into counts[0..n).
  * Returns the model's expert count (0 for a dense model), -1 on bad

@@ -151,8 +151,6 @@ static int kv_reserve(struct kv_cache *kv, int n)
         kv->bytes += 2 * (uint64_t)(cap - L->cap) * row;
         L->cap = cap;
     }
-    if (kv->bytes > kv->bytes_peak)
-        kv->bytes_peak = kv->bytes;
     return 1;
 }
 
@@ -381,6 +379,48 @@ int kv_evict(struct kv_cache *kv, int layer, int seq, int32_t pos)
             return 1;
         }
     return 0;
+}
+
+static int layer_place(struct kv_layer *L, int n, const int32_t *pos, const int32_t *seq,
+                       int32_t *cells);
+
+int kv_layer_place(struct kv_cache *kv, int layer, int n, const int32_t *pos, const int32_t *seq,
+                   int32_t *cells)
+{
+    return layer_place(&kv->layer[layer], n, pos, seq, cells);
+}
+
+/* Growing cache, after a decode: each layer keeps memory for its cells up to
+ * the highest in use (16-cell steps); shrinking never fails (a refused
+ * realloc keeps the larger block). */
+static void kv_shrink(struct kv_cache *kv)
+{
+    if (!kv->grow)
+        return;
+    const size_t row = kv->kv_dim * sizeof(float);
+    for (int l = 0; l < kv->n_layer; l++) {
+        struct kv_layer *L = &kv->layer[l];
+        const int cap = (L->n_scan + 15) / 16 * 16;
+        if (cap >= L->cap)
+            continue;
+        if (cap == 0) {
+            util_free(L->k);
+            util_free(L->v);
+            L->k = L->v = NULL;
+            kv->bytes -= 2 * (uint64_t)L->cap * row;
+            L->cap = 0;
+            continue;
+        }
+        float *k = util_realloc(L->k, (size_t)cap * row);
+        if (k)
+            L->k = k;
+        float *v = k ? util_realloc(L->v, (size_t)cap * row) : NULL;
+        if (!k || !v)
+            continue;
+        L->v = v;
+        kv->bytes -= 2 * (uint64_t)(L->cap - cap) * row;
+        L->cap = cap;
+    }
 }
 
 void kv_drop_cell(struct kv_cache *kv, int layer, int cell)
@@ -734,6 +774,9 @@ int strix_decode_batch(strix_context *c, const strix_batch *b, strix_error *err)
             kept += c->slot_buf[off + t] >= 0;
     }
     c->n_out = n;
+    kv_shrink(&c->kv);
+    if (c->kv.bytes > c->kv.bytes_peak)
+        c->kv.bytes_peak = c->kv.bytes;
     return STRIX_OK;
 }
 

@@ -60,7 +60,9 @@ struct kv_cache {
      * reallocated as its highest cell in use needs, before a decode starts */
     int grow;
     size_t kv_dim;
-    uint64_t bytes, bytes_peak; /* key/value memory held, and its highest */
+    uint64_t bytes;      /* key/value memory held (sizes given to the allocator) */
+    uint64_t bytes_peak; /* its highest after a decode (a decode of n tokens holds
+                            room for n more cells per layer while it runs) */
 };
 
 /* Drops sequence seq's entry at position pos from layer `layer` only (the
@@ -73,6 +75,10 @@ int kv_layer_used(const struct kv_cache *kv, int layer);
 /* Frees cell `cell` of layer `layer` (its token skipped the layer), keeping
  * the sequences' highest positions as they are. */
 void kv_drop_cell(struct kv_cache *kv, int layer, int cell);
+/* Gives n tokens the lowest free cells of one layer (cells written); 0 if
+ * the layer runs out. */
+int kv_layer_place(struct kv_cache *kv, int layer, int n, const int32_t *pos, const int32_t *seq,
+                   int32_t *cells);
 
 struct strix_context {
     const strix_model *model;

@@ -454,21 +454,24 @@ int route_enter(strix_context *c, int l, float *rows, int width)
         memcpy(r->cell_save, cells, (size_t)n * sizeof(int32_t));
         if (width > 0)
             memcpy(r->rows_save, rows, (size_t)n * (size_t)width * sizeof(float));
+        /* the chunk's cells of this layer go back, and the running tokens
+         * take the lowest free ones again: the layer's cells stay packed, so
+         * a growing cache holds memory only for them */
+        int has_cells = 0;
+        for (int t = 0; t < n; t++)
+            if (cells[t] >= 0) {
+                kv_drop_cell(&c->kv, l, cells[t]);
+                has_cells = 1;
+            }
         int i = 0;
         for (int t = 0; t < n; t++) {
-            if (!r->dec[(size_t)t * (size_t)n_layer + (size_t)l]) {
-                /* no entry in this layer: the cell goes back to the layer */
-                if (cells[t] >= 0)
-                    kv_drop_cell(&c->kv, l, cells[t]);
-                r->cell_save[t] = -1;
+            if (!r->dec[(size_t)t * (size_t)n_layer + (size_t)l])
                 continue;
-            }
             r->idx[i] = t;
             if (i != t) {
                 memcpy(c->x + (size_t)i * ne, r->x_save + (size_t)t * ne, ne * sizeof(float));
                 c->tok_pos[i] = r->pos_save[t];
                 c->tok_seq[i] = r->seq_save[t];
-                cells[i] = cells[t];
                 if (width > 0)
                     memcpy(rows + (size_t)i * (size_t)width, r->rows_save + (size_t)t * width,
                            (size_t)width * sizeof(float));
@@ -476,6 +479,13 @@ int route_enter(strix_context *c, int l, float *rows, int width)
             i++;
         }
         c->n_tok = n_run;
+        if (has_cells) {
+            const int ok = kv_layer_place(&c->kv, l, n_run, c->tok_pos, c->tok_seq, cells);
+            STRIX_ASSERT(ok); /* as many cells as were just freed, or fewer */
+        } else {
+            for (int k = 0; k < n_run; k++)
+                cells[k] = -1;
+        }
     }
     /* attention: each running token sees the entries of this layer up to
      * its own (one sequence appending: those held before plus its rank) */
@@ -496,6 +506,8 @@ void route_leave(strix_context *c, int l, float *rows, int width)
     memcpy(c->x, r->x_save, (size_t)n * ne * sizeof(float));
     memcpy(c->tok_pos, r->pos_save, (size_t)n * sizeof(int32_t));
     memcpy(c->tok_seq, r->seq_save, (size_t)n * sizeof(int32_t));
+    /* (the cells the layer used are recorded in the cache; the chunk's
+     * table of them is not read after the layer) */
     memcpy(c->tok_cell + (size_t)l * (size_t)c->n_batch, r->cell_save,
            (size_t)n * sizeof(int32_t));
     if (width > 0)
