@@ -421,7 +421,7 @@ struct strix_router_train_params {
     int window;      /* tokens per window; default 128 (at most the context) */
     int n_hidden;    /* decision module width; default 16 */
     float tau;       /* Gumbel-sigmoid temperature; default 1 */
-    float penalty;   /* weight of the executed-fraction penalty; default 8 */
+    float penalty;   /* weight of the executed-fraction penalty; default 20 */
     int n_threads;   /* default 1 */
     int reserved_;   /* zero */
     uint64_t seed;   /* initial weights and noise */

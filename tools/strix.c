@@ -177,7 +177,8 @@ static int cmd_run(int argc, char **argv)
     parse_opts(argc, argv, &o,
                " m vocab p f n t c temp top-k top-p min-p rp rln seed no-stop-bos freq pres typical"
                " mirostat mirostat-lr mirostat-ent samplers logit-bias n-probs stop expert-stats"
-               " parse-special beams n-best length-penalty draft draft-max draft-ngram ");
+               " parse-special beams n-best length-penalty draft draft-max draft-ngram"
+               " router keep skip-random skip-layers ");
     if (o.prompt && o.file)
         die("run takes -p TEXT or -f FILE, not both");
     const int spec = o.draft || o.draft_ngram;
@@ -233,8 +234,10 @@ static int cmd_run(int argc, char **argv)
     if (spec && strix_pool_create(o.n_threads, &pool, &err))
         die("%s", err.msg);
     cp.pool = pool;
+    cp.kv_grow = route_wanted(&o);
     if (strix_context_create(m, &cp, &ctx, &err))
         die("%s", err.msg);
+    strix_router *router = route_wanted(&o) ? route_apply(&o, m, ctx) : NULL;
     const int n_ctx = strix_context_n_ctx(ctx);
     if (n_prompt >= n_ctx)
         die("the prompt has %d tokens; the context holds %d", n_prompt, n_ctx);
@@ -293,8 +296,10 @@ static int cmd_run(int argc, char **argv)
             n_gen / (t2 - t1 > 0 ? t2 - t1 : 1e-9));
     if (o.expert_stats)
         print_expert_stats(ctx, m);
+    route_report(ctx, "run");
     strix_sampler_free(smp);
     strix_context_free(ctx);
+    strix_router_free(router);
     free(ids);
     free(file_text);
     strix_model_free(m);

@@ -19,6 +19,7 @@
  * gradient, summed in window order: the same result at any thread count.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "train/backward.h"
@@ -31,7 +32,7 @@
 #define STEP_WINDOWS 4
 
 UTIL_PARAMS_DEFINE(router_train, .keep = 0.6f, .epochs = 1, .lr = 1e-3f, .window = 128,
-                   .n_hidden = 16, .tau = 1.0f, .penalty = 8.0f, .n_threads = 1, .seed = 1)
+                   .n_hidden = 16, .tau = 1.0f, .penalty = 20.0f, .n_threads = 1, .seed = 1)
 
 struct trainer {
     const strix_model *m;
@@ -51,6 +52,7 @@ struct worker {
     float *xs;            /* (n_layer + 1, T, e) states before each layer, and final */
     float *delta;         /* (n_layer, T, e) */
     float *g;             /* (n_layer, T) soft decisions */
+    float *sv;            /* (n_layer, T) decision logits */
     uint8_t *dec;         /* (n_layer, T) hard decisions */
     float *rin;           /* (n_layer, T, e + n_hidden) router input and hidden */
     float *dx, *dd;       /* (T, e) */
@@ -102,7 +104,9 @@ static const float *f32_of(struct trainer *tr, const struct tensor *t)
     return f;
 }
 
-/* Gradient of one window into w->grad (added), its loss into w. */
+/* Gradient of one window into w->grad (added), its loss into w. seed 0:
+ * no noise and no backward (calibration): the decision logits stay in
+ * w->g as they were computed. */
 static void window(struct trainer *tr, struct worker *w, const strix_token *tok, uint64_t seed)
 {
     const struct hparams *hp = &tr->m->hp;
@@ -126,7 +130,8 @@ static void window(struct trainer *tr, struct worker *w, const strix_token *tok,
         for (int t = 0; t < T; t++) {
             float *rin = w->rin + ((size_t)l * T + t) * (size_t)(e + nh);
             const float s = route_logit(r, l, x + (size_t)t * e, rin);
-            const double u = unit(&rng);
+            w->sv[(size_t)l * T + t] = s;
+            const double u = seed ? unit(&rng) : 0.5;
             const double z = (s + log(u) - log1p(-u)) / p->tau;
             g[t] = (float)(1.0 / (1.0 + exp(-z)));
             dec[t] = z >= 0.0;
@@ -140,6 +145,8 @@ static void window(struct trainer *tr, struct worker *w, const strix_token *tok,
                     x[(size_t)t * e + i] + (dec[t] ? dl[(size_t)t * e + i] : 0.0f);
     }
     const double n_pairs = (double)nl * T;
+    if (!seed)
+        return;
     w->loss += bw_head_loss(&tr->d, tr->out_norm, tr->out_w, hp->n_vocab, T,
                             w->xs + (size_t)nl * te, target, w->dx, w->logits, w->xn);
     w->frac += n_run / n_pairs;
@@ -197,6 +204,7 @@ static void worker_free(struct worker *w, int nl)
     util_free(w->xs);
     util_free(w->delta);
     util_free(w->g);
+    util_free(w->sv);
     util_free(w->dec);
     util_free(w->rin);
     util_free(w->dx);
@@ -220,6 +228,7 @@ static int worker_init(struct worker *w, const struct trainer *tr)
     w->xs = util_malloc((nl + 1) * T * e * sizeof(float));
     w->delta = util_malloc(nl * T * e * sizeof(float));
     w->g = util_malloc(nl * T * sizeof(float));
+    w->sv = util_malloc(nl * T * sizeof(float));
     w->dec = util_malloc(nl * T);
     w->rin = util_malloc(nl * T * (e + (size_t)tr->r->n_hidden) * sizeof(float));
     w->dx = util_malloc(T * e * sizeof(float));
@@ -227,8 +236,14 @@ static int worker_init(struct worker *w, const struct trainer *tr)
     w->logits = util_malloc((size_t)hp->n_vocab * sizeof(float));
     w->xn = util_malloc(e * sizeof(float));
     w->grad = util_malloc(tr->n_par * sizeof(float));
-    return w->xs && w->delta && w->g && w->dec && w->rin && w->dx && w->dd && w->logits &&
+    return w->xs && w->delta && w->g && w->sv && w->dec && w->rin && w->dx && w->dd && w->logits &&
            w->xn && w->grad;
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    const float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
 }
 
 /* Whether the model's blocks are the Llama block backward.c computes. */
@@ -408,6 +423,32 @@ int strix_router_train(const strix_model *m, const strix_token *tokens, int n_to
                 break;
             }
         }
+    }
+    /* calibration: inference decides without noise (s >= 0), so shift
+     * every layer's bias until the noiseless executed fraction on the
+     * training windows is keep (the decisions move with the shift: a few
+     * rounds) */
+    if (p.keep < 1.0f) {
+        const int n_cal = n_win < 16 ? n_win : 16;
+        const size_t per = (size_t)nl * (size_t)p.window;
+        float *sv = util_malloc((size_t)n_cal * per * sizeof(float));
+        if (!sv)
+            goto fail;
+        for (int round = 0; round < 4; round++) {
+            for (int i = 0; i < n_cal; i++) {
+                window(&tr, &wk[0], tokens + (size_t)i * (size_t)p.window, 0);
+                memcpy(sv + (size_t)i * per, wk[0].sv, per * sizeof(float));
+            }
+            const size_t n_sv = (size_t)n_cal * per;
+            qsort(sv, n_sv, sizeof(float), cmp_float);
+            /* executed: s - shift >= 0 for the top keep fraction */
+            const size_t k = (size_t)((1.0 - p.keep) * (double)n_sv);
+            const float shift = k == 0 ? sv[0] - 1.0f
+                                       : 0.5f * (sv[k - 1] + sv[k < n_sv ? k : n_sv - 1]);
+            for (int l = 0; l < nl; l++)
+                r->b2[l] -= shift;
+        }
+        util_free(sv);
     }
     *out = tr.r;
     tr.r = NULL;
