@@ -343,6 +343,12 @@ struct strix_context_params {
     strix_pool *pool;   /* a shared pool (borrowed); NULL: the context starts its own */
     strix_layer_hook on_layer; /* NULL: no observation */
     void *on_layer_user;
+    /* 1: each layer's keys and values take memory only for the entries the
+     * layer holds, growing as it needs (dynamic depth: a token that skips a
+     * layer stores nothing there); a decode may then fail with
+     * STRIX_ERR_NOMEM. 0: the whole cache is allocated at creation. */
+    int kv_grow;
+    int reserved_; /* zero */
 };
 #define STRIX_SEQ_MAX 64
 int strix_context_params_init(struct strix_context_params *p, size_t struct_size);
@@ -359,6 +365,98 @@ int strix_context_n_seq_max(const strix_context *ctx);
  * STRIX_ERR_ARG names a layer the model does not have. (Self-speculative
  * decoding drafts with the target so thinned.) */
 int strix_context_set_layer_skip(strix_context *ctx, const int *layers, int n, strix_error *err);
+
+/* ---- dynamic depth (D-LLM): per-token layer skipping ------------------
+ *
+ * A router file (GGUF, general.architecture "router") holds one decision
+ * module per layer: a two-layer MLP on the layer's input hidden state
+ * (RMS-normalised) giving the logit s of "execute"; the token runs the layer
+ * when sigmoid(s) >= 1 - keep (keep 0.5: s >= 0). It names the base model's
+ * architecture, layer count, width and a fingerprint of its weights, and is
+ * refused for another model. A token that skips layer l passes it on the
+ * residual path and stores no key/value in layer l; later tokens attend in
+ * layer l only to the tokens that ran it (positions are kept). `strix router
+ * train` makes router files. */
+typedef struct strix_router strix_router;
+int strix_router_load(const char *path, const strix_model *model, strix_router **out,
+                      strix_error *err);
+void strix_router_free(strix_router *r);
+/* The executed fraction the router was trained for (0 if unknown). */
+float strix_router_keep(const strix_router *r);
+
+struct strix_route_params {
+    size_t struct_size;
+    const strix_router *router; /* borrowed until the next set_route or the context's end */
+    float keep;                 /* router threshold: execute when p >= 1 - keep; 0 = 0.5 */
+    float random_keep;          /* no router: each (token, layer) runs with this probability;
+                                   0: every pair runs */
+    uint64_t seed;              /* of random_keep (a pure function of seed, sequence,
+                                   position and layer, so batching changes nothing) */
+    const uint8_t *skip_layers; /* (n_layer) 1: the layer is removed for every token;
+                                   NULL: none; copied */
+};
+int strix_route_params_init(struct strix_route_params *p, size_t struct_size);
+STRIX_DEFAULT_PARAMS_(route)
+/* Sets the context's skipping (and turns on its accounting); params NULL:
+ * accounting only, every layer runs. Takes effect from the next decode. */
+int strix_context_set_route(strix_context *ctx, const struct strix_route_params *params,
+                            strix_error *err);
+
+/* What the decodes since the route was set (or the stats reset) cost. */
+struct strix_route_stats {
+    size_t struct_size;      /* caller's sizeof */
+    uint64_t n_tokens;       /* tokens decoded */
+    uint64_t pairs;          /* (token, layer) pairs */
+    uint64_t pairs_run;      /* of those, executed */
+    double flops;            /* 2 x multiply-adds of the executed products and attention
+                                (query . key and weights . values over the entries seen),
+                                the decisions and the logits computed */
+    uint64_t kv_bytes;       /* keys and values memory now held (allocator sizes) */
+    uint64_t kv_bytes_peak;  /* highest kv_bytes seen */
+    uint64_t kv_entries;     /* (token, layer) entries now held */
+};
+int strix_context_route_stats(const strix_context *ctx, struct strix_route_stats *out,
+                              strix_error *err);
+void strix_context_route_stats_reset(strix_context *ctx);
+/* Entries held in layer `layer`'s cache (-1: bad arguments). */
+int strix_kv_layer_entries(const strix_context *ctx, int layer);
+/* Decisions of the last decode call: out[t * n_layer + l] = 1 if token t ran
+ * layer l, for its first n tokens; returns the tokens written (0 without a
+ * route). */
+int strix_route_last(const strix_context *ctx, uint8_t *out, int n);
+
+/* Training a router (the base model frozen, F32 Llama-shaped blocks; other
+ * weight types are dequantized): windows of `window` tokens of the text,
+ * each layer's decision relaxed by Gumbel-sigmoid with a straight-through
+ * hard decision (skipped tokens store no keys/values in the window), loss =
+ * language-modelling loss with skipping + penalty * (executed fraction -
+ * keep)^2, gradients through the frozen blocks to the decision modules
+ * (not into a router's own input), Adam. Deterministic for a seed at any
+ * thread count. */
+struct strix_router_train_params {
+    size_t struct_size;
+    float keep;      /* target executed fraction, (0, 1]; default 0.6 */
+    int epochs;      /* passes over the text; default 1 */
+    float lr;        /* Adam step; default 1e-3 */
+    int window;      /* tokens per window; default 128 (at most the context) */
+    int n_hidden;    /* decision module width; default 16 */
+    float tau;       /* Gumbel-sigmoid temperature; default 1 */
+    float penalty;   /* weight of the executed-fraction penalty; default 20 */
+    int n_threads;   /* default 1 */
+    int reserved_;   /* zero */
+    uint64_t seed;   /* initial weights and noise */
+    /* called after each window (may be NULL): step of n_steps, the window's
+     * LM loss and hard executed fraction; return non-zero to stop */
+    int (*progress)(void *user, int step, int n_steps, double loss, double frac);
+    void *user;
+};
+int strix_router_train_params_init(struct strix_router_train_params *p, size_t struct_size);
+STRIX_DEFAULT_PARAMS_(router_train)
+int strix_router_train(const strix_model *model, const strix_token *tokens, int n_tokens,
+                       const struct strix_router_train_params *params, strix_router **out,
+                       strix_error *err);
+/* Writes r as a router file (a temporary file renamed over path). */
+int strix_router_save(const strix_router *r, const char *path, strix_error *err);
 
 /* Mixture-of-Experts load: for block `layer`, the number of tokens routed to
  * each expert since the context was created (or reset), into counts[0..n).

@@ -3,7 +3,7 @@
 # of folders earlier in LAYERS, and util.h; never of a later folder. Prints
 # each violation and exits non-zero if there is one.
 cd "$(dirname "$0")/.." || exit 2
-LAYERS="quant format kernels tokenize model runtime generate analysis"
+LAYERS="quant format kernels tokenize model runtime train generate analysis"
 rank() {
     i=0
     for l in $LAYERS; do

@@ -8,6 +8,9 @@
  *   -n N[,N]        generation lengths             -t N[,N]  thread counts
  *   -r N            repetitions (after one warm-up run)
  *   -o md|json      output format
+ *   --router R.gguf [--keep X] | --skip-random KEEP [--seed S] | --skip-layers L,L
+ *                   dynamic depth (the JSON then has the executed fraction,
+ *                   FLOPs per token and the KV bytes held)
  *
  * and a batched mode like llama-batched-bench's (-npl N[,N]): B sequences
  * share a prompt of -d N tokens (one prefill, forked with strix_kv_seq_cp)
@@ -44,6 +47,7 @@ struct bench_opts {
     int reps;
     int json;
     const char *vocab;
+    struct opts route; /* --router ... (parsed by parse_opts) */
 };
 
 static void parse_list(const char *flag, const char *s, struct list *l, long lo, long hi)
@@ -258,15 +262,20 @@ static void bench_model(const struct bench_opts *b, const char *path, int *first
         cp.n_batch = (int)max_pp;
         strix_context *ctx;
         strix_error err;
+        cp.kv_grow = route_wanted(&b->route);
         if (strix_context_create(m, &cp, &ctx, &err))
             die("%s", err.msg);
+        strix_router *router = route_apply(&b->route, m, ctx);
         for (int kind = 0; kind < 2; kind++) {
             const struct list *l = kind == 0 ? &b->pp : &b->tg;
             for (int i = 0; i < l->n; i++) {
                 const int n = (int)l->v[i];
                 if (n <= 0)
                     continue;
+                strix_context_route_stats_reset(ctx);
                 run_test(ctx, in.n_vocab, kind == 0 ? n : 0, kind == 1 ? n : 0, b->reps, v);
+                struct strix_route_stats st = {.struct_size = sizeof st};
+                strix_context_route_stats(ctx, &st, &err);
                 const struct result r = summarize(v, b->reps);
                 const double peak = peak_mib();
                 char name[16];
@@ -274,9 +283,14 @@ static void bench_model(const struct bench_opts *b, const char *path, int *first
                 if (b->json) {
                     printf("%s  {\"model\": \"%s\", \"test\": \"%s\", \"threads\": %d, "
                            "\"reps\": %d, \"median_ts\": %.2f, \"min_ts\": %.2f, \"max_ts\": %.2f, "
-                           "\"mean_ts\": %.2f, \"stddev_ts\": %.2f, \"peak_rss_mib\": %.1f}",
+                           "\"mean_ts\": %.2f, \"stddev_ts\": %.2f, \"peak_rss_mib\": %.1f, "
+                           "\"layers_executed\": %.4f, \"flops_per_token\": %.6g, "
+                           "\"kv_bytes\": %llu}",
                            *first_json ? "" : ",\n", path, name, cp.n_threads, b->reps, r.median,
-                           r.min, r.max, r.mean, r.sd, peak);
+                           r.min, r.max, r.mean, r.sd, peak,
+                           st.pairs ? (double)st.pairs_run / (double)st.pairs : 1.0,
+                           st.n_tokens ? st.flops / (double)st.n_tokens : 0.0,
+                           (unsigned long long)st.kv_bytes_peak);
                     *first_json = 0;
                 } else {
                     printf("| %-40s | %8.1f | %7d | %6s | %10.2f | %8.2f | %8.2f | %8.1f |\n", path,
@@ -286,7 +300,10 @@ static void bench_model(const struct bench_opts *b, const char *path, int *first
                 fflush(stdout);
             }
         }
+        if (route_wanted(&b->route))
+            route_report(ctx, "bench");
         strix_context_free(ctx);
+        strix_router_free(router);
     }
     free(v);
     strix_model_free(m);
@@ -301,6 +318,8 @@ int cmd_bench(int argc, char **argv)
     b.threads.n = 1,
     b.threads.v[0] = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
     b.reps = 5;
+    char *rargv[16] = {argv[0], argv[1]};
+    int rargc = 2;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (is_help(a)) {
@@ -338,10 +357,17 @@ int cmd_bench(int argc, char **argv)
             b.depth = parse_long(a, val, 0, 1 << 16);
         } else if (strcmp(a, "--vocab") == 0) {
             b.vocab = val;
+        } else if (rargc + 2 <= 16 && (strcmp(a, "--router") == 0 || strcmp(a, "--keep") == 0 ||
+                                       strcmp(a, "--skip-random") == 0 ||
+                                       strcmp(a, "--skip-layers") == 0 ||
+                                       strcmp(a, "--seed") == 0)) {
+            rargv[rargc++] = argv[i - 1];
+            rargv[rargc++] = argv[i];
         } else {
             die("unknown option '%s' for bench (see strix bench --help)", a);
         }
     }
+    parse_opts(rargc, rargv, &b.route, " router keep skip-random skip-layers seed ");
     if (b.n_models == 0)
         b.models[b.n_models++] = default_model();
     if (b.json)

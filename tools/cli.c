@@ -131,11 +131,14 @@ static const struct {
             "             --draft-ngram N] [--draft-max K] [--draft-adaptive] [--draft-p-min P]\n"
             "            [--draft-lossy lenient|top-p|near-max --draft-knob X\n"
             "             [--draft-entropy-min H] [--draft-budget NATS --draft-window W]]\n"
-            "            (speculative)\n"},
+            "            (speculative)\n"
+            "            [--router R.gguf [--keep X] | --skip-random KEEP | --skip-layers L,L]\n"
+            "            (dynamic depth: per-token layer skipping; also for ppl and bench)\n"},
     {"tokenize", "  tokenize  [-m MODEL] [--vocab TOKENIZER.bin] (-p TEXT | -f FILE|-) [--ids]\n"
                  "            [--no-bos] [--parse-special]\n"},
     {"ppl", "  ppl       [-m MODEL] [--vocab TOKENIZER.bin] -f TEXT|- [-c N_CTX] [--stride S]\n"
-            "            [-t THREADS] [--kl-save FILE]\n"
+            "            [-t THREADS] [--kl-save FILE] [--json] [--router R.gguf [--keep X] |\n"
+            "            --skip-random KEEP [--seed S] | --skip-layers L,L]\n"
             "  ppl       [-m MODEL] [--vocab TOKENIZER.bin] --kl-base FILE [-f TEXT] [-t THREADS]\n"
             "            (cross-entropy, perplexity, bits per byte; KL divergence from a base,\n"
             "            whose window and tokens are used)\n"},
@@ -143,6 +146,10 @@ static const struct {
              "            [-n N] [-t THREADS] [-c N_CTX] [--stop TEXT]... [--no-stop-bos]\n"
              "            [sampling options of run]\n"},
     {"info", "  info      [-m MODEL] [--vocab TOKENIZER.bin]\n"},
+    {"router", "  router    train -m MODEL -f TEXT -o R.gguf [--keep 0.6] [--epochs E] [--lr LR]\n"
+               "            [--window W] [-t THREADS] [--seed S]   (decision modules, base frozen)\n"
+               "  router    map -m MODEL --router R.gguf -f TEXT -o MAP.svg [--keep X]\n"
+               "            (which layers each token ran: SVG heat map, and MAP.csv)\n"},
     {"convert", "  convert   [-m MODEL] [--vocab TOKENIZER.bin] -o OUT.gguf [--type TYPE] [-t THREADS]\n"
                 "            (TYPE: any of quantize's)\n"},
     {"synth", "  synth     [-m VOCAB_MODEL] -o OUT.gguf [--dim N] [--ff N] [--layers N] [--heads N]\n"
@@ -313,6 +320,14 @@ static const struct opt_def opt_defs[] = {
     {"limit", "--limit", OPT_INT, F(limit), 1, 1 << 20},
     {"shots", "--shots", OPT_INT, F(shots), 0, 16},
     {"compare", "--compare", OPT_FLAG, F(compare), 0, 0},
+    {"router", "--router", OPT_STR, F(router), 0, 0},
+    {"keep", "--keep", OPT_FLOAT, F(keep), 0, 1},
+    {"skip-random", "--skip-random", OPT_FLOAT, F(skip_random), 0, 1},
+    {"skip-layers", "--skip-layers", OPT_STR, F(skip_layers), 0, 0},
+    {"epochs", "--epochs", OPT_INT, F(epochs), 1, 100000},
+    {"lr", "--lr", OPT_FLOAT, F(lr), 1e-7, 0.5},
+    {"window", "--window", OPT_INT, F(window), 2, 4096},
+    {"json", "--json", OPT_FLAG, F(json), 0, 0},
 };
 #undef F
 

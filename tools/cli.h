@@ -75,6 +75,10 @@ struct opts {
     int limit, shots, compare;
     struct strix_synth_params synth;
     struct strix_sampler_params sp;
+    /* dynamic depth (run, ppl, bench, router) */
+    const char *router, *skip_layers;
+    float keep, skip_random, lr;
+    int epochs, window, json;
 };
 
 /* Without --seed (or with --seed -1) the seed comes from the OS. -h and
@@ -126,5 +130,16 @@ void spec_free(struct spec_setup *s);
 /* The figures of one run on stderr: counts, "acceptance NN.N%", mean
  * accepted length, relaxed acceptances and mean KL when lossy, tokens/s. */
 void spec_report(const struct strix_spec_stats *st, double seconds);
+
+int cmd_router(int argc, char **argv);
+
+/* tools/router.c: --router R [--keep X] | --skip-random KEEP [--seed S] |
+ * --skip-layers LIST for run, ppl and bench. route_wanted: whether one was
+ * given (the context then grows its cache: kv_grow); route_apply sets it on
+ * ctx (accounting on, even with none); the router is returned for freeing.
+ * route_report prints the executed fraction, FLOPs and KV bytes on stderr. */
+int route_wanted(const struct opts *o);
+strix_router *route_apply(const struct opts *o, const strix_model *m, strix_context *ctx);
+void route_report(const strix_context *ctx, const char *what);
 
 #endif

@@ -27,7 +27,9 @@ static void progress(void *user, int done, int total)
 int cmd_ppl(int argc, char **argv)
 {
     struct opts o;
-    parse_opts(argc, argv, &o, " m vocab f c t stride kl-save kl-base ");
+    parse_opts(argc, argv, &o,
+               " m vocab f c t stride kl-save kl-base json router keep skip-random skip-layers "
+               "seed ");
     if (!o.file && !o.kl_base)
         die("ppl needs -f TEXT (or --kl-base FILE, whose tokens are used)");
     if (o.kl_save && o.kl_base)
@@ -45,6 +47,7 @@ int cmd_ppl(int argc, char **argv)
     cp.n_ctx = n_ctx;
     cp.n_batch = n_ctx;
     cp.n_threads = o.n_threads;
+    cp.kv_grow = route_wanted(&o);
     strix_error err;
     strix_context *ctx;
     struct strix_ppl_params pp = strix_ppl_default_params();
@@ -65,6 +68,7 @@ int cmd_ppl(int argc, char **argv)
     }
     if (strix_context_create(m, &cp, &ctx, &err))
         die("%s", err.msg);
+    strix_router *router = route_apply(&o, m, ctx); /* accounting, with or without */
     double t0 = now();
     if (isatty(2) || getenv("STRIX_PROGRESS")) {
         pp.progress = progress;
@@ -73,6 +77,25 @@ int cmd_ppl(int argc, char **argv)
     struct strix_ppl_result r = {.struct_size = sizeof r};
     if (strix_perplexity(m, ctx, ids, n_tok, &pp, &r, &err))
         die("ppl: %s", err.msg);
+    route_report(ctx, "ppl");
+    if (o.json) {
+        struct strix_route_stats st = {.struct_size = sizeof st};
+        if (strix_context_route_stats(ctx, &st, &err))
+            die("%s", err.msg);
+        printf("{\"ppl\": %.6f, \"nll\": %.6f, \"nll_stderr\": %.6f, \"n_scored\": %lld, "
+               "\"n_ctx\": %d, \"layers_executed\": %.6f, \"flops\": %.6g, "
+               "\"flops_per_token\": %.6g, \"kv_bytes\": %llu}\n",
+               r.ppl, r.nll, r.nll_stderr, (long long)r.n_scored, r.n_ctx,
+               st.pairs ? (double)st.pairs_run / (double)st.pairs : 1.0, st.flops,
+               st.n_tokens ? st.flops / (double)st.n_tokens : 0.0,
+               (unsigned long long)st.kv_bytes_peak);
+        strix_context_free(ctx);
+        strix_router_free(router);
+        free(ids);
+        free(text);
+        strix_model_free(m);
+        return 0;
+    }
     printf("model %s\n", o.model);
     if (text)
         printf("text %s: %zu bytes, %d tokens\n", o.file, len, n_tok);
@@ -94,6 +117,7 @@ int cmd_ppl(int argc, char **argv)
         printf("same top token: %.3f%%\n", 100.0 * r.top1_agree);
     }
     strix_context_free(ctx);
+    strix_router_free(router);
     free(ids);
     free(text);
     strix_model_free(m);

@@ -154,7 +154,7 @@ static int cmd_run(int argc, char **argv)
                " mirostat mirostat-lr mirostat-ent samplers logit-bias n-probs stop expert-stats"
                " parse-special beams n-best length-penalty draft draft-max draft-ngram draft-quant"
                " draft-skip draft-lossy draft-knob draft-entropy-min draft-budget draft-window"
-               " draft-p-min draft-adaptive ");
+               " draft-p-min draft-adaptive router keep skip-random skip-layers ");
     if (o.prompt && o.file)
         die("run takes -p TEXT or -f FILE, not both");
     const int spec = spec_wanted(&o);
@@ -207,8 +207,10 @@ static int cmd_run(int argc, char **argv)
     if (spec && strix_pool_create(o.n_threads, &pool, &err))
         die("%s", err.msg);
     cp.pool = pool;
+    cp.kv_grow = route_wanted(&o);
     if (strix_context_create(m, &cp, &ctx, &err))
         die("%s", err.msg);
+    strix_router *router = route_wanted(&o) ? route_apply(&o, m, ctx) : NULL;
     const int n_ctx = strix_context_n_ctx(ctx);
     if (n_prompt >= n_ctx)
         die("the prompt has %d tokens; the context holds %d", n_prompt, n_ctx);
@@ -267,8 +269,10 @@ static int cmd_run(int argc, char **argv)
             n_gen / (t2 - t1 > 0 ? t2 - t1 : 1e-9));
     if (o.expert_stats)
         print_expert_stats(ctx, m);
+    route_report(ctx, "run");
     strix_sampler_free(smp);
     strix_context_free(ctx);
+    strix_router_free(router);
     free(ids);
     free(file_text);
     strix_model_free(m);
@@ -433,6 +437,7 @@ int main(int argc, char **argv)
         {"convert", cmd_convert}, {"synth", cmd_synth},       {"bench", cmd_bench},
         {"ppl", cmd_ppl},         {"chat", cmd_chat},         {"quantize", cmd_quantize},
         {"serve", cmd_serve},
+        {"router", cmd_router},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(cmd, commands[i].name) == 0)

@@ -88,11 +88,16 @@ static void kv_free(struct kv_cache *kv)
     memset(kv, 0, sizeof *kv);
 }
 
-/* Each layer gets its own table and its own keys and values; with
- * v_in_k (MLA) the values are the keys' first values and share them. */
-static int kv_alloc(struct kv_cache *kv, int n_layer, int cells, size_t kv_dim, int v_in_k)
+/* Each layer gets its own table and its own keys and values (none yet when
+ * the cache grows); with v_in_k (MLA) the values are the keys' first values
+ * and share their memory. */
+static int kv_alloc(struct kv_cache *kv, int n_layer, int cells, size_t kv_dim, int v_in_k,
+                    int grow)
 {
     kv->n_layer = n_layer;
+    kv->grow = grow;
+    kv->v_in_k = v_in_k;
+    kv->kv_dim = kv_dim;
     kv->layer = util_calloc((size_t)n_layer, sizeof *kv->layer);
     kv->sim_pos = util_malloc((size_t)cells * sizeof(int32_t));
     kv->sim_seqs = util_malloc((size_t)cells * sizeof(uint64_t));
@@ -104,15 +109,56 @@ static int kv_alloc(struct kv_cache *kv, int n_layer, int cells, size_t kv_dim, 
         L->pos = util_malloc((size_t)cells * sizeof(int32_t));
         L->seqs = util_calloc((size_t)cells, sizeof(uint64_t));
         L->order = util_malloc((size_t)cells * sizeof(int32_t));
-        L->k = util_malloc((size_t)cells * kv_dim * sizeof(float));
-        L->v = v_in_k ? L->k : util_malloc((size_t)cells * kv_dim * sizeof(float));
-        if (!L->pos || !L->seqs || !L->order || !L->k || !L->v)
+        L->cap = grow ? 0 : cells;
+        if (!grow) {
+            L->k = util_malloc((size_t)cells * kv_dim * sizeof(float));
+            L->v = v_in_k ? L->k : util_malloc((size_t)cells * kv_dim * sizeof(float));
+            kv->bytes += (v_in_k ? 1 : 2) * (uint64_t)cells * kv_dim * sizeof(float);
+        }
+        if (!L->pos || !L->seqs || !L->order || (!grow && (!L->k || !L->v)))
             return 0;
         for (int i = 0; i < cells; i++)
             L->pos[i] = -1;
     }
     for (int s = 0; s < STRIX_SEQ_MAX; s++)
         kv->pos_max[s] = -1;
+    kv->bytes_peak = kv->bytes;
+    return 1;
+}
+
+/* Growing cache: gives each layer key/value memory for the n more cells a
+ * decode may place (cells go to the lowest free ones, so the highest in use
+ * stays below max(n_scan, n_used + n)). 0: out of memory, nothing lost. */
+static int kv_reserve(struct kv_cache *kv, int n)
+{
+    if (!kv->grow)
+        return 1;
+    for (int l = 0; l < kv->n_layer; l++) {
+        struct kv_layer *L = &kv->layer[l];
+        int need = L->n_used + n > L->n_scan ? L->n_used + n : L->n_scan;
+        if (need > L->size)
+            need = L->size;
+        if (need <= L->cap)
+            continue;
+        int cap = L->cap + L->cap / 4 > need ? L->cap + L->cap / 4 : need;
+        cap = (cap + 15) / 16 * 16;
+        cap = cap > L->size ? L->size : cap;
+        const size_t row = kv->kv_dim * sizeof(float);
+        float *k = util_realloc(L->k, (size_t)cap * row);
+        if (!k)
+            return 0;
+        L->k = k;
+        if (kv->v_in_k) {
+            L->v = k;
+        } else {
+            float *v = util_realloc(L->v, (size_t)cap * row);
+            if (!v)
+                return 0;
+            L->v = v;
+        }
+        kv->bytes += (kv->v_in_k ? 1 : 2) * (uint64_t)(cap - L->cap) * row;
+        L->cap = cap;
+    }
     return 1;
 }
 
@@ -187,7 +233,8 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     c->max_row = (int)(embd > ff ? embd : ff);
     if ((size_t)c->max_row < q_dim)
         c->max_row = (int)q_dim;
-    const int kv_ok = kv_alloc(&c->kv, hp->n_layer, (int)cells, kv_dim, hp->mla);
+    const int kv_ok =
+        kv_alloc(&c->kv, hp->n_layer, (int)cells, kv_dim, hp->mla, params->kv_grow != 0);
     c->tok_pos = util_malloc(nb * sizeof(int32_t));
     c->tok_seq = util_malloc(nb * sizeof(int32_t));
     c->tok_cell = util_malloc((size_t)hp->n_layer * nb * sizeof(int32_t));
@@ -228,6 +275,7 @@ void strix_context_free(strix_context *c)
         return;
     pool_free(c->own_pool);
     forward_scratch_free(c->fwd);
+    route_free(c->route);
     kv_free(&c->kv);
     util_free(c->tok_pos);
     util_free(c->tok_seq);
@@ -364,6 +412,59 @@ int kv_evict(struct kv_cache *kv, int layer, int seq, int32_t pos)
             return 1;
         }
     return 0;
+}
+
+static int layer_place(struct kv_layer *L, int n, const int32_t *pos, const int32_t *seq,
+                       int32_t *cells);
+
+int kv_layer_place(struct kv_cache *kv, int layer, int n, const int32_t *pos, const int32_t *seq,
+                   int32_t *cells)
+{
+    return layer_place(&kv->layer[layer], n, pos, seq, cells);
+}
+
+/* Growing cache, after a decode: each layer keeps memory for its cells up to
+ * the highest in use (16-cell steps); shrinking never fails (a refused
+ * realloc keeps the larger block). */
+static void kv_shrink(struct kv_cache *kv)
+{
+    if (!kv->grow)
+        return;
+    const size_t row = kv->kv_dim * sizeof(float);
+    for (int l = 0; l < kv->n_layer; l++) {
+        struct kv_layer *L = &kv->layer[l];
+        const int cap = (L->n_scan + 15) / 16 * 16;
+        if (cap >= L->cap)
+            continue;
+        const int nb = kv->v_in_k ? 1 : 2;
+        if (cap == 0) {
+            if (L->v != L->k)
+                util_free(L->v);
+            util_free(L->k);
+            L->k = L->v = NULL;
+            kv->bytes -= nb * (uint64_t)L->cap * row;
+            L->cap = 0;
+            continue;
+        }
+        float *k = util_realloc(L->k, (size_t)cap * row);
+        if (k)
+            L->k = k;
+        if (k && kv->v_in_k)
+            L->v = k;
+        float *v = k && !kv->v_in_k ? util_realloc(L->v, (size_t)cap * row) : k;
+        if (!k || !v)
+            continue;
+        L->v = v;
+        kv->bytes -= nb * (uint64_t)(L->cap - cap) * row;
+        L->cap = cap;
+    }
+}
+
+void kv_drop_cell(struct kv_cache *kv, int layer, int cell)
+{
+    struct kv_layer *L = &kv->layer[layer];
+    STRIX_ASSERT(cell >= 0 && cell < L->n_scan && L->pos[cell] >= 0);
+    layer_remove(L, L->seqs[cell], L->pos[cell], L->pos[cell] + 1);
 }
 
 int kv_layer_used(const struct kv_cache *kv, int layer)
@@ -671,6 +772,8 @@ int strix_decode_batch(strix_context *c, const strix_batch *b, strix_error *err)
         return err_set(err, STRIX_ERR_FULL,
                        "the KV cache is full: %d tokens need cells, %d of %d are in use", n,
                        strix_kv_cells_used(c), strix_kv_cells(c));
+    if (!kv_reserve(&c->kv, n))
+        return err_set(err, STRIX_ERR_NOMEM, "out of memory for the KV cache");
 
     /* from here on nothing fails: the batch replaces what its sequences held
      * from their first positions on */
@@ -708,6 +811,9 @@ int strix_decode_batch(strix_context *c, const strix_batch *b, strix_error *err)
             kept += c->slot_buf[off + t] >= 0;
     }
     c->n_out = n;
+    kv_shrink(&c->kv);
+    if (c->kv.bytes > c->kv.bytes_peak)
+        c->kv.bytes_peak = c->kv.bytes;
     return STRIX_OK;
 }
 

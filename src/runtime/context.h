@@ -42,7 +42,9 @@ struct kv_layer {
     int32_t *order; /* (n_used) the cells in use by ascending position: attention
                        visits them so, so a token's result does not depend on
                        which cells its keys landed in */
-    float *k, *v;   /* (size, kv_dim) */
+    float *k, *v;   /* (cap, kv_dim) */
+    int cap;        /* cells with key/value memory: size, or fewer when the
+                       cache grows (kv_grow) */
 };
 
 struct kv_cache {
@@ -54,6 +56,14 @@ struct kv_cache {
     /* (size) shadow cell table for the dry run of a windowed batch */
     int32_t *sim_pos;
     uint64_t *sim_seqs;
+    /* growing cache (context params kv_grow): keys and values of a layer are
+     * reallocated as its highest cell in use needs, before a decode starts */
+    int grow;
+    int v_in_k; /* values share the keys' memory (MLA) */
+    size_t kv_dim;
+    uint64_t bytes;      /* key/value memory held (sizes given to the allocator) */
+    uint64_t bytes_peak; /* its highest after a decode (a decode of n tokens holds
+                            room for n more cells per layer while it runs) */
 };
 
 /* Drops sequence seq's entry at position pos from layer `layer` only (the
@@ -63,6 +73,13 @@ struct kv_cache {
 int kv_evict(struct kv_cache *kv, int layer, int seq, int32_t pos);
 /* Entries (cells in use) of one layer. */
 int kv_layer_used(const struct kv_cache *kv, int layer);
+/* Frees cell `cell` of layer `layer` (its token skipped the layer), keeping
+ * the sequences' highest positions as they are. */
+void kv_drop_cell(struct kv_cache *kv, int layer, int cell);
+/* Gives n tokens the lowest free cells of one layer (cells written); 0 if
+ * the layer runs out. */
+int kv_layer_place(struct kv_cache *kv, int layer, int n, const int32_t *pos, const int32_t *seq,
+                   int32_t *cells);
 
 struct strix_context {
     const strix_model *model;
@@ -109,6 +126,7 @@ struct strix_context {
     /* static layer mask (strix_context_set_layer_skip): (n_layer), non-zero:
      * the block is skipped; NULL: none */
     uint8_t *layer_skip;
+    struct route *route; /* per-token layer skipping (route.c), NULL: none */
 };
 
 /* The observation hook around block l of the current chunk: call
@@ -142,6 +160,15 @@ struct attn_args {
 void attention(strix_context *c, const struct attn_args *a);
 /* Floats of per-thread scratch attention needs. */
 size_t attention_scratch(const struct hparams *hp);
+
+/* ---- route.c: dynamic depth. route_enter moves the chunk's tokens that
+ * run layer l to the front of the batch (x, positions, sequences, cells and
+ * the rows of `rows`, width floats per token), frees the cells of the others
+ * in layer l and returns how many run; route_leave puts everything back
+ * (the skipped tokens' x unchanged). Without a route: n_tok, nothing moves. */
+int route_enter(strix_context *c, int l, float *rows, int width);
+void route_leave(strix_context *c, int l, float *rows, int width);
+void route_free(struct route *r);
 
 /* ---- forward.c ---- */
 /* Runs the model over the context's current chunk (c->n_tok tokens, their

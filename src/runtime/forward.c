@@ -359,9 +359,9 @@ void forward(strix_context *c, const strix_token *tokens)
     const struct arch *ad = m->ad;
     const struct hparams *hp = &m->hp;
     struct fwd *f = c->fwd;
-    const int n = c->n_tok;
+    const int n_all = c->n_tok;
     const int embd = hp->n_embd, hd = hp->head_dim;
-    STRIX_ASSERT(n >= 1 && n <= c->n_batch); /* checked by strix_decode_batch */
+    STRIX_ASSERT(n_all >= 1 && n_all <= c->n_batch); /* checked by strix_decode_batch */
 
     embed(c, tokens);
 
@@ -376,7 +376,7 @@ void forward(strix_context *c, const strix_token *tokens)
                             hp->yarn_beta_slow, rc.corr);
     /* each token's angles, once for all heads and layers */
     if (ad->pos == POS_ROPE)
-        for (int t = 0; t < n; t++) {
+        for (int t = 0; t < n_all; t++) {
             float *cs = f->rope + (size_t)t * (size_t)hp->n_rot;
             if (plain_rope)
                 kern_rope_table(cs, hp->n_rot, c->tok_pos[t], hp->rope_freq_base);
@@ -395,6 +395,14 @@ void forward(strix_context *c, const strix_token *tokens)
             continue; /* static layer mask: the residual passes through, no KV is written */
         const struct layer *L = &m->layers[l];
         context_hook_in(c); /* observation (context params), when set */
+        /* dynamic depth (route.c): only the tokens that run the layer, gathered */
+        const int rope_w = ad->pos == POS_ROPE ? hp->n_rot : 0;
+        const int n = route_enter(c, l, f->rope, rope_w);
+        if (n == 0) {
+            route_leave(c, l, f->rope, rope_w);
+            context_hook_out(c, l);
+            continue;
+        }
         /* attention: input normed unless the block normalises after */
         const float *in = c->x;
         if (!hp->post_norm) {
@@ -464,12 +472,13 @@ void forward(strix_context *c, const strix_token *tokens)
             if (hp->post_norm)
                 norm_rows(m, c->x, c->x, &L->ffn_norm, &L->ffn_norm_b, n);
         }
+        route_leave(c, l, f->rope, rope_w);
         context_hook_out(c, l);
     }
 
     /* final norm and logits, only for the tokens that want them */
     int n_keep = 0;
-    for (int t = 0; t < n; t++) {
+    for (int t = 0; t < n_all; t++) {
         if (c->logit_slot[t] < 0)
             continue;
         norm_rows(m, row(c->xb, n_keep, embd), row(c->x, t, embd), &m->output_norm,

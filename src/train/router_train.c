@@ -1,0 +1,471 @@
+/*
+ * router_train.c - training the decision modules of dynamic depth (D-LLM)
+ * with the base model frozen (strix_router_train, strix.h).
+ *
+ * One window of T tokens, per layer l and token t:
+ *   s = router_l(x_t)                        decision logit (route.c)
+ *   g = sigmoid((s + n) / tau), n logistic   Gumbel-sigmoid relaxation
+ *   d = [s + n >= 0]                         hard decision (straight-through)
+ *   y_t = x_t + d_t D_l(x)_t                 D: the block's delta (backward.c),
+ *                                            attention over the tokens with d = 1
+ * loss = LM loss of the final states + penalty * (mean g - keep)^2.
+ * Backward: dL/dg_t = dL/dy_t . D_t (+ the penalty's), dL/dD_t = d_t dL/dy_t,
+ * dL/dx = dL/dy + the block's backward of dL/dD; dL/ds = dL/dg g (1-g) / tau
+ * into the router's MLP. The router's input is not differentiated (its
+ * gradient would only reach earlier routers through the base model's
+ * states; the D-LLM paper does not need it either).
+ *
+ * A step is STEP_WINDOWS windows, each computed by one worker into its own
+ * gradient, summed in window order: the same result at any thread count.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/backward.h"
+#include "runtime/route.h"
+#include "model/arch.h"
+#include "quant/dtype.h"
+#include "pool.h"
+#include "kernels/kernels.h"
+
+#define STEP_WINDOWS 4
+
+UTIL_PARAMS_DEFINE(router_train, .keep = 0.6f, .epochs = 1, .lr = 1e-3f, .window = 128,
+                   .n_hidden = 16, .tau = 1.0f, .penalty = 20.0f, .n_threads = 1, .seed = 1)
+
+struct trainer {
+    const strix_model *m;
+    const struct strix_router_train_params *p;
+    struct bw_dims d;
+    struct bw_block *blk; /* (n_layer) F32 views */
+    float **owned;        /* dequantized copies */
+    int n_owned;
+    float *emb, *out_w, *out_norm; /* (n_vocab, e), (n_vocab, e), (e) */
+    strix_router *r;
+    size_t n_par; /* router parameters */
+};
+
+/* One worker's buffers for a window. */
+struct worker {
+    struct bw_tape *tape; /* (n_layer) */
+    float *xs;            /* (n_layer + 1, T, e) states before each layer, and final */
+    float *delta;         /* (n_layer, T, e) */
+    float *g;             /* (n_layer, T) soft decisions */
+    float *sv;            /* (n_layer, T) decision logits */
+    uint8_t *dec;         /* (n_layer, T) hard decisions */
+    float *rin;           /* (n_layer, T, e + n_hidden) router input and hidden */
+    float *dx, *dd;       /* (T, e) */
+    float *logits, *xn;   /* (n_vocab), (e) */
+    float *grad;          /* (n_par) */
+    double loss, frac, soft;
+};
+
+struct step_job {
+    struct trainer *tr;
+    struct worker *w;
+    const strix_token *tokens;
+    const int *starts; /* window starts of this step */
+    int n_win;
+    uint64_t noise_seed;
+};
+
+static uint64_t mix64(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static double unit(uint64_t *s)
+{
+    *s = mix64(*s);
+    return ((double)(*s >> 11) + 0.5) * (1.0 / 9007199254740992.0); /* (0, 1) */
+}
+
+/* An F32 view of weight t: its data if F32, else a dequantized copy. */
+static const float *f32_of(struct trainer *tr, const struct tensor *t)
+{
+    if (!t->data)
+        return NULL;
+    if (t->type == DTYPE_F32)
+        return t->data;
+    const dtype_dequant_fn deq = dtype_get(t->type)->dequantize;
+    if (!deq)
+        return NULL;
+    const size_t rows = (size_t)t->ne[1] * (size_t)t->ne[2];
+    float *f = util_malloc(rows * (size_t)t->ne[0] * sizeof(float));
+    if (!f)
+        return NULL;
+    tr->owned[tr->n_owned++] = f;
+    for (size_t i = 0; i < rows; i++)
+        deq((const uint8_t *)t->data + i * t->row_bytes, f + i * (size_t)t->ne[0], t->ne[0]);
+    return f;
+}
+
+/* Gradient of one window into w->grad (added), its loss into w. seed 0:
+ * no noise and no backward (calibration): the decision logits stay in
+ * w->g as they were computed. */
+static void window(struct trainer *tr, struct worker *w, const strix_token *tok, uint64_t seed)
+{
+    const struct hparams *hp = &tr->m->hp;
+    const strix_router *r = tr->r;
+    const struct strix_router_train_params *p = tr->p;
+    const int e = hp->n_embd, nl = hp->n_layer, T = p->window, nh = r->n_hidden;
+    const size_t te = (size_t)T * (size_t)e;
+    int32_t pos[4096], target[4096];
+    for (int t = 0; t < T; t++) {
+        pos[t] = t;
+        target[t] = tok[t + 1];
+        memcpy(w->xs + (size_t)t * e, tr->emb + (size_t)tok[t] * e, (size_t)e * sizeof(float));
+    }
+    uint64_t rng = seed;
+    double n_run = 0, soft = 0;
+    for (int l = 0; l < nl; l++) {
+        const float *x = w->xs + (size_t)l * te;
+        float *y = w->xs + (size_t)(l + 1) * te, *dl = w->delta + (size_t)l * te;
+        float *g = w->g + (size_t)l * T;
+        uint8_t *dec = w->dec + (size_t)l * T;
+        for (int t = 0; t < T; t++) {
+            float *rin = w->rin + ((size_t)l * T + t) * (size_t)(e + nh);
+            const float s = route_logit(r, l, x + (size_t)t * e, rin);
+            w->sv[(size_t)l * T + t] = s;
+            const double u = seed ? unit(&rng) : 0.5;
+            const double z = (s + log(u) - log1p(-u)) / p->tau;
+            g[t] = (float)(1.0 / (1.0 + exp(-z)));
+            dec[t] = z >= 0.0;
+            n_run += dec[t];
+            soft += g[t];
+        }
+        bw_block_forward(&tr->d, &tr->blk[l], &w->tape[l], T, pos, dec, x, dl);
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < e; i++)
+                y[(size_t)t * e + i] =
+                    x[(size_t)t * e + i] + (dec[t] ? dl[(size_t)t * e + i] : 0.0f);
+    }
+    const double n_pairs = (double)nl * T;
+    if (!seed)
+        return;
+    w->loss += bw_head_loss(&tr->d, tr->out_norm, tr->out_w, hp->n_vocab, T,
+                            w->xs + (size_t)nl * te, target, w->dx, w->logits, w->xn);
+    w->frac += n_run / n_pairs;
+    w->soft += soft / n_pairs;
+    const double dpen = 2.0 * p->penalty * (soft / n_pairs - p->keep) / n_pairs;
+    const size_t o_b1 = (size_t)nl * nh * e, o_w2 = o_b1 + (size_t)nl * nh,
+                 o_b2 = o_w2 + (size_t)nl * nh;
+    for (int l = nl - 1; l >= 0; l--) {
+        const float *dl = w->delta + (size_t)l * te, *g = w->g + (size_t)l * T;
+        const uint8_t *dec = w->dec + (size_t)l * T;
+        for (int t = 0; t < T; t++) {
+            const float *dy = w->dx + (size_t)t * e;
+            const double dg = kern_dot_f32(e, dy, dl + (size_t)t * e) + dpen;
+            const float ds = (float)(dg * g[t] * (1.0 - g[t]) / p->tau);
+            for (int i = 0; i < e; i++)
+                w->dd[(size_t)t * e + i] = dec[t] ? dy[i] : 0.0f;
+            /* s = w2 . hid + b2, hid = relu(W1 xn + b1) */
+            const float *xn = w->rin + ((size_t)l * T + t) * (size_t)(e + nh), *hid = xn + e;
+            const float *w2 = r->w2 + (size_t)l * nh;
+            w->grad[o_b2 + l] += ds;
+            for (int j = 0; j < nh; j++) {
+                w->grad[o_w2 + (size_t)l * nh + j] += ds * hid[j];
+                if (hid[j] <= 0.0f)
+                    continue;
+                const float dh = ds * w2[j];
+                w->grad[o_b1 + (size_t)l * nh + j] += dh;
+                float *gw1 = w->grad + ((size_t)l * nh + j) * (size_t)e;
+                for (int i = 0; i < e; i++)
+                    gw1[i] += dh * xn[i];
+            }
+        }
+        /* dx stays as dL/dy (the residual) plus the block's backward */
+        bw_block_backward(&tr->d, &tr->blk[l], &w->tape[l], T, w->dd, w->dx);
+    }
+}
+
+/* Worker ith computes windows ith, ith + nth, ...; window i into slot i's
+ * buffers (one slot per window of a step). */
+static void step_worker(void *arg, int ith, int nth)
+{
+    struct step_job *j = arg;
+    for (int i = ith; i < j->n_win; i += nth) {
+        struct worker *w = &j->w[i];
+        memset(w->grad, 0, j->tr->n_par * sizeof(float));
+        w->loss = w->frac = w->soft = 0.0;
+        window(j->tr, w, j->tokens + j->starts[i], mix64(j->noise_seed + (uint64_t)i));
+    }
+}
+
+static void worker_free(struct worker *w, int nl)
+{
+    for (int l = 0; w->tape && l < nl; l++)
+        bw_tape_free(&w->tape[l]);
+    util_free(w->tape);
+    util_free(w->xs);
+    util_free(w->delta);
+    util_free(w->g);
+    util_free(w->sv);
+    util_free(w->dec);
+    util_free(w->rin);
+    util_free(w->dx);
+    util_free(w->dd);
+    util_free(w->logits);
+    util_free(w->xn);
+    util_free(w->grad);
+}
+
+static int worker_init(struct worker *w, const struct trainer *tr)
+{
+    const struct hparams *hp = &tr->m->hp;
+    const size_t T = (size_t)tr->p->window, e = (size_t)hp->n_embd, nl = (size_t)hp->n_layer;
+    memset(w, 0, sizeof *w);
+    w->tape = util_calloc(nl, sizeof *w->tape);
+    if (!w->tape)
+        return 0;
+    for (size_t l = 0; l < nl; l++)
+        if (!bw_tape_init(&w->tape[l], &tr->d, (int)T))
+            return 0;
+    w->xs = util_malloc((nl + 1) * T * e * sizeof(float));
+    w->delta = util_malloc(nl * T * e * sizeof(float));
+    w->g = util_malloc(nl * T * sizeof(float));
+    w->sv = util_malloc(nl * T * sizeof(float));
+    w->dec = util_malloc(nl * T);
+    w->rin = util_malloc(nl * T * (e + (size_t)tr->r->n_hidden) * sizeof(float));
+    w->dx = util_malloc(T * e * sizeof(float));
+    w->dd = util_malloc(T * e * sizeof(float));
+    w->logits = util_malloc((size_t)hp->n_vocab * sizeof(float));
+    w->xn = util_malloc(e * sizeof(float));
+    w->grad = util_malloc(tr->n_par * sizeof(float));
+    return w->xs && w->delta && w->g && w->sv && w->dec && w->rin && w->dx && w->dd && w->logits &&
+           w->xn && w->grad;
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    const float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* Whether the model's blocks are the Llama block backward.c computes. */
+static int llama_shaped(const strix_model *m)
+{
+    const struct hparams *hp = &m->hp;
+    const struct arch *ad = m->ad;
+    if (ad->norm != NORM_RMS || ad->pos != POS_ROPE || ad->parallel || hp->post_norm ||
+        ad->emb_sqrt || hp->n_swa > 0 || hp->rope_freq_scale != 1.0f ||
+        hp->yarn_ext_factor != 0.0f || hp->n_expert > 0 || hp->attn_softcap > 0.0f ||
+        hp->final_softcap > 0.0f || hp->clamp_kqv > 0.0f || m->tok_norm.data ||
+        m->output_norm_b.data)
+        return 0;
+    for (int l = 0; l < hp->n_layer; l++) {
+        const struct layer *L = &m->layers[l];
+        if (!L->wq.data || !L->w_gate.data || L->wqkv.data || L->bq.data || L->bk.data ||
+            L->bv.data || L->bo.data || L->b_up.data || L->b_down.data || L->attn_post_norm.data ||
+            L->ffn_post_norm.data || L->attn_norm_b.data || L->attn_norm_2.data ||
+            ad->act != ACT_SILU)
+            return 0;
+    }
+    return 1;
+}
+
+int strix_router_save(const strix_router *r, const char *path, strix_error *err)
+{
+    err_clear(err);
+    if (!r || !path)
+        return err_set(err, STRIX_ERR_ARG, "router or path is NULL");
+    return route_router_save(r, path, err);
+}
+
+int strix_router_train(const strix_model *m, const strix_token *tokens, int n_tokens,
+                       const struct strix_router_train_params *params, strix_router **out,
+                       strix_error *err)
+{
+    err_clear(err);
+    if (!m || !out || (!tokens && n_tokens))
+        return err_set(err, STRIX_ERR_ARG, "model, tokens or out is NULL");
+    *out = NULL;
+    struct strix_router_train_params p;
+    int rc = UTIL_PARAMS_READ(router_train, &p, params, err);
+    if (rc)
+        return rc;
+    const struct hparams *hp = &m->hp;
+    if (m->vocab_only || !m->layers)
+        return err_set(err, STRIX_ERR_ARG, "router training needs a model with weights");
+    if (!(p.keep > 0.0f && p.keep <= 1.0f))
+        return err_set(err, STRIX_ERR_ARG, "keep %g is outside (0, 1]", (double)p.keep);
+    if (p.epochs < 1 || p.epochs > 100000 || !(p.lr > 0.0f && p.lr < 1.0f) || p.n_hidden < 1 ||
+        p.n_hidden > 4096 || !(p.tau > 0.0f) || !(p.penalty >= 0.0f) || p.n_threads < 1 ||
+        p.n_threads > 256)
+        return err_set(err, STRIX_ERR_ARG, "training parameters out of range");
+    if (p.window < 2 || p.window > 4096 || p.window > hp->n_ctx_train)
+        return err_set(err, STRIX_ERR_ARG, "window %d: expected 2 .. %d (the model's context)",
+                       p.window, hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
+    if (n_tokens < p.window + 1)
+        return err_set(err, STRIX_ERR_ARG,
+                       "the training text has %d tokens, fewer than one window of %d + 1",
+                       n_tokens, p.window);
+    for (int i = 0; i < n_tokens; i++)
+        if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
+            return err_set(err, STRIX_ERR_ARG, "token %d out of range", tokens[i]);
+    if (!llama_shaped(m))
+        return err_set(err, STRIX_ERR_UNSUPPORTED,
+                       "router training supports Llama-shaped blocks only (%s model)", m->arch);
+
+    struct trainer tr = {0};
+    struct worker wk[STEP_WINDOWS];
+    memset(wk, 0, sizeof wk);
+    struct pool *pool = NULL;
+    float *adam_m = NULL, *adam_v = NULL;
+    int *order = NULL;
+    rc = STRIX_ERR_NOMEM;
+    tr.m = m;
+    tr.p = &p;
+    tr.d = (struct bw_dims){hp->n_embd, hp->n_head,    hp->n_head_kv, hp->head_dim,
+                            hp->n_ff,   hp->n_rot,     hp->rope_neox, hp->norm_eps,
+                            hp->rope_freq_base};
+    tr.owned = util_calloc((size_t)hp->n_layer * 9 + 3, sizeof(float *));
+    tr.blk = util_calloc((size_t)hp->n_layer, sizeof *tr.blk);
+    tr.r = route_router_new(m, p.n_hidden);
+    if (!tr.owned || !tr.blk || !tr.r)
+        goto fail;
+    tr.emb = (float *)f32_of(&tr, &m->tok_embd);
+    tr.out_w = (float *)f32_of(&tr, &m->output);
+    tr.out_norm = (float *)f32_of(&tr, &m->output_norm);
+    int ok = tr.emb && tr.out_w && tr.out_norm;
+    for (int l = 0; ok && l < hp->n_layer; l++) {
+        const struct layer *L = &m->layers[l];
+        struct bw_block *b = &tr.blk[l];
+        b->attn_norm = f32_of(&tr, &L->attn_norm);
+        b->wq = f32_of(&tr, &L->wq);
+        b->wk = f32_of(&tr, &L->wk);
+        b->wv = f32_of(&tr, &L->wv);
+        b->wo = f32_of(&tr, &L->wo);
+        b->ffn_norm = f32_of(&tr, &L->ffn_norm);
+        b->w_gate = f32_of(&tr, &L->w_gate);
+        b->w_up = f32_of(&tr, &L->w_up);
+        b->w_down = f32_of(&tr, &L->w_down);
+        ok = b->attn_norm && b->wq && b->wk && b->wv && b->wo && b->ffn_norm && b->w_gate &&
+             b->w_up && b->w_down;
+    }
+    if (!ok) {
+        rc = err_set(err, STRIX_ERR_UNSUPPORTED, "a weight type strix cannot dequantize");
+        goto fail;
+    }
+    /* initial router: small random first layer, the bias at the target */
+    const int e = hp->n_embd, nl = hp->n_layer, nh = p.n_hidden;
+    strix_router *r = tr.r;
+    r->keep = p.keep;
+    uint64_t rng = mix64(p.seed);
+    for (size_t i = 0; i < (size_t)nl * nh * e; i++)
+        r->w1[i] = (float)((unit(&rng) * 2.0 - 1.0) / sqrt((double)e));
+    for (size_t i = 0; i < (size_t)nl * nh; i++) {
+        r->w2[i] = (float)((unit(&rng) * 2.0 - 1.0) / sqrt((double)nh));
+        r->b1[i] = 0.0f;
+    }
+    const float b0 = p.keep < 1.0f ? logf(p.keep / (1.0f - p.keep)) : 6.0f;
+    for (int l = 0; l < nl; l++)
+        r->b2[l] = b0;
+    tr.n_par = (size_t)nl * nh * e + 2 * (size_t)nl * nh + (size_t)nl;
+    for (int i = 0; i < STEP_WINDOWS; i++)
+        if (!worker_init(&wk[i], &tr))
+            goto fail;
+    adam_m = util_calloc(tr.n_par, sizeof(float));
+    adam_v = util_calloc(tr.n_par, sizeof(float));
+    const int n_win = (n_tokens - 1) / p.window;
+    order = util_malloc((size_t)n_win * sizeof(int));
+    pool = pool_create(p.n_threads < STEP_WINDOWS ? p.n_threads : STEP_WINDOWS);
+    if (!adam_m || !adam_v || !order || !pool)
+        goto fail;
+    float *par[4] = {r->w1, r->b1, r->w2, r->b2};
+    const size_t par_n[4] = {(size_t)nl * nh * e, (size_t)nl * nh, (size_t)nl * nh, (size_t)nl};
+    const int steps_per_epoch = (n_win + STEP_WINDOWS - 1) / STEP_WINDOWS;
+    const int n_steps = steps_per_epoch * p.epochs;
+    int step = 0;
+    for (int ep = 0; ep < p.epochs; ep++) {
+        for (int i = 0; i < n_win; i++)
+            order[i] = i;
+        uint64_t sh = mix64(p.seed ^ (0x5bd1e995ull * (uint64_t)(ep + 1)));
+        for (int i = n_win - 1; i > 0; i--) {
+            const int k = (int)(unit(&sh) * (i + 1));
+            const int t = order[i];
+            order[i] = order[k < i ? k : i];
+            order[k < i ? k : i] = t;
+        }
+        for (int s0 = 0; s0 < n_win; s0 += STEP_WINDOWS) {
+            int starts[STEP_WINDOWS];
+            const int nw = n_win - s0 < STEP_WINDOWS ? n_win - s0 : STEP_WINDOWS;
+            for (int i = 0; i < nw; i++)
+                starts[i] = order[s0 + i] * p.window;
+            struct step_job j = {&tr, wk, tokens, starts, nw, mix64(p.seed + 977 * (uint64_t)step)};
+            pool_run_n(pool, step_worker, &j, nw);
+            /* the windows' gradients in window order, then Adam */
+            double loss = 0, frac = 0;
+            for (int i = 1; i < nw; i++)
+                for (size_t k = 0; k < tr.n_par; k++)
+                    wk[0].grad[k] += wk[i].grad[k];
+            for (int i = 0; i < nw; i++) {
+                loss += wk[i].loss;
+                frac += wk[i].frac;
+            }
+            step++;
+            const double b1 = 0.9, b2 = 0.999;
+            const double c1 = 1.0 - pow(b1, step), c2 = 1.0 - pow(b2, step);
+            size_t k = 0;
+            for (int a = 0; a < 4; a++)
+                for (size_t i = 0; i < par_n[a]; i++, k++) {
+                    const double gk = wk[0].grad[k] / nw;
+                    adam_m[k] = (float)(b1 * adam_m[k] + (1 - b1) * gk);
+                    adam_v[k] = (float)(b2 * adam_v[k] + (1 - b2) * gk * gk);
+                    par[a][i] -= (float)(p.lr * (adam_m[k] / c1) / (sqrt(adam_v[k] / c2) + 1e-8));
+                }
+            if (p.progress && p.progress(p.user, step, n_steps, loss / nw, frac / nw)) {
+                ep = p.epochs;
+                break;
+            }
+        }
+    }
+    /* calibration: inference decides without noise (s >= 0), so shift
+     * every layer's bias until the noiseless executed fraction on the
+     * training windows is keep (the decisions move with the shift: a few
+     * rounds) */
+    if (p.keep < 1.0f) {
+        const int n_cal = n_win < 16 ? n_win : 16;
+        const size_t per = (size_t)nl * (size_t)p.window;
+        float *sv = util_malloc((size_t)n_cal * per * sizeof(float));
+        if (!sv)
+            goto fail;
+        for (int round = 0; round < 4; round++) {
+            for (int i = 0; i < n_cal; i++) {
+                window(&tr, &wk[0], tokens + (size_t)i * (size_t)p.window, 0);
+                memcpy(sv + (size_t)i * per, wk[0].sv, per * sizeof(float));
+            }
+            const size_t n_sv = (size_t)n_cal * per;
+            qsort(sv, n_sv, sizeof(float), cmp_float);
+            /* executed: s - shift >= 0 for the top keep fraction */
+            const size_t k = (size_t)((1.0 - p.keep) * (double)n_sv);
+            const float shift = k == 0 ? sv[0] - 1.0f
+                                       : 0.5f * (sv[k - 1] + sv[k < n_sv ? k : n_sv - 1]);
+            for (int l = 0; l < nl; l++)
+                r->b2[l] -= shift;
+        }
+        util_free(sv);
+    }
+    *out = tr.r;
+    tr.r = NULL;
+    rc = STRIX_OK;
+fail:
+    if (rc == STRIX_ERR_NOMEM)
+        err_set(err, rc, "out of memory for router training");
+    for (int i = 0; i < STEP_WINDOWS; i++)
+        worker_free(&wk[i], hp->n_layer);
+    for (int i = 0; i < tr.n_owned; i++)
+        util_free(tr.owned[i]);
+    util_free(tr.owned);
+    util_free(tr.blk);
+    strix_router_free(tr.r);
+    util_free(adam_m);
+    util_free(adam_v);
+    util_free(order);
+    pool_free(pool);
+    return rc;
+}

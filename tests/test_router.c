@@ -1,0 +1,295 @@
+/*
+ * test_router.c - dynamic depth through the public API: routers refused for
+ * another model or corrupt; every decision "execute" gives the logits of no
+ * router bit for bit; a skipped layer leaves a token's hidden state as it
+ * was and holds no cache entry for it; batched and one-by-one decoding with
+ * a router agree bit for bit; the logits with skipping equal an independent
+ * evaluation (train/backward.c's block over the whole window, each layer's
+ * attention restricted to the tokens that ran it, in double-checked F32);
+ * a growing cache holds memory for the entries it keeps only.
+ */
+#include <math.h>
+#include <stdio.h>
+
+#include "fixtures.h"
+#include "harness.h"
+#include "model/model.h"
+#include "runtime/route.h"
+#include "train/backward.h"
+
+#define MODEL "stories260K-ref.gguf" /* F32 llama, 5 layers, GQA 8/4 heads */
+
+static const strix_token PROMPT[] = {1,   403, 407, 261, 378, 285, 328, 270, 282, 458,
+                                     275, 363, 300, 290, 401, 350, 267, 310, 299, 280};
+#define N_PROMPT ((int)(sizeof PROMPT / sizeof PROMPT[0]))
+
+static char tmpdir[256];
+
+/* A router for m with seeded random weights, saved to name in tmpdir. */
+static const char *make_router(const strix_model *m, uint64_t seed, int n_layer_lie,
+                               uint64_t fp_xor, const char *name)
+{
+    static char path[512];
+    strix_router *r = route_router_new(m, 8);
+    CHECK(r != NULL);
+    if (!r)
+        return NULL;
+    uint64_t s = seed;
+    const size_t n1 = (size_t)r->n_layer * 8 * (size_t)r->n_embd;
+    for (size_t i = 0; i < n1; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        r->w1[i] = (float)((double)(s >> 40) / (double)(1 << 24) - 0.5);
+    }
+    for (int i = 0; i < r->n_layer * 8; i++)
+        r->w2[i] = (i % 3 == 0) ? -1.0f : 1.0f;
+    if (n_layer_lie)
+        r->n_layer = n_layer_lie;
+    r->fingerprint ^= fp_xor;
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    strix_error err;
+    CHECKF(route_router_save(r, path, &err) == STRIX_OK, "%s", err.msg);
+    strix_router_free(r);
+    return path;
+}
+
+static strix_context *route_ctx(const strix_model *m, const struct strix_route_params *rp,
+                                int grow, strix_layer_hook hook, void *user)
+{
+    struct strix_context_params cp = strix_context_default_params();
+    cp.n_ctx = 64;
+    cp.n_threads = 1;
+    cp.kv_grow = grow;
+    cp.on_layer = hook;
+    cp.on_layer_user = user;
+    strix_context *c = fixture_context_with(m, &cp);
+    strix_error err;
+    if (c && rp)
+        CHECKF(strix_context_set_route(c, rp, &err) == STRIX_OK, "%s", err.msg);
+    return c;
+}
+
+static void check_refused(const strix_model *m)
+{
+    strix_router *r = NULL;
+    strix_error err;
+    const char *p = make_router(m, 1, 0, 1, "other.gguf");
+    CHECK(strix_router_load(p, m, &r, &err) == STRIX_ERR_ARG && r == NULL);
+    CHECKF(strstr(err.msg, "other weights") != NULL, "%s", err.msg);
+    p = make_router(m, 1, 4, 0, "shape.gguf");
+    CHECK(strix_router_load(p, m, &r, &err) == STRIX_ERR_ARG && r == NULL);
+    CHECKF(strstr(err.msg, "4 layers") != NULL, "%s", err.msg);
+    /* a model file is not a router; a cut router file is malformed */
+    CHECK(strix_router_load(test_path(MODEL), m, &r, &err) == STRIX_ERR_FORMAT);
+    CHECKF(strstr(err.msg, "not a router") != NULL, "%s", err.msg);
+    p = make_router(m, 1, 0, 0, "cut.gguf");
+    size_t len = 0;
+    char *bytes = test_read_file(p, &len);
+    CHECK(bytes != NULL);
+    if (bytes) {
+        for (size_t cut = 0; cut < len; cut += len / 13 + 1) {
+            FILE *f = fopen(p, "wb");
+            fwrite(bytes, 1, cut, f);
+            fclose(f);
+            const int rc = strix_router_load(p, m, &r, &err);
+            CHECKF(rc != STRIX_OK && r == NULL, "cut at %zu loaded", cut);
+        }
+        free(bytes);
+    }
+    struct strix_route_params rp = strix_route_default_params();
+    rp.keep = 1.5f;
+    strix_context *c = route_ctx(m, NULL, 0, NULL, NULL);
+    CHECK(c && strix_context_set_route(c, &rp, &err) == STRIX_ERR_ARG);
+    strix_context_free(c);
+}
+
+struct obs {
+    int layer;
+    int same, differ; /* tokens whose output equals / differs from input */
+};
+static void on_layer(void *user, const struct strix_layer_obs *o)
+{
+    struct obs *ob = user;
+    if (o->layer != ob->layer)
+        return;
+    for (int t = 0; t < o->n_tokens; t++) {
+        const size_t at = (size_t)t * (size_t)o->n_embd;
+        if (memcmp(o->in + at, o->out + at, (size_t)o->n_embd * sizeof(float)) == 0)
+            ob->same++;
+        else
+            ob->differ++;
+    }
+}
+
+/* Logits of the whole prompt (every position), batched or one by one. */
+static float *logits_with(const strix_model *m, const struct strix_route_params *rp,
+                          int batched, uint8_t *dec)
+{
+    strix_context *c = route_ctx(m, rp, 1, NULL, NULL);
+    float *out = decode_logits(c, strix_vocab_size(m), PROMPT, N_PROMPT, batched);
+    if (dec && batched)
+        CHECK(strix_route_last(c, dec, N_PROMPT) == N_PROMPT);
+    strix_context_free(c);
+    return out;
+}
+
+/* The logits of the prompt with decisions dec (N_PROMPT, n_layer) from
+ * backward.c's block: the window at once, each layer's attention over the
+ * tokens that ran it, the skipped tokens' deltas dropped. */
+static float *reference(const strix_model *m, const uint8_t *dec)
+{
+    const struct hparams *hp = &m->hp;
+    const int e = hp->n_embd, nl = hp->n_layer, T = N_PROMPT, nv = hp->n_vocab;
+    const struct bw_dims d = {e,         hp->n_head, hp->n_head_kv, hp->head_dim,
+                              hp->n_ff,  hp->n_rot,  hp->rope_neox, hp->norm_eps,
+                              hp->rope_freq_base};
+    struct bw_tape tp;
+    CHECK(bw_tape_init(&tp, &d, T));
+    float *x = calloc((size_t)T * e, sizeof(float)), *delta = calloc((size_t)T * e, sizeof(float));
+    float *out = calloc((size_t)T * nv, sizeof(float)), *xn = calloc((size_t)e, sizeof(float));
+    int32_t pos[N_PROMPT];
+    uint8_t vis[N_PROMPT];
+    for (int t = 0; t < T; t++) {
+        pos[t] = t;
+        memcpy(x + (size_t)t * e, (const float *)m->tok_embd.data + (size_t)PROMPT[t] * e,
+               (size_t)e * sizeof(float));
+    }
+    for (int l = 0; l < nl; l++) {
+        const struct layer *L = &m->layers[l];
+        const struct bw_block w = {L->attn_norm.data, L->wq.data,       L->wk.data,
+                                   L->wv.data,        L->wo.data,       L->ffn_norm.data,
+                                   L->w_gate.data,    L->w_up.data,     L->w_down.data};
+        for (int t = 0; t < T; t++)
+            vis[t] = dec[t * nl + l];
+        bw_block_forward(&d, &w, &tp, T, pos, vis, x, delta);
+        for (int t = 0; t < T; t++)
+            if (vis[t])
+                for (int i = 0; i < e; i++)
+                    x[(size_t)t * e + i] += delta[(size_t)t * e + i];
+    }
+    for (int t = 0; t < T; t++) {
+        bw_rmsnorm(xn, x + (size_t)t * e, m->output_norm.data, e, hp->norm_eps);
+        bw_matvec(out + (size_t)t * nv, m->output.data, xn, nv, e, 0);
+    }
+    bw_tape_free(&tp);
+    free(x);
+    free(delta);
+    free(xn);
+    return out;
+}
+
+static double max_diff(const float *a, const float *b, size_t n)
+{
+    double w = 0;
+    for (size_t i = 0; i < n; i++)
+        w = fmax(w, fabs((double)a[i] - b[i]));
+    return w;
+}
+
+int main(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "%s", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    snprintf(tmpdir + strlen(tmpdir), sizeof tmpdir - strlen(tmpdir), "/test_router.%d",
+             (int)getpid());
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", tmpdir);
+    CHECK(system(cmd) == 0);
+    if (!fixture_kernels("test_router"))
+        return 0;
+    strix_model *m = load_fixture(MODEL, NULL);
+    if (!m)
+        TEST_MAIN_END();
+    const int nv = strix_vocab_size(m), nl = m->hp.n_layer;
+    const size_t nlog = (size_t)N_PROMPT * (size_t)nv;
+    strix_error err;
+    check_refused(m);
+
+    strix_router *r = NULL;
+    const char *path = make_router(m, 7, 0, 0, "r.gguf");
+    CHECKF(strix_router_load(path, m, &r, &err) == STRIX_OK, "%s", err.msg);
+    float *plain = fixture_logits(m, PROMPT, N_PROMPT, 1, 64, 1);
+
+    /* every decision "execute": bit for bit the model without a router */
+    struct strix_route_params rp = strix_route_default_params();
+    rp.router = r;
+    rp.keep = 1.0f;
+    float *all = logits_with(m, &rp, 1, NULL);
+    CHECK(plain && all && memcmp(plain, all, nlog * sizeof(float)) == 0);
+
+    /* the router's own decisions: some pairs skipped, batched == one by one,
+     * and equal to the independent evaluation */
+    rp.keep = 0.0f;
+    uint8_t dec[N_PROMPT * 8];
+    float *rb = logits_with(m, &rp, 1, dec), *r1 = logits_with(m, &rp, 0, NULL);
+    int n_run = 0;
+    for (int i = 0; i < N_PROMPT * nl; i++)
+        n_run += dec[i];
+    printf("test_router: the random router runs %d of %d pairs\n", n_run, N_PROMPT * nl);
+    CHECK(n_run > N_PROMPT * nl / 5 && n_run < N_PROMPT * nl * 4 / 5);
+    CHECK(rb && r1 && memcmp(rb, r1, nlog * sizeof(float)) == 0);
+    float *ref = reference(m, dec);
+    const double dref = rb ? max_diff(rb, ref, nlog) : 1e9, dfull = max_diff(plain, ref, nlog);
+    printf("test_router: with skipping vs reference: max diff %.3g (without skipping: %.3g)\n",
+           dref, dfull);
+    CHECK(dref < 1e-3 && dfull > 0.1);
+    free(ref);
+
+    /* a layer removed for every token: outputs equal inputs, no entries */
+    uint8_t skip[8] = {0};
+    skip[2] = 1;
+    struct strix_route_params sp = strix_route_default_params();
+    sp.skip_layers = skip;
+    for (int batched = 0; batched <= 1; batched++) {
+        struct obs ob2 = {2, 0, 0}, ob1 = {1, 0, 0};
+        strix_context *c2 = route_ctx(m, &sp, 1, on_layer, &ob2);
+        strix_context *c1 = route_ctx(m, &sp, 1, on_layer, &ob1);
+        free(decode_logits(c2, nv, PROMPT, N_PROMPT, batched));
+        free(decode_logits(c1, nv, PROMPT, N_PROMPT, batched));
+        CHECK(ob2.same == N_PROMPT && ob2.differ == 0);
+        CHECK(ob1.same == 0 && ob1.differ == N_PROMPT);
+        CHECK(strix_kv_layer_entries(c2, 2) == 0 && strix_kv_layer_entries(c2, 1) == N_PROMPT);
+        struct strix_route_stats st = {.struct_size = sizeof st};
+        CHECK(strix_context_route_stats(c2, &st, &err) == STRIX_OK);
+        CHECK(st.pairs == (uint64_t)N_PROMPT * nl && st.pairs_run == (uint64_t)N_PROMPT * (nl - 1));
+        CHECK(st.kv_entries == (uint64_t)N_PROMPT * (nl - 1));
+        strix_context_free(c2);
+        strix_context_free(c1);
+    }
+
+    /* random skipping: batched == one by one; a growing cache holds memory
+     * for about the entries kept (in 16-cell steps), a fixed one for all */
+    struct strix_route_params rr = strix_route_default_params();
+    rr.random_keep = 0.5f;
+    rr.seed = 3;
+    float *qb = logits_with(m, &rr, 1, NULL), *q1 = logits_with(m, &rr, 0, NULL);
+    CHECK(qb && q1 && memcmp(qb, q1, nlog * sizeof(float)) == 0);
+    strix_context *cg = route_ctx(m, &rr, 1, NULL, NULL), *cf = route_ctx(m, &rr, 0, NULL, NULL);
+    free(decode_logits(cg, nv, PROMPT, N_PROMPT, 0));
+    free(decode_logits(cf, nv, PROMPT, N_PROMPT, 0));
+    struct strix_route_stats sg = {.struct_size = sizeof sg}, sf = {.struct_size = sizeof sf};
+    CHECK(strix_context_route_stats(cg, &sg, &err) == STRIX_OK);
+    CHECK(strix_context_route_stats(cf, &sf, &err) == STRIX_OK);
+    const uint64_t row = 2 * (uint64_t)m->hp.n_head_kv * m->hp.head_dim * sizeof(float);
+    printf("test_router: random 0.5: %llu of %llu pairs, KV %llu bytes growing, %llu fixed\n",
+           (unsigned long long)sg.pairs_run, (unsigned long long)sg.pairs,
+           (unsigned long long)sg.kv_bytes, (unsigned long long)sf.kv_bytes);
+    CHECK(sg.kv_entries == sg.pairs_run && sg.pairs_run < sg.pairs * 3 / 4);
+    CHECK(sf.kv_bytes == 64 * row * (uint64_t)nl);
+    uint64_t bound = 0;
+    for (int l = 0; l < nl; l++)
+        bound += (uint64_t)((strix_kv_layer_entries(cg, l) + 1 + 15) / 16 * 16 + 16) * row;
+    CHECK(sg.kv_bytes >= sg.kv_entries * row && sg.kv_bytes <= bound);
+    strix_context_free(cg);
+    strix_context_free(cf);
+
+    free(plain);
+    free(all);
+    free(rb);
+    free(r1);
+    free(qb);
+    free(q1);
+    strix_router_free(r);
+    strix_model_free(m);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    CHECK(system(cmd) == 0);
+    TEST_MAIN_END();
+}
