@@ -98,5 +98,12 @@ int cmd_bench(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_analyze(int argc, char **argv); /* analyze.c */
+int cmd_prune(int argc, char **argv);   /* prune.c */
+/* analyze.c: strix_analyze over the text file at path with a progress bar;
+ * fills layers (4096 entries) and embd (may be NULL); returns n_layer. */
+int analysis_run(const strix_model *m, const char *path, int n_ctx, int max_tokens,
+                 int n_threads, struct strix_layer_stats *layers, struct strix_layer_stats *embd,
+                 int *n_tokens);
 
 #endif

@@ -443,6 +443,7 @@ int main(int argc, char **argv)
         {"run", cmd_run},         {"tokenize", cmd_tokenize}, {"info", cmd_info},
         {"convert", cmd_convert}, {"synth", cmd_synth},       {"bench", cmd_bench},
         {"ppl", cmd_ppl},         {"chat", cmd_chat},         {"quantize", cmd_quantize},
+        {"analyze", cmd_analyze}, {"prune", cmd_prune},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(cmd, commands[i].name) == 0)

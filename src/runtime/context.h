@@ -106,6 +106,9 @@ struct strix_context {
     strix_layer_hook on_layer;
     void *on_layer_user;
     float *hook_in; /* (n_batch, n_embd) when on_layer is set */
+    /* observation of each matrix product's input (context params) */
+    void (*on_matmul)(void *user, const char *weight, const float *x, int n_tokens, int n_cols);
+    void *on_matmul_user;
 };
 
 /* The observation hook around block l of the current chunk: call
