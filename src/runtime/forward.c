@@ -383,6 +383,13 @@ void forward(strix_context *c, const strix_token *tokens)
     for (int l = 0; l < hp->n_layer; l++) {
         const struct layer *L = &m->layers[l];
         context_hook_in(c); /* observation (context params), when set */
+        if (L->linear.data) { /* --- the block replaced by a linear map (model/linear.c) --- */
+            mm(c, &L->linear, c->x, c->xb, n, 0);
+            add_bias(c->xb, &L->linear_b, n, embd);
+            memcpy(c->x, c->xb, (size_t)n * (size_t)embd * sizeof(float));
+            context_hook_out(c, l);
+            continue;
+        }
         /* attention: input normed unless the block normalises after */
         const float *in = c->x;
         if (!hp->post_norm) {
