@@ -10,6 +10,18 @@ OPT ?= -O2
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
 CFLAGS_ALL := -std=c11 $(OPT) -g $(WARN) -fPIC -Iinclude -Isrc $(EXTRA_CFLAGS)
 LDLIBS := -lpcre2-8 -lm -lpthread -ldl
+# LAPACK and BLAS (OpenBLAS; Debian liblapacke-dev libopenblas-dev) for the
+# hidden-state statistics of `strix analyze` and `prune --linearize`
+# (src/analysis/stats.c, the only file that includes their headers). Found
+# through pkg-config; without them stats.c builds without them and those
+# calls return STRIX_ERR_UNSUPPORTED (pruning by magnitude, Wanda, N:M and
+# dropped layers needs no LAPACK). HAVE_LAPACK=0 forces a build without.
+LAPACK_PKGS := lapacke openblas
+HAVE_LAPACK ?= $(shell pkg-config --exists $(LAPACK_PKGS) 2>/dev/null && echo 1)
+ifeq ($(HAVE_LAPACK),1)
+FILE_CFLAGS_stats := -DSTRIX_HAVE_LAPACK $(shell pkg-config --cflags $(LAPACK_PKGS))
+LDLIBS += $(shell pkg-config --libs $(LAPACK_PKGS))
+endif
 # The shared library's ABI version: libstrix.so.$(SOVERSION), with libstrix.so
 # a link to it.
 SOVERSION := 0
@@ -60,7 +72,7 @@ isa_flags = $(if $(ISA_FLAGS_$(basename $(notdir $(1)))),$(ISA_FLAGS_$(basename 
 
 $(BUILD)/obj/%.o: src/%.c $(HDR)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(call isa_flags,$<) -c $< -o $@
+	$(CC) $(CFLAGS_ALL) $(call isa_flags,$<) $(FILE_CFLAGS_$(basename $(notdir $<))) -c $< -o $@
 
 # The tool looks for the bundled model beside itself, then in these two.
 TOOL_DEFS := -DSTRIX_DATADIR='"$(PREFIX)/share/strix"' -DSTRIX_SRCDIR='"$(CURDIR)"'

@@ -349,6 +349,11 @@ struct strix_context_params {
      * STRIX_ERR_NOMEM. 0: the whole cache is allocated at creation. */
     int kv_grow;
     int reserved_; /* zero */
+    /* Observation of every matrix product: called with the weight's GGUF
+     * name and its input x (n_tokens, n_cols) row-major (borrowed for the
+     * call), before the product; changes no result. NULL: none. */
+    void (*on_matmul)(void *user, const char *weight, const float *x, int n_tokens, int n_cols);
+    void *on_matmul_user;
 };
 #define STRIX_SEQ_MAX 64
 int strix_context_params_init(struct strix_context_params *p, size_t struct_size);
@@ -948,6 +953,96 @@ struct strix_ppl_result {
 int strix_perplexity(const strix_model *model, strix_context *ctx, const strix_token *tokens,
                      int n_tokens, const struct strix_ppl_params *params,
                      struct strix_ppl_result *out, strix_error *err);
+
+/* ---- analysis: what the layers do, and pruning ------------------------------------ */
+
+/*
+ * Statistics of the hidden states (strix_analyze), for one block or for the
+ * token-embedding matrix. For a block, X is its input and Y its output
+ * (the residual stream before and after it, as strix_layer_obs gives them);
+ * the spectral statistics describe Y (the embeddings: their rows). NaN where
+ * a statistic does not apply. Passed in arrays: this struct does not grow.
+ */
+struct strix_layer_stats {
+    double linearity;             /* 1 - |X A - Y|^2, X, Y centred, unit Frobenius norm,
+                                     A least squares (Razzhigaev et al., 2024) */
+    double linearity_no_residual; /* the same for Y - X (the block's own contribution) */
+    double cosine, cosine_sd;     /* cos(x_t, y_t) over tokens: mean, standard deviation */
+    double cosine_p10, cosine_p90; /* its 10th and 90th percentiles */
+    double anisotropy;            /* share of the variance on the first principal direction */
+    double pair_cosine;           /* mean cosine of two distinct random vectors (exact) */
+    double intrinsic_dim;         /* TwoNN (maximum likelihood), over up to max_points vectors */
+    int pca90;                    /* principal components explaining 90% of the variance */
+    int n_vectors;                /* vectors the statistics were computed over */
+};
+
+struct strix_analyze_params {
+    size_t struct_size; /* sizeof, set by strix_analyze_default_params() */
+    int n_ctx;          /* window in tokens (BOS first, then n_ctx - 1 of the text); 0: 256 */
+    int max_tokens;     /* text tokens used; 0: all */
+    int max_points;     /* vectors TwoNN uses per layer (evenly spaced); 0: 4000 */
+    int n_threads;      /* 0: online CPUs */
+    /* after each window (phase 0) and each layer's statistics (phase 1) */
+    void (*progress)(void *user, int phase, int done, int total);
+    void *user;
+};
+int strix_analyze_params_init(struct strix_analyze_params *p, size_t struct_size);
+STRIX_DEFAULT_PARAMS_(analyze)
+
+/*
+ * Runs the model over tokens[0..n_tokens) (text tokens, no BOS: each window
+ * gets its own) and fills layers[0..n_layer) and *embd (may be NULL). The
+ * BOS position of every window is left out of the statistics (its hidden
+ * state is the same in each window). Needs LAPACK (STRIX_ERR_UNSUPPORTED
+ * when strix was built without it); STRIX_ERR_ARG when the text gives fewer
+ * than 16 vectors.
+ */
+int strix_analyze(const strix_model *model, const strix_token *tokens, int n_tokens,
+                  const struct strix_analyze_params *params, struct strix_layer_stats *layers,
+                  struct strix_layer_stats *embd, strix_error *err);
+
+/*
+ * Pruning, written as a new GGUF file (through a temporary file renamed
+ * over the target) in the input's weight types (quantized weights are
+ * dequantized, pruned and re-quantized):
+ *   method "magnitude" or "wanda" prunes the 2-D weights of every block
+ *     (attention and feed-forward projections; embeddings, output and norms
+ *     stay): per output row, the fraction `sparsity` of weights with the
+ *     smallest score, or with nm_m > 0 the nm_m - nm_n smallest of every
+ *     group of nm_m consecutive inputs (N:M, e.g. 2:4). Score: |W_ij|
+ *     (magnitude) or |W_ij| * |X_j|_2 (Wanda, Sun et al. 2023: X_j the j-th
+ *     input feature over the calibration tokens). Ties go to the lower index.
+ *   drop_layers removes blocks: the file has n_layer - n_drop blocks,
+ *     renumbered, and llama.cpp loads it.
+ *   linearize_layers replaces blocks by the least-squares affine map
+ *     y = W x + b from the block's input to its output on the calibration
+ *     text, stored as blk.N.strix_linear.weight / .bias (F32; the block's
+ *     weights stay, strix runs the map instead; llama.cpp does not load it).
+ * The file records what was done under strix.prune.* keys.
+ */
+struct strix_prune_params {
+    size_t struct_size; /* sizeof, set by strix_prune_default_params() */
+    const char *method; /* "magnitude", "wanda" or NULL (no weight pruning) */
+    const int *drop_layers;      /* n_drop distinct block indices (borrowed) */
+    const int *linearize_layers; /* n_linearize distinct block indices (borrowed) */
+    float sparsity;     /* unstructured: [0, 1) */
+    int nm_n, nm_m;     /* N:M (0 < N <= M <= 64); 0, 0: unstructured */
+    int n_drop;
+    int n_linearize;
+    int n_ctx;     /* calibration window; 0: 256 */
+    int n_threads; /* 0: online CPUs (at most 64) */
+    int reserved_; /* zero; keeps the struct free of padding */
+    void (*progress)(void *user, int done, int total); /* after each weight; may be NULL */
+    void *user;
+};
+int strix_prune_params_init(struct strix_prune_params *p, size_t struct_size);
+STRIX_DEFAULT_PARAMS_(prune)
+
+/* Calibration: tokens[0..n_tokens) (text, no BOS), needed by "wanda" and
+ * linearize (at least 64 tokens, and 2 n_embd + 1 for linearize: else
+ * STRIX_ERR_ARG); may be NULL otherwise. */
+int strix_prune(const strix_model *model, const strix_token *tokens, int n_tokens,
+                const char *path, const struct strix_prune_params *params, strix_error *err);
 
 /* ---- chat templates ------------------------------------------------------------------ */
 

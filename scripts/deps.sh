@@ -3,7 +3,8 @@
 # missing: a C compiler, make, the sanitizer runtimes that come with gcc,
 # PCRE2 (the byte-level BPE pre-tokenizers' regular expressions), and clang
 # with its runtimes (libFuzzer, sanitizers) for the clang build and the
-# fuzzers (libclang-rt-14-dev on Debian 12, or the one matching clang).
+# fuzzers (libclang-rt-14-dev on Debian 12, or the one matching clang);
+# LAPACKE and OpenBLAS for the analysis statistics (src/analysis/stats.c).
 # The server's libraries and test tools are listed below.
 set -e
 SUDO=""
@@ -28,6 +29,8 @@ dpkg -s libcjson-dev >/dev/null 2>&1 || need="$need libcjson-dev"
 command -v node >/dev/null 2>&1 || need="$need nodejs"
 command -v npm >/dev/null 2>&1 || need="$need npm"
 command -v chromium >/dev/null 2>&1 || need="$need chromium"
+[ -f /usr/include/lapacke.h ] || dpkg -s liblapacke-dev >/dev/null 2>&1 || need="$need liblapacke-dev"
+dpkg -s libopenblas-dev >/dev/null 2>&1 || need="$need libopenblas-dev"
 [ -z "$need" ] || install $need
 # libFuzzer's runtime, from the package of clang's own major version
 rt="$(clang -print-resource-dir)/lib/linux/libclang_rt.fuzzer-$(uname -m).a"

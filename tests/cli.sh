@@ -407,5 +407,44 @@ cp "$S" "$T/inst/bin/strix"
     bad "installed layout: $(cd / && "$T/inst/bin/strix" info 2>&1 | head -c 300)"
 grep -q 'install .*models/stories260K.gguf .*share/strix' "$R/Makefile" && ok || bad "make install leaves out the model"
 
+# analyze and prune (issue: layer statistics, pruning); stats need LAPACK
+TX=$D/tinystories-valid-4k.txt
+printf 'Once upon a time' >"$T/short.txt"
+if "$S" analyze -m "$G" -f "$TX" -o "$T/r.json" --csv "$T/r.csv" --svg "$T/svg" -c 128 >"$T/out" 2>"$T/err"; then
+    [ "$(grep -c '"layer": ' "$T/r.json")" -eq 5 ] && grep -q '"linearity_no_residual": 0\.' "$T/r.json" &&
+        grep -q '"embeddings": {"linearity": null' "$T/r.json" && [ "$(wc -l <"$T/r.csv")" -eq 7 ] &&
+        [ -s "$T/svg/linearity.svg" ] && [ -s "$T/svg/intrinsic_dim.svg" ] && ok ||
+        bad "analyze report: $(head -c 300 "$T/r.json")"
+    expect_fail "analyze: text too short" analyze -m "$G" -f "$T/short.txt" -o "$T/r2.json"
+    expect_fail "prune: linearize with short calibration" prune -m "$G" -f "$TX" --max-tokens 100 --linearize 2 -o "$T/p.gguf"
+    "$S" prune -m "$G" -f "$TX" --drop-layers auto:2 -c 128 -o "$T/d.gguf" 2>"$T/err" &&
+        grep -q "by linearity: drop [0-4] (0\.[0-9]*) drop [0-4]" "$T/err" &&
+        "$S" info -m "$T/d.gguf" | grep -q "n_layer 3" && ok || bad "prune auto:2: $(cat "$T/err")"
+else
+    grep -q "without LAPACK" "$T/err" && ok || bad "analyze: $(head -c 300 "$T/err")"
+fi
+expect_fail "analyze without -o" analyze -m "$G" -f "$TX"
+expect_fail "analyze: bad -c" analyze -m "$G" -f "$TX" -o "$T/r2.json" -c 1
+expect_fail "prune: sparsity 1" prune -m "$G" --method magnitude --sparsity 1 -o "$T/p.gguf"
+expect_fail "prune: sparsity < 0" prune -m "$G" --method magnitude --sparsity -0.2 -o "$T/p.gguf"
+expect_fail "prune: sparsity 1.5" prune -m "$G" --method magnitude --sparsity 1.5 -o "$T/p.gguf"
+expect_fail "prune: pattern 5:4" prune -m "$G" --method magnitude --pattern 5:4 -o "$T/p.gguf"
+expect_fail "prune: pattern 2x4" prune -m "$G" --method magnitude --pattern 2x4 -o "$T/p.gguf"
+expect_fail "prune: pattern 2:3" prune -m "$G" --method magnitude --pattern 2:3 -o "$T/p.gguf"
+expect_fail "prune: unknown method" prune -m "$G" --method random --sparsity 0.5 -o "$T/p.gguf"
+expect_fail "prune: no method for sparsity" prune -m "$G" --sparsity 0.5 -o "$T/p.gguf"
+expect_fail "prune: nothing to do" prune -m "$G" -o "$T/p.gguf"
+expect_fail "prune: layer out of range" prune -m "$G" --drop-layers 1,7 -o "$T/p.gguf"
+expect_fail "prune: bad layer list" prune -m "$G" --drop-layers 1,x -o "$T/p.gguf"
+expect_fail "prune: every layer" prune -m "$G" --drop-layers 0-4 -o "$T/p.gguf"
+expect_fail "prune: auto every layer" prune -m "$G" -f "$TX" --drop-layers auto:5 -o "$T/p.gguf"
+expect_fail "prune: wanda without text" prune -m "$G" --method wanda --sparsity 0.5 -o "$T/p.gguf"
+expect_fail "prune: wanda short text" prune -m "$G" -f "$T/short.txt" --method wanda --sparsity 0.5 -o "$T/p.gguf"
+expect_fail "prune: over its input" prune -m "$G" --method magnitude --sparsity 0.5 -o "$G"
+"$S" prune -m "$G" --method magnitude --pattern 2:4 -o "$T/p.gguf" 2>/dev/null &&
+    "$S" run -m "$T/p.gguf" -p "Once" -n 4 --temp 0 >/dev/null 2>&1 && ok || bad "prune 2:4 then run"
+"$S" prune -m "$G" --drop-layers 1,3 -o "$T/p.gguf" 2>/dev/null &&
+    "$S" info -m "$T/p.gguf" | grep -q "n_layer 3" && ok || bad "prune --drop-layers 1,3"
+
 echo "tests/cli.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

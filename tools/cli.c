@@ -164,6 +164,14 @@ static const struct {
     {"quantize", "  quantize  IN OUT.gguf TYPE [--vocab TOKENIZER.bin] [-t THREADS] [--pure]\n"
                  "            TYPE (any case): F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K\n"
                  "            Q4_K_M Q5_K_M\n"},
+    {"analyze", "  analyze   [-m MODEL] -f TEXT -o REPORT.json [-c N_CTX] [--max-tokens T] [-t THREADS]\n"
+                "            [--csv FILE] [--svg DIR]   (per layer: linearity with and without\n"
+                "            the residual, cosine, anisotropy, TwoNN, PCA-90; and the embeddings)\n"},
+    {"prune", "  prune     [-m MODEL] -o OUT.gguf [--method magnitude|wanda (--sparsity S |\n"
+              "            --pattern N:M)] [--drop-layers LIST|auto:K] [--linearize LIST|auto:K]\n"
+              "            [--criterion linearity|cosine] [-f CALIB_TEXT] [-c N_CTX]\n"
+              "            [--max-tokens T] [-t THREADS]   (LIST: 3,5,7-9; wanda, auto and\n"
+              "            --linearize need -f)\n"},
     {"bench", "  bench     [-m MODEL[,MODEL]]... [-p N[,N]] [-n N[,N]] [-t T[,T]] [-r REPS]\n"
               "            [-o md|json] [--vocab TOKENIZER.bin]   (like llama-bench: pp N, tg N,\n"
               "            median t/s)\n"

@@ -142,4 +142,12 @@ int route_wanted(const struct opts *o);
 strix_router *route_apply(const struct opts *o, const strix_model *m, strix_context *ctx);
 void route_report(const strix_context *ctx, const char *what);
 
+int cmd_analyze(int argc, char **argv); /* analyze.c */
+int cmd_prune(int argc, char **argv);   /* prune.c */
+/* analyze.c: strix_analyze over the text file at path with a progress bar;
+ * fills layers (4096 entries) and embd (may be NULL); returns n_layer. */
+int analysis_run(const strix_model *m, const char *path, int n_ctx, int max_tokens,
+                 int n_threads, struct strix_layer_stats *layers, struct strix_layer_stats *embd,
+                 int *n_tokens);
+
 #endif

@@ -438,6 +438,7 @@ int main(int argc, char **argv)
         {"ppl", cmd_ppl},         {"chat", cmd_chat},         {"quantize", cmd_quantize},
         {"serve", cmd_serve},
         {"router", cmd_router},
+        {"analyze", cmd_analyze}, {"prune", cmd_prune},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(cmd, commands[i].name) == 0)

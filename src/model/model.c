@@ -334,10 +334,12 @@ static int load_gguf(strix_model *m, const struct strix_model_params *params, st
         if ((rc = model_set_tensor(sl, t->type, t->ne, (int)t->n_dims, t->data, t->nbytes, err)))
             return rc;
     }
+    if ((rc = linear_load(m, g, err))) /* blocks replaced by linear maps, if any */
+        return rc;
     /* the names are unique in a GGUF file (gguf.c), so equal counts mean no extra tensor */
     for (uint64_t i = 0; (uint64_t)m->n_all != gguf_n_tensors(g) && i < gguf_n_tensors(g); i++) {
         const struct gguf_tensor *t = gguf_tensor_at(g, i);
-        if (!find_slot(m, t->name.ptr, t->name.len))
+        if (!find_slot(m, t->name.ptr, t->name.len) && !linear_is_name(t->name.ptr, t->name.len))
             return err_set(err, STRIX_ERR_UNSUPPORTED, "unexpected tensor '%.*s'",
                            (int)(t->name.len > 200 ? 200 : t->name.len), t->name.ptr);
     }

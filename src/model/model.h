@@ -60,6 +60,8 @@ struct layer {
     struct tensor wk_b;      /* (n_head, n_lora_kv rows, head_k_mla - n_rot) per head */
     struct tensor wv_b;      /* (n_head, head_v_mla rows, n_lora_kv) per head */
     struct tensor exp_probs_b; /* (n_expert) expert selection bias (DeepSeek-V3) */
+    /* a linear map that replaces the block (linear.c), when data != NULL */
+    struct tensor linear, linear_b; /* (n_embd rows, n_embd), (n_embd) F32 */
 };
 
 enum norm_kind { NORM_RMS, NORM_LAYER };
@@ -190,5 +192,11 @@ int model_load_map(strix_model *m, const struct strix_model_params *params, stri
  * it) with the tokenizer.bin at vocab_path (NULL: none). On failure the
  * caller frees m. */
 int model_load_l2c(strix_model *m, const char *vocab_path, strix_error *err);
+
+/* Blocks replaced by linear maps (linear.c): 1 if name is one of their
+ * tensors; linear_load fills layers[l].linear from a GGUF file. */
+int linear_is_name(const char *name, size_t len);
+struct gguf;
+int linear_load(strix_model *m, const struct gguf *g, strix_error *err);
 
 #endif

@@ -211,6 +211,8 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     c->n_seq_max = params->n_seq_max ? params->n_seq_max : 1;
     c->on_layer = params->on_layer;
     c->on_layer_user = params->on_layer_user;
+    c->on_matmul = params->on_matmul;
+    c->on_matmul_user = params->on_matmul_user;
     /* cells: one per position of each sequence; when every layer is
      * windowed, a sequence needs only its window plus a batch */
     int64_t cells = (int64_t)c->n_ctx;

@@ -127,6 +127,9 @@ struct strix_context {
      * the block is skipped; NULL: none */
     uint8_t *layer_skip;
     struct route *route; /* per-token layer skipping (route.c), NULL: none */
+    /* observation of each matrix product's input (context params) */
+    void (*on_matmul)(void *user, const char *weight, const float *x, int n_tokens, int n_cols);
+    void *on_matmul_user;
 };
 
 /* The observation hook around block l of the current chunk: call

@@ -395,6 +395,13 @@ void forward(strix_context *c, const strix_token *tokens)
             continue; /* static layer mask: the residual passes through, no KV is written */
         const struct layer *L = &m->layers[l];
         context_hook_in(c); /* observation (context params), when set */
+        if (L->linear.data) { /* --- the block replaced by a linear map (model/linear.c) --- */
+            mm(c, &L->linear, c->x, c->xb, n_all, 0);
+            add_bias(c->xb, &L->linear_b, n_all, embd);
+            memcpy(c->x, c->xb, (size_t)n_all * (size_t)embd * sizeof(float));
+            context_hook_out(c, l);
+            continue;
+        }
         /* dynamic depth (route.c): only the tokens that run the layer, gathered */
         const int rope_w = ad->pos == POS_ROPE ? hp->n_rot : 0;
         const int n = route_enter(c, l, f->rope, rope_w);

@@ -113,6 +113,8 @@ void mm_group(strix_context *c, int n_w, const struct tensor *const *w, float *c
               const float *x, int n, int accumulate)
 {
     STRIX_ASSERT(n_w >= 1 && n_w <= MM_MAX);
+    for (int i = 0; c->on_matmul && i < n_w; i++) /* observation (context params) */
+        c->on_matmul(c->on_matmul_user, w[i]->name, x, n, (int)w[i]->ne[0]);
     struct mm_job j = {.c = c, .n_w = n_w, .x = x, .n = n, .accumulate = accumulate};
     int64_t work = 0;
     uint32_t conv_type = UINT32_MAX;
