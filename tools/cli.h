@@ -99,4 +99,11 @@ int cmd_ppl(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 
+/* tools/mpi/pipeline.c, in the MPI build (strix-mpi) only: runs `run` as a
+ * pipeline over the ranks of an MPI job and returns 1 with the exit status
+ * in *rc, or returns 0 for the commands that run in one process. */
+int mpi_main(int argc, char **argv, int *rc);
+/* What `strix info` says about MPI support. */
+const char *mpi_support(void);
+
 #endif
