@@ -3,7 +3,8 @@
 # missing: a C compiler, make, the sanitizer runtimes that come with gcc,
 # PCRE2 (the byte-level BPE pre-tokenizers' regular expressions), and clang
 # with its runtimes (libFuzzer, sanitizers) for the clang build and the
-# fuzzers (libclang-rt-14-dev on Debian 12, or the one matching clang).
+# fuzzers (libclang-rt-14-dev on Debian 12, or the one matching clang), and
+# Open MPI (libopenmpi-dev, openmpi-bin) for the optional strix-mpi.
 set -e
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -19,6 +20,9 @@ command -v cc >/dev/null 2>&1 || need="$need gcc libc6-dev"
 command -v make >/dev/null 2>&1 || need="$need make"
 command -v clang >/dev/null 2>&1 || need="$need clang"
 [ -f /usr/include/pcre2.h ] || dpkg -s libpcre2-dev >/dev/null 2>&1 || need="$need libpcre2-dev"
+# Open MPI: strix-mpi (pipeline parallelism) and tests/mpi.sh; strix builds without it
+command -v mpicc >/dev/null 2>&1 || need="$need libopenmpi-dev"
+command -v mpirun >/dev/null 2>&1 || need="$need openmpi-bin"
 [ -z "$need" ] || install $need
 # libFuzzer's runtime, from the package of clang's own major version
 rt="$(clang -print-resource-dir)/lib/linux/libclang_rt.fuzzer-$(uname -m).a"

@@ -491,7 +491,7 @@ int mpi_main(int argc, char **argv, int *rc)
     for (int r = 1; r < p.size; r++)
         if (fps[r] != fps[0]) {
             if (p.rank == 0)
-                fprintf(stderr, "strix-mpi: rank %d's model file %s differs from rank 0's "
+                fprintf(stderr, "strix-mpi: rank %d's model file differs from rank 0's %s "
                                 "(fingerprint %016llx, rank 0 %016llx): every rank needs the "
                                 "same file\n",
                         r, o.model, (unsigned long long)fps[r], (unsigned long long)fps[0]);
