@@ -460,8 +460,64 @@ static void print_stats(struct pipe *p, const int *cut)
     free(all);
 }
 
+/* `strix-mpi mpi-pingpong`: one-way time of the messages a pipeline sends
+ * (a header, a token's hidden state of n_embd 2048 and 8192 floats, one
+ * token's logits of 32000 floats) between rank 0 and the last rank, the
+ * median of 200 round trips each, for the throughput model in
+ * BENCHMARKS.md. */
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void pingpong(void)
+{
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    const int peer = rank == 0 ? size - 1 : 0;
+    static const int sizes[] = {16, 8192, 32768, 131072, 524288};
+    enum { N_ROUNDS = 200 };
+    char *buf = calloc(1, 524288);
+    double t[N_ROUNDS];
+    if (size < 2 || !buf) {
+        if (rank == 0)
+            fprintf(stderr, "strix-mpi: mpi-pingpong needs 2 ranks or more\n");
+        free(buf);
+        return;
+    }
+    if (rank == 0)
+        printf("bytes  one-way us (median of %d round trips, rank 0 <-> rank %d)\n", N_ROUNDS,
+               peer);
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        for (int i = 0; i < N_ROUNDS; i++) {
+            const double t0 = MPI_Wtime();
+            if (rank == 0) {
+                MPI_Send(buf, sizes[k], MPI_BYTE, peer, 9, MPI_COMM_WORLD);
+                MPI_Recv(buf, sizes[k], MPI_BYTE, peer, 9, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            } else if (rank == size - 1) {
+                MPI_Recv(buf, sizes[k], MPI_BYTE, 0, 9, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+                MPI_Send(buf, sizes[k], MPI_BYTE, 0, 9, MPI_COMM_WORLD);
+            }
+            t[i] = (MPI_Wtime() - t0) / 2;
+        }
+        qsort(t, N_ROUNDS, sizeof t[0], cmp_double);
+        if (rank == 0)
+            printf("%6d  %.1f\n", sizes[k], t[N_ROUNDS / 2] * 1e6);
+    }
+    free(buf);
+}
+
 int mpi_main(int argc, char **argv, int *rc)
 {
+    if (argc >= 2 && strcmp(argv[1], "mpi-pingpong") == 0) {
+        MPI_Init(&argc, &argv);
+        pingpong();
+        MPI_Finalize();
+        *rc = 0;
+        return 1;
+    }
     if (argc < 2 || strcmp(argv[1], "run") != 0)
         return 0; /* every other command runs in one process, without MPI */
     struct mpi_opts mo = {NULL, NULL, 32, 0};
