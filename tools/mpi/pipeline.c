@@ -62,6 +62,10 @@ struct pipe {
     /* statistics */
     double t_compute, t_wait;
     long n_msgs, n_decodes;
+    /* one-token decodes (generation): this rank's compute, and on rank 0
+     * the whole chain's wall time */
+    double t_compute1, t_chain1;
+    long n_decodes1, n_chain1;
     double bytes;
     int fault_rank;
 };
@@ -268,6 +272,10 @@ static void stage_decode(struct pipe *p, const struct hdr *h, const strix_token 
     if (strix_decode_hidden(p->ctx, &b, p->first ? NULL : p->in, p->last ? NULL : p->out, &err))
         fatal(p, "decode of %d tokens at position %d: %s", h->n, h->pos0, err.msg);
     p->n_decodes++;
+    if (h->n == 1) {
+        p->t_compute1 += MPI_Wtime() - t0;
+        p->n_decodes1++;
+    }
     if (p->fault_rank == p->rank) {
         fprintf(stderr, "strix-mpi: rank %d: exiting on purpose (STRIX_MPI_FAULT)\n", p->rank);
         _exit(3);
@@ -406,7 +414,10 @@ static void driver_run(struct pipe *p, struct opts *o, FILE *dump)
             full = 1;
             break;
         }
+        const double tc = MPI_Wtime();
         chain_decode(p, &tok, 1, pos++, 1);
+        p->t_chain1 += MPI_Wtime() - tc;
+        p->n_chain1++;
     }
     const double t2 = MPI_Wtime();
     fputc('\n', stdout);
@@ -461,22 +472,31 @@ static int all_ok(int ok)
 
 static void print_stats(struct pipe *p, const int *cut)
 {
-    double mine[7] = {p->t_compute, p->t_wait, (double)p->n_msgs, p->bytes,
-                      (double)rss_kib("VmHWM"), (double)p->n_decodes, 0};
+    double mine[8] = {p->t_compute, p->t_wait, (double)p->n_msgs, p->bytes,
+                      (double)rss_kib("VmHWM"), (double)p->n_decodes, 0,
+                      p->n_decodes1 ? p->t_compute1 / (double)p->n_decodes1 : 0};
     struct strix_model_info in = {.struct_size = sizeof in};
     strix_model_get_info(p->m, &in);
     mine[6] = (double)in.stage_weight_bytes;
     double *all = p->rank == 0 ? malloc((size_t)p->size * sizeof mine) : NULL;
-    MPI_Gather(mine, 7, MPI_DOUBLE, all, 7, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    MPI_Gather(mine, 8, MPI_DOUBLE, all, 8, MPI_DOUBLE, 0, MPI_COMM_WORLD);
     if (p->rank != 0)
         return;
     fprintf(stderr, "rank  layers    weights MiB  peak RSS MiB  decodes  compute s  wait s  "
                     "messages  sent MiB\n");
+    double sum1 = 0;
     for (int r = 0; r < p->size; r++) {
-        const double *a = all + 7 * r;
+        const double *a = all + 8 * r;
+        sum1 += a[7];
         fprintf(stderr, "%4d  [%2d,%2d)  %11.1f  %12.1f  %7.0f  %9.3f  %6.3f  %8.0f  %8.2f\n", r,
                 cut[r], cut[r + 1], a[6] / 1048576.0, a[4] / 1024.0, a[5], a[0], a[1], a[2],
                 a[3] / 1048576.0);
+    }
+    if (p->n_chain1 > 0) {
+        const double wall = p->t_chain1 / (double)p->n_chain1;
+        fprintf(stderr, "per generated token: %.3f ms wall, %.3f ms compute (all ranks), "
+                        "%.3f ms pipeline overhead\n",
+                wall * 1e3, sum1 * 1e3, (wall - sum1) * 1e3);
     }
     free(all);
 }
