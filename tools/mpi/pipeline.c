@@ -563,6 +563,14 @@ int mpi_main(int argc, char **argv, int *rc)
         return 0; /* every other command runs in one process, without MPI */
     struct mpi_opts mo = {NULL, NULL, 32, 0};
     argc = take_opts(argc, argv, &mo);
+    for (int i = 2; i < argc; i++)
+        if (is_help(argv[i]))
+            printf("strix-mpi: under mpirun, each rank runs a range of the layers:\n"
+                   "  --split N,N,...      layers per rank (default: balance the weight bytes)\n"
+                   "  --ubatch N           tokens per micro-batch of the prompt (32)\n"
+                   "  --stats              each rank's layers, memory, time and messages\n"
+                   "  --dump-logits FILE   the logits of every sampled step (float32)\n"
+                   "  (not --stop, --beams, --draft, --n-probs)\n");
     struct opts o;
     parse_opts(argc, argv, &o,
                " m vocab p f n t c temp top-k top-p min-p rp rln seed no-stop-bos freq pres "
@@ -582,6 +590,10 @@ int mpi_main(int argc, char **argv, int *rc)
 
     /* the same file everywhere */
     uint64_t fp = fingerprint(o.model, why, sizeof why);
+    if (fp && o.vocab) { /* a llama2.c checkpoint's tokenizer file too */
+        const uint64_t fv = fingerprint(o.vocab, why, sizeof why);
+        fp = fv ? (fp ^ (fv * 1099511628211ULL)) | 1 : 0;
+    }
     uint64_t *fps = malloc((size_t)p.size * sizeof *fps);
     MPI_Allgather(&fp, 1, MPI_UINT64_T, fps, 1, MPI_UINT64_T, MPI_COMM_WORLD);
     int ok = fp != 0;
