@@ -115,6 +115,27 @@ $(BUILD)/libstrix.so: $(BUILD)/libstrix.so.$(SOVERSION)
 $(BUILD)/strix: $(TOOL_OBJ) $(SERVE_OBJ) $(BUILD)/libstrix.a
 	$(CC) $(EXTRA_LDFLAGS) -o $@ $(TOOL_OBJ) $(SERVE_OBJ) $(BUILD)/libstrix.a $(LDLIBS) $(SERVE_LIBS)
 
+# MPI (optional): strix-mpi, the strix tool with pipeline-parallel `run` over
+# MPI (tools/mpi/), is built beside strix when mpicc is found (Debian:
+# libopenmpi-dev, openmpi-bin); MPI=1 requires it, MPI=0 skips it. mpicc
+# compiles with $(CC) (OMPI_CC, MPICH_CC).
+MPICC ?= mpicc
+MPI ?= $(if $(shell command -v $(MPICC) 2>/dev/null),1,0)
+MPI_CC := OMPI_CC=$(CC) MPICH_CC=$(CC) $(MPICC)
+ifeq ($(MPI),1)
+all: $(BUILD)/strix-mpi
+endif
+MPI_TOOL_OBJ := $(filter-out $(BUILD)/tools/strix.o,$(TOOL_OBJ)) $(BUILD)/tools/mpi/strix.o \
+  $(BUILD)/tools/mpi/pipeline.o
+$(BUILD)/tools/mpi/strix.o: tools/strix.c $(wildcard tools/*.h) include/strix.h
+	@mkdir -p $(dir $@)
+	$(MPI_CC) $(CFLAGS_ALL) $(TOOL_DEFS) -DSTRIX_MPI -c $< -o $@
+$(BUILD)/tools/mpi/pipeline.o: tools/mpi/pipeline.c $(wildcard tools/*.h) include/strix.h
+	@mkdir -p $(dir $@)
+	$(MPI_CC) $(CFLAGS_ALL) -c $< -o $@
+$(BUILD)/strix-mpi: $(MPI_TOOL_OBJ) $(BUILD)/libstrix.a
+	$(MPI_CC) $(EXTRA_LDFLAGS) -o $@ $(MPI_TOOL_OBJ) $(BUILD)/libstrix.a $(LDLIBS)
+
 # (tests find the shared library, for its soname, through STRIX_LIBDIR)
 $(BUILD)/tests/%: tests/%.c tests/harness.h tests/fixtures.h $(BUILD)/libstrix.a | $(BUILD)/tests
 	$(CC) $(CFLAGS_ALL) -DSTRIX_TEST_DATA_DEFAULT='"$(CURDIR)/tests/data"' -DSTRIX_LIBDIR='"$(abspath $(BUILD))"' \

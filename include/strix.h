@@ -115,6 +115,14 @@ struct strix_model_params {
     const char *vocab_path;
     /* Load only the vocabulary (GGUF): tensors are not required. */
     int vocab_only;
+    /* A pipeline stage: only blocks [layer_first, layer_end) are used (0, 0:
+     * all). The stage's weights alone are read and repacked (plus the
+     * embeddings on the first stage, the final norm and output projection on
+     * the last), its contexts hold only those blocks' KV cache, and it is
+     * decoded with strix_decode_hidden. Every tensor of the file is still
+     * checked. Out of range: STRIX_ERR_ARG. */
+    int layer_first;
+    int layer_end;
     int reserved_; /* zero; keeps the struct free of tail padding */
 };
 /* Fills *p (struct_size bytes) with the defaults; STRIX_ERR_ARG if p is NULL
@@ -200,6 +208,10 @@ struct strix_model_info {
      * values; for MLA the latent and the rotary key), and what it would be
      * with a key and a value per query head (MHA) */
     size_t cache_token_bytes, cache_token_bytes_mha;
+    /* the blocks this model holds (strix_model_params.layer_first/end) and the
+     * bytes of the weights its stage reads */
+    size_t stage_weight_bytes;
+    int layer_first, layer_end;
 };
 /* STRIX_ERR_ARG for a bad info; for a NULL model too, with info all zero. */
 int strix_model_get_info(const strix_model *model, struct strix_model_info *info);
@@ -537,6 +549,24 @@ typedef struct strix_batch {
     const int8_t *logits;     /* n flags; NULL: only the last token's */
 } strix_batch;
 int strix_decode_batch(strix_context *ctx, const strix_batch *batch, strix_error *err);
+
+/*
+ * Pipeline stages: a model loaded with a layer range runs blocks
+ * [layer_first, layer_end) of the whole model. strix_decode_hidden decodes a
+ * batch as strix_decode_batch does, except at the two ends: in (n, n_embd)
+ * row-major is the residual stream entering block layer_first (NULL: the
+ * tokens' embeddings, only on a first stage; batch->token may then be NULL),
+ * and out (n, n_embd), when not NULL, receives the residual stream leaving
+ * block layer_end - 1 and no logits are computed (NULL: logits as
+ * strix_decode_batch, only on a last stage). Positions and sequences are the
+ * batch's, and the cache changes as strix_decode_batch changes it, so
+ * stages fed the same batches in the same order hold the same positions.
+ * Chaining the stages of a model gives logits bit-identical to the whole
+ * model's. strix_decode_batch on a stage that is not both first and last is
+ * STRIX_ERR_ARG.
+ */
+int strix_decode_hidden(strix_context *ctx, const strix_batch *batch, const float *in, float *out,
+                        strix_error *err);
 
 /* Removes sequence seq's entries at positions [p0, p1) (p1 < 0: to the end;
  * seq < 0: every sequence). Entries no sequence uses are freed. These four

@@ -6,6 +6,7 @@
 # fuzzers (libclang-rt-14-dev on Debian 12, or the one matching clang);
 # LAPACKE and OpenBLAS for the analysis statistics (src/analysis/stats.c).
 # The server's libraries and test tools are listed below.
+# Open MPI (libopenmpi-dev, openmpi-bin) for the optional strix-mpi.
 set -e
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -31,6 +32,9 @@ command -v npm >/dev/null 2>&1 || need="$need npm"
 command -v chromium >/dev/null 2>&1 || need="$need chromium"
 [ -f /usr/include/lapacke.h ] || dpkg -s liblapacke-dev >/dev/null 2>&1 || need="$need liblapacke-dev"
 dpkg -s libopenblas-dev >/dev/null 2>&1 || need="$need libopenblas-dev"
+# Open MPI: strix-mpi (pipeline parallelism) and tests/mpi.sh; strix builds without it
+command -v mpicc >/dev/null 2>&1 || need="$need libopenmpi-dev"
+command -v mpirun >/dev/null 2>&1 || need="$need openmpi-bin"
 [ -z "$need" ] || install $need
 # libFuzzer's runtime, from the package of clang's own major version
 rt="$(clang -print-resource-dir)/lib/linux/libclang_rt.fuzzer-$(uname -m).a"

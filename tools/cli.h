@@ -150,4 +150,11 @@ int analysis_run(const strix_model *m, const char *path, int n_ctx, int max_toke
                  int n_threads, struct strix_layer_stats *layers, struct strix_layer_stats *embd,
                  int *n_tokens);
 
+/* tools/mpi/pipeline.c, in the MPI build (strix-mpi) only: runs `run` as a
+ * pipeline over the ranks of an MPI job and returns 1 with the exit status
+ * in *rc, or returns 0 for the commands that run in one process. */
+int mpi_main(int argc, char **argv, int *rc);
+/* What `strix info` says about MPI support. */
+const char *mpi_support(void);
+
 #endif

@@ -332,6 +332,11 @@ static int cmd_info(int argc, char **argv)
                pre, *pre ? ")" : "");
     }
     printf("tokenizers:   %s\n", strix_tokenizers_supported());
+#ifdef STRIX_MPI
+    printf("mpi:          %s\n", mpi_support());
+#else
+    printf("mpi:          not compiled in (make MPI=1 builds strix-mpi)\n");
+#endif
     if (!in.vocab_only) {
         printf("n_embd %d, n_ff %d, n_layer %d, n_head %d, n_head_kv %d, head_dim %d\n", in.n_embd,
                in.n_ff, in.n_layer, in.n_head, in.n_head_kv, in.head_dim);
@@ -428,6 +433,11 @@ int main(int argc, char **argv)
         usage(NULL, stderr);
         return 1;
     }
+#ifdef STRIX_MPI
+    int mpi_rc;
+    if (mpi_main(argc, argv, &mpi_rc))
+        return mpi_rc;
+#endif
     const char *cmd = argv[1];
     static const struct {
         const char *name;

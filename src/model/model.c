@@ -26,6 +26,36 @@
 
 UTIL_PARAMS_DEFINE(model, .vocab_path = NULL)
 
+int model_weight_in_stage(const strix_model *m, int i)
+{
+    STRIX_ASSERT(i >= 0 && i < m->n_all);
+    if (i >= m->n_slots_global) {
+        const int il = (i - m->n_slots_global) / m->n_slots_layer;
+        return il >= m->layer_first && il < m->layer_end;
+    }
+    const struct tensor *t = m->all[i];
+    const int first = m->layer_first == 0, last = m->layer_end == m->hp.n_layer;
+    if (t == &m->tok_embd)
+        return first || (last && m->tied_output);
+    if (t == &m->output || t == &m->output_norm || t == &m->output_norm_b)
+        return last;
+    return first; /* positions, the embeddings' norm */
+}
+
+/* The layer range of params (0, 0: all) onto a loaded model. */
+static int set_stage(strix_model *m, const struct strix_model_params *params, strix_error *err)
+{
+    const int first = params->layer_first, end = params->layer_end;
+    if (m->vocab_only || (first == 0 && end == 0))
+        return STRIX_OK;
+    if (first < 0 || end <= first || end > m->hp.n_layer)
+        return err_set(err, STRIX_ERR_ARG, "layer range [%d, %d) is not within the %d layers",
+                       first, end, m->hp.n_layer);
+    m->layer_first = first;
+    m->layer_end = end;
+    return STRIX_OK;
+}
+
 const struct vocab *model_vocab(const strix_model *m)
 {
     return m ? m->vocab : NULL;
@@ -136,6 +166,8 @@ int model_init_tables(strix_model *m, strix_error *err)
     m->slot_first[hp->n_layer] = i;
     for (i = 0; i < m->n_all; i++)
         m->all[i] = m->slots[i].t;
+    m->layer_first = 0;
+    m->layer_end = hp->n_layer;
     if (m->tied_output)
         m->output = m->tok_embd; /* refreshed once token_embd is set */
     return STRIX_OK;
@@ -391,6 +423,8 @@ int strix_model_load(const char *path, const struct strix_model_params *params, 
     int rc = util_map_file(path, &m->map, err);
     if (rc == STRIX_OK)
         rc = model_load_map(m, params, err);
+    if (rc == STRIX_OK)
+        rc = set_stage(m, params, err);
     if (rc)
         goto fail;
     if (!m->vocab_only)
@@ -458,7 +492,11 @@ int strix_model_get_info(const strix_model *m, struct strix_model_info *caller_i
     for (int i = 0; i < m->n_all; i++) {
         info->n_params += m->all[i]->ne[0] * m->all[i]->ne[1] * m->all[i]->ne[2];
         info->weight_bytes += m->all[i]->nbytes;
+        if (model_weight_in_stage(m, i))
+            info->stage_weight_bytes += m->all[i]->nbytes;
     }
+    info->layer_first = m->layer_first;
+    info->layer_end = m->layer_end;
     util_result_write(caller_info, &full, sizeof full);
     return STRIX_OK;
 }

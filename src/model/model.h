@@ -133,7 +133,14 @@ struct strix_model {
     struct util_map map; /* the file, when its bytes are used in place */
     void *owned;         /* weights converted at load (llama2.c int8 etc.) */
     struct gguf *gguf;   /* parsed header of a GGUF file, else NULL */
+    /* the blocks this model runs (a pipeline stage; all by default, set by
+     * model_init_tables and strix_model_load) */
+    int layer_first, layer_end;
 };
+
+/* Whether weight slot i is read by the model's stage (its blocks; the
+ * embeddings on the first stage, the final norm and output on the last). */
+int model_weight_in_stage(const strix_model *m, int i);
 
 const struct vocab *model_vocab(const strix_model *m);
 

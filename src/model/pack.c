@@ -44,8 +44,9 @@ void model_pack(strix_model *m)
     for (int i = 0; i < m->n_all; i++) {
         struct tensor *t = m->all[i];
         if (!t || !t->data || t->n_dims != 2 || t->type >= 64 || !isa->pack[t->type] ||
-            t->ne[1] < 16 || t->ne[0] > INT32_MAX || t->ne[1] > INT32_MAX)
-            continue;
+            t->ne[1] < 16 || t->ne[0] > INT32_MAX || t->ne[1] > INT32_MAX ||
+            !model_weight_in_stage(m, i))
+            continue; /* (another stage's weights are never read: their pages stay out) */
         const int rows = (int)t->ne[1], cols = (int)t->ne[0];
         const size_t bytes = isa->pack_bytes[t->type](rows, cols);
         if (bytes == 0)

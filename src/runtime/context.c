@@ -227,7 +227,8 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     const size_t kv_dim = (size_t)hp->n_head_kv * (size_t)hp->head_dim;
     const size_t embd = (size_t)hp->n_embd, ff = (size_t)hp->n_ff;
     size_t cache;
-    if (cells > (1 << 26) || !util_mul_size((size_t)hp->n_layer * (size_t)cells, kv_dim, &cache) ||
+    const int n_stage = model->layer_end - model->layer_first; /* blocks with a cache */
+    if (cells > (1 << 26) || !util_mul_size((size_t)n_stage * (size_t)cells, kv_dim, &cache) ||
         cache > SIZE_MAX / sizeof(float) / 4) {
         util_free(c);
         return err_set(err, STRIX_ERR_NOMEM, "KV cache too large");
@@ -236,10 +237,10 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     if ((size_t)c->max_row < q_dim)
         c->max_row = (int)q_dim;
     const int kv_ok =
-        kv_alloc(&c->kv, hp->n_layer, (int)cells, kv_dim, hp->mla, params->kv_grow != 0);
+        kv_alloc(&c->kv, n_stage, (int)cells, kv_dim, hp->mla, params->kv_grow != 0);
     c->tok_pos = util_malloc(nb * sizeof(int32_t));
     c->tok_seq = util_malloc(nb * sizeof(int32_t));
-    c->tok_cell = util_malloc((size_t)hp->n_layer * nb * sizeof(int32_t));
+    c->tok_cell = util_malloc((size_t)n_stage * nb * sizeof(int32_t));
     c->x = util_malloc(nb * embd * sizeof(float));
     c->xb = util_malloc(nb * (embd > q_dim ? embd : q_dim) * sizeof(float));
     c->q = util_malloc(nb * q_dim * sizeof(float));
@@ -725,9 +726,20 @@ int strix_decode_batch(strix_context *c, const strix_batch *b, strix_error *err)
     err_clear(err);
     if (!c || !b)
         return err_set(err, STRIX_ERR_ARG, "context or batch is NULL");
+    if (c->model->layer_first > 0 || c->model->layer_end < c->model->hp.n_layer)
+        return err_set(err, STRIX_ERR_ARG,
+                       "the model holds layers [%d, %d) of %d: decode it with "
+                       "strix_decode_hidden",
+                       c->model->layer_first, c->model->layer_end, c->model->hp.n_layer);
+    return context_decode(c, b, NULL, NULL, err);
+}
+
+int context_decode(strix_context *c, const strix_batch *b, const float *in, float *out,
+                   strix_error *err)
+{
     const struct hparams *hp = &c->model->hp;
     const int n = b->n;
-    if (!b->token || n <= 0)
+    if ((!b->token && !in) || n <= 0)
         return err_set(err, STRIX_ERR_ARG, "no tokens to decode");
     struct plan pl;
     pl.b = b;
@@ -742,7 +754,7 @@ int strix_decode_batch(strix_context *c, const strix_batch *b, strix_error *err)
         if (!seq_ok(c, s))
             return err_set(err, STRIX_ERR_ARG, "token %d: sequence %d is out of range [0, %d)", i,
                            s, c->n_seq_max);
-        if (b->token[i] < 0 || b->token[i] >= hp->n_vocab)
+        if (b->token && (b->token[i] < 0 || b->token[i] >= hp->n_vocab))
             return err_set(err, STRIX_ERR_ARG, "token id %d is out of range [0, %d)", b->token[i],
                            hp->n_vocab);
         int32_t p;
@@ -766,7 +778,7 @@ int strix_decode_batch(strix_context *c, const strix_batch *b, strix_error *err)
                            "sequence %d is full: position %d is past the context size %d", s, p,
                            c->n_ctx);
         next[s] = p + 1;
-        n_keep += b->logits ? b->logits[i] != 0 : i == n - 1;
+        n_keep += out ? 0 : b->logits ? b->logits[i] != 0 : i == n - 1;
     }
     if (!outputs_reserve(c, n, n_keep))
         return err_set(err, STRIX_ERR_NOMEM, "out of memory for the logits of %d tokens", n_keep);
@@ -784,7 +796,7 @@ int strix_decode_batch(strix_context *c, const strix_batch *b, strix_error *err)
             kv_remove(&c->kv, s, pl.first[s], INT32_MAX);
     int k = 0;
     for (int i = 0; i < n; i++)
-        c->slot_buf[i] = (b->logits ? b->logits[i] != 0 : i == n - 1) ? k++ : -1;
+        c->slot_buf[i] = !out && (b->logits ? b->logits[i] != 0 : i == n - 1) ? k++ : -1;
     int32_t cur[STRIX_SEQ_MAX];
     memcpy(cur, pl.first, sizeof cur);
     int kept = 0; /* logits rows written by earlier chunks */
@@ -808,10 +820,14 @@ int strix_decode_batch(strix_context *c, const strix_batch *b, strix_error *err)
         c->tok_off = off;
         c->logits = c->logits_buf + (size_t)kept * (size_t)hp->n_vocab;
         c->logit_slot = c->slot_buf + off;
-        forward(c, b->token + off);
+        c->hidden_in = in ? in + (size_t)off * (size_t)hp->n_embd : NULL;
+        c->hidden_out = out ? out + (size_t)off * (size_t)hp->n_embd : NULL;
+        forward(c, b->token ? b->token + off : NULL);
         for (int t = 0; t < cn; t++)
             kept += c->slot_buf[off + t] >= 0;
     }
+    c->hidden_in = NULL;
+    c->hidden_out = NULL;
     c->n_out = n;
     kv_shrink(&c->kv);
     if (c->kv.bytes > c->kv.bytes_peak)

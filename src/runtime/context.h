@@ -130,7 +130,18 @@ struct strix_context {
     /* observation of each matrix product's input (context params) */
     void (*on_matmul)(void *user, const char *weight, const float *x, int n_tokens, int n_cols);
     void *on_matmul_user;
+    /* pipeline stages (stage.c): the current chunk's residual stream entering
+     * the model's first block (NULL: embed the tokens) and leaving its last
+     * (NULL: final norm and logits), (n_tok, n_embd) each */
+    const float *hidden_in;
+    float *hidden_out;
 };
+
+/* strix_decode_batch with the residual stream entering the stage (in) and
+ * leaving it (out), (batch->n, n_embd) each or NULL (see strix_decode_hidden;
+ * stage.c checks the arguments). */
+int context_decode(strix_context *c, const strix_batch *b, const float *in, float *out,
+                   strix_error *err);
 
 /* The observation hook around block l of the current chunk: call
  * context_hook_in before the block changes c->x, context_hook_out after. */
@@ -149,7 +160,7 @@ size_t mm_act_bytes(int n, int cols);
 
 /* ---- attention.c ---- */
 struct attn_args {
-    int layer;
+    int layer;          /* the cache layer: the block less the stage's first block */
     const float *q;     /* (n_tok, n_head * head_dim), positions applied */
     float *out;         /* (n_tok, n_head * head_dim) */
     float scale;        /* usually 1 / sqrt(head_dim) */

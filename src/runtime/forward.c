@@ -337,8 +337,9 @@ static void qkv(strix_context *c, int l, const float *in)
             for (size_t i = 0; i < (size_t)n * (size_t)widths[b]; i++)
                 bufs[b][i] = bufs[b][i] < -cl ? -cl : (bufs[b][i] > cl ? cl : bufs[b][i]);
     }
-    const struct kv_layer *kvl = &c->kv.layer[l];
-    const int32_t *cells = c->tok_cell + (size_t)l * (size_t)c->n_batch;
+    const int lc = l - m->layer_first; /* the cache holds the stage's blocks */
+    const struct kv_layer *kvl = &c->kv.layer[lc];
+    const int32_t *cells = c->tok_cell + (size_t)lc * (size_t)c->n_batch;
     for (int t = 0; t < n; t++) {
         if (m->ad->pos == POS_ROPE) {
             const float *cs = f->rope + (size_t)t * (size_t)hp->n_rot;
@@ -363,7 +364,10 @@ void forward(strix_context *c, const strix_token *tokens)
     const int embd = hp->n_embd, hd = hp->head_dim;
     STRIX_ASSERT(n_all >= 1 && n_all <= c->n_batch); /* checked by strix_decode_batch */
 
-    embed(c, tokens);
+    if (c->hidden_in) /* a later pipeline stage: the previous stage's output */
+        memcpy(c->x, c->hidden_in, (size_t)n_all * (size_t)embd * sizeof(float));
+    else
+        embed(c, tokens);
 
     /* rotary positions: the plain kernel unless scaled */
     struct kern_rope_cfg rc = {hp->n_rot,           hp->rope_neox,       hp->rope_freq_base,
@@ -390,7 +394,7 @@ void forward(strix_context *c, const strix_token *tokens)
                             ? 1.0f / sqrtf((float)(embd / hp->n_head))
                             : 1.0f / sqrtf((float)hd);
 
-    for (int l = 0; l < hp->n_layer; l++) {
+    for (int l = m->layer_first; l < m->layer_end; l++) {
         if (c->layer_skip && c->layer_skip[l])
             continue; /* static layer mask: the residual passes through, no KV is written */
         const struct layer *L = &m->layers[l];
@@ -431,7 +435,7 @@ void forward(strix_context *c, const strix_token *tokens)
         /* the attention result overwrites the normed input unless the FFN
          * still reads it (parallel blocks) */
         float *att_out = ad->parallel ? f->att : c->xb;
-        const struct attn_args aa = {.layer = l,
+        const struct attn_args aa = {.layer = l - m->layer_first,
                                      .q = c->q,
                                      .out = att_out,
                                      .scale = scale,
@@ -483,6 +487,10 @@ void forward(strix_context *c, const strix_token *tokens)
         context_hook_out(c, l);
     }
 
+    if (c->hidden_out) { /* an earlier pipeline stage: the next stage's input */
+        memcpy(c->hidden_out, c->x, (size_t)n_all * (size_t)embd * sizeof(float));
+        return;
+    }
     /* final norm and logits, only for the tokens that want them */
     int n_keep = 0;
     for (int t = 0; t < n_all; t++) {

@@ -125,8 +125,9 @@ void mla_attention(strix_context *c, struct mla_scratch *s, int l, const float *
         mm_group(c, 2, w, y, in, n, 0);
     }
     /* the cached key: normed latent | rotary key; the rotary query parts */
-    const struct kv_layer *kvl = &c->kv.layer[l];
-    const int32_t *cells = c->tok_cell + (size_t)l * (size_t)c->n_batch;
+    const int lc = l - c->model->layer_first; /* the cache holds the stage's blocks */
+    const struct kv_layer *kvl = &c->kv.layer[lc];
+    const int32_t *cells = c->tok_cell + (size_t)lc * (size_t)c->n_batch;
     for (int t = 0; t < n; t++) {
         const float *cs = rope + (size_t)t * (size_t)nr;
         float *kv = s->kva + (size_t)t * (size_t)kd;
@@ -144,7 +145,7 @@ void mla_attention(strix_context *c, struct mla_scratch *s, int l, const float *
     }
     /* absorption: q_c = wk_b[h] q_nope into each head's first r values */
     per_head(c, s, &L->wk_b, s->qf, hk, c->q, kd);
-    const struct attn_args aa = {.layer = l,
+    const struct attn_args aa = {.layer = lc,
                                  .q = c->q,
                                  .out = s->att,
                                  .scale = 1.0f / sqrtf((float)hk),

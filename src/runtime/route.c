@@ -339,6 +339,10 @@ int strix_context_set_route(strix_context *c, const struct strix_route_params *p
     if (!(p.random_keep >= 0.0f && p.random_keep <= 1.0f))
         return err_set(err, STRIX_ERR_ARG, "random keep %g is outside (0, 1]",
                        (double)p.random_keep);
+    if (m->layer_first != 0 || m->layer_end != hp->n_layer)
+        return err_set(err, STRIX_ERR_ARG, "dynamic depth needs the whole model, not a pipeline "
+                                           "stage (blocks %d..%d of %d)",
+                       m->layer_first, m->layer_end, hp->n_layer);
     if (p.router && (p.router->n_layer != hp->n_layer || p.router->n_embd != hp->n_embd ||
                      p.router->fingerprint != route_fingerprint(m)))
         return err_set(err, STRIX_ERR_ARG, "the router was made for another model");

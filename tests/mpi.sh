@@ -1,0 +1,103 @@
+#!/bin/sh
+# Pipeline parallelism over MPI (strix-mpi, tools/mpi/pipeline.c) on
+# localhost: `mpirun -np 2` and `-np 3` give logits bit-identical to one
+# process (-np 1, which runs the whole model) and the same greedy text as
+# `strix run`, for the bundled model, the llama2.c story models and every
+# architecture's synthetic model; then the errors: a model file that differs
+# on one rank, more ranks than layers, a bad --split, a rank that dies (all
+# end every rank with a message, never a hang). Usage: tests/mpi.sh [BUILD]
+# (run by scripts/test.sh when mpicc exists).
+R=$(cd "$(dirname "$0")/.." && pwd)
+B=${1:-$R/build}
+case $B in /*) ;; *) B=$(pwd)/$B ;; esac
+D=${STRIX_TEST_DATA:-$R/tests/data}
+case $D in /*) ;; *) D=$(pwd)/$D ;; esac
+S=$B/strix
+SM=$B/strix-mpi
+if ! command -v mpirun >/dev/null 2>&1 || [ ! -x "$SM" ]; then
+    echo "tests/mpi.sh: no mpirun or $SM: skipped"
+    exit 0
+fi
+T=$(mktemp -d "${TMPDIR:-/tmp}/strix-mpi.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+cd "$T" || exit 1
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL mpi: $*"; }
+# one thread per rank: the ranks share the machine's cores
+MPIRUN="timeout 60 mpirun --oversubscribe --allow-run-as-root --bind-to none"
+
+# same NAME MODEL_ARGS NP...: greedy text of each NP equal to `strix run`'s;
+# with more than one NP, the logits of every step bit-identical to -np 1's
+# (the library's stage split is checked on every model by test_stage.c;
+# each mpirun costs about 2 s to start, so the logits are compared here on
+# the bundled and story models, the text on every architecture)
+same() {
+    name=$1 args=$2
+    shift 2
+    mkdir -p "$T/$name" && cd "$T/$name" || return
+    "$S" run $args -p "Once upon a time" -n 24 --temp 0 -t 1 >ref.txt 2>/dev/null
+    for np in "$@"; do
+        $MPIRUN -np "$np" "$SM" run $args -p "Once upon a time" -n 24 --temp 0 -t 1 \
+            --ubatch 2 --dump-logits "l$np.bin" >"o$np.txt" 2>"e$np.txt"
+        rc=$?
+        if [ $rc -eq 0 ] && cmp -s "o$np.txt" ref.txt && [ -s "l$np.bin" ] &&
+            { [ ! -f l1.bin ] || cmp -s "l$np.bin" l1.bin; }; then echo ok; else
+            echo "$name: -np $np: rc=$rc, text or logits differ: $(head -c 300 "e$np.txt")"; fi
+    done >result.txt
+    cd "$T" || exit 1
+}
+# (about 2 s of each mpirun is MPI's start-up, mostly waiting: three models at a time)
+n_bg=0
+bg() {
+    same "$@" &
+    n_bg=$((n_bg + 1))
+    [ $((n_bg % 3)) -ne 0 ] || wait
+}
+bg stories260K.gguf "-m $R/models/stories260K.gguf" 1 2 3
+bg stories3M-q80.bin "-m $D/stories3M-q80.bin --vocab $D/tok4096.bin" 1 2 3
+bg stories260K.bin "-m $D/stories260K.bin --vocab $D/tok512.bin" 3
+for f in "$D"/arch/*.gguf; do
+    n=$(basename "$f" .gguf)
+    case $n in gemma2) bg "$n" "-m $f" 3 ;; *) bg "$n" "-m $f" 2 ;; esac
+done
+wait
+for r in "$T"/*/result.txt; do
+    while read -r line; do
+        if [ "$line" = ok ]; then ok; else bad "$line"; fi
+    done <"$r"
+done
+[ "$(cat "$T"/*/result.txt | wc -l)" -eq 20 ] || bad "expected 20 results"
+cp stories260K.gguf/l1.bin base.bin
+
+# a split by hand: the same logits again
+G="$R/models/stories260K.gguf"
+$MPIRUN -np 2 "$SM" run -m "$G" -p "Once upon a time" -n 24 --temp 0 -t 1 --split 4,1 \
+    --dump-logits s.bin >/dev/null 2>e.txt
+if cmp -s s.bin base.bin; then ok; else bad "--split 4,1: logits differ: $(head -c 300 e.txt)"; fi
+
+# expect_error DESCRIPTION PATTERN MPIRUN-ARGS...: non-zero exit before the
+# timeout, PATTERN on stderr
+expect_error() {
+    what=$1 pat=$2
+    shift 2
+    $MPIRUN "$@" >out.txt 2>err.txt
+    rc=$?
+    if [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "$pat" err.txt; then ok; else
+        bad "$what: rc=$rc: $(head -c 400 err.txt)"; fi
+}
+P="-p Once -n 8 --temp 0 -t 1"
+expect_error "more ranks than layers" "3 ranks for a model of 2 layers" \
+    -np 3 "$SM" run -m "$D/arch/qwen2.gguf" $P
+expect_error "bad split" "adds up to 4 layers" -np 2 "$SM" run -m "$G" $P --split 2,2
+expect_error "different model file" "rank 1's model file differs from rank 0's" \
+    -np 1 "$SM" run -m "$G" $P : -np 1 "$SM" run -m "$D/stories260K-ref.gguf" $P
+expect_error "a rank that dies" "exiting on purpose" \
+    -np 3 -x STRIX_MPI_FAULT=1 "$SM" run -m "$G" $P
+# strix info says whether MPI is compiled in
+if "$SM" info -m "$G" | grep -q "^mpi: *compiled in" &&
+    "$S" info -m "$G" | grep -q "^mpi: *not compiled in"; then ok; else bad "info: mpi line"; fi
+
+echo "tests/mpi.sh: $pass passed, $fail failed"
+[ $fail -eq 0 ]
