@@ -133,8 +133,9 @@ $(BUILD)/tools/mpi/strix.o: tools/strix.c $(wildcard tools/*.h) include/strix.h
 $(BUILD)/tools/mpi/pipeline.o: tools/mpi/pipeline.c $(wildcard tools/*.h) include/strix.h
 	@mkdir -p $(dir $@)
 	$(MPI_CC) $(CFLAGS_ALL) -c $< -o $@
-$(BUILD)/strix-mpi: $(MPI_TOOL_OBJ) $(BUILD)/libstrix.a
-	$(MPI_CC) $(EXTRA_LDFLAGS) -o $@ $(MPI_TOOL_OBJ) $(BUILD)/libstrix.a $(LDLIBS)
+$(BUILD)/strix-mpi: $(MPI_TOOL_OBJ) $(SERVE_OBJ) $(BUILD)/libstrix.a
+	$(MPI_CC) $(EXTRA_LDFLAGS) -o $@ $(MPI_TOOL_OBJ) $(SERVE_OBJ) $(BUILD)/libstrix.a $(LDLIBS) \
+	  $(SERVE_LIBS)
 
 # (tests find the shared library, for its soname, through STRIX_LIBDIR)
 $(BUILD)/tests/%: tests/%.c tests/harness.h tests/fixtures.h $(BUILD)/libstrix.a | $(BUILD)/tests
