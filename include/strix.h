@@ -190,6 +190,9 @@ struct strix_model_info {
      * values; for MLA the latent and the rotary key), and what it would be
      * with a key and a value per query head (MHA) */
     size_t cache_token_bytes, cache_token_bytes_mha;
+    /* recurrent models (mamba): the state one sequence holds after one
+     * position, over all layers (F32); 0 for the others */
+    size_t state_seq_bytes;
 };
 /* STRIX_ERR_ARG for a bad info; for a NULL model too, with info all zero. */
 int strix_model_get_info(const strix_model *model, struct strix_model_info *info);
@@ -333,6 +336,10 @@ struct strix_context_params {
     strix_pool *pool;   /* a shared pool (borrowed); NULL: the context starts its own */
     strix_layer_hook on_layer; /* NULL: no observation */
     void *on_layer_user;
+    int n_state_keep;   /* recurrent models (mamba): positions whose state each sequence
+                           keeps, so it can roll back n_state_keep - 1 tokens (and always
+                           to empty); 0 = 16, 1 = no rollback, at most 4096 */
+    int reserved_state_; /* zero; keeps the struct free of tail padding */
 };
 #define STRIX_SEQ_MAX 64
 int strix_context_params_init(struct strix_context_params *p, size_t struct_size);

@@ -48,6 +48,11 @@ struct strix_synth_params {
     int expert_probs_bias;    /* an exp_probs_b selection bias per block */
     int expert_norm;          /* chosen weights renormalised */
     float expert_scale;       /* chosen weights scaled (0: 1) */
+    /* mamba (zero: the default); the inner size is 2 n_embd */
+    int ssm_d_conv;           /* convolution width (0: 4) */
+    int ssm_d_state;          /* state size per channel (0: 16) */
+    int ssm_dt_rank;          /* time-step rank (0: n_embd / 16, at least 1) */
+    int ssm_reserved_;        /* keeps the struct free of tail padding */
 };
 int strix_synth_params_init(struct strix_synth_params *p, size_t struct_size);
 STRIX_DEFAULT_PARAMS_(synth)

@@ -134,6 +134,8 @@ static void run_speculative(const struct opts *o, strix_model *m, strix_context 
         struct strix_context_params cp = strix_context_default_params();
         cp.n_ctx = strix_context_n_ctx(ctx);
         cp.pool = pool; /* the target's: two pools would fight over the cores */
+        if (o->draft_max > 14)
+            cp.n_state_keep = o->draft_max + 2;
         if (strix_context_create(dm, &cp, &dctx, &err) ||
             strix_draft_model_create(m, dm, dctx, &d, &err))
             die("draft %s: %s", o->draft, err.msg);
@@ -227,6 +229,8 @@ static int cmd_run(int argc, char **argv)
     cp.n_ctx = o.n_ctx;
     cp.n_threads = o.n_threads;
     cp.n_seq_max = o.beams > 0 ? 2 * o.beams : 1;
+    if (spec && o.draft_max > 14) /* recurrent models roll a verified draft back */
+        cp.n_state_keep = o.draft_max + 2;
     strix_context *ctx;
     strix_error err;
     strix_pool *pool = NULL;
@@ -362,8 +366,12 @@ static int cmd_info(int argc, char **argv)
                in.n_ctx_train, in.tied_output ? "tied to embeddings" : "separate");
         printf("parameters: %lld, %.2f MiB\n", (long long)in.n_params,
                (double)in.weight_bytes / 1048576.0);
-        printf("cache: %zu bytes per token (F32; as multi-head attention: %zu)\n",
-               in.cache_token_bytes, in.cache_token_bytes_mha);
+        if (in.state_seq_bytes)
+            printf("cache: none per token; recurrent state %zu bytes per sequence (F32)\n",
+                   in.state_seq_bytes);
+        else
+            printf("cache: %zu bytes per token (F32; as multi-head attention: %zu)\n",
+                   in.cache_token_bytes, in.cache_token_bytes_mha);
         printf("tensors:\n");
         for (int i = 0; i < strix_model_n_tensors(m); i++) {
             struct strix_tensor_info t = {.struct_size = sizeof t};
@@ -410,7 +418,7 @@ static int cmd_synth(int argc, char **argv)
                " m o type t dim ff layers heads kv-heads c seed arch rot experts experts-used swa "
                "rope-scaling rope-scale alibi-bias ff-exp lora-q lora-kv head-k head-v dense-lead "
                "experts-shared expert-groups groups-used expert-sigmoid expert-bias expert-norm "
-               "expert-scale ");
+               "expert-scale ssm-conv ssm-state ssm-dt-rank ");
     if (!o.out)
         die("synth needs -o OUT.gguf");
     refuse_overwrite(o.out, (const char *const[]){o.model}, 1);

@@ -106,6 +106,11 @@ struct strix_context {
     strix_layer_hook on_layer;
     void *on_layer_user;
     float *hook_in; /* (n_batch, n_embd) when on_layer is set */
+    /* recurrent models (mamba): the per-layer, per-sequence states that
+     * replace keys and values (ssm.h); the cells then only track positions,
+     * a window of n_state_keep */
+    struct ssm_state *ssm;
+    int n_state_keep;
 };
 
 /* The observation hook around block l of the current chunk: call

@@ -18,6 +18,7 @@
 #include "model/arch.h"
 #include "runtime/context.h"
 #include "runtime/mla.h"
+#include "runtime/ssm.h"
 #include "quant/dtype.h"
 #include "kernels/kernels.h"
 
@@ -398,6 +399,11 @@ void forward(strix_context *c, const strix_token *tokens)
         if (!hp->post_norm) {
             norm_rows(m, c->xb, c->x, &L->attn_norm, &L->attn_norm_b, n);
             in = c->xb;
+        }
+        if (hp->ssm) { /* mamba: the state-space block (ssm.c) is the whole block */
+            ssm_block(c, l, in, c->x);
+            context_hook_out(c, l);
+            continue;
         }
         const float *att_in = in;
         if (L->attn_norm_2.data) { /* Falcon-40B: attention has a norm of its own */
