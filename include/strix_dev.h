@@ -38,7 +38,7 @@ struct strix_synth_params {
     /* deepseek2 (zero: the default) */
     int n_lora_q;             /* query latent rank (0: a plain query projection) */
     int n_lora_kv;            /* key-value latent rank (0: 4 x the head size) */
-    int head_k_mla;           /* key size per head, rotary part (n_rot) included (0: n_embd / n_head) */
+    int head_k_mla;           /* key size per head, rotary part included (0: n_embd / n_head) */
     int head_v_mla;           /* value size per head (0: head_k_mla) */
     int n_dense_lead;         /* leading blocks with a dense FFN */
     int n_expert_shared;      /* shared experts (0: 1) */

@@ -98,7 +98,8 @@ static void check_state(const char *name)
         if (strix_decode_batch(c, &b, &err) == STRIX_OK) {
             e = 0.0f;
             for (int i = 0; i < k; i++)
-                e = fmaxf(e, rel_err(strix_get_logits(c, i), ref + (size_t)pos[i] * (size_t)nv, nv));
+                e = fmaxf(e,
+                          rel_err(strix_get_logits(c, i), ref + (size_t)pos[i] * (size_t)nv, nv));
         }
         CHECKF(e < REL_TOL, "%s: two interleaved sequences: error %g (%s)", name, e, err.msg);
         printf("%-10s two sequences in one batch: max rel. error %.2e\n", name, e);
@@ -150,7 +151,7 @@ static void check_state_limits(const char *name)
         int8_t want = 1;
         const strix_batch b = {1, ids + 30, &p, NULL, &want};
         CHECK(strix_decode_batch(c, &b, &err) == STRIX_ERR_UNSUPPORTED);
-        e = fmaxf(e, decode_span(c, ids, 0, 40, 44, ref, nv)); /* unchanged by the refusals */
+        e = fmaxf(e, decode_span(c, ids, 0, 40, 44, ref, nv));    /* unchanged by the refusals */
         CHECK(strix_kv_seq_truncate(c, 0, 41, &err) == STRIX_OK); /* 3 back: kept */
         e = fmaxf(e, decode_span(c, ids, 0, 41, 48, ref, nv));
         CHECKF(e < REL_TOL, "%s: 4 kept states: error %g", name, e);

@@ -138,7 +138,7 @@ static const struct {
     {"chat", "  chat      [-m MODEL] [--vocab TOKENIZER.bin] [--system TEXT] [--chat-template NAME]\n"
              "            [-n N] [-t THREADS] [-c N_CTX] [--stop TEXT]... [--no-stop-bos]\n"
              "            [sampling options of run]\n"},
-    {"info", "  info      [-m MODEL] [--vocab TOKENIZER.bin]\n"},
+    {"info", "  info      [-m MODEL] [--vocab TOKENIZER.bin] [-c N_CTX (cache of such a context)]\n"},
     {"convert", "  convert   [-m MODEL] [--vocab TOKENIZER.bin] -o OUT.gguf [--type TYPE] [-t THREADS]\n"
                 "            (TYPE: any of quantize's)\n"},
     {"synth", "  synth     [-m VOCAB_MODEL] -o OUT.gguf [--dim N] [--ff N] [--layers N] [--heads N]\n"

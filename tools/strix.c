@@ -337,7 +337,7 @@ static int cmd_tokenize(int argc, char **argv)
 static int cmd_info(int argc, char **argv)
 {
     struct opts o;
-    parse_opts(argc, argv, &o, " m vocab ");
+    parse_opts(argc, argv, &o, " m vocab c ");
     strix_model *m = load_model(&o, 0);
     struct strix_model_info in = {.struct_size = sizeof in};
     strix_model_get_info(m, &in);
@@ -372,6 +372,21 @@ static int cmd_info(int argc, char **argv)
         else
             printf("cache: %zu bytes per token (F32; as multi-head attention: %zu)\n",
                    in.cache_token_bytes, in.cache_token_bytes_mha);
+        if (opt_given(&o, "c")) { /* what a context of -c positions allocates */
+            struct strix_context_params cp = strix_context_default_params();
+            cp.n_ctx = o.n_ctx;
+            cp.n_threads = 1;
+            strix_context *ctx;
+            strix_error err;
+            size_t total = 0, tok = 0, seq = 0;
+            if (strix_context_create(m, &cp, &ctx, &err))
+                die("context: %s", err.msg);
+            strix_context_cache_bytes(ctx, &total, &tok, &seq);
+            printf("context of %d positions: cache %zu bytes (%zu per cell, %zu per sequence, "
+                   "%d cells)\n",
+                   strix_context_n_ctx(ctx), total, tok, seq, strix_kv_cells(ctx));
+            strix_context_free(ctx);
+        }
         printf("tensors:\n");
         for (int i = 0; i < strix_model_n_tensors(m); i++) {
             struct strix_tensor_info t = {.struct_size = sizeof t};

@@ -54,7 +54,8 @@ int arch_mamba_load(strix_model *m, const gguf *g, strix_error *err)
         return rc;
     err_clear(err);
     if (flag)
-        return err_set(err, STRIX_ERR_UNSUPPORTED, "%s (normed dt, B and C) is not supported", full);
+        return err_set(err, STRIX_ERR_UNSUPPORTED, "%s (normed dt, B and C) is not supported",
+                       full);
     if (hp->ssm_d_conv > 64 || hp->ssm_d_state > 1024 || hp->ssm_dt_rank > hp->ssm_d_inner)
         return err_set(err, STRIX_ERR_FORMAT,
                        "state-space sizes out of range: conv %d, state %d, dt rank %d, inner %d",

@@ -190,7 +190,7 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     c->max_row = (int)(embd > ff ? embd : ff);
     if ((size_t)c->max_row < q_dim)
         c->max_row = (int)q_dim;
-    const int kv_ok = kv_alloc(&c->kv, hp->n_layer, (int)cells, kv_dim, hp->mla);
+    int kv_ok = kv_alloc(&c->kv, hp->n_layer, (int)cells, kv_dim, hp->mla);
     c->tok_pos = util_malloc(nb * sizeof(int32_t));
     c->tok_seq = util_malloc(nb * sizeof(int32_t));
     c->tok_cell = util_malloc((size_t)hp->n_layer * nb * sizeof(int32_t));
@@ -216,7 +216,9 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     c->fwd = forward_scratch_create(hp, c->n_batch);
     if (hp->ssm)
         c->ssm = ssm_state_create(model, c->n_seq_max, c->n_state_keep, c->n_batch);
-    if ((hp->ssm && !c->ssm) || !kv_ok || !c->tok_pos || !c->tok_seq || !c->tok_cell || !c->x || !c->xb || !c->q ||
+    if (hp->ssm && !c->ssm)
+        kv_ok = 0; /* out of memory for the states */
+    if (!kv_ok || !c->tok_pos || !c->tok_seq || !c->tok_cell || !c->x || !c->xb || !c->q ||
         !c->k || !c->v || !c->hb || !c->hb2 || !c->att || !c->row || !c->act || !c->logits_buf ||
         !c->slot_buf || (c->on_layer && !c->hook_in) || !c->pool || !c->fwd) {
         const int n_ctx = c->n_ctx;

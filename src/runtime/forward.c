@@ -225,7 +225,8 @@ static void moe(strix_context *c, int l, const float *in, float *out, int n)
     mm(c, &L->gate_inp, in, f->router, n, 0);
     for (int t = 0; t < n; t++) {
         if (hp->moe_ds) /* DeepSeekMoE (moe_route.c) */
-            moe_route_ds(hp, row(f->router, t, ne), L->exp_probs_b.data ? vec(&L->exp_probs_b) : NULL,
+            moe_route_ds(hp, row(f->router, t, ne),
+                         L->exp_probs_b.data ? vec(&L->exp_probs_b) : NULL,
                          f->sel + (size_t)t * k, row(f->sel_w, t, k));
         else
             kern_moe_route(row(f->router, t, ne), ne, k, m->ad->moe_norm_w,

@@ -26,11 +26,11 @@
 #include "quant/dtype.h"
 
 struct ssm_layer {
-    float *conv; /* (n_seq, n_keep, d_inner, d_conv - 1) */
-    float *scan; /* (n_seq, n_keep, d_inner, d_state) */
-    const float *a;    /* (d_inner, d_state) A, as F32 */
-    const float *cw;   /* (d_inner, d_conv) convolution weights, as F32 */
-    float *owned;      /* the F32 copies when the file's types are not F32 */
+    float *conv;     /* (n_seq, n_keep, d_inner, d_conv - 1) */
+    float *scan;     /* (n_seq, n_keep, d_inner, d_state) */
+    const float *a;  /* (d_inner, d_state) A, as F32 */
+    const float *cw; /* (d_inner, d_conv) convolution weights, as F32 */
+    float *owned;    /* the F32 copies when the file's types are not F32 */
 };
 
 struct ssm_state {
@@ -73,8 +73,8 @@ static const float *as_f32(const struct tensor *t, float *copy)
         return t->data;
     const dtype_dequant_fn deq = dtype_get(t->type)->dequantize;
     for (int64_t r = 0; r < t->ne[1]; r++)
-        deq((const uint8_t *)t->data + (size_t)r * t->row_bytes, copy + (size_t)r * (size_t)t->ne[0],
-            (int)t->ne[0]);
+        deq((const uint8_t *)t->data + (size_t)r * t->row_bytes,
+            copy + (size_t)r * (size_t)t->ne[0], (int)t->ne[0]);
     return copy;
 }
 
@@ -217,8 +217,9 @@ static void scan_worker(void *arg, int ith, int nth)
             for (int ch = c0; ch < c1; ch++) {
                 const float *cw = L->cw + (size_t)ch * (size_t)dc;
                 float *cs = L->conv + (now * (size_t)di + (size_t)ch) * (size_t)(dc - 1);
-                const float *ps =
-                    prev == SIZE_MAX ? NULL : L->conv + (prev * (size_t)di + (size_t)ch) * (size_t)(dc - 1);
+                const float *ps = prev == SIZE_MAX ? NULL
+                                                   : L->conv + (prev * (size_t)di + (size_t)ch) *
+                                                                   (size_t)(dc - 1);
                 /* the window: the previous dc - 1 inputs, oldest first, then x */
                 float acc = 0.0f;
                 for (int i = 0; i < dc - 1; i++)
@@ -239,8 +240,9 @@ static void scan_worker(void *arg, int ith, int nth)
             for (int ch = c0; ch < c1; ch++) {
                 const float *a = L->a + (size_t)ch * (size_t)ds;
                 float *st = L->scan + (now * (size_t)di + (size_t)ch) * (size_t)ds;
-                const float *ps =
-                    prev == SIZE_MAX ? NULL : L->scan + (prev * (size_t)di + (size_t)ch) * (size_t)ds;
+                const float *ps = prev == SIZE_MAX
+                                      ? NULL
+                                      : L->scan + (prev * (size_t)di + (size_t)ch) * (size_t)ds;
                 const float dsp = softplus(dt[ch]), xdt = xc[ch] * dsp;
                 float acc = 0.0f;
                 for (int i = 0; i < ds; i++) {
