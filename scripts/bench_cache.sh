@@ -23,7 +23,7 @@ synth swa --ff 1408 --kv-heads 8 --swa 512
 synth mla --arch deepseek2 --ff 1408 --head-k 96 --rot 32 --head-v 64 --lora-kv 128 --lora-q 256
 synth mamba --arch mamba --ssm-state 16 --ssm-dt-rank 32
 # a prompt of about 3,400 tokens: the TinyStories sample, repeated
-for i in 1 2 3 4 5 6 7 8; do cat "$ROOT/tests/data/tinystories-valid-4k.txt"; done | head -c 9000 > "$TMP/prompt.txt"
+for i in 1 2 3 4 5 6 7 8; do cat "$ROOT/tests/data/tinystories-valid-4k.txt"; done | head -c 6600 > "$TMP/prompt.txt"
 NAMES="mha gqa mqa swa mla mamba"
 echo "load: $(uptime)"
 for r in $(seq "$REPS"); do
