@@ -212,6 +212,9 @@ struct strix_model_info {
      * bytes of the weights its stage reads */
     size_t stage_weight_bytes;
     int layer_first, layer_end;
+    /* recurrent models (mamba): the state one sequence holds after one
+     * position, over all layers (F32); 0 for the others */
+    size_t state_seq_bytes;
 };
 /* STRIX_ERR_ARG for a bad info; for a NULL model too, with info all zero. */
 int strix_model_get_info(const strix_model *model, struct strix_model_info *info);
@@ -366,6 +369,10 @@ struct strix_context_params {
      * call), before the product; changes no result. NULL: none. */
     void (*on_matmul)(void *user, const char *weight, const float *x, int n_tokens, int n_cols);
     void *on_matmul_user;
+    int n_state_keep;   /* recurrent models (mamba): positions whose state each sequence
+                           keeps, so it can roll back n_state_keep - 1 tokens (and always
+                           to empty); 0 = 16, 1 = no rollback, at most 4096 */
+    int reserved_state_; /* zero; keeps the struct free of tail padding */
 };
 #define STRIX_SEQ_MAX 64
 int strix_context_params_init(struct strix_context_params *p, size_t struct_size);

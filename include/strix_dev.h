@@ -38,7 +38,7 @@ struct strix_synth_params {
     /* deepseek2 (zero: the default) */
     int n_lora_q;             /* query latent rank (0: a plain query projection) */
     int n_lora_kv;            /* key-value latent rank (0: 4 x the head size) */
-    int head_k_mla;           /* key size per head, rotary part (n_rot) included (0: n_embd / n_head) */
+    int head_k_mla;           /* key size per head, rotary part included (0: n_embd / n_head) */
     int head_v_mla;           /* value size per head (0: head_k_mla) */
     int n_dense_lead;         /* leading blocks with a dense FFN */
     int n_expert_shared;      /* shared experts (0: 1) */
@@ -48,6 +48,11 @@ struct strix_synth_params {
     int expert_probs_bias;    /* an exp_probs_b selection bias per block */
     int expert_norm;          /* chosen weights renormalised */
     float expert_scale;       /* chosen weights scaled (0: 1) */
+    /* mamba (zero: the default); the inner size is 2 n_embd */
+    int ssm_d_conv;           /* convolution width (0: 4) */
+    int ssm_d_state;          /* state size per channel (0: 16) */
+    int ssm_dt_rank;          /* time-step rank (0: n_embd / 16, at least 1) */
+    int ssm_reserved_;        /* keeps the struct free of tail padding */
 };
 int strix_synth_params_init(struct strix_synth_params *p, size_t struct_size);
 STRIX_DEFAULT_PARAMS_(synth)

@@ -34,13 +34,13 @@ static const strix_token PROMPT[] = {1, 403, 407, 261, 378, 285, 328, 270, 282, 
     _Static_assert(sizeof(T) == offsetof(T, last) + sizeof(((T *)0)->last), #T " ends in padding")
 NO_TAIL_PADDING(struct strix_model_params, reserved_);
 NO_TAIL_PADDING(struct strix_quantize_params, log_user);
-NO_TAIL_PADDING(struct strix_context_params, on_matmul_user);
+NO_TAIL_PADDING(struct strix_context_params, reserved_state_);
 NO_TAIL_PADDING(struct strix_route_params, skip_layers);
 NO_TAIL_PADDING(struct strix_sampler_params, n_probs);
 NO_TAIL_PADDING(struct strix_gen_params, seq);
 NO_TAIL_PADDING(struct strix_beam_params, stop_at_bos);
 NO_TAIL_PADDING(struct strix_ppl_params, user);
-NO_TAIL_PADDING(struct strix_synth_params, expert_scale);
+NO_TAIL_PADDING(struct strix_synth_params, ssm_reserved_);
 NO_TAIL_PADDING(struct strix_analyze_params, user);
 NO_TAIL_PADDING(struct strix_prune_params, user);
 

@@ -81,10 +81,15 @@ static void check_cache_bytes(void)
 {
     static const struct {
         const char *file;
-        size_t token, mha, cell;
+        size_t token, mha, cell, state, seq;
     } cases[] = {
-        {"arch/deepseek2.gguf", 3 * 16 * 4, 3 * 4 * (12 + 8) * 4, 3 * (16 * 4 + 16)},
-        {"arch/qwen2.gguf", 2 * 2 * 16 * 4, 2 * 2 * 32 * 4, 2 * (2 * 16 * 4 + 16)},
+        {"arch/deepseek2.gguf", 3 * 16 * 4, 3 * 4 * (12 + 8) * 4, 3 * (16 * 4 + 16), 0, 0},
+        {"arch/qwen2.gguf", 2 * 2 * 16 * 4, 2 * 2 * 32 * 4, 2 * (2 * 16 * 4 + 16), 0, 0},
+        /* mamba: 2 blocks of 64 channels with 3 convolution inputs and 8
+         * state values each; 16 kept positions (the default) tagged with an
+         * int32, and the cells of 16 + one batch (8) positions */
+        {"arch/mamba.gguf", 0, 0, 0, 2 * 64 * (3 + 8) * 4,
+         16 * 2 * 64 * (3 + 8) * 4 + 16 * 4 + (16 + 8) * 2 * 16},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         strix_model *m = load_fixture(cases[i].file, NULL);
@@ -92,16 +97,18 @@ static void check_cache_bytes(void)
             continue;
         struct strix_model_info in = {.struct_size = sizeof in};
         strix_model_get_info(m, &in);
-        CHECKF(in.cache_token_bytes == cases[i].token && in.cache_token_bytes_mha == cases[i].mha,
-               "%s: cache %zu (MHA %zu) bytes per token", cases[i].file, in.cache_token_bytes,
-               in.cache_token_bytes_mha);
+        CHECKF(in.cache_token_bytes == cases[i].token && in.cache_token_bytes_mha == cases[i].mha &&
+                   in.state_seq_bytes == cases[i].state,
+               "%s: cache %zu (MHA %zu) bytes per token, state %zu", cases[i].file,
+               in.cache_token_bytes, in.cache_token_bytes_mha, in.state_seq_bytes);
         struct strix_context_params cp = strix_context_default_params();
         cp.n_ctx = 64;
+        cp.n_batch = 8;
         strix_context *c = NULL;
         CHECK(strix_context_create(m, &cp, &c, NULL) == STRIX_OK);
         size_t total = 0, tok = 0, seq = 1;
         CHECK(strix_context_cache_bytes(c, &total, &tok, &seq) == STRIX_OK);
-        CHECKF(tok == cases[i].cell && total == 64 * tok && seq == 0,
+        CHECKF(tok == cases[i].cell && seq == cases[i].seq && total == 64 * tok + seq,
                "%s: context cache %zu bytes, %zu per cell", cases[i].file, total, tok);
         strix_context_free(c);
         strix_model_free(m);
@@ -117,7 +124,7 @@ int main(void)
         {"gemma", "gemma"},       {"falcon", "falcon"},       {"bloom", "bloom"},
         {"mpt", "mpt"},           {"starcoder", "starcoder"}, {"mixtral", "llama"},
         {"qwen2moe", "qwen2moe"}, {"llama-yarn", "llama"},    {"llama-linear", "llama"},
-        {"deepseek2", "deepseek2"}, {"deepseek2-lite", "deepseek2"},
+        {"deepseek2", "deepseek2"}, {"deepseek2-lite", "deepseek2"}, {"mamba", "mamba"},
     };
     for (size_t i = 0; i < sizeof fx / sizeof fx[0]; i++)
         check_arch(fx[i][0], fx[i][1], REL_TOL);

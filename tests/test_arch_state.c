@@ -27,14 +27,20 @@ static float rel_err(const float *got, const float *want, int nv)
     return d / fmaxf(scale, 1e-6f);
 }
 
-static strix_context *make_ctx(const strix_model *m, int n_seq, int n_batch)
+static strix_context *make_ctx_keep(const strix_model *m, int n_seq, int n_batch, int keep)
 {
     struct strix_context_params cp = strix_context_default_params();
+    cp.n_state_keep = keep;
     cp.n_ctx = 128;
     cp.n_seq_max = n_seq;
     cp.n_batch = n_batch;
     cp.n_threads = 1;
     return fixture_context_with(m, &cp);
+}
+
+static strix_context *make_ctx(const strix_model *m, int n_seq, int n_batch)
+{
+    return make_ctx_keep(m, n_seq, n_batch, 0);
 }
 
 /* Decodes ids[p0..p1) of sequence seq one batch (all logits kept) and
@@ -92,7 +98,8 @@ static void check_state(const char *name)
         if (strix_decode_batch(c, &b, &err) == STRIX_OK) {
             e = 0.0f;
             for (int i = 0; i < k; i++)
-                e = fmaxf(e, rel_err(strix_get_logits(c, i), ref + (size_t)pos[i] * (size_t)nv, nv));
+                e = fmaxf(e,
+                          rel_err(strix_get_logits(c, i), ref + (size_t)pos[i] * (size_t)nv, nv));
         }
         CHECKF(e < REL_TOL, "%s: two interleaved sequences: error %g (%s)", name, e, err.msg);
         printf("%-10s two sequences in one batch: max rel. error %.2e\n", name, e);
@@ -118,10 +125,59 @@ static void check_state(const char *name)
     strix_model_free(m);
 }
 
+/* A recurrent state keeps n_state_keep positions: going back further is
+ * refused and changes nothing; a middle cannot be removed; with one kept
+ * state, decoding still matches. */
+static void check_state_limits(const char *name)
+{
+    char model[128], ids_file[128], logits_file[128];
+    snprintf(model, sizeof model, "arch/%s.gguf", name);
+    snprintf(ids_file, sizeof ids_file, "arch/%s.ids", name);
+    snprintf(logits_file, sizeof logits_file, "arch/%s.logits", name);
+    strix_model *m = load_fixture(model, NULL);
+    strix_token ids[N_IDS];
+    const int n = m ? read_ids(ids_file, ids, N_IDS) : 0;
+    const int nv = m ? strix_vocab_size(m) : 0;
+    float *ref = n == N_IDS ? read_logits(logits_file, n, nv) : NULL;
+    strix_context *c = ref ? make_ctx_keep(m, 1, 16, 4) : NULL;
+    if (c) {
+        float e = decode_span(c, ids, 0, 0, 40, ref, nv);
+        strix_error err = {0, ""};
+        CHECK(strix_kv_seq_truncate(c, 0, 36, &err) == STRIX_ERR_UNSUPPORTED &&
+              strstr(err.msg, "n_state_keep"));
+        CHECK(strix_kv_seq_rm(c, 0, 37, 38) == STRIX_ERR_UNSUPPORTED);
+        CHECK(strix_kv_seq_pos_max(c, 0) == 39);
+        int32_t p = 30;
+        int8_t want = 1;
+        const strix_batch b = {1, ids + 30, &p, NULL, &want};
+        CHECK(strix_decode_batch(c, &b, &err) == STRIX_ERR_UNSUPPORTED);
+        e = fmaxf(e, decode_span(c, ids, 0, 40, 44, ref, nv));    /* unchanged by the refusals */
+        CHECK(strix_kv_seq_truncate(c, 0, 41, &err) == STRIX_OK); /* 3 back: kept */
+        e = fmaxf(e, decode_span(c, ids, 0, 41, 48, ref, nv));
+        CHECKF(e < REL_TOL, "%s: 4 kept states: error %g", name, e);
+        strix_context_free(c);
+    }
+    c = ref ? make_ctx_keep(m, 1, 16, 1) : NULL;
+    if (c) {
+        float e = decode_span(c, ids, 0, 0, 20, ref, nv);
+        for (int i = 20; i < N_IDS; i++)
+            e = fmaxf(e, decode_span(c, ids, 0, i, i + 1, ref, nv));
+        CHECK(strix_kv_seq_truncate(c, 0, 47, NULL) == STRIX_ERR_UNSUPPORTED);
+        CHECK(strix_kv_seq_truncate(c, 0, 0, NULL) == STRIX_OK);
+        e = fmaxf(e, decode_span(c, ids, 0, 0, 10, ref, nv)); /* from empty again */
+        CHECKF(e < REL_TOL, "%s: one kept state: error %g", name, e);
+        strix_context_free(c);
+    }
+    free(ref);
+    strix_model_free(m);
+}
+
 int main(void)
 {
     if (!fixture_kernels(__FILE__))
         TEST_MAIN_END();
     check_state("deepseek2");
+    check_state("mamba");
+    check_state_limits("mamba");
     TEST_MAIN_END();
 }

@@ -385,6 +385,16 @@ static void test_arch_models(void)
         {"arch/deepseek2.gguf", {.set_u32_key = "deepseek2.expert_gating_func", .set_u32 = 7, .expect = "gating"}},
         {"arch/deepseek2-lite.gguf", {.drop_tensor = "blk.1.attn_q.weight", .expect = "attn_q"}},
         {"arch/deepseek2-lite.gguf", {.set_u32_key = "deepseek2.attention.q_lora_rank", .set_u32 = 8, .expect = "attn_q"}},
+        /* mamba: state-space sizes and weights */
+        {"arch/mamba.gguf", {.drop_tensor = "blk.1.ssm_a", .expect = "ssm_a"}},
+        {"arch/mamba.gguf", {.drop_tensor = "blk.0.ssm_conv1d.bias", .expect = "ssm_conv1d.bias"}},
+        {"arch/mamba.gguf", {.reshape_tensor = "blk.0.ssm_x.weight", .expect = "ssm_x"}},
+        {"arch/mamba.gguf", {.reshape_tensor = "blk.1.ssm_conv1d.weight", .expect = "ssm_conv1d"}},
+        {"arch/mamba.gguf", {.drop_kv = "mamba.ssm.state_size", .expect = "state_size"}},
+        {"arch/mamba.gguf", {.set_u32_key = "mamba.ssm.inner_size", .set_u32 = 48, .expect = "inner_size"}},
+        {"arch/mamba.gguf", {.set_u32_key = "mamba.ssm.conv_kernel", .set_u32 = 0, .expect = "conv_kernel"}},
+        {"arch/mamba.gguf", {.set_u32_key = "mamba.ssm.time_step_rank", .set_u32 = 1000, .expect = "dt rank"}},
+        {"arch/mamba.gguf", {.set_u32_key = "mamba.ssm.state_size", .set_u32 = 1u << 30, .expect = "state_size"}},
     };
     char path[4096];
     test_tmpfile(path, sizeof path, "corrupt-arch");

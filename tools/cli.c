@@ -145,7 +145,7 @@ static const struct {
     {"chat", "  chat      [-m MODEL] [--vocab TOKENIZER.bin] [--system TEXT] [--chat-template NAME]\n"
              "            [-n N] [-t THREADS] [-c N_CTX] [--stop TEXT]... [--no-stop-bos]\n"
              "            [sampling options of run]\n"},
-    {"info", "  info      [-m MODEL] [--vocab TOKENIZER.bin]\n"},
+    {"info", "  info      [-m MODEL] [--vocab TOKENIZER.bin] [-c N_CTX (cache of such a context)]\n"},
     {"router", "  router    train -m MODEL -f TEXT -o R.gguf [--keep 0.6] [--epochs E] [--lr LR]\n"
                "            [--window W] [-t THREADS] [--seed S]   (decision modules, base frozen)\n"
                "  router    map -m MODEL --router R.gguf -f TEXT -o MAP.svg [--keep X]\n"
@@ -159,7 +159,7 @@ static const struct {
               "            [--ff-exp N] deepseek2: [--lora-q N] [--lora-kv N] [--head-k N]\n"
               "            [--head-v N] [--dense-lead N] [--experts-shared N] [--expert-groups N\n"
               "            --groups-used N] [--expert-sigmoid] [--expert-bias] [--expert-norm]\n"
-              "            [--expert-scale F]\n"
+              "            [--expert-scale F] mamba: [--ssm-conv N] [--ssm-state N] [--ssm-dt-rank N]\n"
               "            (random weights; TYPE: any of quantize's)\n"},
     {"quantize", "  quantize  IN OUT.gguf TYPE [--vocab TOKENIZER.bin] [-t THREADS] [--pure]\n"
                  "            TYPE (any case): F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K\n"
@@ -311,6 +311,9 @@ static const struct opt_def opt_defs[] = {
     {"expert-bias", "--expert-bias", OPT_FLAG, F(synth.expert_probs_bias), 0, 0},
     {"expert-norm", "--expert-norm", OPT_FLAG, F(synth.expert_norm), 0, 0},
     {"expert-scale", "--expert-scale", OPT_FLOAT, F(synth.expert_scale), 0, 1e6},
+    {"ssm-conv", "--ssm-conv", OPT_INT, F(synth.ssm_d_conv), 1, 64},
+    {"ssm-state", "--ssm-state", OPT_INT, F(synth.ssm_d_state), 1, 1024},
+    {"ssm-dt-rank", "--ssm-dt-rank", OPT_INT, F(synth.ssm_dt_rank), 1, 1 << 20},
     {"expert-stats", "--expert-stats", OPT_FLAG, F(expert_stats), 0, 0},
     {"draft", "--draft", OPT_STR, F(draft), 0, 0},
     {"draft-max", "--draft-max", OPT_INT, F(draft_max), 1, STRIX_SPEC_DRAFT_MAX},

@@ -81,6 +81,8 @@ void spec_setup(const struct opts *o, strix_model *m, strix_context *ctx, strix_
     struct strix_context_params cp = strix_context_default_params();
     cp.n_ctx = strix_context_n_ctx(ctx);
     cp.pool = pool; /* the target's: two pools would fight over the cores */
+    if (o->draft_max > 14) /* recurrent drafts roll rejected tokens back */
+        cp.n_state_keep = o->draft_max + 2;
     const strix_model *dm = NULL;
     const char *what = o->draft;
     if (o->draft) {

@@ -201,6 +201,8 @@ static int cmd_run(int argc, char **argv)
     cp.n_ctx = o.n_ctx;
     cp.n_threads = o.n_threads;
     cp.n_seq_max = o.beams > 0 ? 2 * o.beams : 1;
+    if (spec && o.draft_max > 14) /* recurrent models roll a verified draft back */
+        cp.n_state_keep = o.draft_max + 2;
     strix_context *ctx;
     strix_error err;
     strix_pool *pool = NULL;
@@ -311,7 +313,7 @@ static int cmd_tokenize(int argc, char **argv)
 static int cmd_info(int argc, char **argv)
 {
     struct opts o;
-    parse_opts(argc, argv, &o, " m vocab ");
+    parse_opts(argc, argv, &o, " m vocab c ");
     strix_model *m = load_model(&o, 0);
     struct strix_model_info in = {.struct_size = sizeof in};
     strix_model_get_info(m, &in);
@@ -345,8 +347,27 @@ static int cmd_info(int argc, char **argv)
                in.n_ctx_train, in.tied_output ? "tied to embeddings" : "separate");
         printf("parameters: %lld, %.2f MiB\n", (long long)in.n_params,
                (double)in.weight_bytes / 1048576.0);
-        printf("cache: %zu bytes per token (F32; as multi-head attention: %zu)\n",
-               in.cache_token_bytes, in.cache_token_bytes_mha);
+        if (in.state_seq_bytes)
+            printf("cache: none per token; recurrent state %zu bytes per sequence (F32)\n",
+                   in.state_seq_bytes);
+        else
+            printf("cache: %zu bytes per token (F32; as multi-head attention: %zu)\n",
+                   in.cache_token_bytes, in.cache_token_bytes_mha);
+        if (opt_given(&o, "c")) { /* what a context of -c positions allocates */
+            struct strix_context_params cp = strix_context_default_params();
+            cp.n_ctx = o.n_ctx;
+            cp.n_threads = 1;
+            strix_context *ctx;
+            strix_error err;
+            size_t total = 0, tok = 0, seq = 0;
+            if (strix_context_create(m, &cp, &ctx, &err))
+                die("context: %s", err.msg);
+            strix_context_cache_bytes(ctx, &total, &tok, &seq);
+            printf("context of %d positions: cache %zu bytes (%zu per cell, %zu per sequence, "
+                   "%d cells)\n",
+                   strix_context_n_ctx(ctx), total, tok, seq, strix_kv_cells(ctx));
+            strix_context_free(ctx);
+        }
         printf("tensors:\n");
         for (int i = 0; i < strix_model_n_tensors(m); i++) {
             struct strix_tensor_info t = {.struct_size = sizeof t};
@@ -393,7 +414,7 @@ static int cmd_synth(int argc, char **argv)
                " m o type t dim ff layers heads kv-heads c seed arch rot experts experts-used swa "
                "rope-scaling rope-scale alibi-bias ff-exp lora-q lora-kv head-k head-v dense-lead "
                "experts-shared expert-groups groups-used expert-sigmoid expert-bias expert-norm "
-               "expert-scale ");
+               "expert-scale ssm-conv ssm-state ssm-dt-rank ");
     if (!o.out)
         die("synth needs -o OUT.gguf");
     refuse_overwrite(o.out, (const char *const[]){o.model}, 1);

@@ -97,6 +97,11 @@ static const struct arch archs[] = {
            [T_FFN_NORM] = R, [T_GATE] = D, [T_DOWN] = D, [T_UP] = D, [T_GATE_INP] = M,
            [T_EXP_PROBS_B] = W_MOE_OPT, [T_GATE_EXPS] = M, [T_DOWN_EXPS] = M, [T_UP_EXPS] = M,
            [T_GATE_SHEXP] = M, [T_DOWN_SHEXP] = M, [T_UP_SHEXP] = M}},
+    /* Mamba: selective state-space blocks, no attention, no FFN (arch_mamba.c) */
+    {.name = "mamba", .norm = NORM_RMS, .pos = POS_NONE, .output = O, .ssm = 1,
+     .w = {[T_TOK_EMBD] = R, [T_OUTPUT_NORM] = R, [T_OUTPUT] = O, [T_ATTN_NORM] = R,
+           [T_SSM_IN] = R, [T_SSM_CONV1D] = R, [T_SSM_CONV1D_B] = R, [T_SSM_X] = R,
+           [T_SSM_DT] = R, [T_SSM_DT_B] = R, [T_SSM_A] = R, [T_SSM_D] = R, [T_SSM_OUT] = R}},
 };
 
 #undef R
@@ -174,6 +179,11 @@ static const char *const base_names[T_COUNT] = {
     [T_MLA_KVA] = "attn_kv_a_mqa",    [T_MLA_KVA_NORM] = "attn_kv_a_norm",
     [T_MLA_KB] = "attn_k_b",           [T_MLA_VB] = "attn_v_b",
     [T_EXP_PROBS_B] = "exp_probs_b",
+    [T_SSM_IN] = "ssm_in",             [T_SSM_CONV1D] = "ssm_conv1d",
+    [T_SSM_CONV1D_B] = "ssm_conv1d",   [T_SSM_X] = "ssm_x",
+    [T_SSM_DT] = "ssm_dt",             [T_SSM_DT_B] = "ssm_dt",
+    [T_SSM_A] = "ssm_a",               [T_SSM_D] = "ssm_d",
+    [T_SSM_OUT] = "ssm_out",
 };
 
 static int is_bias(int k)
@@ -192,7 +202,9 @@ static int is_bias(int k)
     case T_GATE_B:
     case T_DOWN_B:
     case T_UP_B:
-    case T_EXP_PROBS_B: return 1;
+    case T_EXP_PROBS_B:
+    case T_SSM_CONV1D_B:
+    case T_SSM_DT_B: return 1;
     default: return 0;
     }
 }
@@ -209,7 +221,8 @@ static int is_1d(int k)
     case T_FFN_POST_NORM:
     case T_GATE_INP_SHEXP:
     case T_MLA_QA_NORM:
-    case T_MLA_KVA_NORM: return 1;
+    case T_MLA_KVA_NORM:
+    case T_SSM_D: return 1;
     default: return is_bias(k);
     }
 }
@@ -217,7 +230,9 @@ static int is_1d(int k)
 void arch_tensor_name(int k, int il, char *buf, size_t size)
 {
     const char *suffix = is_bias(k) ? "bias" : "weight";
-    if (k < T_FIRST_LAYER)
+    if (k == T_SSM_A || k == T_SSM_D) /* llama.cpp names these without a suffix */
+        snprintf(buf, size, "blk.%d.%s", il, base_names[k]);
+    else if (k < T_FIRST_LAYER)
         snprintf(buf, size, "%s.%s", base_names[k], suffix);
     else
         snprintf(buf, size, "blk.%d.%s.%s", il, base_names[k], suffix);
@@ -273,6 +288,15 @@ struct tensor *arch_tensor(strix_model *m, int k, int il)
     case T_MLA_KB: return &L->wk_b;
     case T_MLA_VB: return &L->wv_b;
     case T_EXP_PROBS_B: return &L->exp_probs_b;
+    case T_SSM_IN: return &L->ssm_in;
+    case T_SSM_CONV1D: return &L->ssm_conv1d;
+    case T_SSM_CONV1D_B: return &L->ssm_conv1d_b;
+    case T_SSM_X: return &L->ssm_x;
+    case T_SSM_DT: return &L->ssm_dt;
+    case T_SSM_DT_B: return &L->ssm_dt_b;
+    case T_SSM_A: return &L->ssm_a;
+    case T_SSM_D: return &L->ssm_d;
+    case T_SSM_OUT: return &L->ssm_out;
     default: return &L->up_shexp;
     }
 }
@@ -284,7 +308,8 @@ void arch_shape(const strix_model *m, int k, int *n_dims, int64_t ne[3])
     const int64_t kv = (int64_t)hp->n_head_kv * hp->head_dim;
     const int64_t ff = hp->n_ff_dense * (m->ad->fused_up ? 2 : 1);
     int64_t a = embd, b = 1, c = 1; /* 1-D of n_embd unless said otherwise */
-    if (m->ad->mla && arch_deepseek2_shape(m, k, ne)) {
+    if ((m->ad->mla && arch_deepseek2_shape(m, k, ne)) ||
+        (m->ad->ssm && arch_mamba_shape(m, k, ne))) {
         *n_dims = ne[2] > 1 ? 3 : is_1d(k) ? 1 : 2;
         return;
     }
@@ -493,6 +518,8 @@ int arch_load_hparams(strix_model *m, const gguf *g, strix_error *err)
     err_clear(err);
     if (ad->mla)
         return arch_deepseek2_load(m, g, err);
+    if (ad->ssm)
+        return arch_mamba_load(m, g, err);
     return STRIX_OK;
 }
 
@@ -512,11 +539,13 @@ int arch_save_hparams(const strix_model *m, gguf_writer *w, strix_error *err)
 #define F32(key, v) (snprintf(k, sizeof k, "%s." key, a), ADD_KEY(gguf_writer_add_f32(w, k, (v))))
     U32("context_length", hp->n_ctx_train);
     U32("embedding_length", hp->n_embd);
-    U32("feed_forward_length", hp->n_ff_dense);
     U32("block_count", hp->n_layer);
-    U32("attention.head_count", hp->n_head);
-    U32("attention.head_count_kv", hp->n_head_kv);
-    if (hp->head_dim * hp->n_head != hp->n_embd && !m->ad->mla) {
+    if (!m->ad->ssm) { /* arch_mamba_save writes mamba's placeholders */
+        U32("feed_forward_length", hp->n_ff_dense);
+        U32("attention.head_count", hp->n_head);
+        U32("attention.head_count_kv", hp->n_head_kv);
+    }
+    if (hp->head_dim * hp->n_head != hp->n_embd && !m->ad->mla && !m->ad->ssm) {
         U32("attention.key_length", hp->head_dim);
         U32("attention.value_length", hp->head_dim);
     }
@@ -566,6 +595,8 @@ int arch_save_hparams(const strix_model *m, gguf_writer *w, strix_error *err)
 #undef F32
     if (rc == STRIX_OK && m->ad->mla)
         rc = arch_deepseek2_save(m, w, err);
+    if (rc == STRIX_OK && m->ad->ssm)
+        rc = arch_mamba_save(m, w, err);
     return rc;
 }
 #undef ADD_KEY

@@ -66,6 +66,16 @@ enum tkind {
     T_MLA_KB,
     T_MLA_VB,
     T_EXP_PROBS_B,
+    /* selective state-space blocks (arch_mamba.c) */
+    T_SSM_IN,
+    T_SSM_CONV1D,
+    T_SSM_CONV1D_B,
+    T_SSM_X,
+    T_SSM_DT,
+    T_SSM_DT_B,
+    T_SSM_A,
+    T_SSM_D,
+    T_SSM_OUT,
     T_COUNT
 };
 #define T_FIRST_LAYER T_ATTN_NORM
@@ -108,6 +118,7 @@ struct arch {
                                      1/sqrt(n_embd / n_head), not 1/sqrt(head_dim),
                                      as llama.cpp does for Gemma-2 27B */
     uint8_t mla;         /* Multi-head Latent Attention and DeepSeekMoE (deepseek2) */
+    uint8_t ssm;         /* selective state-space blocks (mamba) */
     uint8_t w[T_COUNT];  /* per weight kind: W_* */
 };
 
@@ -145,5 +156,14 @@ int arch_deepseek2_load(strix_model *m, const struct gguf *g, strix_error *err);
 int arch_deepseek2_save(const strix_model *m, struct gguf_writer *w, strix_error *err);
 /* The shape of a deepseek2 kind (0 if k is not one of them). */
 int arch_deepseek2_shape(const strix_model *m, int k, int64_t ne[3]);
+
+/* arch_mamba.c: mamba's ssm.* keys, and its tensor shapes (0 if k is not
+ * one of them). */
+int arch_mamba_load(strix_model *m, const struct gguf *g, strix_error *err);
+int arch_mamba_save(const strix_model *m, struct gguf_writer *w, strix_error *err);
+int arch_mamba_shape(const strix_model *m, int k, int64_t ne[3]);
+/* Sets hp->ssm and the placeholders that let the shared tables (scratch
+ * sizes, checks) stand: one "head" of 2, n_ff = d_inner. */
+void arch_mamba_placeholders(struct hparams *hp);
 
 #endif

@@ -118,8 +118,9 @@ int arch_deepseek2_load(strix_model *m, const gguf *g, strix_error *err)
                        gating);
     hp->moe_gating = gating == 2 ? MOE_GATING_SIGMOID : MOE_GATING_SOFTMAX;
     if (hp->n_ff_exp < 1 || hp->n_expert_shared < 1)
-        return err_set(err, STRIX_ERR_FORMAT, "expert width %d or shared experts %d is not positive",
-                       hp->n_ff_exp, hp->n_expert_shared);
+        return err_set(err, STRIX_ERR_FORMAT,
+                       "expert width %d or shared experts %d is not positive", hp->n_ff_exp,
+                       hp->n_expert_shared);
     hp->n_ff_shexp = hp->n_ff_exp * hp->n_expert_shared;
     if (hp->n_expert_groups > 1 &&
         (hp->n_expert_groups >= hp->n_expert || hp->n_expert % hp->n_expert_groups != 0 ||
@@ -142,7 +143,8 @@ int arch_deepseek2_save(const strix_model *m, gguf_writer *w, strix_error *err)
     const struct hparams *hp = &m->hp;
     char k[128];
     int rc = STRIX_OK;
-#define U32(key, v) (snprintf(k, sizeof k, "%s." key, m->arch), ADD(gguf_writer_add_u32(w, k, (uint32_t)(v)), k))
+#define U32(key, v)                                                                                \
+    (snprintf(k, sizeof k, "%s." key, m->arch), ADD(gguf_writer_add_u32(w, k, (uint32_t)(v)), k))
     U32("attention.key_length", hp->head_dim);
     U32("attention.value_length", hp->n_lora_kv);
     U32("attention.q_lora_rank", hp->n_lora_q);

@@ -484,10 +484,15 @@ int strix_model_get_info(const strix_model *m, struct strix_model_info *caller_i
         const struct hparams *hp = &m->hp;
         const size_t layers = (size_t)hp->n_layer * sizeof(float);
         const size_t kv = (size_t)hp->n_head_kv * (size_t)hp->head_dim;
-        info->cache_token_bytes = layers * (hp->mla ? kv : 2 * kv);
+        info->cache_token_bytes = hp->ssm ? 0 : layers * (hp->mla ? kv : 2 * kv);
         info->cache_token_bytes_mha =
             layers * (size_t)hp->n_head *
             (hp->mla ? (size_t)(hp->head_k_mla + hp->head_v_mla) : 2 * (size_t)hp->head_dim);
+        if (hp->ssm) {
+            info->cache_token_bytes_mha = 0;
+            info->state_seq_bytes = layers * (size_t)hp->ssm_d_inner *
+                                    (size_t)(hp->ssm_d_conv - 1 + hp->ssm_d_state);
+        }
     }
     for (int i = 0; i < m->n_all; i++) {
         info->n_params += m->all[i]->ne[0] * m->all[i]->ne[1] * m->all[i]->ne[2];

@@ -62,10 +62,19 @@ struct layer {
     struct tensor exp_probs_b; /* (n_expert) expert selection bias (DeepSeek-V3) */
     /* a linear map that replaces the block (linear.c), when data != NULL */
     struct tensor linear, linear_b; /* (n_embd rows, n_embd), (n_embd) F32 */
+    /* selective state-space block (mamba, arch_mamba.c) */
+    struct tensor ssm_in;              /* (2 d_inner rows, n_embd) x | z */
+    struct tensor ssm_conv1d;          /* (d_inner rows, d_conv) causal convolution */
+    struct tensor ssm_conv1d_b;        /* (d_inner) */
+    struct tensor ssm_x;               /* (dt_rank + 2 d_state rows, d_inner) dt | B | C */
+    struct tensor ssm_dt, ssm_dt_b;    /* (d_inner rows, dt_rank), (d_inner) */
+    struct tensor ssm_a;               /* (d_inner rows, d_state) -exp(A_log) */
+    struct tensor ssm_d;               /* (d_inner) skip connection */
+    struct tensor ssm_out;             /* (n_embd rows, d_inner) */
 };
 
 enum norm_kind { NORM_RMS, NORM_LAYER };
-enum pos_kind { POS_ROPE, POS_LEARNED, POS_ALIBI, POS_SINUSOID };
+enum pos_kind { POS_ROPE, POS_LEARNED, POS_ALIBI, POS_SINUSOID, POS_NONE };
 enum ffn_act { ACT_SILU, ACT_GELU, ACT_RELU };
 enum rope_scaling { ROPE_SCALING_NONE, ROPE_SCALING_LINEAR, ROPE_SCALING_YARN };
 
@@ -103,6 +112,11 @@ struct hparams {
     int moe_gating;                  /*   enum moe_gating */
     int moe_norm_w;                  /*   chosen weights renormalised to sum 1 */
     float moe_w_scale;               /*   then times this (0 or 1: none) */
+    /* --- mamba (arch_mamba.c): blocks are selective state-space models with
+     * a recurrent state per sequence (runtime/ssm.c) and no attention or FFN;
+     * n_head, head_dim and n_rot are placeholders (1, 2, 2). --- */
+    int ssm;
+    int ssm_d_conv, ssm_d_inner, ssm_d_state, ssm_dt_rank;
 };
 
 enum moe_gating { MOE_GATING_SOFTMAX, MOE_GATING_SIGMOID };

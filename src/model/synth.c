@@ -142,6 +142,17 @@ int strix_model_synth(const struct strix_synth_params *params, const char *vocab
     }
     if (m->ad->mla && (rc = synth_mla(m, p, err)))
         goto fail;
+    if (m->ad->ssm) {
+        if (p->n_expert > 0) {
+            rc = err_set(err, STRIX_ERR_ARG, "mamba models have no experts");
+            goto fail;
+        }
+        hp->ssm_d_inner = 2 * p->n_embd;
+        hp->ssm_d_conv = p->ssm_d_conv ? p->ssm_d_conv : 4;
+        hp->ssm_d_state = p->ssm_d_state ? p->ssm_d_state : 16;
+        hp->ssm_dt_rank = p->ssm_dt_rank ? p->ssm_dt_rank : (p->n_embd + 15) / 16;
+        arch_mamba_placeholders(hp);
+    }
     hp->post_norm = p->post_norm != 0;
     hp->sinusoidal = p->sinusoidal != 0;
     m->tied_output = m->ad->output == W_NO;
@@ -177,6 +188,9 @@ int strix_model_synth(const struct strix_synth_params *params, const char *vocab
         const float scale = is_norm || is_bias ? 0.1f : sqrtf(3.0f / (float)s.ne[0]);
         for (size_t j = 0; j < n; j++)
             at[j] = (is_norm ? 1.0f : 0.0f) + scale * (2.0f * util_rng_uniform(&state) - 1.0f);
+        if (strstr(s.name, ".ssm_a")) /* decaying states: A = -(i + 1)(1 +- 0.2) */
+            for (size_t j = 0; j < n; j++)
+                at[j] = -(float)(j % (size_t)s.ne[0] + 1) * (1.0f + 0.2f * (at[j] / scale));
         if ((rc = model_set_tensor(&s, DTYPE_F32, s.ne, s.n_dims, at, n * sizeof(float), err)))
             goto fail;
         at += n;

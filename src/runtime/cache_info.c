@@ -2,9 +2,11 @@
  * cache_info.c - what a context's cache costs (strix_context_cache_bytes),
  * counted from the sizes its layers were allocated with (context.c's
  * kv_alloc): keys, values unless they live inside the keys (MLA), and each
- * cell's position, sequence mask and order entry.
+ * cell's position, sequence mask and order entry; for recurrent models the
+ * states (ssm.c) and the cells of their kept positions, all per sequence.
  */
 #include "runtime/context.h"
+#include "runtime/ssm.h"
 
 int strix_context_cache_bytes(const strix_context *c, size_t *total, size_t *per_token,
                               size_t *per_seq)
@@ -18,7 +20,7 @@ int strix_context_cache_bytes(const strix_context *c, size_t *total, size_t *per
     if (!c)
         return STRIX_ERR_ARG;
     const struct hparams *hp = &c->model->hp;
-    const size_t kv_dim = (size_t)hp->n_head_kv * (size_t)hp->head_dim;
+    const size_t kv_dim = c->ssm ? 0 : (size_t)hp->n_head_kv * (size_t)hp->head_dim;
     size_t cell = 0, all = 0;
     for (int l = 0; l < c->kv.n_layer; l++) {
         const struct kv_layer *L = &c->kv.layer[l];
@@ -26,6 +28,14 @@ int strix_context_cache_bytes(const strix_context *c, size_t *total, size_t *per
                            sizeof *L->seqs + sizeof *L->order;
         cell += one;
         all += one * (size_t)L->size;
+    }
+    if (c->ssm) {
+        /* recurrent: the cells only track the kept positions (a window), so
+         * the whole cache is a fixed cost per sequence */
+        all += ssm_state_bytes(c->ssm);
+        cell = 0;
+        if (per_seq)
+            *per_seq = all / (size_t)c->n_seq_max;
     }
     if (total)
         *total = all;

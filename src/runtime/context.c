@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "runtime/context.h"
+#include "runtime/ssm.h"
 #include "quant/dtype.h"
 #include "kernels/kernels.h"
 
@@ -180,7 +181,7 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     if (params->n_ctx < 0 || params->n_ctx > (1 << 24) || params->n_batch < 0 ||
         params->n_batch > (1 << 16) || params->n_threads < 0 || params->n_threads > 1024 ||
         params->n_seq_max < 0 || params->n_seq_max > STRIX_SEQ_MAX || params->n_cells < 0 ||
-        params->n_cells > (1 << 26))
+        params->n_cells > (1 << 26) || params->n_state_keep < 0 || params->n_state_keep > 4096)
         return err_set(err, STRIX_ERR_ARG, "context parameters out of range");
     strix_context *c = util_calloc(1, sizeof *c);
     if (!c)
@@ -216,15 +217,17 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     /* cells: one per position of each sequence; when every layer is
      * windowed, a sequence needs only its window plus a batch */
     int64_t cells = (int64_t)c->n_ctx;
-    int all_windowed = hp->n_swa > 0 && hp->swa_dense_every == 0;
-    if (all_windowed && (int64_t)hp->n_swa + c->n_batch < cells)
-        cells = (int64_t)hp->n_swa + c->n_batch;
+    c->n_state_keep = params->n_state_keep ? params->n_state_keep : 16;
+    int all_windowed = (hp->n_swa > 0 && hp->swa_dense_every == 0) || hp->ssm;
+    const int window = hp->ssm ? c->n_state_keep : hp->n_swa; /* mamba: the kept states */
+    if (all_windowed && (int64_t)window + c->n_batch < cells)
+        cells = (int64_t)window + c->n_batch;
     cells *= c->n_seq_max;
     if (params->n_cells)
         cells = params->n_cells;
     const size_t nb = (size_t)c->n_batch, nt = (size_t)c->n_threads;
     const size_t q_dim = (size_t)hp->n_head * (size_t)hp->head_dim;
-    const size_t kv_dim = (size_t)hp->n_head_kv * (size_t)hp->head_dim;
+    const size_t kv_dim = hp->ssm ? 0 : (size_t)hp->n_head_kv * (size_t)hp->head_dim;
     const size_t embd = (size_t)hp->n_embd, ff = (size_t)hp->n_ff;
     size_t cache;
     const int n_stage = model->layer_end - model->layer_first; /* blocks with a cache */
@@ -236,8 +239,7 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     c->max_row = (int)(embd > ff ? embd : ff);
     if ((size_t)c->max_row < q_dim)
         c->max_row = (int)q_dim;
-    const int kv_ok =
-        kv_alloc(&c->kv, n_stage, (int)cells, kv_dim, hp->mla, params->kv_grow != 0);
+    int kv_ok = kv_alloc(&c->kv, n_stage, (int)cells, kv_dim, hp->mla, params->kv_grow != 0);
     c->tok_pos = util_malloc(nb * sizeof(int32_t));
     c->tok_seq = util_malloc(nb * sizeof(int32_t));
     c->tok_cell = util_malloc((size_t)n_stage * nb * sizeof(int32_t));
@@ -261,6 +263,10 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     if (!c->pool)
         c->pool = c->own_pool = pool_create(c->n_threads);
     c->fwd = forward_scratch_create(hp, c->n_batch);
+    if (hp->ssm)
+        c->ssm = ssm_state_create(model, c->n_seq_max, c->n_state_keep, c->n_batch);
+    if (hp->ssm && !c->ssm)
+        kv_ok = 0; /* out of memory for the states */
     if (!kv_ok || !c->tok_pos || !c->tok_seq || !c->tok_cell || !c->x || !c->xb || !c->q ||
         !c->k || !c->v || !c->hb || !c->hb2 || !c->att || !c->row || !c->act || !c->logits_buf ||
         !c->slot_buf || (c->on_layer && !c->hook_in) || !c->pool || !c->fwd) {
@@ -279,6 +285,7 @@ void strix_context_free(strix_context *c)
     pool_free(c->own_pool);
     forward_scratch_free(c->fwd);
     route_free(c->route);
+    ssm_state_free(c->ssm);
     kv_free(&c->kv);
     util_free(c->tok_pos);
     util_free(c->tok_seq);
@@ -482,10 +489,31 @@ int strix_kv_seq_pos_max(const strix_context *c, int seq)
     return c->kv.pos_max[seq];
 }
 
+/* Recurrent models: removing [p0, p1) from seq (all when seq < 0) must
+ * leave a state: a tail from a kept position, or everything. Checks every
+ * sequence concerned first, then cuts their states; nonzero (nothing
+ * changed) if one cannot. */
+static int ssm_seq_cut(strix_context *c, int seq, int32_t p0, int32_t p1)
+{
+    for (int pass = 0; pass < 2; pass++)
+        for (int s = seq < 0 ? 0 : seq; s < (seq < 0 ? c->n_seq_max : seq + 1); s++) {
+            const int32_t top = c->kv.pos_max[s];
+            if (p0 > top || (p1 >= 0 && p1 <= p0))
+                continue; /* nothing held there */
+            if (pass == 0 && ((p1 >= 0 && p1 <= top) || !ssm_state_can_keep(c->ssm, s, p0)))
+                return 1;
+            if (pass == 1)
+                ssm_state_keep(c->ssm, s, p0);
+        }
+    return 0;
+}
+
 int strix_kv_seq_rm(strix_context *c, int seq, int p0, int p1)
 {
     if (!c || (seq >= 0 && !seq_ok(c, seq)) || p0 < 0)
         return STRIX_ERR_ARG;
+    if (c->ssm && ssm_seq_cut(c, seq, p0, p1))
+        return STRIX_ERR_UNSUPPORTED; /* a state cannot drop a middle or go back that far */
     kv_remove(&c->kv, seq, p0, p1 < 0 ? INT32_MAX : p1);
     return STRIX_OK;
 }
@@ -496,6 +524,12 @@ int strix_kv_seq_cp(strix_context *c, int src, int dst, int p0, int p1)
         return STRIX_ERR_ARG;
     if (src == dst)
         return STRIX_OK;
+    if (c->ssm) { /* a state is copied whole: only a whole sequence can be */
+        if (p0 > 0 || (p1 >= 0 && p1 <= c->kv.pos_max[src]))
+            return STRIX_ERR_UNSUPPORTED;
+        kv_remove(&c->kv, dst, 0, INT32_MAX);
+        ssm_state_copy(c->ssm, src, dst);
+    }
     const int32_t hi = p1 < 0 ? INT32_MAX : p1;
     const uint64_t sb = (uint64_t)1 << src, db = (uint64_t)1 << dst;
     for (int l = 0; l < c->kv.n_layer; l++) {
@@ -513,6 +547,9 @@ int strix_kv_seq_keep(strix_context *c, int seq)
     if (!c || !seq_ok(c, seq))
         return STRIX_ERR_ARG;
     const uint64_t others = ~((uint64_t)1 << seq);
+    for (int s = 0; c->ssm && s < c->n_seq_max; s++)
+        if (s != seq)
+            ssm_state_keep(c->ssm, s, 0);
     for (int l = 0; l < c->kv.n_layer; l++)
         layer_remove(&c->kv.layer[l], others, 0, INT32_MAX);
     kv_recount(&c->kv, others);
@@ -534,6 +571,11 @@ int strix_kv_seq_truncate(strix_context *c, int seq, int n_keep, strix_error *er
                        c->n_seq_max);
     if (n_keep < 0)
         return err_set(err, STRIX_ERR_ARG, "negative position %d", n_keep);
+    if (c->ssm && ssm_seq_cut(c, seq, n_keep, -1))
+        return err_set(err, STRIX_ERR_UNSUPPORTED,
+                       "sequence %d cannot go back to %d tokens: its state is kept for the last "
+                       "%d positions (n_state_keep)",
+                       seq, n_keep, c->n_state_keep);
     kv_remove(&c->kv, seq, n_keep, INT32_MAX);
     return STRIX_OK;
 }
@@ -743,8 +785,8 @@ int context_decode(strix_context *c, const strix_batch *b, const float *in, floa
         return err_set(err, STRIX_ERR_ARG, "no tokens to decode");
     struct plan pl;
     pl.b = b;
-    pl.all_windowed = hp->n_swa > 0 && hp->swa_dense_every == 0;
-    pl.n_swa = hp->n_swa;
+    pl.all_windowed = (hp->n_swa > 0 && hp->swa_dense_every == 0) || hp->ssm;
+    pl.n_swa = hp->ssm ? c->n_state_keep : hp->n_swa;
     int32_t next[STRIX_SEQ_MAX];
     for (int s = 0; s < STRIX_SEQ_MAX; s++)
         pl.first[s] = next[s] = -1;
@@ -765,6 +807,11 @@ int context_decode(strix_context *c, const strix_batch *b, const float *in, floa
                 return err_set(err, STRIX_ERR_ARG,
                                "position %d leaves a gap after sequence %d's cache (%d)", p, s,
                                held);
+            if (c->ssm && p < held && !ssm_state_can_keep(c->ssm, s, p))
+                return err_set(err, STRIX_ERR_UNSUPPORTED,
+                               "sequence %d cannot restart at position %d: its state is kept "
+                               "for the last %d positions (n_state_keep)",
+                               s, p, c->n_state_keep);
             pl.first[s] = p;
         } else {
             p = b->pos ? b->pos[i] : next[s];
@@ -792,8 +839,11 @@ int context_decode(strix_context *c, const strix_batch *b, const float *in, floa
     /* from here on nothing fails: the batch replaces what its sequences held
      * from their first positions on */
     for (int s = 0; s < c->n_seq_max; s++)
-        if (pl.first[s] >= 0 && pl.first[s] <= c->kv.pos_max[s])
+        if (pl.first[s] >= 0 && pl.first[s] <= c->kv.pos_max[s]) {
+            if (c->ssm)
+                ssm_state_keep(c->ssm, s, pl.first[s]);
             kv_remove(&c->kv, s, pl.first[s], INT32_MAX);
+        }
     int k = 0;
     for (int i = 0; i < n; i++)
         c->slot_buf[i] = !out && (b->logits ? b->logits[i] != 0 : i == n - 1) ? k++ : -1;
@@ -816,6 +866,8 @@ int context_decode(strix_context *c, const strix_batch *b, const float *in, floa
         for (int t = 0; t < cn; t++)
             if (c->tok_pos[t] > c->kv.pos_max[c->tok_seq[t]])
                 c->kv.pos_max[c->tok_seq[t]] = c->tok_pos[t];
+        if (c->ssm)
+            ssm_state_advance(c->ssm, cn, c->tok_pos, c->tok_seq);
         c->n_tok = cn;
         c->tok_off = off;
         c->logits = c->logits_buf + (size_t)kept * (size_t)hp->n_vocab;

@@ -135,6 +135,11 @@ struct strix_context {
      * (NULL: final norm and logits), (n_tok, n_embd) each */
     const float *hidden_in;
     float *hidden_out;
+    /* recurrent models (mamba): the per-layer, per-sequence states that
+     * replace keys and values (ssm.h); the cells then only track positions,
+     * a window of n_state_keep */
+    struct ssm_state *ssm;
+    int n_state_keep;
 };
 
 /* strix_decode_batch with the residual stream entering the stage (in) and

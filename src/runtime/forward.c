@@ -18,6 +18,7 @@
 #include "model/arch.h"
 #include "runtime/context.h"
 #include "runtime/mla.h"
+#include "runtime/ssm.h"
 #include "quant/dtype.h"
 #include "kernels/kernels.h"
 
@@ -224,7 +225,8 @@ static void moe(strix_context *c, int l, const float *in, float *out, int n)
     mm(c, &L->gate_inp, in, f->router, n, 0);
     for (int t = 0; t < n; t++) {
         if (hp->moe_ds) /* DeepSeekMoE (moe_route.c) */
-            moe_route_ds(hp, row(f->router, t, ne), L->exp_probs_b.data ? vec(&L->exp_probs_b) : NULL,
+            moe_route_ds(hp, row(f->router, t, ne),
+                         L->exp_probs_b.data ? vec(&L->exp_probs_b) : NULL,
                          f->sel + (size_t)t * k, row(f->sel_w, t, k));
         else
             kern_moe_route(row(f->router, t, ne), ne, k, m->ad->moe_norm_w,
@@ -419,6 +421,11 @@ void forward(strix_context *c, const strix_token *tokens)
         if (!hp->post_norm) {
             norm_rows(m, c->xb, c->x, &L->attn_norm, &L->attn_norm_b, n);
             in = c->xb;
+        }
+        if (hp->ssm) { /* mamba: the state-space block (ssm.c) is the whole block */
+            ssm_block(c, l, in, c->x);
+            context_hook_out(c, l);
+            continue;
         }
         const float *att_in = in;
         if (L->attn_norm_2.data) { /* Falcon-40B: attention has a norm of its own */

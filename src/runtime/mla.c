@@ -91,7 +91,8 @@ static void per_head(strix_context *c, struct mla_scratch *s, const struct tenso
     const int cols = (int)w->ne[0], rows = (int)w->ne[1];
     for (int h = 0; h < nh; h++) {
         for (int t = 0; t < n; t++)
-            memcpy(s->g + (size_t)t * (size_t)cols, x + (size_t)t * (size_t)x_w * (size_t)nh + (size_t)h * (size_t)x_w,
+            memcpy(s->g + (size_t)t * (size_t)cols,
+                   x + (size_t)t * (size_t)x_w * (size_t)nh + (size_t)h * (size_t)x_w,
                    (size_t)cols * sizeof(float));
         const struct tensor wh = head_matrix(w, h);
         mm(c, &wh, s->g, s->g2, n, 0);

@@ -6,8 +6,8 @@
  */
 #include <math.h>
 
-#include "runtime/mla.h"
 #include "kernels/kernels.h"
+#include "runtime/mla.h"
 
 #define MAX_EXPERTS 1024 /* arch.c refuses more */
 
