@@ -105,6 +105,9 @@ int cmd_ppl(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+/* tools/strix.c: the text of toks as generation shows it, each piece after
+ * the token before it (prev: the last prompt token). Caller frees. */
+char *tokens_text(const strix_model *m, strix_token prev, const strix_token *toks, int n);
 
 /* tools/spec.c: speculative decoding from the options (--draft FILE,
  * --draft-quant TYPE, --draft-skip LAYERS|auto, --draft-ngram N and the

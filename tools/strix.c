@@ -57,7 +57,7 @@ static void print_expert_stats(const strix_context *ctx, const strix_model *m)
 /* The text of toks as generation shows it: each piece after the token before
  * it (prev: the last prompt token), so spacing is the same as greedy output.
  * Caller frees. */
-static char *tokens_text(const strix_model *m, strix_token prev, const strix_token *toks, int n)
+char *tokens_text(const strix_model *m, strix_token prev, const strix_token *toks, int n)
 {
     size_t cap = 64, len = 0;
     char *text = malloc(cap);
@@ -417,6 +417,7 @@ int main(int argc, char **argv)
         {"run", cmd_run},         {"tokenize", cmd_tokenize}, {"info", cmd_info},
         {"convert", cmd_convert}, {"synth", cmd_synth},       {"bench", cmd_bench},
         {"ppl", cmd_ppl},         {"chat", cmd_chat},         {"quantize", cmd_quantize},
+        {"eval", cmd_eval},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(cmd, commands[i].name) == 0)
