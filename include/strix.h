@@ -729,6 +729,12 @@ struct strix_spec_stats {
      * target's; 0 in exact mode */
     double kl_sum;
     int k_last; /* the draft length the next round would use (adaptive K) */
+    double nll_sum; /* -log p(x) summed over the output tokens, p the target's final
+                       distribution (the perplexity of the text under the target:
+                       exp(nll_sum / n_tokens) at temperature 1 without truncation) */
+    double t_draft, t_verify; /* seconds in the draft's proposals; in the target's batched
+                                 decodes (Leviathan's cost ratio c is about
+                                 (t_draft / n_drafted) / (t_verify / n_rounds)) */
 };
 
 /*

@@ -126,7 +126,9 @@ void spec_setup(const struct opts *o, strix_model *m, strix_context *ctx, strix_
                 const strix_token *calib, int n_calib, struct spec_setup *s);
 void spec_free(struct spec_setup *s);
 /* The figures of one run on stderr: counts, "acceptance NN.N%", mean
- * accepted length, relaxed acceptances and mean KL when lossy, tokens/s. */
-void spec_report(const struct strix_spec_stats *st, double seconds);
+ * accepted length, the cost ratio and the speedup Leviathan et al.'s formula
+ * predicts for K drafts, the target's perplexity of the output, relaxed
+ * acceptances and mean KL when lossy, tokens/s. */
+void spec_report(const struct strix_spec_stats *st, int k, double seconds);
 
 #endif

@@ -7,8 +7,12 @@
  * draft (tools/spec.c's options) it decodes speculatively and reports the
  * acceptance; --compare runs plain decoding, exact speculative decoding and
  * lossy settings on the same problems with the same seeds and reports how
- * often each setting's answer agrees with exact decoding's.
+ * often each setting's answer agrees with exact decoding's. "ppl" is the
+ * perplexity of the generated tokens under the target (its final
+ * distribution for speculative settings, its raw one for plain decoding:
+ * the same at temperature 1 without truncation).
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,16 +185,27 @@ struct setting {
     int use_draft;
     struct strix_spec_params pp;
     int correct, agree, n_tokens, drafted, accepted, rounds;
-    double seconds, kl_sum;
+    double seconds, kl_sum, nll;
     char (*answers)[32];
+};
+
+struct collected {
+    strix_token *toks;
+    int n;
+    const strix_sampler *smp;
+    double nll; /* -log p of the tokens under the model's own (raw) distribution */
 };
 
 static int collect(void *user, const char *text, size_t n, strix_token tok)
 {
     (void)text, (void)n;
-    int *at = user; /* at[0]: count, then the tokens */
-    if (tok >= 0)
-        at[1 + at[0]++] = tok;
+    struct collected *c = user;
+    if (tok >= 0) {
+        struct strix_token_prob chosen;
+        strix_sampler_last_probs(c->smp, &chosen, NULL, 0);
+        c->nll -= chosen.logprob;
+        c->toks[c->n++] = tok;
+    }
     return 0;
 }
 
@@ -216,6 +231,7 @@ static int generate(const struct opts *o, strix_model *m, strix_context *ctx, st
         s->accepted += st.n_accepted;
         s->rounds += st.n_rounds;
         s->kl_sum += st.kl_sum;
+        s->nll += st.nll_sum;
     } else {
         strix_kv_seq_rm(ctx, -1, 0, -1);
         if (strix_decode(ctx, ids, NULL, n_ids, NULL, &err))
@@ -223,16 +239,16 @@ static int generate(const struct opts *o, strix_model *m, strix_context *ctx, st
         struct strix_gen_params gp = strix_gen_default_params();
         gp.n_predict = cap;
         gp.stop_at_bos = o->stop_bos;
-        int *buf = malloc((size_t)(cap + 2) * sizeof *buf);
-        if (!buf)
+        struct collected c = {malloc((size_t)(cap + 1) * sizeof *out), 0, smp, 0};
+        if (!c.toks)
             die("out of memory");
-        buf[0] = 0;
         struct strix_gen_result res = {.struct_size = sizeof res};
-        if (strix_generate(m, ctx, smp, ids[n_ids - 1], &gp, collect, buf, &res, &err))
+        if (strix_generate(m, ctx, smp, ids[n_ids - 1], &gp, collect, &c, &res, &err))
             die("generate: %s", err.msg);
-        n = buf[0] < cap ? buf[0] : cap;
-        memcpy(out, buf + 1, (size_t)n * sizeof *out);
-        free(buf);
+        n = c.n < cap ? c.n : cap;
+        memcpy(out, c.toks, (size_t)n * sizeof *out);
+        free(c.toks);
+        s->nll += c.nll;
     }
     s->seconds += now() - t0;
     s->n_tokens += n;
@@ -374,14 +390,15 @@ int cmd_eval(int argc, char **argv)
     }
     fprintf(stderr, "\n");
     const int ref = o.compare ? 1 : 0; /* agreement with exact decoding */
-    printf("%-16s %9s %9s %9s %10s %9s %9s\n", "setting", "accuracy", "agree", "tok/s",
-           "acceptance", "mean len", "mean KL");
+    printf("%-16s %9s %9s %9s %9s %10s %9s %9s\n", "setting", "accuracy", "agree", "tok/s",
+           "ppl", "acceptance", "mean len", "mean KL");
     for (int k = 0; k < n_set; k++) {
         for (int i = 0; i < n_eval; i++)
             set[k].agree += strcmp(set[k].answers[i], set[ref].answers[i]) == 0;
         const struct setting *s = &set[k];
         printf("%-16s %8.1f%% %8.1f%% %9.1f", s->name, 100.0 * s->correct / n_eval,
                100.0 * s->agree / n_eval, s->n_tokens / (s->seconds > 0 ? s->seconds : 1e-9));
+        printf(" %9.3f", s->n_tokens ? exp(s->nll / s->n_tokens) : 0.0);
         if (s->use_draft)
             printf(" %9.1f%% %9.2f %9.4f\n", s->drafted ? 100.0 * s->accepted / s->drafted : 0.0,
                    s->rounds ? (double)s->accepted / s->rounds : 0.0,

@@ -140,7 +140,7 @@ static void run_speculative(const struct opts *o, strix_model *m, strix_context 
     char *text = tokens_text(m, ids[n_prompt - 1], out, st.n_tokens);
     printf("%s\n", text);
     fflush(stdout);
-    spec_report(&st, dt);
+    spec_report(&st, ss.pp.n_draft_max, dt);
     free(text);
     free(out);
     spec_free(&ss);
