@@ -336,10 +336,17 @@ int cmd_eval(int argc, char **argv)
         struct strix_spec_params exact = ss.pp;
         exact.lossy = STRIX_SPEC_EXACT;
         set[n_set++] = (struct setting){.name = "exact", .use_draft = 1, .pp = exact};
-        if (o.draft_lossy) {
+        if (o.draft_lossy) { /* the scheme; with a budget also without it */
             set[n_set] = (struct setting){.use_draft = 1, .pp = ss.pp};
+            set[n_set].pp.budget_window = 0;
+            set[n_set].pp.entropy_min = 0;
             snprintf(set[n_set++].name, sizeof set[0].name, "%s %.2f", o.draft_lossy,
                      (double)ss.pp.lossy_knob);
+            if (ss.pp.budget_window > 0 || ss.pp.entropy_min > 0) {
+                set[n_set] = (struct setting){.use_draft = 1, .pp = ss.pp};
+                snprintf(set[n_set++].name, sizeof set[0].name, "%s %.2f ctl", o.draft_lossy,
+                         (double)ss.pp.lossy_knob);
+            }
         } else {
             static const struct {
                 const char *name;
