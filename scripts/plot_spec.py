@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Plots scripts/bench_spec_lossy.sh's TSV as an SVG (no libraries needed):
-left, mean accepted length against mean KL from the target; right, tokens
-per second against the same KL; one colour per scheme, solid without error
+left, mean accepted length against mean KL from the target; right, the
+speed over plain decoding of the same invocation (tokens/s ratio; the plain
+row heads each group of rows) against the same KL; one colour per scheme, solid without error
 control, dashed with the budget; exact mode (KL 0) as a black dot.
 
     python3 scripts/plot_spec.py spec_lossy.tsv spec_lossy.svg
@@ -16,6 +17,11 @@ def main():
         head = f.readline().rstrip("\n").split("\t")
         for line in f:
             rows.append(dict(zip(head, line.rstrip("\n").split("\t"))))
+    plain = None
+    for r in rows:  # speed relative to the plain run of the same invocation
+        if r["scheme"] == "plain":
+            plain = float(r["tok_s"])
+        r["speedup"] = "%.3f" % (float(r["tok_s"]) / plain) if plain else "-"
     exact = [r for r in rows if r["scheme"] == "exact"]
     curves = {}
     for r in rows:
@@ -23,7 +29,7 @@ def main():
             continue
         curves.setdefault((r["scheme"], r["control"]), []).append(r)
     colours = {"lenient": "#1f77b4", "top-p": "#d62728", "near-max": "#2ca02c"}
-    panels = [("mean_len", "mean accepted length"), ("tok_s", "tokens/s")]
+    panels = [("mean_len", "mean accepted length"), ("speedup", "speed over plain decoding")]
     W, H, M = 420, 300, 50
     kl_max = max(float(r["mean_kl"]) for r in rows if r["mean_kl"] not in ("-", "")) * 1.05
     out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" '
@@ -31,7 +37,7 @@ def main():
     out.append('<rect width="100%" height="100%" fill="white"/>')
     for p, (key, label) in enumerate(panels):
         x0 = p * W
-        vals = [float(r[key]) for r in rows if r[key] not in ("-", "")]
+        vals = [float(r[key]) for r in rows if r[key] not in ("-", "") and r["scheme"] != "plain"]
         y_max = max(vals) * 1.1
 
         def px(kl):
@@ -49,7 +55,7 @@ def main():
             v = y_max * i / 4
             out.append('<text x="%g" y="%g" text-anchor="middle">%.3f</text>' %
                        (px(kl), py(0) + 14, kl))
-            out.append('<text x="%g" y="%g" text-anchor="end">%.1f</text>' %
+            out.append('<text x="%g" y="%g" text-anchor="end">%.2f</text>' %
                        (px(0) - 4, py(v) + 4, v))
         out.append('<text x="%g" y="%g" text-anchor="middle">mean KL(P || p), nats per token'
                    '</text>' % ((px(0) + px(kl_max)) / 2, py(0) + 30))
