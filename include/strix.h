@@ -881,6 +881,12 @@ struct strix_spec_stats {
      * target's; 0 in exact mode */
     double kl_sum;
     int k_last; /* the draft length the next round would use (adaptive K) */
+    double nll_sum; /* -log p(x) summed over the output tokens, p the target's final
+                       distribution (the perplexity of the text under the target:
+                       exp(nll_sum / n_tokens) at temperature 1 without truncation) */
+    double t_draft, t_verify; /* seconds in the draft's proposals; in the target's batched
+                                 decodes (Leviathan's cost ratio c is about
+                                 (t_draft / n_drafted) / (t_verify / n_rounds)) */
 };
 
 /*
@@ -902,6 +908,19 @@ int strix_speculative_generate(const strix_model *model, strix_context *ctx, str
                                strix_draft *draft, const strix_token *prompt, int n_prompt,
                                const struct strix_spec_params *params, strix_token *out,
                                int cap, struct strix_spec_stats *stats, strix_error *err);
+
+/* ---- answer extraction (GSM8K-style evaluation) ----------------------------------- */
+
+/*
+ * The final numeric answer of a solution text[0..n): the number right after
+ * the last "####" (spaces, '$' and '#' skipped), or, when there is none
+ * there, the last number in the text. Numbers are digits with thousands
+ * commas and one decimal point, optionally negative; they are written to out
+ * normalised: commas dropped, leading zeros and trailing decimal zeros
+ * removed ("1,000" -> "1000", "18.50" -> "18.5", "-0" -> "0"). Returns 1
+ * when an answer was found (and fits in cap bytes), else 0 with out "".
+ */
+int strix_answer_extract(const char *text, size_t n, char *out, size_t cap);
 
 /* ---- beam search --------------------------------------------------------------------- */
 

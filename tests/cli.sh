@@ -131,6 +131,15 @@ expect_fail "run --draft-lossy unknown" run -p "Hi" --draft-ngram 2 --draft-loss
 expect_fail "run --draft-knob without a scheme" run -p "Hi" --draft-ngram 2 --draft-knob 0.5
 expect_fail "run --draft-knob 1 for lenient" run -p "Hi" --draft-ngram 2 --draft-lossy lenient --draft-knob 1
 expect_fail "run two drafts" run -p "Hi" --draft-quant Q4_0 --draft-skip 1
+# eval --task gsm8k: greedy plain and exact speculative decoding agree on every answer
+"$S" eval --task gsm8k -f "$D/gsm8k-test.jsonl" --limit 2 --shots 0 -n 16 --temp 0 \
+    --draft-quant Q4_0 --compare >"$T/eval.out" 2>"$T/eval.err" &&
+    grep -q "^plain .* 100.0%" "$T/eval.out" && grep -q "^exact .* 100.0%" "$T/eval.out" &&
+    grep -q "^near-max" "$T/eval.out" && ok || bad "eval --compare: $(head -c 400 "$T/eval.out" "$T/eval.err")"
+printf '{"question": "2+2?", "answer": "4 #### 4"}\n{"question": "x"}\n' >"$T/bad.jsonl"
+expect_fail "eval a line without an answer" eval --task gsm8k -f "$T/bad.jsonl"
+expect_fail "eval without --task" eval -f "$D/gsm8k-test.jsonl"
+expect_fail "eval --compare without a draft" eval --task gsm8k -f "$D/gsm8k-test.jsonl" --compare
 
 # synth makes a random model of the asked shape that runs
 "$S" synth -o "$T/syn.gguf" --dim 64 --ff 96 --layers 2 --heads 4 --kv-heads 1 --seed 3 2>/dev/null &&

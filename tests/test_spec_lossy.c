@@ -265,6 +265,32 @@ static void test_error_control(const strix_model *t, const strix_model *dm, stri
     strix_context_free(dc);
 }
 
+/* nll_sum is -log p(x) summed over the output, p recomputed here. */
+static void test_nll(const strix_model *t, strix_context *tctx, strix_draft *d)
+{
+    const struct strix_sampler_params sp = temp1();
+    struct strix_spec_params pp = strix_spec_default_params();
+    pp.lossy = STRIX_SPEC_LENIENT;
+    pp.lossy_knob = 0.5f;
+    strix_token out[NEW], seq[64];
+    struct strix_spec_stats st;
+    const int n = run(t, tctx, d, &sp, &pp, 7, out, &st);
+    const int n_p = tokenize(t, "Once upon a time", seq, 16);
+    memcpy(seq + n_p, out, (size_t)n * sizeof *out);
+    strix_context *c = fixture_context(t, 64, 64, 1);
+    float *p = malloc((size_t)strix_vocab_size(t) * sizeof *p);
+    double nll = 0;
+    for (int j = 0; j < n; j++) {
+        dist_after(t, c, &sp, seq, n_p + j, p);
+        nll -= log((double)p[out[j]]);
+    }
+    printf("nll of %d tokens: %.4f reported, %.4f recomputed\n", n, st.nll_sum, nll);
+    CHECK(n > 10 && fabs(st.nll_sum - nll) < 1e-3 * (1 + nll));
+    CHECK(st.t_verify > 0 && st.t_draft > 0);
+    free(p);
+    strix_context_free(c);
+}
+
 /* The reported mean KL grows with the knob (lenient, a fixed seed set). */
 static void test_kl_grows(const strix_model *t, strix_context *tctx, strix_draft *d)
 {
@@ -538,6 +564,7 @@ int main(void)
         test_greedy_stays(t, tctx, q4);
         test_error_control(t, q4m, tctx, q4);
         test_kl_grows(t, tctx, q4);
+        test_nll(t, tctx, q4);
         test_adaptive(t, tctx, same, pd);
         test_bad_params(t, tctx, pd);
         test_layer_mask(t);

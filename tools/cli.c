@@ -134,6 +134,11 @@ static const struct {
             "            (speculative)\n"
             "            [--router R.gguf [--keep X] | --skip-random KEEP | --skip-layers L,L]\n"
             "            (dynamic depth: per-token layer skipping; also for ppl and bench)\n"},
+    {"eval", "  eval      [-m MODEL] --task gsm8k -f FILE.jsonl [--limit N] [--shots K] [-n N]\n"
+             "            [-c N_CTX] [-t THREADS] [--seed S] [--temp T] [sampling options]\n"
+             "            [draft options as for run] [--compare]\n"
+             "            (accuracy, tokens/s, acceptance; --compare: plain, exact and lossy\n"
+             "             side by side with answer agreement with exact decoding)\n"},
     {"tokenize", "  tokenize  [-m MODEL] [--vocab TOKENIZER.bin] (-p TEXT | -f FILE|-) [--ids]\n"
                  "            [--no-bos] [--parse-special]\n"},
     {"ppl", "  ppl       [-m MODEL] [--vocab TOKENIZER.bin] -f TEXT|- [-c N_CTX] [--stride S]\n"

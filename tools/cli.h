@@ -110,6 +110,9 @@ int cmd_chat(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_serve(int argc, char **argv); /* tools/serve/server.c */
 int cmd_eval(int argc, char **argv);
+/* tools/strix.c: the text of toks as generation shows it, each piece after
+ * the token before it (prev: the last prompt token). Caller frees. */
+char *tokens_text(const strix_model *m, strix_token prev, const strix_token *toks, int n);
 
 /* tools/spec.c: speculative decoding from the options (--draft FILE,
  * --draft-quant TYPE, --draft-skip LAYERS|auto, --draft-ngram N and the
@@ -128,8 +131,10 @@ void spec_setup(const struct opts *o, strix_model *m, strix_context *ctx, strix_
                 const strix_token *calib, int n_calib, struct spec_setup *s);
 void spec_free(struct spec_setup *s);
 /* The figures of one run on stderr: counts, "acceptance NN.N%", mean
- * accepted length, relaxed acceptances and mean KL when lossy, tokens/s. */
-void spec_report(const struct strix_spec_stats *st, double seconds);
+ * accepted length, the cost ratio and the speedup Leviathan et al.'s formula
+ * predicts for K drafts, the target's perplexity of the output, relaxed
+ * acceptances and mean KL when lossy, tokens/s. */
+void spec_report(const struct strix_spec_stats *st, int k, double seconds);
 
 int cmd_router(int argc, char **argv);
 

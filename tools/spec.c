@@ -4,6 +4,7 @@
  * the target with layers skipped, n-gram lookup), K, the lossy scheme and
  * its error control, and the figures printed after a run.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,7 +169,7 @@ void spec_free(struct spec_setup *s)
     memset(s, 0, sizeof *s);
 }
 
-void spec_report(const struct strix_spec_stats *st, double dt)
+void spec_report(const struct strix_spec_stats *st, int k, double dt)
 {
     fprintf(stderr,
             "speculative: %d tokens, %.1f tok/s; %d rounds, drafted %d, accepted %d, "
@@ -176,6 +177,15 @@ void spec_report(const struct strix_spec_stats *st, double dt)
             st->n_tokens, st->n_tokens / (dt > 0 ? dt : 1e-9), st->n_rounds, st->n_drafted,
             st->n_accepted, st->n_drafted ? 100.0 * st->n_accepted / st->n_drafted : 0.0,
             st->n_rounds ? (double)st->n_accepted / st->n_rounds : 0.0);
+    /* Leviathan et al.: acceptance a, cost ratio c, K drafts: (1 - a^(K+1)) / ((1 - a)(cK + 1)) */
+    if (st->n_drafted > 0 && st->n_rounds > 0 && st->t_verify > 0) {
+        const double a = (double)st->n_accepted / st->n_drafted;
+        const double c = (st->t_draft / st->n_drafted) / (st->t_verify / st->n_rounds);
+        const double tok = a < 1 ? (1 - pow(a, k + 1)) / (1 - a) : k + 1;
+        fprintf(stderr, "; cost ratio %.3f, predicted speedup %.2fx", c, tok / (c * k + 1));
+    }
+    if (st->n_tokens > 0)
+        fprintf(stderr, "; target ppl %.3f", exp(st->nll_sum / st->n_tokens));
     if (st->n_relaxed || st->kl_sum > 0)
         fprintf(stderr, "; relaxed %d (%.2f nats), mean KL %.4f", st->n_relaxed,
                 st->relaxed_nats, st->n_tokens ? st->kl_sum / st->n_tokens : 0.0);

@@ -57,7 +57,7 @@ static void print_expert_stats(const strix_context *ctx, const strix_model *m)
 /* The text of toks as generation shows it: each piece after the token before
  * it (prev: the last prompt token), so spacing is the same as greedy output.
  * Caller frees. */
-static char *tokens_text(const strix_model *m, strix_token prev, const strix_token *toks, int n)
+char *tokens_text(const strix_model *m, strix_token prev, const strix_token *toks, int n)
 {
     size_t cap = 64, len = 0;
     char *text = malloc(cap);
@@ -140,7 +140,7 @@ static void run_speculative(const struct opts *o, strix_model *m, strix_context 
     char *text = tokens_text(m, ids[n_prompt - 1], out, st.n_tokens);
     printf("%s\n", text);
     fflush(stdout);
-    spec_report(&st, dt);
+    spec_report(&st, ss.pp.n_draft_max, dt);
     free(text);
     free(out);
     spec_free(&ss);
@@ -470,6 +470,7 @@ int main(int argc, char **argv)
         {"serve", cmd_serve},
         {"router", cmd_router},
         {"analyze", cmd_analyze}, {"prune", cmd_prune},
+        {"eval", cmd_eval},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(cmd, commands[i].name) == 0)

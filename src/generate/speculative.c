@@ -223,6 +223,13 @@ void strix_draft_free(strix_draft *d)
     util_free(d);
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* ---- the loop ---------------------------------------------------------------------------- */
 
 UTIL_PARAMS_DEFINE(spec, .n_draft_max = 8)
@@ -436,7 +443,7 @@ int strix_speculative_generate(const strix_model *model, strix_context *ctx, str
         goto done;
     }
     int kinds[STRIX_SPEC_DRAFT_MAX];
-    double kl[STRIX_SPEC_DRAFT_MAX + 1];
+    double kl[STRIX_SPEC_DRAFT_MAX + 1], nll[STRIX_SPEC_DRAFT_MAX + 1];
     int8_t want[STRIX_SPEC_DRAFT_MAX + 1];
     memset(want, 1, sizeof want);
     memcpy(hist, prompt, (size_t)n_prompt * sizeof *hist);
@@ -460,6 +467,7 @@ int strix_speculative_generate(const strix_model *model, strix_context *ctx, str
         int k_max = k_cur < room - 1 ? k_cur : room - 1;
         k_max = k_max < cap - st.n_tokens - 1 ? k_max : cap - st.n_tokens - 1;
         int k = 0;
+        const double t0 = now_s();
         while (k < k_max) {
             rc = draft->propose(draft->self, smp, hist, n_hist + k, sp.p_min, &hist[n_hist + k],
                                 q + (size_t)k * (size_t)nv, &kinds[k], err);
@@ -478,8 +486,11 @@ int strix_speculative_generate(const strix_model *model, strix_context *ctx, str
         if (rc || (rc = rrc))
             goto done;
 
+        const double t1 = now_s();
+        st.t_draft += t1 - t0;
         const strix_batch b = {k + 1, hist + n_hist - 1, NULL, NULL, want};
         rc = strix_decode_batch(ctx, &b, err);
+        st.t_verify += now_s() - t1;
         if (rc == STRIX_ERR_FULL) {
             err_clear(err);
             rc = STRIX_OK;
@@ -501,6 +512,8 @@ int strix_speculative_generate(const strix_model *model, strix_context *ctx, str
                 goto done;
             if (i == k) { /* every draft accepted: the bonus token */
                 rc = strix_sampler_sample_dist(smp, p, nv, &y, err);
+                if (!rc)
+                    nll[i] = -log((double)p[y]);
                 break;
             }
             /* the budget left: what the last W - 1 output tokens have not used */
@@ -530,12 +543,15 @@ int strix_speculative_generate(const strix_model *model, strix_context *ctx, str
                 }
             }
             if (ok) {
+                nll[i] = -log((double)p[x]);
                 strix_sampler_accept(smp, x);
                 m++;
                 continue;
             }
             residual(p, qi, x, nv, rx.c, r);
             rc = strix_sampler_sample_dist(smp, r, nv, &y, err);
+            if (!rc)
+                nll[i] = -log((double)p[y]);
             break;
         }
         if (rc)
@@ -560,6 +576,7 @@ int strix_speculative_generate(const strix_model *model, strix_context *ctx, str
             if (sp.relaxed_cost)
                 sp.relaxed_cost[st.n_tokens] = cost[n_hist + i];
             st.kl_sum += kl[i];
+            st.nll_sum += nll[i];
             out[st.n_tokens++] = t;
         }
         if (st.stop_reason == STRIX_STOP_NONE)
@@ -581,12 +598,6 @@ done:
 
 /* ---- self-speculation: choosing the layers to skip ------------------------------------ */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Decodes calib[0..n) in c with the logits of every position into out
  * ((n, nv) floats). */
