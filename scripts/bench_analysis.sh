@@ -18,7 +18,12 @@
 #     for the speed figure, tl1b-f16.gguf (`strix synth` with TinyLlama's
 #     shape, see BENCHMARKS.md). OUTDIR (default docs/analysis) gets the
 #     reports, SVG plots and results.md.
-# Environment: STRIX (default build/strix), THREADS (default 2), SKIP_TL1B=1.
+# Environment: STRIX (default build/strix), THREADS (default 2), SKIP_TL1B=1,
+# SKIP_SPEED=1, OPS (default "drop linearize"; "" measures only weight pruning),
+# MODELS (default "stories3M shakespeare stories260K"), EVAL_BYTES (held-out
+# bytes scored, default 8000), CALIB_TOKENS (default 2048), REPORT_ONLY=1
+# (only rebuild results.md from OUTDIR/results.tsv, which collects the rows
+# as they are measured).
 set -e
 R=$(cd "$(dirname "$0")/.." && pwd)
 CORPUS=${1:?corpus text}
@@ -30,10 +35,33 @@ W=$(mktemp -d "${TMPDIR:-/tmp}/strix-bench-analysis.XXXXXX")
 trap 'rm -rf "$W"' EXIT
 mkdir -p "$OUT"
 head -c 15000 "$CORPUS" >"$W/calib.txt"
-tail -c +15001 "$CORPUS" >"$W/eval.txt"
-RES=$W/results.tsv
-: >"$RES"
+tail -c +15001 "$CORPUS" | head -c "${EVAL_BYTES:-8000}" >"$W/eval.txt"
+RES=$OUT/results.tsv
 CTX=128
+CT=${CALIB_TOKENS:-2048}
+if [ -z "$REPORT_ONLY" ]; then
+: >"$RES"
+
+# ---- speed ----
+[ -n "$SKIP_SPEED" ] || {
+    echo "load before: $(uptime | sed 's/.*load average: //')"
+    M=$MD/stories3M-f32.gguf
+    cat "$CORPUS" "$CORPUS" >"$W/twice.txt"
+    for i in 1 2; do
+        /usr/bin/time -f "analyze stories3M 10000 tokens: %e s wall, %U s user" "$S" analyze -m "$M" \
+            -f "$W/twice.txt" --max-tokens 10000 -c 256 -t $TH -o "$W/r.json" 2>&1 >/dev/null | grep analyze
+    done
+    if [ -z "$SKIP_TL1B" ] && [ -f "$MD/tl1b-f16.gguf" ]; then
+        for i in 1 2; do
+            /usr/bin/time -f "prune --method wanda --sparsity 0.5 tl1b-f16 (256 calibration tokens): %e s wall, %U s user" \
+                "$S" prune -m "$MD/tl1b-f16.gguf" -f "$W/calib.txt" --max-tokens 256 -c 256 -t $TH \
+                --method wanda --sparsity 0.5 -o "$W/t.gguf" 2>&1 | grep "s wall"
+            rm -f "$W/t.gguf"
+        done
+    fi
+    echo "load after: $(uptime | sed 's/.*load average: //')"
+} >"$OUT/speed.txt"
+[ -n "$SKIP_SPEED" ] || cat "$OUT/speed.txt" >&2
 
 ppl() { "$S" ppl -m "$1" -f "$W/eval.txt" -c $CTX -t $TH 2>/dev/null | sed -n 's/^PPL = \([0-9.]*\).*/\1/p'; }
 
@@ -42,34 +70,34 @@ subsets() {
     /usr/bin/python3 -c "import itertools,sys; n,k=int(sys.argv[1]),int(sys.argv[2]); [print(','.join(map(str,c))) for c in itertools.combinations(range(n),k)]" "$1" "$2"
 }
 
-for name in stories260K stories3M shakespeare; do
+for name in ${MODELS:-stories3M shakespeare stories260K}; do
     M=$MD/$name-f32.gguf
     [ -f "$M" ] || { echo "skip $name: no $M" >&2; continue; }
     echo "== $name" >&2
-    "$S" analyze -m "$M" -f "$W/calib.txt" -c $CTX -t $TH -o "$OUT/$name.json" --svg "$OUT/$name" >/dev/null
+    "$S" analyze -m "$M" -f "$W/calib.txt" --max-tokens $CT -c $CTX -t $TH -o "$OUT/$name.json" --svg "$OUT/$name" >/dev/null
     L=$("$S" info -m "$M" | sed -n 's/.*n_layer \([0-9]*\),.*/\1/p')
     base=$(ppl "$M")
     printf '%s\tbase\t0\t-\t%s\n' "$name" "$base" >>"$RES"
-    for op in drop linearize; do
+    for op in ${OPS-drop linearize}; do
         flag=--drop-layers
         [ $op = linearize ] && flag=--linearize
         for k in 1 2 3; do
             [ $k -lt "$L" ] || continue
             for crit in linearity cosine; do
-                "$S" prune -m "$M" -f "$W/calib.txt" -c $CTX -t $TH $flag auto:$k --criterion $crit \
+                "$S" prune -m "$M" -f "$W/calib.txt" --max-tokens $CT -c $CTX -t $TH $flag auto:$k --criterion $crit \
                     -o "$W/p.gguf" 2>"$W/err" || { cat "$W/err" >&2; exit 1; }
                 chosen=$(sed -n "s/.*by $crit: //p" "$W/err" | sed 's/ ([0-9.e-]*)//g; s/drop //g; s/linearize //g; s/ /,/g')
                 printf '%s\t%s\t%s\tby-%s:%s\t%s\n' "$name" $op $k $crit "$chosen" "$(ppl "$W/p.gguf")" >>"$RES"
             done
             for set in $(subsets "$L" $k); do
-                "$S" prune -m "$M" -f "$W/calib.txt" -c $CTX -t $TH $flag "$set" -o "$W/p.gguf" 2>/dev/null
+                "$S" prune -m "$M" -f "$W/calib.txt" --max-tokens $CT -c $CTX -t $TH $flag "$set" -o "$W/p.gguf" 2>/dev/null
                 printf '%s\t%s\t%s\tset:%s\t%s\n' "$name" $op $k "$set" "$(ppl "$W/p.gguf")" >>"$RES"
             done
         done
     done
     for method in magnitude wanda; do
         for spec in "--sparsity 0.5" "--pattern 2:4"; do
-            "$S" prune -m "$M" -f "$W/calib.txt" -c $CTX -t $TH --method $method $spec -o "$W/p.gguf" 2>/dev/null
+            "$S" prune -m "$M" -f "$W/calib.txt" --max-tokens $CT -c $CTX -t $TH --method $method $spec -o "$W/p.gguf" 2>/dev/null
             printf '%s\t%s\t0\t%s\t%s\n' "$name" $method "$(echo $spec | sed 's/--//; s/ /=/')" "$(ppl "$W/p.gguf")" >>"$RES"
             if [ "$spec" = "--sparsity 0.5" ]; then
                 for q in Q8_0 Q4_0; do
@@ -85,27 +113,9 @@ for name in stories260K stories3M shakespeare; do
     done
 done
 
-# ---- speed ----
-{
-    echo "load: $(uptime | sed 's/.*load average: //')"
-    M=$MD/stories3M-f32.gguf
-    cat "$CORPUS" "$CORPUS" >"$W/twice.txt"
-    for i in 1 2 3; do
-        /usr/bin/time -f "analyze_s %e user %U" "$S" analyze -m "$M" -f "$W/twice.txt" --max-tokens 10000 -c 256 \
-            -t $TH -o "$W/r.json" 2>&1 >/dev/null | grep analyze_s
-    done
-    if [ -z "$SKIP_TL1B" ] && [ -f "$MD/tl1b-f16.gguf" ]; then
-        for i in 1 2; do
-            /usr/bin/time -f "prune_wanda_tl1b_s %e user %U" "$S" prune -m "$MD/tl1b-f16.gguf" -f "$W/calib.txt" \
-                --max-tokens 256 -c 256 -t $TH --method wanda --sparsity 0.5 -o "$W/t.gguf" 2>&1 | grep prune_wanda
-            rm -f "$W/t.gguf"
-        done
-    fi
-    echo "load: $(uptime | sed 's/.*load average: //')"
-} >"$W/speed.txt"
-cat "$W/speed.txt" >&2
+fi # REPORT_ONLY
 
-/usr/bin/python3 - "$RES" "$OUT" "$W/speed.txt" <<'PY'
+/usr/bin/python3 - "$RES" "$OUT" "$OUT/speed.txt" <<'PY'
 import json, math, os, sys
 res, out, speed = sys.argv[1], sys.argv[2], sys.argv[3]
 rows = [l.rstrip("\n").split("\t") for l in open(res) if l.strip()]
@@ -135,13 +145,13 @@ md.append("## Perplexity after removing or linearizing k blocks (held-out text, 
 plots = {}
 for m in models:
     base = [val(r[4]) for r in rows if r[0] == m and r[1] == "base"][0]
-    md.append("### %s (base PPL %s)\n" % (m, f(base)))
+    md.append("\n### %s (base PPL %s)\n" % (m, f(base)))
     md.append("| op | k | by linearity (blocks) | by cosine (blocks) | mean of all k-subsets | best subset | worst subset |")
     md.append("|---|---|---|---|---|---|---|")
     for op in ("drop", "linearize"):
         for k in ("1", "2", "3"):
             sel = [r for r in rows if r[0] == m and r[1] == op and r[2] == k]
-            if not sel:
+            if not any(r[3].startswith("set:") for r in sel) or len([r for r in sel if r[3].startswith("by-")]) < 2:
                 continue
             sets = [(val(r[4]), r[3][4:]) for r in sel if r[3].startswith("set:")]
             lin = [r for r in sel if r[3].startswith("by-linearity")][0]
@@ -155,9 +165,12 @@ md.append("## Magnitude against Wanda, and pruning then quantization\n")
 md.append("| model | base | magnitude 50% | Wanda 50% | magnitude 2:4 | Wanda 2:4 | base Q8_0 | Wanda 50% + Q8_0 | base Q4_0 | Wanda 50% + Q4_0 | magnitude 50% + Q4_0 |")
 md.append("|---|---|---|---|---|---|---|---|---|---|---|")
 for m in models:
-    g = lambda op, spec: f([val(r[4]) for r in rows if r[0] == m and r[1] == op and r[3] == spec][0])
+    def g(op, spec):
+        v = [val(r[4]) for r in rows if r[0] == m and r[1] == op and r[3] == spec]
+        return f(v[0]) if v else "n/a"
     md.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (m, g("base", "-"), g("magnitude", "sparsity=0.5"), g("wanda", "sparsity=0.5"), g("magnitude", "pattern=2:4"), g("wanda", "pattern=2:4"), g("base+Q8_0", "-"), g("wanda+Q8_0", "sparsity=0.5"), g("base+Q4_0", "-"), g("wanda+Q4_0", "sparsity=0.5"), g("magnitude+Q4_0", "sparsity=0.5")))
-md.append("\n## Tool speed\n\n```\n" + open(speed).read() + "```\n")
+if os.path.exists(speed):
+    md.append("\n## Tool speed\n\n```\n" + open(speed).read() + "```\n")
 # ppl vs k plots
 for (m, op), pts in plots.items():
     W, H, L, T, B, Rr = 520, 340, 60, 40, 45, 20
