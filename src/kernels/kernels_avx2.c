@@ -391,6 +391,8 @@ const struct kern_isa kern_isa_avx2 = {
             [DTYPE_BF16] = {DTYPE_F32, mm_bf16},
             [DTYPE_Q8_0] = {DTYPE_Q8_0, mm_q8_0},
             [DTYPE_Q4_0] = {DTYPE_Q8_0, mm_q4_0},
+            [DTYPE_Q4_K] = {DTYPE_Q8_K, kernels_avx2_k_mm_q4_K},
+            [DTYPE_Q6_K] = {DTYPE_Q8_K, kernels_avx2_k_mm_q6_K},
         },
     .act_quantize = {[DTYPE_Q8_0] = act_q8_0},
     .pack_bytes = {[DTYPE_Q4_0] = pack_bytes_q4_0, [DTYPE_Q8_0] = pack_bytes_q8_0,

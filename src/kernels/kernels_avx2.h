@@ -59,7 +59,12 @@ static inline __attribute__((always_inline)) void avx2_prefetch(const uint8_t *p
         _mm_prefetch((const char *)(p + AVX2_PF_BYTES + l), _MM_HINT_T0);
 }
 
-/* kernels_avx2_k.c: packed Q4_K and Q6_K (kernels.h: pack_bytes, pack, mm_packed). */
+/* kernels_avx2_k.c: Q4_K and Q6_K, rows as stored (kernels.h: kern_mm_fn) and
+ * packed (pack_bytes, pack, mm_packed). */
+void kernels_avx2_k_mm_q4_K(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,
+                            const void *a, size_t as, int n, float *y, size_t ldy, int accumulate);
+void kernels_avx2_k_mm_q6_K(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,
+                            const void *a, size_t as, int n, float *y, size_t ldy, int accumulate);
 size_t kernels_avx2_k_pack_bytes_q4_K(int rows, int cols);
 void kernels_avx2_k_pack_q4_K(const void *src, size_t stride, int rows, int cols, uint8_t *dst);
 void kernels_avx2_k_mm_packed_q4_K(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0,

@@ -298,4 +298,97 @@ AI void packed_sub_q6_K(const uint8_t *sg, int nb, const uint8_t *a, size_t as, 
 }
 
 PACKED_K_DRIVER(kernels_avx2_k_mm_packed_q6_K, packed_sub_q6_K, Q6KP)
+/* ---- unpacked rows (those after the last whole 16-row group) ----
+ * One (row, token) pair at a time: per super-block an exact integer sum,
+ * then one float multiply (two for Q4_K's mins), super-blocks added in
+ * order. */
+
+AI int32_t hsum_epi32(__m256i v)
+{
+    __m128i x = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4e));
+    x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xb1));
+    return _mm_cvtsi128_si32(x);
+}
+
+static float dot_q4_K(int nb, const struct block_q4_K *w, const struct block_q8_K *a)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    float s = 0.0f;
+    for (int b = 0; b < nb; b++) {
+        uint8_t sc[8], mn[8];
+        q4k_scales(w[b].scales, sc, mn);
+        __m256i is = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * c));
+            const __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(v, m4),
+                                                    _mm256_loadu_si256((const __m256i *)(a[b].qs + 64 * c)));
+            const __m256i hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
+                                                    _mm256_loadu_si256((const __m256i *)(a[b].qs + 64 * c + 32)));
+            is = _mm256_add_epi32(is, _mm256_madd_epi16(lo, _mm256_set1_epi16(sc[2 * c])));
+            is = _mm256_add_epi32(is, _mm256_madd_epi16(hi, _mm256_set1_epi16(sc[2 * c + 1])));
+        }
+        int32_t mins = 0;
+        for (int k = 0; k < 8; k++)
+            mins += mn[k] * (a[b].bsums[2 * k] + a[b].bsums[2 * k + 1]);
+        const float da = a[b].d;
+        s += _cvtsh_ss(w[b].d) * da * (float)hsum_epi32(is) - _cvtsh_ss(w[b].dmin) * da * (float)mins;
+    }
+    return s;
+}
+
+static float dot_q6_K(int nb, const struct block_q6_K *w, const struct block_q8_K *a)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
+    float s = 0.0f;
+    for (int b = 0; b < nb; b++) {
+        __m256i is = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i L0 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h));
+            const __m256i L1 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h + 32));
+            const __m256i H = _mm256_loadu_si256((const __m256i *)(w[b].qh + 32 * h));
+            const __m256i q[4] = {
+                _mm256_or_si256(_mm256_and_si256(L0, m4), _mm256_slli_epi16(_mm256_and_si256(H, m3), 4)),
+                _mm256_or_si256(_mm256_and_si256(L1, m4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(H, 2), m3), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(L0, 4), m4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(H, 4), m3), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(L1, 4), m4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(H, 6), m3), 4))};
+            for (int k = 0; k < 4; k++) {
+                /* quants 128 h + 32 k ..: sub-blocks 8 h + 2 k and the next */
+                const int sb = 8 * h + 2 * k;
+                const __m256i sc = _mm256_set_m128i(_mm_set1_epi16(w[b].scales[sb + 1]),
+                                                    _mm_set1_epi16(w[b].scales[sb]));
+                const __m256i p = _mm256_maddubs_epi16(
+                    q[k], _mm256_loadu_si256((const __m256i *)(a[b].qs + 128 * h + 32 * k)));
+                is = _mm256_add_epi32(is, _mm256_madd_epi16(p, sc));
+            }
+        }
+        /* quants are stored as q + 32 */
+        int32_t bias = 0;
+        for (int k = 0; k < 16; k++)
+            bias += w[b].scales[k] * a[b].bsums[k];
+        s += _cvtsh_ss(w[b].d) * a[b].d * (float)(hsum_epi32(is) - 32 * bias);
+    }
+    return s;
+}
+
+#define ROWS_MM(NAME, DOT, WBLOCK)                                                                 \
+    void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1, const void *a, \
+              size_t as, int n, float *y, size_t ldy, int accumulate)                              \
+    {                                                                                              \
+        (void)type;                                                                                \
+        for (int r = r0; r < r1; r++)                                                              \
+            for (int t = 0; t < n; t++) {                                                          \
+                const float v = DOT(cols / QK_K, (const WBLOCK *)(const void *)(w + (size_t)r * ws), \
+                                    (const struct block_q8_K *)(const void *)((const uint8_t *)a + \
+                                                                              (size_t)t * as));    \
+                float *dst = y + (size_t)t * ldy + r;                                              \
+                *dst = accumulate ? *dst + v : v;                                                  \
+            }                                                                                      \
+    }
+
+ROWS_MM(kernels_avx2_k_mm_q4_K, dot_q4_K, struct block_q4_K)
+ROWS_MM(kernels_avx2_k_mm_q6_K, dot_q6_K, struct block_q6_K)
 #endif
