@@ -15,6 +15,9 @@
  * with every sequence's logits kept, as a server's slots do. A row reports
  * the aggregate tokens/s of the steps (B x n / time) as `aggregate_ts`.
  *
+ * `--bandwidth [--bw-mib N]` instead measures the memory bandwidth of a
+ * streaming read (bwprobe.c) at each -t, the limit decoding is held to.
+ *
  * Each model is measured in a child process, so the peak resident memory
  * reported is that model's alone.
  */
@@ -43,6 +46,8 @@ struct bench_opts {
     long depth;
     int reps;
     int json;
+    int bandwidth;
+    long bw_mib;
     const char *vocab;
 };
 
@@ -307,6 +312,10 @@ int cmd_bench(int argc, char **argv)
             usage("bench", stdout);
             exit(0);
         }
+        if (strcmp(a, "--bandwidth") == 0) {
+            b.bandwidth = 1;
+            continue;
+        }
         if (i + 1 >= argc)
             die("%s needs a value (see strix bench --help)", a);
         const char *val = argv[++i];
@@ -336,11 +345,22 @@ int cmd_bench(int argc, char **argv)
             parse_list(a, val, &b.npl, 1, STRIX_SEQ_MAX);
         } else if (strcmp(a, "-d") == 0 || strcmp(a, "--depth") == 0) {
             b.depth = parse_long(a, val, 0, 1 << 16);
+        } else if (strcmp(a, "--bw-mib") == 0) {
+            b.bw_mib = parse_long(a, val, 1, 1 << 20);
         } else if (strcmp(a, "--vocab") == 0) {
             b.vocab = val;
         } else {
             die("unknown option '%s' for bench (see strix bench --help)", a);
         }
+    }
+    if (b.bandwidth) {
+        if (b.json)
+            printf("[\n");
+        bwprobe_run((size_t)(b.bw_mib > 0 ? b.bw_mib : 1024), b.threads.v, b.threads.n, b.reps,
+                    b.json);
+        if (b.json)
+            printf("\n]\n");
+        return 0;
     }
     if (b.n_models == 0)
         b.models[b.n_models++] = default_model();

@@ -153,7 +153,8 @@ static const struct {
               "            [-o md|json] [--vocab TOKENIZER.bin]   (like llama-bench: pp N, tg N,\n"
               "            median t/s)\n"
               "            [-npl B[,B] [-d DEPTH]]   (like llama-batched-bench: B sequences at\n"
-              "            depth DEPTH each decode -n tokens, one per step; aggregate t/s)\n"},
+              "            depth DEPTH each decode -n tokens, one per step; aggregate t/s)\n"
+              "            --bandwidth [--bw-mib N] [-t T[,T]] [-r REPS]   (streaming read GB/s)\n"},
 };
 
 void usage(const char *command, FILE *f)
