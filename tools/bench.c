@@ -90,8 +90,17 @@ static struct result summarize(double *v, int n)
     return r;
 }
 
-/* One test: tokens/second of each repetition. */
-static void run_test(strix_context *ctx, int nv, int n_pp, int n_tg, int reps, double *out)
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* One test: tokens/second of each repetition, by the wall clock (out) and by
+ * the process's CPU time (cpu). */
+static void run_test(strix_context *ctx, int nv, int n_pp, int n_tg, int reps, double *out,
+                     double *cpu)
 {
     strix_error err;
     const int n = n_pp > 0 ? n_pp : n_tg;
@@ -102,7 +111,7 @@ static void run_test(strix_context *ctx, int nv, int n_pp, int n_tg, int reps, d
         ids[i] = (strix_token)((i * 7919 + 13) % nv);
     for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
         strix_kv_truncate(ctx, 0, NULL);
-        const double t0 = now();
+        const double t0 = now(), c0 = cpu_now();
         if (n_pp > 0) {
             if (strix_decode(ctx, ids, NULL, n_pp, NULL, &err))
                 die("decode: %s", err.msg);
@@ -111,19 +120,15 @@ static void run_test(strix_context *ctx, int nv, int n_pp, int n_tg, int reps, d
                 if (strix_decode(ctx, &ids[i], NULL, 1, NULL, &err))
                     die("decode: %s", err.msg);
         }
-        const double dt = now() - t0;
-        if (r >= 0)
+        const double dt = now() - t0, dc = cpu_now() - c0;
+        if (r >= 0) {
             out[r] = n / (dt > 0 ? dt : 1e-9);
+            cpu[r] = n / (dc > 0 ? dc : 1e-9);
+        }
     }
     free(ids);
 }
 
-static double cpu_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Batched generation: B sequences at depth d, n steps of B tokens each;
  * aggregate tokens/second of each repetition, by the wall clock (out) and
@@ -271,17 +276,20 @@ static void bench_model(const struct bench_opts *b, const char *path, int *first
                 const int n = (int)l->v[i];
                 if (n <= 0)
                     continue;
-                run_test(ctx, in.n_vocab, kind == 0 ? n : 0, kind == 1 ? n : 0, b->reps, v);
+                run_test(ctx, in.n_vocab, kind == 0 ? n : 0, kind == 1 ? n : 0, b->reps, v,
+                         v + b->reps);
                 const struct result r = summarize(v, b->reps);
+                const struct result rc = summarize(v + b->reps, b->reps);
                 const double peak = peak_mib();
                 char name[16];
                 snprintf(name, sizeof name, "%s%d", kind == 0 ? "pp" : "tg", n);
                 if (b->json) {
                     printf("%s  {\"model\": \"%s\", \"test\": \"%s\", \"threads\": %d, "
                            "\"reps\": %d, \"median_ts\": %.2f, \"min_ts\": %.2f, \"max_ts\": %.2f, "
-                           "\"mean_ts\": %.2f, \"stddev_ts\": %.2f, \"peak_rss_mib\": %.1f}",
+                           "\"mean_ts\": %.2f, \"stddev_ts\": %.2f, \"cpu_ts\": %.2f, "
+                           "\"weight_bytes\": %zu, \"peak_rss_mib\": %.1f}",
                            *first_json ? "" : ",\n", path, name, cp.n_threads, b->reps, r.median,
-                           r.min, r.max, r.mean, r.sd, peak);
+                           r.min, r.max, r.mean, r.sd, rc.median, in.weight_bytes, peak);
                     *first_json = 0;
                 } else {
                     printf("| %-40s | %8.1f | %7d | %6s | %10.2f | %8.2f | %8.2f | %8.1f |\n", path,

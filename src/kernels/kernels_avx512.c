@@ -806,6 +806,21 @@ static void dot_f32_gather(int n, const float *q, const float *base, size_t stri
 static void axpy_gather(int n, const float *e, const float *base, size_t stride, const int *idx,
                         int count, float *y)
 {
+    if (n == 8) {
+        /* the same, a fixed width the compiler keeps in one register */
+        float acc[8];
+        for (int j = 0; j < 8; j++)
+            acc[j] = y[j];
+        for (int i = 0; i < count; i++) {
+            const float *x = base + (size_t)idx[i] * stride;
+            const float a = e[i];
+            for (int j = 0; j < 8; j++)
+                acc[j] += a * x[j];
+        }
+        for (int j = 0; j < 8; j++)
+            y[j] = acc[j];
+        return;
+    }
     if (n < SIMD_W) {
         /* axpy's element-wise tail, the accumulator kept in registers */
         float acc[SIMD_W];
