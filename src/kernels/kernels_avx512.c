@@ -363,11 +363,14 @@ AI void packed_group(const uint8_t *g, int nb, int q8, const struct act_prep *p,
  * chunk of groups that stays in L2 (~256 KiB) while every tile passes over
  * it, so the weights come from memory once per call. Which rows and tokens
  * a kernel call sees never changes a result. */
+#ifndef CHUNK_KIB
+#define CHUNK_KIB 256 /* a slice of rows per pass when the batch spans several tiles */
+#endif
 AI int chunk_rows(int n, int gt, size_t ws, int r0, int r1)
 {
     if (n <= gt)
         return r1 - r0;
-    const size_t groups = ((size_t)256 << 10) / (ws ? ws : 1);
+    const size_t groups = ((size_t)CHUNK_KIB << 10) / (ws ? ws : 1);
     return (int)(groups > 1 ? groups : 1) * GROUP;
 }
 
