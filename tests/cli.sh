@@ -417,6 +417,8 @@ a=$(cd / && "$S" run -p "Once" -n 8 --temp 0 2>/dev/null)
     ok || bad "bench -npl: $(head -c 300 "$T/out")"
 "$S" bench -npl 0 -n 2 >"$T/out" 2>&1 && bad "bench -npl 0 accepted" || ok
 "$S" bench -npl 65 -n 2 >"$T/out" 2>&1 && bad "bench -npl 65 accepted" || ok
+"$S" bench --bandwidth --bw-mib 8 -t 1,2 -r 1 -o json >"$T/out" 2>&1 &&
+    [ "$(grep -c '"best_gbs"' "$T/out")" = 2 ] && ok || bad "bench --bandwidth: $(head -c 300 "$T/out")"
 mkdir -p "$T/inst/bin" "$T/inst/share/strix"
 cp "$S" "$T/inst/bin/strix"
 "$S" synth -o "$T/inst/share/strix/stories260K.gguf" --dim 32 --ff 48 --layers 1 --heads 2 --kv-heads 2 2>/dev/null

@@ -18,6 +18,9 @@
  * with every sequence's logits kept, as a server's slots do. A row reports
  * the aggregate tokens/s of the steps (B x n / time) as `aggregate_ts`.
  *
+ * `--bandwidth [--bw-mib N]` instead measures the memory bandwidth of a
+ * streaming read (bwprobe.c) at each -t, the limit decoding is held to.
+ *
  * Each model is measured in a child process, so the peak resident memory
  * reported is that model's alone.
  */
@@ -46,6 +49,8 @@ struct bench_opts {
     long depth;
     int reps;
     int json;
+    int bandwidth;
+    long bw_mib;
     const char *vocab;
     struct opts route; /* --router ... (parsed by parse_opts) */
 };
@@ -89,8 +94,17 @@ static struct result summarize(double *v, int n)
     return r;
 }
 
-/* One test: tokens/second of each repetition. */
-static void run_test(strix_context *ctx, int nv, int n_pp, int n_tg, int reps, double *out)
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* One test: tokens/second of each repetition, by the wall clock (out) and by
+ * the process's CPU time (cpu). */
+static void run_test(strix_context *ctx, int nv, int n_pp, int n_tg, int reps, double *out,
+                     double *cpu)
 {
     strix_error err;
     const int n = n_pp > 0 ? n_pp : n_tg;
@@ -101,7 +115,7 @@ static void run_test(strix_context *ctx, int nv, int n_pp, int n_tg, int reps, d
         ids[i] = (strix_token)((i * 7919 + 13) % nv);
     for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
         strix_kv_truncate(ctx, 0, NULL);
-        const double t0 = now();
+        const double t0 = now(), c0 = cpu_now();
         if (n_pp > 0) {
             if (strix_decode(ctx, ids, NULL, n_pp, NULL, &err))
                 die("decode: %s", err.msg);
@@ -110,19 +124,15 @@ static void run_test(strix_context *ctx, int nv, int n_pp, int n_tg, int reps, d
                 if (strix_decode(ctx, &ids[i], NULL, 1, NULL, &err))
                     die("decode: %s", err.msg);
         }
-        const double dt = now() - t0;
-        if (r >= 0)
+        const double dt = now() - t0, dc = cpu_now() - c0;
+        if (r >= 0) {
             out[r] = n / (dt > 0 ? dt : 1e-9);
+            cpu[r] = n / (dc > 0 ? dc : 1e-9);
+        }
     }
     free(ids);
 }
 
-static double cpu_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Batched generation: B sequences at depth d, n steps of B tokens each;
  * aggregate tokens/second of each repetition, by the wall clock (out) and
@@ -273,21 +283,24 @@ static void bench_model(const struct bench_opts *b, const char *path, int *first
                 if (n <= 0)
                     continue;
                 strix_context_route_stats_reset(ctx);
-                run_test(ctx, in.n_vocab, kind == 0 ? n : 0, kind == 1 ? n : 0, b->reps, v);
+                run_test(ctx, in.n_vocab, kind == 0 ? n : 0, kind == 1 ? n : 0, b->reps, v,
+                         v + b->reps);
                 struct strix_route_stats st = {.struct_size = sizeof st};
                 strix_context_route_stats(ctx, &st, &err);
                 const struct result r = summarize(v, b->reps);
+                const struct result rc = summarize(v + b->reps, b->reps);
                 const double peak = peak_mib();
                 char name[16];
                 snprintf(name, sizeof name, "%s%d", kind == 0 ? "pp" : "tg", n);
                 if (b->json) {
                     printf("%s  {\"model\": \"%s\", \"test\": \"%s\", \"threads\": %d, "
                            "\"reps\": %d, \"median_ts\": %.2f, \"min_ts\": %.2f, \"max_ts\": %.2f, "
-                           "\"mean_ts\": %.2f, \"stddev_ts\": %.2f, \"peak_rss_mib\": %.1f, "
+                           "\"mean_ts\": %.2f, \"stddev_ts\": %.2f, \"cpu_ts\": %.2f, "
+                           "\"weight_bytes\": %zu, \"peak_rss_mib\": %.1f, "
                            "\"layers_executed\": %.4f, \"flops_per_token\": %.6g, "
                            "\"kv_bytes\": %llu}",
                            *first_json ? "" : ",\n", path, name, cp.n_threads, b->reps, r.median,
-                           r.min, r.max, r.mean, r.sd, peak,
+                           r.min, r.max, r.mean, r.sd, rc.median, in.weight_bytes, peak,
                            st.pairs ? (double)st.pairs_run / (double)st.pairs : 1.0,
                            st.n_tokens ? st.flops / (double)st.n_tokens : 0.0,
                            (unsigned long long)st.kv_bytes_peak);
@@ -326,6 +339,10 @@ int cmd_bench(int argc, char **argv)
             usage("bench", stdout);
             exit(0);
         }
+        if (strcmp(a, "--bandwidth") == 0) {
+            b.bandwidth = 1;
+            continue;
+        }
         if (i + 1 >= argc)
             die("%s needs a value (see strix bench --help)", a);
         const char *val = argv[++i];
@@ -355,6 +372,8 @@ int cmd_bench(int argc, char **argv)
             parse_list(a, val, &b.npl, 1, STRIX_SEQ_MAX);
         } else if (strcmp(a, "-d") == 0 || strcmp(a, "--depth") == 0) {
             b.depth = parse_long(a, val, 0, 1 << 16);
+        } else if (strcmp(a, "--bw-mib") == 0) {
+            b.bw_mib = parse_long(a, val, 1, 1 << 20);
         } else if (strcmp(a, "--vocab") == 0) {
             b.vocab = val;
         } else if (rargc + 2 <= 16 && (strcmp(a, "--router") == 0 || strcmp(a, "--keep") == 0 ||
@@ -368,6 +387,15 @@ int cmd_bench(int argc, char **argv)
         }
     }
     parse_opts(rargc, rargv, &b.route, " router keep skip-random skip-layers seed ");
+    if (b.bandwidth) {
+        if (b.json)
+            printf("[\n");
+        bwprobe_run((size_t)(b.bw_mib > 0 ? b.bw_mib : 1024), b.threads.v, b.threads.n, b.reps,
+                    b.json);
+        if (b.json)
+            printf("\n]\n");
+        return 0;
+    }
     if (b.n_models == 0)
         b.models[b.n_models++] = default_model();
     if (b.json)

@@ -181,7 +181,8 @@ static const struct {
               "            [-o md|json] [--vocab TOKENIZER.bin]   (like llama-bench: pp N, tg N,\n"
               "            median t/s)\n"
               "            [-npl B[,B] [-d DEPTH]]   (like llama-batched-bench: B sequences at\n"
-              "            depth DEPTH each decode -n tokens, one per step; aggregate t/s)\n"},
+              "            depth DEPTH each decode -n tokens, one per step; aggregate t/s)\n"
+              "            --bandwidth [--bw-mib N] [-t T[,T]] [-r REPS]   (streaming read GB/s)\n"},
     {"serve", "  serve     [-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N] [-c N_CTX]\n"
               "            [-t THREADS] [-b BATCH] [--api-key KEY] [--chat-template NAME]\n"
               "            [--alias NAME] [--queue N] [--max-body BYTES] [--timeout S]\n"

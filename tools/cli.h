@@ -105,6 +105,9 @@ void print_probs(const strix_model *m, const strix_sampler *s, int n_probs);
 
 /* Commands that live in their own files. */
 int cmd_bench(int argc, char **argv);
+/* bwprobe.c: `strix bench --bandwidth`, a streaming read of a buffer of mib
+ * MiB by each thread count; a table (or JSON rows) on stdout. */
+void bwprobe_run(size_t mib, const long *threads, int n_threads_list, int reps, int json);
 int cmd_ppl(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);

@@ -298,6 +298,30 @@ void kern_axpy(int n, float a, const float *x, float *y)
     kern_isa_active()->axpy(n, a, x, y);
 }
 
+void kern_dot_f32_gather(int n, const float *q, const float *base, size_t stride, const int *idx,
+                         int count, float *s)
+{
+    const struct kern_isa *k = kern_isa_active();
+    if (k->dot_f32_gather) {
+        k->dot_f32_gather(n, q, base, stride, idx, count, s);
+        return;
+    }
+    for (int i = 0; i < count; i++)
+        s[i] = k->dot_f32(n, q, base + (size_t)idx[i] * stride);
+}
+
+void kern_axpy_gather(int n, const float *e, const float *base, size_t stride, const int *idx,
+                      int count, float *y)
+{
+    const struct kern_isa *k = kern_isa_active();
+    if (k->axpy_gather) {
+        k->axpy_gather(n, e, base, stride, idx, count, y);
+        return;
+    }
+    for (int i = 0; i < count; i++)
+        k->axpy(n, e[i], base + (size_t)idx[i] * stride, y);
+}
+
 /* One row against tokens four at a time, with the set's own dot products
  * (so the four-token form equals the one-token form bit for bit). */
 static void ref_mm_f32(uint32_t type, int cols, const uint8_t *w, size_t w_stride, int r0, int r1,

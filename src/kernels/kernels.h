@@ -48,6 +48,15 @@ void kern_silu_mul(float *a, const float *b, int n);
 /* y[i] += a * x[i]. */
 void kern_axpy(int n, float a, const float *x, float *y);
 
+/* Attention over cache rows gathered by index (row i at base + idx[i] *
+ * stride): s[i] = kern_dot_f32(n, q, row i) for i < count, and y += e[i] *
+ * row i for i = 0, 1, ... in that order. Bit-identical to the calls one by
+ * one, without a dispatch per row. */
+void kern_dot_f32_gather(int n, const float *q, const float *base, size_t stride, const int *idx,
+                         int count, float *s);
+void kern_axpy_gather(int n, const float *e, const float *base, size_t stride, const int *idx,
+                      int count, float *y);
+
 /*
  * Matrix products over weights of one type: rows [r0, r1) of W (each row
  * `w_stride` bytes at w + r * w_stride) against n tokens' activations (each
@@ -89,6 +98,12 @@ struct kern_isa {
     size_t (*pack_bytes[64])(int rows, int cols);
     void (*pack[64])(const void *src, size_t src_stride, int rows, int cols, uint8_t *dst);
     kern_mm_fn mm_packed[64];
+    /* optional (NULL: one dot_f32 or axpy per row): kern_dot_f32_gather,
+     * kern_axpy_gather */
+    void (*dot_f32_gather)(int n, const float *q, const float *base, size_t stride,
+                           const int *idx, int count, float *s);
+    void (*axpy_gather)(int n, const float *e, const float *base, size_t stride, const int *idx,
+                        int count, float *y);
 };
 /* Picks the instruction set, once per process (pthread_once; later calls
  * are no-ops): the best this CPU runs, or the one STRIX_KERNELS names. The

@@ -363,11 +363,14 @@ AI void packed_group(const uint8_t *g, int nb, int q8, const struct act_prep *p,
  * chunk of groups that stays in L2 (~256 KiB) while every tile passes over
  * it, so the weights come from memory once per call. Which rows and tokens
  * a kernel call sees never changes a result. */
+#ifndef CHUNK_KIB
+#define CHUNK_KIB 256 /* a slice of rows per pass when the batch spans several tiles */
+#endif
 AI int chunk_rows(int n, int gt, size_t ws, int r0, int r1)
 {
     if (n <= gt)
         return r1 - r0;
-    const size_t groups = ((size_t)256 << 10) / (ws ? ws : 1);
+    const size_t groups = ((size_t)CHUNK_KIB << 10) / (ws ? ws : 1);
     return (int)(groups > 1 ? groups : 1) * GROUP;
 }
 
@@ -782,6 +785,64 @@ AI void packed_group_q6_K(const uint8_t *g, int nb, const uint8_t *a, size_t as,
 
 PACKED_K_DRIVER(mm_packed_q6_K, packed_group_q6_K)
 
+/* Attention's gathered rows: the set's own dot product and axpy, inlined,
+ * so each result is the one the single call gives. */
+static void dot_f32_gather(int n, const float *q, const float *base, size_t stride, const int *idx,
+                           int count, float *s)
+{
+    if (n < SIMD_W) {
+        /* dot_f32 of a row shorter than a vector: its four sums are zero and
+         * the products are added one at a time; here without the sums */
+        for (int i = 0; i < count; i++) {
+            const float *k = base + (size_t)idx[i] * stride;
+            float r = 0.0f;
+            for (int j = 0; j < n; j++)
+                r += q[j] * k[j];
+            s[i] = r;
+        }
+        return;
+    }
+    for (int i = 0; i < count; i++)
+        s[i] = dot_f32(n, q, base + (size_t)idx[i] * stride);
+}
+
+static void axpy_gather(int n, const float *e, const float *base, size_t stride, const int *idx,
+                        int count, float *y)
+{
+    if (n == 8) {
+        /* the same, a fixed width the compiler keeps in one register */
+        float acc[8];
+        for (int j = 0; j < 8; j++)
+            acc[j] = y[j];
+        for (int i = 0; i < count; i++) {
+            const float *x = base + (size_t)idx[i] * stride;
+            const float a = e[i];
+            for (int j = 0; j < 8; j++)
+                acc[j] += a * x[j];
+        }
+        for (int j = 0; j < 8; j++)
+            y[j] = acc[j];
+        return;
+    }
+    if (n < SIMD_W) {
+        /* axpy's element-wise tail, the accumulator kept in registers */
+        float acc[SIMD_W];
+        for (int j = 0; j < n; j++)
+            acc[j] = y[j];
+        for (int i = 0; i < count; i++) {
+            const float *x = base + (size_t)idx[i] * stride;
+            const float a = e[i];
+            for (int j = 0; j < n; j++)
+                acc[j] += a * x[j];
+        }
+        for (int j = 0; j < n; j++)
+            y[j] = acc[j];
+        return;
+    }
+    for (int i = 0; i < count; i++)
+        axpy(n, e[i], base + (size_t)idx[i] * stride, y);
+}
+
 const struct kern_isa kern_isa_avx512 = {
     .name = "avx512",
     .dot_f32 = dot_f32,
@@ -804,5 +865,7 @@ const struct kern_isa kern_isa_avx512 = {
              [DTYPE_Q6_K] = pack_q6_K},
     .mm_packed = {[DTYPE_Q4_0] = mm_packed_q4_0, [DTYPE_Q8_0] = mm_packed_q8_0,
                   [DTYPE_Q4_K] = mm_packed_q4_K, [DTYPE_Q6_K] = mm_packed_q6_K},
+    .dot_f32_gather = dot_f32_gather,
+    .axpy_gather = axpy_gather,
 };
 #endif

@@ -77,15 +77,15 @@ static void attn_worker(void *arg, int ith, int nth)
             }
             if (n == 0)
                 break;
+            const float *kg = kbase + (size_t)g * (size_t)hd, *vg = vbase + (size_t)g * (size_t)hd;
             for (int h = 0; h < group; h++) {
                 const float *qh = q + (size_t)h * (size_t)hd;
                 float *s = score + (size_t)h * ATT_TILE;
                 const float slope = a->alibi ? a->alibi[g * group + h] : 0.0f;
                 float m = mx[h];
+                kern_dot_f32_gather(hd, qh, kg, (size_t)kv_dim, idx, n, s);
                 for (int i = 0; i < n; i++) {
-                    const float *kr =
-                        kbase + (size_t)idx[i] * (size_t)kv_dim + (size_t)g * (size_t)hd;
-                    float x = kern_dot_f32(hd, qh, kr) * a->scale;
+                    float x = s[i] * a->scale;
                     if (a->softcap > 0.0f)
                         x = a->softcap * tanhf(x / a->softcap);
                     if (a->alibi)
@@ -103,11 +103,10 @@ static void attn_worker(void *arg, int ith, int nth)
                 }
                 mx[h] = m;
                 for (int i = 0; i < n; i++) {
-                    const float e = expf(s[i] - m);
-                    sum[h] += e;
-                    kern_axpy(hd, e,
-                              vbase + (size_t)idx[i] * (size_t)kv_dim + (size_t)g * (size_t)hd, ah);
+                    s[i] = expf(s[i] - m);
+                    sum[h] += s[i];
                 }
+                kern_axpy_gather(hd, s, vg, (size_t)kv_dim, idx, n, ah);
             }
         }
         float *out = a->out + (size_t)t * (size_t)q_dim + (size_t)g * (size_t)group * (size_t)hd;

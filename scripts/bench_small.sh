@@ -1,0 +1,40 @@
+#!/bin/sh
+# Small models, whole process, one thread: `strix run` against llama2.c's
+# run.c (build it from llama2.c's sources: gcc -Ofast -march=native -o run
+# run.c -lm; point RUNC at it) on the same llama2.c checkpoint and
+# tokenizer, greedy, the same prompt and token count, interleaved ROUNDS
+# times (both stop at a generated BOS, as run.c does). Reports each program's process CPU time (task-clock from perf stat,
+# which a loaded machine's time slicing does not move) and wall time, the
+# medians, and run.c / strix (above 1: strix is faster).
+#
+#   RUNC=/path/to/run scripts/bench_small.sh MODEL.bin TOKENIZER.bin [ROUNDS] [STEPS]
+set -e
+M=${1:?usage: RUNC=run scripts/bench_small.sh MODEL.bin TOKENIZER.bin [ROUNDS] [STEPS]}
+V=${2:?tokenizer}
+R=${3:-7}
+N=${4:-256}
+S=${STRIX:-build/strix}
+RUNC=${RUNC:?RUNC: llama2.c run binary}
+P="Once upon a time"
+np=$("$S" tokenize -m "$M" --vocab "$V" -p "$P" --ids 2>/dev/null | wc -w)
+out=$(mktemp)
+trap 'rm -f "$out" "$out.p"' EXIT
+one() { # label command...: appends "label cpu_ms wall_ms"
+    l=$1
+    shift
+    perf stat -x, -e task-clock -o "$out.p" "$@" >/dev/null 2>&1
+    awk -F, -v l="$l" '/task-clock/ { c = $1 } END { printf "%s %s ", l, c }' "$out.p" >>"$out"
+    t0=$(date +%s%N)
+    "$@" >/dev/null 2>&1
+    echo "$(( ($(date +%s%N) - t0) / 1000000 ))" >>"$out"
+}
+for r in $(seq 1 "$R"); do
+    # run.c's -n counts the prompt's tokens (with BOS) too
+    one runc "$RUNC" "$M" -z "$V" -t 0 -n "$N" -i "$P"
+    one strix "$S" run -m "$M" --vocab "$V" -p "$P" -n $((N - np)) --temp 0 -t 1
+done
+awk '{ c[$1] = c[$1] " " $2; w[$1] = w[$1] " " $3 }
+     function med(s,   a, n, i, j, x) { n = split(s, a, " "); for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)
+         if (a[j] + 0 < a[i] + 0) { x = a[i]; a[i] = a[j]; a[j] = x }; return a[int((n + 1) / 2)] }
+     END { for (k in c) printf "%-6s CPU ms median %8.2f (runs:%s)  wall ms median %6d (runs:%s)\n", k, med(c[k]), c[k], med(w[k]), w[k]
+           printf "run.c / strix: CPU %.2f, wall %.2f\n", med(c["runc"]) / med(c["strix"]), med(w["runc"]) / med(w["strix"]) }' "$out"
