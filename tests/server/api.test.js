@@ -253,3 +253,24 @@ test('a shared prompt prefix is computed once and reused', async () => {
   assert.equal(b.choices[0].text, strixRun(system + 'The sun', 20));
   assert.equal(a.choices[0].text, strixRun(system + 'One day', 20));
 });
+
+test('metrics count requests, tokens and batches', async () => {
+  const { metrics } = require('./common.js');
+  await idle();
+  const m0 = await metrics();
+  const r = await client.completions.create({ model: MODEL, prompt: 'The dog ran', max_tokens: 7,
+    temperature: 0, n: 2 });
+  const m1 = await idle();
+  assert.equal(m1.get('strix_completion_tokens_total') - m0.get('strix_completion_tokens_total'),
+    r.usage.completion_tokens);
+  assert.equal(m1.get('strix_prompt_tokens_total') - m0.get('strix_prompt_tokens_total'),
+    r.usage.prompt_tokens);
+  const req = (m, ep) => Number(new RegExp(`strix_requests_total\\{endpoint="${ep}"\\} (\\d+)`)
+    .exec(m.text)[1]);
+  assert.equal(req(m1, 'completions') - req(m0, 'completions'), 1);
+  // two choices decode side by side: at least one step held both sequences
+  assert.ok(m1.get('strix_decode_steps_total') > m0.get('strix_decode_steps_total'));
+  assert.match(m1.text, /# TYPE strix_time_to_first_token_seconds histogram/);
+  assert.match(m1.text, /strix_batch_sequences_bucket\{le="\+Inf"\} \d+/);
+  assert.equal(m1.get('strix_queue_length'), 0);
+});
