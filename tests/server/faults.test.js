@@ -51,7 +51,11 @@ test('a client that leaves mid-stream stops its generation and frees its slot', 
   const s = require('node:net').connect(Number(u.port), u.hostname);
   const body = JSON.stringify(LONG);
   s.write(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
-  await sleep(100);
+  // once it runs (a loaded machine may take a while to read it), leave
+  for (let t0 = Date.now(); Date.now() - t0 < 10000;) {
+    if ((await metrics()).get('strix_requests_active') >= 1) break;
+    await sleep(20);
+  }
   s.destroy();
   const m2 = await idle(10000);
   assert.equal(m2.get('strix_requests_cancelled_total'), cancelled0 + 2);
