@@ -55,12 +55,13 @@ static void count_status(struct server *srv, unsigned status)
     pthread_mutex_unlock(&srv->mu);
 }
 
-/* CORS, and how long an idle connection stays open, so that clients do not
- * reuse one the server is closing. */
+/* CORS, and how long an idle connection may be reused: half the server's
+ * idle timeout, so that a client (even a slow one) never sends on a
+ * connection the server is closing. */
 static void add_common_headers(const struct server *srv, struct MHD_Response *r)
 {
     char ka[32];
-    snprintf(ka, sizeof ka, "timeout=%d", srv->timeout);
+    snprintf(ka, sizeof ka, "timeout=%d", srv->timeout / 2 > 1 ? srv->timeout / 2 : 1);
     MHD_add_response_header(r, "Keep-Alive", ka);
     MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
 }
