@@ -25,6 +25,7 @@ command -v clang >/dev/null 2>&1 || need="$need clang"
 # the server (`strix serve`): libmicrohttpd and cJSON; its tests: Node.js and
 # npm (they install the openai client and playwright-core themselves) and
 # Chromium for the chat page's test
+command -v pkg-config >/dev/null 2>&1 || need="$need pkg-config"
 dpkg -s libmicrohttpd-dev >/dev/null 2>&1 || need="$need libmicrohttpd-dev"
 dpkg -s libcjson-dev >/dev/null 2>&1 || need="$need libcjson-dev"
 command -v node >/dev/null 2>&1 || need="$need nodejs"

@@ -253,3 +253,50 @@ test('a shared prompt prefix is computed once and reused', async () => {
   assert.equal(b.choices[0].text, strixRun(system + 'The sun', 20));
   assert.equal(a.choices[0].text, strixRun(system + 'One day', 20));
 });
+
+test('metrics count requests, tokens and batches', async () => {
+  const { metrics } = require('./common.js');
+  await idle();
+  const m0 = await metrics();
+  const r = await client.completions.create({ model: MODEL, prompt: 'The dog ran', max_tokens: 7,
+    temperature: 0, n: 2 });
+  const m1 = await idle();
+  assert.equal(m1.get('strix_completion_tokens_total') - m0.get('strix_completion_tokens_total'),
+    r.usage.completion_tokens);
+  assert.equal(m1.get('strix_prompt_tokens_total') - m0.get('strix_prompt_tokens_total'),
+    r.usage.prompt_tokens);
+  const req = (m, ep) => Number(new RegExp(`strix_requests_total\\{endpoint="${ep}"\\} (\\d+)`)
+    .exec(m.text)[1]);
+  assert.equal(req(m1, 'completions') - req(m0, 'completions'), 1);
+  // two choices decode side by side: at least one step held both sequences
+  assert.ok(m1.get('strix_decode_steps_total') > m0.get('strix_decode_steps_total'));
+  assert.match(m1.text, /# TYPE strix_time_to_first_token_seconds histogram/);
+  assert.match(m1.text, /strix_batch_sequences_bucket\{le="\+Inf"\} \d+/);
+  assert.equal(m1.get('strix_queue_length'), 0);
+});
+
+test('a long prompt is read in chunks beside a running stream, with the same answer', async () => {
+  const { metrics } = require('./common.js');
+  const story = fs.readFileSync(path.join(ROOT, 'tests/data/stories260K-once.txt'), 'utf8')
+    .split(/\s+/);
+  const words = [...story, ...story].slice(0, 200).join(' ');
+  const tok = await (await fetch(URL + '/tokenize', { method: 'POST',
+    body: JSON.stringify({ content: words }) })).json();
+  assert.ok(tok.tokens.length > 300 && tok.tokens.length < 480, `${tok.tokens.length} tokens`); // more than one chunk (-b 256)
+  // a stream runs while the long prompt is read
+  const running = (async () => {
+    let t = '';
+    for await (const c of await client.completions.create({ model: MODEL, prompt: 'The cat',
+      max_tokens: 60, temperature: 0, stream: true })) t += c.choices[0].text;
+    return t;
+  })();
+  const long = await client.completions.create({ model: MODEL, prompt: words, max_tokens: 20,
+    temperature: 0 });
+  assert.equal(await running, strixRun('The cat', 60));
+  assert.equal(long.choices[0].text, strixRun(words, 20));
+  // no step decoded more than the batch (-b, 256 by default)
+  const m = await metrics();
+  const bucket = (le) => Number(new RegExp(`strix_batch_tokens_bucket\\{le="${le}"\\} (\\d+)`)
+    .exec(m.text)[1]);
+  assert.equal(bucket('256'), bucket('\\+Inf'));
+});

@@ -29,8 +29,9 @@ if ! cmp -s tests/server/package.json "$mods/package.json" || [ ! -d "$mods/node
 fi
 log=$(mktemp "${TMPDIR:-/tmp}/strix-serve.XXXXXX")
 trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT
-# small limits so the fault tests reach them quickly
-"$bin" serve -m models/stories260K.gguf --port 0 --parallel 4 -t 2 --queue 16 --timeout 3 \
+# small limits so the fault tests reach them quickly (the slowloris test
+# starts its own server with a short idle timeout)
+"$bin" serve -m models/stories260K.gguf --port 0 --parallel 4 -t 2 --queue 16 \
     --max-body 1048576 --alias stories 2>"$log" &
 pid=$!
 port=""

@@ -100,6 +100,7 @@ struct server {
     const char *api_key;    /* NULL: no check */
     int n_ctx, n_vocab, n_slots, n_batch;
     int max_queue;
+    int timeout; /* seconds an idle connection is kept */
     size_t max_body;
     struct req_limits lim;
     strix_token bos, eos;

@@ -55,6 +55,17 @@ static void count_status(struct server *srv, unsigned status)
     pthread_mutex_unlock(&srv->mu);
 }
 
+/* CORS, and how long an idle connection may be reused: half the server's
+ * idle timeout, so that a client (even a slow one) never sends on a
+ * connection the server is closing. */
+static void add_common_headers(const struct server *srv, struct MHD_Response *r)
+{
+    char ka[32];
+    snprintf(ka, sizeof ka, "timeout=%d", srv->timeout / 2 > 1 ? srv->timeout / 2 : 1);
+    MHD_add_response_header(r, "Keep-Alive", ka);
+    MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
+}
+
 /* Queues body (malloc'd, taken) with this status and content type. */
 static enum MHD_Result send_body(struct server *srv, struct MHD_Connection *c, unsigned status,
                                  char *body, const char *type)
@@ -68,7 +79,7 @@ static enum MHD_Result send_body(struct server *srv, struct MHD_Connection *c, u
         return MHD_NO;
     }
     MHD_add_response_header(r, "Content-Type", type);
-    MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
+    add_common_headers(srv, r);
     const enum MHD_Result rc = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     count_status(srv, status);
@@ -327,7 +338,7 @@ static enum MHD_Result handle_generate(struct server *srv, struct conn *cn, int 
             return MHD_NO;
         MHD_add_response_header(r, "Content-Type", "text/event-stream");
         MHD_add_response_header(r, "Cache-Control", "no-cache");
-        MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
+        add_common_headers(srv, r);
         const enum MHD_Result rc = MHD_queue_response(c, 200, r);
         MHD_destroy_response(r);
         count_status(srv, 200);
@@ -718,6 +729,7 @@ int cmd_serve(int argc, char **argv)
     srv->n_slots = o.parallel;
     srv->n_batch = o.n_batch;
     srv->max_queue = o.max_queue;
+    srv->timeout = o.timeout;
     srv->max_body = (size_t)o.max_body;
     srv->bos = strix_token_bos(srv->model);
     srv->eos = strix_token_eos(srv->model);
