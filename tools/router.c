@@ -88,12 +88,17 @@ void route_report(const strix_context *ctx, const char *what)
 struct bar {
     double t0;
     int tty;
+    char head[512]; /* printed before the first step */
 };
 
 static int train_progress(void *user, int step, int n_steps, double loss, double frac)
 {
-    const struct bar *b = user;
-    if (!b->tty && step != n_steps && step % 20 != 0)
+    struct bar *b = user;
+    if (b->head[0]) {
+        fputs(b->head, stderr);
+        b->head[0] = '\0';
+    }
+    if (!b->tty && step != 1 && step != n_steps && step % 20 != 0)
         return 0;
     const double el = now() - b->t0;
     const int width = 24, fill = n_steps > 0 ? step * width / n_steps : width;
@@ -133,11 +138,12 @@ static int router_train(int argc, char **argv)
     if (o.n_threads)
         tp.n_threads = o.n_threads;
     tp.seed = o.seed_given ? o.sp.seed : 1;
-    struct bar b = {now(), isatty(2)};
+    struct bar b = {now(), isatty(2), ""};
     tp.progress = train_progress;
     tp.user = &b;
-    fprintf(stderr, "train: %d tokens of %s, windows of %d, keep %.2f, %d epoch(s), seed %llu\n",
-            n_tok, o.file, tp.window, (double)tp.keep, tp.epochs, (unsigned long long)tp.seed);
+    snprintf(b.head, sizeof b.head,
+             "train: %d tokens of %s, windows of %d, keep %.2f, %d epoch(s), seed %llu\n", n_tok,
+             o.file, tp.window, (double)tp.keep, tp.epochs, (unsigned long long)tp.seed);
     strix_router *r = NULL;
     strix_error err;
     if (strix_router_train(m, ids, n_tok, &tp, &r, &err))
