@@ -2,7 +2,7 @@
 """Plots perplexity against the executed-layer fraction from the TSV files
 scripts/bench_dllm.sh writes: one panel per model, a log perplexity axis, the
 trained router, random skipping and static layer removal. Writes an SVG
-(standard library only).
+(standard library only) and prints the numbers as a Markdown table.
 
 usage: scripts/plot_dllm.py OUT.svg A.tsv [B.tsv ...]
 """
@@ -18,7 +18,7 @@ def read(path):
         if line.startswith("#") or line.startswith("model\t") or not line.strip():
             continue
         m, method, keep, frac, ppl, flops, kv = line.rstrip("\n").split("\t")
-        rows.append((m, method, float(keep), float(frac), float(ppl)))
+        rows.append((m, method, float(keep), float(frac), float(ppl), float(flops), int(kv)))
     return rows
 
 
@@ -67,6 +67,14 @@ def main():
                      f'<text x="{x0 + 18}" y="{mt + 16 + k * 14}">{method}</text>')
     s.append("</svg>")
     open(out, "w").write("\n".join(s) + "\n")
+    print("| model | method | keep | executed | ppl | ppl / full | FLOPs/token vs full "
+          "| KV bytes vs full |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for rows in panels:
+        full = [r for r in rows if r[1] == "full"][0]
+        for r in rows:
+            print(f"| {r[0]} | {r[1]} | {r[2]:g} | {r[3]:.3f} | {r[4]:.2f} | {r[4] / full[4]:.2f} "
+                  f"| {r[5] / full[5]:.2f} | {r[6] / full[6]:.2f} |")
 
 
 if __name__ == "__main__":
