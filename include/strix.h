@@ -455,7 +455,7 @@ int strix_route_last(const strix_context *ctx, uint8_t *out, int n);
  * hard decision (skipped tokens store no keys/values in the window), loss =
  * language-modelling loss with skipping + penalty * (executed fraction -
  * keep)^2, gradients through the frozen blocks to the decision modules
- * (not into a router's own input), Adam. Deterministic for a seed at any
+ * (and through their inputs), Adam. Deterministic for a seed at any
  * thread count. */
 struct strix_router_train_params {
     size_t struct_size;

@@ -464,6 +464,40 @@ expect_fail "prune: over its input" prune -m "$G" --method magnitude --sparsity 
     "$S" run -m "$T/p.gguf" -p "Once" -n 4 --temp 0 >/dev/null 2>&1 && ok || bad "prune 2:4 then run"
 "$S" prune -m "$G" --drop-layers 1,3 -o "$T/p.gguf" 2>/dev/null &&
     "$S" info -m "$T/p.gguf" | grep -q "n_layer 3" && ok || bad "prune --drop-layers 1,3"
+# dynamic depth: a router trained on a short text, used by ppl, run and map
+F="-m $D/stories260K-ref.gguf"
+i=0; : >"$T/text.txt"
+while [ $i -lt 12 ]; do
+    echo "Once upon a time, there was a little girl named Lily. She liked to play in the park with her dog." >>"$T/text.txt"
+    i=$((i + 1))
+done
+"$S" router train $F -f "$T/text.txt" -o "$T/r.gguf" --keep 0.6 --window 32 2>"$T/train.err" &&
+    grep -q "loss [0-9.]* executed [0-9.]*" "$T/train.err" && ok || bad "router train: $(head -c 300 "$T/train.err")"
+j=$("$S" ppl $F -f "$T/text.txt" -c 64 --json --router "$T/r.gguf" 2>/dev/null)
+for k in ppl nll n_scored layers_executed flops kv_bytes; do
+    echo "$j" | grep -q "\"$k\": [0-9]" && ok || bad "ppl --json lacks $k: $j"
+done
+echo "$j" | grep -q '"layers_executed": 1.0000' && bad "the router skipped nothing: $j" || ok
+p1=$("$S" ppl $F -f "$T/text.txt" -c 64 --json 2>/dev/null | sed 's/.*"ppl": \([0-9.]*\).*/\1/')
+p2=$("$S" ppl $F -f "$T/text.txt" -c 64 --json --router "$T/r.gguf" --keep 1 2>/dev/null | sed 's/.*"ppl": \([0-9.]*\).*/\1/')
+[ -n "$p1" ] && [ "$p1" = "$p2" ] && ok || bad "ppl with every layer executed: $p1 vs $p2"
+"$S" run $F -p "Once upon a time" -n 16 --temp 0 --router "$T/r.gguf" 2>"$T/run.err" >/dev/null &&
+    grep -q "run: layers executed 0\.[0-9]*.*KV [0-9]* bytes" "$T/run.err" && ok || bad "run --router: $(head -c 300 "$T/run.err")"
+"$S" router map $F --router "$T/r.gguf" -f "$T/text.txt" -o "$T/map.svg" 2>/dev/null &&
+    grep -q "<svg" "$T/map.svg" && [ "$(wc -l <"$T/map.csv")" -gt 100 ] &&
+    grep -q "^text.txt,content," "$T/map.summary.csv" && ok || bad "router map"
+head -c 300 "$T/r.gguf" >"$T/cut.gguf"
+expect_fail "router: keep 0" ppl $F -f "$T/text.txt" --router "$T/r.gguf" --keep 0
+expect_fail "router: keep 1.5" ppl $F -f "$T/text.txt" --router "$T/r.gguf" --keep 1.5
+expect_fail "router for another model" ppl -m "$T/other.gguf" -f "$T/text.txt" --router "$T/r.gguf"
+expect_fail "router for other weights" run -p "Hi" --router "$T/r.gguf"
+expect_fail "corrupt router" ppl $F -f "$T/text.txt" --router "$T/cut.gguf"
+expect_fail "router and random skipping" ppl $F -f "$T/text.txt" --router "$T/r.gguf" --skip-random 0.5
+expect_fail "skip-random 0" ppl $F -f "$T/text.txt" --skip-random 0
+expect_fail "skip-layers out of range" ppl $F -f "$T/text.txt" --skip-layers 1,9
+echo "Once upon a time" >"$T/short.txt"
+expect_fail "router train: text shorter than a window" router train $F -f "$T/short.txt" -o "$T/r2.gguf"
+expect_fail "router train: keep 0" router train $F -f "$T/text.txt" -o "$T/r2.gguf" --keep 0
 
 echo "tests/cli.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -16,6 +16,7 @@
 #include "model/model.h"
 #include "runtime/route.h"
 #include "train/backward.h"
+#include "train/router_train.h"
 
 #define MODEL "stories260K-ref.gguf" /* F32 llama, 5 layers, GQA 8/4 heads */
 
@@ -185,6 +186,100 @@ static double max_diff(const float *a, const float *b, size_t n)
     return w;
 }
 
+/* The training gradient of the router parameters through the frozen model
+ * (soft decisions: a differentiable loss) against central differences. */
+static void check_train_grad(const strix_model *m)
+{
+    enum { W = 16 };
+    strix_token tok[W + 1];
+    for (int i = 0; i <= W; i++)
+        tok[i] = PROMPT[i % N_PROMPT];
+    strix_router *r = route_router_new(m, 4);
+    CHECK(r != NULL);
+    if (!r)
+        return;
+    const size_t n1 = (size_t)r->n_layer * 4 * (size_t)r->n_embd, nb = (size_t)r->n_layer * 4;
+    uint64_t s = 11;
+    for (size_t i = 0; i < n1; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        r->w1[i] = (float)((double)(s >> 40) / (double)(1 << 24) - 0.5);
+    }
+    for (size_t i = 0; i < nb; i++) {
+        r->b1[i] = 0.2f;
+        r->w2[i] = (i % 2) ? 0.7f : -0.4f;
+    }
+    struct strix_router_train_params p = strix_router_train_default_params();
+    p.window = W;
+    p.keep = 0.5f;
+    const size_t n_par = n1 + 2 * nb + (size_t)r->n_layer;
+    float *grad = calloc(n_par, sizeof(float)), *g2 = calloc(n_par, sizeof(float));
+    float *par[4] = {r->w1, r->b1, r->w2, r->b2};
+    const size_t off[4] = {0, n1, n1 + nb, n1 + 2 * nb};
+    double frac;
+    const double loss = router_train_grad(m, r, tok, &p, 5, 1, grad, &frac);
+    CHECK(isfinite(loss) && frac > 0.1 && frac < 0.9);
+    /* some parameters of every kind */
+    const size_t pick[][2] = {{0, 3}, {0, 200}, {0, 1000}, {1, 1}, {1, 6}, {2, 0},
+                              {2, 9}, {2, 13}, {3, 0},    {3, 2}, {3, 4}};
+    double err = 0, scale = 0;
+    for (size_t i = 0; i < sizeof pick / sizeof pick[0]; i++) {
+        float *v = par[pick[i][0]] + pick[i][1];
+        const float v0 = *v, h = 2e-3f;
+        *v = v0 + h;
+        const double up = router_train_grad(m, r, tok, &p, 5, 1, g2, &frac);
+        *v = v0 - h;
+        const double dn = router_train_grad(m, r, tok, &p, 5, 1, g2, &frac);
+        *v = v0;
+        const double fd = (up - dn) / (2.0 * h), an = grad[off[pick[i][0]] + pick[i][1]];
+        err = fmax(err, fabs(fd - an));
+        scale = fmax(scale, fabs(fd));
+        CHECKF(fabs(fd - an) < 0.02 * fabs(fd) + 1e-4, "param %zu.%zu: %g vs %g", pick[i][0],
+               pick[i][1], an, fd);
+    }
+    printf("test_router: training gradient vs finite differences: max error %.3g of %.3g\n", err,
+           scale);
+    CHECK(scale > 1e-3);
+    free(grad);
+    free(g2);
+    strix_router_free(r);
+}
+
+/* Training is deterministic for a seed at any thread count, and refuses bad
+ * input. */
+static void check_train(const strix_model *m)
+{
+    enum { N = 200 };
+    strix_token tok[N];
+    for (int i = 0; i < N; i++)
+        tok[i] = PROMPT[(i * 7) % N_PROMPT];
+    struct strix_router_train_params p = strix_router_train_default_params();
+    p.window = 16;
+    p.epochs = 2;
+    p.lr = 0.01f;
+    strix_router *a = NULL, *b = NULL, *c = NULL;
+    strix_error err;
+    CHECKF(strix_router_train(m, tok, N, &p, &a, &err) == STRIX_OK, "%s", err.msg);
+    p.n_threads = 3;
+    CHECKF(strix_router_train(m, tok, N, &p, &b, &err) == STRIX_OK, "%s", err.msg);
+    p.seed = 2;
+    CHECKF(strix_router_train(m, tok, N, &p, &c, &err) == STRIX_OK, "%s", err.msg);
+    if (a && b && c) {
+        const size_t n1 = (size_t)a->n_layer * (size_t)a->n_hidden * (size_t)a->n_embd;
+        CHECK(memcmp(a->w1, b->w1, n1 * sizeof(float)) == 0 &&
+              memcmp(a->b2, b->b2, (size_t)a->n_layer * sizeof(float)) == 0);
+        CHECK(memcmp(a->w1, c->w1, n1 * sizeof(float)) != 0);
+        CHECK(a->keep == p.keep);
+    }
+    strix_router_free(a);
+    strix_router_free(b);
+    strix_router_free(c);
+    p.seed = 1;
+    CHECK(strix_router_train(m, tok, 16, &p, &a, &err) == STRIX_ERR_ARG && a == NULL);
+    CHECKF(strstr(err.msg, "fewer than one window") != NULL, "%s", err.msg);
+    p.keep = 1.5f;
+    CHECK(strix_router_train(m, tok, N, &p, &a, &err) == STRIX_ERR_ARG && a == NULL);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "%s", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -202,6 +297,8 @@ int main(void)
     const size_t nlog = (size_t)N_PROMPT * (size_t)nv;
     strix_error err;
     check_refused(m);
+    check_train_grad(m);
+    check_train(m);
 
     strix_router *r = NULL;
     const char *path = make_router(m, 7, 0, 0, "r.gguf");

@@ -11,9 +11,8 @@
  * loss = LM loss of the final states + penalty * (mean g - keep)^2.
  * Backward: dL/dg_t = dL/dy_t . D_t (+ the penalty's), dL/dD_t = d_t dL/dy_t,
  * dL/dx = dL/dy + the block's backward of dL/dD; dL/ds = dL/dg g (1-g) / tau
- * into the router's MLP. The router's input is not differentiated (its
- * gradient would only reach earlier routers through the base model's
- * states; the D-LLM paper does not need it either).
+ * into the router's MLP, and through the MLP into its input x (a decision
+ * changes the states later decisions see).
  *
  * A step is STEP_WINDOWS windows, each computed by one worker into its own
  * gradient, summed in window order: the same result at any thread count.
@@ -28,6 +27,7 @@
 #include "quant/dtype.h"
 #include "pool.h"
 #include "kernels/kernels.h"
+#include "train/router_train.h"
 
 #define STEP_WINDOWS 4
 
@@ -44,6 +44,7 @@ struct trainer {
     float *emb, *out_w, *out_norm; /* (n_vocab, e), (n_vocab, e), (e) */
     strix_router *r;
     size_t n_par; /* router parameters */
+    int soft;     /* tests: y = x + g D with the soft g (a differentiable loss) */
 };
 
 /* One worker's buffers for a window. */
@@ -53,6 +54,7 @@ struct worker {
     float *delta;         /* (n_layer, T, e) */
     float *g;             /* (n_layer, T) soft decisions */
     float *sv;            /* (n_layer, T) decision logits */
+    float *ds;            /* (T) gradient of one layer's decision logits */
     uint8_t *dec;         /* (n_layer, T) hard decisions */
     float *rin;           /* (n_layer, T, e + n_hidden) router input and hidden */
     float *dx, *dd;       /* (T, e) */
@@ -142,7 +144,7 @@ static void window(struct trainer *tr, struct worker *w, const strix_token *tok,
         for (int t = 0; t < T; t++)
             for (int i = 0; i < e; i++)
                 y[(size_t)t * e + i] =
-                    x[(size_t)t * e + i] + (dec[t] ? dl[(size_t)t * e + i] : 0.0f);
+                    x[(size_t)t * e + i] + (tr->soft ? g[t] : (float)dec[t]) * dl[(size_t)t * e + i];
     }
     const double n_pairs = (double)nl * T;
     if (!seed)
@@ -161,8 +163,10 @@ static void window(struct trainer *tr, struct worker *w, const strix_token *tok,
             const float *dy = w->dx + (size_t)t * e;
             const double dg = kern_dot_f32(e, dy, dl + (size_t)t * e) + dpen;
             const float ds = (float)(dg * g[t] * (1.0 - g[t]) / p->tau);
+            w->ds[t] = ds;
+            const float mult = tr->soft ? g[t] : (float)dec[t];
             for (int i = 0; i < e; i++)
-                w->dd[(size_t)t * e + i] = dec[t] ? dy[i] : 0.0f;
+                w->dd[(size_t)t * e + i] = mult * dy[i];
             /* s = w2 . hid + b2, hid = relu(W1 xn + b1) */
             const float *xn = w->rin + ((size_t)l * T + t) * (size_t)(e + nh), *hid = xn + e;
             const float *w2 = r->w2 + (size_t)l * nh;
@@ -178,8 +182,29 @@ static void window(struct trainer *tr, struct worker *w, const strix_token *tok,
                     gw1[i] += dh * xn[i];
             }
         }
-        /* dx stays as dL/dy (the residual) plus the block's backward */
+        /* dx stays as dL/dy (the residual) plus the block's backward, plus
+         * the decision's: s = w2 . relu(W1 rmsnorm(x) + b1) + b2 */
         bw_block_backward(&tr->d, &tr->blk[l], &w->tape[l], T, w->dd, w->dx);
+        const float *w1 = r->w1 + (size_t)l * nh * e, *w2 = r->w2 + (size_t)l * nh;
+        for (int t = 0; t < T; t++) {
+            if (w->ds[t] == 0.0f)
+                continue;
+            const float *rin = w->rin + ((size_t)l * T + t) * (size_t)(e + nh), *hid = rin + e;
+            float *dxn = w->logits; /* (e) scratch */
+            memset(dxn, 0, (size_t)e * sizeof(float));
+            for (int j = 0; j < nh; j++)
+                if (hid[j] > 0.0f) {
+                    const float dh = w->ds[t] * w2[j];
+                    for (int i = 0; i < e; i++)
+                        dxn[i] += dh * w1[(size_t)j * e + i];
+                }
+            const float *xt = w->xs + (size_t)l * te + (size_t)t * e;
+            double ss = 0.0;
+            for (int i = 0; i < e; i++)
+                ss += (double)xt[i] * xt[i];
+            const float inv = (float)(1.0 / sqrt(ss / e + 1e-6)); /* as route_logit */
+            bw_rmsnorm_back(w->dx + (size_t)t * e, dxn, xt, NULL, inv, e);
+        }
     }
 }
 
@@ -205,6 +230,7 @@ static void worker_free(struct worker *w, int nl)
     util_free(w->delta);
     util_free(w->g);
     util_free(w->sv);
+    util_free(w->ds);
     util_free(w->dec);
     util_free(w->rin);
     util_free(w->dx);
@@ -229,6 +255,7 @@ static int worker_init(struct worker *w, const struct trainer *tr)
     w->delta = util_malloc(nl * T * e * sizeof(float));
     w->g = util_malloc(nl * T * sizeof(float));
     w->sv = util_malloc(nl * T * sizeof(float));
+    w->ds = util_malloc(T * sizeof(float));
     w->dec = util_malloc(nl * T);
     w->rin = util_malloc(nl * T * (e + (size_t)tr->r->n_hidden) * sizeof(float));
     w->dx = util_malloc(T * e * sizeof(float));
@@ -236,7 +263,7 @@ static int worker_init(struct worker *w, const struct trainer *tr)
     w->logits = util_malloc((size_t)hp->n_vocab * sizeof(float));
     w->xn = util_malloc(e * sizeof(float));
     w->grad = util_malloc(tr->n_par * sizeof(float));
-    return w->xs && w->delta && w->g && w->sv && w->dec && w->rin && w->dx && w->dd && w->logits &&
+    return w->xs && w->delta && w->g && w->sv && w->ds && w->dec && w->rin && w->dx && w->dd && w->logits &&
            w->xn && w->grad;
 }
 
@@ -266,6 +293,77 @@ static int llama_shaped(const strix_model *m)
             return 0;
     }
     return 1;
+}
+
+/* The F32 views of the frozen weights (dequantized copies where needed). */
+static int trainer_weights(struct trainer *tr, strix_error *err)
+{
+    const strix_model *m = tr->m;
+    const struct hparams *hp = &m->hp;
+    tr->d = (struct bw_dims){hp->n_embd, hp->n_head,    hp->n_head_kv, hp->head_dim,
+                             hp->n_ff,   hp->n_rot,     hp->rope_neox, hp->norm_eps,
+                             hp->rope_freq_base};
+    tr->owned = util_calloc((size_t)hp->n_layer * 9 + 3, sizeof(float *));
+    tr->blk = util_calloc((size_t)hp->n_layer, sizeof *tr->blk);
+    if (!tr->owned || !tr->blk)
+        return err_set(err, STRIX_ERR_NOMEM, "out of memory for router training");
+    tr->emb = (float *)f32_of(tr, &m->tok_embd);
+    tr->out_w = (float *)f32_of(tr, &m->output);
+    tr->out_norm = (float *)f32_of(tr, &m->output_norm);
+    int ok = tr->emb && tr->out_w && tr->out_norm;
+    for (int l = 0; ok && l < hp->n_layer; l++) {
+        const struct layer *L = &m->layers[l];
+        struct bw_block *b = &tr->blk[l];
+        b->attn_norm = f32_of(tr, &L->attn_norm);
+        b->wq = f32_of(tr, &L->wq);
+        b->wk = f32_of(tr, &L->wk);
+        b->wv = f32_of(tr, &L->wv);
+        b->wo = f32_of(tr, &L->wo);
+        b->ffn_norm = f32_of(tr, &L->ffn_norm);
+        b->w_gate = f32_of(tr, &L->w_gate);
+        b->w_up = f32_of(tr, &L->w_up);
+        b->w_down = f32_of(tr, &L->w_down);
+        ok = b->attn_norm && b->wq && b->wk && b->wv && b->wo && b->ffn_norm && b->w_gate &&
+             b->w_up && b->w_down;
+    }
+    if (!ok)
+        return err_set(err, STRIX_ERR_UNSUPPORTED,
+                       "router training: a weight strix cannot dequantize (or out of memory)");
+    tr->n_par = (size_t)hp->n_layer * (size_t)tr->r->n_hidden * (size_t)hp->n_embd +
+                2 * (size_t)hp->n_layer * (size_t)tr->r->n_hidden + (size_t)hp->n_layer;
+    return STRIX_OK;
+}
+
+static void trainer_free(struct trainer *tr)
+{
+    for (int i = 0; i < tr->n_owned; i++)
+        util_free(tr->owned[i]);
+    util_free(tr->owned);
+    util_free(tr->blk);
+}
+
+double router_train_grad(const strix_model *m, strix_router *r, const strix_token *tokens,
+                         const struct strix_router_train_params *p, uint64_t seed, int soft,
+                         float *grad, double *frac)
+{
+    struct trainer tr = {0};
+    struct worker w;
+    memset(&w, 0, sizeof w);
+    tr.m = m;
+    tr.p = p;
+    tr.r = r;
+    tr.soft = soft;
+    double loss = NAN;
+    if (trainer_weights(&tr, NULL) == STRIX_OK && worker_init(&w, &tr)) {
+        memset(w.grad, 0, tr.n_par * sizeof(float));
+        window(&tr, &w, tokens, seed);
+        memcpy(grad, w.grad, tr.n_par * sizeof(float));
+        loss = w.loss + (double)p->penalty * (w.soft - p->keep) * (w.soft - p->keep);
+        *frac = w.frac;
+    }
+    worker_free(&w, m->hp.n_layer);
+    trainer_free(&tr);
+    return loss;
 }
 
 int strix_router_save(const strix_router *r, const char *path, strix_error *err)
@@ -320,37 +418,12 @@ int strix_router_train(const strix_model *m, const strix_token *tokens, int n_to
     rc = STRIX_ERR_NOMEM;
     tr.m = m;
     tr.p = &p;
-    tr.d = (struct bw_dims){hp->n_embd, hp->n_head,    hp->n_head_kv, hp->head_dim,
-                            hp->n_ff,   hp->n_rot,     hp->rope_neox, hp->norm_eps,
-                            hp->rope_freq_base};
-    tr.owned = util_calloc((size_t)hp->n_layer * 9 + 3, sizeof(float *));
-    tr.blk = util_calloc((size_t)hp->n_layer, sizeof *tr.blk);
     tr.r = route_router_new(m, p.n_hidden);
-    if (!tr.owned || !tr.blk || !tr.r)
+    if (!tr.r)
         goto fail;
-    tr.emb = (float *)f32_of(&tr, &m->tok_embd);
-    tr.out_w = (float *)f32_of(&tr, &m->output);
-    tr.out_norm = (float *)f32_of(&tr, &m->output_norm);
-    int ok = tr.emb && tr.out_w && tr.out_norm;
-    for (int l = 0; ok && l < hp->n_layer; l++) {
-        const struct layer *L = &m->layers[l];
-        struct bw_block *b = &tr.blk[l];
-        b->attn_norm = f32_of(&tr, &L->attn_norm);
-        b->wq = f32_of(&tr, &L->wq);
-        b->wk = f32_of(&tr, &L->wk);
-        b->wv = f32_of(&tr, &L->wv);
-        b->wo = f32_of(&tr, &L->wo);
-        b->ffn_norm = f32_of(&tr, &L->ffn_norm);
-        b->w_gate = f32_of(&tr, &L->w_gate);
-        b->w_up = f32_of(&tr, &L->w_up);
-        b->w_down = f32_of(&tr, &L->w_down);
-        ok = b->attn_norm && b->wq && b->wk && b->wv && b->wo && b->ffn_norm && b->w_gate &&
-             b->w_up && b->w_down;
-    }
-    if (!ok) {
-        rc = err_set(err, STRIX_ERR_UNSUPPORTED, "a weight type strix cannot dequantize");
+    if ((rc = trainer_weights(&tr, err)))
         goto fail;
-    }
+    rc = STRIX_ERR_NOMEM;
     /* initial router: small random first layer, the bias at the target */
     const int e = hp->n_embd, nl = hp->n_layer, nh = p.n_hidden;
     strix_router *r = tr.r;
@@ -365,7 +438,6 @@ int strix_router_train(const strix_model *m, const strix_token *tokens, int n_to
     const float b0 = p.keep < 1.0f ? logf(p.keep / (1.0f - p.keep)) : 6.0f;
     for (int l = 0; l < nl; l++)
         r->b2[l] = b0;
-    tr.n_par = (size_t)nl * nh * e + 2 * (size_t)nl * nh + (size_t)nl;
     for (int i = 0; i < STEP_WINDOWS; i++)
         if (!worker_init(&wk[i], &tr))
             goto fail;
@@ -458,10 +530,7 @@ fail:
         err_set(err, rc, "out of memory for router training");
     for (int i = 0; i < STEP_WINDOWS; i++)
         worker_free(&wk[i], hp->n_layer);
-    for (int i = 0; i < tr.n_owned; i++)
-        util_free(tr.owned[i]);
-    util_free(tr.owned);
-    util_free(tr.blk);
+    trainer_free(&tr);
     strix_router_free(tr.r);
     util_free(adam_m);
     util_free(adam_v);
