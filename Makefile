@@ -188,7 +188,9 @@ check:
 	$(MAKE) test
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
-	$(MAKE) test-server test-server-asan test-server-tsan
+	$(MAKE) test-server
+	$(MAKE) test-server-asan
+	$(MAKE) test-server-tsan
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
