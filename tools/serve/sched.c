@@ -19,6 +19,7 @@
  *
  * Only this thread touches the context, the samplers and the choices.
  */
+#define _POSIX_C_SOURCE 200809L /* nanosleep */
 #include "serve.h"
 
 #include "../cli.h"
@@ -26,8 +27,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
+
+/* For the tests only: STRIX_SERVE_STEP_DELAY_MS=N makes each decode step
+ * last at least N ms more, so that a test can stop a generation of the tiny
+ * bundled model before it has finished. Read once by the scheduler thread. */
+static long step_delay_ms;
 
 int sbuf_add(struct sbuf *b, const void *s, size_t n)
 {
@@ -440,6 +447,10 @@ static void step(struct server *srv, struct step_buf *b)
     strix_batch batch = {n, b->tok, b->pos, b->seq, b->logits};
     strix_error err;
     const int rc = strix_decode_batch(srv->ctx, &batch, &err);
+    if (step_delay_ms > 0) {
+        const struct timespec d = {step_delay_ms / 1000, (step_delay_ms % 1000) * 1000000L};
+        nanosleep(&d, NULL);
+    }
     if (rc) {
         fprintf(stderr, "strix serve: decode of %d tokens failed: %s\n", n, err.msg);
         pthread_mutex_lock(&srv->mu);
@@ -531,6 +542,10 @@ static void step(struct server *srv, struct step_buf *b)
 void *sched_main(void *arg)
 {
     struct server *srv = arg;
+    const char *delay = getenv("STRIX_SERVE_STEP_DELAY_MS");
+    step_delay_ms = delay ? strtol(delay, NULL, 10) : 0;
+    if (step_delay_ms < 0 || step_delay_ms > 1000)
+        step_delay_ms = 0;
     struct step_buf b;
     b.cap = srv->n_batch + srv->n_slots;
     b.tok = malloc((size_t)b.cap * sizeof *b.tok);
