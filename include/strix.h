@@ -1065,7 +1065,11 @@ int strix_analyze(const strix_model *model, const strix_token *tokens, int n_tok
  *     (attention and feed-forward projections; embeddings, output and norms
  *     stay): per output row, the fraction `sparsity` of weights with the
  *     smallest score, or with nm_m > 0 the nm_m - nm_n smallest of every
- *     group of nm_m consecutive inputs (N:M, e.g. 2:4). Score: |W_ij|
+ *     group of nm_m consecutive inputs (N:M, e.g. 2:4; a weight whose rows
+ *     are not whole groups stays dense and is named, as in the input, under
+ *     strix.prune.dense; if no weight fits, STRIX_ERR_ARG). Mamba's
+ *     convolution taps and state matrix are not products and stay too.
+ *     Score: |W_ij|
  *     (magnitude) or |W_ij| * |X_j|_2 (Wanda, Sun et al. 2023: X_j the j-th
  *     input feature over the calibration tokens). Ties go to the lower index.
  *   drop_layers removes blocks: the file has n_layer - n_drop blocks,
