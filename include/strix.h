@@ -975,6 +975,15 @@ struct strix_ppl_params {
     const char *kl_base; /* compare with a saved base; its tokens, n_ctx and stride are used */
     void (*progress)(void *user, int done, int total); /* after each window; may be NULL */
     void *user;
+    /* NULL: windows are decoded with the context. Else each window is
+     * decoded by this call instead (a model split over processes, say), and
+     * the context may be NULL (then n_ctx must be given): tokens[0..n) at
+     * positions 0..n-1 from an empty cache, writing for each j with
+     * want[j], in order, n_vocab logits as the next row of logits. Returns
+     * STRIX_OK, or a status with err set, which ends the evaluation. */
+    int (*decode_window)(void *user, const strix_token *tokens, int n, const int8_t *want,
+                         float *logits, strix_error *err);
+    void *decode_user;
 };
 int strix_ppl_params_init(struct strix_ppl_params *p, size_t struct_size);
 STRIX_DEFAULT_PARAMS_(ppl)
