@@ -126,11 +126,11 @@ ifeq ($(MPI),1)
 all: $(BUILD)/strix-mpi
 endif
 MPI_TOOL_OBJ := $(filter-out $(BUILD)/tools/strix.o,$(TOOL_OBJ)) $(BUILD)/tools/mpi/strix.o \
-  $(BUILD)/tools/mpi/pipeline.o
+  $(BUILD)/tools/mpi/pipeline.o $(BUILD)/tools/mpi/drivers.o
 $(BUILD)/tools/mpi/strix.o: tools/strix.c $(wildcard tools/*.h) include/strix.h
 	@mkdir -p $(dir $@)
 	$(MPI_CC) $(CFLAGS_ALL) $(TOOL_DEFS) -DSTRIX_MPI -c $< -o $@
-$(BUILD)/tools/mpi/pipeline.o: tools/mpi/pipeline.c $(wildcard tools/*.h) include/strix.h
+$(BUILD)/tools/mpi/%.o: tools/mpi/%.c tools/mpi/pipeline.h $(wildcard tools/*.h) include/strix.h
 	@mkdir -p $(dir $@)
 	$(MPI_CC) $(CFLAGS_ALL) -c $< -o $@
 $(BUILD)/strix-mpi: $(MPI_TOOL_OBJ) $(SERVE_OBJ) $(BUILD)/libstrix.a

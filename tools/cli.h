@@ -109,6 +109,8 @@ int cmd_bench(int argc, char **argv);
  * MiB by each thread count; a table (or JSON rows) on stdout. */
 void bwprobe_run(size_t mib, const long *threads, int n_threads_list, int reps, int json);
 int cmd_ppl(int argc, char **argv);
+int ppl_window(const char *kl_base, int fallback);
+void ppl_print(const struct opts *o, const struct strix_ppl_result *r, size_t len, int n_tok);
 int cmd_chat(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_serve(int argc, char **argv); /* tools/serve/server.c */
