@@ -345,6 +345,15 @@ static const struct opt_def opt_defs[] = {
     {"lr", "--lr", OPT_FLOAT, F(lr), 1e-7, 0.5},
     {"window", "--window", OPT_INT, F(window), 2, 4096},
     {"json", "--json", OPT_FLAG, F(json), 0, 0},
+    {"csv", "--csv", OPT_STR, F(csv), 0, 0},
+    {"svg", "--svg", OPT_STR, F(svg), 0, 0},
+    {"max-tokens", "--max-tokens", OPT_INT, F(max_tokens), 0, 1 << 30},
+    {"method", "--method", OPT_STR, F(method), 0, 0},
+    {"sparsity", "--sparsity", OPT_FLOAT, F(sparsity), -1e9, 1e9},
+    {"pattern", "--pattern", OPT_STR, F(pattern), 0, 0},
+    {"drop-layers", "--drop-layers", OPT_STR, F(drop_layers), 0, 0},
+    {"linearize", "--linearize", OPT_STR, F(linearize), 0, 0},
+    {"criterion", "--criterion", OPT_STR, F(criterion), 0, 0},
 };
 #undef F
 

@@ -79,6 +79,10 @@ struct opts {
     const char *router, *skip_layers;
     float keep, skip_random, lr;
     int epochs, window, json;
+    /* analysis and pruning (analyze, prune) */
+    const char *csv, *svg, *method, *pattern, *drop_layers, *linearize, *criterion;
+    float sparsity;
+    int max_tokens;
 };
 
 /* Without --seed (or with --seed -1) the seed comes from the OS. -h and
