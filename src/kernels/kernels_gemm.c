@@ -4,11 +4,12 @@
  * avx512 flags plus AVX512-BF16; kernels.c calls into it only after checking
  * the CPU.
  *
- * Blocking: a thread's rows [r0, r1) are taken in blocks of about 256 KiB of
- * weights (they stay in L2 while every token passes over them: the weights
- * are read from memory once per call), and within a block the tokens go 6 at
- * a time (their activations, 6 rows, stay in L1/L2 while the block's rows
- * pass 4 at a time). A 4x6 tile keeps 24 accumulators in registers and
+ * Blocking: tokens are taken in blocks of about 384 KiB of activations, and
+ * for each, a thread's rows [r0, r1) in blocks of about 256 KiB of weights;
+ * both stay in L2 (1 MiB and up on CPUs with AVX-512) while the block's
+ * tokens go 6 at a time (their activations, 6 rows, in L1/L2) over the
+ * block's rows 4 at a time. The weights are read from memory once per token
+ * block. A 4x6 tile keeps 24 accumulators in registers and
  * loads 4 weight and 6 activation vectors per 24 multiply-adds.
  *
  * The columns are not blocked: a (row, token) pair's accumulator runs over
@@ -23,6 +24,7 @@
 #define MR 4            /* rows per tile */
 #define NR 6            /* tokens per tile */
 #define L2_BLOCK 262144 /* bytes of weights per row block */
+#define L2_ACTS 393216  /* bytes of activations per token block */
 
 AI void put(float *y, size_t ldy, int r, int t, float v, int accumulate)
 {
@@ -36,6 +38,15 @@ static int block_rows(size_t row_bytes)
     size_t r = row_bytes ? L2_BLOCK / row_bytes : 512;
     r = r / MR * MR;
     return r < MR ? MR : r > 512 ? 512 : (int)r;
+}
+
+/* Tokens per block: whole tiles of activation rows of `row_bytes` in
+ * L2_ACTS, at least one tile. */
+static int block_tokens(size_t row_bytes)
+{
+    size_t t = row_bytes ? L2_ACTS / row_bytes : 4096;
+    t = t / NR * NR;
+    return t < NR ? NR : t > 4096 ? 4096 : (int)t;
 }
 
 /* Loads 16 weights of a float type as f32 (exact widening), whole or the
@@ -189,19 +200,22 @@ AI void tile_bf16_dp(int cols, const uint8_t *w, size_t ws, int r0, const int R,
         (void)type;                                                                                \
         const ATYPE *x = a;                                                                        \
         const size_t xs = as / sizeof(ATYPE);                                                      \
-        const int nb = block_rows((size_t)cols * (WB));                                            \
-        for (int rb = r0; rb < r1; rb += nb) {                                                     \
-            const int re = r1 - rb < nb ? r1 : rb + nb;                                            \
-            int t = 0;                                                                             \
-            for (; t + NR <= n; t += NR)                                                           \
-                PASS(TILE, NR);                                                                    \
-            switch (n - t) {                                                                       \
-            case 1: PASS(TILE, 1); break;                                                          \
-            case 2: PASS(TILE, 2); break;                                                          \
-            case 3: PASS(TILE, 3); break;                                                          \
-            case 4: PASS(TILE, 4); break;                                                          \
-            case 5: PASS(TILE, 5); break;                                                          \
-            default: break;                                                                        \
+        const int nb = block_rows((size_t)cols * (WB)), tb = block_tokens(as);                     \
+        for (int t0 = 0; t0 < n; t0 += tb) {                                                       \
+            const int te = n - t0 < tb ? n : t0 + tb;                                              \
+            for (int rb = r0; rb < r1; rb += nb) {                                                 \
+                const int re = r1 - rb < nb ? r1 : rb + nb;                                        \
+                int t = t0;                                                                        \
+                for (; t + NR <= te; t += NR)                                                      \
+                    PASS(TILE, NR);                                                                \
+                switch (te - t) {                                                                  \
+                case 1: PASS(TILE, 1); break;                                                      \
+                case 2: PASS(TILE, 2); break;                                                      \
+                case 3: PASS(TILE, 3); break;                                                      \
+                case 4: PASS(TILE, 4); break;                                                      \
+                case 5: PASS(TILE, 5); break;                                                      \
+                default: break;                                                                    \
+                }                                                                                  \
             }                                                                                      \
         }                                                                                          \
     }
