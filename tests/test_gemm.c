@@ -15,6 +15,9 @@
  * within 2^-8 * sum |w * x| (bf16 keeps 8 significant bits, so each rounded
  * activation is within 2^-9 of its value).
  *
+ * The avx512 set's Q8_K activation quantizer (in the same file) is checked
+ * here too, bit for bit against the reference on blocks made for its edges.
+ *
  * Exactness: one token alone equals that token in a batch, a sub-range of
  * rows equals the same rows of the whole range, and accumulating adds the
  * same product to y, bit for bit.
@@ -200,6 +203,43 @@ static void check_nonfinite(const struct kernel *k)
     free(w), free(a), free(x), free(y);
 }
 
+/* The Q8_K activation quantizer against the reference, bit for bit, on
+ * blocks made to hit its edges: ties at every half (amax 127, so the scale
+ * is 1), values past +-127 after scaling, zeros, a NaN, an infinity, tiny
+ * and denormal blocks (127 / amax overflows), and random ones. */
+static void check_act_q8_K(void)
+{
+    enum { NB = 9, N = NB * QK_K };
+    float *x = malloc(N * sizeof(float));
+    uint64_t s = 5;
+    for (int j = 0; j < QK_K; j++) {
+        x[j] = (float)(j - 128) * 0.5f;                           /* ties, amax 64 */
+        x[QK_K + j] = j == 0 ? 127.0f : (float)(j - 128) * 0.5f;  /* ties at scale 1 */
+        x[2 * QK_K + j] = 0.0f;                                   /* zeros */
+        x[3 * QK_K + j] = frand(&s);
+        x[4 * QK_K + j] = 1e-30f * frand(&s);                     /* tiny */
+        x[5 * QK_K + j] = 1e-45f * (float)(j % 3);                /* denormal */
+        x[6 * QK_K + j] = 3e38f * frand(&s);                      /* huge */
+        x[7 * QK_K + j] = frand(&s);
+        x[8 * QK_K + j] = -frand(&s) * 1000.0f;
+    }
+    x[3 * QK_K + 17] = NAN;
+    x[7 * QK_K + 255] = -INFINITY;
+    const size_t bytes = dtype_row_size(DTYPE_Q8_K, N);
+    uint8_t *want = malloc(bytes), *got = malloc(bytes);
+    dtype_get(DTYPE_Q8_K)->quantize(x, want, N);
+    memset(got, 0xa5, bytes);
+    kern_gemm_act_q8_K(x, got, N);
+    for (int b = 0; b < NB; b++) {
+        const size_t o = (size_t)b * sizeof(struct block_q8_K);
+        CHECKF(memcmp(want + o, got + o, sizeof(struct block_q8_K)) == 0,
+               "Q8_K activations, block %d: differs from the reference", b);
+    }
+    /* and through the avx512 set's table */
+    CHECK(kern_isa_get("avx512")->act_quantize[DTYPE_Q8_K] == kern_gemm_act_q8_K);
+    free(x), free(want), free(got);
+}
+
 int main(void)
 {
     kern_init();
@@ -244,6 +284,7 @@ int main(void)
             }
         check_nonfinite(&ks[i]);
     }
+    check_act_q8_K();
     TEST_MAIN_END();
 }
 

@@ -786,7 +786,7 @@ const struct kern_isa kern_isa_avx512 = {
             [DTYPE_Q4_K] = {DTYPE_Q8_K, mm_q4_K},
             [DTYPE_Q6_K] = {DTYPE_Q8_K, mm_q6_K},
         },
-    .act_quantize = {[DTYPE_Q8_0] = act_q8_0},
+    .act_quantize = {[DTYPE_Q8_0] = act_q8_0, [DTYPE_Q8_K] = kern_gemm_act_q8_K},
     .pack_bytes = {[DTYPE_Q4_0] = pack_bytes_q4_0, [DTYPE_Q8_0] = pack_bytes_q8_0,
                    [DTYPE_Q4_K] = pack_bytes_q4_K, [DTYPE_Q6_K] = pack_bytes_q6_K},
     .pack = {[DTYPE_Q4_0] = pack_q4_0, [DTYPE_Q8_0] = pack_q8_0, [DTYPE_Q4_K] = pack_q4_K,

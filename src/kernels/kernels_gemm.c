@@ -19,6 +19,7 @@
 #include <immintrin.h>
 
 #include "kernels/kernels_gemm.h"
+#include "quant/dtype.h"
 
 #define AI static inline __attribute__((always_inline))
 #define MR 4            /* rows per tile */
@@ -224,5 +225,47 @@ GEMM_DRIVER(kern_gemm_f32, tile_f32, float, 4)
 GEMM_DRIVER(kern_gemm_f16, tile_f16, float, 2)
 GEMM_DRIVER(kern_gemm_bf16, tile_bf16, float, 2)
 GEMM_DRIVER(kern_gemm_bf16_dp, tile_bf16_dp, uint16_t, 2)
+
+/*
+ * Q8_K activations (the partner of the k-quants), bit for bit the
+ * reference's (quant/dtype_k.c): per 256 values amax = max |x|, d = amax /
+ * 127, q = nearest-even(x * (127 / amax)) clamped to +-127, bsums the sums
+ * of 16; a block with a NaN or an infinity gets d = NaN and zeros. The
+ * conversion rounds to nearest-even (the default rounding mode, which the
+ * reference's magic-number rounding matches for |v| < 2^22).
+ */
+void kern_gemm_act_q8_K(const float *x, void *dst, int cols)
+{
+    struct block_q8_K *b = dst;
+    const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+    for (int i = 0; i < cols / QK_K; i++, x += QK_K) {
+        __m512 m = _mm512_setzero_ps();
+        __mmask16 bad = 0;
+        _Pragma("GCC unroll 16") for (int k = 0; k < QK_K / 16; k++) {
+            const __m512 a = _mm512_and_ps(_mm512_loadu_ps(x + 16 * k), abs_mask);
+            /* NaN or infinity: not <= FLT_MAX */
+            bad |= _mm512_cmp_ps_mask(a, _mm512_set1_ps(3.40282347e38f), _CMP_NLE_UQ);
+            m = _mm512_max_ps(m, a);
+        }
+        const float amax = _mm512_reduce_max_ps(m);
+        const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        if (bad || id > 3.40282347e38f) {
+            /* non-finite values, or a block so small that 127 / amax
+             * overflows: the reference's own handling */
+            dtype_quantize_row_q8_K(x, &b[i], QK_K);
+            continue;
+        }
+        b[i].d = id != 0.0f ? amax / 127.0f : 0.0f;
+        const __m512 idv = _mm512_set1_ps(id);
+        _Pragma("GCC unroll 16") for (int k = 0; k < QK_K / 16; k++) {
+            __m512i q = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * k), idv),
+                                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(-127)),
+                                 _mm512_set1_epi32(127));
+            _mm_storeu_si128((__m128i *)(void *)(b[i].qs + 16 * k), _mm512_cvtepi32_epi8(q));
+            b[i].bsums[k] = (int16_t)_mm512_reduce_add_epi32(q);
+        }
+    }
+}
 
 #endif
