@@ -67,6 +67,7 @@ endif
 ISA_FLAGS_kernels_avx2 := $(AVX2_FLAGS)
 ISA_FLAGS_kernels_avx2_k := $(AVX2_FLAGS)
 ISA_FLAGS_kernels_avx512 := $(AVX512_FLAGS)
+ISA_FLAGS_kernels_gemm := $(AVX512_FLAGS) $(if $(AVX512_FLAGS),-mavx512bf16)
 ISA_OPT ?= -O3
 isa_flags = $(if $(ISA_FLAGS_$(basename $(notdir $(1)))),$(ISA_FLAGS_$(basename $(notdir $(1)))) $(ISA_OPT))
 
