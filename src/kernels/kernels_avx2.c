@@ -377,8 +377,8 @@ AI __m256i dot8(const __m256i *W, const uint8_t *q, int chain)
     (void)chain;
     __m256i p0 = _mm256_setzero_si256(), p1 = _mm256_setzero_si256();
     _Pragma("GCC unroll 4") for (int k = 0; k < 8; k += 2) {
-        p0 = _mm256_dpbusd_avx_epi32(p0, W[k], avx2_bcast4(q + 4 * k));
-        p1 = _mm256_dpbusd_avx_epi32(p1, W[k + 1], avx2_bcast4(q + 4 * k + 4));
+        p0 = AVX2_DPBUSD(p0, W[k], avx2_bcast4(q + 4 * k));
+        p1 = AVX2_DPBUSD(p1, W[k + 1], avx2_bcast4(q + 4 * k + 4));
     }
     return _mm256_add_epi32(p0, p1);
 #else
@@ -484,6 +484,32 @@ PACKED_DRIVER(mm_packed_q5_0, K_Q5_0)
 PACKED_DRIVER(mm_packed_q5_1, K_Q5_1)
 PACKED_DRIVER(mm_packed_q8_0, K_Q8_0)
 
+#if AVX2_VNNI == 2
+/* the kernels kernels_avx512.c borrows (kernels_avx2.h: AVX2_Q_DECL) */
+#define AVX2_Q_EXPORT(T)                                                                           \
+    void AVX2_NAME(mm_##T)(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,   \
+                           const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)  \
+    {                                                                                              \
+        mm_##T(type, cols, w, ws, r0, r1, a, as, n, y, ldy, accumulate);                           \
+    }                                                                                              \
+    size_t AVX2_NAME(pack_bytes_##T)(int rows, int cols)                                           \
+    {                                                                                              \
+        return pack_bytes_##T(rows, cols);                                                         \
+    }                                                                                              \
+    void AVX2_NAME(pack_##T)(const void *src, size_t stride, int rows, int cols, uint8_t *dst)     \
+    {                                                                                              \
+        pack_##T(src, stride, rows, cols, dst);                                                    \
+    }                                                                                              \
+    void AVX2_NAME(mm_packed_##T)(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0,    \
+                                  int r1, const void *a, size_t as, int n, float *y, size_t ldy,   \
+                                  int accumulate)                                                  \
+    {                                                                                              \
+        mm_packed_##T(type, cols, w, ws, r0, r1, a, as, n, y, ldy, accumulate);                    \
+    }
+AVX2_Q_EXPORT(q4_1)
+AVX2_Q_EXPORT(q5_0)
+AVX2_Q_EXPORT(q5_1)
+#else
 #if AVX2_VNNI
 #define AVX2_SET kern_isa_avxvnni
 #define AVX2_SET_NAME "avxvnni"
@@ -527,4 +553,5 @@ const struct kern_isa AVX2_SET = {
                   [DTYPE_Q8_0] = mm_packed_q8_0, [DTYPE_Q4_K] = KFN(mm_packed_q4_K),
                   [DTYPE_Q5_K] = KFN(mm_packed_q5_K), [DTYPE_Q6_K] = KFN(mm_packed_q6_K)},
 };
+#endif /* AVX2_VNNI == 2 */
 #endif

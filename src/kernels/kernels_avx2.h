@@ -15,7 +15,9 @@
  * AVX2_VNNI defined to 1 and -mavxvnni (kernels_avxvnni*.c include them),
  * avxvnni, whose byte products use VEX-encoded vpdpbusd. Integer sums are
  * exact either way, so both sets give the same bits. AVX2_NAME gives each
- * build's exported symbols their own names.
+ * build's exported symbols their own names. A third build (AVX2_VNNI 2,
+ * kernels_avx512y*.c, the EVEX-encoded vpdpbusd on ymm) gives the avx512 set
+ * the types it has no kernels of its own for (AVX2_Q_DECL).
  */
 #ifndef STRIX_KERNELS_AVX2_H
 #define STRIX_KERNELS_AVX2_H
@@ -27,8 +29,12 @@
 #ifndef AVX2_VNNI
 #define AVX2_VNNI 0
 #endif
-#if AVX2_VNNI
+#if AVX2_VNNI == 2 /* EVEX vpdpbusd (AVX-512 VL + VNNI): kernels_avx512y*.c */
+#define AVX2_NAME(x) kernels_avx512y_##x
+#define AVX2_DPBUSD _mm256_dpbusd_epi32
+#elif AVX2_VNNI
 #define AVX2_NAME(x) kernels_avxvnni_##x
+#define AVX2_DPBUSD _mm256_dpbusd_avx_epi32
 #else
 #define AVX2_NAME(x) kernels_avx2_##x
 #endif
@@ -63,7 +69,7 @@ static inline __attribute__((always_inline)) __m256i avx2_bcast4(const uint8_t *
 static inline __attribute__((always_inline)) __m256i avx2_dpbusd(__m256i acc, __m256i u, __m256i s)
 {
 #if AVX2_VNNI
-    return _mm256_dpbusd_avx_epi32(acc, u, s);
+    return AVX2_DPBUSD(acc, u, s);
 #else
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
 #endif
@@ -100,5 +106,22 @@ static inline __attribute__((always_inline)) void avx2_prefetch(const uint8_t *p
 AVX2_K_DECL(q4_K)
 AVX2_K_DECL(q5_K)
 AVX2_K_DECL(q6_K)
+
+
+/* kernels_avx2.c, exported from the AVX2_VNNI 2 build only: the 32-blocks
+ * the avx512 set borrows. */
+#define AVX2_Q_DECL(T)                                                                             \
+    void AVX2_NAME(mm_##T)(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,   \
+                           const void *a, size_t as, int n, float *y, size_t ldy, int accumulate); \
+    size_t AVX2_NAME(pack_bytes_##T)(int rows, int cols);                                          \
+    void AVX2_NAME(pack_##T)(const void *src, size_t stride, int rows, int cols, uint8_t *dst);    \
+    void AVX2_NAME(mm_packed_##T)(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0,    \
+                                  int r1, const void *a, size_t as, int n, float *y, size_t ldy,   \
+                                  int accumulate);
+#if AVX2_VNNI == 2
+AVX2_Q_DECL(q4_1)
+AVX2_Q_DECL(q5_0)
+AVX2_Q_DECL(q5_1)
+#endif
 
 #endif

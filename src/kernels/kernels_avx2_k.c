@@ -166,8 +166,8 @@ AI __m256i k_sub_dot(const __m256i *W, const uint8_t *q, const uint8_t *sc, int 
     (void)five;
     __m256i p0 = _mm256_setzero_si256(), p1 = _mm256_setzero_si256();
     _Pragma("GCC unroll 4") for (int m = 0; m < 8; m += 2) {
-        p0 = _mm256_dpbusd_avx_epi32(p0, W[m], avx2_bcast4(q + 4 * m));
-        p1 = _mm256_dpbusd_avx_epi32(p1, W[m + 1], avx2_bcast4(q + 4 * m + 4));
+        p0 = AVX2_DPBUSD(p0, W[m], avx2_bcast4(q + 4 * m));
+        p1 = AVX2_DPBUSD(p1, W[m + 1], avx2_bcast4(q + 4 * m + 4));
     }
     return _mm256_mullo_epi32(_mm256_add_epi32(p0, p1),
                               _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)sc)));
@@ -361,10 +361,10 @@ AI void packed_sub_q6_K(const uint8_t *sg, int nb, const uint8_t *a, size_t as, 
             _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) w4[j] = q6_reg(blk, 4 * s + j);
             _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
                 const uint8_t *q = (const uint8_t *)ab[t]->qs + 16 * s;
-                __m256i p0 = _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), w4[0], avx2_bcast4(q));
-                __m256i p1 = _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), w4[1], avx2_bcast4(q + 4));
-                p0 = _mm256_dpbusd_avx_epi32(p0, w4[2], avx2_bcast4(q + 8));
-                p1 = _mm256_dpbusd_avx_epi32(p1, w4[3], avx2_bcast4(q + 12));
+                __m256i p0 = AVX2_DPBUSD(_mm256_setzero_si256(), w4[0], avx2_bcast4(q));
+                __m256i p1 = AVX2_DPBUSD(_mm256_setzero_si256(), w4[1], avx2_bcast4(q + 4));
+                p0 = AVX2_DPBUSD(p0, w4[2], avx2_bcast4(q + 8));
+                p1 = AVX2_DPBUSD(p1, w4[3], avx2_bcast4(q + 12));
                 is[t] = _mm256_add_epi32(is[t], _mm256_mullo_epi32(_mm256_add_epi32(p0, p1), sc));
             }
 #else
