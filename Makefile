@@ -66,9 +66,19 @@ AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx51
 endif
 ISA_FLAGS_kernels_avx2 := $(AVX2_FLAGS)
 ISA_FLAGS_kernels_avx2_k := $(AVX2_FLAGS)
+ISA_FLAGS_kernels_avxvnni := $(AVX2_FLAGS) $(if $(AVX2_FLAGS),-mavxvnni)
+ISA_FLAGS_kernels_avxvnni_k := $(ISA_FLAGS_kernels_avxvnni)
 ISA_FLAGS_kernels_avx512 := $(AVX512_FLAGS)
 ISA_FLAGS_kernels_gemm := $(AVX512_FLAGS) $(if $(AVX512_FLAGS),-mavx512bf16)
+ISA_FLAGS_kernels_avx512y := $(AVX512_FLAGS)
+ISA_FLAGS_kernels_avx512y_k := $(AVX512_FLAGS)
 ISA_OPT ?= -O3
+# the avxvnni set's files and the avx512 set's 256-bit ones are the avx2
+# set's, built again
+$(BUILD)/obj/kernels/kernels_avxvnni.o: src/kernels/kernels_avx2.c
+$(BUILD)/obj/kernels/kernels_avxvnni_k.o: src/kernels/kernels_avx2_k.c
+$(BUILD)/obj/kernels/kernels_avx512y.o: src/kernels/kernels_avx2.c
+$(BUILD)/obj/kernels/kernels_avx512y_k.o: src/kernels/kernels_avx2_k.c
 isa_flags = $(if $(ISA_FLAGS_$(basename $(notdir $(1)))),$(ISA_FLAGS_$(basename $(notdir $(1)))) $(ISA_OPT))
 
 $(BUILD)/obj/%.o: src/%.c $(HDR)

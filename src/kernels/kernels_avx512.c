@@ -10,6 +10,9 @@
 #include "kernels/kernels.h"
 #include "kernels/kernels_gemm.h"
 #include "util.h"
+/* the 256-bit kernels of kernels_avx512y*.c for Q4_1, Q5_0, Q5_1, Q5_K */
+#define AVX2_VNNI 2
+#include "kernels/kernels_avx2.h"
 
 #define SIMD_V __m512
 #define SIMD_W 16
@@ -785,14 +788,28 @@ const struct kern_isa kern_isa_avx512 = {
             [DTYPE_Q4_0] = {DTYPE_Q8_0, mm_q4_0},
             [DTYPE_Q4_K] = {DTYPE_Q8_K, mm_q4_K},
             [DTYPE_Q6_K] = {DTYPE_Q8_K, mm_q6_K},
+            [DTYPE_Q4_1] = {DTYPE_Q8_0, kernels_avx512y_mm_q4_1},
+            [DTYPE_Q5_0] = {DTYPE_Q8_0, kernels_avx512y_mm_q5_0},
+            [DTYPE_Q5_1] = {DTYPE_Q8_0, kernels_avx512y_mm_q5_1},
+            [DTYPE_Q5_K] = {DTYPE_Q8_K, kernels_avx512y_k_mm_q5_K},
         },
     .act_quantize = {[DTYPE_Q8_0] = act_q8_0, [DTYPE_Q8_K] = kern_gemm_act_q8_K},
     .pack_bytes = {[DTYPE_Q4_0] = pack_bytes_q4_0, [DTYPE_Q8_0] = pack_bytes_q8_0,
-                   [DTYPE_Q4_K] = pack_bytes_q4_K, [DTYPE_Q6_K] = pack_bytes_q6_K},
+                   [DTYPE_Q4_K] = pack_bytes_q4_K, [DTYPE_Q6_K] = pack_bytes_q6_K,
+                   [DTYPE_Q4_1] = kernels_avx512y_pack_bytes_q4_1,
+                   [DTYPE_Q5_0] = kernels_avx512y_pack_bytes_q5_0,
+                   [DTYPE_Q5_1] = kernels_avx512y_pack_bytes_q5_1,
+                   [DTYPE_Q5_K] = kernels_avx512y_k_pack_bytes_q5_K},
     .pack = {[DTYPE_Q4_0] = pack_q4_0, [DTYPE_Q8_0] = pack_q8_0, [DTYPE_Q4_K] = pack_q4_K,
-             [DTYPE_Q6_K] = pack_q6_K},
+             [DTYPE_Q6_K] = pack_q6_K, [DTYPE_Q4_1] = kernels_avx512y_pack_q4_1,
+             [DTYPE_Q5_0] = kernels_avx512y_pack_q5_0, [DTYPE_Q5_1] = kernels_avx512y_pack_q5_1,
+             [DTYPE_Q5_K] = kernels_avx512y_k_pack_q5_K},
     .mm_packed = {[DTYPE_Q4_0] = mm_packed_q4_0, [DTYPE_Q8_0] = mm_packed_q8_0,
-                  [DTYPE_Q4_K] = mm_packed_q4_K, [DTYPE_Q6_K] = mm_packed_q6_K},
+                  [DTYPE_Q4_K] = mm_packed_q4_K, [DTYPE_Q6_K] = mm_packed_q6_K,
+                  [DTYPE_Q4_1] = kernels_avx512y_mm_packed_q4_1,
+                  [DTYPE_Q5_0] = kernels_avx512y_mm_packed_q5_0,
+                  [DTYPE_Q5_1] = kernels_avx512y_mm_packed_q5_1,
+                  [DTYPE_Q5_K] = kernels_avx512y_k_mm_packed_q5_K},
     .dot_f32_gather = dot_f32_gather,
     .axpy_gather = axpy_gather,
 };
