@@ -67,6 +67,8 @@ endif
 ISA_FLAGS_kernels_avx2 := $(AVX2_FLAGS)
 ISA_FLAGS_kernels_avx2_k := $(AVX2_FLAGS)
 ISA_FLAGS_kernels_avx512 := $(AVX512_FLAGS)
+ISA_FLAGS_kernels_kv_avx2 := $(AVX2_FLAGS)
+ISA_FLAGS_kernels_kv_avx512 := $(AVX512_FLAGS)
 ISA_OPT ?= -O3
 isa_flags = $(if $(ISA_FLAGS_$(basename $(notdir $(1)))),$(ISA_FLAGS_$(basename $(notdir $(1)))) $(ISA_OPT))
 

@@ -261,6 +261,8 @@ static const struct opt_def opt_defs[] = {
     {"n", "-n|--n-predict", OPT_INT, F(n_predict), -1, 1 << 24},
     {"t", "-t|--threads", OPT_INT, F(n_threads), 1, 1024},
     {"c", "-c|--ctx-size", OPT_INT, F(n_ctx), 1, 1 << 24},
+    {"ctk", "-ctk|--cache-type-k", OPT_STR, F(cache_type_k), 0, 0},
+    {"ctv", "-ctv|--cache-type-v", OPT_STR, F(cache_type_v), 0, 0},
     {"temp", "--temp", OPT_FLOAT, F(sp.temperature), 0, 100},
     {"top-k", "--top-k", OPT_INT, F(sp.top_k), 0, INT_MAX},
     {"top-p", "--top-p", OPT_FLOAT, F(sp.top_p), 0, 1},
@@ -388,6 +390,21 @@ int opt_given(const struct opts *o, const char *key)
     const struct opt_def *d = find_opt(key);
     const size_t k = d ? (size_t)(d - opt_defs) : 0;
     return d && (o->given[k / 64] >> (k % 64) & 1);
+}
+
+void cache_types_apply(const struct opts *o, struct strix_context_params *cp)
+{
+    const char *names[2] = {o->cache_type_k, o->cache_type_v};
+    int *fields[2] = {&cp->type_k, &cp->type_v};
+    for (int i = 0; i < 2; i++) {
+        if (!names[i])
+            continue;
+        const int t = strix_cache_type_from_name(names[i]);
+        if (t < 0)
+            die("%s: unknown KV cache type '%s' (expected f32, f16, q8_0 or q4_0)",
+                i ? "--cache-type-v" : "--cache-type-k", names[i]);
+        *fields[i] = t;
+    }
 }
 
 void parse_opts(int argc, char **argv, struct opts *o, const char *allowed)

@@ -574,7 +574,7 @@ int mpi_main(int argc, char **argv, int *rc)
     struct opts o;
     parse_opts(argc, argv, &o,
                " m vocab p f n t c temp top-k top-p min-p rp rln seed no-stop-bos freq pres "
-               "typical mirostat mirostat-lr mirostat-ent samplers logit-bias parse-special ");
+               "typical mirostat mirostat-lr mirostat-ent samplers logit-bias parse-special" CACHE_OPTS);
     if (o.prompt && o.file)
         die("run takes -p TEXT or -f FILE, not both");
     MPI_Init(&argc, &argv);
@@ -648,6 +648,7 @@ int mpi_main(int argc, char **argv, int *rc)
         cp.n_ctx = o.n_ctx;
         cp.n_batch = mo.ubatch;
         cp.n_threads = o.n_threads;
+        cache_types_apply(&o, &cp);
         ok = strix_context_create(p.m, &cp, &p.ctx, &err) == STRIX_OK;
     }
     if (ok) {
