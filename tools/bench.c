@@ -400,6 +400,8 @@ int cmd_bench(int argc, char **argv)
         }
     }
     parse_opts(rargc, rargv, &b.route, " router keep skip-random skip-layers seed " CACHE_OPTS);
+    struct strix_context_params check = strix_context_default_params();
+    cache_types_apply(&b.route, &check); /* a bad name fails here, not per model */
     if (b.bandwidth) {
         if (b.json)
             printf("[\n");

@@ -207,7 +207,10 @@ void usage(const char *command, FILE *f)
                "--top-k 40 --top-p 0.95 --min-p 0.05 and a random seed (printed on stderr;\n"
                "--seed -1 also asks for one); --temp 0 is greedy. -n -1 (the default)\n"
                "generates until EOS, BOS (story models) or a full context. Files written\n"
-               "(-o, OUT.gguf, --kl-save) replace the target whole, never an input.\n",
+               "(-o, OUT.gguf, --kl-save) replace the target whole, never an input.\n"
+               "run, chat, ppl, bench, eval and info take -ctk|--cache-type-k TYPE and\n"
+               "-ctv|--cache-type-v TYPE: the KV cache's keys and values as f32 (default),\n"
+               "f16, q8_0 or q4_0 (the last two need a head size that is a multiple of 32).\n",
             DEFAULT_MODEL_NAME, STRIX_DATADIR);
 }
 
