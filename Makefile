@@ -72,6 +72,8 @@ ISA_FLAGS_kernels_avx512 := $(AVX512_FLAGS)
 ISA_FLAGS_kernels_gemm := $(AVX512_FLAGS) $(if $(AVX512_FLAGS),-mavx512bf16)
 ISA_FLAGS_kernels_avx512y := $(AVX512_FLAGS)
 ISA_FLAGS_kernels_avx512y_k := $(AVX512_FLAGS)
+ISA_FLAGS_kernels_kv_avx2 := $(AVX2_FLAGS)
+ISA_FLAGS_kernels_kv_avx512 := $(AVX512_FLAGS)
 ISA_OPT ?= -O3
 # the avxvnni set's files and the avx512 set's 256-bit ones are the avx2
 # set's, built again

@@ -347,7 +347,8 @@ typedef void (*strix_layer_hook)(void *user, const struct strix_layer_obs *obs);
 
 struct strix_context_params {
     size_t struct_size; /* sizeof, set by strix_context_default_params() */
-    int n_ctx;          /* KV cache positions per sequence; 0 = the trained length, at most 4096 */
+    int n_ctx;          /* KV cache positions per sequence; 0 = the trained length, as far
+                           as one sequence's keys and values fit in 1 GiB (at least 4096) */
     int n_batch;        /* tokens per forward pass (larger batches are split); 0 = 512 */
     int n_threads;      /* 0 = number of online CPUs; ignored with a pool */
     int n_seq_max;      /* sequences the cache can hold at once (beams, parallel
@@ -372,9 +373,29 @@ struct strix_context_params {
     int n_state_keep;   /* recurrent models (mamba): positions whose state each sequence
                            keeps, so it can roll back n_state_keep - 1 tokens (and always
                            to empty); 0 = 16, 1 = no rollback, at most 4096 */
+    /* Element types of the cached keys and of the cached values, each an
+     * enum strix_cache_type (0 = F32). F16 halves the cache, Q8_0 (34 bytes
+     * per 32 values) takes 27% of F32, Q4_0 (18 bytes per 32) 14%; attention
+     * reads them as stored. The quantized types need a head size that is a
+     * multiple of 32; MLA and recurrent (mamba) models take F32 only. Either
+     * refusal is STRIX_ERR_UNSUPPORTED from strix_context_create. */
+    int type_k;
+    int type_v;
     int reserved_state_; /* zero; keeps the struct free of tail padding */
 };
 #define STRIX_SEQ_MAX 64
+/* KV cache element types, numbered as GGUF numbers tensor types. */
+enum strix_cache_type {
+    STRIX_CACHE_F32 = 0,
+    STRIX_CACHE_F16 = 1,
+    STRIX_CACHE_Q4_0 = 2,
+    STRIX_CACHE_Q8_0 = 8,
+};
+/* The cache type of a name as llama.cpp spells them ("f32", "f16", "q8_0",
+ * "q4_0"; case-insensitive), or -1 if it is not one. */
+int strix_cache_type_from_name(const char *name);
+/* The name of a cache type ("f32", ...), or NULL if it is not one. */
+const char *strix_cache_type_name(int type);
 int strix_context_params_init(struct strix_context_params *p, size_t struct_size);
 STRIX_DEFAULT_PARAMS_(context)
 

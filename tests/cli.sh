@@ -45,6 +45,15 @@ expect_fail "tokenize without text" tokenize $M
 expect_fail "tokenize missing file" tokenize $M -f "$T/none.txt"
 expect_fail "convert without -o" convert $M
 expect_fail "convert to bad path" convert $M -o /nonexistent/dir/x.gguf
+expect_fail "bad cache type" run $M -p hi -ctk q9_0
+expect_fail "bad cache type (ppl)" ppl $M -f "$D/tinystories-valid-4k.txt" --cache-type-v bf16
+expect_fail "bad cache type (bench)" bench $M -n 1 -p 0 -ctv x
+expect_fail "cache type without value" run $M -p hi -ctk
+expect_fail "q8_0 cache, head size 8" run $M -p hi -n 1 -ctk q8_0
+grep -q "multiple of 32" "$T/err" && ok || bad "q8_0 refusal: $(cat "$T/err")"
+# an F16 cache keeps the bundled model's greedy text (head size 8: F16 only)
+"$S" run $M -p "Zoo" -n 57 --temp 0 -t 1 -ctk f16 -ctv f16 >"$T/zoo16.txt" 2>"$T/err" &&
+    cmp -s "$T/zoo16.txt" "$D/stories260K-zoo.txt" && ok || bad "f16 cache text: $(cat "$T/err")"
 printf 'GGUF\003\000\000\000garbage' >"$T/bad.gguf"
 expect_fail "corrupt gguf" info -m "$T/bad.gguf"
 expect_fail "not a model" info -m "$D/tok512.inp"

@@ -476,13 +476,14 @@ static void test_layer_cells(const strix_model *m)
                 held[n_held++] = i;
     CHECK(n_held == n - 1);
     const float scale = 1.0f / sqrtf((float)hd);
+    const float *Lk = (const float *)(const void *)L->k, *Lv = (const float *)(const void *)L->v;
     for (int h = 0; h < hp->n_head; h++) {
         const int g = h / group;
         double s[32], mx = -1e30, sum = 0;
         for (int j = 0; j < n_held; j++) {
             double d = 0;
             for (int e = 0; e < hd; e++)
-                d += (double)q[h * hd + e] * L->k[(size_t)held[j] * kv_dim + g * hd + e];
+                d += (double)q[h * hd + e] * Lk[(size_t)held[j] * kv_dim + g * hd + e];
             s[j] = d * scale;
             mx = s[j] > mx ? s[j] : mx;
         }
@@ -491,7 +492,7 @@ static void test_layer_cells(const strix_model *m)
         for (int e = 0; e < hd; e++) {
             double acc = 0;
             for (int j = 0; j < n_held; j++)
-                acc += s[j] * L->v[(size_t)held[j] * kv_dim + g * hd + e];
+                acc += s[j] * Lv[(size_t)held[j] * kv_dim + g * hd + e];
             want[h * hd + e] = (float)(acc / sum);
         }
     }

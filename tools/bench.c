@@ -8,6 +8,7 @@
  *   -n N[,N]        generation lengths             -t N[,N]  thread counts
  *   -r N            repetitions (after one warm-up run)
  *   -o md|json      output format
+ *   -ctk T, -ctv T  KV cache types of keys and values (f32, f16, q8_0, q4_0)
  *   --router R.gguf [--keep X] | --skip-random KEEP [--seed S] | --skip-layers L,L
  *                   dynamic depth (the JSON then has the executed fraction,
  *                   FLOPs per token and the KV bytes held)
@@ -149,8 +150,10 @@ static void run_batched(strix_context *ctx, int nv, int B, int depth, int n_gen,
     if (!ids || !pos || !seq || !want)
         die("out of memory");
     for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
-        strix_kv_seq_rm(ctx, -1, 0, -1);
-        if (depth > 0) {
+        /* the prefilled prompt is the same each repetition: keep it after
+         * the first and drop only what the steps added */
+        strix_kv_seq_rm(ctx, -1, r == -1 || depth == 0 ? 0 : depth, -1);
+        if (depth > 0 && r == -1) {
             for (int i = 0; i < depth; i++) {
                 ids[i] = (strix_token)((i * 7919 + 13) % nv);
                 pos[i] = i;
@@ -158,9 +161,9 @@ static void run_batched(strix_context *ctx, int nv, int B, int depth, int n_gen,
             const strix_batch pb = {.n = depth, .token = ids, .pos = pos};
             if (strix_decode_batch(ctx, &pb, &err))
                 die("decode: %s", err.msg);
-            for (int s = 1; s < B; s++)
-                strix_kv_seq_cp(ctx, 0, s, 0, -1);
         }
+        for (int s = 1; depth > 0 && s < B; s++)
+            strix_kv_seq_cp(ctx, 0, s, 0, -1);
         const double t0 = now(), c0 = cpu_now();
         for (int i = 0; i < n_gen; i++) {
             for (int s = 0; s < B; s++) {
@@ -207,10 +210,13 @@ static void bench_batched(const struct bench_opts *b, const char *path, strix_mo
         cp.n_seq_max = (int)max_npl;
         cp.n_cells = (int)(b->depth + max_npl * max_tg);
         cp.n_batch = (int)(max_npl > 512 ? max_npl : 512);
+        cache_types_apply(&b->route, &cp);
         strix_context *ctx;
         strix_error err;
         if (strix_context_create(m, &cp, &ctx, &err))
             die("%s", err.msg);
+        size_t kv_tok = 0;
+        strix_context_cache_bytes(ctx, NULL, &kv_tok, NULL);
         for (int ni = 0; ni < b->npl.n; ni++)
             for (int gi = 0; gi < b->tg.n; gi++) {
                 const int B = (int)b->npl.v[ni], n = (int)b->tg.v[gi];
@@ -225,9 +231,12 @@ static void bench_batched(const struct bench_opts *b, const char *path, strix_mo
                     printf("%s  {\"model\": \"%s\", \"test\": \"%s\", \"threads\": %d, "
                            "\"npl\": %d, \"n_gen\": %d, \"depth\": %ld, \"reps\": %d, "
                            "\"aggregate_ts\": %.2f, \"min_ts\": %.2f, \"max_ts\": %.2f, "
-                           "\"per_seq_ts\": %.2f, \"cpu_ts\": %.2f, \"peak_rss_mib\": %.1f}",
+                           "\"per_seq_ts\": %.2f, \"cpu_ts\": %.2f, \"peak_rss_mib\": %.1f, "
+                           "\"type_k\": \"%s\", \"type_v\": \"%s\", \"kv_bytes_per_token\": %zu}",
                            *first_json ? "" : ",\n", path, name, cp.n_threads, B, n, b->depth,
-                           b->reps, r.median, r.min, r.max, r.median / B, rc.median, peak_mib());
+                           b->reps, r.median, r.min, r.max, r.median / B, rc.median, peak_mib(),
+                           strix_cache_type_name(cp.type_k), strix_cache_type_name(cp.type_v),
+                           kv_tok);
                     *first_json = 0;
                 } else {
                     printf("| %-40s | %7d | %4d | %5d | %6ld | %12.2f | %8.2f | %8.2f | %10.2f | "
@@ -273,6 +282,7 @@ static void bench_model(const struct bench_opts *b, const char *path, int *first
         strix_context *ctx;
         strix_error err;
         cp.kv_grow = route_wanted(&b->route);
+        cache_types_apply(&b->route, &cp);
         if (strix_context_create(m, &cp, &ctx, &err))
             die("%s", err.msg);
         strix_router *router = route_apply(&b->route, m, ctx);
@@ -379,14 +389,19 @@ int cmd_bench(int argc, char **argv)
         } else if (rargc + 2 <= 16 && (strcmp(a, "--router") == 0 || strcmp(a, "--keep") == 0 ||
                                        strcmp(a, "--skip-random") == 0 ||
                                        strcmp(a, "--skip-layers") == 0 ||
-                                       strcmp(a, "--seed") == 0)) {
+                                       strcmp(a, "--seed") == 0 || strcmp(a, "-ctk") == 0 ||
+                                       strcmp(a, "--cache-type-k") == 0 ||
+                                       strcmp(a, "-ctv") == 0 ||
+                                       strcmp(a, "--cache-type-v") == 0)) {
             rargv[rargc++] = argv[i - 1];
             rargv[rargc++] = argv[i];
         } else {
             die("unknown option '%s' for bench (see strix bench --help)", a);
         }
     }
-    parse_opts(rargc, rargv, &b.route, " router keep skip-random skip-layers seed ");
+    parse_opts(rargc, rargv, &b.route, " router keep skip-random skip-layers seed " CACHE_OPTS);
+    struct strix_context_params check = strix_context_default_params();
+    cache_types_apply(&b.route, &check); /* a bad name fails here, not per model */
     if (b.bandwidth) {
         if (b.json)
             printf("[\n");

@@ -92,7 +92,7 @@ int cmd_chat(int argc, char **argv)
     struct opts o;
     parse_opts(argc, argv, &o,
                " m vocab n t c temp top-k top-p min-p rp rln seed freq pres typical mirostat"
-               " mirostat-lr mirostat-ent samplers logit-bias sys tmpl stop no-stop-bos ");
+               " mirostat-lr mirostat-ent samplers logit-bias sys tmpl stop no-stop-bos" CACHE_OPTS);
     strix_model *m = load_model(&o, 0);
     /* the template: named, else the stored one, else chatml if the vocabulary
      * has its markers, else plain text */
@@ -131,6 +131,7 @@ int cmd_chat(int argc, char **argv)
     struct strix_context_params cp = strix_context_default_params();
     cp.n_ctx = o.n_ctx;
     cp.n_threads = o.n_threads;
+    cache_types_apply(&o, &cp);
     strix_error err;
     strix_context *ctx;
     if (strix_context_create(m, &cp, &ctx, &err))

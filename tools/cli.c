@@ -207,7 +207,10 @@ void usage(const char *command, FILE *f)
                "--top-k 40 --top-p 0.95 --min-p 0.05 and a random seed (printed on stderr;\n"
                "--seed -1 also asks for one); --temp 0 is greedy. -n -1 (the default)\n"
                "generates until EOS, BOS (story models) or a full context. Files written\n"
-               "(-o, OUT.gguf, --kl-save) replace the target whole, never an input.\n",
+               "(-o, OUT.gguf, --kl-save) replace the target whole, never an input.\n"
+               "run, chat, ppl, bench, eval and info take -ctk|--cache-type-k TYPE and\n"
+               "-ctv|--cache-type-v TYPE: the KV cache's keys and values as f32 (default),\n"
+               "f16, q8_0 or q4_0 (the last two need a head size that is a multiple of 32).\n",
             DEFAULT_MODEL_NAME, STRIX_DATADIR);
 }
 
@@ -261,6 +264,8 @@ static const struct opt_def opt_defs[] = {
     {"n", "-n|--n-predict", OPT_INT, F(n_predict), -1, 1 << 24},
     {"t", "-t|--threads", OPT_INT, F(n_threads), 1, 1024},
     {"c", "-c|--ctx-size", OPT_INT, F(n_ctx), 1, 1 << 24},
+    {"ctk", "-ctk|--cache-type-k", OPT_STR, F(cache_type_k), 0, 0},
+    {"ctv", "-ctv|--cache-type-v", OPT_STR, F(cache_type_v), 0, 0},
     {"temp", "--temp", OPT_FLOAT, F(sp.temperature), 0, 100},
     {"top-k", "--top-k", OPT_INT, F(sp.top_k), 0, INT_MAX},
     {"top-p", "--top-p", OPT_FLOAT, F(sp.top_p), 0, 1},
@@ -397,6 +402,21 @@ int opt_given(const struct opts *o, const char *key)
     const struct opt_def *d = find_opt(key);
     const size_t k = d ? (size_t)(d - opt_defs) : 0;
     return d && (o->given[k / 64] >> (k % 64) & 1);
+}
+
+void cache_types_apply(const struct opts *o, struct strix_context_params *cp)
+{
+    const char *names[2] = {o->cache_type_k, o->cache_type_v};
+    int *fields[2] = {&cp->type_k, &cp->type_v};
+    for (int i = 0; i < 2; i++) {
+        if (!names[i])
+            continue;
+        const int t = strix_cache_type_from_name(names[i]);
+        if (t < 0)
+            die("%s: unknown KV cache type '%s' (expected f32, f16, q8_0 or q4_0)",
+                i ? "--cache-type-v" : "--cache-type-k", names[i]);
+        *fields[i] = t;
+    }
 }
 
 void parse_opts(int argc, char **argv, struct opts *o, const char *allowed)

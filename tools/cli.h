@@ -83,6 +83,8 @@ struct opts {
     const char *csv, *svg, *method, *pattern, *drop_layers, *linearize, *criterion;
     float sparsity;
     int max_tokens;
+    /* KV cache element types (-ctk, -ctv; every command that decodes) */
+    const char *cache_type_k, *cache_type_v;
 };
 
 /* Without --seed (or with --seed -1) the seed comes from the OS. -h and
@@ -90,6 +92,10 @@ struct opts {
 void parse_opts(int argc, char **argv, struct opts *o, const char *allowed);
 /* 1 if the option with this key was given. */
 int opt_given(const struct opts *o, const char *key);
+/* -ctk / -ctv into the context params (dies naming the valid types on a bad
+ * name); CACHE_OPTS are their keys for parse_opts. */
+#define CACHE_OPTS " ctk ctv "
+void cache_types_apply(const struct opts *o, struct strix_context_params *cp);
 
 /* Loads o->model (and o->vocab); dies with the library's message on error. */
 strix_model *load_model(const struct opts *o, int vocab_only);

@@ -262,7 +262,7 @@ int cmd_eval(int argc, char **argv)
                " m vocab f n t c seed temp top-k top-p min-p rp rln freq pres typical task limit"
                " shots compare draft draft-max draft-ngram draft-quant draft-skip draft-lossy"
                " draft-knob draft-entropy-min draft-budget draft-window draft-p-min"
-               " draft-adaptive ");
+               " draft-adaptive" CACHE_OPTS);
     if (!o.task || strcmp(o.task, "gsm8k") != 0)
         die("eval needs --task gsm8k (the one task there is)");
     if (!o.file)
@@ -285,6 +285,7 @@ int cmd_eval(int argc, char **argv)
     strix_error err;
     struct strix_context_params cp = strix_context_default_params();
     cp.n_ctx = o.n_ctx;
+    cache_types_apply(&o, &cp);
     strix_pool *pool = NULL;
     strix_context *ctx = NULL;
     if (strix_pool_create(o.n_threads, &pool, &err))

@@ -72,7 +72,7 @@ int cmd_ppl(int argc, char **argv)
     struct opts o;
     parse_opts(argc, argv, &o,
                " m vocab f c t stride kl-save kl-base json router keep skip-random skip-layers "
-               "seed ");
+               "seed" CACHE_OPTS);
     if (!o.file && !o.kl_base)
         die("ppl needs -f TEXT (or --kl-base FILE, whose tokens are used)");
     if (o.kl_save && o.kl_base)
@@ -91,6 +91,7 @@ int cmd_ppl(int argc, char **argv)
     cp.n_batch = n_ctx;
     cp.n_threads = o.n_threads;
     cp.kv_grow = route_wanted(&o);
+    cache_types_apply(&o, &cp);
     strix_error err;
     strix_context *ctx;
     struct strix_ppl_params pp = strix_ppl_default_params();

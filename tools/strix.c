@@ -154,7 +154,7 @@ static int cmd_run(int argc, char **argv)
                " mirostat mirostat-lr mirostat-ent samplers logit-bias n-probs stop expert-stats"
                " parse-special beams n-best length-penalty draft draft-max draft-ngram draft-quant"
                " draft-skip draft-lossy draft-knob draft-entropy-min draft-budget draft-window"
-               " draft-p-min draft-adaptive router keep skip-random skip-layers ");
+               " draft-p-min draft-adaptive router keep skip-random skip-layers" CACHE_OPTS);
     if (o.prompt && o.file)
         die("run takes -p TEXT or -f FILE, not both");
     const int spec = spec_wanted(&o);
@@ -210,6 +210,7 @@ static int cmd_run(int argc, char **argv)
         die("%s", err.msg);
     cp.pool = pool;
     cp.kv_grow = route_wanted(&o);
+    cache_types_apply(&o, &cp);
     if (strix_context_create(m, &cp, &ctx, &err))
         die("%s", err.msg);
     strix_router *router = route_wanted(&o) ? route_apply(&o, m, ctx) : NULL;
@@ -313,7 +314,7 @@ static int cmd_tokenize(int argc, char **argv)
 static int cmd_info(int argc, char **argv)
 {
     struct opts o;
-    parse_opts(argc, argv, &o, " m vocab c ");
+    parse_opts(argc, argv, &o, " m vocab c" CACHE_OPTS);
     strix_model *m = load_model(&o, 0);
     struct strix_model_info in = {.struct_size = sizeof in};
     strix_model_get_info(m, &in);
@@ -357,6 +358,7 @@ static int cmd_info(int argc, char **argv)
             struct strix_context_params cp = strix_context_default_params();
             cp.n_ctx = o.n_ctx;
             cp.n_threads = 1;
+            cache_types_apply(&o, &cp);
             strix_context *ctx;
             strix_error err;
             size_t total = 0, tok = 0, seq = 0;

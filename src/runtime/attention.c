@@ -12,20 +12,67 @@
  * One work item is one (token, KV head) pair. A token's result depends only
  * on its own query and the cache, never on the rest of the batch, so batched
  * and one-by-one decoding agree bit for bit.
+ *
+ * The cache's keys and values may be stored as F32, F16, Q8_0 or Q4_0
+ * (context params type_k, type_v; attention_store converts them): the
+ * kernels read them as stored (kernels_kv.h), with each head's query
+ * converted once to what the key products take (Q8_0 blocks for the block
+ * types). This file also names the types for the public API.
  */
 #include <math.h>
 #include <string.h>
+#include <strings.h>
 
 #include "runtime/context.h"
+#include "quant/dtype.h"
 #include "kernels/kernels.h"
+#include "kernels/kernels_kv.h"
 
 #define ATT_TILE 64
+
+static const struct {
+    const char *name;
+    int type;
+} cache_types[] = {{"f32", STRIX_CACHE_F32},
+                   {"f16", STRIX_CACHE_F16},
+                   {"q8_0", STRIX_CACHE_Q8_0},
+                   {"q4_0", STRIX_CACHE_Q4_0}};
+
+int strix_cache_type_from_name(const char *name)
+{
+    for (size_t i = 0; name && i < sizeof cache_types / sizeof cache_types[0]; i++)
+        if (strcasecmp(name, cache_types[i].name) == 0)
+            return cache_types[i].type;
+    return -1;
+}
+
+const char *strix_cache_type_name(int type)
+{
+    for (size_t i = 0; i < sizeof cache_types / sizeof cache_types[0]; i++)
+        if (cache_types[i].type == type)
+            return cache_types[i].name;
+    return NULL;
+}
+
+_Static_assert((int)STRIX_CACHE_F16 == (int)DTYPE_F16 && (int)STRIX_CACHE_Q8_0 == (int)DTYPE_Q8_0 &&
+                   (int)STRIX_CACHE_Q4_0 == (int)DTYPE_Q4_0 && (int)STRIX_CACHE_F32 == (int)DTYPE_F32,
+               "cache types are numbered as tensor types");
 
 size_t attention_scratch(const struct hparams *hp)
 {
     const size_t group = (size_t)(hp->n_head / hp->n_head_kv);
-    /* per head of the group: a tile of scores, an accumulator, max and sum */
-    return group * (ATT_TILE + (size_t)hp->head_dim + 2);
+    /* per head of the group: a tile of scores, an accumulator, max and sum,
+     * and the query converted for the keys (at most as many bytes as floats) */
+    return group * (ATT_TILE + 2 * (size_t)hp->head_dim + 2);
+}
+
+void attention_store(strix_context *c, int layer, int cell, const float *k, const float *v)
+{
+    const struct kv_cache *kv = &c->kv;
+    const struct kv_layer *L = &kv->layer[layer];
+    kern_kv_store(kv->type_k, k, (int)kv->kv_dim, L->k + (size_t)cell * kv->row_k);
+    if (v)
+        kern_kv_store(kv->type_v, v, (int)kv->kv_dim, L->v + (size_t)cell * kv->row_v);
 }
 
 struct attn_job {
@@ -40,14 +87,19 @@ static void attn_worker(void *arg, int ith, int nth)
     const struct attn_args *a = j->a;
     const struct hparams *hp = &c->model->hp;
     const struct kv_layer *kv = &c->kv.layer[a->layer];
-    const int hd = hp->head_dim, kv_dim = hp->n_head_kv * hd, q_dim = hp->n_head * hd;
+    const int hd = hp->head_dim, q_dim = hp->n_head * hd;
     const int group = hp->n_head / hp->n_head_kv;
-    const float *kbase = kv->k, *vbase = kv->v;
+    const uint32_t tk = c->kv.type_k, tv = c->kv.type_v;
+    const size_t row_k = c->kv.row_k, row_v = c->kv.row_v;
+    /* a head's keys and values within a row (whole blocks: head_dim is a
+     * multiple of 32 for the block types) */
+    const size_t head_k = kern_kv_row_bytes(tk, hd), head_v = kern_kv_row_bytes(tv, hd);
     float *scratch = c->att + (size_t)ith * c->att_stride;
     float *score = scratch;                        /* (group, ATT_TILE) */
     float *acc = score + (size_t)group * ATT_TILE; /* (group, hd) */
     float *mx = acc + (size_t)group * (size_t)hd;  /* (group) */
     float *sum = mx + group;                       /* (group) */
+    float *qc = sum + group;                       /* (group, hd) converted queries */
     int idx[ATT_TILE];
     const int items = c->n_tok * hp->n_head_kv;
     for (int it = ith; it < items; it += nth) {
@@ -61,6 +113,9 @@ static void attn_worker(void *arg, int ith, int nth)
             sum[h] = 0.0f;
         }
         memset(acc, 0, (size_t)group * (size_t)hd * sizeof(float));
+        if (tk != DTYPE_F32)
+            for (int h = 0; h < group; h++)
+                kern_kv_query(tk, q + (size_t)h * (size_t)hd, hd, qc + (size_t)h * (size_t)hd);
         /* cells by ascending position, up to the token's own */
         int o = 0;
         while (o < kv->n_used) {
@@ -77,13 +132,17 @@ static void attn_worker(void *arg, int ith, int nth)
             }
             if (n == 0)
                 break;
-            const float *kg = kbase + (size_t)g * (size_t)hd, *vg = vbase + (size_t)g * (size_t)hd;
+            const uint8_t *kg = kv->k + (size_t)g * head_k, *vg = kv->v + (size_t)g * head_v;
             for (int h = 0; h < group; h++) {
                 const float *qh = q + (size_t)h * (size_t)hd;
                 float *s = score + (size_t)h * ATT_TILE;
                 const float slope = a->alibi ? a->alibi[g * group + h] : 0.0f;
                 float m = mx[h];
-                kern_dot_f32_gather(hd, qh, kg, (size_t)kv_dim, idx, n, s);
+                if (tk == DTYPE_F32)
+                    kern_dot_f32_gather(hd, qh, (const float *)(const void *)kg, row_k / sizeof(float),
+                                        idx, n, s);
+                else
+                    kern_kv_dot_gather(tk, hd, qc + (size_t)h * (size_t)hd, kg, row_k, idx, n, s);
                 for (int i = 0; i < n; i++) {
                     float x = s[i] * a->scale;
                     if (a->softcap > 0.0f)
@@ -106,7 +165,11 @@ static void attn_worker(void *arg, int ith, int nth)
                     s[i] = expf(s[i] - m);
                     sum[h] += s[i];
                 }
-                kern_axpy_gather(hd, s, vg, (size_t)kv_dim, idx, n, ah);
+                if (tv == DTYPE_F32)
+                    kern_axpy_gather(hd, s, (const float *)(const void *)vg, row_v / sizeof(float),
+                                     idx, n, ah);
+                else
+                    kern_kv_axpy_gather(tv, hd, s, vg, row_v, idx, n, ah);
             }
         }
         float *out = a->out + (size_t)t * (size_t)q_dim + (size_t)g * (size_t)group * (size_t)hd;

@@ -1,7 +1,7 @@
 /*
  * cache_info.c - what a context's cache costs (strix_context_cache_bytes),
  * counted from the sizes its layers were allocated with (context.c's
- * kv_alloc): keys, values unless they live inside the keys (MLA), and each
+ * kv_alloc): keys and values in the cache's element types, values unless they live inside the keys (MLA), and each
  * cell's position, sequence mask and order entry; for recurrent models the
  * states (ssm.c) and the cells of their kept positions, all per sequence.
  */
@@ -19,12 +19,12 @@ int strix_context_cache_bytes(const strix_context *c, size_t *total, size_t *per
         *per_seq = 0;
     if (!c)
         return STRIX_ERR_ARG;
-    const struct hparams *hp = &c->model->hp;
-    const size_t kv_dim = c->ssm ? 0 : (size_t)hp->n_head_kv * (size_t)hp->head_dim;
+
     size_t cell = 0, all = 0;
     for (int l = 0; l < c->kv.n_layer; l++) {
         const struct kv_layer *L = &c->kv.layer[l];
-        const size_t one = kv_dim * sizeof(float) * (L->v == L->k ? 1 : 2) + sizeof *L->pos +
+        /* keys and values in the cache's types (kv_alloc's row sizes) */
+        const size_t one = c->kv.row_k + (c->kv.v_in_k ? 0 : c->kv.row_v) + sizeof *L->pos +
                            sizeof *L->seqs + sizeof *L->order;
         cell += one;
         all += one * (size_t)L->size;

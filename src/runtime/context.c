@@ -23,6 +23,7 @@
 #include "runtime/ssm.h"
 #include "quant/dtype.h"
 #include "kernels/kernels.h"
+#include "kernels/kernels_kv.h"
 
 UTIL_PARAMS_DEFINE(context, .n_seq_max = 1)
 
@@ -93,12 +94,16 @@ static void kv_free(struct kv_cache *kv)
  * the cache grows); with v_in_k (MLA) the values are the keys' first values
  * and share their memory. */
 static int kv_alloc(struct kv_cache *kv, int n_layer, int cells, size_t kv_dim, int v_in_k,
-                    int grow)
+                    int grow, uint32_t type_k, uint32_t type_v)
 {
     kv->n_layer = n_layer;
     kv->grow = grow;
     kv->v_in_k = v_in_k;
     kv->kv_dim = kv_dim;
+    kv->type_k = type_k;
+    kv->type_v = v_in_k ? type_k : type_v;
+    kv->row_k = kern_kv_row_bytes(type_k, (int)kv_dim);
+    kv->row_v = kern_kv_row_bytes(kv->type_v, (int)kv_dim);
     kv->layer = util_calloc((size_t)n_layer, sizeof *kv->layer);
     kv->sim_pos = util_malloc((size_t)cells * sizeof(int32_t));
     kv->sim_seqs = util_malloc((size_t)cells * sizeof(uint64_t));
@@ -112,9 +117,9 @@ static int kv_alloc(struct kv_cache *kv, int n_layer, int cells, size_t kv_dim, 
         L->order = util_malloc((size_t)cells * sizeof(int32_t));
         L->cap = grow ? 0 : cells;
         if (!grow) {
-            L->k = util_malloc((size_t)cells * kv_dim * sizeof(float));
-            L->v = v_in_k ? L->k : util_malloc((size_t)cells * kv_dim * sizeof(float));
-            kv->bytes += (v_in_k ? 1 : 2) * (uint64_t)cells * kv_dim * sizeof(float);
+            L->k = util_malloc((size_t)cells * kv->row_k);
+            L->v = v_in_k ? L->k : util_malloc((size_t)cells * kv->row_v);
+            kv->bytes += (uint64_t)cells * (kv->row_k + (v_in_k ? 0 : kv->row_v));
         }
         if (!L->pos || !L->seqs || !L->order || (!grow && (!L->k || !L->v)))
             return 0;
@@ -144,20 +149,19 @@ static int kv_reserve(struct kv_cache *kv, int n)
         int cap = L->cap + L->cap / 4 > need ? L->cap + L->cap / 4 : need;
         cap = (cap + 15) / 16 * 16;
         cap = cap > L->size ? L->size : cap;
-        const size_t row = kv->kv_dim * sizeof(float);
-        float *k = util_realloc(L->k, (size_t)cap * row);
+        uint8_t *k = util_realloc(L->k, (size_t)cap * kv->row_k);
         if (!k)
             return 0;
         L->k = k;
         if (kv->v_in_k) {
             L->v = k;
         } else {
-            float *v = util_realloc(L->v, (size_t)cap * row);
+            uint8_t *v = util_realloc(L->v, (size_t)cap * kv->row_v);
             if (!v)
                 return 0;
             L->v = v;
         }
-        kv->bytes += (kv->v_in_k ? 1 : 2) * (uint64_t)(cap - L->cap) * row;
+        kv->bytes += (uint64_t)(cap - L->cap) * (kv->row_k + (kv->v_in_k ? 0 : kv->row_v));
         L->cap = cap;
     }
     return 1;
@@ -183,14 +187,45 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
         params->n_seq_max < 0 || params->n_seq_max > STRIX_SEQ_MAX || params->n_cells < 0 ||
         params->n_cells > (1 << 26) || params->n_state_keep < 0 || params->n_state_keep > 4096)
         return err_set(err, STRIX_ERR_ARG, "context parameters out of range");
+    const size_t kv_dim = hp->ssm ? 0 : (size_t)hp->n_head_kv * (size_t)hp->head_dim;
+    const uint32_t type_k = (uint32_t)params->type_k, type_v = (uint32_t)params->type_v;
+    if (params->type_k < 0 || params->type_v < 0 || !kern_kv_type_ok(type_k) ||
+        !kern_kv_type_ok(type_v))
+        return err_set(err, STRIX_ERR_ARG, "KV cache type %d is not one of f32, f16, q8_0, q4_0",
+                       kern_kv_type_ok(type_k) ? params->type_v : params->type_k);
+    if ((type_k || type_v) && (hp->mla || hp->ssm))
+        return err_set(err, STRIX_ERR_UNSUPPORTED,
+                       "%s models keep an F32 cache only (asked for keys %s, values %s)",
+                       hp->mla ? "MLA" : "recurrent", strix_cache_type_name(params->type_k),
+                       strix_cache_type_name(params->type_v));
+    for (int i = 0; i < 2; i++) {
+        const uint32_t t = i ? type_v : type_k;
+        if ((t == DTYPE_Q8_0 || t == DTYPE_Q4_0) && hp->head_dim % 32 != 0)
+            return err_set(err, STRIX_ERR_UNSUPPORTED,
+                           "a %s cache of %s needs a head size that is a multiple of 32 (the "
+                           "model's is %d)",
+                           strix_cache_type_name((int)t), i ? "values" : "keys", hp->head_dim);
+    }
+    /* bytes one position of one sequence takes in all layers' keys and values */
+    const double pos_bytes =
+        (double)(model->layer_end - model->layer_first) *
+        (double)(kern_kv_row_bytes(type_k, (int)kv_dim) + kern_kv_row_bytes(type_v, (int)kv_dim));
     strix_context *c = util_calloc(1, sizeof *c);
     if (!c)
         return err_set(err, STRIX_ERR_NOMEM, "out of memory");
     c->model = model;
     kern_init();
-    /* default: the trained length, at most 4096 (a cache for a 128k-token
-     * model would take gigabytes nobody asked for) */
-    c->n_ctx = params->n_ctx ? params->n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
+    /* default: the trained length, as far as the keys and values of one
+     * sequence fit in 1 GiB, and at least 4096 positions (a cache for a
+     * 128k-token model would take gigabytes nobody asked for); a larger
+     * n_ctx must be asked for */
+    if (params->n_ctx) {
+        c->n_ctx = params->n_ctx;
+    } else {
+        const double fit = pos_bytes > 0 ? (double)(1 << 30) / pos_bytes : (double)(1 << 24);
+        const int most = fit < 4096 ? 4096 : fit > (1 << 24) ? (1 << 24) : (int)fit;
+        c->n_ctx = hp->n_ctx_train < most ? hp->n_ctx_train : most;
+    }
     if (model->pos_embd.data && c->n_ctx > hp->n_ctx_train) {
         /* learned positions exist only up to the trained length */
         if (params->n_ctx) {
@@ -227,19 +262,19 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
         cells = params->n_cells;
     const size_t nb = (size_t)c->n_batch, nt = (size_t)c->n_threads;
     const size_t q_dim = (size_t)hp->n_head * (size_t)hp->head_dim;
-    const size_t kv_dim = hp->ssm ? 0 : (size_t)hp->n_head_kv * (size_t)hp->head_dim;
     const size_t embd = (size_t)hp->n_embd, ff = (size_t)hp->n_ff;
     size_t cache;
     const int n_stage = model->layer_end - model->layer_first; /* blocks with a cache */
     if (cells > (1 << 26) || !util_mul_size((size_t)n_stage * (size_t)cells, kv_dim, &cache) ||
-        cache > SIZE_MAX / sizeof(float) / 4) {
+        cache > SIZE_MAX / sizeof(float) / 4 || (double)cells * pos_bytes > (double)SIZE_MAX / 4) {
         util_free(c);
         return err_set(err, STRIX_ERR_NOMEM, "KV cache too large");
     }
     c->max_row = (int)(embd > ff ? embd : ff);
     if ((size_t)c->max_row < q_dim)
         c->max_row = (int)q_dim;
-    int kv_ok = kv_alloc(&c->kv, n_stage, (int)cells, kv_dim, hp->mla, params->kv_grow != 0);
+    int kv_ok = kv_alloc(&c->kv, n_stage, (int)cells, kv_dim, hp->mla, params->kv_grow != 0,
+                         type_k, type_v);
     c->tok_pos = util_malloc(nb * sizeof(int32_t));
     c->tok_seq = util_malloc(nb * sizeof(int32_t));
     c->tok_cell = util_malloc((size_t)n_stage * nb * sizeof(int32_t));
@@ -440,32 +475,31 @@ static void kv_shrink(struct kv_cache *kv)
 {
     if (!kv->grow)
         return;
-    const size_t row = kv->kv_dim * sizeof(float);
+    const size_t row = kv->row_k + (kv->v_in_k ? 0 : kv->row_v); /* both, per cell */
     for (int l = 0; l < kv->n_layer; l++) {
         struct kv_layer *L = &kv->layer[l];
         const int cap = (L->n_scan + 15) / 16 * 16;
         if (cap >= L->cap)
             continue;
-        const int nb = kv->v_in_k ? 1 : 2;
         if (cap == 0) {
             if (L->v != L->k)
                 util_free(L->v);
             util_free(L->k);
             L->k = L->v = NULL;
-            kv->bytes -= nb * (uint64_t)L->cap * row;
+            kv->bytes -= (uint64_t)L->cap * row;
             L->cap = 0;
             continue;
         }
-        float *k = util_realloc(L->k, (size_t)cap * row);
+        uint8_t *k = util_realloc(L->k, (size_t)cap * kv->row_k);
         if (k)
             L->k = k;
         if (k && kv->v_in_k)
             L->v = k;
-        float *v = k && !kv->v_in_k ? util_realloc(L->v, (size_t)cap * row) : k;
+        uint8_t *v = k && !kv->v_in_k ? util_realloc(L->v, (size_t)cap * kv->row_v) : k;
         if (!k || !v)
             continue;
         L->v = v;
-        kv->bytes -= nb * (uint64_t)(L->cap - cap) * row;
+        kv->bytes -= (uint64_t)(L->cap - cap) * row;
         L->cap = cap;
     }
 }

@@ -42,7 +42,8 @@ struct kv_layer {
     int32_t *order; /* (n_used) the cells in use by ascending position: attention
                        visits them so, so a token's result does not depend on
                        which cells its keys landed in */
-    float *k, *v;   /* (cap, kv_dim) */
+    uint8_t *k, *v; /* (cap) rows of kv_cache.row_k / row_v bytes: kv_dim values of
+                       type_k / type_v each */
     int cap;        /* cells with key/value memory: size, or fewer when the
                        cache grows (kv_grow) */
 };
@@ -61,6 +62,8 @@ struct kv_cache {
     int grow;
     int v_in_k; /* values share the keys' memory (MLA) */
     size_t kv_dim;
+    uint32_t type_k, type_v; /* element types (enum dtype: F32, F16, Q8_0, Q4_0) */
+    size_t row_k, row_v;     /* bytes of one cell's keys, values */
     uint64_t bytes;      /* key/value memory held (sizes given to the allocator) */
     uint64_t bytes_peak; /* its highest after a decode (a decode of n tokens holds
                             room for n more cells per layer while it runs) */
@@ -179,6 +182,10 @@ struct attn_args {
 void attention(strix_context *c, const struct attn_args *a);
 /* Floats of per-thread scratch attention needs. */
 size_t attention_scratch(const struct hparams *hp);
+/* Stores one token's keys and values (kv_dim floats each; v NULL: values
+ * live in the keys, MLA) in cell `cell` of cache layer `layer`, converted to
+ * the cache's types. */
+void attention_store(strix_context *c, int layer, int cell, const float *k, const float *v);
 
 /* ---- route.c: dynamic depth. route_enter moves the chunk's tokens that
  * run layer l to the front of the batch (x, positions, sequences, cells and

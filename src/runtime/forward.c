@@ -340,7 +340,6 @@ static void qkv(strix_context *c, int l, const float *in)
                 bufs[b][i] = bufs[b][i] < -cl ? -cl : (bufs[b][i] > cl ? cl : bufs[b][i]);
     }
     const int lc = l - m->layer_first; /* the cache holds the stage's blocks */
-    const struct kv_layer *kvl = &c->kv.layer[lc];
     const int32_t *cells = c->tok_cell + (size_t)lc * (size_t)c->n_batch;
     for (int t = 0; t < n; t++) {
         if (m->ad->pos == POS_ROPE) {
@@ -350,9 +349,7 @@ static void qkv(strix_context *c, int l, const float *in)
         }
         if (cells[t] < 0)
             continue; /* the token stores nothing in this layer */
-        const size_t at = (size_t)cells[t] * (size_t)kv_dim;
-        memcpy(kvl->k + at, row(c->k, t, kv_dim), (size_t)kv_dim * sizeof(float));
-        memcpy(kvl->v + at, row(c->v, t, kv_dim), (size_t)kv_dim * sizeof(float));
+        attention_store(c, lc, cells[t], row(c->k, t, kv_dim), row(c->v, t, kv_dim));
     }
 }
 

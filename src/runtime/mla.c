@@ -127,7 +127,6 @@ void mla_attention(strix_context *c, struct mla_scratch *s, int l, const float *
     }
     /* the cached key: normed latent | rotary key; the rotary query parts */
     const int lc = l - c->model->layer_first; /* the cache holds the stage's blocks */
-    const struct kv_layer *kvl = &c->kv.layer[lc];
     const int32_t *cells = c->tok_cell + (size_t)lc * (size_t)c->n_batch;
     for (int t = 0; t < n; t++) {
         const float *cs = rope + (size_t)t * (size_t)nr;
@@ -142,7 +141,7 @@ void mla_attention(strix_context *c, struct mla_scratch *s, int l, const float *
             kern_rope_apply(qr, nr, hp->rope_neox, cs);
         }
         if (cells[t] >= 0)
-            memcpy(kvl->k + (size_t)cells[t] * (size_t)kd, kv, (size_t)kd * sizeof(float));
+            attention_store(c, lc, cells[t], kv, NULL); /* F32: values live in the keys */
     }
     /* absorption: q_c = wk_b[h] q_nope into each head's first r values */
     per_head(c, s, &L->wk_b, s->qf, hk, c->q, kd);

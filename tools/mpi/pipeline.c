@@ -528,11 +528,12 @@ int mpi_main(int argc, char **argv, int *rc)
     if (is_run)
         parse_opts(argc, argv, &o,
                    " m vocab p f n t c temp top-k top-p min-p rp rln seed no-stop-bos freq pres "
-                   "typical mirostat mirostat-lr mirostat-ent samplers logit-bias parse-special ");
+                   "typical mirostat mirostat-lr mirostat-ent samplers logit-bias parse-special"
+                   CACHE_OPTS);
     else if (is_ppl)
-        parse_opts(argc, argv, &o, " m vocab f c t stride kl-save kl-base ");
+        parse_opts(argc, argv, &o, " m vocab f c t stride kl-save kl-base" CACHE_OPTS);
     else
-        parse_opts(argc, argv, &o, " m vocab n t c json ");
+        parse_opts(argc, argv, &o, " m vocab n t c json" CACHE_OPTS);
     if (is_run && o.prompt && o.file)
         die("run takes -p TEXT or -f FILE, not both");
     if (is_ppl) {
@@ -621,6 +622,7 @@ int mpi_main(int argc, char **argv, int *rc)
         cp.n_batch = mo.ubatch;
         cp.n_threads = o.n_threads;
         cp.n_seq_max = is_bench ? mo.seqs : 1;
+        cache_types_apply(&o, &cp);
         ok = strix_context_create(p.m, &cp, &p.ctx, &err) == STRIX_OK;
     }
     if (ok) {

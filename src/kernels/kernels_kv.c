@@ -1,0 +1,161 @@
+/*
+ * kernels_kv.c - the KV cache's element types (kernels_kv.h): storing a row,
+ * converting a query, the scalar reference of the gathered key products and
+ * value sums, and the choice of the set that matches kernels.c's.
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include "quant/dtype.h"
+#include "kernels/kernels.h"
+#include "kernels/kernels_kv.h"
+#include "util.h"
+
+int kern_kv_type_ok(uint32_t type)
+{
+    return type == DTYPE_F32 || type == DTYPE_F16 || type == DTYPE_Q8_0 || type == DTYPE_Q4_0;
+}
+
+size_t kern_kv_row_bytes(uint32_t type, int n)
+{
+    switch (type) {
+    case DTYPE_F16: return (size_t)n * 2;
+    case DTYPE_Q8_0: return (size_t)(n / QK8_0) * sizeof(struct block_q8_0);
+    case DTYPE_Q4_0: return (size_t)(n / QK4_0) * sizeof(struct block_q4_0);
+    default: return (size_t)n * sizeof(float);
+    }
+}
+
+void kern_kv_store(uint32_t type, const float *x, int n, void *dst)
+{
+    switch (type) {
+    case DTYPE_F16: dtype_quantize_row_f16(x, dst, n); break;
+    case DTYPE_Q8_0: dtype_quantize_row_q8_0(x, dst, n); break;
+    case DTYPE_Q4_0: dtype_quantize_row_q4_0(x, dst, n); break;
+    default: memcpy(dst, x, (size_t)n * sizeof(float)); break;
+    }
+}
+
+size_t kern_kv_query_bytes(uint32_t type, int n)
+{
+    return type == DTYPE_Q8_0 || type == DTYPE_Q4_0 ? kern_kv_row_bytes(DTYPE_Q8_0, n)
+                                                    : (size_t)n * sizeof(float);
+}
+
+void kern_kv_query(uint32_t type, const float *q, int n, void *dst)
+{
+    if (type == DTYPE_Q8_0 || type == DTYPE_Q4_0)
+        dtype_quantize_row_q8_0(q, dst, n);
+    else
+        memcpy(dst, q, (size_t)n * sizeof(float));
+}
+
+/* ---- the scalar reference ---- */
+
+static inline float f16_at(const uint8_t *row, int j)
+{
+    uint16_t v;
+    memcpy(&v, row + 2 * (size_t)j, 2);
+    return util_fp16_to_fp32(v);
+}
+
+/* kern_dot_f32's order: 8 lanes, the lanes in a fixed tree, then the tail */
+static float ref_dot_f16(int n, const uint8_t *k, const float *q)
+{
+    float acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++)
+            acc[j] += f16_at(k, i + j) * q[i + j];
+    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < n; i++)
+        s += f16_at(k, i) * q[i];
+    return s;
+}
+
+static void ref_dot_gather(uint32_t type, int n, const void *q, const uint8_t *base, size_t stride,
+                           const int *idx, int count, float *s)
+{
+    for (int i = 0; i < count; i++) {
+        const uint8_t *row = base + (size_t)idx[i] * stride;
+        switch (type) {
+        case DTYPE_F16: s[i] = ref_dot_f16(n, row, q); break;
+        case DTYPE_Q8_0: s[i] = dtype_vec_dot_q8_0_q8_0(n, row, q); break;
+        case DTYPE_Q4_0: s[i] = dtype_vec_dot_q4_0_q8_0(n, row, q); break;
+        default: s[i] = 0.0f; break;
+        }
+    }
+}
+
+static void ref_axpy_gather(uint32_t type, int n, const float *e, const uint8_t *base,
+                            size_t stride, const int *idx, int count, float *y)
+{
+    for (int i = 0; i < count; i++) {
+        const uint8_t *row = base + (size_t)idx[i] * stride;
+        if (type == DTYPE_F16) {
+            for (int j = 0; j < n; j++)
+                y[j] += e[i] * f16_at(row, j);
+        } else if (type == DTYPE_Q8_0) {
+            const struct block_q8_0 *b = (const void *)row;
+            for (int k = 0; k < n / QK8_0; k++) {
+                const float a = e[i] * util_fp16_to_fp32(b[k].d);
+                for (int j = 0; j < QK8_0; j++)
+                    y[k * QK8_0 + j] += a * (float)b[k].qs[j];
+            }
+        } else if (type == DTYPE_Q4_0) {
+            const struct block_q4_0 *b = (const void *)row;
+            for (int k = 0; k < n / QK4_0; k++) {
+                const float a = e[i] * util_fp16_to_fp32(b[k].d);
+                float *yk = y + k * QK4_0;
+                for (int j = 0; j < QK4_0 / 2; j++) {
+                    yk[j] += a * (float)((b[k].qs[j] & 0x0f) - 8);
+                    yk[j + QK4_0 / 2] += a * (float)((b[k].qs[j] >> 4) - 8);
+                }
+            }
+        }
+    }
+}
+
+static const struct kern_kv kv_scalar = {"scalar", ref_dot_gather, ref_axpy_gather};
+
+/* ---- the set in use ---- */
+
+const struct kern_kv *kern_kv_get(const char *name)
+{
+    if (strcmp(name, "scalar") == 0)
+        return &kv_scalar;
+    if (!kern_isa_get(name)) /* this CPU does not run the set */
+        return NULL;
+    if (strcmp(name, "avx2") == 0)
+        return kern_kv_avx2;
+    if (strcmp(name, "avx512") == 0)
+        return kern_kv_avx512;
+    return NULL;
+}
+
+static const struct kern_kv *kv_chosen;
+static pthread_once_t kv_once = PTHREAD_ONCE_INIT;
+
+static void kv_pick(void)
+{
+    const struct kern_kv *k = kern_kv_get(kern_isa_active()->name);
+    kv_chosen = k ? k : &kv_scalar;
+}
+
+static const struct kern_kv *kv_active(void)
+{
+    pthread_once(&kv_once, kv_pick);
+    return kv_chosen;
+}
+
+void kern_kv_dot_gather(uint32_t type, int n, const void *q, const uint8_t *base, size_t stride,
+                        const int *idx, int count, float *s)
+{
+    kv_active()->dot_gather(type, n, q, base, stride, idx, count, s);
+}
+
+void kern_kv_axpy_gather(uint32_t type, int n, const float *e, const uint8_t *base, size_t stride,
+                         const int *idx, int count, float *y)
+{
+    kv_active()->axpy_gather(type, n, e, base, stride, idx, count, y);
+}
