@@ -222,7 +222,8 @@ build/fuzz/%: tests/fuzz/%.c fuzz-lib
 	clang -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -o $@ $< \
 	  build/fuzz/lib/libstrix.a $(LDLIBS)
 # the server's request parsing (tools/serve/request.c) needs cJSON
-build/fuzz/fuzz_request: tests/fuzz/fuzz_request.c tools/serve/request.c tools/serve/request.h fuzz-lib
+build/fuzz/fuzz_request: tests/fuzz/fuzz_request.c tools/serve/request.c tools/serve/request.h \
+  tools/serve/json.c tools/serve/serve.h fuzz-lib
 	clang -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -Iinclude -Isrc $(SERVE_CFLAGS) -o $@ $< \
 	  build/fuzz/lib/libstrix.a $(LDLIBS) $(SERVE_LIBS)
 
