@@ -174,7 +174,8 @@ test-tsan: tsan
 # ASan/UBSan, and under TSan (the scheduler and the connection threads).
 test-server: all
 	sh tests/server/run.sh $(BUILD)/strix
-SERVER_SAN_TESTS := tests/server/api.test.js tests/server/faults.test.js
+SERVER_SAN_TESTS := tests/server/api.test.js tests/server/faults.test.js \
+  tests/server/features.test.js
 test-server-asan: asan
 	STRIX_SANITIZED=1 sh tests/server/run.sh build/asan/strix $(SERVER_SAN_TESTS)
 test-server-tsan: tsan
