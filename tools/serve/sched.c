@@ -421,8 +421,8 @@ static void choice_sample(struct server *srv, struct job *j, struct choice *c, c
         int n_stops = 0;
         for (int i = 0; i < r->n_stops && n_stops < 64; i++)
             stops[n_stops++] = r->stops[i];
-        if (r->kind == REQ_CHAT && srv->tmpl_end)
-            stops[n_stops++] = srv->tmpl_end;
+        if (r->kind == REQ_CHAT && srv->tmpl_end && !c->json)
+            stops[n_stops++] = srv->tmpl_end; /* (a JSON answer ends when it closes) */
         size_t safe = 0;
         const long stop_at = strix_stop_find(c->text.p ? c->text.p + c->n_sent : "",
                                              c->text.n - c->n_sent, stops, n_stops, &safe);
