@@ -62,7 +62,7 @@ static void check_json_automaton(const char *s, size_t n)
             for (int k = 0; k < cost; k++) {
                 const int now = json_close_cost(st);
                 int ok = 0;
-                for (const char *c = "\"}]:0ntrueafls"; *c && !ok; c++) {
+                for (const char *c = "{\"}]:0ntrueafls"; *c && !ok; c++) {
                     struct json_state t = *st;
                     if (json_feed(&t, c, 1) == 0 && json_close_cost(&t) == now - 1) {
                         *st = t;

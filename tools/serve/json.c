@@ -2,7 +2,8 @@
  * json.c - constrained decoding for response_format {"type": "json_object"}:
  * a byte-level pushdown automaton that accepts exactly the prefixes of one
  * JSON object (RFC 8259 grammar; at most JSON_DEPTH nested containers; at
- * most JSON_WS whitespace bytes in a row between tokens), and the token mask
+ * most JSON_WS whitespace bytes in a row between tokens; no surrogate \u
+ * escapes), and the token mask
  * built on it: before each draw, every vocabulary token whose text would
  * leave the grammar gets logit -inf.
  *
@@ -151,6 +152,13 @@ static int byte(struct json_state *s, int c)
             return 0;
         }
         if (!is_digit(c) && !((c | 0x20) >= 'a' && (c | 0x20) <= 'f'))
+            return -1;
+        /* no \uD800-\uDFFF: a surrogate escape is grammatical but strict
+         * parsers refuse a lone one (other characters can be written as
+         * UTF-8) */
+        if (s->sub == 2)
+            s->pos = (c | 0x20) == 'd';
+        else if (s->sub == 3 && s->pos && !(c >= '0' && c <= '7'))
             return -1;
         s->sub = s->sub == 5 ? 0 : s->sub + 1;
         return 0;
