@@ -187,7 +187,8 @@ test-tsan: tsan
 # ASan/UBSan, and under TSan (the scheduler and the connection threads).
 test-server: all
 	sh tests/server/run.sh $(BUILD)/strix
-SERVER_SAN_TESTS := tests/server/api.test.js tests/server/faults.test.js
+SERVER_SAN_TESTS := tests/server/api.test.js tests/server/faults.test.js \
+  tests/server/features.test.js
 test-server-asan: asan
 	STRIX_SANITIZED=1 sh tests/server/run.sh build/asan/strix $(SERVER_SAN_TESTS)
 test-server-tsan: tsan
@@ -235,7 +236,8 @@ build/fuzz/%: tests/fuzz/%.c fuzz-lib
 	clang -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -o $@ $< \
 	  build/fuzz/lib/libstrix.a $(LDLIBS)
 # the server's request parsing (tools/serve/request.c) needs cJSON
-build/fuzz/fuzz_request: tests/fuzz/fuzz_request.c tools/serve/request.c tools/serve/request.h fuzz-lib
+build/fuzz/fuzz_request: tests/fuzz/fuzz_request.c tools/serve/request.c tools/serve/request.h \
+  tools/serve/json.c tools/serve/serve.h fuzz-lib
 	clang -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -Iinclude -Isrc $(SERVE_CFLAGS) -o $@ $< \
 	  build/fuzz/lib/libstrix.a $(LDLIBS) $(SERVE_LIBS)
 
