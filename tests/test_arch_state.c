@@ -179,5 +179,7 @@ int main(void)
     check_state("deepseek2");
     check_state("mamba");
     check_state_limits("mamba");
+    check_state("retnet"); /* against numpy's logits (tests/data/README.md) */
+    check_state_limits("retnet");
     TEST_MAIN_END();
 }

@@ -76,6 +76,9 @@ enum tkind {
     T_SSM_A,
     T_SSM_D,
     T_SSM_OUT,
+    /* multi-scale retention (arch_retnet.c) */
+    T_RET_GATE,
+    T_RET_NORM,
     T_COUNT
 };
 #define T_FIRST_LAYER T_ATTN_NORM
@@ -119,6 +122,7 @@ struct arch {
                                      as llama.cpp does for Gemma-2 27B */
     uint8_t mla;         /* Multi-head Latent Attention and DeepSeekMoE (deepseek2) */
     uint8_t ssm;         /* selective state-space blocks (mamba) */
+    uint8_t retnet;      /* multi-scale retention in place of attention (retnet) */
     uint8_t w[T_COUNT];  /* per weight kind: W_* */
 };
 
@@ -165,5 +169,16 @@ int arch_mamba_shape(const strix_model *m, int k, int64_t ne[3]);
 /* Sets hp->ssm and the placeholders that let the shared tables (scratch
  * sizes, checks) stand: one "head" of 2, n_ff = d_inner. */
 void arch_mamba_placeholders(struct hparams *hp);
+
+/* arch_retnet.c: retnet's retention.* keys and value length, and its tensor
+ * shapes (0 if k is not one of them). */
+int arch_retnet_load(strix_model *m, const struct gguf *g, strix_error *err);
+int arch_retnet_save(const strix_model *m, struct gguf_writer *w, strix_error *err);
+int arch_retnet_shape(const strix_model *m, int k, int64_t ne[3]);
+/* Sets hp->retnet, hp->ssm (a recurrent state per sequence) and the ssm
+ * sizes that make runtime/ssm.c keep one d_k x d_v state per head:
+ * d_inner = n_head d_k channels of d_state = d_v values, no convolution.
+ * Checks the sizes (STRIX_ERR_FORMAT with a message). */
+int arch_retnet_placeholders(struct hparams *hp, strix_error *err);
 
 #endif

@@ -71,6 +71,9 @@ struct layer {
     struct tensor ssm_a;               /* (d_inner rows, d_state) -exp(A_log) */
     struct tensor ssm_d;               /* (d_inner) skip connection */
     struct tensor ssm_out;             /* (n_embd rows, d_inner) */
+    /* multi-scale retention (retnet, arch_retnet.c) */
+    struct tensor ret_gate;            /* (n_head * d_v rows, n_embd) swish gate */
+    struct tensor ret_norm;            /* (n_head * d_v) group norm weight */
 };
 
 enum norm_kind { NORM_RMS, NORM_LAYER };
@@ -117,6 +120,13 @@ struct hparams {
      * n_head, head_dim and n_rot are placeholders (1, 2, 2). --- */
     int ssm;
     int ssm_d_conv, ssm_d_inner, ssm_d_state, ssm_dt_rank;
+    /* --- retnet (arch_retnet.c): attention is multi-scale retention (runtime/
+     * retention.c) with a d_k x d_v state per head and sequence, kept by
+     * ssm.c (ssm is 1, d_inner = n_head * head_dim, d_state = ret_dv);
+     * head h decays by 1 - 2^-(ret_decay_first + h * ret_decay_step). --- */
+    int retnet;
+    int ret_dv;
+    float ret_decay_first, ret_decay_step;
 };
 
 enum moe_gating { MOE_GATING_SOFTMAX, MOE_GATING_SIGMOID };

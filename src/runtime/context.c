@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "runtime/context.h"
+#include "runtime/retention.h"
 #include "runtime/ssm.h"
 #include "quant/dtype.h"
 #include "kernels/kernels.h"
@@ -239,6 +240,8 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     c->max_row = (int)(embd > ff ? embd : ff);
     if ((size_t)c->max_row < q_dim)
         c->max_row = (int)q_dim;
+    if (hp->retnet && c->max_row < hp->n_head * hp->ret_dv) /* W_O reads n_head d_v */
+        c->max_row = hp->n_head * hp->ret_dv;
     int kv_ok = kv_alloc(&c->kv, n_stage, (int)cells, kv_dim, hp->mla, params->kv_grow != 0);
     c->tok_pos = util_malloc(nb * sizeof(int32_t));
     c->tok_seq = util_malloc(nb * sizeof(int32_t));
@@ -267,6 +270,8 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
         c->ssm = ssm_state_create(model, c->n_seq_max, c->n_state_keep, c->n_batch);
     if (hp->ssm && !c->ssm)
         kv_ok = 0; /* out of memory for the states */
+    if (hp->retnet && !(c->ret = retention_create(model, c->n_batch, c->n_threads)))
+        kv_ok = 0;
     if (!kv_ok || !c->tok_pos || !c->tok_seq || !c->tok_cell || !c->x || !c->xb || !c->q ||
         !c->k || !c->v || !c->hb || !c->hb2 || !c->att || !c->row || !c->act || !c->logits_buf ||
         !c->slot_buf || (c->on_layer && !c->hook_in) || !c->pool || !c->fwd) {
@@ -286,6 +291,7 @@ void strix_context_free(strix_context *c)
     forward_scratch_free(c->fwd);
     route_free(c->route);
     ssm_state_free(c->ssm);
+    retention_free(c->ret);
     kv_free(&c->kv);
     util_free(c->tok_pos);
     util_free(c->tok_seq);

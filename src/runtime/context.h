@@ -140,6 +140,7 @@ struct strix_context {
      * a window of n_state_keep */
     struct ssm_state *ssm;
     int n_state_keep;
+    struct retention *ret; /* retnet's retention scratch (retention.h), else NULL */
 };
 
 /* strix_decode_batch with the residual stream entering the stage (in) and

@@ -18,6 +18,7 @@
 #include "model/arch.h"
 #include "runtime/context.h"
 #include "runtime/mla.h"
+#include "runtime/retention.h"
 #include "runtime/ssm.h"
 #include "quant/dtype.h"
 #include "kernels/kernels.h"
@@ -421,6 +422,10 @@ void forward(strix_context *c, const strix_token *tokens)
         if (!hp->post_norm) {
             norm_rows(m, c->xb, c->x, &L->attn_norm, &L->attn_norm_b, n);
             in = c->xb;
+        }
+        if (hp->retnet) { /* retnet: multi-scale retention (retention.c), added in place */
+            retention_block(c, l, in, f->rope, c->x);
+            goto feed_forward;
         }
         if (hp->ssm) { /* mamba: the state-space block (ssm.c) is the whole block */
             ssm_block(c, l, in, c->x);

@@ -104,12 +104,16 @@ struct ssm_state *ssm_state_create(const strix_model *m, int n_seq, int n_keep, 
     for (int l = 0; l < hp->n_layer; l++) {
         struct ssm_layer *L = &s->layer[l];
         const struct layer *W = &m->layers[l];
-        L->conv = util_malloc(slots * di * (size_t)(s->dc - 1 > 0 ? s->dc - 1 : 1) * sizeof(float));
         L->scan = util_malloc(slots * di * (size_t)s->ds * sizeof(float));
+        if (!L->scan)
+            goto fail;
+        if (!W->ssm_a.data) /* retnet keeps only the scan state (retention.c) */
+            continue;
+        L->conv = util_malloc(slots * di * (size_t)(s->dc - 1 > 0 ? s->dc - 1 : 1) * sizeof(float));
         const int convert = W->ssm_a.type != DTYPE_F32 || W->ssm_conv1d.type != DTYPE_F32;
         if (convert && !(L->owned = util_malloc(di * (size_t)(s->ds + s->dc) * sizeof(float))))
             goto fail;
-        if (!L->conv || !L->scan)
+        if (!L->conv)
             goto fail;
         L->a = as_f32(&W->ssm_a, L->owned);
         L->cw = as_f32(&W->ssm_conv1d, L->owned ? L->owned + di * (size_t)s->ds : NULL);
@@ -159,7 +163,8 @@ void ssm_state_copy(struct ssm_state *s, int src, int dst)
     const size_t conv = k * di * (size_t)(s->dc - 1), scan = k * di * (size_t)s->ds;
     for (int l = 0; l < s->n_layer; l++) {
         struct ssm_layer *L = &s->layer[l];
-        memcpy(L->conv + (size_t)dst * conv, L->conv + (size_t)src * conv, conv * sizeof(float));
+        if (L->conv)
+            memcpy(L->conv + (size_t)dst * conv, L->conv + (size_t)src * conv, conv * sizeof(float));
         memcpy(L->scan + (size_t)dst * scan, L->scan + (size_t)src * scan, scan * sizeof(float));
     }
     memcpy(tags(s, dst), tags(s, src), k * sizeof *s->tag);
@@ -169,6 +174,12 @@ void ssm_state_advance(struct ssm_state *s, int n, const int32_t *pos, const int
 {
     for (int t = 0; t < n; t++)
         tags(s, seq[t])[pos[t] % s->n_keep] = pos[t];
+}
+
+float *ssm_state_at(struct ssm_state *s, int l, int seq, int32_t p)
+{
+    const size_t at = (size_t)seq * (size_t)s->n_keep + (size_t)(p % s->n_keep);
+    return s->layer[l].scan + at * (size_t)s->di * (size_t)s->ds;
 }
 
 /* ---- the block ---- */
