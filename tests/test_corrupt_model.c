@@ -395,6 +395,16 @@ static void test_arch_models(void)
         {"arch/mamba.gguf", {.set_u32_key = "mamba.ssm.conv_kernel", .set_u32 = 0, .expect = "conv_kernel"}},
         {"arch/mamba.gguf", {.set_u32_key = "mamba.ssm.time_step_rank", .set_u32 = 1000, .expect = "dt rank"}},
         {"arch/mamba.gguf", {.set_u32_key = "mamba.ssm.state_size", .set_u32 = 1u << 30, .expect = "state_size"}},
+        /* retnet: retention weights, value length, heads, decay */
+        {"arch/retnet.gguf", {.drop_tensor = "blk.1.ret_gate.weight", .expect = "ret_gate"}},
+        {"arch/retnet.gguf", {.drop_tensor = "blk.0.ret_norm.weight", .expect = "ret_norm"}},
+        {"arch/retnet.gguf", {.reshape_tensor = "blk.0.attn_v.weight", .expect = "attn_v"}},
+        {"arch/retnet.gguf", {.reshape_tensor = "blk.1.attn_output.weight", .expect = "attn_output"}},
+        {"arch/retnet.gguf", {.set_u32_key = "retnet.attention.value_length", .set_u32 = 12, .expect = "attn_v"}},
+        {"arch/retnet.gguf", {.set_u32_key = "retnet.attention.value_length", .set_u32 = 0, .expect = "value_length"}},
+        {"arch/retnet.gguf", {.set_u32_key = "retnet.attention.head_count_kv", .set_u32 = 2, .expect = "key/value heads"}},
+        {"arch/retnet.gguf", {.set_u32_key = "retnet.retention.decay_first", .set_u32 = 5, .expect = "decay_first"}},
+        {"arch/retnet.gguf", {.drop_kv = "retnet.attention.head_count", .expect = "head_count"}},
     };
     char path[4096];
     test_tmpfile(path, sizeof path, "corrupt-arch");
