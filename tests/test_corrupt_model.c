@@ -405,6 +405,16 @@ static void test_arch_models(void)
         {"arch/retnet.gguf", {.set_u32_key = "retnet.attention.head_count_kv", .set_u32 = 2, .expect = "key/value heads"}},
         {"arch/retnet.gguf", {.set_u32_key = "retnet.retention.decay_first", .set_u32 = 5, .expect = "decay_first"}},
         {"arch/retnet.gguf", {.drop_kv = "retnet.attention.head_count", .expect = "head_count"}},
+        /* yoco: the shared key/value projection, the gated decay, the split */
+        {"arch/yoco.gguf", {.drop_tensor = "blk.2.cross_k.weight", .expect = "cross_k"}},
+        {"arch/yoco.gguf", {.drop_tensor = "blk.0.ret_decay.weight", .expect = "ret_decay"}},
+        {"arch/yoco.gguf", {.reshape_tensor = "blk.2.cross_v.weight", .expect = "cross_v"}},
+        {"arch/yoco.gguf", {.reshape_tensor = "blk.1.attn_v.weight", .expect = "attn_v"}},
+        {"arch/yoco.gguf", {.set_u32_key = "yoco.self_block_count", .set_u32 = 4, .expect = "self_block_count"}},
+        {"arch/yoco.gguf", {.set_u32_key = "yoco.self_block_count", .set_u32 = 0, .expect = "self_block_count"}},
+        {"arch/yoco.gguf", {.set_u32_key = "yoco.self_block_count", .set_u32 = 1, .expect = "cross"}},
+        {"arch/yoco.gguf", {.set_u32_key = "yoco.attention.head_count_kv", .set_u32 = 3, .expect = "kv heads"}},
+        {"arch/yoco.gguf", {.set_u32_key = "yoco.retention.gate_temperature", .set_u32 = 16, .expect = "gate_temperature"}},
     };
     char path[4096];
     test_tmpfile(path, sizeof path, "corrupt-arch");

@@ -8,6 +8,10 @@
  * starting from the state the previous one left); the parallel and
  * recurrent forms within 1e-5 of each other; the same results on any
  * thread count; and a state that costs the same at any context length.
+ * YOCO (arch/yoco.*, the same generator): its prefill runs the
+ * cross-decoder only for the token that wants logits, decoding on still
+ * matches numpy, and its cache is one shared layer plus the self-decoder's
+ * state.
  */
 #include <math.h>
 
@@ -136,11 +140,104 @@ static void check_state_cost(void)
     strix_model_free(m);
 }
 
+/* ---- YOCO (runtime/yoco.c): the cross-decoder runs only for tokens
+ * that want logits, and the shared cache still holds every token ---- */
+
+struct layer_count {
+    int tokens[8];
+};
+
+static void count_layer(void *user, const struct strix_layer_obs *o)
+{
+    struct layer_count *lc = user;
+    if (o->layer >= 0 && o->layer < 8)
+        lc->tokens[o->layer] += o->n_tokens;
+}
+
+static float decode_check(strix_context *c, const strix_token *ids, int p0, int p1, int all,
+                          const float *ref, int nv)
+{
+    int32_t pos[N_IDS];
+    int8_t want[N_IDS];
+    for (int i = p0; i < p1; i++)
+        pos[i - p0] = i, want[i - p0] = all == 1 || (all == 0 && i == p1 - 1);
+    const strix_batch b = {p1 - p0, ids + p0, pos, NULL, want};
+    strix_error err = {0, ""};
+    if (strix_decode_batch(c, &b, &err) != STRIX_OK) {
+        CHECKF(0, "decode [%d, %d): %s", p0, p1, err.msg);
+        return INFINITY;
+    }
+    float e = 0.0f;
+    for (int i = p0; i < p1; i++)
+        if (want[i - p0])
+            e = fmaxf(e, max_rel(strix_get_logits(c, all == 1 ? i - p0 : -1),
+                                 ref + (size_t)i * (size_t)nv, 1, nv));
+    return e;
+}
+
+static void check_yoco_prefill(void)
+{
+    strix_model *m = load_fixture("arch/yoco.gguf", NULL);
+    strix_token ids[N_IDS];
+    const int n = m ? read_ids("arch/yoco.ids", ids, N_IDS) : 0;
+    const int nv = m ? strix_vocab_size(m) : 0;
+    float *ref = n == N_IDS ? read_logits("arch/yoco.logits", n, nv) : NULL;
+    struct layer_count lc = {{0}};
+    struct strix_context_params cp = strix_context_default_params();
+    cp.n_ctx = 128;
+    cp.n_batch = 32;
+    cp.n_threads = 2;
+    cp.on_layer = count_layer;
+    cp.on_layer_user = &lc;
+    strix_context *c = ref ? fixture_context_with(m, &cp) : NULL;
+    if (c) {
+        /* 12 tokens without logits, then 8 with the last one's: the 4-block
+         * model's self-decoder (blocks 0, 1) sees all 20, its cross-decoder
+         * (blocks 2, 3) only the one */
+        float e = decode_check(c, ids, 0, 12, -1, ref, nv);
+        e = fmaxf(e, decode_check(c, ids, 12, 20, 0, ref, nv));
+        CHECKF(lc.tokens[0] == 20 && lc.tokens[1] == 20 && lc.tokens[2] == 1 && lc.tokens[3] == 1,
+               "tokens per block %d %d %d %d, want 20 20 1 1", lc.tokens[0], lc.tokens[1],
+               lc.tokens[2], lc.tokens[3]);
+        const int cross = lc.tokens[2];
+        /* decoding on reads the skipped tokens' shared keys and values */
+        for (int i = 20; i < N_IDS; i++)
+            e = fmaxf(e, decode_check(c, ids, i, i + 1, 0, ref, nv));
+        CHECKF(e < REF_TOL, "yoco with the cross-decoder skipped in prefill: error %g", e);
+        printf("yoco: prefill of 20 tokens ran the cross-decoder for %d; then one by one: "
+               "max rel. error %.2e vs numpy\n",
+               cross, e);
+        size_t total = 0, tok = 0, seq = 0;
+        CHECK(strix_context_cache_bytes(c, &total, &tok, &seq) == STRIX_OK);
+        /* one layer of 2 kv heads x 8 keys and values, plus 16 bytes of
+         * bookkeeping, per cell; the self-decoder's 2 blocks x 4 heads x 8 x 8
+         * state floats per kept position (16), plus their tags */
+        CHECKF(tok == 2 * 2 * 8 * 4 + 16 && seq == 16 * (2 * 4 * 8 * 8 * 4 + 4) &&
+                   total == 128 * tok + seq,
+               "yoco cache %zu bytes: %zu per cell, %zu per sequence", total, tok, seq);
+        strix_context_free(c);
+    }
+    /* a stage of a yoco model is refused: the cross-decoder needs the
+     * self-decoder's shared cache */
+    char path[4096];
+    snprintf(path, sizeof path, "%s", test_path("arch/yoco.gguf"));
+    struct strix_model_params mp = strix_model_default_params();
+    mp.layer_first = 0;
+    mp.layer_end = 2;
+    strix_model *part = NULL;
+    strix_error err = {0, ""};
+    CHECK(strix_model_load(path, &mp, &part, &err) == STRIX_ERR_UNSUPPORTED && !part &&
+          strstr(err.msg, "stages"));
+    free(ref);
+    strix_model_free(m);
+}
+
 int main(void)
 {
     if (!fixture_kernels(__FILE__))
         TEST_MAIN_END();
     check_forms();
     check_state_cost();
+    check_yoco_prefill();
     TEST_MAIN_END();
 }

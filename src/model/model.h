@@ -74,6 +74,10 @@ struct layer {
     /* multi-scale retention (retnet, arch_retnet.c) */
     struct tensor ret_gate;            /* (n_head * d_v rows, n_embd) swish gate */
     struct tensor ret_norm;            /* (n_head * d_v) group norm weight */
+    struct tensor ret_decay;           /* (n_head rows, n_embd) gated decay (yoco) */
+    /* yoco's shared keys and values, in the first cross-decoder block */
+    struct tensor cross_kv_norm;       /* (n_embd) */
+    struct tensor cross_k, cross_v;    /* (n_head_kv * head_dim rows, n_embd) */
 };
 
 enum norm_kind { NORM_RMS, NORM_LAYER };
@@ -127,6 +131,15 @@ struct hparams {
     int retnet;
     int ret_dv;
     float ret_decay_first, ret_decay_step;
+    /* --- yoco (arch_yoco.c): blocks [0, yoco_n_self) are a self-decoder of
+     * gated retention (decay sigmoid(W_decay x)^(1/ret_gate_tau) per head
+     * and token; state as retnet's, ssm is 1), then the shared keys and
+     * values are projected once from its output into the KV cache's only
+     * layer, which every cross-decoder block [yoco_n_self, n_layer) attends
+     * to with its own queries. --- */
+    int yoco;
+    int yoco_n_self;
+    float ret_gate_tau;
 };
 
 enum moe_gating { MOE_GATING_SOFTMAX, MOE_GATING_SIGMOID };

@@ -166,6 +166,17 @@ int strix_model_synth(const struct strix_synth_params *params, const char *vocab
         if ((rc = arch_retnet_placeholders(hp, err)))
             goto fail;
     }
+    if (m->ad->yoco) { /* half the blocks self-decoder (arch_yoco.c) */
+        if (p->n_expert > 0) {
+            rc = err_set(err, STRIX_ERR_ARG, "yoco models have no experts");
+            goto fail;
+        }
+        hp->head_dim = p->head_k_mla;
+        hp->yoco_n_self = p->n_layer / 2;
+        hp->ret_gate_tau = 16.0f;
+        if ((rc = arch_yoco_placeholders(hp, err)))
+            goto fail;
+    }
     hp->post_norm = p->post_norm != 0;
     hp->sinusoidal = p->sinusoidal != 0;
     m->tied_output = m->ad->output == W_NO;

@@ -9,6 +9,9 @@
  *   parallel form:   o_n = sum_{m <= n} gamma^(n-m) (q_n . k_m) v_m
  *                        = (Q K^T (.) D) V with D_nm = gamma^(n-m) (m <= n)
  *   y = W_O (swish(W_G x) (.) GroupNorm_h(o))
+ * Gated retention (yoco's self-decoder) makes the decay depend on the token:
+ * gamma_n = sigmoid(W_decay x_n)^(1/tau) per head, and gamma^(n-m) becomes
+ * the product of gamma over (m, n]. Both are kept as sums of logarithms.
  * where GroupNorm normalises each head's d_v outputs (mean and variance,
  * epsilon = the model's norm epsilon) and scales them by a learned weight.
  *
@@ -33,7 +36,8 @@
 
 struct retention {
     int n_head, dk, dv, n_batch, n_threads;
-    float *gamma; /* (n_head) */
+    float *log_gamma; /* (n_head) fixed decays (retnet), as logarithms */
+    float *lg;        /* (n_batch, n_head) each token's log decay per head */
     float *q, *k; /* (n_batch, n_head * d_k) */
     float *v, *g; /* (n_batch, n_head * d_v) values, gate */
     float *o;     /* (n_batch, n_head * d_v) retention output */
@@ -46,7 +50,8 @@ void retention_free(struct retention *r)
 {
     if (!r)
         return;
-    util_free(r->gamma);
+    util_free(r->log_gamma);
+    util_free(r->lg);
     util_free(r->q);
     util_free(r->k);
     util_free(r->v);
@@ -73,7 +78,8 @@ struct retention *retention_create(const strix_model *m, int n_batch, int n_thre
     r->n_batch = n_batch, r->n_threads = n_threads;
     const size_t nb = (size_t)n_batch, kd = (size_t)r->n_head * (size_t)r->dk;
     const size_t vd = (size_t)r->n_head * (size_t)r->dv;
-    r->gamma = util_malloc((size_t)r->n_head * sizeof(float));
+    r->log_gamma = util_malloc((size_t)r->n_head * sizeof(float));
+    r->lg = util_malloc(nb * (size_t)r->n_head * sizeof(float));
     r->q = util_malloc(nb * kd * sizeof(float));
     r->k = util_malloc(nb * kd * sizeof(float));
     r->v = util_malloc(nb * vd * sizeof(float));
@@ -82,13 +88,13 @@ struct retention *retention_create(const strix_model *m, int n_batch, int n_thre
     r->tmp = util_malloc((size_t)n_threads * tmp_stride(r) * sizeof(float));
     r->tok = util_malloc(nb * sizeof(int));
     r->run = util_malloc((nb + 1) * sizeof(int));
-    if (!r->gamma || !r->q || !r->k || !r->v || !r->g || !r->o || !r->tmp || !r->tok || !r->run) {
+    if (!r->log_gamma || !r->lg || !r->q || !r->k || !r->v || !r->g || !r->o || !r->tmp || !r->tok || !r->run) {
         retention_free(r);
         return NULL;
     }
     for (int h = 0; h < r->n_head; h++)
-        r->gamma[h] = (float)(1.0 - exp2(-(double)(hp->ret_decay_first +
-                                                    (float)h * hp->ret_decay_step)));
+        r->log_gamma[h] = (float)log1p(
+            -exp2(-(double)(hp->ret_decay_first + (float)h * hp->ret_decay_step)));
     return r;
 }
 
@@ -107,9 +113,12 @@ static void ret_head(const struct ret_job *j, int i_run, int h, float *tmp)
     const int *tok = r->tok + r->run[i_run], n = r->run[i_run + 1] - r->run[i_run];
     const int seq = c->tok_seq[tok[0]];
     const int32_t p0 = c->tok_pos[tok[0]];
-    const float gamma = r->gamma[h];
     const size_t hs = (size_t)h * (size_t)dk * (size_t)dv; /* the head's state in a slot */
-    float *S = tmp, *pw = tmp + (size_t)dk * (size_t)dv;
+    float *S = tmp, *cum = tmp + (size_t)dk * (size_t)dv;
+    /* cum[a + 1]: the log decay from before the run through token a */
+    cum[0] = 0.0f;
+    for (int a = 0; a < n; a++)
+        cum[a + 1] = cum[a] + r->lg[(size_t)tok[a] * (size_t)r->n_head + (size_t)h];
     /* S: the state before the run, copied (the run may overwrite its slot) */
     if (p0 > 0)
         memcpy(S, ssm_state_at(c->ssm, j->l, seq, p0 - 1) + hs,
@@ -117,19 +126,16 @@ static void ret_head(const struct ret_job *j, int i_run, int h, float *tmp)
     else
         memset(S, 0, (size_t)dk * (size_t)dv * sizeof(float));
     if (n > 1) { /* parallel form, plus the earlier state */
-        pw[0] = 1.0f;
-        for (int e = 1; e <= n; e++)
-            pw[e] = pw[e - 1] * gamma;
         for (int a = 0; a < n; a++) {
             const float *q = r->q + (size_t)tok[a] * (size_t)kd + (size_t)h * (size_t)dk;
             float *o = r->o + (size_t)tok[a] * (size_t)vd + (size_t)h * (size_t)dv;
             memset(o, 0, (size_t)dv * sizeof(float));
             for (int e = 0; e < dk; e++)
-                kern_axpy(dv, q[e] * pw[a + 1], S + (size_t)e * (size_t)dv, o);
+                kern_axpy(dv, q[e] * expf(cum[a + 1]), S + (size_t)e * (size_t)dv, o);
             for (int b = 0; b <= a; b++) {
                 const float *k = r->k + (size_t)tok[b] * (size_t)kd + (size_t)h * (size_t)dk;
                 const float *v = r->v + (size_t)tok[b] * (size_t)vd + (size_t)h * (size_t)dv;
-                kern_axpy(dv, kern_dot_f32(dk, q, k) * pw[a - b], v, o);
+                kern_axpy(dv, kern_dot_f32(dk, q, k) * expf(cum[a + 1] - cum[b + 1]), v, o);
             }
         }
     }
@@ -138,6 +144,7 @@ static void ret_head(const struct ret_job *j, int i_run, int h, float *tmp)
     for (int a = 0; a < n; a++) {
         const float *k = r->k + (size_t)tok[a] * (size_t)kd + (size_t)h * (size_t)dk;
         const float *v = r->v + (size_t)tok[a] * (size_t)vd + (size_t)h * (size_t)dv;
+        const float gamma = expf(cum[a + 1] - cum[a]);
         for (int e = 0; e < dk; e++) {
             float *s = S + (size_t)e * (size_t)dv;
             for (int d = 0; d < dv; d++)
@@ -197,6 +204,16 @@ void retention_block(strix_context *c, int l, const float *in, const float *rope
     float *const y[3] = {r->q, r->k, r->v};
     mm_group(c, 3, w, y, in, n, 0);
     mm(c, &L->ret_gate, in, r->g, n, 0);
+    if (L->ret_decay.data) { /* gated retention (yoco): log sigmoid(W_decay x) / tau */
+        mm(c, &L->ret_decay, in, r->lg, n, 0);
+        for (size_t i = 0; i < (size_t)n * (size_t)nh; i++) {
+            const float z = r->lg[i];
+            r->lg[i] = (z > 0.0f ? -log1pf(expf(-z)) : z - log1pf(expf(z))) / hp->ret_gate_tau;
+        }
+    } else {
+        for (int t = 0; t < n; t++)
+            memcpy(r->lg + (size_t)t * (size_t)nh, r->log_gamma, (size_t)nh * sizeof(float));
+    }
     const float qs = 1.0f / sqrtf((float)dk);
     for (int t = 0; t < n; t++) {
         float *q = r->q + (size_t)t * (size_t)kd, *k = r->k + (size_t)t * (size_t)kd;

@@ -35,6 +35,7 @@ struct ssm_layer {
 
 struct ssm_state {
     int n_seq, n_keep, n_layer, di, dc, ds, dtr;
+    int n_state_layers; /* layers that hold a state (all but yoco's cross-decoder) */
     struct ssm_layer *layer; /* (n_layer) */
     int32_t *tag;            /* (n_seq, n_keep) position whose state a slot holds, -1: none */
     /* scratch for n_batch tokens */
@@ -104,9 +105,12 @@ struct ssm_state *ssm_state_create(const strix_model *m, int n_seq, int n_keep, 
     for (int l = 0; l < hp->n_layer; l++) {
         struct ssm_layer *L = &s->layer[l];
         const struct layer *W = &m->layers[l];
+        if (!W->ssm_a.data && !W->ret_gate.data)
+            continue; /* a block without a state (yoco's cross-decoder) */
         L->scan = util_malloc(slots * di * (size_t)s->ds * sizeof(float));
         if (!L->scan)
             goto fail;
+        s->n_state_layers++;
         if (!W->ssm_a.data) /* retnet keeps only the scan state (retention.c) */
             continue;
         L->conv = util_malloc(slots * di * (size_t)(s->dc - 1 > 0 ? s->dc - 1 : 1) * sizeof(float));
@@ -127,7 +131,7 @@ fail:
 size_t ssm_state_bytes(const struct ssm_state *s)
 {
     const size_t per_slot = (size_t)s->di * (size_t)(s->dc - 1 + s->ds) * sizeof(float);
-    return (size_t)s->n_layer * (size_t)s->n_seq * (size_t)s->n_keep * per_slot +
+    return (size_t)s->n_state_layers * (size_t)s->n_seq * (size_t)s->n_keep * per_slot +
            (size_t)s->n_seq * (size_t)s->n_keep * sizeof *s->tag;
 }
 
@@ -163,6 +167,8 @@ void ssm_state_copy(struct ssm_state *s, int src, int dst)
     const size_t conv = k * di * (size_t)(s->dc - 1), scan = k * di * (size_t)s->ds;
     for (int l = 0; l < s->n_layer; l++) {
         struct ssm_layer *L = &s->layer[l];
+        if (!L->scan)
+            continue;
         if (L->conv)
             memcpy(L->conv + (size_t)dst * conv, L->conv + (size_t)src * conv, conv * sizeof(float));
         memcpy(L->scan + (size_t)dst * scan, L->scan + (size_t)src * scan, scan * sizeof(float));

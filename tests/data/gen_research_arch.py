@@ -143,6 +143,71 @@ def retnet_logits(keys, W, ids):
     return x @ out.T
 
 
+def ffn(x, W, p, eps):
+    h = rms_norm(x, W[p + "ffn_norm.weight"], eps)
+    f = silu(h @ W[p + "ffn_gate.weight"].T) * (h @ W[p + "ffn_up.weight"].T)
+    return x + f @ W[p + "ffn_down.weight"].T
+
+
+def yoco_logits(keys, W, ids):
+    """YOCO: gated retention self-decoder (parallel form with D[n, m] the
+    product of the per-token decays over (m, n]), then one shared K, V from
+    its output, then cross-attention blocks (causal softmax, GQA)."""
+    a = "yoco"
+    H = keys[a + ".attention.head_count"]
+    Hkv = keys[a + ".attention.head_count_kv"]
+    n_layer = keys[a + ".block_count"]
+    n_self = keys[a + ".self_block_count"]
+    tau = keys[a + ".retention.gate_temperature"]
+    eps = keys[a + ".attention.layer_norm_rms_epsilon"]
+    d = keys.get(a + ".attention.key_length", keys[a + ".embedding_length"] // H)
+    n_rot = keys.get(a + ".rope.dimension_count", d)
+    base = keys.get(a + ".rope.freq_base", 10000.0)
+    T = len(ids)
+    pos = np.arange(T, dtype=np.float64)
+    causal = pos[:, None] >= pos[None, :]
+    x = W["token_embd.weight"][ids]
+    for l in range(n_self):
+        p = "blk.%d." % l
+        h = rms_norm(x, W[p + "attn_norm.weight"], eps)
+        q, k, v = (h @ W[p + n + ".weight"].T for n in ("attn_q", "attn_k", "attn_v"))
+        g = h @ W[p + "ret_gate.weight"].T
+        logdecay = -np.logaddexp(0.0, -(h @ W[p + "ret_decay.weight"].T)) / tau  # (T, H)
+        o = np.zeros((T, H * d))
+        for hh in range(H):
+            c = np.cumsum(logdecay[:, hh])
+            D = np.where(causal, np.exp(np.minimum(c[:, None] - c[None, :], 0.0)), 0.0)
+            qh = rope_neox(q[:, hh * d:(hh + 1) * d], pos, n_rot, base) / np.sqrt(d)
+            kh = rope_neox(k[:, hh * d:(hh + 1) * d], pos, n_rot, base)
+            oh = ((qh @ kh.T) * D) @ v[:, hh * d:(hh + 1) * d]
+            mu = oh.mean(axis=1, keepdims=True)
+            var = ((oh - mu) ** 2).mean(axis=1, keepdims=True)
+            o[:, hh * d:(hh + 1) * d] = (oh - mu) / np.sqrt(var + eps)
+        o = o * W[p + "ret_norm.weight"] * silu(g)
+        x = ffn(x + o @ W[p + "attn_output.weight"].T, W, p, eps)
+    p = "blk.%d." % n_self
+    h = rms_norm(x, W[p + "cross_kv_norm.weight"], eps)
+    K, V = h @ W[p + "cross_k.weight"].T, h @ W[p + "cross_v.weight"].T
+    K = np.concatenate([rope_neox(K[:, j * d:(j + 1) * d], pos, n_rot, base)
+                        for j in range(Hkv)], axis=1)
+    for l in range(n_self, n_layer):
+        p = "blk.%d." % l
+        h = rms_norm(x, W[p + "attn_norm.weight"], eps)
+        q = h @ W[p + "attn_q.weight"].T
+        o = np.zeros((T, H * d))
+        for hh in range(H):
+            j = hh // (H // Hkv)
+            qh = rope_neox(q[:, hh * d:(hh + 1) * d], pos, n_rot, base)
+            s = qh @ K[:, j * d:(j + 1) * d].T / np.sqrt(d)
+            s = np.where(causal, s, -np.inf)
+            s = np.exp(s - s.max(axis=1, keepdims=True))
+            o[:, hh * d:(hh + 1) * d] = (s / s.sum(axis=1, keepdims=True)) @ V[:, j * d:(j + 1) * d]
+        x = ffn(x + o @ W[p + "attn_output.weight"].T, W, p, eps)
+    x = rms_norm(x, W["output_norm.weight"], eps)
+    out = W.get("output.weight", W["token_embd.weight"])
+    return x @ out.T
+
+
 def make(name, logits_fn, seed):
     keys, W = read_gguf(os.path.join(OUT, name + ".gguf"))
     n_vocab = W["token_embd.weight"].shape[0]
@@ -159,6 +224,8 @@ def make(name, logits_fn, seed):
 
 
 if __name__ == "__main__":
-    which = sys.argv[1:] or ["retnet"]
+    which = sys.argv[1:] or ["retnet", "yoco"]
     if "retnet" in which:
         make("retnet", retnet_logits, 16)
+    if "yoco" in which:
+        make("yoco", yoco_logits, 17)
