@@ -395,6 +395,26 @@ static void test_arch_models(void)
         {"arch/mamba.gguf", {.set_u32_key = "mamba.ssm.conv_kernel", .set_u32 = 0, .expect = "conv_kernel"}},
         {"arch/mamba.gguf", {.set_u32_key = "mamba.ssm.time_step_rank", .set_u32 = 1000, .expect = "dt rank"}},
         {"arch/mamba.gguf", {.set_u32_key = "mamba.ssm.state_size", .set_u32 = 1u << 30, .expect = "state_size"}},
+        /* retnet: retention weights, value length, heads, decay */
+        {"arch/retnet.gguf", {.drop_tensor = "blk.1.ret_gate.weight", .expect = "ret_gate"}},
+        {"arch/retnet.gguf", {.drop_tensor = "blk.0.ret_norm.weight", .expect = "ret_norm"}},
+        {"arch/retnet.gguf", {.reshape_tensor = "blk.0.attn_v.weight", .expect = "attn_v"}},
+        {"arch/retnet.gguf", {.reshape_tensor = "blk.1.attn_output.weight", .expect = "attn_output"}},
+        {"arch/retnet.gguf", {.set_u32_key = "retnet.attention.value_length", .set_u32 = 12, .expect = "attn_v"}},
+        {"arch/retnet.gguf", {.set_u32_key = "retnet.attention.value_length", .set_u32 = 0, .expect = "value_length"}},
+        {"arch/retnet.gguf", {.set_u32_key = "retnet.attention.head_count_kv", .set_u32 = 2, .expect = "key/value heads"}},
+        {"arch/retnet.gguf", {.set_u32_key = "retnet.retention.decay_first", .set_u32 = 5, .expect = "decay_first"}},
+        {"arch/retnet.gguf", {.drop_kv = "retnet.attention.head_count", .expect = "head_count"}},
+        /* yoco: the shared key/value projection, the gated decay, the split */
+        {"arch/yoco.gguf", {.drop_tensor = "blk.2.cross_k.weight", .expect = "cross_k"}},
+        {"arch/yoco.gguf", {.drop_tensor = "blk.0.ret_decay.weight", .expect = "ret_decay"}},
+        {"arch/yoco.gguf", {.reshape_tensor = "blk.2.cross_v.weight", .expect = "cross_v"}},
+        {"arch/yoco.gguf", {.reshape_tensor = "blk.1.attn_v.weight", .expect = "attn_v"}},
+        {"arch/yoco.gguf", {.set_u32_key = "yoco.self_block_count", .set_u32 = 4, .expect = "self_block_count"}},
+        {"arch/yoco.gguf", {.set_u32_key = "yoco.self_block_count", .set_u32 = 0, .expect = "self_block_count"}},
+        {"arch/yoco.gguf", {.set_u32_key = "yoco.self_block_count", .set_u32 = 1, .expect = "cross"}},
+        {"arch/yoco.gguf", {.set_u32_key = "yoco.attention.head_count_kv", .set_u32 = 3, .expect = "kv heads"}},
+        {"arch/yoco.gguf", {.set_u32_key = "yoco.retention.gate_temperature", .set_u32 = 16, .expect = "gate_temperature"}},
     };
     char path[4096];
     test_tmpfile(path, sizeof path, "corrupt-arch");

@@ -165,6 +165,8 @@ static const struct {
               "            [--head-v N] [--dense-lead N] [--experts-shared N] [--expert-groups N\n"
               "            --groups-used N] [--expert-sigmoid] [--expert-bias] [--expert-norm]\n"
               "            [--expert-scale F] mamba: [--ssm-conv N] [--ssm-state N] [--ssm-dt-rank N]\n"
+              "            retnet: [--head-k D_K] [--head-v D_V] (default n_embd/heads, 2 D_K)\n"
+              "            yoco: [--head-k D] (half the layers self-decoder)\n"
               "            (random weights; TYPE: any of quantize's)\n"},
     {"quantize", "  quantize  IN OUT.gguf TYPE [--vocab TOKENIZER.bin] [-t THREADS] [--pure]\n"
                  "            TYPE (any case): F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K\n"

@@ -348,7 +348,11 @@ static int cmd_info(int argc, char **argv)
                in.n_ctx_train, in.tied_output ? "tied to embeddings" : "separate");
         printf("parameters: %lld, %.2f MiB\n", (long long)in.n_params,
                (double)in.weight_bytes / 1048576.0);
-        if (in.state_seq_bytes)
+        if (in.state_seq_bytes && in.cache_token_bytes) /* yoco */
+            printf("cache: %zu bytes per token (one shared layer; F32; as multi-head attention: "
+                   "%zu), plus a recurrent state of %zu bytes per sequence\n",
+                   in.cache_token_bytes, in.cache_token_bytes_mha, in.state_seq_bytes);
+        else if (in.state_seq_bytes)
             printf("cache: none per token; recurrent state %zu bytes per sequence (F32)\n",
                    in.state_seq_bytes);
         else

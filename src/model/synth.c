@@ -153,6 +153,30 @@ int strix_model_synth(const struct strix_synth_params *params, const char *vocab
         hp->ssm_dt_rank = p->ssm_dt_rank ? p->ssm_dt_rank : (p->n_embd + 15) / 16;
         arch_mamba_placeholders(hp);
     }
+    if (m->ad->retnet) { /* d_k and d_v from --head-k, --head-v (arch_retnet.c) */
+        if (p->n_expert > 0) {
+            rc = err_set(err, STRIX_ERR_ARG, "retnet models have no experts");
+            goto fail;
+        }
+        hp->n_head_kv = hp->n_head;
+        hp->head_dim = p->head_k_mla;
+        hp->ret_dv = p->head_v_mla;
+        hp->ret_decay_first = 5.0f;
+        hp->ret_decay_step = 1.0f;
+        if ((rc = arch_retnet_placeholders(hp, err)))
+            goto fail;
+    }
+    if (m->ad->yoco) { /* half the blocks self-decoder (arch_yoco.c) */
+        if (p->n_expert > 0) {
+            rc = err_set(err, STRIX_ERR_ARG, "yoco models have no experts");
+            goto fail;
+        }
+        hp->head_dim = p->head_k_mla;
+        hp->yoco_n_self = p->n_layer / 2;
+        hp->ret_gate_tau = 16.0f;
+        if ((rc = arch_yoco_placeholders(hp, err)))
+            goto fail;
+    }
     hp->post_norm = p->post_norm != 0;
     hp->sinusoidal = p->sinusoidal != 0;
     m->tied_output = m->ad->output == W_NO;

@@ -18,7 +18,9 @@
 #include "model/arch.h"
 #include "runtime/context.h"
 #include "runtime/mla.h"
+#include "runtime/retention.h"
 #include "runtime/ssm.h"
+#include "runtime/yoco.h"
 #include "quant/dtype.h"
 #include "kernels/kernels.h"
 
@@ -397,6 +399,8 @@ void forward(strix_context *c, const strix_token *tokens)
         if (c->layer_skip && c->layer_skip[l])
             continue; /* static layer mask: the residual passes through, no KV is written */
         const struct layer *L = &m->layers[l];
+        if (hp->yoco && l == hp->yoco_n_self && yoco_enter_cross(c, l, f->rope) == 0)
+            break; /* yoco: no token wants logits, the cross-decoder is not needed */
         context_hook_in(c); /* observation (context params), when set */
         if (L->linear.data) { /* --- the block replaced by a linear map (model/linear.c) --- */
             mm(c, &L->linear, c->x, c->xb, n_all, 0);
@@ -419,7 +423,12 @@ void forward(strix_context *c, const strix_token *tokens)
             norm_rows(m, c->xb, c->x, &L->attn_norm, &L->attn_norm_b, n);
             in = c->xb;
         }
-        if (hp->ssm) { /* mamba: the state-space block (ssm.c) is the whole block */
+        if (hp->retnet || (hp->yoco && l < hp->yoco_n_self)) {
+            /* retnet, yoco's self-decoder: retention (retention.c), added in place */
+            retention_block(c, l, in, f->rope, c->x);
+            goto feed_forward;
+        }
+        if (hp->ssm && !hp->yoco) { /* mamba: the state-space block (ssm.c) is the whole block */
             ssm_block(c, l, in, c->x);
             context_hook_out(c, l);
             continue;
@@ -433,13 +442,16 @@ void forward(strix_context *c, const strix_token *tokens)
             mla_attention(c, f->mla, l, att_in, f->rope, c->x, 1);
             goto feed_forward;
         }
-        qkv(c, l, att_in);
+        if (hp->yoco) /* the cross-decoder: queries only, the shared cache (yoco.c) */
+            yoco_cross_q(c, l, att_in, f->rope);
+        else
+            qkv(c, l, att_in);
         const int direct =
             !L->bo.data && !L->attn_post_norm.data && !ad->parallel && !hp->post_norm;
         /* the attention result overwrites the normed input unless the FFN
          * still reads it (parallel blocks) */
         float *att_out = ad->parallel ? f->att : c->xb;
-        const struct attn_args aa = {.layer = l - m->layer_first,
+        const struct attn_args aa = {.layer = hp->yoco ? 0 : l - m->layer_first,
                                      .q = c->q,
                                      .out = att_out,
                                      .scale = scale,
@@ -491,6 +503,8 @@ void forward(strix_context *c, const strix_token *tokens)
         context_hook_out(c, l);
     }
 
+    if (hp->yoco)
+        yoco_leave_cross(c);
     if (c->hidden_out) { /* an earlier pipeline stage: the next stage's input */
         memcpy(c->hidden_out, c->x, (size_t)n_all * (size_t)embd * sizeof(float));
         return;
