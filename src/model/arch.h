@@ -76,6 +76,16 @@ enum tkind {
     T_SSM_A,
     T_SSM_D,
     T_SSM_OUT,
+    /* strix's feed-forward variants (arch_ffn.c); never optional, so the
+     * optional-kind mask (64 bits) need not reach them */
+    T_PEER_QUERY,
+    T_PEER_KEYS,
+    T_PEER_DOWN,
+    T_PEER_UP,
+    T_KAN_BASE1,
+    T_KAN_SPLINE1,
+    T_KAN_BASE2,
+    T_KAN_SPLINE2,
     T_COUNT
 };
 #define T_FIRST_LAYER T_ATTN_NORM
@@ -91,6 +101,8 @@ enum {
     W_QLORA = 5,  /* when the query has a latent (n_lora_q > 0) */
     W_QPLAIN = 6, /* when it has none */
     W_MOE_OPT = 7, /* in blocks with experts, if the file has it */
+    W_PEER = 8,    /* when <arch>.ffn_kind is "peer" */
+    W_KAN = 9,     /* when <arch>.ffn_kind is "kan" */
 };
 
 struct arch {
@@ -165,5 +177,16 @@ int arch_mamba_shape(const strix_model *m, int k, int64_t ne[3]);
 /* Sets hp->ssm and the placeholders that let the shared tables (scratch
  * sizes, checks) stand: one "head" of 2, n_ff = d_inner. */
 void arch_mamba_placeholders(struct hparams *hp);
+
+/* arch_ffn.c: the feed-forward variants (PEER, KAN) of architectures whose
+ * row lists their kinds: <arch>.ffn_kind and the peer.* / kan.* keys, read
+ * after the common ones (any architecture: a variant its row lacks is
+ * refused), written back, and the variants' tensor shapes (0 if k is not
+ * one of them). */
+int arch_ffn_load(strix_model *m, const struct gguf *g, strix_error *err);
+int arch_ffn_save(const strix_model *m, struct gguf_writer *w, strix_error *err);
+int arch_ffn_shape(const strix_model *m, int k, int64_t ne[3]);
+/* Checks the variant's sizes (synth and the loader). */
+int arch_ffn_check(const struct hparams *hp, strix_error *err);
 
 #endif

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "runtime/context.h"
+#include "runtime/ffn_var.h"
 #include "runtime/ssm.h"
 #include "quant/dtype.h"
 #include "kernels/kernels.h"
@@ -239,6 +240,8 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     c->max_row = (int)(embd > ff ? embd : ff);
     if ((size_t)c->max_row < q_dim)
         c->max_row = (int)q_dim;
+    if ((size_t)c->max_row < ffn_kan_max_row(hp)) /* KAN's spline inputs (ffn_kan.c) */
+        c->max_row = (int)ffn_kan_max_row(hp);
     int kv_ok = kv_alloc(&c->kv, n_stage, (int)cells, kv_dim, hp->mla, params->kv_grow != 0);
     c->tok_pos = util_malloc(nb * sizeof(int32_t));
     c->tok_seq = util_malloc(nb * sizeof(int32_t));
