@@ -12,7 +12,7 @@ STRIX_TEST_DATA=${STRIX_TEST_DATA:-$ROOT/tests/data}
 case $STRIX_TEST_DATA in /*) ;; *) STRIX_TEST_DATA=$(pwd)/$STRIX_TEST_DATA ;; esac
 STRIX_BIN=${STRIX_BIN:-$BUILD/strix}
 export STRIX_TEST_DATA STRIX_BIN
-GOLDEN_TESTS=${GOLDEN_TESTS:-test_logits test_arch test_model}
+GOLDEN_TESTS=${GOLDEN_TESTS:-test_logits test_arch test_model test_ffn_variants}
 KERNEL_SETS=${KERNEL_SETS:-scalar avx2 avxvnni avx512}
 fail=0
 n=0

@@ -420,7 +420,8 @@ static int cmd_synth(int argc, char **argv)
                " m o type t dim ff layers heads kv-heads c seed arch rot experts experts-used swa "
                "rope-scaling rope-scale alibi-bias ff-exp lora-q lora-kv head-k head-v dense-lead "
                "experts-shared expert-groups groups-used expert-sigmoid expert-bias expert-norm "
-               "expert-scale ssm-conv ssm-state ssm-dt-rank ");
+               "expert-scale ssm-conv ssm-state ssm-dt-rank ffn peer-keys peer-heads peer-topk "
+               "peer-key-len peer-sigmoid kan-grid kan-order kan-range ");
     if (!o.out)
         die("synth needs -o OUT.gguf");
     refuse_overwrite(o.out, (const char *const[]){o.model}, 1);

@@ -42,7 +42,9 @@ static const struct arch archs[] = {
            [T_Q_B] = O, [T_K] = R, [T_K_B] = O, [T_V] = R, [T_V_B] = O, [T_O] = R, [T_O_B] = O,
            [T_FFN_NORM] = R, [T_GATE] = D, [T_GATE_B] = O, [T_DOWN] = D, [T_DOWN_B] = O,
            [T_UP] = D, [T_UP_B] = O, [T_GATE_INP] = M, [T_GATE_EXPS] = M, [T_DOWN_EXPS] = M,
-           [T_UP_EXPS] = M}},
+           [T_UP_EXPS] = M, [T_PEER_QUERY] = W_PEER, [T_PEER_KEYS] = W_PEER,
+           [T_PEER_DOWN] = W_PEER, [T_PEER_UP] = W_PEER, [T_KAN_BASE1] = W_KAN,
+           [T_KAN_SPLINE1] = W_KAN, [T_KAN_BASE2] = W_KAN, [T_KAN_SPLINE2] = W_KAN}},
     {.name = "qwen2", .norm = NORM_RMS, .pos = POS_ROPE, .rope_neox = 1, .act = ACT_SILU,
      .gated = 1, .output = O,
      .w = {[T_TOK_EMBD] = R, [T_OUTPUT_NORM] = R, [T_OUTPUT] = O, QWEN2_ATTN, [T_GATE] = R,
@@ -155,13 +157,15 @@ int arch_has_layer(const strix_model *m, int k, int il)
     switch (m->ad->w[k]) {
     case W_REQ: return 1;
     case W_OPT: return (int)((m->opt_mask >> k) & 1);
-    case W_DENSE: return !experts;
+    case W_DENSE: return !experts && m->hp.ffn_kind == FFN_MLP;
     case W_MOE: return experts;
     case W_QLORA: return m->hp.n_lora_q > 0;
     case W_QPLAIN: return m->hp.n_lora_q == 0;
     case W_MOE_OPT: return experts && (int)((m->opt_mask >> k) & 1);
     case W_SELF: return il < m->hp.yoco_n_self;
     case W_CROSS_KV: return il == m->hp.yoco_n_self;
+    case W_PEER: return m->hp.ffn_kind == FFN_PEER;
+    case W_KAN: return m->hp.ffn_kind == FFN_KAN;
     default: return 0;
     }
 }
@@ -204,6 +208,10 @@ static const char *const base_names[T_COUNT] = {
     [T_RET_NORM] = "ret_norm",         [T_RET_DECAY] = "ret_decay",
     [T_CROSS_KV_NORM] = "cross_kv_norm", [T_CROSS_K] = "cross_k",
     [T_CROSS_V] = "cross_v",
+    [T_PEER_QUERY] = "ffn_peer_query", [T_PEER_KEYS] = "ffn_peer_keys",
+    [T_PEER_DOWN] = "ffn_peer_down",   [T_PEER_UP] = "ffn_peer_up",
+    [T_KAN_BASE1] = "ffn_kan_base1",   [T_KAN_SPLINE1] = "ffn_kan_spline1",
+    [T_KAN_BASE2] = "ffn_kan_base2",   [T_KAN_SPLINE2] = "ffn_kan_spline2",
 };
 
 static int is_bias(int k)
@@ -325,6 +333,14 @@ struct tensor *arch_tensor(strix_model *m, int k, int il)
     case T_CROSS_KV_NORM: return &L->cross_kv_norm;
     case T_CROSS_K: return &L->cross_k;
     case T_CROSS_V: return &L->cross_v;
+    case T_PEER_QUERY: return &L->peer_query;
+    case T_PEER_KEYS: return &L->peer_keys;
+    case T_PEER_DOWN: return &L->peer_down;
+    case T_PEER_UP: return &L->peer_up;
+    case T_KAN_BASE1: return &L->kan_base1;
+    case T_KAN_SPLINE1: return &L->kan_spline1;
+    case T_KAN_BASE2: return &L->kan_base2;
+    case T_KAN_SPLINE2: return &L->kan_spline2;
     default: return &L->up_shexp;
     }
 }
@@ -339,7 +355,7 @@ void arch_shape(const strix_model *m, int k, int *n_dims, int64_t ne[3])
     if ((m->ad->mla && arch_deepseek2_shape(m, k, ne)) ||
         (m->ad->ssm && arch_mamba_shape(m, k, ne)) ||
         (m->ad->retnet && arch_retnet_shape(m, k, ne)) ||
-        (m->ad->yoco && arch_yoco_shape(m, k, ne))) {
+        (m->ad->yoco && arch_yoco_shape(m, k, ne)) || arch_ffn_shape(m, k, ne)) {
         *n_dims = ne[2] > 1 ? 3 : is_1d(k) ? 1 : 2;
         return;
     }
@@ -546,6 +562,8 @@ int arch_load_hparams(strix_model *m, const gguf *g, strix_error *err)
         hp->sinusoidal = 1;
     }
     err_clear(err);
+    if ((rc = arch_ffn_load(m, g, err)))
+        return rc;
     if (ad->mla)
         return arch_deepseek2_load(m, g, err);
     if (ad->ssm)
@@ -636,6 +654,8 @@ int arch_save_hparams(const strix_model *m, gguf_writer *w, strix_error *err)
         rc = arch_retnet_save(m, w, err);
     if (rc == STRIX_OK && m->ad->yoco)
         rc = arch_yoco_save(m, w, err);
+    if (rc == STRIX_OK && hp->ffn_kind != FFN_MLP)
+        rc = arch_ffn_save(m, w, err);
     return rc;
 }
 #undef ADD_KEY

@@ -84,6 +84,16 @@ enum tkind {
     T_CROSS_KV_NORM,
     T_CROSS_K,
     T_CROSS_V,
+    /* strix's feed-forward variants (arch_ffn.c); never optional, so the
+     * optional-kind mask (64 bits) need not reach them */
+    T_PEER_QUERY,
+    T_PEER_KEYS,
+    T_PEER_DOWN,
+    T_PEER_UP,
+    T_KAN_BASE1,
+    T_KAN_SPLINE1,
+    T_KAN_BASE2,
+    T_KAN_SPLINE2,
     T_COUNT
 };
 #define T_FIRST_LAYER T_ATTN_NORM
@@ -102,6 +112,8 @@ enum {
     /* yoco: */
     W_SELF = 8,     /* in the self-decoder's blocks */
     W_CROSS_KV = 9, /* in the first cross-decoder block only */
+    W_PEER = 10,   /* when <arch>.ffn_kind is "peer" */
+    W_KAN = 11,    /* when <arch>.ffn_kind is "kan" */
 };
 
 struct arch {
@@ -199,5 +211,15 @@ int arch_yoco_shape(const strix_model *m, int k, int64_t ne[3]);
 /* Sets hp->yoco, the self-decoder's retention sizes (d_v = d_k) and its
  * state (as arch_retnet_placeholders), after checking n_self. */
 int arch_yoco_placeholders(struct hparams *hp, strix_error *err);
+/* arch_ffn.c: the feed-forward variants (PEER, KAN) of architectures whose
+ * row lists their kinds: <arch>.ffn_kind and the peer.* / kan.* keys, read
+ * after the common ones (any architecture: a variant its row lacks is
+ * refused), written back, and the variants' tensor shapes (0 if k is not
+ * one of them). */
+int arch_ffn_load(strix_model *m, const struct gguf *g, strix_error *err);
+int arch_ffn_save(const strix_model *m, struct gguf_writer *w, strix_error *err);
+int arch_ffn_shape(const strix_model *m, int k, int64_t ne[3]);
+/* Checks the variant's sizes (synth and the loader). */
+int arch_ffn_check(const struct hparams *hp, strix_error *err);
 
 #endif

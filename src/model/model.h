@@ -78,6 +78,13 @@ struct layer {
     /* yoco's shared keys and values, in the first cross-decoder block */
     struct tensor cross_kv_norm;       /* (n_embd) */
     struct tensor cross_k, cross_v;    /* (n_head_kv * head_dim rows, n_embd) */
+    /* strix's feed-forward variants in place of the MLP (arch_ffn.c) */
+    struct tensor peer_query; /* (peer_n_head * peer_d_key rows, n_embd) PEER queries */
+    struct tensor peer_keys;  /* (2 n_head n_keys rows, d_key / 2): row (2 h + half) n_keys + i */
+    struct tensor peer_down;  /* (n_keys^2 rows, n_embd) expert i's down vector u_i */
+    struct tensor peer_up;    /* (n_keys^2 rows, n_embd) expert i's up vector v_i */
+    struct tensor kan_base1, kan_spline1; /* (n_ff rows, n_embd), (n_ff, n_embd (G + k)) */
+    struct tensor kan_base2, kan_spline2; /* (n_embd rows, n_ff), (n_embd, n_ff (G + k)) */
 };
 
 enum norm_kind { NORM_RMS, NORM_LAYER };
@@ -140,7 +147,17 @@ struct hparams {
     int yoco;
     int yoco_n_self;
     float ret_gate_tau;
+    /* --- strix's feed-forward variants (arch_ffn.c; runtime/ffn_var.h): the
+     * MLP of a llama block replaced by a PEER layer or two KAN layers --- */
+    int ffn_kind;                 /* enum ffn_kind */
+    int peer_n_head, peer_n_keys; /* heads; sub-keys per half (n_keys^2 experts) */
+    int peer_top_k, peer_d_key;   /* experts per head; query size (even) */
+    int peer_sigmoid;             /* expert weights by sigmoid, else softmax over the top k */
+    int kan_grid, kan_order;      /* B-spline intervals G and order k (G + k bases per input) */
+    float kan_range;              /* the grid spans [-range, range] */
 };
+
+enum ffn_kind { FFN_MLP, FFN_PEER, FFN_KAN };
 
 enum moe_gating { MOE_GATING_SOFTMAX, MOE_GATING_SIGMOID };
 

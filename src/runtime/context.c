@@ -21,6 +21,7 @@
 
 #include "runtime/context.h"
 #include "runtime/retention.h"
+#include "runtime/ffn_var.h"
 #include "runtime/ssm.h"
 #include "runtime/yoco.h"
 #include "quant/dtype.h"
@@ -279,6 +280,8 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
         c->max_row = (int)q_dim;
     if ((hp->retnet || hp->yoco) && c->max_row < hp->n_head * hp->ret_dv) /* W_O: n_head d_v */
         c->max_row = hp->n_head * hp->ret_dv;
+    if ((size_t)c->max_row < ffn_kan_max_row(hp)) /* KAN's spline inputs (ffn_kan.c) */
+        c->max_row = (int)ffn_kan_max_row(hp);
     int kv_ok = kv_alloc(&c->kv, n_stage, (int)cells, kv_dim, hp->mla, params->kv_grow != 0,
                          type_k, type_v);
     c->tok_pos = util_malloc(nb * sizeof(int32_t));

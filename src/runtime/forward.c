@@ -17,6 +17,7 @@
 
 #include "model/arch.h"
 #include "runtime/context.h"
+#include "runtime/ffn_var.h"
 #include "runtime/mla.h"
 #include "runtime/retention.h"
 #include "runtime/ssm.h"
@@ -42,6 +43,8 @@ struct fwd {
     int *toks;      /* (n_batch) */
     uint64_t *load; /* (n_layer, n_expert) tokens routed to each expert */
     struct mla_scratch *mla; /* deepseek2's attention (mla.c), else NULL */
+    struct ffn_peer_scratch *peer; /* PEER feed-forward (ffn_peer.c), else NULL */
+    struct ffn_kan_scratch *kan;   /* KAN feed-forward (ffn_kan.c), else NULL */
 };
 
 void *forward_scratch_create(const struct hparams *hp, int n_batch)
@@ -72,7 +75,9 @@ void *forward_scratch_create(const struct hparams *hp, int n_batch)
     f->load = util_calloc((size_t)hp->n_layer * ne, sizeof(uint64_t));
     if (!f->qkv || !f->gu || !f->att || !f->ao || !f->fo || !f->xg || !f->eo || !f->router ||
         !f->sel_w || !f->tok_w || !f->shg || !f->alibi || !f->rope || !f->sel || !f->toks ||
-        !f->load || (hp->mla && !(f->mla = mla_scratch_create(hp, n_batch)))) {
+        !f->load || (hp->mla && !(f->mla = mla_scratch_create(hp, n_batch))) ||
+        (hp->ffn_kind == FFN_PEER && !(f->peer = ffn_peer_scratch_create(hp, n_batch))) ||
+        (hp->ffn_kind == FFN_KAN && !(f->kan = ffn_kan_scratch_create(hp, n_batch)))) {
         forward_scratch_free(f);
         return NULL;
     }
@@ -101,6 +106,8 @@ void forward_scratch_free(void *p)
     util_free(f->toks);
     util_free(f->load);
     mla_scratch_free(f->mla);
+    ffn_peer_scratch_free(f->peer);
+    ffn_kan_scratch_free(f->kan);
     util_free(f);
 }
 
@@ -484,8 +491,12 @@ void forward(strix_context *c, const strix_token *tokens)
         }
         const int moe_block = L->gate_inp.data != NULL;
         const int direct_ffn = !L->b_down.data && !L->ffn_post_norm.data && !ad->parallel &&
-                               !hp->post_norm && !moe_block;
-        if (moe_block)
+                               !hp->post_norm && !moe_block && hp->ffn_kind == FFN_MLP;
+        if (hp->ffn_kind == FFN_PEER) /* strix's variants (ffn_peer.c, ffn_kan.c) */
+            ffn_peer(c, f->peer, l, fin, f->fo, n);
+        else if (hp->ffn_kind == FFN_KAN)
+            ffn_kan(c, f->kan, l, fin, f->fo, n);
+        else if (moe_block)
             moe(c, l, fin, f->fo, n);
         else
             ffn(c, L->w_gate.data ? &L->w_gate : NULL, &L->w_up, &L->w_down, &L->b_gate, &L->b_up,
