@@ -102,7 +102,7 @@ SERVE_CFLAGS := $(shell pkg-config --cflags $(SERVE_PKGS))
 SERVE_LIBS := $(shell pkg-config --libs $(SERVE_PKGS))
 TOOL_DEFS += -DSTRIX_SERVE
 endif
-$(BUILD)/tools/serve/%.o: tools/serve/%.c $(wildcard tools/serve/*.h) tools/cli.h include/strix.h
+$(BUILD)/tools/serve/%.o: tools/serve/%.c $(wildcard tools/serve/*.h) tools/cli.h include/strix.h include/strix_dev.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(SERVE_CFLAGS) $(TOOL_DEFS) -c $< -o $@
 # the chat page, one C string
@@ -112,7 +112,7 @@ $(BUILD)/tools/serve/page.c: tools/serve/page.html
 	  -e 's/^/"/' -e 's/$$/\\n"/' $<; echo ';'; } > $@
 $(BUILD)/tools/serve/page.o: $(BUILD)/tools/serve/page.c
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
-$(BUILD)/tools/%.o: tools/%.c $(wildcard tools/*.h) include/strix.h | $(BUILD)/tools
+$(BUILD)/tools/%.o: tools/%.c $(wildcard tools/*.h) include/strix.h include/strix_dev.h | $(BUILD)/tools
 	$(CC) $(CFLAGS_ALL) $(TOOL_DEFS) -c $< -o $@
 
 $(BUILD)/libstrix.a: $(OBJ)
@@ -140,10 +140,10 @@ all: $(BUILD)/strix-mpi
 endif
 MPI_TOOL_OBJ := $(filter-out $(BUILD)/tools/strix.o,$(TOOL_OBJ)) $(BUILD)/tools/mpi/strix.o \
   $(BUILD)/tools/mpi/pipeline.o $(BUILD)/tools/mpi/drivers.o
-$(BUILD)/tools/mpi/strix.o: tools/strix.c $(wildcard tools/*.h) include/strix.h
+$(BUILD)/tools/mpi/strix.o: tools/strix.c $(wildcard tools/*.h) include/strix.h include/strix_dev.h
 	@mkdir -p $(dir $@)
 	$(MPI_CC) $(CFLAGS_ALL) $(TOOL_DEFS) -DSTRIX_MPI -c $< -o $@
-$(BUILD)/tools/mpi/%.o: tools/mpi/%.c tools/mpi/pipeline.h $(wildcard tools/*.h) include/strix.h
+$(BUILD)/tools/mpi/%.o: tools/mpi/%.c tools/mpi/pipeline.h $(wildcard tools/*.h) include/strix.h include/strix_dev.h
 	@mkdir -p $(dir $@)
 	$(MPI_CC) $(CFLAGS_ALL) -c $< -o $@
 $(BUILD)/strix-mpi: $(MPI_TOOL_OBJ) $(SERVE_OBJ) $(BUILD)/libstrix.a

@@ -51,8 +51,9 @@ static int set_stage(strix_model *m, const struct strix_model_params *params, st
     if (first < 0 || end <= first || end > m->hp.n_layer)
         return err_set(err, STRIX_ERR_ARG, "layer range [%d, %d) is not within the %d layers",
                        first, end, m->hp.n_layer);
-    if (m->hp.yoco) /* the cross-decoder needs the self-decoder's shared cache */
-        return err_set(err, STRIX_ERR_UNSUPPORTED, "yoco models cannot be split into stages");
+    if (m->hp.yoco && (first != 0 || end != m->hp.n_layer)) /* the whole model is one stage */
+        return err_set(err, STRIX_ERR_UNSUPPORTED, "yoco models cannot be split into stages "
+                       "(the cross-decoder reads the cache the self-decoder's output fills)");
     m->layer_first = first;
     m->layer_end = end;
     return STRIX_OK;

@@ -588,7 +588,8 @@ int mpi_main(int argc, char **argv, int *rc)
     /* the split, decided by rank 0 from the tensor list */
     int cut[MAX_RANKS + 1];
     ok = p.size <= MAX_RANKS;
-    if (ok && p.rank == 0) {
+    cut[0] = cut[1] = 0; /* one rank: the whole model, loaded as such (0, 0) */
+    if (ok && p.rank == 0 && p.size > 1) {
         struct strix_model_params mp = strix_model_default_params();
         mp.vocab_path = o.vocab;
         mp.layer_first = 0;
@@ -616,6 +617,11 @@ int mpi_main(int argc, char **argv, int *rc)
     mp.layer_end = cut[p.rank + 1];
     strix_error err;
     ok = strix_model_load(o.model, &mp, &p.m, &err) == STRIX_OK;
+    if (ok && p.size == 1) {
+        struct strix_model_info in = {.struct_size = sizeof in};
+        strix_model_get_info(p.m, &in);
+        cut[1] = in.n_layer;
+    }
     if (ok) {
         struct strix_context_params cp = strix_context_default_params();
         cp.n_ctx = o.n_ctx;
