@@ -6,7 +6,7 @@
 # parameters per block (from `strix info`'s tensor list), the whole model's
 # parameters, the neurons a token uses per block, and the decode speed
 # (`strix run`, greedy, 64 new tokens after a short prompt, one thread),
-# interleaved over REPS rounds, medians reported. About 2 minutes on a quiet
+# interleaved over REPS rounds, medians reported. Under a minute on a quiet
 # machine with REPS 3.
 #   scripts/bench_ffn.sh [VOCAB_GGUF] [REPS]
 set -e

@@ -37,6 +37,18 @@ static void release_pages(const strix_model *m, const void *p, size_t n)
         madvise((void *)a, b - a, MADV_DONTNEED); /* advice only: failure is harmless */
 }
 
+/* PEER's key and expert tables are read a row at a time (runtime/ffn_peer.c),
+ * never by a matrix product: a packed copy would only cost memory. */
+static int read_by_row(const strix_model *m, const struct tensor *t)
+{
+    for (int il = 0; m->hp.ffn_kind == FFN_PEER && il < m->hp.n_layer; il++) {
+        const struct layer *L = &m->layers[il];
+        if (t == &L->peer_keys || t == &L->peer_down || t == &L->peer_up)
+            return 1;
+    }
+    return 0;
+}
+
 void model_pack(strix_model *m)
 {
     kern_init();
@@ -45,7 +57,7 @@ void model_pack(strix_model *m)
         struct tensor *t = m->all[i];
         if (!t || !t->data || t->n_dims != 2 || t->type >= 64 || !isa->pack[t->type] ||
             t->ne[1] < 16 || t->ne[0] > INT32_MAX || t->ne[1] > INT32_MAX ||
-            !model_weight_in_stage(m, i))
+            !model_weight_in_stage(m, i) || read_by_row(m, t))
             continue; /* (another stage's weights are never read: their pages stay out) */
         const int rows = (int)t->ne[1], cols = (int)t->ne[0];
         const size_t bytes = isa->pack_bytes[t->type](rows, cols);
