@@ -14,7 +14,11 @@
 # they are made). The BF16 file is made from the F16 one with `strix convert
 # --type BF16` into BF16_DIR (default DIR) when missing, and stories3M F32
 # with `strix convert --type F32` from STORIES (default DIR/stories3M-f32.gguf)
-# into a temporary folder. ONLY="tl1b-q4_0 ..." keeps the named rows. Defaults: 2 rounds, pp256, threads "1 2",
+# into a temporary folder. ONLY="tl1b-q4_0 ..." keeps the named rows;
+# ROUNDS 0 runs no model. KERNELS=1 also times each weight type's avx512
+# product alone (rows x cols of KERNEL_SHAPES, KERNEL_N tokens, linked
+# against this checkout's build/obj) against the same peak.
+# Defaults: 2 rounds, pp256, threads "1 2",
 # PP_SMALL 512: about 4-5 minutes on an idle 2-core machine.
 #
 # Peak: a probe (compiled here from the C below) times 12 independent
@@ -38,6 +42,7 @@ REPS=${REPS:-2}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 out=$tmp/out
+: >"$out"
 
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), $(nproc) cpus"
 echo "vector flags: $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' |
@@ -111,6 +116,96 @@ if ${CC:-cc} -O2 -mavx512f -mavx512vnni -mavx512bf16 -o "$tmp/probe" "$tmp/probe
         $1, $2, $2 / 32 / $1, $3, $3 / 64 / $1, $4, $4 / 128 / $1 }'
 else
     echo "probe: this CPU or compiler lacks AVX-512 VNNI/BF16; no share of peak"
+fi
+
+# ---- the kernels alone (KERNELS=1): one thread, best of 7 calls ----
+if [ -n "$KERNELS" ] && [ -d build/obj/kernels ]; then
+    cat >"$tmp/kern.c" <<'EOF'
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include "kernels/kernels.h"
+#include "quant/dtype.h"
+#include "util.h"
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+int main(int argc, char **argv)
+{
+    const int rows = atoi(argv[1]), cols = atoi(argv[2]), n = atoi(argv[3]);
+    const struct kern_isa *k = kern_isa_get("avx512");
+    if (!k)
+        return 1;
+    const uint32_t types[] = {DTYPE_F32, DTYPE_F16, DTYPE_BF16, DTYPE_Q8_0, DTYPE_Q4_0, DTYPE_Q4_K};
+    float *wf = malloc((size_t)rows * cols * 4), *x = malloc((size_t)n * cols * 4);
+    float *y = malloc((size_t)n * rows * 4);
+    uint64_t s = 1;
+    for (size_t i = 0; i < (size_t)rows * cols; i++)
+        wf[i] = util_rng_uniform(&s) - 0.5f;
+    for (size_t i = 0; i < (size_t)n * cols; i++)
+        x[i] = util_rng_uniform(&s) - 0.5f;
+    for (int ti = 0; ti < 6; ti++) {
+        const uint32_t t = types[ti];
+        const struct dtype_traits *tr = dtype_get(t);
+        const size_t ws = dtype_row_size(t, cols);
+        uint8_t *w = malloc((size_t)rows * ws);
+        for (int r = 0; r < rows; r++)
+            tr->quantize(wf + (size_t)r * cols, w + (size_t)r * ws, cols);
+        const uint32_t at = k->mm[t].act_type;
+        const size_t as = kern_act_row_bytes(at, cols);
+        uint8_t *a = malloc((size_t)n * as);
+        double best = 1e9, bq = 1e9;
+        for (int rep = 0; rep < 7; rep++) {
+            const double t0 = now();
+            for (int i = 0; i < n; i++)
+                if (at == DTYPE_F32)
+                    __builtin_memcpy(a + (size_t)i * as, x + (size_t)i * cols, as);
+                else
+                    kern_act_quantize(at, x + (size_t)i * cols, a + (size_t)i * as, cols);
+            const double dt = now() - t0;
+            bq = dt < bq ? dt : bq;
+        }
+        uint8_t *p = NULL;
+        size_t gs = ws;
+        kern_mm_fn run = k->mm[t].run;
+        if (k->pack[t] && k->pack_bytes[t](rows, cols)) {
+            p = malloc(k->pack_bytes[t](rows, cols));
+            k->pack[t](w, ws, rows, cols, p);
+            gs = k->pack_bytes[t](rows, cols) / (size_t)(rows / 16);
+            run = k->mm_packed[t];
+        }
+        for (int rep = 0; rep < 7; rep++) {
+            const double t0 = now();
+            run(t, cols, p ? p : w, gs, 0, rows, a, as, n, y, (size_t)rows, 0);
+            const double dt = now() - t0;
+            best = dt < best ? dt : best;
+        }
+        printf("%s %s %.1f %.1f\n", tr->name, p ? "packed" : "rows",
+               2.0 * rows * cols * n / best / 1e9, 100 * bq / best);
+        free(w), free(a), free(p);
+    }
+    return 0;
+}
+EOF
+    if ${CC:-cc} -O2 -Isrc -Iinclude -o "$tmp/kern" "$tmp/kern.c" build/obj/kernels/*.o \
+        build/obj/quant/*.o build/obj/util.o -lm -lpthread 2>/dev/null; then
+        echo
+        echo "kernels alone, avx512 set, one thread, ${KERNEL_N:-256} tokens (best of 7 calls):"
+        echo "| weights | rows x cols | kernel | GOP/s | share of peak | activation conversion, % of the product |"
+        echo "|---|---|---|---:|---:|---:|"
+        for shape in ${KERNEL_SHAPES:-2048x2048 5632x2048 2048x5632}; do
+            "$tmp/kern" "${shape%x*}" "${shape#*x}" "${KERNEL_N:-256}" |
+                awk -v sh="$shape" -v peak="$peak" 'BEGIN { split(peak, p, " ") }
+                    { P = $1 == "BF16" ? p[3] : ($1 == "F32" || $1 == "F16") ? p[2] : p[4]
+                      sp = "-"; if (P > 0) sp = sprintf("%.0f%%", 100 * $3 / P)
+                      printf "| %s | %s | %s | %.0f | %s | %.1f |\n", $1, sh, $2, $3, sp, $4 }'
+        done
+    else
+        echo "KERNELS=1: could not build the kernel harness against build/obj"
+    fi
 fi
 
 # ---- the files ----

@@ -15,8 +15,9 @@
  * within 2^-8 * sum |w * x| (bf16 keeps 8 significant bits, so each rounded
  * activation is within 2^-9 of its value).
  *
- * The avx512 set's Q8_K activation quantizer (in the same file) is checked
- * here too, bit for bit against the reference on blocks made for its edges.
+ * The avx512 set's Q8_K and BF16 activation conversions (in the same file)
+ * are checked here too, bit for bit against the reference on values made
+ * for their edges.
  *
  * Exactness: one token alone equals that token in a batch, a sub-range of
  * rows equals the same rows of the whole range, and accumulating adds the
@@ -240,6 +241,39 @@ static void check_act_q8_K(void)
     free(x), free(want), free(got);
 }
 
+/* The bf16 activation conversion against util_fp32_to_bf16, bit for bit:
+ * ties both ways, the largest float (rounds to infinity), infinities, NaNs
+ * of both signs and several payloads, zeros, denormals, random values, and
+ * a length with a tail. */
+static void check_act_bf16(void)
+{
+    static const uint32_t edge[] = {0x3f808000, 0x3f818000, 0xbf808000, 0xbf818000, 0x7f7fffff,
+                                    0xff7fffff, 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00001,
+                                    0x7f800001, 0x7fbfffff, 0xff80ffff, 0x00000000, 0x80000000,
+                                    0x00000001, 0x007fffff, 0x80008000, 0x00018000, 0x3f7fffff};
+    const int n = 37 + 16 * 3;
+    float x[37 + 16 * 3];
+    uint64_t s = 17;
+    for (int i = 0; i < n; i++)
+        x[i] = 100.0f * frand(&s);
+    for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++) {
+        memcpy(&x[i], &edge[i], 4);
+        memcpy(&x[n - 1 - (int)i], &edge[i], 4); /* the tail too */
+    }
+    uint16_t got[37 + 16 * 3];
+    kern_gemm_act_bf16(x, got, n);
+    int same = 1;
+    for (int i = 0; i < n; i++) {
+        const int ok = got[i] == util_fp32_to_bf16(x[i]);
+        same &= ok;
+        if (!ok)
+            printf("bf16 of element %d: %04x, want %04x\n", i, got[i],
+                   util_fp32_to_bf16(x[i]));
+    }
+    CHECKF(same, "bf16 activations differ from util_fp32_to_bf16");
+    CHECK(kern_isa_get("avx512")->act_quantize[DTYPE_BF16] == kern_gemm_act_bf16);
+}
+
 int main(void)
 {
     kern_init();
@@ -285,6 +319,7 @@ int main(void)
         check_nonfinite(&ks[i]);
     }
     check_act_q8_K();
+    check_act_bf16();
     TEST_MAIN_END();
 }
 

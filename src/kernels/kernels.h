@@ -112,7 +112,9 @@ void kern_init(void);
 /* The set in use (chosen on first use if kern_init was not called). */
 const struct kern_isa *kern_isa_active(void);
 /* A set by name ("scalar", "avx2", "avxvnni", "avx512") if this CPU runs it, else NULL.
- * Tests call a set's functions through it directly, leaving the choice alone. */
+ * Tests call a set's functions through it directly, leaving the choice alone.
+ * On a CPU with AVX512-BF16, "avx512" runs BF16 weights on bf16 activations
+ * (kernels_gemm.h); elsewhere on f32 ones. */
 const struct kern_isa *kern_isa_get(const char *name);
 
 /* ---- kernels_nn.c: the architecture variants (scalar only) ---- */

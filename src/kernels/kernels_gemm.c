@@ -20,6 +20,7 @@
 
 #include "kernels/kernels_gemm.h"
 #include "quant/dtype.h"
+#include "util.h"
 
 #define AI static inline __attribute__((always_inline))
 #define MR 4            /* rows per tile */
@@ -225,6 +226,29 @@ GEMM_DRIVER(kern_gemm_f32, tile_f32, float, 4)
 GEMM_DRIVER(kern_gemm_f16, tile_f16, float, 2)
 GEMM_DRIVER(kern_gemm_bf16, tile_bf16, float, 2)
 GEMM_DRIVER(kern_gemm_bf16_dp, tile_bf16_dp, uint16_t, 2)
+
+/*
+ * BF16 activations, bit for bit util_fp32_to_bf16: round to nearest-even
+ * on the bits (x + 0x7fff + bit 16 of x, then the top half), a NaN kept as
+ * a quiet NaN with its sign and top payload (x >> 16 | 0x40).
+ */
+void kern_gemm_act_bf16(const float *x, void *dst, int cols)
+{
+    uint16_t *out = dst;
+    int i = 0;
+    for (; i + 16 <= cols; i += 16) {
+        const __m512i v = _mm512_loadu_si512(x + i);
+        const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(v, 16), _mm512_set1_epi32(1));
+        __m512i r = _mm512_srli_epi32(
+            _mm512_add_epi32(v, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+        const __mmask16 nan = _mm512_cmpgt_epu32_mask(
+            _mm512_and_si512(v, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+        r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(v, 16), _mm512_set1_epi32(0x40));
+        _mm256_storeu_si256((__m256i *)(void *)(out + i), _mm512_cvtepi32_epi16(r));
+    }
+    for (; i < cols; i++)
+        out[i] = util_fp32_to_bf16(x[i]);
+}
 
 /*
  * Q8_K activations (the partner of the k-quants), bit for bit the

@@ -35,6 +35,10 @@ void kern_gemm_bf16(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0
 void kern_gemm_bf16_dp(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,
                        const void *a, size_t as, int n, float *y, size_t ldy, int accumulate);
 
+/* The avx512 set's BF16 activation conversion, bit-identical to
+ * util_fp32_to_bf16 (rounding to nearest-even, NaN kept quiet). */
+void kern_gemm_act_bf16(const float *x, void *dst, int cols);
+
 /* The avx512 set's Q8_K activation quantizer, bit-identical to the
  * reference (dtype_quantize_row_q8_K). */
 void kern_gemm_act_q8_K(const float *x, void *dst, int cols);
