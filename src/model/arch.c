@@ -156,12 +156,12 @@ int arch_has_layer(const strix_model *m, int k, int il)
     const int experts = m->hp.n_expert > 0 && il >= m->hp.n_layer_dense_lead;
     switch (m->ad->w[k]) {
     case W_REQ: return 1;
-    case W_OPT: return (int)((m->opt_mask >> k) & 1);
+    case W_OPT: return m->opt_present[k];
     case W_DENSE: return !experts && m->hp.ffn_kind == FFN_MLP;
     case W_MOE: return experts;
     case W_QLORA: return m->hp.n_lora_q > 0;
     case W_QPLAIN: return m->hp.n_lora_q == 0;
-    case W_MOE_OPT: return experts && (int)((m->opt_mask >> k) & 1);
+    case W_MOE_OPT: return experts && m->opt_present[k];
     case W_SELF: return il < m->hp.yoco_n_self;
     case W_CROSS_KV: return il == m->hp.yoco_n_self;
     case W_PEER: return m->hp.ffn_kind == FFN_PEER;
@@ -174,6 +174,8 @@ int arch_has(const strix_model *m, int k)
 {
     return arch_has_layer(m, k, m->hp.n_layer - 1);
 }
+
+_Static_assert(T_COUNT <= MODEL_MAX_KINDS, "strix_model.opt_present has a byte per tensor kind");
 
 static const char *const base_names[T_COUNT] = {
     [T_TOK_EMBD] = "token_embd",       [T_POS_EMBD] = "position_embd",

@@ -357,7 +357,7 @@ static int load_gguf(strix_model *m, const struct strix_model_params *params, st
         arch_tensor_name(k, m->ad->w[k] == W_MOE_OPT ? hp->n_layer_dense_lead : 0, name,
                          sizeof name);
         if (gguf_find_tensor(g, name))
-            m->opt_mask |= (uint64_t)1 << k;
+            m->opt_present[k] = 1;
     }
     if ((rc = model_init_tables(m, err)))
         return rc;

@@ -163,6 +163,9 @@ enum moe_gating { MOE_GATING_SOFTMAX, MOE_GATING_SIGMOID };
 
 struct arch;
 
+/* Room for every tensor kind of arch.h (enum tkind; checked there). */
+#define MODEL_MAX_KINDS 128
+
 struct strix_model {
     char arch[32];
     const struct arch *ad; /* the architecture's description (arch.c) */
@@ -170,7 +173,7 @@ struct strix_model {
     struct hparams hp;
     int vocab_only;
     int tied_output;
-    uint64_t opt_mask;         /* optional tensor kinds present (bit per enum tkind) */
+    uint8_t opt_present[MODEL_MAX_KINDS]; /* 1: the optional tensor kind (enum tkind) is present */
     struct vocab *vocab;       /* NULL when the model has none */
     int vocab_borrowed;        /* vocab belongs to another model (a quantized copy) */
     struct tensor tok_embd;    /* (n_vocab rows, n_embd) */

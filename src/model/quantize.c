@@ -404,7 +404,7 @@ int strix_model_quantize_copy(const strix_model *m, const char *type,
     c->ad = m->ad;
     c->hp = m->hp;
     c->tied_output = m->tied_output;
-    c->opt_mask = m->opt_mask;
+    memcpy(c->opt_present, m->opt_present, sizeof c->opt_present);
     c->vocab = m->vocab; /* read-only: shared, not freed with the copy */
     c->vocab_borrowed = 1;
     if (m->name && !(c->name = util_strndup(m->name, strlen(m->name)))) {

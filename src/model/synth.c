@@ -52,7 +52,7 @@ static int synth_mla(strix_model *m, const struct strix_synth_params *p, strix_e
     hp->moe_norm_w = p->expert_norm != 0;
     hp->moe_w_scale = p->expert_scale;
     if (p->expert_probs_bias)
-        m->opt_mask |= (uint64_t)1 << T_EXP_PROBS_B;
+        m->opt_present[T_EXP_PROBS_B] = 1;
     return STRIX_OK;
 }
 
