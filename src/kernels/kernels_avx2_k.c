@@ -353,21 +353,8 @@ AI void packed_sub_q6_K(const uint8_t *sg, int nb, const uint8_t *a, size_t as, 
         _Pragma("GCC unroll 16") for (int s = 0; s < 16; s++) {
             const __m256i sp =
                 _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 16 + 16 * (s / 2))));
-#if AVX2_VNNI
-            /* the sub-block's 4 registers summed in int32, then its scale */
-            const __m256i sc = s % 2 ? _mm256_srai_epi32(sp, 16)
-                                     : _mm256_srai_epi32(_mm256_slli_epi32(sp, 16), 16);
-            __m256i w4[4];
-            _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) w4[j] = q6_reg(blk, 4 * s + j);
-            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
-                const uint8_t *q = (const uint8_t *)ab[t]->qs + 16 * s;
-                __m256i p0 = AVX2_DPBUSD(_mm256_setzero_si256(), w4[0], avx2_bcast4(q));
-                __m256i p1 = AVX2_DPBUSD(_mm256_setzero_si256(), w4[1], avx2_bcast4(q + 4));
-                p0 = AVX2_DPBUSD(p0, w4[2], avx2_bcast4(q + 8));
-                p1 = AVX2_DPBUSD(p1, w4[3], avx2_bcast4(q + 12));
-                is[t] = _mm256_add_epi32(is[t], _mm256_mullo_epi32(_mm256_add_epi32(p0, p1), sc));
-            }
-#else
+            /* (VNNI's int32 sums and a multiply by the scale measured 15% slower
+             * here than int16 pairs and madd, so both builds take this path) */
             const __m256i sc = q6_scale(sp, s % 2);
             _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
                 const int k = 4 * s + 2 * h;
@@ -380,7 +367,6 @@ AI void packed_sub_q6_K(const uint8_t *sg, int nb, const uint8_t *a, size_t as, 
                     AVX2_CHAIN(is[t]);
                 }
             }
-#endif
         }
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
         _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
