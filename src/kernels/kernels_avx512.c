@@ -9,7 +9,8 @@
 #include "quant/dtype.h"
 #include "kernels/kernels.h"
 #include "util.h"
-/* the 256-bit kernels of kernels_avx512y*.c for Q4_1, Q5_0, Q5_1, Q5_K */
+/* the 256-bit kernels of kernels_avx512y*.c for Q4_1, Q5_0, Q5_1, Q5_K and
+ * the Q8_K activations */
 #define AVX2_VNNI 2
 #include "kernels/kernels_avx2.h"
 
@@ -865,7 +866,7 @@ const struct kern_isa kern_isa_avx512 = {
             [DTYPE_Q5_1] = {DTYPE_Q8_0, kernels_avx512y_mm_q5_1},
             [DTYPE_Q5_K] = {DTYPE_Q8_K, kernels_avx512y_k_mm_q5_K},
         },
-    .act_quantize = {[DTYPE_Q8_0] = act_q8_0},
+    .act_quantize = {[DTYPE_Q8_0] = act_q8_0, [DTYPE_Q8_K] = kernels_avx512y_act_q8_K},
     .pack_bytes = {[DTYPE_Q4_0] = pack_bytes_q4_0, [DTYPE_Q8_0] = pack_bytes_q8_0,
                    [DTYPE_Q4_K] = pack_bytes_q4_K, [DTYPE_Q6_K] = pack_bytes_q6_K,
                    [DTYPE_Q4_1] = kernels_avx512y_pack_bytes_q4_1,
