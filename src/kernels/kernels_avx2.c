@@ -363,12 +363,15 @@ static void pack_q(const void *src, size_t stride, int rows, int cols, uint8_t *
                 if (QK_HAS_M(k))
                     __builtin_memcpy(out + 16 + 2 * i, blk + qk_src[k].m, 2);
                 if (QK_HAS_H(k)) {
+                    /* byte c, bit r: register r's quant c, which is quant 4r + c
+                     * (r < 4: 4r + c; r >= 4: 16 + 4(r - 4) + c), bit 4r + c of
+                     * qh: bits c, c + 4, ..., c + 28 gathered */
                     const uint32_t qh = (uint32_t)avx2_dword(blk + qk_src[k].qh);
                     for (int c = 0; c < 4; c++) {
-                        uint8_t v = 0;
-                        for (int r = 0; r < 8; r++) /* register r: quant 4r + c or 16 + 4(r-4) + c */
-                            v |= (uint8_t)((qh >> (r < 4 ? 4 * r + c : 16 + 4 * (r - 4) + c) & 1u) << r);
-                        out[QK_OFF_H(k) + 4 * i + c] = v;
+                        uint32_t v = qh >> c & 0x11111111u;
+                        v = (v | v >> 3) & 0x03030303u;
+                        v = (v | v >> 6) & 0x000f000fu;
+                        out[QK_OFF_H(k) + 4 * i + c] = (uint8_t)(v | v >> 12);
                     }
                 }
                 for (int m = 0; m < regs; m++)
