@@ -130,6 +130,7 @@ static void put_q5_K(const uint8_t *bytes, int i, uint8_t *out)
         __builtin_memcpy(out + Q4KP + 32 * m + 4 * i, blk->qh + 4 * m, 4);
 }
 
+#if AVX2_VNNI != 2 /* (the avx512 set takes only Q5_K from this file) */
 size_t AVX2_NAME(k_pack_bytes_q4_K)(int rows, int cols)
 {
     return packed_size(rows, cols, Q4KP);
@@ -139,6 +140,7 @@ void AVX2_NAME(k_pack_q4_K)(const void *src, size_t stride, int rows, int cols, 
 {
     pack_subs(src, stride, rows, cols, sizeof(struct block_q4_K), Q4KP, dst, put_q4_K);
 }
+#endif
 
 size_t AVX2_NAME(k_pack_bytes_q5_K)(int rows, int cols)
 {
@@ -250,7 +252,9 @@ AI void packed_sub_q5_K(const uint8_t *sg, int nb, const uint8_t *a, size_t as, 
     packed_sub_k45(sg, nb, 1, a, as, t0, T, y, ldy, r, accumulate);
 }
 
+#if AVX2_VNNI != 2 /* (the avx512 set takes only Q5_K from this file) */
 PACKED_K_DRIVER(AVX2_NAME(k_mm_packed_q4_K), packed_sub_q4_K, Q4KP)
+#endif
 PACKED_K_DRIVER(AVX2_NAME(k_mm_packed_q5_K), packed_sub_q5_K, Q5KP)
 
 /*
@@ -293,6 +297,7 @@ static void put_q6_K(const uint8_t *bytes, int i, uint8_t *out)
         }
 }
 
+#if AVX2_VNNI != 2 /* (the avx512 set takes only Q5_K from this file) */
 size_t AVX2_NAME(k_pack_bytes_q6_K)(int rows, int cols)
 {
     return packed_size(rows, cols, Q6KP);
@@ -377,6 +382,7 @@ AI void packed_sub_q6_K(const uint8_t *sg, int nb, const uint8_t *a, size_t as, 
 }
 
 PACKED_K_DRIVER(AVX2_NAME(k_mm_packed_q6_K), packed_sub_q6_K, Q6KP)
+#endif
 /* ---- unpacked rows (those after the last whole 16-row group) ----
  * One (row, token) pair at a time: per super-block an exact integer sum,
  * then one float multiply (two for Q4_K's mins), super-blocks added in
@@ -491,7 +497,11 @@ static float dot_q6_K(int nb, const struct block_q6_K *w, const struct block_q8_
             }                                                                                      \
     }
 
+#if AVX2_VNNI != 2 /* (the avx512 set takes only Q5_K from this file) */
 ROWS_MM(AVX2_NAME(k_mm_q4_K), dot_q4_K, struct block_q4_K)
+#endif
 ROWS_MM(AVX2_NAME(k_mm_q5_K), dot_q5_K, struct block_q5_K)
+#if AVX2_VNNI != 2 /* (the avx512 set takes only Q5_K from this file) */
 ROWS_MM(AVX2_NAME(k_mm_q6_K), dot_q6_K, struct block_q6_K)
+#endif
 #endif
