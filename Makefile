@@ -45,8 +45,10 @@ release: all
 debug:
 	$(MAKE) BUILD=build/debug OPT="-O0" all
 
+# (the sanitizer builds compile the kernel files at -O1 too: at -O3 each of
+# them takes minutes under the sanitizers)
 asan:
-	$(MAKE) BUILD=build/asan OPT="-O1" \
+	$(MAKE) BUILD=build/asan OPT="-O1" ISA_OPT="-O1" \
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
 	  EXTRA_LDFLAGS="-fsanitize=address,undefined" all tests
 
@@ -54,7 +56,7 @@ asan:
 # (shared pools, concurrent decodes).
 TSAN_TESTS := test_api
 tsan:
-	$(MAKE) BUILD=build/tsan OPT="-O1" EXTRA_CFLAGS="-fsanitize=thread -fno-omit-frame-pointer" \
+	$(MAKE) BUILD=build/tsan OPT="-O1" ISA_OPT="-O1" EXTRA_CFLAGS="-fsanitize=thread -fno-omit-frame-pointer" \
 	  EXTRA_LDFLAGS="-fsanitize=thread" build/tsan/libstrix.so $(TSAN_TESTS:%=build/tsan/tests/%) \
 	  $(if $(HAVE_SERVE),build/tsan/strix)
 

@@ -254,6 +254,57 @@ static void act_q8_0(const float *x, void *dst, int cols)
     }
 }
 
+/* Q8_K activations, bit for bit the reference's: d = max|x| / 127, q =
+ * x * (127 / max|x|) rounded to nearest even (vcvtps2dq), the sums of each
+ * 16; a block with a NaN or an infinity gets d = NaN and zero quants. */
+static void act_q8_K(const float *x, void *dst, int cols)
+{
+    struct block_q8_K *out = dst;
+    const __m256 sign = _mm256_set1_ps(-0.0f), big = _mm256_set1_ps(3.402823466e38f);
+    for (int b = 0; b < cols / QK_K; b++, x += QK_K, out++) {
+        __m256 m = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+        for (int k = 0; k < QK_K / 8; k++) {
+            const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * k));
+            bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, big, _CMP_NLE_UQ)); /* NaN or > FLT_MAX */
+            m = _mm256_max_ps(m, a);
+        }
+        if (_mm256_movemask_ps(bad)) {
+            __builtin_memset(out, 0, sizeof *out);
+            out->d = __builtin_nanf("");
+            continue;
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        out->d = id != 0.0f ? amax / 127.0f : 0.0f;
+        const __m256 idv = _mm256_set1_ps(id);
+        const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+        for (int k = 0; k < QK_K / 32; k++) {
+            __m256i q[4];
+            for (int j = 0; j < 4; j++)
+                q[j] = _mm256_min_epi32(hi, _mm256_max_epi32(lo, _mm256_cvtps_epi32(_mm256_mul_ps(
+                                                                    _mm256_loadu_ps(x + 32 * k + 8 * j), idv))));
+            const __m256i p = _mm256_permutevar8x32_epi32(
+                _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3])), order);
+            _mm256_storeu_si256((__m256i *)(out->qs + 32 * k), p);
+            /* the two groups of 16: byte sums of each half */
+            const __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p),
+                                                _mm256_set1_epi16(1));
+            __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm_setzero_si128());
+            __m128i g = _mm256_extracti128_si256(s, 1);
+            h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+            g = _mm_add_epi32(g, _mm_shuffle_epi32(g, 0x4e));
+            h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+            g = _mm_add_epi32(g, _mm_shuffle_epi32(g, 0xb1));
+            out->bsums[2 * k] = (int16_t)_mm_cvtsi128_si32(h);
+            out->bsums[2 * k + 1] = (int16_t)_mm_cvtsi128_si32(g);
+        }
+    }
+}
+
 /*
  * Packed blocks of 32 (kernels_avx2.h), per block and sub-group of 8 rows:
  *   0    d of the 8 rows (fp16)
@@ -312,12 +363,15 @@ static void pack_q(const void *src, size_t stride, int rows, int cols, uint8_t *
                 if (QK_HAS_M(k))
                     __builtin_memcpy(out + 16 + 2 * i, blk + qk_src[k].m, 2);
                 if (QK_HAS_H(k)) {
+                    /* byte c, bit r: register r's quant c, which is quant 4r + c
+                     * (r < 4: 4r + c; r >= 4: 16 + 4(r - 4) + c), bit 4r + c of
+                     * qh: bits c, c + 4, ..., c + 28 gathered */
                     const uint32_t qh = (uint32_t)avx2_dword(blk + qk_src[k].qh);
                     for (int c = 0; c < 4; c++) {
-                        uint8_t v = 0;
-                        for (int r = 0; r < 8; r++) /* register r: quant 4r + c or 16 + 4(r-4) + c */
-                            v |= (uint8_t)((qh >> (r < 4 ? 4 * r + c : 16 + 4 * (r - 4) + c) & 1u) << r);
-                        out[QK_OFF_H(k) + 4 * i + c] = v;
+                        uint32_t v = qh >> c & 0x11111111u;
+                        v = (v | v >> 3) & 0x03030303u;
+                        v = (v | v >> 6) & 0x000f000fu;
+                        out[QK_OFF_H(k) + 4 * i + c] = (uint8_t)(v | v >> 12);
                     }
                 }
                 for (int m = 0; m < regs; m++)
@@ -509,6 +563,10 @@ PACKED_DRIVER(mm_packed_q8_0, K_Q8_0)
 AVX2_Q_EXPORT(q4_1)
 AVX2_Q_EXPORT(q5_0)
 AVX2_Q_EXPORT(q5_1)
+void AVX2_NAME(act_q8_K)(const float *x, void *dst, int cols)
+{
+    act_q8_K(x, dst, cols);
+}
 #else
 #if AVX2_VNNI
 #define AVX2_SET kern_isa_avxvnni
@@ -540,7 +598,7 @@ const struct kern_isa AVX2_SET = {
             [DTYPE_Q5_K] = {DTYPE_Q8_K, KFN(mm_q5_K)},
             [DTYPE_Q6_K] = {DTYPE_Q8_K, KFN(mm_q6_K)},
         },
-    .act_quantize = {[DTYPE_Q8_0] = act_q8_0},
+    .act_quantize = {[DTYPE_Q8_0] = act_q8_0, [DTYPE_Q8_K] = act_q8_K},
     .pack_bytes = {[DTYPE_Q4_0] = pack_bytes_q4_0, [DTYPE_Q4_1] = pack_bytes_q4_1,
                    [DTYPE_Q5_0] = pack_bytes_q5_0, [DTYPE_Q5_1] = pack_bytes_q5_1,
                    [DTYPE_Q8_0] = pack_bytes_q8_0, [DTYPE_Q4_K] = KFN(pack_bytes_q4_K),

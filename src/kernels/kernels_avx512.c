@@ -10,7 +10,8 @@
 #include "kernels/kernels.h"
 #include "kernels/kernels_gemm.h"
 #include "util.h"
-/* the 256-bit kernels of kernels_avx512y*.c for Q4_1, Q5_0, Q5_1, Q5_K */
+/* the 256-bit kernels of kernels_avx512y*.c for Q4_1, Q5_0, Q5_1, Q5_K (the
+ * Q8_K activations come from kernels_gemm.c's 512-bit quantizer) */
 #define AVX2_VNNI 2
 #include "kernels/kernels_avx2.h"
 
