@@ -103,13 +103,16 @@ for d in "--draft $G" "--draft $D/llamacpp-synth-F32.gguf --draft-max 3" "--draf
     [ -n "$g" ] && [ "$g" = "$s1" ] && grep -q "acceptance [0-9]*\.[0-9]%, mean accepted length" "$T/spec.err" &&
         ok || bad "run $d equals greedy: $(head -c 300 "$T/spec.err")"
 done
-# a recurrent model (mamba) rolls its state back for a verified draft, also one
-# longer than the 16 states a context keeps by default (run raises it)
-MB="$D/arch/mamba.gguf"
-gm=$("$S" run -m "$MB" -p "Once upon a time" -n 30 --temp 0 2>/dev/null)
-for d in "--draft $MB --draft-max 8" "--draft $MB --draft-max 24" "--draft-ngram 1 --draft-max 20"; do
-    s1=$("$S" run -m "$MB" -p "Once upon a time" -n 30 --temp 0 $d 2>"$T/spec.err")
-    [ -n "$gm" ] && [ "$gm" = "$s1" ] && ok || bad "mamba run $d equals greedy: $(head -c 300 "$T/spec.err")"
+# a recurrent model (mamba; RetNet and YOCO keep retention states the same
+# way) rolls its state back for a verified draft, also one longer than the
+# 16 states a context keeps by default (run raises it)
+for a in mamba retnet yoco; do
+    MB="$D/arch/$a.gguf"
+    gm=$("$S" run -m "$MB" -p "Once upon a time" -n 30 --temp 0 2>/dev/null)
+    for d in "--draft $MB --draft-max 8" "--draft $MB --draft-max 24" "--draft-ngram 1 --draft-max 20"; do
+        s1=$("$S" run -m "$MB" -p "Once upon a time" -n 30 --temp 0 $d 2>"$T/spec.err")
+        [ -n "$gm" ] && [ "$gm" = "$s1" ] && ok || bad "$a run $d equals greedy: $(head -c 300 "$T/spec.err")"
+    done
 done
 expect_fail "run --draft-max 0" run -p "Hi" --draft-ngram 2 --draft-max 0
 expect_fail "run --draft-max without a draft" run -p "Hi" --draft-max 4

@@ -403,11 +403,11 @@ void forward(strix_context *c, const strix_token *tokens)
                             : 1.0f / sqrtf((float)hd);
 
     for (int l = m->layer_first; l < m->layer_end; l++) {
+        if (hp->yoco && l == hp->yoco_n_self && yoco_enter_cross(c, l, f->rope) == 0)
+            break; /* yoco: no token wants logits, the cross-decoder is not needed */
         if (c->layer_skip && c->layer_skip[l])
             continue; /* static layer mask: the residual passes through, no KV is written */
         const struct layer *L = &m->layers[l];
-        if (hp->yoco && l == hp->yoco_n_self && yoco_enter_cross(c, l, f->rope) == 0)
-            break; /* yoco: no token wants logits, the cross-decoder is not needed */
         context_hook_in(c); /* observation (context params), when set */
         if (L->linear.data) { /* --- the block replaced by a linear map (model/linear.c) --- */
             mm(c, &L->linear, c->x, c->xb, n_all, 0);
