@@ -66,10 +66,21 @@ AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx51
 endif
 ISA_FLAGS_kernels_avx2 := $(AVX2_FLAGS)
 ISA_FLAGS_kernels_avx2_k := $(AVX2_FLAGS)
+ISA_FLAGS_kernels_avxvnni := $(AVX2_FLAGS) $(if $(AVX2_FLAGS),-mavxvnni)
+ISA_FLAGS_kernels_avxvnni_k := $(ISA_FLAGS_kernels_avxvnni)
 ISA_FLAGS_kernels_avx512 := $(AVX512_FLAGS)
+ISA_FLAGS_kernels_gemm := $(AVX512_FLAGS) $(if $(AVX512_FLAGS),-mavx512bf16)
+ISA_FLAGS_kernels_avx512y := $(AVX512_FLAGS)
+ISA_FLAGS_kernels_avx512y_k := $(AVX512_FLAGS)
 ISA_FLAGS_kernels_kv_avx2 := $(AVX2_FLAGS)
 ISA_FLAGS_kernels_kv_avx512 := $(AVX512_FLAGS)
 ISA_OPT ?= -O3
+# the avxvnni set's files and the avx512 set's 256-bit ones are the avx2
+# set's, built again
+$(BUILD)/obj/kernels/kernels_avxvnni.o: src/kernels/kernels_avx2.c
+$(BUILD)/obj/kernels/kernels_avxvnni_k.o: src/kernels/kernels_avx2_k.c
+$(BUILD)/obj/kernels/kernels_avx512y.o: src/kernels/kernels_avx2.c
+$(BUILD)/obj/kernels/kernels_avx512y_k.o: src/kernels/kernels_avx2_k.c
 isa_flags = $(if $(ISA_FLAGS_$(basename $(notdir $(1)))),$(ISA_FLAGS_$(basename $(notdir $(1)))) $(ISA_OPT))
 
 $(BUILD)/obj/%.o: src/%.c $(HDR)
@@ -128,11 +139,11 @@ ifeq ($(MPI),1)
 all: $(BUILD)/strix-mpi
 endif
 MPI_TOOL_OBJ := $(filter-out $(BUILD)/tools/strix.o,$(TOOL_OBJ)) $(BUILD)/tools/mpi/strix.o \
-  $(BUILD)/tools/mpi/pipeline.o
+  $(BUILD)/tools/mpi/pipeline.o $(BUILD)/tools/mpi/drivers.o
 $(BUILD)/tools/mpi/strix.o: tools/strix.c $(wildcard tools/*.h) include/strix.h
 	@mkdir -p $(dir $@)
 	$(MPI_CC) $(CFLAGS_ALL) $(TOOL_DEFS) -DSTRIX_MPI -c $< -o $@
-$(BUILD)/tools/mpi/pipeline.o: tools/mpi/pipeline.c $(wildcard tools/*.h) include/strix.h
+$(BUILD)/tools/mpi/%.o: tools/mpi/%.c tools/mpi/pipeline.h $(wildcard tools/*.h) include/strix.h
 	@mkdir -p $(dir $@)
 	$(MPI_CC) $(CFLAGS_ALL) -c $< -o $@
 $(BUILD)/strix-mpi: $(MPI_TOOL_OBJ) $(SERVE_OBJ) $(BUILD)/libstrix.a
@@ -176,7 +187,8 @@ test-tsan: tsan
 # ASan/UBSan, and under TSan (the scheduler and the connection threads).
 test-server: all
 	sh tests/server/run.sh $(BUILD)/strix
-SERVER_SAN_TESTS := tests/server/api.test.js tests/server/faults.test.js
+SERVER_SAN_TESTS := tests/server/api.test.js tests/server/faults.test.js \
+  tests/server/features.test.js
 test-server-asan: asan
 	STRIX_SANITIZED=1 sh tests/server/run.sh build/asan/strix $(SERVER_SAN_TESTS)
 test-server-tsan: tsan
@@ -224,7 +236,8 @@ build/fuzz/%: tests/fuzz/%.c fuzz-lib
 	clang -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -o $@ $< \
 	  build/fuzz/lib/libstrix.a $(LDLIBS)
 # the server's request parsing (tools/serve/request.c) needs cJSON
-build/fuzz/fuzz_request: tests/fuzz/fuzz_request.c tools/serve/request.c tools/serve/request.h fuzz-lib
+build/fuzz/fuzz_request: tests/fuzz/fuzz_request.c tools/serve/request.c tools/serve/request.h \
+  tools/serve/json.c tools/serve/serve.h fuzz-lib
 	clang -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -Iinclude -Isrc $(SERVE_CFLAGS) -o $@ $< \
 	  build/fuzz/lib/libstrix.a $(LDLIBS) $(SERVE_LIBS)
 

@@ -997,6 +997,15 @@ struct strix_ppl_params {
     const char *kl_base; /* compare with a saved base; its tokens, n_ctx and stride are used */
     void (*progress)(void *user, int done, int total); /* after each window; may be NULL */
     void *user;
+    /* NULL: windows are decoded with the context. Else each window is
+     * decoded by this call instead (a model split over processes, say), and
+     * the context may be NULL (then n_ctx must be given): tokens[0..n) at
+     * positions 0..n-1 from an empty cache, writing for each j with
+     * want[j], in order, n_vocab logits as the next row of logits. Returns
+     * STRIX_OK, or a status with err set, which ends the evaluation. */
+    int (*decode_window)(void *user, const strix_token *tokens, int n, const int8_t *want,
+                         float *logits, strix_error *err);
+    void *decode_user;
 };
 int strix_ppl_params_init(struct strix_ppl_params *p, size_t struct_size);
 STRIX_DEFAULT_PARAMS_(ppl)
@@ -1087,7 +1096,11 @@ int strix_analyze(const strix_model *model, const strix_token *tokens, int n_tok
  *     (attention and feed-forward projections; embeddings, output and norms
  *     stay): per output row, the fraction `sparsity` of weights with the
  *     smallest score, or with nm_m > 0 the nm_m - nm_n smallest of every
- *     group of nm_m consecutive inputs (N:M, e.g. 2:4). Score: |W_ij|
+ *     group of nm_m consecutive inputs (N:M, e.g. 2:4; a weight whose rows
+ *     are not whole groups stays dense and is named, as in the input, under
+ *     strix.prune.dense; if no weight fits, STRIX_ERR_ARG). Mamba's
+ *     convolution taps and state matrix are not products and stay too.
+ *     Score: |W_ij|
  *     (magnitude) or |W_ij| * |X_j|_2 (Wanda, Sun et al. 2023: X_j the j-th
  *     input feature over the calibration tokens). Ties go to the lower index.
  *   drop_layers removes blocks: the file has n_layer - n_drop blocks,

@@ -53,6 +53,16 @@ struct strix_synth_params {
     int ssm_d_state;          /* state size per channel (0: 16) */
     int ssm_dt_rank;          /* time-step rank (0: n_embd / 16, at least 1) */
     int ssm_reserved_;        /* keeps the struct free of tail padding */
+    /* the MLP replaced (llama only; README "Feed-forward variants") */
+    const char *ffn_kind;     /* NULL or "mlp", "peer", "kan" */
+    int peer_n_keys;          /* PEER: sub-keys per half (0: 16; experts = this^2) */
+    int peer_n_head;          /* PEER: retrieval heads (0: 4) */
+    int peer_top_k;           /* PEER: experts per head (0: 8) */
+    int peer_d_key;           /* PEER: query size, even (0: 32) */
+    int peer_sigmoid;         /* PEER: sigmoid expert weights instead of softmax */
+    int kan_grid;             /* KAN: grid intervals G (0: 5); the hidden width is n_ff */
+    int kan_order;            /* KAN: spline order k (0: 3) */
+    float kan_range;          /* KAN: the grid spans [-range, range] (0: 2) */
 };
 int strix_synth_params_init(struct strix_synth_params *p, size_t struct_size);
 STRIX_DEFAULT_PARAMS_(synth)

@@ -6,6 +6,8 @@
 # counted from the context's allocations) and the decode speed after a
 # prompt of about 3,400 tokens (`strix run`, greedy, 64 new tokens, one
 # thread), interleaved over REPS rounds, medians reported.
+# Then decode speed at depths 512, 4096 and 16384 for RetNet (flat) and MHA,
+# and YOCO's prefill with and without its cross-decoder skip.
 #   scripts/bench_cache.sh [VOCAB_GGUF] [REPS]
 set -e
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,9 +24,11 @@ synth mqa --ff 1408 --kv-heads 1
 synth swa --ff 1408 --kv-heads 8 --swa 512
 synth mla --arch deepseek2 --ff 1408 --head-k 96 --rot 32 --head-v 64 --lora-kv 128 --lora-q 256
 synth mamba --arch mamba --ssm-state 16 --ssm-dt-rank 32
+synth retnet --arch retnet --ff 1408
+synth yoco --arch yoco --ff 1408 --kv-heads 8
 # a prompt of about 3,400 tokens: the TinyStories sample, repeated
 for i in 1 2 3 4 5 6 7 8; do cat "$ROOT/tests/data/tinystories-valid-4k.txt"; done | head -c 6600 > "$TMP/prompt.txt"
-NAMES="mha gqa mqa swa mla mamba"
+NAMES="mha gqa mqa swa mla mamba retnet yoco"
 echo "load: $(uptime)"
 for r in $(seq "$REPS"); do
     for n in $NAMES; do
@@ -46,3 +50,66 @@ for n in $NAMES; do
     med=$(sort -n "$TMP/$n.speed" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
     printf '| %s | %s | %s | %s |\n' "$n" "$tok" "$total" "$med"
 done
+
+# Decode cost against context depth: one sequence filled to DEPTH tokens,
+# then 32 tokens decoded one per step (`strix bench -npl 1 -d DEPTH`, one
+# thread). RetNet's recurrent decoding should be flat; MHA's grows with the
+# keys it reads.
+echo
+echo "load: $(uptime)"
+echo '| scheme | decode tok/s at depth 512 | at 4096 | at 16384 |'
+echo '|---|---:|---:|---:|'
+for n in retnet mha; do
+    row="| $n |"
+    for d in 512 4096 16384; do
+        tps=$("$STRIX" bench -m "$TMP/$n.gguf" -npl 1 -d "$d" -n 32 -t 1 -r 1 |
+            awk -F'|' '/gguf/ {gsub(/ /, "", $7); print $7}')
+        row="$row $tps |"
+    done
+    echo "$row"
+done
+echo "load: $(uptime)"
+
+# YOCO's prefill: a prompt of about 2,000 tokens with only the last token's
+# logits (`strix run -n 1`: the cross-decoder runs for 1 token) against
+# one window of P - 1 of those tokens with every token's logits (`strix ppl
+# -c P-1`: it runs for all), wall time of each, interleaved over REPS rounds, medians. The FLOP
+# count per token (multiply-adds x 2; d 512, 8 blocks of which 4 self, FFN
+# 1408, 8 heads of 64, vocabulary 512, P prompt tokens):
+#   self block:  2 (5 d^2 + 8 d + 3 d 1408) + retention mixing
+#   shared K, V: 2 (2 d^2)                  (once per token)
+#   cross block: 2 (2 d^2 + 3 d 1408) + 4 (position) d
+head -c 3900 "$TMP/prompt.txt" > "$TMP/prompt2k.txt"
+echo
+echo "load: $(uptime)"
+"$STRIX" run -m "$TMP/yoco.gguf" -f "$TMP/prompt2k.txt" -n 1 --temp 0 -t 1 -c 4096 \
+    2>"$TMP/yoco-skip.err" >/dev/null
+P=$(grep -o 'prompt: [0-9]* tokens' "$TMP/yoco-skip.err" | awk '{print $2}')
+for r in $(seq "$REPS"); do
+    t0=$(date +%s.%N)
+    "$STRIX" run -m "$TMP/yoco.gguf" -f "$TMP/prompt2k.txt" -n 1 --temp 0 -t 1 -c 4096 \
+        2>"$TMP/yoco-skip.err" >/dev/null
+    t1=$(date +%s.%N)
+    "$STRIX" ppl -m "$TMP/yoco.gguf" -f "$TMP/prompt2k.txt" -c $((P - 1)) -t 1 >/dev/null 2>&1
+    t2=$(date +%s.%N)
+    echo "$t0 $t1" | awk '{print $2 - $1}' >> "$TMP/skip.t"
+    echo "$t1 $t2" | awk '{print $2 - $1}' >> "$TMP/all.t"
+done
+echo "load: $(uptime)"
+ms=$(sort -n "$TMP/skip.t" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+ma=$(sort -n "$TMP/all.t" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+echo "| YOCO prefill | prompt tokens | GFLOP (model) | wall s (median of $REPS) |"
+echo '|---|---:|---:|---:|'
+awk -v P="$P" -v ms="$ms" -v ma="$ma" 'BEGIN {
+    d = 512; f = 1408; V = 512;
+    self = 2 * (5 * d * d + 8 * d + 3 * d * f); kv = 2 * 2 * d * d;
+    cross = 2 * (2 * d * d + 3 * d * f); att = 4 * d;
+    # retention mixing within chunks of 512: about 2 (256 (64 + 64) + 64 64 2) per head
+    ret = 8 * 2 * (256 * 128 + 64 * 64 * 2);
+    lower = P * 4 * (self + ret) + P * kv;
+    upper_one = 4 * (cross + att * P) + 2 * d * V;
+    printf("| cross-decoder for the last token only (`run -n 1`) | %d | %.1f | %s |\n", P, (lower + upper_one) / 1e9, ms);
+    Q = P - 1;
+    all = Q * 4 * (self + ret) + Q * kv + 4 * (Q * cross + att * Q * (Q + 1) / 2) + Q * 2 * d * V;
+    printf("| cross-decoder for every token (`ppl -c P-1`) | %d | %.1f | %s |\n", Q, all / 1e9, ma);
+}'

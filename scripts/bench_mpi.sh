@@ -50,7 +50,7 @@ echo "load: $(uptime)"
 # (P / u + N - 1) (u T_p / N + c(u h)). T and T_p are this machine's,
 # measured on 1 rank (the last round); the 70B shape's T scales with its
 # weight bytes (decoding reads every weight once per token). With N
-# sequences in flight, one per stage (not built yet), N / (T + N c(l)).
+# sequences in flight, one per stage (strix-mpi bench --seqs N), N / (T + N c(l)).
 # Localhost check: the predicted overhead (N - 1) c(h) + c(l) from the
 # ping-pong times against the measured "pipeline overhead" per token.
 last=$ROUNDS
@@ -86,3 +86,15 @@ awk -v T="$T" -v TP="$TP" -v W="$W" 'BEGIN {
         }
     }
 }'
+
+# Sequences in flight (strix-mpi bench --seqs G): aggregate generation speed
+# of G sequences through N ranks, one thread per rank. On this machine the
+# ranks share its cores, so the check is relative: on 2 ranks, 2 sequences
+# in flight keep both stages busy where 1 leaves each idle half the time.
+[ -n "$MODEL_ONLY" ] || for np in 1 2; do
+    for g in 1 2; do
+        $MPIRUN -np "$np" build/strix-mpi bench -m "$M" -p 32 -n "$NG" -r 3 --seqs "$g" -t 1 \
+            --ubatch 16 2>/dev/null
+    done
+done
+echo "load: $(uptime)"

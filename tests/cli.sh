@@ -155,6 +155,15 @@ expect_fail "eval --compare without a draft" eval --task gsm8k -f "$D/gsm8k-test
     "$S" info -m "$T/syn.gguf" | grep -q "n_embd 64, n_ff 96, n_layer 2, n_head 4, n_head_kv 1" &&
     "$S" run -m "$T/syn.gguf" -p "Hi" -n 8 --temp 0 >/dev/null 2>&1 && ok || bad "synth"
 expect_fail "synth with a bad shape" synth -o "$T/x.gguf" --dim 65 --heads 4
+# synth --ffn: PEER and KAN models that run (as Q8_0 too); impossible sizes refused
+for f in "peer --peer-keys 8 --peer-topk 4" "kan --kan-grid 4"; do
+    "$S" synth -o "$T/ffn.gguf" --dim 64 --ff 96 --layers 2 --heads 4 --kv-heads 2 --type Q8_0 \
+        --ffn $f 2>/dev/null && "$S" run -m "$T/ffn.gguf" -p "Hi" -n 8 --temp 0 >/dev/null 2>&1 &&
+        ok || bad "synth --ffn $f"
+done
+expect_fail "PEER top-k above its sub-keys" synth -o "$T/x.gguf" --dim 64 --heads 4 --ffn peer --peer-keys 4 --peer-topk 5
+expect_fail "an unknown FFN kind" synth -o "$T/x.gguf" --dim 64 --heads 4 --ffn cnn
+expect_fail "KAN layers in gpt2" synth -o "$T/x.gguf" --arch gpt2 --dim 64 --heads 4 --ffn kan
 # synth writes any type quantize does: a k-quant mix that runs and names its types
 "$S" synth -o "$T/synk.gguf" --dim 256 --ff 256 --layers 2 --heads 4 --kv-heads 2 --type Q4_K_M 2>/dev/null &&
     "$S" info -m "$T/synk.gguf" | grep -q "attn_q.weight *Q4_K" &&

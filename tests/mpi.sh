@@ -3,7 +3,9 @@
 # localhost: `mpirun -np 2` and `-np 3` give logits bit-identical to one
 # process (-np 1, which runs the whole model) and the same greedy text as
 # `strix run`, for the bundled model, the llama2.c story models and every
-# architecture's synthetic model; then the errors: a model file that differs
+# architecture's synthetic model; `ppl` over 2 and 3 ranks prints what
+# `strix ppl` prints; `bench` with several sequences in flight generates
+# the same tokens at any rank count; then the errors: a model file that differs
 # on one rank, more ranks than layers, a bad --split, a rank that dies (all
 # end every rank with a message, never a hang). Usage: tests/mpi.sh [BUILD]
 # (run by scripts/test.sh when mpicc exists).
@@ -81,6 +83,32 @@ G="$R/models/stories260K.gguf"
 $MPIRUN -np 2 "$SM" run -m "$G" -p "Once upon a time" -n 24 --temp 0 -t 1 --split 4,1 \
     --dump-logits s.bin >/dev/null 2>e.txt
 if cmp -s s.bin base.bin; then ok; else bad "--split 4,1: logits differ: $(head -c 300 e.txt)"; fi
+
+# ppl over the pipeline: the same report as `strix ppl` in one process
+# (chunks; sliding windows saving a KL base, byte for byte), and a KL base
+# read back over 3 ranks scoring KL 0 against itself
+F=$D/tinystories-valid-4k.txt
+"$S" ppl -m "$G" -f "$F" -c 128 -t 1 >ppl1.txt 2>/dev/null
+"$S" ppl -m "$G" -f "$F" -c 96 --stride 40 -t 1 --kl-save kl1.bin >ppls1.txt 2>/dev/null
+for np in 2 3; do
+    $MPIRUN -np $np "$SM" ppl -m "$G" -f "$F" -c 128 -t 1 --ubatch 16 >ppl$np.txt 2>e.txt
+    if [ -s ppl1.txt ] && cmp -s ppl1.txt ppl$np.txt; then ok; else
+        bad "ppl -np $np differs: $(head -c 300 e.txt)"; fi
+done
+$MPIRUN -np 2 "$SM" ppl -m "$G" -f "$F" -c 96 --stride 40 -t 1 --kl-save kl2.bin >ppls2.txt 2>e.txt
+if cmp -s kl1.bin kl2.bin && [ "$(sed 1,4d ppls1.txt | grep -v saved)" = "$(sed 1,4d ppls2.txt | grep -v saved)" ]
+then ok; else bad "ppl --stride --kl-save -np 2 differs: $(head -c 300 e.txt)"; fi
+$MPIRUN -np 3 "$SM" ppl -m "$G" --kl-base kl1.bin -t 1 >klb.txt 2>e.txt
+if grep -q "KL divergence: mean 0.000000" klb.txt && grep -q "same top token: 100.000%" klb.txt
+then ok; else bad "ppl --kl-base -np 3: $(head -c 300 klb.txt e.txt)"; fi
+# bench with 3 sequences in flight: every sequence's greedy tokens the same
+# at 1, 2 and 3 ranks
+for np in 1 2 3; do
+    $MPIRUN -np $np "$SM" bench -m "$G" -p 20 -n 12 -r 1 --seqs 3 -t 1 --ubatch 8 --json \
+        2>e.txt | sed -n 's/.*"tokens_fnv": "\([0-9a-f]*\)".*/\1/p' >h$np.txt
+done
+if [ -s h1.txt ] && cmp -s h1.txt h2.txt && cmp -s h1.txt h3.txt; then ok; else
+    bad "bench --seqs 3: tokens differ across ranks: $(cat h1.txt h2.txt h3.txt | tr '\n' ' ')"; fi
 
 # expect_error DESCRIPTION PATTERN MPIRUN-ARGS...: non-zero exit before the
 # timeout, PATTERN on stderr

@@ -3,7 +3,7 @@
 # if any failed. Works from any directory: BUILD (default build/ beside this
 # script's folder) and STRIX_TEST_DATA (default tests/data) are made absolute.
 # The golden-text and logits tests (GOLDEN_TESTS) run once more under each
-# kernel set (STRIX_KERNELS=scalar, avx2, avx512); a set this CPU lacks is
+# kernel set (STRIX_KERNELS=scalar, avx2, avxvnni, avx512); a set this CPU lacks is
 # skipped by the test itself, which says so.
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
@@ -12,8 +12,8 @@ STRIX_TEST_DATA=${STRIX_TEST_DATA:-$ROOT/tests/data}
 case $STRIX_TEST_DATA in /*) ;; *) STRIX_TEST_DATA=$(pwd)/$STRIX_TEST_DATA ;; esac
 STRIX_BIN=${STRIX_BIN:-$BUILD/strix}
 export STRIX_TEST_DATA STRIX_BIN
-GOLDEN_TESTS=${GOLDEN_TESTS:-test_logits test_arch test_model}
-KERNEL_SETS=${KERNEL_SETS:-scalar avx2 avx512}
+GOLDEN_TESTS=${GOLDEN_TESTS:-test_logits test_arch test_model test_ffn_variants}
+KERNEL_SETS=${KERNEL_SETS:-scalar avx2 avxvnni avx512}
 fail=0
 n=0
 for t in "$BUILD"/tests/test_*; do

@@ -39,8 +39,8 @@ NO_TAIL_PADDING(struct strix_route_params, skip_layers);
 NO_TAIL_PADDING(struct strix_sampler_params, n_probs);
 NO_TAIL_PADDING(struct strix_gen_params, seq);
 NO_TAIL_PADDING(struct strix_beam_params, stop_at_bos);
-NO_TAIL_PADDING(struct strix_ppl_params, user);
-NO_TAIL_PADDING(struct strix_synth_params, ssm_reserved_);
+NO_TAIL_PADDING(struct strix_ppl_params, decode_user);
+NO_TAIL_PADDING(struct strix_synth_params, kan_range);
 NO_TAIL_PADDING(struct strix_analyze_params, user);
 NO_TAIL_PADDING(struct strix_prune_params, user);
 

@@ -64,8 +64,9 @@ static void check_arch(const char *name, const char *want_arch, float tol)
                batched ? "batch" : "one by one", max_rel);
         CHECKF(greedy_bad == 0 && greedy_n >= 32, "%s: %d of %d greedy tokens differ", name,
                greedy_bad, greedy_n);
-        printf("%-12s vs llama.cpp (%s): %d positions, %d greedy steps, max rel. error %.2e\n",
-               name, batched ? "batch" : "one by one", n, greedy_n, max_rel);
+        printf("%-12s vs %s (%s): %d positions, %d greedy steps, max rel. error %.2e\n",
+               name, strcmp(name, "retnet") == 0 || strcmp(name, "yoco") == 0 ? "numpy" : "llama.cpp",
+               batched ? "batch" : "one by one", n, greedy_n, max_rel);
         free(rows);
     }
     free(ref);
@@ -125,6 +126,7 @@ int main(void)
         {"mpt", "mpt"},           {"starcoder", "starcoder"}, {"mixtral", "llama"},
         {"qwen2moe", "qwen2moe"}, {"llama-yarn", "llama"},    {"llama-linear", "llama"},
         {"deepseek2", "deepseek2"}, {"deepseek2-lite", "deepseek2"}, {"mamba", "mamba"},
+        {"retnet", "retnet"}, {"yoco", "yoco"}, /* strix's own: against numpy (tests/data/README.md) */
     };
     for (size_t i = 0; i < sizeof fx / sizeof fx[0]; i++)
         check_arch(fx[i][0], fx[i][1], REL_TOL);

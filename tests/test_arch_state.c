@@ -179,5 +179,9 @@ int main(void)
     check_state("deepseek2");
     check_state("mamba");
     check_state_limits("mamba");
+    check_state("retnet"); /* against numpy's logits (tests/data/README.md) */
+    check_state_limits("retnet");
+    check_state("yoco");
+    check_state_limits("yoco");
     TEST_MAIN_END();
 }

@@ -10,6 +10,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "fixtures.h"
@@ -77,6 +78,37 @@ static double direct_nll(const strix_model *m, strix_context *ctx, const strix_t
     return nll / (double)*count;
 }
 
+/* A decode_window that feeds the window one token at a time through its
+ * own context (as a pipeline over processes would feed it in pieces). */
+struct one_by_one {
+    strix_context *ctx;
+    int n_vocab;
+};
+
+static int window_one_by_one(void *user, const strix_token *tokens, int n, const int8_t *want,
+                             float *logits, strix_error *err)
+{
+    struct one_by_one *o = user;
+    strix_context *c = o->ctx;
+    const int nv = o->n_vocab;
+    int rc = strix_kv_truncate(c, 0, err);
+    for (int j = 0, k = 0; rc == STRIX_OK && j < n; j++) {
+        const int32_t pos = j;
+        if ((rc = strix_decode(c, tokens + j, &pos, 1, NULL, err)) == STRIX_OK && want[j])
+            memcpy(logits + (size_t)k++ * (size_t)nv, strix_get_logits(c, -1),
+                   (size_t)nv * sizeof(float));
+    }
+    return rc;
+}
+
+static int window_fails(void *user, const strix_token *tokens, int n, const int8_t *want,
+                        float *logits, strix_error *err)
+{
+    (void)user, (void)tokens, (void)n, (void)want, (void)logits;
+    snprintf(err->msg, sizeof err->msg, "the pipeline broke");
+    return STRIX_ERR_IO;
+}
+
 static void check_model(const char *name, strix_model *m)
 {
     if (!m)
@@ -109,6 +141,21 @@ static void check_model(const char *name, strix_model *m)
         CHECK(fabs(r.ppl - exp(r.nll)) < 1e-9 * r.ppl);
         CHECK(fabs(pow(2.0, r.bits_per_token) - r.ppl) < 1e-9 * r.ppl);
         CHECK(r.nll_stderr > 0 && r.nll_stderr < r.nll && r.bits_per_byte > 0);
+        /* the same windows decoded by a caller's decode_window, without a context */
+        strix_context *c1 = fixture_context(m, NCTX, NCTX, 1);
+        struct strix_ppl_result r1 = {.struct_size = sizeof r1};
+        pp.decode_window = window_one_by_one;
+        struct one_by_one ob = {c1, strix_vocab_size(m)};
+        pp.decode_user = &ob;
+        CHECKF(c1 && strix_perplexity(m, NULL, t, n, &pp, &r1, &err) == STRIX_OK &&
+                   r1.n_scored == count && fabs(r1.nll - want) < 1e-6 * want &&
+                   r1.bits_per_byte == r.bits_per_byte,
+               "%s stride %d, decode_window: nll %.8f, direct %.8f (%s)", name, stride, r1.nll,
+               want, err.msg);
+        pp.decode_window = window_fails;
+        CHECK(strix_perplexity(m, NULL, t, n, &pp, &r1, &err) == STRIX_ERR_IO &&
+              strstr(err.msg, "pipeline broke"));
+        strix_context_free(c1);
         printf("%s, %s: %d tokens, %lld scored: %.5f nats/token, PPL %.4f +/- %.4f, %.4f "
                "bits/byte (direct: %.5f)\n",
                name, stride ? "sliding, stride 100" : "chunks", n, (long long)r.n_scored, r.nll,

@@ -17,6 +17,7 @@
 
 #include "analysis/prune.h"
 #include "analysis/stats.h"
+#include "format/gguf.h"
 #include "fixtures.h"
 #include "harness.h"
 #include "model/model.h"
@@ -347,6 +348,88 @@ static void test_depth_and_linear(const strix_model *m, const strix_token *ids, 
     strix_model_free(p);
 }
 
+/* Architectures with weights that are not matrix products, or rows that
+ * are not groups of 4: mamba under Wanda keeps its convolution taps and
+ * state matrix byte for byte and prunes its projections; deepseek2-lite
+ * under 2:4 keeps the 6-input attn_k_b dense, names it under
+ * strix.prune.dense, and prunes every other projection 2:4; both still run. */
+static int same_bytes(const struct tensor *a, const struct tensor *b)
+{
+    return a && b && a->nbytes == b->nbytes && memcmp(a->data, b->data, a->nbytes) == 0;
+}
+
+static void test_other_archs(const strix_token *ids, int n, const char *path)
+{
+    strix_error err;
+    strix_model *m = load_fixture("arch/mamba.gguf", NULL), *p = NULL;
+    struct strix_prune_params pp = strix_prune_default_params();
+    pp.method = "wanda";
+    pp.sparsity = 0.5f;
+    pp.n_ctx = 64;
+    if (m && !prune_to(m, ids, n < 256 ? n : 256, path, &pp, &err) && (p = load_path(path))) {
+        int kept = 0, halved = 0, n_proj = 0;
+        float a[512];
+        for (int i = 0; i < m->n_all; i++) {
+            const struct tensor *t = m->all[i], *u = find(p, t->name);
+            if (strstr(t->name, "ssm_conv1d.weight") || strstr(t->name, "ssm_a"))
+                kept += same_bytes(t, u) ? 1 : -100;
+            if (!strstr(t->name, "ssm_in.weight") && !strstr(t->name, "ssm_out.weight"))
+                continue;
+            n_proj++;
+            for (int64_t r = 0; u && r < u->ne[1]; r++) {
+                int z = 0;
+                row_f32(u, r, a);
+                for (int j = 0; j < u->ne[0]; j++)
+                    z += a[j] == 0.0f;
+                halved += z == (int)(u->ne[0] / 2);
+            }
+        }
+        CHECKF(kept == 2 * m->hp.n_layer, "mamba: %d of %d convolution/state weights kept", kept,
+               2 * m->hp.n_layer);
+        CHECK(n_proj == 2 * m->hp.n_layer && halved > 0);
+        const strix_token t0[2] = {1, 2};
+        strix_context *c = NULL;
+        CHECK(strix_context_create(p, NULL, &c, &err) == STRIX_OK &&
+              strix_decode(c, t0, NULL, 2, NULL, &err) == STRIX_OK &&
+              isfinite(strix_get_logits(c, -1)[0]));
+        strix_context_free(c);
+        strix_model_free(p);
+    }
+    strix_model_free(m);
+    m = load_fixture("arch/deepseek2-lite.gguf", NULL);
+    pp = strix_prune_default_params();
+    pp.method = "magnitude";
+    pp.nm_n = 2, pp.nm_m = 4;
+    p = NULL;
+    if (m && !prune_to(m, NULL, 0, path, &pp, &err) && (p = load_path(path))) {
+        int dense_ok = 0, bad_groups = 0, n_nm = 0;
+        float a[4096];
+        for (int i = 0; i < m->n_all; i++) {
+            const struct tensor *t = m->all[i], *u = find(p, t->name);
+            if (strstr(t->name, "attn_k_b"))
+                dense_ok += same_bytes(t, u);
+            if (!prunable(t) || strstr(t->name, "gate_inp") || t->ne[0] % 4 || !u)
+                continue;
+            n_nm++;
+            for (int64_t r = 0; r < u->ne[1] * u->ne[2]; r++) {
+                dtype_get(u->type)->dequantize((const uint8_t *)u->data + (size_t)r * u->row_bytes,
+                                               a, u->ne[0]);
+                for (int g = 0; g < u->ne[0]; g += 4)
+                    bad_groups += (a[g] == 0) + (a[g + 1] == 0) + (a[g + 2] == 0) +
+                                      (a[g + 3] == 0) != 2;
+            }
+        }
+        const struct gguf_kv *kv = gguf_find_kv(p->gguf, "strix.prune.dense");
+        CHECKF(dense_ok == m->hp.n_layer, "deepseek2-lite: attn_k_b kept in %d of %d blocks",
+               dense_ok, m->hp.n_layer);
+        CHECK(kv && kv->arr_strs && kv->n == (uint64_t)m->hp.n_layer);
+        CHECKF(n_nm > 10 && bad_groups == 0, "deepseek2-lite 2:4: %d weights, %d bad groups", n_nm,
+               bad_groups);
+        strix_model_free(p);
+    }
+    strix_model_free(m);
+}
+
 static void expect_err(const strix_model *m, const strix_token *ids, int n, const char *path,
                        const struct strix_prune_params *pp, const char *msg)
 {
@@ -373,8 +456,8 @@ static void test_bad_input(const strix_model *m, const strix_token *ids, int n, 
     pp.method = "magnitude";
     pp.nm_n = 5, pp.nm_m = 4;
     expect_err(m, ids, n, path, &pp, "N:M needs");
-    pp.nm_n = 2, pp.nm_m = 3; /* 64 inputs are not groups of 3 */
-    expect_err(m, ids, n, path, &pp, "not a multiple of 3");
+    pp.nm_n = 2, pp.nm_m = 3; /* 64 inputs are not groups of 3, in no weight */
+    expect_err(m, ids, n, path, &pp, "no weight has rows that are groups of 3");
     pp.nm_n = 0, pp.nm_m = 0;
     pp.method = "wanda";
     expect_err(m, ids, 10, path, &pp, "Wanda needs at least 64");
@@ -441,6 +524,7 @@ int main(void)
         strix_model_free(p);
     }
     test_wanda(m, ids, n, path);
+    test_other_archs(ids, n, path);
     /* a quantized model: pruned in its type */
     strix_model *q = NULL;
     CHECK(strix_model_save_gguf(m, qpath, "Q8_0", &err) == STRIX_OK && (q = load_path(qpath)));

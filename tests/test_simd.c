@@ -28,7 +28,7 @@ static int same_bits(float a, float b)
     return memcmp(&a, &b, sizeof a) == 0 || (a != a && b != b);
 }
 
-static const char *isas[] = {"scalar", "avx2", "avx512"};
+static const char *isas[] = {"scalar", "avx2", "avxvnni", "avx512"};
 
 static void test_dots(const struct kern_isa *k)
 {

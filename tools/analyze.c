@@ -235,45 +235,14 @@ int analysis_run(const strix_model *m, const char *path, int n_ctx, int max_toke
 
 int cmd_analyze(int argc, char **argv)
 {
-    const char *model = NULL, *file = NULL, *out = NULL, *csv = NULL, *svg = NULL;
-    int n_ctx = 256, max_tokens = 0, n_threads = 0;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        if (is_help(a)) {
-            usage("analyze", stdout);
-            exit(0);
-        }
-        if (i + 1 >= argc)
-            die("analyze: unknown option or missing value: %s (see strix analyze --help)", a);
-        const char *v = argv[++i];
-        if (strcmp(a, "-m") == 0)
-            model = v;
-        else if (strcmp(a, "-f") == 0)
-            file = v;
-        else if (strcmp(a, "-o") == 0)
-            out = v;
-        else if (strcmp(a, "--csv") == 0)
-            csv = v;
-        else if (strcmp(a, "--svg") == 0)
-            svg = v;
-        else if (strcmp(a, "-c") == 0)
-            n_ctx = (int)parse_long(a, v, 2, 1 << 16);
-        else if (strcmp(a, "--max-tokens") == 0)
-            max_tokens = (int)parse_long(a, v, 0, 1 << 30);
-        else if (strcmp(a, "-t") == 0)
-            n_threads = (int)parse_long(a, v, 0, 1024);
-        else
-            die("analyze: unknown option %s (see strix analyze --help)", a);
-    }
+    struct opts o;
+    parse_opts(argc, argv, &o, " m f o csv svg c max-tokens t ");
+    const char *model = o.model, *file = o.file, *out = o.out, *csv = o.csv, *svg = o.svg;
+    const int n_ctx = opt_given(&o, "c") ? o.n_ctx : 256, max_tokens = o.max_tokens,
+              n_threads = o.n_threads;
     if (!file || !out)
         die("analyze needs -f TEXT and -o REPORT.json");
-    if (!model)
-        model = default_model();
     refuse_overwrite(out, (const char *const[]){model, file}, 2);
-    struct opts o;
-    memset(&o, 0, sizeof o);
-    o.command = "analyze";
-    o.model = model;
     strix_model *m = load_model(&o, 0);
     static struct strix_layer_stats ls[4096];
     struct strix_layer_stats es;

@@ -165,6 +165,11 @@ static const struct {
               "            [--head-v N] [--dense-lead N] [--experts-shared N] [--expert-groups N\n"
               "            --groups-used N] [--expert-sigmoid] [--expert-bias] [--expert-norm]\n"
               "            [--expert-scale F] mamba: [--ssm-conv N] [--ssm-state N] [--ssm-dt-rank N]\n"
+              "            retnet: [--head-k D_K] [--head-v D_V] (default n_embd/heads, 2 D_K)\n"
+              "            yoco: [--head-k D] (half the layers self-decoder)\n"
+              "            [--ffn mlp|peer|kan] peer: [--peer-keys N] [--peer-heads N] [--peer-topk K]\n"
+              "            [--peer-key-len N] [--peer-sigmoid] kan: [--kan-grid G] [--kan-order K]\n"
+              "            [--kan-range R] (KAN's hidden width is --ff)\n"
               "            (random weights; TYPE: any of quantize's)\n"},
     {"quantize", "  quantize  IN OUT.gguf TYPE [--vocab TOKENIZER.bin] [-t THREADS] [--pure]\n"
                  "            TYPE (any case): F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K\n"
@@ -325,6 +330,15 @@ static const struct opt_def opt_defs[] = {
     {"ssm-conv", "--ssm-conv", OPT_INT, F(synth.ssm_d_conv), 1, 64},
     {"ssm-state", "--ssm-state", OPT_INT, F(synth.ssm_d_state), 1, 1024},
     {"ssm-dt-rank", "--ssm-dt-rank", OPT_INT, F(synth.ssm_dt_rank), 1, 1 << 20},
+    {"ffn", "--ffn", OPT_STR, F(synth.ffn_kind), 0, 0},
+    {"peer-keys", "--peer-keys", OPT_INT, F(synth.peer_n_keys), 1, 4096},
+    {"peer-heads", "--peer-heads", OPT_INT, F(synth.peer_n_head), 1, 64},
+    {"peer-topk", "--peer-topk", OPT_INT, F(synth.peer_top_k), 1, 64},
+    {"peer-key-len", "--peer-key-len", OPT_INT, F(synth.peer_d_key), 2, 4096},
+    {"peer-sigmoid", "--peer-sigmoid", OPT_FLAG, F(synth.peer_sigmoid), 0, 0},
+    {"kan-grid", "--kan-grid", OPT_INT, F(synth.kan_grid), 1, 256},
+    {"kan-order", "--kan-order", OPT_INT, F(synth.kan_order), 1, 8},
+    {"kan-range", "--kan-range", OPT_FLOAT, F(synth.kan_range), 1e-3, 1e6},
     {"expert-stats", "--expert-stats", OPT_FLAG, F(expert_stats), 0, 0},
     {"draft", "--draft", OPT_STR, F(draft), 0, 0},
     {"draft-max", "--draft-max", OPT_INT, F(draft_max), 1, STRIX_SPEC_DRAFT_MAX},
@@ -350,6 +364,15 @@ static const struct opt_def opt_defs[] = {
     {"lr", "--lr", OPT_FLOAT, F(lr), 1e-7, 0.5},
     {"window", "--window", OPT_INT, F(window), 2, 4096},
     {"json", "--json", OPT_FLAG, F(json), 0, 0},
+    {"csv", "--csv", OPT_STR, F(csv), 0, 0},
+    {"svg", "--svg", OPT_STR, F(svg), 0, 0},
+    {"max-tokens", "--max-tokens", OPT_INT, F(max_tokens), 0, 1 << 30},
+    {"method", "--method", OPT_STR, F(method), 0, 0},
+    {"sparsity", "--sparsity", OPT_FLOAT, F(sparsity), -1e9, 1e9},
+    {"pattern", "--pattern", OPT_STR, F(pattern), 0, 0},
+    {"drop-layers", "--drop-layers", OPT_STR, F(drop_layers), 0, 0},
+    {"linearize", "--linearize", OPT_STR, F(linearize), 0, 0},
+    {"criterion", "--criterion", OPT_STR, F(criterion), 0, 0},
 };
 #undef F
 

@@ -79,6 +79,10 @@ struct opts {
     const char *router, *skip_layers;
     float keep, skip_random, lr;
     int epochs, window, json;
+    /* analysis and pruning (analyze, prune) */
+    const char *csv, *svg, *method, *pattern, *drop_layers, *linearize, *criterion;
+    float sparsity;
+    int max_tokens;
     /* KV cache element types (-ctk, -ctv; every command that decodes) */
     const char *cache_type_k, *cache_type_v;
 };
@@ -115,6 +119,8 @@ int cmd_bench(int argc, char **argv);
  * MiB by each thread count; a table (or JSON rows) on stdout. */
 void bwprobe_run(size_t mib, const long *threads, int n_threads_list, int reps, int json);
 int cmd_ppl(int argc, char **argv);
+int ppl_window(const char *kl_base, int fallback);
+void ppl_print(const struct opts *o, const struct strix_ppl_result *r, size_t len, int n_tok);
 int cmd_chat(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_serve(int argc, char **argv); /* tools/serve/server.c */

@@ -24,6 +24,49 @@ static void progress(void *user, int done, int total)
     fflush(stderr);
 }
 
+/* The window of a KL base file's evaluation (to size the context for
+ * it), or fallback without one or when it is unreadable (the library then
+ * says what is wrong with it). */
+int ppl_window(const char *kl_base, int fallback)
+{
+    FILE *f = kl_base ? fopen(kl_base, "rb") : NULL;
+    unsigned char h[16];
+    int n = fallback;
+    if (f && fread(h, 1, sizeof h, f) == sizeof h && memcmp(h, "STRIXKL1", 8) == 0) {
+        const int nc = h[12] | h[13] << 8 | h[14] << 16 | (h[15] & 0x7f) << 24;
+        n = nc > 1 && nc <= (1 << 24) ? nc : fallback;
+    }
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* The report of `strix ppl` (and of strix-mpi ppl): len bytes of text gave
+ * n_tok tokens. */
+void ppl_print(const struct opts *o, const struct strix_ppl_result *r, size_t len, int n_tok)
+{
+    printf("model %s\n", o->model);
+    if (o->file)
+        printf("text %s: %zu bytes, %d tokens\n", o->file, len, n_tok);
+    printf("%s of %d tokens, %d windows, %lld tokens scored (%lld bytes)\n",
+           r->stride ? "sliding windows" : "chunks", r->n_ctx, r->n_windows, (long long)r->n_scored,
+           (long long)r->n_bytes);
+    printf("cross-entropy: %.6f nats/token +/- %.6f, %.6f bits/token, %.6f bits/byte\n", r->nll,
+           r->nll_stderr, r->bits_per_token, r->bits_per_byte);
+    printf("PPL = %.4f +/- %.5f\n", r->ppl, r->ppl_stderr);
+    if (o->kl_save)
+        printf("saved log-probabilities to %s\n", o->kl_save);
+    if (r->has_kl) {
+        printf("base PPL = %.4f, PPL ratio = %.6f (ln ratio %.6f +/- %.6f)\n", r->base_ppl,
+               r->ppl_ratio, r->ln_ppl_ratio, r->ln_ppl_ratio_stderr);
+        printf("KL divergence: mean %.6f +/- %.6f, min %.6f, median %.6f, 90%% %.6f, 95%% %.6f, "
+               "99%% %.6f, 99.9%% %.6f, max %.6f\n",
+               r->kl_mean, r->kl_stderr, r->kl_min, r->kl_median, r->kl_p90, r->kl_p95, r->kl_p99,
+               r->kl_p999, r->kl_max);
+        printf("same top token: %.3f%%\n", 100.0 * r->top1_agree);
+    }
+}
+
 int cmd_ppl(int argc, char **argv)
 {
     struct opts o;
@@ -57,16 +100,7 @@ int cmd_ppl(int argc, char **argv)
     pp.n_batch = n_ctx;
     pp.kl_save = o.kl_save;
     pp.kl_base = o.kl_base;
-    if (o.kl_base) { /* the window is the base's: size the context for it */
-        FILE *f = fopen(o.kl_base, "rb");
-        unsigned char h[16];
-        if (f && fread(h, 1, sizeof h, f) == sizeof h && memcmp(h, "STRIXKL1", 8) == 0) {
-            const int nc = h[12] | h[13] << 8 | h[14] << 16 | (h[15] & 0x7f) << 24;
-            cp.n_ctx = cp.n_batch = pp.n_ctx = pp.n_batch = nc > 1 && nc <= (1 << 24) ? nc : n_ctx;
-        }
-        if (f)
-            fclose(f);
-    }
+    cp.n_ctx = cp.n_batch = pp.n_ctx = pp.n_batch = ppl_window(o.kl_base, n_ctx);
     if (strix_context_create(m, &cp, &ctx, &err))
         die("%s", err.msg);
     strix_router *router = route_apply(&o, m, ctx); /* accounting, with or without */
@@ -97,26 +131,7 @@ int cmd_ppl(int argc, char **argv)
         strix_model_free(m);
         return 0;
     }
-    printf("model %s\n", o.model);
-    if (text)
-        printf("text %s: %zu bytes, %d tokens\n", o.file, len, n_tok);
-    printf("%s of %d tokens, %d windows, %lld tokens scored (%lld bytes)\n",
-           r.stride ? "sliding windows" : "chunks", r.n_ctx, r.n_windows, (long long)r.n_scored,
-           (long long)r.n_bytes);
-    printf("cross-entropy: %.6f nats/token +/- %.6f, %.6f bits/token, %.6f bits/byte\n", r.nll,
-           r.nll_stderr, r.bits_per_token, r.bits_per_byte);
-    printf("PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_stderr);
-    if (o.kl_save)
-        printf("saved log-probabilities to %s\n", o.kl_save);
-    if (r.has_kl) {
-        printf("base PPL = %.4f, PPL ratio = %.6f (ln ratio %.6f +/- %.6f)\n", r.base_ppl,
-               r.ppl_ratio, r.ln_ppl_ratio, r.ln_ppl_ratio_stderr);
-        printf("KL divergence: mean %.6f +/- %.6f, min %.6f, median %.6f, 90%% %.6f, 95%% %.6f, "
-               "99%% %.6f, 99.9%% %.6f, max %.6f\n",
-               r.kl_mean, r.kl_stderr, r.kl_min, r.kl_median, r.kl_p90, r.kl_p95, r.kl_p99,
-               r.kl_p999, r.kl_max);
-        printf("same top token: %.3f%%\n", 100.0 * r.top1_agree);
-    }
+    ppl_print(&o, &r, len, n_tok);
     strix_context_free(ctx);
     strix_router_free(router);
     free(ids);

@@ -84,46 +84,15 @@ static int pick_auto(const struct strix_layer_stats *ls, int n_layer, int k, int
 
 int cmd_prune(int argc, char **argv)
 {
-    const char *model = NULL, *file = NULL, *out = NULL, *method = NULL, *pattern = NULL;
-    const char *drop = NULL, *lin = NULL, *criterion = "linearity";
-    float sparsity = -1.0f;
-    int n_ctx = 256, max_tokens = 0, n_threads = 0;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        if (is_help(a)) {
-            usage("prune", stdout);
-            exit(0);
-        }
-        if (i + 1 >= argc)
-            die("prune: unknown option or missing value: %s (see strix prune --help)", a);
-        const char *v = argv[++i];
-        if (strcmp(a, "-m") == 0)
-            model = v;
-        else if (strcmp(a, "-f") == 0)
-            file = v;
-        else if (strcmp(a, "-o") == 0)
-            out = v;
-        else if (strcmp(a, "--method") == 0)
-            method = v;
-        else if (strcmp(a, "--sparsity") == 0)
-            sparsity = parse_float(a, v, -1e9f, 1e9f);
-        else if (strcmp(a, "--pattern") == 0)
-            pattern = v;
-        else if (strcmp(a, "--drop-layers") == 0)
-            drop = v;
-        else if (strcmp(a, "--linearize") == 0)
-            lin = v;
-        else if (strcmp(a, "--criterion") == 0)
-            criterion = v;
-        else if (strcmp(a, "-c") == 0)
-            n_ctx = (int)parse_long(a, v, 2, 1 << 16);
-        else if (strcmp(a, "--max-tokens") == 0)
-            max_tokens = (int)parse_long(a, v, 0, 1 << 30);
-        else if (strcmp(a, "-t") == 0)
-            n_threads = (int)parse_long(a, v, 0, 64);
-        else
-            die("prune: unknown option %s (see strix prune --help)", a);
-    }
+    struct opts o;
+    parse_opts(argc, argv, &o,
+               " m f o method sparsity pattern drop-layers linearize criterion c max-tokens t ");
+    const char *model = o.model, *file = o.file, *out = o.out, *method = o.method;
+    const char *pattern = o.pattern, *drop = o.drop_layers, *lin = o.linearize;
+    const char *criterion = o.criterion ? o.criterion : "linearity";
+    const float sparsity = opt_given(&o, "sparsity") ? o.sparsity : -1.0f;
+    const int n_ctx = opt_given(&o, "c") ? o.n_ctx : 256, max_tokens = o.max_tokens,
+              n_threads = o.n_threads;
     if (!out)
         die("prune needs -o OUT.gguf");
     if (strcmp(criterion, "linearity") != 0 && strcmp(criterion, "cosine") != 0)
@@ -150,13 +119,7 @@ int cmd_prune(int argc, char **argv)
         if (pp.nm_n > pp.nm_m)
             die("--pattern %s: N (weights kept) must not exceed M (group size)", pattern);
     }
-    if (!model)
-        model = default_model();
     refuse_overwrite(out, (const char *const[]){model, file}, 2);
-    struct opts o;
-    memset(&o, 0, sizeof o);
-    o.command = "prune";
-    o.model = model;
     strix_model *m = load_model(&o, 0);
     struct strix_model_info in = {.struct_size = sizeof in};
     strix_model_get_info(m, &in);

@@ -348,7 +348,11 @@ static int cmd_info(int argc, char **argv)
                in.n_ctx_train, in.tied_output ? "tied to embeddings" : "separate");
         printf("parameters: %lld, %.2f MiB\n", (long long)in.n_params,
                (double)in.weight_bytes / 1048576.0);
-        if (in.state_seq_bytes)
+        if (in.state_seq_bytes && in.cache_token_bytes) /* yoco */
+            printf("cache: %zu bytes per token (one shared layer; F32; as multi-head attention: "
+                   "%zu), plus a recurrent state of %zu bytes per sequence\n",
+                   in.cache_token_bytes, in.cache_token_bytes_mha, in.state_seq_bytes);
+        else if (in.state_seq_bytes)
             printf("cache: none per token; recurrent state %zu bytes per sequence (F32)\n",
                    in.state_seq_bytes);
         else
@@ -416,7 +420,8 @@ static int cmd_synth(int argc, char **argv)
                " m o type t dim ff layers heads kv-heads c seed arch rot experts experts-used swa "
                "rope-scaling rope-scale alibi-bias ff-exp lora-q lora-kv head-k head-v dense-lead "
                "experts-shared expert-groups groups-used expert-sigmoid expert-bias expert-norm "
-               "expert-scale ssm-conv ssm-state ssm-dt-rank ");
+               "expert-scale ssm-conv ssm-state ssm-dt-rank ffn peer-keys peer-heads peer-topk "
+               "peer-key-len peer-sigmoid kan-grid kan-order kan-range ");
     if (!o.out)
         die("synth needs -o OUT.gguf");
     refuse_overwrite(o.out, (const char *const[]){o.model}, 1);

@@ -222,12 +222,63 @@ static int log_softmax(const float *logits, int nv, float *lp)
     return best;
 }
 
+/* The running sums of one evaluation. */
+struct tally {
+    const strix_model *model;
+    const struct strix_ppl_params *params;
+    FILE *kf; /* KL file being written (kl_save) or read (kl_base), or NULL */
+    int nv;
+    float *lp, *lb; /* (nv) this model's and the base's log-probabilities */
+    double *kls;    /* (count) each token's KL, with kl_base */
+    double nll, nll2, bnll, dnll, dnll2, kl, kl2;
+    int64_t count, bytes, same_top;
+};
+
+/* Scores token tgt (after prev) under logits. */
+static int score_token(struct tally *t, const float *logits, strix_token prev, strix_token tgt,
+                       strix_error *err)
+{
+    const struct strix_ppl_params *params = t->params;
+    const int nv = t->nv;
+    float *lp = t->lp, *lb = t->lb;
+    const int top_q = log_softmax(logits, nv, lp);
+    const double l = -(double)lp[tgt];
+    char piece[256];
+    t->nll += l;
+    t->nll2 += l * l;
+    const int nb = strix_token_to_text(t->model, prev, tgt, piece, (int)sizeof piece);
+    t->bytes += nb > 0 ? nb : 0;
+    if (params->kl_save && fwrite(lp, sizeof *lp, (size_t)nv, t->kf) != (size_t)nv)
+        return err_set(err, STRIX_ERR_IO, "%s: write failed", params->kl_save);
+    if (params->kl_base) {
+        if (fread(lb, sizeof *lb, (size_t)nv, t->kf) != (size_t)nv)
+            return err_set(err, STRIX_ERR_IO, "%s: short read", params->kl_base);
+        double d = 0.0;
+        int top_b = 0;
+        for (int v = 0; v < nv; v++) {
+            d += exp((double)lb[v]) * ((double)lb[v] - (double)lp[v]);
+            top_b = lb[v] > lb[top_b] ? v : top_b;
+        }
+        d = d > 0.0 ? d : 0.0; /* rounding can give -1e-9 */
+        t->kls[t->count] = d;
+        t->kl += d;
+        t->kl2 += d * d;
+        t->same_top += top_b == top_q;
+        t->bnll += -(double)lb[tgt];
+        const double dl = l + (double)lb[tgt]; /* ln p_base - ln p */
+        t->dnll += dl;
+        t->dnll2 += dl * dl;
+    }
+    t->count++;
+    return STRIX_OK;
+}
+
 int strix_perplexity(const strix_model *model, strix_context *ctx, const strix_token *tokens,
                      int n_tokens, const struct strix_ppl_params *caller_params,
                      struct strix_ppl_result *caller_out, strix_error *err)
 {
     err_clear(err);
-    if (!model || !ctx || !caller_params)
+    if (!model || !caller_params || (!ctx && !caller_params->decode_window))
         return err_set(err, STRIX_ERR_ARG, "NULL argument");
     struct strix_ppl_params pp;
     int prc = UTIL_PARAMS_READ(ppl, &pp, caller_params, err);
@@ -248,7 +299,9 @@ int strix_perplexity(const strix_model *model, strix_context *ctx, const strix_t
         atomic_file_is(params->kl_save, model->map.dev, model->map.ino))
         return err_set(err, STRIX_ERR_ARG, "refusing to write '%s': it is the model's own file %s",
                        params->kl_save, model->map.path);
-    int n_ctx = params->n_ctx ? params->n_ctx : strix_context_n_ctx(ctx);
+    /* with decode_window and no context, the window is the caller's to give */
+    const int ctx_n = ctx ? strix_context_n_ctx(ctx) : params->n_ctx;
+    int n_ctx = params->n_ctx ? params->n_ctx : ctx_n;
     int stride = params->stride;
     FILE *kf = NULL;
     strix_token *base_tokens = NULL;
@@ -265,9 +318,9 @@ int strix_perplexity(const strix_model *model, strix_context *ctx, const strix_t
     }
     if (rc == STRIX_OK && (!tokens || n_tokens < 0))
         rc = err_set(err, STRIX_ERR_ARG, "no tokens");
-    if (rc == STRIX_OK && (n_ctx < 2 || n_ctx > strix_context_n_ctx(ctx)))
+    if (rc == STRIX_OK && (n_ctx < 2 || n_ctx > ctx_n))
         rc = err_set(err, STRIX_ERR_ARG, "window of %d tokens: the context holds %d", n_ctx,
-                     strix_context_n_ctx(ctx));
+                     ctx_n);
     if (rc == STRIX_OK && (stride < 0 || stride >= n_ctx))
         rc = err_set(err, STRIX_ERR_ARG, "stride %d: must be in [0, %d)", stride, n_ctx);
     const int nw = n_windows(n_tokens, n_ctx, stride);
@@ -290,14 +343,18 @@ int strix_perplexity(const strix_model *model, strix_context *ctx, const strix_t
     const int n_batch = params->n_batch > 0 ? params->n_batch : 512;
     strix_token *win = util_malloc((size_t)n_ctx * sizeof *win);
     int8_t *want = util_malloc((size_t)n_ctx);
-    float *lp = util_malloc((size_t)nv * sizeof *lp), *lb = util_malloc((size_t)nv * sizeof *lb);
-    double *kls = params->kl_base ? util_malloc((size_t)(n_score > 0 ? n_score : 1) * sizeof *kls)
-                                  : NULL;
-    if (rc == STRIX_OK && (!win || !want || !lp || !lb || (params->kl_base && !kls)))
+    struct tally t = {.model = model, .params = params, .kf = kf, .nv = nv};
+    t.lp = util_malloc((size_t)nv * sizeof *t.lp);
+    t.lb = util_malloc((size_t)nv * sizeof *t.lb);
+    t.kls = params->kl_base ? util_malloc((size_t)(n_score > 0 ? n_score : 1) * sizeof *t.kls)
+                            : NULL;
+    /* with decode_window: the window's wanted logits, row after row */
+    float *wl = params->decode_window && rc == STRIX_OK
+                    ? util_malloc((size_t)n_ctx * (size_t)nv * sizeof *wl)
+                    : NULL;
+    if (rc == STRIX_OK && (!win || !want || !t.lp || !t.lb || (params->kl_base && !t.kls) ||
+                           (params->decode_window && !wl)))
         rc = err_set(err, STRIX_ERR_NOMEM, "out of memory");
-    double nll = 0, nll2 = 0, bnll = 0, dnll = 0, dnll2 = 0, kl = 0, kl2 = 0;
-    int64_t count = 0, bytes = 0, same_top = 0;
-    char piece[256];
     const strix_token bos = strix_token_bos(model);
     for (int w = 0; rc == STRIX_OK && w < nw; w++) {
         const struct win r = window_at(w, n_tokens, n_ctx, stride);
@@ -307,53 +364,30 @@ int strix_perplexity(const strix_model *model, strix_context *ctx, const strix_t
             win[0] = bos;
         for (int j = 0; j < len; j++) /* logits at j predict the token at j + 1 */
             want[j] = r.begin + j + 1 >= r.score_from && j + 1 < len;
-        if ((rc = strix_kv_truncate(ctx, 0, err)))
-            break;
-        for (int j0 = 0; rc == STRIX_OK && j0 < len; j0 += n_batch) {
-            const int n = len - j0 < n_batch ? len - j0 : n_batch;
-            if ((rc = strix_decode(ctx, win + j0, NULL, n, want + j0, err)))
+        if (params->decode_window) {
+            if ((rc = params->decode_window(params->decode_user, win, len, want, wl, err)))
                 break;
-            for (int j = j0; j < j0 + n && rc == STRIX_OK; j++) {
-                if (!want[j])
-                    continue;
-                const float *logits = strix_get_logits(ctx, j - j0);
-                const strix_token tgt = tokens[r.begin + j + 1];
-                const int top_q = log_softmax(logits, nv, lp);
-                const double l = -(double)lp[tgt];
-                nll += l;
-                nll2 += l * l;
-                const int nb = strix_token_to_text(model, tokens[r.begin + j], tgt, piece,
-                                                   (int)sizeof piece);
-                bytes += nb > 0 ? nb : 0;
-                if (params->kl_save && fwrite(lp, sizeof *lp, (size_t)nv, kf) != (size_t)nv)
-                    rc = err_set(err, STRIX_ERR_IO, "%s: write failed", params->kl_save);
-                if (params->kl_base) {
-                    if (fread(lb, sizeof *lb, (size_t)nv, kf) != (size_t)nv) {
-                        rc = err_set(err, STRIX_ERR_IO, "%s: short read", params->kl_base);
-                        break;
-                    }
-                    double d = 0.0;
-                    int top_b = 0;
-                    for (int v = 0; v < nv; v++) {
-                        d += exp((double)lb[v]) * ((double)lb[v] - (double)lp[v]);
-                        top_b = lb[v] > lb[top_b] ? v : top_b;
-                    }
-                    d = d > 0.0 ? d : 0.0; /* rounding can give -1e-9 */
-                    kls[count] = d;
-                    kl += d;
-                    kl2 += d * d;
-                    same_top += top_b == top_q;
-                    bnll += -(double)lb[tgt];
-                    const double dl = l + (double)lb[tgt]; /* ln p_base - ln p */
-                    dnll += dl;
-                    dnll2 += dl * dl;
-                }
-                count++;
+            for (int j = 0, k = 0; j < len && rc == STRIX_OK; j++)
+                if (want[j])
+                    rc = score_token(&t, wl + (size_t)k++ * (size_t)nv, tokens[r.begin + j],
+                                     tokens[r.begin + j + 1], err);
+        } else if ((rc = strix_kv_truncate(ctx, 0, err)) == STRIX_OK) {
+            for (int j0 = 0; rc == STRIX_OK && j0 < len; j0 += n_batch) {
+                const int n = len - j0 < n_batch ? len - j0 : n_batch;
+                if ((rc = strix_decode(ctx, win + j0, NULL, n, want + j0, err)))
+                    break;
+                for (int j = j0; j < j0 + n && rc == STRIX_OK; j++)
+                    if (want[j])
+                        rc = score_token(&t, strix_get_logits(ctx, j - j0), tokens[r.begin + j],
+                                         tokens[r.begin + j + 1], err);
             }
         }
         if (params->progress)
             params->progress(params->user, w + 1, nw);
     }
+    const int64_t count = t.count;
+    const double nll = t.nll, nll2 = t.nll2;
+    double *kls = t.kls;
     if (rc == STRIX_OK && count != n_score)
         rc = err_set(err, STRIX_ERR_ARG, "scored %lld tokens, expected %lld", (long long)count,
                      (long long)n_score);
@@ -368,26 +402,26 @@ int strix_perplexity(const strix_model *model, strix_context *ctx, const strix_t
     if (rc == STRIX_OK) {
         const double N = (double)count, m = nll / N;
         out->n_scored = count;
-        out->n_bytes = bytes;
+        out->n_bytes = t.bytes;
         out->n_windows = nw;
         out->n_ctx = n_ctx;
         out->stride = stride;
         out->nll = m;
         out->nll_stderr = count > 1 ? sqrt(fmax(nll2 / N - m * m, 0.0) / (N - 1)) : 0.0;
         out->bits_per_token = m / log(2.0);
-        out->bits_per_byte = bytes > 0 ? nll / log(2.0) / (double)bytes : NAN;
+        out->bits_per_byte = t.bytes > 0 ? nll / log(2.0) / (double)t.bytes : NAN;
         out->ppl = exp(m);
         out->ppl_stderr = out->ppl * out->nll_stderr;
         if (params->kl_base) {
-            const double km = kl / N, dm = dnll / N;
+            const double km = t.kl / N, dm = t.dnll / N;
             out->has_kl = 1;
-            out->base_ppl = exp(bnll / N);
+            out->base_ppl = exp(t.bnll / N);
             out->ln_ppl_ratio = dm;
             out->ln_ppl_ratio_stderr =
-                count > 1 ? sqrt(fmax(dnll2 / N - dm * dm, 0.0) / (N - 1)) : 0.0;
+                count > 1 ? sqrt(fmax(t.dnll2 / N - dm * dm, 0.0) / (N - 1)) : 0.0;
             out->ppl_ratio = exp(dm);
             out->kl_mean = km;
-            out->kl_stderr = count > 1 ? sqrt(fmax(kl2 / N - km * km, 0.0) / (N - 1)) : 0.0;
+            out->kl_stderr = count > 1 ? sqrt(fmax(t.kl2 / N - km * km, 0.0) / (N - 1)) : 0.0;
             qsort(kls, (size_t)count, sizeof *kls, cmp_dbl);
             out->kl_min = kls[0];
             out->kl_median = percentile(kls, count, 0.5);
@@ -396,14 +430,15 @@ int strix_perplexity(const strix_model *model, strix_context *ctx, const strix_t
             out->kl_p99 = percentile(kls, count, 0.99);
             out->kl_p999 = percentile(kls, count, 0.999);
             out->kl_max = kls[count - 1];
-            out->top1_agree = (double)same_top / N;
+            out->top1_agree = (double)t.same_top / N;
         }
     }
     util_free(win);
     util_free(want);
-    util_free(lp);
-    util_free(lb);
+    util_free(t.lp);
+    util_free(t.lb);
     util_free(kls);
+    util_free(wl);
     util_free(base_tokens);
     util_result_write(caller_out, &full, sizeof full);
     return rc;

@@ -112,10 +112,30 @@ static int weight_layer(const char *name, const char **rest)
     return -1;
 }
 
-/* 2-D weights of the blocks except routers (few, and every token's path). */
+/* The weights of the blocks that multiply the activations: 2-D (or a
+ * stack of experts), except routers (few, and every token's path) and
+ * mamba's convolution taps (ssm_conv1d) and state matrix (ssm_a), which
+ * are 2-D but not matrix products: their scores would mean nothing. */
 static int prunable(const struct tensor *t)
 {
-    return weight_layer(t->name, NULL) >= 0 && t->n_dims >= 2 && !strstr(t->name, "gate_inp");
+    static const char *const not_products[] = {"ffn_gate_inp", "ssm_conv1d", "ssm_a"};
+    const char *rest = NULL;
+    if (weight_layer(t->name, &rest) < 0 || t->n_dims < 2)
+        return 0;
+    for (size_t i = 0; i < sizeof not_products / sizeof not_products[0]; i++) {
+        const size_t k = strlen(not_products[i]);
+        if (strncmp(rest, not_products[i], k) == 0 && (rest[k] == '\0' || rest[k] == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Whether t's rows are whole groups of an N:M pattern (always, unstructured).
+ * A prunable weight whose rows are not stays dense, and is listed under
+ * strix.prune.dense in the output. */
+static int fits_pattern(const struct tensor *t, const struct strix_prune_params *p)
+{
+    return p->nm_m == 0 || t->ne[0] % p->nm_m == 0;
 }
 
 /* ---- Wanda: input norms of every weight ---- */
@@ -208,6 +228,8 @@ struct plan {
     struct linmap *lin;   /* n_linearize */
     int n_calib;
     int64_t n_pruned, n_prunable;
+    const char **dense; /* (n_all) names of prunable weights left dense (N:M misfits) */
+    int n_dense;
 };
 
 static int write_file(const strix_model *m, const char *path, const struct plan *pl,
@@ -259,6 +281,9 @@ static int write_file(const strix_model *m, const char *path, const struct plan 
                                  pl->n_prunable ? (float)((double)pl->n_pruned /
                                                           (double)pl->n_prunable)
                                                 : 0.0f);
+    if (!rc && pl->n_dense)
+        rc = gguf_writer_add_arr_str(w, what = "strix.prune.dense", pl->dense,
+                                     (uint64_t)pl->n_dense);
     if (!rc && pl->n_calib)
         rc = gguf_writer_add_u32(w, what = "strix.prune.calibration_tokens",
                                  (uint32_t)pl->n_calib);
@@ -358,11 +383,17 @@ static int check_params(const strix_model *m, const struct strix_prune_params *p
                            p->nm_n, p->nm_m);
         if (!p->method)
             return err_set(err, STRIX_ERR_ARG, "an N:M pattern needs a method (magnitude, wanda)");
+        int n_fit = 0, first = -1;
         for (int i = 0; i < m->n_all; i++)
-            if (prunable(m->all[i]) && m->all[i]->ne[0] % p->nm_m != 0)
-                return err_set(err, STRIX_ERR_ARG, "pattern %d:%d: '%s' has rows of %lld inputs, "
-                               "not a multiple of %d", p->nm_n, p->nm_m, m->all[i]->name,
-                               (long long)m->all[i]->ne[0], p->nm_m);
+            if (prunable(m->all[i])) {
+                n_fit += fits_pattern(m->all[i], p);
+                first = first < 0 ? i : first;
+            }
+        if (first >= 0 && n_fit == 0)
+            return err_set(err, STRIX_ERR_ARG, "pattern %d:%d: no weight has rows that are "
+                           "groups of %d ('%s' has rows of %lld inputs, not a multiple of %d)",
+                           p->nm_n, p->nm_m, p->nm_m, m->all[first]->name,
+                           (long long)m->all[first]->ne[0], p->nm_m);
     }
     if (!p->method && p->n_drop == 0 && p->n_linearize == 0)
         return err_set(err, STRIX_ERR_ARG,
@@ -400,7 +431,8 @@ static int prune_weights(const strix_model *m, const struct strix_prune_params *
     int64_t max_cols = 0;
     int n_todo = 0, done_n = 0;
     for (int i = 0; i < m->n_all; i++)
-        if (prunable(m->all[i]) && !pl->drop[weight_layer(m->all[i]->name, NULL)]) {
+        if (prunable(m->all[i]) && fits_pattern(m->all[i], p) &&
+            !pl->drop[weight_layer(m->all[i]->name, NULL)]) {
             max_cols = m->all[i]->ne[0] > max_cols ? m->all[i]->ne[0] : max_cols;
             n_todo++;
         }
@@ -419,6 +451,10 @@ static int prune_weights(const strix_model *m, const struct strix_prune_params *
         const struct tensor *t = m->all[i];
         if (!prunable(t) || pl->drop[weight_layer(t->name, NULL)])
             continue;
+        if (!fits_pattern(t, p)) {
+            pl->dense[pl->n_dense++] = t->name;
+            continue;
+        }
         const int64_t n_rows = t->ne[1] * t->ne[2] * t->ne[3];
         const size_t out_row = dtype_row_size(t->type, t->ne[0]);
         const struct dtype_traits *dt = dtype_get(t->type);
@@ -488,6 +524,7 @@ int strix_prune(const strix_model *m, const strix_token *tokens, int n_tokens, c
     struct hidden h = {0};
     pl.drop = util_calloc((size_t)m->hp.n_layer, 1);
     pl.bufs = util_calloc((size_t)m->n_all, sizeof *pl.bufs);
+    pl.dense = util_calloc((size_t)m->n_all + 1, sizeof *pl.dense);
     pl.lin = util_calloc((size_t)p.n_linearize + 1, sizeof *pl.lin);
     nr.ss = util_calloc((size_t)m->n_all, sizeof *nr.ss);
     int nth = p.n_threads;
@@ -496,7 +533,7 @@ int strix_prune(const strix_model *m, const strix_token *tokens, int n_tokens, c
         nth = c < 1 ? 1 : c > 64 ? 64 : (int)c;
     }
     pool = pool_create(nth);
-    if (!pl.drop || !pl.bufs || !pl.lin || !nr.ss || !pool) {
+    if (!pl.drop || !pl.bufs || !pl.dense || !pl.lin || !nr.ss || !pool) {
         rc = err_set(err, STRIX_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -542,6 +579,7 @@ done:
     }
     analyze_hidden_free(&h);
     util_free(pl.bufs);
+    util_free(pl.dense);
     util_free(pl.drop);
     util_free(pl.lin);
     util_free(nr.ss);

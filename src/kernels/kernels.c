@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "quant/dtype.h"
+#include "kernels/kernels_gemm.h"
 
 /* The fixed order in which the 8 lanes of a dot product are added. */
 static inline float reduce8(const float *a)
@@ -191,7 +192,7 @@ static const struct kern_isa isa_scalar = {
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <cpuid.h>
-extern const struct kern_isa kern_isa_avx2, kern_isa_avx512;
+extern const struct kern_isa kern_isa_avx2, kern_isa_avxvnni, kern_isa_avx512;
 /* F16C is CPUID leaf 1, ECX bit 29; read it directly because clang's
  * __builtin_cpu_supports does not know the name. The OS saves the YMM state
  * whenever "avx2" is reported, so F16C needs no check of its own. */
@@ -205,11 +206,33 @@ static int has_avx2(void)
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
 }
+/* AVX-VNNI (VEX vpdpbusd on ymm) is CPUID leaf 7, sub-leaf 1, EAX bit 4. */
+static int has_avxvnni(void)
+{
+    unsigned a, b, c, d;
+    return has_avx2() && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 4 & 1u);
+}
 static int has_avx512(void)
 {
     return has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
            __builtin_cpu_supports("avx512dq");
+}
+/* AVX512-BF16 is CPUID leaf 7 sub-leaf 1, EAX bit 5 (older compilers'
+ * __builtin_cpu_supports do not know it). */
+static int has_avx512_bf16(void)
+{
+    unsigned a, b, c, d;
+    return has_avx512() && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 5 & 1u);
+}
+/* The avx512 set on a CPU with AVX512-BF16: BF16 weights meet activations
+ * rounded to bf16 (kernels_gemm.h), at twice the multiply rate of f32. */
+static struct kern_isa isa_avx512_bf16;
+static pthread_once_t bf16_once = PTHREAD_ONCE_INIT;
+static void make_avx512_bf16(void)
+{
+    isa_avx512_bf16 = kern_isa_avx512;
+    isa_avx512_bf16.mm[DTYPE_BF16] = (struct kern_mm){DTYPE_BF16, kern_gemm_bf16_dp};
 }
 #endif
 
@@ -226,6 +249,12 @@ const struct kern_isa *kern_isa_get(const char *name)
 #if defined(__x86_64__) && defined(__GNUC__)
     if (strcmp(name, "avx2") == 0 && has_avx2())
         return &kern_isa_avx2;
+    if (strcmp(name, "avx512") == 0 && has_avx512_bf16()) {
+        pthread_once(&bf16_once, make_avx512_bf16);
+        return &isa_avx512_bf16;
+    }
+    if (strcmp(name, "avxvnni") == 0 && has_avxvnni())
+        return &kern_isa_avxvnni;
     if (strcmp(name, "avx512") == 0 && has_avx512())
         return &kern_isa_avx512;
 #endif
@@ -240,7 +269,7 @@ static const struct kern_isa *isa_auto(void)
         if (forced)
             return forced;
     }
-    const char *order[] = {"avx512", "avx2"};
+    const char *order[] = {"avx512", "avxvnni", "avx2"};
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
         const struct kern_isa *k = kern_isa_get(order[i]);
         if (k)

@@ -5,10 +5,10 @@
  *
  * Every primitive has a scalar reference (kernels.c, plain loops the compiler
  * may vectorise without reassociating: no -ffast-math) and may have faster
- * versions for an instruction set (kernels_avx2.c, kernels_avx512.c). The
- * kern_* entry points call the set chosen at run time from the CPU's
- * features (kern_init); STRIX_KERNELS=scalar|avx2|avx512 in the environment
- * forces one. Tests compare every set the machine supports with the
+ * versions for an instruction set (kernels_avx2.c, kernels_avxvnni.c,
+ * kernels_avx512.c). The kern_* entry points call the set chosen at run time
+ * from the CPU's features (kern_init); STRIX_KERNELS=scalar|avx2|avxvnni|avx512
+ * in the environment forces one. Tests compare every set the machine supports with the
  * reference (kern_isa_get).
  */
 #ifndef STRIX_KERNELS_H
@@ -111,7 +111,7 @@ struct kern_isa {
 void kern_init(void);
 /* The set in use (chosen on first use if kern_init was not called). */
 const struct kern_isa *kern_isa_active(void);
-/* A set by name ("scalar", "avx2", "avx512") if this CPU runs it, else NULL.
+/* A set by name ("scalar", "avx2", "avxvnni", "avx512") if this CPU runs it, else NULL.
  * Tests call a set's functions through it directly, leaving the choice alone. */
 const struct kern_isa *kern_isa_get(const char *name);
 

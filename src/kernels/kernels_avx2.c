@@ -100,22 +100,52 @@ FLOAT_TILE(tile_f32, float, load_f32w, wscalar_f32)
 FLOAT_TILE(tile_f16, uint16_t, load_f16w, wscalar_f16)
 FLOAT_TILE(tile_bf16, uint16_t, load_bf16w, wscalar_bf16)
 
-/* 32 signed weights of a block: Q8_0 as stored, Q4_0 nibbles minus 8. */
+/* Bit j of the 32-bit word at p as bit 4 of byte j (Q5_0 / Q5_1's qh). */
+AI __m256i qh_bits(const uint8_t *p)
+{
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
+                                            2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    const __m256i v = _mm256_and_si256(_mm256_shuffle_epi8(avx2_bcast4(p), spread), bit);
+    return _mm256_and_si256(_mm256_cmpeq_epi8(v, bit), _mm256_set1_epi8(0x10));
+}
+
+/* The 32 nibbles at p in byte order of their weights (low nibbles: 0..15). */
+AI __m256i nibbles(const uint8_t *p)
+{
+    const __m128i q = _mm_loadu_si128((const __m128i *)p);
+    return _mm256_and_si256(
+        _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1),
+        _mm256_set1_epi8(0x0f));
+}
+
+/* 32 weights of a block: signed (Q8_0 as stored, Q4_0 q - 8, Q5_0 q - 16)
+ * or unsigned (Q4_1 and Q5_1 q). */
 AI __m256i wq8_0(const uint8_t *b)
 {
     return _mm256_loadu_si256((const __m256i *)(b + 2));
 }
 AI __m256i wq4_0(const uint8_t *b)
 {
-    const __m128i q = _mm_loadu_si128((const __m128i *)(b + 2));
-    const __m256i v = _mm256_and_si256(
-        _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1),
-        _mm256_set1_epi8(0x0f));
-    return _mm256_sub_epi8(v, _mm256_set1_epi8(8));
+    return _mm256_sub_epi8(nibbles(b + 2), _mm256_set1_epi8(8));
+}
+AI __m256i wq5_0(const uint8_t *b)
+{
+    return _mm256_sub_epi8(_mm256_or_si256(nibbles(b + 6), qh_bits(b + 2)), _mm256_set1_epi8(16));
+}
+AI __m256i wq4_1(const uint8_t *b)
+{
+    return nibbles(b + 4);
+}
+AI __m256i wq5_1(const uint8_t *b)
+{
+    return _mm256_or_si256(nibbles(b + 8), qh_bits(b + 4));
 }
 
-/* Blocks of 32 with an fp16 scale first, against Q8_0 activations. */
-#define QBLOCK_TILE(NAME, BYTES, WLOAD)                                                            \
+/* Blocks of 32 with an fp16 scale first (and, with MIN, an fp16 offset m
+ * next: w = d q + m, the unsigned q meeting the activations directly and m
+ * their sum), against Q8_0 activations. */
+#define QBLOCK_TILE(NAME, BYTES, WLOAD, MIN)                                                       \
     AI void NAME(int cols, const uint8_t *w, size_t ws, int r0, int R, const uint8_t *a,           \
                  size_t as, int t0, int T, float *y, size_t ldy, int accumulate)                   \
     {                                                                                              \
@@ -123,10 +153,11 @@ AI __m256i wq4_0(const uint8_t *b)
         _Pragma("GCC unroll 4") for (int r = 0; r < TILE; r++)                                     \
             _Pragma("GCC unroll 4") for (int t = 0; t < TILE; t++) acc[r][t] =                     \
                 _mm256_setzero_ps();                                                               \
-        const __m256i ones = _mm256_set1_epi16(1);                                                 \
+        const __m256i ones8 = _mm256_set1_epi8(1);                                                 \
         const int nb = cols / 32;                                                                  \
         for (int b = 0; b < nb; b++) {                                                             \
             __m256i av[TILE];                                                                      \
+            __m256 sa[TILE];                                                                       \
             float da[TILE];                                                                        \
             _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)                                    \
             {                                                                                      \
@@ -135,20 +166,28 @@ AI __m256i wq4_0(const uint8_t *b)
                 __builtin_memcpy(&h, ab, 2);                                                       \
                 da[t] = _cvtsh_ss(h);                                                              \
                 av[t] = _mm256_loadu_si256((const __m256i *)(ab + 2));                             \
+                if (MIN)                                                                           \
+                    sa[t] = _mm256_cvtepi32_ps(                                                    \
+                        avx2_dpbusd(_mm256_setzero_si256(), ones8, av[t]));                        \
             }                                                                                      \
             _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                    \
             {                                                                                      \
                 const uint8_t *wb = w + (size_t)(r0 + r) * ws + (size_t)b * (BYTES);               \
-                uint16_t h;                                                                        \
+                uint16_t h, hm = 0;                                                                \
                 __builtin_memcpy(&h, wb, 2);                                                       \
-                const float dw = _cvtsh_ss(h);                                                     \
+                if (MIN)                                                                           \
+                    __builtin_memcpy(&hm, wb + 2, 2);                                              \
+                const float dw = _cvtsh_ss(h), mw = _cvtsh_ss(hm);                                 \
                 const __m256i wv = WLOAD(wb);                                                      \
-                const __m256i wa = _mm256_sign_epi8(wv, wv);                                       \
+                const __m256i wa = MIN ? wv : _mm256_sign_epi8(wv, wv);                            \
                 _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)                                \
                 {                                                                                  \
-                    const __m256i p16 = _mm256_maddubs_epi16(wa, _mm256_sign_epi8(av[t], wv));     \
-                    const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));             \
-                    acc[r][t] = _mm256_fmadd_ps(p, _mm256_set1_ps(dw * da[t]), acc[r][t]);         \
+                    const __m256i p = avx2_dpbusd(_mm256_setzero_si256(), wa,                      \
+                                                  MIN ? av[t] : _mm256_sign_epi8(av[t], wv));      \
+                    acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * da[t]), \
+                                                acc[r][t]);                                        \
+                    if (MIN)                                                                       \
+                        acc[r][t] = _mm256_fmadd_ps(sa[t], _mm256_set1_ps(mw * da[t]), acc[r][t]); \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
@@ -157,14 +196,20 @@ AI __m256i wq4_0(const uint8_t *b)
                 put(y, ldy, r0 + r, t0 + t, hsum8(acc[r][t]), accumulate);                         \
     }
 
-QBLOCK_TILE(tile_q8_0, 34, wq8_0)
-QBLOCK_TILE(tile_q4_0, 18, wq4_0)
+QBLOCK_TILE(tile_q8_0, 34, wq8_0, 0)
+QBLOCK_TILE(tile_q4_0, 18, wq4_0, 0)
+QBLOCK_TILE(tile_q5_0, 22, wq5_0, 0)
+QBLOCK_TILE(tile_q4_1, 20, wq4_1, 1)
+QBLOCK_TILE(tile_q5_1, 24, wq5_1, 1)
 
 MM_DRIVER(mm_f32, tile_f32, float)
 MM_DRIVER(mm_f16, tile_f16, float)
 MM_DRIVER(mm_bf16, tile_bf16, float)
 MM_DRIVER(mm_q8_0, tile_q8_0, uint8_t)
 MM_DRIVER(mm_q4_0, tile_q4_0, uint8_t)
+MM_DRIVER(mm_q5_0, tile_q5_0, uint8_t)
+MM_DRIVER(mm_q4_1, tile_q4_1, uint8_t)
+MM_DRIVER(mm_q5_1, tile_q5_1, uint8_t)
 
 /* Q8_0 activations, bit for bit the reference's: d = max|x| / 127 (NaN
  * ignored), q = roundf(x / d) (ties away from zero) clamped to int8, NaN 0. */
@@ -210,19 +255,30 @@ static void act_q8_0(const float *x, void *dst, int cols)
 }
 
 /*
- * Packed Q4_0 and Q8_0 (kernels_avx2.h): per block a sub-group holds its 8
- * rows' fp16 scales (16 bytes), then the quants, register m's lane i holding
- * quants 4m..4m+3 of row i: Q4_0 4 registers of nibbles (low: quants
- * 4m.., high: 16 + 4m..), Q8_0 8 registers of the stored int8 quants.
+ * Packed blocks of 32 (kernels_avx2.h), per block and sub-group of 8 rows:
+ *   0    d of the 8 rows (fp16)
+ *   16   m (fp16; Q4_1, Q5_1)
+ *   then Q5_0 / Q5_1: one register of bit 4 of each quant: lane i, byte b,
+ *        bit k for the quant of register k below, byte b
+ *   then the quants, register m's lane i holding quants 4m..4m+3 of row i:
+ *        Q4/Q5 4 registers of nibbles (low: quants 4m.., high: 16 + 4m..,
+ *        registers k = m and 4 + m), Q8_0 8 registers of int8 quants.
+ * Sizes 144 (Q4_0), 160 (Q4_1), 176 (Q5_0), 192 (Q5_1), 272 (Q8_0).
  *
- * Q4_0 (stored q + 8, 0..15) meets the int8 activations in maddubs; the 8
- * registers' pair sums of a block fit int16 (16 x 15 x 128 < 32768) and are
- * widened once; the sum starts from -8 times the activations' sum, so it
- * is exact. Q8_0 uses maddubs on |w| and the activations carrying w's sign
- * (pairs up to 2 x 128 x 127 < 32768), widened per register.
+ * The unsigned quants (Q4_0 and Q5_0 stored as q + 8 and q + 16) meet the
+ * int8 activations in maddubs; without VNNI the registers' pair sums of a
+ * block add in int16, 8 at a time for 4 bits (16 x 15 x 128 < 32768), 4 at
+ * a time for 5 (8 x 31 x 128 < 32768), then widen. Q4_0 / Q5_0 start from
+ * -8 / -16 times the activations' sum, so the sum is exact; Q4_1 / Q5_1
+ * add m times it. Q8_0 uses maddubs on |w| and the activations carrying
+ * w's sign (pairs up to 2 x 128 x 127 < 32768).
  */
-#define Q4P 144
-#define Q8P 272
+enum qkind { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
+#define QK_HAS_M(k) ((k) == K_Q4_1 || (k) == K_Q5_1)
+#define QK_HAS_H(k) ((k) == K_Q5_0 || (k) == K_Q5_1)
+#define QK_OFF_H(k) (16 + 16 * QK_HAS_M(k))
+#define QK_OFF_Q(k) (QK_OFF_H(k) + 32 * QK_HAS_H(k))
+#define QK_PER(k) (QK_OFF_Q(k) + ((k) == K_Q8_0 ? 256 : 128))
 #define GT 8 /* tokens per tile */
 #define MAXNB 256   /* blocks per row the packed layout takes (8192 values) */
 
@@ -231,20 +287,19 @@ static size_t packed_bytes(int rows, int nb, size_t per)
     return rows < AVX2_GROUP || nb > MAXNB ? 0 : (size_t)(rows / AVX2_GROUP) * 2 * (size_t)nb * per;
 }
 
-static size_t pack_bytes_q4_0(int rows, int cols)
-{
-    return packed_bytes(rows, cols / 32, Q4P);
-}
+/* Bytes of a stored block, and where its fields start. */
+static const struct {
+    int bytes, m, qh, qs;
+} qk_src[] = {[K_Q4_0] = {18, 0, 0, 2},
+              [K_Q4_1] = {20, 2, 0, 4},
+              [K_Q5_0] = {22, 0, 2, 6},
+              [K_Q5_1] = {24, 2, 4, 8},
+              [K_Q8_0] = {34, 0, 0, 2}};
 
-static size_t pack_bytes_q8_0(int rows, int cols)
+static void pack_q(const void *src, size_t stride, int rows, int cols, uint8_t *dst, enum qkind k)
 {
-    return packed_bytes(rows, cols / 32, Q8P);
-}
-
-static void pack_q_0(const void *src, size_t stride, int rows, int cols, uint8_t *dst, int q8)
-{
-    const int nb = cols / 32, regs = q8 ? 8 : 4;
-    const size_t per = q8 ? Q8P : Q4P, bytes = q8 ? 34 : 18;
+    const int nb = cols / 32, regs = k == K_Q8_0 ? 8 : 4;
+    const size_t per = QK_PER(k), bytes = (size_t)qk_src[k].bytes;
     /* sub-group u (rows 8u..8u+7): all its blocks, one after the other */
     for (int u = 0; u < rows / AVX2_GROUP * 2; u++) {
         uint8_t *sg = dst + (size_t)u * (size_t)nb * per;
@@ -254,22 +309,38 @@ static void pack_q_0(const void *src, size_t stride, int rows, int cols, uint8_t
                 const uint8_t *blk =
                     (const uint8_t *)src + (size_t)(AVX2_SUB * u + i) * stride + (size_t)b * bytes;
                 __builtin_memcpy(out + 2 * i, blk, 2);
+                if (QK_HAS_M(k))
+                    __builtin_memcpy(out + 16 + 2 * i, blk + qk_src[k].m, 2);
+                if (QK_HAS_H(k)) {
+                    const uint32_t qh = (uint32_t)avx2_dword(blk + qk_src[k].qh);
+                    for (int c = 0; c < 4; c++) {
+                        uint8_t v = 0;
+                        for (int r = 0; r < 8; r++) /* register r: quant 4r + c or 16 + 4(r-4) + c */
+                            v |= (uint8_t)((qh >> (r < 4 ? 4 * r + c : 16 + 4 * (r - 4) + c) & 1u) << r);
+                        out[QK_OFF_H(k) + 4 * i + c] = v;
+                    }
+                }
                 for (int m = 0; m < regs; m++)
-                    __builtin_memcpy(out + 16 + 32 * m + 4 * i, blk + 2 + 4 * m, 4);
+                    __builtin_memcpy(out + QK_OFF_Q(k) + 32 * m + 4 * i, blk + qk_src[k].qs + 4 * m, 4);
             }
         }
     }
 }
 
-static void pack_q4_0(const void *src, size_t stride, int rows, int cols, uint8_t *dst)
-{
-    pack_q_0(src, stride, rows, cols, dst, 0);
-}
-
-static void pack_q8_0(const void *src, size_t stride, int rows, int cols, uint8_t *dst)
-{
-    pack_q_0(src, stride, rows, cols, dst, 1);
-}
+#define PACK_FNS(T, K)                                                                             \
+    static size_t pack_bytes_##T(int rows, int cols)                                               \
+    {                                                                                              \
+        return packed_bytes(rows, cols / 32, QK_PER(K));                                           \
+    }                                                                                              \
+    static void pack_##T(const void *src, size_t stride, int rows, int cols, uint8_t *dst)        \
+    {                                                                                              \
+        pack_q(src, stride, rows, cols, dst, K);                                                   \
+    }
+PACK_FNS(q4_0, K_Q4_0)
+PACK_FNS(q4_1, K_Q4_1)
+PACK_FNS(q5_0, K_Q5_0)
+PACK_FNS(q5_1, K_Q5_1)
+PACK_FNS(q8_0, K_Q8_0)
 
 /* Activation side of a token tile, per block: scale and sum of the quants. */
 struct act_prep {
@@ -280,7 +351,7 @@ struct act_prep {
 static void prep_acts(struct act_prep *p, const uint8_t *a, size_t as, int t0, int T, int nb,
                       int sums)
 {
-    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    const __m256i ones8 = _mm256_set1_epi8(1);
     for (int t = 0; t < T; t++)
         for (int b = 0; b < nb; b++) {
             const uint8_t *ab = a + (size_t)(t0 + t) * as + (size_t)b * 34;
@@ -290,7 +361,7 @@ static void prep_acts(struct act_prep *p, const uint8_t *a, size_t as, int t0, i
             if (!sums)
                 continue;
             const __m256i q = _mm256_loadu_si256((const __m256i *)(ab + 2));
-            const __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q), ones16);
+            const __m256i s = avx2_dpbusd(_mm256_setzero_si256(), ones8, q);
             __m128i x = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
             x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4e));
             x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xb1));
@@ -298,14 +369,42 @@ static void prep_acts(struct act_prep *p, const uint8_t *a, size_t as, int t0, i
         }
 }
 
+/* sum_k W[k] . (4 activations at q + 4k, broadcast) over k = 0..7, per
+ * 32-bit lane (int16 chains of `chain` registers without VNNI). */
+AI __m256i dot8(const __m256i *W, const uint8_t *q, int chain)
+{
+#if AVX2_VNNI
+    (void)chain;
+    __m256i p0 = _mm256_setzero_si256(), p1 = _mm256_setzero_si256();
+    _Pragma("GCC unroll 4") for (int k = 0; k < 8; k += 2) {
+        p0 = AVX2_DPBUSD(p0, W[k], avx2_bcast4(q + 4 * k));
+        p1 = AVX2_DPBUSD(p1, W[k + 1], avx2_bcast4(q + 4 * k + 4));
+    }
+    return _mm256_add_epi32(p0, p1);
+#else
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i r = _mm256_setzero_si256();
+    _Pragma("GCC unroll 2") for (int k0 = 0; k0 < 8; k0 += chain) {
+        __m256i u = _mm256_maddubs_epi16(W[k0], avx2_bcast4(q + 4 * k0));
+        _Pragma("GCC unroll 8") for (int k = k0 + 1; k < k0 + chain; k++) {
+            u = _mm256_add_epi16(u, _mm256_maddubs_epi16(W[k], avx2_bcast4(q + 4 * k)));
+            AVX2_CHAIN(u);
+        }
+        r = _mm256_add_epi32(r, _mm256_madd_epi16(u, ones));
+    }
+    return r;
+#endif
+}
+
 /* One sub-group of 8 packed rows (r..r+7) against T tokens. */
-AI void packed_sub(const uint8_t *sg, int nb, int q8, const struct act_prep *p, const uint8_t *a,
-                   size_t as, int t0, int T, float *y, size_t ldy, int r, int accumulate)
+AI void packed_sub(const uint8_t *sg, int nb, enum qkind kind, const struct act_prep *p,
+                   const uint8_t *a, size_t as, int t0, int T, float *y, size_t ldy, int r,
+                   int accumulate)
 {
     __m256 acc[GT];
     _Pragma("GCC unroll 8") for (int t = 0; t < GT; t++) acc[t] = _mm256_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
-    const int per = q8 ? Q8P : Q4P;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), b4 = _mm256_set1_epi8(0x10);
+    const int per = QK_PER(kind);
     for (int b = 0; b < nb; b++) {
         const uint8_t *blk = sg + (size_t)b * (size_t)per;
         avx2_prefetch(blk, per);
@@ -316,13 +415,12 @@ AI void packed_sub(const uint8_t *sg, int nb, int q8, const struct act_prep *p, 
             q[t] = a + (size_t)(t0 + (t < T ? t : 0)) * as + (size_t)b * 34 + 2;
             s[t] = _mm256_setzero_si256();
         }
-        if (q8) {
+        if (kind == K_Q8_0) {
             _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++) {
                 const __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * m));
                 const __m256i wa = _mm256_sign_epi8(wv, wv);
                 _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
-                    const __m256i av = _mm256_sign_epi8(avx2_bcast4(q[t] + 4 * m), wv);
-                    s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(_mm256_maddubs_epi16(wa, av), ones));
+                    s[t] = avx2_dpbusd(s[t], wa, _mm256_sign_epi8(avx2_bcast4(q[t] + 4 * m), wv));
                     AVX2_CHAIN(s[t]);
                 }
             }
@@ -331,56 +429,98 @@ AI void packed_sub(const uint8_t *sg, int nb, int q8, const struct act_prep *p, 
              * token's 8 products summed one after the other */
             __m256i W[8];
             _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++) {
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * m));
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + QK_OFF_Q(kind) + 32 * m));
                 W[m] = _mm256_and_si256(v, m4);
                 W[4 + m] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
             }
-            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
-                __m256i u = _mm256_maddubs_epi16(W[0], avx2_bcast4(q[t]));
-                _Pragma("GCC unroll 8") for (int m = 1; m < 8; m++) {
-                    u = _mm256_add_epi16(u, _mm256_maddubs_epi16(W[m], avx2_bcast4(q[t] + 4 * m)));
-                    AVX2_CHAIN(u);
-                }
-                s[t] = u;
+            if (QK_HAS_H(kind)) {
+                const __m256i H = _mm256_loadu_si256((const __m256i *)(blk + QK_OFF_H(kind)));
+                /* bit k of each byte to bit 4 */
+                _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) W[k] = _mm256_or_si256(
+                    W[k], _mm256_and_si256(k < 4 ? _mm256_slli_epi16(H, 4 - k) : _mm256_srli_epi16(H, k - 4), b4));
             }
             _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
-                s[t] = _mm256_add_epi32(_mm256_madd_epi16(s[t], ones),
-                                        _mm256_set1_epi32(-8 * p->sum[t][b]));
+                s[t] = dot8(W, q[t], QK_HAS_H(kind) ? 4 : 8);
+            if (kind == K_Q4_0 || kind == K_Q5_0)
+                _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) s[t] = _mm256_add_epi32(
+                    s[t], _mm256_set1_epi32((kind == K_Q4_0 ? -8 : -16) * p->sum[t][b]));
         }
-        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[t]),
-                                     _mm256_mul_ps(dw, _mm256_set1_ps(p->d[t][b])), acc[t]);
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+            const __m256 da = _mm256_set1_ps(p->d[t][b]);
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[t]), _mm256_mul_ps(dw, da), acc[t]);
+            if (QK_HAS_M(kind))
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16))),
+                                         _mm256_mul_ps(_mm256_set1_ps((float)p->sum[t][b]), da), acc[t]);
+        }
     }
     _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) avx2_out8(y, ldy, r, t0 + t, acc[t], accumulate);
 }
 
-#define PACKED_DRIVER(NAME, Q8)                                                                    \
+#define PACKED_DRIVER(NAME, KIND)                                                                  \
     static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,         \
                      const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)        \
     {                                                                                              \
         (void)type;                                                                                \
         const int nb = cols / 32;                                                                  \
-        const size_t sub = (size_t)nb * (Q8 ? Q8P : Q4P);                                          \
-        struct act_prep prep; /* 8 KiB of stack: kernels keep no state */                          \
+        const size_t sub = (size_t)nb * QK_PER(KIND);                                              \
+        struct act_prep prep; /* 16 KiB of stack: kernels keep no state */                         \
         for (int t0 = 0; t0 < n; t0 += GT) {                                                       \
             const int T = n - t0 < GT ? n - t0 : GT;                                               \
-            prep_acts(&prep, a, as, t0, T, nb, !(Q8));                                             \
+            prep_acts(&prep, a, as, t0, T, nb, (KIND) != K_Q8_0);                                  \
             for (int r = r0; r < r1; r += AVX2_SUB) {                                              \
                 const uint8_t *sg = w + (size_t)(r / AVX2_GROUP) * ws + (r / AVX2_SUB % 2) * sub;  \
                 switch (T) {                                                                       \
-                case GT: packed_sub(sg, nb, Q8, &prep, a, as, t0, GT, y, ldy, r, accumulate); break; \
-                case 1: packed_sub(sg, nb, Q8, &prep, a, as, t0, 1, y, ldy, r, accumulate); break; \
-                default: packed_sub(sg, nb, Q8, &prep, a, as, t0, T, y, ldy, r, accumulate); break; \
+                case GT: packed_sub(sg, nb, KIND, &prep, a, as, t0, GT, y, ldy, r, accumulate); break; \
+                case 1: packed_sub(sg, nb, KIND, &prep, a, as, t0, 1, y, ldy, r, accumulate); break; \
+                default: packed_sub(sg, nb, KIND, &prep, a, as, t0, T, y, ldy, r, accumulate); break; \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
     }
 
-PACKED_DRIVER(mm_packed_q4_0, 0)
-PACKED_DRIVER(mm_packed_q8_0, 1)
+PACKED_DRIVER(mm_packed_q4_0, K_Q4_0)
+PACKED_DRIVER(mm_packed_q4_1, K_Q4_1)
+PACKED_DRIVER(mm_packed_q5_0, K_Q5_0)
+PACKED_DRIVER(mm_packed_q5_1, K_Q5_1)
+PACKED_DRIVER(mm_packed_q8_0, K_Q8_0)
 
-const struct kern_isa kern_isa_avx2 = {
-    .name = "avx2",
+#if AVX2_VNNI == 2
+/* the kernels kernels_avx512.c borrows (kernels_avx2.h: AVX2_Q_DECL) */
+#define AVX2_Q_EXPORT(T)                                                                           \
+    void AVX2_NAME(mm_##T)(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,   \
+                           const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)  \
+    {                                                                                              \
+        mm_##T(type, cols, w, ws, r0, r1, a, as, n, y, ldy, accumulate);                           \
+    }                                                                                              \
+    size_t AVX2_NAME(pack_bytes_##T)(int rows, int cols)                                           \
+    {                                                                                              \
+        return pack_bytes_##T(rows, cols);                                                         \
+    }                                                                                              \
+    void AVX2_NAME(pack_##T)(const void *src, size_t stride, int rows, int cols, uint8_t *dst)     \
+    {                                                                                              \
+        pack_##T(src, stride, rows, cols, dst);                                                    \
+    }                                                                                              \
+    void AVX2_NAME(mm_packed_##T)(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0,    \
+                                  int r1, const void *a, size_t as, int n, float *y, size_t ldy,   \
+                                  int accumulate)                                                  \
+    {                                                                                              \
+        mm_packed_##T(type, cols, w, ws, r0, r1, a, as, n, y, ldy, accumulate);                    \
+    }
+AVX2_Q_EXPORT(q4_1)
+AVX2_Q_EXPORT(q5_0)
+AVX2_Q_EXPORT(q5_1)
+#else
+#if AVX2_VNNI
+#define AVX2_SET kern_isa_avxvnni
+#define AVX2_SET_NAME "avxvnni"
+#else
+#define AVX2_SET kern_isa_avx2
+#define AVX2_SET_NAME "avx2"
+#endif
+#define KFN(x) AVX2_NAME(k_##x)
+
+const struct kern_isa AVX2_SET = {
+    .name = AVX2_SET_NAME,
     .dot_f32 = dot_f32,
     .dot_f32_x4 = dot_f32_x4,
     .axpy = axpy,
@@ -391,17 +531,27 @@ const struct kern_isa kern_isa_avx2 = {
             [DTYPE_BF16] = {DTYPE_F32, mm_bf16},
             [DTYPE_Q8_0] = {DTYPE_Q8_0, mm_q8_0},
             [DTYPE_Q4_0] = {DTYPE_Q8_0, mm_q4_0},
-            [DTYPE_Q4_K] = {DTYPE_Q8_K, kernels_avx2_k_mm_q4_K},
-            [DTYPE_Q6_K] = {DTYPE_Q8_K, kernels_avx2_k_mm_q6_K},
+            /* Q8_0 activations (not the reference's Q8_1): m meets their
+             * exact integer sum */
+            [DTYPE_Q4_1] = {DTYPE_Q8_0, mm_q4_1},
+            [DTYPE_Q5_0] = {DTYPE_Q8_0, mm_q5_0},
+            [DTYPE_Q5_1] = {DTYPE_Q8_0, mm_q5_1},
+            [DTYPE_Q4_K] = {DTYPE_Q8_K, KFN(mm_q4_K)},
+            [DTYPE_Q5_K] = {DTYPE_Q8_K, KFN(mm_q5_K)},
+            [DTYPE_Q6_K] = {DTYPE_Q8_K, KFN(mm_q6_K)},
         },
     .act_quantize = {[DTYPE_Q8_0] = act_q8_0},
-    .pack_bytes = {[DTYPE_Q4_0] = pack_bytes_q4_0, [DTYPE_Q8_0] = pack_bytes_q8_0,
-                   [DTYPE_Q4_K] = kernels_avx2_k_pack_bytes_q4_K,
-                   [DTYPE_Q6_K] = kernels_avx2_k_pack_bytes_q6_K},
-    .pack = {[DTYPE_Q4_0] = pack_q4_0, [DTYPE_Q8_0] = pack_q8_0,
-             [DTYPE_Q4_K] = kernels_avx2_k_pack_q4_K, [DTYPE_Q6_K] = kernels_avx2_k_pack_q6_K},
-    .mm_packed = {[DTYPE_Q4_0] = mm_packed_q4_0, [DTYPE_Q8_0] = mm_packed_q8_0,
-                  [DTYPE_Q4_K] = kernels_avx2_k_mm_packed_q4_K,
-                  [DTYPE_Q6_K] = kernels_avx2_k_mm_packed_q6_K},
+    .pack_bytes = {[DTYPE_Q4_0] = pack_bytes_q4_0, [DTYPE_Q4_1] = pack_bytes_q4_1,
+                   [DTYPE_Q5_0] = pack_bytes_q5_0, [DTYPE_Q5_1] = pack_bytes_q5_1,
+                   [DTYPE_Q8_0] = pack_bytes_q8_0, [DTYPE_Q4_K] = KFN(pack_bytes_q4_K),
+                   [DTYPE_Q5_K] = KFN(pack_bytes_q5_K), [DTYPE_Q6_K] = KFN(pack_bytes_q6_K)},
+    .pack = {[DTYPE_Q4_0] = pack_q4_0, [DTYPE_Q4_1] = pack_q4_1, [DTYPE_Q5_0] = pack_q5_0,
+             [DTYPE_Q5_1] = pack_q5_1, [DTYPE_Q8_0] = pack_q8_0, [DTYPE_Q4_K] = KFN(pack_q4_K),
+             [DTYPE_Q5_K] = KFN(pack_q5_K), [DTYPE_Q6_K] = KFN(pack_q6_K)},
+    .mm_packed = {[DTYPE_Q4_0] = mm_packed_q4_0, [DTYPE_Q4_1] = mm_packed_q4_1,
+                  [DTYPE_Q5_0] = mm_packed_q5_0, [DTYPE_Q5_1] = mm_packed_q5_1,
+                  [DTYPE_Q8_0] = mm_packed_q8_0, [DTYPE_Q4_K] = KFN(mm_packed_q4_K),
+                  [DTYPE_Q5_K] = KFN(mm_packed_q5_K), [DTYPE_Q6_K] = KFN(mm_packed_q6_K)},
 };
+#endif /* AVX2_VNNI == 2 */
 #endif

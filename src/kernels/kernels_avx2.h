@@ -10,6 +10,14 @@
  * sub-group's block, 32-bit lane i of each 32-byte register holds 4 quants
  * of row i: one broadcast of 4 activations meets all 8 rows, integer sums
  * stay in the lanes, and no horizontal sums are needed.
+ *
+ * The same files build two sets: plain avx2 (AVX2, FMA, F16C) and, with
+ * AVX2_VNNI defined to 1 and -mavxvnni (kernels_avxvnni*.c include them),
+ * avxvnni, whose byte products use VEX-encoded vpdpbusd. Integer sums are
+ * exact either way, so both sets give the same bits. AVX2_NAME gives each
+ * build's exported symbols their own names. A third build (AVX2_VNNI 2,
+ * kernels_avx512y*.c, the EVEX-encoded vpdpbusd on ymm) gives the avx512 set
+ * the types it has no kernels of its own for (AVX2_Q_DECL).
  */
 #ifndef STRIX_KERNELS_AVX2_H
 #define STRIX_KERNELS_AVX2_H
@@ -17,6 +25,19 @@
 #include <immintrin.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#ifndef AVX2_VNNI
+#define AVX2_VNNI 0
+#endif
+#if AVX2_VNNI == 2 /* EVEX vpdpbusd (AVX-512 VL + VNNI): kernels_avx512y*.c */
+#define AVX2_NAME(x) kernels_avx512y_##x
+#define AVX2_DPBUSD _mm256_dpbusd_epi32
+#elif AVX2_VNNI
+#define AVX2_NAME(x) kernels_avxvnni_##x
+#define AVX2_DPBUSD _mm256_dpbusd_avx_epi32
+#else
+#define AVX2_NAME(x) kernels_avx2_##x
+#endif
 
 #define AVX2_GROUP 16 /* rows per packed group */
 #define AVX2_SUB 8    /* rows per sub-group, one per 32-bit lane */
@@ -42,6 +63,18 @@ static inline __attribute__((always_inline)) __m256i avx2_bcast4(const uint8_t *
     return _mm256_set1_epi32(avx2_dword(p));
 }
 
+/* acc + the sums of 4 products of unsigned bytes u and signed bytes s, per
+ * 32-bit lane. Without VNNI through int16 pairs: the caller keeps
+ * |u0 s0 + u1 s1| < 32768 (vpmaddubsw saturates). */
+static inline __attribute__((always_inline)) __m256i avx2_dpbusd(__m256i acc, __m256i u, __m256i s)
+{
+#if AVX2_VNNI
+    return AVX2_DPBUSD(acc, u, s);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
+
 /* Writes (or adds) the 8 rows r..r+7 of token t. */
 static inline __attribute__((always_inline)) void avx2_out8(float *y, size_t ldy, int r, int t,
                                                             __m256 v, int accumulate)
@@ -59,21 +92,36 @@ static inline __attribute__((always_inline)) void avx2_prefetch(const uint8_t *p
         _mm_prefetch((const char *)(p + AVX2_PF_BYTES + l), _MM_HINT_T0);
 }
 
-/* kernels_avx2_k.c: Q4_K and Q6_K, rows as stored (kernels.h: kern_mm_fn) and
- * packed (pack_bytes, pack, mm_packed). */
-void kernels_avx2_k_mm_q4_K(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,
-                            const void *a, size_t as, int n, float *y, size_t ldy, int accumulate);
-void kernels_avx2_k_mm_q6_K(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,
-                            const void *a, size_t as, int n, float *y, size_t ldy, int accumulate);
-size_t kernels_avx2_k_pack_bytes_q4_K(int rows, int cols);
-void kernels_avx2_k_pack_q4_K(const void *src, size_t stride, int rows, int cols, uint8_t *dst);
-void kernels_avx2_k_mm_packed_q4_K(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0,
-                                   int r1, const void *a, size_t as, int n, float *y, size_t ldy,
-                                   int accumulate);
-size_t kernels_avx2_k_pack_bytes_q6_K(int rows, int cols);
-void kernels_avx2_k_pack_q6_K(const void *src, size_t stride, int rows, int cols, uint8_t *dst);
-void kernels_avx2_k_mm_packed_q6_K(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0,
-                                   int r1, const void *a, size_t as, int n, float *y, size_t ldy,
-                                   int accumulate);
+/* kernels_avx2_k.c: Q4_K, Q5_K and Q6_K, rows as stored (kernels.h:
+ * kern_mm_fn) and packed (pack_bytes, pack, mm_packed). */
+#define AVX2_K_DECL(T)                                                                             \
+    void AVX2_NAME(k_mm_##T)(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1, \
+                             const void *a, size_t as, int n, float *y, size_t ldy,                \
+                             int accumulate);                                                      \
+    size_t AVX2_NAME(k_pack_bytes_##T)(int rows, int cols);                                        \
+    void AVX2_NAME(k_pack_##T)(const void *src, size_t stride, int rows, int cols, uint8_t *dst);  \
+    void AVX2_NAME(k_mm_packed_##T)(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0,  \
+                                    int r1, const void *a, size_t as, int n, float *y, size_t ldy, \
+                                    int accumulate);
+AVX2_K_DECL(q4_K)
+AVX2_K_DECL(q5_K)
+AVX2_K_DECL(q6_K)
+
+
+/* kernels_avx2.c, exported from the AVX2_VNNI 2 build only: the 32-blocks
+ * the avx512 set borrows. */
+#define AVX2_Q_DECL(T)                                                                             \
+    void AVX2_NAME(mm_##T)(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,   \
+                           const void *a, size_t as, int n, float *y, size_t ldy, int accumulate); \
+    size_t AVX2_NAME(pack_bytes_##T)(int rows, int cols);                                          \
+    void AVX2_NAME(pack_##T)(const void *src, size_t stride, int rows, int cols, uint8_t *dst);    \
+    void AVX2_NAME(mm_packed_##T)(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0,    \
+                                  int r1, const void *a, size_t as, int n, float *y, size_t ldy,   \
+                                  int accumulate);
+#if AVX2_VNNI == 2
+AVX2_Q_DECL(q4_1)
+AVX2_Q_DECL(q5_0)
+AVX2_Q_DECL(q5_1)
+#endif
 
 #endif

@@ -1,6 +1,6 @@
 /*
- * kernels_avx2_k.c - the avx2 set's k-quant kernels: packed Q4_K and Q6_K
- * against Q8_K activations (kernels_avx2.h for the packed shape). Compiled
+ * kernels_avx2_k.c - the avx2 set's k-quant kernels: packed Q4_K, Q5_K and
+ * Q6_K against Q8_K activations (kernels_avx2.h for the packed shape). Compiled
  * with the set's flags; kernels.c reaches it only through the set's table,
  * after checking the CPU runs the set.
  *
@@ -11,6 +11,8 @@
  */
 #if defined(__x86_64__) && defined(__GNUC__)
 #include "kernels/kernels_avx2.h"
+
+#include <stddef.h>
 
 #include "quant/dtype.h"
 
@@ -75,12 +77,18 @@ AI void q8k_tile(const uint8_t *a, size_t as, int t0, int T, int b, const struct
  *   160  quants: chunk c (sub-blocks 2c, 2c + 1), register m at 160 + 256 c
  *        + 32 m, lane i = bytes 32 c + 4 m .. + 3 of row i (low nibbles:
  *        sub-block 2c, high: 2c + 1), as Q4_K stores them.
- * The 8 registers of a sub-block sum in int16 (16 x 15 x 127 < 32768), then
- * meet the scale in one madd (the scale in both halves of a row's lane).
+ * Packed Q5_K (1440 bytes) is the same followed by
+ *   1184 high bits: register m at 1184 + 32 m, lane i = qh[4 m .. 4 m + 3] of
+ *        row i: bit s of a byte is bit 4 of that quant of sub-block s.
+ * Without VNNI the registers of a sub-block sum in int16 (Q4_K: 8 at once,
+ * 16 x 15 x 128 < 32768; Q5_K: 4 at once, 8 x 31 x 128 < 32768), then meet
+ * the scale in one madd (the scale in both halves of a row's lane); with
+ * VNNI they sum in int32 and meet the scale in one multiply.
  */
 #define Q4KP 1184
+#define Q5KP 1440
 
-/* The 6-bit scales and mins of a Q4_K super-block. */
+/* The 6-bit scales and mins of a Q4_K or Q5_K super-block. */
 AI void q4k_scales(const uint8_t *sc, uint8_t *scale, uint8_t *min)
 {
     for (int s = 0; s < 4; s++) {
@@ -91,30 +99,55 @@ AI void q4k_scales(const uint8_t *sc, uint8_t *scale, uint8_t *min)
     }
 }
 
-static void put_q4_K(const uint8_t *bytes, int i, uint8_t *out)
+/* The part Q4_K and Q5_K share (their blocks agree up to qs / qh). */
+AI void put_k45(uint16_t d, uint16_t dmin, const uint8_t *scales, const uint8_t *qs, int i,
+                uint8_t *out)
 {
-    const struct block_q4_K *blk = (const struct block_q4_K *)(const void *)bytes;
     uint8_t sc[8], mn[8];
-    q4k_scales(blk->scales, sc, mn);
-    __builtin_memcpy(out + 2 * i, &blk->d, 2);
-    __builtin_memcpy(out + 16 + 2 * i, &blk->dmin, 2);
+    q4k_scales(scales, sc, mn);
+    __builtin_memcpy(out + 2 * i, &d, 2);
+    __builtin_memcpy(out + 16 + 2 * i, &dmin, 2);
     for (int s = 0; s < 8; s++) {
         out[32 + 8 * s + i] = sc[s];
         out[96 + 16 * (s / 2) + 2 * i + s % 2] = mn[s];
     }
     for (int c = 0; c < 4; c++)
         for (int m = 0; m < 8; m++)
-            __builtin_memcpy(out + 160 + 256 * c + 32 * m + 4 * i, blk->qs + 32 * c + 4 * m, 4);
+            __builtin_memcpy(out + 160 + 256 * c + 32 * m + 4 * i, qs + 32 * c + 4 * m, 4);
 }
 
-size_t kernels_avx2_k_pack_bytes_q4_K(int rows, int cols)
+static void put_q4_K(const uint8_t *bytes, int i, uint8_t *out)
+{
+    const struct block_q4_K *blk = (const struct block_q4_K *)(const void *)bytes;
+    put_k45(blk->d, blk->dmin, blk->scales, blk->qs, i, out);
+}
+
+static void put_q5_K(const uint8_t *bytes, int i, uint8_t *out)
+{
+    const struct block_q5_K *blk = (const struct block_q5_K *)(const void *)bytes;
+    put_k45(blk->d, blk->dmin, blk->scales, blk->qs, i, out);
+    for (int m = 0; m < 8; m++)
+        __builtin_memcpy(out + Q4KP + 32 * m + 4 * i, blk->qh + 4 * m, 4);
+}
+
+size_t AVX2_NAME(k_pack_bytes_q4_K)(int rows, int cols)
 {
     return packed_size(rows, cols, Q4KP);
 }
 
-void kernels_avx2_k_pack_q4_K(const void *src, size_t stride, int rows, int cols, uint8_t *dst)
+void AVX2_NAME(k_pack_q4_K)(const void *src, size_t stride, int rows, int cols, uint8_t *dst)
 {
     pack_subs(src, stride, rows, cols, sizeof(struct block_q4_K), Q4KP, dst, put_q4_K);
+}
+
+size_t AVX2_NAME(k_pack_bytes_q5_K)(int rows, int cols)
+{
+    return packed_size(rows, cols, Q5KP);
+}
+
+void AVX2_NAME(k_pack_q5_K)(const void *src, size_t stride, int rows, int cols, uint8_t *dst)
+{
+    pack_subs(src, stride, rows, cols, sizeof(struct block_q5_K), Q5KP, dst, put_q5_K);
 }
 
 /* 8 unsigned bytes as int32 lanes with the value in both 16-bit halves. */
@@ -124,15 +157,46 @@ AI __m256i dup16_u8(const uint8_t *p)
     return _mm256_or_si256(v, _mm256_slli_epi32(v, 16));
 }
 
-AI void packed_sub_q4_K(const uint8_t *sg, int nb, const uint8_t *a, size_t as, int t0, int T,
-                        float *y, size_t ldy, int r, int accumulate)
+/* sum_m W[m] . (4 activations at q + 4m, broadcast) over m = 0..7, times
+ * the sub-block scales (8 bytes at sc, one per row), per 32-bit lane; five:
+ * quants of 5 bits (int16 chains of 4 instead of 8 without VNNI). */
+AI __m256i k_sub_dot(const __m256i *W, const uint8_t *q, const uint8_t *sc, int five)
+{
+#if AVX2_VNNI
+    (void)five;
+    __m256i p0 = _mm256_setzero_si256(), p1 = _mm256_setzero_si256();
+    _Pragma("GCC unroll 4") for (int m = 0; m < 8; m += 2) {
+        p0 = AVX2_DPBUSD(p0, W[m], avx2_bcast4(q + 4 * m));
+        p1 = AVX2_DPBUSD(p1, W[m + 1], avx2_bcast4(q + 4 * m + 4));
+    }
+    return _mm256_mullo_epi32(_mm256_add_epi32(p0, p1),
+                              _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)sc)));
+#else
+    const __m256i s16 = dup16_u8(sc);
+    __m256i r = _mm256_setzero_si256();
+    const int chain = five ? 4 : 8;
+    _Pragma("GCC unroll 2") for (int m0 = 0; m0 < 8; m0 += chain) {
+        __m256i p = _mm256_maddubs_epi16(W[m0], avx2_bcast4(q + 4 * m0));
+        _Pragma("GCC unroll 8") for (int m = m0 + 1; m < m0 + chain; m++) {
+            p = _mm256_add_epi16(p, _mm256_maddubs_epi16(W[m], avx2_bcast4(q + 4 * m)));
+            AVX2_CHAIN(p);
+        }
+        r = _mm256_add_epi32(r, _mm256_madd_epi16(p, s16));
+    }
+    return r;
+#endif
+}
+
+AI void packed_sub_k45(const uint8_t *sg, int nb, int five, const uint8_t *a, size_t as, int t0,
+                       int T, float *y, size_t ldy, int r, int accumulate)
 {
     __m256 acc[GTK];
     _Pragma("GCC unroll 8") for (int t = 0; t < GTK; t++) acc[t] = _mm256_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i m4 = _mm256_set1_epi8(0x0f), b4 = _mm256_set1_epi8(0x10);
+    const int per = five ? Q5KP : Q4KP;
     for (int b = 0; b < nb; b++) {
-        const uint8_t *blk = sg + (size_t)b * Q4KP;
-        avx2_prefetch(blk, Q4KP);
+        const uint8_t *blk = sg + (size_t)b * (size_t)per;
+        avx2_prefetch(blk, per);
         const struct block_q8_K *ab[GTK];
         q8k_tile(a, as, t0, T, b, ab);
         __m256i is[GTK];
@@ -140,20 +204,19 @@ AI void packed_sub_q4_K(const uint8_t *sg, int nb, const uint8_t *a, size_t as, 
         _Pragma("GCC unroll 1") for (int s = 0; s < 8; s++) {
             /* sub-block s: chunk s / 2, low nibbles for even s */
             const uint8_t *wq = blk + 160 + 256 * (s / 2);
-            const int shift = 4 * (s % 2);
+            const __m128i shift = _mm_cvtsi32_si128(4 * (s % 2)), hs = _mm_cvtsi32_si128(s);
             __m256i W[8];
-            _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++) W[m] = _mm256_and_si256(
-                _mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(wq + 32 * m)), _mm_cvtsi32_si128(shift)), m4);
-            const __m256i sc = dup16_u8(blk + 32 + 8 * s);
-            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
-                const uint8_t *q = (const uint8_t *)ab[t]->qs + 32 * s;
-                __m256i p = _mm256_maddubs_epi16(W[0], avx2_bcast4(q));
-                _Pragma("GCC unroll 8") for (int m = 1; m < 8; m++) {
-                    p = _mm256_add_epi16(p, _mm256_maddubs_epi16(W[m], avx2_bcast4(q + 4 * m)));
-                    AVX2_CHAIN(p);
-                }
-                is[t] = _mm256_add_epi32(is[t], _mm256_madd_epi16(p, sc));
+            _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++) {
+                W[m] = _mm256_and_si256(
+                    _mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(wq + 32 * m)), shift), m4);
+                if (five) /* bit s of each byte to bit 4 */
+                    W[m] = _mm256_or_si256(
+                        W[m], _mm256_and_si256(_mm256_slli_epi16(_mm256_srl_epi16(_mm256_loadu_si256(
+                                                   (const __m256i *)(blk + Q4KP + 32 * m)), hs), 4),
+                                               b4));
             }
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) is[t] = _mm256_add_epi32(
+                is[t], k_sub_dot(W, (const uint8_t *)ab[t]->qs + 32 * s, blk + 32 + 8 * s, five));
         }
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
         const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16)));
@@ -175,7 +238,20 @@ AI void packed_sub_q4_K(const uint8_t *sg, int nb, const uint8_t *a, size_t as, 
     _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) avx2_out8(y, ldy, r, t0 + t, acc[t], accumulate);
 }
 
-PACKED_K_DRIVER(kernels_avx2_k_mm_packed_q4_K, packed_sub_q4_K, Q4KP)
+AI void packed_sub_q4_K(const uint8_t *sg, int nb, const uint8_t *a, size_t as, int t0, int T,
+                        float *y, size_t ldy, int r, int accumulate)
+{
+    packed_sub_k45(sg, nb, 0, a, as, t0, T, y, ldy, r, accumulate);
+}
+
+AI void packed_sub_q5_K(const uint8_t *sg, int nb, const uint8_t *a, size_t as, int t0, int T,
+                        float *y, size_t ldy, int r, int accumulate)
+{
+    packed_sub_k45(sg, nb, 1, a, as, t0, T, y, ldy, r, accumulate);
+}
+
+PACKED_K_DRIVER(AVX2_NAME(k_mm_packed_q4_K), packed_sub_q4_K, Q4KP)
+PACKED_K_DRIVER(AVX2_NAME(k_mm_packed_q5_K), packed_sub_q5_K, Q5KP)
 
 /*
  * Packed Q6_K keeps 6 bits a weight (1680 bytes per super-block and
@@ -217,12 +293,12 @@ static void put_q6_K(const uint8_t *bytes, int i, uint8_t *out)
         }
 }
 
-size_t kernels_avx2_k_pack_bytes_q6_K(int rows, int cols)
+size_t AVX2_NAME(k_pack_bytes_q6_K)(int rows, int cols)
 {
     return packed_size(rows, cols, Q6KP);
 }
 
-void kernels_avx2_k_pack_q6_K(const void *src, size_t stride, int rows, int cols, uint8_t *dst)
+void AVX2_NAME(k_pack_q6_K)(const void *src, size_t stride, int rows, int cols, uint8_t *dst)
 {
     pack_subs(src, stride, rows, cols, sizeof(struct block_q6_K), Q6KP, dst, put_q6_K);
 }
@@ -275,8 +351,24 @@ AI void packed_sub_q6_K(const uint8_t *sg, int nb, const uint8_t *a, size_t as, 
             is[t] = _mm256_sub_epi32(is[t], _mm256_slli_epi32(cm, 5));
         }
         _Pragma("GCC unroll 16") for (int s = 0; s < 16; s++) {
-            const __m256i sc = q6_scale(
-                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 16 + 16 * (s / 2)))), s % 2);
+            const __m256i sp =
+                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 16 + 16 * (s / 2))));
+#if AVX2_VNNI
+            /* the sub-block's 4 registers summed in int32, then its scale */
+            const __m256i sc = s % 2 ? _mm256_srai_epi32(sp, 16)
+                                     : _mm256_srai_epi32(_mm256_slli_epi32(sp, 16), 16);
+            __m256i w4[4];
+            _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) w4[j] = q6_reg(blk, 4 * s + j);
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+                const uint8_t *q = (const uint8_t *)ab[t]->qs + 16 * s;
+                __m256i p0 = AVX2_DPBUSD(_mm256_setzero_si256(), w4[0], avx2_bcast4(q));
+                __m256i p1 = AVX2_DPBUSD(_mm256_setzero_si256(), w4[1], avx2_bcast4(q + 4));
+                p0 = AVX2_DPBUSD(p0, w4[2], avx2_bcast4(q + 8));
+                p1 = AVX2_DPBUSD(p1, w4[3], avx2_bcast4(q + 12));
+                is[t] = _mm256_add_epi32(is[t], _mm256_mullo_epi32(_mm256_add_epi32(p0, p1), sc));
+            }
+#else
+            const __m256i sc = q6_scale(sp, s % 2);
             _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
                 const int k = 4 * s + 2 * h;
                 const __m256i w0 = q6_reg(blk, k), w1 = q6_reg(blk, k + 1);
@@ -288,6 +380,7 @@ AI void packed_sub_q6_K(const uint8_t *sg, int nb, const uint8_t *a, size_t as, 
                     AVX2_CHAIN(is[t]);
                 }
             }
+#endif
         }
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
         _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
@@ -297,7 +390,7 @@ AI void packed_sub_q6_K(const uint8_t *sg, int nb, const uint8_t *a, size_t as, 
     _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) avx2_out8(y, ldy, r, t0 + t, acc[t], accumulate);
 }
 
-PACKED_K_DRIVER(kernels_avx2_k_mm_packed_q6_K, packed_sub_q6_K, Q6KP)
+PACKED_K_DRIVER(AVX2_NAME(k_mm_packed_q6_K), packed_sub_q6_K, Q6KP)
 /* ---- unpacked rows (those after the last whole 16-row group) ----
  * One (row, token) pair at a time: per super-block an exact integer sum,
  * then one float multiply (two for Q4_K's mins), super-blocks added in
@@ -311,20 +404,32 @@ AI int32_t hsum_epi32(__m256i v)
     return _mm_cvtsi128_si32(x);
 }
 
-static float dot_q4_K(int nb, const struct block_q4_K *w, const struct block_q8_K *a)
+/* Q4_K (qh NULL) or Q5_K: the quants of chunk c, low nibbles then high,
+ * with Q5_K's bit 4 from bits 2c and 2c + 1 of qh. */
+AI float dot_k45(int nb, const uint8_t *wb, size_t bytes, size_t qs_off, size_t qh_off,
+                 const struct block_q8_K *a)
 {
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i m4 = _mm256_set1_epi8(0x0f), b4 = _mm256_set1_epi8(0x10);
     float s = 0.0f;
-    for (int b = 0; b < nb; b++) {
+    for (int b = 0; b < nb; b++, wb += bytes) {
+        uint16_t d, dmin;
+        __builtin_memcpy(&d, wb, 2);
+        __builtin_memcpy(&dmin, wb + 2, 2);
         uint8_t sc[8], mn[8];
-        q4k_scales(w[b].scales, sc, mn);
+        q4k_scales(wb + 4, sc, mn);
+        const __m256i QH = qh_off ? _mm256_loadu_si256((const __m256i *)(wb + qh_off)) : m4;
         __m256i is = _mm256_setzero_si256();
         for (int c = 0; c < 4; c++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * c));
-            const __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(v, m4),
-                                                    _mm256_loadu_si256((const __m256i *)(a[b].qs + 64 * c)));
-            const __m256i hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
-                                                    _mm256_loadu_si256((const __m256i *)(a[b].qs + 64 * c + 32)));
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(wb + qs_off + 32 * c));
+            __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            if (qh_off) {
+                lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(
+                    _mm256_srl_epi16(QH, _mm_cvtsi32_si128(2 * c)), 4), b4));
+                hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(
+                    _mm256_srl_epi16(QH, _mm_cvtsi32_si128(2 * c + 1)), 4), b4));
+            }
+            lo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(a[b].qs + 64 * c)));
+            hi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a[b].qs + 64 * c + 32)));
             is = _mm256_add_epi32(is, _mm256_madd_epi16(lo, _mm256_set1_epi16(sc[2 * c])));
             is = _mm256_add_epi32(is, _mm256_madd_epi16(hi, _mm256_set1_epi16(sc[2 * c + 1])));
         }
@@ -332,9 +437,20 @@ static float dot_q4_K(int nb, const struct block_q4_K *w, const struct block_q8_
         for (int k = 0; k < 8; k++)
             mins += mn[k] * (a[b].bsums[2 * k] + a[b].bsums[2 * k + 1]);
         const float da = a[b].d;
-        s += _cvtsh_ss(w[b].d) * da * (float)hsum_epi32(is) - _cvtsh_ss(w[b].dmin) * da * (float)mins;
+        s += _cvtsh_ss(d) * da * (float)hsum_epi32(is) - _cvtsh_ss(dmin) * da * (float)mins;
     }
     return s;
+}
+
+static float dot_q4_K(int nb, const struct block_q4_K *w, const struct block_q8_K *a)
+{
+    return dot_k45(nb, (const uint8_t *)w, sizeof *w, offsetof(struct block_q4_K, qs), 0, a);
+}
+
+static float dot_q5_K(int nb, const struct block_q5_K *w, const struct block_q8_K *a)
+{
+    return dot_k45(nb, (const uint8_t *)w, sizeof *w, offsetof(struct block_q5_K, qs),
+                   offsetof(struct block_q5_K, qh), a);
 }
 
 static float dot_q6_K(int nb, const struct block_q6_K *w, const struct block_q8_K *a)
@@ -389,6 +505,7 @@ static float dot_q6_K(int nb, const struct block_q6_K *w, const struct block_q8_
             }                                                                                      \
     }
 
-ROWS_MM(kernels_avx2_k_mm_q4_K, dot_q4_K, struct block_q4_K)
-ROWS_MM(kernels_avx2_k_mm_q6_K, dot_q6_K, struct block_q6_K)
+ROWS_MM(AVX2_NAME(k_mm_q4_K), dot_q4_K, struct block_q4_K)
+ROWS_MM(AVX2_NAME(k_mm_q5_K), dot_q5_K, struct block_q5_K)
+ROWS_MM(AVX2_NAME(k_mm_q6_K), dot_q6_K, struct block_q6_K)
 #endif

@@ -8,7 +8,11 @@
 
 #include "quant/dtype.h"
 #include "kernels/kernels.h"
+#include "kernels/kernels_gemm.h"
 #include "util.h"
+/* the 256-bit kernels of kernels_avx512y*.c for Q4_1, Q5_0, Q5_1, Q5_K */
+#define AVX2_VNNI 2
+#include "kernels/kernels_avx2.h"
 
 #define SIMD_V __m512
 #define SIMD_W 16
@@ -20,79 +24,7 @@
 #define SIMD_HSUM(v) _mm512_reduce_add_ps(v)
 #include "kernels/simd_f32.h"
 
-/* Loads 16 weights of a float type as f32. */
-AI __m512 load_f32w(const float *p)
-{
-    return _mm512_loadu_ps(p);
-}
-AI __m512 load_f16w(const uint16_t *p)
-{
-    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
-}
-AI __m512 load_bf16w(const uint16_t *p)
-{
-    return _mm512_castsi512_ps(
-        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
-}
-AI __m512 loadm_f32w(const float *p, __mmask16 m)
-{
-    return _mm512_maskz_loadu_ps(m, p);
-}
-AI __m512 loadm_f16w(const uint16_t *p, __mmask16 m)
-{
-    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
-}
-AI __m512 loadm_bf16w(const uint16_t *p, __mmask16 m)
-{
-    return _mm512_castsi512_ps(
-        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
-}
-
-/* A tile over float weights (f32, f16 or bf16 rows) and f32 activations. */
-#define FLOAT_TILE(NAME, WT, LOAD, LOADM)                                                          \
-    AI void NAME(int cols, const uint8_t *w, size_t ws, int r0, int R, const float *x, size_t xs,  \
-                 int t0, int T, float *y, size_t ldy, int accumulate)                              \
-    {                                                                                              \
-        __m512 acc[TILE][TILE];                                                                    \
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();   \
-        const WT *wr[TILE];                                                                        \
-        const float *xt[TILE];                                                                     \
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wr[r] =                                \
-            (const WT *)(w + (size_t)(r0 + r) * ws);                                               \
-        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) xt[t] = x + (size_t)(t0 + t) * xs;     \
-        int i = 0;                                                                                 \
-        for (; i + 16 <= cols; i += 16) {                                                          \
-            __m512 xv[TILE];                                                                       \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) xv[t] =                            \
-                _mm512_loadu_ps(xt[t] + i);                                                        \
-            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                    \
-            {                                                                                      \
-                const __m512 wv = LOAD(wr[r] + i);                                                 \
-                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] =                    \
-                    _mm512_fmadd_ps(wv, xv[t], acc[r][t]);                                         \
-            }                                                                                      \
-        }                                                                                          \
-        if (i < cols) {                                                                            \
-            const __mmask16 m = (__mmask16)((1u << (cols - i)) - 1);                               \
-            __m512 xv[TILE];                                                                       \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) xv[t] =                            \
-                _mm512_maskz_loadu_ps(m, xt[t] + i);                                               \
-            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                    \
-            {                                                                                      \
-                const __m512 wv = LOADM(wr[r] + i, m);                                             \
-                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] =                    \
-                    _mm512_fmadd_ps(wv, xv[t], acc[r][t]);                                         \
-            }                                                                                      \
-        }                                                                                          \
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                    \
-                put(y, ldy, r0 + r, t0 + t, _mm512_reduce_add_ps(acc[r][t]), accumulate);          \
-    }
-
-FLOAT_TILE(tile_f32, float, load_f32w, loadm_f32w)
-FLOAT_TILE(tile_f16, uint16_t, load_f16w, loadm_f16w)
-FLOAT_TILE(tile_bf16, uint16_t, load_bf16w, loadm_bf16w)
+/* The float weight types (F32, F16, BF16) are in kernels_gemm.c. */
 
 /*
  * Block formats (Q8_0, Q4_0) against Q8_0 activations. Blocks are taken two
@@ -188,9 +120,6 @@ AI __m512i q4_pair(const uint8_t *b0, const uint8_t *b1)
 QBLOCK_TILE(tile_q8_0, 34, 0)
 QBLOCK_TILE(tile_q4_0, 18, 1)
 
-MM_DRIVER(mm_f32, tile_f32, float)
-MM_DRIVER(mm_f16, tile_f16, float)
-MM_DRIVER(mm_bf16, tile_bf16, float)
 
 /*
  * Packed Q4_0 and Q8_0 (model/pack.c): 16 rows per group, one row per 32-bit lane.
@@ -850,21 +779,37 @@ const struct kern_isa kern_isa_avx512 = {
     .axpy = axpy,
     .mm =
         {
-            [DTYPE_F32] = {DTYPE_F32, mm_f32},
-            [DTYPE_F16] = {DTYPE_F32, mm_f16},
-            [DTYPE_BF16] = {DTYPE_F32, mm_bf16},
+            /* f32 activations; kernels.c swaps in kern_gemm_bf16_dp for
+             * BF16 where the CPU has avx512_bf16 */
+            [DTYPE_F32] = {DTYPE_F32, kern_gemm_f32},
+            [DTYPE_F16] = {DTYPE_F32, kern_gemm_f16},
+            [DTYPE_BF16] = {DTYPE_F32, kern_gemm_bf16},
             [DTYPE_Q8_0] = {DTYPE_Q8_0, mm_q8_0},
             [DTYPE_Q4_0] = {DTYPE_Q8_0, mm_q4_0},
             [DTYPE_Q4_K] = {DTYPE_Q8_K, mm_q4_K},
             [DTYPE_Q6_K] = {DTYPE_Q8_K, mm_q6_K},
+            [DTYPE_Q4_1] = {DTYPE_Q8_0, kernels_avx512y_mm_q4_1},
+            [DTYPE_Q5_0] = {DTYPE_Q8_0, kernels_avx512y_mm_q5_0},
+            [DTYPE_Q5_1] = {DTYPE_Q8_0, kernels_avx512y_mm_q5_1},
+            [DTYPE_Q5_K] = {DTYPE_Q8_K, kernels_avx512y_k_mm_q5_K},
         },
-    .act_quantize = {[DTYPE_Q8_0] = act_q8_0},
+    .act_quantize = {[DTYPE_Q8_0] = act_q8_0, [DTYPE_Q8_K] = kern_gemm_act_q8_K},
     .pack_bytes = {[DTYPE_Q4_0] = pack_bytes_q4_0, [DTYPE_Q8_0] = pack_bytes_q8_0,
-                   [DTYPE_Q4_K] = pack_bytes_q4_K, [DTYPE_Q6_K] = pack_bytes_q6_K},
+                   [DTYPE_Q4_K] = pack_bytes_q4_K, [DTYPE_Q6_K] = pack_bytes_q6_K,
+                   [DTYPE_Q4_1] = kernels_avx512y_pack_bytes_q4_1,
+                   [DTYPE_Q5_0] = kernels_avx512y_pack_bytes_q5_0,
+                   [DTYPE_Q5_1] = kernels_avx512y_pack_bytes_q5_1,
+                   [DTYPE_Q5_K] = kernels_avx512y_k_pack_bytes_q5_K},
     .pack = {[DTYPE_Q4_0] = pack_q4_0, [DTYPE_Q8_0] = pack_q8_0, [DTYPE_Q4_K] = pack_q4_K,
-             [DTYPE_Q6_K] = pack_q6_K},
+             [DTYPE_Q6_K] = pack_q6_K, [DTYPE_Q4_1] = kernels_avx512y_pack_q4_1,
+             [DTYPE_Q5_0] = kernels_avx512y_pack_q5_0, [DTYPE_Q5_1] = kernels_avx512y_pack_q5_1,
+             [DTYPE_Q5_K] = kernels_avx512y_k_pack_q5_K},
     .mm_packed = {[DTYPE_Q4_0] = mm_packed_q4_0, [DTYPE_Q8_0] = mm_packed_q8_0,
-                  [DTYPE_Q4_K] = mm_packed_q4_K, [DTYPE_Q6_K] = mm_packed_q6_K},
+                  [DTYPE_Q4_K] = mm_packed_q4_K, [DTYPE_Q6_K] = mm_packed_q6_K,
+                  [DTYPE_Q4_1] = kernels_avx512y_mm_packed_q4_1,
+                  [DTYPE_Q5_0] = kernels_avx512y_mm_packed_q5_0,
+                  [DTYPE_Q5_1] = kernels_avx512y_mm_packed_q5_1,
+                  [DTYPE_Q5_K] = kernels_avx512y_k_mm_packed_q5_K},
     .dot_f32_gather = dot_f32_gather,
     .axpy_gather = axpy_gather,
 };

@@ -42,7 +42,9 @@ static const struct arch archs[] = {
            [T_Q_B] = O, [T_K] = R, [T_K_B] = O, [T_V] = R, [T_V_B] = O, [T_O] = R, [T_O_B] = O,
            [T_FFN_NORM] = R, [T_GATE] = D, [T_GATE_B] = O, [T_DOWN] = D, [T_DOWN_B] = O,
            [T_UP] = D, [T_UP_B] = O, [T_GATE_INP] = M, [T_GATE_EXPS] = M, [T_DOWN_EXPS] = M,
-           [T_UP_EXPS] = M}},
+           [T_UP_EXPS] = M, [T_PEER_QUERY] = W_PEER, [T_PEER_KEYS] = W_PEER,
+           [T_PEER_DOWN] = W_PEER, [T_PEER_UP] = W_PEER, [T_KAN_BASE1] = W_KAN,
+           [T_KAN_SPLINE1] = W_KAN, [T_KAN_BASE2] = W_KAN, [T_KAN_SPLINE2] = W_KAN}},
     {.name = "qwen2", .norm = NORM_RMS, .pos = POS_ROPE, .rope_neox = 1, .act = ACT_SILU,
      .gated = 1, .output = O,
      .w = {[T_TOK_EMBD] = R, [T_OUTPUT_NORM] = R, [T_OUTPUT] = O, QWEN2_ATTN, [T_GATE] = R,
@@ -102,6 +104,21 @@ static const struct arch archs[] = {
      .w = {[T_TOK_EMBD] = R, [T_OUTPUT_NORM] = R, [T_OUTPUT] = O, [T_ATTN_NORM] = R,
            [T_SSM_IN] = R, [T_SSM_CONV1D] = R, [T_SSM_CONV1D_B] = R, [T_SSM_X] = R,
            [T_SSM_DT] = R, [T_SSM_DT_B] = R, [T_SSM_A] = R, [T_SSM_D] = R, [T_SSM_OUT] = R}},
+    /* RetNet: multi-scale retention, then a SwiGLU FFN (arch_retnet.c) */
+    {.name = "retnet", .norm = NORM_RMS, .pos = POS_ROPE, .rope_neox = 1, .act = ACT_SILU,
+     .gated = 1, .output = O, .retnet = 1,
+     .w = {[T_TOK_EMBD] = R, [T_OUTPUT_NORM] = R, [T_OUTPUT] = O, [T_ATTN_NORM] = R, [T_Q] = R,
+           [T_K] = R, [T_V] = R, [T_RET_GATE] = R, [T_RET_NORM] = R, [T_O] = R,
+           [T_FFN_NORM] = R, [T_GATE] = R, [T_DOWN] = R, [T_UP] = R}},
+    /* YOCO: gated-retention self-decoder, cross-decoder over one shared
+     * key/value cache (arch_yoco.c) */
+    {.name = "yoco", .norm = NORM_RMS, .pos = POS_ROPE, .rope_neox = 1, .act = ACT_SILU,
+     .gated = 1, .output = O, .yoco = 1,
+     .w = {[T_TOK_EMBD] = R, [T_OUTPUT_NORM] = R, [T_OUTPUT] = O, [T_ATTN_NORM] = R, [T_Q] = R,
+           [T_K] = W_SELF, [T_V] = W_SELF, [T_RET_GATE] = W_SELF, [T_RET_NORM] = W_SELF,
+           [T_RET_DECAY] = W_SELF, [T_CROSS_KV_NORM] = W_CROSS_KV, [T_CROSS_K] = W_CROSS_KV,
+           [T_CROSS_V] = W_CROSS_KV, [T_O] = R, [T_FFN_NORM] = R, [T_GATE] = R, [T_DOWN] = R,
+           [T_UP] = R}},
 };
 
 #undef R
@@ -140,11 +157,15 @@ int arch_has_layer(const strix_model *m, int k, int il)
     switch (m->ad->w[k]) {
     case W_REQ: return 1;
     case W_OPT: return (int)((m->opt_mask >> k) & 1);
-    case W_DENSE: return !experts;
+    case W_DENSE: return !experts && m->hp.ffn_kind == FFN_MLP;
     case W_MOE: return experts;
     case W_QLORA: return m->hp.n_lora_q > 0;
     case W_QPLAIN: return m->hp.n_lora_q == 0;
     case W_MOE_OPT: return experts && (int)((m->opt_mask >> k) & 1);
+    case W_SELF: return il < m->hp.yoco_n_self;
+    case W_CROSS_KV: return il == m->hp.yoco_n_self;
+    case W_PEER: return m->hp.ffn_kind == FFN_PEER;
+    case W_KAN: return m->hp.ffn_kind == FFN_KAN;
     default: return 0;
     }
 }
@@ -183,7 +204,14 @@ static const char *const base_names[T_COUNT] = {
     [T_SSM_CONV1D_B] = "ssm_conv1d",   [T_SSM_X] = "ssm_x",
     [T_SSM_DT] = "ssm_dt",             [T_SSM_DT_B] = "ssm_dt",
     [T_SSM_A] = "ssm_a",               [T_SSM_D] = "ssm_d",
-    [T_SSM_OUT] = "ssm_out",
+    [T_SSM_OUT] = "ssm_out",           [T_RET_GATE] = "ret_gate",
+    [T_RET_NORM] = "ret_norm",         [T_RET_DECAY] = "ret_decay",
+    [T_CROSS_KV_NORM] = "cross_kv_norm", [T_CROSS_K] = "cross_k",
+    [T_CROSS_V] = "cross_v",
+    [T_PEER_QUERY] = "ffn_peer_query", [T_PEER_KEYS] = "ffn_peer_keys",
+    [T_PEER_DOWN] = "ffn_peer_down",   [T_PEER_UP] = "ffn_peer_up",
+    [T_KAN_BASE1] = "ffn_kan_base1",   [T_KAN_SPLINE1] = "ffn_kan_spline1",
+    [T_KAN_BASE2] = "ffn_kan_base2",   [T_KAN_SPLINE2] = "ffn_kan_spline2",
 };
 
 static int is_bias(int k)
@@ -222,6 +250,8 @@ static int is_1d(int k)
     case T_GATE_INP_SHEXP:
     case T_MLA_QA_NORM:
     case T_MLA_KVA_NORM:
+    case T_RET_NORM:
+    case T_CROSS_KV_NORM:
     case T_SSM_D: return 1;
     default: return is_bias(k);
     }
@@ -297,6 +327,20 @@ struct tensor *arch_tensor(strix_model *m, int k, int il)
     case T_SSM_A: return &L->ssm_a;
     case T_SSM_D: return &L->ssm_d;
     case T_SSM_OUT: return &L->ssm_out;
+    case T_RET_GATE: return &L->ret_gate;
+    case T_RET_NORM: return &L->ret_norm;
+    case T_RET_DECAY: return &L->ret_decay;
+    case T_CROSS_KV_NORM: return &L->cross_kv_norm;
+    case T_CROSS_K: return &L->cross_k;
+    case T_CROSS_V: return &L->cross_v;
+    case T_PEER_QUERY: return &L->peer_query;
+    case T_PEER_KEYS: return &L->peer_keys;
+    case T_PEER_DOWN: return &L->peer_down;
+    case T_PEER_UP: return &L->peer_up;
+    case T_KAN_BASE1: return &L->kan_base1;
+    case T_KAN_SPLINE1: return &L->kan_spline1;
+    case T_KAN_BASE2: return &L->kan_base2;
+    case T_KAN_SPLINE2: return &L->kan_spline2;
     default: return &L->up_shexp;
     }
 }
@@ -309,7 +353,9 @@ void arch_shape(const strix_model *m, int k, int *n_dims, int64_t ne[3])
     const int64_t ff = hp->n_ff_dense * (m->ad->fused_up ? 2 : 1);
     int64_t a = embd, b = 1, c = 1; /* 1-D of n_embd unless said otherwise */
     if ((m->ad->mla && arch_deepseek2_shape(m, k, ne)) ||
-        (m->ad->ssm && arch_mamba_shape(m, k, ne))) {
+        (m->ad->ssm && arch_mamba_shape(m, k, ne)) ||
+        (m->ad->retnet && arch_retnet_shape(m, k, ne)) ||
+        (m->ad->yoco && arch_yoco_shape(m, k, ne)) || arch_ffn_shape(m, k, ne)) {
         *n_dims = ne[2] > 1 ? 3 : is_1d(k) ? 1 : 2;
         return;
     }
@@ -424,7 +470,7 @@ int arch_load_hparams(strix_model *m, const gguf *g, strix_error *err)
     int v_len = hp->head_dim;
     if ((rc = get_u32(g, a, "attention.value_length", 0, &v_len, err)))
         return rc;
-    if (v_len != hp->head_dim && !ad->mla)
+    if (v_len != hp->head_dim && !ad->mla && !ad->retnet)
         return err_set(err, STRIX_ERR_UNSUPPORTED, "key length %d differs from value length %d",
                        hp->head_dim, v_len);
 
@@ -516,10 +562,16 @@ int arch_load_hparams(strix_model *m, const gguf *g, strix_error *err)
         hp->sinusoidal = 1;
     }
     err_clear(err);
+    if ((rc = arch_ffn_load(m, g, err)))
+        return rc;
     if (ad->mla)
         return arch_deepseek2_load(m, g, err);
     if (ad->ssm)
         return arch_mamba_load(m, g, err);
+    if (ad->retnet)
+        return arch_retnet_load(m, g, err);
+    if (ad->yoco)
+        return arch_yoco_load(m, g, err);
     return STRIX_OK;
 }
 
@@ -545,7 +597,8 @@ int arch_save_hparams(const strix_model *m, gguf_writer *w, strix_error *err)
         U32("attention.head_count", hp->n_head);
         U32("attention.head_count_kv", hp->n_head_kv);
     }
-    if (hp->head_dim * hp->n_head != hp->n_embd && !m->ad->mla && !m->ad->ssm) {
+    if (hp->head_dim * hp->n_head != hp->n_embd && !m->ad->mla && !m->ad->ssm &&
+        !m->ad->retnet) { /* arch_retnet_save writes both lengths */
         U32("attention.key_length", hp->head_dim);
         U32("attention.value_length", hp->head_dim);
     }
@@ -597,6 +650,12 @@ int arch_save_hparams(const strix_model *m, gguf_writer *w, strix_error *err)
         rc = arch_deepseek2_save(m, w, err);
     if (rc == STRIX_OK && m->ad->ssm)
         rc = arch_mamba_save(m, w, err);
+    if (rc == STRIX_OK && m->ad->retnet)
+        rc = arch_retnet_save(m, w, err);
+    if (rc == STRIX_OK && m->ad->yoco)
+        rc = arch_yoco_save(m, w, err);
+    if (rc == STRIX_OK && hp->ffn_kind != FFN_MLP)
+        rc = arch_ffn_save(m, w, err);
     return rc;
 }
 #undef ADD_KEY

@@ -76,6 +76,24 @@ enum tkind {
     T_SSM_A,
     T_SSM_D,
     T_SSM_OUT,
+    /* multi-scale retention (arch_retnet.c) */
+    T_RET_GATE,
+    T_RET_NORM,
+    T_RET_DECAY, /* gated retention's per-head decay gate (yoco) */
+    /* YOCO's shared key/value projection, in the first cross-decoder block */
+    T_CROSS_KV_NORM,
+    T_CROSS_K,
+    T_CROSS_V,
+    /* strix's feed-forward variants (arch_ffn.c); never optional, so the
+     * optional-kind mask (64 bits) need not reach them */
+    T_PEER_QUERY,
+    T_PEER_KEYS,
+    T_PEER_DOWN,
+    T_PEER_UP,
+    T_KAN_BASE1,
+    T_KAN_SPLINE1,
+    T_KAN_BASE2,
+    T_KAN_SPLINE2,
     T_COUNT
 };
 #define T_FIRST_LAYER T_ATTN_NORM
@@ -91,6 +109,11 @@ enum {
     W_QLORA = 5,  /* when the query has a latent (n_lora_q > 0) */
     W_QPLAIN = 6, /* when it has none */
     W_MOE_OPT = 7, /* in blocks with experts, if the file has it */
+    /* yoco: */
+    W_SELF = 8,     /* in the self-decoder's blocks */
+    W_CROSS_KV = 9, /* in the first cross-decoder block only */
+    W_PEER = 10,   /* when <arch>.ffn_kind is "peer" */
+    W_KAN = 11,    /* when <arch>.ffn_kind is "kan" */
 };
 
 struct arch {
@@ -119,6 +142,9 @@ struct arch {
                                      as llama.cpp does for Gemma-2 27B */
     uint8_t mla;         /* Multi-head Latent Attention and DeepSeekMoE (deepseek2) */
     uint8_t ssm;         /* selective state-space blocks (mamba) */
+    uint8_t retnet;      /* multi-scale retention in place of attention (retnet) */
+    uint8_t yoco;        /* self-decoder of gated retention, cross-decoder over one
+                            shared key/value cache (yoco) */
     uint8_t w[T_COUNT];  /* per weight kind: W_* */
 };
 
@@ -165,5 +191,35 @@ int arch_mamba_shape(const strix_model *m, int k, int64_t ne[3]);
 /* Sets hp->ssm and the placeholders that let the shared tables (scratch
  * sizes, checks) stand: one "head" of 2, n_ff = d_inner. */
 void arch_mamba_placeholders(struct hparams *hp);
+
+/* arch_retnet.c: retnet's retention.* keys and value length, and its tensor
+ * shapes (0 if k is not one of them). */
+int arch_retnet_load(strix_model *m, const struct gguf *g, strix_error *err);
+int arch_retnet_save(const strix_model *m, struct gguf_writer *w, strix_error *err);
+int arch_retnet_shape(const strix_model *m, int k, int64_t ne[3]);
+/* Sets hp->retnet, hp->ssm (a recurrent state per sequence) and the ssm
+ * sizes that make runtime/ssm.c keep one d_k x d_v state per head:
+ * d_inner = n_head d_k channels of d_state = d_v values, no convolution.
+ * Checks the sizes (STRIX_ERR_FORMAT with a message). */
+int arch_retnet_placeholders(struct hparams *hp, strix_error *err);
+
+/* arch_yoco.c: yoco's keys (self-decoder depth, gate temperature) and its
+ * tensor shapes (0 if k is not one of them). */
+int arch_yoco_load(strix_model *m, const struct gguf *g, strix_error *err);
+int arch_yoco_save(const strix_model *m, struct gguf_writer *w, strix_error *err);
+int arch_yoco_shape(const strix_model *m, int k, int64_t ne[3]);
+/* Sets hp->yoco, the self-decoder's retention sizes (d_v = d_k) and its
+ * state (as arch_retnet_placeholders), after checking n_self. */
+int arch_yoco_placeholders(struct hparams *hp, strix_error *err);
+/* arch_ffn.c: the feed-forward variants (PEER, KAN) of architectures whose
+ * row lists their kinds: <arch>.ffn_kind and the peer.* / kan.* keys, read
+ * after the common ones (any architecture: a variant its row lacks is
+ * refused), written back, and the variants' tensor shapes (0 if k is not
+ * one of them). */
+int arch_ffn_load(strix_model *m, const struct gguf *g, strix_error *err);
+int arch_ffn_save(const strix_model *m, struct gguf_writer *w, strix_error *err);
+int arch_ffn_shape(const strix_model *m, int k, int64_t ne[3]);
+/* Checks the variant's sizes (synth and the loader). */
+int arch_ffn_check(const struct hparams *hp, strix_error *err);
 
 #endif

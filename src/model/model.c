@@ -51,6 +51,8 @@ static int set_stage(strix_model *m, const struct strix_model_params *params, st
     if (first < 0 || end <= first || end > m->hp.n_layer)
         return err_set(err, STRIX_ERR_ARG, "layer range [%d, %d) is not within the %d layers",
                        first, end, m->hp.n_layer);
+    if (m->hp.yoco) /* the cross-decoder needs the self-decoder's shared cache */
+        return err_set(err, STRIX_ERR_UNSUPPORTED, "yoco models cannot be split into stages");
     m->layer_first = first;
     m->layer_end = end;
     return STRIX_OK;
@@ -485,12 +487,16 @@ int strix_model_get_info(const strix_model *m, struct strix_model_info *caller_i
         const size_t layers = (size_t)hp->n_layer * sizeof(float);
         const size_t kv = (size_t)hp->n_head_kv * (size_t)hp->head_dim;
         info->cache_token_bytes = hp->ssm ? 0 : layers * (hp->mla ? kv : 2 * kv);
+        if (hp->yoco) /* one shared layer of keys and values */
+            info->cache_token_bytes = sizeof(float) * 2 * kv;
         info->cache_token_bytes_mha =
             layers * (size_t)hp->n_head *
             (hp->mla ? (size_t)(hp->head_k_mla + hp->head_v_mla) : 2 * (size_t)hp->head_dim);
         if (hp->ssm) {
-            info->cache_token_bytes_mha = 0;
-            info->state_seq_bytes = layers * (size_t)hp->ssm_d_inner *
+            if (!hp->yoco)
+                info->cache_token_bytes_mha = 0;
+            info->state_seq_bytes = (hp->yoco ? (size_t)hp->yoco_n_self * sizeof(float) : layers) *
+                                    (size_t)hp->ssm_d_inner *
                                     (size_t)(hp->ssm_d_conv - 1 + hp->ssm_d_state);
         }
     }

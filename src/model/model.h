@@ -71,6 +71,20 @@ struct layer {
     struct tensor ssm_a;               /* (d_inner rows, d_state) -exp(A_log) */
     struct tensor ssm_d;               /* (d_inner) skip connection */
     struct tensor ssm_out;             /* (n_embd rows, d_inner) */
+    /* multi-scale retention (retnet, arch_retnet.c) */
+    struct tensor ret_gate;            /* (n_head * d_v rows, n_embd) swish gate */
+    struct tensor ret_norm;            /* (n_head * d_v) group norm weight */
+    struct tensor ret_decay;           /* (n_head rows, n_embd) gated decay (yoco) */
+    /* yoco's shared keys and values, in the first cross-decoder block */
+    struct tensor cross_kv_norm;       /* (n_embd) */
+    struct tensor cross_k, cross_v;    /* (n_head_kv * head_dim rows, n_embd) */
+    /* strix's feed-forward variants in place of the MLP (arch_ffn.c) */
+    struct tensor peer_query; /* (peer_n_head * peer_d_key rows, n_embd) PEER queries */
+    struct tensor peer_keys;  /* (2 n_head n_keys rows, d_key / 2): row (2 h + half) n_keys + i */
+    struct tensor peer_down;  /* (n_keys^2 rows, n_embd) expert i's down vector u_i */
+    struct tensor peer_up;    /* (n_keys^2 rows, n_embd) expert i's up vector v_i */
+    struct tensor kan_base1, kan_spline1; /* (n_ff rows, n_embd), (n_ff, n_embd (G + k)) */
+    struct tensor kan_base2, kan_spline2; /* (n_embd rows, n_ff), (n_embd, n_ff (G + k)) */
 };
 
 enum norm_kind { NORM_RMS, NORM_LAYER };
@@ -117,7 +131,33 @@ struct hparams {
      * n_head, head_dim and n_rot are placeholders (1, 2, 2). --- */
     int ssm;
     int ssm_d_conv, ssm_d_inner, ssm_d_state, ssm_dt_rank;
+    /* --- retnet (arch_retnet.c): attention is multi-scale retention (runtime/
+     * retention.c) with a d_k x d_v state per head and sequence, kept by
+     * ssm.c (ssm is 1, d_inner = n_head * head_dim, d_state = ret_dv);
+     * head h decays by 1 - 2^-(ret_decay_first + h * ret_decay_step). --- */
+    int retnet;
+    int ret_dv;
+    float ret_decay_first, ret_decay_step;
+    /* --- yoco (arch_yoco.c): blocks [0, yoco_n_self) are a self-decoder of
+     * gated retention (decay sigmoid(W_decay x)^(1/ret_gate_tau) per head
+     * and token; state as retnet's, ssm is 1), then the shared keys and
+     * values are projected once from its output into the KV cache's only
+     * layer, which every cross-decoder block [yoco_n_self, n_layer) attends
+     * to with its own queries. --- */
+    int yoco;
+    int yoco_n_self;
+    float ret_gate_tau;
+    /* --- strix's feed-forward variants (arch_ffn.c; runtime/ffn_var.h): the
+     * MLP of a llama block replaced by a PEER layer or two KAN layers --- */
+    int ffn_kind;                 /* enum ffn_kind */
+    int peer_n_head, peer_n_keys; /* heads; sub-keys per half (n_keys^2 experts) */
+    int peer_top_k, peer_d_key;   /* experts per head; query size (even) */
+    int peer_sigmoid;             /* expert weights by sigmoid, else softmax over the top k */
+    int kan_grid, kan_order;      /* B-spline intervals G and order k (G + k bases per input) */
+    float kan_range;              /* the grid spans [-range, range] */
 };
+
+enum ffn_kind { FFN_MLP, FFN_PEER, FFN_KAN };
 
 enum moe_gating { MOE_GATING_SOFTMAX, MOE_GATING_SIGMOID };
 

@@ -5,8 +5,12 @@
  * are in dtype.c / dtype_k.c; the GGUF file is written by model.c.
  *
  * The rule (see also include/strix.h):
- *   - 1-D weights (norms) stay F32;
- *   - every 2-D weight gets the requested type, except that (unless pure)
+ *   - 1-D weights (norms) stay F32, and so do the 2-D weights llama.cpp's
+ *     quantizer leaves alone (quantizable(): MoE routers, mamba's
+ *     convolution taps and state matrices, ...);
+ *   - every 2-D weight, and every stack of experts' matrices (3-D, taking
+ *     the rules of its projection: ffn_down_exps those of ffn_down), gets
+ *     the requested type, except that (unless pure)
  *     the output projection, or the token embeddings when they double as
  *     it, gets Q6_K when the type has fewer than 6 bits, and the mixes
  *     Q4_K_M / Q5_K_M put Q6_K on attn_v and ffn_down in layer i when
@@ -91,16 +95,38 @@ static void tensor_class(const char *name, char *cls, size_t cap, int *layer)
         *dot = '\0';
 }
 
+/* Whether weight t is re-encoded at all: matrices and stacks of experts'
+ * matrices (2-D, 3-D) named *.weight, except norms, MoE routers (few
+ * weights, on every token's path), mamba's convolution taps and position or
+ * token-type embeddings; 1-D weights stay F32 (the loader allows nothing
+ * else) and mamba's ssm_a, ssm_d (no .weight) stay as they are. The same
+ * set llama.cpp's quantizer converts. */
+static int quantizable(const struct tensor *t)
+{
+    static const char *const never[] = {"_norm.weight", "ffn_gate_inp.weight", "ssm_conv1d",
+                                        "position_embd", "token_types"};
+    const size_t n = strlen(t->name);
+    if (t->n_dims < 2 || t->n_dims > 3 || n < 7 || strcmp(t->name + n - 7, ".weight") != 0)
+        return 0;
+    for (size_t i = 0; i < sizeof never / sizeof never[0]; i++)
+        if (strstr(t->name, never[i]))
+            return 0;
+    return 1;
+}
+
 /* The type weight t is written as; *wanted is the type before any fallback. */
 static uint32_t choose(const strix_model *m, const struct tensor *t, const struct qspec *q, int pure,
                        uint32_t *wanted)
 {
     *wanted = t->type;
-    if (t->n_dims != 2)
-        return t->type; /* norms: F32 (the loader allows nothing else) */
+    if (!quantizable(t))
+        return t->type;
     char cls[64];
     int il;
     tensor_class(t->name, cls, sizeof cls, &il);
+    char *exps = strstr(cls, "_exps"); /* stacked experts: their projection's class */
+    if (exps && exps[5] == '\0')
+        *exps = '\0';
     uint32_t want = q->base;
     const int is_output = strcmp(cls, "output") == 0 ||
                           (m->tied_output && strcmp(cls, "token_embd") == 0);
@@ -167,7 +193,7 @@ static void report_emit(const struct report *r, const struct strix_quantize_para
         return;
     for (int i = 0; i < r->n; i++) {
         char line[512];
-        int len = snprintf(line, sizeof line, "%-12s", r->cls[i].name);
+        int len = snprintf(line, sizeof line, "%-14s ", r->cls[i].name);
         const char *sep = "";
         for (uint32_t t = 0; t < DTYPE_COUNT && len < (int)sizeof line; t++) {
             if (r->cls[i].count[t]) {
@@ -183,6 +209,57 @@ static void report_emit(const struct report *r, const struct strix_quantize_para
                      dtype_name(r->cls[i].fb_from), dtype_get(r->cls[i].fb_from)->block_size);
         p->log(p->log_user, line);
     }
+}
+
+/* ---- what a quantization does ---- */
+
+/* Rows of ne[0] elements of a weight (a stack of experts: all of them). */
+static int64_t n_rows(const struct tensor *t)
+{
+    return t->ne[1] * t->ne[2] * t->ne[3];
+}
+
+/* A quantization of m to one type: each weight's type, in m->all order. */
+struct qplan {
+    struct qspec q;
+    int n_threads;
+    uint32_t *types;
+    int64_t max_ne0; /* the longest row re-encoded (0: none) */
+};
+
+/* Reads the type and the parameters into pl (pl->types allocated; free
+ * with util_free). rep, if not NULL, gathers the per-class report. */
+static int plan_quantize(const strix_model *m, const char *type,
+                         const struct strix_quantize_params *p, struct report *rep,
+                         struct qplan *pl, strix_error *err)
+{
+    memset(pl, 0, sizeof *pl);
+    if (m->vocab_only || !m->vocab)
+        return err_set(err, STRIX_ERR_ARG, "only a full model with a vocabulary can be quantized");
+    if (!parse_spec(type, &pl->q))
+        return err_set(err, STRIX_ERR_ARG,
+                       "cannot quantize to '%s' (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, "
+                       "Q4_K, Q5_K, Q6_K, Q4_K_M, Q5_K_M)",
+                       type);
+    pl->n_threads = p->n_threads;
+    if (pl->n_threads <= 0) {
+        const long n = sysconf(_SC_NPROCESSORS_ONLN);
+        pl->n_threads = n > 0 ? (int)(n > 64 ? 64 : n) : 1;
+    }
+    if (pl->n_threads > 1024)
+        return err_set(err, STRIX_ERR_ARG, "%d threads is too many", pl->n_threads);
+    if (!(pl->types = util_calloc((size_t)m->n_all, sizeof *pl->types)))
+        return err_set(err, STRIX_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < m->n_all; i++) {
+        const struct tensor *t = m->all[i];
+        uint32_t wanted;
+        pl->types[i] = choose(m, t, &pl->q, p->pure, &wanted);
+        if (rep && t->n_dims >= 2)
+            report_add(rep, t, pl->types[i], wanted);
+        if (pl->types[i] != t->type && t->ne[0] > pl->max_ne0)
+            pl->max_ne0 = t->ne[0];
+    }
+    return STRIX_OK;
 }
 
 /* ---- conversion ---- */
@@ -234,12 +311,12 @@ static int convert(void *user, const struct tensor *t, void **out, uint32_t *typ
         return STRIX_OK;
     const size_t rb = dtype_row_size(*type, t->ne[0]);
     size_t total;
-    if (rb == 0 || !util_mul_size(rb, (size_t)t->ne[1], &total))
+    if (rb == 0 || !util_mul_size(rb, (size_t)n_rows(t), &total))
         return err_set(err, STRIX_ERR_ARG, "cannot write '%s' as %s", t->name, dtype_name(*type));
     uint8_t *buf = util_malloc(total);
     if (!buf)
         return err_set(err, STRIX_ERR_NOMEM, "out of memory quantizing '%s'", t->name);
-    struct job j = {t, t->ne[1], *type, buf, rb, qs->scratch, qs->max_ne0};
+    struct job j = {t, n_rows(t), *type, buf, rb, qs->scratch, qs->max_ne0};
     pool_run(qs->pool, job_run, &j);
     *out = buf;
     *nbytes = total;
@@ -252,44 +329,21 @@ int strix_model_quantize(const strix_model *m, const char *path, const char *typ
     err_clear(err);
     if (!m || !path || !type)
         return err_set(err, STRIX_ERR_ARG, "NULL argument");
-    if (m->vocab_only || !m->vocab)
-        return err_set(err, STRIX_ERR_ARG, "only a full model with a vocabulary can be quantized");
     struct strix_quantize_params def;
     int prc = UTIL_PARAMS_READ(quantize, &def, params, err);
     if (prc)
         return prc;
     const struct strix_quantize_params *p = &def;
-    struct qspec q;
-    if (!parse_spec(type, &q))
-        return err_set(err, STRIX_ERR_ARG,
-                       "cannot quantize to '%s' (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, "
-                       "Q4_K, Q5_K, Q6_K, Q4_K_M, Q5_K_M)",
-                       type);
-    int n_threads = p->n_threads;
-    if (n_threads <= 0) {
-        const long n = sysconf(_SC_NPROCESSORS_ONLN);
-        n_threads = n > 0 ? (int)(n > 64 ? 64 : n) : 1;
-    }
-    if (n_threads > 1024)
-        return err_set(err, STRIX_ERR_ARG, "%d threads is too many", n_threads);
-
+    struct qplan pl = {0};
     struct qstate qs = {m, NULL, NULL, NULL, 1};
-    uint32_t *types = util_calloc((size_t)m->n_all, sizeof *types);
     struct report *rep = util_calloc(1, sizeof *rep);
-    int rc = STRIX_OK;
-    if (!types || !rep) {
-        rc = err_set(err, STRIX_ERR_NOMEM, "out of memory");
+    int rc = rep ? plan_quantize(m, type, p, rep, &pl, err)
+                 : err_set(err, STRIX_ERR_NOMEM, "out of memory");
+    if (rc)
         goto done;
-    }
-    for (int i = 0; i < m->n_all; i++) {
-        const struct tensor *t = m->all[i];
-        uint32_t wanted;
-        types[i] = choose(m, t, &q, p->pure, &wanted);
-        if (t->n_dims == 2)
-            report_add(rep, t, types[i], wanted);
-        if (types[i] != t->type && t->ne[0] > qs.max_ne0)
-            qs.max_ne0 = t->ne[0];
-    }
+    const int n_threads = pl.n_threads;
+    uint32_t *types = pl.types;
+    qs.max_ne0 = pl.max_ne0 > 1 ? pl.max_ne0 : 1;
     /* fail before the work if the target cannot be written (the file is
      * created and removed again; the real one is written at the end) */
     struct atomic_file probe;
@@ -309,11 +363,11 @@ int strix_model_quantize(const strix_model *m, const char *path, const char *typ
         rc = err_set(err, STRIX_ERR_NOMEM, "out of memory for %d quantizing threads", n_threads);
         goto done;
     }
-    rc = model_save_gguf(m, path, q.ftype, convert, &qs, err);
+    rc = model_save_gguf(m, path, pl.q.ftype, convert, &qs, err);
 done:
     pool_free(qs.pool);
     util_free(qs.scratch);
-    util_free(types);
+    util_free(pl.types);
     util_free(rep);
     return rc;
 }
@@ -329,31 +383,20 @@ int strix_model_quantize_copy(const strix_model *m, const char *type,
         *out = NULL;
     if (!m || !type || !out)
         return err_set(err, STRIX_ERR_ARG, "NULL argument");
-    if (m->vocab_only || !m->vocab)
-        return err_set(err, STRIX_ERR_ARG, "only a full model with a vocabulary can be quantized");
     struct strix_quantize_params p;
     int rc = UTIL_PARAMS_READ(quantize, &p, params, err);
     if (rc)
         return rc;
-    struct qspec q;
-    if (!parse_spec(type, &q))
-        return err_set(err, STRIX_ERR_ARG,
-                       "cannot quantize to '%s' (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, "
-                       "Q4_K, Q5_K, Q6_K, Q4_K_M, Q5_K_M)",
-                       type);
-    int n_threads = p.n_threads;
-    if (n_threads <= 0) {
-        const long n = sysconf(_SC_NPROCESSORS_ONLN);
-        n_threads = n > 0 ? (int)(n > 64 ? 64 : n) : 1;
-    }
-    if (n_threads > 1024)
-        return err_set(err, STRIX_ERR_ARG, "%d threads is too many", n_threads);
+    struct qplan pl;
+    if ((rc = plan_quantize(m, type, &p, NULL, &pl, err)))
+        return rc;
+    const int n_threads = pl.n_threads;
+    uint32_t *types = pl.types;
     strix_model *c = util_calloc(1, sizeof *c);
-    uint32_t *types = util_calloc((size_t)m->n_all, sizeof *types);
     size_t *offs = util_calloc((size_t)m->n_all, sizeof *offs);
     float *scratch = NULL;
     struct pool *pool = NULL;
-    if (!c || !types || !offs) {
+    if (!c || !offs) {
         rc = err_set(err, STRIX_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -373,14 +416,12 @@ int strix_model_quantize_copy(const strix_model *m, const char *type,
     STRIX_ASSERT(c->n_all == m->n_all);
     /* the converted weights in one block; the others stay borrowed */
     size_t total = 0;
-    int64_t max_ne0 = 1;
+    const int64_t max_ne0 = pl.max_ne0 > 1 ? pl.max_ne0 : 1;
     for (int i = 0; i < m->n_all; i++) {
         const struct tensor *t = m->all[i];
-        uint32_t wanted;
-        types[i] = choose(m, t, &q, p.pure, &wanted);
         if (types[i] == t->type)
             continue;
-        const int64_t rows = t->ne[1] * (t->n_dims > 2 ? t->ne[2] : 1);
+        const int64_t rows = n_rows(t);
         size_t n;
         offs[i] = total;
         if (!util_mul_size(dtype_row_size(types[i], t->ne[0]), (size_t)rows, &n) ||
@@ -388,7 +429,6 @@ int strix_model_quantize_copy(const strix_model *m, const char *type,
             rc = err_set(err, STRIX_ERR_ARG, "'%s' is too large", t->name);
             goto fail;
         }
-        max_ne0 = t->ne[0] > max_ne0 ? t->ne[0] : max_ne0;
     }
     size_t sbytes;
     if ((total && !(c->owned = util_malloc(total))) ||
@@ -415,7 +455,7 @@ int strix_model_quantize_copy(const strix_model *m, const char *type,
         const void *data = t->data;
         size_t nbytes = t->nbytes;
         if (ty != t->type) {
-            const int64_t rows = t->ne[1] * (t->n_dims > 2 ? t->ne[2] : 1);
+            const int64_t rows = n_rows(t);
             uint8_t *dst = (uint8_t *)c->owned + offs[idx];
             const size_t rb = dtype_row_size(ty, t->ne[0]);
             struct job j = {t, rows, ty, dst, rb, scratch, max_ne0};

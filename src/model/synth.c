@@ -56,6 +56,39 @@ static int synth_mla(strix_model *m, const struct strix_synth_params *p, strix_e
     return STRIX_OK;
 }
 
+/* The MLP replaced by a PEER layer or two KAN layers (arch_ffn.c). */
+static int synth_ffn(strix_model *m, const struct strix_synth_params *p, strix_error *err)
+{
+    struct hparams *hp = &m->hp;
+    const int peer = strcmp(p->ffn_kind, "peer") == 0;
+    if (!peer && strcmp(p->ffn_kind, "kan") != 0)
+        return err_set(err, STRIX_ERR_ARG, "feed-forward kind '%s' is not mlp, peer or kan",
+                       p->ffn_kind);
+    if (!m->ad->w[T_PEER_QUERY])
+        return err_set(err, STRIX_ERR_UNSUPPORTED, "%s models cannot have %s layers", m->arch,
+                       p->ffn_kind);
+    if (p->n_expert > 0)
+        return err_set(err, STRIX_ERR_ARG, "%s layers replace the MLP: no experts", p->ffn_kind);
+    if (peer) {
+        hp->ffn_kind = FFN_PEER;
+        hp->peer_n_keys = p->peer_n_keys ? p->peer_n_keys : 16;
+        hp->peer_n_head = p->peer_n_head ? p->peer_n_head : 4;
+        hp->peer_top_k = p->peer_top_k ? p->peer_top_k : 8;
+        hp->peer_d_key = p->peer_d_key ? p->peer_d_key : 32;
+        hp->peer_sigmoid = p->peer_sigmoid != 0;
+        hp->n_ff = hp->peer_n_head * hp->peer_top_k; /* neurons a token uses */
+    } else {
+        hp->ffn_kind = FFN_KAN;
+        hp->kan_grid = p->kan_grid ? p->kan_grid : 5;
+        hp->kan_order = p->kan_order ? p->kan_order : 3;
+        hp->kan_range = p->kan_range > 0.0f ? p->kan_range : 2.0f;
+    }
+    int rc = arch_ffn_check(hp, err);
+    if (rc && err)
+        err->code = STRIX_ERR_ARG; /* sizes the caller asked for */
+    return rc ? STRIX_ERR_ARG : STRIX_OK;
+}
+
 int strix_model_synth(const struct strix_synth_params *params, const char *vocab_path,
                       strix_model **out, strix_error *err)
 {
@@ -153,6 +186,32 @@ int strix_model_synth(const struct strix_synth_params *params, const char *vocab
         hp->ssm_dt_rank = p->ssm_dt_rank ? p->ssm_dt_rank : (p->n_embd + 15) / 16;
         arch_mamba_placeholders(hp);
     }
+    if (m->ad->retnet) { /* d_k and d_v from --head-k, --head-v (arch_retnet.c) */
+        if (p->n_expert > 0) {
+            rc = err_set(err, STRIX_ERR_ARG, "retnet models have no experts");
+            goto fail;
+        }
+        hp->n_head_kv = hp->n_head;
+        hp->head_dim = p->head_k_mla;
+        hp->ret_dv = p->head_v_mla;
+        hp->ret_decay_first = 5.0f;
+        hp->ret_decay_step = 1.0f;
+        if ((rc = arch_retnet_placeholders(hp, err)))
+            goto fail;
+    }
+    if (m->ad->yoco) { /* half the blocks self-decoder (arch_yoco.c) */
+        if (p->n_expert > 0) {
+            rc = err_set(err, STRIX_ERR_ARG, "yoco models have no experts");
+            goto fail;
+        }
+        hp->head_dim = p->head_k_mla;
+        hp->yoco_n_self = p->n_layer / 2;
+        hp->ret_gate_tau = 16.0f;
+        if ((rc = arch_yoco_placeholders(hp, err)))
+            goto fail;
+    }
+    if (p->ffn_kind && strcmp(p->ffn_kind, "mlp") != 0 && (rc = synth_ffn(m, p, err)))
+        goto fail;
     hp->post_norm = p->post_norm != 0;
     hp->sinusoidal = p->sinusoidal != 0;
     m->tied_output = m->ad->output == W_NO;

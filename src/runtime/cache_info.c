@@ -20,7 +20,7 @@ int strix_context_cache_bytes(const strix_context *c, size_t *total, size_t *per
         *per_seq = 0;
     if (!c)
         return STRIX_ERR_ARG;
-
+    const struct hparams *hp = &c->model->hp;
     size_t cell = 0, all = 0;
     for (int l = 0; l < c->kv.n_layer; l++) {
         const struct kv_layer *L = &c->kv.layer[l];
@@ -30,7 +30,11 @@ int strix_context_cache_bytes(const strix_context *c, size_t *total, size_t *per
         cell += one;
         all += one * (size_t)L->size;
     }
-    if (c->ssm) {
+    if (c->ssm && hp->yoco) { /* the shared cache per token, the self-decoder's state */
+        all += ssm_state_bytes(c->ssm);
+        if (per_seq)
+            *per_seq = ssm_state_bytes(c->ssm) / (size_t)c->n_seq_max;
+    } else if (c->ssm) {
         /* recurrent: the cells only track the kept positions (a window), so
          * the whole cache is a fixed cost per sequence */
         all += ssm_state_bytes(c->ssm);

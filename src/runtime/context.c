@@ -20,7 +20,10 @@
 #include <unistd.h>
 
 #include "runtime/context.h"
+#include "runtime/retention.h"
+#include "runtime/ffn_var.h"
 #include "runtime/ssm.h"
+#include "runtime/yoco.h"
 #include "quant/dtype.h"
 #include "kernels/kernels.h"
 #include "kernels/kernels_kv.h"
@@ -187,7 +190,7 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
         params->n_seq_max < 0 || params->n_seq_max > STRIX_SEQ_MAX || params->n_cells < 0 ||
         params->n_cells > (1 << 26) || params->n_state_keep < 0 || params->n_state_keep > 4096)
         return err_set(err, STRIX_ERR_ARG, "context parameters out of range");
-    const size_t kv_dim = hp->ssm ? 0 : (size_t)hp->n_head_kv * (size_t)hp->head_dim;
+    const size_t kv_dim = hp->ssm && !hp->yoco ? 0 : (size_t)hp->n_head_kv * (size_t)hp->head_dim;
     const uint32_t type_k = (uint32_t)params->type_k, type_v = (uint32_t)params->type_v;
     if (params->type_k < 0 || params->type_v < 0 || !kern_kv_type_ok(type_k) ||
         !kern_kv_type_ok(type_v))
@@ -208,7 +211,7 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     }
     /* bytes one position of one sequence takes in all layers' keys and values */
     const double pos_bytes =
-        (double)(model->layer_end - model->layer_first) *
+        (double)(hp->yoco ? 1 : model->layer_end - model->layer_first) *
         (double)(kern_kv_row_bytes(type_k, (int)kv_dim) + kern_kv_row_bytes(type_v, (int)kv_dim));
     strix_context *c = util_calloc(1, sizeof *c);
     if (!c)
@@ -255,8 +258,10 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
      * windowed, a sequence needs only its window plus a batch */
     int64_t cells = (int64_t)c->n_ctx;
     c->n_state_keep = params->n_state_keep ? params->n_state_keep : 16;
-    int all_windowed = (hp->n_swa > 0 && hp->swa_dense_every == 0) || hp->ssm;
-    const int window = hp->ssm ? c->n_state_keep : hp->n_swa; /* mamba: the kept states */
+    /* yoco: a state for the self-decoder and one full layer of keys and values */
+    const int recurrent = hp->ssm && !hp->yoco;
+    int all_windowed = (hp->n_swa > 0 && hp->swa_dense_every == 0) || recurrent;
+    const int window = recurrent ? c->n_state_keep : hp->n_swa; /* mamba: the kept states */
     if (all_windowed && (int64_t)window + c->n_batch < cells)
         cells = (int64_t)window + c->n_batch;
     cells *= c->n_seq_max;
@@ -266,7 +271,7 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     const size_t q_dim = (size_t)hp->n_head * (size_t)hp->head_dim;
     const size_t embd = (size_t)hp->n_embd, ff = (size_t)hp->n_ff;
     size_t cache;
-    const int n_stage = model->layer_end - model->layer_first; /* blocks with a cache */
+    const int n_stage = hp->yoco ? 1 : model->layer_end - model->layer_first; /* blocks with a cache */
     if (cells > (1 << 26) || !util_mul_size((size_t)n_stage * (size_t)cells, kv_dim, &cache) ||
         cache > SIZE_MAX / sizeof(float) / 4 || (double)cells * pos_bytes > (double)SIZE_MAX / 4) {
         util_free(c);
@@ -275,6 +280,10 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
     c->max_row = (int)(embd > ff ? embd : ff);
     if ((size_t)c->max_row < q_dim)
         c->max_row = (int)q_dim;
+    if ((hp->retnet || hp->yoco) && c->max_row < hp->n_head * hp->ret_dv) /* W_O: n_head d_v */
+        c->max_row = hp->n_head * hp->ret_dv;
+    if ((size_t)c->max_row < ffn_kan_max_row(hp)) /* KAN's spline inputs (ffn_kan.c) */
+        c->max_row = (int)ffn_kan_max_row(hp);
     int kv_ok = kv_alloc(&c->kv, n_stage, (int)cells, kv_dim, hp->mla, params->kv_grow != 0,
                          type_k, type_v);
     c->tok_pos = util_malloc(nb * sizeof(int32_t));
@@ -304,6 +313,10 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
         c->ssm = ssm_state_create(model, c->n_seq_max, c->n_state_keep, c->n_batch);
     if (hp->ssm && !c->ssm)
         kv_ok = 0; /* out of memory for the states */
+    if ((hp->retnet || hp->yoco) && !(c->ret = retention_create(model, c->n_batch, c->n_threads)))
+        kv_ok = 0;
+    if (hp->yoco && !(c->yoco = yoco_create(c->n_batch)))
+        kv_ok = 0;
     if (!kv_ok || !c->tok_pos || !c->tok_seq || !c->tok_cell || !c->x || !c->xb || !c->q ||
         !c->k || !c->v || !c->hb || !c->hb2 || !c->att || !c->row || !c->act || !c->logits_buf ||
         !c->slot_buf || (c->on_layer && !c->hook_in) || !c->pool || !c->fwd) {
@@ -323,6 +336,8 @@ void strix_context_free(strix_context *c)
     forward_scratch_free(c->fwd);
     route_free(c->route);
     ssm_state_free(c->ssm);
+    retention_free(c->ret);
+    yoco_free(c->yoco);
     kv_free(&c->kv);
     util_free(c->tok_pos);
     util_free(c->tok_seq);
@@ -821,7 +836,7 @@ int context_decode(strix_context *c, const strix_batch *b, const float *in, floa
         return err_set(err, STRIX_ERR_ARG, "no tokens to decode");
     struct plan pl;
     pl.b = b;
-    pl.all_windowed = (hp->n_swa > 0 && hp->swa_dense_every == 0) || hp->ssm;
+    pl.all_windowed = (hp->n_swa > 0 && hp->swa_dense_every == 0) || (hp->ssm && !hp->yoco);
     pl.n_swa = hp->ssm ? c->n_state_keep : hp->n_swa;
     int32_t next[STRIX_SEQ_MAX];
     for (int s = 0; s < STRIX_SEQ_MAX; s++)

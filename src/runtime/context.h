@@ -143,6 +143,8 @@ struct strix_context {
      * a window of n_state_keep */
     struct ssm_state *ssm;
     int n_state_keep;
+    struct retention *ret; /* retnet's retention scratch (retention.h), else NULL */
+    struct yoco *yoco;     /* yoco's cross-decoder batch (yoco.h), else NULL */
 };
 
 /* strix_decode_batch with the residual stream entering the stage (in) and

@@ -17,8 +17,11 @@
 
 #include "model/arch.h"
 #include "runtime/context.h"
+#include "runtime/ffn_var.h"
 #include "runtime/mla.h"
+#include "runtime/retention.h"
 #include "runtime/ssm.h"
+#include "runtime/yoco.h"
 #include "quant/dtype.h"
 #include "kernels/kernels.h"
 
@@ -40,6 +43,8 @@ struct fwd {
     int *toks;      /* (n_batch) */
     uint64_t *load; /* (n_layer, n_expert) tokens routed to each expert */
     struct mla_scratch *mla; /* deepseek2's attention (mla.c), else NULL */
+    struct ffn_peer_scratch *peer; /* PEER feed-forward (ffn_peer.c), else NULL */
+    struct ffn_kan_scratch *kan;   /* KAN feed-forward (ffn_kan.c), else NULL */
 };
 
 void *forward_scratch_create(const struct hparams *hp, int n_batch)
@@ -70,7 +75,9 @@ void *forward_scratch_create(const struct hparams *hp, int n_batch)
     f->load = util_calloc((size_t)hp->n_layer * ne, sizeof(uint64_t));
     if (!f->qkv || !f->gu || !f->att || !f->ao || !f->fo || !f->xg || !f->eo || !f->router ||
         !f->sel_w || !f->tok_w || !f->shg || !f->alibi || !f->rope || !f->sel || !f->toks ||
-        !f->load || (hp->mla && !(f->mla = mla_scratch_create(hp, n_batch)))) {
+        !f->load || (hp->mla && !(f->mla = mla_scratch_create(hp, n_batch))) ||
+        (hp->ffn_kind == FFN_PEER && !(f->peer = ffn_peer_scratch_create(hp, n_batch))) ||
+        (hp->ffn_kind == FFN_KAN && !(f->kan = ffn_kan_scratch_create(hp, n_batch)))) {
         forward_scratch_free(f);
         return NULL;
     }
@@ -99,6 +106,8 @@ void forward_scratch_free(void *p)
     util_free(f->toks);
     util_free(f->load);
     mla_scratch_free(f->mla);
+    ffn_peer_scratch_free(f->peer);
+    ffn_kan_scratch_free(f->kan);
     util_free(f);
 }
 
@@ -397,6 +406,8 @@ void forward(strix_context *c, const strix_token *tokens)
         if (c->layer_skip && c->layer_skip[l])
             continue; /* static layer mask: the residual passes through, no KV is written */
         const struct layer *L = &m->layers[l];
+        if (hp->yoco && l == hp->yoco_n_self && yoco_enter_cross(c, l, f->rope) == 0)
+            break; /* yoco: no token wants logits, the cross-decoder is not needed */
         context_hook_in(c); /* observation (context params), when set */
         if (L->linear.data) { /* --- the block replaced by a linear map (model/linear.c) --- */
             mm(c, &L->linear, c->x, c->xb, n_all, 0);
@@ -419,7 +430,12 @@ void forward(strix_context *c, const strix_token *tokens)
             norm_rows(m, c->xb, c->x, &L->attn_norm, &L->attn_norm_b, n);
             in = c->xb;
         }
-        if (hp->ssm) { /* mamba: the state-space block (ssm.c) is the whole block */
+        if (hp->retnet || (hp->yoco && l < hp->yoco_n_self)) {
+            /* retnet, yoco's self-decoder: retention (retention.c), added in place */
+            retention_block(c, l, in, f->rope, c->x);
+            goto feed_forward;
+        }
+        if (hp->ssm && !hp->yoco) { /* mamba: the state-space block (ssm.c) is the whole block */
             ssm_block(c, l, in, c->x);
             context_hook_out(c, l);
             continue;
@@ -433,13 +449,16 @@ void forward(strix_context *c, const strix_token *tokens)
             mla_attention(c, f->mla, l, att_in, f->rope, c->x, 1);
             goto feed_forward;
         }
-        qkv(c, l, att_in);
+        if (hp->yoco) /* the cross-decoder: queries only, the shared cache (yoco.c) */
+            yoco_cross_q(c, l, att_in, f->rope);
+        else
+            qkv(c, l, att_in);
         const int direct =
             !L->bo.data && !L->attn_post_norm.data && !ad->parallel && !hp->post_norm;
         /* the attention result overwrites the normed input unless the FFN
          * still reads it (parallel blocks) */
         float *att_out = ad->parallel ? f->att : c->xb;
-        const struct attn_args aa = {.layer = l - m->layer_first,
+        const struct attn_args aa = {.layer = hp->yoco ? 0 : l - m->layer_first,
                                      .q = c->q,
                                      .out = att_out,
                                      .scale = scale,
@@ -472,8 +491,12 @@ void forward(strix_context *c, const strix_token *tokens)
         }
         const int moe_block = L->gate_inp.data != NULL;
         const int direct_ffn = !L->b_down.data && !L->ffn_post_norm.data && !ad->parallel &&
-                               !hp->post_norm && !moe_block;
-        if (moe_block)
+                               !hp->post_norm && !moe_block && hp->ffn_kind == FFN_MLP;
+        if (hp->ffn_kind == FFN_PEER) /* strix's variants (ffn_peer.c, ffn_kan.c) */
+            ffn_peer(c, f->peer, l, fin, f->fo, n);
+        else if (hp->ffn_kind == FFN_KAN)
+            ffn_kan(c, f->kan, l, fin, f->fo, n);
+        else if (moe_block)
             moe(c, l, fin, f->fo, n);
         else
             ffn(c, L->w_gate.data ? &L->w_gate : NULL, &L->w_up, &L->w_down, &L->b_gate, &L->b_up,
@@ -491,6 +514,8 @@ void forward(strix_context *c, const strix_token *tokens)
         context_hook_out(c, l);
     }
 
+    if (hp->yoco)
+        yoco_leave_cross(c);
     if (c->hidden_out) { /* an earlier pipeline stage: the next stage's input */
         memcpy(c->hidden_out, c->x, (size_t)n_all * (size_t)embd * sizeof(float));
         return;

@@ -35,6 +35,7 @@ struct ssm_layer {
 
 struct ssm_state {
     int n_seq, n_keep, n_layer, di, dc, ds, dtr;
+    int n_state_layers; /* layers that hold a state (all but yoco's cross-decoder) */
     struct ssm_layer *layer; /* (n_layer) */
     int32_t *tag;            /* (n_seq, n_keep) position whose state a slot holds, -1: none */
     /* scratch for n_batch tokens */
@@ -104,12 +105,19 @@ struct ssm_state *ssm_state_create(const strix_model *m, int n_seq, int n_keep, 
     for (int l = 0; l < hp->n_layer; l++) {
         struct ssm_layer *L = &s->layer[l];
         const struct layer *W = &m->layers[l];
-        L->conv = util_malloc(slots * di * (size_t)(s->dc - 1 > 0 ? s->dc - 1 : 1) * sizeof(float));
+        if (!W->ssm_a.data && !W->ret_gate.data)
+            continue; /* a block without a state (yoco's cross-decoder) */
         L->scan = util_malloc(slots * di * (size_t)s->ds * sizeof(float));
+        if (!L->scan)
+            goto fail;
+        s->n_state_layers++;
+        if (!W->ssm_a.data) /* retnet keeps only the scan state (retention.c) */
+            continue;
+        L->conv = util_malloc(slots * di * (size_t)(s->dc - 1 > 0 ? s->dc - 1 : 1) * sizeof(float));
         const int convert = W->ssm_a.type != DTYPE_F32 || W->ssm_conv1d.type != DTYPE_F32;
         if (convert && !(L->owned = util_malloc(di * (size_t)(s->ds + s->dc) * sizeof(float))))
             goto fail;
-        if (!L->conv || !L->scan)
+        if (!L->conv)
             goto fail;
         L->a = as_f32(&W->ssm_a, L->owned);
         L->cw = as_f32(&W->ssm_conv1d, L->owned ? L->owned + di * (size_t)s->ds : NULL);
@@ -123,7 +131,7 @@ fail:
 size_t ssm_state_bytes(const struct ssm_state *s)
 {
     const size_t per_slot = (size_t)s->di * (size_t)(s->dc - 1 + s->ds) * sizeof(float);
-    return (size_t)s->n_layer * (size_t)s->n_seq * (size_t)s->n_keep * per_slot +
+    return (size_t)s->n_state_layers * (size_t)s->n_seq * (size_t)s->n_keep * per_slot +
            (size_t)s->n_seq * (size_t)s->n_keep * sizeof *s->tag;
 }
 
@@ -159,7 +167,10 @@ void ssm_state_copy(struct ssm_state *s, int src, int dst)
     const size_t conv = k * di * (size_t)(s->dc - 1), scan = k * di * (size_t)s->ds;
     for (int l = 0; l < s->n_layer; l++) {
         struct ssm_layer *L = &s->layer[l];
-        memcpy(L->conv + (size_t)dst * conv, L->conv + (size_t)src * conv, conv * sizeof(float));
+        if (!L->scan)
+            continue;
+        if (L->conv)
+            memcpy(L->conv + (size_t)dst * conv, L->conv + (size_t)src * conv, conv * sizeof(float));
         memcpy(L->scan + (size_t)dst * scan, L->scan + (size_t)src * scan, scan * sizeof(float));
     }
     memcpy(tags(s, dst), tags(s, src), k * sizeof *s->tag);
@@ -169,6 +180,12 @@ void ssm_state_advance(struct ssm_state *s, int n, const int32_t *pos, const int
 {
     for (int t = 0; t < n; t++)
         tags(s, seq[t])[pos[t] % s->n_keep] = pos[t];
+}
+
+float *ssm_state_at(struct ssm_state *s, int l, int seq, int32_t p)
+{
+    const size_t at = (size_t)seq * (size_t)s->n_keep + (size_t)(p % s->n_keep);
+    return s->layer[l].scan + at * (size_t)s->di * (size_t)s->ds;
 }
 
 /* ---- the block ---- */

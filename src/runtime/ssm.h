@@ -34,6 +34,11 @@ void ssm_state_copy(struct ssm_state *s, int src, int dst);
 /* The chunk's tokens (positions, sequences) will be stored: tags their slots. */
 void ssm_state_advance(struct ssm_state *s, int n, const int32_t *pos, const int32_t *seq);
 
+/* The scan state of layer l that sequence seq holds after position p (p >= 0):
+ * (d_inner, d_state) floats. retnet's retention (retention.c) keeps its
+ * per-head (d_k, d_v) states here; it has no convolution state. */
+float *ssm_state_at(struct ssm_state *s, int l, int seq, int32_t p);
+
 /* Block l over the context's current chunk: `in` is the normed input
  * (n_tok, n_embd); the block's output is added to out (n_tok, n_embd). */
 void ssm_block(strix_context *c, int l, const float *in, float *out);

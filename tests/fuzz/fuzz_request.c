@@ -10,6 +10,14 @@
  * bias entries, token ids below the vocabulary) and its sampler parameters
  * are ones strix_sampler_create accepts, so nothing a client sends can make
  * the scheduler fail; a body that is not valid UTF-8 is never accepted.
+ * Several prompts, echo, best_of and response_format are checked the same
+ * way (prompt count, best_of >= n and never with stream).
+ *
+ * The same bytes also drive the json_object automaton of tools/serve/json.c:
+ * fed byte by byte, no byte lowers its closing cost by more than one; when it
+ * says the object is closed, cJSON parses exactly those bytes as an object;
+ * otherwise json_close_cost bytes, each found as one the automaton takes
+ * that lowers the cost by one, close it into an object cJSON parses.
  *
  * Built by `make fuzz` (with cJSON); scripts/fuzz.sh runs it on a copy of
  * tests/fuzz/corpus/fuzz_request.
@@ -19,15 +27,65 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../tools/serve/json.c"
 #include "../../tools/serve/request.c"
 #include "fuzz_common.h"
 
 enum { N_VOCAB = 512 };
 
+/* The json_object automaton on the input's bytes (see the top). */
+static void check_json_automaton(const char *s, size_t n)
+{
+    struct json_state *st = json_state_new();
+    REQUIRE(st);
+    size_t i = 0;
+    for (; i < n && !json_done(st); i++) {
+        const int before = json_close_cost(st);
+        if (json_feed(st, s + i, 1))
+            break;
+        /* one byte moves the closing cost by at most one down */
+        REQUIRE(json_close_cost(st) >= before - 1);
+    }
+    if (json_done(st)) {
+        cJSON *v = cJSON_ParseWithLength(s, i);
+        REQUIRE(v && cJSON_IsObject(v));
+        cJSON_Delete(v);
+    } else {
+        /* close it greedily: among the bytes the automaton takes, one that
+         * lowers the cost; the cost says how many are needed */
+        const int cost = json_close_cost(st);
+        char buf[1 << 12];
+        REQUIRE(cost >= 0 && cost <= JSON_DEPTH + 6);
+        if (i + (size_t)cost < sizeof buf) {
+            memcpy(buf, s, i);
+            size_t m = i;
+            for (int k = 0; k < cost; k++) {
+                const int now = json_close_cost(st);
+                int ok = 0;
+                for (const char *c = "{\"}]:0ntrueafls"; *c && !ok; c++) {
+                    struct json_state t = *st;
+                    if (json_feed(&t, c, 1) == 0 && json_close_cost(&t) == now - 1) {
+                        *st = t;
+                        buf[m++] = *c;
+                        ok = 1;
+                    }
+                }
+                REQUIRE(ok);
+            }
+            REQUIRE(json_done(st));
+            cJSON *v = cJSON_ParseWithLength(buf, m);
+            REQUIRE(v && cJSON_IsObject(v));
+            cJSON_Delete(v);
+        }
+    }
+    json_state_free(st);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1 || size > 1 << 20)
         return 0;
+    check_json_automaton((const char *)data + 1, size - 1);
     const int kind = data[0] & 1 ? REQ_CHAT : REQ_COMPLETION;
     struct req_limits lim;
     req_limits_default(&lim);
@@ -65,9 +123,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (int i = 0; i < r.n_msg; i++)
             REQUIRE(r.msgs[i].role && r.msgs[i].content);
     } else {
-        REQUIRE((r.prompt != NULL) != (r.prompt_ids != NULL));
-        for (int i = 0; i < r.n_prompt_ids; i++)
-            REQUIRE(r.prompt_ids[i] >= 0 && r.prompt_ids[i] < N_VOCAB);
+        REQUIRE(r.n_prompts >= 1 && r.n_prompts <= lim.max_prompts);
+        for (int p = 0; p < r.n_prompts; p++) {
+            REQUIRE((r.prompts[p].text != NULL) != (r.prompts[p].ids != NULL));
+            REQUIRE(r.prompts[p].text || r.prompts[p].n_ids >= 1);
+            for (int i = 0; i < r.prompts[p].n_ids; i++)
+                REQUIRE(r.prompts[p].ids[i] >= 0 && r.prompts[p].ids[i] < N_VOCAB);
+        }
+        REQUIRE(r.best_of >= r.n && r.best_of <= lim.max_n);
+        REQUIRE(!(r.stream && r.best_of > r.n));
     }
     REQUIRE(r.sp.n_logit_bias <= lim.max_logit_bias);
     for (int i = 0; i < r.sp.n_logit_bias; i++)

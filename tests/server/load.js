@@ -3,10 +3,12 @@
 // completion requests one after the other. Prints one JSON line per level:
 // requests, failures (network errors, non-200 status), time to first token
 // and inter-token latency (p50, p99, ms), completion tokens and aggregate
-// tokens/s over the level's wall time.
-//   node load.js URL MODEL STREAMS[,STREAMS...] MAX_TOKENS REQUESTS_PER_CLIENT
+// tokens/s over the level's wall time. LIMIT_S bounds each level: requests
+// still running then are aborted and counted as "cut" (not as failures),
+// so a slow machine gives a partial line rather than a run without end.
+//   node load.js URL MODEL STREAMS[,STREAMS...] MAX_TOKENS REQUESTS_PER_CLIENT [LIMIT_S]
 'use strict';
-const [url, model, levels, maxTokens, perClient] = process.argv.slice(2);
+const [url, model, levels, maxTokens, perClient, limitS] = process.argv.slice(2);
 
 const prompts = ['Once upon a time', 'The little dog', 'One day, Lily', 'Tom and Sam went',
   'There was a big tree', 'The sun was hot', 'A bird sat on', 'Mom said'];
@@ -17,11 +19,15 @@ function pct(xs, p) {
   return s[Math.min(s.length - 1, Math.floor(p * s.length))];
 }
 
-async function one(i, stats) {
+async function one(i, stats, signal) {
+  if (signal.aborted) {
+    stats.cut++;
+    return;
+  }
   const t0 = performance.now();
   let first = 0, last = 0, tokens = 0, usage = null;
   try {
-    const r = await fetch(url + '/v1/completions', { method: 'POST',
+    const r = await fetch(url + '/v1/completions', { method: 'POST', signal,
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ model, prompt: prompts[i % prompts.length], max_tokens: Number(maxTokens),
         temperature: 0.8, seed: i, ignore_eos: true, stop_at_bos: false, stream: true,
@@ -56,6 +62,11 @@ async function one(i, stats) {
     stats.tokens += usage && usage.completion_tokens ? usage.completion_tokens : tokens;
     stats.ok++;
   } catch (e) {
+    if (signal.aborted) {
+      stats.cut++;
+      stats.tokens += tokens;
+      return;
+    }
     stats.fail++;
     stats.errors[e.message] = (stats.errors[e.message] || 0) + 1;
   }
@@ -63,13 +74,17 @@ async function one(i, stats) {
 
 (async () => {
   for (const c of levels.split(',').map(Number)) {
-    const stats = { ok: 0, fail: 0, status: {}, errors: {}, ttft: [], itl: [], tokens: 0 };
+    const stats = { ok: 0, fail: 0, cut: 0, status: {}, errors: {}, ttft: [], itl: [], tokens: 0 };
     const t0 = performance.now();
+    const ac = new AbortController();
+    const timer = Number(limitS) > 0 ? setTimeout(() => ac.abort(), Number(limitS) * 1000) : null;
     await Promise.all(Array.from({ length: c }, async (_, w) => {
-      for (let k = 0; k < Number(perClient); k++) await one(w * 1000 + k, stats);
+      for (let k = 0; k < Number(perClient); k++) await one(w * 1000 + k, stats, ac.signal);
     }));
+    if (timer) clearTimeout(timer);
     const secs = (performance.now() - t0) / 1000;
-    console.log(JSON.stringify({ streams: c, requests: stats.ok + stats.fail, failed: stats.fail,
+    console.log(JSON.stringify({ streams: c, requests: stats.ok + stats.fail + stats.cut,
+      failed: stats.fail, cut: stats.cut,
       status: stats.status, errors: stats.errors, tokens: stats.tokens, seconds: +secs.toFixed(2),
       tok_s: +(stats.tokens / secs).toFixed(1),
       ttft_p50: +pct(stats.ttft, 0.5).toFixed(1), ttft_p99: +pct(stats.ttft, 0.99).toFixed(1),

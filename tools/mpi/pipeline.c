@@ -40,37 +40,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../cli.h"
+#include "pipeline.h"
 
-enum { OP_DECODE = 1, OP_CLEAR = 2, OP_END = 3 };
-enum { WANT_NONE = 0, WANT_LAST = 1 };
-enum { TAG_HDR = 1, TAG_HID = 2, TAG_RES = 3 };
-#define MAX_RANKS 256
-
-struct hdr {
-    int32_t op, n, pos0, want;
-};
-
-struct pipe {
-    int rank, size, first, last;
-    int n_embd, n_vocab, n_batch;
-    strix_model *m;
-    strix_context *ctx;
-    float *in, *out; /* (n_batch, n_embd) */
-    float *logits;   /* (n_vocab) on rank 0 */
-    int32_t *pos;
-    /* statistics */
-    double t_compute, t_wait;
-    long n_msgs, n_decodes;
-    /* one-token decodes (generation): this rank's compute, and on rank 0
-     * the whole chain's wall time */
-    double t_compute1, t_chain1;
-    long n_decodes1, n_chain1;
-    double bytes;
-    int fault_rank;
-};
-
-static void fatal(const struct pipe *p, const char *fmt, ...)
+void fatal(const struct pipe *p, const char *fmt, ...)
 {
     char msg[768];
     va_list ap;
@@ -95,7 +67,7 @@ const char *mpi_support(void)
     char *comma = strchr(lib, ',');
     if (comma)
         *comma = '\0';
-    snprintf(buf, sizeof buf, "compiled in (%s): mpirun -np N strix-mpi run", lib);
+    snprintf(buf, sizeof buf, "compiled in (%s): mpirun -np N strix-mpi run|ppl|bench", lib);
     return buf;
 }
 
@@ -261,12 +233,17 @@ static void recv_buf(struct pipe *p, void *buf, int count, MPI_Datatype t, int f
 }
 
 /* Runs this rank's stage on a chunk whose hidden states (or, on rank 0,
- * tokens) are in place, and passes it on; the last rank answers rank 0. */
+ * tokens) are in place, and passes it on; the last rank sends rank 0 the
+ * logits of rows [w0, w1), one message per row (or, being rank 0, copies
+ * them to p->dest). */
 static void stage_decode(struct pipe *p, const struct hdr *h, const strix_token *tokens)
 {
-    for (int i = 0; i < h->n; i++)
+    for (int i = 0; i < h->n; i++) {
         p->pos[i] = h->pos0 + i;
-    const strix_batch b = {h->n, tokens, p->pos, NULL, NULL};
+        p->seq[i] = h->seq;
+        p->want[i] = i >= h->w0 && i < h->w1;
+    }
+    const strix_batch b = {h->n, tokens, p->pos, p->seq, p->want};
     strix_error err;
     const double t0 = MPI_Wtime();
     if (strix_decode_hidden(p->ctx, &b, p->first ? NULL : p->in, p->last ? NULL : p->out, &err))
@@ -282,14 +259,15 @@ static void stage_decode(struct pipe *p, const struct hdr *h, const strix_token 
     }
     p->t_compute += MPI_Wtime() - t0;
     if (!p->last) {
-        send_buf(p, h, 4, MPI_INT32_T, 4, p->rank + 1, TAG_HDR);
+        send_buf(p, h, HDR_INTS, MPI_INT32_T, 4, p->rank + 1, TAG_HDR);
         send_buf(p, p->out, h->n * p->n_embd, MPI_FLOAT, 4, p->rank + 1, TAG_HID);
         return;
     }
-    if (h->want == WANT_LAST) {
-        const float *l = strix_get_logits(p->ctx, -1);
+    for (int i = h->w0; i < h->w1; i++) {
+        const float *l = strix_get_logits(p->ctx, i);
         if (p->rank == 0)
-            memcpy(p->logits, l, (size_t)p->n_vocab * sizeof(float));
+            memcpy(p->dest + (size_t)(i - h->w0) * (size_t)p->n_vocab, l,
+                   (size_t)p->n_vocab * sizeof(float));
         else
             send_buf(p, l, p->n_vocab, MPI_FLOAT, 4, 0, TAG_RES);
     }
@@ -300,51 +278,85 @@ static void worker(struct pipe *p)
 {
     for (;;) {
         struct hdr h;
-        recv_buf(p, &h, 4, MPI_INT32_T, p->rank - 1, TAG_HDR);
+        recv_buf(p, &h, HDR_INTS, MPI_INT32_T, p->rank - 1, TAG_HDR);
         if (h.op == OP_DECODE) {
-            if (h.n < 1 || h.n > p->n_batch)
-                fatal(p, "bad chunk of %d tokens", h.n);
+            if (h.n < 1 || h.n > p->n_batch || h.w0 < 0 || h.w1 < h.w0 || h.w1 > h.n ||
+                h.seq < 0 || h.seq >= p->n_seq)
+                fatal(p, "bad chunk of %d tokens (rows %d..%d, sequence %d)", h.n, h.w0, h.w1,
+                      h.seq);
             recv_buf(p, p->in, h.n * p->n_embd, MPI_FLOAT, p->rank - 1, TAG_HID);
             stage_decode(p, &h, NULL);
             continue;
         }
         if (h.op == OP_CLEAR)
-            strix_kv_seq_rm(p->ctx, -1, 0, -1);
+            strix_kv_seq_rm(p->ctx, h.seq, 0, -1);
         if (!p->last)
-            send_buf(p, &h, 4, MPI_INT32_T, 4, p->rank + 1, TAG_HDR);
+            send_buf(p, &h, HDR_INTS, MPI_INT32_T, 4, p->rank + 1, TAG_HDR);
         if (h.op == OP_END)
             return;
     }
 }
 
-/* Rank 0: tokens[0..n) at positions pos0.. through the pipeline in chunks
- * of n_batch; with want_last, the last token's logits into p->logits. */
-static void chain_decode(struct pipe *p, const strix_token *tokens, int n, int pos0,
-                         int want_last)
+void pipe_decode_start(struct pipe *p, const strix_token *tokens, int n, int pos0, int seq,
+                       const int8_t *want, float *logits, struct pending *pd)
 {
-    MPI_Request req = MPI_REQUEST_NULL;
-    if (want_last && !p->last)
-        MPI_Irecv(p->logits, p->n_vocab, MPI_FLOAT, p->size - 1, TAG_RES, MPI_COMM_WORLD, &req);
     for (int off = 0; off < n; off += p->n_batch) {
         const int cn = n - off < p->n_batch ? n - off : p->n_batch;
-        const struct hdr h = {OP_DECODE, cn, pos0 + off,
-                              want_last && off + cn == n ? WANT_LAST : WANT_NONE};
+        struct hdr h = {OP_DECODE, cn, pos0 + off, seq, 0, 0};
+        if (!want) { /* the last token's */
+            h.w0 = off + cn == n ? cn - 1 : cn;
+            h.w1 = cn;
+        } else {
+            int a = cn, b = 0;
+            for (int i = 0; i < cn; i++)
+                if (want[off + i]) {
+                    a = i < a ? i : a;
+                    b = i + 1;
+                }
+            for (int i = a; i < b; i++)
+                if (!want[off + i])
+                    fatal(p, "the rows wanted from a chunk must be consecutive");
+            h.w0 = a < b ? a : 0;
+            h.w1 = a < b ? b : 0;
+        }
+        for (int i = h.w0; i < h.w1 && !p->last; i++) {
+            if (pd->n >= PENDING_MAX)
+                fatal(p, "more than %d rows of logits in flight", PENDING_MAX);
+            if (MPI_Irecv(logits, p->n_vocab, MPI_FLOAT, p->size - 1, TAG_RES, MPI_COMM_WORLD,
+                          &pd->req[pd->n++]) != MPI_SUCCESS)
+                fatal(p, "receive from rank %d failed", p->size - 1);
+            logits += p->n_vocab;
+        }
+        p->dest = logits; /* one rank: stage_decode writes the rows here */
         stage_decode(p, &h, tokens + off);
+        if (p->last)
+            logits += (size_t)(h.w1 - h.w0) * (size_t)p->n_vocab;
     }
-    if (req != MPI_REQUEST_NULL)
-        wait_req(p, &req, "receiving the logits");
 }
 
-static void chain_op(struct pipe *p, int op)
+void pipe_wait(struct pipe *p, struct pending *pd)
 {
-    const struct hdr h = {op, 0, 0, 0};
-    if (op == OP_CLEAR)
-        strix_kv_seq_rm(p->ctx, -1, 0, -1);
-    if (!p->last)
-        send_buf(p, &h, 4, MPI_INT32_T, 4, 1, TAG_HDR);
+    for (int i = 0; i < pd->n; i++)
+        wait_req(p, &pd->req[i], "receiving the logits");
+    pd->n = 0;
 }
 
-/* ---- the run command ---- */
+void chain_decode(struct pipe *p, const strix_token *tokens, int n, int pos0, int seq,
+                  const int8_t *want, float *logits)
+{
+    struct pending pd = {0};
+    pipe_decode_start(p, tokens, n, pos0, seq, want, logits, &pd);
+    pipe_wait(p, &pd);
+}
+
+void chain_op(struct pipe *p, int op, int seq)
+{
+    const struct hdr h = {op, 0, 0, seq, 0, 0};
+    if (op == OP_CLEAR)
+        strix_kv_seq_rm(p->ctx, seq, 0, -1);
+    if (!p->last)
+        send_buf(p, &h, HDR_INTS, MPI_INT32_T, 4, 1, TAG_HDR);
+}
 
 static long rss_kib(const char *key)
 {
@@ -360,87 +372,16 @@ static long rss_kib(const char *key)
     return v;
 }
 
-/* Rank 0's generation loop: greedy or sampled, as `strix run` (no stop
- * strings, beams or drafts). */
-static void driver_run(struct pipe *p, struct opts *o, FILE *dump)
-{
-    strix_model *m = p->m;
-    size_t len = 0;
-    char *file_text = o->file ? read_file(o->file, &len) : NULL;
-    const char *prompt = file_text ? file_text : o->prompt ? o->prompt : "";
-    if (!file_text)
-        len = strlen(prompt);
-    const int add_bos = strix_vocab_add_bos(m) || (!*prompt && strix_token_bos(m) >= 0);
-    int n_prompt;
-    strix_token *ids = tokenize(m, prompt, len,
-                                (add_bos ? STRIX_TOKENIZE_ADD_BOS : 0) |
-                                    (o->parse_special ? STRIX_TOKENIZE_PARSE_SPECIAL : 0),
-                                &n_prompt);
-    const int n_ctx = strix_context_n_ctx(p->ctx);
-    if (n_prompt == 0 || n_prompt >= n_ctx)
-        fatal(p, "the prompt has %d tokens; the context holds %d", n_prompt, n_ctx);
-    sampling_opts(o, p->n_vocab);
-    strix_sampler *smp;
-    strix_error err;
-    if (strix_sampler_create(&o->sp, p->n_vocab, &smp, &err))
-        fatal(p, "%s", err.msg);
-    for (int i = 0; i < n_prompt; i++)
-        strix_sampler_accept(smp, ids[i]);
-    fwrite(prompt, 1, len, stdout);
-    fflush(stdout);
-    print_seed(o);
-    const double t0 = MPI_Wtime();
-    chain_decode(p, ids, n_prompt, 0, 1);
-    const double t1 = MPI_Wtime();
-    strix_token prev = ids[n_prompt - 1];
-    int n_gen = 0, pos = n_prompt, full = 0;
-    const strix_token eos = strix_token_eos(m), bos = strix_token_bos(m);
-    while (o->n_predict < 0 || n_gen < o->n_predict) {
-        if (dump && fwrite(p->logits, sizeof(float), (size_t)p->n_vocab, dump) != (size_t)p->n_vocab)
-            fatal(p, "cannot write the logits");
-        const strix_token tok = strix_sampler_sample(smp, p->logits);
-        strix_sampler_accept(smp, tok);
-        n_gen++;
-        if (tok == eos || (o->stop_bos && tok == bos))
-            break;
-        char piece[256];
-        const int k = strix_token_to_text(m, prev, tok, piece, sizeof piece);
-        fwrite(piece, 1, (size_t)(k < (int)sizeof piece ? k : (int)sizeof piece), stdout);
-        fflush(stdout);
-        prev = tok;
-        if (o->n_predict >= 0 && n_gen == o->n_predict)
-            break;
-        if (pos >= n_ctx) {
-            full = 1;
-            break;
-        }
-        const double tc = MPI_Wtime();
-        chain_decode(p, &tok, 1, pos++, 1);
-        p->t_chain1 += MPI_Wtime() - tc;
-        p->n_chain1++;
-    }
-    const double t2 = MPI_Wtime();
-    fputc('\n', stdout);
-    fflush(stdout);
-    if (full)
-        fprintf(stderr, "run: the context of %d tokens is full: the text is cut\n", n_ctx);
-    fprintf(stderr, "prompt: %d tokens, %.1f tok/s; generation: %d tokens, %.1f tok/s "
-                    "(%d ranks)\n",
-            n_prompt, n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9), n_gen,
-            n_gen / (t2 - t1 > 0 ? t2 - t1 : 1e-9), p->size);
-    strix_sampler_free(smp);
-    free(ids);
-    free(file_text);
-}
-
-/* Takes --split S, --ubatch N, --dump-logits F and --stats out of argv
- * (the other options are the run command's). */
+/* Takes --split S, --ubatch N, --dump-logits F, --stats, and for bench
+ * --seqs G, -p N and -r N out of argv (the other options are the
+ * command's). */
 struct mpi_opts {
     const char *split, *dump;
     int ubatch, stats;
+    int seqs, n_pp, reps;
 };
 
-static int take_opts(int argc, char **argv, struct mpi_opts *mo)
+static int take_opts(int argc, char **argv, struct mpi_opts *mo, int bench)
 {
     int k = 0;
     for (int i = 0; i < argc; i++) {
@@ -454,6 +395,12 @@ static int take_opts(int argc, char **argv, struct mpi_opts *mo)
             mo->dump = argv[++i];
         } else if (strcmp(a, "--stats") == 0) {
             mo->stats = 1;
+        } else if (bench && strcmp(a, "--seqs") == 0 && val) {
+            mo->seqs = (int)parse_long("--seqs", argv[++i], 1, 64);
+        } else if (bench && strcmp(a, "-p") == 0 && val) {
+            mo->n_pp = (int)parse_long("-p", argv[++i], 1, 1 << 20);
+        } else if (bench && strcmp(a, "-r") == 0 && val) {
+            mo->reps = (int)parse_long("-r", argv[++i], 1, 1000);
         } else {
             argv[k++] = argv[i];
         }
@@ -559,24 +506,50 @@ int mpi_main(int argc, char **argv, int *rc)
         *rc = 0;
         return 1;
     }
-    if (argc < 2 || strcmp(argv[1], "run") != 0)
+    const char *cmd = argc >= 2 ? argv[1] : "";
+    const int is_run = strcmp(cmd, "run") == 0, is_ppl = strcmp(cmd, "ppl") == 0,
+              is_bench = strcmp(cmd, "bench") == 0;
+    if (!is_run && !is_ppl && !is_bench)
         return 0; /* every other command runs in one process, without MPI */
-    struct mpi_opts mo = {NULL, NULL, 32, 0};
-    argc = take_opts(argc, argv, &mo);
+    struct mpi_opts mo = {NULL, NULL, 32, 0, 1, 128, 3};
+    argc = take_opts(argc, argv, &mo, is_bench);
     for (int i = 2; i < argc; i++)
         if (is_help(argv[i]))
             printf("strix-mpi: under mpirun, each rank runs a range of the layers:\n"
                    "  --split N,N,...      layers per rank (default: balance the weight bytes)\n"
-                   "  --ubatch N           tokens per micro-batch of the prompt (32)\n"
+                   "  --ubatch N           tokens per micro-batch of a prompt or window (32)\n"
                    "  --stats              each rank's layers, memory, time and messages\n"
-                   "  --dump-logits FILE   the logits of every sampled step (float32)\n"
-                   "  (not --stop, --beams, --draft, --n-probs)\n");
+                   "  run:   --dump-logits FILE   the logits of every sampled step (float32)\n"
+                   "         (not --stop, --beams, --draft, --n-probs)\n"
+                   "  ppl:   as strix ppl (-f, -c, --stride, --kl-save, --kl-base)\n"
+                   "  bench: -p N (prompt, 128) -n N (generated, 32) -r N (repetitions, 3)\n"
+                   "         --seqs G (sequences in flight at once, 1) --json\n");
     struct opts o;
-    parse_opts(argc, argv, &o,
-               " m vocab p f n t c temp top-k top-p min-p rp rln seed no-stop-bos freq pres "
-               "typical mirostat mirostat-lr mirostat-ent samplers logit-bias parse-special" CACHE_OPTS);
-    if (o.prompt && o.file)
+    if (is_run)
+        parse_opts(argc, argv, &o,
+                   " m vocab p f n t c temp top-k top-p min-p rp rln seed no-stop-bos freq pres "
+                   "typical mirostat mirostat-lr mirostat-ent samplers logit-bias parse-special"
+                   CACHE_OPTS);
+    else if (is_ppl)
+        parse_opts(argc, argv, &o, " m vocab f c t stride kl-save kl-base" CACHE_OPTS);
+    else
+        parse_opts(argc, argv, &o, " m vocab n t c json" CACHE_OPTS);
+    if (is_run && o.prompt && o.file)
         die("run takes -p TEXT or -f FILE, not both");
+    if (is_ppl) {
+        if (!o.file && !o.kl_base)
+            die("ppl needs -f TEXT (or --kl-base FILE, whose tokens are used)");
+        if (o.kl_save && o.kl_base)
+            die("--kl-save and --kl-base do not go together");
+        if (o.kl_base && (opt_given(&o, "c") || opt_given(&o, "stride")))
+            die("-c and --stride come from the KL base file with --kl-base; drop them");
+        refuse_overwrite(o.kl_save, (const char *const[]){o.model, o.vocab, o.file}, 3);
+        o.n_ctx = ppl_window(o.kl_base, o.n_ctx ? o.n_ctx : 512);
+    }
+    if (is_bench && !opt_given(&o, "n"))
+        o.n_predict = 32;
+    if (is_bench && !o.n_ctx)
+        o.n_ctx = mo.n_pp + o.n_predict;
     MPI_Init(&argc, &argv);
     struct pipe p = {0};
     MPI_Comm_rank(MPI_COMM_WORLD, &p.rank);
@@ -648,6 +621,7 @@ int mpi_main(int argc, char **argv, int *rc)
         cp.n_ctx = o.n_ctx;
         cp.n_batch = mo.ubatch;
         cp.n_threads = o.n_threads;
+        cp.n_seq_max = is_bench ? mo.seqs : 1;
         cache_types_apply(&o, &cp);
         ok = strix_context_create(p.m, &cp, &p.ctx, &err) == STRIX_OK;
     }
@@ -662,7 +636,10 @@ int mpi_main(int argc, char **argv, int *rc)
         p.out = malloc((size_t)p.n_batch * (size_t)p.n_embd * sizeof(float));
         p.logits = malloc((size_t)p.n_vocab * sizeof(float));
         p.pos = malloc((size_t)p.n_batch * sizeof(int32_t));
-        if (!p.in || !p.out || !p.logits || !p.pos) {
+        p.seq = malloc((size_t)p.n_batch * sizeof(int32_t));
+        p.want = malloc((size_t)p.n_batch);
+        p.n_seq = is_bench ? mo.seqs : 1;
+        if (!p.in || !p.out || !p.logits || !p.pos || !p.seq || !p.want) {
             snprintf(err.msg, sizeof err.msg, "out of memory");
             ok = 0;
         }
@@ -674,13 +651,19 @@ int mpi_main(int argc, char **argv, int *rc)
         goto out;
 
     if (p.rank == 0) {
-        FILE *dump = mo.dump ? fopen(mo.dump, "wb") : NULL;
-        if (mo.dump && !dump)
-            fatal(&p, "cannot write %s", mo.dump);
-        driver_run(&p, &o, dump);
-        if (dump && fclose(dump) != 0)
-            fatal(&p, "cannot write %s", mo.dump);
-        chain_op(&p, OP_END);
+        if (is_run) {
+            FILE *dump = mo.dump ? fopen(mo.dump, "wb") : NULL;
+            if (mo.dump && !dump)
+                fatal(&p, "cannot write %s", mo.dump);
+            driver_run(&p, &o, dump);
+            if (dump && fclose(dump) != 0)
+                fatal(&p, "cannot write %s", mo.dump);
+        } else if (is_ppl) {
+            driver_ppl(&p, &o);
+        } else {
+            driver_bench(&p, mo.n_pp, o.n_predict, mo.reps, o.json);
+        }
+        chain_op(&p, OP_END, -1);
     } else {
         worker(&p);
     }
@@ -694,6 +677,8 @@ out:
     free(p.out);
     free(p.logits);
     free(p.pos);
+    free(p.seq);
+    free(p.want);
     MPI_Finalize();
     return 1;
 }

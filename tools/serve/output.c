@@ -104,15 +104,19 @@ static int completion_tokens(const struct job *j)
     return n;
 }
 
+/* Usage of the whole request: every prompt, every candidate generated. */
 static void add_usage(cJSON *root, const struct job *j)
 {
     cJSON *u = cJSON_AddObjectToObject(root, "usage");
     const int nc = completion_tokens(j);
-    cJSON_AddNumberToObject(u, "prompt_tokens", j->n_prompt);
+    int np = 0, cached = 0;
+    for (int g = 0; g < j->n_groups; g++)
+        np += j->grp[g].n_prompt, cached += j->grp[g].n_cached;
+    cJSON_AddNumberToObject(u, "prompt_tokens", np);
     cJSON_AddNumberToObject(u, "completion_tokens", nc);
-    cJSON_AddNumberToObject(u, "total_tokens", j->n_prompt + nc);
+    cJSON_AddNumberToObject(u, "total_tokens", np + nc);
     cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
-    cJSON_AddNumberToObject(d, "cached_tokens", j->n_cached);
+    cJSON_AddNumberToObject(d, "cached_tokens", cached);
 }
 
 static const char *finish_name(int f)
@@ -120,79 +124,131 @@ static const char *finish_name(int f)
     return f == 1 ? "stop" : f == 2 ? "length" : NULL;
 }
 
-/* The completions API's logprobs object from a list of entries
- * {token, logprob, top: {token: logprob}}. */
-static cJSON *completion_logprobs(const cJSON *entries, size_t offset0)
+/* Appends one list of entries {token, logprob, top_logprobs: [...]} to the
+ * completions API's four arrays (a null logprob and no top_logprobs: a
+ * first prompt token, whose top_logprobs is null too). */
+static void completion_entries(cJSON *lp, const cJSON *entries, size_t *o)
 {
-    cJSON *lp = cJSON_CreateObject();
-    cJSON *tokens = cJSON_AddArrayToObject(lp, "tokens");
-    cJSON *tlp = cJSON_AddArrayToObject(lp, "token_logprobs");
-    cJSON *top = cJSON_AddArrayToObject(lp, "top_logprobs");
-    cJSON *off = cJSON_AddArrayToObject(lp, "text_offset");
-    size_t o = offset0;
+    cJSON *tokens = cJSON_GetObjectItemCaseSensitive(lp, "tokens");
+    cJSON *tlp = cJSON_GetObjectItemCaseSensitive(lp, "token_logprobs");
+    cJSON *top = cJSON_GetObjectItemCaseSensitive(lp, "top_logprobs");
+    cJSON *off = cJSON_GetObjectItemCaseSensitive(lp, "text_offset");
     const cJSON *e;
     cJSON_ArrayForEach(e, entries)
     {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(e, "token");
         cJSON_AddItemToArray(tokens, cJSON_CreateString(t->valuestring));
-        cJSON_AddItemToArray(
-            tlp, cJSON_CreateNumber(cJSON_GetObjectItemCaseSensitive(e, "logprob")->valuedouble));
-        cJSON *m = cJSON_CreateObject();
-        const cJSON *alt;
-        cJSON_ArrayForEach(alt, cJSON_GetObjectItemCaseSensitive(e, "top_logprobs"))
-        {
-            const char *k = cJSON_GetObjectItemCaseSensitive(alt, "token")->valuestring;
-            if (!cJSON_GetObjectItemCaseSensitive(m, k))
-                cJSON_AddNumberToObject(
-                    m, k, cJSON_GetObjectItemCaseSensitive(alt, "logprob")->valuedouble);
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(e, "logprob");
+        cJSON_AddItemToArray(tlp, cJSON_IsNumber(v) ? cJSON_CreateNumber(v->valuedouble)
+                                                    : cJSON_CreateNull());
+        const cJSON *alts = cJSON_GetObjectItemCaseSensitive(e, "top_logprobs");
+        if (!alts) {
+            cJSON_AddItemToArray(top, cJSON_CreateNull());
+        } else {
+            cJSON *m = cJSON_CreateObject();
+            const cJSON *alt;
+            cJSON_ArrayForEach(alt, alts)
+            {
+                const char *k = cJSON_GetObjectItemCaseSensitive(alt, "token")->valuestring;
+                if (!cJSON_GetObjectItemCaseSensitive(m, k))
+                    cJSON_AddNumberToObject(
+                        m, k, cJSON_GetObjectItemCaseSensitive(alt, "logprob")->valuedouble);
+            }
+            cJSON_AddItemToArray(top, m);
         }
-        cJSON_AddItemToArray(top, m);
-        cJSON_AddItemToArray(off, cJSON_CreateNumber((double)o));
-        o += strlen(t->valuestring);
+        cJSON_AddItemToArray(off, cJSON_CreateNumber((double)*o));
+        *o += strlen(t->valuestring);
     }
+}
+
+/* The completions API's logprobs object: the entries of `first` (the
+ * echoed prompt's, or NULL), then those of `entries`, offsets from o. */
+static cJSON *completion_logprobs(const cJSON *first, const cJSON *entries, size_t o)
+{
+    cJSON *lp = cJSON_CreateObject();
+    cJSON_AddArrayToObject(lp, "tokens");
+    cJSON_AddArrayToObject(lp, "token_logprobs");
+    cJSON_AddArrayToObject(lp, "top_logprobs");
+    cJSON_AddArrayToObject(lp, "text_offset");
+    if (first)
+        completion_entries(lp, first, &o);
+    if (entries)
+        completion_entries(lp, entries, &o);
     return lp;
 }
 
-static void add_logprobs(cJSON *choice, const struct job *j, const cJSON *entries, size_t off)
+static void add_logprobs(cJSON *choice, const struct job *j, const cJSON *first,
+                         const cJSON *entries, size_t off)
 {
-    if (!j->r.logprobs || !entries) {
+    if (!j->r.logprobs || (!first && !entries)) {
         cJSON_AddNullToObject(choice, "logprobs");
         return;
     }
     if (j->r.kind == REQ_CHAT) {
         cJSON *lp = cJSON_AddObjectToObject(choice, "logprobs");
-        cJSON_AddItemToObject(lp, "content", cJSON_Duplicate(entries, 1));
+        cJSON_AddItemToObject(lp, "content",
+                              entries ? cJSON_Duplicate(entries, 1) : cJSON_CreateArray());
         cJSON_AddNullToObject(lp, "refusal");
     } else {
-        cJSON_AddItemToObject(choice, "logprobs", completion_logprobs(entries, off));
+        cJSON_AddItemToObject(choice, "logprobs", completion_logprobs(first, entries, off));
     }
+}
+
+/* Mean log-probability of a candidate's tokens (best_of ranks by it). */
+static double mean_lp(const struct choice *c)
+{
+    return c->n_gen > 0 ? c->sum_lp / c->n_gen : 0;
 }
 
 char *out_final(const struct server *srv, const struct job *j)
 {
     const int chat = j->r.kind == REQ_CHAT;
+    const int n = j->r.n;
     cJSON *root = header(srv, j, chat ? "chat.completion" : "text_completion");
     cJSON *choices = cJSON_AddArrayToObject(root, "choices");
-    for (int i = 0; i < j->n_choices; i++) {
-        const struct choice *c = &j->ch[i];
-        cJSON *ch = cJSON_CreateObject();
-        cJSON_AddNumberToObject(ch, "index", i);
-        if (chat) {
-            cJSON *msg = cJSON_AddObjectToObject(ch, "message");
-            cJSON_AddStringToObject(msg, "role", "assistant");
-            add_text(msg, "content", c->text.p, c->text.n);
-            cJSON_AddNullToObject(msg, "refusal");
-        } else {
-            add_text(ch, "text", c->text.p, c->text.n);
+    for (int g = 0; g < j->n_groups; g++) {
+        const struct group *gr = &j->grp[g];
+        /* the group's candidates, best first when there are more than n
+         * (a stable order: the earlier candidate wins a tie) */
+        int order[64];
+        const int m = j->per_group < 64 ? j->per_group : 64;
+        for (int k = 0; k < m; k++) {
+            int at = k;
+            while (at > 0 && j->per_group > n &&
+                   mean_lp(&j->ch[gr->ch0 + order[at - 1]]) < mean_lp(&j->ch[gr->ch0 + k])) {
+                order[at] = order[at - 1];
+                at--;
+            }
+            order[at] = k;
         }
-        const cJSON *empty = NULL;
-        cJSON *none = j->r.logprobs && !c->logprobs ? cJSON_CreateArray() : NULL;
-        empty = c->logprobs ? c->logprobs : none;
-        add_logprobs(ch, j, empty, 0);
-        cJSON_Delete(none);
-        const char *f = finish_name(c->finish);
-        cJSON_AddStringToObject(ch, "finish_reason", f ? f : "length");
-        cJSON_AddItemToArray(choices, ch);
+        for (int k = 0; k < n && k < m; k++) {
+            const struct choice *c = &j->ch[gr->ch0 + order[k]];
+            cJSON *ch = cJSON_CreateObject();
+            cJSON_AddNumberToObject(ch, "index", g * n + k);
+            if (chat) {
+                cJSON *msg = cJSON_AddObjectToObject(ch, "message");
+                cJSON_AddStringToObject(msg, "role", "assistant");
+                add_text(msg, "content", c->text.p, c->text.n);
+                cJSON_AddNullToObject(msg, "refusal");
+            } else if (gr->n_echo > 0) {
+                char *t = malloc(gr->n_echo + c->text.n + 1);
+                if (t) {
+                    memcpy(t, gr->echo, gr->n_echo);
+                    if (c->text.n)
+                        memcpy(t + gr->n_echo, c->text.p, c->text.n);
+                }
+                add_text(ch, "text", t, t ? gr->n_echo + c->text.n : 0);
+                free(t);
+            } else {
+                add_text(ch, "text", c->text.p, c->text.n);
+            }
+            cJSON *none = j->r.logprobs && !c->logprobs ? cJSON_CreateArray() : NULL;
+            add_logprobs(ch, j, gr->echo_lp, c->logprobs ? c->logprobs : none, 0);
+            cJSON_Delete(none);
+            const char *f = finish_name(c->finish);
+            cJSON_AddStringToObject(ch, "finish_reason", f ? f : "length");
+            cJSON_AddItemToArray(choices, ch);
+        }
     }
     add_usage(root, j);
     char *s = cJSON_PrintUnformatted(root);
@@ -222,7 +278,7 @@ char *out_chunk(const struct server *srv, const struct job *j, const struct choi
     } else {
         add_text(ch, "text", text, n);
     }
-    add_logprobs(ch, j, c->step_lp, c->n_sent);
+    add_logprobs(ch, j, NULL, c->step_lp, c->off0 + c->n_sent);
     if (closing)
         cJSON_AddStringToObject(ch, "finish_reason", finish_name(c->finish));
     else
@@ -273,5 +329,47 @@ void *out_logprob_entry(const struct server *srv, const struct job *j, strix_sam
     cJSON *alts = cJSON_AddArrayToObject(e, "top_logprobs");
     for (int i = 0; i < n_top; i++)
         cJSON_AddItemToArray(alts, token_entry(srv, prev, top[i].id, top[i].logprob));
+    return e;
+}
+
+void *out_prompt_entry(const struct server *srv, const struct job *j, const float *logits,
+                       strix_token prev, strix_token tok)
+{
+    if (!logits) {
+        char buf[512];
+        int len = strix_token_to_text(srv->model, prev, tok, buf, (int)sizeof buf);
+        len = len < 0 ? 0 : len > (int)sizeof buf ? (int)sizeof buf : len;
+        cJSON *e = cJSON_CreateObject();
+        add_text(e, "token", buf, (size_t)len);
+        cJSON_AddNullToObject(e, "logprob");
+        return e;
+    }
+    /* log-softmax of the raw logits, and the top_logprobs best tokens */
+    const int nv = srv->n_vocab;
+    float mx = -INFINITY;
+    for (int i = 0; i < nv; i++)
+        if (logits[i] > mx)
+            mx = logits[i];
+    double sum = 0;
+    for (int i = 0; i < nv; i++)
+        sum += exp((double)logits[i] - mx);
+    const double lse = mx + log(sum);
+    const int k = j->r.top_logprobs < 20 ? j->r.top_logprobs : 20;
+    strix_token top[20];
+    int n_top = 0;
+    for (int i = 0; i < nv; i++) {
+        if (n_top == k && (k == 0 || logits[i] <= logits[top[k - 1]]))
+            continue;
+        int at = n_top < k ? n_top++ : k - 1;
+        while (at > 0 && logits[top[at - 1]] < logits[i]) {
+            top[at] = top[at - 1];
+            at--;
+        }
+        top[at] = i;
+    }
+    cJSON *e = token_entry(srv, prev, tok, (float)(logits[tok] - lse));
+    cJSON *alts = cJSON_AddArrayToObject(e, "top_logprobs");
+    for (int i = 0; i < n_top; i++)
+        cJSON_AddItemToArray(alts, token_entry(srv, prev, top[i], (float)(logits[top[i]] - lse)));
     return e;
 }

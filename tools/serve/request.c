@@ -40,6 +40,7 @@ void req_limits_default(struct req_limits *lim)
     lim->max_messages = 1024;
     lim->max_tokens = 1 << 20;
     lim->n_vocab = 0;
+    lim->max_prompts = 64;
 }
 
 int req_utf8_valid(const char *str, size_t n)
@@ -222,27 +223,22 @@ static int parse_messages(const cJSON *root, const struct req_limits *lim, struc
     return 0;
 }
 
-static int parse_prompt(const cJSON *root, const struct req_limits *lim, struct req *r,
-                        struct api_error *err)
+/* One prompt: a string, or an array of token ids (at least one). */
+static int parse_one_prompt(const cJSON *p, int i, const struct req_limits *lim,
+                            struct req_prompt *out, struct api_error *err)
 {
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "prompt");
-    if (!p)
-        return api_error_set(err, 400, BAD, "prompt", "missing_required_parameter",
-                             "'prompt' is required");
-    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsString(p->child))
-        p = p->child; /* ["text"]: one prompt */
     if (cJSON_IsString(p)) {
-        r->prompt = dup_str(p->valuestring);
-        if (!r->prompt)
+        out->text = dup_str(p->valuestring);
+        if (!out->text)
             return api_error_set(err, 500, "server_error", "", "", "out of memory");
         return 0;
     }
-    if (!cJSON_IsArray(p) || cJSON_GetArraySize(p) == 0)
+    const int n = cJSON_IsArray(p) ? cJSON_GetArraySize(p) : 0;
+    if (n == 0)
         return api_error_set(err, 400, BAD, "prompt", "invalid_type",
-                             "'prompt' must be a string or an array of token ids");
-    const int n = cJSON_GetArraySize(p);
-    r->prompt_ids = malloc((size_t)n * sizeof *r->prompt_ids);
-    if (!r->prompt_ids)
+                             "prompt %d must be a string or a non-empty array of token ids", i);
+    out->ids = malloc((size_t)n * sizeof *out->ids);
+    if (!out->ids)
         return api_error_set(err, 500, "server_error", "", "", "out of memory");
     const cJSON *t;
     cJSON_ArrayForEach(t, p)
@@ -250,12 +246,78 @@ static int parse_prompt(const cJSON *root, const struct req_limits *lim, struct 
         if (!cJSON_IsNumber(t) || t->valuedouble != floor(t->valuedouble) || t->valuedouble < 0 ||
             t->valuedouble >= (lim->n_vocab > 0 ? lim->n_vocab : 2147483647.0))
             return api_error_set(err, 400, BAD, "prompt", "invalid_value",
-                                 "'prompt' as an array must hold one string or token ids in "
-                                 "[0, %d) (several prompts in one request are not supported)",
+                                 "prompt %d: token ids must be integers in [0, %d)", i,
                                  lim->n_vocab);
-        r->prompt_ids[r->n_prompt_ids++] = (strix_token)t->valuedouble;
+        out->ids[out->n_ids++] = (strix_token)t->valuedouble;
     }
     return 0;
+}
+
+/* 'prompt': a string, an array of token ids (one prompt), or an array of
+ * strings or of token-id arrays (several prompts). */
+static int parse_prompt(const cJSON *root, const struct req_limits *lim, struct req *r,
+                        struct api_error *err)
+{
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "prompt");
+    if (!p)
+        return api_error_set(err, 400, BAD, "prompt", "missing_required_parameter",
+                             "'prompt' is required");
+    const int several =
+        cJSON_IsArray(p) && p->child && (cJSON_IsString(p->child) || cJSON_IsArray(p->child));
+    const int n = several ? cJSON_GetArraySize(p) : 1;
+    if (n > lim->max_prompts)
+        return api_error_set(err, 400, BAD, "prompt", "invalid_value",
+                             "'prompt' holds %d prompts; at most %d are accepted", n,
+                             lim->max_prompts);
+    r->prompts = calloc((size_t)n, sizeof *r->prompts);
+    if (!r->prompts)
+        return api_error_set(err, 500, "server_error", "", "", "out of memory");
+    if (!several) {
+        if (!cJSON_IsString(p) && !cJSON_IsArray(p))
+            return api_error_set(err, 400, BAD, "prompt", "invalid_type",
+                                 "'prompt' must be a string, an array of token ids, or an "
+                                 "array of strings or of token-id arrays");
+        r->n_prompts = 1;
+        return parse_one_prompt(p, 0, lim, &r->prompts[0], err);
+    }
+    int i = 0;
+    const cJSON *one;
+    cJSON_ArrayForEach(one, p)
+    {
+        if (cJSON_IsString(one) != cJSON_IsString(p->child))
+            return api_error_set(err, 400, BAD, "prompt", "invalid_type",
+                                 "'prompt' must not mix strings and token-id arrays");
+        r->n_prompts = i + 1;
+        if (parse_one_prompt(one, i, lim, &r->prompts[i], err))
+            return -1;
+        i++;
+    }
+    return 0;
+}
+
+/* response_format: {"type": "text" | "json_object"}; a JSON schema is
+ * refused with a clear message. */
+static int parse_format(const cJSON *root, struct req *r, struct api_error *err)
+{
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(root, "response_format");
+    if (!f || cJSON_IsNull(f))
+        return 0;
+    const cJSON *type = cJSON_IsObject(f) ? cJSON_GetObjectItemCaseSensitive(f, "type") : NULL;
+    if (!cJSON_IsString(type))
+        return api_error_set(err, 400, BAD, "response_format", "invalid_type",
+                             "'response_format' must be an object with a string 'type'");
+    if (strcmp(type->valuestring, "text") == 0)
+        return 0;
+    if (strcmp(type->valuestring, "json_object") == 0) {
+        r->json = 1;
+        return 0;
+    }
+    if (strcmp(type->valuestring, "json_schema") == 0)
+        return api_error_set(err, 400, BAD, "response_format", "unsupported_value",
+                             "response_format json_schema is not supported by this server; "
+                             "use {\"type\": \"json_object\"} (any JSON object)");
+    return api_error_set(err, 400, BAD, "response_format", "invalid_value",
+                         "response_format type must be text, json_object or json_schema");
 }
 
 static int parse_stops(const cJSON *root, const struct req_limits *lim, struct req *r,
@@ -364,6 +426,20 @@ static int parse_fields(const cJSON *root, int kind, const struct req_limits *li
         get_int(root, "n_predict", -1, lim->max_tokens, &r->max_tokens, err) ||
         get_int(root, "n", 1, lim->max_n, &r->n, err))
         return -1;
+    r->best_of = r->n;
+    if (kind == REQ_COMPLETION) {
+        if (get_bool(root, "echo", &r->echo, err) ||
+            get_int(root, "best_of", 1, lim->max_n, &r->best_of, err))
+            return -1;
+        if (r->best_of < r->n)
+            return api_error_set(err, 400, BAD, "best_of", "invalid_value",
+                                 "'best_of' (%d) must be at least 'n' (%d)", r->best_of, r->n);
+        if (r->best_of > r->n && r->stream)
+            return api_error_set(err, 400, BAD, "best_of", "invalid_value",
+                                 "'best_of' cannot be used with 'stream'");
+    }
+    if (parse_format(root, r, err))
+        return -1;
     struct strix_sampler_params *sp = &r->sp;
     if (get_num(root, "temperature", 0, 100, &sp->temperature, err) ||
         get_num(root, "top_p", 0, 1, &sp->top_p, err) ||
@@ -418,6 +494,7 @@ int req_parse(const char *body, size_t len, int kind, const struct req_limits *l
     out->kind = kind;
     out->max_tokens = -1;
     out->n = 1;
+    out->best_of = 1;
     out->stop_at_bos = 1;
     out->sp = strix_sampler_default_params();
     if (!req_utf8_valid(body, len))
@@ -452,8 +529,11 @@ void req_free(struct req *r)
         free(r->stops[i]);
     free(r->stops);
     free(r->model);
-    free(r->prompt);
-    free(r->prompt_ids);
+    for (int i = 0; i < r->n_prompts; i++) {
+        free(r->prompts[i].text);
+        free(r->prompts[i].ids);
+    }
+    free(r->prompts);
     free(r->bias);
     memset(r, 0, sizeof *r);
 }

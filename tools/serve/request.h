@@ -24,6 +24,7 @@ struct req_limits {
     int max_messages;   /* most chat messages */
     int max_tokens;     /* largest max_tokens accepted */
     int n_vocab;        /* token ids must be below this (0: not checked) */
+    int max_prompts;    /* most prompts in one completions request */
 };
 
 /* An OpenAI error: HTTP status, type ("invalid_request_error", ...), the
@@ -43,10 +44,16 @@ struct req {
     /* chat: n_msg messages (role and content owned) */
     struct strix_chat_msg *msgs;
     int n_msg;
-    /* completion: the prompt as text, or as token ids */
-    char *prompt;
-    strix_token *prompt_ids;
-    int n_prompt_ids;
+    /* completion: n_prompts prompts, each as text or as token ids */
+    struct req_prompt {
+        char *text;       /* NULL: ids */
+        strix_token *ids; /* n_ids token ids (NULL: text) */
+        int n_ids;
+    } *prompts;
+    int n_prompts;
+    int echo;    /* completions: the prompt is written before the text */
+    int best_of; /* candidates generated per prompt (>= n); the n best are returned */
+    int json;    /* response_format json_object: the text is one JSON object */
     int stream, include_usage;
     int max_tokens; /* -1: until the end of the context */
     int n;

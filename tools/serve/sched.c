@@ -17,6 +17,13 @@
  * (no copy of keys or values), and reads only the rest. The choices of a
  * request with n > 1 share its prompt the same way.
  *
+ * Several prompts (completions with an array of prompts): each prompt is a
+ * group of choices (best_of candidates, n without best_of) that starts when
+ * enough slots are free, groups of running jobs first, and frees its slots
+ * as soon as its choices have finished; the job answers when every group
+ * has. A group's choices never see another group's, so each prompt gets the
+ * answer it would get alone.
+ *
  * Only this thread touches the context, the samplers and the choices.
  */
 #define _POSIX_C_SOURCE 200809L /* nanosleep */
@@ -24,6 +31,7 @@
 
 #include "../cli.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,9 +76,15 @@ static void job_free(struct job *j)
         sbuf_free(&j->ch[i].text);
         cJSON_Delete(j->ch[i].logprobs);
         cJSON_Delete(j->ch[i].step_lp);
+        json_state_free(j->ch[i].json);
     }
     free(j->ch);
-    free(j->prompt);
+    for (int g = 0; g < j->n_groups; g++) {
+        free(j->grp[g].prompt);
+        free(j->grp[g].echo);
+        cJSON_Delete(j->grp[g].echo_lp);
+    }
+    free(j->grp);
     req_free(&j->r);
     sbuf_free(&j->out);
     pthread_cond_destroy(&j->cond);
@@ -97,10 +111,11 @@ int sched_submit(struct server *srv, struct job *j, struct api_error *err)
         rc = api_error_set(err, 503, "server_error", "", "queue_full",
                            "the server is busy: %d requests are waiting; retry later",
                            srv->n_queued);
-    else if (j->n_choices > srv->n_slots)
-        rc = api_error_set(err, 400, "invalid_request_error", "n", "invalid_value",
-                           "'n' is %d; this server runs at most %d sequences (--parallel)",
-                           j->n_choices, srv->n_slots);
+    else if (j->per_group > srv->n_slots)
+        rc = api_error_set(err, 400, "invalid_request_error",
+                           j->r.best_of > j->r.n ? "best_of" : "n", "invalid_value",
+                           "'%s' is %d; this server runs at most %d sequences (--parallel)",
+                           j->r.best_of > j->r.n ? "best_of" : "n", j->per_group, srv->n_slots);
     if (rc == 0) {
         j->refs = 2;
         j->state = JOB_QUEUED;
@@ -144,18 +159,22 @@ static void slot_clear(struct server *srv, int s)
     srv->slots[s].n_toks = 0;
 }
 
-/* Gives job j its slots and the longest cached prefix of its prompt. */
-static void job_start(struct server *srv, struct job *j)
+/* Gives group g of job j its slots and the longest cached prefix of its
+ * prompt (none when the prompt's own log-probabilities are wanted: they need
+ * the logits of every prompt token). */
+static void group_start(struct server *srv, struct job *j, int g)
 {
+    struct group *gr = &j->grp[g];
     int src = -1, best = 0;
-    for (int s = 0; s < srv->n_slots; s++) {
+    const int reuse = !gr->echo_lp;
+    for (int s = 0; s < srv->n_slots && reuse; s++) {
         const int l =
-            common_prefix(srv->slots[s].toks, srv->slots[s].n_toks, j->prompt, j->n_prompt);
+            common_prefix(srv->slots[s].toks, srv->slots[s].n_toks, gr->prompt, gr->n_prompt);
         if (l > best || (l == best && l > 0 && !srv->slots[s].job))
             best = l, src = s;
     }
-    if (best > j->n_prompt - 1)
-        best = j->n_prompt - 1; /* the last prompt token is read again for its logits */
+    if (best > gr->n_prompt - 1)
+        best = gr->n_prompt - 1; /* the last prompt token is read again for its logits */
     int dst = (src >= 0 && !srv->slots[src].job) ? src : free_slot(srv, -1);
     if (dst == src && best > 0) {
         strix_kv_seq_rm(srv->ctx, dst, best, -1);
@@ -163,24 +182,24 @@ static void job_start(struct server *srv, struct job *j)
     } else {
         slot_clear(srv, dst);
         if (best > 0 && strix_kv_seq_cp(srv->ctx, src, dst, 0, best) == STRIX_OK) {
-            memcpy(srv->slots[dst].toks, j->prompt, (size_t)best * sizeof *j->prompt);
+            memcpy(srv->slots[dst].toks, gr->prompt, (size_t)best * sizeof *gr->prompt);
             srv->slots[dst].n_toks = best;
         } else {
             best = 0;
         }
     }
     srv->slots[dst].job = j;
-    j->ch[0].slot = dst;
-    for (int i = 1; i < j->n_choices; i++) {
+    j->ch[gr->ch0].slot = dst;
+    for (int i = 1; i < j->per_group; i++) {
         const int s = free_slot(srv, -1);
         slot_clear(srv, s);
         srv->slots[s].job = j;
-        j->ch[i].slot = s;
+        j->ch[gr->ch0 + i].slot = s;
     }
-    j->n_past = j->n_cached = best;
-    j->state = JOB_PROMPT;
+    gr->n_past = gr->n_cached = best;
+    gr->state = JOB_PROMPT;
     srv->m.cached_tokens += (uint64_t)best;
-    srv->m.prompt_tokens += (uint64_t)j->n_prompt;
+    srv->m.prompt_tokens += (uint64_t)gr->n_prompt;
 }
 
 static int n_free_slots(const struct server *srv)
@@ -191,8 +210,22 @@ static int n_free_slots(const struct server *srv)
     return n;
 }
 
-/* srv->mu held: queued jobs whose client left are dropped; then jobs join
- * in order while slots last. */
+/* Starts j's waiting groups, in order, while slots last; 1 if all started. */
+static int start_groups(struct server *srv, struct job *j)
+{
+    for (int g = 0; g < j->n_groups; g++) {
+        if (j->grp[g].state != JOB_QUEUED)
+            continue;
+        if (n_free_slots(srv) < j->per_group)
+            return 0;
+        group_start(srv, j, g);
+    }
+    return 1;
+}
+
+/* srv->mu held: queued jobs whose client left are dropped; the waiting
+ * groups of running jobs start; then queued jobs join in order while slots
+ * last (a job joins when its first group can start). */
 static void admit(struct server *srv)
 {
     for (struct job **pp = &srv->queue; *pp;) {
@@ -210,13 +243,17 @@ static void admit(struct server *srv)
     srv->queue_tail = NULL;
     for (struct job *j = srv->queue; j; j = j->next)
         srv->queue_tail = j;
-    while (srv->queue && n_free_slots(srv) >= srv->queue->n_choices) {
+    for (struct job *j = srv->active; j; j = j->next)
+        if (!start_groups(srv, j))
+            return; /* running jobs first */
+    while (srv->queue && n_free_slots(srv) >= srv->queue->per_group) {
         struct job *j = srv->queue;
         srv->queue = j->next;
         if (!srv->queue)
             srv->queue_tail = NULL;
         srv->n_queued--;
-        job_start(srv, j);
+        j->state = JOB_GEN;
+        start_groups(srv, j);
         j->next = NULL;
         struct job **tail = &srv->active;
         while (*tail)
@@ -224,6 +261,20 @@ static void admit(struct server *srv)
         *tail = j;
         srv->n_active++;
     }
+}
+
+/* srv->mu held: group g's choices have all finished; its slots become free
+ * (their cache kept for prefixes). */
+static void group_end(struct server *srv, struct job *j, int g)
+{
+    struct group *gr = &j->grp[g];
+    for (int i = 0; i < j->per_group; i++) {
+        struct choice *c = &j->ch[gr->ch0 + i];
+        if (c->slot >= 0 && srv->slots[c->slot].job == j)
+            srv->slots[c->slot].job = NULL;
+        c->slot = -1;
+    }
+    gr->state = JOB_DONE;
 }
 
 /* srv->mu held: j leaves the active list; its slots become free (a
@@ -238,7 +289,7 @@ static void job_end(struct server *srv, struct job *j)
     srv->n_active--;
     for (int i = 0; i < j->n_choices; i++) {
         const int s = j->ch[i].slot;
-        if (s < 0)
+        if (s < 0 || srv->slots[s].job != j)
             continue;
         srv->slots[s].job = NULL;
         if (j->cancel || j->error)
@@ -280,16 +331,76 @@ static void stream_step_locked(struct server *srv, struct job *j, struct choice 
         emit_locked(j, out_chunk(srv, j, c, "", 0, 0));
 }
 
+/* The text of tok after prev, appended to b; its length (0: none). */
+static int append_piece(const struct server *srv, struct sbuf *b, strix_token prev,
+                        strix_token tok)
+{
+    const int len = strix_token_to_text(srv->model, prev, tok, NULL, 0);
+    if (len <= 0)
+        return 0;
+    const size_t at = b->n;
+    char tmp[256];
+    char *p = len <= (int)sizeof tmp ? tmp : malloc((size_t)len);
+    if (!p)
+        return 0;
+    strix_token_to_text(srv->model, prev, tok, p, len);
+    const int rc = sbuf_add(b, p, (size_t)len);
+    if (p != tmp)
+        free(p);
+    return rc == 0 && b->n == at + (size_t)len ? len : 0;
+}
+
+/* Streams the echoed prompt of choice c (its text, and its tokens'
+ * log-probabilities when asked for) before its first token (srv->mu held). */
+static void emit_echo_locked(struct server *srv, struct job *j, struct choice *c,
+                             const struct group *gr)
+{
+    c->step_lp = gr->echo_lp ? cJSON_Duplicate(gr->echo_lp, 1) : NULL;
+    const size_t off0 = c->off0;
+    c->off0 = 0;
+    emit_locked(j, out_chunk(srv, j, c, gr->echo ? gr->echo : "", gr->n_echo, 0));
+    c->off0 = off0;
+    cJSON_Delete(c->step_lp);
+    c->step_lp = NULL;
+}
+
 /* Samples choice c of job j from logits and decides what it shows; the
  * streamed text goes out under the lock. */
 static void choice_sample(struct server *srv, struct job *j, struct choice *c, const float *logits)
 {
     const struct req *r = &j->r;
+    if (c->json) {
+        /* response_format json_object: only tokens that keep the text a
+         * prefix of an object that can still be closed in the budget */
+        int budget = srv->n_ctx - srv->slots[c->slot].n_toks;
+        if (r->max_tokens >= 0 && r->max_tokens - c->n_gen < budget)
+            budget = r->max_tokens - c->n_gen;
+        memcpy(srv->mask_buf, logits, (size_t)srv->n_vocab * sizeof *logits);
+        json_mask(c->json, srv->json_vocab, srv->mask_buf, budget);
+        logits = srv->mask_buf;
+    }
     const strix_token tok = strix_sampler_sample(c->smp, logits);
     c->n_gen++;
+    if (j->per_group > r->n) {
+        /* best_of: the candidates are ranked by mean log-probability */
+        struct strix_token_prob chosen;
+        strix_sampler_last_probs(c->smp, &chosen, NULL, 0);
+        if (chosen.id == tok && tok >= 0)
+            c->sum_lp += isfinite(chosen.logprob) ? chosen.logprob : -1e4;
+    }
     size_t upto;
+    const size_t at = c->text.n;
+    int len = 0;
+    if (tok >= 0 && !(tok == srv->eos && !r->ignore_eos) &&
+        !(r->stop_at_bos && tok == srv->bos && !r->ignore_eos))
+        len = append_piece(srv, &c->text, c->prev, tok);
     if (tok < 0 || (tok == srv->eos && !r->ignore_eos) ||
-        (r->stop_at_bos && tok == srv->bos && !r->ignore_eos)) {
+        (r->stop_at_bos && tok == srv->bos && !r->ignore_eos) ||
+        (c->json && json_feed(c->json, len ? c->text.p + at : "", (size_t)len))) {
+        /* the end (or, with every token masked, no token that fits) */
+        c->text.n = at;
+        if (c->text.p)
+            c->text.p[at] = '\0';
         c->finish = 1;
         upto = c->text.n;
     } else {
@@ -304,33 +415,25 @@ static void choice_sample(struct server *srv, struct job *j, struct choice *c, c
                 cJSON_Delete(e);
         }
         strix_sampler_accept(c->smp, tok);
-        const int len = strix_token_to_text(srv->model, c->prev, tok, NULL, 0);
-        if (len > 0) {
-            char tmp[256];
-            char *p = len <= (int)sizeof tmp ? tmp : malloc((size_t)len);
-            if (p) {
-                strix_token_to_text(srv->model, c->prev, tok, p, len);
-                sbuf_add(&c->text, p, (size_t)len);
-                if (p != tmp)
-                    free(p);
-            }
-        }
         c->prev = tok;
         /* stop strings: the request's, and the template's end of turn */
         const char *stops[64 + 1];
         int n_stops = 0;
         for (int i = 0; i < r->n_stops && n_stops < 64; i++)
             stops[n_stops++] = r->stops[i];
-        if (r->kind == REQ_CHAT && srv->tmpl_end)
-            stops[n_stops++] = srv->tmpl_end;
+        if (r->kind == REQ_CHAT && srv->tmpl_end && !c->json)
+            stops[n_stops++] = srv->tmpl_end; /* (a JSON answer ends when it closes) */
         size_t safe = 0;
-        const long at = strix_stop_find(c->text.p ? c->text.p + c->n_sent : "",
-                                        c->text.n - c->n_sent, stops, n_stops, &safe);
-        if (at >= 0) {
-            c->text.n = c->n_sent + (size_t)at;
+        const long stop_at = strix_stop_find(c->text.p ? c->text.p + c->n_sent : "",
+                                             c->text.n - c->n_sent, stops, n_stops, &safe);
+        if (stop_at >= 0) {
+            c->text.n = c->n_sent + (size_t)stop_at;
             if (c->text.p)
                 c->text.p[c->text.n] = '\0';
             c->finish = 1;
+            upto = c->text.n;
+        } else if (c->json && json_done(c->json)) {
+            c->finish = 1; /* the object is closed */
             upto = c->text.n;
         } else if (r->max_tokens >= 0 && c->n_gen >= r->max_tokens) {
             c->finish = 2;
@@ -390,7 +493,8 @@ static void job_fail_locked(struct server *srv, struct job *j, const char *msg)
 
 struct row {
     struct job *job;
-    struct choice *c; /* NULL: the last row of a prompt */
+    struct choice *c; /* NULL: a row of a prompt */
+    int g;            /* that prompt's group */
 };
 
 struct step_buf {
@@ -407,17 +511,16 @@ static void step(struct server *srv, struct step_buf *b)
     int n = 0, n_seqs = 0;
     /* 1. the running choices: one token each */
     for (struct job *j = srv->active; j; j = j->next) {
-        if (j->state != JOB_GEN)
-            continue;
         for (int i = 0; i < j->n_choices; i++) {
             struct choice *c = &j->ch[i];
-            if (c->finish || c->pending < 0 || n >= b->cap)
+            if (j->grp[c->group].state != JOB_GEN || c->finish || c->pending < 0 ||
+                n >= b->cap)
                 continue;
             b->tok[n] = c->pending;
             b->pos[n] = srv->slots[c->slot].n_toks;
             b->seq[n] = c->slot;
             b->logits[n] = 1;
-            b->row[n] = (struct row){j, c};
+            b->row[n] = (struct row){j, c, c->group};
             n++;
             n_seqs++;
         }
@@ -425,22 +528,25 @@ static void step(struct server *srv, struct step_buf *b)
     /* 2. prompt chunks while the batch has room */
     int budget = srv->n_batch - n;
     for (struct job *j = srv->active; j && budget > 0; j = j->next) {
-        if (j->state != JOB_PROMPT)
-            continue;
-        const int k = j->n_prompt - j->n_past < budget ? j->n_prompt - j->n_past : budget;
-        const int s = j->ch[0].slot;
-        for (int t = 0; t < k; t++) {
-            b->tok[n] = j->prompt[j->n_past + t];
-            b->pos[n] = j->n_past + t;
-            b->seq[n] = s;
-            b->logits[n] = 0;
-            b->row[n] = (struct row){j, NULL};
-            n++;
+        for (int g = 0; g < j->n_groups && budget > 0; g++) {
+            struct group *gr = &j->grp[g];
+            if (gr->state != JOB_PROMPT)
+                continue;
+            const int k = gr->n_prompt - gr->n_past < budget ? gr->n_prompt - gr->n_past : budget;
+            const int s = j->ch[gr->ch0].slot;
+            for (int t = 0; t < k; t++) {
+                b->tok[n] = gr->prompt[gr->n_past + t];
+                b->pos[n] = gr->n_past + t;
+                b->seq[n] = s;
+                b->logits[n] = gr->echo_lp != NULL; /* echo: every prompt token's */
+                b->row[n] = (struct row){j, NULL, g};
+                n++;
+            }
+            if (gr->n_past + k == gr->n_prompt)
+                b->logits[n - 1] = 1;
+            budget -= k;
+            n_seqs++;
         }
-        if (j->n_past + k == j->n_prompt)
-            b->logits[n - 1] = 1;
-        budget -= k;
-        n_seqs++;
     }
     if (n == 0)
         return;
@@ -469,7 +575,7 @@ static void step(struct server *srv, struct step_buf *b)
         if (b->row[i].c)
             b->row[i].c->pending = -1;
         else
-            b->row[i].job->n_past = b->pos[i] + 1;
+            b->row[i].job->grp[b->row[i].g].n_past = b->pos[i] + 1;
     }
     /* sample the rows with logits */
     for (int i = 0; i < n; i++) {
@@ -491,21 +597,32 @@ static void step(struct server *srv, struct step_buf *b)
             }
             continue;
         }
+        struct group *gr = &j->grp[b->row[i].g];
+        if (b->pos[i] < gr->n_prompt - 1) {
+            /* echo with logprobs: this row predicted the next prompt token */
+            cJSON *e = out_prompt_entry(srv, j, logits, gr->prompt[b->pos[i]],
+                                        gr->prompt[b->pos[i] + 1]);
+            if (e)
+                cJSON_AddItemToArray(gr->echo_lp, e);
+            continue;
+        }
         /* the prompt is read: the other choices share it, then all sample */
         pthread_mutex_lock(&srv->mu);
-        j->state = JOB_GEN;
+        gr->state = JOB_GEN;
         pthread_mutex_unlock(&srv->mu);
-        for (int k = 1; k < j->n_choices; k++) {
-            const int s = j->ch[k].slot;
-            strix_kv_seq_cp(srv->ctx, j->ch[0].slot, s, 0, j->n_prompt);
-            memcpy(srv->slots[s].toks, j->prompt, (size_t)j->n_prompt * sizeof *j->prompt);
-            srv->slots[s].n_toks = j->n_prompt;
+        for (int k = 1; k < j->per_group; k++) {
+            const int s = j->ch[gr->ch0 + k].slot;
+            strix_kv_seq_cp(srv->ctx, j->ch[gr->ch0].slot, s, 0, gr->n_prompt);
+            memcpy(srv->slots[s].toks, gr->prompt, (size_t)gr->n_prompt * sizeof *gr->prompt);
+            srv->slots[s].n_toks = gr->n_prompt;
         }
-        for (int k = 0; k < j->n_choices; k++) {
-            struct choice *c = &j->ch[k];
+        for (int k = 0; k < j->per_group; k++) {
+            struct choice *c = &j->ch[gr->ch0 + k];
             if (j->r.stream) {
                 pthread_mutex_lock(&srv->mu);
                 emit_locked(j, out_chunk(srv, j, c, "", 0, 1));
+                if (gr->n_echo > 0 || gr->echo_lp)
+                    emit_echo_locked(srv, j, c, gr);
                 pthread_mutex_unlock(&srv->mu);
             }
             if (j->r.max_tokens == 0) {
@@ -528,12 +645,19 @@ static void step(struct server *srv, struct step_buf *b)
     hist_add(&srv->m.batch_seqs, n_seqs);
     for (struct job *j = srv->active, *next; j; j = next) {
         next = j->next;
-        if (j->state != JOB_GEN)
-            continue;
-        int done = 1;
-        for (int k = 0; k < j->n_choices; k++)
-            done &= j->ch[k].finish != 0;
-        if (done)
+        int all = 1;
+        for (int g = 0; g < j->n_groups; g++) {
+            struct group *gr = &j->grp[g];
+            if (gr->state == JOB_GEN) {
+                int done = 1;
+                for (int k = 0; k < j->per_group; k++)
+                    done &= j->ch[gr->ch0 + k].finish != 0;
+                if (done)
+                    group_end(srv, j, g);
+            }
+            all &= gr->state == JOB_DONE;
+        }
+        if (all)
             job_finish_locked(srv, j);
     }
     pthread_mutex_unlock(&srv->mu);

@@ -31,8 +31,12 @@ void sbuf_free(struct sbuf *b);
 
 /* One choice of a job: one sequence of the cache. */
 struct choice {
-    int index;
-    int slot;            /* index into srv->slots */
+    int index;           /* in the response: prompt * n + k */
+    int group;           /* its prompt: index into job->grp */
+    int slot;            /* index into srv->slots; -1 before its group starts */
+    size_t off0;         /* bytes written before its text (the echoed prompt) */
+    double sum_lp;       /* log-probability of the tokens sampled (best_of) */
+    struct json_state *json; /* response_format json_object: the grammar state */
     strix_sampler *smp;
     strix_token prev;    /* the last token (spacing of the next piece) */
     strix_token pending; /* sampled, to be decoded next step; -1: none */
@@ -46,16 +50,31 @@ struct choice {
 
 enum job_state { JOB_QUEUED = 0, JOB_PROMPT = 1, JOB_GEN = 2, JOB_DONE = 3 };
 
+/* One prompt of a job and its per_group choices (candidates with best_of):
+ * it gets its slots when enough are free, reads its prompt into its first
+ * choice's sequence, shares it with the others, and frees its slots when
+ * all its choices have finished. */
+struct group {
+    strix_token *prompt; /* n_prompt tokens, BOS included where the model wants it */
+    int n_prompt;
+    int n_past;   /* prompt tokens in the first choice's sequence (cached or decoded) */
+    int n_cached; /* of which shared from an earlier sequence */
+    int state;    /* enum job_state: QUEUED (no slots), PROMPT, GEN, DONE */
+    int ch0;      /* its first choice */
+    char *echo;   /* completions with echo: the prompt's text (n_echo bytes) */
+    size_t n_echo;
+    void *echo_lp; /* echo with logprobs: cJSON array, one entry per prompt token */
+};
+
 struct job {
     struct job *next;
     struct req r;
-    strix_token *prompt; /* n_prompt tokens, BOS included where the model wants it */
-    int n_prompt;
-    int n_past;   /* prompt tokens in choice 0's sequence (cached or decoded) */
-    int n_cached; /* of which shared from an earlier sequence */
-    int n_choices;
+    struct group *grp; /* n_groups prompts (one for chat) */
+    int n_groups;
+    int per_group; /* choices per prompt: best_of (n unless best_of is given) */
+    int n_choices; /* n_groups * per_group */
     struct choice *ch;
-    int state;  /* enum job_state (under srv->mu) */
+    int state;  /* enum job_state: QUEUED, GEN (running), DONE (under srv->mu) */
     int cancel; /* the client went away (under srv->mu) */
     int refs;   /* the HTTP side and the scheduler (under srv->mu) */
     int error;  /* an internal failure ended it: out holds the error body */
@@ -104,6 +123,8 @@ struct server {
     size_t max_body;
     struct req_limits lim;
     strix_token bos, eos;
+    struct json_vocab *json_vocab; /* token texts for response_format json_object */
+    float *mask_buf;               /* n_vocab logits, masked (scheduler thread only) */
 
     pthread_mutex_t mu;
     pthread_cond_t wake; /* the scheduler waits here for work */
@@ -120,6 +141,28 @@ struct server {
 };
 
 double srv_now(void);
+
+/* json.c: a byte-level automaton of one JSON object (response_format
+ * json_object), and the token mask it puts on the logits. */
+struct json_state;
+struct json_state *json_state_new(void); /* NULL: out of memory */
+void json_state_free(struct json_state *s);
+/* Feeds bytes; 0 if they keep the text a prefix of a JSON object (then the
+ * state has moved), -1 otherwise (the state is unchanged). */
+int json_feed(struct json_state *s, const char *bytes, size_t n);
+int json_done(const struct json_state *s);        /* 1: the object is closed */
+int json_close_cost(const struct json_state *s);  /* bytes that would close it */
+/* The token texts the mask tests (after a token that is not BOS), built once
+ * by json_vocab_new; NULL: out of memory. */
+struct json_vocab;
+struct json_vocab *json_vocab_new(const strix_model *model);
+void json_vocab_free(struct json_vocab *v);
+/* logits[0..n_vocab): every token that would break the object, or that would
+ * leave more bytes to close it than budget - 1 tokens can write, becomes
+ * -inf (when no token fits the budget, only the grammar is applied); EOS and
+ * other control tokens are removed unless the object is done. Returns the
+ * number of tokens left. */
+int json_mask(const struct json_state *s, const struct json_vocab *v, float *logits, int budget);
 
 /* sched.c */
 void *sched_main(void *srv);
@@ -144,6 +187,11 @@ char *out_usage_chunk(const struct server *srv, const struct job *j);
  * completion shape) from the sampler's last draw. */
 void *out_logprob_entry(const struct server *srv, const struct job *j, strix_sampler *smp,
                         strix_token prev, strix_token tok);
+/* The same for prompt token tok after prev, from the logits that predicted
+ * it (log-softmax of the raw logits); logits NULL: the first token, whose
+ * log-probability is null. */
+void *out_prompt_entry(const struct server *srv, const struct job *j, const float *logits,
+                       strix_token prev, strix_token tok);
 /* Bytes of s[0..n) that can be sent without cutting a UTF-8 sequence that
  * may still be completed by later bytes. */
 size_t out_utf8_complete(const char *s, size_t n);

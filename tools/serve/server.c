@@ -200,17 +200,28 @@ static strix_token *tokenize_text(const struct server *srv, const char *text, in
     return ids;
 }
 
-/* The job's prompt tokens: the chat template applied to the messages, or
- * the completion prompt (text or ids). */
-static int job_prompt(struct server *srv, struct job *j, struct api_error *err)
+/* The prompt tokens of group g: the chat template applied to the messages,
+ * or completion prompt g (text or ids); with echo, its text too. */
+static int group_prompt(struct server *srv, struct job *j, int g, struct api_error *err)
 {
     const struct req *r = &j->r;
-    if (r->prompt_ids) {
-        j->prompt = malloc((size_t)r->n_prompt_ids * sizeof *j->prompt);
-        if (!j->prompt)
+    struct group *gr = &j->grp[g];
+    const struct req_prompt *p = r->kind == REQ_COMPLETION ? &r->prompts[g] : NULL;
+    if (p && p->ids) {
+        gr->prompt = malloc((size_t)p->n_ids * sizeof *gr->prompt);
+        if (!gr->prompt)
             return api_error_set(err, 500, "server_error", "", "", "out of memory");
-        memcpy(j->prompt, r->prompt_ids, (size_t)r->n_prompt_ids * sizeof *j->prompt);
-        j->n_prompt = r->n_prompt_ids;
+        memcpy(gr->prompt, p->ids, (size_t)p->n_ids * sizeof *gr->prompt);
+        gr->n_prompt = p->n_ids;
+        if (r->echo) {
+            /* the text the ids stand for */
+            const int need = strix_detokenize(srv->model, p->ids, p->n_ids, NULL, 0);
+            gr->echo = malloc((size_t)(need > 0 ? need : 0) + 1);
+            if (!gr->echo)
+                return api_error_set(err, 500, "server_error", "", "", "out of memory");
+            strix_detokenize(srv->model, p->ids, p->n_ids, gr->echo, (size_t)need + 1);
+            gr->n_echo = need > 0 ? (size_t)need : 0;
+        }
         return 0;
     }
     char *text = NULL;
@@ -230,18 +241,23 @@ static int job_prompt(struct server *srv, struct job *j, struct api_error *err)
         flags = STRIX_TOKENIZE_PARSE_SPECIAL | (strix_vocab_add_bos(srv->model) ? 1 : 0);
     } else {
         /* as `strix run` reads a prompt */
-        flags = strix_vocab_add_bos(srv->model) || (!*r->prompt && srv->bos >= 0)
+        flags = strix_vocab_add_bos(srv->model) || (!*p->text && srv->bos >= 0)
                     ? STRIX_TOKENIZE_ADD_BOS
                     : 0;
+        if (r->echo) {
+            gr->n_echo = strlen(p->text);
+            if (!(gr->echo = strdup(p->text)))
+                return api_error_set(err, 500, "server_error", "", "", "out of memory");
+        }
     }
-    j->prompt = tokenize_text(srv, text ? text : r->prompt, flags, &j->n_prompt, err);
+    gr->prompt = tokenize_text(srv, text ? text : p->text, flags, &gr->n_prompt, err);
     free(text);
-    if (!j->prompt)
+    if (!gr->prompt)
         return -1;
     /* a template that writes BOS itself: not twice */
-    if (j->n_prompt >= 2 && j->prompt[0] == srv->bos && j->prompt[1] == srv->bos) {
-        memmove(j->prompt, j->prompt + 1, (size_t)(j->n_prompt - 1) * sizeof *j->prompt);
-        j->n_prompt--;
+    if (gr->n_prompt >= 2 && gr->prompt[0] == srv->bos && gr->prompt[1] == srv->bos) {
+        memmove(gr->prompt, gr->prompt + 1, (size_t)(gr->n_prompt - 1) * sizeof *gr->prompt);
+        gr->n_prompt--;
     }
     return 0;
 }
@@ -265,37 +281,66 @@ static int job_setup(struct server *srv, struct job *j, struct api_error *err)
         return api_error_set(err, 404, "invalid_request_error", "model", "model_not_found",
                              "the model '%.200s' does not exist: this server runs '%.100s'",
                              r->model, srv->model_name);
-    if (job_prompt(srv, j, err))
-        return -1;
-    if (j->n_prompt == 0)
-        return api_error_set(err, 400, "invalid_request_error", "prompt", "",
-                             "the prompt is empty and the model has no BOS token");
-    if (j->n_prompt >= srv->n_ctx)
-        return api_error_set(err, 400, "invalid_request_error", "messages",
-                             "context_length_exceeded",
-                             "the prompt has %d tokens; this server's context holds %d (the "
-                             "prompt and at least one generated token)",
-                             j->n_prompt, srv->n_ctx);
-    j->n_choices = r->n;
-    j->ch = calloc((size_t)r->n, sizeof *j->ch);
+    j->n_groups = r->kind == REQ_COMPLETION ? r->n_prompts : 1;
+    j->per_group = r->best_of > r->n ? r->best_of : r->n;
+    j->grp = calloc((size_t)j->n_groups, sizeof *j->grp);
+    if (!j->grp)
+        return api_error_set(err, 500, "server_error", "", "", "out of memory");
+    j->n_choices = j->n_groups * j->per_group;
+    j->ch = calloc((size_t)j->n_choices, sizeof *j->ch);
     if (!j->ch)
         return api_error_set(err, 500, "server_error", "", "", "out of memory");
     const uint64_t seed = r->has_seed ? r->seed : random_seed();
-    for (int i = 0; i < r->n; i++) {
-        struct choice *c = &j->ch[i];
-        c->index = i;
-        c->slot = -1;
-        c->pending = -1;
-        c->prev = j->prompt[j->n_prompt - 1];
-        struct strix_sampler_params sp = r->sp;
-        sp.seed = seed + (uint64_t)i;
-        sp.n_probs = r->logprobs ? (r->top_logprobs > 0 ? r->top_logprobs : 1) : 0;
-        strix_error e;
-        if (strix_sampler_create(&sp, srv->n_vocab, &c->smp, &e))
-            return api_error_set(err, 400, "invalid_request_error", "", "", "sampling: %s",
-                                 e.msg);
-        for (int t = 0; t < j->n_prompt; t++)
-            strix_sampler_accept(c->smp, j->prompt[t]);
+    for (int g = 0; g < j->n_groups; g++) {
+        struct group *gr = &j->grp[g];
+        if (group_prompt(srv, j, g, err))
+            return -1;
+        if (gr->n_prompt == 0)
+            return api_error_set(err, 400, "invalid_request_error", "prompt", "",
+                                 "the prompt is empty and the model has no BOS token");
+        if (gr->n_prompt >= srv->n_ctx)
+            return api_error_set(err, 400, "invalid_request_error",
+                                 r->kind == REQ_CHAT ? "messages" : "prompt",
+                                 "context_length_exceeded",
+                                 "the prompt%s has %d tokens; this server's context holds %d (the "
+                                 "prompt and at least one generated token)",
+                                 j->n_groups > 1 ? " (one of them)" : "", gr->n_prompt,
+                                 srv->n_ctx);
+        gr->ch0 = g * j->per_group;
+        if (r->echo && r->logprobs) {
+            /* the prompt tokens' log-probabilities: the first has none */
+            gr->echo_lp = cJSON_CreateArray();
+            cJSON *e = out_prompt_entry(srv, j, NULL, -1, gr->prompt[0]);
+            if (!gr->echo_lp || !e) {
+                cJSON_Delete(e);
+                return api_error_set(err, 500, "server_error", "", "", "out of memory");
+            }
+            cJSON_AddItemToArray(gr->echo_lp, e);
+        }
+        for (int i = 0; i < j->per_group; i++) {
+            struct choice *c = &j->ch[gr->ch0 + i];
+            /* prompt g's choice i is drawn as choice i of a request with
+             * prompt g alone */
+            c->index = g * r->n + i;
+            c->group = g;
+            c->slot = -1;
+            c->pending = -1;
+            c->off0 = gr->n_echo;
+            c->prev = gr->prompt[gr->n_prompt - 1];
+            struct strix_sampler_params sp = r->sp;
+            sp.seed = seed + (uint64_t)i;
+            sp.n_probs = r->logprobs ? (r->top_logprobs > 0 ? r->top_logprobs : 1)
+                         : j->per_group > r->n ? 1
+                                               : 0;
+            strix_error e;
+            if (strix_sampler_create(&sp, srv->n_vocab, &c->smp, &e))
+                return api_error_set(err, 400, "invalid_request_error", "", "", "sampling: %s",
+                                     e.msg);
+            for (int t = 0; t < gr->n_prompt; t++)
+                strix_sampler_accept(c->smp, gr->prompt[t]);
+            if (r->json && !(c->json = json_state_new()))
+                return api_error_set(err, 500, "server_error", "", "", "out of memory");
+        }
     }
     static uint64_t serial;
     snprintf(j->id, sizeof j->id, "%s-%llx%04llx", r->kind == REQ_CHAT ? "chatcmpl" : "cmpl",
@@ -307,10 +352,17 @@ static int job_setup(struct server *srv, struct job *j, struct api_error *err)
 
 static void job_discard(struct job *j)
 {
-    for (int i = 0; i < j->n_choices; i++)
+    for (int i = 0; i < j->n_choices; i++) {
         strix_sampler_free(j->ch[i].smp);
+        json_state_free(j->ch[i].json);
+    }
     free(j->ch);
-    free(j->prompt);
+    for (int g = 0; g < j->n_groups; g++) {
+        free(j->grp[g].prompt);
+        free(j->grp[g].echo);
+        cJSON_Delete(j->grp[g].echo_lp);
+    }
+    free(j->grp);
     req_free(&j->r);
     pthread_cond_destroy(&j->cond);
     free(j);
@@ -736,6 +788,10 @@ int cmd_serve(int argc, char **argv)
     req_limits_default(&srv->lim);
     srv->lim.n_vocab = srv->n_vocab;
     srv->lim.max_n = o.parallel;
+    srv->json_vocab = json_vocab_new(srv->model);
+    srv->mask_buf = malloc((size_t)srv->n_vocab * sizeof *srv->mask_buf);
+    if (!srv->json_vocab || !srv->mask_buf)
+        die("out of memory");
     srv->t_start = srv_now();
     static const double t_le[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
     static const double b_le[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048};
@@ -809,6 +865,8 @@ int cmd_serve(int argc, char **argv)
     free(srv->slots);
     pthread_cond_destroy(&srv->wake);
     pthread_mutex_destroy(&srv->mu);
+    json_vocab_free(srv->json_vocab);
+    free(srv->mask_buf);
     strix_context_free(srv->ctx);
     strix_pool_free(srv->pool);
     strix_model_free(srv->model);

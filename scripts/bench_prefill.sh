@@ -1,0 +1,186 @@
+#!/bin/sh
+# Prefill (prompt processing) speed against the CPU's compute peak: strix
+# bench and llama.cpp's llama-bench on the same files, interleaved (strix,
+# llama.cpp, strix, ...) ROUNDS times per model and thread count, pp PP on
+# the TinyLlama-1.1B shape (F16, BF16, Q8_0, Q4_0, Q4_K_M, and F32 when that
+# file exists) and pp PP_SMALL on stories3M as F32. Prints the CPU, the
+# load, a compute probe, every figure, the medians, the ratio strix /
+# llama.cpp and each program's share of the peak.
+#
+#   MODELS=DIR LLAMA_BENCH=/path/to/llama-bench scripts/bench_prefill.sh [ROUNDS] [PP] [THREADS]
+#
+# DIR holds tl1b-f16.gguf, tl1b-q8_0.gguf, tl1b-q4_0.gguf, tl1b-q4_k_m.gguf
+# (optional: tl1b-f32.gguf) and stories3M-*.gguf (see BENCHMARKS.md for how
+# they are made). The BF16 file is made from the F16 one with `strix convert
+# --type BF16` into BF16_DIR (default DIR) when missing, and stories3M F32
+# with `strix convert --type F32` from STORIES (default DIR/stories3M-f32.gguf)
+# into a temporary folder. ONLY="tl1b-q4_0 ..." keeps the named rows. Defaults: 2 rounds, pp256, threads "1 2",
+# PP_SMALL 512: about 4-5 minutes on an idle 2-core machine.
+#
+# Peak: a probe (compiled here from the C below) times 12 independent
+# chains of VFMADD (fp32), VDPBF16PS (bf16) and VPDPBUSD (int8) on zmm
+# registers on one thread, and the clock by a chain of dependent integer
+# adds (one per cycle). Per thread the peak is the probe's rate (the best
+# of 5 probes); T threads: T times that (one thread per core). The share of
+# peak is strix's flops_per_token (2 x multiply-adds of the products and
+# attention, from `strix bench -o json`) x tokens/s / peak; llama.cpp's
+# share uses the same flops per token. F32/F16 are held against the fp32
+# FMA peak, BF16 against the bf16 peak (strix runs VDPBF16PS there when
+# the CPU has AVX512-BF16), the quantized types against the int8 peak.
+set -e
+D=${MODELS:?set MODELS to the folder with the model files}
+R=${1:-2}
+PP=${2:-256}
+TH=${3:-1 2}
+PP_SMALL=${PP_SMALL:-512}
+S=${STRIX:-build/strix}
+REPS=${REPS:-2}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+out=$tmp/out
+
+echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), $(nproc) cpus"
+echo "vector flags: $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' |
+    grep -E '^(avx2|fma|f16c|avx_vnni|avx512f|avx512_vnni|avx512_bf16|amx_tile|amx_int8|amx_bf16)$' | tr '\n' ' ')"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---- the compute probe ----
+cat >"$tmp/probe.c" <<'EOF'
+#include <immintrin.h>
+#include <stdio.h>
+#include <time.h>
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+#define CHAINS(OP, V)                                                                              \
+    _Pragma("GCC unroll 12") for (int k = 0; k < 12; k++) V[k] = OP;                               \
+    __asm__ volatile("" ::"v"(V[0]), "v"(V[1]), "v"(V[2]), "v"(V[3]), "v"(V[4]), "v"(V[5]),        \
+                     "v"(V[6]), "v"(V[7]), "v"(V[8]), "v"(V[9]), "v"(V[10]), "v"(V[11]))
+int main(void)
+{
+    const long n = 100000000;
+    long c = n;
+    unsigned long x = 0;
+    double t0 = now();
+    __asm__ volatile("1: add $1,%0\n add $1,%0\n add $1,%0\n add $1,%0\n sub $1,%1\n jnz 1b"
+                     : "+r"(x), "+r"(c));
+    const double ghz = 4.0 * (double)n / (now() - t0) / 1e9;
+    const long m = n / 8;
+    __m512 a[12], b[12];
+    __m512i q[12];
+    for (int k = 0; k < 12; k++) {
+        a[k] = b[k] = _mm512_set1_ps(1e-3f * (float)k);
+        q[k] = _mm512_set1_epi32(k);
+    }
+    const __m512 f = _mm512_set1_ps(0.999f), g = _mm512_set1_ps(1e-4f);
+    const __m512i u = _mm512_set1_epi8(3), s = _mm512_set1_epi8(-2);
+    t0 = now();
+    for (long i = 0; i < m; i++) {
+        CHAINS(_mm512_fmadd_ps(a[k], f, g), a);
+    }
+    const double fp32 = 12.0 * (double)m * 32 / (now() - t0) / 1e9;
+    t0 = now();
+    for (long i = 0; i < m; i++) {
+        CHAINS((__m512)_mm512_dpbf16_ps(b[k], (__m512bh)u, (__m512bh)s), b);
+    }
+    const double bf16 = 12.0 * (double)m * 64 / (now() - t0) / 1e9;
+    t0 = now();
+    for (long i = 0; i < m; i++) {
+        CHAINS(_mm512_dpbusd_epi32(q[k], u, s), q);
+    }
+    const double int8 = 12.0 * (double)m * 128 / (now() - t0) / 1e9;
+    float sink = 0;
+    for (int k = 0; k < 12; k++)
+        sink += _mm512_reduce_add_ps(a[k]) + _mm512_reduce_add_ps(b[k]) +
+                (float)_mm512_reduce_add_epi32(q[k]);
+    printf("%.3f %.1f %.1f %.1f %g\n", ghz, fp32, bf16, int8, sink * 0.0f);
+    return 0;
+}
+EOF
+peak=""
+if ${CC:-cc} -O2 -mavx512f -mavx512vnni -mavx512bf16 -o "$tmp/probe" "$tmp/probe.c" 2>/dev/null &&
+    "$tmp/probe" >/dev/null 2>&1; then
+    for i in 1 2 3 4 5; do "$tmp/probe"; done >"$tmp/probe.txt"
+    peak=$(awk '{ for (i = 1; i <= 4; i++) if ($i > m[i]) m[i] = $i }
+        END { printf "%s %s %s %s", m[1], m[2], m[3], m[4] }' "$tmp/probe.txt")
+    echo "$peak" | awk '{ printf "probe, one thread (best of 5): clock %.2f GHz; fp32 FMA %.0f GFLOP/s (%.2f zmm FMA/cycle);" \
+        " bf16 VDPBF16PS %.0f GFLOP/s (%.2f/cycle); int8 VPDPBUSD %.0f GOP/s (%.2f/cycle)\n",
+        $1, $2, $2 / 32 / $1, $3, $3 / 64 / $1, $4, $4 / 128 / $1 }'
+else
+    echo "probe: this CPU or compiler lacks AVX-512 VNNI/BF16; no share of peak"
+fi
+
+# ---- the files ----
+BF16=${BF16_DIR:-$D}/tl1b-bf16.gguf
+if [ ! -f "$BF16" ] && [ -f "$D/tl1b-f16.gguf" ]; then
+    echo "making $BF16 (strix convert --type BF16)"
+    "$S" convert -m "$D/tl1b-f16.gguf" -o "$BF16" --type BF16 >/dev/null 2>&1
+fi
+STORIES=${STORIES:-$D/stories3M-f32.gguf}
+if [ -f "$STORIES" ]; then
+    "$S" convert -m "$STORIES" -o "$tmp/stories3M-F32.gguf" --type F32 >/dev/null 2>&1
+fi
+# model file, its label, its peak class, the prompt length
+set --
+for m in f32:fp32 f16:fp32 bf16:bf16 q8_0:int8 q4_0:int8 q4_k_m:int8; do
+    f=$D/tl1b-${m%%:*}.gguf
+    [ "${m%%:*}" = bf16 ] && f=$BF16
+    [ -f "$f" ] && set -- "$@" "$f|tl1b-${m%%:*}|${m#*:}|$PP"
+done
+[ -f "$tmp/stories3M-F32.gguf" ] && set -- "$@" "$tmp/stories3M-F32.gguf|stories3M-f32|fp32|$PP_SMALL"
+if [ -n "$ONLY" ]; then
+    keep=$*
+    set --
+    for spec in $keep; do
+        l=$(echo "$spec" | cut -d'|' -f2)
+        case " $ONLY " in *" $l "*) set -- "$@" "$spec" ;; esac
+    done
+fi
+
+# ---- the runs ----
+for r in $(seq 1 "$R"); do
+    echo "round $r: load $(cut -d' ' -f1-3 /proc/loadavg)"
+    for spec in "$@"; do
+        IFS='|' read -r f label class pp <<EOS
+$spec
+EOS
+        for t in $TH; do
+            "$S" bench -m "$f" -p "$pp" -n 0 -r "$REPS" -t "$t" -o json |
+                awk -v l="$label" -v c="$class" -v t="$t" -v pp="$pp" -F'"' '/"test"/ {
+                    for (i = 1; i <= NF; i++) { v = $(i + 1); gsub(/[:, ]/, "", v)
+                        if ($i == "median_ts") ts = v; if ($i == "flops_per_token") fl = v }
+                    print l, c, "pp" pp, t, "strix", ts, fl }' >>"$out"
+            if [ -n "$LLAMA_BENCH" ]; then
+                "$LLAMA_BENCH" -m "$f" -p "$pp" -n 0 -r "$REPS" -t "$t" -o csv 2>/dev/null |
+                    awk -F, -v l="$label" -v c="$class" -v t="$t" -v pp="$pp" '{ gsub(/"/, "") }
+                        NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+                        { print l, c, "pp" pp, t, "llama.cpp", $(col["avg_ts"]), 0 }' >>"$out"
+            fi
+        done
+    done
+done
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---- the table ----
+echo
+echo "| model | test | threads | strix t/s | llama.cpp t/s | ratio | strix share of peak | llama.cpp share | peak (GOP/s) | runs (strix; llama.cpp) |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
+awk -v peak="$peak" '
+    function median(s,   a, n, i, j, x) { n = split(s, a, " ")
+        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { x = a[i]; a[i] = a[j]; a[j] = x }
+        return n ? a[int((n + 1) / 2)] : 0 }
+    BEGIN { split(peak, p, " "); pk["fp32"] = p[2]; pk["bf16"] = p[3]; pk["int8"] = p[4] }
+    { k = $1 " " $3 " " $4; if (!(k in seen)) { seen[k] = 1; order[++n] = k }
+      cls[k] = $2; v[k, $5] = v[k, $5] " " $6; if ($7 > 0) fl[k] = $7 }
+    END { for (i = 1; i <= n; i++) { k = order[i]; split(k, q, " ")
+        s = median(v[k, "strix"]); l = median(v[k, "llama.cpp"])
+        P = pk[cls[k]] * q[3]
+        ratio = "-"; ls = "-"; lt = "-"; ss = "-"
+        if (l > 0) { ratio = sprintf("%.2f", s / l); lt = sprintf("%.2f", l) }
+        if (P > 0) ss = sprintf("%.0f%%", 100 * s * fl[k] / 1e9 / P)
+        if (P > 0 && l > 0) ls = sprintf("%.0f%%", 100 * l * fl[k] / 1e9 / P)
+        printf "| %s | %s | %s | %.2f | %s | %s | %s | %s | %s %.0f |%s;%s |\n", q[1], q[2], q[3], s,
+            lt, ratio, ss, ls, cls[k], P, v[k, "strix"], v[k, "llama.cpp"] } }' "$out"

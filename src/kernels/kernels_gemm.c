@@ -1,0 +1,271 @@
+/*
+ * kernels_gemm.c - cache-blocked products of the float weight types for the
+ * avx512 set (see kernels_gemm.h). This file alone is compiled with the
+ * avx512 flags plus AVX512-BF16; kernels.c calls into it only after checking
+ * the CPU.
+ *
+ * Blocking: tokens are taken in blocks of about 384 KiB of activations, and
+ * for each, a thread's rows [r0, r1) in blocks of about 256 KiB of weights;
+ * both stay in L2 (1 MiB and up on CPUs with AVX-512) while the block's
+ * tokens go 6 at a time (their activations, 6 rows, in L1/L2) over the
+ * block's rows 4 at a time. The weights are read from memory once per token
+ * block. A 4x6 tile keeps 24 accumulators in registers and
+ * loads 4 weight and 6 activation vectors per 24 multiply-adds.
+ *
+ * The columns are not blocked: a (row, token) pair's accumulator runs over
+ * the whole row in one go, so its summation order is fixed by the row alone.
+ */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#include "kernels/kernels_gemm.h"
+#include "quant/dtype.h"
+
+#define AI static inline __attribute__((always_inline))
+#define MR 4            /* rows per tile */
+#define NR 6            /* tokens per tile */
+#define L2_BLOCK 262144 /* bytes of weights per row block */
+#define L2_ACTS 393216  /* bytes of activations per token block */
+
+AI void put(float *y, size_t ldy, int r, int t, float v, int accumulate)
+{
+    float *dst = y + (size_t)t * ldy + r;
+    *dst = accumulate ? *dst + v : v;
+}
+
+/* Rows per block: whole tiles of rows of `row_bytes` in L2_BLOCK, 4..512. */
+static int block_rows(size_t row_bytes)
+{
+    size_t r = row_bytes ? L2_BLOCK / row_bytes : 512;
+    r = r / MR * MR;
+    return r < MR ? MR : r > 512 ? 512 : (int)r;
+}
+
+/* Tokens per block: whole tiles of activation rows of `row_bytes` in
+ * L2_ACTS, at least one tile. */
+static int block_tokens(size_t row_bytes)
+{
+    size_t t = row_bytes ? L2_ACTS / row_bytes : 4096;
+    t = t / NR * NR;
+    return t < NR ? NR : t > 4096 ? 4096 : (int)t;
+}
+
+/* Loads 16 weights of a float type as f32 (exact widening), whole or the
+ * first `m` lanes (the rest zero). */
+AI __m512 ld_f32(const void *p)
+{
+    return _mm512_loadu_ps(p);
+}
+AI __m512 ldm_f32(const void *p, __mmask16 m)
+{
+    return _mm512_maskz_loadu_ps(m, p);
+}
+AI __m512 ld_f16(const void *p)
+{
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+AI __m512 ldm_f16(const void *p, __mmask16 m)
+{
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+}
+AI __m512 ld_bf16(const void *p)
+{
+    return _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+}
+AI __m512 ldm_bf16(const void *p, __mmask16 m)
+{
+    return _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+}
+
+/*
+ * One tile: R rows from r0 x T tokens from t0 (R <= MR, T <= NR, constants
+ * after inlining). Weights w + r * ws of WB bytes per value; activations f32
+ * at x + t * xs floats. Per 16 columns every pair gets one fused
+ * multiply-add; a last partial step loads zeros past the end.
+ */
+#define FLOAT_TILE(NAME, WB, LD, LDM)                                                              \
+    AI void NAME(int cols, const uint8_t *w, size_t ws, int r0, const int R, const float *x,      \
+                 size_t xs, int t0, const int T, float *y, size_t ldy, int accumulate)             \
+    {                                                                                              \
+        __m512 acc[MR][NR];                                                                        \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
+            _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();   \
+        const uint8_t *wr[MR];                                                                     \
+        const float *xt[NR];                                                                       \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wr[r] = w + (size_t)(r0 + r) * ws;     \
+        _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) xt[t] = x + (size_t)(t0 + t) * xs;     \
+        int i = 0;                                                                                 \
+        for (; i + 16 <= cols; i += 16) {                                                          \
+            __m512 xv[NR];                                                                         \
+            _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) xv[t] = _mm512_loadu_ps(xt[t] + i); \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                    \
+            {                                                                                      \
+                const __m512 wv = LD(wr[r] + (size_t)i * (WB));                                    \
+                _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) acc[r][t] =                    \
+                    _mm512_fmadd_ps(wv, xv[t], acc[r][t]);                                         \
+            }                                                                                      \
+        }                                                                                          \
+        if (i < cols) {                                                                            \
+            const __mmask16 m = (__mmask16)((1u << (cols - i)) - 1);                               \
+            __m512 xv[NR];                                                                         \
+            _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) xv[t] =                            \
+                _mm512_maskz_loadu_ps(m, xt[t] + i);                                               \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                    \
+            {                                                                                      \
+                const __m512 wv = LDM(wr[r] + (size_t)i * (WB), m);                                \
+                _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) acc[r][t] =                    \
+                    _mm512_fmadd_ps(wv, xv[t], acc[r][t]);                                         \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
+            _Pragma("GCC unroll 6") for (int t = 0; t < T; t++)                                    \
+                put(y, ldy, r0 + r, t0 + t, _mm512_reduce_add_ps(acc[r][t]), accumulate);          \
+    }
+
+FLOAT_TILE(tile_f32, 4, ld_f32, ldm_f32)
+FLOAT_TILE(tile_f16, 2, ld_f16, ldm_f16)
+FLOAT_TILE(tile_bf16, 2, ld_bf16, ldm_bf16)
+
+/*
+ * The same with BF16 activations and VDPBF16PS: 32 columns per step, a
+ * last partial step with zeros past the end (a lone last column pairs with
+ * a zero, whose product adds +0).
+ */
+AI __m512bh ld_bh(const void *p)
+{
+    return (__m512bh)_mm512_loadu_si512(p);
+}
+AI __m512bh ldm_bh(const void *p, __mmask32 m)
+{
+    return (__m512bh)_mm512_maskz_loadu_epi16(m, p);
+}
+
+AI void tile_bf16_dp(int cols, const uint8_t *w, size_t ws, int r0, const int R,
+                     const uint16_t *x, size_t xs, int t0, const int T, float *y, size_t ldy,
+                     int accumulate)
+{
+    __m512 acc[MR][NR];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    const uint16_t *wr[MR];
+    const uint16_t *xt[NR];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wr[r] =
+        (const uint16_t *)(const void *)(w + (size_t)(r0 + r) * ws);
+    _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) xt[t] = x + (size_t)(t0 + t) * xs;
+    int i = 0;
+    for (; i + 32 <= cols; i += 32) {
+        __m512bh xv[NR];
+        _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) xv[t] = ld_bh(xt[t] + i);
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            const __m512bh wv = ld_bh(wr[r] + i);
+            _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) acc[r][t] =
+                _mm512_dpbf16_ps(acc[r][t], wv, xv[t]);
+        }
+    }
+    if (i < cols) {
+        const __mmask32 m = (__mmask32)((1ull << (cols - i)) - 1);
+        __m512bh xv[NR];
+        _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) xv[t] = ldm_bh(xt[t] + i, m);
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            const __m512bh wv = ldm_bh(wr[r] + i, m);
+            _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) acc[r][t] =
+                _mm512_dpbf16_ps(acc[r][t], wv, xv[t]);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 6") for (int t = 0; t < T; t++)
+            put(y, ldy, r0 + r, t0 + t, _mm512_reduce_add_ps(acc[r][t]), accumulate);
+}
+
+/*
+ * The walk: row blocks, then tokens NR at a time, then the block's rows MR
+ * at a time (a last 1..3 rows one by one); the last 1..5 tokens as one
+ * narrower tile. TILE is called with constant R and T so each shape
+ * compiles to its own register tile.
+ */
+#define PASS(TILE, T)                                                                              \
+    do {                                                                                           \
+        int r_ = rb;                                                                               \
+        for (; r_ + MR <= re; r_ += MR)                                                            \
+            TILE(cols, w, ws, r_, MR, x, xs, t, T, y, ldy, accumulate);                            \
+        for (; r_ < re; r_++)                                                                      \
+            TILE(cols, w, ws, r_, 1, x, xs, t, T, y, ldy, accumulate);                             \
+    } while (0)
+
+#define GEMM_DRIVER(NAME, TILE, ATYPE, WB)                                                         \
+    void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,                \
+              const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)               \
+    {                                                                                              \
+        (void)type;                                                                                \
+        const ATYPE *x = a;                                                                        \
+        const size_t xs = as / sizeof(ATYPE);                                                      \
+        const int nb = block_rows((size_t)cols * (WB)), tb = block_tokens(as);                     \
+        for (int t0 = 0; t0 < n; t0 += tb) {                                                       \
+            const int te = n - t0 < tb ? n : t0 + tb;                                              \
+            for (int rb = r0; rb < r1; rb += nb) {                                                 \
+                const int re = r1 - rb < nb ? r1 : rb + nb;                                        \
+                int t = t0;                                                                        \
+                for (; t + NR <= te; t += NR)                                                      \
+                    PASS(TILE, NR);                                                                \
+                switch (te - t) {                                                                  \
+                case 1: PASS(TILE, 1); break;                                                      \
+                case 2: PASS(TILE, 2); break;                                                      \
+                case 3: PASS(TILE, 3); break;                                                      \
+                case 4: PASS(TILE, 4); break;                                                      \
+                case 5: PASS(TILE, 5); break;                                                      \
+                default: break;                                                                    \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+GEMM_DRIVER(kern_gemm_f32, tile_f32, float, 4)
+GEMM_DRIVER(kern_gemm_f16, tile_f16, float, 2)
+GEMM_DRIVER(kern_gemm_bf16, tile_bf16, float, 2)
+GEMM_DRIVER(kern_gemm_bf16_dp, tile_bf16_dp, uint16_t, 2)
+
+/*
+ * Q8_K activations (the partner of the k-quants), bit for bit the
+ * reference's (quant/dtype_k.c): per 256 values amax = max |x|, d = amax /
+ * 127, q = nearest-even(x * (127 / amax)) clamped to +-127, bsums the sums
+ * of 16; a block with a NaN or an infinity gets d = NaN and zeros. The
+ * conversion rounds to nearest-even (the default rounding mode, which the
+ * reference's magic-number rounding matches for |v| < 2^22).
+ */
+void kern_gemm_act_q8_K(const float *x, void *dst, int cols)
+{
+    struct block_q8_K *b = dst;
+    const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+    for (int i = 0; i < cols / QK_K; i++, x += QK_K) {
+        __m512 m = _mm512_setzero_ps();
+        __mmask16 bad = 0;
+        _Pragma("GCC unroll 16") for (int k = 0; k < QK_K / 16; k++) {
+            const __m512 a = _mm512_and_ps(_mm512_loadu_ps(x + 16 * k), abs_mask);
+            /* NaN or infinity: not <= FLT_MAX */
+            bad |= _mm512_cmp_ps_mask(a, _mm512_set1_ps(3.40282347e38f), _CMP_NLE_UQ);
+            m = _mm512_max_ps(m, a);
+        }
+        const float amax = _mm512_reduce_max_ps(m);
+        const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        if (bad || id > 3.40282347e38f) {
+            /* non-finite values, or a block so small that 127 / amax
+             * overflows: the reference's own handling */
+            dtype_quantize_row_q8_K(x, &b[i], QK_K);
+            continue;
+        }
+        b[i].d = id != 0.0f ? amax / 127.0f : 0.0f;
+        const __m512 idv = _mm512_set1_ps(id);
+        _Pragma("GCC unroll 16") for (int k = 0; k < QK_K / 16; k++) {
+            __m512i q = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * k), idv),
+                                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(-127)),
+                                 _mm512_set1_epi32(127));
+            _mm_storeu_si128((__m128i *)(void *)(b[i].qs + 16 * k), _mm512_cvtepi32_epi8(q));
+            b[i].bsums[k] = (int16_t)_mm512_reduce_add_epi32(q);
+        }
+    }
+}
+
+#endif
