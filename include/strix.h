@@ -348,7 +348,8 @@ typedef void (*strix_layer_hook)(void *user, const struct strix_layer_obs *obs);
 struct strix_context_params {
     size_t struct_size; /* sizeof, set by strix_context_default_params() */
     int n_ctx;          /* KV cache positions per sequence; 0 = the trained length, as far
-                           as one sequence's keys and values fit in 1 GiB (at least 4096) */
+                           as the n_seq_max sequences' keys and values fit in 1 GiB (at
+                           least 4096 positions) */
     int n_batch;        /* tokens per forward pass (larger batches are split); 0 = 512 */
     int n_threads;      /* 0 = number of online CPUs; ignored with a pool */
     int n_seq_max;      /* sequences the cache can hold at once (beams, parallel

@@ -71,7 +71,7 @@ speed_table() { # model depth-list type-list
             lt=
             if [ -n "$LLAMA_BENCH" ]; then
                 lt=$("$LLAMA_BENCH" -m "$m" -fa 1 -ctk "$ty" -ctv "$ty" -d "$d" -p 0 -n "$TG" -r 1 -t "$T" \
-                    -o jsonl 2>/dev/null | jget avg_ts)
+                    -o jsonl 2>/dev/null | jget avg_ts | awk '{ printf "%.2f", $1 }')
             fi
             lb=$(awk -v n="$lkv" -v b="$(bpv "$ty")" 'BEGIN { printf "%d", 2 * n * b }')
             ratio=$(awk -v a="$st" -v b="$lt" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b }')

@@ -124,8 +124,8 @@ static void check_kernels(void)
                         bad_y += !(d < 1e-5);
                     }
                     CHECKF(!bad_s && !bad_y && s[count] == 12345.0f && y[n] == 12345.0f,
-                           "%s %s n %d count %d: %d dots, %d sums off (worst relative %g)",
-                           SETS[k], dtype_get(type)->name, n, count, bad_s, bad_y, worst);
+                           "%s %s n %d count %d: %d dots, %d sums off (worst relative %g)", SETS[k],
+                           dtype_get(type)->name, n, count, bad_s, bad_y, worst);
                     if (k == 0) {
                         memcpy(ref_s, s, sizeof ref_s);
                         memcpy(ref_y, y, (size_t)n * sizeof(float));
@@ -191,10 +191,10 @@ static void check_attention(const strix_model *m, int tk, int tv)
         if (L->pos[i] >= 0)
             cell_of[L->pos[i]] = i;
     for (int p = 0; p < 20; p++) {
-        dtype_get((uint32_t)tk)->dequantize(L->k + (size_t)cell_of[p] * c->kv.row_k,
-                                            kd + (size_t)p * kv_dim, kv_dim);
-        dtype_get((uint32_t)tv)->dequantize(L->v + (size_t)cell_of[p] * c->kv.row_v,
-                                            vd + (size_t)p * kv_dim, kv_dim);
+        dtype_get((uint32_t)tk)
+            ->dequantize(L->k + (size_t)cell_of[p] * c->kv.row_k, kd + (size_t)p * kv_dim, kv_dim);
+        dtype_get((uint32_t)tv)
+            ->dequantize(L->v + (size_t)cell_of[p] * c->kv.row_v, vd + (size_t)p * kv_dim, kv_dim);
     }
     for (int i = 0; i < q_dim; i++)
         q[i] = frand() * 3.0f;
@@ -279,8 +279,8 @@ static void check_exact(const strix_model *m, const strix_token *ids, int n, int
     ok = 1;
     for (int i = 0; i < n - 12; i++)
         ok &= same(strix_get_logits(c3, i), one + (size_t)(12 + i) * nv, (size_t)nv);
-    CHECKF(ok && same(first, one, (size_t)12 * nv), "keys %s values %s: after a sequence copy",
-           nk, nvn);
+    CHECKF(ok && same(first, one, (size_t)12 * nv), "keys %s values %s: after a sequence copy", nk,
+           nvn);
     /* the growing cache (per-row bytes when it grows and shrinks) */
     strix_context *c4 = ctx_make(m, 128, tk, tv, 1, 1, 1);
     float *grown = decode_logits(c4, nv, ids, n / 2, 1);
@@ -317,9 +317,11 @@ static void check_bytes(const strix_model *m)
             const double per[4] = {4.0, 2.0, 34.0 / 32, 18.0 / 32};
             const size_t want =
                 (size_t)in.n_layer * ((size_t)((per[a] + per[b]) * (double)kv_dim) + 4 + 8 + 4);
-            CHECKF(tok == want && total == want * 100, "keys %s values %s: %zu bytes per token "
-                   "(%zu in all), want %zu", strix_cache_type_name(types[a]),
-                   strix_cache_type_name(types[b]), tok, total, want);
+            CHECKF(tok == want && total == want * 100,
+                   "keys %s values %s: %zu bytes per token "
+                   "(%zu in all), want %zu",
+                   strix_cache_type_name(types[a]), strix_cache_type_name(types[b]), tok, total,
+                   want);
             strix_context_free(c);
         }
 }
@@ -466,7 +468,10 @@ static void check_ppl(const strix_model *m)
         if (line[0] == '#' || sscanf(line, "%31s %d %15s %lf", model, &nc, type, &p) != 4)
             continue;
         const int t = strix_cache_type_from_name(type);
-        const int ti = t == STRIX_CACHE_F32 ? 0 : t == STRIX_CACHE_F16 ? 1 : t == STRIX_CACHE_Q8_0 ? 2 : 3;
+        const int ti = t == STRIX_CACHE_F32    ? 0
+                       : t == STRIX_CACHE_F16  ? 1
+                       : t == STRIX_CACHE_Q8_0 ? 2
+                                               : 3;
         if (t >= 0 && (nc == 128 || nc == 256))
             lc[nc == 256][ti] = p;
     }
@@ -495,8 +500,10 @@ static void check_ppl(const strix_model *m)
                    "n_ctx %d %s: PPL change %+.3f%%, llama.cpp's %+.3f%%", ctxs[ci],
                    strix_cache_type_name(types[ti]), 100 * ours, 100 * theirs);
             if (types[ti] == STRIX_CACHE_Q4_0)
-                CHECKF(ours >= 0.5 * theirs, "n_ctx %d q4_0: PPL change %+.3f%% is under half "
-                       "llama.cpp's %+.3f%%", ctxs[ci], 100 * ours, 100 * theirs);
+                CHECKF(ours >= 0.5 * theirs,
+                       "n_ctx %d q4_0: PPL change %+.3f%% is under half "
+                       "llama.cpp's %+.3f%%",
+                       ctxs[ci], 100 * ours, 100 * theirs);
             if (types[ti] != STRIX_CACHE_F16)
                 CHECKF(ours != 0, "n_ctx %d %s: no change at all", ctxs[ci],
                        strix_cache_type_name(types[ti]));

@@ -6,9 +6,9 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "quant/dtype.h"
 #include "kernels/kernels.h"
 #include "kernels/kernels_kv.h"
+#include "quant/dtype.h"
 #include "util.h"
 
 int kern_kv_type_ok(uint32_t type)

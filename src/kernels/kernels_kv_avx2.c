@@ -71,8 +71,7 @@ static float dot_q4_0(int nb, const struct block_q4_0 *k, const struct block_q8_
     const __m256i low = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8);
     for (int b = 0; b < nb; b++) {
         const __m128i raw = _mm_loadu_si128((const __m128i *)k[b].qs);
-        const __m256i nib =
-            _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
+        const __m256i nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
         const __m256i qy = _mm256_loadu_si256((const __m256i *)q[b].qs);
         /* quants n - 8 in -8..7, signed */
         const __m256i p = dot_i8(_mm256_sub_epi8(nib, eight), qy);

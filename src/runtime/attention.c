@@ -23,10 +23,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include "runtime/context.h"
-#include "quant/dtype.h"
 #include "kernels/kernels.h"
 #include "kernels/kernels_kv.h"
+#include "quant/dtype.h"
+#include "runtime/context.h"
 
 #define ATT_TILE 64
 
@@ -55,7 +55,8 @@ const char *strix_cache_type_name(int type)
 }
 
 _Static_assert((int)STRIX_CACHE_F16 == (int)DTYPE_F16 && (int)STRIX_CACHE_Q8_0 == (int)DTYPE_Q8_0 &&
-                   (int)STRIX_CACHE_Q4_0 == (int)DTYPE_Q4_0 && (int)STRIX_CACHE_F32 == (int)DTYPE_F32,
+                   (int)STRIX_CACHE_Q4_0 == (int)DTYPE_Q4_0 &&
+                   (int)STRIX_CACHE_F32 == (int)DTYPE_F32,
                "cache types are numbered as tensor types");
 
 size_t attention_scratch(const struct hparams *hp)
@@ -139,8 +140,8 @@ static void attn_worker(void *arg, int ith, int nth)
                 const float slope = a->alibi ? a->alibi[g * group + h] : 0.0f;
                 float m = mx[h];
                 if (tk == DTYPE_F32)
-                    kern_dot_f32_gather(hd, qh, (const float *)(const void *)kg, row_k / sizeof(float),
-                                        idx, n, s);
+                    kern_dot_f32_gather(hd, qh, (const float *)(const void *)kg,
+                                        row_k / sizeof(float), idx, n, s);
                 else
                     kern_kv_dot_gather(tk, hd, qc + (size_t)h * (size_t)hd, kg, row_k, idx, n, s);
                 for (int i = 0; i < n; i++) {

@@ -1,9 +1,10 @@
 /*
  * cache_info.c - what a context's cache costs (strix_context_cache_bytes),
  * counted from the sizes its layers were allocated with (context.c's
- * kv_alloc): keys and values in the cache's element types, values unless they live inside the keys (MLA), and each
- * cell's position, sequence mask and order entry; for recurrent models the
- * states (ssm.c) and the cells of their kept positions, all per sequence.
+ * kv_alloc): keys, values unless they live inside the keys (MLA), both in
+ * the cache's element types, and each cell's position, sequence mask and
+ * order entry; for recurrent models the states (ssm.c) and the cells of
+ * their kept positions, all per sequence.
  */
 #include "runtime/context.h"
 #include "runtime/ssm.h"

@@ -218,14 +218,16 @@ int strix_context_create(const strix_model *model, const struct strix_context_pa
         return err_set(err, STRIX_ERR_NOMEM, "out of memory");
     c->model = model;
     kern_init();
-    /* default: the trained length, as far as the keys and values of one
-     * sequence fit in 1 GiB, and at least 4096 positions (a cache for a
-     * 128k-token model would take gigabytes nobody asked for); a larger
-     * n_ctx must be asked for */
+    /* default: the trained length, as far as the keys and values of all
+     * n_seq_max sequences fit in 1 GiB, and at least 4096 positions (a cache
+     * for a 128k-token model would take gigabytes nobody asked for); a
+     * larger n_ctx must be asked for */
     if (params->n_ctx) {
         c->n_ctx = params->n_ctx;
     } else {
-        const double fit = pos_bytes > 0 ? (double)(1 << 30) / pos_bytes : (double)(1 << 24);
+        const double seqs = params->n_seq_max > 1 ? params->n_seq_max : 1;
+        const double fit =
+            pos_bytes > 0 ? (double)(1 << 30) / (pos_bytes * seqs) : (double)(1 << 24);
         const int most = fit < 4096 ? 4096 : fit > (1 << 24) ? (1 << 24) : (int)fit;
         c->n_ctx = hp->n_ctx_train < most ? hp->n_ctx_train : most;
     }
