@@ -447,6 +447,18 @@ STRIX_DEFAULT_PARAMS_(route)
  * accounting only, every layer runs. Takes effect from the next decode. */
 int strix_context_set_route(strix_context *ctx, const struct strix_route_params *params,
                             strix_error *err);
+/* Per-sequence static skipping: every later token of sequence seq_id skips
+ * the blocks whose byte in mask (n_layer bytes, copied) is non-zero, running
+ * nothing there and storing no keys/values there, while the context's other
+ * sequences, in the same batches, run as before. mask NULL: none for seq_id.
+ * Turns the route on (params NULL, as above) when none is set; combines with
+ * the route's own skipping (a token runs a layer when both let it); the next
+ * strix_context_set_route clears every sequence's mask. The sequence's
+ * cached entries are kept: set the mask while it holds none (a fresh or
+ * strix_kv_seq_rm'd sequence) to decode as a context whose route skips the
+ * same layers. */
+int strix_context_set_seq_layer_skip(strix_context *ctx, int seq_id, const uint8_t *mask,
+                                     strix_error *err);
 
 /* What the decodes since the route was set (or the stats reset) cost. */
 struct strix_route_stats {

@@ -283,6 +283,7 @@ struct route {
     float random_keep; /* > 0: random skipping */
     uint64_t seed;
     uint8_t *skip;     /* (n_layer) static removal, or NULL */
+    uint8_t *seq_skip; /* (n_seq_max, n_layer) per-sequence removal, or NULL */
     /* the chunk being decoded */
     int n_full;     /* tokens of the chunk */
     int n_run;      /* tokens running the current layer */
@@ -306,6 +307,7 @@ void route_free(struct route *r)
     if (!r)
         return;
     util_free(r->skip);
+    util_free(r->seq_skip);
     util_free(r->dec);
     util_free(r->idx);
     util_free(r->x_save);
@@ -409,6 +411,9 @@ static uint64_t mix(uint64_t z)
 /* Whether token t of the chunk runs layer l. */
 static int decide(const strix_context *c, struct route *r, int l, int t)
 {
+    if (r->seq_skip &&
+        r->seq_skip[(size_t)c->tok_seq[t] * (size_t)c->model->hp.n_layer + (size_t)l])
+        return 0;
     if (r->router) {
         const float s = route_logit(r->router, l, c->x + (size_t)t * (size_t)c->model->hp.n_embd,
                                     r->scratch);
@@ -518,6 +523,34 @@ void route_leave(strix_context *c, int l, float *rows, int width)
         memcpy(rows, r->rows_save, (size_t)n * (size_t)width * sizeof(float));
     c->n_tok = n;
     r->moved = 0;
+}
+
+int strix_context_set_seq_layer_skip(strix_context *c, int seq, const uint8_t *mask,
+                                     strix_error *err)
+{
+    err_clear(err);
+    if (!c)
+        return err_set(err, STRIX_ERR_ARG, "context is NULL");
+    if (seq < 0 || seq >= c->n_seq_max)
+        return err_set(err, STRIX_ERR_ARG, "sequence %d is outside 0 .. %d", seq,
+                       c->n_seq_max - 1);
+    if (!c->route && !mask)
+        return STRIX_OK;
+    int rc = c->route ? STRIX_OK : strix_context_set_route(c, NULL, err);
+    if (rc)
+        return rc;
+    struct route *r = c->route;
+    const size_t nl = (size_t)c->model->hp.n_layer;
+    if (!r->seq_skip) {
+        if (!mask)
+            return STRIX_OK;
+        if (!(r->seq_skip = util_calloc((size_t)c->n_seq_max * nl, 1)))
+            return err_set(err, STRIX_ERR_NOMEM, "out of memory");
+    }
+    uint8_t *row = r->seq_skip + (size_t)seq * nl;
+    for (size_t l = 0; l < nl; l++)
+        row[l] = mask && mask[l];
+    return STRIX_OK;
 }
 
 int strix_context_route_stats(const strix_context *c, struct strix_route_stats *out,
