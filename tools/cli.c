@@ -191,7 +191,8 @@ static const struct {
     {"serve", "  serve     [-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N] [-c N_CTX]\n"
               "            [-t THREADS] [-b BATCH] [--api-key KEY] [--chat-template NAME]\n"
               "            [--alias NAME] [--queue N] [--max-body BYTES] [--timeout S]\n"
-              "            [--drain-timeout S]   (an OpenAI-compatible HTTP server with\n"
+              "            [--drain-timeout S] [--step-delay-ms MS (debugging: slower steps)]\n"
+              "            (an OpenAI-compatible HTTP server with\n"
               "            continuous batching and a chat page at /)\n"},
 };
 

@@ -14,10 +14,12 @@ const MODEL_FILE = path.join(ROOT, 'models', 'stories260K.gguf');
 
 const client = new OpenAI({ baseURL: URL + '/v1', apiKey: 'none', maxRetries: 0, timeout: 60000 });
 
-// `strix run`'s greedy text after prompt (n tokens), without the prompt.
-function strixRun(prompt, n) {
+// `strix run`'s greedy text after prompt (n tokens), without the prompt
+// (extra: more options, e.g. ['--skip-layers', '1,3']).
+function strixRun(prompt, n, extra = []) {
   const out = execFileSync(process.env.STRIX_BIN, ['run', '-m', MODEL_FILE, '-p', prompt, '-n',
-    String(n), '--temp', '0', '-t', '1'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+    String(n), '--temp', '0', '-t', '1', ...extra], { stdio: ['ignore', 'pipe', 'ignore'] })
+    .toString();
   if (!out.startsWith(prompt)) throw new Error('strix run did not echo the prompt');
   return out.slice(prompt.length).replace(/\n$/, '');
 }

@@ -210,3 +210,52 @@ test('concurrent mixed requests (several prompts, streams, best_of, JSON) equal 
     assert.deepEqual(together, alone);
   }
 });
+
+test('skip_layers: per request, in a batch with plain requests, equals strix run --skip-layers', async () => {
+  const N = 20;
+  const plain = strixRun(PROMPT, N);
+  const skip13 = strixRun(PROMPT, N, ['--skip-layers', '1,3']);
+  const skip2 = strixRun(PROMPT, N, ['--skip-layers', '2']);
+  assert.notEqual(skip13, plain, 'skipping changes the answer');
+  assert.notEqual(skip2, plain);
+  const req = { model: MODEL, prompt: PROMPT, max_tokens: N, temperature: 0 };
+  // the plain prompt first, so that its prefix is cached: a skipping request
+  // must not take it (its keys were made by every layer)
+  assert.equal((await client.completions.create(req)).choices[0].text, plain);
+  assert.equal((await client.completions.create({ ...req, skip_layers: [1, 3] })).choices[0].text,
+    skip13);
+  assert.equal((await client.completions.create(req)).choices[0].text, plain);
+  // mixed in one batch, twice: plain, two masks, streamed, n = 2
+  const streamed = async (extra) => {
+    let t = '';
+    for await (const ch of await client.completions.create({ ...req, ...extra, stream: true })) {
+      t += ch.choices[0] ? ch.choices[0].text : '';
+    }
+    return t;
+  };
+  for (let round = 0; round < 2; round++) {
+    const [a, b, c, d, e] = await Promise.all([
+      client.completions.create(req),
+      client.completions.create({ ...req, skip_layers: [3, 1, 1] }),
+      streamed({ skip_layers: [2] }),
+      client.completions.create({ ...req, n: 2, skip_layers: [1, 3] }),
+      streamed({}),
+    ]);
+    assert.equal(a.choices[0].text, plain, `round ${round}: plain`);
+    assert.equal(b.choices[0].text, skip13, `round ${round}: skip 1,3`);
+    assert.equal(c, skip2, `round ${round}: skip 2, streamed`);
+    assert.deepEqual(d.choices.map((x) => x.text), [skip13, skip13], `round ${round}: n = 2`);
+    assert.equal(e, plain, `round ${round}: plain, streamed`);
+  }
+  // an empty list is no skipping
+  assert.equal((await client.completions.create({ ...req, skip_layers: [] })).choices[0].text,
+    plain);
+  // bad lists are 400s naming the parameter
+  for (const bad of ['1', [5], [-1], [1.5], ['1'], [0, 1, 2, 3, 4], [4, 3, 2, 1, 0, 0]]) {
+    await assert.rejects(client.completions.create({ ...req, skip_layers: bad }), (err) => {
+      assert.ok(err instanceof OpenAI.BadRequestError, JSON.stringify(bad));
+      assert.equal(err.param, 'skip_layers');
+      return true;
+    });
+  }
+});

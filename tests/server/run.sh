@@ -31,11 +31,10 @@ log=$(mktemp "${TMPDIR:-/tmp}/strix-serve.XXXXXX")
 trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT
 # small limits so the fault tests reach them quickly (the slowloris test
 # starts its own server with a short idle timeout)
-# (each decode step made 3 ms longer, so that the tests that stop a
-# generation catch the small model before it has finished)
-STRIX_SERVE_STEP_DELAY_MS=${STRIX_SERVE_STEP_DELAY_MS:-3} \
+# (--step-delay-ms: each decode step made 3 ms longer, so that the tests
+# that stop a generation catch the small model before it has finished)
 "$bin" serve -m models/stories260K.gguf --port 0 --parallel 4 -t 2 --queue 16 \
-    --max-body 1048576 --alias stories 2>"$log" &
+    --max-body 1048576 --alias stories --step-delay-ms "${STEP_DELAY_MS:-3}" 2>"$log" &
 pid=$!
 port=""
 for _ in $(seq 1 200); do

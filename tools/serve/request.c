@@ -41,6 +41,7 @@ void req_limits_default(struct req_limits *lim)
     lim->max_tokens = 1 << 20;
     lim->n_vocab = 0;
     lim->max_prompts = 64;
+    lim->n_layer = 0;
 }
 
 int req_utf8_valid(const char *str, size_t n)
@@ -398,6 +399,52 @@ static int parse_logit_bias(const cJSON *root, const struct req_limits *lim, str
     return 0;
 }
 
+/* strix's skip_layers: a list of block numbers the request's tokens skip. */
+static int parse_skip(const cJSON *root, const struct req_limits *lim, struct req *r,
+                      struct api_error *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "skip_layers");
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    const int cap = lim->n_layer > 0 ? lim->n_layer : 4096;
+    if (!cJSON_IsArray(v))
+        return api_error_set(err, 400, BAD, "skip_layers", "invalid_type",
+                             "'skip_layers' must be a list of layer numbers");
+    const int n = cJSON_GetArraySize(v);
+    if (n > cap)
+        return api_error_set(err, 400, BAD, "skip_layers", "invalid_value",
+                             "'skip_layers' lists %d layers; the model has %d", n, cap);
+    if (n == 0)
+        return 0;
+    if (!(r->skip_layers = malloc((size_t)n * sizeof *r->skip_layers)))
+        return api_error_set(err, 500, "server_error", "", "", "out of memory");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, v)
+    {
+        if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble) ||
+            e->valuedouble < 0 || e->valuedouble >= cap)
+            return api_error_set(err, 400, BAD, "skip_layers", "invalid_value",
+                                 "'skip_layers' entries must be layer numbers from 0 to %d",
+                                 cap - 1);
+        r->skip_layers[r->n_skip_layers++] = (int)e->valuedouble;
+    }
+    if (lim->n_layer > 0) {
+        /* every layer skipped leaves nothing of the model */
+        int n_distinct = 0;
+        for (int i = 0; i < r->n_skip_layers; i++) {
+            int seen = 0;
+            for (int k = 0; k < i && !seen; k++)
+                seen = r->skip_layers[k] == r->skip_layers[i];
+            n_distinct += !seen;
+        }
+        if (n_distinct == lim->n_layer)
+            return api_error_set(err, 400, BAD, "skip_layers", "invalid_value",
+                                 "'skip_layers' names all %d layers; at least one must run",
+                                 lim->n_layer);
+    }
+    return 0;
+}
+
 static int parse_fields(const cJSON *root, int kind, const struct req_limits *lim, struct req *r,
                         struct api_error *err)
 {
@@ -468,7 +515,8 @@ static int parse_fields(const cJSON *root, int kind, const struct req_limits *li
         r->has_seed = 1;
         r->seed = (uint64_t)(int64_t)seed->valuedouble;
     }
-    if (parse_stops(root, lim, r, err) || parse_logit_bias(root, lim, r, err))
+    if (parse_stops(root, lim, r, err) || parse_logit_bias(root, lim, r, err) ||
+        parse_skip(root, lim, r, err))
         return -1;
     /* logprobs: a boolean for chat (with top_logprobs), a count for completions */
     const cJSON *lp = cJSON_GetObjectItemCaseSensitive(root, "logprobs");
@@ -535,5 +583,6 @@ void req_free(struct req *r)
     }
     free(r->prompts);
     free(r->bias);
+    free(r->skip_layers);
     memset(r, 0, sizeof *r);
 }

@@ -25,6 +25,7 @@ struct req_limits {
     int max_tokens;     /* largest max_tokens accepted */
     int n_vocab;        /* token ids must be below this (0: not checked) */
     int max_prompts;    /* most prompts in one completions request */
+    int n_layer;        /* skip_layers must be below this (0: not checked) */
 };
 
 /* An OpenAI error: HTTP status, type ("invalid_request_error", ...), the
@@ -65,6 +66,10 @@ struct req {
     uint64_t seed;
     int stop_at_bos;  /* strix: BOS ends the text as EOS does (default 1) */
     int ignore_eos;
+    /* strix: skip_layers, the blocks every token of the request skips
+     * (each in [0, n_layer), not all of them; duplicates allowed) */
+    int *skip_layers;
+    int n_skip_layers;
     struct strix_sampler_params sp; /* temperature .. logit_bias (owned copy) */
     struct strix_logit_bias *bias;
 };

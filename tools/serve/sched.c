@@ -15,7 +15,14 @@
  * takes the longest common prefix of its prompt held by any slot (running or
  * idle): in place when that slot is free, or shared with strix_kv_seq_cp
  * (no copy of keys or values), and reads only the rest. The choices of a
- * request with n > 1 share its prompt the same way.
+ * request with n > 1 share its prompt the same way. Only sequences that
+ * skipped the same layers (skip_layers) share: a prefix read with other
+ * layers holds other keys and values.
+ *
+ * skip_layers: each slot's mask is set on the context
+ * (strix_context_set_seq_layer_skip) when a group takes it; the context's
+ * masks are turned on with the first request that has one (until then no
+ * decode goes through the per-layer gather).
  *
  * Several prompts (completions with an array of prompts): each prompt is a
  * group of choices (best_of candidates, n without best_of) that starts when
@@ -38,11 +45,6 @@
 #include <time.h>
 
 #include <cjson/cJSON.h>
-
-/* For the tests only: STRIX_SERVE_STEP_DELAY_MS=N makes each decode step
- * last at least N ms more, so that a test can stop a generation of the tiny
- * bundled model before it has finished. Read once by the scheduler thread. */
-static long step_delay_ms;
 
 int sbuf_add(struct sbuf *b, const void *s, size_t n)
 {
@@ -86,6 +88,7 @@ static void job_free(struct job *j)
     }
     free(j->grp);
     req_free(&j->r);
+    free(j->skip);
     sbuf_free(&j->out);
     pthread_cond_destroy(&j->cond);
     free(j);
@@ -153,6 +156,15 @@ static int free_slot(const struct server *srv, int not)
     return best;
 }
 
+/* Whether a slot's mask equals a job's (NULL: none). */
+static int same_skip(const struct server *srv, const uint8_t *slot, const uint8_t *job)
+{
+    for (int l = 0; l < srv->n_layer; l++)
+        if (slot[l] != (job ? job[l] : 0))
+            return 0;
+    return 1;
+}
+
 static void slot_clear(struct server *srv, int s)
 {
     strix_kv_seq_rm(srv->ctx, s, 0, -1);
@@ -168,6 +180,8 @@ static void group_start(struct server *srv, struct job *j, int g)
     int src = -1, best = 0;
     const int reuse = !gr->echo_lp;
     for (int s = 0; s < srv->n_slots && reuse; s++) {
+        if (!same_skip(srv, srv->slots[s].skip, j->skip))
+            continue;
         const int l =
             common_prefix(srv->slots[s].toks, srv->slots[s].n_toks, gr->prompt, gr->n_prompt);
         if (l > best || (l == best && l > 0 && !srv->slots[s].job))
@@ -196,6 +210,15 @@ static void group_start(struct server *srv, struct job *j, int g)
         srv->slots[s].job = j;
         j->ch[gr->ch0 + i].slot = s;
     }
+    for (int i = 0; i < j->per_group; i++) {
+        const int s = j->ch[gr->ch0 + i].slot;
+        if (j->skip)
+            memcpy(srv->slots[s].skip, j->skip, (size_t)srv->n_layer);
+        else
+            memset(srv->slots[s].skip, 0, (size_t)srv->n_layer);
+        if (srv->skip_on) /* (cannot fail once on: no allocation, s in range) */
+            strix_context_set_seq_layer_skip(srv->ctx, s, j->skip, NULL);
+    }
     gr->n_past = gr->n_cached = best;
     gr->state = JOB_PROMPT;
     srv->m.cached_tokens += (uint64_t)best;
@@ -221,6 +244,25 @@ static int start_groups(struct server *srv, struct job *j)
         group_start(srv, j, g);
     }
     return 1;
+}
+
+static void emit_locked(struct job *j, char *json);
+
+/* srv->mu held: j's output becomes a server error (a streamed one as its
+ * last event). */
+static void fail_body_locked(struct job *j, const char *msg)
+{
+    struct api_error e;
+    api_error_set(&e, 500, "server_error", "", "decode_failed", "generation failed: %s", msg);
+    char *body = out_error_json(&e);
+    j->error = 1;
+    if (j->r.stream)
+        emit_locked(j, body);
+    else if (body) {
+        j->out.n = 0;
+        sbuf_add(&j->out, body, strlen(body));
+        free(body);
+    }
 }
 
 /* srv->mu held: queued jobs whose client left are dropped; the waiting
@@ -252,6 +294,22 @@ static void admit(struct server *srv)
         if (!srv->queue)
             srv->queue_tail = NULL;
         srv->n_queued--;
+        if (j->skip && !srv->skip_on) {
+            /* the first request with skip_layers: the context's masks (all
+             * sequences' empty) are made once */
+            strix_error e;
+            const uint8_t *none = srv->slots[0].skip; /* all 0: no slot has had a mask */
+            if (strix_context_set_seq_layer_skip(srv->ctx, 0, none, &e) == STRIX_OK) {
+                srv->skip_on = 1;
+            } else {
+                fail_body_locked(j, e.msg);
+                j->state = JOB_DONE;
+                j->t_end = srv_now();
+                pthread_cond_broadcast(&j->cond);
+                job_release_locked(srv, j);
+                continue;
+            }
+        }
         j->state = JOB_GEN;
         start_groups(srv, j);
         j->next = NULL;
@@ -477,17 +535,7 @@ static void job_finish_locked(struct server *srv, struct job *j)
 /* A decode failed: every job in it ends with a server error. */
 static void job_fail_locked(struct server *srv, struct job *j, const char *msg)
 {
-    struct api_error e;
-    api_error_set(&e, 500, "server_error", "", "decode_failed", "generation failed: %s", msg);
-    char *body = out_error_json(&e);
-    j->error = 1;
-    if (j->r.stream)
-        emit_locked(j, body);
-    else if (body) {
-        j->out.n = 0;
-        sbuf_add(&j->out, body, strlen(body));
-        free(body);
-    }
+    fail_body_locked(j, msg);
     job_end(srv, j);
 }
 
@@ -553,8 +601,9 @@ static void step(struct server *srv, struct step_buf *b)
     strix_batch batch = {n, b->tok, b->pos, b->seq, b->logits};
     strix_error err;
     const int rc = strix_decode_batch(srv->ctx, &batch, &err);
-    if (step_delay_ms > 0) {
-        const struct timespec d = {step_delay_ms / 1000, (step_delay_ms % 1000) * 1000000L};
+    if (srv->step_delay_ms > 0) {
+        const long ms = srv->step_delay_ms;
+        const struct timespec d = {ms / 1000, (ms % 1000) * 1000000L};
         nanosleep(&d, NULL);
     }
     if (rc) {
@@ -666,10 +715,6 @@ static void step(struct server *srv, struct step_buf *b)
 void *sched_main(void *arg)
 {
     struct server *srv = arg;
-    const char *delay = getenv("STRIX_SERVE_STEP_DELAY_MS");
-    step_delay_ms = delay ? strtol(delay, NULL, 10) : 0;
-    if (step_delay_ms < 0 || step_delay_ms > 1000)
-        step_delay_ms = 0;
     struct step_buf b;
     b.cap = srv->n_batch + srv->n_slots;
     b.tok = malloc((size_t)b.cap * sizeof *b.tok);

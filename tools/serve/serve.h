@@ -80,6 +80,7 @@ struct job {
     int error;  /* an internal failure ended it: out holds the error body */
     pthread_cond_t cond; /* signalled when out grows or the job ends */
     struct sbuf out;     /* response bytes ready to send (under srv->mu) */
+    uint8_t *skip;       /* skip_layers as a mask (n_layer bytes), or NULL */
     char id[48];
     long created;
     double t_arrive, t_first, t_end; /* seconds (monotonic) */
@@ -89,6 +90,7 @@ struct slot {
     struct job *job;  /* NULL: free */
     strix_token *toks; /* the tokens the sequence holds, positions 0 .. n_toks-1 */
     int n_toks;
+    uint8_t *skip; /* (n_layer) the layers its tokens skipped (all 0: none) */
 };
 
 #define HIST_BUCKETS 12
@@ -117,7 +119,9 @@ struct server {
     const char *tmpl;       /* chat template name */
     const char *tmpl_end;   /* its end-of-turn text (a stop string) or NULL */
     const char *api_key;    /* NULL: no check */
-    int n_ctx, n_vocab, n_slots, n_batch;
+    int n_ctx, n_vocab, n_slots, n_batch, n_layer;
+    int skip_on;       /* the context has per-sequence layer masks (scheduler thread) */
+    long step_delay_ms; /* --step-delay-ms: each decode step made this much longer */
     int max_queue;
     int timeout; /* seconds an idle connection is kept */
     size_t max_body;

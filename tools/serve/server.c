@@ -286,6 +286,12 @@ static int job_setup(struct server *srv, struct job *j, struct api_error *err)
     j->grp = calloc((size_t)j->n_groups, sizeof *j->grp);
     if (!j->grp)
         return api_error_set(err, 500, "server_error", "", "", "out of memory");
+    if (r->n_skip_layers > 0) {
+        if (!(j->skip = calloc((size_t)srv->n_layer, 1)))
+            return api_error_set(err, 500, "server_error", "", "", "out of memory");
+        for (int i = 0; i < r->n_skip_layers; i++)
+            j->skip[r->skip_layers[i]] = 1;
+    }
     j->n_choices = j->n_groups * j->per_group;
     j->ch = calloc((size_t)j->n_choices, sizeof *j->ch);
     if (!j->ch)
@@ -660,7 +666,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 struct serve_opts {
     const char *model, *host, *api_key, *tmpl, *alias;
     int port, parallel, n_ctx, n_threads, n_batch, max_queue, timeout, drain;
-    long max_body;
+    long max_body, step_delay_ms;
 };
 
 static void serve_parse(int argc, char **argv, struct serve_opts *o)
@@ -705,6 +711,8 @@ static void serve_parse(int argc, char **argv, struct serve_opts *o)
             o->timeout = (int)parse_long(a, v, 1, 86400);
         else if (strcmp(a, "--drain-timeout") == 0)
             o->drain = (int)parse_long(a, v, 0, 86400);
+        else if (strcmp(a, "--step-delay-ms") == 0) /* debugging and tests: slow steps */
+            o->step_delay_ms = parse_long(a, v, 0, 1000);
         else
             die("serve: unknown option '%s' (see strix serve --help)", a);
     }
@@ -780,6 +788,11 @@ int cmd_serve(int argc, char **argv)
     srv->n_vocab = strix_vocab_size(srv->model);
     srv->n_slots = o.parallel;
     srv->n_batch = o.n_batch;
+    struct strix_model_info mi = {.struct_size = sizeof mi};
+    if (strix_model_get_info(srv->model, &mi))
+        die("serve: cannot read the model's shape");
+    srv->n_layer = mi.n_layer;
+    srv->step_delay_ms = o.step_delay_ms;
     srv->max_queue = o.max_queue;
     srv->timeout = o.timeout;
     srv->max_body = (size_t)o.max_body;
@@ -788,6 +801,7 @@ int cmd_serve(int argc, char **argv)
     req_limits_default(&srv->lim);
     srv->lim.n_vocab = srv->n_vocab;
     srv->lim.max_n = o.parallel;
+    srv->lim.n_layer = srv->n_layer;
     srv->json_vocab = json_vocab_new(srv->model);
     srv->mask_buf = malloc((size_t)srv->n_vocab * sizeof *srv->mask_buf);
     if (!srv->json_vocab || !srv->mask_buf)
@@ -801,7 +815,8 @@ int cmd_serve(int argc, char **argv)
     hist_init(&srv->m.batch_seqs, b_le, 8);
     srv->slots = calloc((size_t)o.parallel, sizeof *srv->slots);
     for (int s = 0; srv->slots && s < o.parallel; s++)
-        if (!(srv->slots[s].toks = malloc((size_t)srv->n_ctx * sizeof(strix_token))))
+        if (!(srv->slots[s].toks = malloc((size_t)srv->n_ctx * sizeof(strix_token))) ||
+            !(srv->slots[s].skip = calloc((size_t)srv->n_layer, 1)))
             die("out of memory");
     if (!srv->slots)
         die("out of memory");
@@ -860,8 +875,10 @@ int cmd_serve(int argc, char **argv)
     pthread_join(sched, NULL);
     MHD_stop_daemon(d);
     fprintf(stderr, "strix serve: stopped%s\n", left ? " (some requests were cut)" : "");
-    for (int s = 0; s < o.parallel; s++)
+    for (int s = 0; s < o.parallel; s++) {
         free(srv->slots[s].toks);
+        free(srv->slots[s].skip);
+    }
     free(srv->slots);
     pthread_cond_destroy(&srv->wake);
     pthread_mutex_destroy(&srv->mu);
