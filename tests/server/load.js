@@ -3,12 +3,17 @@
 // completion requests one after the other. Prints one JSON line per level:
 // requests, failures (network errors, non-200 status), time to first token
 // and inter-token latency (p50, p99, ms), completion tokens and aggregate
-// tokens/s over the level's wall time. LIMIT_S bounds each level: requests
+// tokens/s over the level's wall time, and "short": responses that ended
+// before MAX_TOKENS (every request sends ignore_eos, which llama-server
+// accepts too, so both servers generate the same number of tokens; a
+// non-zero "short" says one did not). LIMIT_S bounds each level: requests
 // still running then are aborted and counted as "cut" (not as failures),
 // so a slow machine gives a partial line rather than a run without end.
-//   node load.js URL MODEL STREAMS[,STREAMS...] MAX_TOKENS REQUESTS_PER_CLIENT [LIMIT_S]
+// An error event inside a stream (llama-server sends one when its output
+// parser rejects a random model's sampled text) counts as a failure.
+//   node load.js URL MODEL STREAMS[,STREAMS...] MAX_TOKENS REQUESTS_PER_CLIENT [LIMIT_S [TEMP]]
 'use strict';
-const [url, model, levels, maxTokens, perClient, limitS] = process.argv.slice(2);
+const [url, model, levels, maxTokens, perClient, limitS, temp] = process.argv.slice(2);
 
 const prompts = ['Once upon a time', 'The little dog', 'One day, Lily', 'Tom and Sam went',
   'There was a big tree', 'The sun was hot', 'A bird sat on', 'Mom said'];
@@ -30,7 +35,7 @@ async function one(i, stats, signal) {
     const r = await fetch(url + '/v1/completions', { method: 'POST', signal,
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ model, prompt: prompts[i % prompts.length], max_tokens: Number(maxTokens),
-        temperature: 0.8, seed: i, ignore_eos: true, stop_at_bos: false, stream: true,
+        temperature: temp === undefined ? 0.8 : Number(temp), seed: i, ignore_eos: true, stop_at_bos: false, stream: true,
         stream_options: { include_usage: true } }) });
     if (r.status !== 200) {
       stats.fail++;
@@ -48,6 +53,7 @@ async function one(i, stats, signal) {
         buf = buf.slice(k + 2);
         if (!line.startsWith('data:') || line.includes('[DONE]')) continue;
         const c = JSON.parse(line.slice(5));
+        if (c.error) throw new Error('error event: ' + String(c.error.message).slice(0, 80));
         if (c.usage) usage = c.usage;
         if (c.choices && c.choices.length && (c.choices[0].text || c.content)) {
           const t = performance.now();
@@ -59,7 +65,9 @@ async function one(i, stats, signal) {
       }
     }
     stats.ttft.push(first - t0);
-    stats.tokens += usage && usage.completion_tokens ? usage.completion_tokens : tokens;
+    const n = usage && usage.completion_tokens ? usage.completion_tokens : tokens;
+    stats.tokens += n;
+    if (n < Number(maxTokens)) stats.short++;
     stats.ok++;
   } catch (e) {
     if (signal.aborted) {
@@ -74,7 +82,7 @@ async function one(i, stats, signal) {
 
 (async () => {
   for (const c of levels.split(',').map(Number)) {
-    const stats = { ok: 0, fail: 0, cut: 0, status: {}, errors: {}, ttft: [], itl: [], tokens: 0 };
+    const stats = { ok: 0, fail: 0, cut: 0, short: 0, status: {}, errors: {}, ttft: [], itl: [], tokens: 0 };
     const t0 = performance.now();
     const ac = new AbortController();
     const timer = Number(limitS) > 0 ? setTimeout(() => ac.abort(), Number(limitS) * 1000) : null;
@@ -84,7 +92,7 @@ async function one(i, stats, signal) {
     if (timer) clearTimeout(timer);
     const secs = (performance.now() - t0) / 1000;
     console.log(JSON.stringify({ streams: c, requests: stats.ok + stats.fail + stats.cut,
-      failed: stats.fail, cut: stats.cut,
+      failed: stats.fail, cut: stats.cut, short: stats.short,
       status: stats.status, errors: stats.errors, tokens: stats.tokens, seconds: +secs.toFixed(2),
       tok_s: +(stats.tokens / secs).toFixed(1),
       ttft_p50: +pct(stats.ttft, 0.5).toFixed(1), ttft_p99: +pct(stats.ttft, 0.99).toFixed(1),
