@@ -10,7 +10,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { URL, MODEL, ROOT, client, OpenAI, strixRun } = require('./common.js');
+const { URL, MODEL, ROOT, client, OpenAI, strixRun, metrics } = require('./common.js');
 
 const PROMPT = 'Once upon a time';
 
@@ -255,6 +255,77 @@ test('skip_layers: per request, in a batch with plain requests, equals strix run
     await assert.rejects(client.completions.create({ ...req, skip_layers: bad }), (err) => {
       assert.ok(err instanceof OpenAI.BadRequestError, JSON.stringify(bad));
       assert.equal(err.param, 'skip_layers');
+      return true;
+    });
+  }
+});
+
+test('speculative (prompt lookup): greedy equals greedy without, in a batch, streamed too', async () => {
+  const P = 'The cat sat. The cat sat. The cat sat. The cat';
+  const N = 40;
+  const plain = strixRun(P, N);
+  const skipped = strixRun(P, N, ['--skip-layers', '1,3']);
+  const req = { model: MODEL, prompt: P, max_tokens: N, temperature: 0 };
+  const spec = { ngram: 2, max: 6 };
+  const m0 = await metrics();
+  const one = await client.completions.create({ ...req, speculative: spec });
+  assert.equal(one.choices[0].text, plain);
+  const d = one.usage.completion_tokens_details;
+  assert.ok(d.accepted_prediction_tokens > 0, 'the repeated text gives accepted drafts');
+  assert.ok(d.rejected_prediction_tokens > 0);
+  assert.equal(one.usage.completion_tokens, N);
+  const m1 = await metrics();
+  assert.equal(m1.get('strix_spec_accepted_total') - m0.get('strix_spec_accepted_total'),
+    d.accepted_prediction_tokens);
+  assert.equal(m1.get('strix_spec_drafted_total') - m0.get('strix_spec_drafted_total'),
+    d.accepted_prediction_tokens + d.rejected_prediction_tokens);
+  const streamed = async (extra) => {
+    let t = '';
+    let usage = null;
+    for await (const ch of await client.completions.create({ ...req, ...extra, stream: true,
+      stream_options: { include_usage: true } })) {
+      t += ch.choices[0] ? ch.choices[0].text : '';
+      if (ch.usage) usage = ch.usage;
+    }
+    return { t, usage };
+  };
+  for (let round = 0; round < 2; round++) {
+    const [a, b, c, e, f, g] = await Promise.all([
+      client.completions.create(req),
+      client.completions.create({ ...req, speculative: { ngram: 1, max: 3 } }),
+      streamed({ speculative: spec }),
+      client.completions.create({ ...req, n: 2, speculative: { ngram: 3, max: 16 } }),
+      client.completions.create({ ...req, speculative: spec, skip_layers: [1, 3] }),
+      streamed({}),
+    ]);
+    assert.equal(a.choices[0].text, plain, `round ${round}: plain`);
+    assert.equal(b.choices[0].text, plain, `round ${round}: ngram 1`);
+    assert.equal(c.t, plain, `round ${round}: streamed`);
+    assert.equal(c.usage.completion_tokens, N);
+    assert.ok(c.usage.completion_tokens_details.accepted_prediction_tokens > 0);
+    assert.deepEqual(e.choices.map((x) => x.text), [plain, plain], `round ${round}: n = 2`);
+    assert.equal(f.choices[0].text, skipped, `round ${round}: with skip_layers`);
+    assert.equal(g.t, plain, `round ${round}: plain, streamed`);
+  }
+  // a stop string inside accepted drafts still cuts the text there
+  const cut = plain.indexOf('happy');
+  assert.ok(cut > 0);
+  const s = await client.completions.create({ ...req, stop: 'happy', speculative: spec });
+  assert.equal(s.choices[0].text, plain.slice(0, cut));
+  assert.equal(s.choices[0].finish_reason, 'stop');
+  // sampled: reproducible with a seed, the full length
+  const t1 = { ...req, temperature: 0.8, seed: 5, speculative: spec };
+  const r1 = await client.completions.create(t1);
+  const r2 = await client.completions.create(t1);
+  assert.equal(r1.choices[0].text, r2.choices[0].text);
+  assert.equal(r1.usage.completion_tokens, N);
+  // refused: bad shapes, and fields that read the draw or mask the logits
+  for (const [bad, extra] of [[1, {}], [{ ngram: 0 }, {}], [{ max: 17 }, {}], [{ ngram: 'x' }, {}],
+    [spec, { logprobs: 2 }], [spec, { best_of: 2 }], [spec, { mirostat: 2 }],
+    [spec, { response_format: { type: 'json_object' } }]]) {
+    await assert.rejects(client.completions.create({ ...req, ...extra, speculative: bad }), (err) => {
+      assert.ok(err instanceof OpenAI.BadRequestError, JSON.stringify([bad, extra]));
+      assert.equal(err.param, 'speculative');
       return true;
     });
   }

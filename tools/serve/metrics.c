@@ -93,6 +93,10 @@ char *metrics_text(struct server *srv)
     put_counter(&b, "strix_prompt_tokens_cached_total",
                 "Prompt tokens shared from the cache instead of computed.", m->cached_tokens);
     put_counter(&b, "strix_completion_tokens_total", "Tokens generated.", m->completion_tokens);
+    put_counter(&b, "strix_spec_drafted_total", "Speculative draft tokens checked.",
+                m->spec_drafted);
+    put_counter(&b, "strix_spec_accepted_total", "Speculative draft tokens accepted.",
+                m->spec_accepted);
     put_counter(&b, "strix_requests_cancelled_total", "Requests whose client went away.",
                 m->cancelled);
     put_counter(&b, "strix_decode_steps_total", "Batched decode steps.", m->steps);

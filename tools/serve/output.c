@@ -117,6 +117,13 @@ static void add_usage(cJSON *root, const struct job *j)
     cJSON_AddNumberToObject(u, "total_tokens", np + nc);
     cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
     cJSON_AddNumberToObject(d, "cached_tokens", cached);
+    if (j->r.spec_max > 0) {
+        /* speculative: OpenAI's fields for predicted tokens */
+        cJSON *cd = cJSON_AddObjectToObject(u, "completion_tokens_details");
+        cJSON_AddNumberToObject(cd, "accepted_prediction_tokens", j->spec_accepted);
+        cJSON_AddNumberToObject(cd, "rejected_prediction_tokens",
+                                j->spec_drafted - j->spec_accepted);
+    }
 }
 
 static const char *finish_name(int f)

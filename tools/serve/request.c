@@ -445,6 +445,33 @@ static int parse_skip(const cJSON *root, const struct req_limits *lim, struct re
     return 0;
 }
 
+/* strix's speculative: {"ngram": N (1..16, 3), "max": K (1..16, 4)}. The
+ * acceptance test needs the sampler's distribution and nothing else of the
+ * draw, so fields that read the draw (log-probabilities, best_of's ranking,
+ * mirostat's update) or that mask the logits (json_object) are refused. */
+static int parse_spec(const cJSON *root, struct req *r, struct api_error *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "speculative");
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsObject(v))
+        return api_error_set(err, 400, BAD, "speculative", "invalid_type",
+                             "'speculative' must be an object: {\"ngram\": N, \"max\": K}");
+    r->spec_ngram = 3;
+    r->spec_max = 4;
+    struct api_error e2;
+    if (get_int(v, "ngram", 1, 16, &r->spec_ngram, &e2) ||
+        get_int(v, "max", 1, 16, &r->spec_max, &e2))
+        return api_error_set(err, 400, BAD, "speculative", "invalid_value",
+                             "speculative: %s", e2.message);
+    const char *clash = r->logprobs ? "logprobs" : r->best_of > r->n ? "best_of"
+                        : r->json ? "response_format" : r->sp.mirostat ? "mirostat" : NULL;
+    if (clash)
+        return api_error_set(err, 400, BAD, "speculative", "invalid_value",
+                             "'speculative' cannot be combined with '%s'", clash);
+    return 0;
+}
+
 static int parse_fields(const cJSON *root, int kind, const struct req_limits *lim, struct req *r,
                         struct api_error *err)
 {
@@ -532,7 +559,7 @@ static int parse_fields(const cJSON *root, int kind, const struct req_limits *li
             return -1;
         r->logprobs = 1;
     }
-    return 0;
+    return parse_spec(root, r, err);
 }
 
 int req_parse(const char *body, size_t len, int kind, const struct req_limits *lim,

@@ -70,6 +70,10 @@ struct req {
      * (each in [0, n_layer), not all of them; duplicates allowed) */
     int *skip_layers;
     int n_skip_layers;
+    /* strix: speculative {"ngram": N, "max": K}: prompt-lookup drafts of up
+     * to K tokens (the continuation of the last N tokens' latest earlier
+     * occurrence), checked in the same batched step; 0: off */
+    int spec_ngram, spec_max;
     struct strix_sampler_params sp; /* temperature .. logit_bias (owned copy) */
     struct strix_logit_bias *bias;
 };

@@ -79,6 +79,7 @@ static void job_free(struct job *j)
         cJSON_Delete(j->ch[i].logprobs);
         cJSON_Delete(j->ch[i].step_lp);
         json_state_free(j->ch[i].json);
+        strix_draft_free(j->ch[i].draft);
     }
     free(j->ch);
     for (int g = 0; g < j->n_groups; g++) {
@@ -422,9 +423,11 @@ static void emit_echo_locked(struct server *srv, struct job *j, struct choice *c
     c->step_lp = NULL;
 }
 
-/* Samples choice c of job j from logits and decides what it shows; the
- * streamed text goes out under the lock. */
-static void choice_sample(struct server *srv, struct job *j, struct choice *c, const float *logits)
+/* Samples choice c of job j from logits (or takes `forced`, >= 0, drawn by
+ * the speculative test) and decides what it shows; the streamed text goes
+ * out under the lock. Returns the token. */
+static strix_token choice_sample(struct server *srv, struct job *j, struct choice *c,
+                                 const float *logits, strix_token forced)
 {
     const struct req *r = &j->r;
     if (c->json) {
@@ -437,7 +440,7 @@ static void choice_sample(struct server *srv, struct job *j, struct choice *c, c
         json_mask(c->json, srv->json_vocab, srv->mask_buf, budget);
         logits = srv->mask_buf;
     }
-    const strix_token tok = strix_sampler_sample(c->smp, logits);
+    const strix_token tok = forced >= 0 ? forced : strix_sampler_sample(c->smp, logits);
     c->n_gen++;
     if (j->per_group > r->n) {
         /* best_of: the candidates are ranked by mean log-probability */
@@ -511,6 +514,38 @@ static void choice_sample(struct server *srv, struct job *j, struct choice *c, c
         stream_step_locked(srv, j, c, upto);
     pthread_cond_broadcast(&j->cond);
     pthread_mutex_unlock(&srv->mu);
+    return tok;
+}
+
+/* The speculative test of draft x at a row of choice c: greedy, the
+ * target's pick (the plain draw) must be x; sampled, x (a point mass q) is
+ * accepted with probability p(x) under the request's final distribution p
+ * (strix_sampler_dist), and on rejection the token is drawn from p with x
+ * removed, renormalised. Either way the token is then taken as a plain one.
+ * Returns 1 if x was accepted and the choice runs on. */
+static int spec_sample(struct server *srv, struct job *j, struct choice *c, const float *logits,
+                       strix_token x)
+{
+    strix_token tok = -1;
+    if (j->r.sp.temperature > 0.0f) {
+        float *p = srv->mask_buf;
+        if (strix_sampler_dist(c->smp, logits, srv->n_vocab, p, NULL) == STRIX_OK) {
+            const float u = strix_sampler_uniform(c->smp);
+            if (u < p[x]) {
+                tok = x;
+            } else {
+                p[x] = 0.0f;
+                double sum = 0.0;
+                for (int v = 0; v < srv->n_vocab; v++)
+                    sum += p[v];
+                if (!(sum > 0.0) || strix_sampler_sample_dist(c->smp, p, srv->n_vocab, &tok,
+                                                              NULL) != STRIX_OK)
+                    tok = -1; /* (cannot happen: u < 1 accepts a point mass) */
+            }
+        }
+    }
+    tok = choice_sample(srv, j, c, logits, tok);
+    return tok == x && !c->finish;
 }
 
 /* Ends a job whose choices have all finished: the closing output. */
@@ -543,6 +578,7 @@ struct row {
     struct job *job;
     struct choice *c; /* NULL: a row of a prompt */
     int g;            /* that prompt's group */
+    int k;            /* a choice's row: 0 its pending token, k its k-th draft */
 };
 
 struct step_buf {
@@ -551,7 +587,51 @@ struct step_buf {
     int8_t *logits;
     struct row *row;
     int cap;
+    strix_token *hist; /* n_ctx + 1: a sequence's text for the drafts */
 };
+
+/* Speculative: the drafts of choice c after its pending token (row n - 1),
+ * appended as rows n.. with logits; as many as the request's "max", the
+ * context (the last position stays free for the token after them) and its
+ * max_tokens allow (a step samples at most drafts + 1 tokens), within half
+ * the batch. Returns
+ * their number. */
+static int add_drafts(struct server *srv, struct step_buf *b, struct job *j, struct choice *c,
+                      int n)
+{
+    const struct slot *sl = &srv->slots[c->slot];
+    int k_max = j->r.spec_max;
+    if (k_max > srv->n_ctx - 2 - c->base)
+        k_max = srv->n_ctx - 2 - c->base;
+    if (j->r.max_tokens >= 0 && k_max > j->r.max_tokens - c->n_gen - 1)
+        k_max = j->r.max_tokens - c->n_gen - 1;
+    if (k_max > srv->n_batch / 2 - n) /* (prompts keep half the batch) */
+        k_max = srv->n_batch / 2 - n;
+    if (k_max <= 0)
+        return 0;
+    memcpy(b->hist, sl->toks, (size_t)c->base * sizeof *b->hist);
+    int nh = c->base;
+    b->hist[nh++] = c->pending;
+    int k = 0;
+    while (k < k_max && nh > j->r.spec_ngram) {
+        strix_token t;
+        int kind;
+        if (c->draft->propose(c->draft->self, c->smp, b->hist, nh, 0.0f, &t, NULL, &kind,
+                              NULL) != STRIX_OK ||
+            kind != STRIX_DRAFT_FIXED || t < 0 || t >= srv->n_vocab)
+            break;
+        b->hist[nh++] = t;
+        c->drafts[k] = t;
+        b->tok[n + k] = t;
+        b->pos[n + k] = c->base + 1 + k;
+        b->seq[n + k] = c->slot;
+        b->logits[n + k] = 1;
+        b->row[n + k] = (struct row){j, c, c->group, k + 1};
+        k++;
+    }
+    c->n_drafts = k;
+    return k;
+}
 
 /* Runs one batched decode over the active jobs and samples what it gives. */
 static void step(struct server *srv, struct step_buf *b)
@@ -564,13 +644,19 @@ static void step(struct server *srv, struct step_buf *b)
             if (j->grp[c->group].state != JOB_GEN || c->finish || c->pending < 0 ||
                 n >= b->cap)
                 continue;
+            const int base = srv->slots[c->slot].n_toks;
             b->tok[n] = c->pending;
-            b->pos[n] = srv->slots[c->slot].n_toks;
+            b->pos[n] = base;
             b->seq[n] = c->slot;
             b->logits[n] = 1;
-            b->row[n] = (struct row){j, c, c->group};
+            b->row[n] = (struct row){j, c, c->group, 0};
             n++;
             n_seqs++;
+            c->n_drafts = c->n_acc = 0;
+            c->base = base;
+            c->walk = 1;
+            if (c->draft)
+                n += add_drafts(srv, b, j, c, n);
         }
     }
     /* 2. prompt chunks while the batch has room */
@@ -587,7 +673,7 @@ static void step(struct server *srv, struct step_buf *b)
                 b->pos[n] = gr->n_past + t;
                 b->seq[n] = s;
                 b->logits[n] = gr->echo_lp != NULL; /* echo: every prompt token's */
-                b->row[n] = (struct row){j, NULL, g};
+                b->row[n] = (struct row){j, NULL, g, 0};
                 n++;
             }
             if (gr->n_past + k == gr->n_prompt)
@@ -634,15 +720,24 @@ static void step(struct server *srv, struct step_buf *b)
         struct job *j = b->row[i].job;
         if (b->row[i].c) {
             struct choice *c = b->row[i].c;
-            if (srv->slots[c->slot].n_toks >= srv->n_ctx) {
+            if (!c->walk)
+                continue; /* a draft after the first rejection */
+            if (b->pos[i] + 1 >= srv->n_ctx) {
                 /* the sequence fills the context: no room for another token */
                 c->finish = 2;
                 pthread_mutex_lock(&srv->mu);
                 if (j->r.stream)
                     stream_step_locked(srv, j, c, c->text.n);
                 pthread_mutex_unlock(&srv->mu);
+            } else if (b->row[i].k < c->n_drafts) {
+                /* speculative: the row after draft k checks draft k + 1 */
+                if (spec_sample(srv, j, c, logits, c->drafts[b->row[i].k]))
+                    c->n_acc++;
+                else
+                    c->walk = 0;
             } else {
-                choice_sample(srv, j, c, logits);
+                choice_sample(srv, j, c, logits, -1);
+                c->walk = 0;
             }
             continue;
         }
@@ -681,13 +776,32 @@ static void step(struct server *srv, struct step_buf *b)
                     stream_step_locked(srv, j, c, 0);
                 pthread_mutex_unlock(&srv->mu);
             } else {
-                choice_sample(srv, j, c, logits);
+                choice_sample(srv, j, c, logits, -1);
             }
         }
+    }
+    /* speculative: the cache keeps the accepted drafts only */
+    uint64_t drafted = 0, accepted = 0;
+    for (int i = 0; i < n; i++) {
+        struct choice *c = b->row[i].c;
+        if (!c || b->row[i].k != 0 || c->n_drafts == 0)
+            continue;
+        const int keep = c->base + 1 + c->n_acc;
+        if (srv->slots[c->slot].n_toks > keep) {
+            strix_kv_seq_rm(srv->ctx, c->slot, keep, -1);
+            srv->slots[c->slot].n_toks = keep;
+        }
+        b->row[i].job->spec_drafted += c->n_drafts;
+        b->row[i].job->spec_accepted += c->n_acc;
+        drafted += (uint64_t)c->n_drafts;
+        accepted += (uint64_t)c->n_acc;
+        c->n_drafts = 0;
     }
     /* jobs whose choices have all finished leave */
     pthread_mutex_lock(&srv->mu);
     srv->m.steps++;
+    srv->m.spec_drafted += drafted;
+    srv->m.spec_accepted += accepted;
     srv->m.kv_used = strix_kv_cells_used(srv->ctx);
     srv->m.kv_cells = strix_kv_cells(srv->ctx);
     hist_add(&srv->m.batch_tokens, n);
@@ -716,13 +830,14 @@ void *sched_main(void *arg)
 {
     struct server *srv = arg;
     struct step_buf b;
-    b.cap = srv->n_batch + srv->n_slots;
+    b.cap = srv->n_batch + srv->n_slots * 17; /* a choice: its token and 16 drafts */
+    b.hist = malloc(((size_t)srv->n_ctx + 1) * sizeof *b.hist);
     b.tok = malloc((size_t)b.cap * sizeof *b.tok);
     b.pos = malloc((size_t)b.cap * sizeof *b.pos);
     b.seq = malloc((size_t)b.cap * sizeof *b.seq);
     b.logits = malloc((size_t)b.cap);
     b.row = malloc((size_t)b.cap * sizeof *b.row);
-    if (!b.tok || !b.pos || !b.seq || !b.logits || !b.row) {
+    if (!b.tok || !b.pos || !b.seq || !b.logits || !b.row || !b.hist) {
         die("out of memory in the scheduler");
     }
     pthread_mutex_lock(&srv->mu);
@@ -761,5 +876,6 @@ void *sched_main(void *arg)
     free(b.seq);
     free(b.logits);
     free(b.row);
+    free(b.hist);
     return NULL;
 }

@@ -46,6 +46,13 @@ struct choice {
     int finish;          /* 0 running, 1 stop, 2 length */
     void *logprobs;      /* cJSON array (non-streaming) of per-token entries */
     void *step_lp;       /* cJSON array: this step's entries (streaming) */
+    /* speculative: the prompt-lookup draft, and this step's drafts */
+    strix_draft *draft;
+    strix_token drafts[16];
+    int n_drafts;
+    int base;  /* the position of this step's first row */
+    int n_acc; /* drafts accepted this step */
+    int walk;  /* 1 while this step's rows are still being accepted */
 };
 
 enum job_state { JOB_QUEUED = 0, JOB_PROMPT = 1, JOB_GEN = 2, JOB_DONE = 3 };
@@ -81,6 +88,7 @@ struct job {
     pthread_cond_t cond; /* signalled when out grows or the job ends */
     struct sbuf out;     /* response bytes ready to send (under srv->mu) */
     uint8_t *skip;       /* skip_layers as a mask (n_layer bytes), or NULL */
+    int spec_drafted, spec_accepted; /* speculative: drafts checked, accepted */
     char id[48];
     long created;
     double t_arrive, t_first, t_end; /* seconds (monotonic) */
@@ -107,6 +115,7 @@ struct metrics {
     uint64_t requests[6]; /* by endpoint: chat, completions, models, tokenize, other, page */
     uint64_t responses_2xx, responses_4xx, responses_5xx;
     uint64_t prompt_tokens, cached_tokens, completion_tokens, cancelled, steps;
+    uint64_t spec_drafted, spec_accepted;
     int kv_used, kv_cells; /* the cache's cells after the last step */
     struct hist ttft, latency, batch_tokens, batch_seqs;
 };

@@ -346,6 +346,9 @@ static int job_setup(struct server *srv, struct job *j, struct api_error *err)
                 strix_sampler_accept(c->smp, gr->prompt[t]);
             if (r->json && !(c->json = json_state_new()))
                 return api_error_set(err, 500, "server_error", "", "", "out of memory");
+            if (r->spec_max > 0 && strix_draft_ngram_create(r->spec_ngram, &c->draft, &e))
+                return api_error_set(err, 400, "invalid_request_error", "speculative", "",
+                                     "speculative: %s", e.msg);
         }
     }
     static uint64_t serial;
