@@ -313,6 +313,14 @@ test('speculative (prompt lookup): greedy equals greedy without, in a batch, str
   const s = await client.completions.create({ ...req, stop: 'happy', speculative: spec });
   assert.equal(s.choices[0].text, plain.slice(0, cut));
   assert.equal(s.choices[0].finish_reason, 'stop');
+  // the sampled test (acceptance with probability p(x), then the residual
+  // draw) on a one-point p (top_k 1 at temperature 1) must give greedy's
+  // text: accepting a draft p gives no mass would not (the residual's
+  // removal of x is not seen here: x has no mass in a one-point p)
+  const k1 = await client.completions.create({ ...req, temperature: 1, top_k: 1, seed: 9,
+    speculative: spec });
+  assert.equal(k1.choices[0].text, plain);
+  assert.ok(k1.usage.completion_tokens_details.rejected_prediction_tokens > 0);
   // sampled: reproducible with a seed, the full length
   const t1 = { ...req, temperature: 0.8, seed: 5, speculative: spec };
   const r1 = await client.completions.create(t1);
