@@ -16,11 +16,12 @@ LDLIBS := -lpcre2-8 -lm -lpthread -ldl
 # through pkg-config; without them stats.c builds without them and those
 # calls return STRIX_ERR_UNSUPPORTED (pruning by magnitude, Wanda, N:M and
 # dropped layers needs no LAPACK). HAVE_LAPACK=0 forces a build without.
+# Not linked: stats.c loads the libraries with dlopen when first used, so
+# other commands never start OpenBLAS's threads.
 LAPACK_PKGS := lapacke openblas
 HAVE_LAPACK ?= $(shell pkg-config --exists $(LAPACK_PKGS) 2>/dev/null && echo 1)
 ifeq ($(HAVE_LAPACK),1)
 FILE_CFLAGS_stats := -DSTRIX_HAVE_LAPACK $(shell pkg-config --cflags $(LAPACK_PKGS))
-LDLIBS += $(shell pkg-config --libs $(LAPACK_PKGS))
 endif
 # The shared library's ABI version: libstrix.so.$(SOVERSION), with libstrix.so
 # a link to it.

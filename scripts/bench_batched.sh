@@ -13,6 +13,7 @@
 #       scripts/bench_batched.sh MODEL.gguf [ROUNDS] [NPL] [DEPTH] [TG] [THREADS]
 #   NPL: comma list (default 1,2,4,8,16,32,64); THREADS: space-separated (default "1 2").
 set -e
+. "$(dirname "$0")/lib.sh"
 M=${1:?usage: scripts/bench_batched.sh MODEL.gguf [ROUNDS] [NPL] [DEPTH] [TG] [THREADS]}
 R=${2:-3}
 NPL=${3:-1,2,4,8,16,32,64}
@@ -42,12 +43,10 @@ for r in $(seq 1 "$R"); do
         fi
     done
 done
-sort "$out" | awk '{ k = $1 " " $2 " " $3; v[k] = v[k] " " $4 } END {
-    for (k in v) { n = split(v[k], a, " "); for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)
-        if (a[j] + 0 < a[i] + 0) { x = a[i]; a[i] = a[j]; a[j] = x }
-        med[k] = a[int((n + 1) / 2)]
-        printf "%-22s median %9.2f tok/s  (runs:%s)\n", k, med[k], v[k] }
-    for (k in med) { split(k, p, " "); one = med[p[1] " " p[2] " B001"]
-        if (one > 0) printf "speed-up %-10s %s %s over B1 = %.2f\n", p[1], p[2], p[3], med[k] / one
-        if (p[1] == "strix" && med["llama.cpp " p[2] " " p[3]] > 0)
-            printf "ratio %s %s: strix / llama.cpp = %.2f\n", p[2], p[3], med[k] / med["llama.cpp " p[2] " " p[3]] } }' | sort
+sort "$out" | awk "$MEDIAN_AWK"'{ k = $1 " " $2 " " $3; v[k] = v[k] " " $4 } END {
+    for (k in v) { m[k] = med(v[k])
+        printf "%-22s median %9.2f tok/s  (runs:%s)\n", k, m[k], v[k] }
+    for (k in m) { split(k, p, " "); one = m[p[1] " " p[2] " B001"]
+        if (one > 0) printf "speed-up %-10s %s %s over B1 = %.2f\n", p[1], p[2], p[3], m[k] / one
+        if (p[1] == "strix" && m["llama.cpp " p[2] " " p[3]] > 0)
+            printf "ratio %s %s: strix / llama.cpp = %.2f\n", p[2], p[3], m[k] / m["llama.cpp " p[2] " " p[3]] } }' | sort

@@ -5,10 +5,12 @@
 # tokenizer, greedy, the same prompt and token count, interleaved ROUNDS
 # times (both stop at a generated BOS, as run.c does). Reports each program's process CPU time (task-clock from perf stat,
 # which a loaded machine's time slicing does not move) and wall time, the
-# medians, and run.c / strix (above 1: strix is faster).
+# medians, and run.c / strix (above 1: strix is faster); then the same for
+# start-up alone (the prompt and one generated token).
 #
 #   RUNC=/path/to/run scripts/bench_small.sh MODEL.bin TOKENIZER.bin [ROUNDS] [STEPS]
 set -e
+. "$(dirname "$0")/lib.sh"
 M=${1:?usage: RUNC=run scripts/bench_small.sh MODEL.bin TOKENIZER.bin [ROUNDS] [STEPS]}
 V=${2:?tokenizer}
 R=${3:-7}
@@ -32,9 +34,11 @@ for r in $(seq 1 "$R"); do
     # run.c's -n counts the prompt's tokens (with BOS) too
     one runc "$RUNC" "$M" -z "$V" -t 0 -n "$N" -i "$P"
     one strix "$S" run -m "$M" --vocab "$V" -p "$P" -n $((N - np)) --temp 0 -t 1
+    # start-up: the prompt and one generated token
+    one runc-1st "$RUNC" "$M" -z "$V" -t 0 -n $((np + 1)) -i "$P"
+    one strix-1st "$S" run -m "$M" --vocab "$V" -p "$P" -n 1 --temp 0 -t 1
 done
-awk '{ c[$1] = c[$1] " " $2; w[$1] = w[$1] " " $3 }
-     function med(s,   a, n, i, j, x) { n = split(s, a, " "); for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)
-         if (a[j] + 0 < a[i] + 0) { x = a[i]; a[i] = a[j]; a[j] = x }; return a[int((n + 1) / 2)] }
-     END { for (k in c) printf "%-6s CPU ms median %8.2f (runs:%s)  wall ms median %6d (runs:%s)\n", k, med(c[k]), c[k], med(w[k]), w[k]
-           printf "run.c / strix: CPU %.2f, wall %.2f\n", med(c["runc"]) / med(c["strix"]), med(w["runc"]) / med(w["strix"]) }' "$out"
+awk "$MEDIAN_AWK"'{ c[$1] = c[$1] " " $2; w[$1] = w[$1] " " $3 }
+     END { for (k in c) printf "%-9s CPU ms median %8.2f (runs:%s)  wall ms median %6d (runs:%s)\n", k, med(c[k]), c[k], med(w[k]), w[k]
+           printf "run.c / strix: CPU %.2f, wall %.2f\n", med(c["runc"]) / med(c["strix"]), med(w["runc"]) / med(w["strix"])
+           printf "to the first token, run.c / strix: CPU %.2f, wall %.2f\n", med(c["runc-1st"]) / med(c["strix-1st"]), med(w["runc-1st"]) / med(w["strix-1st"]) }' "$out"

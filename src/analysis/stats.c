@@ -3,7 +3,10 @@
  * score, input-output cosine, covariance spectrum (anisotropy, PCA-90),
  * mean pair cosine and the TwoNN intrinsic dimension. Collecting the hidden
  * states is analyze.c's. LAPACK and BLAS are used through their C
- * interfaces (lapacke.h, cblas.h) when STRIX_HAVE_LAPACK is defined.
+ * interfaces (lapacke.h, cblas.h) when STRIX_HAVE_LAPACK is defined, and
+ * loaded with dlopen on the first call that needs them: nothing else in
+ * strix uses them, and linking them would start OpenBLAS's thread pool in
+ * every process (tens of milliseconds before a small model's first token).
  */
 #include "analysis/stats.h"
 
@@ -14,7 +17,10 @@
 
 #ifdef STRIX_HAVE_LAPACK
 #include <cblas.h>
+#include <dlfcn.h>
 #include <lapacke.h>
+#include <pthread.h>
+#include <stdio.h>
 #endif
 
 void stats_cosine(const float *x, const float *y, int n, int d, double *mean, double *sd)
@@ -67,9 +73,81 @@ double stats_pair_cosine(const float *x, int n, int d)
 
 #ifdef STRIX_HAVE_LAPACK
 
+/* The four routines used, typed by their headers' declarations (__typeof__
+ * of a declaration references no symbol, so nothing is linked). */
+static struct {
+    __typeof__(&LAPACKE_dgelsd) dgelsd;
+    __typeof__(&LAPACKE_dsyevd) dsyevd;
+    __typeof__(&cblas_dgemm) dgemm;
+    __typeof__(&cblas_dsyrk) dsyrk;
+    char why[256]; /* empty when loaded */
+} lib;
+static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
+
+/* The first of `names` that dlopen finds, or NULL with lib.why set. */
+static void *open_first(const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++) {
+        void *h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+        if (h)
+            return h;
+        if (i == 0) {
+            const char *e = dlerror();
+            snprintf(lib.why, sizeof lib.why, "%s", e ? e : names[0]);
+        }
+    }
+    return NULL;
+}
+
+/* dlsym in `h`, then in `h2` when given; NULL with lib.why set. */
+static void *symbol(void *h, void *h2, const char *name)
+{
+    void *f = dlsym(h, name);
+    if (!f && h2)
+        f = dlsym(h2, name);
+    if (!f)
+        snprintf(lib.why, sizeof lib.why, "no %s in the LAPACKE/BLAS libraries", name);
+    return f;
+}
+
+static void lib_load(void)
+{
+    static const char *const lapacke[] = {"liblapacke.so.3", "liblapacke.so"};
+    static const char *const blas[] = {"libopenblas.so.0", "libopenblas.so", "libcblas.so.3",
+                                       "libblas.so.3"};
+    void *hl = open_first(lapacke, (int)(sizeof lapacke / sizeof *lapacke));
+    if (!hl)
+        return;
+    /* LAPACKE's own dependencies usually carry CBLAS; otherwise a BLAS */
+    void *hb = dlsym(hl, "cblas_dgemm") ? NULL
+                                          : open_first(blas, (int)(sizeof blas / sizeof *blas));
+    void *d1 = symbol(hl, NULL, "LAPACKE_dgelsd"), *d2 = symbol(hl, NULL, "LAPACKE_dsyevd");
+    void *d3 = symbol(hl, hb, "cblas_dgemm"), *d4 = symbol(hl, hb, "cblas_dsyrk");
+    if (!d1 || !d2 || !d3 || !d4)
+        return; /* the handles stay open: dlclose of a BLAS with threads is not safe */
+    /* POSIX: a dlsym result converts to a function pointer */
+    memcpy(&lib.dgelsd, &d1, sizeof d1);
+    memcpy(&lib.dsyevd, &d2, sizeof d2);
+    memcpy(&lib.dgemm, &d3, sizeof d3);
+    memcpy(&lib.dsyrk, &d4, sizeof d4);
+    lib.why[0] = '\0';
+}
+
+/* Loads LAPACKE and CBLAS once per process; STRIX_ERR_UNSUPPORTED with the
+ * loader's reason when they cannot be found. */
+static int lib_ready(strix_error *err)
+{
+    pthread_once(&lib_once, lib_load);
+    if (lib.dgelsd)
+        return STRIX_OK;
+    return err_set(err, STRIX_ERR_UNSUPPORTED,
+                   "LAPACK/BLAS could not be loaded (%s); the statistics need LAPACKE "
+                   "and a CBLAS (Debian: liblapacke libopenblas0)", lib.why);
+}
+
 int stats_available(void)
 {
-    return 1;
+    return lib_ready(NULL) == STRIX_OK;
 }
 
 /* x (n, d) row-major float -> a column-major double (n, d) matrix with the
@@ -109,11 +187,13 @@ int stats_linearity(const float *x, const float *y, int n, int d, double *score,
                     strix_error *err)
 {
     *score = NAN;
+    int rc = lib_ready(err);
+    if (rc)
+        return rc;
     if (n < 2 || d < 1)
         return err_set(err, STRIX_ERR_ARG, "linearity needs at least 2 vectors (got %d)", n);
     const int ldb = n > d ? n : d;
     double *a = NULL, *a0 = NULL, *b = NULL, *sv = NULL, *y0 = NULL;
-    int rc;
     if ((rc = alloc_doubles(&a, (size_t)n, (size_t)d, err)) ||
         (rc = alloc_doubles(&a0, (size_t)n, (size_t)d, err)) ||
         (rc = alloc_doubles(&b, (size_t)ldb, (size_t)d, err)) ||
@@ -136,14 +216,14 @@ int stats_linearity(const float *x, const float *y, int n, int d, double *score,
         memcpy(y0 + (size_t)j * (size_t)n, b + (size_t)j * (size_t)ldb, (size_t)n * sizeof(double));
     lapack_int rank = 0;
     const lapack_int info =
-        LAPACKE_dgelsd(LAPACK_COL_MAJOR, n, d, d, a, n, b, ldb, sv, -1.0, &rank);
+        lib.dgelsd(LAPACK_COL_MAJOR, n, d, d, a, n, b, ldb, sv, -1.0, &rank);
     if (info != 0) {
         rc = err_set(err, info < 0 ? STRIX_ERR_ARG : STRIX_ERR_UNSUPPORTED,
                      "least squares (dgelsd) failed: info %d", (int)info);
         goto done;
     }
     /* residual y0 - a0 A, A = b's first d rows (ldb stride) */
-    cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, n, d, d, -1.0, a0, n, b, ldb, 1.0, y0,
+    lib.dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, n, d, d, -1.0, a0, n, b, ldb, 1.0, y0,
                 n);
     double r = 0.0;
     for (size_t i = 0; i < (size_t)n * (size_t)d; i++)
@@ -163,18 +243,20 @@ int stats_spectrum(const float *x, int n, int d, double *pc1_share, int *pca90,
 {
     *pc1_share = NAN;
     *pca90 = 0;
+    int rc = lib_ready(err);
+    if (rc)
+        return rc;
     if (n < 2 || d < 1)
         return err_set(err, STRIX_ERR_ARG, "a spectrum needs at least 2 vectors (got %d)", n);
     double *a = NULL, *c = NULL, *w = NULL;
-    int rc;
     if ((rc = alloc_doubles(&a, (size_t)n, (size_t)d, err)) ||
         (rc = alloc_doubles(&c, (size_t)d, (size_t)d, err)) ||
         (rc = alloc_doubles(&w, (size_t)d, 1, err)))
         goto done;
     centre(x, n, d, a, 0);
     /* covariance up to the factor 1/(n-1), which no share depends on */
-    cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, d, n, 1.0, a, n, 0.0, c, d);
-    const lapack_int info = LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'N', 'U', d, c, d, w);
+    lib.dsyrk(CblasColMajor, CblasUpper, CblasTrans, d, n, 1.0, a, n, 0.0, c, d);
+    const lapack_int info = lib.dsyevd(LAPACK_COL_MAJOR, 'N', 'U', d, c, d, w);
     if (info != 0) {
         rc = err_set(err, STRIX_ERR_UNSUPPORTED, "eigenvalues (dsyevd) failed: info %d",
                      (int)info);
@@ -204,11 +286,13 @@ done:
 int stats_affine_fit(const float *x, const float *y, int n, int d, float *w, float *bias,
                      strix_error *err)
 {
+    int rc = lib_ready(err);
+    if (rc)
+        return rc;
     if (n < d + 1)
         return err_set(err, STRIX_ERR_ARG, "fitting a map of width %d needs at least %d vectors "
                        "(got %d)", d, d + 1, n);
     double *a = NULL, *b = NULL, *sv = NULL, *mx = NULL, *my = NULL;
-    int rc;
     if ((rc = alloc_doubles(&a, (size_t)n, (size_t)d, err)) ||
         (rc = alloc_doubles(&b, (size_t)n, (size_t)d, err)) ||
         (rc = alloc_doubles(&sv, (size_t)d, 1, err)) ||
@@ -227,7 +311,7 @@ int stats_affine_fit(const float *x, const float *y, int n, int d, float *w, flo
         my[j] = sy / n;
     }
     lapack_int rank = 0;
-    const lapack_int info = LAPACKE_dgelsd(LAPACK_COL_MAJOR, n, d, d, a, n, b, n, sv, -1.0, &rank);
+    const lapack_int info = lib.dgelsd(LAPACK_COL_MAJOR, n, d, d, a, n, b, n, sv, -1.0, &rank);
     if (info != 0) {
         rc = err_set(err, STRIX_ERR_UNSUPPORTED, "least squares (dgelsd) failed: info %d",
                      (int)info);
@@ -267,10 +351,10 @@ static double dist2(const float *a, const float *b, int d)
 int stats_twonn(const float *x, int n, int d, double *dim, strix_error *err)
 {
     *dim = NAN;
-    if (n < 3)
-        return STRIX_OK;
+    int rc = lib_ready(err);
+    if (rc || n < 3)
+        return rc;
     double *a = NULL, *g = NULL, *sq = NULL;
-    int rc;
     if ((rc = alloc_doubles(&a, (size_t)n, (size_t)d, err)) ||
         (rc = alloc_doubles(&g, TWONN_BLOCK, (size_t)n, err)) ||
         (rc = alloc_doubles(&sq, (size_t)n, 1, err)))
@@ -289,7 +373,7 @@ int stats_twonn(const float *x, int n, int d, double *dim, strix_error *err)
     for (int i0 = 0; i0 < n; i0 += TWONN_BLOCK) {
         const int nb = n - i0 < TWONN_BLOCK ? n - i0 : TWONN_BLOCK;
         /* g (nb, n) = a[i0..i0+nb) a^T */
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, n, d, 1.0,
+        lib.dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, n, d, 1.0,
                     a + (size_t)i0 * (size_t)d, d, a, d, 0.0, g, n);
         for (int bi = 0; bi < nb; bi++) {
             const int i = i0 + bi;

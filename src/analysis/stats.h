@@ -25,14 +25,17 @@
  * garbage a QR-based dgels gives for a singular R), the covariance by dsyrk
  * and its eigenvalues by dsyevd (symmetric, divide and conquer; eigenvalues
  * only), the Gram matrices of TwoNN's neighbour search by dgemm. Without
- * them every function here returns STRIX_ERR_UNSUPPORTED.
+ * them, or when the libraries cannot be loaded at run time (they are opened
+ * with dlopen on first use, not linked), every function here that needs
+ * them returns STRIX_ERR_UNSUPPORTED with the reason.
  */
 #ifndef STRIX_STATS_H
 #define STRIX_STATS_H
 
 #include "strix.h"
 
-/* 1 when built with LAPACK and BLAS. */
+/* 1 when built with LAPACK and BLAS and they load (the first call loads
+ * them). */
 int stats_available(void);
 
 /* Linearity score of the map from x to y (both (n, d)); n >= 2. */

@@ -563,10 +563,6 @@ PACKED_DRIVER(mm_packed_q8_0, K_Q8_0)
 AVX2_Q_EXPORT(q4_1)
 AVX2_Q_EXPORT(q5_0)
 AVX2_Q_EXPORT(q5_1)
-void AVX2_NAME(act_q8_K)(const float *x, void *dst, int cols)
-{
-    act_q8_K(x, dst, cols);
-}
 #else
 #if AVX2_VNNI
 #define AVX2_SET kern_isa_avxvnni

@@ -109,7 +109,7 @@ AVX2_K_DECL(q6_K)
 
 
 /* kernels_avx2.c, exported from the AVX2_VNNI 2 build only: the 32-blocks
- * the avx512 set borrows, and the Q8_K activation quantizer. */
+ * the avx512 set borrows. */
 #define AVX2_Q_DECL(T)                                                                             \
     void AVX2_NAME(mm_##T)(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,   \
                            const void *a, size_t as, int n, float *y, size_t ldy, int accumulate); \
@@ -122,7 +122,6 @@ AVX2_K_DECL(q6_K)
 AVX2_Q_DECL(q4_1)
 AVX2_Q_DECL(q5_0)
 AVX2_Q_DECL(q5_1)
-void AVX2_NAME(act_q8_K)(const float *x, void *dst, int cols);
 #endif
 
 #endif
