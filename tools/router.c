@@ -39,6 +39,13 @@ static uint8_t *parse_layers(const char *list, int n_layer)
     return mask;
 }
 
+static double requested_keep = 1.0; /* of the last route_apply */
+
+double route_requested_keep(void)
+{
+    return requested_keep;
+}
+
 strix_router *route_apply(const struct opts *o, const strix_model *m, strix_context *ctx)
 {
     const int n_given = !!o->router + !!opt_given(o, "skip-random") + !!o->skip_layers;
@@ -65,6 +72,13 @@ strix_router *route_apply(const struct opts *o, const strix_model *m, strix_cont
     rp.skip_layers = mask;
     if (strix_context_set_route(ctx, &rp, &err))
         die("%s", err.msg);
+    requested_keep = 1.0;
+    if (r)
+        requested_keep = rp.keep > 0.0f ? rp.keep : strix_router_keep(r);
+    else if (rp.random_keep > 0.0f)
+        requested_keep = rp.random_keep;
+    for (int l = 0; mask && l < in.n_layer; l++)
+        requested_keep -= mask[l] ? 1.0 / in.n_layer : 0.0;
     free(mask);
     return r;
 }
@@ -76,9 +90,9 @@ void route_report(const strix_context *ctx, const char *what)
     if (strix_context_route_stats(ctx, &st, &err) || st.n_tokens == 0)
         return;
     fprintf(stderr,
-            "%s: layers executed %.4f (%llu of %llu token-layer pairs), %.4g FLOPs (%.4g per "
-            "token), KV %llu bytes held, peak %llu\n",
-            what, st.pairs ? (double)st.pairs_run / (double)st.pairs : 1.0,
+            "%s: layers executed %.4f (requested %.4f; %llu of %llu token-layer pairs), %.4g "
+            "FLOPs (%.4g per token), KV %llu bytes held, peak %llu\n",
+            what, st.pairs ? (double)st.pairs_run / (double)st.pairs : 1.0, requested_keep,
             (unsigned long long)st.pairs_run, (unsigned long long)st.pairs, st.flops,
             st.flops / (double)st.n_tokens, (unsigned long long)st.kv_bytes,
             (unsigned long long)st.kv_bytes_peak);
