@@ -84,11 +84,11 @@ if [ "${1:-}" = speed ]; then
     }
     set -- "none:" "fixed pattern, layers $half removed:--skip-layers $half"
     [ -f "$TMP/r.gguf" ] && set -- "$@" "router keep 0.5:--router $TMP/r.gguf --keep 0.5"
-    run_speed "$S3M" stories3M "$@"
+    run_speed "$S3M" "$(basename "$S3M" .gguf)" "$@"
     if [ -n "$TL" ]; then
         L=$(n_layer "$TL")
         half=$(awk "BEGIN{for (l = 1; l < $L; l += 2) printf \"%s%d\", (l > 1 ? \",\" : \"\"), l}")
-        run_speed "$TL" 1.1B-shape "none:" "fixed pattern, odd layers removed:--skip-layers $half"
+        run_speed "$TL" "$(basename "$TL" .gguf)" "none:" "fixed pattern, odd layers removed:--skip-layers $half"
     fi
     exit 0
 fi
