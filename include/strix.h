@@ -433,7 +433,11 @@ float strix_router_keep(const strix_router *r);
 struct strix_route_params {
     size_t struct_size;
     const strix_router *router; /* borrowed until the next set_route or the context's end */
-    float keep;                 /* router threshold: execute when p >= 1 - keep; 0 = 0.5 */
+    float keep;                 /* requested executed fraction. A router with a
+                                   calibration table (trained by this version)
+                                   executes when s >= the logit shift calibrated
+                                   for keep (interpolated); an older router when
+                                   p >= 1 - keep. 0: s >= 0, the trained keep */
     float random_keep;          /* no router: each (token, layer) runs with this probability;
                                    0: every pair runs */
     uint64_t seed;              /* of random_keep (a pure function of seed, sequence,
@@ -507,6 +511,24 @@ struct strix_router_train_params {
      * LM loss and hard executed fraction; return non-zero to stop */
     int (*progress)(void *user, int step, int n_steps, double loss, double frac);
     void *user;
+    /* warm start (NULL: random modules with every bias at the keep): (n_layer)
+     * 1 = the layer removed, 0 = kept, as a static removal; each module
+     * starts constant (+-4), so before training it reproduces that removal.
+     * When fewer than keep of the layers are removed, the layer whose
+     * removal costs least on the validation windows starts half-executed
+     * (its module random around 0). Copied. */
+    const uint8_t *init_skip;
+    /* windows at the end of the text held out of training (0: none): the
+     * router is calibrated and its LM loss measured on them at the start
+     * and every 1/8 of the run, and the best one is returned. Calibration:
+     * one logit shift for all layers, so the noiseless executed fraction on
+     * the calibration windows (these, or without them the first 16 training
+     * windows) is keep. */
+    int val_windows;
+    /* called at each validation (may be NULL): the step (0: before
+     * training), the calibrated router's mean LM loss and noiseless executed
+     * fraction on the validation windows, whether it is the best so far */
+    void (*on_val)(void *user, int step, double loss, double frac, int best);
 };
 int strix_router_train_params_init(struct strix_router_train_params *p, size_t struct_size);
 STRIX_DEFAULT_PARAMS_(router_train)

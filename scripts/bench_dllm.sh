@@ -1,23 +1,103 @@
 #!/bin/sh
-# Dynamic depth (D-LLM) measurements: perplexity against the executed-layer
-# fraction for a trained router, random skipping and static layer removal,
-# keep in {0.9 .. 0.5}, on held-out text; writes a TSV (stdout and OUT.tsv)
-# for scripts/plot_dllm.py.
+# Dynamic depth (D-LLM) measurements.
 #
-# usage: scripts/bench_dllm.sh OUTDIR NAME MODEL TRAIN.txt EVAL.txt EPOCHS [CTX]
-#   trains on TRAIN.txt, evaluates on EVAL.txt (ppl with windows of CTX,
+# Quality: perplexity against the measured executed-layer fraction for a
+# trained router, random skipping and static layer removal, on held-out
+# text; writes a TSV (stdout and OUTDIR/NAME.tsv) for scripts/plot_dllm.py.
+#
+#   scripts/bench_dllm.sh OUTDIR NAME MODEL TRAIN.txt EVAL.txt EPOCHS [CTX]
+#
+#   Trains on TRAIN.txt, evaluates on EVAL.txt (ppl with windows of CTX,
 #   default 256). Static removal: layers are removed greedily, each time the
-#   one whose removal raises the training text's perplexity least.
-# Environment: STRIX (default build/strix), KEEPS (default "0.9 0.8 0.7 0.6 0.5").
+#   one whose removal raises the training text's perplexity least; one row
+#   per number of layers removed (fractions (L - n) / L). For each keep k the
+#   router is warm-started from that order's removal of floor((1 - k) L)
+#   layers (the trainer half-executes one more layer when k L is not whole),
+#   trained, chosen by validation loss on the training text's last tenth and
+#   calibrated to k. At the router's measured fraction f on EVAL.txt, the
+#   row "random" is --skip-random f, and "static-interp" interpolates the
+#   static rows (log perplexity linear in the fraction) to f: compare the
+#   router with these two, at the same executed fraction.
+#
+# Speed: decode and prefill tokens/s and KV bytes, full model against half
+# the layers, runs interleaved (full, skipping, full, ...), medians:
+#
+#   scripts/bench_dllm.sh speed STORIES3M.gguf TRAIN.txt [TL1B.gguf]
+#
+#   stories3M: a router trained here (keep 0.5, warm start, 1 epoch on
+#   TRAIN.txt) and the fixed pattern of every other layer; the 1.1B shape
+#   (random weights, so no router is trained): the fixed pattern.
+#
+# Environment: STRIX (default build/strix), KEEPS (default "0.9 0.8 0.7 0.6
+# 0.5"), THREADS (default 2), REPS (speed: interleaved rounds, default 3).
 set -eu
-OUT=$1 NAME=$2 MODEL=$3 TRAIN=$4 EVAL=$5 EPOCHS=$6 CTX=${7:-256}
 STRIX=${STRIX:-build/strix}
+THREADS=${THREADS:-2}
+# "key" of a one-line JSON object
+jget() { sed -n "s/.*\"$1\": \([^,}]*\).*/\1/p"; }
+median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END{print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+n_layer() { "$STRIX" info -m "$1" 2>/dev/null | sed -n 's/.*n_layer \([0-9]*\).*/\1/p'; }
+
+if [ "${1:-}" = speed ]; then
+    S3M=$2 TRAIN=$3 TL=${4:-}
+    REPS=${REPS:-3}
+    TMP=$(mktemp -d)
+    trap 'rm -rf "$TMP"' EXIT
+    echo "# D-LLM speed: $(date -u +%FT%TZ), $THREADS threads, $(uptime | sed 's/.*load/load/')"
+    echo "# CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
+    L=$(n_layer "$S3M")
+    half=$(awk "BEGIN{for (l = 1; l < $L; l += 2) printf \"%s%d\", (l > 1 ? \",\" : \"\"), l}")
+    "$STRIX" router train -m "$S3M" -f "$TRAIN" -o "$TMP/r.gguf" --keep 0.5 --epochs 1 \
+        --lr 0.01 --seed 1 --skip-layers "$half" -t "$THREADS" >/dev/null 2>&1 || true
+    run_speed() { # MODEL NAME LABEL:ARGS...
+        model=$1 name=$2
+        shift 2
+        printf 'model\tskipping\texecuted\tpp t/s\ttg t/s\ttg speed-up\tKV bytes\n'
+        i=0
+        for cfg in "$@"; do
+            : >"$TMP/pp$i" && : >"$TMP/tg$i"
+            i=$((i + 1))
+        done
+        r=0
+        while [ $r -lt "$REPS" ]; do
+            i=0
+            for cfg in "$@"; do
+                j=$("$STRIX" bench -m "$model" -t "$THREADS" -p 64 -n 32 -r 1 -o json \
+                    ${cfg#*:} 2>/dev/null | tr -d '\n')
+                echo "$j" | sed 's/}/}\n/g' | grep '"pp' | jget median_ts >>"$TMP/pp$i"
+                echo "$j" | sed 's/}/}\n/g' | grep '"tg' | jget median_ts >>"$TMP/tg$i"
+                echo "$j" | sed 's/}/}\n/g' | grep '"tg' | jget layers_executed >"$TMP/ex$i"
+                echo "$j" | sed 's/}/}\n/g' | grep '"tg' | jget kv_bytes >"$TMP/kv$i"
+                i=$((i + 1))
+            done
+            r=$((r + 1))
+        done
+        i=0
+        tg0=$(median <"$TMP/tg0")
+        for cfg in "$@"; do
+            tg=$(median <"$TMP/tg$i")
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "${cfg%%:*}" "$(cat "$TMP/ex$i")" \
+                "$(median <"$TMP/pp$i")" "$tg" "$(awk "BEGIN{printf \"%.2f\", $tg / $tg0}")" \
+                "$(cat "$TMP/kv$i")"
+            i=$((i + 1))
+        done
+    }
+    set -- "none:" "fixed pattern, layers $half removed:--skip-layers $half"
+    [ -f "$TMP/r.gguf" ] && set -- "$@" "router keep 0.5:--router $TMP/r.gguf --keep 0.5"
+    run_speed "$S3M" "$(basename "$S3M" .gguf)" "$@"
+    if [ -n "$TL" ]; then
+        L=$(n_layer "$TL")
+        half=$(awk "BEGIN{for (l = 1; l < $L; l += 2) printf \"%s%d\", (l > 1 ? \",\" : \"\"), l}")
+        run_speed "$TL" "$(basename "$TL" .gguf)" "none:" "fixed pattern, odd layers removed:--skip-layers $half"
+    fi
+    exit 0
+fi
+
+OUT=$1 NAME=$2 MODEL=$3 TRAIN=$4 EVAL=$5 EPOCHS=$6 CTX=${7:-256}
 KEEPS=${KEEPS:-"0.9 0.8 0.7 0.6 0.5"}
 mkdir -p "$OUT"
 TSV="$OUT/$NAME.tsv"
 
-# "key" of a one-line JSON object
-jget() { sed -n "s/.*\"$1\": \([^,}]*\).*/\1/p"; }
 ppl() { # TEXT ARGS... -> "fraction ppl flops_per_token kv_bytes"
     f=$1; shift
     j=$("$STRIX" ppl -m "$MODEL" -f "$f" -c "$CTX" --json "$@" 2>/dev/null)
@@ -25,11 +105,13 @@ ppl() { # TEXT ARGS... -> "fraction ppl flops_per_token kv_bytes"
         "$(echo "$j" | jget flops_per_token) $(echo "$j" | jget kv_bytes)"
 }
 
-L=$("$STRIX" info -m "$MODEL" 2>/dev/null | sed -n 's/.*n_layer \([0-9]*\).*/\1/p')
-echo "# $NAME: $MODEL, $L layers; train $TRAIN, eval $EVAL; load $(uptime | sed 's/.*load/load/')" >"$TSV"
+L=$(n_layer "$MODEL")
+echo "# $NAME: $MODEL, $L layers; train $TRAIN, eval $EVAL; $EPOCHS epoch(s); load $(uptime | sed 's/.*load/load/')" >"$TSV"
 printf 'model\tmethod\tkeep\texecuted\tppl\tflops_per_token\tkv_bytes\n' >>"$TSV"
 set -- $(ppl "$EVAL")
 printf '%s\tfull\t1\t%s\t%s\t%s\t%s\n' "$NAME" "$1" "$2" "$3" "$4" >>"$TSV"
+STATIC="$OUT/$NAME.static" # fraction ppl flops kv, for the interpolation
+echo "$1 $2 $3 $4" >"$STATIC"
 
 # greedy static removal order on the training text
 removed=""
@@ -48,22 +130,38 @@ while [ $i -lt $((L - 1)) ]; do
     removed=${removed:+$removed,}$best
     order="$order $removed"
     i=$((i + 1))
+    set -- $(ppl "$EVAL" --skip-layers "$removed")
+    printf '%s\tstatic\t%s\t%s\t%s\t%s\t%s\n' "$NAME" "$(awk "BEGIN{print ($L - $i) / $L}")" \
+        "$1" "$2" "$3" "$4" >>"$TSV"
+    echo "$1 $2 $3 $4" >>"$STATIC"
 done
 echo "# static removal order (greedy on the training text):$order" >>"$TSV"
 
+# static rows interpolated to fraction $1 (log ppl, flops and kv linear)
+interp() {
+    sort -g "$STATIC" | awk -v f="$1" '{x[NR]=$1; p[NR]=log($2); fl[NR]=$3; kv[NR]=$4}
+        END{for (i = 1; i < NR; i++) if (f >= x[i] && f <= x[i+1]) break
+            if (i >= NR) i = NR - 1
+            t = (f - x[i]) / (x[i+1] - x[i])
+            printf "%s %.6f %.0f %.0f\n", f, exp(p[i] + t * (p[i+1] - p[i])),
+                   fl[i] + t * (fl[i+1] - fl[i]), kv[i] + t * (kv[i+1] - kv[i])}'
+}
+
 for k in $KEEPS; do
     R="$OUT/$NAME-keep$k.gguf"
+    n=$(awk "BEGIN{printf \"%d\", (1 - $k) * $L + 1e-6}")
+    init=none
+    [ "$n" -ge 1 ] && init=$(echo "$order" | tr ' ' '\n' | sed -n "$((n + 1))p")
     "$STRIX" router train -m "$MODEL" -f "$TRAIN" -o "$R" --keep "$k" --epochs "$EPOCHS" \
-        --lr 0.01 --seed 1 2>"$OUT/$NAME-keep$k.log"
-    set -- $(ppl "$EVAL" --router "$R")
+        --lr 0.01 --seed 1 --skip-layers "$init" -t "$THREADS" 2>"$OUT/$NAME-keep$k.log"
+    set -- $(ppl "$EVAL" --router "$R" --keep "$k")
+    f=$1
     printf '%s\trouter\t%s\t%s\t%s\t%s\t%s\n' "$NAME" "$k" "$1" "$2" "$3" "$4" >>"$TSV"
-    set -- $(ppl "$EVAL" --skip-random "$k" --seed 1)
+    set -- $(ppl "$EVAL" --skip-random "$f" --seed 1)
     printf '%s\trandom\t%s\t%s\t%s\t%s\t%s\n' "$NAME" "$k" "$1" "$2" "$3" "$4" >>"$TSV"
-    n=$(awk "BEGIN{printf \"%d\", (1 - $k) * $L + 0.5}")
-    if [ "$n" -ge 1 ] && [ "$n" -lt "$L" ]; then
-        set=$(echo "$order" | tr ' ' '\n' | sed -n "$((n + 1))p")
-        set -- $(ppl "$EVAL" --skip-layers "$set")
-        printf '%s\tstatic\t%s\t%s\t%s\t%s\t%s\n' "$NAME" "$k" "$1" "$2" "$3" "$4" >>"$TSV"
-    fi
+    set -- $(interp "$f")
+    printf '%s\tstatic-interp\t%s\t%s\t%s\t%s\t%s\n' "$NAME" "$k" "$1" "$2" "$3" "$4" >>"$TSV"
+    echo "# keep $k: warm start from removing ${init}; $(grep -c '^val:' "$OUT/$NAME-keep$k.log") validations, best at $(grep ' best$' "$OUT/$NAME-keep$k.log" | tail -1 | cut -d' ' -f2-3)" >>"$TSV"
 done
+rm -f "$STATIC"
 cat "$TSV"

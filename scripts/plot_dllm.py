@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
 """Plots perplexity against the executed-layer fraction from the TSV files
 scripts/bench_dllm.sh writes: one panel per model, a log perplexity axis, the
-trained router, random skipping and static layer removal. Writes an SVG
-(standard library only) and prints the numbers as a Markdown table.
+trained router, random skipping and static layer removal (its points, and
+interpolated to each router's fraction). Writes an SVG (standard library
+only) and prints the numbers as a Markdown table, each router row with its
+perplexity relative to random skipping and to static removal at the same
+executed fraction.
 
 usage: scripts/plot_dllm.py OUT.svg A.tsv [B.tsv ...]
 """
 import math
 import sys
 
-COLORS = {"router": "#1f77b4", "random": "#ff7f0e", "static": "#2ca02c", "full": "#000000"}
+COLORS = {"router": "#1f77b4", "random": "#ff7f0e", "static": "#2ca02c",
+          "static-interp": "#98df8a", "full": "#000000"}
 
 
 def read(path):
@@ -37,12 +41,12 @@ def main():
         x0 = 10 + i * (pw + ml + 10) + ml
         ppls = [r[4] for r in rows]
         lo, hi = math.log(min(ppls)) - 0.1, math.log(max(ppls)) + 0.1
-        fx = lambda f: x0 + (f - 0.4) / 0.6 * pw
+        fx = lambda f: x0 + (f - 0.2) / 0.8 * pw
         fy = lambda p: mt + ph - (math.log(p) - lo) / (hi - lo) * ph
         s.append(f'<rect x="{x0}" y="{mt}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>')
         s.append(f'<text x="{x0 + pw / 2}" y="{mt - 10}" text-anchor="middle" '
                  f'font-size="13">{rows[0][0]}</text>')
-        for f in (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
+        for f in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
             s.append(f'<text x="{fx(f)}" y="{mt + ph + 14}" text-anchor="middle">{f:.1f}</text>')
         s.append(f'<text x="{x0 + pw / 2}" y="{mt + ph + 30}" text-anchor="middle">'
                  'executed layer fraction</text>')
@@ -57,7 +61,7 @@ def main():
             pts = sorted((r[3], r[4]) for r in rows if r[1] == method)
             if not pts:
                 continue
-            if len(pts) > 1:
+            if len(pts) > 1 and method != "static-interp":
                 d = " ".join(f"{fx(f):.1f},{fy(p):.1f}" for f, p in pts)
                 s.append(f'<polyline points="{d}" fill="none" stroke="{col}" stroke-width="1.5"/>')
             for f, p in pts:
@@ -68,13 +72,20 @@ def main():
     s.append("</svg>")
     open(out, "w").write("\n".join(s) + "\n")
     print("| model | method | keep | executed | ppl | ppl / full | FLOPs/token vs full "
-          "| KV bytes vs full |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+          "| KV bytes vs full | router ppl / random | router ppl / static |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for rows in panels:
         full = [r for r in rows if r[1] == "full"][0]
         for r in rows:
+            vs = " | |"
+            if r[1] == "router":
+                same = {m: [q for q in rows if q[1] == m and q[2] == r[2]]
+                        for m in ("random", "static-interp")}
+                if same["random"] and same["static-interp"]:
+                    vs = (f" {r[4] / same['random'][0][4]:.3f} |"
+                          f" {r[4] / same['static-interp'][0][4]:.3f} |")
             print(f"| {r[0]} | {r[1]} | {r[2]:g} | {r[3]:.3f} | {r[4]:.2f} | {r[4] / full[4]:.2f} "
-                  f"| {r[5] / full[5]:.2f} | {r[6] / full[6]:.2f} |")
+                  f"| {r[5] / full[5]:.2f} | {r[6] / full[6]:.2f} |{vs}")
 
 
 if __name__ == "__main__":

@@ -507,6 +507,10 @@ p2=$("$S" ppl $F -f "$T/text.txt" -c 64 --json --router "$T/r.gguf" --keep 1 2>/
 "$S" router map $F --router "$T/r.gguf" -f "$T/text.txt" -o "$T/map.svg" 2>/dev/null &&
     grep -q "<svg" "$T/map.svg" && [ "$(wc -l <"$T/map.csv")" -gt 100 ] &&
     grep -q "^text.txt,content," "$T/map.summary.csv" && ok || bad "router map"
+"$S" router train $F -f "$T/text.txt" -o "$T/rw.gguf" --keep 0.8 --window 32 --skip-layers 2 2>"$T/warm.err" &&
+    grep -q "^val: step 0 loss [0-9.]* (ppl [0-9.]*) executed 0.800" "$T/warm.err" && ok || bad "router train --skip-layers: $(head -c 300 "$T/warm.err")"
+j=$("$S" ppl $F -f "$T/text.txt" -c 64 --json --router "$T/rw.gguf" --keep 0.5 2>/dev/null)
+echo "$j" | grep -q '"keep_requested": 0.5' && ok || bad "ppl --json keep_requested: $j"
 head -c 300 "$T/r.gguf" >"$T/cut.gguf"
 expect_fail "router: keep 0" ppl $F -f "$T/text.txt" --router "$T/r.gguf" --keep 0
 expect_fail "router: keep 1.5" ppl $F -f "$T/text.txt" --router "$T/r.gguf" --keep 1.5

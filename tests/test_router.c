@@ -18,6 +18,7 @@
 #include "train/backward.h"
 #include "train/router_train.h"
 
+#define WARM_TEST_BIAS 3.0f /* below router_train.c's warm-start logit 4 */
 #define MODEL "stories260K-ref.gguf" /* F32 llama, 5 layers, GQA 8/4 heads */
 
 static const strix_token PROMPT[] = {1,   403, 407, 261, 378, 285, 328, 270, 282, 458,
@@ -280,6 +281,169 @@ static void check_train(const strix_model *m)
     CHECK(strix_router_train(m, tok, N, &p, &a, &err) == STRIX_ERR_ARG && a == NULL);
 }
 
+/* Window w of tok (W tokens from w * W) decoded in a fresh context under rp:
+ * its decisions into dec (W, n_layer) and its LM loss (mean -log p of the
+ * next token, the window's last token predicting the one after it) returned. */
+static double window_run(const strix_model *m, const struct strix_route_params *rp,
+                         const strix_token *tok, int W, uint8_t *dec)
+{
+    const int nv = strix_vocab_size(m);
+    strix_context *c = route_ctx(m, rp, 1, NULL, NULL);
+    float *lg = decode_logits(c, nv, tok, W, 1);
+    CHECK(strix_route_last(c, dec, W) == W);
+    double nll = 0.0;
+    for (int t = 0; lg && t < W; t++) {
+        const float *row = lg + (size_t)t * (size_t)nv;
+        double mx = row[0], z = 0.0;
+        for (int v = 1; v < nv; v++)
+            mx = row[v] > mx ? row[v] : mx;
+        for (int v = 0; v < nv; v++)
+            z += exp(row[v] - mx);
+        nll += mx + log(z) - row[tok[t + 1]];
+    }
+    free(lg);
+    strix_context_free(c);
+    return nll / W;
+}
+
+struct val_log {
+    int n, best_step;
+    double first, best;
+};
+static void on_val(void *user, int step, double loss, double frac, int best)
+{
+    struct val_log *v = user;
+    (void)frac;
+    if (v->n++ == 0)
+        v->first = loss;
+    if (best) {
+        v->best = loss;
+        v->best_step = step;
+    }
+}
+
+/* Warm start and calibration: a router warm-started from a static removal
+ * reproduces it bit for bit before training; after training, chosen on the
+ * validation windows, its LM loss there (counted here through the public
+ * API) is no worse than the static removal's; its executed fraction on the
+ * calibration windows, counted from the decisions, is the requested keep
+ * (the trained one and, through the calibration table, others); the table
+ * survives a save and load, and a bad one is refused. */
+static void check_warm_calib(const strix_model *m)
+{
+    enum { W = 16, N = 20 * W + 1, NV = 4 };
+    strix_token tok[N];
+    for (int i = 0; i < N; i++)
+        tok[i] = PROMPT[(i * 7 + i / 13) % N_PROMPT];
+    const int nl = m->hp.n_layer, nv = strix_vocab_size(m);
+    uint8_t skip[8] = {0};
+    skip[2] = 1;
+    struct strix_router_train_params p = strix_router_train_default_params();
+    p.window = W;
+    p.keep = (float)(nl - 1) / (float)nl;
+    p.epochs = 0;
+    p.init_skip = skip;
+    p.val_windows = NV;
+    strix_router *a = NULL;
+    strix_error err;
+    CHECKF(strix_router_train(m, tok, N, &p, &a, &err) == STRIX_OK, "%s", err.msg);
+    if (!a)
+        return;
+    struct strix_route_params rp = strix_route_default_params(), sp = rp;
+    rp.router = a;
+    sp.skip_layers = skip;
+    uint8_t dec[N_PROMPT * 8];
+    float *ra = logits_with(m, &rp, 1, dec), *rs = logits_with(m, &sp, 1, NULL);
+    const size_t nlog = (size_t)N_PROMPT * (size_t)nv;
+    CHECK(ra && rs && memcmp(ra, rs, nlog * sizeof(float)) == 0);
+    int mism = 0;
+    for (int t = 0; t < N_PROMPT; t++)
+        for (int l = 0; l < nl; l++)
+            mism += dec[t * nl + l] != !skip[l];
+    CHECKF(mism == 0, "%d decisions differ from the static mask", mism);
+    rp.keep = p.keep; /* the trained keep, asked for: the same */
+    float *rk = logits_with(m, &rp, 1, NULL);
+    CHECK(ra && rk && memcmp(ra, rk, nlog * sizeof(float)) == 0);
+    free(ra);
+    free(rs);
+    free(rk);
+    strix_router_free(a);
+
+    /* trained, keep 0.7 (one layer half-executed), chosen on validation */
+    struct val_log vl = {0, -1, 0, 0};
+    p.keep = 0.7f;
+    p.epochs = 3;
+    p.lr = 0.01f;
+    p.on_val = on_val;
+    p.user = &vl;
+    CHECKF(strix_router_train(m, tok, N, &p, &a, &err) == STRIX_OK, "%s", err.msg);
+    if (!a)
+        return;
+    printf("test_router: warm start: %d validations, step 0 loss %.4f, best %.4f at step %d\n",
+           vl.n, vl.first, vl.best, vl.best_step);
+    CHECK(vl.n >= 5 && vl.best <= vl.first);
+    const int n_win = (N - 1) / W;
+    uint8_t wd[W * 8];
+    for (int ki = 0; ki < 3; ki++) {
+        const float keep = ki == 0 ? 0.0f : ki == 1 ? 0.5f : 0.9f;
+        const float want = ki == 0 ? 0.7f : keep;
+        rp.router = a;
+        rp.keep = keep;
+        int run = 0;
+        double loss = 0.0, loss_static = 0.0;
+        for (int w = n_win - NV; w < n_win; w++) {
+            loss += window_run(m, &rp, tok + w * W, W, wd) / NV;
+            for (int i = 0; i < W * nl; i++)
+                run += wd[i];
+            if (ki == 0) {
+                uint8_t sd[W * 8];
+                loss_static += window_run(m, &sp, tok + w * W, W, sd) / NV;
+            }
+        }
+        const double frac = (double)run / (NV * W * nl);
+        printf("test_router: keep %.2f asked: executed %.4f on the calibration windows\n",
+               (double)want, frac);
+        CHECKF(fabs(frac - want) < 0.04, "executed %.4f, asked %.2f", frac, (double)want);
+        if (ki == 0) {
+            /* the static removal at 0.8 runs more; the router at 0.7 is
+             * chosen among checkpoints that include the removal plus a
+             * half layer, so it beats the 0.6 removal by a margin */
+            uint8_t s2[8] = {0};
+            s2[2] = 1;
+            for (int l = 0; l < nl; l++) /* the half-executed layer, removed */
+                if (!skip[l] && a->b2[l] < WARM_TEST_BIAS && a->b2[l] > -WARM_TEST_BIAS)
+                    s2[l] = 1;
+            struct strix_route_params s2p = strix_route_default_params();
+            s2p.skip_layers = s2;
+            double loss2 = 0.0;
+            for (int w = n_win - NV; w < n_win; w++)
+                loss2 += window_run(m, &s2p, tok + w * W, W, wd) / NV;
+            printf("test_router: validation loss: router %.4f (trainer %.4f), static 0.8 %.4f, "
+                   "static 0.6 %.4f\n",
+                   loss, vl.best, loss_static, loss2);
+            CHECK(fabs(loss - vl.best) < 0.02 * vl.best);
+            CHECK(loss <= loss2 + 1e-3);
+        }
+    }
+    /* the table survives a save and load; a bad one is refused */
+    char path[512];
+    snprintf(path, sizeof path, "%s/calib.gguf", tmpdir);
+    strix_router *b = NULL;
+    CHECK(a->n_calib >= 10);
+    CHECKF(strix_router_save(a, path, &err) == STRIX_OK, "%s", err.msg);
+    CHECKF(strix_router_load(path, m, &b, &err) == STRIX_OK, "%s", err.msg);
+    CHECK(b && b->n_calib == a->n_calib &&
+          memcmp(b->calib_keep, a->calib_keep, (size_t)a->n_calib * sizeof(float)) == 0 &&
+          memcmp(b->calib_shift, a->calib_shift, (size_t)a->n_calib * sizeof(float)) == 0);
+    strix_router_free(b);
+    b = NULL;
+    a->calib_keep[1] = a->calib_keep[0];
+    CHECK(route_router_save(a, path, &err) == STRIX_OK);
+    CHECK(strix_router_load(path, m, &b, &err) == STRIX_ERR_FORMAT && b == NULL);
+    CHECKF(strstr(err.msg, "calibration") != NULL, "%s", err.msg);
+    strix_router_free(a);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "%s", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -299,10 +463,12 @@ int main(void)
     check_refused(m);
     check_train_grad(m);
     check_train(m);
+    check_warm_calib(m);
 
     strix_router *r = NULL;
     const char *path = make_router(m, 7, 0, 0, "r.gguf");
     CHECKF(strix_router_load(path, m, &r, &err) == STRIX_OK, "%s", err.msg);
+    CHECK(r && r->n_calib == 0); /* a file without a calibration table loads */
     float *plain = fixture_logits(m, PROMPT, N_PROMPT, 1, 64, 1);
 
     /* every decision "execute": bit for bit the model without a router */

@@ -153,6 +153,7 @@ static const struct {
     {"info", "  info      [-m MODEL] [--vocab TOKENIZER.bin] [-c N_CTX (cache of such a context)]\n"},
     {"router", "  router    train -m MODEL -f TEXT -o R.gguf [--keep 0.6] [--epochs E] [--lr LR]\n"
                "            [--window W] [-t THREADS] [--seed S]   (decision modules, base frozen)\n"
+               "            [--skip-layers L,L|none]   (warm start from that static removal)\n"
                "  router    map -m MODEL --router R.gguf -f TEXT -o MAP.svg [--keep X]\n"
                "            (which layers each token ran: SVG heat map, and MAP.csv)\n"},
     {"convert", "  convert   [-m MODEL] [--vocab TOKENIZER.bin] -o OUT.gguf [--type TYPE] [-t THREADS]\n"

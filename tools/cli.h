@@ -161,6 +161,8 @@ int cmd_router(int argc, char **argv);
 int route_wanted(const struct opts *o);
 strix_router *route_apply(const struct opts *o, const strix_model *m, strix_context *ctx);
 void route_report(const strix_context *ctx, const char *what);
+/* The executed fraction asked for by route_apply's options (1: none). */
+double route_requested_keep(void);
 
 int cmd_analyze(int argc, char **argv); /* analyze.c */
 int cmd_prune(int argc, char **argv);   /* prune.c */

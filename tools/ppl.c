@@ -119,11 +119,11 @@ int cmd_ppl(int argc, char **argv)
             die("%s", err.msg);
         printf("{\"ppl\": %.6f, \"nll\": %.6f, \"nll_stderr\": %.6f, \"n_scored\": %lld, "
                "\"n_ctx\": %d, \"layers_executed\": %.6f, \"flops\": %.6g, "
-               "\"flops_per_token\": %.6g, \"kv_bytes\": %llu}\n",
+               "\"flops_per_token\": %.6g, \"kv_bytes\": %llu, \"keep_requested\": %.6g}\n",
                r.ppl, r.nll, r.nll_stderr, (long long)r.n_scored, r.n_ctx,
                st.pairs ? (double)st.pairs_run / (double)st.pairs : 1.0, st.flops,
                st.n_tokens ? st.flops / (double)st.n_tokens : 0.0,
-               (unsigned long long)st.kv_bytes_peak);
+               (unsigned long long)st.kv_bytes_peak, route_requested_keep());
         strix_context_free(ctx);
         strix_router_free(router);
         free(ids);

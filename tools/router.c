@@ -7,6 +7,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,7 @@ static uint8_t *parse_layers(const char *list, int n_layer)
     uint8_t *mask = calloc((size_t)n_layer, 1);
     if (!mask)
         die("out of memory");
-    const char *p = list;
+    const char *p = strcmp(list, "none") == 0 ? "" : list;
     while (*p) {
         char *end;
         const long l = strtol(p, &end, 10);
@@ -36,6 +37,13 @@ static uint8_t *parse_layers(const char *list, int n_layer)
         p = *end ? end + 1 : end;
     }
     return mask;
+}
+
+static double requested_keep = 1.0; /* of the last route_apply */
+
+double route_requested_keep(void)
+{
+    return requested_keep;
 }
 
 strix_router *route_apply(const struct opts *o, const strix_model *m, strix_context *ctx)
@@ -64,6 +72,13 @@ strix_router *route_apply(const struct opts *o, const strix_model *m, strix_cont
     rp.skip_layers = mask;
     if (strix_context_set_route(ctx, &rp, &err))
         die("%s", err.msg);
+    requested_keep = 1.0;
+    if (r)
+        requested_keep = rp.keep > 0.0f ? rp.keep : strix_router_keep(r);
+    else if (rp.random_keep > 0.0f)
+        requested_keep = rp.random_keep;
+    for (int l = 0; mask && l < in.n_layer; l++)
+        requested_keep -= mask[l] ? 1.0 / in.n_layer : 0.0;
     free(mask);
     return r;
 }
@@ -75,9 +90,9 @@ void route_report(const strix_context *ctx, const char *what)
     if (strix_context_route_stats(ctx, &st, &err) || st.n_tokens == 0)
         return;
     fprintf(stderr,
-            "%s: layers executed %.4f (%llu of %llu token-layer pairs), %.4g FLOPs (%.4g per "
-            "token), KV %llu bytes held, peak %llu\n",
-            what, st.pairs ? (double)st.pairs_run / (double)st.pairs : 1.0,
+            "%s: layers executed %.4f (requested %.4f; %llu of %llu token-layer pairs), %.4g "
+            "FLOPs (%.4g per token), KV %llu bytes held, peak %llu\n",
+            what, st.pairs ? (double)st.pairs_run / (double)st.pairs : 1.0, requested_keep,
             (unsigned long long)st.pairs_run, (unsigned long long)st.pairs, st.flops,
             st.flops / (double)st.n_tokens, (unsigned long long)st.kv_bytes,
             (unsigned long long)st.kv_bytes_peak);
@@ -111,10 +126,21 @@ static int train_progress(void *user, int step, int n_steps, double loss, double
     return 0;
 }
 
+static void train_val(void *user, int step, double loss, double frac, int best)
+{
+    struct bar *b = user;
+    if (b->head[0]) {
+        fputs(b->head, stderr);
+        b->head[0] = '\0';
+    }
+    fprintf(stderr, "val: step %d loss %.4f (ppl %.3f) executed %.3f%s\n", step, loss, exp(loss),
+            frac, best ? " best" : "");
+}
+
 static int router_train(int argc, char **argv)
 {
     struct opts o;
-    parse_opts(argc - 1, argv + 1, &o, " m vocab f o keep epochs lr window t seed ");
+    parse_opts(argc - 1, argv + 1, &o, " m vocab f o keep epochs lr window t seed skip-layers ");
     if (!o.file || !o.out)
         die("router train needs -f TEXT and -o R.gguf");
     refuse_overwrite(o.out, (const char *const[]){o.model, o.vocab, o.file}, 3);
@@ -138,12 +164,23 @@ static int router_train(int argc, char **argv)
     if (o.n_threads)
         tp.n_threads = o.n_threads;
     tp.seed = o.seed_given ? o.sp.seed : 1;
+    /* a tenth of the windows (the text's end) chooses the checkpoint */
+    const int n_win = (n_tok - 1) / tp.window;
+    tp.val_windows = n_win >= 10 ? n_win / 10 : 0;
+    tp.on_val = train_val;
+    struct strix_model_info in = {.struct_size = sizeof in};
+    strix_model_get_info(m, &in);
+    uint8_t *init = o.skip_layers ? parse_layers(o.skip_layers, in.n_layer) : NULL;
+    tp.init_skip = init;
     struct bar b = {now(), isatty(2), ""};
     tp.progress = train_progress;
     tp.user = &b;
     snprintf(b.head, sizeof b.head,
-             "train: %d tokens of %s, windows of %d, keep %.2f, %d epoch(s), seed %llu\n", n_tok,
-             o.file, tp.window, (double)tp.keep, tp.epochs, (unsigned long long)tp.seed);
+             "train: %d tokens of %s, windows of %d (%d for validation), keep %.2f, %d epoch(s), "
+             "seed %llu%s%s\n",
+             n_tok, o.file, tp.window, tp.val_windows, (double)tp.keep, tp.epochs,
+             (unsigned long long)tp.seed, init ? ", warm start from removing layers " : "",
+             init ? o.skip_layers : "");
     strix_router *r = NULL;
     strix_error err;
     if (strix_router_train(m, ids, n_tok, &tp, &r, &err))
@@ -151,6 +188,7 @@ static int router_train(int argc, char **argv)
     if (strix_router_save(r, o.out, &err))
         die("%s", err.msg);
     fprintf(stderr, "train: wrote %s (%.1fs)\n", o.out, now() - b.t0);
+    free(init);
     strix_router_free(r);
     free(ids);
     free(text);

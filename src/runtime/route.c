@@ -115,7 +115,12 @@ int route_router_save(const strix_router *r, const char *path, strix_error *err)
              gguf_writer_add_u32(w, "router.base.n_embd", (uint32_t)r->n_embd) == 0 &&
              gguf_writer_add_str(w, "router.base.fingerprint", fp) == 0 &&
              gguf_writer_add_u32(w, "router.n_hidden", (uint32_t)r->n_hidden) == 0 &&
-             gguf_writer_add_f32(w, "router.keep", r->keep) == 0;
+             gguf_writer_add_f32(w, "router.keep", r->keep) == 0 &&
+             (r->n_calib == 0 ||
+              (gguf_writer_add_arr_f32(w, "router.calib_keep", r->calib_keep,
+                                       (uint64_t)r->n_calib) == 0 &&
+               gguf_writer_add_arr_f32(w, "router.calib_shift", r->calib_shift,
+                                       (uint64_t)r->n_calib) == 0));
     const size_t nh = (size_t)r->n_hidden, ne = (size_t)r->n_embd;
     for (int l = 0; ok && l < r->n_layer; l++) {
         char name[64];
@@ -157,6 +162,47 @@ static int read_f32(const gguf *g, const uint8_t *data, const char *name, int64_
                        name, ne0, ne1);
     memcpy(dst, data + gguf_data_offset(g) + t->offset, (size_t)(ne0 * ne1) * sizeof(float));
     return STRIX_OK;
+}
+
+/* The optional calibration table (files before it have none). */
+static int read_calib(const gguf *g, strix_router *r, const char *path, strix_error *err)
+{
+    if (!gguf_find_kv(g, "router.calib_keep") && !gguf_find_kv(g, "router.calib_shift"))
+        return STRIX_OK;
+    const struct gguf_kv *k = gguf_get_arr(g, "router.calib_keep", GGUF_VT_F32, err);
+    const struct gguf_kv *s = k ? gguf_get_arr(g, "router.calib_shift", GGUF_VT_F32, err) : NULL;
+    if (!k || !s || k->n != s->n || k->n < 1 || k->n > ROUTE_MAX_CALIB)
+        return err_set(err, STRIX_ERR_FORMAT,
+                       "router %s: calibration table missing a half or of a bad size", path);
+    r->n_calib = (int)k->n;
+    for (int i = 0; i < r->n_calib; i++) {
+        r->calib_keep[i] = gguf_arr_f32(k, (uint64_t)i);
+        r->calib_shift[i] = gguf_arr_f32(s, (uint64_t)i);
+        if (!(r->calib_keep[i] > 0.0f && r->calib_keep[i] <= 1.0f) ||
+            !isfinite(r->calib_shift[i]) || (i && !(r->calib_keep[i] > r->calib_keep[i - 1])))
+            return err_set(err, STRIX_ERR_FORMAT,
+                           "router %s: calibration entry %d (keep %g, shift %g) out of order "
+                           "or range",
+                           path, i, (double)r->calib_keep[i], (double)r->calib_shift[i]);
+    }
+    return STRIX_OK;
+}
+
+float route_calib_shift(const strix_router *r, float keep)
+{
+    const int n = r->n_calib;
+    if (n == 0)
+        return 0.0f;
+    if (keep >= 1.0f)
+        return -INFINITY;
+    if (keep <= r->calib_keep[0])
+        return r->calib_shift[0];
+    for (int i = 1; i < n; i++)
+        if (keep <= r->calib_keep[i]) {
+            const float a = (keep - r->calib_keep[i - 1]) / (r->calib_keep[i] - r->calib_keep[i - 1]);
+            return r->calib_shift[i - 1] + a * (r->calib_shift[i] - r->calib_shift[i - 1]);
+        }
+    return keep >= 1.0f ? -INFINITY : r->calib_shift[n - 1];
 }
 
 static int str_is(const struct gguf_str *s, const char *v)
@@ -226,6 +272,8 @@ int strix_router_load(const char *path, const strix_model *m, strix_router **out
         goto fail;
     }
     r->keep = keep;
+    if ((rc = read_calib(g, r, path, err)))
+        goto fail;
     const size_t nh = n_hidden, ne = n_embd;
     for (int l = 0; l < r->n_layer; l++) {
         char name[64];
@@ -280,6 +328,8 @@ float route_logit(const strix_router *r, int l, const float *x, float *scratch)
 struct route {
     const strix_router *router;
     float threshold;   /* router: run when sigmoid(s) >= threshold */
+    int calibrated;    /* router: run when s >= shift instead */
+    float shift;
     float random_keep; /* > 0: random skipping */
     uint64_t seed;
     uint8_t *skip;     /* (n_layer) static removal, or NULL */
@@ -378,6 +428,8 @@ int strix_context_set_route(strix_context *c, const struct strix_route_params *p
     }
     r->router = p.router;
     r->threshold = p.keep > 0.0f ? 1.0f - p.keep : 0.5f;
+    r->calibrated = p.router && p.keep > 0.0f && p.router->n_calib > 0;
+    r->shift = r->calibrated ? route_calib_shift(p.router, p.keep) : 0.0f;
     r->random_keep = p.random_keep;
     r->seed = p.seed;
     /* what one executed pair costs (the first layer stands for all: a
@@ -417,6 +469,8 @@ static int decide(const strix_context *c, struct route *r, int l, int t)
     if (r->router) {
         const float s = route_logit(r->router, l, c->x + (size_t)t * (size_t)c->model->hp.n_embd,
                                     r->scratch);
+        if (r->calibrated)
+            return s >= r->shift;
         return 1.0f / (1.0f + expf(-s)) >= r->threshold;
     }
     if (r->random_keep > 0.0f) {

@@ -10,12 +10,20 @@
 
 #include "model/model.h"
 
+#define ROUTE_MAX_CALIB 32
+
 struct strix_router {
     char arch[32];        /* base model's architecture */
     int n_layer, n_embd;  /* base model's shape */
     int n_hidden;         /* width of each decision module's hidden layer */
     uint64_t fingerprint; /* route_fingerprint of the base model */
     float keep;           /* executed fraction trained for (0: unknown) */
+    /* calibration (router.calib_keep/_shift; n_calib 0 in older files):
+     * with logit shift calib_shift[i] (execute when s >= shift) the
+     * executed fraction on the calibration text was calib_keep[i];
+     * calib_keep ascending */
+    int n_calib;
+    float calib_keep[ROUTE_MAX_CALIB], calib_shift[ROUTE_MAX_CALIB];
     /* decision module of layer l: s = w2 . relu(W1 rmsnorm(x) + b1) + b2 */
     float *w1; /* (n_layer, n_hidden, n_embd) */
     float *b1; /* (n_layer, n_hidden) */
@@ -34,6 +42,9 @@ int route_router_save(const strix_router *r, const char *path, strix_error *err)
 /* The decision logit of layer l for hidden state x (n_embd). scratch:
  * n_embd + n_hidden floats, left holding the normed input, then the hidden
  * activations after relu (training reads them). */
+/* The logit shift that the calibration table gives for executed fraction
+ * keep (linear between its entries; 0 without a table). */
+float route_calib_shift(const strix_router *r, float keep);
 float route_logit(const strix_router *r, int l, const float *x, float *scratch);
 
 #endif

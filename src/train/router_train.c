@@ -31,8 +31,13 @@
 
 #define STEP_WINDOWS 4
 
+#define WARM_BIAS 4.0f /* a warm-started module's constant logit */
+#define N_CAL 16        /* calibration windows without validation windows */
+
 UTIL_PARAMS_DEFINE(router_train, .keep = 0.6f, .epochs = 1, .lr = 1e-3f, .window = 128,
                    .n_hidden = 16, .tau = 1.0f, .penalty = 20.0f, .n_threads = 1, .seed = 1)
+
+enum { WIN_LOGITS, WIN_LOSS, WIN_TRAIN }; /* what window() computes */
 
 struct trainer {
     const strix_model *m;
@@ -70,6 +75,9 @@ struct step_job {
     const int *starts; /* window starts of this step */
     int n_win;
     uint64_t noise_seed;
+    int mode;    /* WIN_*; not WIN_TRAIN: noiseless, window i's loss in loss[i] */
+    float *sv;   /* WIN_LOGITS: window i's decision logits at sv + i * (n_layer * T) */
+    double *loss;
 };
 
 static uint64_t mix64(uint64_t z)
@@ -106,10 +114,11 @@ static const float *f32_of(struct trainer *tr, const struct tensor *t)
     return f;
 }
 
-/* Gradient of one window into w->grad (added), its loss into w. seed 0:
- * no noise and no backward (calibration): the decision logits stay in
- * w->g as they were computed. */
-static void window(struct trainer *tr, struct worker *w, const strix_token *tok, uint64_t seed)
+/* One window: its decision logits into w->sv, and (mode WIN_LOSS, WIN_TRAIN)
+ * its LM loss and executed fractions added into w, and (WIN_TRAIN) its
+ * gradient into w->grad. seed 0: no noise. */
+static void window(struct trainer *tr, struct worker *w, const strix_token *tok, uint64_t seed,
+                   int mode)
 {
     const struct hparams *hp = &tr->m->hp;
     const strix_router *r = tr->r;
@@ -147,12 +156,14 @@ static void window(struct trainer *tr, struct worker *w, const strix_token *tok,
                     x[(size_t)t * e + i] + (tr->soft ? g[t] : (float)dec[t]) * dl[(size_t)t * e + i];
     }
     const double n_pairs = (double)nl * T;
-    if (!seed)
+    if (mode == WIN_LOGITS)
         return;
     w->loss += bw_head_loss(&tr->d, tr->out_norm, tr->out_w, hp->n_vocab, T,
                             w->xs + (size_t)nl * te, target, w->dx, w->logits, w->xn);
     w->frac += n_run / n_pairs;
     w->soft += soft / n_pairs;
+    if (mode == WIN_LOSS)
+        return;
     const double dpen = 2.0 * p->penalty * (soft / n_pairs - p->keep) / n_pairs;
     const size_t o_b1 = (size_t)nl * nh * e, o_w2 = o_b1 + (size_t)nl * nh,
                  o_b2 = o_w2 + (size_t)nl * nh;
@@ -214,10 +225,21 @@ static void step_worker(void *arg, int ith, int nth)
 {
     struct step_job *j = arg;
     for (int i = ith; i < j->n_win; i += nth) {
+        if (j->mode != WIN_TRAIN) {
+            struct worker *w = &j->w[ith];
+            w->loss = w->frac = w->soft = 0.0;
+            window(j->tr, w, j->tokens + j->starts[i], 0, j->mode);
+            const size_t per = (size_t)j->tr->m->hp.n_layer * (size_t)j->tr->p->window;
+            if (j->sv)
+                memcpy(j->sv + (size_t)i * per, w->sv, per * sizeof(float));
+            if (j->loss)
+                j->loss[i] = w->loss;
+            continue;
+        }
         struct worker *w = &j->w[i];
         memset(w->grad, 0, j->tr->n_par * sizeof(float));
         w->loss = w->frac = w->soft = 0.0;
-        window(j->tr, w, j->tokens + j->starts[i], mix64(j->noise_seed + (uint64_t)i));
+        window(j->tr, w, j->tokens + j->starts[i], mix64(j->noise_seed + (uint64_t)i), WIN_TRAIN);
     }
 }
 
@@ -271,6 +293,86 @@ static int cmp_float(const void *a, const void *b)
 {
     const float x = *(const float *)a, y = *(const float *)b;
     return (x > y) - (x < y);
+}
+
+/* The logit shift c with #(sv >= c) closest to keep * n (sv ascending);
+ * equal values stay on one side (a warm-started module's logits are all
+ * equal). */
+static float shift_for(const float *sv, size_t n, double keep)
+{
+    size_t want = (size_t)(keep * (double)n + 0.5);
+    if (want > n)
+        want = n;
+    size_t b = n - want; /* the first executed value */
+    if (b > 0 && b < n && sv[b - 1] == sv[b]) {
+        size_t lo = b, hi = b;
+        while (lo > 0 && sv[lo - 1] == sv[b])
+            lo--;
+        while (hi < n && sv[hi] == sv[b])
+            hi++;
+        b = (n - lo) - want <= want - (n - hi) ? lo : hi;
+    }
+    if (b == 0)
+        return sv[0] - 1.0f;
+    if (b == n)
+        return sv[n - 1] + 1.0f;
+    const float m = sv[b - 1] + 0.5f * (sv[b] - sv[b - 1]);
+    return m > sv[b - 1] ? m : sv[b];
+}
+
+/* Windows for calibration and validation, and their buffers. */
+struct evalset {
+    const strix_token *tokens;
+    int *starts;
+    int n;
+    float *sv;    /* (n, n_layer, T) */
+    double *loss; /* (n) */
+};
+
+/* A noiseless pass over the set's windows (mode WIN_LOGITS or WIN_LOSS);
+ * returns the mean loss (WIN_LOSS). */
+static double eval_pass(struct trainer *tr, struct worker *wk, struct pool *pool,
+                        struct evalset *es, int mode)
+{
+    struct step_job j = {tr, wk, es->tokens, es->starts, es->n, 0, mode, es->sv, es->loss};
+    pool_run_n(pool, step_worker, &j, STEP_WINDOWS);
+    double sum = 0.0;
+    for (int i = 0; mode == WIN_LOSS && i < es->n; i++)
+        sum += es->loss[i];
+    return sum / es->n;
+}
+
+/* Shifts every layer's bias by one amount so that the noiseless executed
+ * fraction on the set is keep (a few rounds: the decisions move the states
+ * later layers see); returns the total shift (execute when the unshifted
+ * logit >= it). */
+static float calibrate(struct trainer *tr, struct worker *wk, struct pool *pool,
+                       struct evalset *es, double keep, int rounds)
+{
+    const int nl = tr->m->hp.n_layer;
+    const size_t n_sv = (size_t)es->n * (size_t)nl * (size_t)tr->p->window;
+    float total = 0.0f;
+    for (int round = 0; round < rounds; round++) {
+        eval_pass(tr, wk, pool, es, WIN_LOGITS);
+        qsort(es->sv, n_sv, sizeof(float), cmp_float);
+        const float shift = shift_for(es->sv, n_sv, keep);
+        for (int l = 0; l < nl; l++)
+            tr->r->b2[l] -= shift;
+        total += shift;
+    }
+    return total;
+}
+
+/* Executed fraction of the set's windows, noiseless, as the router is. */
+static double eval_frac(struct trainer *tr, struct worker *wk, struct pool *pool,
+                        struct evalset *es)
+{
+    eval_pass(tr, wk, pool, es, WIN_LOGITS);
+    const size_t n_sv = (size_t)es->n * (size_t)tr->m->hp.n_layer * (size_t)tr->p->window;
+    size_t run = 0;
+    for (size_t i = 0; i < n_sv; i++)
+        run += es->sv[i] >= 0.0f;
+    return (double)run / (double)n_sv;
 }
 
 /* Whether the model's blocks are the Llama block backward.c computes. */
@@ -356,7 +458,7 @@ double router_train_grad(const strix_model *m, strix_router *r, const strix_toke
     double loss = NAN;
     if (trainer_weights(&tr, NULL) == STRIX_OK && worker_init(&w, &tr)) {
         memset(w.grad, 0, tr.n_par * sizeof(float));
-        window(&tr, &w, tokens, seed);
+        window(&tr, &w, tokens, seed, WIN_TRAIN);
         memcpy(grad, w.grad, tr.n_par * sizeof(float));
         loss = w.loss + (double)p->penalty * (w.soft - p->keep) * (w.soft - p->keep);
         *frac = w.frac;
@@ -391,7 +493,7 @@ int strix_router_train(const strix_model *m, const strix_token *tokens, int n_to
         return err_set(err, STRIX_ERR_ARG, "router training needs a model with weights");
     if (!(p.keep > 0.0f && p.keep <= 1.0f))
         return err_set(err, STRIX_ERR_ARG, "keep %g is outside (0, 1]", (double)p.keep);
-    if (p.epochs < 1 || p.epochs > 100000 || !(p.lr > 0.0f && p.lr < 1.0f) || p.n_hidden < 1 ||
+    if (p.epochs < 0 || p.epochs > 100000 || !(p.lr > 0.0f && p.lr < 1.0f) || p.n_hidden < 1 ||
         p.n_hidden > 4096 || !(p.tau > 0.0f) || !(p.penalty >= 0.0f) || p.n_threads < 1 ||
         p.n_threads > 256)
         return err_set(err, STRIX_ERR_ARG, "training parameters out of range");
@@ -409,12 +511,20 @@ int strix_router_train(const strix_model *m, const strix_token *tokens, int n_to
         return err_set(err, STRIX_ERR_UNSUPPORTED,
                        "router training supports Llama-shaped blocks only (%s model)", m->arch);
 
+    const int n_win_all = (n_tokens - 1) / p.window;
+    if (p.val_windows < 0 || p.val_windows >= n_win_all)
+        return err_set(err, STRIX_ERR_ARG,
+                       "%d validation windows: the text has %d windows of %d, and training "
+                       "needs at least one",
+                       p.val_windows, n_win_all, p.window);
+
     struct trainer tr = {0};
     struct worker wk[STEP_WINDOWS];
     memset(wk, 0, sizeof wk);
     struct pool *pool = NULL;
-    float *adam_m = NULL, *adam_v = NULL;
+    float *adam_m = NULL, *adam_v = NULL, *best = NULL, *b2_keep = NULL;
     int *order = NULL;
+    struct evalset es = {tokens, NULL, 0, NULL, NULL};
     rc = STRIX_ERR_NOMEM;
     tr.m = m;
     tr.p = &p;
@@ -424,9 +534,30 @@ int strix_router_train(const strix_model *m, const strix_token *tokens, int n_to
     if ((rc = trainer_weights(&tr, err)))
         goto fail;
     rc = STRIX_ERR_NOMEM;
-    /* initial router: small random first layer, the bias at the target */
     const int e = hp->n_embd, nl = hp->n_layer, nh = p.n_hidden;
+    const int n_win = n_win_all - p.val_windows; /* training windows */
     strix_router *r = tr.r;
+    for (int i = 0; i < STEP_WINDOWS; i++)
+        if (!worker_init(&wk[i], &tr))
+            goto fail;
+    adam_m = util_calloc(tr.n_par, sizeof(float));
+    adam_v = util_calloc(tr.n_par, sizeof(float));
+    best = util_malloc(tr.n_par * sizeof(float));
+    b2_keep = util_malloc((size_t)hp->n_layer * sizeof(float));
+    order = util_malloc((size_t)n_win * sizeof(int));
+    pool = pool_create(p.n_threads < STEP_WINDOWS ? p.n_threads : STEP_WINDOWS);
+    /* calibration windows: the validation windows, or the first training ones */
+    es.n = p.val_windows ? p.val_windows : (n_win < N_CAL ? n_win : N_CAL);
+    es.starts = util_malloc((size_t)es.n * sizeof(int));
+    es.sv = util_malloc((size_t)es.n * (size_t)nl * (size_t)p.window * sizeof(float));
+    es.loss = util_malloc((size_t)es.n * sizeof(double));
+    if (!adam_m || !adam_v || !best || !b2_keep || !order || !pool || !es.starts || !es.sv || !es.loss)
+        goto fail;
+    for (int i = 0; i < es.n; i++)
+        es.starts[i] = (p.val_windows ? n_win + i : i) * p.window;
+
+    /* initial router: small random first layer; the bias at the target, or
+     * (warm start) constant modules reproducing the static removal */
     r->keep = p.keep;
     uint64_t rng = mix64(p.seed);
     for (size_t i = 0; i < (size_t)nl * nh * e; i++)
@@ -438,22 +569,43 @@ int strix_router_train(const strix_model *m, const strix_token *tokens, int n_to
     const float b0 = p.keep < 1.0f ? logf(p.keep / (1.0f - p.keep)) : 6.0f;
     for (int l = 0; l < nl; l++)
         r->b2[l] = b0;
-    for (int i = 0; i < STEP_WINDOWS; i++)
-        if (!worker_init(&wk[i], &tr))
-            goto fail;
-    adam_m = util_calloc(tr.n_par, sizeof(float));
-    adam_v = util_calloc(tr.n_par, sizeof(float));
-    const int n_win = (n_tokens - 1) / p.window;
-    order = util_malloc((size_t)n_win * sizeof(int));
-    pool = pool_create(p.n_threads < STEP_WINDOWS ? p.n_threads : STEP_WINDOWS);
-    if (!adam_m || !adam_v || !order || !pool)
-        goto fail;
+    if (p.init_skip) {
+        int n_rm = 0;
+        for (int l = 0; l < nl; l++) {
+            r->b2[l] = p.init_skip[l] ? -WARM_BIAS : WARM_BIAS;
+            n_rm += p.init_skip[l] != 0;
+        }
+        /* the random second layers wait for the half-executed one */
+        float *w2_rand = adam_m; /* (free until training) */
+        memcpy(w2_rand, r->w2, (size_t)nl * nh * sizeof(float));
+        memset(r->w2, 0, (size_t)nl * nh * sizeof(float));
+        if ((double)(nl - n_rm) / nl > p.keep + 1e-6 && n_rm < nl - 1) {
+            int part = -1;
+            double part_loss = INFINITY;
+            for (int l = 0; l < nl; l++) {
+                if (p.init_skip[l])
+                    continue;
+                r->b2[l] = -WARM_BIAS;
+                const double loss = eval_pass(&tr, wk, pool, &es, WIN_LOSS);
+                r->b2[l] = WARM_BIAS;
+                if (loss < part_loss) {
+                    part_loss = loss;
+                    part = l;
+                }
+            }
+            r->b2[part] = 0.0f;
+            memcpy(r->w2 + (size_t)part * nh, w2_rand + (size_t)part * nh, (size_t)nh * sizeof(float));
+        }
+        memset(adam_m, 0, tr.n_par * sizeof(float));
+    }
     float *par[4] = {r->w1, r->b1, r->w2, r->b2};
     const size_t par_n[4] = {(size_t)nl * nh * e, (size_t)nl * nh, (size_t)nl * nh, (size_t)nl};
     const int steps_per_epoch = (n_win + STEP_WINDOWS - 1) / STEP_WINDOWS;
     const int n_steps = steps_per_epoch * p.epochs;
+    const int val_every = n_steps >= 8 ? (n_steps + 7) / 8 : 1;
+    double best_loss = INFINITY;
     int step = 0;
-    for (int ep = 0; ep < p.epochs; ep++) {
+    for (int ep = 0; ep <= p.epochs; ep++) {
         for (int i = 0; i < n_win; i++)
             order[i] = i;
         uint64_t sh = mix64(p.seed ^ (0x5bd1e995ull * (uint64_t)(ep + 1)));
@@ -463,12 +615,33 @@ int strix_router_train(const strix_model *m, const strix_token *tokens, int n_to
             order[i] = order[k < i ? k : i];
             order[k < i ? k : i] = t;
         }
-        for (int s0 = 0; s0 < n_win; s0 += STEP_WINDOWS) {
+        /* (the pass after the last epoch only validates) */
+        for (int s0 = 0; s0 < n_win || ep == p.epochs; s0 += STEP_WINDOWS) {
+            if (p.val_windows && (step % val_every == 0 || ep == p.epochs)) {
+                /* validate the router calibrated to keep; keep the best */
+                memcpy(b2_keep, r->b2, (size_t)nl * sizeof(float));
+                if (p.keep < 1.0f)
+                    calibrate(&tr, wk, pool, &es, p.keep, 3);
+                const double loss = eval_pass(&tr, wk, pool, &es, WIN_LOSS);
+                const int is_best = loss < best_loss;
+                if (is_best) {
+                    best_loss = loss;
+                    size_t k = 0;
+                    for (int a = 0; a < 4; a++, k += par_n[a - 1])
+                        memcpy(best + k, par[a], par_n[a] * sizeof(float));
+                }
+                if (p.on_val)
+                    p.on_val(p.user, step, loss, eval_frac(&tr, wk, pool, &es), is_best);
+                memcpy(r->b2, b2_keep, (size_t)nl * sizeof(float));
+            }
+            if (ep == p.epochs)
+                break;
             int starts[STEP_WINDOWS];
             const int nw = n_win - s0 < STEP_WINDOWS ? n_win - s0 : STEP_WINDOWS;
             for (int i = 0; i < nw; i++)
                 starts[i] = order[s0 + i] * p.window;
-            struct step_job j = {&tr, wk, tokens, starts, nw, mix64(p.seed + 977 * (uint64_t)step)};
+            struct step_job j = {&tr, wk, tokens, starts, nw, mix64(p.seed + 977 * (uint64_t)step),
+                                 WIN_TRAIN, NULL, NULL};
             pool_run_n(pool, step_worker, &j, nw);
             /* the windows' gradients in window order, then Adam */
             double loss = 0, frac = 0;
@@ -491,36 +664,39 @@ int strix_router_train(const strix_model *m, const strix_token *tokens, int n_to
                     par[a][i] -= (float)(p.lr * (adam_m[k] / c1) / (sqrt(adam_v[k] / c2) + 1e-8));
                 }
             if (p.progress && p.progress(p.user, step, n_steps, loss / nw, frac / nw)) {
-                ep = p.epochs;
+                ep = p.epochs - 1; /* stop (after a last validation) */
                 break;
             }
         }
     }
-    /* calibration: inference decides without noise (s >= 0), so shift
-     * every layer's bias until the noiseless executed fraction on the
-     * training windows is keep (the decisions move with the shift: a few
-     * rounds) */
-    if (p.keep < 1.0f) {
-        const int n_cal = n_win < 16 ? n_win : 16;
-        const size_t per = (size_t)nl * (size_t)p.window;
-        float *sv = util_malloc((size_t)n_cal * per * sizeof(float));
-        if (!sv)
-            goto fail;
-        for (int round = 0; round < 4; round++) {
-            for (int i = 0; i < n_cal; i++) {
-                window(&tr, &wk[0], tokens + (size_t)i * (size_t)p.window, 0);
-                memcpy(sv + (size_t)i * per, wk[0].sv, per * sizeof(float));
-            }
-            const size_t n_sv = (size_t)n_cal * per;
-            qsort(sv, n_sv, sizeof(float), cmp_float);
-            /* executed: s - shift >= 0 for the top keep fraction */
-            const size_t k = (size_t)((1.0 - p.keep) * (double)n_sv);
-            const float shift = k == 0 ? sv[0] - 1.0f
-                                       : 0.5f * (sv[k - 1] + sv[k < n_sv ? k : n_sv - 1]);
-            for (int l = 0; l < nl; l++)
-                r->b2[l] -= shift;
+    if (p.val_windows) { /* the best checkpoint, as it was calibrated */
+        size_t k = 0;
+        for (int a = 0; a < 4; a++, k += par_n[a - 1])
+            memcpy(par[a], best + k, par_n[a] * sizeof(float));
+    }
+    if (p.keep < 1.0f)
+        calibrate(&tr, wk, pool, &es, p.keep, p.val_windows ? 1 : 4);
+    /* the calibration table: the shift for each of these executed
+     * fractions (the trained keep: 0, the biases as they are) */
+    static const float grid[] = {0.1f, 0.2f, 0.3f, 0.4f,  0.5f,  0.6f,
+                                 0.7f, 0.8f, 0.9f, 0.95f, 0.99f};
+    memcpy(b2_keep, r->b2, (size_t)nl * sizeof(float));
+    int placed = 0;
+    for (size_t i = 0; i < sizeof grid / sizeof grid[0]; i++) {
+        if (!placed && grid[i] >= p.keep - 0.005f) {
+            r->calib_keep[r->n_calib] = p.keep;
+            r->calib_shift[r->n_calib++] = 0.0f;
+            placed = 1;
+            if (grid[i] <= p.keep + 0.005f)
+                continue;
         }
-        util_free(sv);
+        r->calib_keep[r->n_calib] = grid[i];
+        r->calib_shift[r->n_calib++] = calibrate(&tr, wk, pool, &es, grid[i], 2);
+        memcpy(r->b2, b2_keep, (size_t)nl * sizeof(float));
+    }
+    if (!placed) {
+        r->calib_keep[r->n_calib] = p.keep;
+        r->calib_shift[r->n_calib++] = 0.0f;
     }
     *out = tr.r;
     tr.r = NULL;
@@ -535,6 +711,11 @@ fail:
     util_free(adam_m);
     util_free(adam_v);
     util_free(order);
+    util_free(best);
+    util_free(b2_keep);
+    util_free(es.starts);
+    util_free(es.sv);
+    util_free(es.loss);
     pool_free(pool);
     return rc;
 }
