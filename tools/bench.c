@@ -234,11 +234,21 @@ static void bench_batched(const struct bench_opts *b, const char *path, strix_mo
         /* a spare sequence holds the prompt between repetitions */
         const int spare = b->depth > 0 && max_npl < STRIX_SEQ_MAX ? (int)max_npl : -1;
         cp.n_seq_max = (int)max_npl + (spare >= 0);
-        cp.n_cells = (int)(b->depth + max_npl * max_tg);
         cp.n_batch = (int)(max_npl > 512 ? max_npl : 512);
         cache_types_apply(&b->route, &cp);
         strix_context *ctx;
         strix_error err;
+        /* cells: the prompt once plus each sequence's steps, unless the
+         * library keeps fewer for a sequence (a sliding window keeps its
+         * window, a recurrent model its states): then its own sizing, so
+         * that decoding scans what it would in use */
+        struct strix_context_params one = cp;
+        one.n_seq_max = 1;
+        if (strix_context_create(m, &one, &ctx, &err))
+            die("%s", err.msg);
+        const int cells_one = strix_kv_cells(ctx);
+        strix_context_free(ctx);
+        cp.n_cells = cells_one < cp.n_ctx ? 0 : (int)(b->depth + max_npl * max_tg);
         if (strix_context_create(m, &cp, &ctx, &err))
             die("%s", err.msg);
         size_t kv_tok = 0;
