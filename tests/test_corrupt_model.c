@@ -384,6 +384,8 @@ static void test_arch_models(void)
         {"arch/deepseek2.gguf", {.set_u32_key = "deepseek2.leading_dense_block_count", .set_u32 = 5, .expect = "leading_dense"}},
         {"arch/deepseek2.gguf", {.set_u32_key = "deepseek2.expert_gating_func", .set_u32 = 7, .expect = "gating"}},
         {"arch/deepseek2-lite.gguf", {.drop_tensor = "blk.1.attn_q.weight", .expect = "attn_q"}},
+        {"arch/deepseek2-yarn.gguf", {.set_str_key = "deepseek2.rope.scaling.type", .set_str = "linear", .expect = "linear"}},
+        {"arch/deepseek2-yarn.gguf", {.set_u32_key = "deepseek2.rope.scaling.yarn_log_multiplier", .set_u32 = 7, .expect = "yarn_log_multiplier"}},
         {"arch/deepseek2-lite.gguf", {.set_u32_key = "deepseek2.attention.q_lora_rank", .set_u32 = 8, .expect = "attn_q"}},
         /* mamba: state-space sizes and weights */
         {"arch/mamba.gguf", {.drop_tensor = "blk.1.ssm_a", .expect = "ssm_a"}},

@@ -170,6 +170,12 @@ void arch_shape(const strix_model *m, int k, int *n_dims, int64_t ne[3]);
  * m->hp (model.c then checks their ranges). */
 struct gguf;
 int arch_load_hparams(strix_model *m, const struct gguf *g, strix_error *err);
+/* The key "ARCH.KEY" into *out: a u32 (at most 2^28) or a finite f32; absent
+ * and not required: STRIX_OK with *out unchanged. For the arch_*.c files. */
+int arch_key_u32(const struct gguf *g, const char *arch, const char *key, int required, int *out,
+                 strix_error *err);
+int arch_key_f32(const struct gguf *g, const char *arch, const char *key, int required,
+                 float *out, strix_error *err);
 /* Writes them back (strix_model_save_gguf); a key the writer refuses is
  * reported with its status (a duplicate, out of memory). */
 struct gguf_writer;

@@ -29,21 +29,15 @@
 #include "format/gguf.h"
 #include "model/arch.h"
 
+/* arch_key_u32, with the tighter bound of these sizes and counts */
 static int key_u32(const gguf *g, const char *a, const char *key, int required, int *out,
                    strix_error *err)
 {
-    char full[128];
-    snprintf(full, sizeof full, "%s.%s", a, key);
-    uint32_t v;
-    int rc = gguf_get_u32(g, full, required, &v, err);
-    if (rc == STRIX_ERR_ARG && !required)
-        return STRIX_OK;
-    if (rc)
-        return rc;
-    if (v > (1u << 20))
-        return err_set(err, STRIX_ERR_FORMAT, "%s = %u is out of range", full, v);
-    *out = (int)v;
-    return STRIX_OK;
+    int v = *out, rc = arch_key_u32(g, a, key, required, &v, err);
+    if (rc == STRIX_OK && v > (1 << 20))
+        return err_set(err, STRIX_ERR_FORMAT, "%s.%s = %d is out of range", a, key, v);
+    *out = v;
+    return rc;
 }
 
 int arch_deepseek2_load(strix_model *m, const gguf *g, strix_error *err)
@@ -80,8 +74,16 @@ int arch_deepseek2_load(strix_model *m, const gguf *g, strix_error *err)
     /* the cache's single head: latent | rotary key */
     hp->head_dim = hp->n_lora_kv + hp->n_rot;
     hp->n_head_kv = 1;
-    if (hp->rope_freq_scale != 1.0f || hp->yarn_ext_factor != 0.0f)
-        return err_set(err, STRIX_ERR_UNSUPPORTED, "deepseek2 with rope scaling is not supported");
+    /* rotary scaling: YaRN (DeepSeek-V2's), with its log multiplier (mla.c) */
+    if (hp->rope_freq_scale != 1.0f && hp->yarn_ext_factor == 0.0f)
+        return err_set(err, STRIX_ERR_UNSUPPORTED,
+                       "deepseek2 with linear rope scaling is not supported (YaRN is)");
+    hp->yarn_log_mul = 0.0f;
+    if ((rc = arch_key_f32(g, a, "rope.scaling.yarn_log_multiplier", 0, &hp->yarn_log_mul, err)))
+        return rc;
+    if (!(hp->yarn_log_mul >= 0.0f && hp->yarn_log_mul <= 10.0f))
+        return err_set(err, STRIX_ERR_FORMAT, "rope.scaling.yarn_log_multiplier %g is out of range",
+                       hp->yarn_log_mul);
     if (hp->n_layer_dense_lead > hp->n_layer)
         return err_set(err, STRIX_ERR_FORMAT, "leading_dense_block_count %d exceeds %d blocks",
                        hp->n_layer_dense_lead, hp->n_layer);
@@ -105,11 +107,8 @@ int arch_deepseek2_load(strix_model *m, const gguf *g, strix_error *err)
         return rc;
     hp->moe_norm_w = norm;
     hp->moe_w_scale = 0.0f;
-    snprintf(key, sizeof key, "%s.expert_weights_scale", a);
-    rc = gguf_get_f32(g, key, 0, &hp->moe_w_scale, err);
-    if (rc && rc != STRIX_ERR_ARG)
+    if ((rc = arch_key_f32(g, a, "expert_weights_scale", 0, &hp->moe_w_scale, err)))
         return rc;
-    err_clear(err);
     if (!(hp->moe_w_scale >= 0.0f && hp->moe_w_scale < 1e6f))
         return err_set(err, STRIX_ERR_FORMAT, "expert_weights_scale %g is out of range",
                        hp->moe_w_scale);
@@ -152,6 +151,10 @@ int arch_deepseek2_save(const strix_model *m, gguf_writer *w, strix_error *err)
     U32("attention.key_length_mla", hp->head_k_mla);
     U32("attention.value_length_mla", hp->head_v_mla);
     U32("leading_dense_block_count", hp->n_layer_dense_lead);
+    if (hp->yarn_log_mul != 0.0f) {
+        snprintf(k, sizeof k, "%s.rope.scaling.yarn_log_multiplier", m->arch);
+        ADD(gguf_writer_add_f32(w, k, hp->yarn_log_mul), k);
+    }
     if (hp->n_expert > 0) {
         U32("expert_feed_forward_length", hp->n_ff_exp);
         U32("expert_shared_count", hp->n_expert_shared);
