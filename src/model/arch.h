@@ -188,6 +188,12 @@ int arch_deepseek2_load(strix_model *m, const struct gguf *g, strix_error *err);
 int arch_deepseek2_save(const strix_model *m, struct gguf_writer *w, strix_error *err);
 /* The shape of a deepseek2 kind (0 if k is not one of them). */
 int arch_deepseek2_shape(const strix_model *m, int k, int64_t ne[3]);
+/* Older deepseek2 files (hp.mla_legacy): every block's attn_k_b and attn_v_b
+ * made from its unsplit attn_kv_b, as F32 in m->owned (call after
+ * model_init_tables); and whether a file tensor's name is such an
+ * attn_kv_b. */
+int arch_deepseek2_split_kv_b(strix_model *m, const struct gguf *g, strix_error *err);
+int arch_deepseek2_legacy_name(const strix_model *m, const char *name, size_t len);
 
 /* arch_mamba.c: mamba's ssm.* keys, and its tensor shapes (0 if k is not
  * one of them). */
