@@ -48,6 +48,8 @@ struct list {
 struct bench_opts {
     const char *models[LIST_MAX];
     int n_models;
+    char *copies[LIST_MAX]; /* the -m values the names point into */
+    int n_copies;
     struct list pp, tg, threads, npl;
     long depth;
     int reps;
@@ -394,14 +396,16 @@ int cmd_bench(int argc, char **argv)
             die("%s needs a value (see strix bench --help)", a);
         const char *val = argv[++i];
         if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) {
-            char *copy = strdup(val);
+            if (b.n_copies == LIST_MAX)
+                die("-m: at most %d models", LIST_MAX);
+            char *copy = b.copies[b.n_copies++] = strdup(val);
             if (!copy)
                 die("out of memory");
             for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok;
                  tok = strtok_r(NULL, ",", &save)) {
                 if (b.n_models == LIST_MAX)
                     die("-m: at most %d models", LIST_MAX);
-                b.models[b.n_models++] = tok; /* copy lives until exit */
+                b.models[b.n_models++] = tok; /* freed at the end */
             }
         } else if (strcmp(a, "-p") == 0 || strcmp(a, "--n-prompt") == 0) {
             parse_list(a, val, &b.pp, 0, 1 << 16);
@@ -446,6 +450,8 @@ int cmd_bench(int argc, char **argv)
                     b.json);
         if (b.json)
             printf("\n]\n");
+        for (int i = 0; i < b.n_copies; i++)
+            free(b.copies[i]);
         return 0;
     }
     if (b.n_models == 0)
@@ -482,5 +488,7 @@ int cmd_bench(int argc, char **argv)
     }
     if (b.json)
         printf("\n]\n");
+    for (int i = 0; i < b.n_copies; i++)
+        free(b.copies[i]);
     return 0;
 }
