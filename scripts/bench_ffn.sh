@@ -6,8 +6,9 @@
 # parameters per block (from `strix info`'s tensor list), the whole model's
 # parameters, the neurons a token uses per block, and the decode speed
 # (`strix run`, greedy, 64 new tokens after a short prompt, one thread),
-# interleaved over REPS rounds, medians reported. Under a minute on a quiet
-# machine with REPS 3.
+# interleaved over REPS rounds, medians reported; then prefill of 512 tokens
+# on one and two threads (`strix bench`). About a minute on a quiet machine
+# with REPS 3.
 #   scripts/bench_ffn.sh [VOCAB_GGUF] [REPS]
 set -e
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -54,3 +55,10 @@ for n in $NAMES; do
     med=$(sort -n "$TMP/$n.speed" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
     printf '| %s | %s | %s | %s | %s |\n' "$n" "$ffn" "$params" "$used" "$med"
 done
+
+# Prefill on one and two threads (`strix bench -p 512`, median of REPS):
+# PEER splits a chunk's tokens among the threads, like the MLP's products.
+echo
+echo "load: $(uptime)"
+"$STRIX" bench -m "$TMP/mlp.gguf,$TMP/peer-2k.gguf,$TMP/peer-16k.gguf" -p 512 -n 0 -t 1,2 -r "$REPS"
+echo "load: $(uptime)"

@@ -436,6 +436,17 @@ a=$(cd / && "$S" run -p "Once" -n 8 --temp 0 2>/dev/null)
 "$S" bench -npl 1,3 -d 5 -n 2 -r 1 -t 1 -o json >"$T/out" 2>&1 &&
     grep -q '"npl": 3, "n_gen": 2, "depth": 5' "$T/out" && [ "$(grep -c aggregate_ts "$T/out")" = 2 ] &&
     ok || bad "bench -npl: $(head -c 300 "$T/out")"
+# batched bench at a depth on recurrent models: more steps than the states
+# they keep (16), so each repetition must restart from a copy of the prompt,
+# not roll back; -npl 64 leaves no spare sequence (the prompt is refilled)
+for a in retnet mamba yoco; do
+    rm -f "$T/rec.gguf"
+    "$S" synth -o "$T/rec.gguf" --arch $a --dim 32 --ff 48 --layers 2 --heads 2 --kv-heads 2 -c 128 2>/dev/null &&
+        "$S" bench -m "$T/rec.gguf" -npl 1,2 -d 64 -n 20 -r 2 -t 1 -o json >"$T/out" 2>&1 &&
+        [ "$(grep -c '"depth": 64' "$T/out")" = 2 ] && ok || bad "bench -npl -d on $a: $(head -c 300 "$T/out")"
+done
+"$S" bench -m "$T/rec.gguf" -npl 64 -d 8 -n 20 -r 2 -t 1 -o json >"$T/out" 2>&1 &&
+    grep -q '"npl": 64' "$T/out" && ok || bad "bench -npl 64 -d on yoco: $(head -c 300 "$T/out")"
 "$S" bench -npl 0 -n 2 >"$T/out" 2>&1 && bad "bench -npl 0 accepted" || ok
 "$S" bench -npl 65 -n 2 >"$T/out" 2>&1 && bad "bench -npl 65 accepted" || ok
 "$S" bench --bandwidth --bw-mib 8 -t 1,2 -r 1 -o json >"$T/out" 2>&1 &&

@@ -125,7 +125,8 @@ int main(void)
         {"gemma", "gemma"},       {"falcon", "falcon"},       {"bloom", "bloom"},
         {"mpt", "mpt"},           {"starcoder", "starcoder"}, {"mixtral", "llama"},
         {"qwen2moe", "qwen2moe"}, {"llama-yarn", "llama"},    {"llama-linear", "llama"},
-        {"deepseek2", "deepseek2"}, {"deepseek2-lite", "deepseek2"}, {"mamba", "mamba"},
+        {"deepseek2", "deepseek2"}, {"deepseek2-lite", "deepseek2"}, {"deepseek2-yarn", "deepseek2"},
+        {"mamba", "mamba"},
         {"retnet", "retnet"}, {"yoco", "yoco"}, /* strix's own: against numpy (tests/data/README.md) */
     };
     for (size_t i = 0; i < sizeof fx / sizeof fx[0]; i++)

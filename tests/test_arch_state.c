@@ -65,22 +65,34 @@ static float decode_span(strix_context *c, const strix_token *ids, int seq, int 
     return e;
 }
 
-static void check_state(const char *name)
+/* Fixture arch/NAME: the model, its N_IDS ids and reference logits (*nv
+ * per position); NULL (a failure recorded, nothing held) if any is missing. */
+static float *load_case(const char *name, strix_model **m, strix_token *ids, int *nv)
 {
     char model[128], ids_file[128], logits_file[128];
     snprintf(model, sizeof model, "arch/%s.gguf", name);
     snprintf(ids_file, sizeof ids_file, "arch/%s.ids", name);
     snprintf(logits_file, sizeof logits_file, "arch/%s.logits", name);
-    strix_model *m = load_fixture(model, NULL);
-    strix_token ids[N_IDS];
-    const int n = m ? read_ids(ids_file, ids, N_IDS) : 0;
-    const int nv = m ? strix_vocab_size(m) : 0;
-    float *ref = n == N_IDS ? read_logits(logits_file, n, nv) : NULL;
+    *m = load_fixture(model, NULL);
+    const int n = *m ? read_ids(ids_file, ids, N_IDS) : 0;
+    *nv = *m ? strix_vocab_size(*m) : 0;
+    float *ref = n == N_IDS ? read_logits(logits_file, n, *nv) : NULL;
     CHECKF(ref, "%s: fixtures", name);
     if (!ref) {
-        strix_model_free(m);
-        return;
+        strix_model_free(*m);
+        *m = NULL;
     }
+    return ref;
+}
+
+static void check_state(const char *name)
+{
+    strix_model *m;
+    strix_token ids[N_IDS];
+    int nv;
+    float *ref = load_case(name, &m, ids, &nv);
+    if (!ref)
+        return;
     /* two sequences interleaved token by token in one batch */
     strix_context *c = make_ctx(m, 2, 128);
     if (c) {
@@ -130,15 +142,10 @@ static void check_state(const char *name)
  * state, decoding still matches. */
 static void check_state_limits(const char *name)
 {
-    char model[128], ids_file[128], logits_file[128];
-    snprintf(model, sizeof model, "arch/%s.gguf", name);
-    snprintf(ids_file, sizeof ids_file, "arch/%s.ids", name);
-    snprintf(logits_file, sizeof logits_file, "arch/%s.logits", name);
-    strix_model *m = load_fixture(model, NULL);
+    strix_model *m;
     strix_token ids[N_IDS];
-    const int n = m ? read_ids(ids_file, ids, N_IDS) : 0;
-    const int nv = m ? strix_vocab_size(m) : 0;
-    float *ref = n == N_IDS ? read_logits(logits_file, n, nv) : NULL;
+    int nv;
+    float *ref = load_case(name, &m, ids, &nv);
     strix_context *c = ref ? make_ctx_keep(m, 1, 16, 4) : NULL;
     if (c) {
         float e = decode_span(c, ids, 0, 0, 40, ref, nv);
@@ -177,6 +184,7 @@ int main(void)
     if (!fixture_kernels(__FILE__))
         TEST_MAIN_END();
     check_state("deepseek2");
+    check_state("deepseek2-yarn");
     check_state("mamba");
     check_state_limits("mamba");
     check_state("retnet"); /* against numpy's logits (tests/data/README.md) */

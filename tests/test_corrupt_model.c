@@ -9,6 +9,7 @@
  * tested in test_gguf.c.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -190,18 +191,65 @@ struct edit {
     const char *reshape_tensor; /* rows halved */
     const char *set_str_key, *set_str;
     const char *expect; /* a word the error message must contain, or NULL */
+    int legacy_kv_b; /* deepseek2: the older layout (one attn_kv_b, no *_length_mla) */
 };
+
+/* deepseek2's older layout: blk.N.attn_kv_b rows are, per head h, the
+ * no-rope key rows (attn_k_b[h] transposed) then the value rows
+ * (attn_v_b[h]), each over the latent. Written F32 in place of attn_k_b. */
+static int add_kv_b(const gguf *g, gguf_writer *w, const struct gguf_tensor *kt, int halve,
+                    float **kept)
+{
+    char name[256];
+    snprintf(name, sizeof name, "%.*s", (int)kt->name.len, kt->name.ptr);
+    char *tail = strstr(name, "attn_k_b");
+    memcpy(tail, "attn_v_b", 8);
+    const struct gguf_tensor *vt = gguf_find_tensor(g, name);
+    if (!vt || kt->type != 0 || vt->type != 0)
+        return 1;
+    const int64_t nope = kt->ne[0], r = kt->ne[1], nh = kt->ne[2], hv = vt->ne[1], per = nope + hv;
+    const float *k = kt->data, *v = vt->data;
+    float *kv = malloc((size_t)(nh * per * r) * sizeof *kv);
+    for (int64_t h = 0; h < nh; h++)
+        for (int64_t i = 0; i < per; i++)
+            for (int64_t j = 0; j < r; j++)
+                kv[(h * per + i) * r + j] =
+                    i < nope ? k[(h * r + j) * nope + i] : v[(h * hv + i - nope) * r + j];
+    memcpy(tail, "attn_kv_b", 10);
+    memcpy(tail + 9, ".weight", 8);
+    int64_t ne[4] = {r, nh * per / (halve ? 2 : 1), 1, 1};
+    *kept = kv; /* the writer reads it when the file is written */
+    return gguf_writer_add_tensor(w, name, 0, 2, ne, kv, (size_t)(ne[0] * ne[1]) * sizeof *kv);
+}
 
 static int rewrite(const gguf *g, const struct edit *e, const char *path)
 {
     gguf_writer *w = gguf_writer_create();
-    int rc = 0;
+    int rc = 0, n_kept = 0;
+    float *kept[64]; /* legacy_kv_b: the tensors made */
     for (uint64_t i = 0; i < gguf_n_kv(g); i++) {
         const struct gguf_kv *kv = gguf_kv_at(g, i);
         char key[256];
         snprintf(key, sizeof key, "%.*s", (int)kv->key.len, kv->key.ptr);
         if (e->drop_kv && strcmp(key, e->drop_kv) == 0)
             continue;
+        if (e->legacy_kv_b && strstr(key, "_length_mla"))
+            continue;
+        if (e->legacy_kv_b && strcmp(key, "deepseek2.attention.head_count_kv") == 0) {
+            uint32_t v = 0; /* keys and values per head, as such files were made */
+            rc |= gguf_get_u32(g, "deepseek2.attention.head_count", 1, &v, NULL);
+            rc |= gguf_writer_add_u32(w, key, v);
+            continue;
+        }
+        if (e->legacy_kv_b && (strcmp(key, "deepseek2.attention.key_length") == 0 ||
+                               strcmp(key, "deepseek2.attention.value_length") == 0)) {
+            char mla[300];
+            snprintf(mla, sizeof mla, "%s_mla", key); /* the per-head sizes */
+            uint32_t v = 0;
+            rc |= gguf_get_u32(g, mla, 1, &v, NULL);
+            rc |= gguf_writer_add_u32(w, key, v);
+            continue;
+        }
         if (e->set_str_key && strcmp(key, e->set_str_key) == 0) {
             rc |= gguf_writer_add_str(w, key, e->set_str);
             continue;
@@ -212,6 +260,8 @@ static int rewrite(const gguf *g, const struct edit *e, const char *path)
         }
         if (kv->type == GGUF_VT_U32 || kv->type == GGUF_VT_I32) {
             rc |= gguf_writer_add_u32(w, key, (uint32_t)kv->u);
+        } else if (kv->type == GGUF_VT_BOOL) {
+            rc |= gguf_writer_add_bool(w, key, kv->u != 0);
         } else if (kv->type == GGUF_VT_F32) {
             rc |= gguf_writer_add_f32(w, key, (float)kv->f);
         } else if (kv->type == GGUF_VT_STR) {
@@ -246,6 +296,13 @@ static int rewrite(const gguf *g, const struct edit *e, const char *path)
         snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
         if (e->drop_tensor && strcmp(name, e->drop_tensor) == 0)
             continue;
+        if (e->legacy_kv_b && (strstr(name, "attn_k_b") || strstr(name, "attn_v_b"))) {
+            if (strstr(name, "attn_k_b") && n_kept < 64)
+                rc |= add_kv_b(g, w, t,
+                               e->reshape_tensor && strncmp(name, e->reshape_tensor, 6) == 0,
+                               &kept[n_kept++]);
+            continue;
+        }
         int64_t ne[4] = {t->ne[0], t->ne[1], t->ne[2], t->ne[3]};
         uint32_t type = t->type;
         size_t nbytes = t->nbytes;
@@ -264,6 +321,8 @@ static int rewrite(const gguf *g, const struct edit *e, const char *path)
     if (rc == 0)
         rc = gguf_writer_write(w, path, NULL);
     gguf_writer_free(w);
+    for (int i = 0; i < n_kept; i++)
+        free(kept[i]);
     return rc;
 }
 
@@ -384,6 +443,10 @@ static void test_arch_models(void)
         {"arch/deepseek2.gguf", {.set_u32_key = "deepseek2.leading_dense_block_count", .set_u32 = 5, .expect = "leading_dense"}},
         {"arch/deepseek2.gguf", {.set_u32_key = "deepseek2.expert_gating_func", .set_u32 = 7, .expect = "gating"}},
         {"arch/deepseek2-lite.gguf", {.drop_tensor = "blk.1.attn_q.weight", .expect = "attn_q"}},
+        {"arch/deepseek2-lite.gguf", {.legacy_kv_b = 1, .reshape_tensor = "blk.1.", .expect = "blk.1.attn_kv_b"}},
+        {"arch/deepseek2-lite.gguf", {.legacy_kv_b = 1, .drop_kv = "deepseek2.attention.kv_lora_rank", .expect = "kv_lora_rank"}},
+        {"arch/deepseek2-yarn.gguf", {.set_str_key = "deepseek2.rope.scaling.type", .set_str = "linear", .expect = "linear"}},
+        {"arch/deepseek2-yarn.gguf", {.set_u32_key = "deepseek2.rope.scaling.yarn_log_multiplier", .set_u32 = 7, .expect = "yarn_log_multiplier"}},
         {"arch/deepseek2-lite.gguf", {.set_u32_key = "deepseek2.attention.q_lora_rank", .set_u32 = 8, .expect = "attn_q"}},
         /* mamba: state-space sizes and weights */
         {"arch/mamba.gguf", {.drop_tensor = "blk.1.ssm_a", .expect = "ssm_a"}},
@@ -475,6 +538,60 @@ static void test_arch_models(void)
     unlink(path);
 }
 
+/* deepseek2 files in the older layout (one attn_kv_b per block) load and
+ * give the split file's logits (which match llama.cpp's, test_arch): every
+ * position of the fixtures' 48 ids, one batch. */
+static void test_mla_legacy(void)
+{
+    static const char *const files[] = {"arch/deepseek2-lite.gguf", "arch/deepseek2.gguf",
+                                        "arch/deepseek2-yarn.gguf"};
+    char path[4096];
+    test_tmpfile(path, sizeof path, "mla-legacy");
+    for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+        size_t len = 0;
+        uint8_t *buf = (uint8_t *)test_read_file(test_path(files[f]), &len);
+        gguf *g = NULL;
+        CHECK(buf && gguf_parse(buf, len, &g, NULL) == STRIX_OK);
+        const struct edit e = {.legacy_kv_b = 1};
+        strix_model *ms = NULL, *ml = NULL;
+        strix_error err = {0, ""};
+        CHECK(g && rewrite(g, &e, path) == STRIX_OK);
+        CHECK(strix_model_load(test_path(files[f]), NULL, &ms, NULL) == STRIX_OK);
+        CHECKF(strix_model_load(path, NULL, &ml, &err) == STRIX_OK, "%s legacy: %s", files[f],
+               err.msg);
+        if (ms && ml) {
+            strix_token ids[48];
+            int8_t want[48];
+            for (int i = 0; i < 48; i++)
+                ids[i] = (strix_token)((i * 131 + 7) % 512), want[i] = 1;
+            struct strix_context_params cp = strix_context_default_params();
+            cp.n_ctx = 64;
+            cp.n_threads = 1;
+            strix_context *cs = NULL, *cl = NULL;
+            CHECK(strix_context_create(ms, &cp, &cs, NULL) == STRIX_OK);
+            CHECK(strix_context_create(ml, &cp, &cl, NULL) == STRIX_OK);
+            CHECK(cs && cl && strix_decode(cs, ids, NULL, 48, want, NULL) == STRIX_OK &&
+                  strix_decode(cl, ids, NULL, 48, want, NULL) == STRIX_OK);
+            float d = cs && cl ? 0.0f : 1.0f;
+            for (int i = 0; cs && cl && i < 48; i++) {
+                const float *a = strix_get_logits(cs, i), *b = strix_get_logits(cl, i);
+                for (int j = 0; a && b && j < 512; j++)
+                    d = fmaxf(d, fabsf(a[j] - b[j]));
+            }
+            CHECKF(d == 0.0f, "%s: the legacy layout's logits differ by %g", files[f], d);
+            printf("%s in the attn_kv_b layout: logits of 48 positions differ by %g\n", files[f],
+                   d);
+            strix_context_free(cs);
+            strix_context_free(cl);
+        }
+        strix_model_free(ms);
+        strix_model_free(ml);
+        gguf_free(g);
+        free(buf);
+    }
+    unlink(path);
+}
+
 /* Allocation failure at every step of creating a context and a sampler. */
 static void test_alloc_runtime(void)
 {
@@ -530,6 +647,7 @@ int main(void)
     test_l2c_v2();
     test_gguf_models();
     test_arch_models();
+    test_mla_legacy();
     unlink(tmp_path);
     TEST_MAIN_END();
 }

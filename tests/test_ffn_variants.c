@@ -5,7 +5,8 @@
  *     KAN layers against a direct numpy implementation of the whole model
  *     (tests/data/gen_ffn_variants.py, float64; tests/data/README.md): within
  *     1e-4 of the row's largest |logit|, the same greedy tokens, one token at
- *     a time and as one batch, and batched equal to one by one bit for bit;
+ *     a time and as one batch, and batched equal to one by one bit for bit,
+ *     and a batch on 3 threads equal to one thread bit for bit;
  *   - the KAN B-spline bases (Cox-de Boor in ffn_kan.c) against the closed
  *     forms of uniform B-splines of order 0 to 3, and their partition of
  *     unity on the grid;
@@ -71,6 +72,12 @@ static void check_fixture(const char *name)
     if (rows[0] && rows[1])
         CHECKF(memcmp(rows[0], rows[1], (size_t)n * (size_t)nv * sizeof(float)) == 0,
                "%s: batched logits differ from one by one", name);
+    /* a batch split among threads (by token in PEER) gives one thread's logits */
+    float *one = fixture_logits(m, ids, n, 1, 128, 1), *three = fixture_logits(m, ids, n, 1, 128, 3);
+    CHECKF(one && three && memcmp(one, three, (size_t)n * (size_t)nv * sizeof(float)) == 0,
+           "%s: a batch on 3 threads differs from one thread", name);
+    free(one);
+    free(three);
     free(rows[0]);
     free(rows[1]);
     free(ref);

@@ -14,8 +14,10 @@
  *                   FLOPs per token and the KV bytes held)
  *
  * and a batched mode like llama-batched-bench's (-npl N[,N]): B sequences
- * share a prompt of -d N tokens (one prefill, forked with strix_kv_seq_cp)
- * and then each decodes one token per step, all B in one strix_decode_batch
+ * share a prompt of -d N tokens (prefilled once into a spare sequence and
+ * forked from it with strix_kv_seq_cp before each repetition, outside the
+ * timing, so recurrent models, whose state cannot roll back that far, are
+ * measured too) and then each decodes one token per step, all B in one strix_decode_batch
  * with every sequence's logits kept, as a server's slots do. A row reports
  * the aggregate tokens/s of the steps (B x n / time) as `aggregate_ts`.
  *
@@ -46,6 +48,8 @@ struct list {
 struct bench_opts {
     const char *models[LIST_MAX];
     int n_models;
+    char *copies[LIST_MAX]; /* the -m values the names point into */
+    int n_copies;
     struct list pp, tg, threads, npl;
     long depth;
     int reps;
@@ -135,35 +139,57 @@ static void run_test(strix_context *ctx, int nv, int n_pp, int n_tg, int reps, d
 }
 
 
+/* The shared prompt of the batched mode: depth tokens into sequence seq. */
+static void prefill(strix_context *ctx, int nv, int depth, int seq, strix_token *ids, int32_t *pos,
+                    int32_t *seqs)
+{
+    strix_error err;
+    for (int i = 0; i < depth; i++) {
+        ids[i] = (strix_token)((i * 7919 + 13) % nv);
+        pos[i] = i;
+        seqs[i] = seq;
+    }
+    const strix_batch pb = {.n = depth, .token = ids, .pos = pos, .seq = seqs};
+    if (strix_decode_batch(ctx, &pb, &err))
+        die("decode: %s", err.msg);
+}
+
 /* Batched generation: B sequences at depth d, n steps of B tokens each;
  * aggregate tokens/second of each repetition, by the wall clock (out) and
  * by the process's CPU time (cpu: on a shared, loaded machine the figure
- * that time slicing does not move). */
+ * that time slicing does not move). The prompt is prefilled once into the
+ * spare sequence `spare` (>= B), and before each repetition, untimed, every
+ * other sequence is dropped and sequences 0 .. B-1 are forked from it: a
+ * recurrent model's state cannot be rolled back past the few positions it
+ * keeps, but it can be copied whole. With no spare (spare < 0: B fills every
+ * sequence) the prompt is prefilled again into sequence 0 before each
+ * repetition. */
 static void run_batched(strix_context *ctx, int nv, int B, int depth, int n_gen, int reps,
-                        double *out, double *cpu)
+                        int spare, double *out, double *cpu)
 {
     strix_error err;
     const int n_all = depth > B ? depth : B;
     strix_token *ids = malloc((size_t)n_all * sizeof *ids);
-    int32_t *pos = malloc((size_t)n_all * sizeof *pos), *seq = malloc((size_t)B * sizeof *seq);
+    int32_t *pos = malloc((size_t)n_all * sizeof *pos), *seq = malloc((size_t)n_all * sizeof *seq);
     int8_t *want = malloc((size_t)B);
     if (!ids || !pos || !seq || !want)
         die("out of memory");
+    if (depth > 0 && spare >= 0) {
+        strix_kv_seq_rm(ctx, -1, 0, -1);
+        prefill(ctx, nv, depth, spare, ids, pos, seq);
+    }
     for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
-        /* the prefilled prompt is the same each repetition: keep it after
-         * the first and drop only what the steps added */
-        strix_kv_seq_rm(ctx, -1, r == -1 || depth == 0 ? 0 : depth, -1);
-        if (depth > 0 && r == -1) {
-            for (int i = 0; i < depth; i++) {
-                ids[i] = (strix_token)((i * 7919 + 13) % nv);
-                pos[i] = i;
-            }
-            const strix_batch pb = {.n = depth, .token = ids, .pos = pos};
-            if (strix_decode_batch(ctx, &pb, &err))
-                die("decode: %s", err.msg);
+        if (depth > 0 && spare >= 0) {
+            if (strix_kv_seq_keep(ctx, spare))
+                die("bench: cannot drop the sequences of the last repetition");
+        } else {
+            strix_kv_seq_rm(ctx, -1, 0, -1); /* to empty: always possible */
+            if (depth > 0)
+                prefill(ctx, nv, depth, 0, ids, pos, seq);
         }
-        for (int s = 1; depth > 0 && s < B; s++)
-            strix_kv_seq_cp(ctx, 0, s, 0, -1);
+        for (int s = 0; depth > 0 && s < B; s++)
+            if (strix_kv_seq_cp(ctx, spare >= 0 ? spare : 0, s, 0, -1))
+                die("bench: cannot fork the prompt into sequence %d", s);
         const double t0 = now(), c0 = cpu_now();
         for (int i = 0; i < n_gen; i++) {
             for (int s = 0; s < B; s++) {
@@ -207,12 +233,24 @@ static void bench_batched(const struct bench_opts *b, const char *path, strix_mo
         struct strix_context_params cp = strix_context_default_params();
         cp.n_threads = (int)b->threads.v[ti];
         cp.n_ctx = (int)(b->depth + max_tg);
-        cp.n_seq_max = (int)max_npl;
-        cp.n_cells = (int)(b->depth + max_npl * max_tg);
+        /* a spare sequence holds the prompt between repetitions */
+        const int spare = b->depth > 0 && max_npl < STRIX_SEQ_MAX ? (int)max_npl : -1;
+        cp.n_seq_max = (int)max_npl + (spare >= 0);
         cp.n_batch = (int)(max_npl > 512 ? max_npl : 512);
         cache_types_apply(&b->route, &cp);
         strix_context *ctx;
         strix_error err;
+        /* cells: the prompt once plus each sequence's steps, unless the
+         * library keeps fewer for a sequence (a sliding window keeps its
+         * window, a recurrent model its states): then its own sizing, so
+         * that decoding scans what it would in use */
+        struct strix_context_params one = cp;
+        one.n_seq_max = 1;
+        if (strix_context_create(m, &one, &ctx, &err))
+            die("%s", err.msg);
+        const int cells_one = strix_kv_cells(ctx);
+        strix_context_free(ctx);
+        cp.n_cells = cells_one < cp.n_ctx ? 0 : (int)(b->depth + max_npl * max_tg);
         if (strix_context_create(m, &cp, &ctx, &err))
             die("%s", err.msg);
         size_t kv_tok = 0;
@@ -222,7 +260,8 @@ static void bench_batched(const struct bench_opts *b, const char *path, strix_mo
                 const int B = (int)b->npl.v[ni], n = (int)b->tg.v[gi];
                 if (n <= 0)
                     continue;
-                run_batched(ctx, in->n_vocab, B, (int)b->depth, n, b->reps, v, v + b->reps);
+                run_batched(ctx, in->n_vocab, B, (int)b->depth, n, b->reps, spare, v,
+                            v + b->reps);
                 const struct result r = summarize(v, b->reps);
                 const struct result rc = summarize(v + b->reps, b->reps);
                 char name[48];
@@ -357,14 +396,16 @@ int cmd_bench(int argc, char **argv)
             die("%s needs a value (see strix bench --help)", a);
         const char *val = argv[++i];
         if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) {
-            char *copy = strdup(val);
+            if (b.n_copies == LIST_MAX)
+                die("-m: at most %d models", LIST_MAX);
+            char *copy = b.copies[b.n_copies++] = strdup(val);
             if (!copy)
                 die("out of memory");
             for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok;
                  tok = strtok_r(NULL, ",", &save)) {
                 if (b.n_models == LIST_MAX)
                     die("-m: at most %d models", LIST_MAX);
-                b.models[b.n_models++] = tok; /* copy lives until exit */
+                b.models[b.n_models++] = tok; /* freed at the end */
             }
         } else if (strcmp(a, "-p") == 0 || strcmp(a, "--n-prompt") == 0) {
             parse_list(a, val, &b.pp, 0, 1 << 16);
@@ -409,6 +450,8 @@ int cmd_bench(int argc, char **argv)
                     b.json);
         if (b.json)
             printf("\n]\n");
+        for (int i = 0; i < b.n_copies; i++)
+            free(b.copies[i]);
         return 0;
     }
     if (b.n_models == 0)
@@ -445,5 +488,7 @@ int cmd_bench(int argc, char **argv)
     }
     if (b.json)
         printf("\n]\n");
+    for (int i = 0; i < b.n_copies; i++)
+        free(b.copies[i]);
     return 0;
 }

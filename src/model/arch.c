@@ -427,6 +427,18 @@ static int get_f32(const gguf *g, const char *arch, const char *key, int require
     return rc;
 }
 
+int arch_key_u32(const gguf *g, const char *arch, const char *key, int required, int *out,
+                 strix_error *err)
+{
+    return get_u32(g, arch, key, required, out, err);
+}
+
+int arch_key_f32(const gguf *g, const char *arch, const char *key, int required, float *out,
+                 strix_error *err)
+{
+    return get_f32(g, arch, key, required, out, err);
+}
+
 int arch_load_hparams(strix_model *m, const gguf *g, strix_error *err)
 {
     struct hparams *hp = &m->hp;

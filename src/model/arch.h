@@ -170,6 +170,12 @@ void arch_shape(const strix_model *m, int k, int *n_dims, int64_t ne[3]);
  * m->hp (model.c then checks their ranges). */
 struct gguf;
 int arch_load_hparams(strix_model *m, const struct gguf *g, strix_error *err);
+/* The key "ARCH.KEY" into *out: a u32 (at most 2^28) or a finite f32; absent
+ * and not required: STRIX_OK with *out unchanged. For the arch_*.c files. */
+int arch_key_u32(const struct gguf *g, const char *arch, const char *key, int required, int *out,
+                 strix_error *err);
+int arch_key_f32(const struct gguf *g, const char *arch, const char *key, int required,
+                 float *out, strix_error *err);
 /* Writes them back (strix_model_save_gguf); a key the writer refuses is
  * reported with its status (a duplicate, out of memory). */
 struct gguf_writer;
@@ -182,6 +188,12 @@ int arch_deepseek2_load(strix_model *m, const struct gguf *g, strix_error *err);
 int arch_deepseek2_save(const strix_model *m, struct gguf_writer *w, strix_error *err);
 /* The shape of a deepseek2 kind (0 if k is not one of them). */
 int arch_deepseek2_shape(const strix_model *m, int k, int64_t ne[3]);
+/* Older deepseek2 files (hp.mla_legacy): every block's attn_k_b and attn_v_b
+ * made from its unsplit attn_kv_b, as F32 in m->owned (call after
+ * model_init_tables); and whether a file tensor's name is such an
+ * attn_kv_b. */
+int arch_deepseek2_split_kv_b(strix_model *m, const struct gguf *g, strix_error *err);
+int arch_deepseek2_legacy_name(const strix_model *m, const char *name, size_t len);
 
 /* arch_mamba.c: mamba's ssm.* keys, and its tensor shapes (0 if k is not
  * one of them). */

@@ -25,25 +25,21 @@
  * expert_group_count and expert_group_used_count.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "format/gguf.h"
 #include "model/arch.h"
+#include "quant/dtype.h"
 
+/* arch_key_u32, with the tighter bound of these sizes and counts */
 static int key_u32(const gguf *g, const char *a, const char *key, int required, int *out,
                    strix_error *err)
 {
-    char full[128];
-    snprintf(full, sizeof full, "%s.%s", a, key);
-    uint32_t v;
-    int rc = gguf_get_u32(g, full, required, &v, err);
-    if (rc == STRIX_ERR_ARG && !required)
-        return STRIX_OK;
-    if (rc)
-        return rc;
-    if (v > (1u << 20))
-        return err_set(err, STRIX_ERR_FORMAT, "%s = %u is out of range", full, v);
-    *out = (int)v;
-    return STRIX_OK;
+    int v = *out, rc = arch_key_u32(g, a, key, required, &v, err);
+    if (rc == STRIX_OK && v > (1 << 20))
+        return err_set(err, STRIX_ERR_FORMAT, "%s.%s = %d is out of range", a, key, v);
+    *out = v;
+    return rc;
 }
 
 int arch_deepseek2_load(strix_model *m, const gguf *g, strix_error *err)
@@ -60,14 +56,19 @@ int arch_deepseek2_load(strix_model *m, const gguf *g, strix_error *err)
         (rc = key_u32(g, a, "leading_dense_block_count", 0, &hp->n_layer_dense_lead, err)))
         return rc;
     snprintf(key, sizeof key, "%s.attention.key_length_mla", a);
-    if (!gguf_find_kv(g, key))
-        return err_set(err, STRIX_ERR_UNSUPPORTED,
-                       "deepseek2 without %s (an unsplit attn_kv_b) is not supported; "
-                       "convert the model again",
-                       key);
-    if ((rc = key_u32(g, a, "attention.key_length_mla", 1, &hp->head_k_mla, err)) ||
-        (rc = key_u32(g, a, "attention.value_length_mla", 1, &hp->head_v_mla, err)))
+    hp->mla_legacy = !gguf_find_kv(g, key);
+    if (hp->mla_legacy) { /* older files: the per-head sizes are the plain ones */
+        if (!gguf_find_tensor(g, "blk.0.attn_kv_b.weight"))
+            return err_set(err, STRIX_ERR_FORMAT, "deepseek2 without %s nor attn_kv_b", key);
+        hp->head_v_mla = key_len;
+        if ((rc = key_u32(g, a, "attention.value_length", 0, &hp->head_v_mla, err)))
+            return rc;
+        hp->head_k_mla = key_len;
+        key_len = 0;
+    } else if ((rc = key_u32(g, a, "attention.key_length_mla", 1, &hp->head_k_mla, err)) ||
+               (rc = key_u32(g, a, "attention.value_length_mla", 1, &hp->head_v_mla, err))) {
         return rc;
+    }
     if (hp->n_lora_kv < 1 || hp->n_rot < 2 || hp->n_rot % 2 || hp->head_k_mla <= hp->n_rot ||
         hp->head_v_mla < 1)
         return err_set(err, STRIX_ERR_FORMAT,
@@ -80,8 +81,16 @@ int arch_deepseek2_load(strix_model *m, const gguf *g, strix_error *err)
     /* the cache's single head: latent | rotary key */
     hp->head_dim = hp->n_lora_kv + hp->n_rot;
     hp->n_head_kv = 1;
-    if (hp->rope_freq_scale != 1.0f || hp->yarn_ext_factor != 0.0f)
-        return err_set(err, STRIX_ERR_UNSUPPORTED, "deepseek2 with rope scaling is not supported");
+    /* rotary scaling: YaRN (DeepSeek-V2's), with its log multiplier (mla.c) */
+    if (hp->rope_freq_scale != 1.0f && hp->yarn_ext_factor == 0.0f)
+        return err_set(err, STRIX_ERR_UNSUPPORTED,
+                       "deepseek2 with linear rope scaling is not supported (YaRN is)");
+    hp->yarn_log_mul = 0.0f;
+    if ((rc = arch_key_f32(g, a, "rope.scaling.yarn_log_multiplier", 0, &hp->yarn_log_mul, err)))
+        return rc;
+    if (!(hp->yarn_log_mul >= 0.0f && hp->yarn_log_mul <= 10.0f))
+        return err_set(err, STRIX_ERR_FORMAT, "rope.scaling.yarn_log_multiplier %g is out of range",
+                       hp->yarn_log_mul);
     if (hp->n_layer_dense_lead > hp->n_layer)
         return err_set(err, STRIX_ERR_FORMAT, "leading_dense_block_count %d exceeds %d blocks",
                        hp->n_layer_dense_lead, hp->n_layer);
@@ -105,11 +114,8 @@ int arch_deepseek2_load(strix_model *m, const gguf *g, strix_error *err)
         return rc;
     hp->moe_norm_w = norm;
     hp->moe_w_scale = 0.0f;
-    snprintf(key, sizeof key, "%s.expert_weights_scale", a);
-    rc = gguf_get_f32(g, key, 0, &hp->moe_w_scale, err);
-    if (rc && rc != STRIX_ERR_ARG)
+    if ((rc = arch_key_f32(g, a, "expert_weights_scale", 0, &hp->moe_w_scale, err)))
         return rc;
-    err_clear(err);
     if (!(hp->moe_w_scale >= 0.0f && hp->moe_w_scale < 1e6f))
         return err_set(err, STRIX_ERR_FORMAT, "expert_weights_scale %g is out of range",
                        hp->moe_w_scale);
@@ -152,6 +158,10 @@ int arch_deepseek2_save(const strix_model *m, gguf_writer *w, strix_error *err)
     U32("attention.key_length_mla", hp->head_k_mla);
     U32("attention.value_length_mla", hp->head_v_mla);
     U32("leading_dense_block_count", hp->n_layer_dense_lead);
+    if (hp->yarn_log_mul != 0.0f) {
+        snprintf(k, sizeof k, "%s.rope.scaling.yarn_log_multiplier", m->arch);
+        ADD(gguf_writer_add_f32(w, k, hp->yarn_log_mul), k);
+    }
     if (hp->n_expert > 0) {
         U32("expert_feed_forward_length", hp->n_ff_exp);
         U32("expert_shared_count", hp->n_expert_shared);
@@ -190,4 +200,68 @@ int arch_deepseek2_shape(const strix_model *m, int k, int64_t ne[3])
     }
     ne[0] = a, ne[1] = b, ne[2] = c;
     return 1;
+}
+
+int arch_deepseek2_legacy_name(const strix_model *m, const char *name, size_t len)
+{
+    static const char tail[] = ".attn_kv_b.weight";
+    const size_t n = sizeof tail - 1;
+    return m->hp.mla_legacy && len > n + 4 && memcmp(name, "blk.", 4) == 0 &&
+           memcmp(name + len - n, tail, n) == 0;
+}
+
+int arch_deepseek2_split_kv_b(strix_model *m, const gguf *g, strix_error *err)
+{
+    const struct hparams *hp = &m->hp;
+    const int64_t nh = hp->n_head, r = hp->n_lora_kv, hv = hp->head_v_mla;
+    const int64_t nope = hp->head_k_mla - hp->n_rot, per = nope + hv;
+    const size_t kb = (size_t)(nh * r * nope), vb = (size_t)(nh * r * hv);
+    float *all = util_malloc((size_t)hp->n_layer * (kb + vb) * sizeof(float));
+    float *row = util_malloc((size_t)r * sizeof(float));
+    int rc = all && row ? STRIX_OK : err_set(err, STRIX_ERR_NOMEM, "out of memory");
+    for (int il = 0; rc == STRIX_OK && il < hp->n_layer; il++) {
+        char name[64];
+        snprintf(name, sizeof name, "blk.%d.attn_kv_b.weight", il);
+        const struct gguf_tensor *t = gguf_find_tensor(g, name);
+        const struct dtype_traits *tr = t ? dtype_get(t->type) : NULL;
+        if (!t || !tr || !tr->dequantize || t->n_dims != 2 || t->ne[0] != r ||
+            t->ne[1] != nh * per || dtype_row_size(t->type, r) * (size_t)(nh * per) != t->nbytes) {
+            rc = err_set(err, STRIX_ERR_FORMAT,
+                         "tensor '%s' is missing or not [%lld, %lld] of a supported type", name,
+                         (long long)r, (long long)(nh * per));
+            break;
+        }
+        /* k_b (nope, r, nh): [h][j][i] = kv_b row h per + i, column j;
+         * v_b (r, hv, nh): [h][i][j] = kv_b row h per + nope + i, column j */
+        float *k = all + (size_t)il * (kb + vb), *v = k + kb;
+        const size_t rb = dtype_row_size(t->type, r);
+        for (int64_t h = 0; h < nh; h++)
+            for (int64_t i = 0; i < per; i++) {
+                tr->dequantize((const uint8_t *)t->data + (size_t)(h * per + i) * rb, row, r);
+                for (int64_t j = 0; j < r; j++) {
+                    if (i < nope)
+                        k[(h * r + j) * nope + i] = row[j];
+                    else
+                        v[(h * hv + i - nope) * r + j] = row[j];
+                }
+            }
+        const int kinds[2] = {T_MLA_KB, T_MLA_VB};
+        for (int w = 0; rc == STRIX_OK && w < 2; w++) {
+            struct slot s;
+            memset(&s, 0, sizeof s);
+            arch_tensor_name(kinds[w], il, s.name, sizeof s.name);
+            s.t = arch_tensor(m, kinds[w], il);
+            arch_shape(m, kinds[w], &s.n_dims, s.ne);
+            rc = model_set_tensor(&s, DTYPE_F32, s.ne, 3, w ? v : k, (w ? vb : kb) * sizeof(float),
+                                  err);
+        }
+    }
+    util_free(row);
+    if (rc) {
+        util_free(all);
+        return rc;
+    }
+    util_free(m->owned);
+    m->owned = all;
+    return STRIX_OK;
 }

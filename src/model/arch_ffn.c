@@ -47,20 +47,6 @@
 #define KAN_MAX_GRID 256
 #define KAN_MAX_ORDER 8
 
-static int key_u32(const gguf *g, const char *a, const char *k, int *out, strix_error *err)
-{
-    char full[128];
-    snprintf(full, sizeof full, "%s.%s", a, k);
-    uint32_t v;
-    int rc = gguf_get_u32(g, full, 1, &v, err);
-    if (rc)
-        return rc;
-    if (v > (1u << 28))
-        return err_set(err, STRIX_ERR_FORMAT, "%s = %u is out of range", full, v);
-    *out = (int)v;
-    return STRIX_OK;
-}
-
 /* An optional string key: 0 when absent (s->len 0), else its status. */
 static int key_str(const gguf *g, const char *a, const char *k, struct gguf_str *s,
                    strix_error *err)
@@ -144,11 +130,11 @@ int arch_ffn_load(strix_model *m, const gguf *g, strix_error *err)
                        a, hp->ffn_kind == FFN_PEER ? "PEER" : "KAN");
     if (hp->ffn_kind == FFN_PEER) {
         int n_exp = 0;
-        if ((rc = key_u32(g, a, "peer.expert_count", &n_exp, err)) ||
-            (rc = key_u32(g, a, "peer.sub_key_count", &hp->peer_n_keys, err)) ||
-            (rc = key_u32(g, a, "peer.head_count", &hp->peer_n_head, err)) ||
-            (rc = key_u32(g, a, "peer.top_k", &hp->peer_top_k, err)) ||
-            (rc = key_u32(g, a, "peer.key_length", &hp->peer_d_key, err)) ||
+        if ((rc = arch_key_u32(g, a, "peer.expert_count", 1, &n_exp, err)) ||
+            (rc = arch_key_u32(g, a, "peer.sub_key_count", 1, &hp->peer_n_keys, err)) ||
+            (rc = arch_key_u32(g, a, "peer.head_count", 1, &hp->peer_n_head, err)) ||
+            (rc = arch_key_u32(g, a, "peer.top_k", 1, &hp->peer_top_k, err)) ||
+            (rc = arch_key_u32(g, a, "peer.key_length", 1, &hp->peer_d_key, err)) ||
             (rc = key_str(g, a, "peer.gating", &s, err)))
             return rc;
         if (s.len && !str_is(&s, "softmax") && !str_is(&s, "sigmoid"))
@@ -163,8 +149,8 @@ int arch_ffn_load(strix_model *m, const gguf *g, strix_error *err)
                            hp->peer_n_keys);
         return STRIX_OK;
     }
-    if ((rc = key_u32(g, a, "kan.grid_size", &hp->kan_grid, err)) ||
-        (rc = key_u32(g, a, "kan.spline_order", &hp->kan_order, err)))
+    if ((rc = arch_key_u32(g, a, "kan.grid_size", 1, &hp->kan_grid, err)) ||
+        (rc = arch_key_u32(g, a, "kan.spline_order", 1, &hp->kan_order, err)))
         return rc;
     char full[128];
     snprintf(full, sizeof full, "%s.kan.grid_range", a);

@@ -14,18 +14,14 @@
 #include "format/gguf.h"
 #include "model/arch.h"
 
+/* A required arch_key_u32 in [1, 2^20]. */
 static int key(const gguf *g, const char *a, const char *k, int *out, strix_error *err)
 {
-    char full[128];
-    snprintf(full, sizeof full, "%s.%s", a, k);
-    uint32_t v;
-    int rc = gguf_get_u32(g, full, 1, &v, err);
-    if (rc)
-        return rc;
-    if (v < 1 || v > (1u << 20))
-        return err_set(err, STRIX_ERR_FORMAT, "%s = %u is out of range", full, v);
-    *out = (int)v;
-    return STRIX_OK;
+    int v = 0, rc = arch_key_u32(g, a, k, 1, &v, err);
+    if (rc == STRIX_OK && (v < 1 || v > (1 << 20)))
+        return err_set(err, STRIX_ERR_FORMAT, "%s.%s = %d is out of range", a, k, v);
+    *out = v;
+    return rc;
 }
 
 void arch_mamba_placeholders(struct hparams *hp)

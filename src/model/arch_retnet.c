@@ -52,38 +52,22 @@ int arch_retnet_placeholders(struct hparams *hp, strix_error *err)
     return STRIX_OK;
 }
 
-static int get_f(const gguf *g, const char *a, const char *k, float *out, strix_error *err)
-{
-    char full[128];
-    snprintf(full, sizeof full, "%s.%s", a, k);
-    int rc = gguf_get_f32(g, full, 0, out, err);
-    if (rc == STRIX_ERR_ARG) {
-        err_clear(err);
-        return STRIX_OK;
-    }
-    if (rc == STRIX_OK && !isfinite(*out))
-        return err_set(err, STRIX_ERR_FORMAT, "%s is not finite", full);
-    return rc;
-}
-
 int arch_retnet_load(strix_model *m, const gguf *g, strix_error *err)
 {
     struct hparams *hp = &m->hp;
     const char *a = m->arch;
-    char full[128];
-    snprintf(full, sizeof full, "%s.attention.value_length", a);
-    uint32_t v = 0;
-    int rc = gguf_get_u32(g, full, 0, &v, err);
-    if (rc && rc != STRIX_ERR_ARG)
+    int v = -1; /* absent: -1 */
+    int rc = arch_key_u32(g, a, "attention.value_length", 0, &v, err);
+    if (rc)
         return rc;
-    err_clear(err);
-    if (rc == STRIX_OK && (v < 1 || v > 1024))
-        return err_set(err, STRIX_ERR_FORMAT, "%s = %u is out of range", full, v);
-    hp->ret_dv = rc == STRIX_OK ? (int)v : 0;
+    if (v == 0 || v > 1024)
+        return err_set(err, STRIX_ERR_FORMAT, "%s.attention.value_length = %d is out of range",
+                       a, v);
+    hp->ret_dv = v < 0 ? 0 : v;
     hp->ret_decay_first = 5.0f;
     hp->ret_decay_step = 1.0f;
-    if ((rc = get_f(g, a, "retention.decay_first", &hp->ret_decay_first, err)) ||
-        (rc = get_f(g, a, "retention.decay_step", &hp->ret_decay_step, err)))
+    if ((rc = arch_key_f32(g, a, "retention.decay_first", 0, &hp->ret_decay_first, err)) ||
+        (rc = arch_key_f32(g, a, "retention.decay_step", 0, &hp->ret_decay_step, err)))
         return rc;
     if (hp->n_expert > 0)
         return err_set(err, STRIX_ERR_FORMAT, "retnet models have no experts");

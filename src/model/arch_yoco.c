@@ -59,19 +59,12 @@ int arch_yoco_placeholders(struct hparams *hp, strix_error *err)
 int arch_yoco_load(strix_model *m, const gguf *g, strix_error *err)
 {
     struct hparams *hp = &m->hp;
-    char full[128];
-    snprintf(full, sizeof full, "%s.self_block_count", m->arch);
-    uint32_t v = 0;
-    int rc = gguf_get_u32(g, full, 0, &v, err);
-    if (rc && rc != STRIX_ERR_ARG)
-        return rc;
-    hp->yoco_n_self = rc == STRIX_OK ? (v > (1u << 20) ? -1 : (int)v) : hp->n_layer / 2;
-    snprintf(full, sizeof full, "%s.retention.gate_temperature", m->arch);
+    hp->yoco_n_self = hp->n_layer / 2; /* absent: half */
     hp->ret_gate_tau = 16.0f;
-    rc = gguf_get_f32(g, full, 0, &hp->ret_gate_tau, err);
-    if (rc && rc != STRIX_ERR_ARG)
+    int rc;
+    if ((rc = arch_key_u32(g, m->arch, "self_block_count", 0, &hp->yoco_n_self, err)) ||
+        (rc = arch_key_f32(g, m->arch, "retention.gate_temperature", 0, &hp->ret_gate_tau, err)))
         return rc;
-    err_clear(err);
     if (hp->n_expert > 0)
         return err_set(err, STRIX_ERR_FORMAT, "yoco models have no experts");
     if (hp->n_head < 1 || hp->n_head > 4096)

@@ -361,9 +361,13 @@ static int load_gguf(strix_model *m, const struct strix_model_params *params, st
     }
     if ((rc = model_init_tables(m, err)))
         return rc;
+    if (hp->mla_legacy && (rc = arch_deepseek2_split_kv_b(m, g, err)))
+        return rc;
     for (int i = 0; i < m->n_all; i++) {
         const struct slot *sl = &m->slots[i];
         const struct gguf_tensor *t = gguf_find_tensor(g, sl->name);
+        if (!t && sl->t->data)
+            continue; /* made at load (arch_deepseek2_split_kv_b) */
         if (!t)
             return err_set(err, STRIX_ERR_FORMAT, "tensor '%s' is missing", sl->name);
         if ((rc = model_set_tensor(sl, t->type, t->ne, (int)t->n_dims, t->data, t->nbytes, err)))
@@ -374,7 +378,8 @@ static int load_gguf(strix_model *m, const struct strix_model_params *params, st
     /* the names are unique in a GGUF file (gguf.c), so equal counts mean no extra tensor */
     for (uint64_t i = 0; (uint64_t)m->n_all != gguf_n_tensors(g) && i < gguf_n_tensors(g); i++) {
         const struct gguf_tensor *t = gguf_tensor_at(g, i);
-        if (!find_slot(m, t->name.ptr, t->name.len) && !linear_is_name(t->name.ptr, t->name.len))
+        if (!find_slot(m, t->name.ptr, t->name.len) && !linear_is_name(t->name.ptr, t->name.len) &&
+            !arch_deepseek2_legacy_name(m, t->name.ptr, t->name.len))
             return err_set(err, STRIX_ERR_UNSUPPORTED, "unexpected tensor '%.*s'",
                            (int)(t->name.len > 200 ? 200 : t->name.len), t->name.ptr);
     }

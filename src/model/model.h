@@ -126,6 +126,9 @@ struct hparams {
     int moe_gating;                  /*   enum moe_gating */
     int moe_norm_w;                  /*   chosen weights renormalised to sum 1 */
     float moe_w_scale;               /*   then times this (0 or 1: none) */
+    int mla_legacy;                  /* the file has one attn_kv_b per block (arch_deepseek2.c) */
+    float yarn_log_mul;              /* YaRN: rope.scaling.yarn_log_multiplier as stored
+                                        (0.1 mscale_all_dim; 0: none), see mla.c */
     /* --- mamba (arch_mamba.c): blocks are selective state-space models with
      * a recurrent state per sequence (runtime/ssm.c) and no attention or FFN;
      * n_head, head_dim and n_rot are placeholders (1, 2, 2). --- */

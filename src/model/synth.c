@@ -35,6 +35,8 @@ static int synth_mla(strix_model *m, const struct strix_synth_params *p, strix_e
     hp->head_dim = hp->n_lora_kv + hp->n_rot;
     hp->n_head_kv = 1;
     hp->n_layer_dense_lead = p->n_dense_lead;
+    if (hp->yarn_ext_factor != 0.0f)
+        hp->yarn_log_mul = 0.0707f; /* DeepSeek-V2's: 0.1 mscale_all_dim (0.707) */
     if (p->n_dense_lead > p->n_layer)
         return err_set(err, STRIX_ERR_ARG, "more dense blocks than blocks");
     if (hp->n_expert == 0)

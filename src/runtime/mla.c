@@ -16,6 +16,14 @@
  * per score) but needs a second attention path and per-head key/value
  * scratch of prompt length; one path keeps batched and one-by-one decoding
  * bit-identical by construction.
+ *
+ * YaRN (llama.cpp's reading of DeepSeek-V2's rope_scaling, factor F, the
+ * stored log multiplier y = 0.1 mscale_all_dim): the rotary parts are scaled
+ * by A g (A the file's attn_factor; g = 1 + 0.1 ln F, but 1 when y != 0 or
+ * F <= 1), and the scores by (A g (1 + y ln F))^2 / sqrt(head_k_mla), that
+ * is mscale^2 with mscale = 1 + 0.1 mscale_all_dim ln F: the temperature
+ * correction goes into the scores rather than into the rotary parts alone.
+ * forward.c's YaRN table carries A (1 + 0.1 ln F), so the parts are rescaled.
  */
 #include "runtime/mla.h"
 
@@ -32,7 +40,22 @@ struct mla_scratch {
     float *g2;  /* (n_batch, max(n_lora_kv, head_v_mla)) their product */
     float *att; /* (n_batch, n_head * (n_lora_kv + n_rot)) attention output */
     float *vo;  /* (n_batch, n_head * head_v_mla) expanded values */
+    float *cs;  /* (n_batch, n_rot) rescaled rotary table (YaRN) */
 };
+
+/* YaRN's factors (see the top): the rotary table's rescaling and the score
+ * scale. Without scaling: 1 and A^2 / sqrt(head_k_mla). */
+static void mla_scales(const struct hparams *hp, float *rope_rescale, float *kq_scale)
+{
+    const int yarn = hp->yarn_ext_factor != 0.0f;
+    const float ln_f = logf(1.0f / hp->rope_freq_scale);
+    const float g = yarn && hp->yarn_log_mul == 0.0f && ln_f > 0.0f ? 1.0f + 0.1f * ln_f : 1.0f;
+    const float rope_mag = hp->yarn_attn_factor * g; /* what the rotary parts carry */
+    const float table_mag = hp->yarn_attn_factor * (yarn ? 1.0f + 0.1f * ln_f : 1.0f);
+    const float mscale = rope_mag * (1.0f + hp->yarn_log_mul * ln_f); /* y = 0.1 mscale_all_dim */
+    *rope_rescale = rope_mag / table_mag;
+    *kq_scale = mscale * mscale / sqrtf((float)hp->head_k_mla);
+}
 
 void mla_scratch_free(struct mla_scratch *s)
 {
@@ -45,6 +68,7 @@ void mla_scratch_free(struct mla_scratch *s)
     util_free(s->g2);
     util_free(s->att);
     util_free(s->vo);
+    util_free(s->cs);
     util_free(s);
 }
 
@@ -63,7 +87,8 @@ struct mla_scratch *mla_scratch_create(const struct hparams *hp, int n_batch)
     s->g2 = util_malloc(nb * (hv > r ? hv : r) * sizeof(float));
     s->att = util_malloc(nb * nh * kd * sizeof(float));
     s->vo = util_malloc(nb * nh * hv * sizeof(float));
-    if (!s->qa || !s->qf || !s->kva || !s->g || !s->g2 || !s->att || !s->vo) {
+    s->cs = util_malloc(nb * (size_t)hp->n_rot * sizeof(float));
+    if (!s->qa || !s->qf || !s->kva || !s->g || !s->g2 || !s->att || !s->vo || !s->cs) {
         mla_scratch_free(s);
         return NULL;
     }
@@ -128,6 +153,13 @@ void mla_attention(strix_context *c, struct mla_scratch *s, int l, const float *
     /* the cached key: normed latent | rotary key; the rotary query parts */
     const int lc = l - c->model->layer_first; /* the cache holds the stage's blocks */
     const int32_t *cells = c->tok_cell + (size_t)lc * (size_t)c->n_batch;
+    float rope_rescale, kq_scale;
+    mla_scales(hp, &rope_rescale, &kq_scale);
+    if (rope_rescale != 1.0f) {
+        for (size_t i = 0; i < (size_t)n * (size_t)nr; i++)
+            s->cs[i] = rope[i] * rope_rescale;
+        rope = s->cs;
+    }
     for (int t = 0; t < n; t++) {
         const float *cs = rope + (size_t)t * (size_t)nr;
         float *kv = s->kva + (size_t)t * (size_t)kd;
@@ -148,7 +180,7 @@ void mla_attention(strix_context *c, struct mla_scratch *s, int l, const float *
     const struct attn_args aa = {.layer = lc,
                                  .q = c->q,
                                  .out = s->att,
-                                 .scale = 1.0f / sqrtf((float)hk),
+                                 .scale = kq_scale,
                                  .window = 0,
                                  .alibi = NULL,
                                  .softcap = 0.0f};
