@@ -7,9 +7,10 @@
 # DIR (default: models) holds
 #   tl1b-f16.gguf, tl1b-q8_0.gguf  the TinyLlama-1.1B shape with random weights
 #                                  (BENCHMARKS.md, "Model files", says how they are made)
-#   stories3M-f32.gguf             llama2.c's stories3M (`strix convert --type F32`)
+#   stories3M-q8_0.gguf            llama2.c's stories3M-q80.bin (`strix convert`);
+#                                  the script converts it to F32 for the target
 # Targets: the 1.1B shape as F16 and as Q8_0, stories3M in F32. Drafts: the
-# target quantized in memory (--draft-quant Q4_0 / Q8_0), the target with
+# target quantized (Q4_0 / Q8_0, as --draft-quant makes it), the target with
 # layers skipped (--draft-skip: the list `auto` picks on the prompt for
 # sampled acceptance, or SKIP_F16 / SKIP_Q8 / SKIP_S3M if set), n-gram lookup
 # on stories3M; greedy and sampled (temperature 1, no truncation, no
@@ -25,9 +26,12 @@
 # its generation rate (strix: prompt prefill of target and draft excluded;
 # llama-speculative: its "decoded ... t/s" line).
 #
-# llama.cpp rows use draft files written by `strix quantize` (the same plan as
-# --draft-quant's in-memory copy) in a temporary folder; they are skipped when
-# LLAMA_SPECULATIVE is unset. llama-speculative has no layer-skip or n-gram
+# The quantized self-drafts are written once by `strix quantize` into a
+# temporary folder and given to both engines as files (strix: --draft FILE):
+# `strix quantize` and --draft-quant's in-memory copy follow one plan, so the
+# draft is the one --draft-quant TYPE would make, without quantizing the
+# target again at every run's load. llama.cpp rows are skipped when
+# LLAMA_SPECULATIVE is unset; llama-speculative has no layer-skip or n-gram
 # draft, so those rows are strix only.
 #
 # Columns of the summary:
@@ -114,7 +118,7 @@ llama_row() {
     [ -n "$LS" ] || return 0
     if [ "$name" = plain ]; then
         ts=$("$LB" -m "$target" -p 0 -n "$n" -t "$T" -r 1 -o csv 2>/dev/null |
-            awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "\"avg_ts\"") c = i; next }
+            awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) { h = $i; gsub(/"/, "", h); if (h == "avg_ts") c = i }; next }
                      c { gsub(/"/, "", $c); print $c }')
         printf '%s\tllama\t%s\tplain\t-\t%s\t-\t-\t-\t-\t-\t-\n' "$tag" "$mode" "$ts" >>"$rows"
         return 0
@@ -176,45 +180,45 @@ bench_target() {
 
 want() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }
 
-quant() { # quant IN TYPE: a draft file for llama.cpp, written once
+quant() { # quant IN TYPE: a self-draft file, written once
     o=$tmp/$(basename "$1" .gguf)-$2.gguf
     [ -f "$o" ] || [ ! -f "$1" ] || "$S" quantize "$1" "$o" "$2" -t "$T" >/dev/null 2>&1 ||
         echo "# strix quantize $1 $2 failed" >&2
     echo "$o"
 }
 
-F16=$MODELS/tl1b-f16.gguf Q8=$MODELS/tl1b-q8_0.gguf S3M=$MODELS/stories3M-f32.gguf
+F16=$MODELS/tl1b-f16.gguf Q8=$MODELS/tl1b-q8_0.gguf S3M=$tmp/stories3M-f32.gguf
+if want s3m && [ -f "$MODELS/stories3M-q8_0.gguf" ]; then
+    "$S" convert -m "$MODELS/stories3M-q8_0.gguf" -o "$S3M" --type F32 >/dev/null 2>&1 ||
+        echo "# strix convert of stories3M to F32 failed"
+fi
 lossy="--draft-lossy lenient --draft-knob $KNOB"
 if want f16 && [ -f "$F16" ]; then
     sk=$(skip_list "$F16" "$SKIP_F16")
-    d4= d8=
-    [ -z "$LS" ] || { d4=$(quant "$F16" Q4_0); d8=$(quant "$F16" Q8_0); }
-    bench_target f16 "$F16" "$NB" "Q4_0|$K|greedy sampled|--draft-quant Q4_0|${d4:--}
-Q8_0|$K|greedy sampled|--draft-quant Q8_0|${d8:--}
+    d4=$(quant "$F16" Q4_0) d8=$(quant "$F16" Q8_0)
+    bench_target f16 "$F16" "$NB" "Q4_0|$K|greedy sampled|--draft $d4|$d4
+Q8_0|$K|greedy sampled|--draft $d8|$d8
 skip $sk|$K|greedy sampled|--draft-skip $sk|-
-Q4_0 lenient $KNOB|$KL|sampled|--draft-quant Q4_0 $lossy|-
-Q4_0 lenient $KNOB budget|$KL|sampled|--draft-quant Q4_0 $lossy $BUDGET_OPTS|-
-Q8_0 lenient $KNOB|$KL|sampled|--draft-quant Q8_0 $lossy|-"
+Q4_0 lenient $KNOB|$KL|sampled|--draft $d4 $lossy|-
+Q4_0 lenient $KNOB budget|$KL|sampled|--draft $d4 $lossy $BUDGET_OPTS|-"
 fi
 if want q8 && [ -f "$Q8" ]; then
     sk=$(skip_list "$Q8" "$SKIP_Q8")
-    d4=
-    [ -z "$LS" ] || d4=$(quant "$Q8" Q4_0)
-    bench_target q8 "$Q8" "$NB" "Q4_0|$K|greedy sampled|--draft-quant Q4_0|${d4:--}
+    d4=$(quant "$Q8" Q4_0)
+    bench_target q8 "$Q8" "$NB" "Q4_0|$K|greedy sampled|--draft $d4|$d4
 skip $sk|$K|greedy sampled|--draft-skip $sk|-
-Q4_0 lenient $KNOB|$KL|sampled|--draft-quant Q4_0 $lossy|-
-Q4_0 lenient $KNOB budget|$KL|sampled|--draft-quant Q4_0 $lossy $BUDGET_OPTS|-"
+Q4_0 lenient $KNOB|$KL|sampled|--draft $d4 $lossy|-
+Q4_0 lenient $KNOB budget|$KL|sampled|--draft $d4 $lossy $BUDGET_OPTS|-"
 fi
 if want s3m && [ -f "$S3M" ]; then
     sk=$(skip_list "$S3M" "$SKIP_S3M")
-    d4= d8=
-    [ -z "$LS" ] || { d4=$(quant "$S3M" Q4_0); d8=$(quant "$S3M" Q8_0); }
-    bench_target s3m "$S3M" "$NS" "Q8_0|$K|greedy sampled|--draft-quant Q8_0|${d8:--}
-Q4_0|$K|greedy sampled|--draft-quant Q4_0|${d4:--}
+    d4=$(quant "$S3M" Q4_0) d8=$(quant "$S3M" Q8_0)
+    bench_target s3m "$S3M" "$NS" "Q8_0|$K|greedy sampled|--draft $d8|$d8
+Q4_0|$K|greedy sampled|--draft $d4|$d4
 skip $sk|$K|greedy sampled|--draft-skip $sk|-
 ngram 2|$K|greedy sampled|--draft-ngram 2|-
-Q4_0 lenient $KNOB|$KL|sampled|--draft-quant Q4_0 $lossy|-
-Q4_0 lenient $KNOB budget|$KL|sampled|--draft-quant Q4_0 $lossy $BUDGET_OPTS|-"
+Q4_0 lenient $KNOB|$KL|sampled|--draft $d4 $lossy|-
+Q4_0 lenient $KNOB budget|$KL|sampled|--draft $d4 $lossy $BUDGET_OPTS|-"
 fi
 echo "# $(date -u +%H:%M:%S) done; $(uptime | sed 's/.*load/load/')"
 
