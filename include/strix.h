@@ -943,6 +943,8 @@ struct strix_spec_stats {
     double t_draft, t_verify; /* seconds in the draft's proposals; in the target's batched
                                  decodes (Leviathan's cost ratio c is about
                                  (t_draft / n_drafted) / (t_verify / n_rounds)) */
+    double t_prompt; /* seconds prefilling the prompt in the target (and in a model draft's
+                        context), before the first round; not in t_draft or t_verify */
 };
 
 /*

@@ -1,62 +1,258 @@
 #!/bin/sh
-# Speculative decoding speed, side by side and interleaved on one machine:
-# for each target, plain decoding and each draft, ROUNDS times in turn
-# (plain, draft 1, draft 2, ..., plain, ...), greedy and sampled
-# (temperature 1, no truncation). Prints one TSV row per run:
-#   target mode draft round tok_s acceptance mean_len cost_ratio predicted
-# and a summary per (target, mode, draft): medians, the speedup over plain
-# decoding's median, and the speedup Leviathan et al.'s formula predicts
-# from the measured acceptance and cost ratio (strix run prints both).
+# Speculative decoding speed: the whole table of issue 10, unattended.
 #
-#   scripts/bench_spec.sh TARGET.gguf "DRAFT OPTIONS|..." [ROUNDS] [N_NEW] [PROMPT]
-# e.g. scripts/bench_spec.sh tl1b-f16.gguf "--draft-quant Q4_0|--draft-skip 8-19" 3 32
+#   MODELS=DIR [LLAMA_SPECULATIVE=.../llama-speculative LLAMA_BENCH=.../llama-bench] \
+#       scripts/bench_spec.sh
+#
+# DIR (default: models) holds
+#   tl1b-f16.gguf, tl1b-q8_0.gguf  the TinyLlama-1.1B shape with random weights
+#                                  (BENCHMARKS.md, "Model files", says how they are made)
+#   stories3M-q8_0.gguf            llama2.c's stories3M-q80.bin (`strix convert`);
+#                                  the script converts it to F32 for the target
+# Targets: the 1.1B shape as F16 and as Q8_0, stories3M in F32. Drafts: the
+# target quantized (Q4_0 / Q8_0, as --draft-quant makes it), the target with
+# layers skipped (--draft-skip: the list `auto` picks on the prompt for
+# sampled acceptance, or SKIP_F16 / SKIP_Q8 / SKIP_S3M if set), n-gram lookup
+# on stories3M; greedy and sampled (temperature 1, no truncation, no
+# penalty) separately; exact mode, and in sampled mode the lenient scheme at
+# knob LOSSY_KNOB with a larger K, without and with a budget.
+#
+# Timing is interleaved: each round runs every row of a target once (strix
+# plain, strix rows, llama.cpp plain, llama.cpp rows), ROUNDS rounds; the
+# summary gives medians. Speed-ups are over the same engine's plain decoding
+# of the same target in the same rounds: strix's plain figure is `strix run`'s
+# generation rate (prompt excluded), llama.cpp's is llama-bench's tg rate for
+# N tokens (-p 0; the prompt is not in it either), and a speculative run's is
+# its generation rate (strix: prompt prefill of target and draft excluded;
+# llama-speculative: its "decoded ... t/s" line).
+#
+# The quantized self-drafts are written once by `strix quantize` into a
+# temporary folder and given to both engines as files (strix: --draft FILE):
+# `strix quantize` and --draft-quant's in-memory copy follow one plan, so the
+# draft is the one --draft-quant TYPE would make, without quantizing the
+# target again at every run's load. llama.cpp rows are skipped when
+# LLAMA_SPECULATIVE is unset; llama-speculative has no layer-skip or n-gram
+# draft, so those rows are strix only.
+#
+# Columns of the summary:
+#   acc      accepted / drafted (what `strix run` prints as acceptance)
+#   len      mean accepted drafts per round (llama.cpp: n_accept / (n_drafted / K))
+#   alpha    the per-token acceptance rate that gives len under Leviathan et
+#            al.'s model: len = alpha (1 - alpha^K) / (1 - alpha)
+#   c        cost ratio: the draft's time per drafted token over a plain step
+#            (1 / plain tok/s, same engine, median)
+#   v        the verify round (K + 1 positions, one batch) over a plain step
+#   pred     Leviathan's speed-up with the measured alpha and c:
+#            (1 - alpha^(K+1)) / ((1 - alpha)(c K + 1)) = (1 + len) / (c K + 1);
+#            it assumes v = 1
+#   pred_v   the same with the measured v: (1 + len) / (c K + v)
+#   speedup  measured: median tok/s over the plain median
+#   kl       mean KL(P || p) per output token (lossy rows; 0 in exact mode)
+#
+# Environment: ROUNDS (3), N_BIG (48 tokens on the 1.1B shape), N_SMALL (128
+# on stories3M), K (4), K_LOSSY (8), LOSSY_KNOB (0.9), BUDGET ("4 16": nats per
+# window of tokens), THREADS (2), STRIX (build/strix), PROMPT, ONLY (a target
+# tag: f16, q8 or s3m, to run one).
 set -e
-M=${1:?usage: scripts/bench_spec.sh TARGET.gguf "DRAFTS|..." [ROUNDS] [N_NEW] [PROMPT]}
-DRAFTS=${2:?drafts, separated by |}
-R=${3:-3}
-NEW=${4:-32}
-PROMPT=${5:-Once upon a time, there was a little girl named Lily. She liked to}
+MODELS=${MODELS:-models}
 S=${STRIX:-build/strix}
+R=${ROUNDS:-3}
+NB=${N_BIG:-48}
+NS=${N_SMALL:-128}
 K=${K:-4}
+KL=${K_LOSSY:-8}
+KNOB=${LOSSY_KNOB:-0.9}
+BUDGET=${BUDGET:-4 16}
 T=${THREADS:-2}
-rows=$(mktemp)
-trap 'rm -f "$rows"' EXIT
-echo "# $(uptime)"
-printf 'target\tmode\tdraft\tround\ttok_s\tacceptance\tmean_len\tcost_ratio\tpredicted\n'
-for r in $(seq 1 "$R"); do
-    for mode in greedy sampled; do
-        if [ $mode = greedy ]; then samp="--temp 0"; else samp="--temp 1 --top-k 0 --top-p 1 --min-p 0 --seed $r"; fi
-        # shellcheck disable=SC2086
-        ts=$("$S" run -m "$M" -p "$PROMPT" -n "$NEW" -t "$T" $samp 2>&1 >/dev/null |
-            sed -n 's/.*generation: [0-9]* tokens, \([0-9.]*\) tok\/s.*/\1/p')
-        printf '%s\t%s\t%s\t%s\t%s\t-\t-\t-\t-\n' "$(basename "$M")" $mode plain "$r" "$ts" | tee -a "$rows"
-        echo "$DRAFTS" | tr '|' '\n' | while read -r d; do
-            # shellcheck disable=SC2086
-            line=$("$S" run -m "$M" -p "$PROMPT" -n "$NEW" -t "$T" $samp $d --draft-max "$K" 2>&1 >/dev/null | grep '^speculative:')
-            echo "$line" | awk -v t="$(basename "$M")" -v mode=$mode -v d="$d" -v r="$r" '{
-                ts = ""; acc = ""; len = ""; c = ""; pr = ""
-                for (i = 1; i <= NF; i++) {
-                    if ($(i) == "tok/s;") ts = $(i - 1)
-                    if ($(i) == "acceptance") { acc = $(i + 1); sub(/[%,]+/, "", acc) }
-                    if ($(i) == "length") { len = $(i + 1); sub(/;/, "", len) }
-                    if ($(i) == "ratio") { c = $(i + 1); sub(/,/, "", c) }
-                    if ($(i) == "predicted") { pr = $(i + 2); sub(/x;?/, "", pr) }
-                }
-                printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t, mode, d, r, ts, acc, len, c, pr
-            }' | tee -a "$rows"
+PROMPT=${PROMPT:-Once upon a time, there was a little girl named Lily. She liked to}
+LS=${LLAMA_SPECULATIVE:-}
+LB=${LLAMA_BENCH:-$(dirname "${LS:-.}")/llama-bench}
+GREEDY="--temp 0"
+SAMPLED="--temp 1 --top-k 0 --top-p 1 --min-p 0 --repeat-penalty 1"
+set -- $BUDGET
+BUDGET_OPTS="--draft-budget $1 --draft-window $2"
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+rows=$tmp/rows
+
+echo "# bench_spec.sh: $(date -u +%Y-%m-%dT%H:%MZ); $(uptime)"
+echo "# CPU: $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) cores; flags:" \
+    "$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|avx512f|avx512bw|avx512vl|avx512dq|avx512_vnni|avx512_bf16|avx512vbmi|avx_vnni|amx_tile|fma|f16c)$' | tr '\n' ' ')"
+echo "# strix $(git describe --always --dirty 2>/dev/null || echo '?'), $T threads; rounds $R; K $K (lossy rows K $KL);" \
+    "llama.cpp: ${LS:-not run (LLAMA_SPECULATIVE unset)}"
+echo "# prompt: $PROMPT"
+
+# row TAG ENGINE TARGET MODE NAME K N OPTS...: one timed run, one TSV line in $rows
+#   tag engine mode name K tok_s acc len draft_ms verify_ms kl ppl
+strix_row() {
+    tag=$1 mode=$2 name=$3 k=$4 n=$5 target=$6
+    shift 6
+    if [ "$mode" = greedy ]; then samp=$GREEDY; else samp="$SAMPLED --seed $r"; fi
+    # shellcheck disable=SC2086
+    "$S" run -m "$target" -p "$PROMPT" -n "$n" -t "$T" $samp "$@" >/dev/null 2>"$tmp/err" ||
+        { echo "# strix run failed ($tag $mode $name): $(tail -1 "$tmp/err")"; return 0; }
+    if [ "$name" = plain ]; then
+        ts=$(sed -n 's/.*generation: [0-9]* tokens, \([0-9.]*\) tok\/s.*/\1/p' "$tmp/err")
+        printf '%s\tstrix\t%s\tplain\t-\t%s\t-\t-\t-\t-\t-\t-\n' "$tag" "$mode" "$ts" >>"$rows"
+        return 0
+    fi
+    grep '^speculative:' "$tmp/err" | awk -v tag="$tag" -v mode="$mode" -v name="$name" -v k="$k" '{
+        ts = acc = len = dm = vm = ""; kl = 0; ppl = "-"
+        for (i = 1; i <= NF; i++) {
+            if ($i == "tok/s;") ts = $(i - 1)
+            if ($i == "acceptance") { acc = $(i + 1); sub(/[%,]+/, "", acc) }
+            if ($i == "length") { len = $(i + 1); sub(/;/, "", len) }
+            if ($i == "ppl") { ppl = $(i + 1); sub(/;/, "", ppl) }
+            if ($i == "KL") { kl = $(i + 1); sub(/;/, "", kl) }
+            if ($i == "token") { dm = $(i + 1); sub(/,/, "", dm) }
+            if ($i == "verify") { vm = $(i + 1); sub(/,/, "", vm) }
+        }
+        printf "%s\tstrix\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", tag, mode, name, k, ts, acc,
+            len, dm, vm, kl, ppl }' >>"$rows"
+}
+
+# llama.cpp: plain decoding from llama-bench (tg N), speculative from llama-speculative
+llama_row() {
+    tag=$1 mode=$2 name=$3 k=$4 n=$5 target=$6 draft=$7
+    [ -n "$LS" ] || return 0
+    if [ "$name" = plain ]; then
+        ts=$("$LB" -m "$target" -p 0 -n "$n" -t "$T" -r 1 -o csv 2>/dev/null |
+            awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) { h = $i; gsub(/"/, "", h); if (h == "avg_ts") c = i }; next }
+                     c { gsub(/"/, "", $c); print $c }')
+        printf '%s\tllama\t%s\tplain\t-\t%s\t-\t-\t-\t-\t-\t-\n' "$tag" "$mode" "$ts" >>"$rows"
+        return 0
+    fi
+    if [ "$mode" = greedy ]; then samp="--temp 0"; else samp="--temp 1 --top-k 0 --top-p 1 --min-p 0 --repeat-penalty 1 -s $r"; fi
+    # shellcheck disable=SC2086
+    "$LS" -m "$target" -md "$draft" -p "$PROMPT" -n "$n" -t "$T" -td "$T" --spec-draft-n-max "$k" \
+        --spec-draft-p-min 0 -c 512 $samp >/dev/null 2>"$tmp/lerr" </dev/null ||
+        { echo "# llama-speculative failed ($tag $mode $name): $(tail -1 "$tmp/lerr")"; return 0; }
+    awk -v tag="$tag" -v mode="$mode" -v name="$name" -v k="$k" '
+        /decoded .* tokens in .* speed:/ { ts = $(NF - 1) }
+        /n_drafted *=/ { nd = $NF }
+        /n_accept *=/ { na = $NF }
+        END { r = nd > 0 ? nd / k : 0
+              printf "%s\tllama\t%s\t%s\t%s\t%s\t%.1f\t%.2f\t-\t-\t-\t-\n", tag, mode, name, k, ts,
+                  (nd > 0 ? 100 * na / nd : 0), (r > 0 ? na / r : 0) }' "$tmp/lerr" >>"$rows"
+}
+
+# The skip list `auto` picks for a target (sampled acceptance, on the prompt),
+# or $2 if given; falls back to the upper half of the layers if auto skips none.
+skip_list() {
+    [ -n "$2" ] && { echo "$2"; return; }
+    # shellcheck disable=SC2086
+    l=$("$S" run -m "$1" -p "$PROMPT" -n 1 -t "$T" $SAMPLED --draft-skip auto --draft-max "$K" 2>&1 >/dev/null |
+        sed -n 's/^draft-skip auto: [0-9]* of \([0-9]*\) layers skipped (\(.*\)).*/\1 \2/p')
+    set -- $l
+    if [ -n "$2" ]; then echo "$2"; else n=${1:-2}; echo "$((n / 2))-$((n - 1))"; fi
+}
+
+# bench_target TAG TARGET N "ROWS" : ROWS, one per line:
+#   NAME|K|MODES|STRIX OPTIONS|LLAMA DRAFT FILE or -
+bench_target() {
+    tag=$1 target=$2 n=$3 list=$4
+    if [ ! -f "$target" ]; then
+        echo "# $target: missing, rows for $tag skipped"
+        return 0
+    fi
+    echo "# $(date -u +%H:%M:%S) $tag: $(basename "$target"), $n tokens; $(uptime | sed 's/.*load/load/')"
+    for r in $(seq 1 "$R"); do
+        for mode in greedy sampled; do
+            strix_row "$tag" $mode plain - "$n" "$target"
+            echo "$list" | while IFS='|' read -r name k modes opts draft; do
+                [ -n "$name" ] || continue
+                case " $modes " in *" $mode "*) ;; *) continue ;; esac
+                # shellcheck disable=SC2086
+                strix_row "$tag" $mode "$name" "$k" "$n" "$target" $opts --draft-max "$k"
+            done
+            if [ -n "$LS" ]; then
+                llama_row "$tag" $mode plain - "$n" "$target"
+                echo "$list" | while IFS='|' read -r name k modes opts draft; do
+                    [ -n "$name" ] && [ "$draft" != - ] || continue
+                    case " $modes " in *" $mode "*) ;; *) continue ;; esac
+                    llama_row "$tag" $mode "$name" "$k" "$n" "$target" "$draft"
+                done
+            fi
         done
     done
-done
-echo "# $(uptime)"
-echo "# summary: medians over $R rounds; speedup = median tok/s / plain's median"
-printf '# target\tmode\tdraft\ttok_s\tspeedup\tacceptance\tmean_len\tcost_ratio\tpredicted\n'
-sort -t "$(printf '\t')" -k1,1 -k2,2 -k3,3 "$rows" | awk -F '\t' '
+}
+
+want() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }
+
+quant() { # quant IN TYPE: a self-draft file, written once
+    o=$tmp/$(basename "$1" .gguf)-$2.gguf
+    [ -f "$o" ] || [ ! -f "$1" ] || "$S" quantize "$1" "$o" "$2" -t "$T" >/dev/null 2>&1 ||
+        echo "# strix quantize $1 $2 failed" >&2
+    echo "$o"
+}
+
+F16=$MODELS/tl1b-f16.gguf Q8=$MODELS/tl1b-q8_0.gguf S3M=$tmp/stories3M-f32.gguf
+if want s3m && [ -f "$MODELS/stories3M-q8_0.gguf" ]; then
+    "$S" convert -m "$MODELS/stories3M-q8_0.gguf" -o "$S3M" --type F32 >/dev/null 2>&1 ||
+        echo "# strix convert of stories3M to F32 failed"
+fi
+lossy="--draft-lossy lenient --draft-knob $KNOB"
+if want f16 && [ -f "$F16" ]; then
+    sk=$(skip_list "$F16" "$SKIP_F16")
+    d4=$(quant "$F16" Q4_0) d8=$(quant "$F16" Q8_0)
+    bench_target f16 "$F16" "$NB" "Q4_0|$K|greedy sampled|--draft $d4|$d4
+Q8_0|$K|greedy sampled|--draft $d8|$d8
+skip $sk|$K|greedy sampled|--draft-skip $sk|-
+Q4_0 lenient $KNOB|$KL|sampled|--draft $d4 $lossy|-
+Q4_0 lenient $KNOB budget|$KL|sampled|--draft $d4 $lossy $BUDGET_OPTS|-"
+fi
+if want q8 && [ -f "$Q8" ]; then
+    sk=$(skip_list "$Q8" "$SKIP_Q8")
+    d4=$(quant "$Q8" Q4_0)
+    bench_target q8 "$Q8" "$NB" "Q4_0|$K|greedy sampled|--draft $d4|$d4
+skip $sk|$K|greedy sampled|--draft-skip $sk|-
+Q4_0 lenient $KNOB|$KL|sampled|--draft $d4 $lossy|-
+Q4_0 lenient $KNOB budget|$KL|sampled|--draft $d4 $lossy $BUDGET_OPTS|-"
+fi
+if want s3m && [ -f "$S3M" ]; then
+    sk=$(skip_list "$S3M" "$SKIP_S3M")
+    d4=$(quant "$S3M" Q4_0) d8=$(quant "$S3M" Q8_0)
+    bench_target s3m "$S3M" "$NS" "Q8_0|$K|greedy sampled|--draft $d8|$d8
+Q4_0|$K|greedy sampled|--draft $d4|$d4
+skip $sk|$K|greedy sampled|--draft-skip $sk|-
+ngram 2|$K|greedy sampled|--draft-ngram 2|-
+Q4_0 lenient $KNOB|$KL|sampled|--draft $d4 $lossy|-
+Q4_0 lenient $KNOB budget|$KL|sampled|--draft $d4 $lossy $BUDGET_OPTS|-"
+fi
+echo "# $(date -u +%H:%M:%S) done; $(uptime | sed 's/.*load/load/')"
+
+echo
+echo "# raw rows: target engine mode draft K tok_s acc len draft_ms verify_ms kl ppl"
+cat "$rows"
+echo
+echo "# summary, medians over $R rounds (speed-ups against the same engine's plain decoding)"
+printf 'target\tengine\tmode\tdraft\tK\ttok_s\tacc%%\tlen\talpha\tc\tv\tpred\tpred_v\tspeedup\tkl\tppl\n'
+awk -F '\t' '
     function med(s,   n, a, i, j, x) { n = split(s, a, " ")
+        if (n == 0) return ""
         for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { x = a[i]; a[i] = a[j]; a[j] = x }
         return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
-    { k = $1 "\t" $2 "\t" $3; ts[k] = ts[k] " " $5; acc[k] = acc[k] " " $6; len[k] = len[k] " " $7
-      c[k] = c[k] " " $8; pr[k] = pr[k] " " $9; if (!(k in seen)) { seen[k] = 1; order[++n] = k } }
-    END { for (i = 1; i <= n; i++) { k = order[i]; split(k, f, "\t"); base = med(ts[f[1] "\t" f[2] "\tplain"])
-        printf "# %s\t%.2f\t%.2fx\t%s\t%s\t%s\t%s\n", k, med(ts[k]), med(ts[k]) / base,
-            f[3] == "plain" ? "-" : med(acc[k]), f[3] == "plain" ? "-" : med(len[k]),
-            f[3] == "plain" ? "-" : med(c[k]), f[3] == "plain" ? "-" : med(pr[k]) } }'
+    function alpha(len, k,   lo, hi, mid, i, e) { # solves len = a (1 - a^k) / (1 - a)
+        if (len >= k) return 1
+        lo = 0; hi = 1
+        for (i = 0; i < 60; i++) { mid = (lo + hi) / 2; e = mid < 1 ? mid * (1 - mid ^ k) / (1 - mid) : k
+            if (e < len) lo = mid; else hi = mid }
+        return (lo + hi) / 2 }
+    function add(k, f, v) { if (v != "" && v != "-") col[k, f] = col[k, f] " " v }
+    { k = $1 "\t" $2 "\t" $3 "\t" $4 "\t" $5
+      if (!(k in seen)) { seen[k] = 1; order[++n] = k }
+      add(k, "ts", $6); add(k, "acc", $7); add(k, "len", $8); add(k, "dm", $9); add(k, "vm", $10)
+      add(k, "kl", $11); add(k, "ppl", $12) }
+    END { for (i = 1; i <= n; i++) { k = order[i]; split(k, f, "\t")
+        base = med(col[f[1] "\t" f[2] "\t" f[3] "\tplain\t-", "ts"]); ts = med(col[k, "ts"])
+        if (f[4] == "plain") { printf "%s\t%.2f\t-\t-\t-\t-\t-\t-\t-\t1.00x\t-\t-\n", k, ts; continue }
+        K = f[5]; len = med(col[k, "len"]); a = alpha(len, K)
+        step = base > 0 ? 1000 / base : 0; dm = med(col[k, "dm"]); vm = med(col[k, "vm"])
+        c = dm != "" && step > 0 ? dm / step : -1; v = vm != "" && step > 0 ? vm / step : -1
+        printf "%s\t%.2f\t%s\t%.2f\t%.3f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k, ts, med(col[k, "acc"]), len, a,
+            (c >= 0 ? sprintf("%.3f", c) : "-"), (v >= 0 ? sprintf("%.2f", v) : "-"),
+            (c >= 0 ? sprintf("%.2fx", (1 + len) / (c * K + 1)) : "-"),
+            (c >= 0 && v >= 0 ? sprintf("%.2fx", (1 + len) / (c * K + v)) : "-"),
+            (base > 0 ? sprintf("%.2fx", ts / base) : "-"),
+            (med(col[k, "kl"]) == "" ? "-" : med(col[k, "kl"])), (med(col[k, "ppl"]) == "" ? "-" : med(col[k, "ppl"])) } }' "$rows"

@@ -24,36 +24,10 @@
 #include "fixtures.h"
 #include "harness.h"
 #include "strix.h"
+#include "spec_fixture.h"
 #include "strix_dev.h"
 
 #define NEW 32
-
-static int tokenize(const strix_model *m, const char *text, strix_token *out, int cap)
-{
-    int n = 0;
-    strix_error err;
-    CHECKF(strix_tokenize(m, text, strlen(text), 1, out, cap, &n, &err) == STRIX_OK, "%s", err.msg);
-    return n;
-}
-
-static strix_sampler *make_sampler(const struct strix_sampler_params *sp, int nv)
-{
-    strix_sampler *s = NULL;
-    strix_error err;
-    CHECKF(strix_sampler_create(sp, nv, &s, &err) == STRIX_OK, "%s", err.msg);
-    return s;
-}
-
-static struct strix_sampler_params temp1(void)
-{
-    struct strix_sampler_params sp = strix_sampler_default_params();
-    sp.temperature = 1;
-    sp.top_k = 0;
-    sp.top_p = 1;
-    sp.min_p = 0;
-    sp.repeat_penalty = 1;
-    return sp;
-}
 
 /* One seeded speculative run of NEW tokens after "Once upon a time". */
 static int run(const strix_model *t, strix_context *tctx, strix_draft *d,
@@ -61,8 +35,8 @@ static int run(const strix_model *t, strix_context *tctx, strix_draft *d,
                uint64_t seed, strix_token *out, struct strix_spec_stats *st)
 {
     strix_token p[16];
-    const int n_p = tokenize(t, "Once upon a time", p, 16);
-    strix_sampler *s = make_sampler(sp, strix_vocab_size(t));
+    const int n_p = spec_tokenize(t, "Once upon a time", p, 16);
+    strix_sampler *s = spec_sampler(sp, strix_vocab_size(t));
     strix_sampler_reset(s, seed);
     for (int i = 0; i < n_p; i++)
         strix_sampler_accept(s, p[i]);
@@ -79,7 +53,7 @@ static const char *const scheme_names[4] = {"exact", "lenient", "top-p", "near-m
 /* Knob 0 is exact mode, draw for draw; a budget of 0 nats too. */
 static void test_knob_zero(const strix_model *t, strix_context *tctx, strix_draft *d)
 {
-    const struct strix_sampler_params sp = temp1();
+    const struct strix_sampler_params sp = spec_temp1();
     long same = 0, runs = 0, relaxed = 0;
     for (uint64_t seed = 1; seed <= 60; seed++) {
         strix_token ref[NEW], got[NEW];
@@ -141,7 +115,7 @@ static void dist_after(const strix_model *m, strix_context *c, const struct stri
     strix_error err;
     strix_kv_seq_rm(c, -1, 0, -1);
     CHECK(strix_decode(c, seq, NULL, n, NULL, &err) == STRIX_OK);
-    strix_sampler *s = make_sampler(sp, strix_vocab_size(m));
+    strix_sampler *s = spec_sampler(sp, strix_vocab_size(m));
     for (int i = 0; i < n; i++)
         strix_sampler_accept(s, seq[i]);
     CHECK(strix_sampler_dist(s, strix_get_logits(c, -1), strix_vocab_size(m), out, &err) ==
@@ -164,7 +138,7 @@ static double check_relaxed(const strix_model *t, const strix_model *dm, strix_c
 {
     const int nv = strix_vocab_size(t);
     strix_token seq[64];
-    const int n_p = tokenize(t, "Once upon a time", seq, 16);
+    const int n_p = spec_tokenize(t, "Once upon a time", seq, 16);
     memcpy(seq + n_p, out, (size_t)n * sizeof *out);
     float *p = malloc((size_t)nv * sizeof *p), *q = malloc((size_t)nv * sizeof *q);
     float *sorted = malloc((size_t)nv * sizeof *sorted);
@@ -216,7 +190,7 @@ static void test_error_control(const strix_model *t, const strix_model *dm, stri
                                strix_draft *d)
 {
     strix_context *tc = fixture_context(t, 64, 64, 1), *dc = fixture_context(dm, 64, 64, 1);
-    const struct strix_sampler_params sp = temp1();
+    const struct strix_sampler_params sp = spec_temp1();
     const int W = 8;
     const float B = 1.0f;
     for (int mode = STRIX_SPEC_LENIENT; mode <= STRIX_SPEC_NEAR_MAX; mode++) {
@@ -268,14 +242,14 @@ static void test_error_control(const strix_model *t, const strix_model *dm, stri
 /* nll_sum is -log p(x) summed over the output, p recomputed here. */
 static void test_nll(const strix_model *t, strix_context *tctx, strix_draft *d)
 {
-    const struct strix_sampler_params sp = temp1();
+    const struct strix_sampler_params sp = spec_temp1();
     struct strix_spec_params pp = strix_spec_default_params();
     pp.lossy = STRIX_SPEC_LENIENT;
     pp.lossy_knob = 0.5f;
     strix_token out[NEW], seq[64];
     struct strix_spec_stats st;
     const int n = run(t, tctx, d, &sp, &pp, 7, out, &st);
-    const int n_p = tokenize(t, "Once upon a time", seq, 16);
+    const int n_p = spec_tokenize(t, "Once upon a time", seq, 16);
     memcpy(seq + n_p, out, (size_t)n * sizeof *out);
     strix_context *c = fixture_context(t, 64, 64, 1);
     float *p = malloc((size_t)strix_vocab_size(t) * sizeof *p);
@@ -294,7 +268,7 @@ static void test_nll(const strix_model *t, strix_context *tctx, strix_draft *d)
 /* The reported mean KL grows with the knob (lenient, a fixed seed set). */
 static void test_kl_grows(const strix_model *t, strix_context *tctx, strix_draft *d)
 {
-    const struct strix_sampler_params sp = temp1();
+    const struct strix_sampler_params sp = spec_temp1();
     const float knobs[3] = {0.2f, 0.5f, 0.8f};
     double kl[3];
     for (int i = 0; i < 3; i++) {
@@ -340,8 +314,8 @@ static void test_adaptive(const strix_model *t, strix_context *tctx, strix_draft
 
 static void test_bad_params(const strix_model *t, strix_context *tctx, strix_draft *d)
 {
-    const struct strix_sampler_params sp = temp1();
-    strix_sampler *s = make_sampler(&sp, strix_vocab_size(t));
+    const struct strix_sampler_params sp = spec_temp1();
+    strix_sampler *s = spec_sampler(&sp, strix_vocab_size(t));
     strix_token p[2] = {1, 2}, out[4];
     struct {
         int mode;
@@ -495,9 +469,9 @@ static void test_skip_draft(const strix_model *t, strix_context *tctx)
     strix_context *dc = fixture_context(t, 128, 128, 1);
     struct strix_sampler_params sp = strix_sampler_default_params();
     sp.temperature = 0;
-    strix_sampler *s = make_sampler(&sp, strix_vocab_size(t));
+    strix_sampler *s = spec_sampler(&sp, strix_vocab_size(t));
     strix_token calib[64], ref[NEW], got[NEW];
-    const int n_c = tokenize(t, "Once upon a time, there was a little girl named Lily. She liked "
+    const int n_c = spec_tokenize(t, "Once upon a time, there was a little girl named Lily. She liked "
                                 "to play outside in the park with her dog.", calib, 64);
     int layers[16], n_l = -1;
     double sx = 0;
@@ -517,7 +491,7 @@ static void test_skip_draft(const strix_model *t, strix_context *tctx)
         struct strix_spec_stats st0;
         const int n0 = run(t, tctx, d, &sp, &pp, 1, ref, &st0); /* K = 8 */
         strix_token p[16];
-        const int n_p = tokenize(t, "Once upon a time", p, 16);
+        const int n_p = spec_tokenize(t, "Once upon a time", p, 16);
         /* plain greedy, one token per decode */
         strix_kv_seq_rm(tctx, -1, 0, -1);
         CHECK(strix_decode(tctx, p, NULL, n_p, NULL, &err) == STRIX_OK);
@@ -546,39 +520,18 @@ int main(void)
 {
     if (!fixture_kernels("test_spec_lossy"))
         return 0;
-    strix_model *t = load_fixture("stories260K-ref.gguf", NULL);
-    strix_model *poor = load_fixture("llamacpp-synth-F32.gguf", NULL);
-    strix_model *q4m = t ? q4_copy(t) : NULL;
-    if (!t || !poor || !q4m)
-        return 1;
-    strix_context *tctx = fixture_context(t, 128, 128, 1), *sctx = fixture_context(t, 128, 128, 1);
-    strix_context *pctx = fixture_context(poor, 128, 128, 1);
-    strix_context *qctx = fixture_context(q4m, 128, 128, 1);
-    strix_draft *same = NULL, *pd = NULL, *q4 = NULL;
-    strix_error err;
-    CHECKF(strix_draft_model_create(t, t, sctx, &same, &err) == STRIX_OK, "%s", err.msg);
-    CHECKF(strix_draft_model_create(t, poor, pctx, &pd, &err) == STRIX_OK, "%s", err.msg);
-    CHECKF(strix_draft_model_create(t, q4m, qctx, &q4, &err) == STRIX_OK, "%s", err.msg);
-    if (same && pd && q4) {
-        test_knob_zero(t, tctx, q4);
-        test_greedy_stays(t, tctx, q4);
-        test_error_control(t, q4m, tctx, q4);
-        test_kl_grows(t, tctx, q4);
-        test_nll(t, tctx, q4);
-        test_adaptive(t, tctx, same, pd);
-        test_bad_params(t, tctx, pd);
-        test_layer_mask(t);
-        test_skip_draft(t, tctx);
+    struct spec_fixture f;
+    if (spec_fixture_open(&f, 128, q4_copy)) {
+        test_knob_zero(f.t, f.tctx, f.q4);
+        test_greedy_stays(f.t, f.tctx, f.q4);
+        test_error_control(f.t, f.q4m, f.tctx, f.q4);
+        test_kl_grows(f.t, f.tctx, f.q4);
+        test_nll(f.t, f.tctx, f.q4);
+        test_adaptive(f.t, f.tctx, f.same, f.pd);
+        test_bad_params(f.t, f.tctx, f.pd);
+        test_layer_mask(f.t);
+        test_skip_draft(f.t, f.tctx);
     }
-    strix_draft_free(same);
-    strix_draft_free(pd);
-    strix_draft_free(q4);
-    strix_context_free(qctx);
-    strix_model_free(q4m);
-    strix_context_free(tctx);
-    strix_context_free(sctx);
-    strix_context_free(pctx);
-    strix_model_free(t);
-    strix_model_free(poor);
+    spec_fixture_close(&f);
     TEST_MAIN_END();
 }

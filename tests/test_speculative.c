@@ -23,6 +23,7 @@
 #include "generate/speculative.h"
 #include "harness.h"
 #include "strix.h"
+#include "spec_fixture.h"
 #include "strix_dev.h"
 
 #define NEW 40
@@ -55,22 +56,6 @@ static int greedy_ref(const strix_model *m, strix_context *ctx, const strix_toke
     return k;
 }
 
-static int tokenize(const strix_model *m, const char *text, strix_token *out, int cap)
-{
-    int n = 0;
-    strix_error err;
-    CHECKF(strix_tokenize(m, text, strlen(text), 1, out, cap, &n, &err) == STRIX_OK, "%s", err.msg);
-    return n;
-}
-
-static strix_sampler *make_sampler(const struct strix_sampler_params *sp, int nv)
-{
-    strix_sampler *s = NULL;
-    strix_error err;
-    CHECKF(strix_sampler_create(sp, nv, &s, &err) == STRIX_OK, "%s", err.msg);
-    return s;
-}
-
 /* A greedy sampler, the prompt "Once upon a time" and plain greedy's tokens
  * after it in c (the reference every greedy check compares with). */
 struct greedy_case {
@@ -83,8 +68,8 @@ static void greedy_case_init(struct greedy_case *g, const strix_model *t, strix_
 {
     struct strix_sampler_params sp = strix_sampler_default_params();
     sp.temperature = 0;
-    g->s = make_sampler(&sp, strix_vocab_size(t));
-    g->n_p = tokenize(t, "Once upon a time", g->p, 16);
+    g->s = spec_sampler(&sp, strix_vocab_size(t));
+    g->n_p = spec_tokenize(t, "Once upon a time", g->p, 16);
     g->n_ref = greedy_ref(t, c, g->p, g->n_p, NEW, g->ref);
 }
 
@@ -100,12 +85,12 @@ static void test_greedy(const strix_model *t, strix_context *tctx, const char *n
     const int nv = strix_vocab_size(t);
     struct strix_sampler_params sp = strix_sampler_default_params();
     sp.temperature = 0;
-    strix_sampler *s = make_sampler(&sp, nv);
+    strix_sampler *s = spec_sampler(&sp, nv);
     long drafted = 0, accepted = 0, rounds = 0;
     for (int ip = 0; ip < 3; ip++)
         for (int K = 1; K <= 8; K *= 2) {
             strix_token p[64], ref[NEW], got[NEW];
-            const int n_p = tokenize(t, prompts[ip], p, 64);
+            const int n_p = spec_tokenize(t, prompts[ip], p, 64);
             const int n_ref = greedy_ref(t, tctx, p, n_p, NEW, ref);
             struct strix_spec_params pp = strix_spec_default_params();
             pp.n_draft_max = K;
@@ -261,7 +246,7 @@ static void exact_dist(const strix_model *t, strix_context *tctx,
     strix_error err;
     strix_kv_seq_rm(tctx, -1, 0, -1);
     CHECK(strix_decode(tctx, seq, NULL, n_p + n_extra, NULL, &err) == STRIX_OK);
-    strix_sampler *s = make_sampler(sp, nv);
+    strix_sampler *s = spec_sampler(sp, nv);
     for (int i = 0; i < n_p; i++) /* the penalties see the prompt, as in strix run */
         strix_sampler_accept(s, p[i]);
     for (int i = 0; i < n_extra; i++)
@@ -285,7 +270,7 @@ static double sample_test(const strix_model *t, strix_context *tctx, strix_draft
     const int nv = strix_vocab_size(t);
     const strix_token eos = strix_token_eos(t);
     strix_token p[64];
-    const int n_p = tokenize(t, prompt, p, 64);
+    const int n_p = spec_tokenize(t, prompt, p, 64);
     double *p1 = malloc((size_t)nv * sizeof *p1), *p2 = malloc((size_t)nv * sizeof *p2);
     long *c1 = calloc((size_t)nv, sizeof *c1), *c2 = calloc((size_t)nv, sizeof *c2);
     float *l1 = malloc((size_t)nv * sizeof *l1), *l2 = malloc((size_t)nv * sizeof *l2);
@@ -296,7 +281,7 @@ static double sample_test(const strix_model *t, strix_context *tctx, strix_draft
         a = p1[v] > p1[a] ? v : a;
     exact_dist(t, tctx, sp, p, n_p, &a, 1, p2);
     memcpy(l2, strix_get_logits(tctx, -1), (size_t)nv * sizeof *l2);
-    strix_sampler *s = make_sampler(sp, nv);
+    strix_sampler *s = spec_sampler(sp, nv);
     long n2 = 0, drafted = 0, accepted = 0;
     for (int run = 0; run < N_RUNS; run++) {
         strix_sampler_reset(s, 1000 + (uint64_t)run);
@@ -351,14 +336,8 @@ static void test_sampling(const strix_model *t, strix_context *tctx, strix_draft
     struct strix_sampler_params cfg[4];
     const char *names[4] = {"temp 1", "temp 0.8 top-k 20", "temp 1.5 top-p 0.97",
                             "repeat 1.3 freq 0.5"};
-    for (int i = 0; i < 4; i++) {
-        cfg[i] = strix_sampler_default_params();
-        cfg[i].temperature = 1;
-        cfg[i].top_k = 0;
-        cfg[i].top_p = 1;
-        cfg[i].min_p = 0;
-        cfg[i].repeat_penalty = 1;
-    }
+    for (int i = 0; i < 4; i++)
+        cfg[i] = spec_temp1();
     cfg[1].temperature = 0.8f;
     cfg[1].top_k = 20;
     cfg[2].temperature = 1.5f;
@@ -469,7 +448,7 @@ static void test_bad_input(const strix_model *t, strix_context *tctx, strix_draf
     CHECK(strix_draft_ngram_create(17, &x, &err) == STRIX_ERR_ARG && x == NULL);
     CHECK(strix_draft_model_create(NULL, t, tctx, &x, &err) == STRIX_ERR_ARG);
     struct strix_sampler_params sp = strix_sampler_default_params();
-    strix_sampler *s = make_sampler(&sp, strix_vocab_size(t));
+    strix_sampler *s = spec_sampler(&sp, strix_vocab_size(t));
     strix_token p[8] = {1, 2, 3}, out[8];
     struct strix_spec_params pp = strix_spec_default_params();
     struct strix_spec_stats st = {.struct_size = sizeof st};
@@ -522,41 +501,23 @@ int main(void)
 {
     if (!fixture_kernels("test_speculative"))
         return 0;
-    strix_model *t = load_fixture("stories260K-ref.gguf", NULL);
-    strix_model *poor = load_fixture("llamacpp-synth-F32.gguf", NULL);
-    strix_model *q4m = t ? quantized(t) : NULL;
-    if (!t || !poor || !q4m)
-        return 1;
-    strix_context *tctx = make_ctx(t, 256), *sctx = make_ctx(t, 256), *pctx = make_ctx(poor, 256);
-    strix_context *qctx = make_ctx(q4m, 256);
-    strix_draft *same = NULL, *pd = NULL, *ng = NULL, *q4 = NULL;
+    struct spec_fixture f;
+    strix_draft *ng = NULL;
     strix_error err;
-    CHECKF(strix_draft_model_create(t, t, sctx, &same, &err) == STRIX_OK, "%s", err.msg);
-    CHECKF(strix_draft_model_create(t, poor, pctx, &pd, &err) == STRIX_OK, "%s", err.msg);
-    CHECKF(strix_draft_model_create(t, q4m, qctx, &q4, &err) == STRIX_OK, "%s", err.msg);
     CHECKF(strix_draft_ngram_create(2, &ng, &err) == STRIX_OK, "%s", err.msg);
-    if (same && pd && ng && q4) {
-        test_greedy(t, tctx, "same", same, 1);
-        test_greedy(t, tctx, "Q4_0", q4, 0);
-        test_greedy(t, tctx, "poor", pd, 0);
-        test_greedy(t, tctx, "n-gram", ng, 0);
-        test_p_min(t, tctx, q4);
-        test_short_draft(t, q4m, tctx, q4);
-        test_context_end(t, ng);
-        test_context_end(t, q4);
-        test_sampling(t, tctx, q4, pd, same, ng);
-        test_bad_input(t, tctx, ng);
+    if (spec_fixture_open(&f, 256, quantized) && ng) {
+        test_greedy(f.t, f.tctx, "same", f.same, 1);
+        test_greedy(f.t, f.tctx, "Q4_0", f.q4, 0);
+        test_greedy(f.t, f.tctx, "poor", f.pd, 0);
+        test_greedy(f.t, f.tctx, "n-gram", ng, 0);
+        test_p_min(f.t, f.tctx, f.q4);
+        test_short_draft(f.t, f.q4m, f.tctx, f.q4);
+        test_context_end(f.t, ng);
+        test_context_end(f.t, f.q4);
+        test_sampling(f.t, f.tctx, f.q4, f.pd, f.same, ng);
+        test_bad_input(f.t, f.tctx, ng);
     }
-    strix_draft_free(same);
-    strix_draft_free(pd);
     strix_draft_free(ng);
-    strix_draft_free(q4);
-    strix_context_free(tctx);
-    strix_context_free(sctx);
-    strix_context_free(pctx);
-    strix_context_free(qctx);
-    strix_model_free(t);
-    strix_model_free(poor);
-    strix_model_free(q4m);
+    spec_fixture_close(&f);
     TEST_MAIN_END();
 }

@@ -169,15 +169,21 @@ void spec_free(struct spec_setup *s)
     memset(s, 0, sizeof *s);
 }
 
+/* dt: the whole call; the rate counts generation only (without the prompt's
+ * prefill, as `strix run` without a draft reports it). The times per round
+ * split a round into the draft's proposals, the target's batched verify and
+ * the rest (acceptance tests, sampling, cache rollback). */
 void spec_report(const struct strix_spec_stats *st, int k, double dt)
 {
+    const double gen = dt - st->t_prompt;
     fprintf(stderr,
             "speculative: %d tokens, %.1f tok/s; %d rounds, drafted %d, accepted %d, "
             "acceptance %.1f%%, mean accepted length %.2f",
-            st->n_tokens, st->n_tokens / (dt > 0 ? dt : 1e-9), st->n_rounds, st->n_drafted,
+            st->n_tokens, st->n_tokens / (gen > 0 ? gen : 1e-9), st->n_rounds, st->n_drafted,
             st->n_accepted, st->n_drafted ? 100.0 * st->n_accepted / st->n_drafted : 0.0,
             st->n_rounds ? (double)st->n_accepted / st->n_rounds : 0.0);
-    /* Leviathan et al.: acceptance a, cost ratio c, K drafts: (1 - a^(K+1)) / ((1 - a)(cK + 1)) */
+    /* Leviathan et al.: acceptance a, cost ratio c, K drafts: (1 - a^(K+1)) / ((1 - a)(cK + 1));
+     * here c is against the verify round (a plain step is not measured in this run) */
     if (st->n_drafted > 0 && st->n_rounds > 0 && st->t_verify > 0) {
         const double a = (double)st->n_accepted / st->n_drafted;
         const double c = (st->t_draft / st->n_drafted) / (st->t_verify / st->n_rounds);
@@ -189,5 +195,10 @@ void spec_report(const struct strix_spec_stats *st, int k, double dt)
     if (st->n_relaxed || st->kl_sum > 0)
         fprintf(stderr, "; relaxed %d (%.2f nats), mean KL %.4f", st->n_relaxed,
                 st->relaxed_nats, st->n_tokens ? st->kl_sum / st->n_tokens : 0.0);
+    if (st->n_rounds > 0)
+        fprintf(stderr, "; ms: prompt %.2f, per drafted token %.3f, per round: verify %.3f, other %.3f",
+                1e3 * st->t_prompt, st->n_drafted ? 1e3 * st->t_draft / st->n_drafted : 0.0,
+                1e3 * st->t_verify / st->n_rounds,
+                1e3 * (gen - st->t_draft - st->t_verify) / st->n_rounds);
     fprintf(stderr, "\n");
 }

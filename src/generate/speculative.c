@@ -60,30 +60,48 @@ static void model_draft_free(void *self)
     util_free(d);
 }
 
-static int model_draft_propose(void *self, strix_sampler *smp, const strix_token *hist, int n_hist,
-                               float p_min, strix_token *tok, float *q, int *kind, strix_error *err)
+/* Brings the draft's cache to hold hist[0..n): keeps the common prefix and
+ * decodes the rest, at least the last token when its logits are wanted.
+ * *full is set (and nothing else done) when the text does not fit. */
+static int model_draft_sync(struct model_draft *d, const strix_token *hist, int n, int want_last,
+                            int *full, strix_error *err)
 {
-    struct model_draft *d = self;
-    *kind = STRIX_DRAFT_END;
-    if (n_hist < 1 || n_hist > strix_context_n_ctx(d->ctx))
-        return STRIX_OK; /* no room: no draft */
-    /* keep the common prefix, but decode at least the last token for its logits */
+    *full = n > strix_context_n_ctx(d->ctx);
+    if (*full)
+        return STRIX_OK;
     int l = 0;
-    while (l < d->n_cached && l < n_hist - 1 && d->cached[l] == hist[l])
+    while (l < d->n_cached && l < n - !!want_last && d->cached[l] == hist[l])
         l++;
     int rc = strix_kv_seq_truncate(d->ctx, 0, l, err);
     if (rc)
         return rc;
     d->n_cached = l;
-    rc = strix_decode(d->ctx, hist + l, NULL, n_hist - l, NULL, err);
+    if (l == n)
+        return STRIX_OK;
+    rc = strix_decode(d->ctx, hist + l, NULL, n - l, NULL, err);
     if (rc == STRIX_ERR_FULL) {
         err_clear(err);
+        *full = 1;
         return STRIX_OK;
     }
     if (rc)
         return rc;
-    memcpy(d->cached + l, hist + l, (size_t)(n_hist - l) * sizeof *hist);
-    d->n_cached = n_hist;
+    memcpy(d->cached + l, hist + l, (size_t)(n - l) * sizeof *hist);
+    d->n_cached = n;
+    return STRIX_OK;
+}
+
+static int model_draft_propose(void *self, strix_sampler *smp, const strix_token *hist, int n_hist,
+                               float p_min, strix_token *tok, float *q, int *kind, strix_error *err)
+{
+    struct model_draft *d = self;
+    *kind = STRIX_DRAFT_END;
+    if (n_hist < 1)
+        return STRIX_OK;
+    int full;
+    int rc = model_draft_sync(d, hist, n_hist, 1, &full, err);
+    if (rc || full)
+        return rc; /* no room: no draft */
     const float *logits = strix_get_logits(d->ctx, -1);
     /* confidence: the top probability of the raw softmax (greedy's q is one-hot) */
     if (p_min > 0) {
@@ -449,8 +467,16 @@ int strix_speculative_generate(const strix_model *model, strix_context *ctx, str
     memcpy(hist, prompt, (size_t)n_prompt * sizeof *hist);
     int n_hist = n_prompt;
     strix_kv_seq_rm(ctx, -1, 0, -1);
+    const double tp = now_s();
     if (n_prompt > 1 && (rc = strix_decode(ctx, prompt, NULL, n_prompt - 1, NULL, err)))
         goto done;
+    /* a model draft takes the prompt now too, so that rounds time only drafting */
+    if (n_prompt > 1 && draft->propose == model_draft_propose) {
+        int full;
+        if ((rc = model_draft_sync(draft->self, prompt, n_prompt - 1, 0, &full, err)))
+            goto done;
+    }
+    st.t_prompt = now_s() - tp;
 
     while (st.stop_reason == STRIX_STOP_NONE) {
         if (st.n_tokens >= cap) {
