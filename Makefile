@@ -141,7 +141,7 @@ ifeq ($(MPI),1)
 all: $(BUILD)/strix-mpi
 endif
 MPI_TOOL_OBJ := $(filter-out $(BUILD)/tools/strix.o,$(TOOL_OBJ)) $(BUILD)/tools/mpi/strix.o \
-  $(BUILD)/tools/mpi/pipeline.o $(BUILD)/tools/mpi/drivers.o
+  $(BUILD)/tools/mpi/pipeline.o $(BUILD)/tools/mpi/drivers.o $(BUILD)/tools/mpi/serve.o
 $(BUILD)/tools/mpi/strix.o: tools/strix.c $(wildcard tools/*.h) include/strix.h include/strix_dev.h
 	@mkdir -p $(dir $@)
 	$(MPI_CC) $(CFLAGS_ALL) $(TOOL_DEFS) -DSTRIX_MPI -c $< -o $@
