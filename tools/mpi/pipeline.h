@@ -21,7 +21,8 @@ enum { TAG_HDR = 1, TAG_HID = 2, TAG_RES = 3, TAG_META = 4 };
  * sequence seq (-1: all); or end. For the server (serve.c): OP_BATCH, a
  * chunk of n tokens of any sequences at any positions, whose positions,
  * sequences and wanted rows follow (3n int32), and whose w1 wanted rows'
- * logits the last rank returns in one message; OP_KV, a cache change
+ * logits the last rank returns in one message (pos0: a digest of rank 0's
+ * cache after the chunk, which each rank checks); OP_KV, a cache change
  * (struct strix_cache_op: kind in n, seq, dst in w0, p0 in pos0, p1 in w1). */
 struct hdr {
     int32_t op, n, pos0, seq, w0, w1;

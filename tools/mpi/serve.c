@@ -49,6 +49,17 @@ static volatile int serving; /* rank 0 is inside cmd_serve */
 enum { CP_OK, CP_N_CTX, CP_N_BATCH, CP_N_SEQ, CP_N_CELLS, CP_STATE_KEEP, CP_TYPE_K,
        CP_TYPE_V, CP_KV_GROW, CP_COUNT };
 
+/* FNV-1a over the highest position each sequence holds: every rank's is
+ * the same after the same chunk when the caches are in step (a missed
+ * cache change shows here), whatever layers the rank holds. */
+static int32_t cache_digest(const struct pipe *p)
+{
+    uint32_t h = 2166136261u;
+    for (int s = 0; s < p->n_seq; s++)
+        h = (h ^ (uint32_t)strix_kv_seq_pos_max(p->ctx, s)) * 16777619u;
+    return (int32_t)(h & 0x7fffffff);
+}
+
 /* ---- rank 0 ---- */
 
 static int tail_decode(void *user, const struct strix_tail_chunk *ch, strix_error *err)
@@ -66,7 +77,7 @@ static int tail_decode(void *user, const struct strix_tail_chunk *ch, strix_erro
                       MPI_COMM_WORLD, &pd->req[pd->n++]) != MPI_SUCCESS)
             fatal(p, "receive from rank %d failed", p->size - 1);
     }
-    const struct hdr h = {OP_BATCH, n, 0, 0, 0, ch->n_logits};
+    const struct hdr h = {OP_BATCH, n, cache_digest(p), 0, 0, ch->n_logits};
     for (int i = 0; i < n; i++) {
         p->meta[i] = ch->pos[i];
         p->meta[n + i] = ch->seq[i];
@@ -245,6 +256,9 @@ void serve_worker_batch(struct pipe *p, const struct hdr *h)
         fatal(p, "decode of %d tokens: %s", n, err.msg);
     p->t_compute += MPI_Wtime() - t0;
     p->n_decodes++;
+    if (cache_digest(p) != h->pos0)
+        fatal(p, "after a chunk of %d tokens this rank's cache is out of step with rank 0's "
+                 "(a cache change was lost)", n);
     if (p->fault_rank == p->rank) {
         fprintf(stderr, "strix-mpi: rank %d: exiting on purpose (STRIX_MPI_FAULT)\n", p->rank);
         _exit(3);
