@@ -130,7 +130,7 @@ $(BUILD)/libstrix.so: $(BUILD)/libstrix.so.$(SOVERSION)
 $(BUILD)/strix: $(TOOL_OBJ) $(SERVE_OBJ) $(BUILD)/libstrix.a
 	$(CC) $(EXTRA_LDFLAGS) -o $@ $(TOOL_OBJ) $(SERVE_OBJ) $(BUILD)/libstrix.a $(LDLIBS) $(SERVE_LIBS)
 
-# MPI (optional): strix-mpi, the strix tool with pipeline-parallel `run` over
+# MPI (optional): strix-mpi, the strix tool with pipeline-parallel run/ppl/bench/serve over
 # MPI (tools/mpi/), is built beside strix when mpicc is found (Debian:
 # libopenmpi-dev, openmpi-bin); MPI=1 requires it, MPI=0 skips it. mpicc
 # compiles with $(CC) (OMPI_CC, MPICH_CC).

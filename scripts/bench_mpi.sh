@@ -14,7 +14,7 @@
 # at Q4_0 on a quiet 2-core machine.
 # Usage: scripts/bench_mpi.sh MODEL.gguf [ROUNDS] [PROMPT_REPEATS] [N_GEN]
 # (logs in $OUT, default build/bench_mpi; MODEL_ONLY=1 only recomputes the
-# model from the logs there)
+# model from the logs there; SERVE_ONLY=1 runs only the serving part)
 set -e
 cd "$(dirname "$0")/.."
 M=${1:?usage: scripts/bench_mpi.sh MODEL.gguf [ROUNDS] [PROMPT_REPEATS] [N_GEN]}
@@ -25,6 +25,53 @@ OUT=${OUT:-build/bench_mpi}
 NPS=${NPS:-1 2 3}
 mkdir -p "$OUT"
 MPIRUN="mpirun --oversubscribe --allow-run-as-root --bind-to none"
+med() { sort -g | awk '{ a[NR] = $1 } END { if (NR) print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
+
+# Serving over the pipeline: `strix-mpi serve` on NP ranks (1: the whole
+# model in one process), one thread per rank, forward passes of 16 tokens;
+# scripts/bench_mpi_serve.js sends one streamed request alone (time to first
+# token, decode speed), then SERVE_CONC at once (aggregate tokens/s). The
+# scheduler's steps wait for their logits, so the stages take turns in
+# generation: on one machine's shared cores this shows the cost of the
+# pipeline in a server, not a speed-up.
+SERVE_ROUNDS=${SERVE_ROUNDS:-2}
+SERVE_CONC=${SERVE_CONC:-4}
+serve_section() {
+    [ -z "$MODEL_ONLY" ] && command -v node >/dev/null 2>&1 || return 0
+    rm -f "$OUT/serve.txt"
+    echo "serve: ranks, round: ttft ms, decode t/s (1 request), aggregate t/s ($SERVE_CONC at once), tokens"
+    r=1
+    while [ $r -le "$SERVE_ROUNDS" ]; do
+        for np in $NPS; do
+            log="$OUT/serve-np$np-r$r.err"
+            $MPIRUN -np "$np" build/strix-mpi serve -m "$M" --port 0 --parallel "$SERVE_CONC" -t 1 \
+                --ubatch 16 >/dev/null 2>"$log" &
+            mp=$!
+            port=""
+            for _ in $(seq 1 600); do
+                port=$(sed -n 's|.*listening on http://[^:]*:\([0-9]*\).*|\1|p' "$log")
+                [ -z "$port" ] && kill -0 $mp 2>/dev/null || break
+                sleep 0.2
+            done
+            res=$(timeout 300 node scripts/bench_mpi_serve.js "$port" "$NG" "$SERVE_CONC" || echo failed)
+            echo "serve $np $r: $res" | tee -a "$OUT/serve.txt"
+            p0=$(sed -n 's/.*SIGINT to pid \([0-9]*\).*/\1/p' "$log")
+            kill -TERM "${p0:-$mp}" 2>/dev/null
+            wait $mp || true
+        done
+        r=$((r + 1))
+    done
+    echo "serve medians: ranks  ttft ms  decode t/s  aggregate t/s"
+    for np in $NPS; do
+        col() { grep "^serve $np " "$OUT/serve.txt" | tail -n "$SERVE_ROUNDS" | awk -v c="$1" '{ print $(3 + c) }' | med; }
+        printf "               %5d  %7s  %10s  %13s\n" "$np" "$(col 1)" "$(col 2)" "$(col 3)"
+    done
+    echo "load: $(uptime)"
+}
+if [ -n "$SERVE_ONLY" ]; then
+    serve_section
+    exit 0
+fi
 echo "load: $(uptime)"
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2), $(nproc) cores," \
     "$(grep -m1 -o 'avx512[a-z_]*' /proc/cpuinfo | sort -u | tr '\n' ' ')"
@@ -51,7 +98,6 @@ echo "load: $(uptime)"
 # medians over the rounds, per generated token (rank 0's wall time of a
 # one-token decode through the chain; every rank's compute for it; the
 # difference, the pipeline's overhead)
-med() { sort -g | awk '{ a[NR] = $1 } END { if (NR) print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
 echo "ranks  wall ms/token  compute ms/token  overhead ms/token (medians of $ROUNDS rounds; each round)"
 for np in $NPS; do
     vals() { sed -n "s/^per generated token: \([0-9.]*\) ms wall, \([0-9.]*\) ms compute.*, \([-0-9.]*\) ms pipeline overhead/\\$1/p" \
@@ -116,43 +162,4 @@ awk -v T="$T" -v TP="$TP" -v W="$W" 'BEGIN {
 done
 echo "load: $(uptime)"
 
-# Serving over the pipeline: `strix-mpi serve` on NP ranks (1: the whole
-# model in one process), one thread per rank, forward passes of 16 tokens;
-# scripts/bench_mpi_serve.js sends one streamed request alone (time to first
-# token, decode speed), then SERVE_CONC at once (aggregate tokens/s). The
-# scheduler's steps wait for their logits, so the stages take turns in
-# generation: on one machine's shared cores this shows the cost of the
-# pipeline in a server, not a speed-up.
-SERVE_ROUNDS=${SERVE_ROUNDS:-2}
-SERVE_CONC=${SERVE_CONC:-4}
-if [ -z "$MODEL_ONLY" ] && command -v node >/dev/null 2>&1; then
-    rm -f "$OUT/serve.txt"
-    echo "serve: ranks, round: ttft ms, decode t/s (1 request), aggregate t/s ($SERVE_CONC at once), tokens"
-    r=1
-    while [ $r -le "$SERVE_ROUNDS" ]; do
-        for np in $NPS; do
-            log="$OUT/serve-np$np-r$r.err"
-            $MPIRUN -np "$np" build/strix-mpi serve -m "$M" --port 0 --parallel "$SERVE_CONC" -t 1 \
-                --ubatch 16 >/dev/null 2>"$log" &
-            mp=$!
-            port=""
-            for _ in $(seq 1 600); do
-                port=$(sed -n 's|.*listening on http://[^:]*:\([0-9]*\).*|\1|p' "$log")
-                [ -z "$port" ] && kill -0 $mp 2>/dev/null || break
-                sleep 0.2
-            done
-            res=$(timeout 300 node scripts/bench_mpi_serve.js "$port" "$NG" "$SERVE_CONC" || echo failed)
-            echo "serve $np $r: $res" | tee -a "$OUT/serve.txt"
-            p0=$(sed -n 's/.*SIGINT to pid \([0-9]*\).*/\1/p' "$log")
-            kill -TERM "${p0:-$mp}" 2>/dev/null
-            wait $mp || true
-        done
-        r=$((r + 1))
-    done
-    echo "serve medians: ranks  ttft ms  decode t/s  aggregate t/s"
-    for np in $NPS; do
-        col() { grep "^serve $np " "$OUT/serve.txt" | tail -n "$SERVE_ROUNDS" | awk -v c="$1" '{ print $(3 + c) }' | med; }
-        printf "               %5d  %7s  %10s  %13s\n" "$np" "$(col 1)" "$(col 2)" "$(col 3)"
-    done
-    echo "load: $(uptime)"
-fi
+serve_section
