@@ -132,6 +132,9 @@ expect_error "different model file" "rank 1's model file differs from rank 0's" 
     -np 1 "$SM" run -m "$G" $P : -np 1 "$SM" run -m "$D/stories260K-ref.gguf" $P
 expect_error "a rank that dies" "exiting on purpose" \
     -np 3 -x STRIX_MPI_FAULT=1 "$SM" run -m "$G" $P
+# a server that cannot start (here a bad option) ends the ranks waiting for it
+expect_error "serve with a bad option" "unknown option '--bogus'" \
+    -np 2 "$SM" serve -m "$G" -t 1 --bogus 1
 
 # serve over the pipeline (rank 0 serves HTTP): tests/mpi_serve.js sends
 # requests at once (a shared system prompt, n = 2, a stream cancelled
