@@ -131,7 +131,7 @@ $(BUILD)/libstrix.so: $(BUILD)/libstrix.so.$(SOVERSION)
 $(BUILD)/strix: $(TOOL_OBJ) $(SERVE_OBJ) $(BUILD)/libstrix.a
 	$(CC) $(EXTRA_LDFLAGS) -o $@ $(TOOL_OBJ) $(SERVE_OBJ) $(BUILD)/libstrix.a $(LDLIBS) $(SERVE_LIBS)
 
-# MPI (optional): strix-mpi, the strix tool with pipeline-parallel `run` over
+# MPI (optional): strix-mpi, the strix tool with pipeline-parallel run/ppl/bench/serve over
 # MPI (tools/mpi/), is built beside strix when mpicc is found (Debian:
 # libopenmpi-dev, openmpi-bin); MPI=1 requires it, MPI=0 skips it. mpicc
 # compiles with $(CC) (OMPI_CC, MPICH_CC).
@@ -142,7 +142,7 @@ ifeq ($(MPI),1)
 all: $(BUILD)/strix-mpi
 endif
 MPI_TOOL_OBJ := $(filter-out $(BUILD)/tools/strix.o,$(TOOL_OBJ)) $(BUILD)/tools/mpi/strix.o \
-  $(BUILD)/tools/mpi/pipeline.o $(BUILD)/tools/mpi/drivers.o
+  $(BUILD)/tools/mpi/pipeline.o $(BUILD)/tools/mpi/drivers.o $(BUILD)/tools/mpi/serve.o
 $(BUILD)/tools/mpi/strix.o: tools/strix.c $(wildcard tools/*.h) include/strix.h include/strix_dev.h
 	@mkdir -p $(dir $@)
 	$(MPI_CC) $(CFLAGS_ALL) $(TOOL_DEFS) -DSTRIX_MPI -c $< -o $@

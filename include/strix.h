@@ -631,6 +631,73 @@ int strix_decode_batch(strix_context *ctx, const strix_batch *batch, strix_error
 int strix_decode_hidden(strix_context *ctx, const strix_batch *batch, const float *in, float *out,
                         strix_error *err);
 
+/*
+ * Remote tail: a context over a first stage (layer_first 0, layer_end short
+ * of the model's last block) whose later blocks and output projection run
+ * elsewhere (other processes or machines; the program moves the data). With
+ * a tail set, strix_decode_batch and strix_decode work on the context as on
+ * a whole model, so a scheduler, beam search or speculative decoding runs
+ * over it unchanged:
+ * - each forward pass of at most n_batch tokens runs the local blocks, then
+ *   calls `decode` with the residual stream leaving them and the chunk's
+ *   tokens, positions, sequences and wanted rows; `decode` must have those
+ *   rows' logits written to chunk->logits by the time the call for the
+ *   batch's last chunk (chunk->last) returns. Earlier calls may return at
+ *   once, so the local stage computes chunk k + 1 while the next stage
+ *   computes chunk k. strix_get_logits then reads them as usual.
+ * - every change to the cache beyond a decode's placement of its tokens is
+ *   made locally, then handed to `cache_op` (may be NULL): strix_kv_seq_rm,
+ *   strix_kv_seq_cp, strix_kv_seq_keep, strix_kv_seq_truncate and
+ *   strix_kv_truncate (as a removal), and the removal a decode makes when
+ *   a batch rewrites positions a sequence holds (before its first chunk).
+ *   A remote stage that applies the operations and decodes each chunk
+ *   (strix_decode_hidden, one call per chunk) in the order given holds the
+ *   same cells, and the chain gives logits bit-identical to the whole
+ *   model's. Its contexts need the same n_ctx, n_seq_max and n_cells and an
+ *   n_batch at least this one's.
+ * A failing callback's status is returned (by the decode, or by the cache
+ * call, whose local change is made); the sequences concerned are then in
+ * no defined state on either side (remove them). strix_context_set_layer_skip
+ * is STRIX_ERR_UNSUPPORTED on a context with a tail.
+ */
+struct strix_tail_chunk {
+    int n;                    /* tokens in the chunk */
+    int first;                /* index of its first token in the batch */
+    int last;                 /* 1: the batch's last chunk */
+    int n_logits;             /* rows of the chunk whose logits are wanted */
+    const strix_token *token; /* (n) */
+    const int32_t *pos;       /* (n) positions, as placed */
+    const int32_t *seq;       /* (n) sequence ids */
+    const int8_t *want;       /* (n) 1: the row's logits are wanted */
+    const float *hidden;      /* (n, n_embd) leaving the stage; borrowed for the call */
+    float *logits;            /* (n_logits, n_vocab): the wanted rows' logits go here,
+                                 in order; valid until the decode returns */
+};
+enum strix_cache_op_kind {
+    STRIX_CACHE_OP_RM = 1,   /* strix_kv_seq_rm(seq, p0, p1) */
+    STRIX_CACHE_OP_CP = 2,   /* strix_kv_seq_cp(seq, dst, p0, p1) */
+    STRIX_CACHE_OP_KEEP = 3, /* strix_kv_seq_keep(seq) */
+};
+struct strix_cache_op {
+    int kind; /* enum strix_cache_op_kind */
+    int seq;  /* RM: the sequence (-1: every one); CP: the source; KEEP: the one kept */
+    int dst;  /* CP: the destination */
+    int p0, p1; /* RM and CP: positions [p0, p1), p1 < 0: to the end */
+};
+struct strix_tail_params {
+    size_t struct_size; /* sizeof, set by strix_tail_default_params() */
+    /* NULL: no tail (strix_context_set_tail removes one) */
+    int (*decode)(void *user, const struct strix_tail_chunk *chunk, strix_error *err);
+    int (*cache_op)(void *user, const struct strix_cache_op *op, strix_error *err);
+    void *user;
+};
+int strix_tail_params_init(struct strix_tail_params *p, size_t struct_size);
+STRIX_DEFAULT_PARAMS_(tail)
+/* Sets ctx's remote tail (params->decode NULL: removes it). STRIX_ERR_ARG
+ * unless ctx's model is a first stage that ends before the last block. */
+int strix_context_set_tail(strix_context *ctx, const struct strix_tail_params *params,
+                           strix_error *err);
+
 /* Removes sequence seq's entries at positions [p0, p1) (p1 < 0: to the end;
  * seq < 0: every sequence). Entries no sequence uses are freed. These four
  * return STRIX_ERR_ARG (or -1 for pos_max) for a NULL context or a sequence

@@ -5,9 +5,11 @@
 # `strix run`, for the bundled model, the llama2.c story models and every
 # architecture's synthetic model; `ppl` over 2 and 3 ranks prints what
 # `strix ppl` prints; `bench` with several sequences in flight generates
-# the same tokens at any rank count; then the errors: a model file that differs
-# on one rank, more ranks than layers, a bad --split, a rank that dies (all
-# end every rank with a message, never a hang). Usage: tests/mpi.sh [BUILD]
+# the same tokens at any rank count; `serve` over 2 and 3 ranks answers
+# concurrent requests with the greedy texts of `strix run` (tests/mpi_serve.js)
+# and drains on SIGTERM; then the errors: a model file that differs
+# on one rank, more ranks than layers, a bad --split, a rank that dies, a
+# rank of a server killed (all end every rank with a message, never a hang). Usage: tests/mpi.sh [BUILD]
 # (run by scripts/test.sh when mpicc exists).
 R=$(cd "$(dirname "$0")/.." && pwd)
 B=${1:-$R/build}
@@ -130,6 +132,71 @@ expect_error "different model file" "rank 1's model file differs from rank 0's" 
     -np 1 "$SM" run -m "$G" $P : -np 1 "$SM" run -m "$D/stories260K-ref.gguf" $P
 expect_error "a rank that dies" "exiting on purpose" \
     -np 3 -x STRIX_MPI_FAULT=1 "$SM" run -m "$G" $P
+# a server that cannot start (here a bad option) ends the ranks waiting for it
+expect_error "serve with a bad option" "unknown option '--bogus'" \
+    -np 2 "$SM" serve -m "$G" -t 1 --bogus 1
+
+# serve over the pipeline (rank 0 serves HTTP): tests/mpi_serve.js sends
+# requests at once (a shared system prompt, n = 2, a stream cancelled
+# mid-way) and compares the greedy texts with `strix run`'s; then SIGTERM to
+# rank 0 drains and ends every rank. Each rank checks its cache against
+# rank 0's after every chunk, so a lost cache change ends the job.
+# serve_start NP: starts the job (MP: mpirun's pid; PORT; P0, P1: the pids
+# of ranks 0 and 1), 0 once it listens
+serve_start() {
+    rm -f serve.err
+    STRIX_SERVE_STEP_DELAY_MS=5 $MPIRUN -np "$1" -x STRIX_SERVE_STEP_DELAY_MS "$SM" serve \
+        -m "$G" --port 0 --parallel 4 -t 1 --ubatch 4 >serve.out 2>serve.err &
+    MP=$!
+    for _ in $(seq 1 100); do
+        grep -q "listening on" serve.err 2>/dev/null && break
+        kill -0 $MP 2>/dev/null || break
+        sleep 0.3
+    done
+    PORT=$(sed -n 's|.*listening on http://[^:]*:\([0-9]*\).*|\1|p' serve.err)
+    P0=$(sed -n 's/.*rank 0 (pid \([0-9]*\)).*/\1/p' serve.err)
+    P1=$(sed -n 's/.*rank 1 (pid \([0-9]*\)).*/\1/p' serve.err)
+    [ -n "$PORT" ] && [ -n "$P0" ] && [ -n "$P1" ]
+}
+if ! command -v node >/dev/null 2>&1; then
+    echo "tests/mpi.sh: no node: the serve checks are skipped"
+else
+    for np in 2 3; do
+        if ! serve_start $np; then
+            bad "serve -np $np did not start: $(head -c 400 serve.err)"
+            kill $MP 2>/dev/null
+            continue
+        fi
+        timeout 60 node "$R/tests/mpi_serve.js" "$PORT" "$S" "$G" >js.txt 2>&1
+        n_ok=$(grep -c '^ok$' js.txt)
+        grep -q FAIL js.txt && bad "serve -np $np: $(grep FAIL js.txt | head -c 600)"
+        [ "$n_ok" -eq 11 ] && ok || bad "serve -np $np: $n_ok of 11 HTTP checks passed"
+        kill -TERM "$P0"
+        wait $MP
+        rc=$?
+        if [ $rc -eq 0 ] && grep -q "strix serve: stopped" serve.err; then ok; else
+            bad "serve -np $np: SIGTERM to rank 0: rc=$rc: $(tail -c 400 serve.err)"; fi
+    done
+    # a rank killed while the server runs: every rank ends, with mpirun's
+    # message, and the client gets no answer rather than a hang
+    if serve_start 2; then
+        kill -KILL "$P1"
+        timeout 30 node -e "fetch('http://127.0.0.1:$PORT/v1/completions', {method: 'POST',
+            headers: {'Content-Type': 'application/json'},
+            body: JSON.stringify({prompt: 'Once', max_tokens: 8})})
+            .then((r) => process.exit(r.status === 200 ? 1 : 0), () => process.exit(0))"
+        crc=$?
+        wait $MP
+        rc=$?
+        if [ $crc -eq 0 ] && [ $rc -ne 0 ] && [ $rc -ne 124 ] &&
+            grep -q "rank 1 .* exited on signal 9" serve.err; then ok; else
+            bad "serve, rank 1 killed: client rc=$crc, mpirun rc=$rc: $(tail -c 400 serve.err)"; fi
+    else
+        bad "serve -np 2 did not start: $(head -c 400 serve.err)"
+        kill $MP 2>/dev/null
+    fi
+fi
+
 # strix info says whether MPI is compiled in
 if "$SM" info -m "$G" | grep -q "^mpi: *compiled in" &&
     "$S" info -m "$G" | grep -q "^mpi: *not compiled in"; then ok; else bad "info: mpi line"; fi

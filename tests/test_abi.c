@@ -43,6 +43,7 @@ NO_TAIL_PADDING(struct strix_ppl_params, decode_user);
 NO_TAIL_PADDING(struct strix_synth_params, kan_range);
 NO_TAIL_PADDING(struct strix_analyze_params, user);
 NO_TAIL_PADDING(struct strix_prune_params, user);
+NO_TAIL_PADDING(struct strix_tail_params, user);
 
 static strix_context *make_ctx(const strix_model *m, int n_ctx, int n_seq)
 {
@@ -95,6 +96,8 @@ static void test_params(const strix_model *m)
     CHECK(strix_synth_default_params().n_embd == 256);
     CHECK(strix_quantize_default_params().struct_size == sizeof(struct strix_quantize_params));
     CHECK(strix_ppl_default_params().struct_size == sizeof(struct strix_ppl_params));
+    CHECK(strix_tail_default_params().struct_size == sizeof(struct strix_tail_params) &&
+          !strix_tail_default_params().decode);
     /* the sampler's are llama.cpp's (common/common.h, struct common_params_sampling) */
     const struct strix_sampler_params sd = strix_sampler_default_params();
     CHECK(sd.struct_size == sizeof sd && sd.temperature == 0.8f && sd.top_k == 40 &&

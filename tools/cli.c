@@ -19,6 +19,9 @@
 
 #include "cli.h"
 
+int (*serve_open_hook)(const char *path, struct strix_context_params *cp, strix_model **model,
+                       strix_context **ctx, strix_error *err);
+
 void die(const char *fmt, ...)
 {
     va_list ap;

@@ -124,6 +124,13 @@ void ppl_print(const struct opts *o, const struct strix_ppl_result *r, size_t le
 int cmd_chat(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_serve(int argc, char **argv); /* tools/serve/server.c */
+/* How `strix serve` opens its model and its context from the model path and
+ * the server's context parameters (which it may change); NULL (the
+ * default): strix_model_load, then strix_context_create. strix-mpi sets it
+ * to open rank 0's stage of a pipeline (tools/mpi/serve.c). Returns a
+ * status, with err set. */
+extern int (*serve_open_hook)(const char *path, struct strix_context_params *cp,
+                              strix_model **model, strix_context **ctx, strix_error *err);
 int cmd_eval(int argc, char **argv);
 /* tools/strix.c: the text of toks as generation shows it, each piece after
  * the token before it (prev: the last prompt token). Caller frees. */

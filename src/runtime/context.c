@@ -356,6 +356,8 @@ void strix_context_free(strix_context *c)
     util_free(c->logits_buf);
     util_free(c->slot_buf);
     util_free(c->hook_in);
+    util_free(c->tail_hidden);
+    util_free(c->tail_want);
     util_free(c);
 }
 
@@ -381,6 +383,9 @@ int strix_context_set_layer_skip(strix_context *c, const int *layers, int n, str
         if (layers[i] < 0 || layers[i] >= n_layer)
             return err_set(err, STRIX_ERR_ARG, "layer %d does not exist (the model has 0 .. %d)",
                            layers[i], n_layer - 1);
+    if (c->tail.decode)
+        return err_set(err, STRIX_ERR_UNSUPPORTED,
+                       "a context with a remote tail cannot skip layers");
     uint8_t *mask = NULL;
     if (n > 0 && !(mask = util_calloc((size_t)n_layer, 1)))
         return err_set(err, STRIX_ERR_NOMEM, "out of memory");
@@ -566,7 +571,7 @@ int strix_kv_seq_rm(strix_context *c, int seq, int p0, int p1)
     if (c->ssm && ssm_seq_cut(c, seq, p0, p1))
         return STRIX_ERR_UNSUPPORTED; /* a state cannot drop a middle or go back that far */
     kv_remove(&c->kv, seq, p0, p1 < 0 ? INT32_MAX : p1);
-    return STRIX_OK;
+    return stage_cache_op(c, STRIX_CACHE_OP_RM, seq, 0, p0, p1, NULL);
 }
 
 int strix_kv_seq_cp(strix_context *c, int src, int dst, int p0, int p1)
@@ -590,7 +595,7 @@ int strix_kv_seq_cp(strix_context *c, int src, int dst, int p0, int p1)
                 L->seqs[i] |= db;
     }
     kv_recount(&c->kv, db);
-    return STRIX_OK;
+    return stage_cache_op(c, STRIX_CACHE_OP_CP, src, dst, p0, p1, NULL);
 }
 
 int strix_kv_seq_keep(strix_context *c, int seq)
@@ -604,7 +609,7 @@ int strix_kv_seq_keep(strix_context *c, int seq)
     for (int l = 0; l < c->kv.n_layer; l++)
         layer_remove(&c->kv.layer[l], others, 0, INT32_MAX);
     kv_recount(&c->kv, others);
-    return STRIX_OK;
+    return stage_cache_op(c, STRIX_CACHE_OP_KEEP, seq, 0, 0, -1, NULL);
 }
 
 int strix_kv_len(const strix_context *c)
@@ -628,7 +633,7 @@ int strix_kv_seq_truncate(strix_context *c, int seq, int n_keep, strix_error *er
                        "%d positions (n_state_keep)",
                        seq, n_keep, c->n_state_keep);
     kv_remove(&c->kv, seq, n_keep, INT32_MAX);
-    return STRIX_OK;
+    return stage_cache_op(c, STRIX_CACHE_OP_RM, seq, 0, n_keep, -1, err);
 }
 
 int strix_kv_truncate(strix_context *c, int p, strix_error *err)
@@ -819,10 +824,11 @@ int strix_decode_batch(strix_context *c, const strix_batch *b, strix_error *err)
     err_clear(err);
     if (!c || !b)
         return err_set(err, STRIX_ERR_ARG, "context or batch is NULL");
-    if (c->model->layer_first > 0 || c->model->layer_end < c->model->hp.n_layer)
+    if ((c->model->layer_first > 0 || c->model->layer_end < c->model->hp.n_layer) &&
+        !c->tail.decode) /* (a tail is set on a first stage only) */
         return err_set(err, STRIX_ERR_ARG,
                        "the model holds layers [%d, %d) of %d: decode it with "
-                       "strix_decode_hidden",
+                       "strix_decode_hidden, or give the context a remote tail",
                        c->model->layer_first, c->model->layer_end, c->model->hp.n_layer);
     return context_decode(c, b, NULL, NULL, err);
 }
@@ -887,13 +893,20 @@ int context_decode(strix_context *c, const strix_batch *b, const float *in, floa
     if (!kv_reserve(&c->kv, n))
         return err_set(err, STRIX_ERR_NOMEM, "out of memory for the KV cache");
 
-    /* from here on nothing fails: the batch replaces what its sequences held
-     * from their first positions on */
+    /* from here on nothing fails (but a remote tail): the batch replaces what
+     * its sequences held from their first positions on */
+    const int tail = c->tail.decode && !out && c->model->layer_end < hp->n_layer;
     for (int s = 0; s < c->n_seq_max; s++)
         if (pl.first[s] >= 0 && pl.first[s] <= c->kv.pos_max[s]) {
             if (c->ssm)
                 ssm_state_keep(c->ssm, s, pl.first[s]);
             kv_remove(&c->kv, s, pl.first[s], INT32_MAX);
+            const int rc =
+                tail ? stage_cache_op(c, STRIX_CACHE_OP_RM, s, 0, pl.first[s], -1, err) : 0;
+            if (rc) {
+                c->n_out = 0;
+                return rc;
+            }
         }
     int k = 0;
     for (int i = 0; i < n; i++)
@@ -924,10 +937,21 @@ int context_decode(strix_context *c, const strix_batch *b, const float *in, floa
         c->logits = c->logits_buf + (size_t)kept * (size_t)hp->n_vocab;
         c->logit_slot = c->slot_buf + off;
         c->hidden_in = in ? in + (size_t)off * (size_t)hp->n_embd : NULL;
-        c->hidden_out = out ? out + (size_t)off * (size_t)hp->n_embd : NULL;
+        c->hidden_out = out ? out + (size_t)off * (size_t)hp->n_embd
+                            : tail ? c->tail_hidden : NULL;
         forward(c, b->token ? b->token + off : NULL);
+        const int kept0 = kept;
         for (int t = 0; t < cn; t++)
             kept += c->slot_buf[off + t] >= 0;
+        if (tail) {
+            const int rc = stage_tail_chunk(c, b, off, cn, kept0, off + cn == n, err);
+            if (rc) {
+                c->hidden_in = NULL;
+                c->hidden_out = NULL;
+                c->n_out = 0;
+                return rc;
+            }
+        }
     }
     c->hidden_in = NULL;
     c->hidden_out = NULL;

@@ -138,6 +138,11 @@ struct strix_context {
      * (NULL: final norm and logits), (n_tok, n_embd) each */
     const float *hidden_in;
     float *hidden_out;
+    /* remote tail (stage.c; tail.decode NULL: none) and its per-chunk
+     * buffers */
+    struct strix_tail_params tail;
+    float *tail_hidden; /* (n_batch, n_embd) */
+    int8_t *tail_want;  /* (n_batch) */
     /* recurrent models (mamba): the per-layer, per-sequence states that
      * replace keys and values (ssm.h); the cells then only track positions,
      * a window of n_state_keep */
@@ -152,6 +157,15 @@ struct strix_context {
  * stage.c checks the arguments). */
 int context_decode(strix_context *c, const strix_batch *b, const float *in, float *out,
                    strix_error *err);
+
+/* stage.c, the remote tail: hands the cache change (kind, seq, dst, p0, p1)
+ * just made to the tail's cache_op (STRIX_OK when there is none), and the
+ * chunk just computed (tokens [off, off + n) of b, its rows' logits from
+ * row `kept` of the logits buffer on) to its decode. */
+int stage_cache_op(strix_context *c, int kind, int seq, int dst, int p0, int p1,
+                   strix_error *err);
+int stage_tail_chunk(strix_context *c, const strix_batch *b, int off, int n, int kept, int last,
+                     strix_error *err);
 
 /* The observation hook around block l of the current chunk: call
  * context_hook_in before the block changes c->x, context_hook_out after. */

@@ -33,6 +33,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <mpi.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,7 +69,8 @@ const char *mpi_support(void)
     char *comma = strchr(lib, ',');
     if (comma)
         *comma = '\0';
-    snprintf(buf, sizeof buf, "compiled in (%s): mpirun -np N strix-mpi run|ppl|bench", lib);
+    snprintf(buf, sizeof buf, "compiled in (%s): mpirun -np N strix-mpi run|ppl|bench|serve",
+             lib);
     return buf;
 }
 
@@ -194,26 +197,31 @@ static int make_split(const strix_model *m, int size, const char *split, int *cu
 /* Waits for a request without holding a core: MPI's own blocking calls
  * poll (Open MPI spins), which on shared cores takes the time of the rank
  * that computes. A short spin, then MPI_Test between sleeps of 20 us (the
- * added latency is at most one sleep). A rank that dies ends the job
- * (mpirun), so the wait always ends. */
-static void wait_req(struct pipe *p, MPI_Request *req, const char *what)
+ * added latency is at most one sleep); after 100 ms of waiting (an idle
+ * server, or a stage far slower than this one) sleeps of 500 us, which add
+ * at most 0.5% to such a wait. A rank that dies ends the job (mpirun), so
+ * the wait always ends. */
+void wait_req(struct pipe *p, MPI_Request *req, const char *what)
 {
     const double t0 = MPI_Wtime();
+    int slow = 0;
     for (int i = 0;; i++) {
         int done = 0;
         if (MPI_Test(req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
             fatal(p, "%s failed", what);
         if (done)
             break;
-        if (i >= 32) {
-            const struct timespec ts = {0, 20000};
-            nanosleep(&ts, NULL);
-        }
+        if (i < 32)
+            continue;
+        if (!slow && (i & 63) == 0 && MPI_Wtime() - t0 > 0.1)
+            slow = 1;
+        const struct timespec ts = {0, slow ? 500000 : 20000};
+        nanosleep(&ts, NULL);
     }
     p->t_wait += MPI_Wtime() - t0;
 }
 
-static void send_buf(struct pipe *p, const void *buf, int count, MPI_Datatype t, int size,
+void send_buf(struct pipe *p, const void *buf, int count, MPI_Datatype t, int size,
                      int to, int tag)
 {
     MPI_Request req;
@@ -224,7 +232,7 @@ static void send_buf(struct pipe *p, const void *buf, int count, MPI_Datatype t,
     p->bytes += (double)count * size;
 }
 
-static void recv_buf(struct pipe *p, void *buf, int count, MPI_Datatype t, int from, int tag)
+void recv_buf(struct pipe *p, void *buf, int count, MPI_Datatype t, int from, int tag)
 {
     MPI_Request req;
     if (MPI_Irecv(buf, count, t, from, tag, MPI_COMM_WORLD, &req) != MPI_SUCCESS)
@@ -273,6 +281,19 @@ static void stage_decode(struct pipe *p, const struct hdr *h, const strix_token 
     }
 }
 
+int pipe_buffers(struct pipe *p)
+{
+    const size_t nb = (size_t)p->n_batch;
+    p->in = malloc(nb * (size_t)p->n_embd * sizeof(float));
+    p->out = malloc(nb * (size_t)p->n_embd * sizeof(float));
+    p->logits = malloc((size_t)p->n_vocab * sizeof(float));
+    p->pos = malloc(nb * sizeof(int32_t));
+    p->seq = malloc(nb * sizeof(int32_t));
+    p->want = malloc(nb);
+    p->meta = malloc(3 * nb * sizeof(int32_t));
+    return p->in && p->out && p->logits && p->pos && p->seq && p->want && p->meta;
+}
+
 /* Ranks 1..size-1: follow the headers until the end. */
 static void worker(struct pipe *p)
 {
@@ -286,6 +307,14 @@ static void worker(struct pipe *p)
                       h.seq);
             recv_buf(p, p->in, h.n * p->n_embd, MPI_FLOAT, p->rank - 1, TAG_HID);
             stage_decode(p, &h, NULL);
+            continue;
+        }
+        if (h.op == OP_BATCH) {
+            serve_worker_batch(p, &h);
+            continue;
+        }
+        if (h.op == OP_KV) {
+            serve_worker_kv(p, &h);
             continue;
         }
         if (h.op == OP_CLEAR)
@@ -419,12 +448,9 @@ static int all_ok(int ok)
 
 static void print_stats(struct pipe *p, const int *cut)
 {
-    double mine[8] = {p->t_compute, p->t_wait, (double)p->n_msgs, p->bytes,
-                      (double)rss_kib("VmHWM"), (double)p->n_decodes, 0,
-                      p->n_decodes1 ? p->t_compute1 / (double)p->n_decodes1 : 0};
-    struct strix_model_info in = {.struct_size = sizeof in};
-    strix_model_get_info(p->m, &in);
-    mine[6] = (double)in.stage_weight_bytes;
+    const double mine[8] = {p->t_compute, p->t_wait, (double)p->n_msgs, p->bytes,
+                            (double)rss_kib("VmHWM"), (double)p->n_decodes, p->stage_bytes,
+                            p->n_decodes1 ? p->t_compute1 / (double)p->n_decodes1 : 0};
     double *all = p->rank == 0 ? malloc((size_t)p->size * sizeof mine) : NULL;
     MPI_Gather(mine, 8, MPI_DOUBLE, all, 8, MPI_DOUBLE, 0, MPI_COMM_WORLD);
     if (p->rank != 0)
@@ -508,8 +534,8 @@ int mpi_main(int argc, char **argv, int *rc)
     }
     const char *cmd = argc >= 2 ? argv[1] : "";
     const int is_run = strcmp(cmd, "run") == 0, is_ppl = strcmp(cmd, "ppl") == 0,
-              is_bench = strcmp(cmd, "bench") == 0;
-    if (!is_run && !is_ppl && !is_bench)
+              is_bench = strcmp(cmd, "bench") == 0, is_serve = strcmp(cmd, "serve") == 0;
+    if (!is_run && !is_ppl && !is_bench && !is_serve)
         return 0; /* every other command runs in one process, without MPI */
     struct mpi_opts mo = {NULL, NULL, 32, 0, 1, 128, 3};
     argc = take_opts(argc, argv, &mo, is_bench);
@@ -523,9 +549,25 @@ int mpi_main(int argc, char **argv, int *rc)
                    "         (not --stop, --beams, --draft, --n-probs)\n"
                    "  ppl:   as strix ppl (-f, -c, --stride, --kl-save, --kl-base)\n"
                    "  bench: -p N (prompt, 128) -n N (generated, 32) -r N (repetitions, 3)\n"
-                   "         --seqs G (sequences in flight at once, 1) --json\n");
+                   "         --seqs G (sequences in flight at once, 1) --json\n"
+                   "  serve: as strix serve; rank 0 serves HTTP. SIGTERM or SIGINT to rank 0's\n"
+                   "         process (its pid is printed) drains, then ends every rank\n");
     struct opts o;
-    if (is_run)
+    if (is_serve) {
+        for (int i = 2; i < argc; i++)
+            if (is_help(argv[i]))
+                return 0; /* strix serve's own usage, in one process */
+        /* the model and the workers' threads; rank 0's server parses the rest */
+        memset(&o, 0, sizeof o);
+        for (int i = 2; i + 1 < argc; i++) {
+            if (strcmp(argv[i], "-m") == 0 || strcmp(argv[i], "--model") == 0)
+                o.model = argv[i + 1];
+            else if (strcmp(argv[i], "-t") == 0 || strcmp(argv[i], "--threads") == 0)
+                o.n_threads = (int)parse_long(argv[i], argv[i + 1], 0, 1024);
+        }
+        if (!o.model)
+            o.model = default_model();
+    } else if (is_run)
         parse_opts(argc, argv, &o,
                    " m vocab p f n t c temp top-k top-p min-p rp rln seed no-stop-bos freq pres "
                    "typical mirostat mirostat-lr mirostat-ent samplers logit-bias parse-special"
@@ -550,7 +592,23 @@ int mpi_main(int argc, char **argv, int *rc)
         o.n_predict = 32;
     if (is_bench && !o.n_ctx)
         o.n_ctx = mo.n_pp + o.n_predict;
-    MPI_Init(&argc, &argv);
+    if (is_serve) {
+        /* rank 0's server takes SIGINT and SIGTERM with sigwait: blocked in
+         * every thread, MPI's included; the workers end when rank 0 says */
+        sigset_t sigs;
+        sigemptyset(&sigs);
+        sigaddset(&sigs, SIGINT);
+        sigaddset(&sigs, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+        /* the server's scheduler thread sends and receives (one thread at a
+         * time: the main thread only before and after it runs) */
+        int provided = MPI_THREAD_SINGLE;
+        MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
+        if (provided < MPI_THREAD_SERIALIZED)
+            fatal(NULL, "serve needs an MPI library with MPI_THREAD_SERIALIZED support");
+    } else {
+        MPI_Init(&argc, &argv);
+    }
     struct pipe p = {0};
     MPI_Comm_rank(MPI_COMM_WORLD, &p.rank);
     MPI_Comm_size(MPI_COMM_WORLD, &p.size);
@@ -617,12 +675,16 @@ int mpi_main(int argc, char **argv, int *rc)
     mp.layer_end = cut[p.rank + 1];
     strix_error err;
     ok = strix_model_load(o.model, &mp, &p.m, &err) == STRIX_OK;
-    if (ok && p.size == 1) {
+    if (ok) {
         struct strix_model_info in = {.struct_size = sizeof in};
         strix_model_get_info(p.m, &in);
-        cut[1] = in.n_layer;
+        if (p.size == 1)
+            cut[1] = in.n_layer;
+        p.stage_bytes = (double)in.stage_weight_bytes;
+        p.n_embd = in.n_embd;
+        p.n_vocab = strix_vocab_size(p.m);
     }
-    if (ok) {
+    if (ok && !is_serve) { /* serve: its contexts come with the server's parameters */
         struct strix_context_params cp = strix_context_default_params();
         cp.n_ctx = o.n_ctx;
         cp.n_batch = mo.ubatch;
@@ -631,21 +693,11 @@ int mpi_main(int argc, char **argv, int *rc)
         cache_types_apply(&o, &cp);
         ok = strix_context_create(p.m, &cp, &p.ctx, &err) == STRIX_OK;
     }
-    if (ok) {
-        struct strix_model_info in = {.struct_size = sizeof in};
-        strix_model_get_info(p.m, &in);
-        p.n_embd = in.n_embd;
-        p.n_vocab = strix_vocab_size(p.m);
+    if (ok && !is_serve) {
         p.n_batch = mo.ubatch < strix_context_n_ctx(p.ctx) ? mo.ubatch
                                                            : strix_context_n_ctx(p.ctx);
-        p.in = malloc((size_t)p.n_batch * (size_t)p.n_embd * sizeof(float));
-        p.out = malloc((size_t)p.n_batch * (size_t)p.n_embd * sizeof(float));
-        p.logits = malloc((size_t)p.n_vocab * sizeof(float));
-        p.pos = malloc((size_t)p.n_batch * sizeof(int32_t));
-        p.seq = malloc((size_t)p.n_batch * sizeof(int32_t));
-        p.want = malloc((size_t)p.n_batch);
         p.n_seq = is_bench ? mo.seqs : 1;
-        if (!p.in || !p.out || !p.logits || !p.pos || !p.seq || !p.want) {
+        if (!pipe_buffers(&p)) {
             snprintf(err.msg, sizeof err.msg, "out of memory");
             ok = 0;
         }
@@ -666,11 +718,15 @@ int mpi_main(int argc, char **argv, int *rc)
                 fatal(&p, "cannot write %s", mo.dump);
         } else if (is_ppl) {
             driver_ppl(&p, &o);
-        } else {
+        } else if (is_bench) {
             driver_bench(&p, mo.n_pp, o.n_predict, mo.reps, o.json);
+        } else {
+            serve_rank0(&p, argc, argv, mo.ubatch, cut);
         }
         chain_op(&p, OP_END, -1);
     } else {
+        if (is_serve)
+            serve_worker_setup(&p, o.n_threads);
         worker(&p);
     }
     if (mo.stats)
@@ -685,6 +741,9 @@ out:
     free(p.pos);
     free(p.seq);
     free(p.want);
+    free(p.meta);
+    free(p.rows);
+    free(p.tail_pd);
     MPI_Finalize();
     return 1;
 }

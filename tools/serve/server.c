@@ -771,9 +771,6 @@ int cmd_serve(int argc, char **argv)
     static struct server srv_;
     struct server *srv = &srv_;
     strix_error err;
-    struct strix_model_params mp = strix_model_default_params();
-    if (strix_model_load(o.model, &mp, &srv->model, &err))
-        die("%s", err.msg);
     if (strix_pool_create(o.n_threads, &srv->pool, &err))
         die("%s", err.msg);
     struct strix_context_params cp = strix_context_default_params();
@@ -781,8 +778,16 @@ int cmd_serve(int argc, char **argv)
     cp.n_batch = o.n_batch;
     cp.n_seq_max = o.parallel;
     cp.pool = srv->pool;
-    if (strix_context_create(srv->model, &cp, &srv->ctx, &err))
-        die("%s", err.msg);
+    if (serve_open_hook) { /* strix-mpi: rank 0's pipeline stage (cli.h) */
+        if (serve_open_hook(o.model, &cp, &srv->model, &srv->ctx, &err))
+            die("%s", err.msg);
+    } else {
+        struct strix_model_params mp = strix_model_default_params();
+        if (strix_model_load(o.model, &mp, &srv->model, &err))
+            die("%s", err.msg);
+        if (strix_context_create(srv->model, &cp, &srv->ctx, &err))
+            die("%s", err.msg);
+    }
     srv->model_name = o.alias ? o.alias : base_name(o.model);
     srv->tmpl = pick_template(srv->model, o.tmpl);
     srv->tmpl_end = strix_chat_template_end(srv->tmpl);
