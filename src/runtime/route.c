@@ -384,6 +384,9 @@ int strix_context_set_route(strix_context *c, const struct strix_route_params *p
     int rc = UTIL_PARAMS_READ(route, &p, params, err);
     if (rc)
         return rc;
+    if (c->tail.decode)
+        return err_set(err, STRIX_ERR_UNSUPPORTED,
+                       "a context with a remote tail cannot route or skip layers");
     const strix_model *m = c->model;
     const struct hparams *hp = &m->hp;
     if (!(p.keep >= 0.0f && p.keep <= 1.0f))

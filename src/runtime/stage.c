@@ -58,7 +58,7 @@ int strix_context_set_tail(strix_context *c, const struct strix_tail_params *par
                        "a remote tail needs a first stage that ends before the last block; the "
                        "model holds layers [%d, %d) of %d",
                        m->layer_first, m->layer_end, m->hp.n_layer);
-    if (tp.decode && c->layer_skip)
+    if (tp.decode && (c->layer_skip || c->route))
         return err_set(err, STRIX_ERR_UNSUPPORTED,
                        "a context that skips layers cannot have a remote tail");
     if (tp.decode && !c->tail_hidden) {
