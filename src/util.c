@@ -3,6 +3,7 @@
  * conversion and the random-number generator. Everything else in src/
  * builds on these.
  */
+#define _DEFAULT_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #include "util.h"
 
@@ -195,6 +196,23 @@ void *util_realloc(void *p, size_t n)
     if (alloc_should_fail())
         return NULL;
     return realloc(p, n ? n : 1);
+}
+
+void *util_malloc_huge(size_t n)
+{
+    const size_t huge = (size_t)2 << 20;
+    if (n < huge)
+        return util_malloc(n);
+    if (alloc_should_fail())
+        return NULL;
+    void *p = NULL;
+    const size_t rounded = (n + huge - 1) / huge * huge;
+    if (posix_memalign(&p, huge, rounded) != 0)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(p, rounded, MADV_HUGEPAGE); /* a hint: refused where THP is off */
+#endif
+    return p;
 }
 
 void util_free(void *p)

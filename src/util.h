@@ -80,6 +80,10 @@ void *util_malloc(size_t n);
 void *util_calloc(size_t n, size_t size);
 void *util_realloc(void *p, size_t n);
 void util_free(void *p);
+/* A large, long-lived buffer (packed weights): aligned to 2 MiB and offered
+ * to transparent huge pages where the OS allows, so a stream over it takes
+ * one TLB entry per 2 MiB instead of per 4 KiB. Freed with util_free. */
+void *util_malloc_huge(size_t n);
 char *util_strndup(const char *s, size_t n);
 /* Test hook: the allocation after `n` more succeed fails (n < 0: never). */
 void util_fail_alloc_after(long n);

@@ -63,7 +63,7 @@ void model_pack(strix_model *m)
         const size_t bytes = isa->pack_bytes[t->type](rows, cols);
         if (bytes == 0)
             continue;
-        uint8_t *mem = util_malloc(bytes + PACK_ALIGN);
+        uint8_t *mem = util_malloc_huge(bytes + PACK_ALIGN);
         if (!mem)
             continue; /* unpacked still works */
         uint8_t *dst = mem + (PACK_ALIGN - (uintptr_t)mem % PACK_ALIGN) % PACK_ALIGN;
