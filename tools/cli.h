@@ -153,10 +153,14 @@ void spec_setup(const struct opts *o, strix_model *m, strix_context *ctx, strix_
                 const strix_token *calib, int n_calib, struct spec_setup *s);
 void spec_free(struct spec_setup *s);
 /* The figures of one run on stderr: counts, "acceptance NN.N%", mean
- * accepted length, the cost ratio and the speedup Leviathan et al.'s formula
- * predicts for K drafts, the target's perplexity of the output, relaxed
- * acceptances and mean KL when lossy, tokens/s. */
-void spec_report(const struct strix_spec_stats *st, int k, double seconds);
+ * accepted length, the costs of a draft step and of the verify in plain
+ * target steps (t_step: spec_step_time) and the speedup Leviathan et al.'s
+ * formula predicts with them for K drafts, the target's perplexity of the
+ * output, relaxed acceptances and mean KL when lossy, tokens/s. */
+void spec_report(const struct strix_spec_stats *st, int k, double seconds, double t_step);
+/* Seconds of one plain one-token decode of ctx's target after its sequence
+ * 0 (median of 3, rolled back); 0 if there is no room. */
+double spec_step_time(strix_context *ctx, strix_token tok);
 
 int cmd_router(int argc, char **argv);
 

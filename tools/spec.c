@@ -169,11 +169,34 @@ void spec_free(struct spec_setup *s)
     memset(s, 0, sizeof *s);
 }
 
+/* The median time of 3 one-token decodes of the target after the text
+ * generated so far (each rolled back after): a plain decoding step, the
+ * unit of Leviathan's costs. 0 when the context has no room left. */
+double spec_step_time(strix_context *ctx, strix_token tok)
+{
+    const int32_t pos = strix_kv_seq_pos_max(ctx, 0) + 1;
+    if (pos < 1 || pos >= strix_context_n_ctx(ctx))
+        return 0;
+    double ts[3];
+    for (int r = 0; r < 3; r++) {
+        strix_error err;
+        const double t0 = now();
+        const int rc = strix_decode(ctx, &tok, &pos, 1, NULL, &err);
+        ts[r] = now() - t0;
+        strix_kv_seq_rm(ctx, 0, pos, -1);
+        if (rc)
+            return 0;
+    }
+    const double lo = fmin(ts[0], fmin(ts[1], ts[2])), hi = fmax(ts[0], fmax(ts[1], ts[2]));
+    return ts[0] + ts[1] + ts[2] - lo - hi;
+}
+
 /* dt: the whole call; the rate counts generation only (without the prompt's
  * prefill, as `strix run` without a draft reports it). The times per round
  * split a round into the draft's proposals, the target's batched verify and
- * the rest (acceptance tests, sampling, cache rollback). */
-void spec_report(const struct strix_spec_stats *st, int k, double dt)
+ * the rest (acceptance tests, sampling, cache rollback). t_step: a plain
+ * target step (spec_step_time), 0 if not measured. */
+void spec_report(const struct strix_spec_stats *st, int k, double dt, double t_step)
 {
     const double gen = dt - st->t_prompt;
     fprintf(stderr,
@@ -182,13 +205,22 @@ void spec_report(const struct strix_spec_stats *st, int k, double dt)
             st->n_tokens, st->n_tokens / (gen > 0 ? gen : 1e-9), st->n_rounds, st->n_drafted,
             st->n_accepted, st->n_drafted ? 100.0 * st->n_accepted / st->n_drafted : 0.0,
             st->n_rounds ? (double)st->n_accepted / st->n_rounds : 0.0);
-    /* Leviathan et al.: acceptance a, cost ratio c, K drafts: (1 - a^(K+1)) / ((1 - a)(cK + 1));
-     * here c is against the verify round (a plain step is not measured in this run) */
-    if (st->n_drafted > 0 && st->n_rounds > 0 && st->t_verify > 0) {
+    /* Leviathan et al.: acceptance a, K drafts, a draft step costing c and the
+     * verify of K + 1 tokens costing v plain target steps (their formula takes
+     * v = 1): (1 - a^(K+1)) / ((1 - a)(cK + v)). Beside it, the same costs with
+     * the measured tokens per round (mean accepted length + 1) instead of the
+     * formula's, which assumes each draft is accepted independently. */
+    if (st->n_drafted > 0 && st->n_rounds > 0 && st->t_verify > 0 && t_step > 0) {
         const double a = (double)st->n_accepted / st->n_drafted;
-        const double c = (st->t_draft / st->n_drafted) / (st->t_verify / st->n_rounds);
+        const double c = (st->t_draft / st->n_drafted) / t_step;
+        const double v = (st->t_verify / st->n_rounds) / t_step;
         const double tok = a < 1 ? (1 - pow(a, k + 1)) / (1 - a) : k + 1;
-        fprintf(stderr, "; cost ratio %.3f, predicted speedup %.2fx", c, tok / (c * k + 1));
+        const double per_round = (double)st->n_accepted / st->n_rounds + 1;
+        const double drafted = (double)st->n_drafted / st->n_rounds;
+        fprintf(stderr,
+                "; plain step %.3f ms, cost ratio %.3f, verify %.2f steps, predicted speedup "
+                "%.2fx (measured length: %.2fx)",
+                1e3 * t_step, c, v, tok / (c * k + v), per_round / (c * drafted + v));
     }
     if (st->n_tokens > 0)
         fprintf(stderr, "; target ppl %.3f", exp(st->nll_sum / st->n_tokens));

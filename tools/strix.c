@@ -140,7 +140,8 @@ static void run_speculative(const struct opts *o, strix_model *m, strix_context 
     char *text = tokens_text(m, ids[n_prompt - 1], out, st.n_tokens);
     printf("%s\n", text);
     fflush(stdout);
-    spec_report(&st, ss.pp.n_draft_max, dt);
+    spec_report(&st, ss.pp.n_draft_max, dt,
+                spec_step_time(ctx, st.n_tokens ? out[st.n_tokens - 1] : ids[n_prompt - 1]));
     free(text);
     free(out);
     spec_free(&ss);

@@ -81,6 +81,21 @@ AI __m512 ldm_bf16(const void *p, __mmask16 m)
 }
 
 /*
+ * With two or more tokens a tile does enough multiply-adds per weight byte
+ * that the hardware prefetcher falls behind and the product stops being
+ * bound by memory alone. So a tile of several tokens asks for the same
+ * columns of the rows MR further on, the next tile's, which then arrive
+ * while this one computes. A prefetch never faults, past the end included,
+ * and does not change any result. A one-token tile is left to the hardware.
+ */
+AI void prefetch_ahead(const void *row, size_t ws, int byte)
+{
+    /* an address, not a pointer into the object: it may lie past its end */
+    const uintptr_t a = (uintptr_t)row + (uintptr_t)MR * ws + (uintptr_t)byte;
+    _mm_prefetch((const char *)a, _MM_HINT_T0);
+}
+
+/*
  * One tile: R rows from r0 x T tokens from t0 (R <= MR, T <= NR, constants
  * after inlining). Weights w + r * ws of WB bytes per value; activations f32
  * at x + t * xs floats. Per 16 columns every pair gets one fused
@@ -100,6 +115,8 @@ AI __m512 ldm_bf16(const void *p, __mmask16 m)
         int i = 0;                                                                                 \
         for (; i + 16 <= cols; i += 16) {                                                          \
             __m512 xv[NR];                                                                         \
+            if (T > 1)                                                                             \
+                _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) prefetch_ahead(wr[r], ws, i * (WB)); \
             _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) xv[t] = _mm512_loadu_ps(xt[t] + i); \
             _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                    \
             {                                                                                      \
@@ -158,6 +175,8 @@ AI void tile_bf16_dp(int cols, const uint8_t *w, size_t ws, int r0, const int R,
     int i = 0;
     for (; i + 32 <= cols; i += 32) {
         __m512bh xv[NR];
+        if (T > 1)
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) prefetch_ahead(wr[r], ws, i * 2);
         _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) xv[t] = ld_bh(xt[t] + i);
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
             const __m512bh wv = ld_bh(wr[r] + i);
