@@ -6,20 +6,34 @@
 #
 # DIR (default: models) holds
 #   tl1b-f16.gguf, tl1b-q8_0.gguf  the TinyLlama-1.1B shape with random weights
-#                                  (BENCHMARKS.md, "Model files", says how they are made)
-#   stories3M-q8_0.gguf            llama2.c's stories3M-q80.bin (`strix convert`);
-#                                  the script converts it to F32 for the target
-# Targets: the 1.1B shape as F16 and as Q8_0, stories3M in F32. Drafts: the
-# target quantized (Q4_0 / Q8_0, as --draft-quant makes it), the target with
+#   tl1b-q4_0.gguf                 (BENCHMARKS.md, "Model files", says how they are made);
+#                                  the drafts of the 1.1B targets (Q4_0 of the Q8_0 target:
+#                                  this file too; without it, `strix quantize` makes them)
+#   stories3M-f32.gguf or          llama2.c's stories3M (`strix convert`); from the Q8_0
+#   stories3M-q8_0.gguf            file the script converts it to F32 for the target
+# Targets: stories3M in F32, the 1.1B shape as F16 and as Q8_0 (TARGETS, in
+# that order). Drafts: the target quantized (Q4_0 / Q8_0), the target with
 # layers skipped (--draft-skip: the list `auto` picks on the prompt for
 # sampled acceptance, or SKIP_F16 / SKIP_Q8 / SKIP_S3M if set), n-gram lookup
-# on stories3M; greedy and sampled (temperature 1, no truncation, no
-# penalty) separately; exact mode, and in sampled mode the lenient scheme at
-# knob LOSSY_KNOB with a larger K, without and with a budget.
+# on stories3M. Modes, reported separately:
+#   greedy   --temp 0
+#   sampled  --temp 1 --top-k 0 --top-p 1 --min-p 0 --repeat-penalty 1: the
+#            main sampled row. Untruncated, because on random weights the
+#            distributions are near uniform, and truncation (top-k 40, top-p,
+#            min-p) then keeps nearly arbitrary, different sets of tokens in
+#            target and draft, which says little about either (about 25%
+#            acceptance for Q8_0 + Q4_0 with the defaults against 90% without)
+#   default  the default truncation, same for both engines (--temp 0.8
+#            --top-k 40 --top-p 0.95 --min-p 0.05): one pair per target
+# Exact mode everywhere, and in sampled mode the lenient scheme at knob
+# LOSSY_KNOB with a larger K, without and with a budget.
 #
 # Timing is interleaved: each round runs every row of a target once (strix
 # plain, strix rows, llama.cpp plain, llama.cpp rows), ROUNDS rounds; the
-# summary gives medians. Speed-ups are over the same engine's plain decoding
+# summary gives medians. Each raw row is printed as soon as it is measured.
+# The run is bounded: a target's next round starts only if the time so far
+# plus its last round's fits in LIMIT seconds, and a target starts only
+# before LIMIT (skipped rounds and targets are said so). Speed-ups are over the same engine's plain decoding
 # of the same target in the same rounds: strix's plain figure is `strix run`'s
 # generation rate (prompt excluded), llama.cpp's is llama-bench's tg rate for
 # N tokens (-p 0; the prompt is not in it either), and a speculative run's is
@@ -49,14 +63,19 @@
 #   speedup  measured: median tok/s over the plain median
 #   kl       mean KL(P || p) per output token (lossy rows; 0 in exact mode)
 #
-# Environment: ROUNDS (3), N_BIG (48 tokens on the 1.1B shape), N_SMALL (128
-# on stories3M), K (4), K_LOSSY (8), LOSSY_KNOB (0.9), BUDGET ("4 16": nats per
-# window of tokens), THREADS (2), STRIX (build/strix), PROMPT, ONLY (a target
-# tag: f16, q8 or s3m, to run one).
+# Environment: ROUNDS (2), LIMIT (540 s), TARGETS ("s3m f16 q8"), N_BIG (48
+# tokens on the 1.1B shape), N_SMALL (128 on stories3M), K (4), K_LOSSY (8),
+# LOSSY_KNOB (0.9), BUDGET ("4 16": nats per window of tokens), THREADS (2),
+# STRIX (build/strix), PROMPT, ONLY (one target tag). The defaults take about
+# 9 minutes on a quiet 2-core machine; the fuller set, e.g.
+# ROUNDS=5 LIMIT=3000, takes proportionally longer.
 set -e
 MODELS=${MODELS:-models}
 S=${STRIX:-build/strix}
-R=${ROUNDS:-3}
+R=${ROUNDS:-2}
+LIMIT=${LIMIT:-540}
+TARGETS=${TARGETS:-s3m f16 q8}
+START=$(date +%s)
 NB=${N_BIG:-48}
 NS=${N_SMALL:-128}
 K=${K:-4}
@@ -69,6 +88,7 @@ LS=${LLAMA_SPECULATIVE:-}
 LB=${LLAMA_BENCH:-$(dirname "${LS:-.}")/llama-bench}
 GREEDY="--temp 0"
 SAMPLED="--temp 1 --top-k 0 --top-p 1 --min-p 0 --repeat-penalty 1"
+DEFAULT="--temp 0.8 --top-k 40 --top-p 0.95 --min-p 0.05 --repeat-penalty 1"
 set -- $BUDGET
 BUDGET_OPTS="--draft-budget $1 --draft-window $2"
 
@@ -82,19 +102,23 @@ echo "# CPU: $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) c
 echo "# strix $(git describe --always --dirty 2>/dev/null || echo '?'), $T threads; rounds $R; K $K (lossy rows K $KL);" \
     "llama.cpp: ${LS:-not run (LLAMA_SPECULATIVE unset)}"
 echo "# prompt: $PROMPT"
+echo "# modes: greedy: $GREEDY; sampled: $SAMPLED; default: $DEFAULT (seed = round)"
+echo "# limit ${LIMIT}s, targets: $TARGETS"
+echo
+echo "# raw rows as measured: target engine mode draft K tok_s acc len draft_ms verify_ms kl ppl"
 
 # row TAG ENGINE TARGET MODE NAME K N OPTS...: one timed run, one TSV line in $rows
 #   tag engine mode name K tok_s acc len draft_ms verify_ms kl ppl
 strix_row() {
     tag=$1 mode=$2 name=$3 k=$4 n=$5 target=$6
     shift 6
-    if [ "$mode" = greedy ]; then samp=$GREEDY; else samp="$SAMPLED --seed $r"; fi
+    case $mode in greedy) samp=$GREEDY ;; sampled) samp="$SAMPLED --seed $r" ;; *) samp="$DEFAULT --seed $r" ;; esac
     # shellcheck disable=SC2086
     "$S" run -m "$target" -p "$PROMPT" -n "$n" -t "$T" $samp "$@" >/dev/null 2>"$tmp/err" ||
         { echo "# strix run failed ($tag $mode $name): $(tail -1 "$tmp/err")"; return 0; }
     if [ "$name" = plain ]; then
         ts=$(sed -n 's/.*generation: [0-9]* tokens, \([0-9.]*\) tok\/s.*/\1/p' "$tmp/err")
-        printf '%s\tstrix\t%s\tplain\t-\t%s\t-\t-\t-\t-\t-\t-\n' "$tag" "$mode" "$ts" >>"$rows"
+        printf '%s\tstrix\t%s\tplain\t-\t%s\t-\t-\t-\t-\t-\t-\n' "$tag" "$mode" "$ts" | tee -a "$rows"
         return 0
     fi
     grep '^speculative:' "$tmp/err" | awk -v tag="$tag" -v mode="$mode" -v name="$name" -v k="$k" '{
@@ -109,7 +133,7 @@ strix_row() {
             if ($i == "verify") { vm = $(i + 1); sub(/,/, "", vm) }
         }
         printf "%s\tstrix\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", tag, mode, name, k, ts, acc,
-            len, dm, vm, kl, ppl }' >>"$rows"
+            len, dm, vm, kl, ppl }' | tee -a "$rows"
 }
 
 # llama.cpp: plain decoding from llama-bench (tg N), speculative from llama-speculative
@@ -120,10 +144,10 @@ llama_row() {
         ts=$("$LB" -m "$target" -p 0 -n "$n" -t "$T" -r 1 -o csv 2>/dev/null |
             awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) { h = $i; gsub(/"/, "", h); if (h == "avg_ts") c = i }; next }
                      c { gsub(/"/, "", $c); print $c }')
-        printf '%s\tllama\t%s\tplain\t-\t%s\t-\t-\t-\t-\t-\t-\n' "$tag" "$mode" "$ts" >>"$rows"
+        printf '%s\tllama\t%s\tplain\t-\t%s\t-\t-\t-\t-\t-\t-\n' "$tag" "$mode" "$ts" | tee -a "$rows"
         return 0
     fi
-    if [ "$mode" = greedy ]; then samp="--temp 0"; else samp="--temp 1 --top-k 0 --top-p 1 --min-p 0 --repeat-penalty 1 -s $r"; fi
+    case $mode in greedy) samp=$GREEDY ;; sampled) samp="$SAMPLED -s $r" ;; *) samp="$DEFAULT -s $r" ;; esac
     # shellcheck disable=SC2086
     "$LS" -m "$target" -md "$draft" -p "$PROMPT" -n "$n" -t "$T" -td "$T" --spec-draft-n-max "$k" \
         --spec-draft-p-min 0 -c 512 $samp >/dev/null 2>"$tmp/lerr" </dev/null ||
@@ -134,7 +158,7 @@ llama_row() {
         /n_accept *=/ { na = $NF }
         END { r = nd > 0 ? nd / k : 0
               printf "%s\tllama\t%s\t%s\t%s\t%s\t%.1f\t%.2f\t-\t-\t-\t-\n", tag, mode, name, k, ts,
-                  (nd > 0 ? 100 * na / nd : 0), (r > 0 ? na / r : 0) }' "$tmp/lerr" >>"$rows"
+                  (nd > 0 ? 100 * na / nd : 0), (r > 0 ? na / r : 0) }' "$tmp/lerr" | tee -a "$rows"
 }
 
 # The skip list `auto` picks for a target (sampled acceptance, on the prompt),
@@ -156,9 +180,17 @@ bench_target() {
         echo "# $target: missing, rows for $tag skipped"
         return 0
     fi
-    echo "# $(date -u +%H:%M:%S) $tag: $(basename "$target"), $n tokens; $(uptime | sed 's/.*load/load/')"
+    round_s=0
     for r in $(seq 1 "$R"); do
-        for mode in greedy sampled; do
+        el=$(($(date +%s) - START))
+        if [ $((el + round_s)) -gt "$LIMIT" ]; then
+            echo "# $tag: round $r of $R and after skipped (${el}s so far, a round takes ${round_s}s, limit ${LIMIT}s)"
+            break
+        fi
+        echo "# $(date -u +%H:%M:%S) $tag round $r: $(basename "$target"), $n tokens; $(uptime | sed 's/.*load/load/')"
+        r0=$(date +%s)
+        for mode in greedy sampled default; do
+            case "$list" in *"|"*"$mode"*"|"*) ;; *) continue ;; esac
             strix_row "$tag" $mode plain - "$n" "$target"
             echo "$list" | while IFS='|' read -r name k modes opts draft; do
                 [ -n "$name" ] || continue
@@ -175,56 +207,65 @@ bench_target() {
                 done
             fi
         done
+        round_s=$(($(date +%s) - r0))
     done
 }
 
-want() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }
+want() {
+    if [ -n "$ONLY" ]; then [ "$ONLY" = "$1" ]; else case " $TARGETS " in *" $1 "*) ;; *) return 1 ;; esac; fi
+}
 
-quant() { # quant IN TYPE: a self-draft file, written once
+quant() { # quant IN TYPE [FILE]: FILE if it exists, else a self-draft file, written once
+    [ -n "$3" ] && [ -f "$3" ] && { echo "$3"; return; }
     o=$tmp/$(basename "$1" .gguf)-$2.gguf
     [ -f "$o" ] || [ ! -f "$1" ] || "$S" quantize "$1" "$o" "$2" -t "$T" >/dev/null 2>&1 ||
         echo "# strix quantize $1 $2 failed" >&2
     echo "$o"
 }
 
-F16=$MODELS/tl1b-f16.gguf Q8=$MODELS/tl1b-q8_0.gguf S3M=$tmp/stories3M-f32.gguf
-if want s3m && [ -f "$MODELS/stories3M-q8_0.gguf" ]; then
+F16=$MODELS/tl1b-f16.gguf Q8=$MODELS/tl1b-q8_0.gguf S3M=$MODELS/stories3M-f32.gguf
+if want s3m && [ ! -f "$S3M" ] && [ -f "$MODELS/stories3M-q8_0.gguf" ]; then
+    S3M=$tmp/stories3M-f32.gguf
     "$S" convert -m "$MODELS/stories3M-q8_0.gguf" -o "$S3M" --type F32 >/dev/null 2>&1 ||
         echo "# strix convert of stories3M to F32 failed"
 fi
 lossy="--draft-lossy lenient --draft-knob $KNOB"
-if want f16 && [ -f "$F16" ]; then
-    sk=$(skip_list "$F16" "$SKIP_F16")
-    d4=$(quant "$F16" Q4_0) d8=$(quant "$F16" Q8_0)
-    bench_target f16 "$F16" "$NB" "Q4_0|$K|greedy sampled|--draft $d4|$d4
-Q8_0|$K|greedy sampled|--draft $d8|$d8
-skip $sk|$K|greedy sampled|--draft-skip $sk|-
-Q4_0 lenient $KNOB|$KL|sampled|--draft $d4 $lossy|-
-Q4_0 lenient $KNOB budget|$KL|sampled|--draft $d4 $lossy $BUDGET_OPTS|-"
-fi
-if want q8 && [ -f "$Q8" ]; then
-    sk=$(skip_list "$Q8" "$SKIP_Q8")
-    d4=$(quant "$Q8" Q4_0)
-    bench_target q8 "$Q8" "$NB" "Q4_0|$K|greedy sampled|--draft $d4|$d4
-skip $sk|$K|greedy sampled|--draft-skip $sk|-
-Q4_0 lenient $KNOB|$KL|sampled|--draft $d4 $lossy|-
-Q4_0 lenient $KNOB budget|$KL|sampled|--draft $d4 $lossy $BUDGET_OPTS|-"
-fi
-if want s3m && [ -f "$S3M" ]; then
-    sk=$(skip_list "$S3M" "$SKIP_S3M")
-    d4=$(quant "$S3M" Q4_0) d8=$(quant "$S3M" Q8_0)
-    bench_target s3m "$S3M" "$NS" "Q8_0|$K|greedy sampled|--draft $d8|$d8
+for tgt in $TARGETS; do
+    want "$tgt" || continue
+    case $tgt in
+    s3m)
+        [ -f "$S3M" ] || { echo "# stories3M: missing, skipped"; continue; }
+        sk=$(skip_list "$S3M" "$SKIP_S3M")
+        d4=$(quant "$S3M" Q4_0) d8=$(quant "$S3M" Q8_0)
+        bench_target s3m "$S3M" "$NS" "Q8_0|$K|greedy sampled default|--draft $d8|$d8
 Q4_0|$K|greedy sampled|--draft $d4|$d4
 skip $sk|$K|greedy sampled|--draft-skip $sk|-
 ngram 2|$K|greedy sampled|--draft-ngram 2|-
 Q4_0 lenient $KNOB|$KL|sampled|--draft $d4 $lossy|-
-Q4_0 lenient $KNOB budget|$KL|sampled|--draft $d4 $lossy $BUDGET_OPTS|-"
-fi
+Q4_0 lenient $KNOB budget|$KL|sampled|--draft $d4 $lossy $BUDGET_OPTS|-" ;;
+    f16)
+        [ -f "$F16" ] || { echo "# $F16: missing, skipped"; continue; }
+        sk=$(skip_list "$F16" "$SKIP_F16")
+        d4=$(quant "$F16" Q4_0 "$MODELS/tl1b-q4_0.gguf") d8=$(quant "$F16" Q8_0 "$Q8")
+        bench_target f16 "$F16" "$NB" "Q8_0|$K|greedy sampled default|--draft $d8|$d8
+Q4_0|$K|greedy sampled|--draft $d4|$d4
+skip $sk|$K|greedy sampled|--draft-skip $sk|-
+Q8_0 lenient $KNOB|$KL|sampled|--draft $d8 $lossy|-
+Q4_0 lenient $KNOB|$KL|sampled|--draft $d4 $lossy|-
+Q4_0 lenient $KNOB budget|$KL|sampled|--draft $d4 $lossy $BUDGET_OPTS|-" ;;
+    q8)
+        [ -f "$Q8" ] || { echo "# $Q8: missing, skipped"; continue; }
+        sk=$(skip_list "$Q8" "$SKIP_Q8")
+        d4=$(quant "$Q8" Q4_0 "$MODELS/tl1b-q4_0.gguf")
+        bench_target q8 "$Q8" "$NB" "Q4_0|$K|greedy sampled default|--draft $d4|$d4
+skip $sk|$K|greedy sampled|--draft-skip $sk|-
+Q4_0 lenient $KNOB|$KL|sampled|--draft $d4 $lossy|-
+Q4_0 lenient $KNOB budget|$KL|sampled|--draft $d4 $lossy $BUDGET_OPTS|-" ;;
+    *) echo "# unknown target $tgt (s3m, f16, q8)" ;;
+    esac
+done
 echo "# $(date -u +%H:%M:%S) done; $(uptime | sed 's/.*load/load/')"
 
-echo
-echo "# raw rows: target engine mode draft K tok_s acc len draft_ms verify_ms kl ppl"
-cat "$rows"
 echo
 echo "# summary, medians over $R rounds (speed-ups against the same engine's plain decoding)"
 printf 'target\tengine\tmode\tdraft\tK\ttok_s\tacc%%\tlen\talpha\tc\tv\tpred\tpred_v\tspeedup\tkl\tppl\n'
