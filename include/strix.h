@@ -921,7 +921,9 @@ int strix_draft_ngram_create(int n, strix_draft **out, strix_error *err);
  * acceptance a_j and the cost ratio c_j (median timed one-token decode of
  * draft_ctx over the full model's), and keeps the j with the best speedup
  * Leviathan et al. predict, max over K <= k_max of (1 - a^(K+1)) / ((1 - a)
- * (c K + 1)); none if no j beats 1. Writes the layers (at most n_layer) and
+ * (c K + v_K)); none if no j beats 1. v_K, the verify of K + 1 tokens in
+ * plain steps, is measured for K = k_max (when n_calib > k_max + 1; else
+ * taken as 1) and interpolated linearly from 1 at K = 0. Writes the layers (at most n_layer) and
  * their count, the predicted speedup (may be NULL), and leaves draft_ctx
  * (another context of model) with that mask. smp's history is not changed. */
 int strix_draft_skip_auto(const strix_model *model, strix_context *target_ctx,

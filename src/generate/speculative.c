@@ -658,18 +658,24 @@ static int agreement(strix_sampler *smp, const float *tl, const float *dl, int n
     return STRIX_OK;
 }
 
-/* The median time of 5 one-token decodes after the calibration text. */
-static int decode_time(strix_context *c, const strix_token *calib, int n, double *t,
+/* The median time of 5 decodes of the last nb tokens of the calibration
+ * text (nb < n) in one batch, with the logits of all as a verify asks, after
+ * the rest; each rolled back. */
+static int decode_time(strix_context *c, const strix_token *calib, int n, int nb, double *t,
                        strix_error *err)
 {
     double ts[5];
+    int8_t want[STRIX_SPEC_DRAFT_MAX + 1];
+    int32_t pos[STRIX_SPEC_DRAFT_MAX + 1];
+    for (int i = 0; i < nb; i++)
+        want[i] = 1, pos[i] = n - nb + i;
     strix_kv_seq_rm(c, -1, 0, -1);
-    int rc = strix_decode(c, calib, NULL, n - 1, NULL, err);
+    int rc = strix_decode(c, calib, NULL, n - nb, NULL, err);
     for (int r = 0; !rc && r < 5; r++) {
-        const int32_t pos = n - 1;
         const double t0 = now_s();
-        rc = strix_decode(c, calib + n - 1, &pos, 1, NULL, err);
+        rc = strix_decode(c, calib + n - nb, pos, nb, want, err);
         ts[r] = now_s() - t0;
+        strix_kv_seq_rm(c, -1, n - nb, -1);
     }
     if (rc)
         return rc;
@@ -684,14 +690,17 @@ static int decode_time(strix_context *c, const strix_token *calib, int n, double
 }
 
 /* Leviathan et al.'s expected speedup for acceptance a, cost ratio c and
- * draft length K: (1 - a^(K+1)) / ((1 - a)(c K + 1)), the best K <= k_max. */
-static double predicted_speedup(double a, double c, int k_max, int *k_best)
+ * draft length K, with the verify of K + 1 tokens costing v(K) plain steps
+ * (their formula takes 1): (1 - a^(K+1)) / ((1 - a)(c K + v(K))), the best
+ * K <= k_max. v(K) is interpolated linearly between 1 at K = 0 and the
+ * measured v_max at k_max. */
+static double predicted_speedup(double a, double c, double v_max, int k_max, int *k_best)
 {
     double best = 1;
     *k_best = 0;
     for (int k = 1; k <= k_max; k++) {
         const double tok = a < 1 ? (1 - pow(a, k + 1)) / (1 - a) : k + 1;
-        const double s = tok / (c * k + 1);
+        const double s = tok / (c * k + 1 + (v_max - 1) * k / k_max);
         if (s > best)
             best = s, *k_best = k;
     }
@@ -728,11 +737,17 @@ int strix_draft_skip_auto(const strix_model *m, strix_context *target_ctx,
         goto done;
     }
     memset(want, 1, (size_t)n);
-    double t_full, t_j, alpha;
+    double t_full, t_j, alpha, v_max = 1, t_batch;
     if ((rc = strix_context_set_layer_skip(draft_ctx, NULL, 0, err)) ||
         (rc = logits_all(target_ctx, calib, n, want, nv, tl, err)) ||
-        (rc = decode_time(draft_ctx, calib, n, &t_full, err)))
+        (rc = decode_time(draft_ctx, calib, n, 1, &t_full, err)))
         goto done;
+    /* the verify's cost in plain steps, when the text is long enough */
+    if (n > k_max + 1) {
+        if ((rc = decode_time(draft_ctx, calib, n, k_max + 1, &t_batch, err)))
+            goto done;
+        v_max = t_batch / t_full > 1 ? t_batch / t_full : 1;
+    }
     /* each layer alone: how much acceptance survives without it */
     for (int l = 0; l < nl; l++) {
         order[l] = l;
@@ -757,9 +772,9 @@ int strix_draft_skip_auto(const strix_model *m, strix_context *target_ctx,
         if ((rc = strix_context_set_layer_skip(draft_ctx, order, j, err)) ||
             (rc = logits_all(draft_ctx, calib, n, want, nv, dl, err)) ||
             (rc = agreement(smp, tl, dl, n, nv, p, q, &alpha, err)) ||
-            (rc = decode_time(draft_ctx, calib, n, &t_j, err)))
+            (rc = decode_time(draft_ctx, calib, n, 1, &t_j, err)))
             goto done;
-        const double s = predicted_speedup(alpha, t_j / t_full, k_max, &k_best);
+        const double s = predicted_speedup(alpha, t_j / t_full, v_max, k_max, &k_best);
         if (s > best)
             best = s, n_best = j;
     }
