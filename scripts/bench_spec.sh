@@ -267,7 +267,7 @@ done
 echo "# $(date -u +%H:%M:%S) done; $(uptime | sed 's/.*load/load/')"
 
 echo
-echo "# summary, medians over $R rounds (speed-ups against the same engine's plain decoding)"
+echo "# summary, medians over the rounds run (at most $R) (speed-ups against the same engine's plain decoding)"
 printf 'target\tengine\tmode\tdraft\tK\ttok_s\tacc%%\tlen\talpha\tc\tv\tpred\tpred_v\tspeedup\tkl\tppl\n'
 awk -F '\t' '
     function med(s,   n, a, i, j, x) { n = split(s, a, " ")
