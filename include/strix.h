@@ -514,9 +514,11 @@ struct strix_router_train_params {
     /* warm start (NULL: random modules with every bias at the keep): (n_layer)
      * 1 = the layer removed, 0 = kept, as a static removal; each module
      * starts constant (+-4), so before training it reproduces that removal.
-     * When fewer than keep of the layers are removed, the layer whose
-     * removal costs least on the validation windows starts half-executed
-     * (its module random around 0). Copied. */
+     * When more than keep of the layers are kept, the layers whose
+     * removal costs least on the validation windows start half-executed
+     * (modules random around 0): as many as bring the fraction, at half
+     * each, to keep (at least one; two when exactly one layer more than
+     * keep is kept). Copied. */
     const uint8_t *init_skip;
     /* windows at the end of the text held out of training (0: none): the
      * router is calibrated and its LM loss measured on them at the start

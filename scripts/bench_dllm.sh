@@ -12,7 +12,9 @@
 #   one whose removal raises the training text's perplexity least; one row
 #   per number of layers removed (fractions (L - n) / L). For each keep k the
 #   router is warm-started from that order's removal of floor((1 - k) L)
-#   layers (the trainer half-executes one more layer when k L is not whole),
+#   layers (the trainer half-executes one more layer when k L is not whole);
+#   when k L is whole, from one layer fewer, with the two layers cheapest to
+#   remove half-executed (so it does not start as, and stay, the removal),
 #   trained, chosen by validation loss on the training text's last tenth and
 #   calibrated to k. At the router's measured fraction f on EVAL.txt, the
 #   row "random" is --skip-random f, and "static-interp" interpolates the
@@ -149,7 +151,9 @@ interp() {
 
 for k in $KEEPS; do
     R="$OUT/$NAME-keep$k.gguf"
-    n=$(awk "BEGIN{printf \"%d\", (1 - $k) * $L + 1e-6}")
+    # layers removed at the warm start: floor((1 - k) L), one fewer when
+    # (1 - k) L is whole (then the trainer half-executes two layers)
+    n=$(awk "BEGIN{r = (1 - $k) * $L; n = int(r + 1e-6); if (n >= 1 && r - n < 1e-6) n--; print n}")
     init=none
     [ "$n" -ge 1 ] && init=$(echo "$order" | tr ' ' '\n' | sed -n "$((n + 1))p")
     "$STRIX" router train -m "$MODEL" -f "$TRAIN" -o "$R" --keep "$k" --epochs "$EPOCHS" \

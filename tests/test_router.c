@@ -369,6 +369,36 @@ static void check_warm_calib(const strix_model *m)
     free(rk);
     strix_router_free(a);
 
+    /* one layer fewer removed than keep asks for (here none): the two
+     * layers cheapest to remove start half-executed (random second layers,
+     * every other module constant), and the calibrated router runs keep of
+     * the decisions on the validation windows, counted here */
+    uint8_t none[8] = {0};
+    p.init_skip = none;
+    CHECKF(strix_router_train(m, tok, N, &p, &a, &err) == STRIX_OK, "%s", err.msg);
+    if (!a)
+        return;
+    int n_rand = 0, run0 = 0;
+    for (int l = 0; l < nl; l++) {
+        int nz = 0;
+        for (int j = 0; j < a->n_hidden; j++)
+            nz += a->w2[(size_t)l * (size_t)a->n_hidden + (size_t)j] != 0.0f;
+        n_rand += nz > 0;
+    }
+    CHECKF(n_rand == 2, "%d layers start half-executed, want 2", n_rand);
+    rp.router = a;
+    rp.keep = 0.0f;
+    for (int w = (N - 1) / W - NV; w < (N - 1) / W; w++) {
+        uint8_t d0[W * 8];
+        window_run(m, &rp, tok + w * W, W, d0);
+        for (int i = 0; i < W * nl; i++)
+            run0 += d0[i];
+    }
+    CHECKF(fabs((double)run0 / (NV * W * nl) - p.keep) < 0.04, "executed %.4f, asked %.2f",
+           (double)run0 / (NV * W * nl), (double)p.keep);
+    strix_router_free(a);
+    p.init_skip = skip;
+
     /* trained, keep 0.7 (one layer half-executed), chosen on validation */
     struct val_log vl = {0, -1, 0, 0};
     p.keep = 0.7f;

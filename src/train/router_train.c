@@ -579,11 +579,20 @@ int strix_router_train(const strix_model *m, const strix_token *tokens, int n_to
         float *w2_rand = adam_m; /* (free until training) */
         memcpy(w2_rand, r->w2, (size_t)nl * nh * sizeof(float));
         memset(r->w2, 0, (size_t)nl * nh * sizeof(float));
-        if ((double)(nl - n_rm) / nl > p.keep + 1e-6 && n_rm < nl - 1) {
+        /* layers half-executed: enough that, at half each, the executed
+         * fraction comes to keep (at least one when the removal keeps more) */
+        const double extra = (double)(nl - n_rm) - (double)p.keep * nl;
+        int n_half = (int)floor(2.0 * extra + 0.5);
+        if (n_half < 1 && extra > 1e-6 * nl)
+            n_half = 1;
+        if (n_half > nl - n_rm - 1)
+            n_half = nl - n_rm - 1;
+        for (int h = 0; h < n_half; h++) {
+            /* the cheapest layer still fully executed to remove */
             int part = -1;
             double part_loss = INFINITY;
             for (int l = 0; l < nl; l++) {
-                if (p.init_skip[l])
+                if (p.init_skip[l] || r->b2[l] != WARM_BIAS)
                     continue;
                 r->b2[l] = -WARM_BIAS;
                 const double loss = eval_pass(&tr, wk, pool, &es, WIN_LOSS);
