@@ -59,7 +59,7 @@ TSAN_TESTS := test_api test_ffn_variants
 tsan:
 	$(MAKE) BUILD=build/tsan OPT="-O1" ISA_OPT="-O1" EXTRA_CFLAGS="-fsanitize=thread -fno-omit-frame-pointer" \
 	  EXTRA_LDFLAGS="-fsanitize=thread" build/tsan/libstrix.so $(TSAN_TESTS:%=build/tsan/tests/%) \
-	  $(if $(HAVE_SERVE),build/tsan/strix)
+	  $(if $(HAVE_SERVE),build/tsan/strix build/tsan/strix-serve)
 
 # The instruction-set kernels get their sets' flags (x86-64 only; elsewhere
 # those files compile to nothing and the scalar reference runs).
@@ -95,12 +95,15 @@ TOOL_DEFS := -DSTRIX_DATADIR='"$(PREFIX)/share/strix"' -DSTRIX_SRCDIR='"$(CURDIR
 
 # The server (tools/serve/, `strix serve`) is built when libmicrohttpd and
 # cJSON are installed (scripts/deps.sh); without them `strix serve` says so.
-# The library never links them.
+# The library never links them, nor does strix: the server is its own
+# program, strix-serve (tools/serve/main.c), which `strix serve` executes
+# from its own folder, so other commands do not load the libraries.
 SERVE_PKGS := libmicrohttpd libcjson
 HAVE_SERVE := $(shell pkg-config --exists $(SERVE_PKGS) 2>/dev/null && echo 1)
 ifeq ($(HAVE_SERVE),1)
-SERVE_OBJ := $(patsubst tools/serve/%.c,$(BUILD)/tools/serve/%.o,$(wildcard tools/serve/*.c)) \
-  $(BUILD)/tools/serve/page.o
+all: $(BUILD)/strix-serve
+SERVE_OBJ := $(patsubst tools/serve/%.c,$(BUILD)/tools/serve/%.o,$(filter-out tools/serve/main.c, \
+  $(wildcard tools/serve/*.c))) $(BUILD)/tools/serve/page.o
 SERVE_CFLAGS := $(shell pkg-config --cflags $(SERVE_PKGS))
 SERVE_LIBS := $(shell pkg-config --libs $(SERVE_PKGS))
 TOOL_DEFS += -DSTRIX_SERVE
@@ -128,8 +131,11 @@ $(BUILD)/libstrix.so.$(SOVERSION): $(OBJ)
 $(BUILD)/libstrix.so: $(BUILD)/libstrix.so.$(SOVERSION)
 	ln -sf libstrix.so.$(SOVERSION) $@
 
-$(BUILD)/strix: $(TOOL_OBJ) $(SERVE_OBJ) $(BUILD)/libstrix.a
-	$(CC) $(EXTRA_LDFLAGS) -o $@ $(TOOL_OBJ) $(SERVE_OBJ) $(BUILD)/libstrix.a $(LDLIBS) $(SERVE_LIBS)
+$(BUILD)/strix: $(TOOL_OBJ) $(BUILD)/libstrix.a
+	$(CC) $(EXTRA_LDFLAGS) -o $@ $(TOOL_OBJ) $(BUILD)/libstrix.a $(LDLIBS)
+SERVE_MAIN_OBJ := $(BUILD)/tools/serve/main.o $(SERVE_OBJ) $(BUILD)/tools/cli.o $(BUILD)/tools/sampling.o
+$(BUILD)/strix-serve: $(SERVE_MAIN_OBJ) $(BUILD)/libstrix.a
+	$(CC) $(EXTRA_LDFLAGS) -o $@ $(SERVE_MAIN_OBJ) $(BUILD)/libstrix.a $(LDLIBS) $(SERVE_LIBS)
 
 # MPI (optional): strix-mpi, the strix tool with pipeline-parallel run/ppl/bench/serve over
 # MPI (tools/mpi/), is built beside strix when mpicc is found (Debian:
@@ -213,6 +219,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
 	  $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 755 $(BUILD)/strix $(DESTDIR)$(PREFIX)/bin/strix
+	$(if $(HAVE_SERVE),install -m 755 $(BUILD)/strix-serve $(DESTDIR)$(PREFIX)/bin/strix-serve)
 	install -m 644 $(BUILD)/libstrix.a $(BUILD)/libstrix.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/
 	ln -sf libstrix.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libstrix.so
 	install -m 644 include/strix.h $(DESTDIR)$(PREFIX)/include/strix.h

@@ -6,9 +6,14 @@
 # times (both stop at a generated BOS, as run.c does). Reports each program's process CPU time (task-clock from perf stat,
 # which a loaded machine's time slicing does not move) and wall time, the
 # medians, and run.c / strix (above 1: strix is faster); then the same for
-# start-up alone (the prompt and one generated token).
+# start-up alone (the prompt and one generated token), and the bare process:
+# `strix --help` against /bin/true.
 #
-#   RUNC=/path/to/run scripts/bench_small.sh MODEL.bin TOKENIZER.bin [ROUNDS] [STEPS]
+# llama2.c's int8 exports (version 2, e.g. stories3M-q80.bin) run in its
+# runq.c (built the same way): point RUNC at runq for them.
+#
+#   RUNC=/path/to/run scripts/bench_small.sh stories260K.bin tok512.bin [ROUNDS] [STEPS]
+#   RUNC=/path/to/runq scripts/bench_small.sh stories3M-q80.bin tok4096.bin [ROUNDS] [STEPS]
 set -e
 . "$(dirname "$0")/lib.sh"
 M=${1:?usage: RUNC=run scripts/bench_small.sh MODEL.bin TOKENIZER.bin [ROUNDS] [STEPS]}
@@ -37,8 +42,12 @@ for r in $(seq 1 "$R"); do
     # start-up: the prompt and one generated token
     one runc-1st "$RUNC" "$M" -z "$V" -t 0 -n $((np + 1)) -i "$P"
     one strix-1st "$S" run -m "$M" --vocab "$V" -p "$P" -n 1 --temp 0 -t 1
+    # the process alone
+    one true /bin/true
+    one strix-help "$S" --help
 done
+echo "$(basename "$M"), $N tokens, 1 thread; load: $(uptime | sed 's/.*load average: //')"
 awk "$MEDIAN_AWK"'{ c[$1] = c[$1] " " $2; w[$1] = w[$1] " " $3 }
-     END { for (k in c) printf "%-9s CPU ms median %8.2f (runs:%s)  wall ms median %6d (runs:%s)\n", k, med(c[k]), c[k], med(w[k]), w[k]
+     END { for (k in c) printf "%-10s CPU ms median %8.2f (runs:%s)  wall ms median %6d (runs:%s)\n", k, med(c[k]), c[k], med(w[k]), w[k]
            printf "run.c / strix: CPU %.2f, wall %.2f\n", med(c["runc"]) / med(c["strix"]), med(w["runc"]) / med(w["strix"])
            printf "to the first token, run.c / strix: CPU %.2f, wall %.2f\n", med(c["runc-1st"]) / med(c["strix-1st"]), med(w["runc-1st"]) / med(w["strix-1st"]) }' "$out"

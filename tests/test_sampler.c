@@ -4,7 +4,8 @@
  * order (the default against llama.cpp's, from its source); seeds;
  * log-probabilities; the distribution API (strix_sampler_dist and _sample_dist)
  * against a direct computation and the sampler's own draws; NaN and infinite
- * logits; typical-p on a 128k vocabulary; stop strings.
+ * logits; typical-p on a 128k vocabulary; stop strings; the greedy
+ * shortcut against the full chain.
  */
 #include <math.h>
 
@@ -755,6 +756,76 @@ static void test_typical_exact(void)
     }
 }
 
+/* Greedy sampling without bias or penalties takes a shortcut (one pass over
+ * the logits): on logits with NaN, infinities, ties and signed zeros it picks
+ * the first maximum defined here, agrees with the full chain (forced by a zero
+ * bias), keeps the generator in step with it, and its log-probabilities,
+ * asked for after the logits buffer was overwritten, are those of the logits
+ * it was given. */
+static void test_greedy_shortcut(void)
+{
+    enum { V = 300, ROUNDS = 400 };
+    struct strix_sampler_params p = strix_sampler_default_params();
+    p.temperature = 0.0f;
+    p.seed = 7;
+    p.n_probs = 3;
+    strix_sampler *fast, *full;
+    strix_error err;
+    CHECK(strix_sampler_create(&p, V, &fast, &err) == STRIX_OK);
+    const struct strix_logit_bias zero = {5, 0.0f};
+    p.logit_bias = &zero;
+    p.n_logit_bias = 1;
+    CHECK(strix_sampler_create(&p, V, &full, &err) == STRIX_OK);
+    float l[V], saved[V];
+    uint32_t r = 12345u;
+    int bad_pick = 0, bad_full = 0, bad_rng = 0, bad_probs = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        const int kind = round % 5; /* 0: values from a few levels (ties) */
+        for (int i = 0; i < V; i++) {
+            r = r * 1664525u + 1013904223u;
+            const int u = (int)(r >> 24);
+            l[i] = kind == 0   ? (float)(u % 4) - 2.0f
+                   : kind == 1 ? (u % 7 == 0 ? NAN : (u % 11 == 0 ? INFINITY : (float)u))
+                   : kind == 2 ? (u % 2 ? -0.0f : 0.0f)
+                   : kind == 3 ? (round % 2 ? NAN : -INFINITY) /* all NaN / all -inf */
+                               : (u % 3 ? NAN : -INFINITY);
+        }
+        int want = -1; /* the first largest non-NaN logit; 0 when all are NaN */
+        for (int i = 0; i < V; i++)
+            if (!isnan(l[i]) && (want < 0 || l[i] > l[want]))
+                want = i;
+        want = want < 0 ? 0 : want;
+        const strix_token a = strix_sampler_sample(fast, l);
+        const strix_token b = strix_sampler_sample(full, l);
+        bad_pick += a != want;
+        bad_full += a != b;
+        memcpy(saved, l, sizeof l);
+        for (int i = 0; i < V; i++)
+            l[i] = (float)i; /* the next decode overwrites the logits */
+        struct strix_token_prob ca, cb, ta[3], tb[3];
+        const int na = strix_sampler_last_probs(fast, &ca, ta, 3);
+        const int nb = strix_sampler_last_probs(full, &cb, tb, 3);
+        int same = na == 3 && nb == 3 && ca.id == a && cb.id == b;
+        same &= memcmp(&ca.logprob, &cb.logprob, sizeof(float)) == 0;
+        for (int i = 0; i < 3 && same; i++)
+            same &= ta[i].id == tb[i].id && memcmp(&ta[i].logprob, &tb[i].logprob, 4) == 0;
+        /* the chosen token's log-probability from the saved logits (finite case) */
+        if (kind == 0) {
+            double z = 0.0;
+            for (int i = 0; i < V; i++)
+                z += exp(saved[i]);
+            same &= fabs(ca.logprob - (saved[a] - log(z))) < 1e-5;
+        }
+        bad_probs += !same;
+        bad_rng += strix_sampler_uniform(fast) != strix_sampler_uniform(full);
+    }
+    CHECKF(bad_pick == 0 && bad_full == 0 && bad_rng == 0 && bad_probs == 0,
+           "greedy shortcut: %d wrong picks, %d unlike the chain, %d generator, %d probs",
+           bad_pick, bad_full, bad_rng, bad_probs);
+    strix_sampler_free(fast);
+    strix_sampler_free(full);
+}
+
 int main(void)
 {
     init_logits();
@@ -768,6 +839,7 @@ int main(void)
     test_dist();
     test_rewind();
     test_typical_exact();
+    test_greedy_shortcut();
     test_stop_find();
     TEST_MAIN_END();
 }

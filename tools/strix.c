@@ -445,7 +445,29 @@ static int cmd_synth(int argc, char **argv)
     return 0;
 }
 
-#ifndef STRIX_SERVE
+#if defined(STRIX_SERVE) && !defined(STRIX_MPI)
+/* The server is its own program, strix-serve (tools/serve/main.c), built
+ * beside strix, so that no other command loads its libraries: run it in
+ * this process's place with the same arguments. (strix-mpi links the server
+ * in.) */
+int cmd_serve(int argc, char **argv)
+{
+    (void)argc;
+    char path[PATH_MAX];
+    const ssize_t len = readlink("/proc/self/exe", path, sizeof path - 1);
+    if (len <= 0)
+        die("serve: cannot find this program's folder: %s", strerror(errno));
+    path[len] = '\0';
+    char *slash = strrchr(path, '/');
+    if (!slash || (size_t)(slash - path) + sizeof "/strix-serve" > sizeof path)
+        die("serve: cannot find this program's folder");
+    memcpy(slash, "/strix-serve", sizeof "/strix-serve");
+    fflush(NULL);
+    execv(path, argv);
+    die("serve: cannot run %s: %s (it is built and installed beside strix)", path,
+        strerror(errno));
+}
+#elif !defined(STRIX_SERVE)
 /* Built without libmicrohttpd and cJSON: no server. */
 int cmd_serve(int argc, char **argv)
 {

@@ -302,7 +302,7 @@ int l2c_parse(const uint8_t *buf, size_t size, struct l2c_file *f, strix_error *
         total += fits_q8_0(t, r.src[i].scales, f->group) ? n / QK8_0 * sizeof(struct block_q8_0)
                                                          : n * sizeof(float);
     }
-    if (total > 0 && !(f->owned = util_malloc(total))) {
+    if (total > 0 && !(f->owned = util_malloc_huge(total))) { /* huge pages: fewer faults */
         rc = err_set(err, STRIX_ERR_NOMEM, "out of memory for %zu bytes of weights", total);
         goto done;
     }

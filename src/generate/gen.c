@@ -8,6 +8,7 @@
  * Sampling belongs to sampler.c, decoding to context.c; this file only calls
  * the public API. Any sequence of a multi-sequence context can be extended.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "util.h"
@@ -103,9 +104,12 @@ int strix_generate(const strix_model *model, strix_context *ctx, strix_sampler *
             break;
         }
         strix_sampler_accept(smp, tok);
-        /* the token's text, however long, straight into pend (its length first) */
-        const int len = strix_token_to_text(model, prev, tok, NULL, 0);
-        if (len > 0 && n_pend + (size_t)len > cap) {
+        /* the token's text, however long, straight into pend: written into
+         * the room left, and once more after growing pend if it did not fit */
+        const size_t room = cap - n_pend;
+        const int len = strix_token_to_text(model, prev, tok, pend + n_pend,
+                                            room > INT32_MAX ? INT32_MAX : (int)room);
+        if (len > 0 && (size_t)len > room) {
             char *p = util_realloc(pend, 2 * cap + (size_t)len);
             if (!p) {
                 rc = err_set(err, STRIX_ERR_NOMEM, "out of memory");
@@ -113,9 +117,10 @@ int strix_generate(const strix_model *model, strix_context *ctx, strix_sampler *
             }
             pend = p;
             cap = 2 * cap + (size_t)len;
+            strix_token_to_text(model, prev, tok, pend + n_pend, len);
         }
         if (len > 0)
-            n_pend += (size_t)strix_token_to_text(model, prev, tok, pend + n_pend, len);
+            n_pend += (size_t)len;
         prev = tok;
         size_t safe;
         const long at = strix_stop_find(pend, n_pend, params->stop, params->n_stop, &safe);

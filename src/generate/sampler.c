@@ -21,6 +21,13 @@
  * Sampling uses only the logits and the sampler's own state, so a seed gives
  * the same tokens at any thread count.
  *
+ * Per token, greedy sampling without bias or penalties (the common `--temp
+ * 0`) is one pass over the logits: the first maximum, with the generator
+ * advanced as the full chain's draw does. The log-probabilities are computed
+ * from a copy of the last logits when strix_sampler_last_probs asks for them,
+ * not at every token (a log-sum-exp over the vocabulary costs more than the
+ * rest of sampling a small model's token).
+ *
  * Stop strings are matched by strix_stop_find (generation, not sampling,
  * decides when to stop): see gen.c.
  */
@@ -67,10 +74,10 @@ struct strix_sampler {
     int order[ST_COUNT]; /* stages in the order they run */
     int n_order;
     float mu; /* mirostat v2: the current surprise bound, in bits */
-    struct strix_token_prob chosen;
-    struct strix_token_prob *top; /* (n_probs) */
-    int n_top;
-    float *probs;    /* (n_vocab) the distribution of the last draw */
+    strix_token chosen; /* the last draw (-1: none since the reset) */
+    float *last;        /* (n_vocab) the logits it was drawn from */
+    float *probs;    /* (n_vocab) the distribution of the last draw (not kept by the
+                        greedy shortcut) */
     struct typ *typ; /* (n_vocab) typical-p scratch */
 };
 
@@ -154,12 +161,12 @@ int strix_sampler_create(const struct strix_sampler_params *params, int n_vocab,
     s->counts = util_calloc((size_t)n_vocab, sizeof *s->counts);
     s->cap_hist = p->repeat_last_n + STRIX_SAMPLER_REWIND_MAX;
     s->history = util_malloc((size_t)s->cap_hist * sizeof *s->history);
-    s->top = util_malloc((size_t)(p->n_probs > 0 ? p->n_probs : 1) * sizeof *s->top);
+    s->last = util_malloc((size_t)n_vocab * sizeof *s->last);
     s->n_bias = p->n_logit_bias;
     s->bias = util_malloc((size_t)(s->n_bias > 0 ? s->n_bias : 1) * sizeof *s->bias);
     s->probs = util_malloc((size_t)n_vocab * sizeof *s->probs);
     s->typ = util_malloc((size_t)n_vocab * sizeof *s->typ);
-    if (!s->cands || !s->history || !s->counts || !s->top || !s->bias || !s->probs || !s->typ) {
+    if (!s->cands || !s->history || !s->counts || !s->last || !s->bias || !s->probs || !s->typ) {
         strix_sampler_free(s);
         return err_set(err, STRIX_ERR_NOMEM, "out of memory");
     }
@@ -177,7 +184,7 @@ void strix_sampler_free(strix_sampler *s)
     util_free(s->cands);
     util_free(s->history);
     util_free(s->counts);
-    util_free(s->top);
+    util_free(s->last);
     util_free(s->bias);
     util_free(s->probs);
     util_free(s->typ);
@@ -192,9 +199,7 @@ void strix_sampler_reset(strix_sampler *s, uint64_t seed)
     s->n_hist = s->hist_at = 0;
     s->n_lost = 0;
     s->mu = 2.0f * s->p.mirostat_tau;
-    s->chosen.id = -1;
-    s->chosen.logprob = NAN;
-    s->n_top = 0;
+    s->chosen = -1;
 }
 
 void strix_sampler_accept(strix_sampler *s, strix_token tok)
@@ -386,10 +391,10 @@ static float logprob_of(float l, float mx, double lse, int n_at_max)
 }
 
 /* Log-probabilities of the model's distribution (log-softmax of the raw
- * logits): the chosen token's and the n_probs largest. */
-static void record_probs(strix_sampler *s, const float *logits, strix_token chosen)
+ * logits): the chosen token's, and the k largest into top (may be NULL). */
+static void logprobs_of(const float *logits, int nv, strix_token chosen,
+                        struct strix_token_prob *ch, struct strix_token_prob *top, int k)
 {
-    const int nv = s->n_vocab, k = s->p.n_probs;
     float mx = -INFINITY;
     for (int i = 0; i < nv; i++)
         mx = logits[i] > mx ? logits[i] : mx;
@@ -403,23 +408,25 @@ static void record_probs(strix_sampler *s, const float *logits, strix_token chos
             sum += exp((double)(logits[i] - mx));
     }
     const double lse = isinf(mx) ? 0.0 : (double)mx + log(sum);
-    s->chosen.id = chosen;
-    s->chosen.logprob = logprob_of(logits[chosen], mx, lse, n_at_max);
-    s->n_top = 0;
-    for (int i = 0; i < nv && k > 0; i++) { /* insertion into a sorted top-k list */
+    if (ch) {
+        ch->id = chosen;
+        ch->logprob = logprob_of(logits[chosen], mx, lse, n_at_max);
+    }
+    int n_top = 0;
+    for (int i = 0; i < nv && top && k > 0; i++) { /* insertion into a sorted top-k list */
         const float l = isnan(logits[i]) ? -INFINITY : logits[i];
-        if (s->n_top == k && l <= s->top[k - 1].logprob)
+        if (n_top == k && l <= top[k - 1].logprob)
             continue;
-        int j = s->n_top < k ? s->n_top++ : k - 1;
-        while (j > 0 && s->top[j - 1].logprob < l) {
-            s->top[j] = s->top[j - 1];
+        int j = n_top < k ? n_top++ : k - 1;
+        while (j > 0 && top[j - 1].logprob < l) {
+            top[j] = top[j - 1];
             j--;
         }
-        s->top[j].id = i;
-        s->top[j].logprob = l;
+        top[j].id = i;
+        top[j].logprob = l;
     }
-    for (int i = 0; i < s->n_top; i++)
-        s->top[i].logprob = logprob_of(s->top[i].logprob, mx, lse, n_at_max);
+    for (int i = 0; i < n_top; i++)
+        top[i].logprob = logprob_of(top[i].logprob, mx, lse, n_at_max);
 }
 
 /* One uniform number from rng walked over w[0..n) in token order: the first
@@ -584,17 +591,43 @@ static double chain_dist(strix_sampler *s, const float *logits, float *probs)
     return sum;
 }
 
+/* What the chain gives without bias and penalties at temperature 0: the
+ * first maximum of the logits, NaN skipped (token 0 if all are NaN), as
+ * cmp_desc orders them. */
+static strix_token first_max(const float *logits, int nv)
+{
+    int best = -1;
+    for (int i = 0; i < nv; i++)
+        if (!isnan(logits[i]) && (best < 0 || logits[i] > logits[best]))
+            best = i;
+    return best < 0 ? 0 : best;
+}
+
 strix_token strix_sampler_sample(strix_sampler *s, const float *logits)
 {
     if (!s || !logits)
         return -1;
-    const double sum = chain_dist(s, logits, s->probs);
-    const strix_token tok = draw_weights(&s->rng, s->probs, s->n_vocab, sum);
-    if (s->p.mirostat == 2) { /* move mu toward the target surprise tau */
-        const float surprise = -log2f((float)(s->probs[tok] / sum));
-        s->mu -= s->p.mirostat_eta * (surprise - s->p.mirostat_tau);
+    const struct strix_sampler_params *p = &s->p;
+    strix_token tok;
+    float p_tok; /* the chosen token's share of the distribution */
+    if (p->temperature <= 0.0f && s->n_bias == 0 && p->repeat_penalty == 1.0f &&
+        p->frequency_penalty == 0.0f && p->presence_penalty == 0.0f) {
+        /* one-hot on the first maximum: the chain's draw, which still takes
+         * its uniform number from the generator */
+        tok = first_max(logits, s->n_vocab);
+        (void)util_rng_uniform(&s->rng);
+        p_tok = 1.0f;
+    } else {
+        const double sum = chain_dist(s, logits, s->probs);
+        tok = draw_weights(&s->rng, s->probs, s->n_vocab, sum);
+        p_tok = (float)(s->probs[tok] / sum);
     }
-    record_probs(s, logits, tok);
+    if (p->mirostat == 2) { /* move mu toward the target surprise tau */
+        const float surprise = -log2f(p_tok);
+        s->mu -= p->mirostat_eta * (surprise - p->mirostat_tau);
+    }
+    memcpy(s->last, logits, (size_t)s->n_vocab * sizeof *logits);
+    s->chosen = tok;
     return tok;
 }
 
@@ -637,12 +670,12 @@ int strix_sampler_sample_dist(strix_sampler *s, const float *probs, int n, strix
 int strix_sampler_last_probs(const strix_sampler *s, struct strix_token_prob *chosen,
                              struct strix_token_prob *top, int cap)
 {
-    if (chosen)
-        *chosen = s ? s->chosen : (struct strix_token_prob){-1, NAN};
-    if (!s)
+    if (!s || s->chosen < 0) {
+        if (chosen)
+            *chosen = (struct strix_token_prob){-1, NAN};
         return 0;
-    const int n = cap < s->n_top ? cap : s->n_top;
-    for (int i = 0; top && i < n; i++)
-        top[i] = s->top[i];
-    return top ? (n > 0 ? n : 0) : 0;
+    }
+    const int k = top ? (cap < s->p.n_probs ? cap : s->p.n_probs) : 0;
+    logprobs_of(s->last, s->n_vocab, s->chosen, chosen, top, k > 0 ? k : 0);
+    return k > 0 ? k : 0;
 }

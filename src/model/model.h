@@ -27,7 +27,8 @@ struct tensor {
     const void *packed;
     size_t packed_stride; /* bytes per group of 16 rows */
     const struct kern_isa *packed_isa;
-    void *packed_mem; /* allocation behind packed (owned by the model) */
+    void *packed_mem; /* allocation behind packed (owned by the model); NULL when
+                       * packed lies in another tensor's (pack.c) */
 };
 
 /* Every weight a block may have; an architecture uses a subset (arch.c).

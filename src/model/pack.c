@@ -49,29 +49,50 @@ static int read_by_row(const strix_model *m, const struct tensor *t)
     return 0;
 }
 
+/* The bytes of tensor i's packed copy, 0 when it is not packed. */
+static size_t pack_size(const strix_model *m, int i, const struct kern_isa *isa)
+{
+    const struct tensor *t = m->all[i];
+    if (!t || !t->data || t->n_dims != 2 || t->type >= 64 || !isa->pack[t->type] ||
+        t->ne[1] < 16 || t->ne[0] > INT32_MAX || t->ne[1] > INT32_MAX ||
+        !model_weight_in_stage(m, i) || read_by_row(m, t))
+        return 0; /* (another stage's weights are never read: their pages stay out) */
+    return isa->pack_bytes[t->type]((int)t->ne[1], (int)t->ne[0]);
+}
+
+/* All the copies go into one allocation offered to huge pages as a whole: a
+ * small model's tensors are each far below a huge page, and on some systems
+ * every 4 KiB page touched costs microseconds at start-up. The tensor whose
+ * copy starts it owns it (packed_mem); if it cannot be had, each copy gets
+ * its own. */
 void model_pack(strix_model *m)
 {
     kern_init();
     const struct kern_isa *isa = kern_isa_active();
+    size_t total = 0;
     for (int i = 0; i < m->n_all; i++) {
-        struct tensor *t = m->all[i];
-        if (!t || !t->data || t->n_dims != 2 || t->type >= 64 || !isa->pack[t->type] ||
-            t->ne[1] < 16 || t->ne[0] > INT32_MAX || t->ne[1] > INT32_MAX ||
-            !model_weight_in_stage(m, i) || read_by_row(m, t))
-            continue; /* (another stage's weights are never read: their pages stay out) */
-        const int rows = (int)t->ne[1], cols = (int)t->ne[0];
-        const size_t bytes = isa->pack_bytes[t->type](rows, cols);
+        const size_t bytes = pack_size(m, i, isa);
+        total += bytes ? bytes + PACK_ALIGN : 0;
+    }
+    uint8_t *const arena = total ? util_malloc_huge(total) : NULL;
+    uint8_t *next = arena;
+    for (int i = 0; i < m->n_all; i++) {
+        const size_t bytes = pack_size(m, i, isa);
         if (bytes == 0)
             continue;
-        uint8_t *mem = util_malloc_huge(bytes + PACK_ALIGN);
-        if (!mem)
+        struct tensor *t = m->all[i];
+        const int rows = (int)t->ne[1], cols = (int)t->ne[0];
+        uint8_t *mem = next;
+        if (arena)
+            next += bytes + PACK_ALIGN;
+        else if (!(mem = util_malloc_huge(bytes + PACK_ALIGN)))
             continue; /* unpacked still works */
         uint8_t *dst = mem + (PACK_ALIGN - (uintptr_t)mem % PACK_ALIGN) % PACK_ALIGN;
         isa->pack[t->type](t->data, t->row_bytes, rows, cols, dst);
         t->packed = dst;
         t->packed_stride = bytes / (size_t)(rows / 16);
         t->packed_isa = isa;
-        t->packed_mem = mem;
+        t->packed_mem = !arena || mem == arena ? mem : NULL;
         release_pages(m, t->data, (size_t)(rows / 16 * 16) * t->row_bytes);
     }
     if (m->tied_output)
