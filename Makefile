@@ -159,6 +159,9 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h tests/fixtures.h tests/spec_fixture.
 	  $(EXTRA_LDFLAGS) -o $@ $< \
 	  $(BUILD)/libstrix.a $(LDLIBS)
 
+# (test_spec_draw checks the server's draft test, a header of tools/serve)
+$(BUILD)/tests/test_spec_draw: tools/serve/spec_draw.h
+
 tests: $(TEST_BIN) examples
 
 # Programs that use only the public header, linked like a user would.
