@@ -1,7 +1,8 @@
 // sse_client.js - the plain-Node client pieces (fetch, no packages) that
 // tests/mpi_serve.js and scripts/bench_mpi_serve.js share: a completion
 // request to a running `strix serve`, and the JSON events of a streamed
-// answer (server-sent events, "data: {...}" blocks, "[DONE]" skipped).
+// answer (server-sent events: "data: {...}" blocks, the space optional,
+// "[DONE]" skipped).
 'use strict';
 
 // POSTs body (an object) to BASE/v1/completions; resolves to the Response.
@@ -23,10 +24,10 @@ async function* events(response) {
     buf += dec.decode(part, { stream: true });
     let i;
     while ((i = buf.indexOf('\n\n')) >= 0) {
-      const ev = buf.slice(0, i);
+      const ev = buf.slice(0, i).trim();
       buf = buf.slice(i + 2);
-      if (ev.startsWith('data: ') && ev !== 'data: [DONE]')
-        yield JSON.parse(ev.slice(6));
+      if (ev.startsWith('data:') && ev.slice(5).trim() !== '[DONE]')
+        yield JSON.parse(ev.slice(5));
     }
   }
 }
