@@ -160,10 +160,14 @@ $(BUILD)/strix-mpi: $(MPI_TOOL_OBJ) $(SERVE_OBJ) $(BUILD)/libstrix.a
 	  $(SERVE_LIBS)
 
 # (tests find the shared library, for its soname, through STRIX_LIBDIR)
-$(BUILD)/tests/%: tests/%.c tests/harness.h tests/fixtures.h tests/spec_fixture.h $(BUILD)/libstrix.a | $(BUILD)/tests
+$(BUILD)/tests/%: tests/%.c tests/harness.h tests/fixtures.h tests/spec_fixture.h tests/stage_fixture.h \
+  $(BUILD)/libstrix.a | $(BUILD)/tests
 	$(CC) $(CFLAGS_ALL) -DSTRIX_TEST_DATA_DEFAULT='"$(CURDIR)/tests/data"' -DSTRIX_LIBDIR='"$(abspath $(BUILD))"' \
 	  $(EXTRA_LDFLAGS) -o $@ $< \
 	  $(BUILD)/libstrix.a $(LDLIBS)
+
+# (test_spec_draw checks the server's draft test, a header of tools/serve)
+$(BUILD)/tests/test_spec_draw: tools/serve/spec_draw.h
 
 tests: $(TEST_BIN) examples
 

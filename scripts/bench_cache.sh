@@ -19,6 +19,7 @@
 # DEPTHS="64 256 1024" scripts/bench_cache.sh "" 1 depth
 set -e
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/scripts/lib.sh"
 STRIX=${STRIX:-$ROOT/build/strix}
 VOCAB=${1:-$ROOT/tests/data/stories260K-ref.gguf}
 REPS=${2:-3}
@@ -29,7 +30,6 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 part() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 COMMON="$SHAPE -c 4096 --seed 1"
-synth() { name=$1; shift; "$STRIX" synth -m "$VOCAB" -o "$TMP/$name.gguf" $COMMON "$@" >/dev/null; }
 synth mha --ff 1408 --kv-heads 8
 synth gqa --ff 1408 --kv-heads 2
 synth mqa --ff 1408 --kv-heads 1
@@ -45,10 +45,7 @@ if part cache; then
     echo "load: $(uptime)"
     for r in $(seq "$REPS"); do
         for n in $NAMES; do
-            "$STRIX" run -m "$TMP/$n.gguf" -f "$TMP/prompt.txt" -n 64 --temp 0 -t 1 -c 4096 \
-                2>"$TMP/$n.$r.err" >/dev/null
-            grep -o 'generation: [0-9]* tokens, [0-9.]* tok/s' "$TMP/$n.$r.err" |
-                awk '{print $4}' >> "$TMP/$n.speed"
+            run_speed "$n" "$r" -f "$TMP/prompt.txt" -n 64 -c 4096
             grep -o 'prompt: [0-9]* tokens' "$TMP/$n.$r.err" | awk '{print $2}' > "$TMP/$n.prompt"
         done
     done
@@ -60,8 +57,7 @@ if part cache; then
         line=$("$STRIX" info -m "$TMP/$n.gguf" -c 4096 | grep 'context of')
         tok=$(echo "$line" | sed 's/.*(\([0-9]*\) per cell.*/\1/')
         total=$(echo "$line" | sed 's/.*cache \([0-9]*\) bytes.*/\1/')
-        med=$(sort -n "$TMP/$n.speed" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-        printf '| %s | %s | %s | %s |\n' "$n" "$tok" "$total" "$med"
+        printf '| %s | %s | %s | %s |\n' "$n" "$tok" "$total" "$(median_of "$TMP/$n.speed")"
     done
 fi
 

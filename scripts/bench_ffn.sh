@@ -12,17 +12,13 @@
 #   scripts/bench_ffn.sh [VOCAB_GGUF] [REPS]
 set -e
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/scripts/lib.sh"
 STRIX=${STRIX:-$ROOT/build/strix}
 VOCAB=${1:-$ROOT/tests/data/stories260K-ref.gguf}
 REPS=${2:-3}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 COMMON="--dim 512 --layers 4 --heads 8 --kv-heads 8 -c 512 --seed 1"
-synth() {
-    name=$1; shift
-    "$STRIX" synth -m "$VOCAB" -o "$TMP/$name.gguf" $COMMON "$@" >/dev/null 2>"$TMP/synth.err" ||
-        { cat "$TMP/synth.err" >&2; exit 1; }
-}
 # the MLP: 3 x 512 x 1408 = 2.16 M weights per block, 1408 neurons per token
 synth mlp --ff 1408
 # PEER with about the MLP's weights (46^2 = 2116 experts of 2 x 512), and a
@@ -37,10 +33,7 @@ NAMES="mlp peer-2k peer-16k kan-1408 kan-234"
 echo "load: $(uptime)"
 for r in $(seq "$REPS"); do
     for n in $NAMES; do
-        "$STRIX" run -m "$TMP/$n.gguf" -p "Once upon a time" -n 64 --temp 0 -t 1 -c 512 \
-            2>"$TMP/$n.$r.err" >/dev/null
-        grep -o 'generation: [0-9]* tokens, [0-9.]* tok/s' "$TMP/$n.$r.err" |
-            awk '{print $4}' >> "$TMP/$n.speed"
+        run_speed "$n" "$r" -p "Once upon a time" -n 64 -c 512
     done
 done
 echo "load: $(uptime)"
@@ -52,8 +45,7 @@ for n in $NAMES; do
         gsub(/[\[\],]/, " "); n = 1; for (i = 3; i <= NF - 2; i++) n *= $i; s += n } END { print s }')
     params=$(echo "$info" | sed -n 's/^parameters: \([0-9]*\).*/\1/p')
     case $n in mlp) used=1408 ;; peer-*) used=128 ;; kan-*) used=${n#kan-} ;; esac
-    med=$(sort -n "$TMP/$n.speed" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-    printf '| %s | %s | %s | %s | %s |\n' "$n" "$ffn" "$params" "$used" "$med"
+    printf '| %s | %s | %s | %s | %s |\n' "$n" "$ffn" "$params" "$used" "$(median_of "$TMP/$n.speed")"
 done
 
 # Prefill on one and two threads (`strix bench -p 512`, median of REPS):

@@ -6,48 +6,32 @@
 //   node scripts/bench_mpi_serve.js PORT N_GEN CONCURRENT
 // Prints one line: ttft_ms decode_tps concurrent_tps tokens_concurrent
 'use strict';
+const { postCompletion, events } = require('../tests/sse_client.js');
+
 const [port, nGen, conc] = process.argv.slice(2).map(Number);
-const url = `http://127.0.0.1:${port}/v1/completions`;
+const base = `http://127.0.0.1:${port}`;
 const prompt = 'Once upon a time, there was a little girl who lived in a village near the forest.';
 
 async function streamed(p, n) {
   const t0 = performance.now();
-  const r = await fetch(url, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ prompt: p, max_tokens: n, temperature: 0, stream: true,
-                           stream_options: { include_usage: true } }),
-  });
-  let first = 0, last = 0, tokens = 0, buf = '';
-  const dec = new TextDecoder();
-  for await (const part of r.body) {
-    buf += dec.decode(part, { stream: true });
-    let i;
-    while ((i = buf.indexOf('\n\n')) >= 0) {
-      const ev = buf.slice(0, i);
-      buf = buf.slice(i + 2);
-      if (!ev.startsWith('data: ') || ev === 'data: [DONE]')
-        continue;
-      const j = JSON.parse(ev.slice(6));
-      if (j.usage)
-        tokens = j.usage.completion_tokens;
-      if (j.choices && j.choices.length && j.choices[0].text) {
-        const t = performance.now();
-        if (!first)
-          first = t;
-        last = t;
-      }
+  const r = await postCompletion(base, { prompt: p, max_tokens: n, temperature: 0, stream: true,
+                                         stream_options: { include_usage: true } });
+  let first = 0, last = 0, tokens = 0;
+  for await (const j of events(r)) {
+    if (j.usage)
+      tokens = j.usage.completion_tokens;
+    if (j.choices && j.choices.length && j.choices[0].text) {
+      const t = performance.now();
+      if (!first)
+        first = t;
+      last = t;
     }
   }
   return { ttft: first - t0, decode: tokens > 1 ? (tokens - 1) / ((last - first) / 1000) : 0 };
 }
 
 async function complete(p, n) {
-  const r = await fetch(url, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ prompt: p, max_tokens: n, temperature: 0 }),
-  });
+  const r = await postCompletion(base, { prompt: p, max_tokens: n, temperature: 0 });
   return (await r.json()).usage.completion_tokens;
 }
 

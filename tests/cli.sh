@@ -462,6 +462,13 @@ done
 "$S" bench -npl 65 -n 2 >"$T/out" 2>&1 && bad "bench -npl 65 accepted" || ok
 "$S" bench --bandwidth --bw-mib 8 -t 1,2 -r 1 -o json >"$T/out" 2>&1 &&
     [ "$(grep -c '"best_gbs"' "$T/out")" = 2 ] && ok || bad "bench --bandwidth: $(head -c 300 "$T/out")"
+# (each read checks its sum against the buffer's closed form; 3 threads
+# over 1 MiB leave each a tail after its four streams)
+for k in scalar best; do
+    STRIX_KERNELS=$k "$S" bench --bandwidth --bw-mib 1 -t 1,3 -r 1 -o json >"$T/out" 2>&1 &&
+        [ "$(grep -c '"best_gbs"' "$T/out")" = 2 ] && { [ $k = best ] || grep -q '"read": "scalar"' "$T/out"; } &&
+        ok || bad "bench --bandwidth ($k): $(head -c 300 "$T/out")"
+done
 mkdir -p "$T/inst/bin" "$T/inst/share/strix"
 cp "$S" "$T/inst/bin/strix"
 "$S" synth -o "$T/inst/share/strix/stories260K.gguf" --dim 32 --ff 48 --layers 1 --heads 2 --kv-heads 2 2>/dev/null

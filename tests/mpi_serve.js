@@ -8,9 +8,10 @@
 // cancelled), then a request reusing a cached prompt; /health answers.
 // Prints one "ok" or "FAIL ..." line per check.
 //   node tests/mpi_serve.js PORT STRIX_BINARY MODEL
-// (plain Node: fetch and child_process, no packages)
+// (plain Node: fetch and child_process, no packages; tests/sse_client.js)
 'use strict';
 const { execFileSync } = require('child_process');
+const { postCompletion, events } = require('./sse_client.js');
 
 const [port, strix, model] = process.argv.slice(2);
 const base = `http://127.0.0.1:${port}`;
@@ -37,43 +38,25 @@ function reference(prompt, n) {
 }
 
 async function complete(prompt, n, extra = {}) {
-  const r = await fetch(`${base}/v1/completions`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ prompt, max_tokens: n, temperature: 0, ...extra }),
-  });
+  const r = await postCompletion(base, { prompt, max_tokens: n, temperature: 0, ...extra });
   return { status: r.status, body: await r.json() };
 }
 
 // Streams a completion and stops reading after `after` chunks with text.
 async function cancelled(prompt, n, after) {
   const ac = new AbortController();
-  const r = await fetch(`${base}/v1/completions`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ prompt, max_tokens: n, temperature: 0, stream: true }),
-    signal: ac.signal,
-  });
-  let text = '', got = 0, buf = '';
-  const dec = new TextDecoder();
+  const r = await postCompletion(base, { prompt, max_tokens: n, temperature: 0, stream: true },
+                                 ac.signal);
+  let text = '', got = 0;
   try {
-    for await (const part of r.body) {
-      buf += dec.decode(part, { stream: true });
-      let i;
-      while ((i = buf.indexOf('\n\n')) >= 0) {
-        const ev = buf.slice(0, i);
-        buf = buf.slice(i + 2);
-        if (!ev.startsWith('data: ') || ev === 'data: [DONE]')
-          continue;
-        const t = JSON.parse(ev.slice(6)).choices[0]?.text || '';
-        text += t;
-        got += t.length > 0;
-      }
-      if (got >= after) {
-        ac.abort();
+    for await (const ev of events(r)) {
+      const t = ev.choices[0]?.text || '';
+      text += t;
+      got += t.length > 0;
+      if (got >= after)
         break;
-      }
     }
+    ac.abort();
   } catch (e) {
     if (e.name !== 'AbortError')
       throw e;

@@ -16,27 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fixtures.h"
-#include "harness.h"
-#include "strix.h"
+#include "stage_fixture.h"
 
 #define N_PROMPT 13
 #define N_STEPS 4
 #define N_CTX 32
-#define MAX_STAGES 3
-
-static strix_model *load_range(const char *path, const char *vocab, int first, int end,
-                               strix_error *err)
-{
-    struct strix_model_params p = strix_model_default_params();
-    p.vocab_path = vocab;
-    p.layer_first = first;
-    p.layer_end = end;
-    strix_model *m = NULL;
-    if (strix_model_load(path, &p, &m, err) != STRIX_OK)
-        return NULL;
-    return m;
-}
+#define MAX_STAGES STAGE_MAX
 
 /* The hook's copy of one block's output (the whole model's residual stream). */
 struct grab {
@@ -142,7 +127,7 @@ static size_t stage_bytes_by_name(const strix_model *m, int first, int end, int 
 static void check_model(const char *name, const char *path, const char *vocab)
 {
     strix_error err;
-    strix_model *whole = load_range(path, vocab, 0, 0, &err);
+    strix_model *whole = stage_load(path, vocab, 0, 0, &err);
     CHECKF(whole != NULL, "%s: %s", name, err.msg);
     if (!whole)
         return;
@@ -204,30 +189,23 @@ static void check_model(const char *name, const char *path, const char *vocab)
 
     /* two and three stages (as many as the layers allow) */
     for (int n_st = 2; ok && n_st <= MAX_STAGES && n_st <= L; n_st++) {
-        int cut[MAX_STAGES + 1];
-        for (int s = 0; s <= n_st; s++)
-            cut[s] = s * L / n_st;
+        struct stages st;
+        int sok = stages_load(&st, name, path, vocab, L, n_st, &cp);
+        const int *cut = st.cut;
         struct pipe p = {n_st, nv, embd, {NULL}, {NULL, NULL}};
-        strix_model *sm[MAX_STAGES] = {NULL};
+        for (int s = 0; s < n_st; s++)
+            p.ctx[s] = st.ctx[s];
         float *h0 = malloc((size_t)N_PROMPT * (size_t)embd * sizeof(float));
         float *h1 = malloc((size_t)N_PROMPT * (size_t)embd * sizeof(float));
         p.h[0] = h0;
         p.h[1] = h1;
-        int sok = 1;
         for (int s = 0; s < n_st && sok; s++) {
-            sm[s] = load_range(path, vocab, cut[s], cut[s + 1], &err);
-            CHECKF(sm[s] != NULL, "%s: stage [%d, %d): %s", name, cut[s], cut[s + 1], err.msg);
-            sok = sm[s] != NULL;
-            if (!sok)
-                break;
             struct strix_model_info si = {.struct_size = sizeof si};
-            strix_model_get_info(sm[s], &si);
+            strix_model_get_info(st.model[s], &si);
             CHECKF(si.layer_first == cut[s] && si.layer_end == cut[s + 1] &&
-                       si.stage_weight_bytes == stage_bytes_by_name(sm[s], cut[s], cut[s + 1],
-                                                                    L, si.tied_output),
+                       si.stage_weight_bytes == stage_bytes_by_name(st.model[s], cut[s],
+                                                                    cut[s + 1], L, si.tied_output),
                    "%s: stage %d info", name, s);
-            p.ctx[s] = fixture_context_with(sm[s], &cp);
-            sok = p.ctx[s] != NULL;
         }
         if (sok) {
             /* the first stage's output is the whole model's block cut[1] - 1 */
@@ -257,17 +235,14 @@ static void check_model(const char *name, const char *path, const char *vocab)
             CHECK(strix_decode_hidden(p.ctx[0], &b1, NULL, NULL, &err) == STRIX_ERR_ARG);
             CHECK(strix_decode_hidden(p.ctx[1], &b1, h0, h0 + 1, &err) == STRIX_ERR_ARG);
         }
-        for (int s = 0; s < n_st; s++) {
-            strix_context_free(p.ctx[s]);
-            strix_model_free(sm[s]);
-        }
+        stages_free(&st);
         free(h0);
         free(h1);
     }
     /* ranges out of bounds */
-    CHECK(load_range(path, vocab, 0, L + 1, &err) == NULL && err.code == STRIX_ERR_ARG);
-    CHECK(load_range(path, vocab, 2, 1, &err) == NULL && err.code == STRIX_ERR_ARG);
-    CHECK(load_range(path, vocab, -1, 1, &err) == NULL && err.code == STRIX_ERR_ARG);
+    CHECK(stage_load(path, vocab, 0, L + 1, &err) == NULL && err.code == STRIX_ERR_ARG);
+    CHECK(stage_load(path, vocab, 2, 1, &err) == NULL && err.code == STRIX_ERR_ARG);
+    CHECK(stage_load(path, vocab, -1, 1, &err) == NULL && err.code == STRIX_ERR_ARG);
     printf("%s: %d layers split into 2..%d stages: logits bit-identical\n", name, L,
            L < MAX_STAGES ? L : MAX_STAGES);
     free(ref);

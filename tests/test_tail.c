@@ -22,24 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fixtures.h"
-#include "harness.h"
-#include "strix.h"
+#include "stage_fixture.h"
 
-#define MAX_STAGES 3
+#define MAX_STAGES STAGE_MAX
 #define N_BATCH 4 /* tokens per forward pass: the workload's batches take several */
 #define MAX_ROWS 32
-
-static strix_model *load_range(const char *path, int first, int end, strix_error *err)
-{
-    struct strix_model_params p = strix_model_default_params();
-    p.layer_first = first;
-    p.layer_end = end;
-    strix_model *m = NULL;
-    if (strix_model_load(path, &p, &m, err) != STRIX_OK)
-        return NULL;
-    return m;
-}
 
 /* The later stages, as a remote program would hold them. */
 struct remote {
@@ -210,7 +197,7 @@ static void check_model(const char *name, const struct wstep *work, int n_cells)
     char path[4096];
     snprintf(path, sizeof path, "%s", test_path(name));
     strix_error err;
-    strix_model *whole = load_range(path, 0, 0, &err);
+    strix_model *whole = stage_load(path, NULL, 0, 0, &err);
     CHECKF(whole != NULL, "%s: %s", name, err.msg);
     if (!whole)
         return;
@@ -236,14 +223,9 @@ static void check_model(const char *name, const struct wstep *work, int n_cells)
     CHECK(strix_context_set_tail(wc, &tp, &err) == STRIX_ERR_ARG);
 
     for (int n_st = 2; n_st <= MAX_STAGES && n_st <= L; n_st++) {
-        strix_model *sm[MAX_STAGES] = {NULL};
-        strix_context *sc[MAX_STAGES] = {NULL};
-        int ok = 1;
-        for (int s = 0; s < n_st && ok; s++) {
-            sm[s] = load_range(path, s * L / n_st, (s + 1) * L / n_st, &err);
-            CHECKF(sm[s] != NULL, "%s: stage %d: %s", name, s, err.msg);
-            ok = sm[s] && (sc[s] = fixture_context_with(sm[s], &cp)) != NULL;
-        }
+        struct stages st;
+        int ok = stages_load(&st, name, path, NULL, L, n_st, &cp);
+        strix_context *const *sc = st.ctx;
         rem = (struct remote){n_st, nv, info.n_embd, {NULL}, {NULL, NULL}, NULL, {NULL}, 0,
                               0, 0, 0, 0};
         for (int s = 1; s < n_st; s++)
@@ -307,10 +289,7 @@ static void check_model(const char *name, const struct wstep *work, int n_cells)
         printf("%s: %d stages with a remote tail: %d logit rows bit-identical over %d chunks "
                "and %d cache calls\n",
                name, n_st, n_rows - n_diff, rem.n_chunks, rem.n_ops);
-        for (int s = 0; s < n_st; s++) {
-            strix_context_free(sc[s]);
-            strix_model_free(sm[s]);
-        }
+        stages_free(&st);
         free(rem.h[0]);
         free(rem.h[1]);
         free(rem.rows);

@@ -510,26 +510,16 @@ AI void packed_sub(const uint8_t *sg, int nb, enum qkind kind, const struct act_
     _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) avx2_out8(y, ldy, r, t0 + t, acc[t], accumulate);
 }
 
+#define Q_SUB_CALL(KIND, TT) packed_sub(sg, nb, KIND, &prep, a, as, t0, TT, y, ldy, r, accumulate)
 #define PACKED_DRIVER(NAME, KIND)                                                                  \
     static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,         \
                      const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)        \
     {                                                                                              \
         (void)type;                                                                                \
         const int nb = cols / 32;                                                                  \
-        const size_t sub = (size_t)nb * QK_PER(KIND);                                              \
         struct act_prep prep; /* 16 KiB of stack: kernels keep no state */                         \
-        for (int t0 = 0; t0 < n; t0 += GT) {                                                       \
-            const int T = n - t0 < GT ? n - t0 : GT;                                               \
-            prep_acts(&prep, a, as, t0, T, nb, (KIND) != K_Q8_0);                                  \
-            for (int r = r0; r < r1; r += AVX2_SUB) {                                              \
-                const uint8_t *sg = w + (size_t)(r / AVX2_GROUP) * ws + (r / AVX2_SUB % 2) * sub;  \
-                switch (T) {                                                                       \
-                case GT: packed_sub(sg, nb, KIND, &prep, a, as, t0, GT, y, ldy, r, accumulate); break; \
-                case 1: packed_sub(sg, nb, KIND, &prep, a, as, t0, 1, y, ldy, r, accumulate); break; \
-                default: packed_sub(sg, nb, KIND, &prep, a, as, t0, T, y, ldy, r, accumulate); break; \
-                }                                                                                  \
-            }                                                                                      \
-        }                                                                                          \
+        AVX2_PACKED_LOOP(GT, (size_t)nb * QK_PER(KIND),                                            \
+                         prep_acts(&prep, a, as, t0, T, nb, (KIND) != K_Q8_0), Q_SUB_CALL, KIND)   \
     }
 
 PACKED_DRIVER(mm_packed_q4_0, K_Q4_0)

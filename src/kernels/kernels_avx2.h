@@ -75,6 +75,28 @@ static inline __attribute__((always_inline)) __m256i avx2_dpbusd(__m256i acc, __
 #endif
 }
 
+/* The loop of every packed driver (kernels_avx2.c, kernels_avx2_k.c): token
+ * tiles of TILE (the last one may be narrower), and in each the sub-groups
+ * of AVX2_SUB rows in [r0, r1), sg pointing at the sub-group's packed bytes
+ * (SUB bytes each, two sub-groups to a group of ws bytes). PREP runs once
+ * per tile; SUB_CALL(ARG, T) runs one sub-group on T tokens and is expanded
+ * with T = TILE and T = 1 as constants, so those tiles' loops unroll. Reads
+ * the driver's n, r0, r1, w and ws; t0, T, r and sg are the loop's. */
+#define AVX2_PACKED_LOOP(TILE, SUB, PREP, SUB_CALL, ARG)                                           \
+    for (int t0 = 0; t0 < n; t0 += (TILE)) {                                                       \
+        const int T = n - t0 < (TILE) ? n - t0 : (TILE);                                           \
+        PREP;                                                                                      \
+        for (int r = r0; r < r1; r += AVX2_SUB) {                                                  \
+            const uint8_t *sg = w + (size_t)(r / AVX2_GROUP) * ws + (r / AVX2_SUB % 2) * (SUB);    \
+            if (T == (TILE))                                                                       \
+                SUB_CALL(ARG, TILE);                                                               \
+            else if (T == 1)                                                                       \
+                SUB_CALL(ARG, 1);                                                                  \
+            else                                                                                   \
+                SUB_CALL(ARG, T);                                                                  \
+        }                                                                                          \
+    }
+
 /* Writes (or adds) the 8 rows r..r+7 of token t. */
 static inline __attribute__((always_inline)) void avx2_out8(float *y, size_t ldy, int r, int t,
                                                             __m256 v, int accumulate)

@@ -47,26 +47,16 @@ AI void q8k_tile(const uint8_t *a, size_t as, int t0, int T, int b, const struct
         (const struct block_q8_K *)(const void *)(a + (size_t)(t0 + (t < T ? t : 0)) * as) + b;
 }
 
-/* Token tiles of up to GTK over the packed sub-groups of rows [r0, r1). */
+/* Token tiles of up to GTK over the packed sub-groups of rows [r0, r1):
+ * SUBFN(sg, nb, a, as, t0, T, y, ldy, r, accumulate) runs one. */
+#define K_SUB_CALL(SUBFN, TT) SUBFN(sg, nb, a, as, t0, TT, y, ldy, r, accumulate)
 #define PACKED_K_DRIVER(NAME, SUBFN, PER)                                                          \
     void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1, const void *a, \
               size_t as, int n, float *y, size_t ldy, int accumulate)                              \
     {                                                                                              \
         (void)type;                                                                                \
         const int nb = cols / QK_K;                                                                \
-        const size_t sub = (size_t)nb * (PER);                                                     \
-        for (int t0 = 0; t0 < n; t0 += GTK) {                                                      \
-            const int T = n - t0 < GTK ? n - t0 : GTK;                                             \
-            for (int r = r0; r < r1; r += AVX2_SUB) {                                              \
-                const uint8_t *sg = w + (size_t)(r / AVX2_GROUP) * ws + (r / AVX2_SUB % 2) * sub;  \
-                if (T == GTK)                                                                      \
-                    SUBFN(sg, nb, a, as, t0, GTK, y, ldy, r, accumulate);                          \
-                else if (T == 1)                                                                   \
-                    SUBFN(sg, nb, a, as, t0, 1, y, ldy, r, accumulate);                            \
-                else                                                                               \
-                    SUBFN(sg, nb, a, as, t0, T, y, ldy, r, accumulate);                            \
-            }                                                                                      \
-        }                                                                                          \
+        AVX2_PACKED_LOOP(GTK, (size_t)nb * (PER), (void)0, K_SUB_CALL, SUBFN)                      \
     }
 
 /*

@@ -35,6 +35,7 @@
  */
 #define _POSIX_C_SOURCE 200809L /* nanosleep */
 #include "serve.h"
+#include "spec_draw.h"
 
 #include "../cli.h"
 
@@ -518,10 +519,9 @@ static strix_token choice_sample(struct server *srv, struct job *j, struct choic
 }
 
 /* The speculative test of draft x at a row of choice c: greedy, the
- * target's pick (the plain draw) must be x; sampled, x (a point mass q) is
- * accepted with probability p(x) under the request's final distribution p
- * (strix_sampler_dist), and on rejection the token is drawn from p with x
- * removed, renormalised. Either way the token is then taken as a plain one.
+ * target's pick (the plain draw) must be x; sampled, spec_draw (x accepted
+ * with probability p(x) under the request's final distribution p, else a
+ * draw from p without x). Either way the token is then taken as a plain one.
  * Returns 1 if x was accepted and the choice runs on. */
 static int spec_sample(struct server *srv, struct job *j, struct choice *c, const float *logits,
                        strix_token x)
@@ -529,20 +529,9 @@ static int spec_sample(struct server *srv, struct job *j, struct choice *c, cons
     strix_token tok = -1;
     if (j->r.sp.temperature > 0.0f) {
         float *p = srv->mask_buf;
-        if (strix_sampler_dist(c->smp, logits, srv->n_vocab, p, NULL) == STRIX_OK) {
-            const float u = strix_sampler_uniform(c->smp);
-            if (u < p[x]) {
-                tok = x;
-            } else {
-                p[x] = 0.0f;
-                double sum = 0.0;
-                for (int v = 0; v < srv->n_vocab; v++)
-                    sum += p[v];
-                if (!(sum > 0.0) || strix_sampler_sample_dist(c->smp, p, srv->n_vocab, &tok,
-                                                              NULL) != STRIX_OK)
-                    tok = -1; /* (cannot happen: u < 1 accepts a point mass) */
-            }
-        }
+        if (strix_sampler_dist(c->smp, logits, srv->n_vocab, p, NULL) != STRIX_OK ||
+            spec_draw(c->smp, p, srv->n_vocab, x, &tok) != STRIX_OK)
+            tok = -1;
     }
     tok = choice_sample(srv, j, c, logits, tok);
     return tok == x && !c->finish;
