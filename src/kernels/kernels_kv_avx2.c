@@ -185,7 +185,7 @@ static void axpy_gather(uint32_t type, int n, const float *e, const uint8_t *bas
     }
 }
 
-static const struct kern_kv kv_avx2 = {"avx2", dot_gather, axpy_gather};
+static const struct kern_kv kv_avx2 = {"avx2", dot_gather, axpy_gather, NULL, NULL, NULL};
 const struct kern_kv *const kern_kv_avx2 = &kv_avx2;
 #else
 const struct kern_kv *const kern_kv_avx2 = 0;
