@@ -75,6 +75,24 @@ static float ref_dot_f16(int n, const uint8_t *k, const float *q)
     return s;
 }
 
+/* the same order for F32 keys (kern_dot_f32's) */
+static float ref_dot_f32(int n, const uint8_t *k, const float *q)
+{
+    float acc[8] = {0}, kj;
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) {
+            memcpy(&kj, k + 4 * (size_t)(i + j), sizeof kj);
+            acc[j] += kj * q[i + j];
+        }
+    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < n; i++) {
+        memcpy(&kj, k + 4 * (size_t)i, sizeof kj);
+        s += kj * q[i];
+    }
+    return s;
+}
+
 static void ref_dot_gather(uint32_t type, int n, const void *q, const uint8_t *base, size_t stride,
                            const int *idx, int count, float *s)
 {
@@ -84,14 +102,7 @@ static void ref_dot_gather(uint32_t type, int n, const void *q, const uint8_t *b
         case DTYPE_F16: s[i] = ref_dot_f16(n, row, q); break;
         case DTYPE_Q8_0: s[i] = dtype_vec_dot_q8_0_q8_0(n, row, q); break;
         case DTYPE_Q4_0: s[i] = dtype_vec_dot_q4_0_q8_0(n, row, q); break;
-        case DTYPE_F32: {
-            const float *k = (const float *)(const void *)row, *qf = q;
-            float r = 0.0f;
-            for (int j = 0; j < n; j++)
-                r += k[j] * qf[j];
-            s[i] = r;
-            break;
-        }
+        case DTYPE_F32: s[i] = ref_dot_f32(n, row, q); break;
         default: s[i] = 0.0f; break;
         }
     }
