@@ -67,7 +67,7 @@ static void check_exp(void)
         printf("exp %s: worst relative error %.3g at %.6g\n", SETS[k], worst, at);
         CHECKF(worst < 4e-7, "exp %s: relative error %g at %g", SETS[k], worst, at);
         /* edges, and a tail of 19 with nothing written past it */
-        const float edge[19] = {-87.5f, -1000.0f, -INFINITY, NAN,  0.0f, -0.0f, 1.0f,
+        const float edge[19] = {-87.5f, -1000.0f, -INFINITY, NAN,  0.0f,  -0.0f, 1.0f,
                                 -1.0f,  -20.0f,   -87.3f,    5.5f, 88.0f, -3e38f};
         memcpy(y, edge, sizeof edge);
         y[19] = 777.0f;
@@ -262,8 +262,10 @@ static void check_attention_type(strix_model *m, int tk, int tv)
     float *vd = malloc((size_t)L->n_scan * kv_dim * sizeof(float));
     for (int i = 0; i < L->n_scan; i++)
         if (L->pos[i] >= 0) {
-            dtype_get((uint32_t)tk)->dequantize(L->k + (size_t)i * c->kv.row_k, kd + (size_t)i * kv_dim, kv_dim);
-            dtype_get((uint32_t)tv)->dequantize(L->v + (size_t)i * c->kv.row_v, vd + (size_t)i * kv_dim, kv_dim);
+            dtype_get((uint32_t)tk)
+                ->dequantize(L->k + (size_t)i * c->kv.row_k, kd + (size_t)i * kv_dim, kv_dim);
+            dtype_get((uint32_t)tv)
+                ->dequantize(L->v + (size_t)i * c->kv.row_v, vd + (size_t)i * kv_dim, kv_dim);
         }
     const int tpos[3] = {89, 40, 59}, tseq[3] = {0, 0, 1};
     float *q = malloc((size_t)3 * q_dim * sizeof(float)), *out = malloc((size_t)3 * q_dim * 4);
@@ -284,8 +286,12 @@ static void check_attention_type(strix_model *m, int tk, int tv)
         c->n_tok = 3;
         for (int t = 0; t < 3; t++)
             c->tok_pos[t] = tpos[t], c->tok_seq[t] = tseq[t];
-        const struct attn_args aa = {.layer = layer, .q = q, .out = out, .scale = scale,
-                                     .window = v->window, .alibi = v->alibi ? slopes : NULL,
+        const struct attn_args aa = {.layer = layer,
+                                     .q = q,
+                                     .out = out,
+                                     .scale = scale,
+                                     .window = v->window,
+                                     .alibi = v->alibi ? slopes : NULL,
                                      .softcap = v->softcap};
         attention(c, &aa);
         double worst = 0;
@@ -338,8 +344,8 @@ static void check_attention_type(strix_model *m, int tk, int tv)
                 }
             }
         CHECKF(worst < 1e-4 && seen_min > 0,
-               "attention %s, group %d, keys %s values %s: worst relative difference %g",
-               v->name, group, strix_cache_type_name(tk), strix_cache_type_name(tv), worst);
+               "attention %s, group %d, keys %s values %s: worst relative difference %g", v->name,
+               group, strix_cache_type_name(tk), strix_cache_type_name(tv), worst);
     }
     free(sc);
     free(kd);
@@ -364,9 +370,10 @@ static void check_attention(int n_embd, int n_head, int n_head_kv)
     strix_model *m = synth_fixture(&sp);
     if (!m)
         return;
-    const int pairs[][2] = {{STRIX_CACHE_F32, STRIX_CACHE_F32},   {STRIX_CACHE_F16, STRIX_CACHE_F16},
-                            {STRIX_CACHE_Q8_0, STRIX_CACHE_Q8_0}, {STRIX_CACHE_Q4_0, STRIX_CACHE_Q4_0},
-                            {STRIX_CACHE_Q8_0, STRIX_CACHE_F16},  {STRIX_CACHE_F32, STRIX_CACHE_Q4_0}};
+    const int pairs[][2] = {
+        {STRIX_CACHE_F32, STRIX_CACHE_F32},   {STRIX_CACHE_F16, STRIX_CACHE_F16},
+        {STRIX_CACHE_Q8_0, STRIX_CACHE_Q8_0}, {STRIX_CACHE_Q4_0, STRIX_CACHE_Q4_0},
+        {STRIX_CACHE_Q8_0, STRIX_CACHE_F16},  {STRIX_CACHE_F32, STRIX_CACHE_Q4_0}};
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
         check_attention_type(m, pairs[i][0], pairs[i][1]);
     strix_model_free(m);
@@ -378,7 +385,7 @@ int main(void)
         TEST_MAIN_END();
     check_exp();
     check_group();
-    check_attention(512, 8, 1); /* 8 query heads per KV head, head size 64 */
+    check_attention(512, 8, 1);  /* 8 query heads per KV head, head size 64 */
     check_attention(320, 10, 2); /* 5 per KV head, head size 32 */
     TEST_MAIN_END();
 }

@@ -180,8 +180,8 @@ static void ref_exp(int n, float *x)
         x[i] = ref_exp1(x[i]);
 }
 
-static const struct kern_kv kv_scalar = {"scalar", ref_dot_gather, ref_axpy_gather, NULL, NULL,
-                                         ref_exp};
+static const struct kern_kv kv_scalar = {"scalar", ref_dot_gather, ref_axpy_gather,
+                                         NULL,     NULL,           ref_exp};
 
 /* ---- the grouped functions, per head where a set has none ---- */
 

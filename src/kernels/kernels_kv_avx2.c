@@ -198,7 +198,8 @@ static ALWAYS_INLINE __m256 sums8(const __m256 *b)
 {
     const __m256 t0 = _mm256_hadd_ps(_mm256_hadd_ps(b[0], b[1]), _mm256_hadd_ps(b[2], b[3]));
     const __m256 t1 = _mm256_hadd_ps(_mm256_hadd_ps(b[4], b[5]), _mm256_hadd_ps(b[6], b[7]));
-    return _mm256_add_ps(_mm256_permute2f128_ps(t0, t1, 0x20), _mm256_permute2f128_ps(t0, t1, 0x31));
+    return _mm256_add_ps(_mm256_permute2f128_ps(t0, t1, 0x20),
+                         _mm256_permute2f128_ps(t0, t1, 0x31));
 }
 
 static ALWAYS_INLINE float fval(int f16, const uint8_t *row, int j)
@@ -298,8 +299,12 @@ static ALWAYS_INLINE void dotg_heads(const int HB, uint32_t type, int n, int G, 
                                      int count, float *s)
 {
     switch (type) {
-    case DTYPE_F32: dotg_float(HB, 0, n, G, q, qs / sizeof(float), base, stride, idx, count, s); break;
-    case DTYPE_F16: dotg_float(HB, 1, n, G, q, qs / sizeof(float), base, stride, idx, count, s); break;
+    case DTYPE_F32:
+        dotg_float(HB, 0, n, G, q, qs / sizeof(float), base, stride, idx, count, s);
+        break;
+    case DTYPE_F16:
+        dotg_float(HB, 1, n, G, q, qs / sizeof(float), base, stride, idx, count, s);
+        break;
     case DTYPE_Q8_0: dotg_block(HB, 0, n, G, q, qs, base, stride, idx, count, s); break;
     case DTYPE_Q4_0: dotg_block(HB, 1, n, G, q, qs, base, stride, idx, count, s); break;
     default: break;
@@ -311,14 +316,14 @@ static void dot_group(uint32_t type, int n, int G, const void *q, size_t q_strid
 {
     int h = 0;
     for (; h + 8 <= G; h += 8)
-        dotg_heads(8, type, n, G, (const uint8_t *)q + (size_t)h * q_stride, q_stride, base,
-                   stride, idx, count, s + h);
+        dotg_heads(8, type, n, G, (const uint8_t *)q + (size_t)h * q_stride, q_stride, base, stride,
+                   idx, count, s + h);
     for (; h + 4 <= G; h += 4)
-        dotg_heads(4, type, n, G, (const uint8_t *)q + (size_t)h * q_stride, q_stride, base,
-                   stride, idx, count, s + h);
+        dotg_heads(4, type, n, G, (const uint8_t *)q + (size_t)h * q_stride, q_stride, base, stride,
+                   idx, count, s + h);
     for (; h < G; h++)
-        dotg_heads(1, type, n, G, (const uint8_t *)q + (size_t)h * q_stride, q_stride, base,
-                   stride, idx, count, s + h);
+        dotg_heads(1, type, n, G, (const uint8_t *)q + (size_t)h * q_stride, q_stride, base, stride,
+                   idx, count, s + h);
 }
 
 /* Values j0 .. j0 + 7 of a cell's row (j0 + 8 <= n), and the factor its
@@ -350,8 +355,8 @@ static ALWAYS_INLINE float vrow8(uint32_t type, const uint8_t *row, int j0, __m2
 }
 
 static ALWAYS_INLINE void axpyg_heads(const int HB, uint32_t type, int n, int G, const float *e,
-                                      const uint8_t *base, size_t stride, const int *idx,
-                                      int count, float *y, size_t ldy)
+                                      const uint8_t *base, size_t stride, const int *idx, int count,
+                                      float *y, size_t ldy)
 {
     const int blocks = type == DTYPE_Q8_0 || type == DTYPE_Q4_0;
     const int n8 = n & ~7;
@@ -441,8 +446,8 @@ static void exp_f32(int n, float *x)
     }
 }
 
-static const struct kern_kv kv_avx2 = {"avx2", dot_gather, axpy_gather, dot_group, axpy_group,
-                                       exp_f32};
+static const struct kern_kv kv_avx2 = {"avx2",    dot_gather, axpy_gather,
+                                       dot_group, axpy_group, exp_f32};
 const struct kern_kv *const kern_kv_avx2 = &kv_avx2;
 #else
 const struct kern_kv *const kern_kv_avx2 = 0;

@@ -191,12 +191,15 @@ static ALWAYS_INLINE __m256 sums8(const __m256 *b)
 {
     const __m256 t0 = _mm256_hadd_ps(_mm256_hadd_ps(b[0], b[1]), _mm256_hadd_ps(b[2], b[3]));
     const __m256 t1 = _mm256_hadd_ps(_mm256_hadd_ps(b[4], b[5]), _mm256_hadd_ps(b[6], b[7]));
-    return _mm256_add_ps(_mm256_permute2f128_ps(t0, t1, 0x20), _mm256_permute2f128_ps(t0, t1, 0x31));
+    return _mm256_add_ps(_mm256_permute2f128_ps(t0, t1, 0x20),
+                         _mm256_permute2f128_ps(t0, t1, 0x31));
 }
 
 static ALWAYS_INLINE __mmask16 tail16(int left)
 {
-    return left >= 16 ? (__mmask16)0xffff : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
+    return left >= 16  ? (__mmask16)0xffff
+           : left <= 0 ? (__mmask16)0
+                       : (__mmask16)((1u << left) - 1);
 }
 
 /* HB heads (a constant after inlining) of F32 (f16 = 0) or F16 keys. */
@@ -213,10 +216,12 @@ static ALWAYS_INLINE void dotg_float(const int HB, const int f16, int n, int G, 
             acc[h] = _mm512_setzero_ps();
         for (int j = 0; j < n; j += 16) {
             const __mmask16 m = tail16(n - j);
-            const __m512 kv = f16 ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + 2 * (size_t)j))
-                                  : _mm512_maskz_loadu_ps(m, (const float *)(const void *)row + j);
+            const __m512 kv =
+                f16 ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + 2 * (size_t)j))
+                    : _mm512_maskz_loadu_ps(m, (const float *)(const void *)row + j);
             for (int h = 0; h < HB; h++)
-                acc[h] = _mm512_fmadd_ps(kv, _mm512_maskz_loadu_ps(m, q + (size_t)h * qs + j), acc[h]);
+                acc[h] =
+                    _mm512_fmadd_ps(kv, _mm512_maskz_loadu_ps(m, q + (size_t)h * qs + j), acc[h]);
         }
         float *si = s + (size_t)i * (size_t)G;
         if (HB == 8) {
@@ -287,8 +292,12 @@ static ALWAYS_INLINE void dotg_heads(const int HB, uint32_t type, int n, int G, 
                                      int count, float *s)
 {
     switch (type) {
-    case DTYPE_F32: dotg_float(HB, 0, n, G, q, qs / sizeof(float), base, stride, idx, count, s); break;
-    case DTYPE_F16: dotg_float(HB, 1, n, G, q, qs / sizeof(float), base, stride, idx, count, s); break;
+    case DTYPE_F32:
+        dotg_float(HB, 0, n, G, q, qs / sizeof(float), base, stride, idx, count, s);
+        break;
+    case DTYPE_F16:
+        dotg_float(HB, 1, n, G, q, qs / sizeof(float), base, stride, idx, count, s);
+        break;
     case DTYPE_Q8_0: dotg_block(HB, 0, n, G, q, qs, base, stride, idx, count, s); break;
     case DTYPE_Q4_0: dotg_block(HB, 1, n, G, q, qs, base, stride, idx, count, s); break;
     default: break;
@@ -300,14 +309,14 @@ static void dot_group(uint32_t type, int n, int G, const void *q, size_t q_strid
 {
     int h = 0;
     for (; h + 8 <= G; h += 8)
-        dotg_heads(8, type, n, G, (const uint8_t *)q + (size_t)h * q_stride, q_stride, base,
-                   stride, idx, count, s + h);
+        dotg_heads(8, type, n, G, (const uint8_t *)q + (size_t)h * q_stride, q_stride, base, stride,
+                   idx, count, s + h);
     for (; h + 4 <= G; h += 4)
-        dotg_heads(4, type, n, G, (const uint8_t *)q + (size_t)h * q_stride, q_stride, base,
-                   stride, idx, count, s + h);
+        dotg_heads(4, type, n, G, (const uint8_t *)q + (size_t)h * q_stride, q_stride, base, stride,
+                   idx, count, s + h);
     for (; h < G; h++)
-        dotg_heads(1, type, n, G, (const uint8_t *)q + (size_t)h * q_stride, q_stride, base,
-                   stride, idx, count, s + h);
+        dotg_heads(1, type, n, G, (const uint8_t *)q + (size_t)h * q_stride, q_stride, base, stride,
+                   idx, count, s + h);
 }
 
 /* Values j0 .. j0 + 31 of a cell's row as two vectors, and the factor its
@@ -349,8 +358,8 @@ static ALWAYS_INLINE float vrow32(uint32_t type, const uint8_t *row, int j0, __m
 }
 
 static ALWAYS_INLINE void axpyg_heads(const int HB, uint32_t type, int n, int G, const float *e,
-                                      const uint8_t *base, size_t stride, const int *idx,
-                                      int count, float *y, size_t ldy)
+                                      const uint8_t *base, size_t stride, const int *idx, int count,
+                                      float *y, size_t ldy)
 {
     for (int j0 = 0; j0 < n; j0 += 32) {
         const __mmask16 m0 = tail16(n - j0), m1 = tail16(n - j0 - 16);
@@ -364,8 +373,8 @@ static ALWAYS_INLINE void axpyg_heads(const int HB, uint32_t type, int n, int G,
             const float d = vrow32(type, base + (size_t)idx[i] * stride, j0, m0, m1, &v0, &v1);
             const float *ei = e + (size_t)i * (size_t)G;
             for (int h = 0; h < HB; h++) {
-                const __m512 w = _mm512_set1_ps(type == DTYPE_F32 || type == DTYPE_F16 ? ei[h]
-                                                                                       : ei[h] * d);
+                const __m512 w =
+                    _mm512_set1_ps(type == DTYPE_F32 || type == DTYPE_F16 ? ei[h] : ei[h] * d);
                 a0[h] = _mm512_fmadd_ps(w, v0, a0[h]);
                 a1[h] = _mm512_fmadd_ps(w, v1, a1[h]);
             }
@@ -437,8 +446,8 @@ static void exp_f32(int n, float *x)
     }
 }
 
-static const struct kern_kv kv_avx512 = {"avx512", dot_gather, axpy_gather, dot_group, axpy_group,
-                                         exp_f32};
+static const struct kern_kv kv_avx512 = {"avx512",  dot_gather, axpy_gather,
+                                         dot_group, axpy_group, exp_f32};
 const struct kern_kv *const kern_kv_avx512 = &kv_avx512;
 #else
 const struct kern_kv *const kern_kv_avx512 = 0;
