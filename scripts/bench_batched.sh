@@ -12,6 +12,8 @@
 #   LLAMA_BATCHED_BENCH=/path/to/llama-batched-bench \
 #       scripts/bench_batched.sh MODEL.gguf [ROUNDS] [NPL] [DEPTH] [TG] [THREADS]
 #   NPL: comma list (default 1,2,4,8,16,32,64); THREADS: space-separated (default "1 2").
+#   STRIX_B=/path/to/another/strix: a second build (e.g. before a change),
+#   interleaved with the first and printed as strixB, with its ratio.
 set -e
 . "$(dirname "$0")/lib.sh"
 M=${1:?usage: scripts/bench_batched.sh MODEL.gguf [ROUNDS] [NPL] [DEPTH] [TG] [THREADS]}
@@ -25,14 +27,18 @@ REPS=${REPS:-1}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 max=$(echo "$NPL" | tr ',' '\n' | sort -n | tail -1)
+run_strix() { # binary label threads
+    "$1" bench -m "$M" -npl "$NPL" -d "$D" -n "$TG" -r "$REPS" -t "$3" -o json |
+        awk -v t="$3" -v l="$2" -F'"' '/"npl"/ { for (i = 1; i <= NF; i++) {
+            if ($i == "npl") { b = $(i + 1); gsub(/[:, ]/, "", b) }
+            if ($i == "aggregate_ts") { v = $(i + 1); gsub(/[:, ]/, "", v) }
+            if ($i == "cpu_ts") { c = $(i + 1); gsub(/[:, ]/, "", c) } }
+            printf "%s t%s B%03d %s\n%s-cpu t%s B%03d %s\n", l, t, b, v, l, t, b, c }' >>"$out"
+}
 for r in $(seq 1 "$R"); do
     for t in $TH; do
-        "$S" bench -m "$M" -npl "$NPL" -d "$D" -n "$TG" -r "$REPS" -t "$t" -o json |
-            awk -v t="$t" -F'"' '/"npl"/ { for (i = 1; i <= NF; i++) {
-                if ($i == "npl") { b = $(i + 1); gsub(/[:, ]/, "", b) }
-                if ($i == "aggregate_ts") { v = $(i + 1); gsub(/[:, ]/, "", v) }
-                if ($i == "cpu_ts") { c = $(i + 1); gsub(/[:, ]/, "", c) } }
-                printf "strix t%s B%03d %s\nstrix-cpu t%s B%03d %s\n", t, b, v, t, b, c }' >>"$out"
+        run_strix "$S" strix "$t"
+        if [ -n "$STRIX_B" ]; then run_strix "$STRIX_B" strixB "$t"; fi
         if [ -n "$LLAMA_BATCHED_BENCH" ]; then
             "$LLAMA_BATCHED_BENCH" -m "$M" -c $((max * (D + TG) + 64)) -b 2048 -npp "$D" -ntg "$TG" \
                 -npl "$NPL" -pps -t "$t" --output-format jsonl 2>/dev/null |
@@ -48,5 +54,9 @@ sort "$out" | awk "$MEDIAN_AWK"'{ k = $1 " " $2 " " $3; v[k] = v[k] " " $4 } END
         printf "%-22s median %9.2f tok/s  (runs:%s)\n", k, m[k], v[k] }
     for (k in m) { split(k, p, " "); one = m[p[1] " " p[2] " B001"]
         if (one > 0) printf "speed-up %-10s %s %s over B1 = %.2f\n", p[1], p[2], p[3], m[k] / one
+        if (p[1] == "strix" && m["strixB " p[2] " " p[3]] > 0)
+            printf "ratio %s %s: strix / strixB = %.2f\n", p[2], p[3], m[k] / m["strixB " p[2] " " p[3]]
+        if (p[1] == "strix-cpu" && m["strixB-cpu " p[2] " " p[3]] > 0)
+            printf "ratio %s %s: strix / strixB (CPU time) = %.2f\n", p[2], p[3], m[k] / m["strixB-cpu " p[2] " " p[3]]
         if (p[1] == "strix" && m["llama.cpp " p[2] " " p[3]] > 0)
             printf "ratio %s %s: strix / llama.cpp = %.2f\n", p[2], p[3], m[k] / m["llama.cpp " p[2] " " p[3]] } }' | sort

@@ -1,8 +1,10 @@
 /*
  * kernels_kv.c - the KV cache's element types (kernels_kv.h): storing a row,
  * converting a query, the scalar reference of the gathered key products and
- * value sums, and the choice of the set that matches kernels.c's.
+ * value sums and of the exponential, the grouped functions' per-head
+ * fallback, and the choice of the set that matches kernels.c's.
  */
+#include <math.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -73,6 +75,24 @@ static float ref_dot_f16(int n, const uint8_t *k, const float *q)
     return s;
 }
 
+/* the same order for F32 keys (kern_dot_f32's) */
+static float ref_dot_f32(int n, const uint8_t *k, const float *q)
+{
+    float acc[8] = {0}, kj;
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) {
+            memcpy(&kj, k + 4 * (size_t)(i + j), sizeof kj);
+            acc[j] += kj * q[i + j];
+        }
+    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < n; i++) {
+        memcpy(&kj, k + 4 * (size_t)i, sizeof kj);
+        s += kj * q[i];
+    }
+    return s;
+}
+
 static void ref_dot_gather(uint32_t type, int n, const void *q, const uint8_t *base, size_t stride,
                            const int *idx, int count, float *s)
 {
@@ -82,6 +102,7 @@ static void ref_dot_gather(uint32_t type, int n, const void *q, const uint8_t *b
         case DTYPE_F16: s[i] = ref_dot_f16(n, row, q); break;
         case DTYPE_Q8_0: s[i] = dtype_vec_dot_q8_0_q8_0(n, row, q); break;
         case DTYPE_Q4_0: s[i] = dtype_vec_dot_q4_0_q8_0(n, row, q); break;
+        case DTYPE_F32: s[i] = ref_dot_f32(n, row, q); break;
         default: s[i] = 0.0f; break;
         }
     }
@@ -92,7 +113,11 @@ static void ref_axpy_gather(uint32_t type, int n, const float *e, const uint8_t 
 {
     for (int i = 0; i < count; i++) {
         const uint8_t *row = base + (size_t)idx[i] * stride;
-        if (type == DTYPE_F16) {
+        if (type == DTYPE_F32) {
+            const float *v = (const float *)(const void *)row;
+            for (int j = 0; j < n; j++)
+                y[j] += e[i] * v[j];
+        } else if (type == DTYPE_F16) {
             for (int j = 0; j < n; j++)
                 y[j] += e[i] * f16_at(row, j);
         } else if (type == DTYPE_Q8_0) {
@@ -116,7 +141,104 @@ static void ref_axpy_gather(uint32_t type, int n, const float *e, const uint8_t 
     }
 }
 
-static const struct kern_kv kv_scalar = {"scalar", ref_dot_gather, ref_axpy_gather};
+/* e^x: x = k ln 2 + r with k = round(x / ln 2) and ln 2 in two parts (the
+ * first exact in 12 bits, so k * hi is exact for |k| <= 128), then
+ * e^r by its Taylor series to r^7 (remainder under (ln2/2)^8 / 8! = 5e-9),
+ * scaled by 2^k built in the exponent field. */
+#define EXP_LOG2E 1.44269504f
+#define EXP_LN2_HI 0.693359375f
+#define EXP_LN2_LO -2.12194440e-4f
+#define EXP_MIN -87.3365479f /* ln FLT_MIN */
+#define EXP_MAX 88.0f
+
+static float ref_exp1(float x)
+{
+    if (x != x)
+        return x;
+    if (x < EXP_MIN)
+        return 0.0f;
+    x = x > EXP_MAX ? EXP_MAX : x;
+    const float k = rintf(x * EXP_LOG2E);
+    const float r = (x - k * EXP_LN2_HI) - k * EXP_LN2_LO;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    const uint32_t bits = (uint32_t)((int32_t)k + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+static void ref_exp(int n, float *x)
+{
+    for (int i = 0; i < n; i++)
+        x[i] = ref_exp1(x[i]);
+}
+
+static const struct kern_kv kv_scalar = {"scalar", ref_dot_gather, ref_axpy_gather,
+                                         NULL,     NULL,           ref_exp};
+
+/* ---- the grouped functions, per head where a set has none ---- */
+
+enum { GROUP_CHUNK = 64 };
+
+void kern_kv_dot_group_with(const struct kern_kv *k, uint32_t type, int n, int G, const void *q,
+                            size_t q_stride, const uint8_t *base, size_t stride, const int *idx,
+                            int count, float *s)
+{
+    if (k->dot_group) {
+        k->dot_group(type, n, G, q, q_stride, base, stride, idx, count, s);
+        return;
+    }
+    float tmp[GROUP_CHUNK];
+    for (int h = 0; h < G; h++) {
+        const void *qh = (const uint8_t *)q + (size_t)h * q_stride;
+        for (int c = 0; c < count; c += GROUP_CHUNK) {
+            const int m = count - c < GROUP_CHUNK ? count - c : GROUP_CHUNK;
+            if (type == DTYPE_F32 && k != &kv_scalar)
+                kern_dot_f32_gather(n, qh, (const float *)(const void *)base,
+                                    stride / sizeof(float), idx + c, m, tmp);
+            else
+                k->dot_gather(type, n, qh, base, stride, idx + c, m, tmp);
+            for (int i = 0; i < m; i++)
+                s[(size_t)(c + i) * (size_t)G + (size_t)h] = tmp[i];
+        }
+    }
+}
+
+void kern_kv_axpy_group_with(const struct kern_kv *k, uint32_t type, int n, int G, const float *e,
+                             const uint8_t *base, size_t stride, const int *idx, int count,
+                             float *y, size_t ldy)
+{
+    if (k->axpy_group) {
+        k->axpy_group(type, n, G, e, base, stride, idx, count, y, ldy);
+        return;
+    }
+    float tmp[GROUP_CHUNK];
+    for (int h = 0; h < G; h++) {
+        float *yh = y + (size_t)h * ldy;
+        for (int c = 0; c < count; c += GROUP_CHUNK) {
+            const int m = count - c < GROUP_CHUNK ? count - c : GROUP_CHUNK;
+            for (int i = 0; i < m; i++)
+                tmp[i] = e[(size_t)(c + i) * (size_t)G + (size_t)h];
+            if (type == DTYPE_F32 && k != &kv_scalar)
+                kern_axpy_gather(n, tmp, (const float *)(const void *)base, stride / sizeof(float),
+                                 idx + c, m, yh);
+            else
+                k->axpy_gather(type, n, tmp, base, stride, idx + c, m, yh);
+        }
+    }
+}
+
+void kern_kv_exp_with(const struct kern_kv *k, int n, float *x)
+{
+    (k->exp ? k->exp : ref_exp)(n, x);
+}
 
 /* ---- the set in use ---- */
 
@@ -146,6 +268,23 @@ static const struct kern_kv *kv_active(void)
 {
     pthread_once(&kv_once, kv_pick);
     return kv_chosen;
+}
+
+void kern_kv_dot_group(uint32_t type, int n, int G, const void *q, size_t q_stride,
+                       const uint8_t *base, size_t stride, const int *idx, int count, float *s)
+{
+    kern_kv_dot_group_with(kv_active(), type, n, G, q, q_stride, base, stride, idx, count, s);
+}
+
+void kern_kv_axpy_group(uint32_t type, int n, int G, const float *e, const uint8_t *base,
+                        size_t stride, const int *idx, int count, float *y, size_t ldy)
+{
+    kern_kv_axpy_group_with(kv_active(), type, n, G, e, base, stride, idx, count, y, ldy);
+}
+
+void kern_kv_exp(int n, float *x)
+{
+    kern_kv_exp_with(kv_active(), n, x);
 }
 
 void kern_kv_dot_gather(uint32_t type, int n, const void *q, const uint8_t *base, size_t stride,

@@ -17,6 +17,19 @@
  *   is f16(v[j]) (F16) or d * q[j] (Q8_0; Q4_0: d * (q[j] - 8)), computed as
  *   (e[i] * d) * q[j] for the block types.
  *
+ * Grouped tiles (attention.c): the G query heads that share a KV head
+ * against count gathered cells, each cell's key and value read once for all
+ * G heads (F32 caches too; stride is then bytes of floats):
+ *   - dot_group: s[i * G + h] = key_i . q_h, q_h at q + h * q_stride bytes
+ *     in kern_kv_query's form (F32 and F16 keys: floats), with dot_gather's
+ *     formula per head (the lanes may be added in another order);
+ *   - axpy_group: y[h * ldy + j] += e[i * G + h] * v_i[j] for i in order,
+ *     axpy_gather's formula per head;
+ *   - exp: x[i] = e^x[i] in place for x[i] <= 88, 0 below -87.33 (where
+ *     e^x is under FLT_MIN), NaN kept: a degree-7 polynomial after
+ *     reducing x by k ln 2 (|r| <= ln 2 / 2), relative error under 4e-7
+ *     (tests/test_attn.c measures it against exp in double).
+ *
  * Every set (scalar reference, avx2, avx512) runs the same formulas; the
  * sets may round differently (fused multiply-adds), so tests compare them
  * with the reference within a tolerance. Within one set a result depends
@@ -35,6 +48,12 @@ struct kern_kv {
                        const int *idx, int count, float *s);
     void (*axpy_gather)(uint32_t type, int n, const float *e, const uint8_t *base, size_t stride,
                         const int *idx, int count, float *y);
+    /* NULL: the set's dot_gather / axpy_gather once per head */
+    void (*dot_group)(uint32_t type, int n, int G, const void *q, size_t q_stride,
+                      const uint8_t *base, size_t stride, const int *idx, int count, float *s);
+    void (*axpy_group)(uint32_t type, int n, int G, const float *e, const uint8_t *base,
+                       size_t stride, const int *idx, int count, float *y, size_t ldy);
+    void (*exp)(int n, float *x);
 };
 
 /* 1 if the cache may hold this type (F32, F16, Q8_0, Q4_0). */
@@ -55,6 +74,20 @@ void kern_kv_dot_gather(uint32_t type, int n, const void *q, const uint8_t *base
                         const int *idx, int count, float *s);
 void kern_kv_axpy_gather(uint32_t type, int n, const float *e, const uint8_t *base, size_t stride,
                          const int *idx, int count, float *y);
+void kern_kv_dot_group(uint32_t type, int n, int G, const void *q, size_t q_stride,
+                       const uint8_t *base, size_t stride, const int *idx, int count, float *s);
+void kern_kv_axpy_group(uint32_t type, int n, int G, const float *e, const uint8_t *base,
+                        size_t stride, const int *idx, int count, float *y, size_t ldy);
+void kern_kv_exp(int n, float *x);
+/* The grouped functions of a set from kern_kv_get (its own, or the per-head
+ * fallback where it has none; tests). */
+void kern_kv_dot_group_with(const struct kern_kv *k, uint32_t type, int n, int G, const void *q,
+                            size_t q_stride, const uint8_t *base, size_t stride, const int *idx,
+                            int count, float *s);
+void kern_kv_axpy_group_with(const struct kern_kv *k, uint32_t type, int n, int G, const float *e,
+                             const uint8_t *base, size_t stride, const int *idx, int count,
+                             float *y, size_t ldy);
+void kern_kv_exp_with(const struct kern_kv *k, int n, float *x);
 /* A set by name ("scalar", "avx2", "avx512") if this CPU runs it, else NULL
  * (tests). */
 const struct kern_kv *kern_kv_get(const char *name);

@@ -6,6 +6,11 @@
  * 16-bit sums never saturate); values widened to floats and added, scaled by
  * e[i], into a register-held slice of y. Compiled with the set's flags;
  * kernels_kv.c calls it only when the CPU runs the set.
+ *
+ * Grouped tiles as in the avx512 file, on 16 registers: up to 8 heads' key
+ * products per cell in 8 accumulators (their lane sums added together by a
+ * transposing tree), values 8 at a time into 8 accumulators; element tails
+ * of the float types one value at a time. Also the exponential, 8 lanes.
  */
 #include "kernels/kernels_kv.h"
 
@@ -185,7 +190,264 @@ static void axpy_gather(uint32_t type, int n, const float *e, const uint8_t *bas
     }
 }
 
-static const struct kern_kv kv_avx2 = {"avx2", dot_gather, axpy_gather};
+/* ---- grouped tiles ---- */
+
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+static ALWAYS_INLINE __m256 sums8(const __m256 *b)
+{
+    const __m256 t0 = _mm256_hadd_ps(_mm256_hadd_ps(b[0], b[1]), _mm256_hadd_ps(b[2], b[3]));
+    const __m256 t1 = _mm256_hadd_ps(_mm256_hadd_ps(b[4], b[5]), _mm256_hadd_ps(b[6], b[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(t0, t1, 0x20),
+                         _mm256_permute2f128_ps(t0, t1, 0x31));
+}
+
+static ALWAYS_INLINE float fval(int f16, const uint8_t *row, int j)
+{
+    if (f16) {
+        uint16_t h;
+        memcpy(&h, row + 2 * (size_t)j, 2);
+        return f16s(h);
+    }
+    float v;
+    memcpy(&v, row + 4 * (size_t)j, 4);
+    return v;
+}
+
+static ALWAYS_INLINE void dotg_float(const int HB, const int f16, int n, int G, const float *q,
+                                     size_t qs, const uint8_t *base, size_t stride, const int *idx,
+                                     int count, float *s)
+{
+    const int n8 = n & ~7;
+    for (int i = 0; i < count; i++) {
+        const uint8_t *row = base + (size_t)idx[i] * stride;
+        if (i + 1 < count)
+            _mm_prefetch((const char *)(base + (size_t)idx[i + 1] * stride), _MM_HINT_T0);
+        __m256 acc[8];
+        for (int h = 0; h < HB; h++)
+            acc[h] = _mm256_setzero_ps();
+        for (int j = 0; j < n8; j += 8) {
+            const __m256 kv =
+                f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * (size_t)j)))
+                    : _mm256_loadu_ps((const float *)(const void *)row + j);
+            for (int h = 0; h < HB; h++)
+                acc[h] = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q + (size_t)h * qs + j), acc[h]);
+        }
+        float *si = s + (size_t)i * (size_t)G;
+        if (HB == 8)
+            _mm256_storeu_ps(si, sums8(acc));
+        else
+            for (int h = 0; h < HB; h++)
+                si[h] = hsum8(acc[h]);
+        for (int j = n8; j < n; j++) {
+            const float kj = fval(f16, row, j);
+            for (int h = 0; h < HB; h++)
+                si[h] += kj * q[(size_t)h * qs + j];
+        }
+    }
+}
+
+static ALWAYS_INLINE void dotg_block(const int HB, const int q4, int n, int G, const uint8_t *q,
+                                     size_t qs, const uint8_t *base, size_t stride, const int *idx,
+                                     int count, float *s)
+{
+    const int nb = n / QK8_0;
+    const __m256i low = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8);
+    for (int i = 0; i < count; i++) {
+        const uint8_t *row = base + (size_t)idx[i] * stride;
+        if (i + 1 < count)
+            _mm_prefetch((const char *)(base + (size_t)idx[i + 1] * stride), _MM_HINT_T0);
+        __m256 acc[8];
+        for (int h = 0; h < HB; h++)
+            acc[h] = _mm256_setzero_ps();
+        for (int b = 0; b < nb; b++) {
+            __m256i kx;
+            float dk;
+            if (q4) {
+                const struct block_q4_0 *k = (const struct block_q4_0 *)(const void *)row + b;
+                const __m128i raw = _mm_loadu_si128((const __m128i *)k->qs);
+                kx = _mm256_sub_epi8(
+                    _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low), eight);
+                dk = f16s(k->d);
+            } else {
+                const struct block_q8_0 *k = (const struct block_q8_0 *)(const void *)row + b;
+                kx = _mm256_loadu_si256((const __m256i *)k->qs);
+                dk = f16s(k->d);
+            }
+            const __m256i ax = _mm256_sign_epi8(kx, kx);
+            for (int h = 0; h < HB; h++) {
+                const struct block_q8_0 *qb =
+                    (const struct block_q8_0 *)(const void *)(q + (size_t)h * qs) + b;
+                const __m256i qy = _mm256_loadu_si256((const __m256i *)qb->qs);
+                const __m256i p16 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(qy, kx));
+                const __m256i p = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+                acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dk * f16s(qb->d)),
+                                         acc[h]);
+            }
+        }
+        float *si = s + (size_t)i * (size_t)G;
+        if (HB == 8)
+            _mm256_storeu_ps(si, sums8(acc));
+        else
+            for (int h = 0; h < HB; h++)
+                si[h] = hsum8(acc[h]);
+    }
+}
+
+static ALWAYS_INLINE void dotg_heads(const int HB, uint32_t type, int n, int G, const void *q,
+                                     size_t qs, const uint8_t *base, size_t stride, const int *idx,
+                                     int count, float *s)
+{
+    switch (type) {
+    case DTYPE_F32:
+        dotg_float(HB, 0, n, G, q, qs / sizeof(float), base, stride, idx, count, s);
+        break;
+    case DTYPE_F16:
+        dotg_float(HB, 1, n, G, q, qs / sizeof(float), base, stride, idx, count, s);
+        break;
+    case DTYPE_Q8_0: dotg_block(HB, 0, n, G, q, qs, base, stride, idx, count, s); break;
+    case DTYPE_Q4_0: dotg_block(HB, 1, n, G, q, qs, base, stride, idx, count, s); break;
+    default: break;
+    }
+}
+
+static void dot_group(uint32_t type, int n, int G, const void *q, size_t q_stride,
+                      const uint8_t *base, size_t stride, const int *idx, int count, float *s)
+{
+    int h = 0;
+    for (; h + 8 <= G; h += 8)
+        dotg_heads(8, type, n, G, (const uint8_t *)q + (size_t)h * q_stride, q_stride, base, stride,
+                   idx, count, s + h);
+    for (; h + 4 <= G; h += 4)
+        dotg_heads(4, type, n, G, (const uint8_t *)q + (size_t)h * q_stride, q_stride, base, stride,
+                   idx, count, s + h);
+    for (; h < G; h++)
+        dotg_heads(1, type, n, G, (const uint8_t *)q + (size_t)h * q_stride, q_stride, base, stride,
+                   idx, count, s + h);
+}
+
+/* Values j0 .. j0 + 7 of a cell's row (j0 + 8 <= n), and the factor its
+ * block's scale puts on them (1 for the float types). */
+static ALWAYS_INLINE float vrow8(uint32_t type, const uint8_t *row, int j0, __m256 *v)
+{
+    switch (type) {
+    case DTYPE_F32: *v = _mm256_loadu_ps((const float *)(const void *)row + j0); return 1.0f;
+    case DTYPE_F16:
+        *v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * (size_t)j0)));
+        return 1.0f;
+    case DTYPE_Q8_0: {
+        const struct block_q8_0 *blk = (const struct block_q8_0 *)(const void *)row + j0 / QK8_0;
+        const __m128i raw = _mm_loadl_epi64((const __m128i *)(blk->qs + j0 % QK8_0));
+        *v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(raw));
+        return f16s(blk->d);
+    }
+    default: {
+        const struct block_q4_0 *blk = (const struct block_q4_0 *)(const void *)row + j0 / QK4_0;
+        const int jb = j0 % QK4_0;
+        __m128i raw = _mm_loadl_epi64((const __m128i *)(blk->qs + jb % (QK4_0 / 2)));
+        if (jb >= QK4_0 / 2)
+            raw = _mm_srli_epi16(raw, 4);
+        raw = _mm_sub_epi8(_mm_and_si128(raw, _mm_set1_epi8(0x0f)), _mm_set1_epi8(8));
+        *v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(raw));
+        return f16s(blk->d);
+    }
+    }
+}
+
+static ALWAYS_INLINE void axpyg_heads(const int HB, uint32_t type, int n, int G, const float *e,
+                                      const uint8_t *base, size_t stride, const int *idx, int count,
+                                      float *y, size_t ldy)
+{
+    const int blocks = type == DTYPE_Q8_0 || type == DTYPE_Q4_0;
+    const int n8 = n & ~7;
+    for (int j0 = 0; j0 < n8; j0 += 8) {
+        __m256 a[8];
+        for (int h = 0; h < HB; h++)
+            a[h] = _mm256_loadu_ps(y + (size_t)h * ldy + j0);
+        for (int i = 0; i < count; i++) {
+            __m256 v;
+            const float d = vrow8(type, base + (size_t)idx[i] * stride, j0, &v);
+            const float *ei = e + (size_t)i * (size_t)G;
+            for (int h = 0; h < HB; h++)
+                a[h] = _mm256_fmadd_ps(_mm256_set1_ps(blocks ? ei[h] * d : ei[h]), v, a[h]);
+        }
+        for (int h = 0; h < HB; h++)
+            _mm256_storeu_ps(y + (size_t)h * ldy + j0, a[h]);
+    }
+    if (!blocks)
+        for (int j = n8; j < n; j++)
+            for (int i = 0; i < count; i++) {
+                const float vj = fval(type == DTYPE_F16, base + (size_t)idx[i] * stride, j);
+                for (int h = 0; h < HB; h++)
+                    y[(size_t)h * ldy + j] += e[(size_t)i * (size_t)G + h] * vj;
+            }
+}
+
+static ALWAYS_INLINE void axpyg_type(const int HB, uint32_t type, int n, int G, const float *e,
+                                     const uint8_t *base, size_t stride, const int *idx, int count,
+                                     float *y, size_t ldy)
+{
+    switch (type) {
+    case DTYPE_F32: axpyg_heads(HB, DTYPE_F32, n, G, e, base, stride, idx, count, y, ldy); break;
+    case DTYPE_F16: axpyg_heads(HB, DTYPE_F16, n, G, e, base, stride, idx, count, y, ldy); break;
+    case DTYPE_Q8_0: axpyg_heads(HB, DTYPE_Q8_0, n, G, e, base, stride, idx, count, y, ldy); break;
+    case DTYPE_Q4_0: axpyg_heads(HB, DTYPE_Q4_0, n, G, e, base, stride, idx, count, y, ldy); break;
+    default: break;
+    }
+}
+
+static void axpy_group(uint32_t type, int n, int G, const float *e, const uint8_t *base,
+                       size_t stride, const int *idx, int count, float *y, size_t ldy)
+{
+    int h = 0;
+    for (; h + 8 <= G; h += 8)
+        axpyg_type(8, type, n, G, e + h, base, stride, idx, count, y + (size_t)h * ldy, ldy);
+    for (; h + 4 <= G; h += 4)
+        axpyg_type(4, type, n, G, e + h, base, stride, idx, count, y + (size_t)h * ldy, ldy);
+    for (; h < G; h++)
+        axpyg_type(1, type, n, G, e + h, base, stride, idx, count, y + (size_t)h * ldy, ldy);
+}
+
+/* kernels_kv.c's ref_exp1, 8 lanes at a time (fused multiply-adds). */
+static ALWAYS_INLINE __m256 exp8(__m256 x)
+{
+    const __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+    const __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3365479f), _CMP_LT_OQ);
+    const __m256 xc = _mm256_min_ps(x, _mm256_set1_ps(88.0f));
+    const __m256 k = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), xc);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i ki = _mm256_max_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(-126));
+    const __m256 scale =
+        _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(ki, _mm256_set1_epi32(127)), 23));
+    const __m256 y = _mm256_andnot_ps(tiny, _mm256_mul_ps(p, scale));
+    return _mm256_blendv_ps(y, x, nan);
+}
+
+static void exp_f32(int n, float *x)
+{
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, exp8(_mm256_loadu_ps(x + i)));
+    if (i < n) {
+        float t[8] = {0};
+        memcpy(t, x + i, (size_t)(n - i) * sizeof(float));
+        _mm256_storeu_ps(t, exp8(_mm256_loadu_ps(t)));
+        memcpy(x + i, t, (size_t)(n - i) * sizeof(float));
+    }
+}
+
+static const struct kern_kv kv_avx2 = {"avx2",    dot_gather, axpy_gather,
+                                       dot_group, axpy_group, exp_f32};
 const struct kern_kv *const kern_kv_avx2 = &kv_avx2;
 #else
 const struct kern_kv *const kern_kv_avx2 = 0;

@@ -7,6 +7,13 @@
  * and added, scaled by e[i], into a register-held slice of y, row by row in
  * order. Compiled with the set's flags; kernels_kv.c calls it only when the
  * CPU runs the set.
+ *
+ * Grouped tiles: up to 8 query heads at a time against each cell. Keys: the
+ * cell's row is loaded (and widened) once and multiplied into one
+ * accumulator per head; eight heads' sums are then added across lanes
+ * together (a transposing tree) and stored as the cell's 8 scores. Values:
+ * 32 values of the cell at a time, widened once and added into 2 x 8
+ * register accumulators. Also the exponential, 16 lanes at a time.
  */
 #include "kernels/kernels_kv.h"
 
@@ -169,7 +176,278 @@ static void axpy_gather(uint32_t type, int n, const float *e, const uint8_t *bas
     }
 }
 
-static const struct kern_kv kv_avx512 = {"avx512", dot_gather, axpy_gather};
+/* ---- grouped tiles ---- */
+
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+static ALWAYS_INLINE __m256 fold256(__m512 a)
+{
+    return _mm256_add_ps(_mm512_castps512_ps256(a),
+                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+}
+
+/* The lane sums of eight vectors, in order, as one vector. */
+static ALWAYS_INLINE __m256 sums8(const __m256 *b)
+{
+    const __m256 t0 = _mm256_hadd_ps(_mm256_hadd_ps(b[0], b[1]), _mm256_hadd_ps(b[2], b[3]));
+    const __m256 t1 = _mm256_hadd_ps(_mm256_hadd_ps(b[4], b[5]), _mm256_hadd_ps(b[6], b[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(t0, t1, 0x20),
+                         _mm256_permute2f128_ps(t0, t1, 0x31));
+}
+
+static ALWAYS_INLINE __mmask16 tail16(int left)
+{
+    return left >= 16  ? (__mmask16)0xffff
+           : left <= 0 ? (__mmask16)0
+                       : (__mmask16)((1u << left) - 1);
+}
+
+/* HB heads (a constant after inlining) of F32 (f16 = 0) or F16 keys. */
+static ALWAYS_INLINE void dotg_float(const int HB, const int f16, int n, int G, const float *q,
+                                     size_t qs, const uint8_t *base, size_t stride, const int *idx,
+                                     int count, float *s)
+{
+    for (int i = 0; i < count; i++) {
+        const uint8_t *row = base + (size_t)idx[i] * stride;
+        if (i + 1 < count)
+            _mm_prefetch((const char *)(base + (size_t)idx[i + 1] * stride), _MM_HINT_T0);
+        __m512 acc[8];
+        for (int h = 0; h < HB; h++)
+            acc[h] = _mm512_setzero_ps();
+        for (int j = 0; j < n; j += 16) {
+            const __mmask16 m = tail16(n - j);
+            const __m512 kv =
+                f16 ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + 2 * (size_t)j))
+                    : _mm512_maskz_loadu_ps(m, (const float *)(const void *)row + j);
+            for (int h = 0; h < HB; h++)
+                acc[h] =
+                    _mm512_fmadd_ps(kv, _mm512_maskz_loadu_ps(m, q + (size_t)h * qs + j), acc[h]);
+        }
+        float *si = s + (size_t)i * (size_t)G;
+        if (HB == 8) {
+            __m256 b[8];
+            for (int h = 0; h < 8; h++)
+                b[h] = fold256(acc[h]);
+            _mm256_storeu_ps(si, sums8(b));
+        } else {
+            for (int h = 0; h < HB; h++)
+                si[h] = _mm512_reduce_add_ps(acc[h]);
+        }
+    }
+}
+
+/* HB heads of Q8_0 (q4 = 0) or Q4_0 keys against Q8_0 queries. */
+static ALWAYS_INLINE void dotg_block(const int HB, const int q4, int n, int G, const uint8_t *q,
+                                     size_t qs, const uint8_t *base, size_t stride, const int *idx,
+                                     int count, float *s)
+{
+    const int nb = n / QK8_0;
+    const __m256i eight = _mm256_set1_epi8(8);
+    for (int i = 0; i < count; i++) {
+        const uint8_t *row = base + (size_t)idx[i] * stride;
+        if (i + 1 < count)
+            _mm_prefetch((const char *)(base + (size_t)idx[i + 1] * stride), _MM_HINT_T0);
+        __m256 acc[8];
+        for (int h = 0; h < HB; h++)
+            acc[h] = _mm256_setzero_ps();
+        for (int b = 0; b < nb; b++) {
+            __m256i kx;
+            float dk;
+            if (q4) {
+                const struct block_q4_0 *k = (const struct block_q4_0 *)(const void *)row + b;
+                kx = q4_nibbles(k->qs);
+                dk = f16s(k->d);
+            } else {
+                const struct block_q8_0 *k = (const struct block_q8_0 *)(const void *)row + b;
+                kx = _mm256_loadu_si256((const __m256i *)k->qs);
+                dk = f16s(k->d);
+            }
+            const __m256i ax = q4 ? kx : _mm256_sign_epi8(kx, kx);
+            for (int h = 0; h < HB; h++) {
+                const struct block_q8_0 *qb =
+                    (const struct block_q8_0 *)(const void *)(q + (size_t)h * qs) + b;
+                const __m256i qy = _mm256_loadu_si256((const __m256i *)qb->qs);
+                __m256i p;
+                if (q4) {
+                    p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, qy);
+                    p = _mm256_sub_epi32(p, _mm256_dpbusd_epi32(_mm256_setzero_si256(), eight, qy));
+                } else {
+                    p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, _mm256_sign_epi8(qy, kx));
+                }
+                acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dk * f16s(qb->d)),
+                                         acc[h]);
+            }
+        }
+        float *si = s + (size_t)i * (size_t)G;
+        if (HB == 8)
+            _mm256_storeu_ps(si, sums8(acc));
+        else
+            for (int h = 0; h < HB; h++)
+                si[h] = hsum8(acc[h]);
+    }
+}
+
+static ALWAYS_INLINE void dotg_heads(const int HB, uint32_t type, int n, int G, const void *q,
+                                     size_t qs, const uint8_t *base, size_t stride, const int *idx,
+                                     int count, float *s)
+{
+    switch (type) {
+    case DTYPE_F32:
+        dotg_float(HB, 0, n, G, q, qs / sizeof(float), base, stride, idx, count, s);
+        break;
+    case DTYPE_F16:
+        dotg_float(HB, 1, n, G, q, qs / sizeof(float), base, stride, idx, count, s);
+        break;
+    case DTYPE_Q8_0: dotg_block(HB, 0, n, G, q, qs, base, stride, idx, count, s); break;
+    case DTYPE_Q4_0: dotg_block(HB, 1, n, G, q, qs, base, stride, idx, count, s); break;
+    default: break;
+    }
+}
+
+static void dot_group(uint32_t type, int n, int G, const void *q, size_t q_stride,
+                      const uint8_t *base, size_t stride, const int *idx, int count, float *s)
+{
+    int h = 0;
+    for (; h + 8 <= G; h += 8)
+        dotg_heads(8, type, n, G, (const uint8_t *)q + (size_t)h * q_stride, q_stride, base, stride,
+                   idx, count, s + h);
+    for (; h + 4 <= G; h += 4)
+        dotg_heads(4, type, n, G, (const uint8_t *)q + (size_t)h * q_stride, q_stride, base, stride,
+                   idx, count, s + h);
+    for (; h < G; h++)
+        dotg_heads(1, type, n, G, (const uint8_t *)q + (size_t)h * q_stride, q_stride, base, stride,
+                   idx, count, s + h);
+}
+
+/* Values j0 .. j0 + 31 of a cell's row as two vectors, and the factor its
+ * block's scale puts on them (1 for the float types). */
+static ALWAYS_INLINE float vrow32(uint32_t type, const uint8_t *row, int j0, __mmask16 m0,
+                                  __mmask16 m1, __m512 *v0, __m512 *v1)
+{
+    switch (type) {
+    case DTYPE_F32: {
+        const float *r = (const float *)(const void *)row + j0;
+        *v0 = _mm512_maskz_loadu_ps(m0, r);
+        *v1 = _mm512_maskz_loadu_ps(m1, r + 16);
+        return 1.0f;
+    }
+    case DTYPE_F16: {
+        const uint8_t *r = row + 2 * (size_t)j0;
+        *v0 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m0, r));
+        *v1 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m1, r + 32));
+        return 1.0f;
+    }
+    case DTYPE_Q8_0: {
+        const struct block_q8_0 *blk = (const struct block_q8_0 *)(const void *)row + j0 / QK8_0;
+        *v0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)blk->qs)));
+        *v1 = _mm512_cvtepi32_ps(
+            _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk->qs + 16))));
+        return f16s(blk->d);
+    }
+    default: {
+        const struct block_q4_0 *blk = (const struct block_q4_0 *)(const void *)row + j0 / QK4_0;
+        const __m128i raw = _mm_loadu_si128((const __m128i *)blk->qs), low = _mm_set1_epi8(0x0f);
+        const __m512i eight = _mm512_set1_epi32(8);
+        *v0 = _mm512_cvtepi32_ps(
+            _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(raw, low)), eight));
+        *v1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(
+            _mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(raw, 4), low)), eight));
+        return f16s(blk->d);
+    }
+    }
+}
+
+static ALWAYS_INLINE void axpyg_heads(const int HB, uint32_t type, int n, int G, const float *e,
+                                      const uint8_t *base, size_t stride, const int *idx, int count,
+                                      float *y, size_t ldy)
+{
+    for (int j0 = 0; j0 < n; j0 += 32) {
+        const __mmask16 m0 = tail16(n - j0), m1 = tail16(n - j0 - 16);
+        __m512 a0[8], a1[8];
+        for (int h = 0; h < HB; h++) {
+            a0[h] = _mm512_maskz_loadu_ps(m0, y + (size_t)h * ldy + j0);
+            a1[h] = _mm512_maskz_loadu_ps(m1, y + (size_t)h * ldy + j0 + 16);
+        }
+        for (int i = 0; i < count; i++) {
+            __m512 v0, v1;
+            const float d = vrow32(type, base + (size_t)idx[i] * stride, j0, m0, m1, &v0, &v1);
+            const float *ei = e + (size_t)i * (size_t)G;
+            for (int h = 0; h < HB; h++) {
+                const __m512 w =
+                    _mm512_set1_ps(type == DTYPE_F32 || type == DTYPE_F16 ? ei[h] : ei[h] * d);
+                a0[h] = _mm512_fmadd_ps(w, v0, a0[h]);
+                a1[h] = _mm512_fmadd_ps(w, v1, a1[h]);
+            }
+        }
+        for (int h = 0; h < HB; h++) {
+            _mm512_mask_storeu_ps(y + (size_t)h * ldy + j0, m0, a0[h]);
+            _mm512_mask_storeu_ps(y + (size_t)h * ldy + j0 + 16, m1, a1[h]);
+        }
+    }
+}
+
+static ALWAYS_INLINE void axpyg_type(const int HB, uint32_t type, int n, int G, const float *e,
+                                     const uint8_t *base, size_t stride, const int *idx, int count,
+                                     float *y, size_t ldy)
+{
+    /* one instance per type, so the row's decoding is resolved at compile time */
+    switch (type) {
+    case DTYPE_F32: axpyg_heads(HB, DTYPE_F32, n, G, e, base, stride, idx, count, y, ldy); break;
+    case DTYPE_F16: axpyg_heads(HB, DTYPE_F16, n, G, e, base, stride, idx, count, y, ldy); break;
+    case DTYPE_Q8_0: axpyg_heads(HB, DTYPE_Q8_0, n, G, e, base, stride, idx, count, y, ldy); break;
+    case DTYPE_Q4_0: axpyg_heads(HB, DTYPE_Q4_0, n, G, e, base, stride, idx, count, y, ldy); break;
+    default: break;
+    }
+}
+
+static void axpy_group(uint32_t type, int n, int G, const float *e, const uint8_t *base,
+                       size_t stride, const int *idx, int count, float *y, size_t ldy)
+{
+    int h = 0;
+    for (; h + 8 <= G; h += 8)
+        axpyg_type(8, type, n, G, e + h, base, stride, idx, count, y + (size_t)h * ldy, ldy);
+    for (; h + 4 <= G; h += 4)
+        axpyg_type(4, type, n, G, e + h, base, stride, idx, count, y + (size_t)h * ldy, ldy);
+    for (; h < G; h++)
+        axpyg_type(1, type, n, G, e + h, base, stride, idx, count, y + (size_t)h * ldy, ldy);
+}
+
+/* kernels_kv.c's ref_exp1, 16 lanes at a time (fused multiply-adds). */
+static ALWAYS_INLINE __m512 exp16(__m512 x)
+{
+    const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    const __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3365479f), _CMP_LT_OQ);
+    const __m512 xc = _mm512_min_ps(x, _mm512_set1_ps(88.0f));
+    const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), xc);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    /* below -87.33 k would leave the exponent field: the result is 0 there */
+    const __m512i ki = _mm512_max_epi32(_mm512_cvtps_epi32(k), _mm512_set1_epi32(-126));
+    const __m512 scale =
+        _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(ki, _mm512_set1_epi32(127)), 23));
+    const __m512 y = _mm512_maskz_mov_ps((__mmask16)~tiny, _mm512_mul_ps(p, scale));
+    return _mm512_mask_mov_ps(y, nan, x);
+}
+
+static void exp_f32(int n, float *x)
+{
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = tail16(n - i);
+        _mm512_mask_storeu_ps(x + i, m, exp16(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
+static const struct kern_kv kv_avx512 = {"avx512",  dot_gather, axpy_gather,
+                                         dot_group, axpy_group, exp_f32};
 const struct kern_kv *const kern_kv_avx512 = &kv_avx512;
 #else
 const struct kern_kv *const kern_kv_avx512 = 0;

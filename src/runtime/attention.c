@@ -3,8 +3,10 @@
  * flash-style: keys and values are visited a tile of cells at a time with an
  * online softmax (a running maximum and sum per head), so no score row of
  * context length is ever stored, and the query heads that share a KV head
- * (grouped- and multi-query attention) are processed together, reading each
- * key and value once.
+ * (grouped- and multi-query attention) are processed together: per tile the
+ * group's scores are one small product (kern_kv_dot_group: each key read
+ * once for all heads), the exponentials one vector pass (kern_kv_exp), and
+ * the values one more product (kern_kv_axpy_group: each value read once).
  *
  * Layer l reads only layer l's cells (context.h), so a layer may hold
  * fewer entries than another; a token sees what its layer holds.
@@ -62,9 +64,10 @@ _Static_assert((int)STRIX_CACHE_F16 == (int)DTYPE_F16 && (int)STRIX_CACHE_Q8_0 =
 size_t attention_scratch(const struct hparams *hp)
 {
     const size_t group = (size_t)(hp->n_head / hp->n_head_kv);
-    /* per head of the group: a tile of scores, an accumulator, max and sum,
-     * and the query converted for the keys (at most as many bytes as floats) */
-    return group * (ATT_TILE + 2 * (size_t)hp->head_dim + 2);
+    /* per head of the group: a tile of scores, an accumulator, max, new max
+     * and sum, and the query converted for the keys (at most as many bytes
+     * as floats) */
+    return group * (ATT_TILE + 2 * (size_t)hp->head_dim + 3);
 }
 
 void attention_store(strix_context *c, int layer, int cell, const float *k, const float *v)
@@ -96,11 +99,12 @@ static void attn_worker(void *arg, int ith, int nth)
      * multiple of 32 for the block types) */
     const size_t head_k = kern_kv_row_bytes(tk, hd), head_v = kern_kv_row_bytes(tv, hd);
     float *scratch = c->att + (size_t)ith * c->att_stride;
-    float *score = scratch;                        /* (group, ATT_TILE) */
+    float *score = scratch;                        /* (ATT_TILE, group) */
     float *acc = score + (size_t)group * ATT_TILE; /* (group, hd) */
     float *mx = acc + (size_t)group * (size_t)hd;  /* (group) */
     float *sum = mx + group;                       /* (group) */
-    float *qc = sum + group;                       /* (group, hd) converted queries */
+    float *mnew = sum + group;                     /* (group) */
+    float *qc = mnew + group;                      /* (group, hd) converted queries */
     int idx[ATT_TILE];
     const int items = c->n_tok * hp->n_head_kv;
     for (int it = ith; it < items; it += nth) {
@@ -134,44 +138,44 @@ static void attn_worker(void *arg, int ith, int nth)
             if (n == 0)
                 break;
             const uint8_t *kg = kv->k + (size_t)g * head_k, *vg = kv->v + (size_t)g * head_v;
-            for (int h = 0; h < group; h++) {
-                const float *qh = q + (size_t)h * (size_t)hd;
-                float *s = score + (size_t)h * ATT_TILE;
-                const float slope = a->alibi ? a->alibi[g * group + h] : 0.0f;
-                float m = mx[h];
-                if (tk == DTYPE_F32)
-                    kern_dot_f32_gather(hd, qh, (const float *)(const void *)kg,
-                                        row_k / sizeof(float), idx, n, s);
-                else
-                    kern_kv_dot_gather(tk, hd, qc + (size_t)h * (size_t)hd, kg, row_k, idx, n, s);
-                for (int i = 0; i < n; i++) {
-                    float x = s[i] * a->scale;
+            /* scores (cell, head): each key read once for the group */
+            kern_kv_dot_group(tk, hd, group, tk == DTYPE_F32 ? (const void *)q : (const void *)qc,
+                              (size_t)hd * sizeof(float), kg, row_k, idx, n, score);
+            for (int h = 0; h < group; h++)
+                mnew[h] = mx[h];
+            for (int i = 0; i < n; i++) {
+                float *si = score + (size_t)i * (size_t)group;
+                const float dp = a->alibi ? (float)(kv->pos[idx[i]] - pos) : 0.0f;
+                for (int h = 0; h < group; h++) {
+                    float x = si[h] * a->scale;
                     if (a->softcap > 0.0f)
                         x = a->softcap * tanhf(x / a->softcap);
                     if (a->alibi)
-                        x += slope * (float)(kv->pos[idx[i]] - pos);
-                    s[i] = x;
-                    m = x > m ? x : m;
+                        x += a->alibi[g * group + h] * dp;
+                    si[h] = x;
+                    mnew[h] = x > mnew[h] ? x : mnew[h];
                 }
-                /* rescale what was accumulated under the old maximum */
-                const float r = expf(mx[h] - m);
-                float *ah = acc + (size_t)h * (size_t)hd;
+            }
+            /* rescale what was accumulated under the old maximum */
+            for (int h = 0; h < group; h++) {
+                const float r = expf(mx[h] - mnew[h]);
                 if (r != 1.0f) {
+                    float *ah = acc + (size_t)h * (size_t)hd;
                     sum[h] *= r;
                     for (int d = 0; d < hd; d++)
                         ah[d] *= r;
                 }
-                mx[h] = m;
-                for (int i = 0; i < n; i++) {
-                    s[i] = expf(s[i] - m);
-                    sum[h] += s[i];
-                }
-                if (tv == DTYPE_F32)
-                    kern_axpy_gather(hd, s, (const float *)(const void *)vg, row_v / sizeof(float),
-                                     idx, n, ah);
-                else
-                    kern_kv_axpy_gather(tv, hd, s, vg, row_v, idx, n, ah);
+                mx[h] = mnew[h];
             }
+            for (int i = 0; i < n; i++)
+                for (int h = 0; h < group; h++)
+                    score[(size_t)i * (size_t)group + (size_t)h] -= mx[h];
+            kern_kv_exp(n * group, score);
+            for (int i = 0; i < n; i++)
+                for (int h = 0; h < group; h++)
+                    sum[h] += score[(size_t)i * (size_t)group + (size_t)h];
+            /* values: each read once for the group */
+            kern_kv_axpy_group(tv, hd, group, score, vg, row_v, idx, n, acc, (size_t)hd);
         }
         float *out = a->out + (size_t)t * (size_t)q_dim + (size_t)g * (size_t)group * (size_t)hd;
         for (int h = 0; h < group; h++) {

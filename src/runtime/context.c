@@ -120,8 +120,9 @@ static int kv_alloc(struct kv_cache *kv, int n_layer, int cells, size_t kv_dim, 
         L->order = util_malloc((size_t)cells * sizeof(int32_t));
         L->cap = grow ? 0 : cells;
         if (!grow) {
-            L->k = util_malloc((size_t)cells * kv->row_k);
-            L->v = v_in_k ? L->k : util_malloc((size_t)cells * kv->row_v);
+            /* offered to huge pages (2 MiB and up): long contexts scan them */
+            L->k = util_malloc_huge((size_t)cells * kv->row_k);
+            L->v = v_in_k ? L->k : util_malloc_huge((size_t)cells * kv->row_v);
             kv->bytes += (uint64_t)cells * (kv->row_k + (v_in_k ? 0 : kv->row_v));
         }
         if (!L->pos || !L->seqs || !L->order || (!grow && (!L->k || !L->v)))
