@@ -450,6 +450,9 @@ void strix_model_free(strix_model *m)
     if (!m)
         return;
     model_unpack(m);
+    for (int i = 0; m->all && i < m->n_all; i++)
+        if (m->all[i])
+            util_free(m->all[i]->data_mem);
     if (!m->vocab_borrowed)
         vocab_free(m->vocab);
     gguf_free(m->gguf);

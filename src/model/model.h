@@ -29,6 +29,7 @@ struct tensor {
     const struct kern_isa *packed_isa;
     void *packed_mem; /* allocation behind packed (owned by the model); NULL when
                        * packed lies in another tensor's (pack.c) */
+    void *data_mem;   /* a copy of a float weight that data points to, or NULL (pack.c) */
 };
 
 /* Every weight a block may have; an architecture uses a subset (arch.c).

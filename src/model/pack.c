@@ -12,10 +12,12 @@
  * copy.
  */
 #define _DEFAULT_SOURCE
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "kernels/kernels.h"
+#include "quant/dtype.h"
 #include "model/model.h"
 
 #define PACK_ALIGN 64
@@ -60,6 +62,36 @@ static size_t pack_size(const strix_model *m, int i, const struct kern_isa *isa)
     return isa->pack_bytes[t->type]((int)t->ne[1], (int)t->ne[0]);
 }
 
+/* Float weights (F32, F16, BF16) have no packed layout: the kernels read
+ * them as stored. Those read from the file's mapping are copied once into
+ * memory offered to huge pages, and the mapping's pages given back, for the
+ * reason the packed copies are (util_malloc_huge): a decoding step streams
+ * every weight, and on a virtual machine a stream over 4 KiB pages ran at a
+ * third of the speed, varying from one process to the next. The bytes are
+ * the same, so nothing that reads data can tell. Weights below 2 MiB, and
+ * another stage's, stay in the mapping. */
+static void copy_floats(strix_model *m)
+{
+    const uintptr_t lo = (uintptr_t)m->map.data, hi = lo + m->map.size;
+    for (int i = 0; i < m->n_all; i++) {
+        struct tensor *t = m->all[i];
+        if (!m->map.mapped || !t || !t->data || t->packed || t->data_mem || t->n_dims != 2 ||
+            (t->type != DTYPE_F32 && t->type != DTYPE_F16 && t->type != DTYPE_BF16) ||
+            t->nbytes < ((size_t)2 << 20) || !model_weight_in_stage(m, i) || read_by_row(m, t))
+            continue;
+        const uintptr_t a = (uintptr_t)t->data;
+        if (a < lo || a + t->nbytes > hi)
+            continue; /* converted at load: already in memory of our own */
+        void *copy = util_malloc_huge(t->nbytes);
+        if (!copy)
+            continue; /* the mapping still works */
+        memcpy(copy, t->data, t->nbytes);
+        release_pages(m, t->data, t->nbytes);
+        t->data = copy;
+        t->data_mem = copy;
+    }
+}
+
 /* All the copies go into one allocation offered to huge pages as a whole: a
  * small model's tensors are each far below a huge page, and on some systems
  * every 4 KiB page touched costs microseconds at start-up. The tensor whose
@@ -95,6 +127,7 @@ void model_pack(strix_model *m)
         t->packed_mem = !arena || mem == arena ? mem : NULL;
         release_pages(m, t->data, (size_t)(rows / 16 * 16) * t->row_bytes);
     }
+    copy_floats(m);
     if (m->tied_output)
         m->output = m->tok_embd;
 }
