@@ -105,14 +105,15 @@ for d in "--draft $G" "--draft $D/llamacpp-synth-F32.gguf --draft-max 3" "--draf
 done
 # the report's prediction, recomputed from its printed figures: Leviathan's
 # (1 - a^(K+1)) / ((1 - a)(cK + v)) and the measured-length variant
-# (len + 1) / (c drafted/rounds + v), both within the printed rounding
+# (len + 1) / (c drafted/rounds + v), both within 3% plus the printed
+# rounding (a slow verify under load can print 0.00x)
 "$S" run -p "Once upon a time" -n 24 --temp 1 --seed 3 --draft "$G" --draft-max 3 >/dev/null 2>"$T/spec.err"
 awk '/^speculative:/ { for (i = 1; i <= NF; i++) { f = $(i + 1); gsub(/[,;%x:()]/, "", f)
         if ($i == "rounds,") r = $(i - 1); if ($i == "drafted" && $(i - 1) != "per") d = f; if ($i == "accepted" && $(i - 1) != "mean") n = f
         if ($i == "ratio") c = f; if ($i == "verify" && $(i + 2) == "steps,") v = f
         if ($i == "speedup") p = f; if ($i == "length:") m = f }
     a = n / d; tok = a < 1 ? (1 - a ^ 4) / (1 - a) : 4; p1 = tok / (3 * c + v); m1 = (n / r + 1) / (c * d / r + v)
-    ok = v > 0 && c > 0 && (p1 - p) ^ 2 < (0.03 * p) ^ 2 && (m1 - m) ^ 2 < (0.03 * m) ^ 2 }
+    ok = v > 0 && c > 0 && (p1 - p) ^ 2 < (0.03 * p + 0.006) ^ 2 && (m1 - m) ^ 2 < (0.03 * m + 0.006) ^ 2 }
     END { exit !ok }' "$T/spec.err" && ok || bad "run --draft: predicted speedup from its figures: $(cat "$T/spec.err")"
 # a recurrent model (mamba; RetNet and YOCO keep retention states the same
 # way) rolls its state back for a verified draft, also one longer than the
