@@ -133,7 +133,9 @@ QBLOCK_TILE(tile_q4_0, 18, 1)
  * tokens share every register of weights.
  */
 #define GROUP 16
-#define GT 8
+#ifndef GT
+#define GT 16 /* tokens per tile */
+#endif
 #define MAXNB 256 /* blocks per row the packed layout takes (8192 values) */
 #ifndef PF_BYTES
 #define PF_BYTES 4608 /* how far ahead to prefetch */
@@ -251,7 +253,7 @@ AI void packed_group(const uint8_t *g, int nb, int q8, const struct act_prep *p,
                      size_t as, int t0, int T, float *y, size_t ldy, int r, int accumulate)
 {
     __m512 acc[GT];
-    _Pragma("GCC unroll 8") for (int t = 0; t < GT; t++) acc[t] = _mm512_setzero_ps();
+    _Pragma("GCC unroll 16") for (int t = 0; t < GT; t++) acc[t] = _mm512_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     const int size = q8 ? Q8_PACKED : Q4_PACKED;
     for (int b = 0; b < nb; b++) {
@@ -271,7 +273,7 @@ AI void packed_group(const uint8_t *g, int nb, int q8, const struct act_prep *p,
                 W[4 + m] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
             }
         }
-        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+        _Pragma("GCC unroll 16") for (int t = 0; t < T; t++) {
             const uint8_t *q = a + (size_t)(t0 + t) * as + (size_t)b * 34 + 2;
             /* two independent chains (integer sums: the split changes nothing) */
             __m512i s = _mm512_set1_epi32((q8 ? -128 : -8) * p->sum[t][b]);
@@ -286,7 +288,7 @@ AI void packed_group(const uint8_t *g, int nb, int q8, const struct act_prep *p,
                                      acc[t]);
         }
     }
-    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) group_out(y, ldy, r, t0 + t, acc[t], accumulate);
+    _Pragma("GCC unroll 16") for (int t = 0; t < T; t++) group_out(y, ldy, r, t0 + t, acc[t], accumulate);
 }
 
 /* Rows per pass over the token tiles: a batch wider than one tile meets a
@@ -319,6 +321,7 @@ AI int chunk_rows(int n, int gt, size_t ws, int r0, int r1)
                 for (int r = rc; r < re; r += GROUP) {                                             \
                     const uint8_t *g = w + (size_t)(r / GROUP) * ws;                               \
                     switch (T) {                                                                   \
+                    case GT: packed_group(g, nb, Q8, &prep, a, as, t0, GT, y, ldy, r, accumulate); break; \
                     case 8: packed_group(g, nb, Q8, &prep, a, as, t0, 8, y, ldy, r, accumulate); break; \
                     case 1: packed_group(g, nb, Q8, &prep, a, as, t0, 1, y, ldy, r, accumulate); break; \
                     default: packed_group(g, nb, Q8, &prep, a, as, t0, T, y, ldy, r, accumulate); break; \
