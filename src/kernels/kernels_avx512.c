@@ -525,29 +525,6 @@ static void act_q8_0(const float *x, void *dst, int cols)
 #define QK_Q 448
 #define GTK 4
 
-/* Token tiles of up to 4 over the packed 16-row groups of a k-quant. */
-#define PACKED_K_DRIVER(NAME, GROUPFN)                                                             \
-    static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,         \
-                     const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)        \
-    {                                                                                              \
-        (void)type;                                                                                \
-        const int nb = cols / QK_K, ch = chunk_rows(n, GTK, ws, r0, r1);                           \
-        for (int rc = r0; rc < r1; rc += ch) {                                                     \
-            const int re = r1 - rc < ch ? r1 : rc + ch;                                            \
-            for (int t0 = 0; t0 < n; t0 += GTK) {                                                  \
-                const int T = n - t0 < GTK ? n - t0 : GTK;                                         \
-                for (int r = rc; r < re; r += GROUP) {                                             \
-                    const uint8_t *g = w + (size_t)(r / GROUP) * ws;                               \
-                    if (T == GTK)                                                                  \
-                        GROUPFN(g, nb, a, as, t0, GTK, y, ldy, r, accumulate);                     \
-                    else if (T == 1)                                                               \
-                        GROUPFN(g, nb, a, as, t0, 1, y, ldy, r, accumulate);                       \
-                    else                                                                           \
-                        GROUPFN(g, nb, a, as, t0, T, y, ldy, r, accumulate);                       \
-                }                                                                                  \
-            }                                                                                      \
-        }                                                                                          \
-    }
 
 /* The Q8_K blocks b of the tile's tokens t0 .. t0 + T - 1 (lanes past T
  * repeat token t0, so their loads stay in bounds), and their integer sums
@@ -707,29 +684,32 @@ AI void packed_tile_q4_K(const uint8_t *g, int nb, const uint8_t *a, size_t as, 
     _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) group_out(y, ldy, r, t0 + t, acc[t], accumulate);
 }
 
-/* One token: packed_group_q4_K as for the other k-quants; 2 or more:
- * tiles of up to GTK8. */
-static void mm_packed_q4_K(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,
-                           const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)
-{
-    (void)type;
-    const int nb = cols / QK_K, ch = chunk_rows(n, GTK8, ws, r0, r1);
-    for (int rc = r0; rc < r1; rc += ch) {
-        const int re = r1 - rc < ch ? r1 : rc + ch;
-        for (int t0 = 0; t0 < n; t0 += GTK8) {
-            const int T = n - t0 < GTK8 ? n - t0 : GTK8;
-            for (int r = rc; r < re; r += GROUP) {
-                const uint8_t *g = w + (size_t)(r / GROUP) * ws;
-                if (T == GTK8)
-                    packed_tile_q4_K(g, nb, a, as, t0, GTK8, y, ldy, r, accumulate);
-                else if (T == 1)
-                    packed_group_q4_K(g, nb, a, as, t0, 1, y, ldy, r, accumulate);
-                else
-                    packed_tile_q4_K(g, nb, a, as, t0, T, y, ldy, r, accumulate);
-            }
-        }
+/* One token: the k-quant's packed group function ONEFN, as before; 2 or
+ * more: tiles of up to GTK8 tokens through TILEFN. */
+#define PACKED_K8_DRIVER(NAME, ONEFN, TILEFN)                                                      \
+    static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,         \
+                     const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)        \
+    {                                                                                              \
+        (void)type;                                                                                \
+        const int nb = cols / QK_K, ch = chunk_rows(n, GTK8, ws, r0, r1);                          \
+        for (int rc = r0; rc < r1; rc += ch) {                                                     \
+            const int re = r1 - rc < ch ? r1 : rc + ch;                                            \
+            for (int t0 = 0; t0 < n; t0 += GTK8) {                                                 \
+                const int T = n - t0 < GTK8 ? n - t0 : GTK8;                                       \
+                for (int r = rc; r < re; r += GROUP) {                                             \
+                    const uint8_t *g = w + (size_t)(r / GROUP) * ws;                               \
+                    if (T == GTK8)                                                                 \
+                        TILEFN(g, nb, a, as, t0, GTK8, y, ldy, r, accumulate);                     \
+                    else if (T == 1)                                                               \
+                        ONEFN(g, nb, a, as, t0, 1, y, ldy, r, accumulate);                         \
+                    else                                                                           \
+                        TILEFN(g, nb, a, as, t0, T, y, ldy, r, accumulate);                        \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
     }
-}
+
+PACKED_K8_DRIVER(mm_packed_q4_K, packed_group_q4_K, packed_tile_q4_K)
 
 /*
  * Packed Q6_K: 16 rows per group, one row per 32-bit lane. Per super-block
@@ -802,7 +782,45 @@ AI void packed_group_q6_K(const uint8_t *g, int nb, const uint8_t *a, size_t as,
     _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) group_out(y, ldy, r, t0 + t, acc[t], accumulate);
 }
 
-PACKED_K_DRIVER(mm_packed_q6_K, packed_group_q6_K)
+/* Q6_K for tiles of 2..GTK8 tokens: packed_group_q6_K's steps with 8
+ * tokens per register of weights (4 weight registers leave room). */
+AI void packed_tile_q6_K(const uint8_t *g, int nb, const uint8_t *a, size_t as, int t0, int T,
+                         float *y, size_t ldy, int r, int accumulate)
+{
+    __m512 acc[GTK8];
+    _Pragma("GCC unroll 8") for (int t = 0; t < GTK8; t++) acc[t] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *blk = g + (size_t)b * Q6_PACKED;
+        const struct block_q8_K *ab[GTK8];
+        __m512i is[GTK8];
+        _Pragma("GCC unroll 8") for (int t = 0; t < GTK8; t++) {
+            ab[t] = (const struct block_q8_K *)(a + (size_t)(t0 + (t < T ? t : 0)) * as) + b;
+            is[t] = _mm512_setzero_si512();
+        }
+        _Pragma("GCC unroll 1") for (int sb = 0; sb < 16; sb++) {
+            const uint8_t *wq = blk + Q6_Q + 256 * sb;
+            _Pragma("GCC unroll 4") for (int l = 0; l < 256; l += 64)
+                _mm_prefetch((const char *)(wq + PF_BYTES + l), _MM_HINT_T0);
+            __m512i W[4];
+            _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++) W[m] = _mm512_loadu_si512(wq + 64 * m);
+            const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + Q6_SC + 16 * sb)));
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+                const uint8_t *q = (const uint8_t *)ab[t]->qs + 16 * sb;
+                __m512i d = _mm512_set1_epi32(-32 * ab[t]->bsums[sb]);
+                _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++)
+                    d = _mm512_dpbusd_epi32(d, W[m], _mm512_set1_epi32(dword_at(q + 4 * m)));
+                is[t] = _mm512_add_epi32(is[t], _mm512_mullo_epi32(d, sc));
+            }
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[t]), _mm512_mul_ps(dw, _mm512_set1_ps(ab[t]->d)),
+                                     acc[t]);
+    }
+    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) group_out(y, ldy, r, t0 + t, acc[t], accumulate);
+}
+
+PACKED_K8_DRIVER(mm_packed_q6_K, packed_group_q6_K, packed_tile_q6_K)
 
 /* Attention's gathered rows: the set's own dot product and axpy, inlined,
  * so each result is the one the single call gives. */
