@@ -139,7 +139,7 @@ int main(int argc, char **argv)
     const struct kern_isa *k = kern_isa_get("avx512");
     if (!k)
         return 1;
-    const uint32_t types[] = {DTYPE_F32, DTYPE_F16, DTYPE_BF16, DTYPE_Q8_0, DTYPE_Q4_0, DTYPE_Q4_K};
+    const uint32_t types[] = {DTYPE_F32, DTYPE_F16, DTYPE_BF16, DTYPE_Q8_0, DTYPE_Q4_0, DTYPE_Q4_K, DTYPE_Q6_K};
     float *wf = malloc((size_t)rows * cols * 4), *x = malloc((size_t)n * cols * 4);
     float *y = malloc((size_t)n * rows * 4);
     uint64_t s = 1;
@@ -147,7 +147,7 @@ int main(int argc, char **argv)
         wf[i] = util_rng_uniform(&s) - 0.5f;
     for (size_t i = 0; i < (size_t)n * cols; i++)
         x[i] = util_rng_uniform(&s) - 0.5f;
-    for (int ti = 0; ti < 6; ti++) {
+    for (int ti = 0; ti < 7; ti++) {
         const uint32_t t = types[ti];
         const struct dtype_traits *tr = dtype_get(t);
         const size_t ws = dtype_row_size(t, cols);

@@ -2,7 +2,9 @@
  * test_simd.c - every instruction set this CPU runs against the scalar
  * reference, on random data with odd sizes and tails: dot products, axpy,
  * and the matrix products of each weight type (rows x tokens, including
- * row counts that do not fill a 16-row group and 1..9 tokens).
+ * row counts that do not fill a 16-row group and 1..9 tokens; then token
+ * counts around the token tiles of 4, 8 and 16 and across two and three
+ * tiles: 12, 15, 16, 17, 33).
  *
  * The reference for a block type is computed here directly: weights and
  * activations are dequantized (activations after the same int8 rounding the
@@ -67,7 +69,7 @@ static void test_dots(const struct kern_isa *k)
 }
 
 /* The weight types with matrix kernels, and row lengths to try for each. */
-static void test_mm_type(const struct kern_isa *k, uint32_t type)
+static void test_mm_type(const struct kern_isa *k, uint32_t type, int n_fixed)
 {
     /* the set's own kernel, or only a packed one (then the activations are
      * the type's reference partner) */
@@ -83,10 +85,14 @@ static void test_mm_type(const struct kern_isa *k, uint32_t type)
     const int row_list[] = {1, 5, 16, 37, 48};
     for (size_t ci = 0; ci < 4; ci++)
         for (size_t ri = 0; ri < 5; ri++) {
+            /* a fixed token count: two shapes (a partial last group, whole
+             * groups), the longer rows */
+            if (n_fixed && (ci < 2 || ri < 3))
+                continue;
             const int cols =
                 col_list[ci] < block ? block * (int)(ci + 1) : col_list[ci] / block * block;
             const int rows = row_list[ri];
-            const int n = 1 + (int)(ci + ri * 2) % 9; /* 1..9 tokens */
+            const int n = n_fixed ? n_fixed : 1 + (int)(ci + ri * 2) % 9; /* 1..9 tokens */
             float *wf = malloc((size_t)rows * cols * sizeof(float));
             float *xf = malloc((size_t)n * cols * sizeof(float));
             for (int i = 0; i < rows * cols; i++)
@@ -269,7 +275,11 @@ int main(void)
                                   DTYPE_Q4_0, DTYPE_Q4_1, DTYPE_Q5_0, DTYPE_Q5_1,
                                   DTYPE_Q4_K, DTYPE_Q5_K, DTYPE_Q6_K};
         for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
-            test_mm_type(k, types[t]);
+            test_mm_type(k, types[t], 0);
+        const int many[] = {12, 15, 16, 17, 33};
+        for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
+            for (size_t m = 0; m < sizeof many / sizeof many[0]; m++)
+                test_mm_type(k, types[t], many[m]);
     }
     TEST_MAIN_END();
 }

@@ -133,7 +133,9 @@ QBLOCK_TILE(tile_q4_0, 18, 1)
  * tokens share every register of weights.
  */
 #define GROUP 16
-#define GT 8
+#ifndef GT
+#define GT 16 /* tokens per tile */
+#endif
 #define MAXNB 256 /* blocks per row the packed layout takes (8192 values) */
 #ifndef PF_BYTES
 #define PF_BYTES 4608 /* how far ahead to prefetch */
@@ -251,7 +253,7 @@ AI void packed_group(const uint8_t *g, int nb, int q8, const struct act_prep *p,
                      size_t as, int t0, int T, float *y, size_t ldy, int r, int accumulate)
 {
     __m512 acc[GT];
-    _Pragma("GCC unroll 8") for (int t = 0; t < GT; t++) acc[t] = _mm512_setzero_ps();
+    _Pragma("GCC unroll 16") for (int t = 0; t < GT; t++) acc[t] = _mm512_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     const int size = q8 ? Q8_PACKED : Q4_PACKED;
     for (int b = 0; b < nb; b++) {
@@ -271,7 +273,7 @@ AI void packed_group(const uint8_t *g, int nb, int q8, const struct act_prep *p,
                 W[4 + m] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
             }
         }
-        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+        _Pragma("GCC unroll 16") for (int t = 0; t < T; t++) {
             const uint8_t *q = a + (size_t)(t0 + t) * as + (size_t)b * 34 + 2;
             /* two independent chains (integer sums: the split changes nothing) */
             __m512i s = _mm512_set1_epi32((q8 ? -128 : -8) * p->sum[t][b]);
@@ -286,7 +288,7 @@ AI void packed_group(const uint8_t *g, int nb, int q8, const struct act_prep *p,
                                      acc[t]);
         }
     }
-    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) group_out(y, ldy, r, t0 + t, acc[t], accumulate);
+    _Pragma("GCC unroll 16") for (int t = 0; t < T; t++) group_out(y, ldy, r, t0 + t, acc[t], accumulate);
 }
 
 /* Rows per pass over the token tiles: a batch wider than one tile meets a
@@ -319,6 +321,7 @@ AI int chunk_rows(int n, int gt, size_t ws, int r0, int r1)
                 for (int r = rc; r < re; r += GROUP) {                                             \
                     const uint8_t *g = w + (size_t)(r / GROUP) * ws;                               \
                     switch (T) {                                                                   \
+                    case GT: packed_group(g, nb, Q8, &prep, a, as, t0, GT, y, ldy, r, accumulate); break; \
                     case 8: packed_group(g, nb, Q8, &prep, a, as, t0, 8, y, ldy, r, accumulate); break; \
                     case 1: packed_group(g, nb, Q8, &prep, a, as, t0, 1, y, ldy, r, accumulate); break; \
                     default: packed_group(g, nb, Q8, &prep, a, as, t0, T, y, ldy, r, accumulate); break; \
@@ -522,29 +525,6 @@ static void act_q8_0(const float *x, void *dst, int cols)
 #define QK_Q 448
 #define GTK 4
 
-/* Token tiles of up to 4 over the packed 16-row groups of a k-quant. */
-#define PACKED_K_DRIVER(NAME, GROUPFN)                                                             \
-    static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,         \
-                     const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)        \
-    {                                                                                              \
-        (void)type;                                                                                \
-        const int nb = cols / QK_K, ch = chunk_rows(n, GTK, ws, r0, r1);                           \
-        for (int rc = r0; rc < r1; rc += ch) {                                                     \
-            const int re = r1 - rc < ch ? r1 : rc + ch;                                            \
-            for (int t0 = 0; t0 < n; t0 += GTK) {                                                  \
-                const int T = n - t0 < GTK ? n - t0 : GTK;                                         \
-                for (int r = rc; r < re; r += GROUP) {                                             \
-                    const uint8_t *g = w + (size_t)(r / GROUP) * ws;                               \
-                    if (T == GTK)                                                                  \
-                        GROUPFN(g, nb, a, as, t0, GTK, y, ldy, r, accumulate);                     \
-                    else if (T == 1)                                                               \
-                        GROUPFN(g, nb, a, as, t0, 1, y, ldy, r, accumulate);                       \
-                    else                                                                           \
-                        GROUPFN(g, nb, a, as, t0, T, y, ldy, r, accumulate);                       \
-                }                                                                                  \
-            }                                                                                      \
-        }                                                                                          \
-    }
 
 /* The Q8_K blocks b of the tile's tokens t0 .. t0 + T - 1 (lanes past T
  * repeat token t0, so their loads stay in bounds), and their integer sums
@@ -640,7 +620,96 @@ AI void packed_group_q4_K(const uint8_t *g, int nb, const uint8_t *a, size_t as,
     _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) group_out(y, ldy, r, t0 + t, acc[t], accumulate);
 }
 
-PACKED_K_DRIVER(mm_packed_q4_K, packed_group_q4_K)
+/* Q4_K for tiles of 2..GTK8 tokens: the group's quants of a chunk are read
+ * twice (low nibbles for every token, then high), so that 8 registers of
+ * weights, 8 integer sums and 8 accumulators fit the 32 registers, and every
+ * register of weights serves 8 tokens instead of 4. The integer sums and
+ * the float steps per super-block are packed_group_q4_K's, so a token's
+ * result does not depend on the tile. */
+#define GTK8 8
+
+AI void packed_tile_q4_K(const uint8_t *g, int nb, const uint8_t *a, size_t as, int t0, int T,
+                         float *y, size_t ldy, int r, int accumulate)
+{
+    __m512 acc[GTK8];
+    _Pragma("GCC unroll 8") for (int t = 0; t < GTK8; t++) acc[t] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *blk = g + (size_t)b * QK_PACKED;
+        _Pragma("GCC unroll 39") for (int l = 0; l < QK_PACKED; l += 64)
+            _mm_prefetch((const char *)(blk + 2 * QK_PACKED + l), _MM_HINT_T0);
+        const struct block_q8_K *ab[GTK8];
+        __m512i is[GTK8];
+        _Pragma("GCC unroll 8") for (int t = 0; t < GTK8; t++) {
+            ab[t] = (const struct block_q8_K *)(a + (size_t)(t0 + (t < T ? t : 0)) * as) + b;
+            is[t] = _mm512_setzero_si512();
+        }
+        _Pragma("GCC unroll 1") for (int c = 0; c < 4; c++) {
+            const uint8_t *qc = blk + QK_Q + 512 * c;
+            _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
+                __m512i W[8];
+                _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++) {
+                    const __m512i v = _mm512_loadu_si512(qc + 64 * m);
+                    W[m] = _mm512_and_si512(h ? _mm512_srli_epi16(v, 4) : v, m4);
+                }
+                const __m512i sc = _mm512_cvtepu8_epi32(
+                    _mm_loadu_si128((const __m128i *)(blk + QK_SC + 32 * c + 16 * h)));
+                _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+                    const uint8_t *q = (const uint8_t *)ab[t]->qs + 64 * c + 32 * h;
+                    __m512i d0 = _mm512_setzero_si512(), d1 = _mm512_setzero_si512();
+                    _Pragma("GCC unroll 4") for (int m = 0; m < 8; m += 2) {
+                        d0 = _mm512_dpbusd_epi32(d0, W[m], _mm512_set1_epi32(dword_at(q + 4 * m)));
+                        d1 = _mm512_dpbusd_epi32(d1, W[m + 1], _mm512_set1_epi32(dword_at(q + 4 * m + 4)));
+                    }
+                    is[t] = _mm512_add_epi32(is[t], _mm512_mullo_epi32(_mm512_add_epi32(d0, d1), sc));
+                }
+            }
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+        const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 32)));
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+            const int16_t *bs = ab[t]->bsums;
+            __m512i ms = _mm512_setzero_si512();
+            _Pragma("GCC unroll 4") for (int p = 0; p < 4; p++) {
+                const int32_t pair = (int32_t)(uint16_t)(int16_t)(bs[4 * p] + bs[4 * p + 1]) |
+                                     (int32_t)((uint32_t)(uint16_t)(int16_t)(bs[4 * p + 2] + bs[4 * p + 3]) << 16);
+                ms = _mm512_add_epi32(ms, _mm512_madd_epi16(_mm512_loadu_si512(blk + QK_MN + 64 * p),
+                                                            _mm512_set1_epi32(pair)));
+            }
+            const __m512 da = _mm512_set1_ps(ab[t]->d);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[t]), _mm512_mul_ps(dw, da), acc[t]);
+            acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms), _mm512_mul_ps(dm, da), acc[t]);
+        }
+    }
+    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) group_out(y, ldy, r, t0 + t, acc[t], accumulate);
+}
+
+/* One token: the k-quant's packed group function ONEFN, as before; 2 or
+ * more: tiles of up to GTK8 tokens through TILEFN. */
+#define PACKED_K8_DRIVER(NAME, ONEFN, TILEFN)                                                      \
+    static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,         \
+                     const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)        \
+    {                                                                                              \
+        (void)type;                                                                                \
+        const int nb = cols / QK_K, ch = chunk_rows(n, GTK8, ws, r0, r1);                          \
+        for (int rc = r0; rc < r1; rc += ch) {                                                     \
+            const int re = r1 - rc < ch ? r1 : rc + ch;                                            \
+            for (int t0 = 0; t0 < n; t0 += GTK8) {                                                 \
+                const int T = n - t0 < GTK8 ? n - t0 : GTK8;                                       \
+                for (int r = rc; r < re; r += GROUP) {                                             \
+                    const uint8_t *g = w + (size_t)(r / GROUP) * ws;                               \
+                    if (T == GTK8)                                                                 \
+                        TILEFN(g, nb, a, as, t0, GTK8, y, ldy, r, accumulate);                     \
+                    else if (T == 1)                                                               \
+                        ONEFN(g, nb, a, as, t0, 1, y, ldy, r, accumulate);                         \
+                    else                                                                           \
+                        TILEFN(g, nb, a, as, t0, T, y, ldy, r, accumulate);                        \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+PACKED_K8_DRIVER(mm_packed_q4_K, packed_group_q4_K, packed_tile_q4_K)
 
 /*
  * Packed Q6_K: 16 rows per group, one row per 32-bit lane. Per super-block
@@ -713,7 +782,45 @@ AI void packed_group_q6_K(const uint8_t *g, int nb, const uint8_t *a, size_t as,
     _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) group_out(y, ldy, r, t0 + t, acc[t], accumulate);
 }
 
-PACKED_K_DRIVER(mm_packed_q6_K, packed_group_q6_K)
+/* Q6_K for tiles of 2..GTK8 tokens: packed_group_q6_K's steps with 8
+ * tokens per register of weights (4 weight registers leave room). */
+AI void packed_tile_q6_K(const uint8_t *g, int nb, const uint8_t *a, size_t as, int t0, int T,
+                         float *y, size_t ldy, int r, int accumulate)
+{
+    __m512 acc[GTK8];
+    _Pragma("GCC unroll 8") for (int t = 0; t < GTK8; t++) acc[t] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *blk = g + (size_t)b * Q6_PACKED;
+        const struct block_q8_K *ab[GTK8];
+        __m512i is[GTK8];
+        _Pragma("GCC unroll 8") for (int t = 0; t < GTK8; t++) {
+            ab[t] = (const struct block_q8_K *)(a + (size_t)(t0 + (t < T ? t : 0)) * as) + b;
+            is[t] = _mm512_setzero_si512();
+        }
+        _Pragma("GCC unroll 1") for (int sb = 0; sb < 16; sb++) {
+            const uint8_t *wq = blk + Q6_Q + 256 * sb;
+            _Pragma("GCC unroll 4") for (int l = 0; l < 256; l += 64)
+                _mm_prefetch((const char *)(wq + PF_BYTES + l), _MM_HINT_T0);
+            __m512i W[4];
+            _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++) W[m] = _mm512_loadu_si512(wq + 64 * m);
+            const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + Q6_SC + 16 * sb)));
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+                const uint8_t *q = (const uint8_t *)ab[t]->qs + 16 * sb;
+                __m512i d = _mm512_set1_epi32(-32 * ab[t]->bsums[sb]);
+                _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++)
+                    d = _mm512_dpbusd_epi32(d, W[m], _mm512_set1_epi32(dword_at(q + 4 * m)));
+                is[t] = _mm512_add_epi32(is[t], _mm512_mullo_epi32(d, sc));
+            }
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[t]), _mm512_mul_ps(dw, _mm512_set1_ps(ab[t]->d)),
+                                     acc[t]);
+    }
+    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) group_out(y, ldy, r, t0 + t, acc[t], accumulate);
+}
+
+PACKED_K8_DRIVER(mm_packed_q6_K, packed_group_q6_K, packed_tile_q6_K)
 
 /* Attention's gathered rows: the set's own dot product and axpy, inlined,
  * so each result is the one the single call gives. */
