@@ -5,15 +5,26 @@
  * the CPU.
  *
  * Blocking: tokens are taken in blocks of about 384 KiB of activations, and
- * for each, a thread's rows [r0, r1) in blocks of about 256 KiB of weights;
+ * for each, a thread's rows [r0, r1) in blocks of about 256 KiB of weights
+ * (512 KiB of weights read 6 tokens at a time, when rows are cut, below);
  * both stay in L2 (1 MiB and up on CPUs with AVX-512) while the block's
- * tokens go 6 at a time (their activations, 6 rows, in L1/L2) over the
- * block's rows 4 at a time. The weights are read from memory once per token
- * block. A 4x6 tile keeps 24 accumulators in registers and
- * loads 4 weight and 6 activation vectors per 24 multiply-adds.
+ * tokens go 6 at a time over the block's rows 4 at a time. The weights are
+ * read from memory once per token block. A 4x6 tile keeps 24 accumulators
+ * in registers and loads 4 weight and 6 activation vectors per 24
+ * multiply-adds.
  *
- * The columns are not blocked: a (row, token) pair's accumulator runs over
- * the whole row in one go, so its summation order is fixed by the row alone.
+ * Columns: when a group of tokens' whole rows take more than 16 KiB (one
+ * token never), each row is walked in column blocks of 2 KiB of activations
+ * (512 f32 columns), the group's slices copied once per block into a panel
+ * that stays in L1 for all the block's rows. Reading the rows in place
+ * instead costs an L2 read of every activation vector per tile, and at
+ * power-of-two row lengths the 6 activation rows and 4 weight rows (plus
+ * the rows being prefetched) all fall in the same L1 sets and evict each
+ * other. Between column blocks each pair's 16-lane accumulator is stored
+ * as it is and reloaded, so a lane adds its columns in the same order as
+ * one pass over the whole row: the summation order of a pair is fixed by
+ * the row alone, and one token equals the same token in a batch bit for
+ * bit (test_gemm checks exactly that, one token reading rows whole).
  */
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
