@@ -5,7 +5,11 @@
  * activations (VDPBF16PS) where the CPU has AVX512-BF16. Shapes cover
  * columns that are not a multiple of the vector (tails of 1..31), row
  * counts that cross the kernels' row blocks and are not a multiple of the
- * 4-row tile, and token counts around the 6-token tile.
+ * 4-row tile, and token counts around the 6-token tile. Rows of 1000
+ * columns and more are long enough that a batch's tiles walk them in
+ * column blocks through a packed panel while one token reads them whole,
+ * so "one token alone equals the batch" below also checks that the
+ * blocked walk adds every pair's columns in the one-pass order.
  *
  * Bounds: each product w * x is exact in double, so the kernel's only error
  * is its float additions: at most gamma(cols) = cols * u / (1 - cols * u),
@@ -303,7 +307,8 @@ int main(void)
 
     static const int cols_list[] = {1, 7, 16, 17, 31, 32, 33, 63, 100, 257, 1000, 2053, 8195};
     static const int rows_list[] = {1, 3, 4, 6, 37, 70};
-    static const int n_list[] = {1, 2, 5, 6, 7, 12, 13};
+    static const int n_list[] = {1, 2, 3, 5, 6, 7, 9, 12, 13, 31};
+    const size_t n_count = sizeof n_list / sizeof n_list[0];
     uint64_t s = 2026;
     for (int i = 0; i < nk; i++) {
         for (size_t ci = 0; ci < sizeof cols_list / sizeof cols_list[0]; ci++)
@@ -312,8 +317,8 @@ int main(void)
                 const int cols = cols_list[ci], rows = rows_list[ri];
                 if (cols * rows > 300000 && rows != 70)
                     continue; /* long rows: only the shape that crosses row blocks */
-                for (size_t ni = 0; ni < sizeof n_list / sizeof n_list[0]; ni++)
-                    if (ci % 3 == 0 || ni == (ci + ri) % 7)
+                for (size_t ni = 0; ni < n_count; ni++)
+                    if (ci % 3 == 0 || ni == (ci + ri) % n_count)
                         check_shape(&ks[i], rows, cols, n_list[ni], &s);
             }
         check_nonfinite(&ks[i]);

@@ -5,15 +5,26 @@
  * the CPU.
  *
  * Blocking: tokens are taken in blocks of about 384 KiB of activations, and
- * for each, a thread's rows [r0, r1) in blocks of about 256 KiB of weights;
+ * for each, a thread's rows [r0, r1) in blocks of about 256 KiB of weights
+ * (512 KiB of weights read 6 tokens at a time, when rows are cut, below);
  * both stay in L2 (1 MiB and up on CPUs with AVX-512) while the block's
- * tokens go 6 at a time (their activations, 6 rows, in L1/L2) over the
- * block's rows 4 at a time. The weights are read from memory once per token
- * block. A 4x6 tile keeps 24 accumulators in registers and
- * loads 4 weight and 6 activation vectors per 24 multiply-adds.
+ * tokens go 6 at a time over the block's rows 4 at a time. The weights are
+ * read from memory once per token block. A 4x6 tile keeps 24 accumulators
+ * in registers and loads 4 weight and 6 activation vectors per 24
+ * multiply-adds.
  *
- * The columns are not blocked: a (row, token) pair's accumulator runs over
- * the whole row in one go, so its summation order is fixed by the row alone.
+ * Columns: when a group of tokens' whole rows take more than 16 KiB (one
+ * token never), each row is walked in column blocks of 2 KiB of activations
+ * (512 f32 columns), the group's slices copied once per block into a panel
+ * that stays in L1 for all the block's rows. Reading the rows in place
+ * instead costs an L2 read of every activation vector per tile, and at
+ * power-of-two row lengths the 6 activation rows and 4 weight rows (plus
+ * the rows being prefetched) all fall in the same L1 sets and evict each
+ * other. Between column blocks each pair's 16-lane accumulator is stored
+ * as it is and reloaded, so a lane adds its columns in the same order as
+ * one pass over the whole row: the summation order of a pair is fixed by
+ * the row alone, and one token equals the same token in a batch bit for
+ * bit (test_gemm checks exactly that, one token reading rows whole).
  */
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -97,44 +108,64 @@ AI void prefetch_ahead(const void *row, size_t ws, int byte)
 
 /*
  * One tile: R rows from r0 x T tokens from t0 (R <= MR, T <= NR, constants
- * after inlining). Weights w + r * ws of WB bytes per value; activations f32
- * at x + t * xs floats. Per 16 columns every pair gets one fused
- * multiply-add; a last partial step loads zeros past the end.
+ * after inlining), over columns [k0, k1). Weights w + r * ws of WB bytes per
+ * value; activations at x + t * xs. Per STEP columns every pair gets one
+ * multiply-add (OP) into its own accumulator.
+ *
+ * A row may be walked in several column blocks (K-blocking, see the
+ * driver): k0 and k1 are then multiples of STEP, and between blocks each
+ * pair's accumulator waits in `buf` (slot (r, t) at buf + (r * NR + t) * 16)
+ * exactly as it left the registers. Lane l of a pair therefore adds the
+ * columns l, l + STEP', ... in the same order whatever the blocking, and
+ * the last block (k1 == cols) does the masked tail, reduces and stores: the
+ * result is bit-identical to one pass over the whole row.
  */
-#define FLOAT_TILE(NAME, WB, LD, LDM)                                                              \
-    AI void NAME(int cols, const uint8_t *w, size_t ws, int r0, const int R, const float *x,      \
-                 size_t xs, int t0, const int T, float *y, size_t ldy, int accumulate)             \
+#define FLOAT_TILE(NAME, XT, XV, WB, STEP, MASK, LD, LDM, LDX, LDXM, OP)                                                  \
+    AI void NAME(int cols, const uint8_t *w, size_t ws, int r0, const int R, const XT *xp,        \
+                 size_t xts, size_t xss, int t0, const int T, int k0, int k1, float *buf,          \
+                 float *y, size_t ldy, int accumulate)                                             \
     {                                                                                              \
         __m512 acc[MR][NR];                                                                        \
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
-            _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();   \
+        if (k0 == 0) {                                                                             \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                    \
+                _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) acc[r][t] =                    \
+                    _mm512_setzero_ps();                                                           \
+        } else {                                                                                   \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                    \
+                _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) acc[r][t] =                    \
+                    _mm512_load_ps(buf + (r * NR + t) * 16);                                       \
+        }                                                                                          \
         const uint8_t *wr[MR];                                                                     \
-        const float *xt[NR];                                                                       \
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wr[r] = w + (size_t)(r0 + r) * ws;     \
-        _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) xt[t] = x + (size_t)(t0 + t) * xs;     \
-        int i = 0;                                                                                 \
-        for (; i + 16 <= cols; i += 16) {                                                          \
-            __m512 xv[NR];                                                                         \
+        int i = k0;                                                                                \
+        for (; i + (STEP) <= k1; i += (STEP), xp += xss) {                                         \
+            XV xv[NR];                                                                             \
             if (T > 1)                                                                             \
-                _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) prefetch_ahead(wr[r], ws, i * (WB)); \
-            _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) xv[t] = _mm512_loadu_ps(xt[t] + i); \
+                _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                \
+                    prefetch_ahead(wr[r], ws, i * (WB));                                           \
+            _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) xv[t] = LDX(xp + t * xts);         \
             _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                    \
             {                                                                                      \
-                const __m512 wv = LD(wr[r] + (size_t)i * (WB));                                    \
+                const XV wv = LD(wr[r] + (size_t)i * (WB));                                        \
                 _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) acc[r][t] =                    \
-                    _mm512_fmadd_ps(wv, xv[t], acc[r][t]);                                         \
+                    OP(acc[r][t], wv, xv[t]);                                                      \
             }                                                                                      \
         }                                                                                          \
+        if (k1 < cols) {                                                                           \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                    \
+                _Pragma("GCC unroll 6") for (int t = 0; t < T; t++)                                \
+                    _mm512_store_ps(buf + (r * NR + t) * 16, acc[r][t]);                           \
+            return;                                                                                \
+        }                                                                                          \
         if (i < cols) {                                                                            \
-            const __mmask16 m = (__mmask16)((1u << (cols - i)) - 1);                               \
-            __m512 xv[NR];                                                                         \
-            _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) xv[t] =                            \
-                _mm512_maskz_loadu_ps(m, xt[t] + i);                                               \
+            const MASK m = (MASK)((1ull << (cols - i)) - 1);                                       \
+            XV xv[NR];                                                                             \
+            _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) xv[t] = LDXM(xp + t * xts, m);     \
             _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                    \
             {                                                                                      \
-                const __m512 wv = LDM(wr[r] + (size_t)i * (WB), m);                                \
+                const XV wv = LDM(wr[r] + (size_t)i * (WB), m);                                    \
                 _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) acc[r][t] =                    \
-                    _mm512_fmadd_ps(wv, xv[t], acc[r][t]);                                         \
+                    OP(acc[r][t], wv, xv[t]);                                                      \
             }                                                                                      \
         }                                                                                          \
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
@@ -142,14 +173,19 @@ AI void prefetch_ahead(const void *row, size_t ws, int byte)
                 put(y, ldy, r0 + r, t0 + t, _mm512_reduce_add_ps(acc[r][t]), accumulate);          \
     }
 
-FLOAT_TILE(tile_f32, 4, ld_f32, ldm_f32)
-FLOAT_TILE(tile_f16, 2, ld_f16, ldm_f16)
-FLOAT_TILE(tile_bf16, 2, ld_bf16, ldm_bf16)
+AI __m512 fma_ps(__m512 acc, __m512 w, __m512 x)
+{
+    return _mm512_fmadd_ps(w, x, acc);
+}
+AI __m512 ldx_f32(const float *p)
+{
+    return _mm512_loadu_ps(p);
+}
 
 /*
- * The same with BF16 activations and VDPBF16PS: 32 columns per step, a
- * last partial step with zeros past the end (a lone last column pairs with
- * a zero, whose product adds +0).
+ * BF16 activations with VDPBF16PS: 32 columns per step, a last partial
+ * step with zeros past the end (a lone last column pairs with a zero,
+ * whose product adds +0).
  */
 AI __m512bh ld_bh(const void *p)
 {
@@ -159,69 +195,108 @@ AI __m512bh ldm_bh(const void *p, __mmask32 m)
 {
     return (__m512bh)_mm512_maskz_loadu_epi16(m, p);
 }
-
-AI void tile_bf16_dp(int cols, const uint8_t *w, size_t ws, int r0, const int R,
-                     const uint16_t *x, size_t xs, int t0, const int T, float *y, size_t ldy,
-                     int accumulate)
+AI __m512 dp_bh(__m512 acc, __m512bh w, __m512bh x)
 {
-    __m512 acc[MR][NR];
-    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
-        _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
-    const uint16_t *wr[MR];
-    const uint16_t *xt[NR];
-    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wr[r] =
-        (const uint16_t *)(const void *)(w + (size_t)(r0 + r) * ws);
-    _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) xt[t] = x + (size_t)(t0 + t) * xs;
-    int i = 0;
-    for (; i + 32 <= cols; i += 32) {
-        __m512bh xv[NR];
-        if (T > 1)
-            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) prefetch_ahead(wr[r], ws, i * 2);
-        _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) xv[t] = ld_bh(xt[t] + i);
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
-            const __m512bh wv = ld_bh(wr[r] + i);
-            _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) acc[r][t] =
-                _mm512_dpbf16_ps(acc[r][t], wv, xv[t]);
-        }
-    }
-    if (i < cols) {
-        const __mmask32 m = (__mmask32)((1ull << (cols - i)) - 1);
-        __m512bh xv[NR];
-        _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) xv[t] = ldm_bh(xt[t] + i, m);
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
-            const __m512bh wv = ldm_bh(wr[r] + i, m);
-            _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) acc[r][t] =
-                _mm512_dpbf16_ps(acc[r][t], wv, xv[t]);
-        }
-    }
-    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
-        _Pragma("GCC unroll 6") for (int t = 0; t < T; t++)
-            put(y, ldy, r0 + r, t0 + t, _mm512_reduce_add_ps(acc[r][t]), accumulate);
+    return _mm512_dpbf16_ps(acc, w, x);
+}
+
+FLOAT_TILE(tile_f32, float, __m512, 4, 16, __mmask16, ld_f32, ldm_f32, ldx_f32, ldm_f32, fma_ps)
+FLOAT_TILE(tile_f16, float, __m512, 2, 16, __mmask16, ld_f16, ldm_f16, ldx_f32, ldm_f32, fma_ps)
+FLOAT_TILE(tile_bf16, float, __m512, 2, 16, __mmask16, ld_bf16, ldm_bf16, ldx_f32, ldm_f32,
+           fma_ps)
+FLOAT_TILE(tile_bf16_dp, uint16_t, __m512bh, 2, 32, __mmask32, ld_bh, ldm_bh, ld_bh, ldm_bh, dp_bh)
+
+/*
+ * Columns per block. A tile reads its NR tokens' activations once for each
+ * MR rows of the block; to serve all of them from L1, the columns are cut
+ * into blocks of at most KC_ACTS bytes per activation row (NR of them take
+ * 12 KiB, a quarter of a 48 KiB L1), each a multiple of STEP, so that the
+ * tokens' slices stay in L1 while the block's rows stream past them from
+ * L2. Returns cols when the row is short enough to be one block.
+ */
+#define KC_ACTS 2048
+#define L1_ACTS 16384
+static int block_cols(int cols, size_t act_bytes, int step)
+{
+    const int want = (int)(KC_ACTS / act_bytes); /* a multiple of step */
+    if (cols <= want)
+        return cols;
+    const int nk = (cols + want - 1) / want;
+    return ((cols + nk - 1) / nk + step - 1) / step * step;
 }
 
 /*
- * The walk: row blocks, then tokens NR at a time, then the block's rows MR
- * at a time (a last 1..3 rows one by one); the last 1..5 tokens as one
- * narrower tile. TILE is called with constant R and T so each shape
- * compiles to its own register tile.
+ * The activations of T tokens (from t0; rows of `as` bytes at a), bytes
+ * [b0, b1) of each, copied into `panel` as the tile reads them: per 64
+ * bytes of columns (one vector), the T tokens' vectors side by side at a
+ * stride of NR vectors, zeros past b1. The tile then reads one contiguous
+ * run instead of NR rows that, at power-of-two row lengths, all fall in
+ * the same sets of the L1 cache (and evict each other and the weights).
+ * A copy: the values, and so the results, are unchanged.
+ */
+#define PANEL_BYTES (NR * KC_ACTS)
+static void pack_panel(const void *a, size_t as, int t0, int T, int b0, int b1, uint8_t *panel)
+{
+    for (int t = 0; t < T; t++) {
+        const uint8_t *src = (const uint8_t *)a + (size_t)(t0 + t) * as;
+        uint8_t *dst = panel + (size_t)t * 64;
+        int b = b0;
+        for (; b + 64 <= b1; b += 64, dst += NR * 64)
+            _mm512_store_si512(dst, _mm512_loadu_si512(src + b));
+        if (b < b1)
+            _mm512_store_si512(dst, _mm512_maskz_loadu_epi8((__mmask64)((1ull << (b1 - b)) - 1),
+                                                            src + b));
+    }
+}
+
+/* Rows of a block whose accumulators wait between column blocks (a
+ * multiple of MR); the driver keeps them on its stack. */
+#define BUF_ROWS 64
+
+/*
+ * The walk: token blocks, row blocks, then tokens NR at a time (the last
+ * 1..5 as one narrower tile), then column blocks, then the block's rows MR
+ * at a time (a last 1..3 rows one by one). TILE is called with constant R
+ * and T so each shape compiles to its own register tile.
  */
 #define PASS(TILE, T)                                                                              \
     do {                                                                                           \
-        int r_ = rb;                                                                               \
-        for (; r_ + MR <= re; r_ += MR)                                                            \
-            TILE(cols, w, ws, r_, MR, x, xs, t, T, y, ldy, accumulate);                            \
-        for (; r_ < re; r_++)                                                                      \
-            TILE(cols, w, ws, r_, 1, x, xs, t, T, y, ldy, accumulate);                             \
+        /* whole rows read in place when T of them fit in L1, else column                         \
+         * blocks read from a packed panel */                                                      \
+        const int whole_ = T == 1 || (size_t)(T) * (size_t)cols * (size_t)esz <= L1_ACTS;          \
+        const int kc_ = whole_ ? cols : kc;                                                        \
+        for (int k0 = 0; k0 < cols; k0 += kc_) {                                                   \
+            const int k1 = cols - k0 < kc_ ? cols : k0 + kc_;                                      \
+            const void *xp_ = (const uint8_t *)a + (size_t)t * as;                                 \
+            size_t xts_ = as / (size_t)esz, xss_ = (size_t)step;                                   \
+            if (!whole_) {                                                                         \
+                pack_panel(a, as, t, T, k0 * esz, k1 * esz, panel);                                \
+                xp_ = panel;                                                                       \
+                xts_ = (size_t)step;                                                               \
+                xss_ = (size_t)NR * (size_t)step;                                                  \
+            }                                                                                      \
+            int r_ = rb;                                                                           \
+            for (; r_ + MR <= re; r_ += MR)                                                        \
+                TILE(cols, w, ws, r_, MR, xp_, xts_, xss_, t, T, k0, k1,                           \
+                     buf + (size_t)(r_ - rb) * NR * 16, y, ldy, accumulate);                       \
+            for (; r_ < re; r_++)                                                                  \
+                TILE(cols, w, ws, r_, 1, xp_, xts_, xss_, t, T, k0, k1,                            \
+                     buf + (size_t)(r_ - rb) * NR * 16, y, ldy, accumulate);                       \
+        }                                                                                          \
     } while (0)
 
-#define GEMM_DRIVER(NAME, TILE, ATYPE, WB)                                                         \
+#define GEMM_DRIVER(NAME, TILE, ATYPE, WB, STEP)                                                   \
     void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,                \
               const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)               \
     {                                                                                              \
         (void)type;                                                                                \
-        const ATYPE *x = a;                                                                        \
-        const size_t xs = as / sizeof(ATYPE);                                                      \
-        const int nb = block_rows((size_t)cols * (WB)), tb = block_tokens(as);                     \
+        const int esz = (int)sizeof(ATYPE), step = STEP, kc = block_cols(cols, sizeof(ATYPE), STEP); \
+        int nb = block_rows((size_t)cols * (WB) / (kc < cols ? 2 : 1));                            \
+        if (kc < cols && nb > BUF_ROWS)                                                            \
+            nb = BUF_ROWS;                                                                         \
+        const int tb = block_tokens(as);                                                           \
+        float buf[BUF_ROWS * NR * 16] __attribute__((aligned(64)));                                \
+        uint8_t panel[PANEL_BYTES] __attribute__((aligned(64)));                                   \
         for (int t0 = 0; t0 < n; t0 += tb) {                                                       \
             const int te = n - t0 < tb ? n : t0 + tb;                                              \
             for (int rb = r0; rb < r1; rb += nb) {                                                 \
@@ -241,10 +316,10 @@ AI void tile_bf16_dp(int cols, const uint8_t *w, size_t ws, int r0, const int R,
         }                                                                                          \
     }
 
-GEMM_DRIVER(kern_gemm_f32, tile_f32, float, 4)
-GEMM_DRIVER(kern_gemm_f16, tile_f16, float, 2)
-GEMM_DRIVER(kern_gemm_bf16, tile_bf16, float, 2)
-GEMM_DRIVER(kern_gemm_bf16_dp, tile_bf16_dp, uint16_t, 2)
+GEMM_DRIVER(kern_gemm_f32, tile_f32, float, 4, 16)
+GEMM_DRIVER(kern_gemm_f16, tile_f16, float, 2, 16)
+GEMM_DRIVER(kern_gemm_bf16, tile_bf16, float, 2, 16)
+GEMM_DRIVER(kern_gemm_bf16_dp, tile_bf16_dp, uint16_t, 2, 32)
 
 /*
  * BF16 activations, bit for bit util_fp32_to_bf16: round to nearest-even

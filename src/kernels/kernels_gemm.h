@@ -7,7 +7,8 @@
  *
  * Every kernel walks rows [r0, r1) in blocks whose weights stay in the L2
  * cache, and within a block 4 rows x 6 tokens at a time, each pair with one
- * 16-lane accumulator over the whole row, reduced once at the end. The
+ * 16-lane accumulator over the whole row (long rows in column blocks, the
+ * accumulator kept as it is between them), reduced once at the end. The
  * summation order of a pair never depends on the tile it was computed in,
  * so one token alone equals the same token in a batch, bit for bit.
  */
