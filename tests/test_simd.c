@@ -80,9 +80,9 @@ static void test_mm_type(const struct kern_isa *k, uint32_t type)
     const int block = tr->block_size > 1 ? tr->block_size : 1;
     const int col_list[] = {block == 1 ? 19 : 32, block == 1 ? 64 : 64, block == 1 ? 301 : 288,
                             block == 1 ? 1024 : 2048};
-    const int row_list[] = {1, 5, 16, 37, 48};
+    const int row_list[] = {1, 5, 16, 37, 48, 80};
     for (size_t ci = 0; ci < 4; ci++)
-        for (size_t ri = 0; ri < 5; ri++) {
+        for (size_t ri = 0; ri < sizeof row_list / sizeof row_list[0]; ri++) {
             const int cols =
                 col_list[ci] < block ? block * (int)(ci + 1) : col_list[ci] / block * block;
             const int rows = row_list[ri];
