@@ -142,7 +142,10 @@ void pool_run_n(struct pool *p, pool_fn fn, void *arg, int max_threads)
     int nth = p->n_threads < max_threads ? p->n_threads : max_threads;
     if (nth < 1)
         nth = 1;
-    if (p->n_threads == 1) {
+    if (nth == 1) {
+        /* one thread: the caller's own, without waking the workers (a wake-up
+         * and a wait for every worker, which a time-sliced host may have
+         * descheduled, for a job they would all skip) */
         fn(arg, 0, 1);
         return;
     }

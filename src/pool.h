@@ -19,7 +19,8 @@ int pool_n_threads(const struct pool *p);
 /* Runs fn on all threads; with nth == 1 it is a plain call. */
 void pool_run(struct pool *p, pool_fn fn, void *arg);
 /* Runs fn on min(n_threads, max_threads) threads (max_threads >= 1), for work
- * too small to split widely. */
+ * too small to split widely; on one thread it is a plain call that wakes no
+ * worker. */
 void pool_run_n(struct pool *p, pool_fn fn, void *arg, int max_threads);
 
 #endif

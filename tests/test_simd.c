@@ -82,9 +82,9 @@ static void test_mm_type(const struct kern_isa *k, uint32_t type, int n_fixed)
     const int block = tr->block_size > 1 ? tr->block_size : 1;
     const int col_list[] = {block == 1 ? 19 : 32, block == 1 ? 64 : 64, block == 1 ? 301 : 288,
                             block == 1 ? 1024 : 2048};
-    const int row_list[] = {1, 5, 16, 37, 48};
+    const int row_list[] = {1, 5, 16, 37, 48, 80};
     for (size_t ci = 0; ci < 4; ci++)
-        for (size_t ri = 0; ri < 5; ri++) {
+        for (size_t ri = 0; ri < sizeof row_list / sizeof row_list[0]; ri++) {
             /* a fixed token count: two shapes (a partial last group, whole
              * groups), the longer rows */
             if (n_fixed && (ci < 2 || ri < 3))

@@ -333,6 +333,92 @@ AI int chunk_rows(int n, int gt, size_t ws, int r0, int r1)
 
 PACKED_DRIVER(mm_packed_q4_0, 0)
 PACKED_DRIVER(mm_packed_q8_0, 1)
+
+/*
+ * One token (decode) over packed Q4_0 / Q8_0: ONE_NG groups side by side,
+ * block by block, so that many streams of weights are in flight at once
+ * (as a bandwidth probe reads several) and each block's activation
+ * broadcasts serve all of them. Each group's sums are packed_group's with
+ * T == 1 in the same order, so the results are the same bit for bit.
+ */
+#ifndef ONE_NG
+#define ONE_NG 1 /* groups read side by side */
+#endif
+#ifndef ONE_PF
+#define ONE_PF PF_BYTES /* prefetch distance per stream (0: none) */
+#endif
+#ifndef ONE_HINT
+#define ONE_HINT _MM_HINT_T0
+#endif
+
+AI void one_groups(const uint8_t *g, size_t ws, int ng, int nb, int q8, const struct act_prep *p,
+                   const uint8_t *a, float *y, int r, int accumulate)
+{
+    __m512 acc[ONE_NG];
+    _Pragma("GCC unroll 4") for (int k = 0; k < ONE_NG; k++) acc[k] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const int size = q8 ? Q8_PACKED : Q4_PACKED;
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *q = a + (size_t)b * 34 + 2;
+        __m512i A[8];
+        _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++) {
+            A[m] = _mm512_set1_epi32(dword_at(q + 4 * m));
+            A[4 + m] = _mm512_set1_epi32(dword_at(q + (q8 ? 4 * (m + 4) : 16 + 4 * m)));
+        }
+        const __m512i s0 = _mm512_set1_epi32((q8 ? -128 : -8) * p->sum[0][b]);
+        const __m512 da = _mm512_set1_ps(p->d[0][b]);
+        _Pragma("GCC unroll 4") for (int k = 0; k < ng; k++) {
+            const uint8_t *blk = g + (size_t)k * ws + (size_t)b * (size_t)size;
+            if (ONE_PF > 0) {
+                _Pragma("GCC unroll 9") for (int l = 0; l < size; l += 64)
+                    _mm_prefetch((const char *)(blk + ONE_PF / size * size + l), ONE_HINT);
+            }
+            const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+            __m512i W[8];
+            if (q8) {
+                _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++)
+                    W[m] = _mm512_loadu_si512(blk + 32 + 64 * m);
+            } else {
+                _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++) {
+                    const __m512i v = _mm512_loadu_si512(blk + 32 + 64 * m);
+                    W[m] = _mm512_and_si512(v, m4);
+                    W[4 + m] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                }
+            }
+            __m512i s = s0, s2 = _mm512_setzero_si512();
+            _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++) {
+                s = _mm512_dpbusd_epi32(s, W[m], A[m]);
+                s2 = _mm512_dpbusd_epi32(s2, W[4 + m], A[4 + m]);
+            }
+            s = _mm512_add_epi32(s, s2);
+            acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, da), acc[k]);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int k = 0; k < ng; k++)
+        group_out(y, 0, r + GROUP * k, 0, acc[k], accumulate);
+}
+
+#define ONE_TOKEN(NAME, TILES, Q8)                                                                 \
+    static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,         \
+                     const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)        \
+    {                                                                                              \
+        if (n != 1) {                                                                              \
+            TILES(type, cols, w, ws, r0, r1, a, as, n, y, ldy, accumulate);                        \
+            return;                                                                                \
+        }                                                                                          \
+        const int nb = cols / 32;                                                                  \
+        struct act_prep prep;                                                                      \
+        prep_acts(&prep, a, as, 0, 1, nb);                                                         \
+        int r = r0;                                                                                \
+        for (; r + GROUP * ONE_NG <= r1; r += GROUP * ONE_NG)                                      \
+            one_groups(w + (size_t)(r / GROUP) * ws, ws, ONE_NG, nb, Q8, &prep, a, y, r,           \
+                       accumulate);                                                                \
+        for (; r < r1; r += GROUP)                                                                 \
+            one_groups(w + (size_t)(r / GROUP) * ws, ws, 1, nb, Q8, &prep, a, y, r, accumulate);   \
+    }
+
+ONE_TOKEN(mm_one_q4_0, mm_packed_q4_0, 0)
+ONE_TOKEN(mm_one_q8_0, mm_packed_q8_0, 1)
 MM_DRIVER(mm_q8_0, tile_q8_0, uint8_t)
 MM_DRIVER(mm_q4_0, tile_q4_0, uint8_t)
 
@@ -913,7 +999,7 @@ const struct kern_isa kern_isa_avx512 = {
              [DTYPE_Q6_K] = pack_q6_K, [DTYPE_Q4_1] = kernels_avx512y_pack_q4_1,
              [DTYPE_Q5_0] = kernels_avx512y_pack_q5_0, [DTYPE_Q5_1] = kernels_avx512y_pack_q5_1,
              [DTYPE_Q5_K] = kernels_avx512y_k_pack_q5_K},
-    .mm_packed = {[DTYPE_Q4_0] = mm_packed_q4_0, [DTYPE_Q8_0] = mm_packed_q8_0,
+    .mm_packed = {[DTYPE_Q4_0] = mm_one_q4_0, [DTYPE_Q8_0] = mm_one_q8_0,
                   [DTYPE_Q4_K] = mm_packed_q4_K, [DTYPE_Q6_K] = mm_packed_q6_K,
                   [DTYPE_Q4_1] = kernels_avx512y_mm_packed_q4_1,
                   [DTYPE_Q5_0] = kernels_avx512y_mm_packed_q5_0,
