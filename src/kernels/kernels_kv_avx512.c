@@ -305,10 +305,96 @@ static ALWAYS_INLINE void dotg_heads(const int HB, uint32_t type, int n, int G, 
     }
 }
 
+/* Rows of 8 floats of 16 cells (zeros past `left`) as 8 columns: col[d]
+ * holds value d of cells 0..15. Two 8x8 transposes side by side (cells 0-7
+ * in the low half, 8-15 in the high): pairs, quads in 128-bit lanes, then
+ * the lanes put together. Loads and shuffles instead of 8 gathers. */
+static ALWAYS_INLINE void cols8(const uint8_t *base, size_t stride, const int *idx, int left,
+                                __m512 *col)
+{
+    __m512 r[8];
+    for (int j = 0; j < 8; j++) {
+        __m256 lo = _mm256_setzero_ps(), hi = lo;
+        if (j < left)
+            lo = _mm256_loadu_ps((const float *)(const void *)(base + (size_t)idx[j] * stride));
+        if (j + 8 < left)
+            hi = _mm256_loadu_ps((const float *)(const void *)(base + (size_t)idx[j + 8] * stride));
+        r[j] = _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+    }
+    __m512 t[8], u[8];
+    for (int j = 0; j < 8; j += 2) {
+        t[j] = _mm512_unpacklo_ps(r[j], r[j + 1]);
+        t[j + 1] = _mm512_unpackhi_ps(r[j], r[j + 1]);
+    }
+    for (int j = 0; j < 8; j += 4) {
+        u[j] = _mm512_shuffle_ps(t[j], t[j + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[j + 1] = _mm512_shuffle_ps(t[j], t[j + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[j + 2] = _mm512_shuffle_ps(t[j + 1], t[j + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[j + 3] = _mm512_shuffle_ps(t[j + 1], t[j + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    const __m512i first = _mm512_set_epi32(27, 26, 25, 24, 11, 10, 9, 8, 19, 18, 17, 16, 3, 2, 1, 0);
+    const __m512i second = _mm512_add_epi32(first, _mm512_set1_epi32(4));
+    for (int j = 0; j < 4; j++) {
+        col[j] = _mm512_permutex2var_ps(u[j], first, u[j + 4]);
+        col[j + 4] = _mm512_permutex2var_ps(u[j], second, u[j + 4]);
+    }
+}
+
 /* F32 keys of fewer than 16 values (small heads): 16 cells at a time, each
  * of the n columns gathered into one vector (value d of 16 cells), so a
- * head's 16 scores are n multiply-adds; up to 8 heads per pass over the
- * columns. Cell offsets are 32-bit: 0 where the cells lie too far apart. */
+ * head's 16 scores are n multiply-adds (d in order); HB heads per pass over
+ * the columns. N and HB are constants after inlining (registers, not the
+ * stack) for the common shapes; 0 means "use n / G". */
+static ALWAYS_INLINE void dotg_narrow_t(const int N, const int HB, int n, int G, const float *q,
+                                        size_t qs, const uint8_t *base, size_t stride,
+                                        const int *idx, int count, float *s)
+{
+    const int nn = N ? N : n;
+    const __m512i lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i to_s = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(G));
+    /* G = 2: the two heads' vectors interleaved, cells 0-7 and 8-15 */
+    const __m512i lo2 = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i hi2 = _mm512_add_epi32(lo2, _mm512_set1_epi32(8));
+    for (int i = 0; i < count; i += 16) {
+        const __mmask16 m = tail16(count - i);
+        const __m512i off = _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(m, idx + i),
+                                               _mm512_set1_epi32((int)stride));
+        __m512 col[15];
+        if (N == 8) {
+            cols8(base, stride, idx + i, count - i, col);
+        } else {
+            col[0] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, off, base, 1);
+            for (int d = 1; d < nn; d++)
+                col[d] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, off,
+                                                  base + 4 * (size_t)d, 1);
+        }
+        float *si = s + (size_t)i * (size_t)G;
+        for (int h0 = 0; h0 < G; h0 += 8) {
+            const int hb = HB ? HB : (G - h0 < 8 ? G - h0 : 8);
+            __m512 acc[8];
+            for (int h = 0; h < hb; h++) {
+                const float *qh = q + (size_t)(h0 + h) * qs;
+                acc[h] = _mm512_mul_ps(col[0], _mm512_set1_ps(qh[0]));
+                for (int d = 1; d < nn; d++)
+                    acc[h] = _mm512_fmadd_ps(col[d], _mm512_set1_ps(qh[d]), acc[h]);
+            }
+            if (HB == 1) {
+                _mm512_mask_storeu_ps(si, m, acc[0]);
+            } else if (HB == 2) {
+                const int left = count - i;
+                _mm512_mask_storeu_ps(si, tail16(2 * left),
+                                      _mm512_permutex2var_ps(acc[0], lo2, acc[1]));
+                _mm512_mask_storeu_ps(si + 16, tail16(2 * left - 16),
+                                      _mm512_permutex2var_ps(acc[0], hi2, acc[1]));
+            } else {
+                for (int h = 0; h < hb; h++)
+                    _mm512_mask_i32scatter_ps(si + h0 + h, m, to_s, acc[h], 4);
+            }
+        }
+    }
+}
+
+/* Cell offsets are 32-bit: 0 (not done) where the cells lie too far apart. */
 static int dotg_narrow(int n, int G, const float *q, size_t qs, const uint8_t *base, size_t stride,
                        const int *idx, int count, float *s)
 {
@@ -320,41 +406,20 @@ static int dotg_narrow(int n, int G, const float *q, size_t qs, const uint8_t *b
         if ((size_t)(uint32_t)_mm512_mask_reduce_max_epi32(m, vi) * stride + 64 > (size_t)INT32_MAX)
             return 0;
     }
-    const __m512i lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    const __m512i to_s = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(G));
-    /* G = 2: the two heads' vectors interleaved, cells 0-7 and 8-15 */
-    const __m512i lo2 = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-    const __m512i hi2 = _mm512_add_epi32(lo2, _mm512_set1_epi32(8));
-    for (int i = 0; i < count; i += 16) {
-        const __mmask16 m = tail16(count - i);
-        const __m512i off = _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(m, idx + i),
-                                               _mm512_set1_epi32((int)stride));
-        __m512 col[15];
-        for (int d = 0; d < n; d++)
-            col[d] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, off, base + 4 * (size_t)d, 1);
-        float *si = s + (size_t)i * (size_t)G;
-        for (int h0 = 0; h0 < G; h0 += 8) {
-            const int hb = G - h0 < 8 ? G - h0 : 8;
-            __m512 acc[8];
-            for (int h = 0; h < hb; h++) {
-                const float *qh = q + (size_t)(h0 + h) * qs;
-                acc[h] = _mm512_mul_ps(col[0], _mm512_set1_ps(qh[0]));
-                for (int d = 1; d < n; d++)
-                    acc[h] = _mm512_fmadd_ps(col[d], _mm512_set1_ps(qh[d]), acc[h]);
-            }
-            if (G == 1) {
-                _mm512_mask_storeu_ps(si, m, acc[0]);
-            } else if (G == 2) {
-                const int left = count - i;
-                _mm512_mask_storeu_ps(si, tail16(2 * left), _mm512_permutex2var_ps(acc[0], lo2, acc[1]));
-                _mm512_mask_storeu_ps(si + 16, tail16(2 * left - 16),
-                                      _mm512_permutex2var_ps(acc[0], hi2, acc[1]));
-            } else {
-                for (int h = 0; h < hb; h++)
-                    _mm512_mask_i32scatter_ps(si + h0 + h, m, to_s, acc[h], 4);
-            }
-        }
-    }
+    if (n == 8 && G == 1)
+        dotg_narrow_t(8, 1, n, G, q, qs, base, stride, idx, count, s);
+    else if (n == 8 && G == 2)
+        dotg_narrow_t(8, 2, n, G, q, qs, base, stride, idx, count, s);
+    else if (n == 8 && G == 4)
+        dotg_narrow_t(8, 4, n, G, q, qs, base, stride, idx, count, s);
+    else if (n == 8 && G == 8)
+        dotg_narrow_t(8, 8, n, G, q, qs, base, stride, idx, count, s);
+    else if (G == 1)
+        dotg_narrow_t(0, 1, n, G, q, qs, base, stride, idx, count, s);
+    else if (G == 2)
+        dotg_narrow_t(0, 2, n, G, q, qs, base, stride, idx, count, s);
+    else
+        dotg_narrow_t(0, 0, n, G, q, qs, base, stride, idx, count, s);
     return 1;
 }
 
@@ -459,7 +524,8 @@ static ALWAYS_INLINE void axpyg_type(const int HB, uint32_t type, int n, int G, 
 
 /* F32 values of at most 8 (small heads): two heads per vector (the cell's
  * row in both halves, each half scaled by its head's weight), in four
- * accumulators over cells i mod 4 (independent chains), added at the end. */
+ * accumulators (cells 4k + j into chain j, the last 1-3 cells into chain 0:
+ * independent chains), added at the end. */
 static void axpyg_narrow(int n, int G, const float *e, const uint8_t *base, size_t stride,
                          const int *idx, int count, float *y, size_t ldy)
 {
@@ -472,15 +538,25 @@ static void axpyg_narrow(int n, int G, const float *e, const uint8_t *base, size
         a[0] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_maskz_loadu_ps(m8, y0)),
                                   _mm256_maskz_loadu_ps(two ? m8 : 0, y1), 1);
         a[1] = a[2] = a[3] = _mm512_setzero_ps();
-        for (int i = 0; i < count; i++) {
-            const float *row = (const float *)(const void *)(base + (size_t)idx[i] * stride);
-            const __m512 v = _mm512_broadcast_f32x8(_mm256_maskz_loadu_ps(m8, row));
-            const float *ei = e + (size_t)i * (size_t)G + h;
-            const __m128 e2 = two ? _mm_castpd_ps(_mm_load_sd((const double *)(const void *)ei))
-                                  : _mm_load_ss(ei);
-            const __m512 w = _mm512_permutexvar_ps(pat, _mm512_castps128_ps512(e2));
-            a[i & 3] = _mm512_fmadd_ps(w, v, a[i & 3]);
+        int i = 0;
+#define AXPY_NARROW_STEP(k)                                                                        \
+    do {                                                                                           \
+        const float *row = (const float *)(const void *)(base + (size_t)idx[i + k] * stride);     \
+        const __m512 v = _mm512_broadcast_f32x8(_mm256_maskz_loadu_ps(m8, row));                    \
+        const float *ei = e + (size_t)(i + k) * (size_t)G + h;                                     \
+        const __m128 e2 = two ? _mm_castpd_ps(_mm_load_sd((const double *)(const void *)ei))       \
+                              : _mm_load_ss(ei);                                                   \
+        a[k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(pat, _mm512_castps128_ps512(e2)), v, a[k]);   \
+    } while (0)
+        for (; i + 4 <= count; i += 4) {
+            AXPY_NARROW_STEP(0);
+            AXPY_NARROW_STEP(1);
+            AXPY_NARROW_STEP(2);
+            AXPY_NARROW_STEP(3);
         }
+        for (; i < count; i++)
+            AXPY_NARROW_STEP(0); /* the last 1-3 cells into chain 0 */
+#undef AXPY_NARROW_STEP
         const __m512 t = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
         _mm256_mask_storeu_ps(y0, m8, _mm512_castps512_ps256(t));
         if (two)
