@@ -332,7 +332,8 @@ static ALWAYS_INLINE void cols8(const uint8_t *base, size_t stride, const int *i
         u[j + 2] = _mm512_shuffle_ps(t[j + 1], t[j + 3], _MM_SHUFFLE(1, 0, 1, 0));
         u[j + 3] = _mm512_shuffle_ps(t[j + 1], t[j + 3], _MM_SHUFFLE(3, 2, 3, 2));
     }
-    const __m512i first = _mm512_set_epi32(27, 26, 25, 24, 11, 10, 9, 8, 19, 18, 17, 16, 3, 2, 1, 0);
+    const __m512i first =
+        _mm512_set_epi32(27, 26, 25, 24, 11, 10, 9, 8, 19, 18, 17, 16, 3, 2, 1, 0);
     const __m512i second = _mm512_add_epi32(first, _mm512_set1_epi32(4));
     for (int j = 0; j < 4; j++) {
         col[j] = _mm512_permutex2var_ps(u[j], first, u[j + 4]);
@@ -365,8 +366,8 @@ static ALWAYS_INLINE void dotg_narrow_t(const int N, const int HB, int n, int G,
         } else {
             col[0] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, off, base, 1);
             for (int d = 1; d < nn; d++)
-                col[d] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, off,
-                                                  base + 4 * (size_t)d, 1);
+                col[d] =
+                    _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, off, base + 4 * (size_t)d, 1);
         }
         float *si = s + (size_t)i * (size_t)G;
         for (int h0 = 0; h0 < G; h0 += 8) {
@@ -541,11 +542,12 @@ static void axpyg_narrow(int n, int G, const float *e, const uint8_t *base, size
         int i = 0;
 #define AXPY_NARROW_STEP(k)                                                                        \
     do {                                                                                           \
-        const float *row = (const float *)(const void *)(base + (size_t)idx[i + k] * stride);     \
-        const __m512 v = _mm512_broadcast_f32x8(_mm256_maskz_loadu_ps(m8, row));                    \
+        const float *row = (const float *)(const void *)(base + (size_t)idx[i + k] * stride);      \
+        const __m512 v = _mm512_broadcast_f32x8(_mm256_maskz_loadu_ps(m8, row));                   \
         const float *ei = e + (size_t)(i + k) * (size_t)G + h;                                     \
-        const __m128 e2 = two ? _mm_castpd_ps(_mm_load_sd((const double *)(const void *)ei))       \
-                              : _mm_load_ss(ei);                                                   \
+        const __m128 e2 =                                                                          \
+            two ? _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(const void *)ei))             \
+                : _mm_load_ss(ei);                                                                 \
         a[k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(pat, _mm512_castps128_ps512(e2)), v, a[k]);   \
     } while (0)
         for (; i + 4 <= count; i += 4) {
@@ -560,7 +562,8 @@ static void axpyg_narrow(int n, int G, const float *e, const uint8_t *base, size
         const __m512 t = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
         _mm256_mask_storeu_ps(y0, m8, _mm512_castps512_ps256(t));
         if (two)
-            _mm256_mask_storeu_ps(y1, m8, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1)));
+            _mm256_mask_storeu_ps(y1, m8,
+                                  _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1)));
     }
 }
 
