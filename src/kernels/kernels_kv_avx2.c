@@ -10,7 +10,9 @@
  * Grouped tiles as in the avx512 file, on 16 registers: up to 8 heads' key
  * products per cell in 8 accumulators (their lane sums added together by a
  * transposing tree), values 8 at a time into 8 accumulators; element tails
- * of the float types one value at a time. Also the exponential, 8 lanes.
+ * of the float types one value at a time. Also the exponential, 8 lanes,
+ * and a tile's softmax step for groups dividing 8 (no small-head paths:
+ * heads under 16 values take the general loops).
  */
 #include "kernels/kernels_kv.h"
 

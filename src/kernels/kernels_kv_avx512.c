@@ -13,7 +13,12 @@
  * accumulator per head; eight heads' sums are then added across lanes
  * together (a transposing tree) and stored as the cell's 8 scores. Values:
  * 32 values of the cell at a time, widened once and added into 2 x 8
- * register accumulators. Also the exponential, 16 lanes at a time.
+ * register accumulators. Small F32 heads (under 16 values, e.g. the 8 of
+ * stories260K): 16 cells at a time by columns (value d of 16 cells in one
+ * vector: shuffled from the rows for 8 values, gathered otherwise), so each
+ * head's 16 scores are n multiply-adds; values of at most 8, two heads per
+ * vector in four independent chains. Also the exponential, 16 lanes at a
+ * time, and a tile's softmax step (kernels_kv.h) for groups dividing 16.
  */
 #include "kernels/kernels_kv.h"
 
