@@ -19,8 +19,18 @@
 #   LLAMA_BENCH=/path/to/llama-bench LLAMA_PPL=/path/to/llama-perplexity \
 #       scripts/bench_kv.sh MODEL.gguf [STORIES.gguf]
 #   env: DEPTHS ("512 2048 8192"), TYPES ("f32 f16 q8_0 q4_0"), TG (16),
-#        THREADS (2), LONG (32768; 0 skips part 2), LONG_TYPES ("q8_0").
+#        THREADS (2), LONG (32768; 0 skips part 2), LONG_TYPES ("q8_0"),
+#        PPL (1; 0 skips part 3), LIMIT (seconds one program may run per
+#        row, 240; a row past it prints "timeout").
 # Without LLAMA_BENCH / LLAMA_PPL only strix runs.
+#
+# Each of these stays within about 5 minutes on 2 quiet cores (the 1.1B
+# shape at Q4_0; a depth of 8192 costs each program a prefill of 8192
+# tokens, so that depth runs one cache type at a time):
+#   TYPES="f16 q8_0" DEPTHS="512 2048" LONG=0 LLAMA_BENCH=... LLAMA_PPL=... \
+#       scripts/bench_kv.sh tl1b-q4_0.gguf
+#   TYPES=f16 DEPTHS=8192 LONG=0 PPL=0 LLAMA_BENCH=... scripts/bench_kv.sh tl1b-q4_0.gguf
+#   TYPES=q8_0 DEPTHS=8192 LONG=0 PPL=0 LLAMA_BENCH=... scripts/bench_kv.sh tl1b-q4_0.gguf
 set -e
 M=${1:?usage: scripts/bench_kv.sh MODEL.gguf [STORIES.gguf]}
 SM=${2:-}
@@ -31,6 +41,8 @@ TG=${TG:-16}
 T=${THREADS:-2}
 LONG=${LONG:-32768}
 LONG_TYPES=${LONG_TYPES:-q8_0}
+PPL=${PPL:-1}
+LIMIT=${LIMIT:-240}
 TEXT=tests/data/tinystories-valid-4k.txt
 BUNDLED=tests/data/stories260K-ref.gguf
 tmp=$(mktemp -d)
@@ -62,16 +74,17 @@ speed_table() { # model depth-list type-list
     echo "|---:|---|---:|---:|---:|---:|---:|---:|"
     for d in $2; do
         for ty in $3; do
-            j=$("$S" bench -m "$m" -npl 1 -d "$d" -n "$TG" -r 1 -t "$T" -ctk "$ty" -ctv "$ty" -o json 2>"$tmp/err" |
+            j=$(timeout "$LIMIT" "$S" bench -m "$m" -npl 1 -d "$d" -n "$TG" -r 1 -t "$T" -ctk "$ty" -ctv "$ty" -o json 2>"$tmp/err" |
                 grep '"npl"' || echo "{}")
             st=$(echo "$j" | jget aggregate_ts)
             sc=$(echo "$j" | jget cpu_ts)
             sb=$(echo "$j" | jget kv_bytes_per_token)
-            [ -n "$st" ] || st="failed: $(head -c 120 "$tmp/err")"
+            [ -n "$st" ] || st="failed or timeout: $(head -c 120 "$tmp/err")"
             lt=
             if [ -n "$LLAMA_BENCH" ]; then
-                lt=$("$LLAMA_BENCH" -m "$m" -fa 1 -ctk "$ty" -ctv "$ty" -d "$d" -p 0 -n "$TG" -r 1 -t "$T" \
+                lt=$(timeout "$LIMIT" "$LLAMA_BENCH" -m "$m" -fa 1 -ctk "$ty" -ctv "$ty" -d "$d" -p 0 -n "$TG" -r 1 -t "$T" \
                     -o jsonl 2>/dev/null | jget avg_ts | awk '{ printf "%.2f", $1 }')
+                [ -n "$lt" ] || lt="failed or timeout"
             fi
             lb=$(awk -v n="$lkv" -v b="$(bpv "$ty")" 'BEGIN { printf "%d", 2 * n * b }')
             ratio=$(awk -v a="$st" -v b="$lt" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b }')
@@ -116,8 +129,10 @@ ppl_table() { # model
     done
 }
 
-ppl_table "$BUNDLED"
-[ -n "$SM" ] && ppl_table "$SM"
+if [ "$PPL" != 0 ]; then
+    ppl_table "$BUNDLED"
+    [ -n "$SM" ] && ppl_table "$SM"
+fi
 echo
 echo "# $(uptime)"
 echo "# elapsed $(($(date +%s) - start)) s"

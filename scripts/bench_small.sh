@@ -14,6 +14,9 @@
 #
 #   RUNC=/path/to/run scripts/bench_small.sh stories260K.bin tok512.bin [ROUNDS] [STEPS]
 #   RUNC=/path/to/runq scripts/bench_small.sh stories3M-q80.bin tok4096.bin [ROUNDS] [STEPS]
+#
+# STRIX_BEFORE=/path/to/an/earlier/strix adds that build to every round
+# (rows "before" and "before-1st") and prints before / strix.
 set -e
 . "$(dirname "$0")/lib.sh"
 M=${1:?usage: RUNC=run scripts/bench_small.sh MODEL.bin TOKENIZER.bin [ROUNDS] [STEPS]}
@@ -42,6 +45,10 @@ for r in $(seq 1 "$R"); do
     # start-up: the prompt and one generated token
     one runc-1st "$RUNC" "$M" -z "$V" -t 0 -n $((np + 1)) -i "$P"
     one strix-1st "$S" run -m "$M" --vocab "$V" -p "$P" -n 1 --temp 0 -t 1
+    if [ -n "$STRIX_BEFORE" ]; then
+        one before "$STRIX_BEFORE" run -m "$M" --vocab "$V" -p "$P" -n $((N - np)) --temp 0 -t 1
+        one before-1st "$STRIX_BEFORE" run -m "$M" --vocab "$V" -p "$P" -n 1 --temp 0 -t 1
+    fi
     # the process alone
     one true /bin/true
     one strix-help "$S" --help
@@ -50,4 +57,6 @@ echo "$(basename "$M"), $N tokens, 1 thread; load: $(uptime | sed 's/.*load aver
 awk "$MEDIAN_AWK"'{ c[$1] = c[$1] " " $2; w[$1] = w[$1] " " $3 }
      END { for (k in c) printf "%-10s CPU ms median %8.2f (runs:%s)  wall ms median %6d (runs:%s)\n", k, med(c[k]), c[k], med(w[k]), w[k]
            printf "run.c / strix: CPU %.2f, wall %.2f\n", med(c["runc"]) / med(c["strix"]), med(w["runc"]) / med(w["strix"])
-           printf "to the first token, run.c / strix: CPU %.2f, wall %.2f\n", med(c["runc-1st"]) / med(c["strix-1st"]), med(w["runc-1st"]) / med(w["strix-1st"]) }' "$out"
+           printf "to the first token, run.c / strix: CPU %.2f, wall %.2f\n", med(c["runc-1st"]) / med(c["strix-1st"]), med(w["runc-1st"]) / med(w["strix-1st"])
+           if ("before" in c)
+               printf "before / strix: CPU %.2f (to the first token %.2f)\n", med(c["before"]) / med(c["strix"]), med(c["before-1st"]) / med(c["strix-1st"]) }' "$out"

@@ -10,10 +10,14 @@
  *     tails, against a direct double computation over the dequantized rows
  *     and against the set's own per-head functions; nothing written outside
  *     the outputs (the gaps between heads' accumulators included);
+ *   - a tile's softmax step of every set against the step in double (1 to
+ *     16 heads per group, tile tails, -inf and NaN scores, a running
+ *     maximum above and below the tile's);
  *   - attention() of a batch (two sequences with interleaved cells, causal
  *     positions, a sliding window, ALiBi slopes, a soft cap) over
  *     grouped-query caches of 8 and 5 query heads per KV head and every
- *     cache type, against a direct softmax in double over the cells each
+ *     cache type (and of 2 and 1 with small heads of 8 and 12 values, float
+ *     caches), against a direct softmax in double over the cells each
  *     token may see.
  */
 #include <math.h>
@@ -203,17 +207,99 @@ static void check_group_one(uint32_t type, int n, int G)
 
 static void check_group(void)
 {
-    const int sizes_f[] = {8, 17, 32, 64, 70, 128};
+    /* small heads (under 16 values) take the sets' narrow paths */
+    const int sizes_f[] = {1, 3, 5, 8, 12, 15, 17, 32, 64, 70, 128};
     const int sizes_q[] = {32, 64, 128};
     const int groups[] = {1, 2, 3, 4, 5, 8, 9, 12, 16};
     for (size_t ti = 0; ti < sizeof TYPES / sizeof TYPES[0]; ti++) {
         const int blocks = TYPES[ti] == DTYPE_Q8_0 || TYPES[ti] == DTYPE_Q4_0;
         const int *sizes = blocks ? sizes_q : sizes_f;
-        const int n_sizes = blocks ? 3 : 6;
+        const int n_sizes = blocks ? 3 : (int)(sizeof sizes_f / sizeof sizes_f[0]);
         for (int si = 0; si < n_sizes; si++)
             for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++)
                 check_group_one(TYPES[ti], sizes[si], groups[gi]);
     }
+}
+
+/* ---- a tile's softmax step ---- */
+
+/* Every set against the step computed directly in double: scores of count
+ * cells x G heads (large, tiny, equal, -inf and NaN scores among them),
+ * starting from no maximum (-inf) and from a running maximum above or below
+ * the tile's; nothing written past the scores. */
+static void check_softmax_one(int count, int G, int start)
+{
+    const int total = count * G;
+    float *s0 = malloc((size_t)total * sizeof(float)), *s = malloc(((size_t)total + 1) * 4);
+    for (int i = 0; i < total; i++)
+        s0[i] = frand() * (i % 11 == 3 ? 60.0f : 8.0f);
+    if (total > 5 && count > 1) { /* a head never sees only -inf from no maximum */
+        s0[1] = -INFINITY;
+        s0[total - 2] = s0[total - 3];
+    }
+    if (total > 9 && start == 2)
+        s0[7] = NAN;
+    const float scale = 0.37f;
+    float mx0[GMAX], sum0[GMAX];
+    for (int h = 0; h < G; h++) {
+        mx0[h] = start == 0 ? -INFINITY : start == 1 ? frand() * 2.0f : 40.0f + (float)h;
+        sum0[h] = start == 0 ? 0.0f : 1.0f + frand() * 0.5f;
+    }
+    for (size_t k = 0; k < sizeof SETS / sizeof SETS[0]; k++) {
+        const struct kern_kv *set = kern_kv_get(SETS[k]);
+        if (!set)
+            continue;
+        float mx[GMAX], sum[GMAX], r[GMAX];
+        memcpy(s, s0, (size_t)total * sizeof(float));
+        s[total] = 12345.0f;
+        memcpy(mx, mx0, sizeof mx);
+        memcpy(sum, sum0, sizeof sum);
+        kern_kv_softmax_with(set, count, G, scale, s, mx, sum, r);
+        int bad = 0;
+        double worst = 0;
+        for (int h = 0; h < G; h++) {
+            double m = mx0[h];
+            for (int i = 0; i < count; i++) {
+                const double x = (double)(s0[i * G + h] * scale);
+                m = x > m ? x : m;
+            }
+            const double rw = exp((double)mx0[h] - m);
+            double want = sum0[h] * rw, mag = want;
+            bad += mx[h] != (float)m;
+            bad += !(fabs(r[h] - rw) <= 1e-6 * rw);
+            for (int i = 0; i < count; i++) {
+                const float x = s0[i * G + h] * scale;
+                if (x != x) { /* NaN stays NaN */
+                    bad += s[i * G + h] == s[i * G + h];
+                    continue;
+                }
+                const double e = exp((double)(x - mx[h])), got = s[i * G + h];
+                const double d = fabs(got - e) / (e + 1e-30);
+                worst = e > 1e-30 && d > worst ? d : worst;
+                bad += !(fabs(got - e) <= 4e-7 * e + 1e-37);
+                want += got;
+                mag += got;
+            }
+            if (start == 2 && total > 9 && h == 7 % G)
+                continue; /* the NaN score's head: its sum is NaN */
+            bad += !(fabs(sum[h] - want) <= 1e-6 * mag);
+        }
+        CHECKF(!bad && s[total] == 12345.0f,
+               "softmax %s count %d G %d start %d: %d off (worst exp relative %g)", SETS[k], count,
+               G, start, bad, worst);
+    }
+    free(s0);
+    free(s);
+}
+
+static void check_softmax(void)
+{
+    const int counts[] = {1, 3, 8, 17, 63, 64};
+    const int groups[] = {1, 2, 3, 4, 5, 8, 12, 16};
+    for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++)
+        for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++)
+            for (int start = 0; start < 3; start++)
+                check_softmax_one(counts[ci], groups[gi], start);
 }
 
 /* ---- attention over grouped-query caches ---- */
@@ -357,7 +443,7 @@ static void check_attention_type(strix_model *m, int tk, int tv)
     strix_context_free(c);
 }
 
-static void check_attention(int n_embd, int n_head, int n_head_kv)
+static void check_attention(int n_embd, int n_head, int n_head_kv, int floats_only)
 {
     struct strix_synth_params sp = strix_synth_default_params();
     sp.n_embd = n_embd;
@@ -374,7 +460,7 @@ static void check_attention(int n_embd, int n_head, int n_head_kv)
         {STRIX_CACHE_F32, STRIX_CACHE_F32},   {STRIX_CACHE_F16, STRIX_CACHE_F16},
         {STRIX_CACHE_Q8_0, STRIX_CACHE_Q8_0}, {STRIX_CACHE_Q4_0, STRIX_CACHE_Q4_0},
         {STRIX_CACHE_Q8_0, STRIX_CACHE_F16},  {STRIX_CACHE_F32, STRIX_CACHE_Q4_0}};
-    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
+    for (size_t i = 0; i < (floats_only ? 2 : sizeof pairs / sizeof pairs[0]); i++)
         check_attention_type(m, pairs[i][0], pairs[i][1]);
     strix_model_free(m);
 }
@@ -385,7 +471,10 @@ int main(void)
         TEST_MAIN_END();
     check_exp();
     check_group();
-    check_attention(512, 8, 1);  /* 8 query heads per KV head, head size 64 */
-    check_attention(320, 10, 2); /* 5 per KV head, head size 32 */
+    check_softmax();
+    check_attention(512, 8, 1, 0);  /* 8 query heads per KV head, head size 64 */
+    check_attention(320, 10, 2, 0); /* 5 per KV head, head size 32 */
+    check_attention(64, 8, 4, 1);   /* 2 per KV head, head size 8 (stories260K's shape) */
+    check_attention(36, 3, 3, 1);   /* 1 per KV head, head size 12 */
     TEST_MAIN_END();
 }

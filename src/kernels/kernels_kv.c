@@ -1,7 +1,7 @@
 /*
  * kernels_kv.c - the KV cache's element types (kernels_kv.h): storing a row,
  * converting a query, the scalar reference of the gathered key products and
- * value sums and of the exponential, the grouped functions' per-head
+ * value sums, of the exponential and of a tile's softmax step, the grouped functions' per-head
  * fallback, and the choice of the set that matches kernels.c's.
  */
 #include <math.h>
@@ -180,8 +180,41 @@ static void ref_exp(int n, float *x)
         x[i] = ref_exp1(x[i]);
 }
 
-static const struct kern_kv kv_scalar = {"scalar", ref_dot_gather, ref_axpy_gather,
-                                         NULL,     NULL,           ref_exp};
+/* with a set's exponential (the sets' softmax where they leave G to it) */
+static void softmax_with_exp(void (*ex)(int, float *), int count, int G, float scale, float *s,
+                             float *mx, float *sum, float *r)
+{
+    for (int h = 0; h < G; h++)
+        r[h] = mx[h]; /* the new maximum, first */
+    for (int i = 0; i < count; i++)
+        for (int h = 0; h < G; h++) {
+            const float x = s[(size_t)i * (size_t)G + (size_t)h] * scale;
+            s[(size_t)i * (size_t)G + (size_t)h] = x;
+            r[h] = x > r[h] ? x : r[h];
+        }
+    for (int h = 0; h < G; h++) {
+        const float m = r[h];
+        r[h] = expf(mx[h] - m);
+        sum[h] *= r[h];
+        mx[h] = m;
+    }
+    for (int i = 0; i < count; i++)
+        for (int h = 0; h < G; h++)
+            s[(size_t)i * (size_t)G + (size_t)h] -= mx[h];
+    ex(count * G, s);
+    for (int i = 0; i < count; i++)
+        for (int h = 0; h < G; h++)
+            sum[h] += s[(size_t)i * (size_t)G + (size_t)h];
+}
+
+static int ref_softmax(int count, int G, float scale, float *s, float *mx, float *sum, float *r)
+{
+    softmax_with_exp(ref_exp, count, G, scale, s, mx, sum, r);
+    return 1;
+}
+
+static const struct kern_kv kv_scalar = {"scalar", ref_dot_gather, ref_axpy_gather, NULL,
+                                         NULL,     ref_exp,        ref_softmax};
 
 /* ---- the grouped functions, per head where a set has none ---- */
 
@@ -240,6 +273,13 @@ void kern_kv_exp_with(const struct kern_kv *k, int n, float *x)
     (k->exp ? k->exp : ref_exp)(n, x);
 }
 
+void kern_kv_softmax_with(const struct kern_kv *k, int count, int G, float scale, float *s,
+                          float *mx, float *sum, float *r)
+{
+    if (!k->softmax || !k->softmax(count, G, scale, s, mx, sum, r))
+        softmax_with_exp(k->exp ? k->exp : ref_exp, count, G, scale, s, mx, sum, r);
+}
+
 /* ---- the set in use ---- */
 
 const struct kern_kv *kern_kv_get(const char *name)
@@ -285,6 +325,11 @@ void kern_kv_axpy_group(uint32_t type, int n, int G, const float *e, const uint8
 void kern_kv_exp(int n, float *x)
 {
     kern_kv_exp_with(kv_active(), n, x);
+}
+
+void kern_kv_softmax(int count, int G, float scale, float *s, float *mx, float *sum, float *r)
+{
+    kern_kv_softmax_with(kv_active(), count, G, scale, s, mx, sum, r);
 }
 
 void kern_kv_dot_gather(uint32_t type, int n, const void *q, const uint8_t *base, size_t stride,

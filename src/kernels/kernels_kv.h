@@ -28,7 +28,15 @@
  *   - exp: x[i] = e^x[i] in place for x[i] <= 88, 0 below -87.33 (where
  *     e^x is under FLT_MIN), NaN kept: a degree-7 polynomial after
  *     reducing x by k ln 2 (|r| <= ln 2 / 2), relative error under 4e-7
- *     (tests/test_attn.c measures it against exp in double).
+ *     (tests/test_attn.c measures it against exp in double);
+ *   - softmax: one tile's step of the online softmax over the scores s
+ *     (count cells x G heads, s[i * G + h]) with each head's running
+ *     maximum mx[h] and sum sum[h]: x = s * scale; m = the larger of mx[h]
+ *     and the tile's largest x of head h (a NaN score is never taken);
+ *     r[h] = expf(mx[h] - m), sum[h] *= r[h], mx[h] = m; s = exp(x - m)
+ *     (the exp above); sum[h] += the head's s. The caller multiplies its
+ *     value accumulators by r[h] (where r[h] != 1). The sets add the sums
+ *     in lanes (another order than the reference's cell order).
  *
  * Every set (scalar reference, avx2, avx512) runs the same formulas; the
  * sets may round differently (fused multiply-adds), so tests compare them
@@ -54,6 +62,8 @@ struct kern_kv {
     void (*axpy_group)(uint32_t type, int n, int G, const float *e, const uint8_t *base,
                        size_t stride, const int *idx, int count, float *y, size_t ldy);
     void (*exp)(int n, float *x);
+    /* returns 0 where the set leaves this G to the reference */
+    int (*softmax)(int count, int G, float scale, float *s, float *mx, float *sum, float *r);
 };
 
 /* 1 if the cache may hold this type (F32, F16, Q8_0, Q4_0). */
@@ -79,6 +89,7 @@ void kern_kv_dot_group(uint32_t type, int n, int G, const void *q, size_t q_stri
 void kern_kv_axpy_group(uint32_t type, int n, int G, const float *e, const uint8_t *base,
                         size_t stride, const int *idx, int count, float *y, size_t ldy);
 void kern_kv_exp(int n, float *x);
+void kern_kv_softmax(int count, int G, float scale, float *s, float *mx, float *sum, float *r);
 /* The grouped functions of a set from kern_kv_get (its own, or the per-head
  * fallback where it has none; tests). */
 void kern_kv_dot_group_with(const struct kern_kv *k, uint32_t type, int n, int G, const void *q,
@@ -88,6 +99,8 @@ void kern_kv_axpy_group_with(const struct kern_kv *k, uint32_t type, int n, int 
                              const uint8_t *base, size_t stride, const int *idx, int count,
                              float *y, size_t ldy);
 void kern_kv_exp_with(const struct kern_kv *k, int n, float *x);
+void kern_kv_softmax_with(const struct kern_kv *k, int count, int G, float scale, float *s,
+                          float *mx, float *sum, float *r);
 /* A set by name ("scalar", "avx2", "avx512") if this CPU runs it, else NULL
  * (tests). */
 const struct kern_kv *kern_kv_get(const char *name);

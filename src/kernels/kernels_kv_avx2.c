@@ -10,12 +10,15 @@
  * Grouped tiles as in the avx512 file, on 16 registers: up to 8 heads' key
  * products per cell in 8 accumulators (their lane sums added together by a
  * transposing tree), values 8 at a time into 8 accumulators; element tails
- * of the float types one value at a time. Also the exponential, 8 lanes.
+ * of the float types one value at a time. Also the exponential, 8 lanes,
+ * and a tile's softmax step for groups dividing 8 (no small-head paths:
+ * heads under 16 values take the general loops).
  */
 #include "kernels/kernels_kv.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "quant/dtype.h"
@@ -446,8 +449,85 @@ static void exp_f32(int n, float *x)
     }
 }
 
-static const struct kern_kv kv_avx2 = {"avx2",    dot_gather, axpy_gather,
-                                       dot_group, axpy_group, exp_f32};
+/* The per-head result of lanes l = h mod G (G divides 8) of v. */
+static ALWAYS_INLINE void fold_heads(int G, __m256 v, int is_max, float *out)
+{
+    float t[8];
+    if (G == 8) {
+        _mm256_storeu_ps(t, v);
+    } else {
+        const __m128 c = _mm256_castps256_ps128(v), d = _mm256_extractf128_ps(v, 1);
+        __m128 v4 = is_max ? _mm_max_ps(c, d) : _mm_add_ps(c, d);
+        if (G <= 2) {
+            const __m128 hi = _mm_movehl_ps(v4, v4);
+            v4 = is_max ? _mm_max_ps(v4, hi) : _mm_add_ps(v4, hi);
+            if (G == 1) {
+                const __m128 odd = _mm_movehdup_ps(v4);
+                v4 = is_max ? _mm_max_ps(v4, odd) : _mm_add_ps(v4, odd);
+            }
+        }
+        _mm_storeu_ps(t, v4);
+    }
+    for (int h = 0; h < G; h++)
+        out[h] = t[h];
+}
+
+/* kernels_kv.h's softmax, 8 lanes at a time (lane l holds head l mod G);
+ * the tail through a buffer padded with -inf. */
+static int softmax_tile(int count, int G, float scale, float *s, float *mx, float *sum, float *r)
+{
+    if (G > 8 || 8 % G)
+        return 0;
+    const int total = count * G, full = total & ~7, left = total - full;
+    const __m256 sc = _mm256_set1_ps(scale);
+    __m256 vm = _mm256_set1_ps(-INFINITY);
+    float tail[8];
+    for (int i = 0; i < full; i += 8) {
+        const __m256 x = _mm256_mul_ps(_mm256_loadu_ps(s + i), sc);
+        _mm256_storeu_ps(s + i, x);
+        vm = _mm256_max_ps(x, vm); /* x > vm ? x : vm */
+    }
+    if (left) {
+        for (int l = 0; l < 8; l++)
+            tail[l] = l < left ? s[full + l] * scale : -INFINITY;
+        memcpy(s + full, tail, (size_t)left * sizeof(float));
+        vm = _mm256_max_ps(_mm256_loadu_ps(tail), vm);
+    }
+    float tm[8];
+    fold_heads(G, vm, 1, tm);
+    for (int h = 0; h < G; h++) {
+        const float mn = tm[h] > mx[h] ? tm[h] : mx[h];
+        r[h] = expf(mx[h] - mn);
+        sum[h] *= r[h];
+        mx[h] = mn;
+    }
+    for (int l = 0; l < 8; l++)
+        tm[l] = mx[l % G];
+    const __m256 m8 = _mm256_loadu_ps(tm);
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < full; i += 8) {
+        const __m256 x = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + i), m8));
+        _mm256_storeu_ps(s + i, x);
+        acc = _mm256_add_ps(acc, x);
+    }
+    if (left) {
+        for (int l = 0; l < 8; l++)
+            tail[l] = l < left ? s[full + l] : 0.0f;
+        const __m256 x = exp8(_mm256_sub_ps(_mm256_loadu_ps(tail), m8));
+        _mm256_storeu_ps(tail, x);
+        memcpy(s + full, tail, (size_t)left * sizeof(float));
+        const __m256i lane = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+        const __m256 keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(left), lane));
+        acc = _mm256_add_ps(acc, _mm256_and_ps(x, keep));
+    }
+    fold_heads(G, acc, 0, tm);
+    for (int h = 0; h < G; h++)
+        sum[h] += tm[h];
+    return 1;
+}
+
+static const struct kern_kv kv_avx2 = {"avx2",     dot_gather, axpy_gather, dot_group,
+                                       axpy_group, exp_f32,    softmax_tile};
 const struct kern_kv *const kern_kv_avx2 = &kv_avx2;
 #else
 const struct kern_kv *const kern_kv_avx2 = 0;

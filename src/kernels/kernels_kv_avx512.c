@@ -13,12 +13,18 @@
  * accumulator per head; eight heads' sums are then added across lanes
  * together (a transposing tree) and stored as the cell's 8 scores. Values:
  * 32 values of the cell at a time, widened once and added into 2 x 8
- * register accumulators. Also the exponential, 16 lanes at a time.
+ * register accumulators. Small F32 heads (under 16 values, e.g. the 8 of
+ * stories260K): 16 cells at a time by columns (value d of 16 cells in one
+ * vector: shuffled from the rows for 8 values, gathered otherwise), so each
+ * head's 16 scores are n multiply-adds; values of at most 8, two heads per
+ * vector in four independent chains. Also the exponential, 16 lanes at a
+ * time, and a tile's softmax step (kernels_kv.h) for groups dividing 16.
  */
 #include "kernels/kernels_kv.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+#include <math.h>
 
 #include "quant/dtype.h"
 
@@ -304,9 +310,131 @@ static ALWAYS_INLINE void dotg_heads(const int HB, uint32_t type, int n, int G, 
     }
 }
 
+/* Rows of 8 floats of 16 cells (zeros past `left`) as 8 columns: col[d]
+ * holds value d of cells 0..15. Two 8x8 transposes side by side (cells 0-7
+ * in the low half, 8-15 in the high): pairs, quads in 128-bit lanes, then
+ * the lanes put together. Loads and shuffles instead of 8 gathers. */
+static ALWAYS_INLINE void cols8(const uint8_t *base, size_t stride, const int *idx, int left,
+                                __m512 *col)
+{
+    __m512 r[8];
+    for (int j = 0; j < 8; j++) {
+        __m256 lo = _mm256_setzero_ps(), hi = lo;
+        if (j < left)
+            lo = _mm256_loadu_ps((const float *)(const void *)(base + (size_t)idx[j] * stride));
+        if (j + 8 < left)
+            hi = _mm256_loadu_ps((const float *)(const void *)(base + (size_t)idx[j + 8] * stride));
+        r[j] = _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+    }
+    __m512 t[8], u[8];
+    for (int j = 0; j < 8; j += 2) {
+        t[j] = _mm512_unpacklo_ps(r[j], r[j + 1]);
+        t[j + 1] = _mm512_unpackhi_ps(r[j], r[j + 1]);
+    }
+    for (int j = 0; j < 8; j += 4) {
+        u[j] = _mm512_shuffle_ps(t[j], t[j + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[j + 1] = _mm512_shuffle_ps(t[j], t[j + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[j + 2] = _mm512_shuffle_ps(t[j + 1], t[j + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[j + 3] = _mm512_shuffle_ps(t[j + 1], t[j + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    const __m512i first =
+        _mm512_set_epi32(27, 26, 25, 24, 11, 10, 9, 8, 19, 18, 17, 16, 3, 2, 1, 0);
+    const __m512i second = _mm512_add_epi32(first, _mm512_set1_epi32(4));
+    for (int j = 0; j < 4; j++) {
+        col[j] = _mm512_permutex2var_ps(u[j], first, u[j + 4]);
+        col[j + 4] = _mm512_permutex2var_ps(u[j], second, u[j + 4]);
+    }
+}
+
+/* F32 keys of fewer than 16 values (small heads): 16 cells at a time, each
+ * of the n columns gathered into one vector (value d of 16 cells), so a
+ * head's 16 scores are n multiply-adds (d in order); HB heads per pass over
+ * the columns. N and HB are constants after inlining (registers, not the
+ * stack) for the common shapes; 0 means "use n / G". */
+static ALWAYS_INLINE void dotg_narrow_t(const int N, const int HB, int n, int G, const float *q,
+                                        size_t qs, const uint8_t *base, size_t stride,
+                                        const int *idx, int count, float *s)
+{
+    const int nn = N ? N : n;
+    const __m512i lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i to_s = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(G));
+    /* G = 2: the two heads' vectors interleaved, cells 0-7 and 8-15 */
+    const __m512i lo2 = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i hi2 = _mm512_add_epi32(lo2, _mm512_set1_epi32(8));
+    for (int i = 0; i < count; i += 16) {
+        const __mmask16 m = tail16(count - i);
+        const __m512i off = _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(m, idx + i),
+                                               _mm512_set1_epi32((int)stride));
+        __m512 col[15];
+        if (N == 8) {
+            cols8(base, stride, idx + i, count - i, col);
+        } else {
+            col[0] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, off, base, 1);
+            for (int d = 1; d < nn; d++)
+                col[d] =
+                    _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, off, base + 4 * (size_t)d, 1);
+        }
+        float *si = s + (size_t)i * (size_t)G;
+        for (int h0 = 0; h0 < G; h0 += 8) {
+            const int hb = HB ? HB : (G - h0 < 8 ? G - h0 : 8);
+            __m512 acc[8];
+            for (int h = 0; h < hb; h++) {
+                const float *qh = q + (size_t)(h0 + h) * qs;
+                acc[h] = _mm512_mul_ps(col[0], _mm512_set1_ps(qh[0]));
+                for (int d = 1; d < nn; d++)
+                    acc[h] = _mm512_fmadd_ps(col[d], _mm512_set1_ps(qh[d]), acc[h]);
+            }
+            if (HB == 1) {
+                _mm512_mask_storeu_ps(si, m, acc[0]);
+            } else if (HB == 2) {
+                const int left = count - i;
+                _mm512_mask_storeu_ps(si, tail16(2 * left),
+                                      _mm512_permutex2var_ps(acc[0], lo2, acc[1]));
+                _mm512_mask_storeu_ps(si + 16, tail16(2 * left - 16),
+                                      _mm512_permutex2var_ps(acc[0], hi2, acc[1]));
+            } else {
+                for (int h = 0; h < hb; h++)
+                    _mm512_mask_i32scatter_ps(si + h0 + h, m, to_s, acc[h], 4);
+            }
+        }
+    }
+}
+
+/* Cell offsets are 32-bit: 0 (not done) where the cells lie too far apart. */
+static int dotg_narrow(int n, int G, const float *q, size_t qs, const uint8_t *base, size_t stride,
+                       const int *idx, int count, float *s)
+{
+    if (stride > (size_t)INT32_MAX)
+        return 0;
+    for (int i = 0; i < count; i += 16) {
+        const __mmask16 m = tail16(count - i);
+        const __m512i vi = _mm512_maskz_loadu_epi32(m, idx + i);
+        if ((size_t)(uint32_t)_mm512_mask_reduce_max_epi32(m, vi) * stride + 64 > (size_t)INT32_MAX)
+            return 0;
+    }
+    if (n == 8 && G == 1)
+        dotg_narrow_t(8, 1, n, G, q, qs, base, stride, idx, count, s);
+    else if (n == 8 && G == 2)
+        dotg_narrow_t(8, 2, n, G, q, qs, base, stride, idx, count, s);
+    else if (n == 8 && G == 4)
+        dotg_narrow_t(8, 4, n, G, q, qs, base, stride, idx, count, s);
+    else if (n == 8 && G == 8)
+        dotg_narrow_t(8, 8, n, G, q, qs, base, stride, idx, count, s);
+    else if (G == 1)
+        dotg_narrow_t(0, 1, n, G, q, qs, base, stride, idx, count, s);
+    else if (G == 2)
+        dotg_narrow_t(0, 2, n, G, q, qs, base, stride, idx, count, s);
+    else
+        dotg_narrow_t(0, 0, n, G, q, qs, base, stride, idx, count, s);
+    return 1;
+}
+
 static void dot_group(uint32_t type, int n, int G, const void *q, size_t q_stride,
                       const uint8_t *base, size_t stride, const int *idx, int count, float *s)
 {
+    if (type == DTYPE_F32 && n < 16 &&
+        dotg_narrow(n, G, q, q_stride / sizeof(float), base, stride, idx, count, s))
+        return;
     int h = 0;
     for (; h + 8 <= G; h += 8)
         dotg_heads(8, type, n, G, (const uint8_t *)q + (size_t)h * q_stride, q_stride, base, stride,
@@ -400,9 +528,57 @@ static ALWAYS_INLINE void axpyg_type(const int HB, uint32_t type, int n, int G, 
     }
 }
 
+/* F32 values of at most 8 (small heads): two heads per vector (the cell's
+ * row in both halves, each half scaled by its head's weight), in four
+ * accumulators (cells 4k + j into chain j, the last 1-3 cells into chain 0:
+ * independent chains), added at the end. */
+static void axpyg_narrow(int n, int G, const float *e, const uint8_t *base, size_t stride,
+                         const int *idx, int count, float *y, size_t ldy)
+{
+    const __mmask8 m8 = (__mmask8)((1u << n) - 1);
+    const __m512i pat = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    for (int h = 0; h < G; h += 2) {
+        const int two = G - h >= 2;
+        float *y0 = y + (size_t)h * ldy, *y1 = two ? y0 + ldy : y0;
+        __m512 a[4];
+        a[0] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_maskz_loadu_ps(m8, y0)),
+                                  _mm256_maskz_loadu_ps(two ? m8 : 0, y1), 1);
+        a[1] = a[2] = a[3] = _mm512_setzero_ps();
+        int i = 0;
+#define AXPY_NARROW_STEP(k)                                                                        \
+    do {                                                                                           \
+        const float *row = (const float *)(const void *)(base + (size_t)idx[i + k] * stride);      \
+        const __m512 v = _mm512_broadcast_f32x8(_mm256_maskz_loadu_ps(m8, row));                   \
+        const float *ei = e + (size_t)(i + k) * (size_t)G + h;                                     \
+        const __m128 e2 =                                                                          \
+            two ? _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(const void *)ei))             \
+                : _mm_load_ss(ei);                                                                 \
+        a[k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(pat, _mm512_castps128_ps512(e2)), v, a[k]);   \
+    } while (0)
+        for (; i + 4 <= count; i += 4) {
+            AXPY_NARROW_STEP(0);
+            AXPY_NARROW_STEP(1);
+            AXPY_NARROW_STEP(2);
+            AXPY_NARROW_STEP(3);
+        }
+        for (; i < count; i++)
+            AXPY_NARROW_STEP(0); /* the last 1-3 cells into chain 0 */
+#undef AXPY_NARROW_STEP
+        const __m512 t = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
+        _mm256_mask_storeu_ps(y0, m8, _mm512_castps512_ps256(t));
+        if (two)
+            _mm256_mask_storeu_ps(y1, m8,
+                                  _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1)));
+    }
+}
+
 static void axpy_group(uint32_t type, int n, int G, const float *e, const uint8_t *base,
                        size_t stride, const int *idx, int count, float *y, size_t ldy)
 {
+    if (type == DTYPE_F32 && n <= 8) {
+        axpyg_narrow(n, G, e, base, stride, idx, count, y, ldy);
+        return;
+    }
     int h = 0;
     for (; h + 8 <= G; h += 8)
         axpyg_type(8, type, n, G, e + h, base, stride, idx, count, y + (size_t)h * ldy, ldy);
@@ -446,8 +622,76 @@ static void exp_f32(int n, float *x)
     }
 }
 
-static const struct kern_kv kv_avx512 = {"avx512",  dot_gather, axpy_gather,
-                                         dot_group, axpy_group, exp_f32};
+/* The per-head result of lanes l = h mod G (G divides 16) of v, by halving:
+ * op(v's two halves) while the half still holds every head. */
+static ALWAYS_INLINE void fold_heads(int G, __m512 v, int is_max, float *out)
+{
+    __m256 a = _mm512_castps512_ps256(v),
+           b = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    float t[16];
+    if (G == 16) {
+        _mm512_storeu_ps(t, v);
+    } else {
+        __m256 v8 = is_max ? _mm256_max_ps(a, b) : _mm256_add_ps(a, b);
+        if (G == 8) {
+            _mm256_storeu_ps(t, v8);
+        } else {
+            const __m128 c = _mm256_castps256_ps128(v8), d = _mm256_extractf128_ps(v8, 1);
+            __m128 v4 = is_max ? _mm_max_ps(c, d) : _mm_add_ps(c, d);
+            if (G <= 2) {
+                const __m128 hi = _mm_movehl_ps(v4, v4);
+                v4 = is_max ? _mm_max_ps(v4, hi) : _mm_add_ps(v4, hi);
+                if (G == 1) {
+                    const __m128 odd = _mm_movehdup_ps(v4);
+                    v4 = is_max ? _mm_max_ps(v4, odd) : _mm_add_ps(v4, odd);
+                }
+            }
+            _mm_storeu_ps(t, v4);
+        }
+    }
+    for (int h = 0; h < G; h++)
+        out[h] = t[h];
+}
+
+static int softmax_tile(int count, int G, float scale, float *s, float *mx, float *sum, float *r)
+{
+    if (G > 16 || 16 % G)
+        return 0;
+    const int total = count * G;
+    const __m512 sc = _mm512_set1_ps(scale);
+    __m512 vm = _mm512_set1_ps(-INFINITY);
+    for (int i = 0; i < total; i += 16) {
+        const __mmask16 m = tail16(total - i);
+        const __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + i), sc);
+        _mm512_mask_storeu_ps(s + i, m, x);
+        vm = _mm512_mask_max_ps(vm, m, x, vm); /* x > vm ? x : vm */
+    }
+    float tm[16];
+    fold_heads(G, vm, 1, tm);
+    for (int h = 0; h < G; h++) {
+        const float mn = tm[h] > mx[h] ? tm[h] : mx[h];
+        r[h] = expf(mx[h] - mn);
+        sum[h] *= r[h];
+        mx[h] = mn;
+    }
+    for (int l = 0; l < 16; l++)
+        tm[l] = mx[l % G];
+    const __m512 m16 = _mm512_loadu_ps(tm);
+    __m512 acc = _mm512_setzero_ps();
+    for (int i = 0; i < total; i += 16) {
+        const __mmask16 m = tail16(total - i);
+        const __m512 x = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + i), m16));
+        _mm512_mask_storeu_ps(s + i, m, x);
+        acc = _mm512_mask_add_ps(acc, m, acc, x);
+    }
+    fold_heads(G, acc, 0, tm);
+    for (int h = 0; h < G; h++)
+        sum[h] += tm[h];
+    return 1;
+}
+
+static const struct kern_kv kv_avx512 = {"avx512",   dot_gather, axpy_gather, dot_group,
+                                         axpy_group, exp_f32,    softmax_tile};
 const struct kern_kv *const kern_kv_avx512 = &kv_avx512;
 #else
 const struct kern_kv *const kern_kv_avx512 = 0;

@@ -5,7 +5,7 @@
  * context length is ever stored, and the query heads that share a KV head
  * (grouped- and multi-query attention) are processed together: per tile the
  * group's scores are one small product (kern_kv_dot_group: each key read
- * once for all heads), the exponentials one vector pass (kern_kv_exp), and
+ * once for all heads), the softmax step one vector pass (kern_kv_softmax), and
  * the values one more product (kern_kv_axpy_group: each value read once).
  *
  * Layer l reads only layer l's cells (context.h), so a layer may hold
@@ -141,39 +141,32 @@ static void attn_worker(void *arg, int ith, int nth)
             /* scores (cell, head): each key read once for the group */
             kern_kv_dot_group(tk, hd, group, tk == DTYPE_F32 ? (const void *)q : (const void *)qc,
                               (size_t)hd * sizeof(float), kg, row_k, idx, n, score);
-            for (int h = 0; h < group; h++)
-                mnew[h] = mx[h];
-            for (int i = 0; i < n; i++) {
-                float *si = score + (size_t)i * (size_t)group;
-                const float dp = a->alibi ? (float)(kv->pos[idx[i]] - pos) : 0.0f;
-                for (int h = 0; h < group; h++) {
-                    float x = si[h] * a->scale;
-                    if (a->softcap > 0.0f)
-                        x = a->softcap * tanhf(x / a->softcap);
-                    if (a->alibi)
-                        x += a->alibi[g * group + h] * dp;
-                    si[h] = x;
-                    mnew[h] = x > mnew[h] ? x : mnew[h];
+            /* scale (soft cap, ALiBi), the running maxima and sums, the
+             * exponentials (kern_kv_softmax); mnew gets each head's factor */
+            float scale = a->scale;
+            if (a->softcap > 0.0f || a->alibi) {
+                for (int i = 0; i < n; i++) {
+                    float *si = score + (size_t)i * (size_t)group;
+                    const float dp = a->alibi ? (float)(kv->pos[idx[i]] - pos) : 0.0f;
+                    for (int h = 0; h < group; h++) {
+                        float x = si[h] * a->scale;
+                        if (a->softcap > 0.0f)
+                            x = a->softcap * tanhf(x / a->softcap);
+                        if (a->alibi)
+                            x += a->alibi[g * group + h] * dp;
+                        si[h] = x;
+                    }
                 }
+                scale = 1.0f;
             }
+            kern_kv_softmax(n, group, scale, score, mx, sum, mnew);
             /* rescale what was accumulated under the old maximum */
-            for (int h = 0; h < group; h++) {
-                const float r = expf(mx[h] - mnew[h]);
-                if (r != 1.0f) {
+            for (int h = 0; h < group; h++)
+                if (mnew[h] != 1.0f) {
                     float *ah = acc + (size_t)h * (size_t)hd;
-                    sum[h] *= r;
                     for (int d = 0; d < hd; d++)
-                        ah[d] *= r;
+                        ah[d] *= mnew[h];
                 }
-                mx[h] = mnew[h];
-            }
-            for (int i = 0; i < n; i++)
-                for (int h = 0; h < group; h++)
-                    score[(size_t)i * (size_t)group + (size_t)h] -= mx[h];
-            kern_kv_exp(n * group, score);
-            for (int i = 0; i < n; i++)
-                for (int h = 0; h < group; h++)
-                    sum[h] += score[(size_t)i * (size_t)group + (size_t)h];
             /* values: each read once for the group */
             kern_kv_axpy_group(tv, hd, group, score, vg, row_v, idx, n, acc, (size_t)hd);
         }

@@ -83,10 +83,13 @@ static void kv_free(struct kv_cache *kv)
         util_free(kv->layer[l].pos);
         util_free(kv->layer[l].seqs);
         util_free(kv->layer[l].order);
+        if (kv->block)
+            continue;
         if (kv->layer[l].v != kv->layer[l].k)
             util_free(kv->layer[l].v);
         util_free(kv->layer[l].k);
     }
+    util_free(kv->block);
     util_free(kv->layer);
     util_free(kv->sim_pos);
     util_free(kv->sim_seqs);
@@ -112,6 +115,10 @@ static int kv_alloc(struct kv_cache *kv, int n_layer, int cells, size_t kv_dim, 
     kv->sim_seqs = util_malloc((size_t)cells * sizeof(uint64_t));
     if (!kv->layer || !kv->sim_pos || !kv->sim_seqs)
         return 0;
+    const size_t cell_bytes = kv->row_k + (v_in_k ? 0 : kv->row_v), huge = (size_t)2 << 20;
+    const size_t all = (size_t)n_layer * (size_t)cells * cell_bytes;
+    if (!grow && all >= ((size_t)128 << 10) && all < huge && !(kv->block = util_malloc_huge(huge)))
+        return 0;
     for (int l = 0; l < n_layer; l++) {
         struct kv_layer *L = &kv->layer[l];
         L->size = cells;
@@ -121,8 +128,13 @@ static int kv_alloc(struct kv_cache *kv, int n_layer, int cells, size_t kv_dim, 
         L->cap = grow ? 0 : cells;
         if (!grow) {
             /* offered to huge pages (2 MiB and up): long contexts scan them */
-            L->k = util_malloc_huge((size_t)cells * kv->row_k);
-            L->v = v_in_k ? L->k : util_malloc_huge((size_t)cells * kv->row_v);
+            if (kv->block) {
+                L->k = kv->block + (size_t)l * (size_t)cells * cell_bytes;
+                L->v = v_in_k ? L->k : L->k + (size_t)cells * kv->row_k;
+            } else {
+                L->k = util_malloc_huge((size_t)cells * kv->row_k);
+                L->v = v_in_k ? L->k : util_malloc_huge((size_t)cells * kv->row_v);
+            }
             kv->bytes += (uint64_t)cells * (kv->row_k + (v_in_k ? 0 : kv->row_v));
         }
         if (!L->pos || !L->seqs || !L->order || (!grow && (!L->k || !L->v)))

@@ -61,6 +61,10 @@ struct kv_cache {
      * reallocated as its highest cell in use needs, before a decode starts */
     int grow;
     int v_in_k; /* values share the keys' memory (MLA) */
+    /* fixed-size cache of 128 KiB to 2 MiB: every layer's keys and values
+     * in this one block (a huge page where the OS gives one: one fault, not
+     * one per 4 KiB page as cells fill); NULL: each layer's own blocks */
+    uint8_t *block;
     size_t kv_dim;
     uint32_t type_k, type_v; /* element types (enum dtype: F32, F16, Q8_0, Q4_0) */
     size_t row_k, row_v;     /* bytes of one cell's keys, values */
