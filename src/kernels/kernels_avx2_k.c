@@ -230,16 +230,104 @@ AI void packed_sub_k45(const uint8_t *sg, int nb, int five, const uint8_t *a, si
     _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) avx2_out8(y, ldy, r, t0 + t, acc[t], accumulate);
 }
 
+/* Q5_K's fifth bits for sub-block s: bit s of each high-bit byte moved to
+ * bit 4 by one shift of the 16-bit lanes (k = 4 - s; a byte's bit 4 comes
+ * from its own bits whichever way it moves), the rest masked off. */
+AI __m256i k_bit4(__m256i h, int k, __m256i b4)
+{
+    if (k > 0)
+        h = _mm256_slli_epi16(h, k);
+    else if (k < 0)
+        h = _mm256_srli_epi16(h, -k);
+    return _mm256_and_si256(h, b4);
+}
+
+#if !AVX2_VNNI
+/* One token, chunk c (sub-blocks 2c and 2c + 1): each quant register is
+ * loaded once for both its nibbles, where the tile loop above loads it once
+ * per sub-block and keeps it for up to GTK tokens; the same exact integer
+ * sums as k_sub_dot's (int16 chains as long), so the same bits. Only the
+ * set without VNNI takes it; the VNNI sets keep the tile loop for one token
+ * (this path was measured and tested on an AVX2-only CPU alone). */
+AI __m256i k_one_chunk(const uint8_t *blk, int five, int c, const uint8_t *q)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0f), b4 = _mm256_set1_epi8(0x10);
+    const uint8_t *wq = blk + 160 + 256 * c, *sc = blk + 32 + 16 * c;
+    __m256i r = _mm256_setzero_si256(), p0 = r, p1 = r;
+    const __m256i s0 = dup16_u8(sc), s1 = dup16_u8(sc + 8);
+    const int chain = five ? 4 : 8;
+    _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++) {
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(wq + 32 * m));
+        __m256i lo = _mm256_and_si256(x, m4), hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
+        if (five) {
+            const __m256i h = _mm256_loadu_si256((const __m256i *)(blk + Q4KP + 32 * m));
+            lo = _mm256_or_si256(lo, k_bit4(h, 4 - 2 * c, b4));
+            hi = _mm256_or_si256(hi, k_bit4(h, 3 - 2 * c, b4));
+        }
+        const __m256i d0 = _mm256_maddubs_epi16(lo, avx2_bcast4(q + 4 * m));
+        const __m256i d1 = _mm256_maddubs_epi16(hi, avx2_bcast4(q + 32 + 4 * m));
+        p0 = m % chain ? _mm256_add_epi16(p0, d0) : d0;
+        p1 = m % chain ? _mm256_add_epi16(p1, d1) : d1;
+        AVX2_CHAIN(p0);
+        AVX2_CHAIN(p1);
+        if (m % chain == chain - 1) {
+            r = _mm256_add_epi32(r, _mm256_madd_epi16(p0, s0));
+            r = _mm256_add_epi32(r, _mm256_madd_epi16(p1, s1));
+        }
+    }
+    return r;
+}
+
+AI void packed_one_k45(const uint8_t *sg, int nb, int five, const uint8_t *a, size_t as, int t0,
+                       float *y, size_t ldy, int r, int accumulate)
+{
+    __m256 acc = _mm256_setzero_ps();
+    const int per = five ? Q5KP : Q4KP;
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *blk = sg + (size_t)b * (size_t)per;
+        avx2_prefetch(blk, per);
+        const struct block_q8_K *ab = (const struct block_q8_K *)(const void *)(a + (size_t)t0 * as) + b;
+        __m256i is = _mm256_setzero_si256();
+        _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) is =
+            _mm256_add_epi32(is, k_one_chunk(blk, five, c, (const uint8_t *)ab->qs + 64 * c));
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
+        const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16)));
+        const int16_t *bs = ab->bsums;
+        __m256i ms = _mm256_setzero_si256();
+        _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++) {
+            const uint32_t pair = (uint32_t)(uint16_t)(int16_t)(bs[4 * q] + bs[4 * q + 1]) |
+                                  (uint32_t)(uint16_t)(int16_t)(bs[4 * q + 2] + bs[4 * q + 3]) << 16;
+            const __m256i mn = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(blk + 96 + 16 * q)));
+            ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mn, _mm256_set1_epi32((int32_t)pair)));
+        }
+        const __m256 da = _mm256_set1_ps(ab->d);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), _mm256_mul_ps(dw, da), acc);
+        acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dm, da), acc);
+    }
+    avx2_out8(y, ldy, r, t0, acc, accumulate);
+}
+#define K_ONE(T) ((T) == 1)
+#else
+#define K_ONE(T) 0
+#define packed_one_k45(...) (void)0
+#endif
+
 AI void packed_sub_q4_K(const uint8_t *sg, int nb, const uint8_t *a, size_t as, int t0, int T,
                         float *y, size_t ldy, int r, int accumulate)
 {
-    packed_sub_k45(sg, nb, 0, a, as, t0, T, y, ldy, r, accumulate);
+    if (K_ONE(T))
+        packed_one_k45(sg, nb, 0, a, as, t0, y, ldy, r, accumulate);
+    else
+        packed_sub_k45(sg, nb, 0, a, as, t0, T, y, ldy, r, accumulate);
 }
 
 AI void packed_sub_q5_K(const uint8_t *sg, int nb, const uint8_t *a, size_t as, int t0, int T,
                         float *y, size_t ldy, int r, int accumulate)
 {
-    packed_sub_k45(sg, nb, 1, a, as, t0, T, y, ldy, r, accumulate);
+    if (K_ONE(T))
+        packed_one_k45(sg, nb, 1, a, as, t0, y, ldy, r, accumulate);
+    else
+        packed_sub_k45(sg, nb, 1, a, as, t0, T, y, ldy, r, accumulate);
 }
 
 #if AVX2_VNNI != 2 /* (the avx512 set takes only Q5_K from this file) */
