@@ -85,6 +85,15 @@ BUDGET=${BUDGET:-4 16}
 T=${THREADS:-2}
 PROMPT=${PROMPT:-Once upon a time, there was a little girl named Lily. She liked to}
 LS=${LLAMA_SPECULATIVE:-}
+# llama-speculative's names for the draft length and its probability floor
+# (newer builds: --spec-draft-n-max / --spec-draft-p-min; c392e50:
+# --draft-max / --draft-p-min)
+LS_MAX=--draft-max
+LS_PMIN=--draft-p-min
+if [ -n "$LS" ] && "$LS" --help 2>&1 | grep -q -- --spec-draft-n-max; then
+    LS_MAX=--spec-draft-n-max
+    LS_PMIN=--spec-draft-p-min
+fi
 LB=${LLAMA_BENCH:-$(dirname "${LS:-.}")/llama-bench}
 GREEDY="--temp 0"
 SAMPLED="--temp 1 --top-k 0 --top-p 1 --min-p 0 --repeat-penalty 1"
@@ -149,8 +158,8 @@ llama_row() {
     fi
     case $mode in greedy) samp=$GREEDY ;; sampled) samp="$SAMPLED -s $r" ;; *) samp="$DEFAULT -s $r" ;; esac
     # shellcheck disable=SC2086
-    "$LS" -m "$target" -md "$draft" -p "$PROMPT" -n "$n" -t "$T" -td "$T" --spec-draft-n-max "$k" \
-        --spec-draft-p-min 0 -c 512 $samp >/dev/null 2>"$tmp/lerr" </dev/null ||
+    "$LS" -m "$target" -md "$draft" -p "$PROMPT" -n "$n" -t "$T" -td "$T" $LS_MAX "$k" \
+        $LS_PMIN 0 -c 512 $samp >/dev/null 2>"$tmp/lerr" </dev/null ||
         { echo "# llama-speculative failed ($tag $mode $name): $(tail -1 "$tmp/lerr")"; return 0; }
     awk -v tag="$tag" -v mode="$mode" -v name="$name" -v k="$k" '
         /decoded .* tokens in .* speed:/ { ts = $(NF - 1) }

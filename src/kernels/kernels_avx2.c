@@ -61,39 +61,92 @@ AI float wscalar_bf16(const uint16_t *p)
     return v.f;
 }
 
+/* Float weights: tiles of FR rows x FT tokens. Per 8 columns the FR weight
+ * vectors are loaded (and widened) once and each token's activation vector
+ * once, so the FR x FT accumulators, FR weights and one activation fill the
+ * 16 registers without spilling (a 4x4 tile spilled and ran at about half
+ * the rate). Every (row, token) pair keeps its own accumulator over the
+ * columns in order, then hsum8 and the scalar tail: the tile's shape never
+ * changes a result. */
+#ifndef FR
+#define FR 3
+#endif
+#ifndef FT
+#define FT 4
+#endif
 #define FLOAT_TILE(NAME, WT, LOAD, SCALAR)                                                         \
     AI void NAME(int cols, const uint8_t *w, size_t ws, int r0, int R, const float *x, size_t xs,  \
                  int t0, int T, float *y, size_t ldy, int accumulate)                              \
     {                                                                                              \
-        __m256 acc[TILE][TILE];                                                                    \
-        _Pragma("GCC unroll 4") for (int r = 0; r < TILE; r++)                                     \
-            _Pragma("GCC unroll 4") for (int t = 0; t < TILE; t++) acc[r][t] =                     \
-                _mm256_setzero_ps();                                                               \
-        const WT *wr[TILE];                                                                        \
-        const float *xt[TILE];                                                                     \
+        __m256 acc[FR][FT];                                                                        \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
+            _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();   \
+        const WT *wr[FR];                                                                          \
+        const float *xt[FT];                                                                       \
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wr[r] =                                \
             (const WT *)(w + (size_t)(r0 + r) * ws);                                               \
-        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) xt[t] = x + (size_t)(t0 + t) * xs;     \
+        _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) xt[t] = x + (size_t)(t0 + t) * xs;     \
         int i = 0;                                                                                 \
         for (; i + 8 <= cols; i += 8) {                                                            \
-            __m256 xv[TILE];                                                                       \
-            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) xv[t] =                            \
-                _mm256_loadu_ps(xt[t] + i);                                                        \
-            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                    \
+            __m256 wv[FR];                                                                         \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wv[r] = LOAD(wr[r] + i);           \
+            _Pragma("GCC unroll 6") for (int t = 0; t < T; t++)                                    \
             {                                                                                      \
-                const __m256 wv = LOAD(wr[r] + i);                                                 \
-                _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) acc[r][t] =                    \
-                    _mm256_fmadd_ps(wv, xv[t], acc[r][t]);                                         \
+                const __m256 xv = _mm256_loadu_ps(xt[t] + i);                                      \
+                _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[r][t] =                    \
+                    _mm256_fmadd_ps(wv[r], xv, acc[r][t]);                                         \
             }                                                                                      \
         }                                                                                          \
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
-            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)                                    \
+            _Pragma("GCC unroll 6") for (int t = 0; t < T; t++)                                    \
         {                                                                                          \
             float v = hsum8(acc[r][t]);                                                            \
             for (int j = i; j < cols; j++)                                                         \
                 v += SCALAR(wr[r] + j) * xt[t][j];                                                 \
             put(y, ldy, r0 + r, t0 + t, v, accumulate);                                            \
         }                                                                                          \
+    }
+
+/* The tokens of rows r..r+RR-1: whole tiles of FT, then one tile of the
+ * rest (each width its own constant, so every tile's loops unroll). */
+#define FLOAT_TOKENS(TILEFN, RR)                                                                   \
+    do {                                                                                           \
+        int t = 0;                                                                                 \
+        for (; t + FT <= n; t += FT)                                                               \
+            TILEFN(cols, w, ws, r, RR, x, xs, t, FT, y, ldy, accumulate);                          \
+        switch (n - t) {                                                                           \
+        case 5:                                                                                    \
+            TILEFN(cols, w, ws, r, RR, x, xs, t, FT > 5 ? 5 : 1, y, ldy, accumulate);              \
+            break;                                                                                 \
+        case 4:                                                                                    \
+            TILEFN(cols, w, ws, r, RR, x, xs, t, FT > 4 ? 4 : 1, y, ldy, accumulate);              \
+            break;                                                                                 \
+        case 3:                                                                                    \
+            TILEFN(cols, w, ws, r, RR, x, xs, t, FT > 3 ? 3 : 1, y, ldy, accumulate);              \
+            break;                                                                                 \
+        case 2:                                                                                    \
+            TILEFN(cols, w, ws, r, RR, x, xs, t, 2, y, ldy, accumulate);                           \
+            break;                                                                                 \
+        case 1:                                                                                    \
+            TILEFN(cols, w, ws, r, RR, x, xs, t, 1, y, ldy, accumulate);                           \
+            break;                                                                                 \
+        default:                                                                                   \
+            break;                                                                                 \
+        }                                                                                          \
+    } while (0)
+
+#define FLOAT_DRIVER(NAME, TILEFN)                                                                 \
+    static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,         \
+                     const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)        \
+    {                                                                                              \
+        (void)type;                                                                                \
+        const float *x = a;                                                                        \
+        const size_t xs = as / sizeof(float);                                                      \
+        int r = r0;                                                                                \
+        for (; r + FR <= r1; r += FR)                                                              \
+            FLOAT_TOKENS(TILEFN, FR);                                                              \
+        for (; r < r1; r++)                                                                        \
+            FLOAT_TOKENS(TILEFN, 1);                                                               \
     }
 
 FLOAT_TILE(tile_f32, float, load_f32w, wscalar_f32)
@@ -202,9 +255,9 @@ QBLOCK_TILE(tile_q5_0, 22, wq5_0, 0)
 QBLOCK_TILE(tile_q4_1, 20, wq4_1, 1)
 QBLOCK_TILE(tile_q5_1, 24, wq5_1, 1)
 
-MM_DRIVER(mm_f32, tile_f32, float)
-MM_DRIVER(mm_f16, tile_f16, float)
-MM_DRIVER(mm_bf16, tile_bf16, float)
+FLOAT_DRIVER(mm_f32, tile_f32)
+FLOAT_DRIVER(mm_f16, tile_f16)
+FLOAT_DRIVER(mm_bf16, tile_bf16)
 MM_DRIVER(mm_q8_0, tile_q8_0, uint8_t)
 MM_DRIVER(mm_q4_0, tile_q4_0, uint8_t)
 MM_DRIVER(mm_q5_0, tile_q5_0, uint8_t)
