@@ -90,6 +90,9 @@ AI float wscalar_bf16(const uint16_t *p)
         for (; i + 8 <= cols; i += 8) {                                                            \
             __m256 wv[FR];                                                                         \
             _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wv[r] = LOAD(wr[r] + i);           \
+            if (T > 1 && t0 == 0) /* the next rows, by the rows' first token tile */             \
+                _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) _mm_prefetch(                  \
+                    (const char *)(wr[r] + i) + (size_t)R * ws, _MM_HINT_T0);                      \
             _Pragma("GCC unroll 6") for (int t = 0; t < T; t++)                                    \
             {                                                                                      \
                 const __m256 xv = _mm256_loadu_ps(xt[t] + i);                                      \
