@@ -90,9 +90,9 @@ AI float wscalar_bf16(const uint16_t *p)
         for (; i + 8 <= cols; i += 8) {                                                            \
             __m256 wv[FR];                                                                         \
             _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wv[r] = LOAD(wr[r] + i);           \
-            if (T > 1 && t0 == 0) /* the next rows, by the rows' first token tile */             \
-                _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) _mm_prefetch(                  \
-                    (const char *)(wr[r] + i) + (size_t)R * ws, _MM_HINT_T0);                      \
+            if (T > 1 && t0 == 0) /* the next rows, by the rows' first token tile */               \
+                _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                \
+                    _mm_prefetch((const char *)(wr[r] + i) + (size_t)R * ws, _MM_HINT_T0);         \
             _Pragma("GCC unroll 6") for (int t = 0; t < T; t++)                                    \
             {                                                                                      \
                 const __m256 xv = _mm256_loadu_ps(xt[t] + i);                                      \
@@ -118,23 +118,12 @@ AI float wscalar_bf16(const uint16_t *p)
         for (; t + FT <= n; t += FT)                                                               \
             TILEFN(cols, w, ws, r, RR, x, xs, t, FT, y, ldy, accumulate);                          \
         switch (n - t) {                                                                           \
-        case 5:                                                                                    \
-            TILEFN(cols, w, ws, r, RR, x, xs, t, FT > 5 ? 5 : 1, y, ldy, accumulate);              \
-            break;                                                                                 \
-        case 4:                                                                                    \
-            TILEFN(cols, w, ws, r, RR, x, xs, t, FT > 4 ? 4 : 1, y, ldy, accumulate);              \
-            break;                                                                                 \
-        case 3:                                                                                    \
-            TILEFN(cols, w, ws, r, RR, x, xs, t, FT > 3 ? 3 : 1, y, ldy, accumulate);              \
-            break;                                                                                 \
-        case 2:                                                                                    \
-            TILEFN(cols, w, ws, r, RR, x, xs, t, 2, y, ldy, accumulate);                           \
-            break;                                                                                 \
-        case 1:                                                                                    \
-            TILEFN(cols, w, ws, r, RR, x, xs, t, 1, y, ldy, accumulate);                           \
-            break;                                                                                 \
-        default:                                                                                   \
-            break;                                                                                 \
+        case 5: TILEFN(cols, w, ws, r, RR, x, xs, t, FT > 5 ? 5 : 1, y, ldy, accumulate); break;   \
+        case 4: TILEFN(cols, w, ws, r, RR, x, xs, t, FT > 4 ? 4 : 1, y, ldy, accumulate); break;   \
+        case 3: TILEFN(cols, w, ws, r, RR, x, xs, t, FT > 3 ? 3 : 1, y, ldy, accumulate); break;   \
+        case 2: TILEFN(cols, w, ws, r, RR, x, xs, t, 2, y, ldy, accumulate); break;                \
+        case 1: TILEFN(cols, w, ws, r, RR, x, xs, t, 1, y, ldy, accumulate); break;                \
+        default: break;                                                                            \
         }                                                                                          \
     } while (0)
 

@@ -256,7 +256,8 @@ AI __m256i k_one_chunk(const uint8_t *blk, int five, int c, const uint8_t *q)
     __m256i r = _mm256_setzero_si256(), p0 = r, p1 = r;
     const __m256i s0 = dup16_u8(sc), s1 = dup16_u8(sc + 8);
     const int chain = five ? 4 : 8;
-    _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++) {
+    _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++)
+    {
         const __m256i x = _mm256_loadu_si256((const __m256i *)(wq + 32 * m));
         __m256i lo = _mm256_and_si256(x, m4), hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
         if (five) {
@@ -286,7 +287,8 @@ AI void packed_one_k45(const uint8_t *sg, int nb, int five, const uint8_t *a, si
     for (int b = 0; b < nb; b++) {
         const uint8_t *blk = sg + (size_t)b * (size_t)per;
         avx2_prefetch(blk, per);
-        const struct block_q8_K *ab = (const struct block_q8_K *)(const void *)(a + (size_t)t0 * as) + b;
+        const struct block_q8_K *ab =
+            (const struct block_q8_K *)(const void *)(a + (size_t)t0 * as) + b;
         __m256i is = _mm256_setzero_si256();
         _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) is =
             _mm256_add_epi32(is, k_one_chunk(blk, five, c, (const uint8_t *)ab->qs + 64 * c));
@@ -294,10 +296,13 @@ AI void packed_one_k45(const uint8_t *sg, int nb, int five, const uint8_t *a, si
         const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16)));
         const int16_t *bs = ab->bsums;
         __m256i ms = _mm256_setzero_si256();
-        _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++) {
+        _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++)
+        {
             const uint32_t pair = (uint32_t)(uint16_t)(int16_t)(bs[4 * q] + bs[4 * q + 1]) |
-                                  (uint32_t)(uint16_t)(int16_t)(bs[4 * q + 2] + bs[4 * q + 3]) << 16;
-            const __m256i mn = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(blk + 96 + 16 * q)));
+                                  (uint32_t)(uint16_t)(int16_t)(bs[4 * q + 2] + bs[4 * q + 3])
+                                      << 16;
+            const __m256i mn =
+                _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(blk + 96 + 16 * q)));
             ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mn, _mm256_set1_epi32((int32_t)pair)));
         }
         const __m256 da = _mm256_set1_ps(ab->d);
