@@ -311,28 +311,31 @@ AI void packed_one_k45(const uint8_t *sg, int nb, int five, const uint8_t *a, si
     }
     avx2_out8(y, ldy, r, t0, acc, accumulate);
 }
-#define K_ONE(T) ((T) == 1)
-#else
-#define K_ONE(T) 0
-#define packed_one_k45(...) (void)0
 #endif
+
+/* T tokens of a packed Q4_K (five 0) or Q5_K sub-group. */
+AI void packed_k45(const uint8_t *sg, int nb, int five, const uint8_t *a, size_t as, int t0, int T,
+                   float *y, size_t ldy, int r, int accumulate)
+{
+#if !AVX2_VNNI
+    if (T == 1) {
+        packed_one_k45(sg, nb, five, a, as, t0, y, ldy, r, accumulate);
+        return;
+    }
+#endif
+    packed_sub_k45(sg, nb, five, a, as, t0, T, y, ldy, r, accumulate);
+}
 
 AI void packed_sub_q4_K(const uint8_t *sg, int nb, const uint8_t *a, size_t as, int t0, int T,
                         float *y, size_t ldy, int r, int accumulate)
 {
-    if (K_ONE(T))
-        packed_one_k45(sg, nb, 0, a, as, t0, y, ldy, r, accumulate);
-    else
-        packed_sub_k45(sg, nb, 0, a, as, t0, T, y, ldy, r, accumulate);
+    packed_k45(sg, nb, 0, a, as, t0, T, y, ldy, r, accumulate);
 }
 
 AI void packed_sub_q5_K(const uint8_t *sg, int nb, const uint8_t *a, size_t as, int t0, int T,
                         float *y, size_t ldy, int r, int accumulate)
 {
-    if (K_ONE(T))
-        packed_one_k45(sg, nb, 1, a, as, t0, y, ldy, r, accumulate);
-    else
-        packed_sub_k45(sg, nb, 1, a, as, t0, T, y, ldy, r, accumulate);
+    packed_k45(sg, nb, 1, a, as, t0, T, y, ldy, r, accumulate);
 }
 
 #if AVX2_VNNI != 2 /* (the avx512 set takes only Q5_K from this file) */
