@@ -23,7 +23,8 @@
 #
 # Peak: a probe (compiled here from the C below) times 12 independent
 # chains of VFMADD (fp32), VDPBF16PS (bf16) and VPDPBUSD (int8) on zmm
-# registers on one thread, and the clock by a chain of dependent integer
+# registers on one thread (on a CPU without AVX-512: VFMADD on ymm for
+# fp32 and bf16, and VPMADDUBSW + VPMADDWD + VPADDD for int8), and the clock by a chain of dependent integer
 # adds (one per cycle). Per thread the peak is the probe's rate (the best
 # of 5 probes); T threads: T times that (one thread per core). The share of
 # peak is strix's flops_per_token (2 x multiply-adds of the products and
@@ -114,8 +115,31 @@ if ${CC:-cc} -O2 -mavx512f -mavx512vnni -mavx512bf16 -o "$tmp/probe" "$tmp/probe
     echo "$peak" | awk '{ printf "probe, one thread (best of 5): clock %.2f GHz; fp32 FMA %.0f GFLOP/s (%.2f zmm FMA/cycle);" \
         " bf16 VDPBF16PS %.0f GFLOP/s (%.2f/cycle); int8 VPDPBUSD %.0f GOP/s (%.2f/cycle)\n",
         $1, $2, $2 / 32 / $1, $3, $3 / 64 / $1, $4, $4 / 128 / $1 }'
+elif sed -e 's/__m512i/__m256i/g; s/__m512/__m256/g' \
+    -e 's/_mm512_fmadd_ps/_mm256_fmadd_ps/; s/_mm512_set1_/_mm256_set1_/g' \
+    -e 's/_mm512_dpbf16_ps(b\[k\], (__m256bh)u, (__m256bh)s)/_mm256_fmadd_ps(b[k], f, g)/' \
+    -e 's/_mm512_dpbusd_epi32(q\[k\], u, s)/_mm256_add_epi32(q[k], _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), one))/' \
+    -e 's/const __m256i u = /const __m256i one = _mm256_set1_epi16(1), u = /' \
+    -e 's/(__m256)_mm256_fmadd_ps/_mm256_fmadd_ps/' \
+    -e 's/_mm512_reduce_add_ps(\([ab]\)\[k\])/red8(\1[k])/g' \
+    -e 's/(float)_mm512_reduce_add_epi32(q\[k\])/(float)_mm256_extract_epi32(q[k], 0)/' \
+    -e 's/\* 32 \/ (now/* 16 \/ (now/; s/\* 64 \/ (now/* 16 \/ (now/; s/\* 128 \/ (now/* 64 \/ (now/' \
+    -e 's/^static double now(void)/static float red8(__m256 v) { float f[8]; _mm256_storeu_ps(f, v); return f[0]; }\nstatic double now(void)/' \
+    "$tmp/probe.c" >"$tmp/probe2.c" &&
+    ${CC:-cc} -O2 -mavx2 -mfma -o "$tmp/probe" "$tmp/probe2.c" 2>"$tmp/probe.err" &&
+    "$tmp/probe" >/dev/null 2>&1; then
+    # AVX2 without AVX-512: fp32 FMA on ymm (BF16 weights are widened to
+    # fp32 there, so their peak is the fp32 one), and int8 as a dot product
+    # without VNNI needs it: VPMADDUBSW, VPMADDWD and VPADDD per 32
+    # multiply-adds
+    for i in 1 2 3 4 5; do "$tmp/probe"; done >"$tmp/probe.txt"
+    peak=$(awk '{ for (i = 1; i <= 4; i++) if ($i > m[i]) m[i] = $i }
+        END { printf "%s %s %s %s", m[1], m[2], m[2], m[4] }' "$tmp/probe.txt")
+    echo "$peak" | awk '{ printf "probe (AVX2), one thread (best of 5): clock %.2f GHz; fp32 FMA %.0f GFLOP/s (%.2f ymm FMA/cycle;" \
+        " also the BF16 peak); int8 VPMADDUBSW+VPMADDWD+VPADDD %.0f GOP/s (%.2f sequences/cycle)\n",
+        $1, $2, $2 / 16 / $1, $4, $4 / 64 / $1 }'
 else
-    echo "probe: this CPU or compiler lacks AVX-512 VNNI/BF16; no share of peak"
+    echo "probe: this CPU or compiler lacks AVX2/FMA (or AVX-512 VNNI/BF16); no share of peak"
 fi
 
 # ---- the kernels alone (KERNELS=1): one thread, best of 7 calls ----

@@ -6,9 +6,9 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
-#include "quant/dtype.h"
 #include "kernels/kernels.h"
 #include "kernels/kernels_avx2.h"
+#include "quant/dtype.h"
 #include "util.h"
 
 /* The fixed order the eight lanes are added in. */
@@ -110,6 +110,53 @@ AI float wscalar_bf16(const uint16_t *p)
         }                                                                                          \
     }
 
+/* hsum8 of eight vectors at once, each in hsum8's order (its lanes' halves,
+ * then elements 0+2 and 1+3, then those two), so that a row's sum is the
+ * same bit for bit whichever way it was reduced. */
+AI void hsum8x8(const __m256 *v, float *out)
+{
+    __m256 a[4];
+    for (int k = 0; k < 4; k++) /* [v_2k's halves summed | v_2k+1's] */
+        a[k] = _mm256_add_ps(_mm256_permute2f128_ps(v[2 * k], v[2 * k + 1], 0x20),
+                             _mm256_permute2f128_ps(v[2 * k], v[2 * k + 1], 0x31));
+    __m256 b[2];
+    for (int k = 0; k < 2; k++) /* elements 0+2 and 1+3 of each */
+        b[k] = _mm256_add_ps(_mm256_shuffle_ps(a[2 * k], a[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm256_shuffle_ps(a[2 * k], a[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    /* lanes: v0 v2 v4 v6 | v1 v3 v5 v7 */
+    const __m256 f = _mm256_hadd_ps(b[0], b[1]);
+    _mm256_storeu_ps(out, _mm256_permutevar8x32_ps(f, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+}
+
+/* One token against 8 rows: 8 independent accumulator chains (the FR x 1
+ * tile has FR, too few to cover the FMA's latency on short rows), each
+ * summing its row's columns in order as the tiles do, reduced together. */
+#define FLOAT_ROWS8(NAME, WT, LOAD, SCALAR)                                                        \
+    AI void NAME(int cols, const uint8_t *w, size_t ws, int r0, const float *x, float *y,          \
+                 size_t ldy, int accumulate)                                                       \
+    {                                                                                              \
+        __m256 acc[8];                                                                             \
+        const WT *wr[8];                                                                           \
+        _Pragma("GCC unroll 8") for (int r = 0; r < 8; r++)                                        \
+        {                                                                                          \
+            acc[r] = _mm256_setzero_ps();                                                          \
+            wr[r] = (const WT *)(w + (size_t)(r0 + r) * ws);                                       \
+        }                                                                                          \
+        int i = 0;                                                                                 \
+        for (; i + 8 <= cols; i += 8) {                                                            \
+            const __m256 xv = _mm256_loadu_ps(x + i);                                              \
+            _Pragma("GCC unroll 8") for (int r = 0; r < 8; r++) acc[r] =                           \
+                _mm256_fmadd_ps(LOAD(wr[r] + i), xv, acc[r]);                                      \
+        }                                                                                          \
+        float v[8];                                                                                \
+        hsum8x8(acc, v);                                                                           \
+        for (int r = 0; r < 8; r++) {                                                              \
+            for (int j = i; j < cols; j++)                                                         \
+                v[r] += SCALAR(wr[r] + j) * x[j];                                                  \
+            put(y, ldy, r0 + r, 0, v[r], accumulate);                                              \
+        }                                                                                          \
+    }
+
 /* The tokens of rows r..r+RR-1: whole tiles of FT, then one tile of the
  * rest (each width its own constant, so every tile's loops unroll). */
 #define FLOAT_TOKENS(TILEFN, RR)                                                                   \
@@ -127,7 +174,7 @@ AI float wscalar_bf16(const uint16_t *p)
         }                                                                                          \
     } while (0)
 
-#define FLOAT_DRIVER(NAME, TILEFN)                                                                 \
+#define FLOAT_DRIVER(NAME, TILEFN, ROWS8FN)                                                        \
     static void NAME(uint32_t type, int cols, const uint8_t *w, size_t ws, int r0, int r1,         \
                      const void *a, size_t as, int n, float *y, size_t ldy, int accumulate)        \
     {                                                                                              \
@@ -135,6 +182,9 @@ AI float wscalar_bf16(const uint16_t *p)
         const float *x = a;                                                                        \
         const size_t xs = as / sizeof(float);                                                      \
         int r = r0;                                                                                \
+        if (n == 1)                                                                                \
+            for (; r + 8 <= r1; r += 8)                                                            \
+                ROWS8FN(cols, w, ws, r, x, y, ldy, accumulate);                                    \
         for (; r + FR <= r1; r += FR)                                                              \
             FLOAT_TOKENS(TILEFN, FR);                                                              \
         for (; r < r1; r++)                                                                        \
@@ -144,6 +194,9 @@ AI float wscalar_bf16(const uint16_t *p)
 FLOAT_TILE(tile_f32, float, load_f32w, wscalar_f32)
 FLOAT_TILE(tile_f16, uint16_t, load_f16w, wscalar_f16)
 FLOAT_TILE(tile_bf16, uint16_t, load_bf16w, wscalar_bf16)
+FLOAT_ROWS8(rows8_f32, float, load_f32w, wscalar_f32)
+FLOAT_ROWS8(rows8_f16, uint16_t, load_f16w, wscalar_f16)
+FLOAT_ROWS8(rows8_bf16, uint16_t, load_bf16w, wscalar_bf16)
 
 /* Bit j of the 32-bit word at p as bit 4 of byte j (Q5_0 / Q5_1's qh). */
 AI __m256i qh_bits(const uint8_t *p)
@@ -212,8 +265,7 @@ AI __m256i wq5_1(const uint8_t *b)
                 da[t] = _cvtsh_ss(h);                                                              \
                 av[t] = _mm256_loadu_si256((const __m256i *)(ab + 2));                             \
                 if (MIN)                                                                           \
-                    sa[t] = _mm256_cvtepi32_ps(                                                    \
-                        avx2_dpbusd(_mm256_setzero_si256(), ones8, av[t]));                        \
+                    sa[t] = _mm256_cvtepi32_ps(avx2_dpbusd(_mm256_setzero_si256(), ones8, av[t])); \
             }                                                                                      \
             _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                    \
             {                                                                                      \
@@ -247,9 +299,9 @@ QBLOCK_TILE(tile_q5_0, 22, wq5_0, 0)
 QBLOCK_TILE(tile_q4_1, 20, wq4_1, 1)
 QBLOCK_TILE(tile_q5_1, 24, wq5_1, 1)
 
-FLOAT_DRIVER(mm_f32, tile_f32)
-FLOAT_DRIVER(mm_f16, tile_f16)
-FLOAT_DRIVER(mm_bf16, tile_bf16)
+FLOAT_DRIVER(mm_f32, tile_f32, rows8_f32)
+FLOAT_DRIVER(mm_f16, tile_f16, rows8_f16)
+FLOAT_DRIVER(mm_bf16, tile_bf16, rows8_bf16)
 MM_DRIVER(mm_q8_0, tile_q8_0, uint8_t)
 MM_DRIVER(mm_q4_0, tile_q4_0, uint8_t)
 MM_DRIVER(mm_q5_0, tile_q5_0, uint8_t)
@@ -293,8 +345,8 @@ static void act_q8_0(const float *x, void *dst, int cols)
             r = _mm256_and_ps(r, _mm256_cmp_ps(s, s, _CMP_ORD_Q));
             q[k] = _mm256_cvttps_epi32(r);
         }
-        const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]),
-                                             _mm256_packs_epi32(q[2], q[3]));
+        const __m256i p =
+            _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
         _mm256_storeu_si256((__m256i *)(out + 2), _mm256_permutevar8x32_epi32(p, order));
     }
 }
@@ -330,10 +382,12 @@ static void act_q8_K(const float *x, void *dst, int cols)
         for (int k = 0; k < QK_K / 32; k++) {
             __m256i q[4];
             for (int j = 0; j < 4; j++)
-                q[j] = _mm256_min_epi32(hi, _mm256_max_epi32(lo, _mm256_cvtps_epi32(_mm256_mul_ps(
-                                                                    _mm256_loadu_ps(x + 32 * k + 8 * j), idv))));
+                q[j] = _mm256_min_epi32(
+                    hi, _mm256_max_epi32(lo, _mm256_cvtps_epi32(_mm256_mul_ps(
+                                                 _mm256_loadu_ps(x + 32 * k + 8 * j), idv))));
             const __m256i p = _mm256_permutevar8x32_epi32(
-                _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3])), order);
+                _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3])),
+                order);
             _mm256_storeu_si256((__m256i *)(out->qs + 32 * k), p);
             /* the two groups of 16: byte sums of each half */
             const __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p),
@@ -375,8 +429,8 @@ enum qkind { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
 #define QK_OFF_H(k) (16 + 16 * QK_HAS_M(k))
 #define QK_OFF_Q(k) (QK_OFF_H(k) + 32 * QK_HAS_H(k))
 #define QK_PER(k) (QK_OFF_Q(k) + ((k) == K_Q8_0 ? 256 : 128))
-#define GT 8 /* tokens per tile */
-#define MAXNB 256   /* blocks per row the packed layout takes (8192 values) */
+#define GT 8      /* tokens per tile */
+#define MAXNB 256 /* blocks per row the packed layout takes (8192 values) */
 
 static size_t packed_bytes(int rows, int nb, size_t per)
 {
@@ -420,7 +474,8 @@ static void pack_q(const void *src, size_t stride, int rows, int cols, uint8_t *
                     }
                 }
                 for (int m = 0; m < regs; m++)
-                    __builtin_memcpy(out + QK_OFF_Q(k) + 32 * m + 4 * i, blk + qk_src[k].qs + 4 * m, 4);
+                    __builtin_memcpy(out + QK_OFF_Q(k) + 32 * m + 4 * i, blk + qk_src[k].qs + 4 * m,
+                                     4);
             }
         }
     }
@@ -431,7 +486,7 @@ static void pack_q(const void *src, size_t stride, int rows, int cols, uint8_t *
     {                                                                                              \
         return packed_bytes(rows, cols / 32, QK_PER(K));                                           \
     }                                                                                              \
-    static void pack_##T(const void *src, size_t stride, int rows, int cols, uint8_t *dst)        \
+    static void pack_##T(const void *src, size_t stride, int rows, int cols, uint8_t *dst)         \
     {                                                                                              \
         pack_q(src, stride, rows, cols, dst, K);                                                   \
     }
@@ -475,7 +530,8 @@ AI __m256i dot8(const __m256i *W, const uint8_t *q, int chain)
 #if AVX2_VNNI
     (void)chain;
     __m256i p0 = _mm256_setzero_si256(), p1 = _mm256_setzero_si256();
-    _Pragma("GCC unroll 4") for (int k = 0; k < 8; k += 2) {
+    _Pragma("GCC unroll 4") for (int k = 0; k < 8; k += 2)
+    {
         p0 = AVX2_DPBUSD(p0, W[k], avx2_bcast4(q + 4 * k));
         p1 = AVX2_DPBUSD(p1, W[k + 1], avx2_bcast4(q + 4 * k + 4));
     }
@@ -483,9 +539,11 @@ AI __m256i dot8(const __m256i *W, const uint8_t *q, int chain)
 #else
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i r = _mm256_setzero_si256();
-    _Pragma("GCC unroll 2") for (int k0 = 0; k0 < 8; k0 += chain) {
+    _Pragma("GCC unroll 2") for (int k0 = 0; k0 < 8; k0 += chain)
+    {
         __m256i u = _mm256_maddubs_epi16(W[k0], avx2_bcast4(q + 4 * k0));
-        _Pragma("GCC unroll 8") for (int k = k0 + 1; k < k0 + chain; k++) {
+        _Pragma("GCC unroll 8") for (int k = k0 + 1; k < k0 + chain; k++)
+        {
             u = _mm256_add_epi16(u, _mm256_maddubs_epi16(W[k], avx2_bcast4(q + 4 * k)));
             AVX2_CHAIN(u);
         }
@@ -510,15 +568,18 @@ AI void packed_sub(const uint8_t *sg, int nb, enum qkind kind, const struct act_
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
         const uint8_t *q[GT];
         __m256i s[GT];
-        _Pragma("GCC unroll 8") for (int t = 0; t < GT; t++) {
+        _Pragma("GCC unroll 8") for (int t = 0; t < GT; t++)
+        {
             q[t] = a + (size_t)(t0 + (t < T ? t : 0)) * as + (size_t)b * 34 + 2;
             s[t] = _mm256_setzero_si256();
         }
         if (kind == K_Q8_0) {
-            _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++) {
+            _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++)
+            {
                 const __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * m));
                 const __m256i wa = _mm256_sign_epi8(wv, wv);
-                _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+                _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
+                {
                     s[t] = avx2_dpbusd(s[t], wa, _mm256_sign_epi8(avx2_bcast4(q[t] + 4 * m), wv));
                     AVX2_CHAIN(s[t]);
                 }
@@ -527,32 +588,39 @@ AI void packed_sub(const uint8_t *sg, int nb, enum qkind kind, const struct act_
             /* the block's 32 quants of all 8 rows in 8 registers, then each
              * token's 8 products summed one after the other */
             __m256i W[8];
-            _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++) {
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + QK_OFF_Q(kind) + 32 * m));
+            _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++)
+            {
+                const __m256i v =
+                    _mm256_loadu_si256((const __m256i *)(blk + QK_OFF_Q(kind) + 32 * m));
                 W[m] = _mm256_and_si256(v, m4);
                 W[4 + m] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
             }
             if (QK_HAS_H(kind)) {
                 const __m256i H = _mm256_loadu_si256((const __m256i *)(blk + QK_OFF_H(kind)));
                 /* bit k of each byte to bit 4 */
-                _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) W[k] = _mm256_or_si256(
-                    W[k], _mm256_and_si256(k < 4 ? _mm256_slli_epi16(H, 4 - k) : _mm256_srli_epi16(H, k - 4), b4));
+                _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) W[k] =
+                    _mm256_or_si256(W[k], _mm256_and_si256(k < 4 ? _mm256_slli_epi16(H, 4 - k)
+                                                                 : _mm256_srli_epi16(H, k - 4),
+                                                           b4));
             }
-            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
-                s[t] = dot8(W, q[t], QK_HAS_H(kind) ? 4 : 8);
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) s[t] =
+                dot8(W, q[t], QK_HAS_H(kind) ? 4 : 8);
             if (kind == K_Q4_0 || kind == K_Q5_0)
                 _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) s[t] = _mm256_add_epi32(
                     s[t], _mm256_set1_epi32((kind == K_Q4_0 ? -8 : -16) * p->sum[t][b]));
         }
-        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
+        {
             const __m256 da = _mm256_set1_ps(p->d[t][b]);
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[t]), _mm256_mul_ps(dw, da), acc[t]);
             if (QK_HAS_M(kind))
-                acc[t] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16))),
-                                         _mm256_mul_ps(_mm256_set1_ps((float)p->sum[t][b]), da), acc[t]);
+                acc[t] =
+                    _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16))),
+                                    _mm256_mul_ps(_mm256_set1_ps((float)p->sum[t][b]), da), acc[t]);
         }
     }
-    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) avx2_out8(y, ldy, r, t0 + t, acc[t], accumulate);
+    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)
+        avx2_out8(y, ldy, r, t0 + t, acc[t], accumulate);
 }
 
 #define Q_SUB_CALL(KIND, TT) packed_sub(sg, nb, KIND, &prep, a, as, t0, TT, y, ldy, r, accumulate)
@@ -563,7 +631,7 @@ AI void packed_sub(const uint8_t *sg, int nb, enum qkind kind, const struct act_
         (void)type;                                                                                \
         const int nb = cols / 32;                                                                  \
         struct act_prep prep; /* 16 KiB of stack: kernels keep no state */                         \
-        AVX2_PACKED_LOOP(GT, (size_t)nb * QK_PER(KIND),                                            \
+        AVX2_PACKED_LOOP(GT, (size_t)nb *QK_PER(KIND),                                             \
                          prep_acts(&prep, a, as, t0, T, nb, (KIND) != K_Q8_0), Q_SUB_CALL, KIND)   \
     }
 
@@ -630,17 +698,30 @@ const struct kern_isa AVX2_SET = {
             [DTYPE_Q6_K] = {DTYPE_Q8_K, KFN(mm_q6_K)},
         },
     .act_quantize = {[DTYPE_Q8_0] = act_q8_0, [DTYPE_Q8_K] = act_q8_K},
-    .pack_bytes = {[DTYPE_Q4_0] = pack_bytes_q4_0, [DTYPE_Q4_1] = pack_bytes_q4_1,
-                   [DTYPE_Q5_0] = pack_bytes_q5_0, [DTYPE_Q5_1] = pack_bytes_q5_1,
-                   [DTYPE_Q8_0] = pack_bytes_q8_0, [DTYPE_Q4_K] = KFN(pack_bytes_q4_K),
-                   [DTYPE_Q5_K] = KFN(pack_bytes_q5_K), [DTYPE_Q6_K] = KFN(pack_bytes_q6_K)},
-    .pack = {[DTYPE_Q4_0] = pack_q4_0, [DTYPE_Q4_1] = pack_q4_1, [DTYPE_Q5_0] = pack_q5_0,
-             [DTYPE_Q5_1] = pack_q5_1, [DTYPE_Q8_0] = pack_q8_0, [DTYPE_Q4_K] = KFN(pack_q4_K),
-             [DTYPE_Q5_K] = KFN(pack_q5_K), [DTYPE_Q6_K] = KFN(pack_q6_K)},
-    .mm_packed = {[DTYPE_Q4_0] = mm_packed_q4_0, [DTYPE_Q4_1] = mm_packed_q4_1,
-                  [DTYPE_Q5_0] = mm_packed_q5_0, [DTYPE_Q5_1] = mm_packed_q5_1,
-                  [DTYPE_Q8_0] = mm_packed_q8_0, [DTYPE_Q4_K] = KFN(mm_packed_q4_K),
-                  [DTYPE_Q5_K] = KFN(mm_packed_q5_K), [DTYPE_Q6_K] = KFN(mm_packed_q6_K)},
+    .pack_bytes = {[DTYPE_Q4_0] = pack_bytes_q4_0,
+                   [DTYPE_Q4_1] = pack_bytes_q4_1,
+                   [DTYPE_Q5_0] = pack_bytes_q5_0,
+                   [DTYPE_Q5_1] = pack_bytes_q5_1,
+                   [DTYPE_Q8_0] = pack_bytes_q8_0,
+                   [DTYPE_Q4_K] = KFN(pack_bytes_q4_K),
+                   [DTYPE_Q5_K] = KFN(pack_bytes_q5_K),
+                   [DTYPE_Q6_K] = KFN(pack_bytes_q6_K)},
+    .pack = {[DTYPE_Q4_0] = pack_q4_0,
+             [DTYPE_Q4_1] = pack_q4_1,
+             [DTYPE_Q5_0] = pack_q5_0,
+             [DTYPE_Q5_1] = pack_q5_1,
+             [DTYPE_Q8_0] = pack_q8_0,
+             [DTYPE_Q4_K] = KFN(pack_q4_K),
+             [DTYPE_Q5_K] = KFN(pack_q5_K),
+             [DTYPE_Q6_K] = KFN(pack_q6_K)},
+    .mm_packed = {[DTYPE_Q4_0] = mm_packed_q4_0,
+                  [DTYPE_Q4_1] = mm_packed_q4_1,
+                  [DTYPE_Q5_0] = mm_packed_q5_0,
+                  [DTYPE_Q5_1] = mm_packed_q5_1,
+                  [DTYPE_Q8_0] = mm_packed_q8_0,
+                  [DTYPE_Q4_K] = KFN(mm_packed_q4_K),
+                  [DTYPE_Q5_K] = KFN(mm_packed_q5_K),
+                  [DTYPE_Q6_K] = KFN(mm_packed_q6_K)},
 };
 #endif /* AVX2_VNNI == 2 */
 #endif

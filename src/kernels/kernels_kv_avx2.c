@@ -217,37 +217,58 @@ static ALWAYS_INLINE float fval(int f16, const uint8_t *row, int j)
     return v;
 }
 
-static ALWAYS_INLINE void dotg_float(const int HB, const int f16, int n, int G, const float *q,
-                                     size_t qs, const uint8_t *base, size_t stride, const int *idx,
-                                     int count, float *s)
+/* CN (<= 8 / HB) cells x HB heads of float keys: 8 accumulators, one per
+ * (cell, head), each summing its lanes over the columns in order; sums8
+ * reduces all eight at once (lane k only from accumulator k, so unused
+ * ones change nothing), then the scalar tail. */
+static ALWAYS_INLINE void dotg_cells(const int HB, const int CN, const int f16, int n, int G,
+                                     const float *q, size_t qs, const uint8_t *base, size_t stride,
+                                     const int *idx, float *s)
 {
     const int n8 = n & ~7;
-    for (int i = 0; i < count; i++) {
-        const uint8_t *row = base + (size_t)idx[i] * stride;
-        if (i + 1 < count)
-            _mm_prefetch((const char *)(base + (size_t)idx[i + 1] * stride), _MM_HINT_T0);
-        __m256 acc[8];
-        for (int h = 0; h < HB; h++)
-            acc[h] = _mm256_setzero_ps();
-        for (int j = 0; j < n8; j += 8) {
+    const uint8_t *row[8];
+    __m256 acc[8];
+    for (int a = 0; a < 8; a++)
+        acc[a] = _mm256_setzero_ps();
+    for (int c = 0; c < CN; c++)
+        row[c] = base + (size_t)idx[c] * stride;
+    for (int j = 0; j < n8; j += 8)
+        for (int c = 0; c < CN; c++) {
             const __m256 kv =
-                f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * (size_t)j)))
-                    : _mm256_loadu_ps((const float *)(const void *)row + j);
+                f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row[c] + 2 * (size_t)j)))
+                    : _mm256_loadu_ps((const float *)(const void *)row[c] + j);
             for (int h = 0; h < HB; h++)
-                acc[h] = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q + (size_t)h * qs + j), acc[h]);
+                acc[c * HB + h] =
+                    _mm256_fmadd_ps(kv, _mm256_loadu_ps(q + (size_t)h * qs + j), acc[c * HB + h]);
         }
-        float *si = s + (size_t)i * (size_t)G;
-        if (HB == 8)
-            _mm256_storeu_ps(si, sums8(acc));
-        else
-            for (int h = 0; h < HB; h++)
-                si[h] = hsum8(acc[h]);
+    float t[8];
+    _mm256_storeu_ps(t, sums8(acc));
+    for (int c = 0; c < CN; c++) {
+        float *si = s + (size_t)c * (size_t)G;
+        for (int h = 0; h < HB; h++)
+            si[h] = t[c * HB + h];
         for (int j = n8; j < n; j++) {
-            const float kj = fval(f16, row, j);
+            const float kj = fval(f16, row[c], j);
             for (int h = 0; h < HB; h++)
                 si[h] += kj * q[(size_t)h * qs + j];
         }
     }
+}
+
+static ALWAYS_INLINE void dotg_float(const int HB, const int f16, int n, int G, const float *q,
+                                     size_t qs, const uint8_t *base, size_t stride, const int *idx,
+                                     int count, float *s)
+{
+    const int C = 8 / HB;
+    int i = 0;
+    for (; i + C <= count; i += C) {
+        for (int c = 0; c < C && i + C + c < count; c++)
+            _mm_prefetch((const char *)(base + (size_t)idx[i + C + c] * stride), _MM_HINT_T0);
+        dotg_cells(HB, C, f16, n, G, q, qs, base, stride, idx + i, s + (size_t)i * (size_t)G);
+    }
+    if (i < count)
+        dotg_cells(HB, count - i, f16, n, G, q, qs, base, stride, idx + i,
+                   s + (size_t)i * (size_t)G);
 }
 
 static ALWAYS_INLINE void dotg_block(const int HB, const int q4, int n, int G, const uint8_t *q,
@@ -323,6 +344,9 @@ static void dot_group(uint32_t type, int n, int G, const void *q, size_t q_strid
                    idx, count, s + h);
     for (; h + 4 <= G; h += 4)
         dotg_heads(4, type, n, G, (const uint8_t *)q + (size_t)h * q_stride, q_stride, base, stride,
+                   idx, count, s + h);
+    for (; h + 2 <= G; h += 2)
+        dotg_heads(2, type, n, G, (const uint8_t *)q + (size_t)h * q_stride, q_stride, base, stride,
                    idx, count, s + h);
     for (; h < G; h++)
         dotg_heads(1, type, n, G, (const uint8_t *)q + (size_t)h * q_stride, q_stride, base, stride,
@@ -407,6 +431,8 @@ static void axpy_group(uint32_t type, int n, int G, const float *e, const uint8_
         axpyg_type(8, type, n, G, e + h, base, stride, idx, count, y + (size_t)h * ldy, ldy);
     for (; h + 4 <= G; h += 4)
         axpyg_type(4, type, n, G, e + h, base, stride, idx, count, y + (size_t)h * ldy, ldy);
+    for (; h + 2 <= G; h += 2)
+        axpyg_type(2, type, n, G, e + h, base, stride, idx, count, y + (size_t)h * ldy, ldy);
     for (; h < G; h++)
         axpyg_type(1, type, n, G, e + h, base, stride, idx, count, y + (size_t)h * ldy, ldy);
 }
