@@ -276,7 +276,7 @@ int main(void)
                                   DTYPE_Q4_K, DTYPE_Q5_K, DTYPE_Q6_K};
         for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
             test_mm_type(k, types[t], 0);
-        const int many[] = {12, 15, 16, 17, 33};
+        const int many[] = {12, 15, 16, 17, 33, 100}; /* 100: blocks of tokens (float types) */
         for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
             for (size_t m = 0; m < sizeof many / sizeof many[0]; m++)
                 test_mm_type(k, types[t], many[m]);
