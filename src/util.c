@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -159,9 +160,8 @@ static int alloc_should_fail(void)
     atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);
     long f = atomic_load_explicit(&fail_after, memory_order_relaxed);
     /* count down to 0, which then fails every allocation until reset */
-    while (f > 0 && !atomic_compare_exchange_weak_explicit(&fail_after, &f, f - 1,
-                                                            memory_order_relaxed,
-                                                            memory_order_relaxed))
+    while (f > 0 && !atomic_compare_exchange_weak_explicit(
+                        &fail_after, &f, f - 1, memory_order_relaxed, memory_order_relaxed))
         ;
     return f == 0;
 }
@@ -213,6 +213,56 @@ void *util_malloc_huge(size_t n)
     madvise(p, rounded, MADV_HUGEPAGE); /* a hint: refused where THP is off */
 #endif
     return p;
+}
+
+/* ---- large copies ---- */
+
+struct copy_part {
+    uint8_t *dst;
+    const uint8_t *src;
+    size_t n;
+};
+
+static void *copy_part_run(void *v)
+{
+    const struct copy_part *p = v;
+    if (p->n)
+        memcpy(p->dst, p->src, p->n);
+    return NULL;
+}
+
+void util_copy_parallel(void *dst, const void *src, size_t n)
+{
+    enum { MAX_PARTS = 8 };
+    const size_t min_part = (size_t)4 << 20, page = 4096;
+    const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t parts = n / min_part;
+    if (cpus > 0 && parts > (size_t)cpus)
+        parts = (size_t)cpus;
+    if (parts > MAX_PARTS)
+        parts = MAX_PARTS;
+    if (parts < 2) {
+        memcpy(dst, src, n);
+        return;
+    }
+    const size_t step = (n / parts + page - 1) / page * page;
+    struct copy_part part[MAX_PARTS];
+    pthread_t th[MAX_PARTS];
+    int started[MAX_PARTS] = {0};
+    for (size_t i = 0; i < parts; i++) {
+        const size_t o = step * i < n ? step * i : n;
+        part[i] = (struct copy_part){(uint8_t *)dst + o, (const uint8_t *)src + o,
+                                     n - o < step ? n - o : step};
+    }
+    for (size_t i = 1; i < parts; i++)
+        started[i] = pthread_create(&th[i], NULL, copy_part_run, &part[i]) == 0;
+    copy_part_run(&part[0]);
+    for (size_t i = 1; i < parts; i++) {
+        if (started[i])
+            pthread_join(th[i], NULL);
+        else /* no thread to be had: this one copies it */
+            copy_part_run(&part[i]);
+    }
 }
 
 void util_free(void *p)

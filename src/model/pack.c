@@ -17,8 +17,8 @@
 #include <unistd.h>
 
 #include "kernels/kernels.h"
-#include "quant/dtype.h"
 #include "model/model.h"
+#include "quant/dtype.h"
 
 #define PACK_ALIGN 64
 
@@ -55,9 +55,9 @@ static int read_by_row(const strix_model *m, const struct tensor *t)
 static size_t pack_size(const strix_model *m, int i, const struct kern_isa *isa)
 {
     const struct tensor *t = m->all[i];
-    if (!t || !t->data || t->n_dims != 2 || t->type >= 64 || !isa->pack[t->type] ||
-        t->ne[1] < 16 || t->ne[0] > INT32_MAX || t->ne[1] > INT32_MAX ||
-        !model_weight_in_stage(m, i) || read_by_row(m, t))
+    if (!t || !t->data || t->n_dims != 2 || t->type >= 64 || !isa->pack[t->type] || t->ne[1] < 16 ||
+        t->ne[0] > INT32_MAX || t->ne[1] > INT32_MAX || !model_weight_in_stage(m, i) ||
+        read_by_row(m, t))
         return 0; /* (another stage's weights are never read: their pages stay out) */
     return isa->pack_bytes[t->type]((int)t->ne[1], (int)t->ne[0]);
 }
@@ -85,7 +85,7 @@ static void copy_floats(strix_model *m)
         void *copy = util_malloc_huge(t->nbytes);
         if (!copy)
             continue; /* the mapping still works */
-        memcpy(copy, t->data, t->nbytes);
+        util_copy_parallel(copy, t->data, t->nbytes);
         release_pages(m, t->data, t->nbytes);
         t->data = copy;
         t->data_mem = copy;
