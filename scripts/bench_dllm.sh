@@ -31,7 +31,8 @@
 #   (random weights, so no router is trained): the fixed pattern.
 #
 # Environment: STRIX (default build/strix), KEEPS (default "0.9 0.8 0.7 0.6
-# 0.5"), THREADS (default 2), REPS (speed: interleaved rounds, default 3).
+# 0.5"), THREADS (default 2), REPS (speed: interleaved rounds, default 3),
+# SEED (router train --seed, default 1).
 set -eu
 STRIX=${STRIX:-build/strix}
 THREADS=${THREADS:-2}
@@ -97,6 +98,7 @@ fi
 
 OUT=$1 NAME=$2 MODEL=$3 TRAIN=$4 EVAL=$5 EPOCHS=$6 CTX=${7:-256}
 KEEPS=${KEEPS:-"0.9 0.8 0.7 0.6 0.5"}
+SEED=${SEED:-1}
 mkdir -p "$OUT"
 TSV="$OUT/$NAME.tsv"
 
@@ -108,7 +110,7 @@ ppl() { # TEXT ARGS... -> "fraction ppl flops_per_token kv_bytes"
 }
 
 L=$(n_layer "$MODEL")
-echo "# $NAME: $MODEL, $L layers; train $TRAIN, eval $EVAL; $EPOCHS epoch(s); load $(uptime | sed 's/.*load/load/')" >"$TSV"
+echo "# $NAME: $MODEL, $L layers; train $TRAIN, eval $EVAL; $EPOCHS epoch(s), seed $SEED; load $(uptime | sed 's/.*load/load/')" >"$TSV"
 printf 'model\tmethod\tkeep\texecuted\tppl\tflops_per_token\tkv_bytes\n' >>"$TSV"
 set -- $(ppl "$EVAL")
 printf '%s\tfull\t1\t%s\t%s\t%s\t%s\n' "$NAME" "$1" "$2" "$3" "$4" >>"$TSV"
@@ -157,7 +159,8 @@ for k in $KEEPS; do
     init=none
     [ "$n" -ge 1 ] && init=$(echo "$order" | tr ' ' '\n' | sed -n "$((n + 1))p")
     "$STRIX" router train -m "$MODEL" -f "$TRAIN" -o "$R" --keep "$k" --epochs "$EPOCHS" \
-        --lr 0.01 --seed 1 --skip-layers "$init" -t "$THREADS" 2>"$OUT/$NAME-keep$k.log"
+        --lr 0.01 --seed "$SEED" --skip-layers "$init" -t "$THREADS" \
+        2>"$OUT/$NAME-keep$k.log"
     set -- $(ppl "$EVAL" --router "$R" --keep "$k")
     f=$1
     printf '%s\trouter\t%s\t%s\t%s\t%s\t%s\n' "$NAME" "$k" "$1" "$2" "$3" "$4" >>"$TSV"

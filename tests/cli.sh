@@ -543,6 +543,8 @@ j=$("$S" ppl $F -f "$T/text.txt" -c 64 --json --router "$T/rw.gguf" --keep 0.5 2
 echo "$j" | grep -q '"keep_requested": 0.5' && ok || bad "ppl --json keep_requested: $j"
 head -c 300 "$T/r.gguf" >"$T/cut.gguf"
 expect_fail "router: keep 0" ppl $F -f "$T/text.txt" --router "$T/r.gguf" --keep 0
+expect_fail "router train: --penalty -1" router train $F -f "$T/text.txt" -o "$T/rp.gguf" --penalty -1
+[ ! -e "$T/rp.gguf" ] && ok || bad "router train --penalty -1 wrote a file"
 expect_fail "router: keep 1.5" ppl $F -f "$T/text.txt" --router "$T/r.gguf" --keep 1.5
 expect_fail "router for another model" ppl -m "$T/other.gguf" -f "$T/text.txt" --router "$T/r.gguf"
 expect_fail "router for other weights" run -p "Hi" --router "$T/r.gguf"

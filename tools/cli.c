@@ -157,6 +157,7 @@ static const struct {
     {"router", "  router    train -m MODEL -f TEXT -o R.gguf [--keep 0.6] [--epochs E] [--lr LR]\n"
                "            [--window W] [-t THREADS] [--seed S]   (decision modules, base frozen)\n"
                "            [--skip-layers L,L|none]   (warm start from that static removal)\n"
+               "            [--penalty P]   (weight of the executed-fraction penalty, default 20)\n"
                "  router    map -m MODEL --router R.gguf -f TEXT -o MAP.svg [--keep X]\n"
                "            (which layers each token ran: SVG heat map, and MAP.csv)\n"},
     {"convert", "  convert   [-m MODEL] [--vocab TOKENIZER.bin] -o OUT.gguf [--type TYPE] [-t THREADS]\n"
@@ -367,6 +368,7 @@ static const struct opt_def opt_defs[] = {
     {"skip-layers", "--skip-layers", OPT_STR, F(skip_layers), 0, 0},
     {"epochs", "--epochs", OPT_INT, F(epochs), 1, 100000},
     {"lr", "--lr", OPT_FLOAT, F(lr), 1e-7, 0.5},
+    {"penalty", "--penalty", OPT_FLOAT, F(penalty), 0, 1e6},
     {"window", "--window", OPT_INT, F(window), 2, 4096},
     {"json", "--json", OPT_FLAG, F(json), 0, 0},
     {"csv", "--csv", OPT_STR, F(csv), 0, 0},

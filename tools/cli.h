@@ -77,7 +77,7 @@ struct opts {
     struct strix_sampler_params sp;
     /* dynamic depth (run, ppl, bench, router) */
     const char *router, *skip_layers;
-    float keep, skip_random, lr;
+    float keep, skip_random, lr, penalty;
     int epochs, window, json;
     /* analysis and pruning (analyze, prune) */
     const char *csv, *svg, *method, *pattern, *drop_layers, *linearize, *criterion;

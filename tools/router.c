@@ -140,7 +140,8 @@ static void train_val(void *user, int step, double loss, double frac, int best)
 static int router_train(int argc, char **argv)
 {
     struct opts o;
-    parse_opts(argc - 1, argv + 1, &o, " m vocab f o keep epochs lr window t seed skip-layers ");
+    parse_opts(argc - 1, argv + 1, &o,
+               " m vocab f o keep epochs lr window t seed skip-layers penalty ");
     if (!o.file || !o.out)
         die("router train needs -f TEXT and -o R.gguf");
     refuse_overwrite(o.out, (const char *const[]){o.model, o.vocab, o.file}, 3);
@@ -161,6 +162,8 @@ static int router_train(int argc, char **argv)
         tp.lr = o.lr;
     if (o.window)
         tp.window = o.window;
+    if (opt_given(&o, "penalty"))
+        tp.penalty = o.penalty;
     if (o.n_threads)
         tp.n_threads = o.n_threads;
     tp.seed = o.seed_given ? o.sp.seed : 1;
