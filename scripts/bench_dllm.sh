@@ -19,7 +19,11 @@
 #   calibrated to k. At the router's measured fraction f on EVAL.txt, the
 #   row "random" is --skip-random f, and "static-interp" interpolates the
 #   static rows (log perplexity linear in the fraction) to f: compare the
-#   router with these two, at the same executed fraction.
+#   router with these two, at the same executed fraction. Each keep also
+#   gets a comment line with ln(router ppl / static-interp) and a bound on
+#   its standard error, paired token by token on the evaluation text
+#   (`ppl --kl-base` against each of the two static rows): how far the
+#   difference is from the evaluation text's noise.
 #
 # Speed: decode and prefill tokens/s and KV bytes, full model against half
 # the layers, runs interleaved (full, skipping, full, ...), medians:
@@ -112,10 +116,11 @@ ppl() { # TEXT ARGS... -> "fraction ppl flops_per_token kv_bytes"
 L=$(n_layer "$MODEL")
 echo "# $NAME: $MODEL, $L layers; train $TRAIN, eval $EVAL; $EPOCHS epoch(s), seed $SEED; load $(uptime | sed 's/.*load/load/')" >"$TSV"
 printf 'model\tmethod\tkeep\texecuted\tppl\tflops_per_token\tkv_bytes\n' >>"$TSV"
-set -- $(ppl "$EVAL")
+set -- $(ppl "$EVAL" --kl-save "$OUT/$NAME.static0.kl")
 printf '%s\tfull\t1\t%s\t%s\t%s\t%s\n' "$NAME" "$1" "$2" "$3" "$4" >>"$TSV"
-STATIC="$OUT/$NAME.static" # fraction ppl flops kv, for the interpolation
-echo "$1 $2 $3 $4" >"$STATIC"
+# fraction ppl flops kv log-probabilities, for the interpolation
+STATIC="$OUT/$NAME.static"
+echo "$1 $2 $3 $4 $OUT/$NAME.static0.kl" >"$STATIC"
 
 # greedy static removal order on the training text
 removed=""
@@ -134,12 +139,27 @@ while [ $i -lt $((L - 1)) ]; do
     removed=${removed:+$removed,}$best
     order="$order $removed"
     i=$((i + 1))
-    set -- $(ppl "$EVAL" --skip-layers "$removed")
+    set -- $(ppl "$EVAL" --skip-layers "$removed" --kl-save "$OUT/$NAME.static$i.kl")
     printf '%s\tstatic\t%s\t%s\t%s\t%s\t%s\n' "$NAME" "$(awk "BEGIN{print ($L - $i) / $L}")" \
         "$1" "$2" "$3" "$4" >>"$TSV"
-    echo "$1 $2 $3 $4" >>"$STATIC"
+    echo "$1 $2 $3 $4 $OUT/$NAME.static$i.kl" >>"$STATIC"
 done
 echo "# static removal order (greedy on the training text):$order" >>"$TSV"
+
+# the router R at keep K against the static rows around its fraction F,
+# paired token by token (ppl --kl-base: ln(PPL / base PPL) and its standard
+# error): "t lo_mean lo_se hi_mean hi_se"
+paired() { # R K F
+    set -- "$1" "$2" "$(sort -g "$STATIC" | awk -v f="$3" '{x[NR]=$1; k[NR]=$5}
+        END{for (i = 1; i < NR; i++) if (f >= x[i] && f <= x[i+1]) break
+            if (i >= NR) i = NR - 1
+            printf "%.6f %s %s", (f - x[i]) / (x[i+1] - x[i]), k[i], k[i+1]}')"
+    set -- "$1" "$2" $3
+    lnr() { "$STRIX" ppl -m "$MODEL" --kl-base "$1" --router "$R" --keep "$K" 2>&1 |
+        sed -n 's/.*ln ratio \([-0-9.e]*\) +\/- \([0-9.e]*\).*/\1 \2/p'; }
+    R=$1 K=$2
+    echo "$3 $(lnr "$4") $(lnr "$5")"
+}
 
 # static rows interpolated to fraction $1 (log ppl, flops and kv linear)
 interp() {
@@ -168,7 +188,13 @@ for k in $KEEPS; do
     printf '%s\trandom\t%s\t%s\t%s\t%s\t%s\n' "$NAME" "$k" "$1" "$2" "$3" "$4" >>"$TSV"
     set -- $(interp "$f")
     printf '%s\tstatic-interp\t%s\t%s\t%s\t%s\t%s\n' "$NAME" "$k" "$1" "$2" "$3" "$4" >>"$TSV"
+    # ln(router / static-interp) = (1 - t) ln(router / lo) + t ln(router / hi);
+    # its standard error is at most (1 - t) se_lo + t se_hi
+    set -- $(paired "$R" "$k" "$f")
+    awk -v k="$k" -v t="$1" -v ml="$2" -v sl="$3" -v mh="$4" -v sh="$5" 'BEGIN{
+        printf "# keep %s: ln(router ppl / static-interp) = %.4f +/- %.4f (paired over the scored tokens, standard error bound)\n",
+               k, (1 - t) * ml + t * mh, (1 - t) * sl + t * sh}' >>"$TSV"
     echo "# keep $k: warm start from removing ${init}; $(grep -c '^val:' "$OUT/$NAME-keep$k.log") validations, best at $(grep ' best$' "$OUT/$NAME-keep$k.log" | tail -1 | cut -d' ' -f2-3)" >>"$TSV"
 done
-rm -f "$STATIC"
+rm -f "$STATIC" "$OUT/$NAME".static*.kl
 cat "$TSV"
