@@ -36,7 +36,9 @@
 #
 # Environment: STRIX (default build/strix), KEEPS (default "0.9 0.8 0.7 0.6
 # 0.5"), THREADS (default 2), REPS (speed: interleaved rounds, default 3),
-# SEED (router train --seed, default 1).
+# SEED (router train --seed, default 1), ROUTERS (a directory holding the
+# routers NAME-keepK.gguf and their logs from an earlier run: evaluate them
+# on EVAL.txt instead of training).
 set -eu
 STRIX=${STRIX:-build/strix}
 THREADS=${THREADS:-2}
@@ -172,15 +174,15 @@ interp() {
 }
 
 for k in $KEEPS; do
-    R="$OUT/$NAME-keep$k.gguf"
+    R="${ROUTERS:-$OUT}/$NAME-keep$k.gguf" LOG="${ROUTERS:-$OUT}/$NAME-keep$k.log"
     # layers removed at the warm start: floor((1 - k) L), one fewer when
     # (1 - k) L is whole (then the trainer half-executes two layers)
     n=$(awk "BEGIN{r = (1 - $k) * $L; n = int(r + 1e-6); if (n >= 1 && r - n < 1e-6) n--; print n}")
     init=none
     [ "$n" -ge 1 ] && init=$(echo "$order" | tr ' ' '\n' | sed -n "$((n + 1))p")
-    "$STRIX" router train -m "$MODEL" -f "$TRAIN" -o "$R" --keep "$k" --epochs "$EPOCHS" \
-        --lr 0.01 --seed "$SEED" --skip-layers "$init" -t "$THREADS" \
-        2>"$OUT/$NAME-keep$k.log"
+    [ -n "${ROUTERS:-}" ] ||
+        "$STRIX" router train -m "$MODEL" -f "$TRAIN" -o "$R" --keep "$k" --epochs "$EPOCHS" \
+            --lr 0.01 --seed "$SEED" --skip-layers "$init" -t "$THREADS" 2>"$LOG"
     set -- $(ppl "$EVAL" --router "$R" --keep "$k")
     f=$1
     printf '%s\trouter\t%s\t%s\t%s\t%s\t%s\n' "$NAME" "$k" "$1" "$2" "$3" "$4" >>"$TSV"
@@ -194,7 +196,7 @@ for k in $KEEPS; do
     awk -v k="$k" -v t="$1" -v ml="$2" -v sl="$3" -v mh="$4" -v sh="$5" 'BEGIN{
         printf "# keep %s: ln(router ppl / static-interp) = %.4f +/- %.4f (paired over the scored tokens, standard error bound)\n",
                k, (1 - t) * ml + t * mh, (1 - t) * sl + t * sh}' >>"$TSV"
-    echo "# keep $k: warm start from removing ${init}; $(grep -c '^val:' "$OUT/$NAME-keep$k.log") validations, best at $(grep ' best$' "$OUT/$NAME-keep$k.log" | tail -1 | cut -d' ' -f2-3)" >>"$TSV"
+    echo "# keep $k: warm start from removing ${init}; $(grep -c '^val:' "$LOG") validations, best at $(grep ' best$' "$LOG" | tail -1 | cut -d' ' -f2-3)" >>"$TSV"
 done
 rm -f "$STATIC" "$OUT/$NAME".static*.kl
 cat "$TSV"
