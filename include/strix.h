@@ -531,6 +531,25 @@ struct strix_router_train_params {
      * training), the calibrated router's mean LM loss and noiseless executed
      * fraction on the validation windows, whether it is the best so far */
     void (*on_val)(void *user, int step, double loss, double frac, int best);
+    /* Low-rank adapters (LoRA) on the frozen weights, trained with the
+     * modules, as D-LLM does (0: none): the rank of an adapter on each of
+     * the seven projections of every block (q, k, v, o, gate, up, down),
+     * 1 .. 64. An adapter adds B A x to W x; A starts random and B zero, so
+     * training starts from the base model. Needs lora_out. */
+    int lora_rank;
+    /* 1: the decisions are init_skip's exactly (no noise, no half-executed
+     * layers), or init_router's without noise, and the modules are not
+     * trained, only the adapters: a static removal, or a trained router,
+     * fine-tuned with its decisions as they will run. Needs lora_rank and
+     * init_skip or init_router. */
+    int freeze_router;
+    /* With lora_rank: where the adapted model is written (a GGUF file of
+     * the base model with each projection W + B A, in F32; a temporary file
+     * renamed). The router returned is for that model. */
+    const char *lora_out;
+    /* Start from this router's modules (for the same model shape; its
+     * width replaces n_hidden) instead of random or init_skip's. */
+    const strix_router *init_router;
 };
 int strix_router_train_params_init(struct strix_router_train_params *p, size_t struct_size);
 STRIX_DEFAULT_PARAMS_(router_train)

@@ -39,6 +39,15 @@
 # SEED (router train --seed, default 1), ROUTERS (a directory holding the
 # routers NAME-keepK.gguf and their logs from an earlier run: evaluate them
 # on EVAL.txt instead of training).
+#
+# LORA=RANK: both sides fine-tuned the same way, with adapters of that rank
+# on the base weights (router train --lora), in two stages of EPOCHS each:
+# every static row is its removal with adapters trained for it (stage 1),
+# then fresh adapters on that model (stage 2), both with --freeze-router;
+# every router is trained with its adapters (stage 1, warm start as above),
+# then frozen while fresh adapters train on its calibrated decisions as
+# they run (stage 2). The full row is the full model fine-tuned the same
+# way; the static order is still chosen on the base model; no random rows.
 set -eu
 STRIX=${STRIX:-build/strix}
 THREADS=${THREADS:-2}
@@ -108,16 +117,38 @@ SEED=${SEED:-1}
 mkdir -p "$OUT"
 TSV="$OUT/$NAME.tsv"
 
-ppl() { # TEXT ARGS... -> "fraction ppl flops_per_token kv_bytes"
+ppl() { # TEXT ARGS... -> "fraction ppl flops_per_token kv_bytes" (model: $PM, else $MODEL)
     f=$1; shift
-    j=$("$STRIX" ppl -m "$MODEL" -f "$f" -c "$CTX" --json "$@" 2>/dev/null)
+    j=$("$STRIX" ppl -m "${PM:-$MODEL}" -f "$f" -c "$CTX" --json "$@" 2>/dev/null)
     echo "$(echo "$j" | jget layers_executed) $(echo "$j" | jget ppl)" \
         "$(echo "$j" | jget flops_per_token) $(echo "$j" | jget kv_bytes)"
 }
 
+LORA=${LORA:-}
+# lora_train OUT.gguf R.gguf LOG STAGE1-ARGS -- STAGE2-ARGS: two stages of
+# adapters (LORA above); OUT.gguf is the adapted model, R.gguf its router
+lora_train() {
+    a=$1 r=$2 log=$3
+    shift 3
+    s1=""
+    while [ "$1" != -- ]; do s1="$s1 $1"; shift; done
+    shift
+    "$STRIX" router train -m "$MODEL" -f "$TRAIN" -o "$r.1" --lora-out "$a.1" --lora "$LORA" \
+        --epochs "$EPOCHS" --lr 0.01 --seed "$SEED" -t "$THREADS" $s1 2>"$log"
+    "$STRIX" router train -m "$a.1" -f "$TRAIN" -o "$r" --lora-out "$a" --lora "$LORA" \
+        --epochs "$EPOCHS" --lr 0.01 --seed "$SEED" -t "$THREADS" --freeze-router "$@" 2>>"$log"
+    rm -f "$a.1"
+}
+
 L=$(n_layer "$MODEL")
-echo "# $NAME: $MODEL, $L layers; train $TRAIN, eval $EVAL; $EPOCHS epoch(s), seed $SEED; load $(uptime | sed 's/.*load/load/')" >"$TSV"
+echo "# $NAME: $MODEL, $L layers; train $TRAIN, eval $EVAL; $EPOCHS epoch(s), seed $SEED${LORA:+, adapters of rank $LORA in two stages}; load $(uptime | sed 's/.*load/load/')" >"$TSV"
 printf 'model\tmethod\tkeep\texecuted\tppl\tflops_per_token\tkv_bytes\n' >>"$TSV"
+PM=""
+if [ -n "$LORA" ]; then
+    lora_train "$OUT/$NAME-static0.gguf" "$OUT/$NAME-static0-r.gguf" "$OUT/$NAME-static0.log" \
+        --keep 1 --skip-layers none --freeze-router -- --keep 1 --skip-layers none
+    PM="$OUT/$NAME-static0.gguf"
+fi
 set -- $(ppl "$EVAL" --kl-save "$OUT/$NAME.static0.kl")
 printf '%s\tfull\t1\t%s\t%s\t%s\t%s\n' "$NAME" "$1" "$2" "$3" "$4" >>"$TSV"
 # fraction ppl flops kv log-probabilities, for the interpolation
@@ -129,7 +160,7 @@ removed=""
 order=""
 i=0
 while [ $i -lt $((L - 1)) ]; do
-    best="" bestp=""
+    best="" bestp="" PM=""
     l=0
     while [ $l -lt "$L" ]; do
         case ",$removed," in *",$l,"*) l=$((l + 1)); continue ;; esac
@@ -141,6 +172,13 @@ while [ $i -lt $((L - 1)) ]; do
     removed=${removed:+$removed,}$best
     order="$order $removed"
     i=$((i + 1))
+    PM=""
+    if [ -n "$LORA" ]; then
+        kk=$(awk "BEGIN{print ($L - $i) / $L}")
+        lora_train "$OUT/$NAME-static$i.gguf" "$OUT/$NAME-static$i-r.gguf" "$OUT/$NAME-static$i.log" \
+            --keep "$kk" --skip-layers "$removed" --freeze-router -- --keep "$kk" --skip-layers "$removed"
+        PM="$OUT/$NAME-static$i.gguf"
+    fi
     set -- $(ppl "$EVAL" --skip-layers "$removed" --kl-save "$OUT/$NAME.static$i.kl")
     printf '%s\tstatic\t%s\t%s\t%s\t%s\t%s\n' "$NAME" "$(awk "BEGIN{print ($L - $i) / $L}")" \
         "$1" "$2" "$3" "$4" >>"$TSV"
@@ -157,7 +195,7 @@ paired() { # R K F
             if (i >= NR) i = NR - 1
             printf "%.6f %s %s", (f - x[i]) / (x[i+1] - x[i]), k[i], k[i+1]}')"
     set -- "$1" "$2" $3
-    lnr() { "$STRIX" ppl -m "$MODEL" --kl-base "$1" --router "$R" --keep "$K" 2>&1 |
+    lnr() { "$STRIX" ppl -m "${PM:-$MODEL}" --kl-base "$1" --router "$R" --keep "$K" 2>&1 |
         sed -n 's/.*ln ratio \([-0-9.e]*\) +\/- \([0-9.e]*\).*/\1 \2/p'; }
     R=$1 K=$2
     echo "$3 $(lnr "$4") $(lnr "$5")"
@@ -180,14 +218,23 @@ for k in $KEEPS; do
     n=$(awk "BEGIN{r = (1 - $k) * $L; n = int(r + 1e-6); if (n >= 1 && r - n < 1e-6) n--; print n}")
     init=none
     [ "$n" -ge 1 ] && init=$(echo "$order" | tr ' ' '\n' | sed -n "$((n + 1))p")
-    [ -n "${ROUTERS:-}" ] ||
+    PM=""
+    if [ -n "$LORA" ]; then
+        PM="${ROUTERS:-$OUT}/$NAME-keep$k-adapted.gguf"
+        [ -n "${ROUTERS:-}" ] ||
+            lora_train "$PM" "$R" "$LOG" --keep "$k" --skip-layers "$init" -- --keep "$k" --router "$R.1"
+        rm -f "$R.1"
+    elif [ -z "${ROUTERS:-}" ]; then
         "$STRIX" router train -m "$MODEL" -f "$TRAIN" -o "$R" --keep "$k" --epochs "$EPOCHS" \
             --lr 0.01 --seed "$SEED" --skip-layers "$init" -t "$THREADS" 2>"$LOG"
+    fi
     set -- $(ppl "$EVAL" --router "$R" --keep "$k")
     f=$1
     printf '%s\trouter\t%s\t%s\t%s\t%s\t%s\n' "$NAME" "$k" "$1" "$2" "$3" "$4" >>"$TSV"
-    set -- $(ppl "$EVAL" --skip-random "$f" --seed 1)
-    printf '%s\trandom\t%s\t%s\t%s\t%s\t%s\n' "$NAME" "$k" "$1" "$2" "$3" "$4" >>"$TSV"
+    if [ -z "$LORA" ]; then
+        set -- $(ppl "$EVAL" --skip-random "$f" --seed 1)
+        printf '%s\trandom\t%s\t%s\t%s\t%s\t%s\n' "$NAME" "$k" "$1" "$2" "$3" "$4" >>"$TSV"
+    fi
     set -- $(interp "$f")
     printf '%s\tstatic-interp\t%s\t%s\t%s\t%s\t%s\n' "$NAME" "$k" "$1" "$2" "$3" "$4" >>"$TSV"
     # ln(router / static-interp) = (1 - t) ln(router / lo) + t ln(router / hi);
@@ -198,5 +245,5 @@ for k in $KEEPS; do
                k, (1 - t) * ml + t * mh, (1 - t) * sl + t * sh}' >>"$TSV"
     echo "# keep $k: warm start from removing ${init}; $(grep -c '^val:' "$LOG") validations, best at $(grep ' best$' "$LOG" | tail -1 | cut -d' ' -f2-3)" >>"$TSV"
 done
-rm -f "$STATIC" "$OUT/$NAME".static*.kl
+rm -f "$STATIC" "$OUT/$NAME".static*.kl "$OUT/$NAME"-static*.gguf
 cat "$TSV"

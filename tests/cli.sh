@@ -555,6 +555,20 @@ expect_fail "skip-layers out of range" ppl $F -f "$T/text.txt" --skip-layers 1,9
 echo "Once upon a time" >"$T/short.txt"
 expect_fail "router train: text shorter than a window" router train $F -f "$T/short.txt" -o "$T/r2.gguf"
 expect_fail "router train: keep 0" router train $F -f "$T/text.txt" -o "$T/r2.gguf" --keep 0
+# adapters: a static removal fine-tuned, its router equal to --skip-layers on
+# the adapted model; the flags that need each other
+"$S" router train $F -f "$T/text.txt" -o "$T/rl.gguf" --keep 0.8 --window 32 --skip-layers 2 \
+    --freeze-router --lora 2 --lora-out "$T/adapted.gguf" 2>"$T/lora.err" &&
+    grep -q "wrote the adapted model" "$T/lora.err" && ok || bad "router train --lora: $(head -c 300 "$T/lora.err")"
+q1=$("$S" ppl -m "$T/adapted.gguf" -f "$T/text.txt" -c 64 --json --router "$T/rl.gguf" 2>/dev/null | sed 's/.*"ppl": \([0-9.]*\).*/\1/')
+q2=$("$S" ppl -m "$T/adapted.gguf" -f "$T/text.txt" -c 64 --json --skip-layers 2 2>/dev/null | sed 's/.*"ppl": \([0-9.]*\).*/\1/')
+[ -n "$q1" ] && [ "$q1" = "$q2" ] && ok || bad "frozen removal's router vs --skip-layers: $q1 vs $q2"
+expect_fail "router train: adapted router on the base" ppl $F -f "$T/text.txt" --router "$T/rl.gguf"
+expect_fail "router train: --lora without --lora-out" router train $F -f "$T/text.txt" -o "$T/r3.gguf" --lora 2
+expect_fail "router train: --lora 65" router train $F -f "$T/text.txt" -o "$T/r3.gguf" --lora 65 --lora-out "$T/a3.gguf"
+expect_fail "router train: --freeze-router alone" router train $F -f "$T/text.txt" -o "$T/r3.gguf" --freeze-router
+expect_fail "router train: --lora-out over the model" router train $F -f "$T/text.txt" -o "$T/r3.gguf" --lora 2 --lora-out "$D/stories260K-ref.gguf"
+[ ! -e "$T/r3.gguf" ] && [ ! -e "$T/a3.gguf" ] && ok || bad "a refused router train wrote a file"
 
 echo "tests/cli.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

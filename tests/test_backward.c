@@ -130,8 +130,8 @@ static void block_ref(const struct bw_dims *d, const int32_t *pos, const uint8_t
 
 static void check_block(int neox, int n_rot)
 {
-    const struct bw_dims d = {E, NH, NKV, HD, FF, n_rot, neox, 1e-5f, 10000.0f};
-    const struct bw_block w = {g1, wq, wk, wv, wo, g2, wg, wu, wd};
+    const struct bw_dims d = {E, NH, NKV, HD, FF, n_rot, neox, 1e-5f, 10000.0f, 0};
+    const struct bw_block w = {g1, wq, wk, wv, wo, g2, wg, wu, wd, {0}, {0}};
     struct bw_tape tp;
     CHECK(bw_tape_init(&tp, &d, T));
     const int32_t pos[T] = {3, 4, 5, 9, 10}; /* a gap: positions are kept, not renumbered */
@@ -152,7 +152,7 @@ static void check_block(int neox, int n_rot)
 
     /* backward against central differences */
     bw_block_forward(&d, &w, &tp, T, pos, vis, x, delta);
-    bw_block_backward(&d, &w, &tp, T, c, dx);
+    bw_block_backward(&d, &w, &tp, T, c, dx, NULL);
     double err = 0, scale = 0;
     for (int i = 0; i < T * E; i++) {
         const float x0 = x[i], h = 1e-2f;
@@ -186,9 +186,106 @@ static void check_block(int neox, int n_rot)
     bw_tape_free(&tp);
 }
 
+/* Adapters (LoRA): the forward pass equals the plain block with merged
+ * weights W + B A (block_ref, double precision); the gradients with respect
+ * to x, every A and every B equal central differences. */
+enum { R = 2 };
+static float la[BW_NPROJ][FF * R > E * R ? FF * R : E * R];
+static float lb[BW_NPROJ][FF * R > NH * HD * R ? FF * R : NH * HD * R];
+
+static void check_block_lora(int neox)
+{
+    const struct bw_dims d = {E, NH, NKV, HD, FF, HD, neox, 1e-5f, 10000.0f, R};
+    struct bw_block w = {g1, wq, wk, wv, wo, g2, wg, wu, wd, {0}, {0}};
+    float *W[BW_NPROJ] = {wq, wk, wv, wo, wg, wu, wd};
+    const int rows[BW_NPROJ] = {NH * HD, NKV * HD, NKV * HD, E, FF, FF, E};
+    const int cols[BW_NPROJ] = {E, E, E, NH * HD, E, E, FF};
+    for (int k = 0; k < BW_NPROJ; k++) {
+        fill(la[k], R * cols[k], 0.5f, 0.0f);
+        fill(lb[k], rows[k] * R, 0.5f, 0.0f);
+        w.lora_a[k] = la[k];
+        w.lora_b[k] = lb[k];
+    }
+    struct bw_tape tp;
+    CHECK(bw_tape_init(&tp, &d, T));
+    const int32_t pos[T] = {0, 1, 2, 3, 4};
+    const uint8_t vis[T] = {1, 1, 0, 1, 1};
+    float x[T * E], c[T * E], dx[T * E] = {0}, delta[T * E];
+    fill(x, T * E, 1.0f, 0.0f);
+    fill(c, T * E, 1.0f, 0.0f);
+
+    /* forward against the formulas with W + B A */
+    static float saved[BW_NPROJ][FF * NH * HD > FF * E ? FF * NH * HD : FF * E];
+    for (int k = 0; k < BW_NPROJ; k++) {
+        memcpy(saved[k], W[k], (size_t)rows[k] * cols[k] * sizeof(float));
+        for (int i = 0; i < rows[k]; i++)
+            for (int j = 0; j < cols[k]; j++)
+                for (int q = 0; q < R; q++)
+                    W[k][i * cols[k] + j] += lb[k][i * R + q] * la[k][q * cols[k] + j];
+    }
+    double ref[T * E];
+    block_ref(&d, pos, vis, x, ref);
+    for (int k = 0; k < BW_NPROJ; k++)
+        memcpy(W[k], saved[k], (size_t)rows[k] * cols[k] * sizeof(float));
+    bw_block_forward(&d, &w, &tp, T, pos, vis, x, delta);
+    double worst = 0;
+    for (int i = 0; i < T * E; i++)
+        worst = fmax(worst, fabs(delta[i] - ref[i]) / (1e-3 + fabs(ref[i])));
+    CHECKF(worst < 1e-3, "adapters, neox %d: forward off by %g", neox, worst);
+
+    /* backward: x, then a few entries of every A and B */
+    static float ga[BW_NPROJ][FF * R > E * R ? FF * R : E * R];
+    static float gb[BW_NPROJ][FF * R > NH * HD * R ? FF * R : NH * HD * R];
+    memset(ga, 0, sizeof ga);
+    memset(gb, 0, sizeof gb);
+    struct bw_lora_grad g;
+    for (int k = 0; k < BW_NPROJ; k++) {
+        g.a[k] = ga[k];
+        g.b[k] = gb[k];
+    }
+    bw_block_forward(&d, &w, &tp, T, pos, vis, x, delta);
+    bw_block_backward(&d, &w, &tp, T, c, dx, &g);
+    double err = 0, scale = 0;
+    for (int k = 0; k < BW_NPROJ; k++)
+        for (int ab = 0; ab < 2; ab++)
+            for (int s = 0; s < 3; s++) {
+                const int n = ab ? rows[k] * R : R * cols[k];
+                const int i = (s * 7 + k) % n;
+                float *v = ab ? &lb[k][i] : &la[k][i];
+                const float v0 = *v, h = 1e-2f;
+                *v = v0 + h;
+                const double up = block_obj(&d, &w, &tp, pos, vis, x, c);
+                *v = v0 - h;
+                const double dn = block_obj(&d, &w, &tp, pos, vis, x, c);
+                *v = v0;
+                const double fd = (up - dn) / (2.0 * h), an = ab ? gb[k][i] : ga[k][i];
+                err = fmax(err, fabs(fd - an));
+                scale = fmax(scale, fabs(fd));
+                CHECKF(fabs(fd - an) < 5e-3 * fmax(1.0, fabs(fd)),
+                       "adapter %d %c[%d]: %g vs %g", k, ab ? 'B' : 'A', i, an, fd);
+            }
+    for (int i = 0; i < T * E; i++) {
+        const float x0 = x[i], h = 1e-2f;
+        x[i] = x0 + h;
+        const double up = block_obj(&d, &w, &tp, pos, vis, x, c);
+        x[i] = x0 - h;
+        const double dn = block_obj(&d, &w, &tp, pos, vis, x, c);
+        x[i] = x0;
+        const double fd = (up - dn) / (2.0 * h);
+        err = fmax(err, fabs(fd - dx[i]));
+        scale = fmax(scale, fabs(fd));
+        CHECKF(fabs(fd - dx[i]) < 5e-3 * fmax(1.0, fabs(fd)), "adapters: dx[%d] %g vs %g", i,
+               dx[i], fd);
+    }
+    printf("test_backward: adapters, neox %d: gradients vs finite differences: max error %.3g "
+           "of %.3g\n", neox, err, scale);
+    CHECK(scale > 0.1);
+    bw_tape_free(&tp);
+}
+
 static void check_head(void)
 {
-    const struct bw_dims d = {E, NH, NKV, HD, FF, HD, 0, 1e-5f, 10000.0f};
+    const struct bw_dims d = {E, NH, NKV, HD, FF, HD, 0, 1e-5f, 10000.0f, 0};
     float x[T * E], dx[T * E], logits[V], xn[E];
     const int32_t target[T] = {3, -1, 0, 10, 7};
     fill(x, T * E, 1.0f, 0.0f);
@@ -247,6 +344,8 @@ int main(void)
     check_block(0, HD);
     check_block(1, HD);
     check_block(0, HD / 2); /* partial rotary */
+    check_block_lora(0);
+    check_block_lora(1);
     check_head();
     TEST_MAIN_END();
 }

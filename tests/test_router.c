@@ -143,7 +143,7 @@ static float *reference(const strix_model *m, const uint8_t *dec)
     const int e = hp->n_embd, nl = hp->n_layer, T = N_PROMPT, nv = hp->n_vocab;
     const struct bw_dims d = {e,         hp->n_head, hp->n_head_kv, hp->head_dim,
                               hp->n_ff,  hp->n_rot,  hp->rope_neox, hp->norm_eps,
-                              hp->rope_freq_base};
+                              hp->rope_freq_base, 0};
     struct bw_tape tp;
     CHECK(bw_tape_init(&tp, &d, T));
     float *x = calloc((size_t)T * e, sizeof(float)), *delta = calloc((size_t)T * e, sizeof(float));
@@ -159,7 +159,7 @@ static float *reference(const strix_model *m, const uint8_t *dec)
         const struct layer *L = &m->layers[l];
         const struct bw_block w = {L->attn_norm.data, L->wq.data,       L->wk.data,
                                    L->wv.data,        L->wo.data,       L->ffn_norm.data,
-                                   L->w_gate.data,    L->w_up.data,     L->w_down.data};
+                                   L->w_gate.data,    L->w_up.data,     L->w_down.data, {0}, {0}};
         for (int t = 0; t < T; t++)
             vis[t] = dec[t * nl + l];
         bw_block_forward(&d, &w, &tp, T, pos, vis, x, delta);
@@ -217,7 +217,7 @@ static void check_train_grad(const strix_model *m)
     float *par[4] = {r->w1, r->b1, r->w2, r->b2};
     const size_t off[4] = {0, n1, n1 + nb, n1 + 2 * nb};
     double frac;
-    const double loss = router_train_grad(m, r, tok, &p, 5, 1, grad, &frac);
+    const double loss = router_train_grad(m, r, tok, &p, 5, 1, NULL, grad, &frac);
     CHECK(isfinite(loss) && frac > 0.1 && frac < 0.9);
     /* some parameters of every kind */
     const size_t pick[][2] = {{0, 3}, {0, 200}, {0, 1000}, {1, 1}, {1, 6}, {2, 0},
@@ -227,9 +227,9 @@ static void check_train_grad(const strix_model *m)
         float *v = par[pick[i][0]] + pick[i][1];
         const float v0 = *v, h = 2e-3f;
         *v = v0 + h;
-        const double up = router_train_grad(m, r, tok, &p, 5, 1, g2, &frac);
+        const double up = router_train_grad(m, r, tok, &p, 5, 1, NULL, g2, &frac);
         *v = v0 - h;
-        const double dn = router_train_grad(m, r, tok, &p, 5, 1, g2, &frac);
+        const double dn = router_train_grad(m, r, tok, &p, 5, 1, NULL, g2, &frac);
         *v = v0;
         const double fd = (up - dn) / (2.0 * h), an = grad[off[pick[i][0]] + pick[i][1]];
         err = fmax(err, fabs(fd - an));

@@ -79,6 +79,8 @@ struct opts {
     const char *router, *skip_layers;
     float keep, skip_random, lr, penalty;
     int epochs, window, json;
+    int lora_rank, freeze_router; /* router train: adapters; only they trained */
+    const char *lora_out;         /* router train: the adapted model */
     /* analysis and pruning (analyze, prune) */
     const char *csv, *svg, *method, *pattern, *drop_layers, *linearize, *criterion;
     float sparsity;

@@ -141,10 +141,21 @@ static int router_train(int argc, char **argv)
 {
     struct opts o;
     parse_opts(argc - 1, argv + 1, &o,
-               " m vocab f o keep epochs lr window t seed skip-layers penalty ");
+               " m vocab f o keep epochs lr window t seed skip-layers penalty lora lora-out "
+               "freeze-router router ");
     if (!o.file || !o.out)
         die("router train needs -f TEXT and -o R.gguf");
+    if (!o.lora_rank != !o.lora_out)
+        die("--lora RANK and --lora-out ADAPTED.gguf go together");
+    if (o.freeze_router && !(o.lora_rank && (o.skip_layers || o.router)))
+        die("--freeze-router needs --lora and --skip-layers or --router");
+    if (o.router && o.skip_layers)
+        die("--router and --skip-layers are two different starts: give one");
+    if (o.lora_out && strcmp(o.lora_out, o.out) == 0)
+        die("--lora-out and -o name the same file");
     refuse_overwrite(o.out, (const char *const[]){o.model, o.vocab, o.file}, 3);
+    if (o.lora_out)
+        refuse_overwrite(o.lora_out, (const char *const[]){o.model, o.vocab, o.file}, 3);
     strix_model *m = load_model(&o, 0);
     size_t len = 0;
     char *text = read_file(o.file, &len);
@@ -175,23 +186,39 @@ static int router_train(int argc, char **argv)
     strix_model_get_info(m, &in);
     uint8_t *init = o.skip_layers ? parse_layers(o.skip_layers, in.n_layer) : NULL;
     tp.init_skip = init;
+    strix_router *r0 = NULL;
+    strix_error lerr;
+    if (o.router && strix_router_load(o.router, m, &r0, &lerr))
+        die("%s", lerr.msg);
+    tp.init_router = r0;
+    tp.lora_rank = o.lora_rank;
+    tp.lora_out = o.lora_out;
+    tp.freeze_router = o.freeze_router;
     struct bar b = {now(), isatty(2), ""};
     tp.progress = train_progress;
     tp.user = &b;
     snprintf(b.head, sizeof b.head,
              "train: %d tokens of %s, windows of %d (%d for validation), keep %.2f, %d epoch(s), "
-             "seed %llu%s%s\n",
+             "seed %llu%s%s%s\n",
              n_tok, o.file, tp.window, tp.val_windows, (double)tp.keep, tp.epochs,
-             (unsigned long long)tp.seed, init ? ", warm start from removing layers " : "",
-             init ? o.skip_layers : "");
+             (unsigned long long)tp.seed,
+             o.freeze_router && init ? ", removing layers (frozen) "
+             : init                  ? ", warm start from removing layers "
+             : o.router              ? (o.freeze_router ? ", the router (frozen) " : ", from the router ")
+                                     : "",
+             init ? o.skip_layers : o.router ? o.router : "", o.lora_rank ? ", adapters" : "");
     strix_router *r = NULL;
     strix_error err;
     if (strix_router_train(m, ids, n_tok, &tp, &r, &err))
         die("router train: %s", err.msg);
     if (strix_router_save(r, o.out, &err))
         die("%s", err.msg);
+    if (o.lora_out)
+        fprintf(stderr, "train: wrote the adapted model %s (adapters of rank %d merged)\n",
+                o.lora_out, o.lora_rank);
     fprintf(stderr, "train: wrote %s (%.1fs)\n", o.out, now() - b.t0);
     free(init);
+    strix_router_free(r0);
     strix_router_free(r);
     free(ids);
     free(text);

@@ -56,7 +56,10 @@ int bw_tape_init(struct bw_tape *tp, const struct bw_dims *d, int cap)
     tp->dq = util_malloc(T * q * sizeof(float));
     tp->dk = util_malloc(T * kv * sizeof(float));
     tp->dv = util_malloc(T * kv * sizeof(float));
-    return tp->x && tp->n1 && tp->r1 && tp->q && tp->k && tp->v && tp->p && tp->o && tp->h &&
+    int ok = 1;
+    for (int k = 0; d->lora_rank > 0 && k < BW_NPROJ; k++)
+        ok &= (tp->u[k] = util_malloc(T * (size_t)d->lora_rank * sizeof(float))) != NULL;
+    return ok && tp->x && tp->n1 && tp->r1 && tp->q && tp->k && tp->v && tp->p && tp->o && tp->h &&
            tp->n2 && tp->r2 && tp->gt && tp->up && tp->act && tp->cs && tp->d1 && tp->d2 &&
            tp->dq && tp->dk && tp->dv;
 }
@@ -68,6 +71,8 @@ void bw_tape_free(struct bw_tape *tp)
                     tp->cs, tp->d1, tp->d2, tp->dq, tp->dk, tp->dv};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         util_free(all[i]);
+    for (int k = 0; k < BW_NPROJ; k++)
+        util_free(tp->u[k]);
     memset(tp, 0, sizeof *tp);
 }
 
@@ -128,6 +133,53 @@ static void rope(float *v, const struct bw_dims *d, const float *cs, int inverse
     }
 }
 
+/* Token t's A x of adapter k (NULL without adapters). */
+static float *urow(const struct bw_dims *d, const struct bw_tape *tp, int k, int t)
+{
+    return d->lora_rank > 0 ? tp->u[k] + (size_t)t * (size_t)d->lora_rank : NULL;
+}
+
+/* y (rows) = W x (y += when acc), plus the adapter's B (A x) when the block
+ * has one for projection k; u: where A x is kept. */
+static void proj(const struct bw_dims *d, const struct bw_block *w, int k, const float *W,
+                 float *y, const float *x, int rows, int cols, float *u, int acc)
+{
+    bw_matvec(y, W, x, rows, cols, acc);
+    if (d->lora_rank > 0 && w->lora_a[k]) {
+        bw_matvec(u, w->lora_a[k], x, d->lora_rank, cols, 0);
+        bw_matvec(y, w->lora_b[k], u, rows, d->lora_rank, 1);
+    }
+}
+
+/* The transpose of proj for one token: dx (cols) += W^T dy + A^T (B^T dy);
+ * the adapter's gradients dB += dy u^T and dA += (B^T dy) x^T into g. */
+static void proj_back(const struct bw_dims *d, const struct bw_block *w, int k, const float *W,
+                      float *dx, const float *dy, const float *x, const float *u, int rows,
+                      int cols, const struct bw_lora_grad *g)
+{
+    bw_matvec_t(dx, W, dy, rows, cols);
+    if (!(d->lora_rank > 0 && w->lora_a[k]))
+        return;
+    const int R = d->lora_rank;
+    float du[BW_MAX_RANK] = {0};
+    bw_matvec_t(du, w->lora_b[k], dy, rows, R);
+    if (g && g->b[k])
+        for (int i = 0; i < rows; i++) {
+            if (dy[i] == 0.0f)
+                continue;
+            float *gb = g->b[k] + (size_t)i * R;
+            for (int j = 0; j < R; j++)
+                gb[j] += dy[i] * u[j];
+        }
+    if (g && g->a[k])
+        for (int j = 0; j < R; j++) {
+            float *ga = g->a[k] + (size_t)j * cols;
+            for (int i = 0; i < cols; i++)
+                ga[i] += du[j] * x[i];
+        }
+    bw_matvec_t(dx, w->lora_a[k], du, R, cols);
+}
+
 static inline int visible(const uint8_t *vis, int s, int t)
 {
     return s == t || (s < t && (!vis || vis[s]));
@@ -147,9 +199,9 @@ void bw_block_forward(const struct bw_dims *d, const struct bw_block *w, struct 
         float *n1 = tp->n1 + (size_t)t * e;
         tp->r1[t] = bw_rmsnorm(n1, xt, w->attn_norm, e, d->eps);
         float *q = tp->q + (size_t)t * q_dim, *k = tp->k + (size_t)t * kv_dim;
-        bw_matvec(q, w->wq, n1, q_dim, e, 0);
-        bw_matvec(k, w->wk, n1, kv_dim, e, 0);
-        bw_matvec(tp->v + (size_t)t * kv_dim, w->wv, n1, kv_dim, e, 0);
+        proj(d, w, BW_Q, w->wq, q, n1, q_dim, e, urow(d, tp, BW_Q, t), 0);
+        proj(d, w, BW_K, w->wk, k, n1, kv_dim, e, urow(d, tp, BW_K, t), 0);
+        proj(d, w, BW_V, w->wv, tp->v + (size_t)t * kv_dim, n1, kv_dim, e, urow(d, tp, BW_V, t), 0);
         float *cs = tp->cs + (size_t)t * d->n_rot;
         kern_rope_table(cs, d->n_rot, pos[t], d->rope_base);
         for (int h = 0; h < d->n_head; h++)
@@ -191,23 +243,23 @@ void bw_block_forward(const struct bw_dims *d, const struct bw_block *w, struct 
     }
     for (int t = 0; t < T; t++) {
         float *dt = delta + (size_t)t * e, *ht = tp->h + (size_t)t * e;
-        bw_matvec(dt, w->wo, tp->o + (size_t)t * q_dim, e, q_dim, 0); /* a */
+        proj(d, w, BW_O, w->wo, dt, tp->o + (size_t)t * q_dim, e, q_dim, urow(d, tp, BW_O, t), 0); /* a */
         for (int i = 0; i < e; i++)
             ht[i] = x[(size_t)t * e + i] + dt[i];
         float *n2 = tp->n2 + (size_t)t * e;
         tp->r2[t] = bw_rmsnorm(n2, ht, w->ffn_norm, e, d->eps);
         float *gt = tp->gt + (size_t)t * ff, *up = tp->up + (size_t)t * ff;
         float *act = tp->act + (size_t)t * ff;
-        bw_matvec(gt, w->w_gate, n2, ff, e, 0);
-        bw_matvec(up, w->w_up, n2, ff, e, 0);
+        proj(d, w, BW_GATE, w->w_gate, gt, n2, ff, e, urow(d, tp, BW_GATE, t), 0);
+        proj(d, w, BW_UP, w->w_up, up, n2, ff, e, urow(d, tp, BW_UP, t), 0);
         for (int i = 0; i < ff; i++)
             act[i] = gt[i] / (1.0f + expf(-gt[i])) * up[i];
-        bw_matvec(dt, w->w_down, act, e, ff, 1); /* D = a + Wd act */
+        proj(d, w, BW_DOWN, w->w_down, dt, act, e, ff, urow(d, tp, BW_DOWN, t), 1); /* D = a + Wd act */
     }
 }
 
 void bw_block_backward(const struct bw_dims *d, const struct bw_block *w, struct bw_tape *tp,
-                       int T, const float *ddelta, float *dx)
+                       int T, const float *ddelta, float *dx, const struct bw_lora_grad *lg)
 {
     const int e = d->n_embd, hd = d->head_dim, ff = d->n_ff;
     const int q_dim = (int)qdim(d), kv_dim = (int)kvdim(d), group = d->n_head / d->n_head_kv;
@@ -220,7 +272,8 @@ void bw_block_backward(const struct bw_dims *d, const struct bw_block *w, struct
         const float *gt = tp->gt + (size_t)t * ff, *up = tp->up + (size_t)t * ff;
         float *dact = dtmp; /* (ff) */
         memset(dact, 0, (size_t)ff * sizeof(float));
-        bw_matvec_t(dact, w->w_down, dD, e, ff);
+        proj_back(d, w, BW_DOWN, w->w_down, dact, dD, tp->act + (size_t)t * ff,
+                  urow(d, tp, BW_DOWN, t), e, ff, lg);
         /* act = silu(g) u; reuse dact for dg and the next row of dtmp for du */
         float *du = dtmp + ff;
         for (int i = 0; i < ff; i++) {
@@ -230,8 +283,9 @@ void bw_block_backward(const struct bw_dims *d, const struct bw_block *w, struct
         }
         float *dn2 = du + ff; /* (e) */
         memset(dn2, 0, (size_t)e * sizeof(float));
-        bw_matvec_t(dn2, w->w_gate, dact, ff, e);
-        bw_matvec_t(dn2, w->w_up, du, ff, e);
+        const float *n2 = tp->n2 + (size_t)t * e;
+        proj_back(d, w, BW_GATE, w->w_gate, dn2, dact, n2, urow(d, tp, BW_GATE, t), ff, e, lg);
+        proj_back(d, w, BW_UP, w->w_up, dn2, du, n2, urow(d, tp, BW_UP, t), ff, e, lg);
         float *dht = dh + (size_t)t * e;
         memcpy(dht, dD, (size_t)e * sizeof(float)); /* D = a + ... and h = x + a: da = dD + dh */
         bw_rmsnorm_back(dht, dn2, tp->h + (size_t)t * e, w->ffn_norm, tp->r2[t], e);
@@ -244,7 +298,9 @@ void bw_block_backward(const struct bw_dims *d, const struct bw_block *w, struct
     float *dO = dtmp; /* (T, q_dim) */
     memset(dO, 0, (size_t)T * q_dim * sizeof(float));
     for (int t = 0; t < T; t++)
-        bw_matvec_t(dO + (size_t)t * q_dim, w->wo, dh + (size_t)t * e, e, q_dim);
+        proj_back(d, w, BW_O, w->wo, dO + (size_t)t * q_dim, dh + (size_t)t * e,
+                  tp->o + (size_t)t * q_dim, urow(d, tp, BW_O, t), e,
+                  q_dim, lg);
     /* attention */
     memset(tp->dq, 0, (size_t)T * q_dim * sizeof(float));
     memset(tp->dk, 0, (size_t)T * kv_dim * sizeof(float));
@@ -292,9 +348,11 @@ void bw_block_backward(const struct bw_dims *d, const struct bw_block *w, struct
             rope(dk + (size_t)h * hd, d, cs, 1);
         float *dn1 = dtmp; /* dO is consumed */
         memset(dn1, 0, (size_t)e * sizeof(float));
-        bw_matvec_t(dn1, w->wq, dq, q_dim, e);
-        bw_matvec_t(dn1, w->wk, dk, kv_dim, e);
-        bw_matvec_t(dn1, w->wv, tp->dv + (size_t)t * kv_dim, kv_dim, e);
+        const float *n1 = tp->n1 + (size_t)t * e;
+        proj_back(d, w, BW_Q, w->wq, dn1, dq, n1, urow(d, tp, BW_Q, t), q_dim, e, lg);
+        proj_back(d, w, BW_K, w->wk, dn1, dk, n1, urow(d, tp, BW_K, t), kv_dim, e, lg);
+        proj_back(d, w, BW_V, w->wv, dn1, tp->dv + (size_t)t * kv_dim, n1, urow(d, tp, BW_V, t),
+                  kv_dim, e, lg);
         bw_rmsnorm_back(dx + (size_t)t * e, dn1, tp->x + (size_t)t * e, w->attn_norm, tp->r1[t],
                         e);
     }

@@ -16,6 +16,11 @@
  * always sees itself.
  *
  * Weights are row-major F32 (rows of `cols` floats, GGUF's layout): y = W x.
+ *
+ * Low-rank adapters (LoRA): with d->lora_rank = R > 0, a projection whose
+ * block has lora_a[k] (R, cols) and lora_b[k] (rows, R) computes
+ * y = W x + B (A x); the backward pass then also adds the gradients with
+ * respect to A and B (W stays frozen).
  */
 #ifndef STRIX_BACKWARD_H
 #define STRIX_BACKWARD_H
@@ -28,7 +33,12 @@ struct bw_dims {
     int neox;        /* rotary pairs (i, i + n_rot/2) instead of (2i, 2i+1) */
     float eps;       /* RMSNorm epsilon */
     float rope_base; /* rotary frequency base */
+    int lora_rank;   /* adapters' rank (0: none); at most BW_MAX_RANK */
 };
+
+/* The block's projections, in the order of the adapter arrays. */
+enum { BW_Q, BW_K, BW_V, BW_O, BW_GATE, BW_UP, BW_DOWN, BW_NPROJ };
+#define BW_MAX_RANK 64
 
 /* One block's weights, borrowed. */
 struct bw_block {
@@ -41,6 +51,13 @@ struct bw_block {
     const float *w_gate;    /* (n_ff, n_embd) */
     const float *w_up;      /* (n_ff, n_embd) */
     const float *w_down;    /* (n_embd, n_ff) */
+    const float *lora_a[BW_NPROJ], *lora_b[BW_NPROJ]; /* adapters, or NULL */
+};
+
+/* Where bw_block_backward adds the adapters' gradients (shapes of lora_a,
+ * lora_b); NULL entries are skipped. */
+struct bw_lora_grad {
+    float *a[BW_NPROJ], *b[BW_NPROJ];
 };
 
 /* What the forward pass keeps for the backward pass of T tokens. */
@@ -61,6 +78,7 @@ struct bw_tape {
     float *up;  /* (T, n_ff) */
     float *act; /* (T, n_ff) silu(gate) * up */
     float *cs;  /* (T, n_rot) rotary cos, sin per token */
+    float *u[BW_NPROJ]; /* (T, lora_rank) A x of each adapter (lora_rank > 0) */
     /* backward scratch */
     float *d1;      /* (T, max(n_embd, q_dim, n_ff)) */
     float *d2;      /* (T, max(n_embd, q_dim, n_ff)) + 2 n_ff + n_embd */
@@ -79,9 +97,10 @@ void bw_block_forward(const struct bw_dims *d, const struct bw_block *w, struct 
                       int T, const int32_t *pos, const uint8_t *vis, const float *x,
                       float *delta);
 /* dx (T, n_embd) += (dD/dx)^T ddelta: the gradient of sum(ddelta * D) with
- * respect to the block input, from the tape of the last forward. */
+ * respect to the block input, from the tape of the last forward; with
+ * adapters and g not NULL, their gradients added into g. */
 void bw_block_backward(const struct bw_dims *d, const struct bw_block *w, struct bw_tape *tp,
-                       int T, const float *ddelta, float *dx);
+                       int T, const float *ddelta, float *dx, const struct bw_lora_grad *g);
 
 /* The head: logits = W rmsnorm(x) * g, loss = mean over the T tokens with a
  * target (target[t] >= 0) of -log softmax(logits)[target]. Returns the loss

@@ -27,6 +27,7 @@
 #include "quant/dtype.h"
 #include "pool.h"
 #include "kernels/kernels.h"
+#include "train/lora.h"
 #include "train/router_train.h"
 
 #define STEP_WINDOWS 4
@@ -48,8 +49,14 @@ struct trainer {
     int n_owned;
     float *emb, *out_w, *out_norm; /* (n_vocab, e), (n_vocab, e), (e) */
     strix_router *r;
-    size_t n_par; /* router parameters */
-    int soft;     /* tests: y = x + g D with the soft g (a differentiable loss) */
+    size_t n_rpar; /* router parameters */
+    size_t n_par;  /* router parameters, then the adapters' */
+    int soft;      /* tests: y = x + g D with the soft g (a differentiable loss) */
+    /* adapters (p->lora_rank > 0): layer l's A of projection k at
+     * lora + l * lora_layer + lora_at[k], its B right after */
+    float *lora;
+    size_t n_lora, lora_layer, lora_at[BW_NPROJ];
+    int lrows[BW_NPROJ], lcols[BW_NPROJ];
 };
 
 /* One worker's buffers for a window. */
@@ -173,7 +180,8 @@ static void window(struct trainer *tr, struct worker *w, const strix_token *tok,
         for (int t = 0; t < T; t++) {
             const float *dy = w->dx + (size_t)t * e;
             const double dg = kern_dot_f32(e, dy, dl + (size_t)t * e) + dpen;
-            const float ds = (float)(dg * g[t] * (1.0 - g[t]) / p->tau);
+            /* frozen modules: the decisions are constants */
+            const float ds = p->freeze_router ? 0.0f : (float)(dg * g[t] * (1.0 - g[t]) / p->tau);
             w->ds[t] = ds;
             const float mult = tr->soft ? g[t] : (float)dec[t];
             for (int i = 0; i < e; i++)
@@ -195,7 +203,13 @@ static void window(struct trainer *tr, struct worker *w, const strix_token *tok,
         }
         /* dx stays as dL/dy (the residual) plus the block's backward, plus
          * the decision's: s = w2 . relu(W1 rmsnorm(x) + b1) + b2 */
-        bw_block_backward(&tr->d, &tr->blk[l], &w->tape[l], T, w->dd, w->dx);
+        struct bw_lora_grad lg;
+        for (int k = 0; tr->lora && k < BW_NPROJ; k++) {
+            lg.a[k] = w->grad + tr->n_rpar + (size_t)l * tr->lora_layer + tr->lora_at[k];
+            lg.b[k] = lg.a[k] + (size_t)tr->d.lora_rank * (size_t)tr->lcols[k];
+        }
+        bw_block_backward(&tr->d, &tr->blk[l], &w->tape[l], T, w->dd, w->dx,
+                          tr->lora ? &lg : NULL);
         const float *w1 = r->w1 + (size_t)l * nh * e, *w2 = r->w2 + (size_t)l * nh;
         for (int t = 0; t < T; t++) {
             if (w->ds[t] == 0.0f)
@@ -239,7 +253,8 @@ static void step_worker(void *arg, int ith, int nth)
         struct worker *w = &j->w[i];
         memset(w->grad, 0, j->tr->n_par * sizeof(float));
         w->loss = w->frac = w->soft = 0.0;
-        window(j->tr, w, j->tokens + j->starts[i], mix64(j->noise_seed + (uint64_t)i), WIN_TRAIN);
+        const uint64_t seed = j->tr->p->freeze_router ? 0 : mix64(j->noise_seed + (uint64_t)i);
+        window(j->tr, w, j->tokens + j->starts[i], seed, WIN_TRAIN);
     }
 }
 
@@ -404,7 +419,7 @@ static int trainer_weights(struct trainer *tr, strix_error *err)
     const struct hparams *hp = &m->hp;
     tr->d = (struct bw_dims){hp->n_embd, hp->n_head,    hp->n_head_kv, hp->head_dim,
                              hp->n_ff,   hp->n_rot,     hp->rope_neox, hp->norm_eps,
-                             hp->rope_freq_base};
+                             hp->rope_freq_base, tr->p->lora_rank};
     tr->owned = util_calloc((size_t)hp->n_layer * 9 + 3, sizeof(float *));
     tr->blk = util_calloc((size_t)hp->n_layer, sizeof *tr->blk);
     if (!tr->owned || !tr->blk)
@@ -431,8 +446,33 @@ static int trainer_weights(struct trainer *tr, strix_error *err)
     if (!ok)
         return err_set(err, STRIX_ERR_UNSUPPORTED,
                        "router training: a weight strix cannot dequantize (or out of memory)");
-    tr->n_par = (size_t)hp->n_layer * (size_t)tr->r->n_hidden * (size_t)hp->n_embd +
-                2 * (size_t)hp->n_layer * (size_t)tr->r->n_hidden + (size_t)hp->n_layer;
+    tr->n_rpar = (size_t)hp->n_layer * (size_t)tr->r->n_hidden * (size_t)hp->n_embd +
+                 2 * (size_t)hp->n_layer * (size_t)tr->r->n_hidden + (size_t)hp->n_layer;
+    tr->n_par = tr->n_rpar;
+    const int R = tr->d.lora_rank;
+    if (R > 0) {
+        const int e = hp->n_embd, qd = hp->n_head * hp->head_dim, kvd = hp->n_head_kv * hp->head_dim;
+        const int rows[BW_NPROJ] = {qd, kvd, kvd, e, hp->n_ff, hp->n_ff, e};
+        const int cols[BW_NPROJ] = {e, e, e, qd, e, e, hp->n_ff};
+        tr->lora_layer = 0;
+        for (int k = 0; k < BW_NPROJ; k++) {
+            tr->lrows[k] = rows[k];
+            tr->lcols[k] = cols[k];
+            tr->lora_at[k] = tr->lora_layer;
+            tr->lora_layer += (size_t)R * (size_t)(rows[k] + cols[k]);
+        }
+        tr->n_lora = tr->lora_layer * (size_t)hp->n_layer;
+        tr->lora = util_calloc(tr->n_lora, sizeof(float));
+        if (!tr->lora)
+            return err_set(err, STRIX_ERR_NOMEM, "out of memory for router training");
+        for (int l = 0; l < hp->n_layer; l++)
+            for (int k = 0; k < BW_NPROJ; k++) {
+                float *a = tr->lora + (size_t)l * tr->lora_layer + tr->lora_at[k];
+                tr->blk[l].lora_a[k] = a;
+                tr->blk[l].lora_b[k] = a + (size_t)R * (size_t)cols[k];
+            }
+        tr->n_par += tr->n_lora;
+    }
     return STRIX_OK;
 }
 
@@ -442,11 +482,20 @@ static void trainer_free(struct trainer *tr)
         util_free(tr->owned[i]);
     util_free(tr->owned);
     util_free(tr->blk);
+    util_free(tr->lora);
+}
+
+size_t router_train_lora_size(const strix_model *m, int rank)
+{
+    const struct hparams *hp = &m->hp;
+    const size_t e = (size_t)hp->n_embd, qd = (size_t)hp->n_head * (size_t)hp->head_dim,
+                 kvd = (size_t)hp->n_head_kv * (size_t)hp->head_dim, ff = (size_t)hp->n_ff;
+    return (size_t)rank * (4 * e + 2 * qd + 2 * kvd + 3 * (e + ff)) * (size_t)hp->n_layer;
 }
 
 double router_train_grad(const strix_model *m, strix_router *r, const strix_token *tokens,
                          const struct strix_router_train_params *p, uint64_t seed, int soft,
-                         float *grad, double *frac)
+                         const float *lora, float *grad, double *frac)
 {
     struct trainer tr = {0};
     struct worker w;
@@ -457,6 +506,8 @@ double router_train_grad(const strix_model *m, strix_router *r, const strix_toke
     tr.soft = soft;
     double loss = NAN;
     if (trainer_weights(&tr, NULL) == STRIX_OK && worker_init(&w, &tr)) {
+        if (tr.lora && lora)
+            memcpy(tr.lora, lora, tr.n_lora * sizeof(float));
         memset(w.grad, 0, tr.n_par * sizeof(float));
         window(&tr, &w, tokens, seed, WIN_TRAIN);
         memcpy(grad, w.grad, tr.n_par * sizeof(float));
@@ -497,6 +548,20 @@ int strix_router_train(const strix_model *m, const strix_token *tokens, int n_to
         p.n_hidden > 4096 || !(p.tau > 0.0f) || !(p.penalty >= 0.0f) || p.n_threads < 1 ||
         p.n_threads > 256)
         return err_set(err, STRIX_ERR_ARG, "training parameters out of range");
+    if (p.lora_rank < 0 || p.lora_rank > BW_MAX_RANK)
+        return err_set(err, STRIX_ERR_ARG, "adapter rank %d: expected 0 .. %d", p.lora_rank,
+                       BW_MAX_RANK);
+    if (p.lora_rank > 0 && !p.lora_out)
+        return err_set(err, STRIX_ERR_ARG, "adapters need a file to write the adapted model to");
+    if (p.init_router && (p.init_router->n_layer != hp->n_layer ||
+                          p.init_router->n_embd != hp->n_embd || p.init_skip))
+        return err_set(err, STRIX_ERR_ARG,
+                       "the initial router is for another shape (or init_skip is given too)");
+    if (p.init_router)
+        p.n_hidden = p.init_router->n_hidden;
+    if (p.freeze_router && (!p.lora_rank || !(p.init_skip || p.init_router)))
+        return err_set(err, STRIX_ERR_ARG,
+                       "a frozen router needs adapters to train and the layers to remove");
     if (p.window < 2 || p.window > 4096 || p.window > hp->n_ctx_train)
         return err_set(err, STRIX_ERR_ARG, "window %d: expected 2 .. %d (the model's context)",
                        p.window, hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
@@ -587,6 +652,8 @@ int strix_router_train(const strix_model *m, const strix_token *tokens, int n_to
             n_half = 1;
         if (n_half > nl - n_rm - 1)
             n_half = nl - n_rm - 1;
+        if (p.freeze_router)
+            n_half = 0; /* the removal exactly */
         for (int h = 0; h < n_half; h++) {
             /* the cheapest layer still fully executed to remove */
             int part = -1;
@@ -607,8 +674,30 @@ int strix_router_train(const strix_model *m, const strix_token *tokens, int n_to
         }
         memset(adam_m, 0, tr.n_par * sizeof(float));
     }
-    float *par[4] = {r->w1, r->b1, r->w2, r->b2};
-    const size_t par_n[4] = {(size_t)nl * nh * e, (size_t)nl * nh, (size_t)nl * nh, (size_t)nl};
+    if (p.init_router) {
+        const strix_router *ir = p.init_router;
+        memcpy(r->w1, ir->w1, (size_t)nl * nh * e * sizeof(float));
+        memcpy(r->b1, ir->b1, (size_t)nl * nh * sizeof(float));
+        memcpy(r->w2, ir->w2, (size_t)nl * nh * sizeof(float));
+        memcpy(r->b2, ir->b2, (size_t)nl * sizeof(float));
+    }
+    /* adapters: A small and random, B zero (the base model to start with) */
+    for (int l = 0; tr.lora && l < nl; l++)
+        for (int k = 0; k < BW_NPROJ; k++) {
+            float *a = tr.lora + (size_t)l * tr.lora_layer + tr.lora_at[k];
+            for (size_t i = 0; i < (size_t)p.lora_rank * (size_t)tr.lcols[k]; i++)
+                a[i] = (float)((unit(&rng) * 2.0 - 1.0) / sqrt((double)tr.lcols[k]));
+        }
+    /* the parameters in the order of the gradient: the modules', the adapters' */
+    enum { N_PAR = 5 };
+    float *par[N_PAR] = {r->w1, r->b1, r->w2, r->b2, tr.lora};
+    const size_t par_n[N_PAR] = {(size_t)nl * nh * e, (size_t)nl * nh, (size_t)nl * nh,
+                                 (size_t)nl, tr.n_lora};
+    const int par_first = p.freeze_router ? 4 : 0; /* the arrays trained */
+    /* a frozen static removal is never calibrated (its decisions are
+     * exact); a frozen router is, and keeps the calibration it is
+     * validated with, so its adapters train on its decisions as they run */
+    const int static_frozen = p.freeze_router && p.init_skip;
     const int steps_per_epoch = (n_win + STEP_WINDOWS - 1) / STEP_WINDOWS;
     const int n_steps = steps_per_epoch * p.epochs;
     const int val_every = n_steps >= 8 ? (n_steps + 7) / 8 : 1;
@@ -629,19 +718,21 @@ int strix_router_train(const strix_model *m, const strix_token *tokens, int n_to
             if (p.val_windows && (step % val_every == 0 || ep == p.epochs)) {
                 /* validate the router calibrated to keep; keep the best */
                 memcpy(b2_keep, r->b2, (size_t)nl * sizeof(float));
-                if (p.keep < 1.0f)
+                if (p.keep < 1.0f && !static_frozen)
                     calibrate(&tr, wk, pool, &es, p.keep, 3);
                 const double loss = eval_pass(&tr, wk, pool, &es, WIN_LOSS);
                 const int is_best = loss < best_loss;
                 if (is_best) {
                     best_loss = loss;
                     size_t k = 0;
-                    for (int a = 0; a < 4; a++, k += par_n[a - 1])
-                        memcpy(best + k, par[a], par_n[a] * sizeof(float));
+                    for (int a = 0; a < N_PAR; a++, k += par_n[a - 1])
+                        if (par_n[a])
+                            memcpy(best + k, par[a], par_n[a] * sizeof(float));
                 }
                 if (p.on_val)
                     p.on_val(p.user, step, loss, eval_frac(&tr, wk, pool, &es), is_best);
-                memcpy(r->b2, b2_keep, (size_t)nl * sizeof(float));
+                if (!p.freeze_router)
+                    memcpy(r->b2, b2_keep, (size_t)nl * sizeof(float));
             }
             if (ep == p.epochs)
                 break;
@@ -665,7 +756,9 @@ int strix_router_train(const strix_model *m, const strix_token *tokens, int n_to
             const double b1 = 0.9, b2 = 0.999;
             const double c1 = 1.0 - pow(b1, step), c2 = 1.0 - pow(b2, step);
             size_t k = 0;
-            for (int a = 0; a < 4; a++)
+            for (int a = 0; a < par_first; a++)
+                k += par_n[a];
+            for (int a = par_first; a < N_PAR; a++)
                 for (size_t i = 0; i < par_n[a]; i++, k++) {
                     const double gk = wk[0].grad[k] / nw;
                     adam_m[k] = (float)(b1 * adam_m[k] + (1 - b1) * gk);
@@ -680,10 +773,11 @@ int strix_router_train(const strix_model *m, const strix_token *tokens, int n_to
     }
     if (p.val_windows) { /* the best checkpoint, as it was calibrated */
         size_t k = 0;
-        for (int a = 0; a < 4; a++, k += par_n[a - 1])
-            memcpy(par[a], best + k, par_n[a] * sizeof(float));
+        for (int a = 0; a < N_PAR; a++, k += par_n[a - 1])
+            if (par_n[a])
+                memcpy(par[a], best + k, par_n[a] * sizeof(float));
     }
-    if (p.keep < 1.0f)
+    if (p.keep < 1.0f && !static_frozen)
         calibrate(&tr, wk, pool, &es, p.keep, p.val_windows ? 1 : 4);
     /* the calibration table: the shift for each of these executed
      * fractions (the trained keep: 0, the biases as they are) */
@@ -691,7 +785,7 @@ int strix_router_train(const strix_model *m, const strix_token *tokens, int n_to
                                  0.7f, 0.8f, 0.9f, 0.95f, 0.99f};
     memcpy(b2_keep, r->b2, (size_t)nl * sizeof(float));
     int placed = 0;
-    for (size_t i = 0; i < sizeof grid / sizeof grid[0]; i++) {
+    for (size_t i = 0; !static_frozen && i < sizeof grid / sizeof grid[0]; i++) {
         if (!placed && grid[i] >= p.keep - 0.005f) {
             r->calib_keep[r->n_calib] = p.keep;
             r->calib_shift[r->n_calib++] = 0.0f;
@@ -706,6 +800,15 @@ int strix_router_train(const strix_model *m, const strix_token *tokens, int n_to
     if (!placed) {
         r->calib_keep[r->n_calib] = p.keep;
         r->calib_shift[r->n_calib++] = 0.0f;
+    }
+    if (tr.lora) { /* the adapted model, and the router for it */
+        if ((rc = lora_write_model(m, &tr.d, tr.blk, p.lora_out, err)))
+            goto fail;
+        strix_model *adapted = NULL;
+        if ((rc = strix_model_load(p.lora_out, NULL, &adapted, err)))
+            goto fail;
+        r->fingerprint = route_fingerprint(adapted);
+        strix_model_free(adapted);
     }
     *out = tr.r;
     tr.r = NULL;

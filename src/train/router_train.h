@@ -14,9 +14,15 @@
  * into grad. soft: the layer output uses the soft decision g instead of the
  * hard one (the attention mask stays the hard one), so the loss is
  * differentiable where no decision flips. frac: the hard executed
- * fraction. NAN when out of memory. */
+ * fraction. With p->lora_rank > 0, adapters of that rank with the values
+ * lora (router_train_lora_size floats, in the trainer's order: per layer,
+ * per projection q k v o gate up down, A then B; NULL: zero) and grad holds
+ * their gradient after the router's. NAN when out of memory. */
 double router_train_grad(const strix_model *m, strix_router *r, const strix_token *tokens,
                          const struct strix_router_train_params *p, uint64_t seed, int soft,
-                         float *grad, double *frac);
+                         const float *lora, float *grad, double *frac);
+
+/* Floats of the adapters of the given rank for m. */
+size_t router_train_lora_size(const strix_model *m, int rank);
 
 #endif
