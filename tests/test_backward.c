@@ -189,9 +189,8 @@ static void check_block(int neox, int n_rot)
 /* Adapters (LoRA): the forward pass equals the plain block with merged
  * weights W + B A (block_ref, double precision); the gradients with respect
  * to x, every A and every B equal central differences. */
-enum { R = 2 };
-static float la[BW_NPROJ][FF * R > E * R ? FF * R : E * R];
-static float lb[BW_NPROJ][FF * R > NH * HD * R ? FF * R : NH * HD * R];
+enum { R = 2, MAXD = FF + NH * HD }; /* MAXD: above every row and column count */
+static float la[BW_NPROJ][R * MAXD], lb[BW_NPROJ][MAXD * R];
 
 static void check_block_lora(int neox)
 {
@@ -234,8 +233,7 @@ static void check_block_lora(int neox)
     CHECKF(worst < 1e-3, "adapters, neox %d: forward off by %g", neox, worst);
 
     /* backward: x, then a few entries of every A and B */
-    static float ga[BW_NPROJ][FF * R > E * R ? FF * R : E * R];
-    static float gb[BW_NPROJ][FF * R > NH * HD * R ? FF * R : NH * HD * R];
+    static float ga[BW_NPROJ][R * MAXD], gb[BW_NPROJ][MAXD * R];
     memset(ga, 0, sizeof ga);
     memset(gb, 0, sizeof gb);
     struct bw_lora_grad g;
