@@ -54,8 +54,8 @@ asan:
 	  EXTRA_LDFLAGS="-fsanitize=address,undefined" all tests
 
 # ThreadSanitizer build of the library and the tests that run threads
-# (shared pools, concurrent decodes).
-TSAN_TESTS := test_api test_ffn_variants
+# (shared pools, concurrent decodes, router training over the pool).
+TSAN_TESTS := test_api test_ffn_variants test_lora
 tsan:
 	$(MAKE) BUILD=build/tsan OPT="-O1" ISA_OPT="-O1" EXTRA_CFLAGS="-fsanitize=thread -fno-omit-frame-pointer" \
 	  EXTRA_LDFLAGS="-fsanitize=thread" build/tsan/libstrix.so $(TSAN_TESTS:%=build/tsan/tests/%) \
