@@ -550,6 +550,7 @@ struct strix_router_train_params {
     /* Start from this router's modules (for the same model shape; its
      * width replaces n_hidden) instead of random or init_skip's. */
     const strix_router *init_router;
+    float lora_lr; /* the adapters' Adam step (0: lr) */
 };
 int strix_router_train_params_init(struct strix_router_train_params *p, size_t struct_size);
 STRIX_DEFAULT_PARAMS_(router_train)

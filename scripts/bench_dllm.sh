@@ -48,6 +48,7 @@
 # then frozen while fresh adapters train on its calibrated decisions as
 # they run (stage 2). The full row is the full model fine-tuned the same
 # way; the static order is still chosen on the base model; no random rows.
+# LORA_LR: the adapters' learning rate (default 0.01, the routers').
 set -eu
 STRIX=${STRIX:-build/strix}
 THREADS=${THREADS:-2}
@@ -134,8 +135,10 @@ lora_train() {
     while [ "$1" != -- ]; do s1="$s1 $1"; shift; done
     shift
     "$STRIX" router train -m "$MODEL" -f "$TRAIN" -o "$r.1" --lora-out "$a.1" --lora "$LORA" \
+        --lora-lr "${LORA_LR:-0.01}" \
         --epochs "$EPOCHS" --lr 0.01 --seed "$SEED" -t "$THREADS" $s1 2>"$log"
     "$STRIX" router train -m "$a.1" -f "$TRAIN" -o "$r" --lora-out "$a" --lora "$LORA" \
+        --lora-lr "${LORA_LR:-0.01}" \
         --epochs "$EPOCHS" --lr 0.01 --seed "$SEED" -t "$THREADS" --freeze-router "$@" 2>>"$log"
     rm -f "$a.1"
 }

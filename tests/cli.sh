@@ -565,6 +565,7 @@ q2=$("$S" ppl -m "$T/adapted.gguf" -f "$T/text.txt" -c 64 --json --skip-layers 2
 [ -n "$q1" ] && [ "$q1" = "$q2" ] && ok || bad "frozen removal's router vs --skip-layers: $q1 vs $q2"
 expect_fail "router train: adapted router on the base" ppl $F -f "$T/text.txt" --router "$T/rl.gguf"
 expect_fail "router train: --lora without --lora-out" router train $F -f "$T/text.txt" -o "$T/r3.gguf" --lora 2
+expect_fail "router train: --lora-lr 0" router train $F -f "$T/text.txt" -o "$T/r3.gguf" --lora 2 --lora-out "$T/a3.gguf" --lora-lr 0
 expect_fail "router train: --lora 65" router train $F -f "$T/text.txt" -o "$T/r3.gguf" --lora 65 --lora-out "$T/a3.gguf"
 expect_fail "router train: --freeze-router alone" router train $F -f "$T/text.txt" -o "$T/r3.gguf" --freeze-router
 expect_fail "router train: --lora-out over the model" router train $F -f "$T/text.txt" -o "$T/r3.gguf" --lora 2 --lora-out "$D/stories260K-ref.gguf"

@@ -269,6 +269,9 @@ static void check_train(const strix_model *m)
     p.lora_rank = BW_MAX_RANK + 1;
     CHECK(strix_router_train(m, tok, N, &p, &bad, &err) == STRIX_ERR_ARG && !bad);
     p.lora_rank = RANK;
+    p.lora_lr = -0.001f;
+    CHECK(strix_router_train(m, tok, N, &p, &bad, &err) == STRIX_ERR_ARG && !bad);
+    p.lora_lr = 0.0f;
     p.lora_out = NULL;
     CHECK(strix_router_train(m, tok, N, &p, &bad, &err) == STRIX_ERR_ARG && !bad);
     p.lora_out = a1;

@@ -158,8 +158,9 @@ static const struct {
                "            [--window W] [-t THREADS] [--seed S]   (decision modules, base frozen)\n"
                "            [--skip-layers L,L|none]   (warm start from that static removal)\n"
                "            [--penalty P]   (weight of the executed-fraction penalty, default 20)\n"
-               "            [--lora RANK --lora-out ADAPTED.gguf]   (adapters on the base weights,\n"
-               "            trained with the modules; the adapted model is written, -o is for it)\n"
+               "            [--lora RANK --lora-out ADAPTED.gguf [--lora-lr LR]]   (adapters on the\n"
+               "            base weights, trained with the modules; the adapted model is written,\n"
+               "            -o is for it)\n"
                "            [--router R0.gguf]   (start from that router instead)\n"
                "            [--freeze-router]   (with --lora: the decisions of --skip-layers or\n"
                "            --router exactly, only the adapters trained)\n"
@@ -376,6 +377,7 @@ static const struct opt_def opt_defs[] = {
     {"penalty", "--penalty", OPT_FLOAT, F(penalty), 0, 1e6},
     {"lora", "--lora", OPT_INT, F(lora_rank), 1, 64},
     {"lora-out", "--lora-out", OPT_STR, F(lora_out), 0, 0},
+    {"lora-lr", "--lora-lr", OPT_FLOAT, F(lora_lr), 1e-7, 0.5},
     {"freeze-router", "--freeze-router", OPT_FLAG, F(freeze_router), 0, 0},
     {"window", "--window", OPT_INT, F(window), 2, 4096},
     {"json", "--json", OPT_FLAG, F(json), 0, 0},

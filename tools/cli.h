@@ -81,6 +81,7 @@ struct opts {
     int epochs, window, json;
     int lora_rank, freeze_router; /* router train: adapters; only they trained */
     const char *lora_out;         /* router train: the adapted model */
+    float lora_lr;                /* router train: the adapters' learning rate */
     /* analysis and pruning (analyze, prune) */
     const char *csv, *svg, *method, *pattern, *drop_layers, *linearize, *criterion;
     float sparsity;

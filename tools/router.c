@@ -142,7 +142,7 @@ static int router_train(int argc, char **argv)
     struct opts o;
     parse_opts(argc - 1, argv + 1, &o,
                " m vocab f o keep epochs lr window t seed skip-layers penalty lora lora-out "
-               "freeze-router router ");
+               "freeze-router router lora-lr ");
     if (!o.file || !o.out)
         die("router train needs -f TEXT and -o R.gguf");
     if (!o.lora_rank != !o.lora_out)
@@ -194,6 +194,8 @@ static int router_train(int argc, char **argv)
     tp.lora_rank = o.lora_rank;
     tp.lora_out = o.lora_out;
     tp.freeze_router = o.freeze_router;
+    if (opt_given(&o, "lora-lr"))
+        tp.lora_lr = o.lora_lr;
     struct bar b = {now(), isatty(2), ""};
     tp.progress = train_progress;
     tp.user = &b;

@@ -548,6 +548,9 @@ int strix_router_train(const strix_model *m, const strix_token *tokens, int n_to
         p.n_hidden > 4096 || !(p.tau > 0.0f) || !(p.penalty >= 0.0f) || p.n_threads < 1 ||
         p.n_threads > 256)
         return err_set(err, STRIX_ERR_ARG, "training parameters out of range");
+    if (!(p.lora_lr >= 0.0f && p.lora_lr < 1.0f))
+        return err_set(err, STRIX_ERR_ARG, "adapters' learning rate %g is outside [0, 1)",
+                       (double)p.lora_lr);
     if (p.lora_rank < 0 || p.lora_rank > BW_MAX_RANK)
         return err_set(err, STRIX_ERR_ARG, "adapter rank %d: expected 0 .. %d", p.lora_rank,
                        BW_MAX_RANK);
@@ -758,13 +761,15 @@ int strix_router_train(const strix_model *m, const strix_token *tokens, int n_to
             size_t k = 0;
             for (int a = 0; a < par_first; a++)
                 k += par_n[a];
-            for (int a = par_first; a < N_PAR; a++)
+            for (int a = par_first; a < N_PAR; a++) {
+                const double lr = a == 4 && p.lora_lr > 0.0f ? p.lora_lr : p.lr;
                 for (size_t i = 0; i < par_n[a]; i++, k++) {
                     const double gk = wk[0].grad[k] / nw;
                     adam_m[k] = (float)(b1 * adam_m[k] + (1 - b1) * gk);
                     adam_v[k] = (float)(b2 * adam_v[k] + (1 - b2) * gk * gk);
-                    par[a][i] -= (float)(p.lr * (adam_m[k] / c1) / (sqrt(adam_v[k] / c2) + 1e-8));
+                    par[a][i] -= (float)(lr * (adam_m[k] / c1) / (sqrt(adam_v[k] / c2) + 1e-8));
                 }
+            }
             if (p.progress && p.progress(p.user, step, n_steps, loss / nw, frac / nw)) {
                 ep = p.epochs - 1; /* stop (after a last validation) */
                 break;
