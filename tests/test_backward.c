@@ -42,6 +42,21 @@ static double block_obj(const struct bw_dims *d, const struct bw_block *w, struc
     return s;
 }
 
+/* d(block_obj)/d(*v) by central differences; v: an entry of x or of a
+ * weight that block_obj reads */
+static double central(const struct bw_dims *d, const struct bw_block *w, struct bw_tape *tp,
+                      const int32_t *pos, const uint8_t *vis, const float *x, const float *c,
+                      float *v)
+{
+    const float v0 = *v, h = 1e-2f;
+    *v = v0 + h;
+    const double up = block_obj(d, w, tp, pos, vis, x, c);
+    *v = v0 - h;
+    const double dn = block_obj(d, w, tp, pos, vis, x, c);
+    *v = v0;
+    return (up - dn) / (2.0 * h);
+}
+
 /* D(x) in double, straight from the formulas (backward.h), for token t */
 static void block_ref(const struct bw_dims *d, const int32_t *pos, const uint8_t *vis,
                       const float *x, double *out)
@@ -155,13 +170,7 @@ static void check_block(int neox, int n_rot)
     bw_block_backward(&d, &w, &tp, T, c, dx, NULL);
     double err = 0, scale = 0;
     for (int i = 0; i < T * E; i++) {
-        const float x0 = x[i], h = 1e-2f;
-        x[i] = x0 + h;
-        const double up = block_obj(&d, &w, &tp, pos, vis, x, c);
-        x[i] = x0 - h;
-        const double dn = block_obj(&d, &w, &tp, pos, vis, x, c);
-        x[i] = x0;
-        const double fd = (up - dn) / (2.0 * h);
+        const double fd = central(&d, &w, &tp, pos, vis, x, c, &x[i]);
         err = fmax(err, fabs(fd - dx[i]));
         scale = fmax(scale, fabs(fd));
     }
@@ -249,27 +258,15 @@ static void check_block_lora(int neox)
             for (int s = 0; s < 3; s++) {
                 const int n = ab ? rows[k] * R : R * cols[k];
                 const int i = (s * 7 + k) % n;
-                float *v = ab ? &lb[k][i] : &la[k][i];
-                const float v0 = *v, h = 1e-2f;
-                *v = v0 + h;
-                const double up = block_obj(&d, &w, &tp, pos, vis, x, c);
-                *v = v0 - h;
-                const double dn = block_obj(&d, &w, &tp, pos, vis, x, c);
-                *v = v0;
-                const double fd = (up - dn) / (2.0 * h), an = ab ? gb[k][i] : ga[k][i];
+                const double fd = central(&d, &w, &tp, pos, vis, x, c, ab ? &lb[k][i] : &la[k][i]);
+                const double an = ab ? gb[k][i] : ga[k][i];
                 err = fmax(err, fabs(fd - an));
                 scale = fmax(scale, fabs(fd));
                 CHECKF(fabs(fd - an) < 5e-3 * fmax(1.0, fabs(fd)),
                        "adapter %d %c[%d]: %g vs %g", k, ab ? 'B' : 'A', i, an, fd);
             }
     for (int i = 0; i < T * E; i++) {
-        const float x0 = x[i], h = 1e-2f;
-        x[i] = x0 + h;
-        const double up = block_obj(&d, &w, &tp, pos, vis, x, c);
-        x[i] = x0 - h;
-        const double dn = block_obj(&d, &w, &tp, pos, vis, x, c);
-        x[i] = x0;
-        const double fd = (up - dn) / (2.0 * h);
+        const double fd = central(&d, &w, &tp, pos, vis, x, c, &x[i]);
         err = fmax(err, fabs(fd - dx[i]));
         scale = fmax(scale, fabs(fd));
         CHECKF(fabs(fd - dx[i]) < 5e-3 * fmax(1.0, fabs(fd)), "adapters: dx[%d] %g vs %g", i,
