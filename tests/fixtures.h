@@ -15,6 +15,24 @@
 #include "strix.h"
 #include "strix_dev.h"
 
+/* A scratch folder of this test's own, $TMPDIR/NAME.PID (made; a failure
+ * recorded if it cannot be), into dir (cap bytes); fixture_tmpdir_remove
+ * deletes it and what it holds. */
+static inline void fixture_tmpdir(char *dir, size_t cap, const char *name)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, cap, "%s/%s.%d", tmp && *tmp ? tmp : "/tmp", name, (int)getpid());
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
+    CHECKF(system(cmd) == 0, "cannot make %s", dir);
+}
+static inline void fixture_tmpdir_remove(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+}
+
 /* The kernel set: STRIX_KERNELS forces one (tests/run.sh runs the golden
  * tests under each). Prints the set in use and returns 1; returns 0 if the
  * forced set is one this CPU cannot run (the caller skips, as printed). A

@@ -287,12 +287,7 @@ static void check_train(const strix_model *m)
 
 int main(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "%s", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    snprintf(tmpdir + strlen(tmpdir), sizeof tmpdir - strlen(tmpdir), "/test_lora.%d",
-             (int)getpid());
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", tmpdir);
-    CHECK(system(cmd) == 0);
+    fixture_tmpdir(tmpdir, sizeof tmpdir, "test_lora");
     if (!fixture_kernels("test_lora"))
         return 0;
     strix_model *m = load_fixture(MODEL, NULL);
@@ -302,7 +297,6 @@ int main(void)
     check_merge(m);
     check_train(m);
     strix_model_free(m);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    CHECK(system(cmd) == 0);
+    fixture_tmpdir_remove(tmpdir);
     TEST_MAIN_END();
 }

@@ -476,12 +476,7 @@ static void check_warm_calib(const strix_model *m)
 
 int main(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "%s", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    snprintf(tmpdir + strlen(tmpdir), sizeof tmpdir - strlen(tmpdir), "/test_router.%d",
-             (int)getpid());
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", tmpdir);
-    CHECK(system(cmd) == 0);
+    fixture_tmpdir(tmpdir, sizeof tmpdir, "test_router");
     if (!fixture_kernels("test_router"))
         return 0;
     strix_model *m = load_fixture(MODEL, NULL);
@@ -582,7 +577,6 @@ int main(void)
     free(q1);
     strix_router_free(r);
     strix_model_free(m);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    CHECK(system(cmd) == 0);
+    fixture_tmpdir_remove(tmpdir);
     TEST_MAIN_END();
 }
