@@ -267,9 +267,9 @@ static void check_softmax_one(int count, int G, int start)
             double want = sum0[h] * rw, mag = want;
             bad += mx[h] != (float)m;
             /* the rescale's argument is a float difference: its rounding
-         * (|mx0 - m| * 2^-24) grows with a large drop in the maximum */
-        const double drop = rw > 0 ? fabs((double)mx0[h] - m) : 0;
-        bad += !(fabs(r[h] - rw) <= (1e-6 + drop * 1.2e-7) * rw);
+             * (|mx0 - m| * 2^-24) grows with a large drop in the maximum */
+            const double drop = rw > 0 ? fabs((double)mx0[h] - m) : 0;
+            bad += !(fabs(r[h] - rw) <= (1e-6 + drop * 1.2e-7) * rw);
             for (int i = 0; i < count; i++) {
                 const float x = s0[i * G + h] * scale;
                 if (x != x) { /* NaN stays NaN */
@@ -359,6 +359,7 @@ static void check_attention_type(strix_model *m, int tk, int tv)
     const int tpos[3] = {89, 40, 59}, tseq[3] = {0, 0, 1};
     float *q = malloc((size_t)3 * q_dim * sizeof(float)), *out = malloc((size_t)3 * q_dim * 4);
     float *qh = malloc((size_t)hd * sizeof(float)), slopes[64];
+    float *qalone = malloc((size_t)q_dim * sizeof(float));
     uint8_t *blk = malloc((size_t)hd * 4);
     for (int i = 0; i < 3 * q_dim; i++)
         q[i] = frand() * 4.0f;
@@ -435,6 +436,21 @@ static void check_attention_type(strix_model *m, int tk, int tv)
         CHECKF(worst < 1e-4 && seen_min > 0,
                "attention %s, group %d, keys %s values %s: worst relative difference %g", v->name,
                group, strix_cache_type_name(tk), strix_cache_type_name(tv), worst);
+        /* each token alone (the threads then split its KV heads when there
+         * is enough work) gives the batch's result bit for bit */
+        int same = 1;
+        for (int t = 0; t < 3; t++) {
+            struct attn_args one = aa;
+            one.q = q + (size_t)t * q_dim;
+            one.out = qalone;
+            c->n_tok = 1;
+            c->tok_pos[0] = tpos[t], c->tok_seq[0] = tseq[t];
+            attention(c, &one);
+            same &= memcmp(qalone, out + (size_t)t * q_dim, (size_t)q_dim * sizeof(float)) == 0;
+        }
+        CHECKF(same,
+               "attention %s, group %d, keys %s values %s: a token alone differs from the batch",
+               v->name, group, strix_cache_type_name(tk), strix_cache_type_name(tv));
     }
     free(sc);
     free(kd);
@@ -442,6 +458,7 @@ static void check_attention_type(strix_model *m, int tk, int tv)
     free(q);
     free(out);
     free(qh);
+    free(qalone);
     free(blk);
     strix_context_free(c);
 }
@@ -479,5 +496,6 @@ int main(void)
     check_attention(320, 10, 2, 0); /* 5 per KV head, head size 32 */
     check_attention(64, 8, 4, 1);   /* 2 per KV head, head size 8 (stories260K's shape) */
     check_attention(36, 3, 3, 1);   /* 1 per KV head, head size 12 */
+    check_attention(256, 32, 4, 1); /* one token is enough work for two threads */
     TEST_MAIN_END();
 }

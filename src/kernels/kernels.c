@@ -14,6 +14,7 @@
 
 #include "quant/dtype.h"
 #include "kernels/kernels_gemm.h"
+#include "kernels/kernels_kv.h"
 
 /* The fixed order in which the 8 lanes of a dot product are added. */
 static inline float reduce8(const float *a)
@@ -147,11 +148,18 @@ void kern_rope(float *v, int n_rot, int pos, float base, int neox)
     }
 }
 
+/* silu(a) * b with the active set's exponential (kern_kv_exp: the same
+ * e^x in every set and the scalar reference), a chunk at a time. */
 void kern_silu_mul(float *a, const float *b, int n)
 {
-    for (int i = 0; i < n; i++) {
-        const float x = a[i];
-        a[i] = x / (1.0f + expf(-x)) * b[i];
+    float e[256];
+    for (int i0 = 0; i0 < n; i0 += 256) {
+        const int m = n - i0 < 256 ? n - i0 : 256;
+        for (int i = 0; i < m; i++)
+            e[i] = -a[i0 + i];
+        kern_kv_exp(m, e);
+        for (int i = 0; i < m; i++)
+            a[i0 + i] = a[i0 + i] / (1.0f + e[i]) * b[i0 + i];
     }
 }
 

@@ -318,16 +318,61 @@ static ALWAYS_INLINE void dotg_block(const int HB, const int q4, int n, int G, c
     }
 }
 
+/* Heads of 8 float values (stories260K's): one vector per key and per
+ * query, the queries loaded once, and the 8 / HB cells' scores reduced by
+ * sums8 as dotg_cells does (the same sum bit for bit); when the pass holds
+ * the whole group they are already in s's (cell, head) order. */
+static ALWAYS_INLINE void dotg_8(const int HB, const int f16, int G, const float *q, size_t qs,
+                                 const uint8_t *base, size_t stride, const int *idx, int count,
+                                 float *s)
+{
+    const int C = 8 / HB;
+    __m256 qv[8];
+    for (int h = 0; h < HB; h++)
+        qv[h] = _mm256_loadu_ps(q + (size_t)h * qs);
+    int i = 0;
+    for (; i + C <= count; i += C) {
+        __m256 acc[8];
+        for (int c = 0; c < C; c++) {
+            const uint8_t *row = base + (size_t)idx[i + c] * stride;
+            const __m256 kv = f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)row))
+                                  : _mm256_loadu_ps((const float *)(const void *)row);
+            for (int h = 0; h < HB; h++)
+                acc[c * HB + h] = _mm256_mul_ps(kv, qv[h]);
+        }
+        const __m256 v = sums8(acc);
+        float *si = s + (size_t)i * (size_t)G;
+        if (G == HB) {
+            _mm256_storeu_ps(si, v);
+        } else {
+            float t[8];
+            _mm256_storeu_ps(t, v);
+            for (int c = 0; c < C; c++)
+                for (int h = 0; h < HB; h++)
+                    si[(size_t)c * (size_t)G + h] = t[c * HB + h];
+        }
+    }
+    if (i < count)
+        dotg_cells(HB, count - i, f16, 8, G, q, qs, base, stride, idx + i,
+                   s + (size_t)i * (size_t)G);
+}
+
 static ALWAYS_INLINE void dotg_heads(const int HB, uint32_t type, int n, int G, const void *q,
                                      size_t qs, const uint8_t *base, size_t stride, const int *idx,
                                      int count, float *s)
 {
     switch (type) {
     case DTYPE_F32:
-        dotg_float(HB, 0, n, G, q, qs / sizeof(float), base, stride, idx, count, s);
+        if (n == 8)
+            dotg_8(HB, 0, G, q, qs / sizeof(float), base, stride, idx, count, s);
+        else
+            dotg_float(HB, 0, n, G, q, qs / sizeof(float), base, stride, idx, count, s);
         break;
     case DTYPE_F16:
-        dotg_float(HB, 1, n, G, q, qs / sizeof(float), base, stride, idx, count, s);
+        if (n == 8)
+            dotg_8(HB, 1, G, q, qs / sizeof(float), base, stride, idx, count, s);
+        else
+            dotg_float(HB, 1, n, G, q, qs / sizeof(float), base, stride, idx, count, s);
         break;
     case DTYPE_Q8_0: dotg_block(HB, 0, n, G, q, qs, base, stride, idx, count, s); break;
     case DTYPE_Q4_0: dotg_block(HB, 1, n, G, q, qs, base, stride, idx, count, s); break;
@@ -414,9 +459,19 @@ static ALWAYS_INLINE void axpyg_type(const int HB, uint32_t type, int n, int G, 
                                      const uint8_t *base, size_t stride, const int *idx, int count,
                                      float *y, size_t ldy)
 {
-    switch (type) {
-    case DTYPE_F32: axpyg_heads(HB, DTYPE_F32, n, G, e, base, stride, idx, count, y, ldy); break;
-    case DTYPE_F16: axpyg_heads(HB, DTYPE_F16, n, G, e, base, stride, idx, count, y, ldy); break;
+    switch (type) { /* 8 values: the loops unrolled */
+    case DTYPE_F32:
+        if (n == 8)
+            axpyg_heads(HB, DTYPE_F32, 8, G, e, base, stride, idx, count, y, ldy);
+        else
+            axpyg_heads(HB, DTYPE_F32, n, G, e, base, stride, idx, count, y, ldy);
+        break;
+    case DTYPE_F16:
+        if (n == 8)
+            axpyg_heads(HB, DTYPE_F16, 8, G, e, base, stride, idx, count, y, ldy);
+        else
+            axpyg_heads(HB, DTYPE_F16, n, G, e, base, stride, idx, count, y, ldy);
+        break;
     case DTYPE_Q8_0: axpyg_heads(HB, DTYPE_Q8_0, n, G, e, base, stride, idx, count, y, ldy); break;
     case DTYPE_Q4_0: axpyg_heads(HB, DTYPE_Q4_0, n, G, e, base, stride, idx, count, y, ldy); break;
     default: break;

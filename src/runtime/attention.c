@@ -11,9 +11,12 @@
  * Layer l reads only layer l's cells (context.h), so a layer may hold
  * fewer entries than another; a token sees what its layer holds.
  *
- * One work item is one (token, KV head) pair. A token's result depends only
- * on its own query and the cache, never on the rest of the batch, so batched
- * and one-by-one decoding agree bit for bit.
+ * One work item is a token and a range of its KV heads (all of them unless
+ * the threads need more items than there are tokens): each tile of visible
+ * cells is gathered once for the range. A (token, KV head) pair's result
+ * depends only on its own query and the cache, never on the rest of the
+ * batch or on the ranges, so batched and one-by-one decoding agree bit for
+ * bit at any thread count.
  *
  * The cache's keys and values may be stored as F32, F16, Q8_0 or Q4_0
  * (context params type_k, type_v; attention_store converts them): the
@@ -30,7 +33,7 @@
 #include "quant/dtype.h"
 #include "runtime/context.h"
 
-#define ATT_TILE 64
+#define ATT_TILE 256
 
 static const struct {
     const char *name;
@@ -64,10 +67,10 @@ _Static_assert((int)STRIX_CACHE_F16 == (int)DTYPE_F16 && (int)STRIX_CACHE_Q8_0 =
 size_t attention_scratch(const struct hparams *hp)
 {
     const size_t group = (size_t)(hp->n_head / hp->n_head_kv);
-    /* per head of the group: a tile of scores, an accumulator, max, new max
-     * and sum, and the query converted for the keys (at most as many bytes
-     * as floats) */
-    return group * (ATT_TILE + 2 * (size_t)hp->head_dim + 3);
+    /* a tile of scores for one group, and per query head an accumulator,
+     * max, new max and sum, and its query converted for the keys (at most
+     * as many bytes as floats) */
+    return group * ATT_TILE + (size_t)hp->n_head * (2 * (size_t)hp->head_dim + 3);
 }
 
 void attention_store(strix_context *c, int layer, int cell, const float *k, const float *v)
@@ -82,7 +85,27 @@ void attention_store(strix_context *c, int layer, int cell, const float *k, cons
 struct attn_job {
     strix_context *c;
     const struct attn_args *a;
+    int parts; /* ranges of KV heads per token */
 };
+
+/* The online-softmax state of one KV head's group of query heads, laid out
+ * in its block of the thread's scratch. */
+struct attn_state {
+    float *acc;             /* (group, hd) */
+    float *mx, *sum, *mnew; /* (group) each */
+    float *qc;              /* (group, hd) the queries converted for the keys */
+};
+
+static struct attn_state attn_state_at(float *b, int group, int hd)
+{
+    struct attn_state st;
+    st.acc = b;
+    st.mx = st.acc + (size_t)group * (size_t)hd;
+    st.sum = st.mx + group;
+    st.mnew = st.sum + group;
+    st.qc = st.mnew + group;
+    return st;
+}
 
 static void attn_worker(void *arg, int ith, int nth)
 {
@@ -98,29 +121,34 @@ static void attn_worker(void *arg, int ith, int nth)
     /* a head's keys and values within a row (whole blocks: head_dim is a
      * multiple of 32 for the block types) */
     const size_t head_k = kern_kv_row_bytes(tk, hd), head_v = kern_kv_row_bytes(tv, hd);
-    float *scratch = c->att + (size_t)ith * c->att_stride;
-    float *score = scratch;                        /* (ATT_TILE, group) */
-    float *acc = score + (size_t)group * ATT_TILE; /* (group, hd) */
-    float *mx = acc + (size_t)group * (size_t)hd;  /* (group) */
-    float *sum = mx + group;                       /* (group) */
-    float *mnew = sum + group;                     /* (group) */
-    float *qc = mnew + group;                      /* (group, hd) converted queries */
+    float *score = c->att + (size_t)ith * c->att_stride; /* (ATT_TILE, group) */
+    float *per_kv = score + (size_t)group * ATT_TILE;    /* per KV head, below */
+    const size_t kv_floats = (size_t)group * (2 * (size_t)hd + 3);
     int idx[ATT_TILE];
-    const int items = c->n_tok * hp->n_head_kv;
+    /* one work item is a token and a range of its KV heads: the visible
+     * cells are gathered once per tile for the range */
+    const int parts = j->parts, items = c->n_tok * parts;
     for (int it = ith; it < items; it += nth) {
-        const int t = it / hp->n_head_kv, g = it % hp->n_head_kv;
+        const int t = it / parts, part = it % parts;
+        const int g0 = part * hp->n_head_kv / parts, g1 = (part + 1) * hp->n_head_kv / parts;
         const int pos = c->tok_pos[t];
         const uint64_t bit = (uint64_t)1 << c->tok_seq[t];
         const int lo = a->window > 0 ? pos - a->window + 1 : INT32_MIN;
-        const float *q = a->q + (size_t)t * (size_t)q_dim + (size_t)g * (size_t)group * (size_t)hd;
-        for (int h = 0; h < group; h++) {
-            mx[h] = -INFINITY;
-            sum[h] = 0.0f;
+        for (int g = g0; g < g1; g++) {
+            const struct attn_state st =
+                attn_state_at(per_kv + (size_t)(g - g0) * kv_floats, group, hd);
+            const float *q =
+                a->q + (size_t)t * (size_t)q_dim + (size_t)g * (size_t)group * (size_t)hd;
+            for (int h = 0; h < group; h++) {
+                st.mx[h] = -INFINITY;
+                st.sum[h] = 0.0f;
+            }
+            memset(st.acc, 0, (size_t)group * (size_t)hd * sizeof(float));
+            if (tk != DTYPE_F32)
+                for (int h = 0; h < group; h++)
+                    kern_kv_query(tk, q + (size_t)h * (size_t)hd, hd,
+                                  st.qc + (size_t)h * (size_t)hd);
         }
-        memset(acc, 0, (size_t)group * (size_t)hd * sizeof(float));
-        if (tk != DTYPE_F32)
-            for (int h = 0; h < group; h++)
-                kern_kv_query(tk, q + (size_t)h * (size_t)hd, hd, qc + (size_t)h * (size_t)hd);
         /* cells by ascending position, up to the token's own */
         int o = 0;
         while (o < kv->n_used) {
@@ -137,44 +165,56 @@ static void attn_worker(void *arg, int ith, int nth)
             }
             if (n == 0)
                 break;
-            const uint8_t *kg = kv->k + (size_t)g * head_k, *vg = kv->v + (size_t)g * head_v;
-            /* scores (cell, head): each key read once for the group */
-            kern_kv_dot_group(tk, hd, group, tk == DTYPE_F32 ? (const void *)q : (const void *)qc,
-                              (size_t)hd * sizeof(float), kg, row_k, idx, n, score);
-            /* scale (soft cap, ALiBi), the running maxima and sums, the
-             * exponentials (kern_kv_softmax); mnew gets each head's factor */
-            float scale = a->scale;
-            if (a->softcap > 0.0f || a->alibi) {
-                for (int i = 0; i < n; i++) {
-                    float *si = score + (size_t)i * (size_t)group;
-                    const float dp = a->alibi ? (float)(kv->pos[idx[i]] - pos) : 0.0f;
-                    for (int h = 0; h < group; h++) {
-                        float x = si[h] * a->scale;
-                        if (a->softcap > 0.0f)
-                            x = a->softcap * tanhf(x / a->softcap);
-                        if (a->alibi)
-                            x += a->alibi[g * group + h] * dp;
-                        si[h] = x;
+            for (int g = g0; g < g1; g++) {
+                const struct attn_state st =
+                    attn_state_at(per_kv + (size_t)(g - g0) * kv_floats, group, hd);
+                const float *q =
+                    a->q + (size_t)t * (size_t)q_dim + (size_t)g * (size_t)group * (size_t)hd;
+                const uint8_t *kg = kv->k + (size_t)g * head_k, *vg = kv->v + (size_t)g * head_v;
+                /* scores (cell, head): each key read once for the group */
+                kern_kv_dot_group(tk, hd, group,
+                                  tk == DTYPE_F32 ? (const void *)q : (const void *)st.qc,
+                                  (size_t)hd * sizeof(float), kg, row_k, idx, n, score);
+                /* scale (soft cap, ALiBi), the running maxima and sums, the
+                 * exponentials (kern_kv_softmax); mnew gets each head's factor */
+                float scale = a->scale;
+                if (a->softcap > 0.0f || a->alibi) {
+                    for (int i = 0; i < n; i++) {
+                        float *si = score + (size_t)i * (size_t)group;
+                        const float dp = a->alibi ? (float)(kv->pos[idx[i]] - pos) : 0.0f;
+                        for (int h = 0; h < group; h++) {
+                            float x = si[h] * a->scale;
+                            if (a->softcap > 0.0f)
+                                x = a->softcap * tanhf(x / a->softcap);
+                            if (a->alibi)
+                                x += a->alibi[g * group + h] * dp;
+                            si[h] = x;
+                        }
                     }
+                    scale = 1.0f;
                 }
-                scale = 1.0f;
+                kern_kv_softmax(n, group, scale, score, st.mx, st.sum, st.mnew);
+                /* rescale what was accumulated under the old maximum */
+                for (int h = 0; h < group; h++)
+                    if (st.mnew[h] != 1.0f) {
+                        float *ah = st.acc + (size_t)h * (size_t)hd;
+                        for (int d = 0; d < hd; d++)
+                            ah[d] *= st.mnew[h];
+                    }
+                /* values: each read once for the group */
+                kern_kv_axpy_group(tv, hd, group, score, vg, row_v, idx, n, st.acc, (size_t)hd);
             }
-            kern_kv_softmax(n, group, scale, score, mx, sum, mnew);
-            /* rescale what was accumulated under the old maximum */
-            for (int h = 0; h < group; h++)
-                if (mnew[h] != 1.0f) {
-                    float *ah = acc + (size_t)h * (size_t)hd;
-                    for (int d = 0; d < hd; d++)
-                        ah[d] *= mnew[h];
-                }
-            /* values: each read once for the group */
-            kern_kv_axpy_group(tv, hd, group, score, vg, row_v, idx, n, acc, (size_t)hd);
         }
-        float *out = a->out + (size_t)t * (size_t)q_dim + (size_t)g * (size_t)group * (size_t)hd;
-        for (int h = 0; h < group; h++) {
-            const float inv = sum[h] > 0.0f ? 1.0f / sum[h] : 0.0f;
-            for (int d = 0; d < hd; d++)
-                out[(size_t)h * (size_t)hd + d] = acc[(size_t)h * (size_t)hd + d] * inv;
+        for (int g = g0; g < g1; g++) {
+            const struct attn_state st =
+                attn_state_at(per_kv + (size_t)(g - g0) * kv_floats, group, hd);
+            float *out =
+                a->out + (size_t)t * (size_t)q_dim + (size_t)g * (size_t)group * (size_t)hd;
+            for (int h = 0; h < group; h++) {
+                const float inv = st.sum[h] > 0.0f ? 1.0f / st.sum[h] : 0.0f;
+                for (int d = 0; d < hd; d++)
+                    out[(size_t)h * (size_t)hd + d] = st.acc[(size_t)h * (size_t)hd + d] * inv;
+            }
         }
     }
 }
@@ -182,7 +222,12 @@ static void attn_worker(void *arg, int ith, int nth)
 void attention(strix_context *c, const struct attn_args *a)
 {
     const struct hparams *hp = &c->model->hp;
-    struct attn_job j = {c, a};
-    int64_t work = (int64_t)c->n_tok * hp->n_head * c->kv.layer[a->layer].n_used;
-    pool_run_n(c->pool, attn_worker, &j, work < 4096 ? 1 : c->n_threads);
+    const int64_t work = (int64_t)c->n_tok * hp->n_head * c->kv.layer[a->layer].n_used;
+    const int nth = work < 4096 ? 1 : c->n_threads;
+    /* enough items for the threads, and otherwise each token's cells
+     * gathered once for all its KV heads */
+    int parts = (nth + c->n_tok - 1) / c->n_tok;
+    parts = parts > hp->n_head_kv ? hp->n_head_kv : parts;
+    struct attn_job j = {c, a, parts};
+    pool_run_n(c->pool, attn_worker, &j, nth);
 }
