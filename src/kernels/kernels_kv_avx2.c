@@ -333,6 +333,8 @@ static ALWAYS_INLINE void dotg_8(const int HB, const int f16, int G, const float
     int i = 0;
     for (; i + C <= count; i += C) {
         __m256 acc[8];
+        for (int a = C * HB; a < 8; a++) /* unused (HB = 3): lanes 6 and 7 */
+            acc[a] = _mm256_setzero_ps();
         for (int c = 0; c < C; c++) {
             const uint8_t *row = base + (size_t)idx[i + c] * stride;
             const __m256 kv = f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)row))
@@ -342,7 +344,7 @@ static ALWAYS_INLINE void dotg_8(const int HB, const int f16, int G, const float
         }
         const __m256 v = sums8(acc);
         float *si = s + (size_t)i * (size_t)G;
-        if (G == HB) {
+        if (G == HB && C * HB == 8) {
             _mm256_storeu_ps(si, v);
         } else {
             float t[8];
@@ -389,6 +391,9 @@ static void dot_group(uint32_t type, int n, int G, const void *q, size_t q_strid
                    idx, count, s + h);
     for (; h + 4 <= G; h += 4)
         dotg_heads(4, type, n, G, (const uint8_t *)q + (size_t)h * q_stride, q_stride, base, stride,
+                   idx, count, s + h);
+    for (; h + 3 <= G; h += 3) /* groups of 3 (stories3M's) in one pass over the keys */
+        dotg_heads(3, type, n, G, (const uint8_t *)q + (size_t)h * q_stride, q_stride, base, stride,
                    idx, count, s + h);
     for (; h + 2 <= G; h += 2)
         dotg_heads(2, type, n, G, (const uint8_t *)q + (size_t)h * q_stride, q_stride, base, stride,
@@ -486,6 +491,8 @@ static void axpy_group(uint32_t type, int n, int G, const float *e, const uint8_
         axpyg_type(8, type, n, G, e + h, base, stride, idx, count, y + (size_t)h * ldy, ldy);
     for (; h + 4 <= G; h += 4)
         axpyg_type(4, type, n, G, e + h, base, stride, idx, count, y + (size_t)h * ldy, ldy);
+    for (; h + 3 <= G; h += 3)
+        axpyg_type(3, type, n, G, e + h, base, stride, idx, count, y + (size_t)h * ldy, ldy);
     for (; h + 2 <= G; h += 2)
         axpyg_type(2, type, n, G, e + h, base, stride, idx, count, y + (size_t)h * ldy, ldy);
     for (; h < G; h++)
@@ -530,80 +537,88 @@ static void exp_f32(int n, float *x)
     }
 }
 
-/* The per-head result of lanes l = h mod G (G divides 8) of v. */
-static ALWAYS_INLINE void fold_heads(int G, __m256 v, int is_max, float *out)
-{
-    float t[8];
-    if (G == 8) {
-        _mm256_storeu_ps(t, v);
-    } else {
-        const __m128 c = _mm256_castps256_ps128(v), d = _mm256_extractf128_ps(v, 1);
-        __m128 v4 = is_max ? _mm_max_ps(c, d) : _mm_add_ps(c, d);
-        if (G <= 2) {
-            const __m128 hi = _mm_movehl_ps(v4, v4);
-            v4 = is_max ? _mm_max_ps(v4, hi) : _mm_add_ps(v4, hi);
-            if (G == 1) {
-                const __m128 odd = _mm_movehdup_ps(v4);
-                v4 = is_max ? _mm_max_ps(v4, odd) : _mm_add_ps(v4, odd);
-            }
-        }
-        _mm_storeu_ps(t, v4);
-    }
-    for (int h = 0; h < G; h++)
-        out[h] = t[h];
-}
-
-/* kernels_kv.h's softmax, 8 lanes at a time (lane l holds head l mod G);
- * the tail through a buffer padded with -inf. */
+/* kernels_kv.h's softmax, 8 lanes at a time. Score k = i * G + h belongs
+ * to head k mod G, so lane l of the vector at 8 v holds head (8 v + l) mod G,
+ * a pattern that repeats every P = G / gcd(8, G) vectors: the maxima and
+ * sums are kept in P vectors (vector v in v mod P) and folded per head at
+ * the end. The tail goes through a buffer padded with -inf. */
 static int softmax_tile(int count, int G, float scale, float *s, float *mx, float *sum, float *r)
 {
-    if (G > 8 || 8 % G)
+    const int P = G / (G & 7 ? (G & 3 ? (G & 1 ? 1 : 2) : 4) : 8);
+    if (P > 8 || G > 64)
         return 0;
     const int total = count * G, full = total & ~7, left = total - full;
     const __m256 sc = _mm256_set1_ps(scale);
-    __m256 vm = _mm256_set1_ps(-INFINITY);
-    float tail[8];
+    __m256 vm[8], acc[8], m8[8];
+    for (int p = 0; p < P; p++) {
+        vm[p] = _mm256_set1_ps(-INFINITY);
+        acc[p] = _mm256_setzero_ps();
+    }
+    float tail[8], t[64];
+    int p = 0;
     for (int i = 0; i < full; i += 8) {
         const __m256 x = _mm256_mul_ps(_mm256_loadu_ps(s + i), sc);
         _mm256_storeu_ps(s + i, x);
-        vm = _mm256_max_ps(x, vm); /* x > vm ? x : vm */
+        vm[p] = _mm256_max_ps(x, vm[p]); /* x > vm ? x : vm */
+        p = p + 1 == P ? 0 : p + 1;
     }
+    const int p_tail = p;
     if (left) {
         for (int l = 0; l < 8; l++)
             tail[l] = l < left ? s[full + l] * scale : -INFINITY;
         memcpy(s + full, tail, (size_t)left * sizeof(float));
-        vm = _mm256_max_ps(_mm256_loadu_ps(tail), vm);
+        vm[p] = _mm256_max_ps(_mm256_loadu_ps(tail), vm[p]);
     }
-    float tm[8];
-    fold_heads(G, vm, 1, tm);
+    /* each head's largest x, the new maxima and the factors */
+    for (int h = 0; h < G; h++)
+        t[h] = -INFINITY;
+    for (int q = 0; q < P; q++) {
+        float v[8];
+        _mm256_storeu_ps(v, vm[q]);
+        for (int l = 0; l < 8; l++) {
+            const int h = (8 * q + l) % G;
+            t[h] = v[l] > t[h] ? v[l] : t[h];
+        }
+    }
     for (int h = 0; h < G; h++) {
-        const float mn = tm[h] > mx[h] ? tm[h] : mx[h];
+        const float mn = t[h] > mx[h] ? t[h] : mx[h];
         r[h] = expf(mx[h] - mn);
         sum[h] *= r[h];
         mx[h] = mn;
     }
-    for (int l = 0; l < 8; l++)
-        tm[l] = mx[l % G];
-    const __m256 m8 = _mm256_loadu_ps(tm);
-    __m256 acc = _mm256_setzero_ps();
+    for (int q = 0; q < P; q++) {
+        float v[8];
+        for (int l = 0; l < 8; l++)
+            v[l] = mx[(8 * q + l) % G];
+        m8[q] = _mm256_loadu_ps(v);
+    }
+    p = 0;
     for (int i = 0; i < full; i += 8) {
-        const __m256 x = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + i), m8));
+        const __m256 x = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + i), m8[p]));
         _mm256_storeu_ps(s + i, x);
-        acc = _mm256_add_ps(acc, x);
+        acc[p] = _mm256_add_ps(acc[p], x);
+        p = p + 1 == P ? 0 : p + 1;
     }
     if (left) {
         for (int l = 0; l < 8; l++)
             tail[l] = l < left ? s[full + l] : 0.0f;
-        const __m256 x = exp8(_mm256_sub_ps(_mm256_loadu_ps(tail), m8));
+        const __m256 x = exp8(_mm256_sub_ps(_mm256_loadu_ps(tail), m8[p_tail]));
         _mm256_storeu_ps(tail, x);
         memcpy(s + full, tail, (size_t)left * sizeof(float));
         const __m256i lane = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
         const __m256 keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(left), lane));
-        acc = _mm256_add_ps(acc, _mm256_and_ps(x, keep));
+        acc[p_tail] = _mm256_add_ps(acc[p_tail], _mm256_and_ps(x, keep));
     }
-    fold_heads(G, acc, 0, tm);
     for (int h = 0; h < G; h++)
-        sum[h] += tm[h];
+        t[h] = 0.0f;
+    for (int q = 0; q < P; q++) {
+        float v[8];
+        _mm256_storeu_ps(v, acc[q]);
+        for (int l = 0; l < 8; l++)
+            t[(8 * q + l) % G] += v[l];
+    }
+    for (int h = 0; h < G; h++)
+        sum[h] += t[h];
     return 1;
 }
 
