@@ -359,23 +359,24 @@ static ALWAYS_INLINE void dotg_8(const int HB, const int f16, int G, const float
                    s + (size_t)i * (size_t)G);
 }
 
+/* float keys; heads of 8 values take dotg_8 */
+static ALWAYS_INLINE void dotg_f(const int HB, const int f16, int n, int G, const float *q,
+                                 size_t qs, const uint8_t *base, size_t stride, const int *idx,
+                                 int count, float *s)
+{
+    if (n == 8)
+        dotg_8(HB, f16, G, q, qs, base, stride, idx, count, s);
+    else
+        dotg_float(HB, f16, n, G, q, qs, base, stride, idx, count, s);
+}
+
 static ALWAYS_INLINE void dotg_heads(const int HB, uint32_t type, int n, int G, const void *q,
                                      size_t qs, const uint8_t *base, size_t stride, const int *idx,
                                      int count, float *s)
 {
     switch (type) {
-    case DTYPE_F32:
-        if (n == 8)
-            dotg_8(HB, 0, G, q, qs / sizeof(float), base, stride, idx, count, s);
-        else
-            dotg_float(HB, 0, n, G, q, qs / sizeof(float), base, stride, idx, count, s);
-        break;
-    case DTYPE_F16:
-        if (n == 8)
-            dotg_8(HB, 1, G, q, qs / sizeof(float), base, stride, idx, count, s);
-        else
-            dotg_float(HB, 1, n, G, q, qs / sizeof(float), base, stride, idx, count, s);
-        break;
+    case DTYPE_F32: dotg_f(HB, 0, n, G, q, qs / sizeof(float), base, stride, idx, count, s); break;
+    case DTYPE_F16: dotg_f(HB, 1, n, G, q, qs / sizeof(float), base, stride, idx, count, s); break;
     case DTYPE_Q8_0: dotg_block(HB, 0, n, G, q, qs, base, stride, idx, count, s); break;
     case DTYPE_Q4_0: dotg_block(HB, 1, n, G, q, qs, base, stride, idx, count, s); break;
     default: break;
@@ -460,23 +461,24 @@ static ALWAYS_INLINE void axpyg_heads(const int HB, uint32_t type, int n, int G,
             }
 }
 
+/* float values; heads of 8 values with the loops unrolled */
+static ALWAYS_INLINE void axpyg_float(const int HB, const uint32_t type, int n, int G,
+                                      const float *e, const uint8_t *base, size_t stride,
+                                      const int *idx, int count, float *y, size_t ldy)
+{
+    if (n == 8)
+        axpyg_heads(HB, type, 8, G, e, base, stride, idx, count, y, ldy);
+    else
+        axpyg_heads(HB, type, n, G, e, base, stride, idx, count, y, ldy);
+}
+
 static ALWAYS_INLINE void axpyg_type(const int HB, uint32_t type, int n, int G, const float *e,
                                      const uint8_t *base, size_t stride, const int *idx, int count,
                                      float *y, size_t ldy)
 {
-    switch (type) { /* 8 values: the loops unrolled */
-    case DTYPE_F32:
-        if (n == 8)
-            axpyg_heads(HB, DTYPE_F32, 8, G, e, base, stride, idx, count, y, ldy);
-        else
-            axpyg_heads(HB, DTYPE_F32, n, G, e, base, stride, idx, count, y, ldy);
-        break;
-    case DTYPE_F16:
-        if (n == 8)
-            axpyg_heads(HB, DTYPE_F16, 8, G, e, base, stride, idx, count, y, ldy);
-        else
-            axpyg_heads(HB, DTYPE_F16, n, G, e, base, stride, idx, count, y, ldy);
-        break;
+    switch (type) {
+    case DTYPE_F32: axpyg_float(HB, DTYPE_F32, n, G, e, base, stride, idx, count, y, ldy); break;
+    case DTYPE_F16: axpyg_float(HB, DTYPE_F16, n, G, e, base, stride, idx, count, y, ldy); break;
     case DTYPE_Q8_0: axpyg_heads(HB, DTYPE_Q8_0, n, G, e, base, stride, idx, count, y, ldy); break;
     case DTYPE_Q4_0: axpyg_heads(HB, DTYPE_Q4_0, n, G, e, base, stride, idx, count, y, ldy); break;
     default: break;
