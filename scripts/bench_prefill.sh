@@ -15,9 +15,10 @@
 # --type BF16` into BF16_DIR (default DIR) when missing, and stories3M F32
 # with `strix convert --type F32` from STORIES (default DIR/stories3M-f32.gguf)
 # into a temporary folder. ONLY="tl1b-q4_0 ..." keeps the named rows;
-# ROUNDS 0 runs no model. KERNELS=1 also times each weight type's avx512
-# product alone (rows x cols of KERNEL_SHAPES, KERNEL_N tokens, linked
-# against this checkout's build/obj) against the same peak.
+# ROUNDS 0 runs no model. KERNELS=1 also times each weight type's product
+# alone (the avx512 set, or avx2 where the CPU lacks it; SET=NAME picks
+# one; rows x cols of KERNEL_SHAPES, KERNEL_N tokens, linked against this
+# checkout's build/obj) against the same peak.
 # Defaults: 2 rounds, pp256, threads "1 2",
 # PP_SMALL 512: about 4-5 minutes on an idle 2-core machine.
 #
@@ -226,9 +227,15 @@ static double now(void)
 int main(int argc, char **argv)
 {
     const int rows = atoi(argv[1]), cols = atoi(argv[2]), n = atoi(argv[3]);
-    const struct kern_isa *k = kern_isa_get("avx512");
+    const struct kern_isa *k = kern_isa_get(getenv("SET") ? getenv("SET") : "avx512");
+    if (!k)
+        k = kern_isa_get("avx2");
     if (!k)
         return 1;
+    if (argc > 4) { /* the set's name only */
+        printf("%s\n", k->name);
+        return 0;
+    }
     const uint32_t types[] = {DTYPE_F32, DTYPE_F16, DTYPE_BF16, DTYPE_Q8_0, DTYPE_Q4_0, DTYPE_Q4_K, DTYPE_Q6_K};
     float *wf = malloc((size_t)rows * cols * 4), *x = malloc((size_t)n * cols * 4);
     float *y = malloc((size_t)n * rows * 4);
@@ -283,7 +290,7 @@ EOF
     if ${CC:-cc} -O2 -Isrc -Iinclude -o "$tmp/kern" "$tmp/kern.c" build/obj/kernels/*.o \
         build/obj/quant/*.o build/obj/util.o -lm -lpthread 2>/dev/null; then
         echo
-        echo "kernels alone, avx512 set, one thread, ${KERNEL_N:-256} tokens (best of 7 calls):"
+        echo "kernels alone, $("$tmp/kern" 16 32 1 name) set, one thread, ${KERNEL_N:-256} tokens (best of 7 calls):"
         echo "| weights | rows x cols | kernel | GOP/s | share of peak | activation conversion, % of the product |"
         echo "|---|---|---|---:|---:|---:|"
         for shape in ${KERNEL_SHAPES:-2048x2048 5632x2048 2048x5632}; do
