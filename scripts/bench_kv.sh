@@ -22,7 +22,11 @@
 #        THREADS (2), LONG (32768; 0 skips part 2), LONG_TYPES ("q8_0"),
 #        PPL (1; 0 skips part 3), LIMIT (seconds one program may run per
 #        row, 240; a row past it prints "timeout").
-# Without LLAMA_BENCH / LLAMA_PPL only strix runs.
+# Without LLAMA_BENCH / LLAMA_PPL only strix runs. A llama-bench without
+# `-d` (older builds) cannot start at a depth: LLAMA_BATCHED_BENCH=/path/to/
+# llama-batched-bench instead (with LLAMA_BENCH unset) times one sequence
+# generating TG tokens after a prompt of DEPTH (its S_TG), flash attention
+# on by LLAMA_FA (default "-fa"; newer builds take "-fa on").
 #
 # Each of these stays within about 5 minutes on 2 quiet cores (the 1.1B
 # shape at Q4_0; a depth of 8192 costs each program a prefill of 8192
@@ -43,6 +47,7 @@ LONG=${LONG:-32768}
 LONG_TYPES=${LONG_TYPES:-q8_0}
 PPL=${PPL:-1}
 LIMIT=${LIMIT:-240}
+LLAMA_FA=${LLAMA_FA:--fa}
 TEXT=tests/data/tinystories-valid-4k.txt
 BUNDLED=tests/data/stories260K-ref.gguf
 tmp=$(mktemp -d)
@@ -84,6 +89,12 @@ speed_table() { # model depth-list type-list
             if [ -n "$LLAMA_BENCH" ]; then
                 lt=$(timeout "$LIMIT" "$LLAMA_BENCH" -m "$m" -fa 1 -ctk "$ty" -ctv "$ty" -d "$d" -p 0 -n "$TG" -r 1 -t "$T" \
                     -o jsonl 2>/dev/null | jget avg_ts | awk '{ printf "%.2f", $1 }')
+                [ -n "$lt" ] || lt="failed or timeout"
+            elif [ -n "$LLAMA_BATCHED_BENCH" ]; then
+                # one sequence: its generation speed after a prompt of d tokens
+                lt=$( (timeout "$LIMIT" "$LLAMA_BATCHED_BENCH" -m "$m" -c $((d + TG + 64)) -b 2048 -npp "$d" \
+                    -ntg "$TG" -npl 1 -t "$T" $LLAMA_FA -ctk "$ty" -ctv "$ty" --output-format jsonl) \
+                    2>/dev/null | jget speed_tg | awk '{ printf "%.2f", $1 }')
                 [ -n "$lt" ] || lt="failed or timeout"
             fi
             lb=$(awk -v n="$lkv" -v b="$(bpv "$ty")" 'BEGIN { printf "%d", 2 * n * b }')
