@@ -271,12 +271,21 @@ static ALWAYS_INLINE void dotg_float(const int HB, const int f16, int n, int G, 
                    s + (size_t)i * (size_t)G);
 }
 
+#define DQ_MAX 16 /* blocks of a head whose scales dotg_block converts once */
+
 static ALWAYS_INLINE void dotg_block(const int HB, const int q4, int n, int G, const uint8_t *q,
                                      size_t qs, const uint8_t *base, size_t stride, const int *idx,
                                      int count, float *s)
 {
     const int nb = n / QK8_0;
     const __m256i low = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8);
+    /* the queries' block scales, converted once for every cell (heads of up
+     * to DQ_MAX blocks; wider ones convert them per cell) */
+    float dq[8][DQ_MAX];
+    const int pre = nb <= DQ_MAX;
+    for (int h = 0; pre && h < HB; h++)
+        for (int b = 0; b < nb; b++)
+            dq[h][b] = f16s(((const struct block_q8_0 *)(const void *)(q + (size_t)h * qs) + b)->d);
     for (int i = 0; i < count; i++) {
         const uint8_t *row = base + (size_t)idx[i] * stride;
         if (i + 1 < count)
@@ -305,8 +314,8 @@ static ALWAYS_INLINE void dotg_block(const int HB, const int q4, int n, int G, c
                 const __m256i qy = _mm256_loadu_si256((const __m256i *)qb->qs);
                 const __m256i p16 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(qy, kx));
                 const __m256i p = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
-                acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dk * f16s(qb->d)),
-                                         acc[h]);
+                acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
+                                         _mm256_set1_ps(dk * (pre ? dq[h][b] : f16s(qb->d))), acc[h]);
             }
         }
         float *si = s + (size_t)i * (size_t)G;
@@ -432,6 +441,46 @@ static ALWAYS_INLINE float vrow8(uint32_t type, const uint8_t *row, int j0, __m2
     }
 }
 
+/* Values of Q8_0 / Q4_0 cells: the factor e[i * G + h] times the block's
+ * scale is formed once per cell and block (not per 8 values) in chunks of
+ * AX_CELLS cells; each y value still takes the cells in order, one FMA by
+ * the same factor each, so the sums are axpyg_heads's bit for bit. */
+#define AX_CELLS 64
+static ALWAYS_INLINE void axpyg_blocks(const int HB, uint32_t type, int n, int G, const float *e,
+                                       const uint8_t *base, size_t stride, const int *idx,
+                                       int count, float *y, size_t ldy)
+{
+    const int q4 = type == DTYPE_Q4_0;
+    const size_t bbytes = q4 ? sizeof(struct block_q4_0) : sizeof(struct block_q8_0);
+    float coef[AX_CELLS * 8];
+    for (int i0 = 0; i0 < count; i0 += AX_CELLS) {
+        const int c = count - i0 < AX_CELLS ? count - i0 : AX_CELLS;
+        for (int b = 0; b < n / QK8_0; b++) {
+            for (int i = 0; i < c; i++) {
+                uint16_t hd;
+                memcpy(&hd, base + (size_t)idx[i0 + i] * stride + (size_t)b * bbytes, 2);
+                const float d = f16s(hd);
+                const float *ei = e + (size_t)(i0 + i) * (size_t)G;
+                for (int h = 0; h < HB; h++)
+                    coef[i * 8 + h] = ei[h] * d;
+            }
+            for (int j0 = b * QK8_0; j0 < (b + 1) * QK8_0; j0 += 8) {
+                __m256 a[8];
+                for (int h = 0; h < HB; h++)
+                    a[h] = _mm256_loadu_ps(y + (size_t)h * ldy + j0);
+                for (int i = 0; i < c; i++) {
+                    __m256 v;
+                    (void)vrow8(type, base + (size_t)idx[i0 + i] * stride, j0, &v);
+                    for (int h = 0; h < HB; h++)
+                        a[h] = _mm256_fmadd_ps(_mm256_broadcast_ss(coef + i * 8 + h), v, a[h]);
+                }
+                for (int h = 0; h < HB; h++)
+                    _mm256_storeu_ps(y + (size_t)h * ldy + j0, a[h]);
+            }
+        }
+    }
+}
+
 static ALWAYS_INLINE void axpyg_heads(const int HB, uint32_t type, int n, int G, const float *e,
                                       const uint8_t *base, size_t stride, const int *idx, int count,
                                       float *y, size_t ldy)
@@ -479,8 +528,8 @@ static ALWAYS_INLINE void axpyg_type(const int HB, uint32_t type, int n, int G, 
     switch (type) {
     case DTYPE_F32: axpyg_float(HB, DTYPE_F32, n, G, e, base, stride, idx, count, y, ldy); break;
     case DTYPE_F16: axpyg_float(HB, DTYPE_F16, n, G, e, base, stride, idx, count, y, ldy); break;
-    case DTYPE_Q8_0: axpyg_heads(HB, DTYPE_Q8_0, n, G, e, base, stride, idx, count, y, ldy); break;
-    case DTYPE_Q4_0: axpyg_heads(HB, DTYPE_Q4_0, n, G, e, base, stride, idx, count, y, ldy); break;
+    case DTYPE_Q8_0: axpyg_blocks(HB, DTYPE_Q8_0, n, G, e, base, stride, idx, count, y, ldy); break;
+    case DTYPE_Q4_0: axpyg_blocks(HB, DTYPE_Q4_0, n, G, e, base, stride, idx, count, y, ldy); break;
     default: break;
     }
 }
