@@ -22,7 +22,7 @@
 # Defaults: 2 rounds, pp256, threads "1 2",
 # PP_SMALL 512: about 4-5 minutes on an idle 2-core machine.
 #
-# Peak: a probe (compiled here from the C below) times 12 independent
+# Peak: a probe (scripts/probe_peak.c, compiled here) times 12 independent
 # chains of VFMADD (fp32), VDPBF16PS (bf16) and VPDPBUSD (int8) on zmm
 # registers on one thread (on a CPU without AVX-512: VFMADD on ymm for
 # fp32 and bf16, and VPMADDUBSW for int8, the multiply-add without VNNI,
@@ -52,155 +52,30 @@ echo "vector flags: $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' |
     grep -E '^(avx2|fma|f16c|avx_vnni|avx512f|avx512_vnni|avx512_bf16|amx_tile|amx_int8|amx_bf16)$' | tr '\n' ' ')"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-# ---- the compute probe ----
-cat >"$tmp/probe.c" <<'EOF'
-#include <immintrin.h>
-#include <stdio.h>
-#include <time.h>
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-#define CHAINS(OP, V)                                                                              \
-    _Pragma("GCC unroll 12") for (int k = 0; k < 12; k++) V[k] = OP;                               \
-    __asm__ volatile("" ::"v"(V[0]), "v"(V[1]), "v"(V[2]), "v"(V[3]), "v"(V[4]), "v"(V[5]),        \
-                     "v"(V[6]), "v"(V[7]), "v"(V[8]), "v"(V[9]), "v"(V[10]), "v"(V[11]))
-int main(void)
-{
-    const long n = 100000000;
-    long c = n;
-    unsigned long x = 0;
-    double t0 = now();
-    __asm__ volatile("1: add $1,%0\n add $1,%0\n add $1,%0\n add $1,%0\n sub $1,%1\n jnz 1b"
-                     : "+r"(x), "+r"(c));
-    const double ghz = 4.0 * (double)n / (now() - t0) / 1e9;
-    const long m = n / 8;
-    __m512 a[12], b[12];
-    __m512i q[12];
-    for (int k = 0; k < 12; k++) {
-        a[k] = b[k] = _mm512_set1_ps(1e-3f * (float)k);
-        q[k] = _mm512_set1_epi32(k);
-    }
-    const __m512 f = _mm512_set1_ps(0.999f), g = _mm512_set1_ps(1e-4f);
-    const __m512i u = _mm512_set1_epi8(3), s = _mm512_set1_epi8(-2);
-    t0 = now();
-    for (long i = 0; i < m; i++) {
-        CHAINS(_mm512_fmadd_ps(a[k], f, g), a);
-    }
-    const double fp32 = 12.0 * (double)m * 32 / (now() - t0) / 1e9;
-    t0 = now();
-    for (long i = 0; i < m; i++) {
-        CHAINS((__m512)_mm512_dpbf16_ps(b[k], (__m512bh)u, (__m512bh)s), b);
-    }
-    const double bf16 = 12.0 * (double)m * 64 / (now() - t0) / 1e9;
-    t0 = now();
-    for (long i = 0; i < m; i++) {
-        CHAINS(_mm512_dpbusd_epi32(q[k], u, s), q);
-    }
-    const double int8 = 12.0 * (double)m * 128 / (now() - t0) / 1e9;
-    float sink = 0;
-    for (int k = 0; k < 12; k++)
-        sink += _mm512_reduce_add_ps(a[k]) + _mm512_reduce_add_ps(b[k]) +
-                (float)_mm512_reduce_add_epi32(q[k]);
-    printf("%.3f %.1f %.1f %.1f %g\n", ghz, fp32, bf16, int8, sink * 0.0f);
-    return 0;
-}
-EOF
+# ---- the compute probe (scripts/probe_peak.c) ----
 # the best of 5 probe runs per column: clock, fp32, bf16 (column BF of the
 # probe's output: 3, or 2 where BF16 runs as fp32), int8
 probe_best() {
-    for i in 1 2 3 4 5; do "$tmp/probe"; done |
+    for i in 1 2 3 4 5; do "$tmp/probe" "$2"; done |
         awk -v bf="$1" '{ for (i = 1; i <= NF; i++) if ($i > m[i]) m[i] = $i }
             END { printf "%s %s %s %s %s", m[1], m[2], m[bf], m[4], m[5] }'
 }
 peak=""
-if ${CC:-cc} -O2 -mavx512f -mavx512vnni -mavx512bf16 -o "$tmp/probe" "$tmp/probe.c" 2>/dev/null &&
-    "$tmp/probe" >/dev/null 2>&1; then
-    peak=$(probe_best 3)
+if ${CC:-cc} -O2 -mavx512f -mavx512vnni -mavx512bf16 -o "$tmp/probe" "$(dirname "$0")/probe_peak.c" 2>/dev/null &&
+    "$tmp/probe" avx512 >/dev/null 2>&1; then
+    peak=$(probe_best 3 avx512)
     echo "$peak" | awk '{ printf "probe, one thread (best of 5): clock %.2f GHz; fp32 FMA %.0f GFLOP/s (%.2f zmm FMA/cycle);" \
         " bf16 VDPBF16PS %.0f GFLOP/s (%.2f/cycle); int8 VPDPBUSD %.0f GOP/s (%.2f/cycle)\n",
         $1, $2, $2 / 32 / $1, $3, $3 / 64 / $1, $4, $4 / 128 / $1 }'
-elif cat >"$tmp/probe2.c" <<'EOF' &&
-#include <stdio.h>
-#include <time.h>
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-/* Written in assembly so that no compiler can hoist a product whose inputs
- * do not change out of the loop (a C version of the int8 chains was
- * hoisted and timed VPADDD alone). */
-#define CLOBBER "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", \
-                "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory"
-/* fp32: 12 chains of VFMADD231PS */
-#define FMA(a) "vfmadd231ps %%ymm14, %%ymm15, %%ymm" #a "\n"
-/* int8 without VNNI, 32 multiply-adds: VPMADDUBSW (u8 x s8, pairs summed
- * to int16), then VPMADDWD by ones and VPADDD into int32 */
-#define SEQ(k, t, a)                                                                               \
-    "vpmaddubsw " #k "*32(%1), %%ymm0, %%ymm" #t "\n vpmaddwd %%ymm1, %%ymm" #t ", %%ymm" #t       \
-    "\n vpaddd %%ymm" #t ", %%ymm" #a ", %%ymm" #a "\n"
-/* VPMADDUBSW alone: the multipliers' own rate, which no int8 kernel
- * without VNNI can exceed */
-#define MUL(k, t) "vpmaddubsw " #k "*32(%1), %%ymm0, %%ymm" #t "\n"
-int main(void)
-{
-    static signed char s[12 * 32] __attribute__((aligned(32)));
-    static float f[8] __attribute__((aligned(32)));
-    for (int i = 0; i < 12 * 32; i++)
-        s[i] = (signed char)(i % 7 - 3);
-    for (int i = 0; i < 8; i++)
-        f[i] = 1e-3f;
-    const long n = 100000000;
-    long c = n;
-    unsigned long x = 0;
-    double t0 = now();
-    __asm__ volatile("1: add $1,%0\n add $1,%0\n add $1,%0\n add $1,%0\n sub $1,%1\n jnz 1b"
-                     : "+r"(x), "+r"(c));
-    const double ghz = 4.0 * (double)n / (now() - t0) / 1e9;
-    const long m = n / 8;
-    c = m, t0 = now();
-    __asm__ volatile("vmovaps (%1), %%ymm14\n vmovaps (%1), %%ymm15\n"
-                     "1:\n" FMA(0) FMA(1) FMA(2) FMA(3) FMA(4) FMA(5) FMA(6) FMA(7) FMA(8) FMA(9)
-                         FMA(10) FMA(11) "sub $1, %0\n jnz 1b\n"
-                     : "+r"(c)
-                     : "r"(f)
-                     : CLOBBER);
-    const double fp32 = 12.0 * (double)m * 16 / (now() - t0) / 1e9;
-    c = m, t0 = now();
-    __asm__ volatile("vpcmpeqw %%ymm1, %%ymm1, %%ymm1\n vpsrlw $15, %%ymm1, %%ymm1\n"
-                     "vpcmpeqb %%ymm0, %%ymm0, %%ymm0\n vpsrlw $9, %%ymm0, %%ymm0\n"
-                     "1:\n" SEQ(0, 2, 8) SEQ(1, 3, 9) SEQ(2, 4, 10) SEQ(3, 5, 11) SEQ(4, 6, 12)
-                         SEQ(5, 7, 13) SEQ(6, 2, 8) SEQ(7, 3, 9) SEQ(8, 4, 10) SEQ(9, 5, 11)
-                             SEQ(10, 6, 12) SEQ(11, 7, 13) "sub $1, %0\n jnz 1b\n"
-                     : "+r"(c)
-                     : "r"(s)
-                     : CLOBBER);
-    const double seq = 12.0 * (double)m * 64 / (now() - t0) / 1e9;
-    c = m, t0 = now();
-    __asm__ volatile("vpcmpeqb %%ymm0, %%ymm0, %%ymm0\n vpsrlw $9, %%ymm0, %%ymm0\n"
-                     "1:\n" MUL(0, 2) MUL(1, 3) MUL(2, 4) MUL(3, 5) MUL(4, 6) MUL(5, 7) MUL(6, 8)
-                         MUL(7, 9) MUL(8, 10) MUL(9, 11) MUL(10, 12) MUL(11, 13) "sub $1, %0\n jnz 1b\n"
-                     : "+r"(c)
-                     : "r"(s)
-                     : CLOBBER);
-    const double mul = 12.0 * (double)m * 64 / (now() - t0) / 1e9;
-    printf("%.3f %.1f %.1f %.1f %.1f\n", ghz, fp32, fp32, mul, seq);
-    return 0;
-}
-EOF
-    ${CC:-cc} -O2 -o "$tmp/probe" "$tmp/probe2.c" 2>"$tmp/probe.err" &&
-    grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && "$tmp/probe" >/dev/null 2>&1; then
+elif ${CC:-cc} -O2 -o "$tmp/probe" "$(dirname "$0")/probe_peak.c" 2>"$tmp/probe.err" &&
+    grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && "$tmp/probe" avx2 >/dev/null 2>&1; then
     # AVX2 without AVX-512: fp32 FMA on ymm (BF16 weights are widened to
     # fp32 there, so their peak is the fp32 one); int8 without VNNI: the
     # peak is VPMADDUBSW's rate (32 u8 x s8 multiply-adds each, the pairs
     # summed in int16), the multipliers' limit; the column after it times
     # the shortest sequence that sums into int32 (VPMADDUBSW, VPMADDWD,
     # VPADDD per 32 multiply-adds)
-    peak=$(probe_best 2)
+    peak=$(probe_best 2 avx2)
     echo "$peak" | awk '{ printf "probe (AVX2), one thread (best of 5): clock %.2f GHz; fp32 FMA %.0f GFLOP/s (%.2f ymm FMA/cycle;" \
         " also the BF16 peak); int8 VPMADDUBSW %.0f GOP/s (%.2f a cycle; the peak for the quantized types);" \
         " VPMADDUBSW+VPMADDWD+VPADDD %.0f GOP/s (%.2f sequences a cycle)\n",
