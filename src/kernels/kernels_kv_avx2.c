@@ -413,20 +413,17 @@ static void dot_group(uint32_t type, int n, int G, const void *q, size_t q_strid
                    idx, count, s + h);
 }
 
-/* Values j0 .. j0 + 7 of a cell's row (j0 + 8 <= n), and the factor its
- * block's scale puts on them (1 for the float types). */
-static ALWAYS_INLINE float vrow8(uint32_t type, const uint8_t *row, int j0, __m256 *v)
+/* Values j0 .. j0 + 7 of a cell's row (j0 + 8 <= n); for Q8_0 / Q4_0 the
+ * quants, before their block's scale. */
+static ALWAYS_INLINE __m256 vrow8(uint32_t type, const uint8_t *row, int j0)
 {
     switch (type) {
-    case DTYPE_F32: *v = _mm256_loadu_ps((const float *)(const void *)row + j0); return 1.0f;
-    case DTYPE_F16:
-        *v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * (size_t)j0)));
-        return 1.0f;
+    case DTYPE_F32: return _mm256_loadu_ps((const float *)(const void *)row + j0);
+    case DTYPE_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * (size_t)j0)));
     case DTYPE_Q8_0: {
         const struct block_q8_0 *blk = (const struct block_q8_0 *)(const void *)row + j0 / QK8_0;
         const __m128i raw = _mm_loadl_epi64((const __m128i *)(blk->qs + j0 % QK8_0));
-        *v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(raw));
-        return f16s(blk->d);
+        return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(raw));
     }
     default: {
         const struct block_q4_0 *blk = (const struct block_q4_0 *)(const void *)row + j0 / QK4_0;
@@ -435,8 +432,7 @@ static ALWAYS_INLINE float vrow8(uint32_t type, const uint8_t *row, int j0, __m2
         if (jb >= QK4_0 / 2)
             raw = _mm_srli_epi16(raw, 4);
         raw = _mm_sub_epi8(_mm_and_si128(raw, _mm_set1_epi8(0x0f)), _mm_set1_epi8(8));
-        *v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(raw));
-        return f16s(blk->d);
+        return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(raw));
     }
     }
 }
@@ -444,7 +440,7 @@ static ALWAYS_INLINE float vrow8(uint32_t type, const uint8_t *row, int j0, __m2
 /* Values of Q8_0 / Q4_0 cells: the factor e[i * G + h] times the block's
  * scale is formed once per cell and block (not per 8 values) in chunks of
  * AX_CELLS cells; each y value still takes the cells in order, one FMA by
- * the same factor each, so the sums are axpyg_heads's bit for bit. */
+ * the same factor each (as it was when this was a per-8-values product). */
 #define AX_CELLS 64
 static ALWAYS_INLINE void axpyg_blocks(const int HB, uint32_t type, int n, int G, const float *e,
                                        const uint8_t *base, size_t stride, const int *idx,
@@ -469,8 +465,7 @@ static ALWAYS_INLINE void axpyg_blocks(const int HB, uint32_t type, int n, int G
                 for (int h = 0; h < HB; h++)
                     a[h] = _mm256_loadu_ps(y + (size_t)h * ldy + j0);
                 for (int i = 0; i < c; i++) {
-                    __m256 v;
-                    (void)vrow8(type, base + (size_t)idx[i0 + i] * stride, j0, &v);
+                    const __m256 v = vrow8(type, base + (size_t)idx[i0 + i] * stride, j0);
                     for (int h = 0; h < HB; h++)
                         a[h] = _mm256_fmadd_ps(_mm256_broadcast_ss(coef + i * 8 + h), v, a[h]);
                 }
@@ -481,33 +476,31 @@ static ALWAYS_INLINE void axpyg_blocks(const int HB, uint32_t type, int n, int G
     }
 }
 
+/* Values of F32 / F16 cells. */
 static ALWAYS_INLINE void axpyg_heads(const int HB, uint32_t type, int n, int G, const float *e,
                                       const uint8_t *base, size_t stride, const int *idx, int count,
                                       float *y, size_t ldy)
 {
-    const int blocks = type == DTYPE_Q8_0 || type == DTYPE_Q4_0;
     const int n8 = n & ~7;
     for (int j0 = 0; j0 < n8; j0 += 8) {
         __m256 a[8];
         for (int h = 0; h < HB; h++)
             a[h] = _mm256_loadu_ps(y + (size_t)h * ldy + j0);
         for (int i = 0; i < count; i++) {
-            __m256 v;
-            const float d = vrow8(type, base + (size_t)idx[i] * stride, j0, &v);
+            const __m256 v = vrow8(type, base + (size_t)idx[i] * stride, j0);
             const float *ei = e + (size_t)i * (size_t)G;
             for (int h = 0; h < HB; h++)
-                a[h] = _mm256_fmadd_ps(_mm256_set1_ps(blocks ? ei[h] * d : ei[h]), v, a[h]);
+                a[h] = _mm256_fmadd_ps(_mm256_set1_ps(ei[h]), v, a[h]);
         }
         for (int h = 0; h < HB; h++)
             _mm256_storeu_ps(y + (size_t)h * ldy + j0, a[h]);
     }
-    if (!blocks)
-        for (int j = n8; j < n; j++)
-            for (int i = 0; i < count; i++) {
-                const float vj = fval(type == DTYPE_F16, base + (size_t)idx[i] * stride, j);
-                for (int h = 0; h < HB; h++)
-                    y[(size_t)h * ldy + j] += e[(size_t)i * (size_t)G + h] * vj;
-            }
+    for (int j = n8; j < n; j++)
+        for (int i = 0; i < count; i++) {
+            const float vj = fval(type == DTYPE_F16, base + (size_t)idx[i] * stride, j);
+            for (int h = 0; h < HB; h++)
+                y[(size_t)h * ldy + j] += e[(size_t)i * (size_t)G + h] * vj;
+        }
 }
 
 /* float values; heads of 8 values with the loops unrolled */
